@@ -1,0 +1,34 @@
+"""The ``meshscan`` command: one click group; each command lives in its own module and
+imports heavy libraries only when it runs, so ``--help`` and ``--version`` stay fast.
+
+Domain errors become exit codes here and only here (clamscan's convention: 0 clean,
+1 something flagged or sent to review, 2 errors).
+"""
+
+from __future__ import annotations
+
+import click
+
+from scanner import __version__
+from scanner.cli.inspect_cmd import inspect_cmd
+
+EXIT_CLEAN = 0
+EXIT_FOUND = 1
+EXIT_ERROR = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="meshscan")
+def cli() -> None:
+    """meshscan: find 3D-printable blueprints of essential firearm components in uploaded
+    model files (STL, OBJ, PLY, OFF, 3MF and archives), for human review.
+
+    meshscan flags, quarantines and queues files for people to decide; it never deletes.
+    """
+
+
+cli.add_command(inspect_cmd)
+
+
+def main() -> None:
+    cli(prog_name="meshscan")

@@ -1,0 +1,47 @@
+"""Options shared by several commands, as decorators (sqlite-utils style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+LIMIT_OPTIONS = {
+    "max_file_bytes": "largest file or archive member read, bytes",
+    "max_triangles": "most triangles in one file",
+    "max_vertices": "most vertices in one file",
+    "max_members": "most members in one archive",
+    "max_uncompressed_bytes": "most bytes decompressed from one upload",
+    "max_ratio": "highest compression ratio accepted (zip bombs)",
+    "max_depth": "deepest archive nesting",
+    "max_xml_bytes": "largest 3MF XML part",
+}
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config FILE`` plus one ``--limit-*`` override per limit."""
+    for name, help_text in reversed(LIMIT_OPTIONS.items()):
+        flag = "--limit-" + name.removeprefix("max_").replace("_", "-")
+        kind = click.FLOAT if name == "max_ratio" else click.INT
+        fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
+    fn = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML settings file ([limits] table); command-line flags override it.",
+    )(fn)
+    return fn
+
+
+def settings_from(config_path: str | None, kwargs: dict[str, Any]) -> Any:
+    """Build Settings from --config and --limit-* flags (popping them from kwargs)."""
+    from scanner.config import load_settings
+    from scanner.errors import ConfigError
+
+    overrides = {f"limits.{name}": kwargs.pop(name, None) for name in LIMIT_OPTIONS}
+    try:
+        return load_settings(config_path, overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None

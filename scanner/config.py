@@ -1,0 +1,82 @@
+"""Settings: resource limits (and, later, thresholds) from a TOML file plus CLI overrides.
+
+Every limit exists so that an untrusted upload cannot take unbounded memory or time. The
+defaults are sized for a 2-core / 24 GiB machine scanning real printable models, the largest
+of which are a few million triangles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps applied while reading one upload (including everything inside an archive)."""
+
+    max_file_bytes: int = 1024 * MiB
+    """Largest file, or decompressed archive member, that is read at all."""
+    max_triangles: int = 25_000_000
+    max_vertices: int = 25_000_000
+    max_members: int = 10_000
+    """Entries in one archive (3MF packages count their parts)."""
+    max_uncompressed_bytes: int = 2048 * MiB
+    """Total bytes decompressed from one upload, across all nesting levels."""
+    max_ratio: float = 250.0
+    """Decompressed / compressed size of any member: ratios above this are zip bombs."""
+    max_depth: int = 4
+    """Archives inside archives; the upload itself is depth 0."""
+    max_xml_bytes: int = 512 * MiB
+    """Largest 3MF model part parsed as XML."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    limits: Limits = field(default_factory=Limits)
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {where}.{key}; known: {', '.join(sorted(known))}")
+        default = known[key].default
+        if isinstance(default, (int, float)) and not isinstance(value, bool):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{where}.{key} must be a positive number, got {value!r}")
+            value = type(default)(value)
+        values[key] = value
+    return cls(**values)
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read a TOML settings file (``[limits]`` table) and apply ``limits.*`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"limits"}
+    if unknown:
+        raise ConfigError(f"unknown config table(s): {', '.join(sorted(unknown))}")
+    limits_table = dict(data.get("limits", {}))
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if section != "limits" or not name:
+            raise ConfigError(f"unknown override {key}")
+        if value is not None:
+            limits_table[name] = value
+    return Settings(limits=_build(Limits, limits_table, "limits"))

@@ -1,0 +1,67 @@
+"""Where a loader's bytes come from: a file on disk (read lazily, so a 4M-triangle STL is
+never held twice) or bytes already in memory (an archive member)."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import BinaryIO, Protocol
+
+from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
+
+
+class Blob(Protocol):
+    name: str
+    size: int
+
+    def head(self, n: int) -> bytes: ...
+    def open(self) -> BinaryIO: ...
+    def read(self) -> bytes: ...
+
+
+class FileBlob:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int) -> None:
+        self.path = os.fspath(path)
+        self.name = self.path
+        try:
+            self.size = os.stat(self.path).st_size
+        except OSError as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot stat: {exc.strerror}") from None
+        if self.size > max_bytes:
+            raise UnreadableInput(LIMIT_BYTES, f"{self.size} bytes > limit {max_bytes}")
+        self._head: bytes | None = None
+
+    def open(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot open: {exc.strerror}") from None
+
+    def head(self, n: int) -> bytes:
+        if self._head is None or len(self._head) < min(n, self.size):
+            with self.open() as fh:
+                self._head = fh.read(max(n, 65536))
+        return self._head[:n]
+
+    def read(self) -> bytes:
+        with self.open() as fh:
+            try:
+                return fh.read()
+            except OSError as exc:
+                raise UnreadableInput(IO_ERROR, f"cannot read: {exc.strerror}") from None
+
+
+class BytesBlob:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self.data = data
+        self.size = len(data)
+
+    def head(self, n: int) -> bytes:
+        return self.data[:n]
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+    def read(self) -> bytes:
+        return self.data

@@ -1,0 +1,229 @@
+"""PLY (Stanford polygon format): ascii, binary_little_endian and binary_big_endian.
+
+The header declares elements and their properties; scalar-only elements become one numpy
+structured dtype read with ``np.frombuffer``. The ``face`` element's vertex-index list is
+read with a fixed-size fast path when every face has the same corner count (the usual
+case), verified on every record, and walked record by record otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scanner.errors import CORRUPT, EMPTY, TRUNCATED, UnreadableInput
+from scanner.formats._text import fan_triangulate, parse_numbers, tokens_per_line
+from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.blob import Blob
+from scanner.mesh import Mesh
+
+MAX_HEADER_BYTES = 1 << 16
+_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+_FACE_LISTS = ("vertex_indices", "vertex_index")
+
+
+@dataclass
+class _Property:
+    name: str
+    dtype: str
+    count_dtype: str | None = None  # set for list properties
+
+
+@dataclass
+class _Element:
+    name: str
+    count: int
+    props: list[_Property] = field(default_factory=list)
+
+
+def _parse_header(head: bytes) -> tuple[str, list[_Element], int]:
+    end = re.search(rb"end_header[ \t]*\r?\n", head[:MAX_HEADER_BYTES])
+    if end is None:
+        if re.search(rb"end_header\s*\Z", head):
+            end_at = len(head)
+        else:
+            raise UnreadableInput(TRUNCATED, "PLY header has no end_header")
+    else:
+        end_at = end.end()
+    fmt = ""
+    elements: list[_Element] = []
+    for raw in head[:end_at].decode("ascii", "replace").splitlines()[1:]:
+        words = raw.split()
+        if not words or words[0] in ("comment", "obj_info", "end_header"):
+            continue
+        try:
+            if words[0] == "format":
+                fmt = words[1]
+            elif words[0] == "element":
+                elements.append(_Element(words[1], int(words[2])))
+            elif words[0] == "property" and words[1] == "list":
+                elements[-1].props.append(_Property(words[4], _TYPES[words[3]], _TYPES[words[2]]))
+            elif words[0] == "property":
+                elements[-1].props.append(_Property(words[2], _TYPES[words[1]]))
+            else:
+                raise UnreadableInput(CORRUPT, f"unknown PLY header line {raw[:60]!r}")
+        except (IndexError, KeyError, ValueError):
+            raise UnreadableInput(CORRUPT, f"bad PLY header line {raw[:60]!r}") from None
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise UnreadableInput(CORRUPT, f"unknown PLY format {fmt!r}")
+    if any(e.count < 0 for e in elements):
+        raise UnreadableInput(CORRUPT, "negative element count")
+    return fmt, elements, end_at
+
+
+def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
+    data = blob.read()
+    fmt, elements, offset = _parse_header(data)
+    by_name = {e.name: e for e in elements}
+    vertex, face = by_name.get("vertex"), by_name.get("face")
+    if vertex is None or face is None or face.count == 0:
+        raise UnreadableInput(EMPTY, "PLY with no faces")
+    ctx.check_vertices(vertex.count)
+    ctx.check_triangles(face.count)
+    read = _read_ascii if fmt == "ascii" else _read_binary
+    arrays = read(data, offset, elements, "<" if fmt == "binary_little_endian" else ">")
+    v = arrays["vertex"]
+    try:
+        vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
+    except (KeyError, ValueError):
+        raise UnreadableInput(CORRUPT, "PLY vertex element lacks x, y, z") from None
+    indices, counts = arrays["face"]
+    tris, _ = fan_triangulate(indices, counts)
+    if len(tris) == 0:
+        raise UnreadableInput(EMPTY, "PLY faces have fewer than three corners")
+    return build_mesh(vertices, tris, blob, "ply-" + ("ascii" if fmt == "ascii" else "binary"), ctx)
+
+
+def _face_list(el: _Element) -> int:
+    names = [p.name for p in el.props if p.count_dtype]
+    for wanted in _FACE_LISTS:
+        if wanted in names:
+            return [p.name for p in el.props].index(wanted)
+    raise UnreadableInput(CORRUPT, "PLY face element has no vertex_indices list")
+
+
+def _read_binary(data: bytes, offset: int, elements: list[_Element], order: str) -> dict:
+    out: dict = {}
+    for el in elements:
+        if all(p.count_dtype is None for p in el.props):
+            dt = np.dtype([(p.name or f"_{i}", order + p.dtype) for i, p in enumerate(el.props)])
+            need = dt.itemsize * el.count
+            if offset + need > len(data):
+                raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
+            out[el.name] = np.frombuffer(data, dt, el.count, offset)
+            offset += need
+            continue
+        offset, value = _binary_list_element(data, offset, el, order)
+        out[el.name] = value
+    if "face" not in out or "vertex" not in out:
+        raise UnreadableInput(EMPTY, "PLY without vertex and face data")
+    return out
+
+
+def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> tuple[int, object]:
+    """Read an element with list properties; returns (new offset, (indices, counts)) for faces."""
+    face_at = _face_list(el) if el.name == "face" else -1
+    if el.count == 0:
+        return offset, (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    # Fast path: every list has the length of the first record's lists.
+    fields, pos = [], offset
+    for i, p in enumerate(el.props):
+        if p.count_dtype:
+            cdt = np.dtype(order + p.count_dtype)
+            if pos + cdt.itemsize > len(data):
+                raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
+            n = int(np.frombuffer(data, cdt, 1, pos)[0])
+            pos += cdt.itemsize + n * np.dtype(p.dtype).itemsize
+            fields += [(f"_n{i}", order + p.count_dtype), (f"_l{i}", order + p.dtype, (n,))]
+        else:
+            pos += np.dtype(p.dtype).itemsize
+            fields.append((f"_s{i}", order + p.dtype))
+    dt = np.dtype(fields)
+    if offset + dt.itemsize * el.count <= len(data):
+        rec = np.frombuffer(data, dt, el.count, offset)
+        lens = [(f"_n{i}", dt[f"_l{i}"].shape[0] if dt[f"_l{i}"].shape else 1) for i, p in enumerate(el.props) if p.count_dtype]
+        if all(np.all(rec[name] == n) for name, n in lens):
+            new_offset = offset + dt.itemsize * el.count
+            if face_at < 0:
+                return new_offset, rec
+            lst = rec[f"_l{face_at}"]
+            n = lst.shape[1] if lst.ndim == 2 else 1
+            return new_offset, (lst.reshape(-1).astype(np.int64), np.full(el.count, n))
+    # Slow path: walk each record.
+    index_chunks, counts = [], np.zeros(el.count, dtype=np.int64)
+    for r in range(el.count):
+        for i, p in enumerate(el.props):
+            if p.count_dtype:
+                cdt = np.dtype(order + p.count_dtype)
+                if offset + cdt.itemsize > len(data):
+                    raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
+                n = int(np.frombuffer(data, cdt, 1, offset)[0])
+                offset += cdt.itemsize
+                idt = np.dtype(order + p.dtype)
+                if n < 0 or offset + n * idt.itemsize > len(data):
+                    raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
+                if i == face_at:
+                    index_chunks.append(np.frombuffer(data, idt, n, offset))
+                    counts[r] = n
+                offset += n * idt.itemsize
+            else:
+                offset += np.dtype(p.dtype).itemsize
+    if face_at < 0:
+        return offset, None
+    indices = np.concatenate(index_chunks).astype(np.int64) if index_chunks else np.zeros(0, np.int64)
+    return offset, (indices, counts)
+
+
+def _read_ascii(data: bytes, offset: int, elements: list[_Element], order: str) -> dict:
+    """ASCII PLY is read a line per record (as every writer emits it), so records with more
+    values than the header declares - common in the wild - still parse."""
+    lines = data[offset:].splitlines()
+    if any(not ln.strip() for ln in lines):
+        lines = [ln for ln in lines if ln.strip()]
+    pos, out = 0, {}
+    for el in elements:
+        block = lines[pos : pos + el.count]
+        pos += el.count
+        if el.name not in ("vertex", "face"):
+            continue
+        if len(block) < el.count:
+            raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
+        joined = b"\n".join(block)
+        tok = tokens_per_line(joined, el.count)
+        values = parse_numbers(joined, np.float64, "PLY value")
+        starts = np.concatenate([[0], np.cumsum(tok)[:-1]])
+        if el.name == "vertex":
+            k = len(el.props)
+            if el.count and tok.min() < k:
+                raise UnreadableInput(CORRUPT, "a PLY vertex line with too few values")
+            cols = values[starts[:, None] + np.arange(k)] if el.count else np.zeros((0, k))
+            out["vertex"] = {p.name: cols[:, i] for i, p in enumerate(el.props)}
+            continue
+        face_at = _face_list(el)
+        if any(p.count_dtype for p in el.props[:face_at]):
+            raise UnreadableInput(CORRUPT, "PLY face element with a list before vertex_indices")
+        first = starts + face_at
+        if el.count and np.any(first >= starts + tok):
+            raise UnreadableInput(CORRUPT, "a PLY face line with too few values")
+        n = values[first].astype(np.int64) if el.count else np.zeros(0, np.int64)
+        if np.any(n < 0) or np.any(first + 1 + n > starts + tok):
+            raise UnreadableInput(CORRUPT, "a PLY face line shorter than its corner count")
+        take = np.repeat(first + 1, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        idx = values[take]
+        if np.any(idx != np.round(idx)):
+            raise UnreadableInput(CORRUPT, "non-integer face index")
+        out["face"] = (idx.astype(np.int64), n)
+    for name in ("vertex", "face"):
+        if name not in out:
+            raise UnreadableInput(EMPTY, f"PLY without {name} data")
+    return out
+
+
+loaders = {"ply": load_ply}

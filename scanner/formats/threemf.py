@@ -1,0 +1,176 @@
+"""3MF: an OPC zip package whose model part(s) are XML.
+
+Supported: several objects, ``components`` (with transforms, nested), build items with
+transforms, and the production extension's ``p:path`` references to objects in other model
+parts of the same package. Every build item instance becomes its own group (body), named
+after its object. XML is parsed by defusedxml (no DTDs, no entity expansion, no external
+entities); each part is size-capped before parsing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import zipfile
+from xml.etree.ElementTree import Element
+
+import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+
+from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, UnreadableInput
+from scanner.formats._text import parse_numbers
+from scanner.formats.archive import read_zip_member
+from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.blob import Blob
+from scanner.mesh import Mesh
+
+CORE = "{http://schemas.microsoft.com/3dmanufacturing/core/2015/02}"
+PROD = "{http://schemas.microsoft.com/3dmanufacturing/production/2015/06}"
+RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+MODEL_REL = "http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"
+MAX_COMPONENT_DEPTH = 16
+
+_Object = tuple[np.ndarray, np.ndarray] | list[tuple[str, str, np.ndarray]]
+
+
+def _transform(text: str | None) -> np.ndarray:
+    """3MF's 3x4 row-vector matrix as a 4x4 acting on column vectors."""
+    m = np.eye(4)
+    if text:
+        try:
+            v = np.array([float(x) for x in text.split()])
+        except ValueError:
+            raise UnreadableInput(CORRUPT, f"bad transform {text[:60]!r}") from None
+        if v.shape != (12,) or not np.isfinite(v).all():
+            raise UnreadableInput(CORRUPT, f"bad transform {text[:60]!r}")
+        m[:3, :3] = v[:9].reshape(3, 3).T
+        m[:3, 3] = v[9:]
+    return m
+
+
+class _Package:
+    def __init__(self, zf: zipfile.ZipFile, ctx: LoadContext) -> None:
+        self.zf, self.ctx = zf, ctx
+        self.names = {n.lstrip("/").lower(): n for n in zf.namelist()}
+        self.parts: dict[str, dict[str, _Object]] = {}
+        self.object_names: dict[tuple[str, str], str] = {}
+
+    def _xml(self, path: str) -> Element:
+        name = self.names.get(path.lstrip("/").lower())
+        if name is None:
+            raise UnreadableInput(CORRUPT, f"3MF part {path} is missing")
+        info = self.zf.getinfo(name)
+        if info.file_size > self.ctx.limits.max_xml_bytes:
+            raise UnreadableInput(LIMIT_XML, f"{path} is {info.file_size} bytes")
+        data = read_zip_member(self.zf, info, self.ctx)
+        if len(data) > self.ctx.limits.max_xml_bytes:
+            raise UnreadableInput(LIMIT_XML, f"{path} is {len(data)} bytes")
+        try:
+            return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        except (ParseError, DefusedXmlException, ValueError) as exc:
+            raise UnreadableInput(CORRUPT, f"{path}: {type(exc).__name__}: {exc}") from None
+
+    def root_part(self) -> str:
+        if "_rels/.rels" in self.names:
+            for rel in self._xml("_rels/.rels").iter(f"{RELS}Relationship"):
+                if rel.get("Type") == MODEL_REL and rel.get("Target"):
+                    return rel.get("Target", "").lstrip("/")
+        for lower, name in self.names.items():
+            if lower.startswith("3d/") and lower.endswith(".model"):
+                return name
+        raise UnreadableInput(CORRUPT, "3MF package without a model part")
+
+    def objects(self, part: str) -> dict[str, _Object]:
+        key = part.lstrip("/").lower()
+        if key not in self.parts:
+            self.parts[key] = self._parse_objects(part)
+        return self.parts[key]
+
+    def _parse_objects(self, part: str) -> dict[str, _Object]:
+        root = self._xml(part)
+        self._root_cache = getattr(self, "_root_cache", {})
+        self._root_cache[part.lstrip("/").lower()] = root
+        out: dict[str, _Object] = {}
+        for obj in root.iter(f"{CORE}object"):
+            oid = obj.get("id", "")
+            self.object_names[(part.lstrip("/").lower(), oid)] = obj.get("name") or f"object {oid}"
+            mesh = obj.find(f"{CORE}mesh")
+            if mesh is not None:
+                out[oid] = self._mesh(mesh)
+                continue
+            comps = obj.find(f"{CORE}components")
+            refs = []
+            if comps is not None:
+                for c in comps.findall(f"{CORE}component"):
+                    refs.append((c.get(f"{PROD}path") or part, c.get("objectid", ""), _transform(c.get("transform"))))
+            out[oid] = refs
+        return out
+
+    def _mesh(self, mesh: Element) -> tuple[np.ndarray, np.ndarray]:
+        vs = mesh.find(f"{CORE}vertices")
+        ts = mesh.find(f"{CORE}triangles")
+        vlist = [] if vs is None else vs.findall(f"{CORE}vertex")
+        tlist = [] if ts is None else ts.findall(f"{CORE}triangle")
+        self.ctx.check_vertices(len(vlist))
+        self.ctx.check_triangles(len(tlist))
+        try:
+            vtext = " ".join(f"{v.get('x')} {v.get('y')} {v.get('z')}" for v in vlist).encode()
+            ttext = " ".join(f"{t.get('v1')} {t.get('v2')} {t.get('v3')}" for t in tlist).encode()
+        except TypeError:
+            raise UnreadableInput(CORRUPT, "vertex or triangle lacks a coordinate") from None
+        verts = parse_numbers(vtext, np.float64, "3MF coordinate").reshape(-1, 3)
+        tris = parse_numbers(ttext, np.int64, "3MF triangle index").reshape(-1, 3)
+        if len(tris) and (tris.min() < 0 or tris.max() >= len(verts)):
+            raise UnreadableInput(BAD_INDEX, "3MF triangle index outside its object's vertices")
+        return verts, tris
+
+    def instantiate(self, part: str, oid: str, matrix: np.ndarray, depth: int, out: list) -> None:
+        if depth > MAX_COMPONENT_DEPTH:
+            raise UnreadableInput(LIMIT_DEPTH, "3MF components nested too deep (or in a cycle)")
+        obj = self.objects(part).get(oid)
+        if obj is None:
+            raise UnreadableInput(CORRUPT, f"3MF build refers to missing object {oid} in {part}")
+        if isinstance(obj, tuple):
+            verts, tris = obj
+            placed = verts @ matrix[:3, :3].T + matrix[:3, 3]
+            out.append((placed, tris))
+            if sum(len(t) for _, t in out) > self.ctx.limits.max_triangles:
+                self.ctx.check_triangles(sum(len(t) for _, t in out))
+            return
+        for cpart, coid, cm in obj:
+            self.instantiate(cpart, coid, matrix @ cm, depth + 1, out)
+
+
+def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
+    from scanner.formats.archive import _open_zip
+
+    with _open_zip(blob) as zf:
+        pkg = _Package(zf, ctx)
+        root = pkg.root_part()
+        objects = pkg.objects(root)
+        xml_root = pkg._root_cache[root.lstrip("/").lower()]
+        build = xml_root.find(f"{CORE}build")
+        items = [] if build is None else build.findall(f"{CORE}item")
+        if items:
+            jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
+        else:  # no build section: every object that no component uses
+            jobs = [(root, oid, np.eye(4)) for oid in objects]
+        pieces, groups, names = [], [], []
+        for index, (part, oid, m) in enumerate(jobs):
+            placed: list = []
+            pkg.instantiate(part, oid, m, 0, placed)
+            for verts, tris in placed:
+                pieces.append((verts, tris))
+                groups.append(np.full(len(tris), index, dtype=np.int32))
+            names.append(pkg.object_names.get((part.lstrip("/").lower(), oid), f"object {oid}"))
+    if not pieces or sum(len(t) for _, t in pieces) == 0:
+        raise UnreadableInput(EMPTY, "3MF with no triangles in its build")
+    offset, all_v, all_t = 0, [], []
+    for verts, tris in pieces:
+        all_v.append(verts)
+        all_t.append(tris + offset)
+        offset += len(verts)
+    return build_mesh(np.concatenate(all_v), np.concatenate(all_t), blob, "3mf", ctx, np.concatenate(groups), names)
+
+
+loaders = {"3mf": load_3mf}

@@ -1,0 +1,256 @@
+"""The in-memory mesh every loader produces, and the geometry every later stage reads.
+
+A :class:`Mesh` is plain numpy data: ``vertices`` (V, 3) and ``faces`` (F, 3). Loaders of
+triangle-soup formats (STL) pass ``faces=None`` and vertices as consecutive triples, so a
+4M-triangle STL costs one float32 array and nothing else until a stage needs topology.
+
+Topology (welding, bodies, edges) is computed lazily and cached, because most scans only
+need the triangles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+_MIX1 = np.uint64(0x9E3779B97F4A7C15)
+_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX3 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, vectorised: a cheap, well-spread 64-bit hash of uint64 keys."""
+    with np.errstate(over="ignore"):
+        x = x + _MIX1
+        x = (x ^ (x >> np.uint64(30))) * _MIX2
+        x = (x ^ (x >> np.uint64(27))) * _MIX3
+        return x ^ (x >> np.uint64(31))
+
+
+def canonical_float32(points: np.ndarray) -> np.ndarray:
+    """Coordinates as float32 with -0.0 folded into +0.0: the precision every format can hold."""
+    out = np.asarray(points, dtype=np.float32) + np.float32(0.0)
+    return out
+
+
+def vertex_keys(points32: np.ndarray) -> np.ndarray:
+    """A 64-bit content hash per float32 point (N, 3) -> (N,) uint64."""
+    bits = np.ascontiguousarray(points32).view(np.uint32).reshape(-1, 3).astype(np.uint64)
+    h = _splitmix(bits[:, 0])
+    h = _splitmix(h ^ bits[:, 1])
+    return _splitmix(h ^ (bits[:, 2] << np.uint64(1)))
+
+
+def weld(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge bit-identical float32 points. Returns (unique_points, inverse).
+
+    Uses a 64-bit hash and ``np.unique`` on it (one 1-D sort), then checks that every point
+    equals its representative; on the astronomically rare collision it falls back to the
+    exact row-wise ``np.unique``.
+    """
+    p32 = canonical_float32(points)
+    keys = vertex_keys(p32)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    unique = p32[first]
+    if not np.array_equal(unique[inverse], p32):  # hash collision: exact path
+        unique, inverse = np.unique(p32, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1).astype(np.int64, copy=False)
+
+
+@dataclass(eq=False)
+class Mesh:
+    """Triangles of one file or archive member, with where they came from.
+
+    ``groups`` (optional, one int per face) keeps the objects the file itself declares
+    (OBJ ``o``/``g``, 3MF objects, archive members): bodies never cross a group.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray | None = None
+    source: str = ""
+    member: str | None = None
+    format: str = ""
+    groups: np.ndarray | None = None
+    group_names: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ basic geometry
+    @property
+    def triangle_count(self) -> int:
+        return len(self.vertices) // 3 if self.faces is None else len(self.faces)
+
+    @property
+    def triangles(self) -> np.ndarray:
+        """(F, 3, 3) corner coordinates."""
+        if self.faces is None:
+            return self.vertices.reshape(-1, 3, 3)
+        return self.vertices[self.faces]
+
+    @cached_property
+    def _welded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unique float32 vertices, (F, 3) face indices into them)."""
+        tri = self.triangles.reshape(-1, 3)
+        unique, inverse = weld(tri)
+        return unique, inverse.reshape(-1, 3)
+
+    @property
+    def welded_vertices(self) -> np.ndarray:
+        return self._welded[0]
+
+    @property
+    def welded_faces(self) -> np.ndarray:
+        return self._welded[1]
+
+    @cached_property
+    def _body_labels(self) -> tuple[int, np.ndarray]:
+        """Connected components of faces sharing a vertex, never crossing a declared group."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        faces = self.welded_faces
+        n_faces = len(faces)
+        if n_faces == 0:
+            return 0, np.zeros(0, dtype=np.int64)
+        nv = len(self.welded_vertices)
+        if self.groups is not None and len(np.unique(self.groups)) > 1:
+            # give each group its own copy of the vertex ids so components stay inside it
+            g = np.asarray(self.groups, dtype=np.int64)
+            pair_keys = g[:, None] * nv + faces
+            uniq, inv = np.unique(pair_keys, return_inverse=True)
+            faces = inv.reshape(-1, 3)
+            nv = len(uniq)
+        rows = np.concatenate([faces[:, 0], faces[:, 1]])
+        cols = np.concatenate([faces[:, 1], faces[:, 2]])
+        graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(nv, nv))
+        n, vlabels = connected_components(graph, directed=False)
+        flabels = vlabels[faces[:, 0]]
+        # renumber bodies by first face so labels do not depend on vertex numbering
+        _, first = np.unique(flabels, return_index=True)
+        order = np.argsort(first)
+        remap = np.empty(n, dtype=np.int64)
+        remap[np.unique(flabels)[order]] = np.arange(len(order))
+        return len(order), remap[flabels]
+
+    @property
+    def body_count(self) -> int:
+        return self._body_labels[0]
+
+    def body_labels(self) -> np.ndarray:
+        """One body number per face, bodies numbered in order of their first face."""
+        return self._body_labels[1]
+
+    def bodies(self) -> list[Mesh]:
+        """Each connected component (within each declared group) as its own Mesh."""
+        n, labels = self._body_labels
+        if n <= 1:
+            return [self] if self.triangle_count else []
+        order = np.argsort(labels, kind="stable")
+        splits = np.cumsum(np.bincount(labels, minlength=n))[:-1]
+        tris = self.triangles
+        out = []
+        for index, face_ids in enumerate(np.split(order, splits)):
+            out.append(
+                Mesh(
+                    vertices=np.ascontiguousarray(tris[face_ids]).reshape(-1, 3),
+                    faces=None,
+                    source=self.source,
+                    member=self.member,
+                    format=self.format,
+                    group_names=[f"body {index}"],
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ measurements
+    @cached_property
+    def _edge_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unique directed-free edges as (E, 2), how many faces use each)."""
+        f = self.welded_faces
+        edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        nv = max(len(self.welded_vertices), 1)
+        keys = edges[:, 0].astype(np.int64) * nv + edges[:, 1]
+        uniq, counts = np.unique(keys, return_counts=True)
+        return uniq, counts
+
+    @property
+    def edge_count(self) -> int:
+        return len(self._edge_counts[0])
+
+    @property
+    def euler_number(self) -> int:
+        """V - E + F on the welded mesh (2 for a closed sphere-like surface per body)."""
+        used = np.unique(self.welded_faces)
+        return int(len(used) - self.edge_count + self.triangle_count)
+
+    @property
+    def is_watertight(self) -> bool:
+        """Every edge shared by exactly two faces, with opposite directions (consistent winding)."""
+        if self.triangle_count == 0:
+            return False
+        _, counts = self._edge_counts
+        if not np.all(counts == 2):
+            return False
+        f = self.welded_faces
+        directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]).astype(np.int64)
+        nv = max(len(self.welded_vertices), 1)
+        keys = directed[:, 0] * nv + directed[:, 1]
+        return len(np.unique(keys)) == len(keys)
+
+    @property
+    def area(self) -> float:
+        t = self.triangles.astype(np.float64, copy=False)
+        cross = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+        return float(0.5 * np.sqrt((cross**2).sum(axis=1)).sum())
+
+    @property
+    def volume(self) -> float:
+        """Signed volume by the divergence theorem; meaningful only when watertight."""
+        t = self.triangles.astype(np.float64, copy=False)
+        return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
+
+    @property
+    def bounds(self) -> np.ndarray:
+        if self.triangle_count == 0:
+            return np.zeros((2, 3))
+        v = self.triangles.reshape(-1, 3)
+        return np.stack([v.min(axis=0), v.max(axis=0)]).astype(np.float64)
+
+    @property
+    def extents(self) -> np.ndarray:
+        b = self.bounds
+        return b[1] - b[0]
+
+    # ------------------------------------------------------------------ identity
+    @cached_property
+    def geometry_hash(self) -> str:
+        """sha256 of the triangles in a canonical order: same triangles, same hash.
+
+        Independent of file format, vertex indexing/sharing, triangle order, the order of
+        corners inside a triangle and winding. Coordinates are compared as float32 (the
+        precision of STL, the poorest format), with -0.0 == 0.0.
+        """
+        tri = canonical_float32(self.triangles.reshape(-1, 3))
+        keys = vertex_keys(tri).reshape(-1, 3)
+        corner_order = np.argsort(keys, axis=1, kind="stable")
+        keys = np.take_along_axis(keys, corner_order, axis=1)
+        tri = tri.reshape(-1, 3, 3)
+        tri = np.take_along_axis(tri, corner_order[:, :, None], axis=1)
+        tri_order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+        digest = hashlib.sha256(b"meshscan-geometry-v1")
+        digest.update(np.ascontiguousarray(tri[tri_order]).astype("<f4").tobytes())
+        return digest.hexdigest()
+
+    def summary(self) -> dict:
+        """The numbers `meshscan inspect` prints for a mesh or a body."""
+        return {
+            "triangles": int(self.triangle_count),
+            "vertices": int(len(self.welded_vertices)),
+            "extents": [round(float(x), 6) for x in self.extents],
+            "area": float(self.area),
+            "volume": float(self.volume),
+            "watertight": bool(self.is_watertight),
+            "euler_number": int(self.euler_number),
+            "geometry_hash": self.geometry_hash,
+        }

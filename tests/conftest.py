@@ -1,0 +1,28 @@
+"""Shared test helpers: where the public corpus is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def corpus_root() -> Path | None:
+    env = os.environ.get("MESHSCAN_CORPUS")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "corpus")
+    for c in candidates:
+        if (c / "public" / "MANIFEST.tsv").is_file():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    root = corpus_root()
+    if root is None:
+        pytest.skip("public corpus not found (set MESHSCAN_CORPUS or place it at ../shared/corpus)")
+    return root / "public"
