@@ -39,8 +39,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class MatchSettings:
+    """Near-duplicate matching against a signature library."""
+
+    distance_threshold: float = 0.08
+    """Largest descriptor distance counted as a near-duplicate (calibration: README)."""
+    neighbours: int = 5
+    """Nearest signatures looked at per body."""
+
+
+@dataclass(frozen=True)
 class Settings:
     limits: Limits = field(default_factory=Limits)
+    match: MatchSettings = field(default_factory=MatchSettings)
+
+
+_TABLES = {"limits": Limits, "match": MatchSettings}
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -59,7 +73,7 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read a TOML settings file (``[limits]`` table) and apply ``limits.*`` overrides."""
+    """Read a TOML settings file (``[limits]``, ``[match]``) and apply ``table.key`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -69,14 +83,14 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"limits"}
+    unknown = set(data) - set(_TABLES)
     if unknown:
         raise ConfigError(f"unknown config table(s): {', '.join(sorted(unknown))}")
-    limits_table = dict(data.get("limits", {}))
+    tables = {name: dict(data.get(name, {})) for name in _TABLES}
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
-        if section != "limits" or not name:
+        if section not in tables or not name:
             raise ConfigError(f"unknown override {key}")
         if value is not None:
-            limits_table[name] = value
-    return Settings(limits=_build(Limits, limits_table, "limits"))
+            tables[section][name] = value
+    return Settings(**{name: _build(cls, tables[name], name) for name, cls in _TABLES.items()})

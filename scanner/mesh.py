@@ -36,15 +36,34 @@ def canonical_float32(points: np.ndarray) -> np.ndarray:
     return out
 
 
+_P1 = np.uint64(0xD6E8FEB86659FD93)
+_P2 = np.uint64(0xA0761D6478BD642F)
+_P3 = np.uint64(0xE7037ED1A0B428DB)
+
+
 def vertex_keys(points32: np.ndarray) -> np.ndarray:
-    """A 64-bit content hash per float32 point (N, 3) -> (N,) uint64."""
-    bits = np.ascontiguousarray(points32).view(np.uint32).reshape(-1, 3).astype(np.uint64)
-    h = _splitmix(bits[:, 0])
-    h = _splitmix(h ^ bits[:, 1])
-    return _splitmix(h ^ (bits[:, 2] << np.uint64(1)))
+    """A 64-bit content hash per float32 point (N, 3) -> (N,) uint64 (-0.0 must be folded)."""
+    bits = np.ascontiguousarray(points32, dtype=np.float32).view(np.uint32).reshape(-1, 3)
+    with np.errstate(over="ignore"):
+        lin = bits[:, 0].astype(np.uint64) * _P1
+        lin += bits[:, 1].astype(np.uint64) * _P2
+        lin += (bits[:, 2].astype(np.uint64) << np.uint64(32) | bits[:, 0]) * _P3
+    return _splitmix(lin)
 
 
-def weld(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def triangle_keys(corner_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit keys per triangle from its (F, 3) corner keys.
+
+    Built from sums of the corner keys and of their squares (wrapping), which do not depend
+    on corner order or winding; hashing them once more spreads the bits.
+    """
+    with np.errstate(over="ignore"):
+        s1 = corner_keys.sum(axis=1, dtype=np.uint64)
+        s2 = (corner_keys * corner_keys).sum(axis=1, dtype=np.uint64)
+    return _splitmix(s1 ^ (s2 >> np.uint64(1))), _splitmix(s2 + _P2)
+
+
+def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge bit-identical float32 points. Returns (unique_points, inverse).
 
     Uses a 64-bit hash and ``np.unique`` on it (one 1-D sort), then checks that every point
@@ -52,9 +71,15 @@ def weld(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     exact row-wise ``np.unique``.
     """
     p32 = canonical_float32(points)
-    keys = vertex_keys(p32)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    unique = p32[first]
+    keys = vertex_keys(p32) if keys is None else keys
+    perm = np.argsort(keys)
+    ordered = keys[perm]
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[perm] = np.cumsum(new) - 1
+    unique = p32[perm[new]]
     if not np.array_equal(unique[inverse], p32):  # hash collision: exact path
         unique, inverse = np.unique(p32, axis=0, return_inverse=True)
     return unique, inverse.reshape(-1).astype(np.int64, copy=False)
@@ -89,10 +114,24 @@ class Mesh:
         return self.vertices[self.faces]
 
     @cached_property
+    def corners32(self) -> np.ndarray:
+        """(F, 3, 3) corner coordinates as canonical float32 (-0.0 folded to 0.0)."""
+        return canonical_float32(self.triangles)
+
+    @cached_property
+    def corner_keys(self) -> np.ndarray:
+        """(F, 3) 64-bit content hash of each corner; equal points, equal keys."""
+        return vertex_keys(self.corners32.reshape(-1, 3)).reshape(-1, 3)
+
+    @cached_property
+    def triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two 64-bit content keys per triangle, independent of corner order and winding."""
+        return triangle_keys(self.corner_keys)
+
+    @cached_property
     def _welded(self) -> tuple[np.ndarray, np.ndarray]:
         """(unique float32 vertices, (F, 3) face indices into them)."""
-        tri = self.triangles.reshape(-1, 3)
-        unique, inverse = weld(tri)
+        unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1))
         return unique, inverse.reshape(-1, 3)
 
     @property
@@ -225,21 +264,16 @@ class Mesh:
     # ------------------------------------------------------------------ identity
     @cached_property
     def geometry_hash(self) -> str:
-        """sha256 of the triangles in a canonical order: same triangles, same hash.
+        """sha256 over the sorted 128-bit content keys of the triangles.
 
-        Independent of file format, vertex indexing/sharing, triangle order, the order of
-        corners inside a triangle and winding. Coordinates are compared as float32 (the
-        precision of STL, the poorest format), with -0.0 == 0.0.
+        The same multiset of triangles gives the same hash, independent of file format,
+        vertex indexing/sharing, triangle order, corner order and winding. Coordinates are
+        compared as float32 (the precision of STL, the poorest format), with -0.0 == 0.0.
         """
-        tri = canonical_float32(self.triangles.reshape(-1, 3))
-        keys = vertex_keys(tri).reshape(-1, 3)
-        corner_order = np.argsort(keys, axis=1, kind="stable")
-        keys = np.take_along_axis(keys, corner_order, axis=1)
-        tri = tri.reshape(-1, 3, 3)
-        tri = np.take_along_axis(tri, corner_order[:, :, None], axis=1)
-        tri_order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
-        digest = hashlib.sha256(b"meshscan-geometry-v1")
-        digest.update(np.ascontiguousarray(tri[tri_order]).astype("<f4").tobytes())
+        k1, k2 = self.triangle_keys
+        digest = hashlib.sha256(b"meshscan-geometry-v2")
+        digest.update(np.sort(k1).astype("<u8").tobytes())
+        digest.update(np.sort(k2).astype("<u8").tobytes())
         return digest.hexdigest()
 
     def summary(self) -> dict:

@@ -11,6 +11,8 @@ import click
 
 from scanner import __version__
 from scanner.cli.inspect_cmd import inspect_cmd
+from scanner.cli.scan_cmd import scan_cmd
+from scanner.cli.signatures_cmd import allowlist_group, signatures_group
 
 EXIT_CLEAN = 0
 EXIT_FOUND = 1
@@ -27,7 +29,8 @@ def cli() -> None:
     """
 
 
-cli.add_command(inspect_cmd)
+for command in (scan_cmd, inspect_cmd, signatures_group, allowlist_group):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -41,7 +41,33 @@ def settings_from(config_path: str | None, kwargs: dict[str, Any]) -> Any:
     from scanner.errors import ConfigError
 
     overrides = {f"limits.{name}": kwargs.pop(name, None) for name in LIMIT_OPTIONS}
+    overrides.update({k: kwargs.pop(k) for k in list(kwargs) if "." in k})
     try:
         return load_settings(config_path, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def library_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--library",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Signature library folder (default: the demo library shipped with meshscan).",
+    )(fn)
+
+
+class CommandError(click.ClickException):
+    """A domain error at the CLI boundary: message on stderr, exit code 2 (clamscan's 'error')."""
+
+    exit_code = 2
+
+
+def open_library(path: str | None) -> Any:
+    """Load a library for scanning; a library that fails verification stops the command."""
+    from scanner.library import LibraryError, SignatureLibrary, shipped_library_path
+
+    try:
+        return SignatureLibrary.load(path or shipped_library_path())
+    except LibraryError as exc:
+        raise CommandError(str(exc)) from None

@@ -1,0 +1,82 @@
+"""``meshscan scan PATH...``: match uploads against a signature library."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from scanner.cli.options import config_options, library_option, settings_from
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@library_option
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv", "json"]), default=None,
+              help="Output format (default: table on a terminal, jsonl otherwise).")  # fmt: skip
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Write results here.")
+@click.option("--only-flagged", is_flag=True, help="Output only flagged and review results.")
+@click.option("--move", "move_to", type=click.Path(file_okay=False), default=None,
+              help="Move flagged files into this quarantine folder.")  # fmt: skip
+@click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
+              help="Copy flagged files into this quarantine folder.")  # fmt: skip
+@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@config_options
+def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
+             move_to: str | None, copy_to: str | None, threshold: float | None, config_path: str | None,
+             **kw: Any) -> None:  # fmt: skip
+    """Scan files, folders (recursively) and archives (member by member).
+
+    Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
+    (a file that could not be read, a library that could not be loaded).
+    """
+    from scanner.batch import WalkStats, iter_uploads
+    from scanner.cli.options import open_library
+    from scanner.pipeline import ScanContext, scan_one
+    from scanner.sinks.output import WRITERS
+    from scanner.sinks.quarantine import QuarantineError, quarantine
+
+    if move_to and copy_to:
+        raise click.UsageError("use --move or --copy, not both")
+    kw["match.distance_threshold"] = threshold
+    settings = settings_from(config_path, kw)
+    context = ScanContext(settings=settings, library=open_library(library))
+    out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
+    fmt = fmt or ("table" if out.isatty() else "jsonl")
+    writer = WRITERS[fmt](out)
+    counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
+    errors = files = 0
+    stats = WalkStats()
+    try:
+        for upload in iter_uploads(paths, stats):
+            files += 1
+            verdicts = scan_one(upload.path, context)
+            for v in verdicts:
+                counts[v.verdict] += 1
+                errors += v.is_error
+                if not only_flagged or v.needs_attention:
+                    writer.write(v)
+            dest = move_to or copy_to
+            if dest and any(v.needs_attention for v in verdicts):
+                try:
+                    target = quarantine(upload.path, upload.root, dest, verdicts, move=bool(move_to))
+                    click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
+                except (QuarantineError, OSError) as exc:
+                    errors += 1
+                    click.echo(f"meshscan: could not quarantine {upload.path}: {exc}", err=True)
+    finally:
+        writer.close()
+        if out_path:
+            out.close()
+    skipped = f"; {stats.skipped_by_name} non-model file(s) skipped by name" if stats.skipped_by_name else ""
+    click.echo(
+        f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
+        f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "
+        f"[library {context.library_version}]",
+        err=True,
+    )
+    if errors:
+        sys.exit(2)
+    if counts["flag"] or counts["review"]:
+        sys.exit(1)

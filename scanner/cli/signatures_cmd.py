@@ -1,0 +1,193 @@
+"""``meshscan signatures ...`` and ``meshscan allowlist ...``: manage a signature library."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from scanner.cli.options import CommandError
+
+CATEGORY_CHOICES = click.Choice(
+    ["barrel", "frame_or_receiver", "slide_or_cylinder", "bolt_or_breech_block", "other_component", "accessory"]
+)
+
+
+def _library_required(fn):
+    return click.option("--library", required=True, type=click.Path(file_okay=False), help="Library folder.")(fn)
+
+
+def _load(path: str):
+    from scanner.library import LibraryError, SignatureLibrary
+
+    try:
+        return SignatureLibrary.load(path)
+    except LibraryError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@click.group("signatures")
+def signatures_group() -> None:
+    """Create and maintain a signature library (descriptors and hashes, never geometry)."""
+
+
+@signatures_group.command("init")
+@_library_required
+@click.option("--name", default="", help="A name for the library.")
+@click.option("--description", default="", help="What it holds and who maintains it.")
+def init_cmd(library: str, name: str, description: str) -> None:
+    """Create an empty library folder."""
+    from pathlib import Path
+
+    from scanner.library import SignatureLibrary
+
+    if (Path(library) / "manifest.json").exists():
+        raise CommandError(f"{library} already holds a library")
+    SignatureLibrary.create(library, name=name, description=description).save()
+    click.echo(f"created empty library {library}")
+
+
+@signatures_group.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_library_required
+@click.option("--category", required=True, type=CATEGORY_CHOICES)
+@click.option("--source", required=True, help="Where the file came from (a case, a report, a takedown).")
+@click.option("--note", default="", help="Free text kept with the signature.")
+def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, note: str) -> None:
+    """Enrol FILES (each body, and each archive member) into the library."""
+    from scanner.enrol import enrol
+
+    lib = _load(library)
+    failed = 0
+    for path in files:
+        for r in enrol(lib, path, category, source, note):
+            name = path + (f" :: {r.member}" if r.member else "")
+            click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {name}")
+            failed += r.status.startswith("unreadable")
+    lib.save()
+    click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
+    if failed:
+        sys.exit(2)
+
+
+@signatures_group.command("list")
+@_library_required
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per signature.")
+def list_cmd(library: str, as_json: bool) -> None:
+    """List the signatures."""
+    from dataclasses import asdict
+
+    lib = _load(library)
+    if as_json:
+        for s in lib.signatures:
+            click.echo(json.dumps(asdict(s)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{lib.name} ({len(lib)} signatures, version {lib.library_version})")
+    for col in ("id", "category", "source", "added", "bodies", "triangles", "note"):
+        table.add_column(col, overflow="fold")
+    for s in lib.signatures:
+        table.add_row(s.id, s.category, s.source, s.added, str(s.bodies), str(s.triangles), s.note)
+    Console().print(table)
+
+
+@signatures_group.command("remove")
+@click.argument("ids", nargs=-1, required=True)
+@_library_required
+def remove_cmd(ids: tuple[str, ...], library: str) -> None:
+    """Remove signatures by id."""
+    lib = _load(library)
+    removed = lib.remove(list(ids))
+    missing = sorted(set(ids) - set(removed))
+    lib.save()
+    click.echo(f"removed {len(removed)} signature(s)" + (f"; not found: {', '.join(missing)}" if missing else ""))
+    if missing:
+        sys.exit(2)
+
+
+@signatures_group.command("verify")
+@_library_required
+def verify_cmd(library: str) -> None:
+    """Check checksums and descriptor version; exit 2 if the library must not be used."""
+    from scanner.library import SignatureLibrary
+
+    problems = SignatureLibrary.verify(library)
+    if problems:
+        for p in problems:
+            click.echo(f"FAILED: {p}", err=True)
+        sys.exit(2)
+    lib = SignatureLibrary.load(library)
+    click.echo(
+        f"OK: {library}: {len(lib)} signature(s), version {lib.library_version}, descriptor {lib.descriptor_version}"
+    )
+
+
+@signatures_group.command("merge")
+@click.argument("others", nargs=-1, required=True, type=click.Path(exists=True))
+@_library_required
+def merge_cmd(others: tuple[str, ...], library: str) -> None:
+    """Merge other libraries (folders or JSON exports) into --library, skipping duplicates."""
+    from scanner.library import LibraryError, open_any
+
+    lib = _load(library)
+    for other in others:
+        try:
+            added, skipped = lib.merge(open_any(other))
+        except LibraryError as exc:
+            raise CommandError(str(exc)) from None
+        click.echo(f"{other}: {added} added, {skipped} duplicate(s) skipped")
+    lib.save()
+    click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
+
+
+@signatures_group.command("export")
+@_library_required
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
+def export_cmd(library: str, out_path: str) -> None:
+    """Export the library as one JSON document to share (descriptors and hashes, no geometry)."""
+    lib = _load(library)
+    with open(out_path, "w", encoding="utf-8") as fh:
+        json.dump(lib.export_json(), fh)
+    click.echo(f"exported {len(lib)} signature(s) to {out_path}")
+
+
+@click.group("allowlist")
+def allowlist_group() -> None:
+    """Known-benign files whose matches are suppressed."""
+
+
+@allowlist_group.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_library_required
+@click.option("--note", default="", help="Why the file is benign.")
+@click.option("--by", "by", default="", help="Who decided.")
+def allow_add_cmd(files: tuple[str, ...], library: str, note: str, by: str) -> None:
+    """Add FILES (their sha256 and geometry hash) to the allowlist."""
+    from datetime import UTC, datetime
+
+    from scanner.inspect import file_sha256
+    from scanner.library import AllowEntry
+    from scanner.loading import iter_meshes
+
+    lib = _load(library)
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    for path in files:
+        sha = file_sha256(path)
+        hashes = [r.mesh.geometry_hash for r in iter_meshes(path) if r.mesh is not None] or [None]
+        for gh in hashes:
+            added = lib.allow(AllowEntry(sha256=sha, geometry_hash=gh, added=now, note=note, by=by))
+            click.echo(f"{'allowed' if added else 'already allowed'}: {path}")
+    lib.save()
+
+
+@allowlist_group.command("list")
+@_library_required
+def allow_list_cmd(library: str) -> None:
+    """List allowlist entries as JSON lines."""
+    from dataclasses import asdict
+
+    for a in _load(library).allowlist:
+        click.echo(json.dumps(asdict(a)))

@@ -1,0 +1,57 @@
+"""Enrolling known files into a signature library: describe, hash, store - no geometry."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from scanner.config import Limits
+from scanner.features import describe
+from scanner.inspect import file_sha256
+from scanner.library import Signature, SignatureLibrary
+from scanner.loading import iter_meshes
+
+
+@dataclass
+class EnrolResult:
+    path: str
+    member: str | None
+    signature_id: str | None
+    status: str
+    """``added``, ``duplicate`` or ``unreadable:<reason>``."""
+
+
+def signature_id(geometry_hash: str) -> str:
+    """Stable, content-derived id: the same geometry gets the same id in any library."""
+    return "ms-" + geometry_hash[:16]
+
+
+def enrol(lib: SignatureLibrary, path: str | os.PathLike[str], category: str, source: str, note: str = "",
+          limits: Limits | None = None) -> list[EnrolResult]:  # fmt: skip
+    """Enrol every mesh of ``path`` (each archive member is its own signature)."""
+    path = os.fspath(path)
+    sha = file_sha256(path)
+    out = []
+    for result in iter_meshes(path, limits):
+        if result.error is not None:
+            out.append(EnrolResult(path, result.member, None, f"unreadable:{result.error.reason}"))
+            continue
+        mesh = result.mesh
+        desc = describe(mesh)
+        vectors, bodies = desc.rows()
+        sig = Signature(
+            id=signature_id(desc.geometry_hash),
+            category=category,
+            source=source,
+            added=datetime.now(UTC).replace(microsecond=0).isoformat(),
+            note=note,
+            name=os.path.basename(path) + (f"::{result.member}" if result.member else ""),
+            sha256=sha if result.member is None else None,
+            geometry_hash=desc.geometry_hash,
+            triangles=mesh.triangle_count,
+            bodies=desc.body_count,
+        )
+        added = lib.add(sig, vectors, bodies)
+        out.append(EnrolResult(path, result.member, sig.id, "added" if added else "duplicate"))
+    return out

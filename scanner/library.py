@@ -1,0 +1,401 @@
+"""SignatureLibrary: descriptors and hashes of known files, never their geometry.
+
+On-disk format (a directory; format version 1), every file plain data and safe to load:
+
+``manifest.json``
+    ``{"format": "meshscan-signatures", "format_version": 1, "name", "description",
+    "descriptor_version", "created", "updated", "signatures": n, "library_version",
+    "files": {name: sha256}}``. ``library_version`` is derived from the content checksums,
+    so any change to the content gives a new version, which every verdict records.
+``signatures.json``
+    one object per signature: ``id, category, source, added, note, name, sha256,
+    geometry_hash, triangles, bodies``.
+``descriptors.npy`` / ``rows.npy``
+    float32 (R, D) descriptor rows and int64 (R, 2) ``[signature index, body]`` (body -1 =
+    the whole file); read with ``allow_pickle=False``.
+``allowlist.json``
+    known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
+
+A library whose checksums fail, or whose descriptor version differs from this scanner's, is
+refused. It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
+so re-enrol the original files (``meshscan signatures add``) with the new scanner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanner.errors import MeshscanError
+
+FORMAT = "meshscan-signatures"
+FORMAT_VERSION = 1
+CATEGORIES = (
+    "barrel",
+    "frame_or_receiver",
+    "slide_or_cylinder",
+    "bolt_or_breech_block",
+    "other_component",
+    "accessory",
+)
+ESSENTIAL = CATEGORIES[:4]
+CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "allowlist.json")
+
+
+class LibraryError(MeshscanError):
+    """A signature library that cannot be used, with the reason in words."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Signature:
+    id: str
+    category: str
+    source: str
+    added: str
+    note: str = ""
+    name: str = ""
+    sha256: str | None = None
+    geometry_hash: str | None = None
+    triangles: int = 0
+    bodies: int = 0
+
+
+@dataclass
+class AllowEntry:
+    sha256: str | None
+    geometry_hash: str | None
+    added: str
+    note: str = ""
+    by: str = ""
+
+
+@dataclass
+class SignatureLibrary:
+    path: Path | None = None
+    name: str = "meshscan signatures"
+    description: str = ""
+    descriptor_version: str = ""
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    signatures: list[Signature] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    allowlist: list[AllowEntry] = field(default_factory=list)
+    library_version: str = "empty"
+
+    # ------------------------------------------------------------------ create / load
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str] | None = None, name: str = "", description: str = ""
+    ) -> SignatureLibrary:
+        from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+
+        lib = cls(path=Path(path) if path else None, name=name or "meshscan signatures", description=description)
+        lib.descriptor_version = DESCRIPTOR_VERSION
+        lib.vectors = np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
+        return lib
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], check_version: bool = True) -> SignatureLibrary:
+        """Load and verify a library directory; raise :class:`LibraryError` saying why not."""
+        root = Path(path)
+        manifest = cls._read_manifest(root)
+        problems = cls._checksum_problems(root, manifest)
+        if problems:
+            raise LibraryError(f"library {root} failed verification: {'; '.join(problems)}")
+        lib = cls(path=root)
+        lib.name = manifest.get("name", "")
+        lib.description = manifest.get("description", "")
+        lib.descriptor_version = manifest.get("descriptor_version", "")
+        lib.created = manifest.get("created", "")
+        lib.updated = manifest.get("updated", "")
+        lib.library_version = manifest.get("library_version", "")
+        if check_version:
+            from scanner.features import DESCRIPTOR_VERSION
+
+            if lib.descriptor_version != DESCRIPTOR_VERSION:
+                raise LibraryError(
+                    f"library {root} was built with descriptor {lib.descriptor_version!r}; this scanner computes "
+                    f"{DESCRIPTOR_VERSION!r}. Descriptors of different versions cannot be compared, and a library "
+                    "holds no geometry to rebuild them from: re-enrol the original files with this scanner "
+                    "('meshscan signatures add') into a new library."
+                )
+        try:
+            sigs = json.loads((root / "signatures.json").read_text("utf-8"))
+            allow = json.loads((root / "allowlist.json").read_text("utf-8"))
+            lib.signatures = [Signature(**s) for s in sigs]
+            lib.allowlist = [AllowEntry(**a) for a in allow]
+            lib.vectors = np.load(root / "descriptors.npy", allow_pickle=False)
+            lib.rows = np.load(root / "rows.npy", allow_pickle=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise LibraryError(f"library {root} is unreadable: {exc}") from None
+        if lib.vectors.dtype != np.float32 or lib.vectors.ndim != 2 or lib.rows.shape != (len(lib.vectors), 2):
+            raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
+        if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
+            raise LibraryError(f"library {root} has rows pointing at missing signatures")
+        return lib
+
+    @staticmethod
+    def _read_manifest(root: Path) -> dict[str, Any]:
+        path = root / "manifest.json"
+        if not path.is_file():
+            raise LibraryError(
+                f"{root} is not a signature library (no manifest.json); create one with 'signatures init'"
+            )
+        try:
+            manifest = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LibraryError(f"{path} is unreadable: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise LibraryError(f"{path} is not a meshscan signature manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise LibraryError(
+                f"{root} uses library format {manifest.get('format_version')}; this scanner reads {FORMAT_VERSION}"
+            )
+        return manifest
+
+    @staticmethod
+    def _checksum_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
+        problems = []
+        files = manifest.get("files", {})
+        for name in CONTENT_FILES:
+            path = root / name
+            if name not in files:
+                problems.append(f"{name} has no checksum in the manifest")
+            elif not path.is_file():
+                problems.append(f"{name} is missing")
+            elif _sha256_file(path) != files[name]:
+                problems.append(f"{name} does not match its checksum (modified or corrupted)")
+        return problems
+
+    @classmethod
+    def verify(cls, path: str | os.PathLike[str]) -> list[str]:
+        """Every problem with a library on disk (empty list = it verifies)."""
+        root = Path(path)
+        try:
+            manifest = cls._read_manifest(root)
+        except LibraryError as exc:
+            return [str(exc)]
+        problems = cls._checksum_problems(root, manifest)
+        if not problems:
+            try:
+                cls.load(root)
+            except LibraryError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write atomically: content files first, the manifest (with checksums) last."""
+        root = Path(path or self.path or ".")
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root
+        self.updated = _now()
+        payloads = {
+            "signatures.json": json.dumps([asdict(s) for s in self.signatures], indent=1).encode(),
+            "allowlist.json": json.dumps([asdict(a) for a in self.allowlist], indent=1).encode(),
+        }
+        checksums = {}
+        for name, data in payloads.items():
+            _atomic_write(root / name, data)
+        _atomic_npy(root / "descriptors.npy", self.vectors.astype(np.float32))
+        _atomic_npy(root / "rows.npy", self.rows.astype(np.int64))
+        for name in CONTENT_FILES:
+            checksums[name] = _sha256_file(root / name)
+        self.library_version = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()[:12]
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "descriptor_version": self.descriptor_version,
+            "created": self.created,
+            "updated": self.updated,
+            "signatures": len(self.signatures),
+            "library_version": self.library_version,
+            "files": checksums,
+        }
+        _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
+
+    # ------------------------------------------------------------------ content
+    def __len__(self) -> int:
+        return len(self.signatures)
+
+    def find(self, geometry_hash: str | None = None, sha256: str | None = None) -> list[int]:
+        return [
+            i
+            for i, s in enumerate(self.signatures)
+            if (geometry_hash and s.geometry_hash == geometry_hash) or (sha256 and s.sha256 == sha256)
+        ]
+
+    def add(self, signature: Signature, vectors: np.ndarray, bodies: list[int]) -> bool:
+        """Enrol one signature; False if the same geometry is already enrolled."""
+        if signature.category not in CATEGORIES:
+            raise LibraryError(f"unknown category {signature.category!r}; one of: {', '.join(CATEGORIES)}")
+        if self.find(geometry_hash=signature.geometry_hash):
+            return False
+        if vectors.shape[1] != self.vectors.shape[1] and len(self.vectors):
+            raise LibraryError("descriptor length differs from the library's")
+        index = len(self.signatures)
+        self.signatures.append(signature)
+        self.vectors = np.concatenate([self.vectors.reshape(-1, vectors.shape[1]), vectors.astype(np.float32)])
+        new_rows = np.column_stack([np.full(len(bodies), index), np.asarray(bodies)]).astype(np.int64)
+        self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
+        return True
+
+    def remove(self, ids: list[str]) -> list[str]:
+        """Remove signatures by id; returns the ids that were found and removed."""
+        keep = [i for i, s in enumerate(self.signatures) if s.id not in ids]
+        removed = [s.id for s in self.signatures if s.id in ids]
+        remap = np.full(len(self.signatures), -1)
+        remap[keep] = np.arange(len(keep))
+        mask = np.isin(self.rows[:, 0], keep)
+        self.vectors = self.vectors[mask]
+        self.rows = np.column_stack([remap[self.rows[mask, 0]], self.rows[mask, 1]]).astype(np.int64)
+        self.signatures = [self.signatures[i] for i in keep]
+        return removed
+
+    def merge(self, other: SignatureLibrary) -> tuple[int, int]:
+        """Add the other library's signatures and allowlist; duplicates (same geometry hash)
+        are skipped. Returns (added, skipped)."""
+        if other.descriptor_version != self.descriptor_version:
+            raise LibraryError("cannot merge libraries of different descriptor versions")
+        added = skipped = 0
+        for index, sig in enumerate(other.signatures):
+            mask = other.rows[:, 0] == index
+            if self.add(Signature(**asdict(sig)), other.vectors[mask], list(other.rows[mask, 1])):
+                added += 1
+            else:
+                skipped += 1
+        for entry in other.allowlist:
+            self.allow(entry)
+        return added, skipped
+
+    def allow(self, entry: AllowEntry) -> bool:
+        known = {(a.sha256, a.geometry_hash) for a in self.allowlist}
+        if (entry.sha256, entry.geometry_hash) in known:
+            return False
+        self.allowlist.append(entry)
+        return True
+
+    def allowed(self, sha256: str | None, geometry_hash: str | None) -> AllowEntry | None:
+        for a in self.allowlist:
+            if (sha256 and a.sha256 == sha256) or (geometry_hash and a.geometry_hash == geometry_hash):
+                return a
+        return None
+
+    def index(self):  # noqa: ANN201 - NearDuplicateIndex, imported lazily
+        """A near-duplicate index over this library's rows (cached)."""
+        cached = getattr(self, "_index", None)
+        if cached is None:
+            from scanner.index import NearDuplicateIndex
+
+            cached = NearDuplicateIndex()
+            if len(self.rows):
+                cached.add(self.vectors, self.rows[:, 0], self.rows[:, 1])
+            cached.build()
+            self._index = cached
+        return cached
+
+    def export_json(self) -> dict[str, Any]:
+        """The whole library as one JSON document (descriptors included; still no geometry)."""
+        return {
+            "format": FORMAT + "-export",
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "descriptor_version": self.descriptor_version,
+            "library_version": self.library_version,
+            "signatures": [
+                dict(asdict(s), descriptors=[
+                    {"body": int(b), "vector": [round(float(x), 7) for x in self.vectors[r]]}
+                    for r, b in zip(np.flatnonzero(self.rows[:, 0] == i), self.rows[self.rows[:, 0] == i, 1], strict=True)
+                ])
+                for i, s in enumerate(self.signatures)
+            ],
+            "allowlist": [asdict(a) for a in self.allowlist],
+        }  # fmt: skip
+
+    @classmethod
+    def from_export(cls, doc: dict[str, Any]) -> SignatureLibrary:
+        if doc.get("format") != FORMAT + "-export" or doc.get("format_version") != FORMAT_VERSION:
+            raise LibraryError("not a meshscan signature export")
+        lib = cls.create(name=doc.get("name", ""))
+        lib.descriptor_version = doc.get("descriptor_version", "")
+        try:
+            for s in doc["signatures"]:
+                s = dict(s)
+                descs = s.pop("descriptors")
+                vectors = np.array([d["vector"] for d in descs], dtype=np.float32)
+                lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs])
+            for a in doc.get("allowlist", []):
+                lib.allow(AllowEntry(**a))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LibraryError(f"malformed signature export: {exc}") from None
+        return lib
+
+
+def open_any(path: str | os.PathLike[str]) -> SignatureLibrary:
+    """A library directory, or a JSON export file."""
+    p = Path(path)
+    if p.is_dir():
+        return SignatureLibrary.load(p)
+    try:
+        doc = json.loads(p.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LibraryError(f"{p} is neither a library directory nor a JSON export: {exc}") from None
+    lib = SignatureLibrary.from_export(doc)
+    from scanner.features import DESCRIPTOR_VERSION
+
+    if lib.descriptor_version != DESCRIPTOR_VERSION:
+        raise LibraryError(
+            f"{p} holds descriptor {lib.descriptor_version!r}; this scanner computes {DESCRIPTOR_VERSION!r}"
+        )
+    return lib
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    _atomic_write(path, buf.getvalue())
+
+
+def shipped_library_path() -> Path:
+    """The demo library that ships with meshscan (``signatures/`` in the source tree)."""
+    from importlib.resources import files
+
+    return Path(str(files("scanner._shipped")))

@@ -1,0 +1,63 @@
+"""Verdicts and their evidence: the record every front end writes (the JSON contract of
+DESIGN.md). Nothing here decides; :mod:`scanner.pipeline` does, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FLAG, REVIEW, CLEAR, UNSCANNABLE = "flag", "review", "clear", "unscannable"
+VERDICTS = (FLAG, REVIEW, CLEAR, UNSCANNABLE)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Evidence that an upload is (a near-duplicate of) a known file."""
+
+    signature_id: str
+    category: str
+    distance: float
+    threshold: float
+    body: int | None
+    """Body of the upload that matched (None: the whole file); see ``kind``."""
+    kind: str = "near-duplicate"
+    """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
+    signature_body: int | None = None
+
+
+@dataclass
+class Verdict:
+    path: str
+    member: str | None
+    verdict: str
+    category: str | None = None
+    reason: str | None = None
+    sha256: str | None = None
+    geometry_hash: str | None = None
+    bodies: int | None = None
+    triangles: int | None = None
+    matches: list[Match] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    explanation: str = ""
+    scanner_version: str = ""
+    library_version: str | None = None
+    model_version: str | None = None
+    scanned_at: str = ""
+    format: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["matches"] = [asdict(m) for m in self.matches]
+        return d
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.verdict in (FLAG, REVIEW)
+
+    @property
+    def is_error(self) -> bool:
+        """Unreadable in a way worth an error exit (not merely 'not a model file')."""
+        if self.verdict != UNSCANNABLE:
+            return False
+        return not (self.reason == "unsupported-format" and self.member is not None)

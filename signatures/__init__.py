@@ -1,0 +1,1 @@
+"""The demo signature library shipped with meshscan (data only; installed as scanner._shipped)."""
