@@ -318,21 +318,22 @@ class SignatureLibrary:
 
     def export_json(self) -> dict[str, Any]:
         """The whole library as one JSON document (descriptors included; still no geometry)."""
+        entries = []
+        for i, s in enumerate(self.signatures):
+            rows = np.flatnonzero(self.rows[:, 0] == i)
+            descriptors = [
+                {"body": int(self.rows[r, 1]), "vector": [round(float(x), 7) for x in self.vectors[r]]} for r in rows
+            ]
+            entries.append(dict(asdict(s), descriptors=descriptors))
         return {
             "format": FORMAT + "-export",
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "descriptor_version": self.descriptor_version,
             "library_version": self.library_version,
-            "signatures": [
-                dict(asdict(s), descriptors=[
-                    {"body": int(b), "vector": [round(float(x), 7) for x in self.vectors[r]]}
-                    for r, b in zip(np.flatnonzero(self.rows[:, 0] == i), self.rows[self.rows[:, 0] == i, 1], strict=True)
-                ])
-                for i, s in enumerate(self.signatures)
-            ],
+            "signatures": entries,
             "allowlist": [asdict(a) for a in self.allowlist],
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_export(cls, doc: dict[str, Any]) -> SignatureLibrary:
