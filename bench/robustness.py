@@ -5,9 +5,10 @@
 What it does (issue 3, item 7):
 1. takes the public corpus meshes of >= 500 triangles that meshscan reads;
 2. drops twins - meshes that are the same shape up to similarity (one model in several
-   formats, primitive boxes/spheres): two meshes are twins when their whole-file
-   descriptors are closer than TWIN_DISTANCE (a tenth of the shipped threshold) or their
-   canonical geometry hashes are equal; the first in path order is kept;
+   formats or tessellations, primitive spheres inside other files): two meshes are twins
+   when their canonical geometry hashes are equal, or when any descriptor row (whole file
+   or body) of one is closer than TWIN_DISTANCE to any row of the other - closer than a
+   rotated copy of a mesh typically lands from itself; the first in path order is kept;
 3. enrols a seeded random half as signatures; makes variants of each enrolled mesh (random
    rotation, scale 0.1x and 10x, mirror, loop subdivision, decimation to 50% and 25%,
    vertex noise 0.2% and 0.5% of the bounding-box diagonal, format round trips through
@@ -41,6 +42,14 @@ from scanner.config import MatchSettings  # noqa: E402
 from scanner.features import describe  # noqa: E402
 from scanner.index import NearDuplicateIndex  # noqa: E402
 from scanner.mesh import Mesh  # noqa: E402
+
+TWIN_DISTANCE = 0.025
+"""Closer than this (any body or whole-file row of one to any of the other) = same shape: a
+rotated copy of one mesh lands at 0.01-0.02 from itself (sampling noise)."""
+
+
+def _min_row_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)).min())
 
 
 def find_corpus(arg: str | None) -> Path:
@@ -127,15 +136,19 @@ def main() -> None:
             meshes.append((r["path"], m))
     t0 = time.perf_counter()
     descs = [describe(m) for _, m in meshes]
-    twin_distance = args.threshold / 10
+    twin_distance = TWIN_DISTANCE
+    rows_of = [d.rows()[0] for d in descs]
     kept, dropped = [], []
     for i, (path, _m) in enumerate(meshes):
         twin = next(
             (j for j in kept if descs[j].geometry_hash == descs[i].geometry_hash
-             or np.linalg.norm(descs[j].whole - descs[i].whole) < twin_distance),
+             or _min_row_distance(rows_of[i], rows_of[j]) < twin_distance),
             None,
         )  # fmt: skip
-        (dropped if twin is not None else kept).append(i if twin is None else (path, meshes[twin][0]))
+        if twin is None:
+            kept.append(i)
+        else:
+            dropped.append((path, meshes[twin][0]))
     print(f"corpus meshes >= {args.min_triangles} triangles: {len(meshes)}; twins dropped: {len(dropped)}")
     for path, twin in dropped:
         print(f"  twin: {path} ~ {twin}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from scanner.config import Limits
-from scanner.errors import EMPTY, UnreadableInput
+from scanner.errors import EMPTY, UNSUPPORTED_FORMAT, UnreadableInput
 from scanner.formats import FileBlob, LoadContext, MemberResult, read_blob
 from scanner.mesh import Mesh
 
@@ -36,18 +36,27 @@ def load(path: str | os.PathLike[str], limits: Limits | None = None) -> Mesh:
     """All the triangles of one upload as one Mesh; raises :class:`UnreadableInput`.
 
     For an archive, the members that are meshes are joined (each member its own group, so
-    bodies never cross members); other members are ignored, and an archive with no mesh at
-    all raises the first member's error.
+    bodies never cross members). Members that are not meshes at all (``unsupported-format``:
+    textures, materials, notes) are ignored. Any other failure - a damaged or encrypted
+    member, an unsafe path, or a limit that stopped the archive being read to its end - is
+    raised: returning the readable part as if it were the whole upload would silently skip
+    what could not be read (the same rule as ``meshscan inspect``'s exit code).
     """
     results = list(iter_meshes(path, limits))
     meshes = [r.mesh for r in results if r.mesh is not None]
+    failed = [r for r in results if r.error is not None]
+    serious = [r for r in failed if r.error.reason != UNSUPPORTED_FORMAT]
+    if len(results) == 1 and failed:
+        serious = failed
+    if serious:
+        first = serious[0]
+        if first.member is None:
+            raise first.error
+        raise UnreadableInput(first.error.reason, f"member {first.member}: {first.error.detail}", member=first.member)
     if not meshes:
-        errors = [r.error for r in results if r.error is not None]
-        if len(results) == 1 and errors:
-            raise errors[0]
-        reasons = sorted({e.reason for e in errors})
-        first = errors[0] if errors else UnreadableInput(EMPTY, "archive holds no files")
-        raise UnreadableInput(first.reason, f"no member is a readable mesh ({', '.join(reasons)})")
+        if failed:
+            raise UnreadableInput(UNSUPPORTED_FORMAT, "no member is in a mesh format meshscan reads")
+        raise UnreadableInput(EMPTY, "archive holds no files")
     if len(results) == 1:
         return meshes[0]
     return join(meshes, os.fspath(path))
@@ -63,4 +72,6 @@ def join(meshes: list[Mesh], source: str) -> Mesh:
         own = m.group_names or [m.member or "mesh"]
         names += [f"{m.member}/{n}" if m.member else n for n in own]
         next_id += int(g.max()) + 1 if len(g) else 1
-    return Mesh(vertices=tris, faces=None, source=source, format="archive", groups=np.concatenate(groups), group_names=names)
+    return Mesh(
+        vertices=tris, faces=None, source=source, format="archive", groups=np.concatenate(groups), group_names=names
+    )

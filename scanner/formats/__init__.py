@@ -19,14 +19,24 @@ from scanner.formats.sniff import sniff
 LOADERS: dict[str, MeshLoader] = {**stl.loaders, **obj.loaders, **ply.loaders, **off.loaders, **threemf.loaders}
 CONTAINERS: dict[str, ContainerReader] = dict(archive.containers)
 
-__all__ = ["LOADERS", "CONTAINERS", "read_blob", "sniff", "Blob", "BytesBlob", "FileBlob", "LoadContext", "MemberResult"]
+__all__ = [
+    "LOADERS",
+    "CONTAINERS",
+    "read_blob",
+    "sniff",
+    "Blob",
+    "BytesBlob",
+    "FileBlob",
+    "LoadContext",
+    "MemberResult",
+]
 
 
 def read_blob(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     """Every mesh in ``blob`` (one for a mesh file, one per member for archives)."""
     fmt = "unknown"
     try:
-        fmt = sniff(blob)
+        fmt = sniff(blob, ctx.limits.max_members)
         if fmt in CONTAINERS:
             yield from CONTAINERS[fmt](blob, ctx)
             return

@@ -88,6 +88,26 @@ MeshLoader = Callable[[Blob, LoadContext], Mesh]
 ContainerReader = Callable[[Blob, LoadContext], Iterator[MemberResult]]
 
 
+# Smallest magnitude that rounds to infinity in float32 (halfway between its largest finite
+# value, 2**128 - 2**104, and 2**128; the tie rounds to even, i.e. up).
+_F32_OVERFLOW = 2.0**128 - 2.0**103
+
+
+def _finite32(values: np.ndarray) -> bool:
+    """Are all values finite *as float32*?
+
+    Geometry is hashed and compared as float32 (see :mod:`scanner.mesh`), so a text format's
+    ``1e39`` - finite as float64 - would silently become ``inf`` there; it is refused here,
+    like NaN and ``inf``, instead.
+    """
+    if values.dtype == np.float32:
+        return bool(np.isfinite(values).all())
+    if values.size == 0:
+        return True
+    # max/min propagate NaN, which compares False: no temporary array the size of the input
+    return bool(values.max() < _F32_OVERFLOW and values.min() > -_F32_OVERFLOW)
+
+
 def build_mesh(
     vertices: np.ndarray,
     faces: np.ndarray | None,
@@ -111,10 +131,10 @@ def build_mesh(
         lo, hi = int(faces.min()), int(faces.max())
         if lo < 0 or hi >= len(vertices):
             raise UnreadableInput(BAD_INDEX, f"face index {lo if lo < 0 else hi} outside 0..{len(vertices) - 1}")
-    if not np.isfinite(vertices).all():
+    if not _finite32(vertices):
         used = vertices if faces is None else vertices[np.unique(faces)]
-        if not np.isfinite(used).all():
-            raise UnreadableInput(NON_FINITE, "NaN or infinite coordinates in a triangle")
+        if not _finite32(used):
+            raise UnreadableInput(NON_FINITE, "NaN or infinite (as float32) coordinates in a triangle")
     if groups is not None and len(np.unique(groups)) <= 1:
         groups = None
     return Mesh(

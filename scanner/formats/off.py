@@ -14,7 +14,7 @@ from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
-_HEADER_RE = re.compile(rb"\A\s*(?:ST)?C?N?4?n?OFF")
+_HEADER_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF")  # comments may come first
 _COMMENT_RE = re.compile(rb"#[^\r\n]*")
 
 

@@ -132,6 +132,12 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
     face_at = _face_list(el) if el.name == "face" else -1
     if el.count == 0:
         return offset, (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    # Every record holds at least each list's count and each scalar: a declared count that
+    # cannot fit in the bytes left is refused here, before it sizes any allocation (without
+    # this, 'element x 2000000000' in a tiny file allocated 16 GB for the per-record counts).
+    min_record = sum(np.dtype(p.count_dtype or p.dtype).itemsize for p in el.props)
+    if offset + min_record * el.count > len(data):
+        raise UnreadableInput(TRUNCATED, f"PLY {el.name} declares {el.count} records; the file is too short")
     # Fast path: every list has the length of the first record's lists.
     fields, pos = [], offset
     for i, p in enumerate(el.props):
@@ -148,7 +154,11 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
     dt = np.dtype(fields)
     if offset + dt.itemsize * el.count <= len(data):
         rec = np.frombuffer(data, dt, el.count, offset)
-        lens = [(f"_n{i}", dt[f"_l{i}"].shape[0] if dt[f"_l{i}"].shape else 1) for i, p in enumerate(el.props) if p.count_dtype]
+        lens = [
+            (f"_n{i}", dt[f"_l{i}"].shape[0] if dt[f"_l{i}"].shape else 1)
+            for i, p in enumerate(el.props)
+            if p.count_dtype
+        ]
         if all(np.all(rec[name] == n) for name, n in lens):
             new_offset = offset + dt.itemsize * el.count
             if face_at < 0:

@@ -35,7 +35,8 @@ _FOREIGN_MAGIC = (
     b"\xfd7zXZ",
 )
 
-_OFF_RE = re.compile(rb"\A\s*(?:ST)?C?N?4?n?OFF(?:\s|\Z|[0-9])")
+# OFF may open with comment lines before its header keyword (trimesh and meshlab read those)
+_OFF_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF(?:\s|\Z|[0-9])")
 _OBJ_LINE_RE = re.compile(rb"^[ \t]*(?:v|vn|vt|f|o|g|mtllib|usemtl)[ \t]", re.M)
 _STL_ASCII_RE = re.compile(rb"\A\s*solid", re.I)
 
@@ -58,13 +59,13 @@ def _plausible_stl_records(head: bytes) -> bool:
     return bool(np.all((mag == 0) | ((mag > 1e-30) & (mag < 1e9))))
 
 
-def sniff(blob: Blob) -> str:
+def sniff(blob: Blob, max_members: int | None = None) -> str:
     """Return a format name of the registry, or ``"unknown"``."""
     head = blob.head(65536)
     if not head:
         return "empty"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _sniff_zip(blob)
+        return _sniff_zip(blob, max_members)
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"BZh"):
@@ -103,12 +104,20 @@ def _only_comments(head: bytes) -> bool:
     return all(not ln or ln.startswith(b"#") for ln in lines)
 
 
-def _sniff_zip(blob: Blob) -> str:
-    """A 3MF package is a zip holding an OPC content-types part and a 3D model part."""
+def _sniff_zip(blob: Blob, max_members: int | None) -> str:
+    """A 3MF package is a zip holding an OPC content-types part and a 3D model part.
+
+    A zip listing more than ``max_members`` entries is not opened here (zipfile would parse
+    its whole directory first): the zip reader refuses it with ``limit:members``.
+    """
+    from scanner.formats.archive import zip_has_more_entries_than
+
+    if max_members is not None and zip_has_more_entries_than(blob, max_members):
+        return "zip"
     try:
-        with zipfile.ZipFile(blob.open()) as zf:
+        with blob.open() as fh, zipfile.ZipFile(fh) as zf:  # zipfile leaves fh open
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return "zip"  # the zip loader reports what is wrong with it
     lower = {n.lower().lstrip("/") for n in names}
     if "[content_types].xml" in lower and any(n.endswith(".model") for n in lower):

@@ -65,6 +65,30 @@ _VERTEX_RE = re.compile(rb"[vV][eE][rR][tT][eE][xX][ \t]+([^\r\n]*)")
 _ENDSOLID_RE = re.compile(rb"endsolid", re.I)
 
 
+def _cut_short(data: bytes, a: int, b: int) -> bool:
+    """Does the solid in ``data[a:b]`` stop inside a facet?
+
+    ``endsolid`` may be missing (common and harmless), but a solid whose last line is
+    neither ``endsolid`` nor ends a facet was cut short. Without this check a file cut after
+    ``outer loop`` or after a whole ``vertex`` triple loads with a facet silently missing, and
+    one cut inside a vertex line is reported as ``corrupt`` instead of ``truncated``. Only the
+    last line is looked at in the usual case, so a 300 MB file pays nothing for it.
+    """
+    end = b
+    while end > a and data[end - 1] in _TRAILING:
+        end -= 1
+    newline = data.rfind(b"\n", a, end)
+    if newline < 0:
+        return False  # a one-line file: nothing after the solid line, or all on one line
+    last = data[newline + 1 : end].strip().lower()
+    if last.startswith(b"endsolid") or last.endswith(b"endfacet"):
+        return False
+    return _ENDSOLID_RE.search(data, a, b) is None  # rare: lines after endsolid
+
+
+_TRAILING = frozenset(b" \t\r\n\x00\x1a")
+
+
 def _parse_vertices(chunk: bytes) -> np.ndarray:
     lines = _VERTEX_RE.findall(chunk)
     if not lines:
@@ -77,7 +101,8 @@ def _parse_vertices(chunk: bytes) -> np.ndarray:
             raise UnreadableInput(CORRUPT, f"unparseable vertex line: {exc}") from None
     if len(values) != 3 * len(lines):
         raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
-    return values.astype(np.float32).reshape(-1, 3)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as non-finite
+        return values.astype(np.float32).reshape(-1, 3)
 
 
 def load_ascii(blob: Blob, ctx: LoadContext) -> Mesh:
@@ -85,12 +110,12 @@ def load_ascii(blob: Blob, ctx: LoadContext) -> Mesh:
     starts = [m.start() for m in _SOLID_RE.finditer(data)] or [0]
     starts[0] = 0
     parts, groups, names = [], [], []
-    for index, (a, b) in enumerate(zip(starts, starts[1:] + [len(data)])):
+    for index, (a, b) in enumerate(zip(starts, starts[1:] + [len(data)], strict=True)):
+        if _cut_short(data, a, b):
+            raise UnreadableInput(TRUNCATED, "the file ends inside a facet")
         verts = _parse_vertices(data[a:b] if len(starts) > 1 else data)
         if len(verts) % 3:
-            ended = _ENDSOLID_RE.search(data, a, b) is not None
-            reason = CORRUPT if ended else TRUNCATED
-            raise UnreadableInput(reason, f"{len(verts)} vertices is not a whole number of triangles")
+            raise UnreadableInput(CORRUPT, f"{len(verts)} vertices is not a whole number of triangles")
         ctx.check_triangles(sum(len(p) for p in parts) // 3 + len(verts) // 3)
         if len(verts):
             parts.append(verts)

@@ -9,7 +9,6 @@ entities); each part is size-capped before parsing.
 
 from __future__ import annotations
 
-import posixpath
 import zipfile
 from xml.etree.ElementTree import Element
 
@@ -144,7 +143,7 @@ class _Package:
 def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
     from scanner.formats.archive import _open_zip
 
-    with _open_zip(blob) as zf:
+    with _open_zip(blob, ctx.limits.max_members) as zf:
         pkg = _Package(zf, ctx)
         root = pkg.root_part()
         objects = pkg.objects(root)
@@ -152,9 +151,20 @@ def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
         build = xml_root.find(f"{CORE}build")
         items = [] if build is None else build.findall(f"{CORE}item")
         if items:
-            jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
+            jobs = [
+                (i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items
+            ]
         else:  # no build section: every object that no component uses
-            jobs = [(root, oid, np.eye(4)) for oid in objects]
+            # (counting component targets too would read their triangles twice)
+            root_key = root.lstrip("/").lower()
+            used = {
+                coid
+                for obj in objects.values()
+                if isinstance(obj, list)
+                for cpart, coid, _ in obj
+                if cpart.lstrip("/").lower() == root_key
+            }
+            jobs = [(root, oid, np.eye(4)) for oid in objects if oid not in used]
         pieces, groups, names = [], [], []
         for index, (part, oid, m) in enumerate(jobs):
             placed: list = []
