@@ -12,6 +12,10 @@ from scanner.inspect import file_sha256
 from scanner.library import Signature, SignatureLibrary
 from scanner.loading import iter_meshes
 
+SAMPLING_NOISE = 0.02
+"""Distance at which a rotated or re-exported copy of a mesh lands from itself (p95 0.016 in
+bench/robustness.py on the public corpus)."""
+
 
 @dataclass
 class EnrolResult:
@@ -20,6 +24,14 @@ class EnrolResult:
     signature_id: str | None
     status: str
     """``added``, ``duplicate`` or ``unreadable:<reason>``."""
+    threshold: float | None = None
+    """The largest per-row threshold given (None when nothing was enrolled)."""
+
+    @property
+    def distinctive(self) -> bool:
+        """False when even the best row sits so close to benign reference shapes that its
+        threshold is below the descriptor's sampling noise: then only exact copies match."""
+        return self.threshold is None or self.threshold >= SAMPLING_NOISE
 
 
 def signature_id(geometry_hash: str) -> str:
@@ -27,9 +39,24 @@ def signature_id(geometry_hash: str) -> str:
     return "ms-" + geometry_hash[:16]
 
 
-def enrol(lib: SignatureLibrary, path: str | os.PathLike[str], category: str, source: str, note: str = "",
-          limits: Limits | None = None) -> list[EnrolResult]:  # fmt: skip
-    """Enrol every mesh of ``path`` (each archive member is its own signature)."""
+def enrol(
+    lib: SignatureLibrary,
+    path: str | os.PathLike[str],
+    category: str,
+    source: str,
+    note: str = "",
+    limits: Limits | None = None,
+    threshold: float | None = None,
+) -> list[EnrolResult]:
+    """Enrol every mesh of ``path`` (each archive member is its own signature).
+
+    Each descriptor row gets its own threshold: the global one (``threshold``, default the
+    configured distance threshold), lowered for rows that sit near benign reference shapes.
+    """
+    from scanner.config import MatchSettings
+    from scanner.features.reference import row_thresholds
+
+    threshold = MatchSettings().distance_threshold if threshold is None else threshold
     path = os.fspath(path)
     sha = file_sha256(path)
     out = []
@@ -52,6 +79,8 @@ def enrol(lib: SignatureLibrary, path: str | os.PathLike[str], category: str, so
             triangles=mesh.triangle_count,
             bodies=desc.body_count,
         )
-        added = lib.add(sig, vectors, bodies)
-        out.append(EnrolResult(path, result.member, sig.id, "added" if added else "duplicate"))
+        thresholds = row_thresholds(vectors, threshold)
+        added = lib.add(sig, vectors, bodies, thresholds)
+        status = "added" if added else "duplicate"
+        out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max())))
     return out

@@ -22,6 +22,8 @@ class Hit:
     body: int
     """Body of the signature this row describes (-1 = whole file)."""
     distance: float
+    threshold: float
+    """The row's own threshold (set at enrolment; +inf when none was given)."""
 
 
 class NearDuplicateIndex:
@@ -29,13 +31,24 @@ class NearDuplicateIndex:
         self._vectors: list[np.ndarray] = []
         self._signatures: list[np.ndarray] = []
         self._bodies: list[np.ndarray] = []
+        self._thresholds: list[np.ndarray] = []
         self._nn = None
         self.vectors = np.zeros((0, 0), dtype=np.float32)
         self.signatures = np.zeros(0, dtype=np.int64)
         self.bodies = np.zeros(0, dtype=np.int64)
+        self.thresholds = np.zeros(0, dtype=np.float32)
 
-    def add(self, vectors: np.ndarray, signatures: list[int] | np.ndarray, bodies: list[int] | np.ndarray) -> None:
+    def add(
+        self,
+        vectors: np.ndarray,
+        signatures: list[int] | np.ndarray,
+        bodies: list[int] | np.ndarray,
+        thresholds: np.ndarray | None = None,
+    ) -> None:
         self._vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(signatures), -1))
+        if thresholds is None:
+            thresholds = np.full(len(signatures), np.inf, dtype=np.float32)
+        self._thresholds.append(np.asarray(thresholds, dtype=np.float32).reshape(-1))
         self._signatures.append(np.asarray(signatures, dtype=np.int64))
         self._bodies.append(np.asarray(bodies, dtype=np.int64))
         self._nn = None
@@ -47,7 +60,9 @@ class NearDuplicateIndex:
             self.vectors = np.concatenate(self._vectors)
             self.signatures = np.concatenate(self._signatures)
             self.bodies = np.concatenate(self._bodies)
+            self.thresholds = np.concatenate(self._thresholds)
             self._vectors, self._signatures, self._bodies = [self.vectors], [self.signatures], [self.bodies]
+            self._thresholds = [self.thresholds]
         if len(self.vectors):
             self._nn = NearestNeighbors(algorithm="brute", metric="euclidean").fit(self.vectors)
         return self
@@ -56,7 +71,8 @@ class NearDuplicateIndex:
         return len(self.vectors)
 
     def query(self, vectors: np.ndarray, k: int = 5, radius: float | None = None) -> list[Hit]:
-        """The ``k`` nearest rows of each query vector (optionally only within ``radius``)."""
+        """The ``k`` nearest rows of each query vector, keeping only those within ``radius``
+        and within the row's own threshold."""
         if self._nn is None and self._vectors:
             self.build()
         if self._nn is None:
@@ -67,16 +83,20 @@ class NearDuplicateIndex:
         hits = []
         for row in range(len(q)):
             for d, i in zip(dist[row], idx[row], strict=True):
-                if radius is None or d <= radius:
-                    hits.append(Hit(row, int(self.signatures[i]), int(self.bodies[i]), float(d)))
+                limit = float(self.thresholds[i]) if radius is None else min(radius, float(self.thresholds[i]))
+                if d <= limit:
+                    hits.append(Hit(row, int(self.signatures[i]), int(self.bodies[i]), float(d), limit))
         return hits
 
-    def min_distance_per_signature(self, vectors: np.ndarray) -> np.ndarray:
-        """For measurement: the smallest distance from any query row to each signature."""
+    def min_distance_per_signature(self, vectors: np.ndarray, relative: bool = False) -> np.ndarray:
+        """For measurement: the smallest distance from any query row to each signature
+        (``relative``: in units of each row's own threshold, so <= 1 means a match)."""
         if self._nn is None:
             self.build()
         q = np.asarray(vectors, dtype=np.float32).reshape(-1, self.vectors.shape[1])
         d = np.sqrt(np.maximum(((q[:, None, :] - self.vectors[None, :, :]) ** 2).sum(axis=2), 0)).min(axis=0)
+        if relative:
+            d = d / self.thresholds
         n_sig = int(self.signatures.max()) + 1
         out = np.full(n_sig, np.inf)
         np.minimum.at(out, self.signatures, d)

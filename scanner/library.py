@@ -10,9 +10,11 @@ On-disk format (a directory; format version 1), every file plain data and safe t
 ``signatures.json``
     one object per signature: ``id, category, source, added, note, name, sha256,
     geometry_hash, triangles, bodies``.
-``descriptors.npy`` / ``rows.npy``
-    float32 (R, D) descriptor rows and int64 (R, 2) ``[signature index, body]`` (body -1 =
-    the whole file); read with ``allow_pickle=False``.
+``descriptors.npy`` / ``rows.npy`` / ``thresholds.npy``
+    float32 (R, D) descriptor rows, int64 (R, 2) ``[signature index, body]`` (body -1 = the
+    whole file) and float32 (R,) per-row distance thresholds set at enrolment from how far
+    the row is from benign reference shapes (scanner/features/reference.py); all read with
+    ``allow_pickle=False``.
 ``allowlist.json``
     known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
 
@@ -47,7 +49,7 @@ CATEGORIES = (
     "accessory",
 )
 ESSENTIAL = CATEGORIES[:4]
-CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "allowlist.json")
+CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "allowlist.json")
 
 
 class LibraryError(MeshscanError):
@@ -100,6 +102,7 @@ class SignatureLibrary:
     signatures: list[Signature] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     allowlist: list[AllowEntry] = field(default_factory=list)
     library_version: str = "empty"
 
@@ -147,9 +150,15 @@ class SignatureLibrary:
             lib.allowlist = [AllowEntry(**a) for a in allow]
             lib.vectors = np.load(root / "descriptors.npy", allow_pickle=False)
             lib.rows = np.load(root / "rows.npy", allow_pickle=False)
+            lib.thresholds = np.load(root / "thresholds.npy", allow_pickle=False)
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
-        if lib.vectors.dtype != np.float32 or lib.vectors.ndim != 2 or lib.rows.shape != (len(lib.vectors), 2):
+        if (
+            lib.vectors.dtype != np.float32
+            or lib.vectors.ndim != 2
+            or lib.rows.shape != (len(lib.vectors), 2)
+            or lib.thresholds.shape != (len(lib.vectors),)
+        ):
             raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
         if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
             raise LibraryError(f"library {root} has rows pointing at missing signatures")
@@ -219,6 +228,7 @@ class SignatureLibrary:
             _atomic_write(root / name, data)
         _atomic_npy(root / "descriptors.npy", self.vectors.astype(np.float32))
         _atomic_npy(root / "rows.npy", self.rows.astype(np.int64))
+        _atomic_npy(root / "thresholds.npy", self.thresholds.astype(np.float32))
         for name in CONTENT_FILES:
             checksums[name] = _sha256_file(root / name)
         self.library_version = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()[:12]
@@ -247,7 +257,7 @@ class SignatureLibrary:
             if (geometry_hash and s.geometry_hash == geometry_hash) or (sha256 and s.sha256 == sha256)
         ]
 
-    def add(self, signature: Signature, vectors: np.ndarray, bodies: list[int]) -> bool:
+    def add(self, signature: Signature, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray) -> bool:
         """Enrol one signature; False if the same geometry is already enrolled."""
         if signature.category not in CATEGORIES:
             raise LibraryError(f"unknown category {signature.category!r}; one of: {', '.join(CATEGORIES)}")
@@ -260,6 +270,7 @@ class SignatureLibrary:
         self.vectors = np.concatenate([self.vectors.reshape(-1, vectors.shape[1]), vectors.astype(np.float32)])
         new_rows = np.column_stack([np.full(len(bodies), index), np.asarray(bodies)]).astype(np.int64)
         self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
+        self.thresholds = np.concatenate([self.thresholds, np.asarray(thresholds, dtype=np.float32).reshape(-1)])
         return True
 
     def remove(self, ids: list[str]) -> list[str]:
@@ -270,6 +281,7 @@ class SignatureLibrary:
         remap[keep] = np.arange(len(keep))
         mask = np.isin(self.rows[:, 0], keep)
         self.vectors = self.vectors[mask]
+        self.thresholds = self.thresholds[mask]
         self.rows = np.column_stack([remap[self.rows[mask, 0]], self.rows[mask, 1]]).astype(np.int64)
         self.signatures = [self.signatures[i] for i in keep]
         return removed
@@ -282,7 +294,9 @@ class SignatureLibrary:
         added = skipped = 0
         for index, sig in enumerate(other.signatures):
             mask = other.rows[:, 0] == index
-            if self.add(Signature(**asdict(sig)), other.vectors[mask], list(other.rows[mask, 1])):
+            if self.add(
+                Signature(**asdict(sig)), other.vectors[mask], list(other.rows[mask, 1]), other.thresholds[mask]
+            ):
                 added += 1
             else:
                 skipped += 1
@@ -311,7 +325,7 @@ class SignatureLibrary:
 
             cached = NearDuplicateIndex()
             if len(self.rows):
-                cached.add(self.vectors, self.rows[:, 0], self.rows[:, 1])
+                cached.add(self.vectors, self.rows[:, 0], self.rows[:, 1], self.thresholds)
             cached.build()
             self._index = cached
         return cached
@@ -322,7 +336,12 @@ class SignatureLibrary:
         for i, s in enumerate(self.signatures):
             rows = np.flatnonzero(self.rows[:, 0] == i)
             descriptors = [
-                {"body": int(self.rows[r, 1]), "vector": [round(float(x), 7) for x in self.vectors[r]]} for r in rows
+                {
+                    "body": int(self.rows[r, 1]),
+                    "threshold": round(float(self.thresholds[r]), 7),
+                    "vector": [round(float(x), 7) for x in self.vectors[r]],
+                }
+                for r in rows
             ]
             entries.append(dict(asdict(s), descriptors=descriptors))
         return {
@@ -346,7 +365,8 @@ class SignatureLibrary:
                 s = dict(s)
                 descs = s.pop("descriptors")
                 vectors = np.array([d["vector"] for d in descs], dtype=np.float32)
-                lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs])
+                thresholds = np.array([d["threshold"] for d in descs], dtype=np.float32)
+                lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs], thresholds)
             for a in doc.get("allowlist", []):
                 lib.allow(AllowEntry(**a))
         except (KeyError, TypeError, ValueError) as exc:

@@ -6,8 +6,9 @@ it returns. Order of decisions for each mesh of an upload:
 1. unreadable -> ``unscannable`` with the loader's reason code;
 2. allowlisted (file sha256 or geometry hash) -> ``clear``, saying so;
 3. exact identity with a signature (file sha256, then canonical geometry hash) -> ``flag``;
-4. near-duplicate of a signature, per body and for the whole file, within the configured
-   distance threshold -> ``flag``, with every matching signature as evidence;
+4. near-duplicate of a signature, per body and for the whole file, within the signature
+   row's own threshold (set at enrolment from its distance to benign reference shapes) and
+   never above the configured one -> ``flag``, with every matching signature as evidence;
 5. otherwise ``clear``.
 """
 
@@ -103,7 +104,7 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
         matches = _near_duplicates(mesh, lib, context)
     if not matches:
         v.verdict = CLEAR
-        v.explanation = f"no signature within distance {threshold:g} of the file or any of its bodies"
+        v.explanation = f"no signature within its threshold (at most {threshold:g}) of the file or any of its bodies"
         return v
     v.verdict = FLAG
     v.matches = matches
@@ -131,7 +132,7 @@ def _near_duplicates(mesh: Mesh, lib: SignatureLibrary, context: ScanContext) ->
             signature_id=s.id,
             category=s.category,
             distance=round(h.distance, 5),
-            threshold=threshold,
+            threshold=round(h.threshold, 5),
             body=None if body < 0 else body,
             kind="near-duplicate",
             signature_body=None if h.body < 0 else h.body,

@@ -64,6 +64,12 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
         for r in enrol(lib, path, category, source, note):
             name = path + (f" :: {r.member}" if r.member else "")
             click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {name}")
+            if r.status == "added" and not r.distinctive:
+                click.echo(
+                    f"  warning: {r.signature_id} is not distinctive (it is within sampling noise of common benign "
+                    f"shapes; threshold {r.threshold:.4f}): only exact and near-identical copies will match",
+                    err=True,
+                )
             failed += r.status.startswith("unreadable")
     lib.save()
     click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")

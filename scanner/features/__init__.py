@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scanner.features.families import FAMILIES
-from scanner.features.sampling import sample_surface
+from scanner.features.sampling import sample_surface, triangle_areas
 from scanner.mesh import Mesh
 
 DESCRIPTOR_VERSION = "ms1:" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
@@ -71,8 +71,7 @@ def describe(mesh: Mesh) -> Descriptor:
     if n > 1:
         labels = mesh.body_labels()
         counts = np.bincount(labels, minlength=n)
-        t = tri.astype(np.float64)
-        areas = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+        areas = triangle_areas(tri).astype(np.float64)
         body_area = np.bincount(labels, weights=areas, minlength=n)
         order = np.argsort(-body_area, kind="stable")
         order = [b for b in order if counts[b] >= MIN_BODY_TRIANGLES and body_area[b] > 0][:MAX_BODIES]

@@ -46,24 +46,33 @@ class SurfaceSample:
     triangles: int
 
 
+def triangle_areas(tri: np.ndarray) -> np.ndarray:
+    """Areas of (F, 3, 3) triangles; the cross product written out (np.cross is slow)."""
+    u = tri[:, 1] - tri[:, 0]
+    v = tri[:, 2] - tri[:, 0]
+    cx = u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1]
+    cy = u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2]
+    cz = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    return 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
+
+
 def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Exact area-weighted centroid, total area, second-moment matrix about the centroid.
 
-    Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c.
+    Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c, all
+    nine corner-coordinate products at once as one (9 x F)(F x 9) weighted Gram product.
+    ``tri`` should already be roughly centred (it may be float32).
     """
-    total = float(areas.sum())
+    total = float(areas.sum(dtype=np.float64))
     if not total > 0:
         raise ValueError("surface has no area")
-    w = areas / total
-    centroid = (w @ tri.sum(axis=1)) / 3.0
-    rows = tri - centroid  # (F, 3, 3)
-    sw = np.sqrt(w / 12.0)[:, None]
-    second = np.zeros((3, 3))
-    for corner in range(3):
-        x = rows[:, corner] * sw
-        second += x.T @ x
-    x = rows.sum(axis=1) * sw
-    second += x.T @ x
+    w = (areas / total).astype(tri.dtype)
+    flat = tri.reshape(len(tri), 9)
+    gram = ((flat * w[:, None]).T @ flat).astype(np.float64).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
+    centroid = (w @ flat).astype(np.float64).reshape(3, 3).sum(axis=0) / 3.0
+    corners = sum(gram[c, :, c, :] for c in range(3))
+    sums = gram.sum(axis=(0, 2))
+    second = (corners + sums) / 12.0 - np.outer(centroid, centroid)
     return centroid, total, second
 
 
@@ -71,11 +80,16 @@ def sample_surface(
     triangles: np.ndarray, n_points: int = N_POINTS, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
     """Normalise and sample a surface given as (F, 3, 3) triangles (float32 canonical)."""
-    tri32 = np.asarray(triangles, dtype=np.float32).reshape(-1, 3, 3) + np.float32(0.0)
+    tri32 = np.asarray(triangles, dtype=np.float32).reshape(-1, 3, 3)
     if corner_keys is None:
+        tri32 = tri32 + np.float32(0.0)  # fold -0.0 so keys match Mesh.corner_keys
         corner_keys = vertex_keys(tri32.reshape(-1, 3)).reshape(-1, 3)
-    tri = tri32.astype(np.float64)
-    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    # work in float32, centred on the bounding box so that float32 keeps its digits
+    flat = tri32.reshape(-1, 3)
+    lo, hi = flat.min(axis=0), flat.max(axis=0)
+    offset = (lo.astype(np.float64) + hi) / 2.0
+    tri = tri32 - offset.astype(np.float32)
+    areas = triangle_areas(tri)
     centroid, area, second = surface_moments(tri, areas)
     radius = float(np.sqrt(np.trace(second)))
     if not radius > 0:
@@ -88,7 +102,7 @@ def sample_surface(
 
     tkey, _ = triangle_keys(corner_keys)
     tkey = _splitmix(tkey ^ SEED)
-    expected = areas / area * n_points
+    expected = areas.astype(np.float64) * (n_points / area)
     counts = np.floor(expected + _unit(tkey)).astype(np.int64)
     chosen = np.flatnonzero(counts)
     counts = counts[chosen]
@@ -101,7 +115,7 @@ def sample_surface(
     # corners in content order, so barycentric weights do not depend on the file's order
     ck = corner_keys[owner]
     corner_order = np.argsort(ck, axis=1, kind="stable")
-    t = np.take_along_axis(tri[owner], corner_order[:, :, None], axis=1)
+    t = np.take_along_axis(tri[owner].astype(np.float64), corner_order[:, :, None], axis=1)
     points = (1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1] + (r1 * r2)[:, None] * t[:, 2]
     points = (points[np.argsort(skey, kind="stable")] - centroid) / radius
     return SurfaceSample(points=points, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri))

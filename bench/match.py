@@ -1,0 +1,131 @@
+"""Speed of description, matching and library loading (issue 3, item 8).
+
+    python bench/match.py [--triangles 1000000] [--signatures 100000] [--repeat 3]
+
+Prints one table from one run, each figure the median of --repeat runs:
+
+* descriptor time for a ~1M-triangle single-body mesh (meshscan), next to what trimesh alone
+  takes for two steps a naive descriptor would need (convex hull; splitting bodies), and the
+  time to merely read the triangles' bytes (the I/O floor), all on the same mesh;
+* query time per body against a library of N signatures (exact brute-force k-NN through
+  scikit-learn), against numpy's own brute force as the peer;
+* time to load (verify checksums + parse) a library of N signatures from disk, against a bare
+  ``np.load`` of its descriptor matrix.
+
+Synthetic signatures are random descriptor rows (the matcher does not care what they
+describe); the mesh is an abstract wavy sphere. Targets: descriptor <= 1 s; query <= 5 ms
+per body; library load <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import trimesh  # noqa: E402
+
+from scanner.features import DESCRIPTOR_SIZE, describe  # noqa: E402
+from scanner.library import Signature, SignatureLibrary  # noqa: E402
+from scanner.mesh import Mesh  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def wavy_sphere(triangles: int) -> trimesh.Trimesh:
+    sub = max(1, int(round(np.log(triangles / 20) / np.log(4))))
+    s = trimesh.creation.icosphere(subdivisions=sub)
+    v = s.vertices * (1 + 0.15 * np.sin(4 * s.vertices[:, :1]) * np.cos(3 * s.vertices[:, 1:2]))
+    return trimesh.Trimesh(v, s.faces, process=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--triangles", type=int, default=1_000_000)
+    ap.add_argument("--signatures", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows = []
+
+    tm = wavy_sphere(args.triangles)
+    n_tri = len(tm.faces)
+    tris32 = np.asarray(tm.triangles, dtype=np.float32)
+
+    def fresh() -> Mesh:  # a new Mesh each time: no cached topology
+        return Mesh(vertices=tris32.reshape(-1, 3), faces=None)
+
+    t_desc = timed(lambda: describe(fresh()), args.repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "tri.bin"
+        raw.write_bytes(tris32.tobytes())
+        t_io = timed(lambda: np.frombuffer(raw.read_bytes(), dtype=np.float32), args.repeat)
+    t_hull = timed(lambda: trimesh.Trimesh(tm.vertices, tm.faces, process=False).convex_hull, 1)
+    t_split = timed(lambda: trimesh.Trimesh(tm.vertices, tm.faces, process=False).split(only_watertight=False), 1)
+    rows += [
+        (f"describe {n_tri:,}-triangle mesh", "meshscan describe()", t_desc, 1.0),
+        ("", "read triangle bytes (I/O floor)", t_io, None),
+        ("", "trimesh convex_hull alone", t_hull, None),
+        ("", "trimesh split() bodies alone", t_split, None),
+    ]
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((args.signatures, DESCRIPTOR_SIZE), dtype=np.float32)
+    lib = SignatureLibrary.create()
+    lib.signatures = [
+        Signature(id=f"ms-{i:016x}", category="barrel", source="bench", added="2026-01-01", geometry_hash=f"{i:064x}")
+        for i in range(args.signatures)
+    ]
+    lib.vectors = vectors
+    lib.rows = np.column_stack([np.arange(args.signatures), np.full(args.signatures, -1)]).astype(np.int64)
+    index = lib.index()
+    queries = rng.random((200, DESCRIPTOR_SIZE), dtype=np.float32)
+    t_q = timed(lambda: [index.query(q[None, :], k=5) for q in queries], args.repeat) / len(queries)
+
+    def numpy_brute(q: np.ndarray) -> np.ndarray:
+        d = ((vectors - q) ** 2).sum(axis=1)
+        return np.argpartition(d, 5)[:5]
+
+    t_np = timed(lambda: [numpy_brute(q) for q in queries], args.repeat) / len(queries)
+    rows += [
+        (f"query 1 body vs {args.signatures:,} signatures", "meshscan index.query (sklearn brute)", t_q, 0.005),
+        ("", "numpy brute force + argpartition", t_np, None),
+    ]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lib.save(Path(tmp) / "lib")
+        t_load = timed(lambda: SignatureLibrary.load(Path(tmp) / "lib").index(), args.repeat)
+        t_npy = timed(lambda: np.load(Path(tmp) / "lib" / "descriptors.npy", allow_pickle=False), args.repeat)
+    rows += [
+        (f"load library of {args.signatures:,}", "SignatureLibrary.load (+verify, +index)", t_load, 1.0),
+        ("", "np.load of descriptors.npy alone", t_npy, None),
+    ]
+
+    print(f"bench/match.py  (median of {args.repeat}; descriptor {DESCRIPTOR_SIZE} floats)")
+    print(f"{'task':40s} {'tool':42s} {'seconds':>10s} {'target':>8s} {'':>5s}")
+    for task, tool, secs, target in rows:
+        verdict = "" if target is None else ("PASS" if secs <= target else "MISS")
+        tgt = "" if target is None else f"{target:g}"
+        print(f"{task:40s} {tool:42s} {secs:10.4f} {tgt:>8s} {verdict:>5s}")
+    base = rows[0][2]
+    print(
+        f"\ndescribe / I/O floor: {base / rows[1][2]:.1f}x;  describe / trimesh convex hull: {base / rows[2][2]:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

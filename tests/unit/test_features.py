@@ -1,0 +1,101 @@
+"""Descriptor families and describe(): shape, determinism and invariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+import scanner
+from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION, describe, family_slices
+from scanner.features.families import FAMILIES
+from scanner.features.sampling import sample_surface
+from scanner.mesh import Mesh
+from tests.conftest import REPO
+
+PROXY = REPO / "fixtures" / "demo" / "proxy-frame_or_receiver-s1-001.stl"
+
+
+def mesh_of(tm: trimesh.Trimesh) -> Mesh:
+    return Mesh(vertices=np.asarray(tm.vertices), faces=np.asarray(tm.faces))
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Mesh:
+    return scanner.load(PROXY)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+class TestFamilyContract:
+    """Every family: declared length, finite, deterministic, and different for different shapes."""
+
+    def test_length_and_finite(self, family, proxy) -> None:
+        v = family.compute(sample_surface(proxy.corners32, corner_keys=proxy.corner_keys))
+        assert v.shape == (family.size,) and np.isfinite(v).all()
+
+    def test_deterministic(self, family, proxy) -> None:
+        a = family.compute(sample_surface(proxy.corners32))
+        b = family.compute(sample_surface(proxy.corners32))
+        assert np.array_equal(a, b)
+
+    def test_separates_a_plate_from_a_ball(self, family) -> None:
+        plate = trimesh.creation.box((10, 6, 0.3))
+        ball = trimesh.creation.icosphere(3)
+        a = family.compute(sample_surface(plate.triangles))
+        b = family.compute(sample_surface(ball.triangles))
+        assert np.linalg.norm(a - b) > 0.05
+
+
+def test_version_names_every_family() -> None:
+    assert DESCRIPTOR_VERSION.startswith("ms1:")
+    for f in FAMILIES:
+        assert f"{f.name}.{f.version}" in DESCRIPTOR_VERSION
+    slices = family_slices()
+    assert sum(s.stop - s.start for s in slices.values()) == DESCRIPTOR_SIZE
+
+
+def test_same_surface_same_bytes_whatever_the_order(proxy) -> None:
+    rng = np.random.default_rng(0)
+    tri = proxy.triangles.copy()
+    shuffled = tri[rng.permutation(len(tri))]
+    rolled = np.roll(shuffled, 1, axis=1)  # corner order
+    flipped = rolled[:, ::-1]  # winding
+    a = describe(proxy).whole
+    b = describe(Mesh(vertices=flipped.reshape(-1, 3))).whole
+    assert a.tobytes() == b.tobytes()
+
+
+def test_invariant_to_rigid_motion_scale_and_mirror(proxy) -> None:
+    base = describe(proxy).whole
+    rng = np.random.default_rng(1)
+    tri = proxy.triangles.astype(np.float64).reshape(-1, 3)
+    rot = trimesh.transformations.random_rotation_matrix(rng.random(3))[:3, :3]
+    for transformed in (tri @ rot.T + 100.0, tri * 0.01, tri * np.array([-1.0, 1, 1])):
+        d = np.linalg.norm(describe(Mesh(vertices=transformed)).whole - base)
+        assert d < 0.04, d  # sampling noise only; the shipped threshold is 0.08
+
+
+def test_robust_to_subdivision_and_noise(proxy) -> None:
+    tm = trimesh.Trimesh(proxy.welded_vertices, proxy.welded_faces)
+    base = describe(proxy).whole
+    v, f = trimesh.remesh.subdivide(tm.vertices, tm.faces)
+    assert np.linalg.norm(describe(mesh_of(trimesh.Trimesh(v, f))).whole - base) < 0.05
+    rng = np.random.default_rng(2)
+    noisy = tm.vertices + rng.normal(scale=0.002 * np.linalg.norm(tm.extents) / np.sqrt(3), size=tm.vertices.shape)
+    assert np.linalg.norm(describe(mesh_of(trimesh.Trimesh(noisy, tm.faces))).whole - base) < 0.05
+
+
+def test_bodies_are_described_separately() -> None:
+    a = trimesh.creation.box((4, 1, 1))
+    b = trimesh.creation.icosphere(2).apply_translation((10, 0, 0))
+    both = describe(mesh_of(trimesh.util.concatenate([a, b])))
+    assert both.body_count == 2 and len(both.bodies) == 2
+    alone = describe(mesh_of(a)).whole
+    assert min(np.linalg.norm(v - alone) for v in both.bodies) < 1e-6
+    rows, ids = both.rows()
+    assert rows.shape == (3, DESCRIPTOR_SIZE) and ids[0] == -1
+
+
+def test_a_one_body_file_has_one_row(proxy) -> None:
+    rows, ids = describe(proxy).rows()
+    assert rows.shape == (1, DESCRIPTOR_SIZE) and ids == [-1]

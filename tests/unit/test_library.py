@@ -1,0 +1,122 @@
+"""SignatureLibrary: safe persistence, verification, no geometry, add/remove/merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.enrol import enrol
+from scanner.library import LibraryError, SignatureLibrary, open_any
+from tests.conftest import REPO
+
+DEMO = REPO / "fixtures" / "demo"
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> SignatureLibrary:
+    lib = SignatureLibrary.create(tmp_path / "lib", name="t")
+    enrol(lib, DEMO / "proxy-barrel-s1-001.stl", "barrel", "case-1", note="n")
+    enrol(lib, DEMO / "proxy-accessory-s1-002.stl", "accessory", "case-2")
+    lib.save()
+    return lib
+
+
+def test_round_trip(lib: SignatureLibrary) -> None:
+    loaded = SignatureLibrary.load(lib.path)
+    assert [s.id for s in loaded.signatures] == [s.id for s in lib.signatures]
+    assert loaded.vectors.dtype == np.float32 and np.array_equal(loaded.vectors, lib.vectors)
+    assert loaded.library_version == lib.library_version != "empty"
+
+
+def test_holds_no_geometry(lib: SignatureLibrary) -> None:
+    text = (lib.path / "signatures.json").read_text()
+    for word in ("vertices", "faces", "triangles_data"):
+        assert word not in text
+    # descriptor rows are fixed-length summaries, far smaller than any mesh
+    assert lib.vectors.shape[1] < 100
+
+
+@pytest.mark.parametrize("name", ["signatures.json", "descriptors.npy", "rows.npy", "allowlist.json"])
+def test_any_tampered_file_is_refused(lib: SignatureLibrary, name: str) -> None:
+    path = lib.path / name
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(LibraryError, match=f"{name} does not match its checksum"):
+        SignatureLibrary.load(lib.path)
+    assert any(name in p for p in SignatureLibrary.verify(lib.path))
+
+
+def test_pickled_array_is_refused_even_with_a_valid_checksum(lib: SignatureLibrary) -> None:
+    # an object array needs pickle to load; re-sign the manifest so only allow_pickle=False stops it
+    np.save(lib.path / "rows.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    manifest = json.loads((lib.path / "manifest.json").read_text())
+    import hashlib
+
+    manifest["files"]["rows.npy"] = hashlib.sha256((lib.path / "rows.npy").read_bytes()).hexdigest()
+    (lib.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LibraryError, match="unreadable"):
+        SignatureLibrary.load(lib.path)
+
+
+def test_other_descriptor_version_is_refused(lib: SignatureLibrary) -> None:
+    lib.descriptor_version = "ms0:other"
+    lib.save()
+    with pytest.raises(LibraryError, match="re-enrol"):
+        SignatureLibrary.load(lib.path)
+
+
+def test_not_a_library(tmp_path: Path) -> None:
+    with pytest.raises(LibraryError, match="no manifest.json"):
+        SignatureLibrary.load(tmp_path)
+
+
+def test_duplicate_geometry_is_not_enrolled_twice(lib: SignatureLibrary) -> None:
+    results = enrol(lib, DEMO / "proxy-barrel-s1-001.stl", "barrel", "again")
+    assert [r.status for r in results] == ["duplicate"] and len(lib) == 2
+
+
+def test_remove_keeps_rows_consistent(lib: SignatureLibrary) -> None:
+    first = lib.signatures[0].id
+    assert lib.remove([first, "nope"]) == [first]
+    assert len(lib) == 1 and set(lib.rows[:, 0]) == {0}
+    lib.save()
+    assert SignatureLibrary.load(lib.path).signatures[0].category == "accessory"
+
+
+def test_merge_and_export(lib: SignatureLibrary, tmp_path: Path) -> None:
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps(lib.export_json()))
+    other = SignatureLibrary.create(tmp_path / "other")
+    enrol(other, DEMO / "proxy-barrel-s1-001.stl", "barrel", "dup")
+    added, skipped = other.merge(open_any(export))
+    assert (added, skipped) == (1, 1) and len(other) == 2
+    np.testing.assert_allclose(other.vectors[-1], lib.vectors[-1], atol=1e-6)
+
+
+def test_unknown_category(lib: SignatureLibrary) -> None:
+    with pytest.raises(LibraryError, match="unknown category"):
+        enrol(lib, DEMO / "proxy-bolt_or_breech_block-s1-001.obj", "spoon", "x")
+
+
+def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
+    """A plain pipe as a 'signature' sits on top of the benign reference pipes: its threshold
+    drops below the sampling noise and it is reported as not distinctive; a composite part
+    keeps more tolerance."""
+    import trimesh
+
+    from scanner.config import MatchSettings
+    from scanner.features.reference import ALPHA, nearest_reference_distance
+
+    pipe = tmp_path / "pipe.stl"
+    trimesh.creation.annulus(r_min=0.8, r_max=1.0, height=9.0, sections=48).export(pipe)
+    lib = SignatureLibrary.create(tmp_path / "lib")
+    (plain,) = enrol(lib, pipe, "barrel", "t")
+    (composite,) = enrol(lib, DEMO / "proxy-frame_or_receiver-s1-001.stl", "frame_or_receiver", "t")
+    assert not plain.distinctive and plain.threshold < 0.02
+    assert composite.distinctive and composite.threshold > plain.threshold
+    expected = np.minimum(MatchSettings().distance_threshold, ALPHA * nearest_reference_distance(lib.vectors))
+    np.testing.assert_allclose(lib.thresholds, expected, rtol=1e-5)
