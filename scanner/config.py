@@ -36,6 +36,10 @@ class Limits:
     """Archives inside archives; the upload itself is depth 0."""
     max_xml_bytes: int = 512 * MiB
     """Largest 3MF model part parsed as XML."""
+    max_seconds: float = 300.0
+    """Wall-clock time for one upload in a scan worker (``limit:time`` past it)."""
+    max_memory_bytes: int = 8192 * MiB
+    """Address space of a scan worker (RLIMIT_AS; ``limit:memory`` past it)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ LIMIT_MEMBERS: Final = "limit:members"
 LIMIT_RATIO: Final = "limit:ratio"
 LIMIT_DEPTH: Final = "limit:depth"
 LIMIT_XML: Final = "limit:xml"
+LIMIT_TIME: Final = "limit:time"
+LIMIT_MEMORY: Final = "limit:memory"
+WORKER_CRASHED: Final = "worker-crashed"
 
 REASON_CODES: Final = frozenset(
     {
@@ -44,6 +47,9 @@ REASON_CODES: Final = frozenset(
         LIMIT_RATIO,
         LIMIT_DEPTH,
         LIMIT_XML,
+        LIMIT_TIME,
+        LIMIT_MEMORY,
+        WORKER_CRASHED,
     }
 )
 

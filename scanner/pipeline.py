@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from scanner import __version__
 from scanner.config import Settings
-from scanner.errors import CORRUPT, UnreadableInput
+from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
 from scanner.inspect import file_sha256
 from scanner.library import SignatureLibrary
 from scanner.loading import iter_meshes
@@ -64,9 +64,24 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
             continue
         try:
             verdicts.append(_judge(base, result.mesh, context, whole_file=result.member is None))
-        except (ValueError, FloatingPointError, MemoryError) as exc:
+        except MemoryError:
+            verdicts.append(_unscannable(base, UnreadableInput(LIMIT_MEMORY, "ran out of memory while describing")))
+        except (ValueError, FloatingPointError) as exc:
             verdicts.append(_unscannable(base, UnreadableInput(CORRUPT, f"cannot describe: {exc}")))
     return verdicts
+
+
+def unscannable_verdict(path: str, context: ScanContext, err: UnreadableInput) -> Verdict:
+    """The verdict for an upload that could not be scanned at all (time, memory, crash)."""
+    base = Verdict(
+        path=path,
+        member=None,
+        verdict=UNSCANNABLE,
+        scanner_version=__version__,
+        library_version=context.library_version,
+        scanned_at=_now(),
+    )
+    return _unscannable(base, err)
 
 
 def _unscannable(v: Verdict, err: UnreadableInput) -> Verdict:

@@ -51,6 +51,13 @@ class Verdict:
         d["matches"] = [asdict(m) for m in self.matches]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        """Rebuild from ``to_dict()`` output (JSON from a worker process)."""
+        d = dict(d)
+        d["matches"] = [Match(**m) for m in d.get("matches", [])]
+        return cls(**d)
+
     @property
     def needs_attention(self) -> bool:
         return self.verdict in (FLAG, REVIEW)

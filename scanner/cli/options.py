@@ -16,6 +16,8 @@ LIMIT_OPTIONS = {
     "max_ratio": "highest compression ratio accepted (zip bombs)",
     "max_depth": "deepest archive nesting",
     "max_xml_bytes": "largest 3MF XML part",
+    "max_seconds": "wall-clock seconds per upload (scan workers)",
+    "max_memory_bytes": "address-space cap per scan worker, bytes",
 }
 
 
@@ -23,7 +25,7 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--config FILE`` plus one ``--limit-*`` override per limit."""
     for name, help_text in reversed(LIMIT_OPTIONS.items()):
         flag = "--limit-" + name.removeprefix("max_").replace("_", "-")
-        kind = click.FLOAT if name == "max_ratio" else click.INT
+        kind = click.FLOAT if name in ("max_ratio", "max_seconds") else click.INT
         fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
     fn = click.option(
         "--config",

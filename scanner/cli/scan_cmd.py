@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -22,10 +23,13 @@ from scanner.cli.options import config_options, library_option, settings_from
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
               help="Copy flagged files into this quarantine folder.")  # fmt: skip
 @click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
+              "memory limits.")  # fmt: skip
 @config_options
 def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
-             move_to: str | None, copy_to: str | None, threshold: float | None, config_path: str | None,
-             **kw: Any) -> None:  # fmt: skip
+             move_to: str | None, copy_to: str | None, threshold: float | None, jobs: int | None,
+             config_path: str | None, **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
     Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
@@ -33,9 +37,10 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     """
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import open_library
-    from scanner.pipeline import ScanContext, scan_one
+    from scanner.pipeline import ScanContext
     from scanner.sinks.output import WRITERS
     from scanner.sinks.quarantine import QuarantineError, quarantine
+    from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
         raise click.UsageError("use --move or --copy, not both")
@@ -48,10 +53,11 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
     errors = files = 0
     stats = WalkStats()
+    limits = settings.limits
+    pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
     try:
-        for upload in iter_uploads(paths, stats):
+        for upload, verdicts in pool.scan(iter_uploads(paths, stats)):
             files += 1
-            verdicts = scan_one(upload.path, context)
             for v in verdicts:
                 counts[v.verdict] += 1
                 errors += v.is_error

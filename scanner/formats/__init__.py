@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from scanner.errors import CORRUPT, EMPTY, UNSUPPORTED_FORMAT, UnreadableInput
+from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, UNSUPPORTED_FORMAT, UnreadableInput
 from scanner.formats import archive, obj, off, ply, stl, threemf
 from scanner.formats.base import ContainerReader, LoadContext, MemberResult, MeshLoader
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
@@ -49,7 +49,7 @@ def read_blob(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     except UnreadableInput as err:
         yield MemberResult(None, fmt, error=err)
     except MemoryError:
-        yield MemberResult(None, fmt, error=UnreadableInput(CORRUPT, "ran out of memory while reading"))
+        yield MemberResult(None, fmt, error=UnreadableInput(LIMIT_MEMORY, "ran out of memory while reading"))
     except (ValueError, IndexError, TypeError, OverflowError, UnicodeError) as exc:
         # a malformed file that slipped past a loader's checks: still a result, never a crash
         yield MemberResult(None, fmt, error=UnreadableInput(CORRUPT, f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,162 @@
+"""Isolated parallel scanning on one machine.
+
+Each file is scanned in a worker process (forked, so the signature library loaded by the
+parent is shared, not reloaded per file) under a wall-clock timeout and an address-space cap
+(``RLIMIT_AS``). A file that exceeds them is reported ``unscannable`` with ``limit:time`` or
+``limit:memory``; a worker that dies (a segfault in a C extension, the OOM killer) loses only
+its current file, reported as ``worker-crashed``, and is replaced. Results are yielded in the
+order the uploads were given, whatever order they finish in, so output is deterministic.
+
+Workers talk to the parent in JSON, not pickle: a worker is where untrusted bytes are parsed,
+so nothing it sends back may be able to execute code in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+from scanner.batch import Upload
+from scanner.errors import CORRUPT, LIMIT_MEMORY, LIMIT_TIME, WORKER_CRASHED, UnreadableInput
+from scanner.pipeline import ScanContext, scan_one, unscannable_verdict
+from scanner.verdict import Verdict
+
+FAULT_INJECTION_ENV = "MESHSCAN_FAULT_INJECT"
+"""Testing hook: ``crash:NAME`` makes a worker abort on a file whose base name is NAME, so the
+crash path can be tested without a real crashing input."""
+
+
+@dataclass
+class _Slot:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    task: int | None = None
+    started: float = 0.0
+
+
+def _worker(conn: Connection, context: ScanContext, memory_bytes: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if memory_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    fault = os.environ.get(FAULT_INJECTION_ENV, "")
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        task, path = json.loads(message)
+        if fault == f"crash:{os.path.basename(path)}":
+            os.abort()
+        try:
+            verdicts = scan_one(path, context)
+        except MemoryError:
+            verdicts = [unscannable_verdict(path, context, UnreadableInput(LIMIT_MEMORY, "memory cap reached"))]
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the run down; it is reported
+            verdicts = [unscannable_verdict(path, context, UnreadableInput(CORRUPT, f"internal error: {exc!r}"))]
+        conn.send_bytes(json.dumps([task, [v.to_dict() for v in verdicts]]).encode())
+
+
+def _warm_up(context: ScanContext) -> None:
+    """Import what a scan needs and build the index before forking, so every worker shares
+    them (copy-on-write) instead of paying for them inside its first file's time limit."""
+    import scipy.sparse.csgraph  # noqa: F401 - bodies
+    import scipy.special  # noqa: F401 - descriptor
+
+    import scanner.features  # noqa: F401
+
+    if context.library is not None:
+        context.library.index()
+
+
+class IsolatedPool:
+    def __init__(self, context: ScanContext, jobs: int, timeout_s: float, memory_bytes: int | None) -> None:
+        self.context, self.jobs = context, max(1, jobs)
+        self.timeout_s, self.memory_bytes = timeout_s, memory_bytes
+        self._mp = multiprocessing.get_context("fork")
+        self.slots: list[_Slot] = []
+
+    def _spawn(self) -> _Slot:
+        parent, child = self._mp.Pipe()
+        proc = self._mp.Process(target=_worker, args=(child, self.context, self.memory_bytes), daemon=True)
+        proc.start()
+        child.close()
+        return _Slot(proc, parent)
+
+    def _replace(self, slot: _Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(5)
+        slot.conn.close()
+        self.slots[self.slots.index(slot)] = self._spawn()
+
+    def close(self) -> None:
+        for slot in self.slots:
+            try:
+                slot.conn.close()
+            except OSError:
+                pass
+            slot.process.kill()
+            slot.process.join(5)
+        self.slots = []
+
+    def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:
+        """Scan uploads in parallel; yield (upload, verdicts) in input order."""
+        _warm_up(self.context)
+        self.slots = [self._spawn() for _ in range(self.jobs)]
+        queue = iter(enumerate(uploads))
+        given: dict[int, Upload] = {}
+        finished: dict[int, list[Verdict]] = {}
+        next_out, exhausted = 0, False
+        try:
+            while True:
+                for slot in self.slots:
+                    if slot.task is None and not exhausted:
+                        item = next(queue, None)
+                        if item is None:
+                            exhausted = True
+                            break
+                        task, upload = item
+                        given[task] = upload
+                        slot.task, slot.started = task, time.monotonic()
+                        slot.conn.send_bytes(json.dumps([task, upload.path]).encode())
+                busy = [s for s in self.slots if s.task is not None]
+                if not busy and exhausted:
+                    break
+                deadline = min(s.started for s in busy) + self.timeout_s
+                ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy],
+                             timeout=max(0.0, deadline - time.monotonic()))  # fmt: skip
+                for slot in busy:
+                    task = slot.task
+                    if slot.conn in ready or slot.conn.poll():
+                        try:
+                            got, records = json.loads(slot.conn.recv_bytes())
+                            finished[got] = [Verdict.from_dict(r) for r in records]
+                            slot.task = None
+                            continue
+                        except (EOFError, OSError):
+                            pass
+                    if not slot.process.is_alive():
+                        finished[task] = self._failed(given[task], WORKER_CRASHED, slot)
+                    elif time.monotonic() - slot.started > self.timeout_s:
+                        finished[task] = self._failed(given[task], LIMIT_TIME, slot)
+                while next_out in finished:
+                    yield given.pop(next_out), finished.pop(next_out)
+                    next_out += 1
+        finally:
+            self.close()
+
+    def _failed(self, upload: Upload, reason: str, slot: _Slot) -> list[Verdict]:
+        detail = (
+            f"no result within {self.timeout_s:g} s" if reason == LIMIT_TIME
+            else f"the worker process died (exit code {slot.process.exitcode})"
+        )  # fmt: skip
+        self._replace(slot)
+        return [unscannable_verdict(upload.path, self.context, UnreadableInput(reason, detail))]
