@@ -45,6 +45,8 @@ class Verdict:
     scanned_at: str = ""
     format: str | None = None
     detail: str | None = None
+    copied_from: str | None = None
+    """Set when the verdicts were copied from identical content already scanned at this path."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

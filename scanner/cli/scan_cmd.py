@@ -23,19 +23,22 @@ from scanner.cli.options import config_options, library_option, settings_from
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
               help="Copy flagged files into this quarantine folder.")  # fmt: skip
 @click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="Record every verdict in this SQLite results database (for --resume, report, review).")  # fmt: skip
+@click.option("--resume", is_flag=True, help="With --db: skip files unchanged since their recorded scan.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
               "memory limits.")  # fmt: skip
 @config_options
 def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
-             move_to: str | None, copy_to: str | None, threshold: float | None, jobs: int | None,
-             config_path: str | None, **kw: Any) -> None:  # fmt: skip
+             move_to: str | None, copy_to: str | None, threshold: float | None, db_path: str | None,
+             resume: bool, jobs: int | None, config_path: str | None, **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
     Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
     (a file that could not be read, a library that could not be loaded).
     """
-    from scanner.batch import WalkStats, iter_uploads
+    from scanner.batch import RunStats, WalkStats, iter_uploads, scan_uploads
     from scanner.cli.options import open_library
     from scanner.pipeline import ScanContext
     from scanner.sinks.output import WRITERS
@@ -44,6 +47,8 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
 
     if move_to and copy_to:
         raise click.UsageError("use --move or --copy, not both")
+    if resume and not db_path:
+        raise click.UsageError("--resume needs --db")
     kw["match.distance_threshold"] = threshold
     settings = settings_from(config_path, kw)
     context = ScanContext(settings=settings, library=open_library(library))
@@ -55,8 +60,14 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     stats = WalkStats()
     limits = settings.limits
     pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
+    db = None
+    if db_path:
+        from scanner.sinks.resultsdb import ResultsDB
+
+        db = ResultsDB(db_path)
+    run = RunStats()
     try:
-        for upload, verdicts in pool.scan(iter_uploads(paths, stats)):
+        for upload, verdicts in scan_uploads(iter_uploads(paths, stats), pool, context, db, resume, run):
             files += 1
             for v in verdicts:
                 counts[v.verdict] += 1
@@ -75,7 +86,13 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         writer.close()
         if out_path:
             out.close()
+        if db is not None:
+            db.close()
     skipped = f"; {stats.skipped_by_name} non-model file(s) skipped by name" if stats.skipped_by_name else ""
+    if run.unchanged:
+        skipped += f"; {run.unchanged} unchanged file(s) skipped (--resume)"
+    if run.copied:
+        skipped += f"; {run.copied} duplicate(s) by content not rescanned"
     click.echo(
         f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
         f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "

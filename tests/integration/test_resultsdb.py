@@ -1,0 +1,65 @@
+"""Results DB: resume after kill -9 scans every file exactly once; duplicates scanned once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+
+DEMO = REPO / "fixtures" / "demo"
+CLI = [sys.executable, "-m", "scanner.cli", "scan"]
+
+
+def rows(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT path, verdict FROM results ORDER BY path").fetchall()
+
+
+def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    sources = sorted(p for p in DEMO.iterdir() if p.suffix in (".stl", ".obj", ".3mf"))
+    for i, src in enumerate(sources):
+        shutil.copy(src, uploads / f"{i:03d}-{src.name}")
+    db = tmp_path / "results.sqlite"
+    first = subprocess.Popen([*CLI, str(uploads), "--db", str(db), "--jobs", "1", "--format", "jsonl"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        if db.exists() and rows(db):
+            break
+        time.sleep(0.05)
+    first.kill()  # SIGKILL: no cleanup
+    first.wait()
+    done_before = {p for p, _ in rows(db)}
+    assert 0 < len(done_before) < len(sources), "the first run should have been stopped part-way"
+
+    second = subprocess.run([*CLI, str(uploads), "--db", str(db), "--resume", "--format", "jsonl"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert second.returncode == 1, second.stderr
+    rescanned = {json.loads(line)["path"] for line in second.stdout.splitlines()}
+    assert not rescanned & done_before  # nothing recorded was scanned again
+    final = rows(db)
+    assert sorted(p for p, _ in final) == sorted(str(p) for p in uploads.iterdir())  # each exactly once
+    assert sum(v == "flag" for _, v in final) == 6
+
+
+def test_identical_content_is_scanned_once(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    for name in ("a.stl", "b.stl", "c.stl"):
+        shutil.copy(DEMO / "proxy-barrel-s1-000.stl", uploads / name)
+    db = tmp_path / "r.sqlite"
+    proc = subprocess.run([*CLI, str(uploads), "--db", str(db), "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["copied_from"] for r in recs] == [None, str(uploads / "a.stl"), str(uploads / "a.stl")]
+    assert all(r["verdict"] == "flag" for r in recs)
+    assert "2 duplicate(s) by content not rescanned" in proc.stderr
+    assert len(rows(db)) == 3
