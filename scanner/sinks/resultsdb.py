@@ -42,7 +42,7 @@ SCHEMA_VERSION = "1"
 
 
 class ResultsDB:
-    def __init__(self, path: str | Path, batch_size: int = 64, batch_seconds: float = 2.0) -> None:
+    def __init__(self, path: str | Path, batch_size: int = 16, batch_seconds: float = 1.0) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path)
         self.conn.execute("PRAGMA journal_mode=WAL")
