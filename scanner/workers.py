@@ -40,8 +40,10 @@ class _Slot:
     started: float = 0.0
 
 
-def _worker(conn: Connection, context: ScanContext, memory_bytes: int | None) -> None:
+def _worker(conn: Connection, parent_end: Connection, context: ScanContext, memory_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    parent_end.close()  # the fork copied it; holding it would keep our own pipe open forever
+    parent_pid = os.getppid()
     if memory_bytes:
         import resource
 
@@ -49,6 +51,10 @@ def _worker(conn: Connection, context: ScanContext, memory_bytes: int | None) ->
     fault = os.environ.get(FAULT_INJECTION_ENV, "")
     while True:
         try:
+            if not conn.poll(1.0):
+                if os.getppid() != parent_pid:  # the parent was killed (kill -9): do not linger
+                    return
+                continue
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
@@ -85,7 +91,7 @@ class IsolatedPool:
 
     def _spawn(self) -> _Slot:
         parent, child = self._mp.Pipe()
-        proc = self._mp.Process(target=_worker, args=(child, self.context, self.memory_bytes), daemon=True)
+        proc = self._mp.Process(target=_worker, args=(child, parent, self.context, self.memory_bytes), daemon=True)
         proc.start()
         child.close()
         return _Slot(proc, parent)

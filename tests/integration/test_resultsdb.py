@@ -37,6 +37,7 @@ def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
         time.sleep(0.05)
     first.kill()  # SIGKILL: no cleanup
     first.wait()
+    _assert_workers_exit(uploads)
     done_before = {p for p, _ in rows(db)}
     assert 0 < len(done_before) < len(sources), "the first run should have been stopped part-way"
 
@@ -48,6 +49,17 @@ def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
     final = rows(db)
     assert sorted(p for p, _ in final) == sorted(str(p) for p in uploads.iterdir())  # each exactly once
     assert sum(v == "flag" for _, v in final) == 6
+
+
+def _assert_workers_exit(uploads: Path) -> None:
+    """Workers of a killed scan notice their parent is gone and exit within seconds."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        if str(uploads) not in ps:
+            return
+        time.sleep(0.2)
+    raise AssertionError("worker processes outlived their killed parent")
 
 
 def test_identical_content_is_scanned_once(tmp_path: Path) -> None:
