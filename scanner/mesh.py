@@ -170,16 +170,18 @@ class Mesh:
             uniq, inv = np.unique(pair_keys, return_inverse=True)
             faces = inv.reshape(-1, 3)
             nv = len(uniq)
-        rows = np.concatenate([faces[:, 0], faces[:, 1]])
-        cols = np.concatenate([faces[:, 1], faces[:, 2]])
+        rows = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
+        cols = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
         graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(nv, nv))
         n, vlabels = connected_components(graph, directed=False)
+        if n == 1:
+            return 1, np.zeros(n_faces, dtype=np.int64)
         flabels = vlabels[faces[:, 0]]
         # renumber bodies by first face so labels do not depend on vertex numbering
-        _, first = np.unique(flabels, return_index=True)
+        labels, first = np.unique(flabels, return_index=True)
         order = np.argsort(first)
         remap = np.empty(n, dtype=np.int64)
-        remap[np.unique(flabels)[order]] = np.arange(len(order))
+        remap[labels[order]] = np.arange(len(order))
         return len(order), remap[flabels]
 
     @property
