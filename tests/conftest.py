@@ -26,3 +26,15 @@ def corpus() -> Path:
     if root is None:
         pytest.skip("public corpus not found (set MESHSCAN_CORPUS or place it at ../shared/corpus)")
     return root / "public"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_child_processes():
+    """Fail a test that leaves worker processes behind (as watchdog's conftest does for threads)."""
+    import multiprocessing
+
+    yield
+    leaked = multiprocessing.active_children()
+    for child in leaked:
+        child.kill()
+    assert not leaked, f"test leaked child processes: {leaked}"
