@@ -32,6 +32,17 @@ def iter_uploads(paths: tuple[str, ...] | list[str], stats: WalkStats | None = N
     stats = stats if stats is not None else WalkStats()
     stats.missing = stats.missing or []
     for arg in paths:
+        if "://" in arg:
+            from scanner.errors import UnreadableInput
+            from scanner.sources import list_url
+
+            try:
+                for url in list_url(arg, NON_MODEL_SUFFIXES):
+                    yield Upload(url, arg)
+            except (UnreadableInput, OSError):
+                stats.missing.append(arg)
+                yield Upload(arg, arg)  # scanning it reports why it cannot be read
+            continue
         if os.path.isdir(arg):
             for dirpath, dirnames, filenames in os.walk(arg, followlinks=False):
                 dirnames.sort()
@@ -89,6 +100,8 @@ def scan_uploads(uploads, pool, context, db=None, resume: bool = False, stats: R
     def feed():  # noqa: ANN202
         for upload in uploads:
             try:
+                if "://" in upload.path:
+                    raise OSError("remote: no cheap stat or hash; not deduplicated")
                 st = os.stat(upload.path)
                 size, mtime = st.st_size, st.st_mtime_ns
             except OSError:

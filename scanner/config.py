@@ -98,3 +98,8 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
         if value is not None:
             tables[section][name] = value
     return Settings(**{name: _build(cls, tables[name], name) for name, cls in _TABLES.items()})
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Rebuild Settings from ``dataclasses.asdict`` output (sent to Dask workers as JSON)."""
+    return Settings(**{name: _build(cls, dict(data.get(name, {})), name) for name, cls in _TABLES.items()})

@@ -9,25 +9,32 @@ import numpy as np
 
 from scanner.config import Limits
 from scanner.errors import EMPTY, UNSUPPORTED_FORMAT, UnreadableInput
-from scanner.formats import FileBlob, LoadContext, MemberResult, read_blob
+from scanner.formats import Blob, LoadContext, MemberResult, read_blob
 from scanner.mesh import Mesh
 
 
 def iter_meshes(path: str | os.PathLike[str], limits: Limits | None = None) -> Iterator[MemberResult]:
-    """Each mesh of an upload: one result for a mesh file, one per member of an archive.
+    """Each mesh of an upload (a local path or an fsspec URL): one result for a mesh file,
+    one per member of an archive.
 
     Unreadable files and members come out as results carrying ``error``; nothing is skipped.
     """
+    from scanner.sources import open_blob
+
     limits = limits or Limits()
-    ctx = LoadContext(limits)
     try:
-        blob = FileBlob(path, limits.max_file_bytes)
+        blob = open_blob(os.fspath(path), limits.max_file_bytes)
     except UnreadableInput as err:
         yield MemberResult(None, "", error=err)
         return
-    for result in read_blob(blob, ctx):
+    yield from iter_blob_meshes(blob, limits, os.fspath(path))
+
+
+def iter_blob_meshes(blob: Blob, limits: Limits, source: str) -> Iterator[MemberResult]:
+    """Each mesh of an already opened upload."""
+    for result in read_blob(blob, LoadContext(limits)):
         if result.mesh is not None:
-            result.mesh.source = os.fspath(path)
+            result.mesh.source = source
             result.mesh.member = result.member
         yield result
 

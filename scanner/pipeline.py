@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from scanner import __version__
 from scanner.config import Settings
 from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
-from scanner.inspect import file_sha256
 from scanner.library import SignatureLibrary
-from scanner.loading import iter_meshes
+from scanner.loading import iter_blob_meshes
 from scanner.mesh import Mesh
+from scanner.sources import blob_sha256, open_blob
 from scanner.verdict import CLEAR, FLAG, UNSCANNABLE, Match, Verdict
 
 
@@ -46,9 +46,14 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
     """Verdicts for one upload: one per mesh file, or one per archive member."""
     context = context or ScanContext()
     path = os.fspath(source)
-    sha = file_sha256(path)
+    limits = context.settings.limits
+    try:
+        blob = open_blob(path, limits.max_file_bytes)
+    except UnreadableInput as err:
+        return [unscannable_verdict(path, context, err)]
+    sha = blob_sha256(blob)
     verdicts = []
-    for result in iter_meshes(path, context.settings.limits):
+    for result in iter_blob_meshes(blob, limits, path):
         base = Verdict(
             path=path,
             member=result.member,

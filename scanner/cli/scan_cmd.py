@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
 
 import click
 
-from scanner.cli.options import config_options, library_option, settings_from
+from scanner.cli.options import CommandError, config_options, library_option, settings_from
 
 
 @click.command("scan")
@@ -26,13 +27,17 @@ from scanner.cli.options import config_options, library_option, settings_from
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Record every verdict in this SQLite results database (for --resume, report, review).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="With --db: skip files unchanged since their recorded scan.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: isolated worker processes on this machine; dask: a Dask cluster.")  # fmt: skip
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: start a LocalCluster).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
               "memory limits.")  # fmt: skip
 @config_options
 def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
              move_to: str | None, copy_to: str | None, threshold: float | None, db_path: str | None,
-             resume: bool, jobs: int | None, config_path: str | None, **kw: Any) -> None:  # fmt: skip
+             resume: bool, engine: str, scheduler: str | None, jobs: int | None, config_path: str | None,
+             **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
     Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
@@ -42,7 +47,6 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     from scanner.cli.options import open_library
     from scanner.pipeline import ScanContext
     from scanner.sinks.output import WRITERS
-    from scanner.sinks.quarantine import QuarantineError, quarantine
     from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
@@ -59,29 +63,35 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     errors = files = 0
     stats = WalkStats()
     limits = settings.limits
-    pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
+    if engine == "dask":
+        try:
+            from scanner.dask_engine import DaskEngine
+        except ImportError:
+            raise CommandError("--engine dask needs Dask: pip install 'meshscan[dask]'") from None
+        pool = DaskEngine(context, library, scheduler, jobs or os.cpu_count() or 1)
+    else:
+        pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
     db = None
     if db_path:
         from scanner.sinks.resultsdb import ResultsDB
 
         db = ResultsDB(db_path)
     run = RunStats()
+    engine_cm = pool if engine == "dask" else contextlib.nullcontext()
     try:
-        for upload, verdicts in scan_uploads(iter_uploads(paths, stats), pool, context, db, resume, run):
-            files += 1
-            for v in verdicts:
-                counts[v.verdict] += 1
-                errors += v.is_error
-                if not only_flagged or v.needs_attention:
-                    writer.write(v)
-            dest = move_to or copy_to
-            if dest and any(v.needs_attention for v in verdicts):
-                try:
-                    target = quarantine(upload.path, upload.root, dest, verdicts, move=bool(move_to))
-                    click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
-                except (QuarantineError, OSError) as exc:
-                    errors += 1
-                    click.echo(f"meshscan: could not quarantine {upload.path}: {exc}", err=True)
+        with engine_cm:
+            for upload, verdicts in scan_uploads(iter_uploads(paths, stats), pool, context, db, resume, run):
+                files += 1
+                for v in verdicts:
+                    counts[v.verdict] += 1
+                    errors += v.is_error
+                    if not only_flagged or v.needs_attention:
+                        writer.write(v)
+                dest = move_to or copy_to
+                if dest and any(v.needs_attention for v in verdicts):
+                    errors += not _quarantine(upload, dest, verdicts, bool(move_to))
     finally:
         writer.close()
         if out_path:
@@ -103,3 +113,19 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         sys.exit(2)
     if counts["flag"] or counts["review"]:
         sys.exit(1)
+
+
+def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001
+    """Quarantine one upload; False (and a message) when it could not be done."""
+    from scanner.sinks.quarantine import QuarantineError, quarantine
+
+    if "://" in upload.path:
+        click.echo(f"meshscan: not quarantining remote {upload.path}: quarantine works on local files", err=True)
+        return False
+    try:
+        target = quarantine(upload.path, upload.root, dest, verdicts, move=move)
+    except (QuarantineError, OSError) as exc:
+        click.echo(f"meshscan: could not quarantine {upload.path}: {exc}", err=True)
+        return False
+    click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
+    return True

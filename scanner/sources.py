@@ -1,0 +1,78 @@
+"""Where uploads come from: local paths, or any fsspec URL (``s3://``, ``gs://``, ``az://``,
+``memory://``, ``file://``, ...; credentials as fsspec reads them).
+
+Remote files are fetched whole (after a size check against ``max_file_bytes``) into memory and
+read from there; local files are read lazily from disk. Listing a remote "folder" uses the
+filesystem's own ``find``, sorted, like the local walk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
+from scanner.formats.blob import Blob, BytesBlob, FileBlob
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def _fs(url: str):  # noqa: ANN202 - fsspec types are optional
+    try:
+        import fsspec
+    except ImportError:
+        raise UnreadableInput(IO_ERROR, "URLs need fsspec: pip install 'meshscan[dask]'") from None
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ValueError, ImportError) as exc:
+        raise UnreadableInput(IO_ERROR, f"cannot open {url}: {exc}") from None
+
+
+def open_blob(source: str, max_bytes: int) -> Blob:
+    """A blob for a local path or a URL; raises UnreadableInput (io-error, limit:bytes)."""
+    if not is_url(source):
+        return FileBlob(source, max_bytes)
+    fs, path = _fs(source)
+    try:
+        size = fs.size(path)
+        if size is not None and size > max_bytes:
+            raise UnreadableInput(LIMIT_BYTES, f"{size} bytes > limit {max_bytes}")
+        with fs.open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except UnreadableInput:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UnreadableInput(IO_ERROR, f"cannot read {source}: {exc}") from None
+    if len(data) > max_bytes:
+        raise UnreadableInput(LIMIT_BYTES, f"more than {max_bytes} bytes")
+    return BytesBlob(source, data)
+
+
+def blob_sha256(blob: Blob) -> str | None:
+    if isinstance(blob, BytesBlob):
+        return hashlib.sha256(blob.data).hexdigest()
+    digest = hashlib.sha256()
+    try:
+        with blob.open() as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, UnreadableInput):
+        return None
+    return digest.hexdigest()
+
+
+def list_url(url: str, skip_suffixes: frozenset[str]) -> Iterator[str]:
+    """Files under a URL (itself, if it is a file), sorted; project-named files skipped."""
+    fs, path = _fs(url)
+    protocol = url.split("://", 1)[0]
+    if fs.isfile(path):
+        yield url
+        return
+    for found in sorted(fs.find(path)):
+        name = found.rsplit("/", 1)[-1]
+        if name.startswith(".") or os.path.splitext(name)[1].lower() in skip_suffixes:
+            continue
+        yield found if "://" in found else f"{protocol}://{found.lstrip('/') if protocol == 'memory' else found}"
