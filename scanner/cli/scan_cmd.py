@@ -80,10 +80,16 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         db = ResultsDB(db_path)
     run = RunStats()
     engine_cm = pool if engine == "dask" else contextlib.nullcontext()
+    progress = _progress(out_is_terminal=out.isatty())
     try:
-        with engine_cm:
+        with engine_cm, progress:
+            total = None
+            if not progress.disable and not any("://" in p for p in paths):
+                total = sum(1 for _ in iter_uploads(paths, WalkStats()))  # a cheap second walk, for the ETA
+            task = progress.add_task("scanning", total=total)
             for upload, verdicts in scan_uploads(iter_uploads(paths, stats), pool, context, db, resume, run):
                 files += 1
+                progress.update(task, advance=1, description=f"scanning ({counts['flag']} flagged)")
                 for v in verdicts:
                     counts[v.verdict] += 1
                     errors += v.is_error
@@ -129,3 +135,28 @@ def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa:
         return False
     click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
     return True
+
+
+def _progress(out_is_terminal: bool):  # noqa: ANN202 - rich.progress.Progress
+    """A progress bar with rate and ETA on stderr when stderr is a terminal (and the results
+    are not being drawn on the same terminal as a table); otherwise silent."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:  # noqa: ANN001
+            return Text(f"{task.speed:.1f} files/s" if task.speed else "")
+
+    console = Console(stderr=True)
+    enabled = console.is_terminal and not out_is_terminal
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
