@@ -1,0 +1,112 @@
+"""Batch throughput: files/s and MB/s of the whole scan pipeline (issue 6, item 5).
+
+    python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
+
+Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
+(b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
+``--engine dask`` (LocalCluster, 2 workers), each as a real ``meshscan`` process scanning the
+folder against the shipped library, next to a one-process baseline that loads each file with
+``trimesh.load`` and computes meshscan's descriptor from it. Inputs are abstract shapes
+(perturbed spheres), generated once into ``bench/out/throughput``. Times include process
+start-up, which matters for small runs: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def blob_stl(path: Path, triangles: int, rng: np.random.Generator) -> None:
+    import trimesh
+
+    sub = max(1, int(round(np.log(max(triangles, 20) / 20) / np.log(4))))
+    s = trimesh.creation.icosphere(subdivisions=sub)
+    k = rng.uniform(1, 4, 3)
+    v = s.vertices * (1 + 0.2 * np.sin(k[0] * s.vertices[:, :1]) * np.cos(k[1] * s.vertices[:, 1:2]))
+    v = v * rng.uniform(0.5, 3.0, 3)
+    faces = s.faces[: min(len(s.faces), triangles)] if triangles < len(s.faces) else s.faces
+    tri = v[faces].astype(np.float32)
+    rec = np.zeros(len(tri), dtype=[("n", "<f4", 3), ("v", "<f4", 9), ("a", "<u2")])
+    rec["v"] = tri.reshape(-1, 9)
+    path.write_bytes(b"\0" * 80 + np.uint32(len(tri)).tobytes() + rec.tobytes())
+
+
+def make_set(folder: Path, count: int, lo: int, hi: int, seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(list(folder.glob("*.stl"))) == count:
+        return folder
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        blob_stl(folder / f"blob-{i:05d}.stl", int(rng.integers(lo, hi + 1)), rng)
+    return folder
+
+
+def run_meshscan(folder: Path, *extra: str) -> float:
+    cmd = [sys.executable, "-m", "scanner.cli", "scan", str(folder), "--format", "jsonl", "--out", "/dev/null", *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{cmd} failed: {proc.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def run_baseline(folder: Path) -> float:
+    code = (
+        "import sys, glob, time, numpy as np, trimesh\n"
+        "from scanner.features import describe_triangles\n"
+        "t = time.perf_counter()\n"
+        "for f in sorted(glob.glob(sys.argv[1] + '/*.stl')):\n"
+        "    m = trimesh.load(f, force='mesh')\n"
+        "    describe_triangles(np.asarray(m.triangles, dtype=np.float32))\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True, cwd=REPO)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", type=int, default=2000)
+    ap.add_argument("--large", type=int, default=20)
+    ap.add_argument("--large-triangles", type=int, default=500_000)
+    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "throughput")
+    args = ap.parse_args()
+    sets = {
+        f"{args.small} small (1-5k tri)": make_set(args.workdir / f"small-{args.small}", args.small, 1000, 5000, 1),
+        f"{args.large} large (>= {args.large_triangles // 1000}k tri)": make_set(
+            args.workdir / f"large-{args.large}", args.large, args.large_triangles, args.large_triangles, 2
+        ),
+    }
+    tools = [
+        ("meshscan --jobs 1", lambda f: run_meshscan(f, "--jobs", "1")),
+        ("meshscan --jobs 2", lambda f: run_meshscan(f, "--jobs", "2")),
+    ]
+    if not args.skip_dask:
+        tools.append(
+            ("meshscan --engine dask (2 workers)", lambda f: run_meshscan(f, "--engine", "dask", "--jobs", "2"))
+        )
+    tools.append(("trimesh.load + descriptor, 1 process", run_baseline))
+    print("bench/throughput.py  (wall time of one run per cell, including process start-up)")
+    print(f"{'set':26s} {'tool':38s} {'seconds':>9s} {'files/s':>9s} {'MB/s':>8s} {'x baseline':>11s}")
+    for label, folder in sets.items():
+        files = sorted(folder.glob("*.stl"))
+        mb = sum(f.stat().st_size for f in files) / 1e6
+        results = [(name, fn(folder)) for name, fn in tools]
+        base = results[-1][1]
+        for name, secs in results:
+            print(f"{label:26s} {name:38s} {secs:9.2f} {len(files) / secs:9.1f} {mb / secs:8.1f} {base / secs:10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
