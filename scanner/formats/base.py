@@ -100,11 +100,12 @@ def _finite32(values: np.ndarray) -> bool:
     ``1e39`` - finite as float64 - would silently become ``inf`` there; it is refused here,
     like NaN and ``inf``, instead.
     """
-    if values.dtype == np.float32:
-        return bool(np.isfinite(values).all())
     if values.size == 0:
         return True
-    # max/min propagate NaN, which compares False: no temporary array the size of the input
+    # max/min propagate NaN, which compares False, and need no temporary the size of the
+    # input (``np.isfinite(values).all()`` builds a bool array: 36 MB per 1M triangles)
+    if values.dtype == np.float32:
+        return bool(values.max() < np.inf and values.min() > -np.inf)
     return bool(values.max() < _F32_OVERFLOW and values.min() > -_F32_OVERFLOW)
 
 
@@ -116,8 +117,14 @@ def build_mesh(
     ctx: LoadContext,
     groups: np.ndarray | None = None,
     group_names: list[str] | None = None,
+    *,
+    known_finite: bool = False,
 ) -> Mesh:
-    """Validate parsed arrays (limits, indices, finite coordinates, not empty) into a Mesh."""
+    """Validate parsed arrays (limits, indices, finite coordinates, not empty) into a Mesh.
+
+    ``known_finite``: the loader has already checked every coordinate (binary STL does, chunk
+    by chunk while the data is in cache), so the whole-array pass is skipped.
+    """
     vertices = np.asarray(vertices)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         vertices = vertices.reshape(-1, 3)
@@ -131,7 +138,7 @@ def build_mesh(
         lo, hi = int(faces.min()), int(faces.max())
         if lo < 0 or hi >= len(vertices):
             raise UnreadableInput(BAD_INDEX, f"face index {lo if lo < 0 else hi} outside 0..{len(vertices) - 1}")
-    if not _finite32(vertices):
+    if not known_finite and not _finite32(vertices):
         used = vertices if faces is None else vertices[np.unique(faces)]
         if not _finite32(used):
             raise UnreadableInput(NON_FINITE, "NaN or infinite (as float32) coordinates in a triangle")

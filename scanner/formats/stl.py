@@ -2,25 +2,41 @@
 
 Binary: an 80-byte header, a uint32 triangle count, then 50-byte records (normal, three
 corners, attribute word). The declared count is checked against the file size *before*
-anything is allocated, and records are copied into the float32 corner array in chunks, so
-peak memory is the triangle array plus one small buffer (numpy-stl's named sizes, trimesh's
-structured dtype; not their whole-file reads).
+anything is allocated. Records are read in chunks small enough to stay in the CPU cache;
+each record's 36 corner bytes are copied as one block into the float32 corner array and the
+chunk is checked for NaN/inf while it is still in cache. Peak memory is the triangle array
+plus one small buffer, and the load takes about half the time of reading the whole file.
 
-ASCII: only the ``vertex`` lines carry geometry. They are pulled out with one regular
-expression and parsed by numpy in C, which is what makes a 300 MB file take seconds, not
-minutes. Keywords are matched case-insensitively; any whitespace, CRLF line ends and a
-missing ``endsolid`` are accepted. Several ``solid`` blocks become groups (bodies).
+ASCII: only the ``vertex`` lines carry geometry, and reading their numbers is the cost
+(``np.fromstring``: ~300 ns a number; a 1M-triangle file has 9M). A closed mesh writes each
+vertex about six times, always as the same text, so lines are deduplicated *as text* first:
+
+1. the file is streamed in cache-sized chunks (never held whole): ``vertex`` keywords (any
+   case) are found from their ``x`` with numpy, each vertex line is copied into a
+   fixed-width row, blanked after its line end, and hashed; rows with equal hashes are
+   merged within the chunk, then over the file;
+2. every row is compared byte for byte with the first row of its hash group, so a hash
+   collision (easy to craft: the input is untrusted) costs time, never a coordinate;
+3. only the distinct rows are parsed - plain decimals by an exact vectorised reader
+   (:func:`_decimals`), anything else by ``np.fromstring`` - and the values scattered back.
+
+Keywords are matched case-insensitively; any whitespace, CRLF (or CR) line ends and a
+missing ``endsolid`` are accepted. ``vertex`` counts only as the first word of its line, so
+a solid named ``my vertex art`` is not read as a vertex. Each vertex line must hold exactly
+three numbers. Several ``solid`` blocks become groups (bodies).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 
-from scanner.errors import CORRUPT, EMPTY, TRUNCATED, UnreadableInput
+from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
 from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.formats.sniff import STL_HEADER_BYTES, STL_PREAMBLE, STL_RECORD_BYTES
@@ -28,7 +44,10 @@ from scanner.mesh import Mesh
 
 RECORD_DTYPE = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (9,)), ("attr", "<u2")])
 assert RECORD_DTYPE.itemsize == STL_RECORD_BYTES
-CHUNK_RECORDS = 1 << 16
+# 16k records: an 800 KB read buffer and 576 KB of corners, in cache between copy and check
+CHUNK_RECORDS = 1 << 14
+_CORNER_BYTES = np.dtype((np.void, 36))  # one record's 9 float32 corners, copied as one block
+_CORNERS_OFFSET = 12  # after the normal
 
 
 def load_binary(blob: Blob, ctx: LoadContext) -> Mesh:
@@ -47,86 +66,757 @@ def load_binary(blob: Blob, ctx: LoadContext) -> Mesh:
         if count == 0:
             raise UnreadableInput(EMPTY, "binary STL with no triangles")
         corners = np.empty((count, 9), dtype=np.float32)
+        # Copying 36-byte blocks is one memcpy per record; the structured ["corners"] field
+        # is copied float by float (and took 3-4x the time of reading the file).
+        dst = corners.view(_CORNER_BYTES).reshape(count)
         buf = bytearray(STL_RECORD_BYTES * min(count, CHUNK_RECORDS))
+        finite = True
         done = 0
         while done < count:
             n = min(CHUNK_RECORDS, count - done)
             view = memoryview(buf)[: n * STL_RECORD_BYTES]
-            got = fh.readinto(view)
-            if got != len(view):
+            if fh.readinto(view) != len(view):
                 raise UnreadableInput(TRUNCATED, "file ended inside the triangle records")
-            corners[done : done + n] = np.frombuffer(view, dtype=RECORD_DTYPE)["corners"]
+            dst[done : done + n] = np.ndarray(
+                (n,), _CORNER_BYTES, buffer=buf, offset=_CORNERS_OFFSET, strides=(STL_RECORD_BYTES,)
+            )
+            if finite:  # while the chunk is in cache; max/min propagate NaN, which compares False
+                block = corners[done : done + n]
+                finite = bool(block.max() < np.inf and block.min() > -np.inf)
             done += n
-    return build_mesh(corners.reshape(-1, 3), None, blob, "stl-binary", ctx)
+    # finite=False only skips the shortcut: build_mesh then finds and reports the NaN/inf
+    return build_mesh(corners.reshape(-1, 3), None, blob, "stl-binary", ctx, known_finite=finite)
 
 
-_SOLID_RE = re.compile(rb"^[ \t]*solid\b", re.M | re.I)
-_VERTEX_RE = re.compile(rb"[vV][eE][rR][tT][eE][xX][ \t]+([^\r\n]*)")
-_ENDSOLID_RE = re.compile(rb"endsolid", re.I)
+# ----------------------------------------------------------------------------- ASCII
+
+_CHUNK_BYTES = 1 << 20  # text scanned per step: its temporaries stay in L2/L3
+# Bytes kept before each chunk: the x of "vertex" may be in the chunk and its v and indent
+# before it. Indents of up to this many blanks are checked with numpy; longer ones (each
+# line then costs >= 256 bytes of file) one by one.
+_BEFORE = 256
+# Rows are kept in two widths: the narrowest that holds the first chunk's vertex lines (the
+# cost per row grows with it), and _ROW_MAX for later lines that do not fit. Lines longer
+# still (rare) are read one by one.
+_ROW_WIDTHS = tuple(range(16, 129, 8))
+_ROW_MAX = _ROW_WIDTHS[-1]
+_PARSE_BATCH = 1 << 15  # rows parsed per step: temporaries of ~1 MB
+_AFTER = _ROW_MAX + 8  # bytes kept after each chunk: the rows that start in it
 
 
-def _cut_short(data: bytes, a: int, b: int) -> bool:
-    """Does the solid in ``data[a:b]`` stop inside a facet?
+def _table(chars: bytes) -> np.ndarray:
+    out = np.zeros(256, dtype=bool)
+    out[list(chars)] = True
+    return out
+
+
+_IS_SPACE_TAB = _table(b" \t")  # what must follow ``vertex`` (the old ``vertex[ \t]+``), precede ``solid``
+_IS_INDENT = _table(b" \t\x0b\x0c")  # what may stand before ``vertex`` on its line
+_IS_BREAK = _table(b"\r\n")
+_IS_WS = _table(b" \t\n\x0b\x0c\r")  # C isspace: what np.fromstring's sep=" " skips
+_IS_WORD = _table(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")  # re's \w (bytes)
+_TRAILING = b" \t\r\n\x00\x1a"
+
+
+def _word(text: bytes) -> int:
+    return int.from_bytes(text, "little")
+
+
+_LOWER8 = _word(b"\x20" * 8)  # | 0x20 folds exactly A-Z onto a-z for the letters compared
+_VERTEX, _SIX = _word(b"vertex"), (1 << 48) - 1
+_SOLID, _FIVE = _word(b"solid"), (1 << 40) - 1
+_ENDSOLID = _word(b"endsolid")
+_LINE_RE = re.compile(rb"[^\r\n]*")
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (callers silence the wrapping-multiply warnings)."""
+    x = x + _M1
+    x = (x ^ (x >> np.uint64(30))) * _M2
+    x = (x ^ (x >> np.uint64(27))) * _M3
+    return x ^ (x >> np.uint64(31))
+
+
+class _Source:
+    """Any byte range of the blob, for the few steps that look outside the chunk being
+    scanned (solid names, the end of each solid, very long lines or indents)."""
+
+    def __init__(self, blob: Blob) -> None:
+        self._blob = blob
+        self._fh: BinaryIO | None = None
+
+    def read(self, a: int, b: int) -> bytes:
+        if b <= a:
+            return b""
+        if self._fh is None:
+            self._fh = self._blob.open()
+        try:
+            self._fh.seek(a)
+            return self._fh.read(b - a)
+        except OSError as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot read: {exc.strerror}") from None
+
+    def line(self, a: int, b: int, sep: bytes = b"\n") -> bytes:
+        """``[a, b)`` up to the first byte of ``sep`` (at most ``b``)."""
+        out = []
+        while a < b:
+            piece = self.read(a, min(b, a + 65536))
+            if not piece:
+                break
+            end = min((at for at in (piece.find(bytes([s])) for s in sep) if at >= 0), default=-1)
+            if end >= 0:
+                out.append(piece[:end])
+                break
+            out.append(piece)
+            a += len(piece)
+        return b"".join(out)
+
+    def last_non(self, a: int, b: int, chars: bytes) -> int:
+        """The end of ``[a, b)`` with trailing bytes of ``chars`` dropped."""
+        while b > a:
+            piece = self.read(max(a, b - 4096), b)
+            kept = piece.rstrip(chars)
+            if kept:
+                return b - len(piece) + len(kept)
+            b -= len(piece)
+        return a
+
+    def rfind(self, needle: bytes, a: int, b: int) -> int:
+        """``data.rfind(needle, a, b)`` for a one-byte needle."""
+        while b > a:
+            lo = max(a, b - 65536)
+            at = self.read(lo, b).rfind(needle)
+            if at >= 0:
+                return lo + at
+            b = lo
+        return -1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+class _Rows:
+    """Vertex lines of one fixed row width, deduplicated as text.
+
+    Each line is kept as the ``width`` bytes after its keyword, blanked from its line end
+    on (uint64 words), and hashed. Rows are grouped by hash twice: within each chunk as it
+    is scanned (neighbouring facets share corners, so this keeps ~1/5 of the rows, and its
+    checks run while the chunk is in cache), then the chunks' distinct rows over the whole
+    file. Each time every row is compared byte for byte with the first row of its hash
+    group, and one that differs (a collision: easy to craft, the input is untrusted)
+    becomes a group of its own - a collision costs time, never a wrong coordinate.
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        row = np.dtype((np.void, width))  # gathered as one block: 5x faster than 2-d fancy indexing
+        keep = np.arange(width)[None, :] < np.arange(width + 1)[:, None]  # per line length
+        self._keep = np.where(keep, 0xFF, 0).astype(np.uint8).view(row).reshape(-1)
+        self._spaces = np.where(keep, 0, 0x20).astype(np.uint8).view(row).reshape(-1)
+        self._pos: list[np.ndarray] = []
+        self._local: list[np.ndarray] = []  # per chunk: each row's group among the chunk's distinct rows
+        self._hashes: list[np.ndarray] = []  # per chunk: hashes of its distinct rows
+        self._distinct: list[np.ndarray] = []  # per chunk: its distinct rows
+        self.pos = np.zeros(0, dtype=np.int64)
+        self.unique = np.zeros((0, width), dtype=np.uint8)
+        self.unique_ok = np.zeros(0, dtype=bool)
+        self._group = np.zeros(0, dtype=np.intp)  # of each chunk-distinct row, in ``unique``
+        self.values: np.ndarray | None = np.zeros((0, 3), dtype=np.float32)
+
+    def add(self, pos: np.ndarray, rows: np.ndarray, length: np.ndarray) -> None:
+        words = rows.view(np.uint64)
+        words &= self._keep[length].view(np.uint64).reshape(words.shape)
+        words |= self._spaces[length].view(np.uint64).reshape(words.shape)
+        h = _mix(words[:, 0])
+        for j in range(1, words.shape[1]):
+            h = _mix(h ^ words[:, j])
+        first, group = _group(h.copy())
+        distinct, group = _verified(words, first, group)
+        self._pos.append(pos)
+        self._local.append(group.astype(np.int32))
+        self._hashes.append(h[distinct])
+        self._distinct.append(np.take(words, distinct, axis=0))
+
+    def finish(self) -> None:
+        """Group the chunks' distinct rows over the whole file, verify, parse, scatter back."""
+        if not self._pos:
+            return
+        self.pos = np.concatenate(self._pos)
+        rows = np.concatenate(self._distinct)
+        self._distinct = []
+        first, group = _group(np.concatenate(self._hashes))
+        unique, self._group = _verified(rows, first, group)
+        self.unique = np.take(rows, unique, axis=0).view(np.uint8).reshape(len(unique), self.width)
+        del rows
+        values, self.unique_ok = _parse_rows(self.unique)
+        if values is None:
+            self.values = None
+            return
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as non-finite
+            values = values.astype(np.float32)
+        self.values = np.empty((len(self.pos), 3), dtype=np.float32)
+        done = offset = 0
+        for local, hashes in zip(self._local, self._hashes, strict=True):
+            rows_group = self._group[offset : offset + len(hashes)]
+            np.take(values, rows_group[local], axis=0, out=self.values[done : done + len(local)])
+            done += len(local)
+            offset += len(hashes)
+
+    def groups(self, lo: int, hi: int) -> np.ndarray:
+        """The ``unique`` rows of the lines starting in ``[lo, hi)``."""
+        a, b = np.searchsorted(self.pos, [lo, hi])
+        out, done, offset = [], 0, 0
+        for local, hashes in zip(self._local, self._hashes, strict=True):
+            if done + len(local) > a and done < b:
+                sel = local[max(0, a - done) : b - done]
+                out.append(self._group[offset : offset + len(hashes)][sel])
+            done += len(local)
+            offset += len(hashes)
+        return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.intp)
+
+    def parses(self, lo: int, hi: int) -> bool:
+        """Do the rows starting in ``[lo, hi)`` hold exactly three numbers each?"""
+        g = self.groups(lo, hi)
+        if not len(g):
+            return True
+        return bool(self.unique_ok[g].all()) and _parse(self.unique[g].tobytes(), len(g)) is not None  # the reference
+
+
+def _verified(rows: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check every row against the first row of its hash group; one that differs becomes a
+    group of its own. Returns (first row of each group, group of each row)."""
+    same = rows == np.take(rows, first[group], axis=0)
+    if not same.all():
+        differ = np.flatnonzero(~same.all(axis=1))
+        group[differ] = len(first) + np.arange(len(differ))
+        first = np.concatenate([first, differ])
+    return first, group
+
+
+def _group(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with equal hashes: (first row of each group, group of each row). Consumes ``hashes``.
+
+    Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``
+    or ``np.unique``: the row index is packed into the low bits of the hash and the packed
+    keys are sorted (as :func:`scanner.mesh.weld` does). Truncating the hash merges a few
+    more rows into a group, which the byte comparison afterwards sorts out.
+    """
+    n = len(hashes)
+    shift = np.uint64(max(1, (n - 1).bit_length()))
+    key = hashes
+    key >>= shift
+    key <<= shift
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).view(np.int64)
+    key >>= shift
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(key[1:], key[:-1], out=starts[1:])
+    ids = np.cumsum(starts, out=key.view(np.int64))
+    ids -= 1
+    group = np.empty(n, dtype=np.intp)
+    group[order] = ids
+    return order[starts], group
+
+
+def _parse_rows(rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Values (n, 3) float64 of fixed-width rows, exactly as ``np.fromstring`` reads them, or
+    None if some row is not three numbers; and which rows hold exactly three words.
+
+    The word count comes first: ``np.fromstring`` reads one number per word or fails, so it
+    cannot then shift numbers between lines (``1 2`` then ``3 4 5 6`` would otherwise read
+    as two vertices). A row starts with the blank after the keyword and ends blank, so the
+    words of the flattened rows are the rows' words.
+
+    ``np.fromstring`` costs ~300 ns a number; the plain decimals writers emit are read by
+    :func:`_decimals` (exact) instead, and only the other words (``nan``, long mantissas)
+    by ``np.fromstring`` - or all of them, if they are many. Rows are taken in batches
+    whose temporaries stay in cache (fresh memory costs more than the arithmetic here).
+    """
+    n, width = rows.shape
+    values = np.empty((n, 3))
+    three = np.empty(n, dtype=bool)
+    slow_rows, slow_words = [], []
+    step = _PARSE_BATCH
+    flat = np.empty(16 + min(n, step) * width, dtype=np.uint8)  # 16 blanks first: see _decimals
+    flat[:16] = 0x20
+    for a in range(0, n, step):
+        batch = rows[a : a + step]
+        text = flat[: 16 + batch.size]
+        text[16:] = batch.reshape(-1)
+        blank = _IS_WS[text] if (batch < 0x20).any() else text == 0x20  # control bytes are rare
+        edge = np.flatnonzero(np.diff(blank.view(np.int8))) + 1  # blank <-> word: starts and ends alternate
+        starts, ends = edge[0::2], edge[1::2]
+        three[a : a + step] = np.bincount((starts - 16) // width, minlength=len(batch)) == 3
+        if not three[a : a + step].all():
+            return None, _three_words(rows, three, a + step)
+        v, ok = _decimals(text, starts, ends)
+        values[a : a + step] = v.reshape(-1, 3)
+        slow = np.flatnonzero(~ok)
+        if len(slow):
+            slow_rows.append(slow + 3 * a)
+            slow_words += [text[i:j].tobytes() for i, j in zip(starts[slow].tolist(), ends[slow].tolist(), strict=True)]
+            if len(slow_words) * 16 > 3 * (a + len(batch)):  # many: numpy reads everything
+                three = _three_words(rows, three, a + step)
+                return _parse(rows.tobytes(), n) if three.all() else None, three
+    if slow_words:
+        parsed = _parse(b" ".join(slow_words), len(slow_words), 1)
+        if parsed is None:
+            return None, three
+        values.reshape(-1)[np.concatenate(slow_rows)] = parsed.reshape(-1)
+    return values, three
+
+
+def _three_words(rows: np.ndarray, three: np.ndarray, done: int) -> np.ndarray:
+    """Finish ``three`` (rows up to ``done`` are filled in) for the error path."""
+    rest = rows[done:]
+    if len(rest):
+        blank = _IS_WS[rest]
+        starts = np.count_nonzero(blank[:, :-1] & ~blank[:, 1:], axis=1)
+        three[done:] = starts == 3
+    return three
+
+
+def _parse(text: bytes, n: int, per_row: int = 3) -> np.ndarray | None:
+    """``per_row * n`` numbers as float64 (n, per_row), or None if ``text`` is not exactly that."""
+    if not n:
+        return np.zeros((0, per_row))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=np.float64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    if len(values) != per_row * n:
+        return None
+    return values.reshape(n, per_row)
+
+
+# -- an exact fast path for plain decimals
+
+_U = np.uint64
+_ZEROS = _U(0x3030303030303030)  # eight ASCII '0'
+_HIGH_NIBBLES = _U(0xF0F0F0F0F0F0F0F0)
+_SIXES = _U(0x0606060606060606)
+_LOW7 = _U(0x7F7F7F7F7F7F7F7F)
+_ONES = _U(0x0101010101010101)
+_LOWER = _U(0x2020202020202020)
+_RANKS = _U(0x0706050403020100)  # byte i holds i: picks a flagged byte's distance from the top
+# for k token bytes at the top of a word: keep them, and fill the bytes below with '0'
+_KEEP_TOP = np.array([((1 << (8 * k)) - 1) << (64 - 8 * k) for k in range(9)], dtype=_U)
+_FILL_LOW = np.array([int("30" * (8 - k), 16) if k < 8 else 0 for k in range(9)], dtype=_U)
+_AT_FIRST = np.array([1 << (8 * (8 - k)) if k else 0 for k in range(9)], dtype=_U)  # the token's first byte
+_POW10_INT = 10 ** np.arange(17, dtype=np.int64)
+_POW10 = 10.0 ** np.arange(23)  # all exact doubles
+_MAX_EXACT = 2**53  # and so are all integers up to this
+
+
+def _decimals(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens ``flat[starts[i]:ends[i]]`` that are plain decimals of up to 16 bytes
+    (``-?[0-9]*.?[0-9]*`` with a digit, then optionally ``[eE][+-]?[0-9]+``): (values, ok).
+
+    Values are exact where ok - bit for bit what ``np.fromstring`` (Python's correctly
+    rounded strtod) returns: a mantissa of at most 2**53 and a power of ten of at most 22
+    are both exact doubles, so the one IEEE multiplication or division that joins them is
+    correctly rounded too (Clinger's fast path). Anything else is left to the caller.
+
+    A token is read as the two little-endian words that end at its last byte; the bytes
+    before it and its '-' and '.' become '0', leaving 16 ASCII digits that a few
+    multiplications turn into an integer, 8 at a time (SWAR). ``flat`` needs at least 16
+    bytes before the first token.
+    """
+    words = np.ndarray((len(flat) - 7,), dtype="<u8", buffer=flat, strides=(1,))  # at any offset
+    with np.errstate(over="ignore"):
+        length = ends - starts
+        fits = length <= 16
+        low, high, n_low, n_high = _token_words(words, starts, ends)
+        first = flat[starts]
+        e_low, e_high = _flag_bytes(low | _LOWER, 0x65), _flag_bytes(high | _LOWER, 0x65)  # e or E
+        has_e = (e_low | e_high) != 0
+        mantissa, after, ok = _significand(low, high, n_low, n_high, first, length)
+        value = mantissa.astype(np.float64)
+        value /= _POW10[after]
+        ok &= fits & ~has_e
+        if has_e.any():  # significand before the e, exponent after it
+            one = ((e_low == 0) | (e_high == 0)) & ((e_low & (e_low - _U(1))) == 0)
+            one &= (e_high & (e_high - _U(1))) == 0
+            i = np.flatnonzero(has_e & fits & one)
+            el, eh = e_low[i], e_high[i]
+            at = np.where(eh != 0, ends[i] - 9 - _from_top(eh), ends[i] - 1 - _from_top(el))
+            m, aft, ok_i = _significand(*_token_words(words, starts[i], at), first[i], at - starts[i])
+            exp, ok_e = _exponent(words, flat, at + 1, ends[i])
+            scale = exp - aft
+            power = _POW10[np.minimum(np.abs(scale), 22)]
+            v = m.astype(np.float64)
+            value[i] = np.where(scale >= 0, v * power, v / power)
+            ok[i] = ok_i & ok_e & (np.abs(scale) <= 22)
+        value.view(_U)[...] |= (first == 0x2D).astype(_U) << _U(63)  # the sign (and -0.0)
+    return value, ok
+
+
+def _token_words(words: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The last 8 bytes of each token (low) and the 8 before (high), '0' where not the token."""
+    length = ends - starts
+    n_low = np.minimum(length, 8)
+    n_high = np.clip(length - 8, 0, 8)
+    low = words[ends - 8] & _KEEP_TOP[n_low]
+    low |= _FILL_LOW[n_low]
+    high = words[ends - 16] & _KEEP_TOP[n_high]
+    high |= _FILL_LOW[n_high]
+    return low, high, n_low, n_high
+
+
+def _significand(
+    low: np.ndarray, high: np.ndarray, n_low: np.ndarray, n_high: np.ndarray, first: np.ndarray, length: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``-?[0-9]*.?[0-9]*`` with a digit: (its digits as an integer, digits after the point, ok)."""
+    negative = first == 0x2D
+    in_high = n_high > 0
+    sign = _U(0x2D ^ 0x30)
+    low ^= _AT_FIRST[n_low] * sign * (negative & ~in_high)
+    high ^= _AT_FIRST[n_high] * sign * (negative & in_high)
+    dot_low, dot_high = _flag_bytes(low, 0x2E), _flag_bytes(high, 0x2E)
+    ok = ((dot_low == 0) | (dot_high == 0)) & ((dot_low & (dot_low - _U(1))) == 0)
+    ok &= (dot_high & (dot_high - _U(1))) == 0
+    low ^= (dot_low >> _U(7)) * _U(0x2E ^ 0x30)
+    high ^= (dot_high >> _U(7)) * _U(0x2E ^ 0x30)
+    ok &= _all_digits(low) & _all_digits(high)
+    has_dot = (dot_low | dot_high) != 0
+    ok &= length - negative - has_dot > 0  # a digit
+    number = (_eight(high) * _U(10**8) + _eight(low)).view(np.int64)  # the point read as a '0'
+    after = np.minimum(np.where(dot_high != 0, _from_top(dot_high) + 8, _from_top(dot_low)), 16)
+    tail = number % _POW10_INT[after]
+    mantissa = np.where(has_dot, (number - tail) // 10 + tail, number)  # that '0' dropped
+    ok &= mantissa <= _MAX_EXACT
+    return mantissa, after, ok
+
+
+def _exponent(words: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok)."""
+    low, _, n_low, _ = _token_words(words, starts, ends)
+    first = flat[starts]
+    signed = (first == 0x2D) | (first == 0x2B)
+    low ^= _AT_FIRST[n_low] * (first.astype(_U) ^ _U(0x30)) * signed
+    ok = (ends - starts <= 8) & (ends - starts > signed) & _all_digits(low)
+    value = _eight(low).view(np.int64)
+    return np.where(first == 0x2D, -value, value), ok
+
+
+def _eight(w: np.ndarray) -> np.ndarray:
+    """Eight ASCII digits, the first in the lowest byte, as an integer (SWAR, as simdjson)."""
+    w = w - _ZEROS
+    w = ((w * _U(10)) + (w >> _U(8))) & _U(0x00FF00FF00FF00FF)
+    w = ((w * _U(100)) + (w >> _U(16))) & _U(0x0000FFFF0000FFFF)
+    return ((w * _U(10000)) + (w >> _U(32))) & _U(0xFFFFFFFF)
+
+
+def _all_digits(w: np.ndarray) -> np.ndarray:
+    """Is every byte of each word an ASCII digit (0x30..0x39)?"""
+    return ((w & _HIGH_NIBBLES) == _ZEROS) & (((w + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
+
+
+def _flag_bytes(w: np.ndarray, byte: int) -> np.ndarray:
+    """0x80 in each byte of ``w`` equal to ``byte``, 0 in the others (exact: no carries)."""
+    x = w ^ (_ONES * _U(byte))
+    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+
+
+def _from_top(flags: np.ndarray) -> np.ndarray:
+    """For one byte flagged 0x80 (at byte b): 7 - b, the bytes above it; 0 if none (int64)."""
+    return (((flags >> _U(7)) * _RANKS) >> _U(56)).view(np.int64)
+
+
+class _Scan:
+    """One streaming pass over an ASCII STL: vertex lines, ``solid`` lines, ``endsolid`` words.
+
+    The file is read in chunks into one buffer that also holds ``_BEFORE`` bytes before the
+    chunk and ``_AFTER`` bytes after it (``\\n`` outside the file: a line start before it, a
+    line end after it), so every test near a chunk edge sees the real neighbouring bytes,
+    and the file is never held whole in memory.
+    """
+
+    def __init__(self, blob: Blob, source: _Source) -> None:
+        self.source = source
+        self.size = 0
+        self.solid_starts: list[int] = []
+        self.endsolid_at: list[int] = []
+        self.rows: dict[int, _Rows] = {}
+        self.extra_pos: list[int] = []
+        self.extra_text: list[bytes | None] = []  # None: read from the source at the end
+        buf = np.full(_BEFORE + _CHUNK_BYTES + _AFTER, 0x0A, dtype=np.uint8)
+        self._buf = buf
+        self._u64 = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))  # at any offset
+        self._seen = np.empty(_CHUNK_BYTES, dtype=bool)
+        try:
+            with blob.open() as fh, np.errstate(over="ignore"):
+                self._stream(fh)
+        except OSError as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot read: {exc.strerror}") from None
+
+    def _stream(self, fh: BinaryIO) -> None:
+        buf = self._buf
+        view = memoryview(buf)
+        have = _fill(fh, view[_BEFORE:])  # file bytes in the buffer after the prefix
+        c0 = 0
+        while True:
+            size = min(_CHUNK_BYTES, have)
+            buf[_BEFORE + have :] = 0x0A
+            self.size = c0 + have
+            eof = have < _CHUNK_BYTES + _AFTER
+            if size:
+                self._chunk(c0, size, have, eof)
+            if have <= _CHUNK_BYTES:
+                return
+            # keep the last _BEFORE bytes of the chunk and the bytes after it, read on
+            kept = _BEFORE + have - _CHUNK_BYTES
+            buf[:kept] = buf[_CHUNK_BYTES : _CHUNK_BYTES + kept]
+            have = kept - _BEFORE + _fill(fh, view[kept:])
+            c0 += _CHUNK_BYTES
+
+    def _chunk(self, c0: int, size: int, have: int, eof: bool) -> None:
+        buf = self._buf
+        base = c0 - _BEFORE  # file position of buf[0]
+        raw = buf[: _BEFORE + have].tobytes()
+        text = buf[_BEFORE : _BEFORE + size]
+        if raw.find(b"i", _BEFORE, _BEFORE + size) >= 0 or raw.find(b"I", _BEFORE, _BEFORE + size) >= 0:
+            self._solids(text, base)
+        seen = self._seen[:size]
+        np.equal(text, ord("x"), out=seen)
+        k = np.flatnonzero(seen)
+        if raw.find(b"X", _BEFORE, _BEFORE + size) >= 0:
+            np.equal(text, ord("X"), out=seen)
+            k = np.union1d(k, np.flatnonzero(seen))
+        if not len(k):
+            return
+        k += _BEFORE - 5  # where "vertex" would start
+        k = k[((self._u64[k] | _LOWER8) & _SIX) == _VERTEX]
+        k = k[_IS_SPACE_TAB[buf[k + 6]]]
+        if not len(k):
+            return
+        k = k[self._first_words(k, base)]
+        if not len(k):
+            return
+        # rows: the bytes after the keyword, up to the first \r or \n
+        starts = k + 6
+        cr = raw.find(b"\r", _BEFORE) >= 0
+        if not self.rows:
+            width = _choose_width(self._windows(_ROW_MAX)[starts].view(np.uint8).reshape(len(starts), _ROW_MAX), cr)
+            self.rows = {w: _Rows(w) for w in (width, _ROW_MAX)}
+        for width, rows in self.rows.items():
+            window = self._windows(width)[starts].view(np.uint8).reshape(len(starts), width)
+            ends = window == 0x0A
+            if cr:
+                ends |= window == 0x0D
+            length = ends.argmax(axis=1)
+            fits = ends[np.arange(len(starts)), length]
+            if fits.all():
+                rows.add(starts + base, window, length)
+                return
+            if fits.any():
+                rows.add(starts[fits] + base, window[fits], length[fits])
+            starts = starts[~fits]
+        for at in starts.tolist():  # longer than every row width: one by one
+            line = _LINE_RE.match(raw, at).group()
+            self.extra_pos.append(at + base)
+            self.extra_text.append(line if eof or at + len(line) < len(raw) else None)
+
+    def _windows(self, width: int) -> np.ndarray:
+        """The ``width`` bytes from each offset of the buffer, gathered with ``[starts]``."""
+        return np.ndarray((len(self._buf) - width + 1,), dtype=(np.void, width), buffer=self._buf, strides=(1,))
+
+    def _first_words(self, k: np.ndarray, base: int) -> np.ndarray:
+        """Is each keyword the first word of its line (only blanks back to a line break)?
+
+        Most files indent every vertex line alike, so the 8 bytes before the first keyword
+        give a pattern (a line break, then spaces) that settles nearly all of them with one
+        comparison; the others are walked back byte by byte.
+        """
+        before = self._u64[k - 8]
+        ok = np.zeros(len(k), dtype=bool)
+        head = int(before[0]).to_bytes(8, "little")
+        indent = len(head) - len(head.rstrip(b" "))
+        if indent < 8 and head[7 - indent] in b"\r\n":
+            mask = np.uint64(((1 << (8 * (indent + 1))) - 1) << (8 * (7 - indent)))
+            ok = (before & mask) == (np.uint64(_word(head)) & mask)
+        todo = np.flatnonzero(~ok)
+        at = k[todo] - 1
+        for _ in range(_BEFORE - 8):
+            if not len(todo):
+                return ok
+            byte = self._buf[at]
+            ok[todo[_IS_BREAK[byte]]] = True
+            blank = _IS_INDENT[byte]
+            todo, at = todo[blank], at[blank] - 1
+        for i, end in zip(todo.tolist(), (at + 1 + base).tolist(), strict=True):  # long indents
+            before_keyword = self.source.last_non(0, end, b" \t\x0b\x0c")
+            ok[i] = before_keyword == 0 or self.source.read(before_keyword - 1, before_keyword) in (b"\r", b"\n")
+        return ok
+
+    def _solids(self, text: np.ndarray, base: int) -> None:
+        """``solid`` lines (as ``^[ \\t]*solid\\b``, any case) and ``endsolid`` words in the chunk.
+
+        Each holds an ``i``, and the keywords and numbers of an STL hold none, so chunks
+        without one (all but the first and last, usually) skip this.
+        """
+        buf = self._buf
+        word = np.flatnonzero((text | 0x20) == ord("i")) + _BEFORE - 3  # the i of s-o-l-i-d
+        word = word[((self._u64[word] | _LOWER8) & _FIVE) == _SOLID]
+        if not len(word):
+            return
+        end = word[(self._u64[word - 3] | _LOWER8) == _ENDSOLID] - 3
+        self.endsolid_at += (end + base).tolist()
+        word = word[~_IS_WORD[buf[word + 5]]]  # \b
+        at = word - 1
+        todo = np.arange(len(word))
+        for _ in range(_BEFORE - 8):
+            if not len(todo):
+                break
+            blank = _IS_SPACE_TAB[buf[at]]
+            line = at[~blank] + 1
+            starts = line[buf[line - 1] == 0x0A]  # re.M's ^: after a \n (or the file start)
+            self.solid_starts += (starts + base).tolist()
+            todo, at = todo[blank], at[blank] - 1
+        for end in (at + 1 + base).tolist():  # long indents
+            line = self.source.last_non(0, end, b" \t")
+            if line == 0 or self.source.read(line - 1, line) == b"\n":
+                self.solid_starts.append(line)
+
+    def finish(self) -> None:
+        """Deduplicate and parse the rows, read the long lines that were left for later."""
+        for rows in self.rows.values():
+            rows.finish()
+        self.solid_starts.sort()
+        self.endsolid_at.sort()
+        order = sorted(range(len(self.extra_pos)), key=self.extra_pos.__getitem__)
+        self.extra_pos = [self.extra_pos[i] for i in order]
+        self.extra_text = [
+            self.extra_text[i] if self.extra_text[i] is not None else self.source.line(p, self.size, b"\r\n")
+            for i, p in zip(order, self.extra_pos, strict=True)
+        ]
+
+
+def _fill(fh: BinaryIO, view: memoryview) -> int:
+    """Read into ``view`` until it is full or the file ends; the number of bytes read."""
+    done = 0
+    while done < len(view):
+        got = fh.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
+
+
+def _choose_width(rows: np.ndarray, cr: bool) -> int:
+    """The narrowest row width that holds these (the first chunk's) vertex lines."""
+    ends = rows == 0x0A
+    if cr:
+        ends |= rows == 0x0D
+    fits = ends.any(axis=1)
+    longest = int(ends[fits].argmax(axis=1).max()) if fits.any() else 0
+    return next((w for w in _ROW_WIDTHS if longest + 8 < w), _ROW_MAX)  # 8 bytes to spare
+
+
+def _parse_lines(texts: list[bytes]) -> np.ndarray | None:
+    if any(len(t.split()) != 3 for t in texts):
+        return None
+    return _parse(b" ".join(texts), len(texts))
+
+
+class _VertexLines:
+    """Every vertex line: where it starts (in file order) and, if all parse, the values."""
+
+    def __init__(self, scan: _Scan) -> None:
+        scan.finish()
+        self.scan = scan
+        parts = sorted(scan.rows.values(), key=lambda r: -len(r.pos)) or [_Rows(_ROW_MAX)]  # or no vertex line
+        main, others = parts[0], [r for r in parts[1:] if len(r.pos)]
+        self.position, self.values = main.pos, main.values
+        self.ok = self.values is not None and all(r.values is not None for r in others)
+        extra_values = _parse_lines(scan.extra_text) if scan.extra_text else np.zeros((0, 3))
+        self.ok = self.ok and extra_values is not None
+        if others or scan.extra_pos:  # rare: lines of the other width or longer; slot them in
+            pos = np.concatenate([r.pos for r in others] + [np.array(scan.extra_pos, dtype=np.int64)])
+            order = np.argsort(pos, kind="stable")
+            at = np.searchsorted(self.position, pos[order])
+            self.position = np.insert(self.position, at, pos[order])
+            if self.ok:
+                with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as non-finite
+                    values = np.concatenate([r.values for r in others] + [extra_values.astype(np.float32)])
+                self.values = np.insert(self.values, at, values[order], axis=0)
+        if not self.ok:
+            self.values = None
+
+    def parses(self, lo: int, hi: int) -> bool:
+        """Do all vertex lines starting in ``[lo, hi)`` hold exactly three numbers?"""
+        if not all(r.parses(lo, hi) for r in self.scan.rows.values()):
+            return False
+        a, b = bisect.bisect_left(self.scan.extra_pos, lo), bisect.bisect_left(self.scan.extra_pos, hi)
+        return _parse_lines(self.scan.extra_text[a:b]) is not None
+
+
+def _cut_short(source: _Source, a: int, b: int, endsolid_at: list[int]) -> bool:
+    """Does the solid in ``[a, b)`` stop inside a facet?
 
     ``endsolid`` may be missing (common and harmless), but a solid whose last line is
     neither ``endsolid`` nor ends a facet was cut short. Without this check a file cut after
     ``outer loop`` or after a whole ``vertex`` triple loads with a facet silently missing, and
     one cut inside a vertex line is reported as ``corrupt`` instead of ``truncated``. Only the
-    last line is looked at in the usual case, so a 300 MB file pays nothing for it.
+    last line is read in the usual case, so a 300 MB file pays nothing for it.
     """
-    end = b
-    while end > a and data[end - 1] in _TRAILING:
-        end -= 1
-    newline = data.rfind(b"\n", a, end)
+    end = source.last_non(a, b, _TRAILING)
+    newline = source.rfind(b"\n", a, end)
     if newline < 0:
         return False  # a one-line file: nothing after the solid line, or all on one line
-    last = data[newline + 1 : end].strip().lower()
+    last = source.read(newline + 1, end).strip().lower()
     if last.startswith(b"endsolid") or last.endswith(b"endfacet"):
         return False
-    return _ENDSOLID_RE.search(data, a, b) is None  # rare: lines after endsolid
-
-
-_TRAILING = frozenset(b" \t\r\n\x00\x1a")
-
-
-def _parse_vertices(chunk: bytes) -> np.ndarray:
-    lines = _VERTEX_RE.findall(chunk)
-    if not lines:
-        return np.zeros((0, 3), dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            values = np.fromstring(b" ".join(lines), dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning) as exc:
-            raise UnreadableInput(CORRUPT, f"unparseable vertex line: {exc}") from None
-    if len(values) != 3 * len(lines):
-        raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as non-finite
-        return values.astype(np.float32).reshape(-1, 3)
+    i = bisect.bisect_left(endsolid_at, a)  # rare: lines after endsolid
+    return not (i < len(endsolid_at) and endsolid_at[i] + 8 <= b)
 
 
 def load_ascii(blob: Blob, ctx: LoadContext) -> Mesh:
-    data = blob.read()
-    starts = [m.start() for m in _SOLID_RE.finditer(data)] or [0]
+    source = _Source(blob)
+    try:
+        return _load_ascii(blob, ctx, source)
+    finally:
+        source.close()
+
+
+def _load_ascii(blob: Blob, ctx: LoadContext, source: _Source) -> Mesh:
+    scan = _Scan(blob, source)
+    lines = _VertexLines(scan)
+    starts = scan.solid_starts or [0]
     starts[0] = 0
-    parts, groups, names = [], [], []
-    for index, (a, b) in enumerate(zip(starts, starts[1:] + [len(data)], strict=True)):
-        if _cut_short(data, a, b):
+    ends = starts[1:] + [scan.size]
+    counts = np.diff(np.searchsorted(lines.position, starts + [scan.size])).tolist()
+    # the checks in file order, solid by solid: the first problem is the one reported
+    total = 0
+    for a, b, count in zip(starts, ends, counts, strict=True):
+        if _cut_short(source, a, b, scan.endsolid_at):
             raise UnreadableInput(TRUNCATED, "the file ends inside a facet")
-        verts = _parse_vertices(data[a:b] if len(starts) > 1 else data)
-        if len(verts) % 3:
-            raise UnreadableInput(CORRUPT, f"{len(verts)} vertices is not a whole number of triangles")
-        ctx.check_triangles(sum(len(p) for p in parts) // 3 + len(verts) // 3)
-        if len(verts):
-            parts.append(verts)
-            groups.append(np.full(len(verts) // 3, index, dtype=np.int32))
-            line = data[a : data.find(b"\n", a) if data.find(b"\n", a) >= 0 else b]
-            names.append(line.strip()[5:].strip().decode("utf-8", "replace"))
-    if not parts:
+        if not lines.ok and not lines.parses(a, b):
+            raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
+        if count % 3:
+            raise UnreadableInput(CORRUPT, f"{count} vertices is not a whole number of triangles")
+        total += count // 3
+        ctx.check_triangles(total)
+    if not total:
         raise UnreadableInput(EMPTY, "ASCII STL with no facets")
-    vertices = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if lines.values is None:  # pragma: no cover - parses() finds the line in its solid above
+        raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
+    names, groups = [], []
+    for index, (a, b, count) in enumerate(zip(starts, ends, counts, strict=True)):
+        if count:
+            groups.append(np.full(count // 3, index, dtype=np.int32))
+            names.append(source.line(a, b).strip()[5:].strip().decode("utf-8", "replace"))
     group_ids = np.concatenate(groups) if len(groups) > 1 else None
-    return build_mesh(vertices, None, blob, "stl-ascii", ctx, group_ids, names)
+    return build_mesh(lines.values, None, blob, "stl-ascii", ctx, group_ids, names)
 
 
 loaders = {"stl-binary": load_binary, "stl-ascii": load_ascii}

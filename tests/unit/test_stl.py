@@ -233,3 +233,22 @@ def test_ascii_stl_without_facets_is_empty(tmp_path):
 def test_ascii_stl_triangle_limit(tmp_path):
     path = write(tmp_path, "cube.stl", ascii_stl(cube_tris()))
     assert reason_of(path, Limits(max_triangles=5)) == "limit:triangles"
+
+
+def test_solid_name_containing_vertex_is_not_a_vertex_line(tmp_path):
+    path = write(tmp_path, "named.stl", ascii_stl(cube_tris(), name="my vertex art"))
+    assert scanner.load(path).triangle_count == 12
+
+
+def test_each_vertex_line_holds_exactly_three_numbers(tmp_path):
+    text = ascii_stl(cube_tris()).decode()
+    first = text.index("vertex")
+    line_end = text.index("\n", first)
+    second_end = text.index("\n", line_end + 1)
+    # move one number from the first vertex line to the second: the total stays right
+    lines = text[first:second_end].split("\n")
+    a, b = lines[0].rsplit(" ", 1)
+    broken = text[:first] + a + "\n" + lines[1] + " " + b + text[second_end:]
+    with pytest.raises(UnreadableInput) as err:
+        scanner.load(write(tmp_path, "shifted.stl", broken.encode()))
+    assert err.value.reason == "corrupt"
