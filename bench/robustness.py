@@ -244,8 +244,9 @@ def benign_false_matches(index: NearDuplicateIndex, n_corpus_sigs: int, args: ar
     proxy_rows = index.signatures >= n_corpus_sigs
     thr = index.thresholds[proxy_rows]
     print()
-    print(f"Proxy signatures: per-row thresholds median {np.median(thr):.4f}; "
-          f"{(thr < 0.02).mean() * 100:.0f}% are below the sampling noise (0.02) and match exact copies only")  # fmt: skip
+    below = (thr < 0.02).mean() * 100
+    print(f"Proxy signatures: per-row thresholds median {np.median(thr):.4f}; {below:.0f}% are below the")
+    print("  sampling noise (0.02) and match exact copies only")
     hits = {"rotation": 0, "noise 0.2%": 0}
     for p, tm in enumerate(proxy_meshes[:60]):
         rot = trimesh.Trimesh(tm.vertices @ random_rotation(rng).T, tm.faces, process=False)
@@ -256,7 +257,7 @@ def benign_false_matches(index: NearDuplicateIndex, n_corpus_sigs: int, args: ar
             vectors, _ = describe(from_trimesh(variant, name)).rows()
             hits[name] += index.min_distance_per_signature(vectors, relative=True)[n_corpus_sigs + p] <= 1.0
     n = min(60, len(proxy_meshes))
-    print("  recall of the first %d proxies: " % n + ", ".join(f"{k} {v / n * 100:.0f}%" for k, v in hits.items()))
+    print(f"  recall of the first {n} proxies: " + ", ".join(f"{k} {v / n * 100:.0f}%" for k, v in hits.items()))
     n_sigs = n_corpus_sigs + args.proxies
     kinds = list(BENIGN.items())
     worst, any_match, pairs, matched = [], 0, 0, 0
