@@ -400,11 +400,9 @@ def _parse(text: bytes, n: int, per_row: int = 3) -> np.ndarray | None:
 
 # -- an exact fast path for plain decimals
 
-_U = np.uint64
-_ZEROS = _U(0x3030303030303030)  # eight ASCII '0'
-_HIGH_NIBBLES = _U(0xF0F0F0F0F0F0F0F0)
-_SIXES = _U(0x0606060606060606)
-_LOW7 = _U(0x7F7F7F7F7F7F7F7F)
+# byte-lane constants shared with the OBJ/PLY/OFF decimal reader in _text.py
+from scanner.formats._text import _HIGH_NIBBLES, _LOW7, _SIXES, _U, _ZEROS  # noqa: E402
+
 _ONES = _U(0x0101010101010101)
 _LOWER = _U(0x2020202020202020)
 _RANKS = _U(0x0706050403020100)  # byte i holds i: picks a flagged byte's distance from the top
