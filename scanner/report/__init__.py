@@ -1,0 +1,1 @@
+"""Prevalence reports for policy researchers (``meshscan report``, ``meshscan survey``)."""
