@@ -29,8 +29,10 @@ def cli() -> None:
     """
 
 
-for command in (scan_cmd, inspect_cmd, signatures_group, allowlist_group):
-    cli.add_command(command)
+cli.add_command(scan_cmd)
+cli.add_command(inspect_cmd)
+cli.add_command(signatures_group)
+cli.add_command(allowlist_group)
 
 
 def main() -> None:

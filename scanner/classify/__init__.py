@@ -1,0 +1,1 @@
+"""A calibrated classifier for designs in no signature library: train, predict, explain; safe persistence."""

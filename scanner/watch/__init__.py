@@ -1,0 +1,1 @@
+"""``meshscan watch``: the upload-folder daemon (observer -> settle -> scan -> actions, journalled in SQLite)."""
