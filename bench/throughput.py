@@ -59,15 +59,27 @@ def run_meshscan(folder: Path, *extra: str) -> float:
     return time.perf_counter() - t
 
 
-def run_baseline(folder: Path) -> float:
+PEERS = {
+    "raw read (numpy.fromfile)": "    np.fromfile(f, dtype=np.uint8)\n",
+    "trimesh.load": "    trimesh.load(f, force='mesh')\n",
+    "trimesh.load + area, volume, hull, 2k samples": (
+        "    m = trimesh.load(f, force='mesh')\n"
+        "    m.area, m.volume, m.convex_hull, trimesh.sample.sample_surface(m, 2000, seed=0)\n"
+    ),
+    "trimesh.load + meshscan descriptor": (
+        "    m = trimesh.load(f, force='mesh')\n    describe_triangles(np.asarray(m.triangles, dtype=np.float32))\n"
+    ),
+}
+BASELINE = "trimesh.load + area, volume, hull, 2k samples"
+"""The issue's reference peer: what a trimesh-based scanner does per file at the least."""
+
+
+def run_peer(folder: Path, body: str) -> float:
+    """One process looping over the folder: what a one-process trimesh scanner would do."""
     code = (
         "import sys, glob, time, numpy as np, trimesh\n"
         "from scanner.features import describe_triangles\n"
-        "t = time.perf_counter()\n"
-        "for f in sorted(glob.glob(sys.argv[1] + '/*.stl')):\n"
-        "    m = trimesh.load(f, force='mesh')\n"
-        "    describe_triangles(np.asarray(m.triangles, dtype=np.float32))\n"
-        "print(time.perf_counter() - t)\n"
+        "for f in sorted(glob.glob(sys.argv[1] + '/*.stl')):\n" + body
     )
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True, cwd=REPO)
@@ -96,16 +108,21 @@ def main() -> None:
         tools.append(
             ("meshscan --engine dask (2 workers)", lambda f: run_meshscan(f, "--engine", "dask", "--jobs", "2"))
         )
-    tools.append(("trimesh.load + descriptor, 1 process", run_baseline))
-    print("bench/throughput.py  (wall time of one run per cell, including process start-up)")
-    print(f"{'set':26s} {'tool':38s} {'seconds':>9s} {'files/s':>9s} {'MB/s':>8s} {'x baseline':>11s}")
+    for name, body in PEERS.items():
+        tools.append((name, lambda f, body=body: run_peer(f, body)))
+    print("bench/throughput.py: wall time of one run per cell, including process start-up;")
+    print(f"'x peer' is the speed relative to '{BASELINE}' in the same run.")
+    print()
+    print(f"| {'set':26s} | {'tool':46s} | {'seconds':>8s} | {'files/s':>8s} | {'MB/s':>7s} | {'x peer':>7s} |")
+    print(f"|{'-' * 28}|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
     for label, folder in sets.items():
         files = sorted(folder.glob("*.stl"))
         mb = sum(f.stat().st_size for f in files) / 1e6
-        results = [(name, fn(folder)) for name, fn in tools]
-        base = results[-1][1]
-        for name, secs in results:
-            print(f"{label:26s} {name:38s} {secs:9.2f} {len(files) / secs:9.1f} {mb / secs:8.1f} {base / secs:10.2f}x")
+        results = dict((name, fn(folder)) for name, fn in tools)
+        base = results[BASELINE]
+        for name, secs in results.items():
+            print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
+                  f"| {base / secs:6.2f}x |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,13 +11,29 @@ uniform scale, mirroring, element order and format by construction.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
 
 from scanner.features.sampling import SEED, SurfaceSample
 
-N_PAIRS = 100_000
+TRIPLES_PER_POINT = 6
+"""Triples per surface point: 6 x 8,192 angles for A3, twice as many distances for D2."""
+
+
+@functools.lru_cache(maxsize=4)
+def _kernel(lo: float, hi: float, bins: int, bandwidth: float) -> tuple[np.ndarray, float, float, int]:
+    """The smoothing matrix of :func:`_cdf`: fine-bin counts -> smoothed CDF at the edges."""
+    from scipy.special import erf
+
+    step = (hi - lo) / bins
+    fine = 16 * bins + 128
+    a, b = lo - 4 * step, hi + 4 * step
+    fine_edges = np.linspace(a, b, fine + 1)
+    centres = 0.5 * (fine_edges[1:] + fine_edges[:-1])
+    z = (np.linspace(lo, hi, bins + 1)[1:, None] - centres[None, :]) / (bandwidth * step)
+    return 0.5 * (1.0 + erf(z / np.sqrt(2.0))), a, b, fine
 
 
 def _cdf(values: np.ndarray, lo: float, hi: float, bins: int, bandwidth: float = 0.5) -> np.ndarray:
@@ -25,30 +41,28 @@ def _cdf(values: np.ndarray, lo: float, hi: float, bins: int, bandwidth: float =
 
     Each value contributes a Gaussian-smoothed step (``bandwidth`` in bin widths), so a tight
     distribution (a sphere's D1 is a spike) moves the vector smoothly under small noise
-    instead of jumping a whole bin. Evaluated from a fine histogram, so it costs O(N).
+    instead of jumping a whole bin. Evaluated from a fine histogram (values outside the
+    range pile up in its end bins), so it costs O(N) plus one small matrix product.
     """
-    edges = np.linspace(lo, hi, bins + 1)[1:]
-    step = (hi - lo) / bins
-    fine = 16 * bins
-    counts, fine_edges = np.histogram(np.clip(values, lo - 4 * step, hi + 4 * step), bins=fine + 128,
-                                      range=(lo - 4 * step, hi + 4 * step))  # fmt: skip
-    centres = 0.5 * (fine_edges[1:] + fine_edges[:-1])
-    weights = counts / max(len(values), 1)
-    z = (edges[:, None] - centres[None, :]) / (bandwidth * step)
-    return (weights[None, :] * 0.5 * (1.0 + _erf(z / np.sqrt(2.0)))).sum(axis=1)
+    kernel, a, b, fine = _kernel(lo, hi, bins, bandwidth)
+    idx = ((values - a) * (fine / (b - a))).astype(np.int64)
+    np.clip(idx, 0, fine - 1, out=idx)
+    counts = np.bincount(idx, minlength=fine)
+    return kernel @ (counts / max(len(values), 1))
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
+@functools.lru_cache(maxsize=8)
+def _shift_pairs(n: int, count: int) -> tuple[tuple[int, int], ...]:
+    """``count`` pairs of distinct offsets (a, b) in [1, n): triple k is (k + a, k, k + b) mod n.
 
-    return erf(x)
-
-
-def _pairs(n: int, k: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(SEED + salt)
-    i = rng.integers(0, n, k)
-    j = (i + rng.integers(1, n, k)) % n
-    return i, j
+    The points are in a content-hashed (pseudo-random) order, so pairing each point with the
+    points ``a`` and ``b`` places further on is a random draw of triples in which every point
+    takes part equally often - and it needs no gathers, only rolled copies."""
+    if n < 3:
+        return ()
+    rng = np.random.default_rng(int(SEED) + 2)
+    offsets = rng.choice(np.arange(1, n), size=min(2 * count, n - 1), replace=False)
+    return tuple((int(offsets[2 * t]), int(offsets[2 * t + 1])) for t in range(len(offsets) // 2))
 
 
 class DescriptorFamily:
@@ -65,38 +79,53 @@ class DescriptorFamily:
 class D1(DescriptorFamily):
     """Distances of surface points from the area centroid (Osada et al.'s D1)."""
 
-    name, version, size = "d1", 1, 24
+    name, version, size = "d1", 2, 24
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        return _cdf(np.linalg.norm(sample.points, axis=1), 0.0, 2.4, cls.size)
+        c = sample.coords
+        return _cdf(np.sqrt((c * c).sum(axis=0)), 0.0, 2.4, cls.size)
+
+
+def _legs(sample: SurfaceSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For TRIPLES_PER_POINT x N triples (a, j, b): |p_a - p_j|, |p_b - p_j| and the cosine of
+    the angle at p_j. A3 reads the angle; both legs are random point pairs, so D2 reads them
+    too and costs nothing of its own."""
+    legs = sample.shared.get("legs")
+    if legs is None:
+        pt = sample.coords  # (3, N): rolls and sums on contiguous rows
+        lu, lv, cos = [], [], []
+        for a, b in _shift_pairs(pt.shape[1], TRIPLES_PER_POINT):
+            u = np.roll(pt, -a, axis=1) - pt
+            v = np.roll(pt, -b, axis=1) - pt
+            uu, vv, uv = (u * u).sum(axis=0), (v * v).sum(axis=0), (u * v).sum(axis=0)
+            denom = np.sqrt(uu * vv)
+            lu.append(np.sqrt(uu))
+            lv.append(np.sqrt(vv))
+            cos.append(uv / np.where(denom > 0, denom, 1.0))
+        legs = sample.shared["legs"] = (np.concatenate(lu), np.concatenate(lv), np.concatenate(cos))
+    return legs
 
 
 class D2(DescriptorFamily):
     """Distances between random pairs of surface points (Osada et al.'s D2)."""
 
-    name, version, size = "d2", 1, 32
+    name, version, size = "d2", 2, 32
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        i, j = _pairs(len(sample.points), N_PAIRS, 1)
-        return _cdf(np.linalg.norm(sample.points[i] - sample.points[j], axis=1), 0.0, 3.2, cls.size)
+        lu, lv, _ = _legs(sample)
+        return _cdf(np.concatenate([lu, lv]), 0.0, 3.2, cls.size)
 
 
 class A3(DescriptorFamily):
     """Angles at a surface point between two others (Osada et al.'s A3)."""
 
-    name, version, size = "a3", 1, 18
+    name, version, size = "a3", 2, 18
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        p = sample.points
-        i, j = _pairs(len(p), N_PAIRS, 2)
-        k = (j + 1 + np.random.default_rng(SEED + 3).integers(0, len(p) - 2, N_PAIRS)) % len(p)
-        k = np.where(k == i, (k + 1) % len(p), k)
-        u, v = p[i] - p[j], p[k] - p[j]
-        denom = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
-        cos = np.einsum("ij,ij->i", u, v) / np.where(denom > 0, denom, 1.0)
+        _, _, cos = _legs(sample)
         return _cdf(np.arccos(np.clip(cos, -1, 1)), 0.0, np.pi, cls.size)
 
 

@@ -15,15 +15,19 @@ Why this is careful: random sampling noise is the first enemy of near-duplicate 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from scanner.mesh import _splitmix, triangle_keys, vertex_keys
 
-N_POINTS = 16384
+N_POINTS = 8192
+"""Points per surface (whole file or body), whatever its triangle count."""
 SEED = np.uint64(20211)
 _TO_UNIT = 1.0 / float(1 << 53)
+_PLASTIC = 1.324717957244746  # real root of x^3 = x + 1; R2 sequence steps are its inverse powers
+_R2 = (1.0 / _PLASTIC, 1.0 / _PLASTIC**2)
+_SHIFT1, _SHIFT2 = np.uint64(0xA0761D6478BD642F), np.uint64(0xE7037ED1A0B428DB)
 
 
 def _unit(keys: np.ndarray) -> np.ndarray:
@@ -31,12 +35,13 @@ def _unit(keys: np.ndarray) -> np.ndarray:
     return (keys >> np.uint64(11)).astype(np.float64) * _TO_UNIT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SurfaceSample:
     """A surface centred on its area centroid and scaled to unit RMS radius."""
 
-    points: np.ndarray
-    """(N, 3) points spread uniformly by area, in the normalised frame, in canonical order."""
+    coords: np.ndarray
+    """(3, N) float32 coordinates (x row, y row, z row) of points spread uniformly by area, in
+    the normalised frame, in canonical order. Rows, because every family works per axis."""
     axes: np.ndarray
     """(3, 3) principal axes as rows, major first."""
     eigenvalues: np.ndarray
@@ -44,16 +49,28 @@ class SurfaceSample:
     area: float
     """Surface area in the normalised frame (area / RMS radius squared)."""
     triangles: int
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
+    """Intermediate results that several families read (computed once per sample)."""
+
+    @property
+    def points(self) -> np.ndarray:
+        """The points as an (N, 3) view."""
+        return self.coords.T
 
 
 def triangle_areas(tri: np.ndarray) -> np.ndarray:
-    """Areas of (F, 3, 3) triangles; the cross product written out (np.cross is slow)."""
-    u = tri[:, 1] - tri[:, 0]
-    v = tri[:, 2] - tri[:, 0]
-    cx = u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1]
-    cy = u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2]
-    cz = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
-    return 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
+    """Areas of (F, 3, 3) triangles from their sorted edge lengths (Kahan's stable Heron).
+
+    Why not the cross product: its rounding depends on which corner comes first, and an area
+    that differs in the last bit can change a triangle's stratified point count. Edge lengths
+    are the same numbers whatever the corner order or winding, so the areas are too."""
+    e = [tri[:, (k + 1) % 3] - tri[:, k] for k in range(3)]
+    la, lb, lc = (np.sqrt((d * d).sum(axis=1)) for d in e)
+    hi = np.maximum(np.maximum(la, lb), lc)
+    lo = np.minimum(np.minimum(la, lb), lc)
+    mid = np.maximum(np.minimum(la, lb), np.minimum(np.maximum(la, lb), lc))
+    prod = (hi + (mid + lo)) * (lo - (hi - mid)) * (lo + (hi - mid)) * (hi + (mid - lo))
+    return 0.25 * np.sqrt(np.clip(prod, 0, None))
 
 
 def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -61,15 +78,17 @@ def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, flo
 
     Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c, all
     nine corner-coordinate products at once as one (9 x F)(F x 9) weighted Gram product.
-    ``tri`` should already be roughly centred (it may be float32).
+    ``tri`` should already be roughly centred. Accumulated in float64, so that the order of
+    the triangles (which sets the order of the sums) moves the result by ~1e-16, far below
+    the float32 the points are computed in.
     """
     total = float(areas.sum(dtype=np.float64))
     if not total > 0:
         raise ValueError("surface has no area")
-    w = (areas / total).astype(tri.dtype)
-    flat = tri.reshape(len(tri), 9)
-    gram = ((flat * w[:, None]).T @ flat).astype(np.float64).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
-    centroid = (w @ flat).astype(np.float64).reshape(3, 3).sum(axis=0) / 3.0
+    w = areas.astype(np.float64) / total
+    flat = tri.reshape(len(tri), 9).astype(np.float64)
+    gram = ((flat * w[:, None]).T @ flat).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
+    centroid = (w @ flat).reshape(3, 3).sum(axis=0) / 3.0
     corners = sum(gram[c, :, c, :] for c in range(3))
     sums = gram.sum(axis=(0, 2))
     second = (corners + sums) / 12.0 - np.outer(centroid, centroid)
@@ -77,17 +96,26 @@ def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, flo
 
 
 def sample_surface(
-    triangles: np.ndarray, n_points: int = N_POINTS, corner_keys: np.ndarray | None = None
+    triangles: np.ndarray, n_points: int | None = None, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
-    """Normalise and sample a surface given as (F, 3, 3) triangles (float32 canonical)."""
+    """Normalise and sample a surface given as (F, 3, 3) triangles (float32 canonical).
+
+    Returns exactly ``n_points`` points (unless the surface is degenerate enough that the
+    stratified draw falls short, which the slack makes vanishingly rare): a few more are drawn
+    than needed and the ones with the smallest point hash are kept. A hash is independent of
+    position, so the cut is a uniform random subset, and a fixed count lets every family reuse
+    one precomputed set of pair indices instead of drawing them per file.
+    """
+    n_points = N_POINTS if n_points is None else n_points
     tri32 = np.asarray(triangles, dtype=np.float32).reshape(-1, 3, 3)
     if corner_keys is None:
         tri32 = tri32 + np.float32(0.0)  # fold -0.0 so keys match Mesh.corner_keys
         corner_keys = vertex_keys(tri32.reshape(-1, 3)).reshape(-1, 3)
     # work in float32, centred on the bounding box so that float32 keeps its digits
-    flat = tri32.reshape(-1, 3)
-    lo, hi = flat.min(axis=0), flat.max(axis=0)
-    offset = (lo.astype(np.float64) + hi) / 2.0
+    coords = tri32.reshape(-1, 3).T  # per-axis reductions along contiguous-ish rows are fast
+    lo = np.array([c.min() for c in coords], dtype=np.float64)
+    hi = np.array([c.max() for c in coords], dtype=np.float64)
+    offset = (lo + hi) / 2.0
     tri = tri32 - offset.astype(np.float32)
     areas = triangle_areas(tri)
     centroid, area, second = surface_moments(tri, areas)
@@ -102,20 +130,43 @@ def sample_surface(
 
     tkey, _ = triangle_keys(corner_keys)
     tkey = _splitmix(tkey ^ SEED)
-    expected = areas.astype(np.float64) * (n_points / area)
+    # the total of stratified counts varies by at most sqrt(target): 6 sigma of slack
+    target = n_points + 6.0 * np.sqrt(n_points) + 8.0
+    expected = areas.astype(np.float64) * (target / area)
     counts = np.floor(expected + _unit(tkey)).astype(np.int64)
     chosen = np.flatnonzero(counts)
     counts = counts[chosen]
-    owner = np.repeat(chosen, counts)
-    within = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+    local = np.repeat(np.arange(len(chosen)), counts)
+    within = np.arange(len(local)) - np.repeat(np.cumsum(counts) - counts, counts)
     with np.errstate(over="ignore"):
-        skey = _splitmix(tkey[owner] + np.uint64(0x9E3779B97F4A7C15) * (within.astype(np.uint64) + np.uint64(1)))
-    r1 = np.sqrt(_unit(skey))
-    r2 = _unit(_splitmix(skey))
-    # corners in content order, so barycentric weights do not depend on the file's order
-    ck = corner_keys[owner]
-    corner_order = np.argsort(ck, axis=1, kind="stable")
-    t = np.take_along_axis(tri[owner].astype(np.float64), corner_order[:, :, None], axis=1)
-    points = (1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1] + (r1 * r2)[:, None] * t[:, 2]
-    points = (points[np.argsort(skey, kind="stable")] - centroid) / radius
-    return SurfaceSample(points=points, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri))
+        step = np.uint64(0x9E3779B97F4A7C15) * (within.astype(np.uint64) + np.uint64(1))
+        skey = _splitmix(tkey[chosen][local] + step)
+    # canonical order = by point hash; the index rides in the low bits so that a (SIMD) value
+    # sort does the work of an argsort (equal high bits, ~1e-7 per file, fall back to position)
+    shift = np.uint64(max(1, (len(skey) - 1).bit_length()))
+    low = (np.uint64(1) << shift) - np.uint64(1)
+    packed = np.sort((skey & ~low) | np.arange(len(skey), dtype=np.uint64))[:n_points]
+    keep = (packed & low).astype(np.int64)
+    local, within = local[keep], within[keep].astype(np.float64)
+    # within a triangle the points follow the R2 low-discrepancy sequence, shifted by the
+    # triangle's hash (Cranley-Patterson rotation): a large triangle's points cover it
+    # evenly instead of clumping, which is what keeps re-sampled descriptors close
+    tk = tkey[chosen]
+    u1 = (_unit(_splitmix(tk ^ _SHIFT1))[local] + within * _R2[0]) % 1.0
+    u2 = (_unit(_splitmix(tk ^ _SHIFT2))[local] + within * _R2[1]) % 1.0
+    r1 = np.sqrt(u1)
+    r2 = u2
+    # corners in content order, so barycentric weights do not depend on the file's order;
+    # per sampled triangle: first corner (normalised) and two edges, gathered once per point
+    corner_order = np.argsort(corner_keys[chosen], axis=1, kind="stable")
+    ordered = tri.reshape(-1, 3)[(chosen * 3)[:, None] + corner_order]  # (C, 3, 3) float32
+    inv_r = np.float32(1.0 / radius)
+    frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
+    frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
+    frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
+    frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
+    g = frame.take(local, axis=1)
+    w1 = (r1 * (1 - r2)).astype(np.float32)
+    w2 = (r1 * r2).astype(np.float32)
+    coords = g[0:3] + w1 * g[3:6] + w2 * g[6:9]
+    return SurfaceSample(coords=coords, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri))
