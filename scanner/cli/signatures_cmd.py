@@ -57,11 +57,16 @@ def init_cmd(library: str, name: str, description: str) -> None:
 def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, note: str) -> None:
     """Enrol FILES (each body, and each archive member) into the library."""
     from scanner.enrol import enrol
+    from scanner.library import LibraryError
 
     lib = _load(library)
     failed = 0
     for path in files:
-        for r in enrol(lib, path, category, source, note):
+        try:
+            results = enrol(lib, path, category, source, note)
+        except LibraryError as exc:  # e.g. a reference set built for another descriptor version
+            raise CommandError(str(exc)) from None
+        for r in results:
             name = path + (f" :: {r.member}" if r.member else "")
             click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {name}")
             if r.status == "added" and not r.distinctive:

@@ -21,11 +21,14 @@ from importlib.resources import files
 
 import numpy as np
 
+from scanner.library import LibraryError
+
 ALPHA = 0.5
 
 
-class ReferenceError(RuntimeError):
-    pass
+class ReferenceError(LibraryError):
+    """The shipped reference set does not fit this scanner: a broken install, never a user's fault.
+    A :class:`LibraryError`, so every command that refuses a bad library refuses this the same way."""
 
 
 @lru_cache(maxsize=1)

@@ -120,3 +120,26 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     assert composite.distinctive and composite.threshold > plain.threshold
     expected = np.minimum(MatchSettings().distance_threshold, ALPHA * nearest_reference_distance(lib.vectors))
     np.testing.assert_allclose(lib.thresholds, expected, rtol=1e-5)
+
+
+def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:
+    """A broken install (reference data for another descriptor) is a clear exit 2, not a traceback."""
+    from click.testing import CliRunner
+
+    import scanner.features
+    from scanner.cli import cli
+    from scanner.features import reference
+
+    monkeypatch.setattr(scanner.features, "DESCRIPTOR_VERSION", "ms0:other")
+    lib = tmp_path / "lib"
+    SignatureLibrary.create(lib, name="t").save(lib)  # a library of the (patched) running version
+    reference.benign_reference.cache_clear()
+    try:
+        proxy = DEMO / "proxy-barrel-s1-001.stl"
+        result = CliRunner().invoke(cli, ["signatures", "add", str(proxy), "--library", str(lib),
+                                          "--category", "barrel", "--source", "test"])  # fmt: skip
+    finally:
+        reference.benign_reference.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "rebuild it with 'python -m fixtures.reference'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
