@@ -65,7 +65,7 @@ def triangle_areas(tri: np.ndarray) -> np.ndarray:
     that differs in the last bit can change a triangle's stratified point count. Edge lengths
     are the same numbers whatever the corner order or winding, so the areas are too."""
     e = [tri[:, (k + 1) % 3] - tri[:, k] for k in range(3)]
-    la, lb, lc = (np.sqrt((d * d).sum(axis=1)) for d in e)
+    la, lb, lc = (np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]) for d in e)
     hi = np.maximum(np.maximum(la, lb), lc)
     lo = np.minimum(np.minimum(la, lb), lc)
     mid = np.maximum(np.minimum(la, lb), np.minimum(np.maximum(la, lb), lc))
