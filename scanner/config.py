@@ -1,4 +1,4 @@
-"""Settings: resource limits (and, later, thresholds) from a TOML file plus CLI overrides.
+"""Settings: resource limits, matching and review thresholds from a TOML file plus CLI overrides.
 
 Every limit exists so that an untrusted upload cannot take unbounded memory or time. The
 defaults are sized for a 2-core / 24 GiB machine scanning real printable models, the largest
@@ -53,12 +53,26 @@ class MatchSettings:
 
 
 @dataclass(frozen=True)
+class ClassifySettings:
+    """The component classifier, for files that match no signature (README: "Classifier and
+    review threshold")."""
+
+    review_threshold: float | None = None
+    """Send a file to ``review`` when any component category's calibrated probability is at
+    least this. None: the threshold calibrated with the model (stored in its model.json)."""
+    explain_top: int = 3
+    """Features named in a review explanation."""
+
+
+@dataclass(frozen=True)
 class Settings:
     limits: Limits = field(default_factory=Limits)
     match: MatchSettings = field(default_factory=MatchSettings)
+    classify: ClassifySettings = field(default_factory=ClassifySettings)
 
 
-_TABLES = {"limits": Limits, "match": MatchSettings}
+_TABLES = {"limits": Limits, "match": MatchSettings, "classify": ClassifySettings}
+_PROBABILITIES = {"review_threshold"}
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -68,7 +82,13 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ConfigError(f"unknown setting {where}.{key}; known: {', '.join(sorted(known))}")
         default = known[key].default
-        if isinstance(default, (int, float)) and not isinstance(value, bool):
+        if key in _PROBABILITIES:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1
+            ):
+                raise ConfigError(f"{where}.{key} must be a probability in (0, 1], got {value!r}")
+            value = None if value is None else float(value)
+        elif isinstance(default, (int, float)) and not isinstance(value, bool):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{where}.{key} must be a positive number, got {value!r}")
             value = type(default)(value)
@@ -77,7 +97,7 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read a TOML settings file (``[limits]``, ``[match]``) and apply ``table.key`` overrides."""
+    """Read a TOML settings file (``[limits]``, ``[match]``, ``[classify]``) and apply ``table.key`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         try:

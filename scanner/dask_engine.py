@@ -4,13 +4,15 @@
 scheduler (or starts a ``LocalCluster`` of worker processes when none is given), keeps a
 bounded number of tasks in flight (back-pressure: the listing is consumed only as results
 come back), and streams verdicts back in input order into the same sinks and results DB as
-the local engine. Each worker loads the signature library once (cached per worker process,
-keyed by library path and settings), not once per file. Paths may be fsspec URLs, which is
-how workers on other machines reach the same files (``s3://...``, ``gs://...``).
+the local engine. Each worker loads the signature library and the component model once
+(cached per worker process, keyed by library path, settings and model), not once per file.
+Paths may be fsspec URLs, which is how workers on other machines reach the same files
+(``s3://...``, ``gs://...``).
 
-Limits: per-file time limits are not enforced here (a Dask task cannot be interrupted);
-memory is bounded by Dask's own per-worker ``memory_limit`` (the nanny restarts a worker
-past it, and a task that kills workers three times is reported ``worker-crashed``).
+Limits: a Dask task cannot be interrupted, so each worker thread scans through a guarded
+child process (:mod:`scanner.guard`) that enforces the same per-file time and memory limits
+as the local engine and loses only the file at hand when it crashes. A task that still kills
+its Dask worker three times is reported ``worker-crashed``.
 """
 
 from __future__ import annotations
@@ -18,34 +20,60 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from scanner.batch import Upload
 from scanner.config import settings_from_dict
 from scanner.errors import WORKER_CRASHED, UnreadableInput
+from scanner.guard import ContextSpec, GuardedScanner
 from scanner.pipeline import ScanContext, scan_one, unscannable_verdict
 from scanner.verdict import Verdict
 
-_CONTEXTS: dict[tuple[str | None, str], ScanContext] = {}
+_CONTEXTS: dict[tuple[str | None, str, str | None], ScanContext] = {}
 
 
-def _worker_context(library: str | None, settings_json: str) -> ScanContext:
-    key = (library, settings_json)
+def _worker_context(library: str | None, settings_json: str, model: str | None = None) -> ScanContext:
+    """The worker's scan context, loaded once per worker process: the library, and the model
+    (``model``: a folder, ``"shipped"`` for the worker's own installed demo model, or None),
+    refit here once - the model file holds rows, not an estimator to unpickle."""
+    key = (library, settings_json, model)
     context = _CONTEXTS.get(key)
     if context is None:
+        from scanner.classify.model import load_model
         from scanner.library import SignatureLibrary, shipped_library_path
 
         lib = SignatureLibrary.load(library or shipped_library_path())
-        context = ScanContext(settings=settings_from_dict(json.loads(settings_json)), library=lib)
+        component_model = None if model is None else load_model(None if model == "shipped" else model)
+        context = ScanContext(settings=settings_from_dict(json.loads(settings_json)), library=lib,
+                              model=component_model)  # fmt: skip
         _CONTEXTS[key] = context
     return context
 
 
-def scan_task(path: str, library: str | None, settings_json: str) -> str:
-    """The Dask task: verdicts of one upload, as JSON text."""
-    verdicts = scan_one(path, _worker_context(library, settings_json))
-    return json.dumps([v.to_dict() for v in verdicts])
+_GUARDS = threading.local()
+PROCESS_LOCAL_URLS = ("memory://",)
+"""Filesystems that live in the worker's own memory: scanned in the task's thread, unguarded."""
+
+
+def scan_task(path: str, library: str | None, settings_json: str, model: str | None = None) -> str:
+    """The Dask task: verdicts of one upload, as JSON text.
+
+    The scan itself runs in this worker thread's guarded child process (loaded once), so the
+    per-file time and memory limits hold here as they do in the local engine."""
+    if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
+        verdicts = scan_one(path, _worker_context(library, settings_json, model))
+        return json.dumps([v.to_dict() for v in verdicts])
+    spec = ContextSpec(library, settings_json, model)
+    guards = getattr(_GUARDS, "by_spec", None)
+    if guards is None:
+        guards = _GUARDS.by_spec = {}
+    guard = guards.get(spec)
+    if guard is None:
+        limits = settings_from_dict(json.loads(settings_json)).limits
+        guard = guards[spec] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes)
+    return json.dumps([v.to_dict() for v in guard.scan(path)])
 
 
 class DaskEngine:
@@ -54,6 +82,7 @@ class DaskEngine:
         self.context, self.library, self.scheduler = context, library, scheduler
         self.jobs, self.in_flight_per_worker = jobs, in_flight_per_worker
         self.settings_json = json.dumps(dataclasses.asdict(context.settings), sort_keys=True)
+        self.model = None if context.model is None else (context.model.source or str(context.model.path))
         self.client: Any = None
         self._cluster: Any = None
 
@@ -101,7 +130,7 @@ class DaskEngine:
                 next_out += 1
 
     def _submit(self, index: int, upload: Upload, pending: dict) -> Any:
-        future = self.client.submit(scan_task, upload.path, self.library, self.settings_json, pure=False,
+        future = self.client.submit(scan_task, upload.path, self.library, self.settings_json, self.model, pure=False,
                                     key=f"meshscan-scan-{index}-{id(self)}")  # fmt: skip
         pending[future] = (index, upload)
         return future

@@ -9,7 +9,13 @@ it returns. Order of decisions for each mesh of an upload:
 4. near-duplicate of a signature, per body and for the whole file, within the signature
    row's own threshold (set at enrolment from its distance to benign reference shapes) and
    never above the configured one -> ``flag``, with every matching signature as evidence;
-5. otherwise ``clear``.
+5. no signature match, and a component model is loaded: the calibrated probability of each
+   category (``scores``); when the probability that the file is a component of any category
+   (1 - P(benign)) reaches the review threshold -> ``review``, with the most likely category
+   and the features that raised the score most, in words;
+6. otherwise ``clear`` (saying what the classifier scored, when there is one).
+
+The descriptor is computed at most once per mesh and shared by matching and the classifier.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from scanner import __version__
 from scanner.config import Settings
@@ -25,17 +34,34 @@ from scanner.library import SignatureLibrary
 from scanner.loading import iter_blob_meshes
 from scanner.mesh import Mesh
 from scanner.sources import blob_sha256, open_blob
-from scanner.verdict import CLEAR, FLAG, UNSCANNABLE, Match, Verdict
+from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
+
+if TYPE_CHECKING:
+    from scanner.classify.model import ComponentModel
+    from scanner.features import Descriptor
 
 
 @dataclass
 class ScanContext:
     settings: Settings = field(default_factory=Settings)
     library: SignatureLibrary | None = None
+    model: ComponentModel | None = None
+    """The component classifier for files that match no signature (None: matching only)."""
 
     @property
     def library_version(self) -> str | None:
         return self.library.library_version if self.library is not None else None
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model is not None else None
+
+    @property
+    def review_threshold(self) -> float | None:
+        if self.model is None:
+            return None
+        configured = self.settings.classify.review_threshold
+        return self.model.review_threshold if configured is None else configured
 
 
 def _now() -> str:
@@ -62,6 +88,7 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
             format=result.format or None,
             scanner_version=__version__,
             library_version=context.library_version,
+            model_version=context.model_version,
             scanned_at=_now(),
         )
         if result.error is not None:
@@ -84,6 +111,7 @@ def unscannable_verdict(path: str, context: ScanContext, err: UnreadableInput) -
         verdict=UNSCANNABLE,
         scanner_version=__version__,
         library_version=context.library_version,
+        model_version=context.model_version,
         scanned_at=_now(),
     )
     return _unscannable(base, err)
@@ -97,21 +125,50 @@ def _unscannable(v: Verdict, err: UnreadableInput) -> Verdict:
     return v
 
 
+class _Shape:
+    """The mesh's descriptor, computed on first use and then shared by matching and the
+    classifier (it is the expensive part of a scan)."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self._desc: Descriptor | None = None
+        self._whole: np.ndarray | None = None
+
+    def descriptor(self) -> Descriptor:
+        if self._desc is None:
+            from scanner.features import describe
+
+            self._desc = describe(self.mesh)
+            self._whole = self._desc.whole
+        return self._desc
+
+    def whole(self) -> np.ndarray:
+        if self._whole is None:
+            from scanner.features import describe_triangles
+
+            self._whole = describe_triangles(self.mesh.corners32, self.mesh.corner_keys)
+        return self._whole
+
+
 def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Verdict:
     v.geometry_hash = mesh.geometry_hash
     v.triangles = mesh.triangle_count
     v.bodies = mesh.body_count
+    shape = _Shape(mesh)
     lib = context.library
+    if lib is not None:
+        allowed = lib.allowed(v.sha256 if whole_file else None, v.geometry_hash)
+        if allowed is not None:
+            v.verdict = CLEAR
+            v.explanation = "on the allowlist of known-benign files" + (f" ({allowed.note})" if allowed.note else "")
+            return v
     if lib is None or len(lib) == 0:
-        v.verdict = CLEAR
-        v.explanation = "no signature library loaded; nothing to match against"
-        return v
+        if context.model is None:
+            v.verdict = CLEAR
+            v.explanation = "no signature library loaded; nothing to match against"
+            return v
+        return _classify(v, shape, context, "no signature library loaded")
     file_sha = v.sha256 if whole_file else None
-    allowed = lib.allowed(file_sha, v.geometry_hash)
-    if allowed is not None:
-        v.verdict = CLEAR
-        v.explanation = "on the allowlist of known-benign files" + (f" ({allowed.note})" if allowed.note else "")
-        return v
     threshold = context.settings.match.distance_threshold
     matches: list[Match] = []
     for kind, found in (("sha256", lib.find(sha256=file_sha)), ("geometry", lib.find(geometry_hash=v.geometry_hash))):
@@ -121,24 +178,57 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
         if matches:
             break
     if not matches:
-        matches = _near_duplicates(mesh, lib, context)
+        matches = _near_duplicates(shape, lib, context)
     if not matches:
-        v.verdict = CLEAR
-        v.explanation = f"no signature within its threshold (at most {threshold:g}) of the file or any of its bodies"
-        return v
+        return _classify(
+            v,
+            shape,
+            context,
+            f"no signature within its threshold (at most {threshold:g}) of the file or any of its bodies",
+        )
     v.verdict = FLAG
     v.matches = matches
     best = matches[0]
     v.category = best.category
     v.explanation = _explain(best, len({m.signature_id for m in matches}))
+    if context.model is not None:  # the classifier's view is evidence too
+        from scanner.classify.explain import assess
+        from scanner.classify.features import feature_row
+
+        v.scores = assess(context.model, feature_row(mesh, shape.whole())).scores
     return v
 
 
-def _near_duplicates(mesh: Mesh, lib: SignatureLibrary, context: ScanContext) -> list[Match]:
-    from scanner.features import describe
+def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) -> Verdict:
+    """No signature matched: the classifier decides between ``review`` and ``clear``."""
+    if context.model is None:
+        v.verdict = CLEAR
+        v.explanation = no_match
+        return v
+    from scanner.classify.explain import assess, explanation, reasons
+    from scanner.classify.features import feature_row
 
+    threshold = context.review_threshold
+    row = feature_row(shape.mesh, shape.whole())
+    a = assess(context.model, row)
+    v.scores = a.scores
+    if a.probability >= threshold:
+        why = reasons(context.model, row, top=context.settings.classify.explain_top)
+        v.verdict = REVIEW
+        v.category = a.category
+        v.explanation = f"review as {a.category.replace('_', ' ')}: {no_match}, but " + explanation(a, why, threshold)
+        return v
+    v.verdict = CLEAR
+    v.explanation = (
+        f"{no_match}; the classifier gives {a.probability:.2f} that it is a component (most likely "
+        f"{a.category.replace('_', ' ')}), below the review threshold {threshold:.2f}"
+    )
+    return v
+
+
+def _near_duplicates(shape: _Shape, lib: SignatureLibrary, context: ScanContext) -> list[Match]:
     threshold = context.settings.match.distance_threshold
-    desc = describe(mesh)
+    desc = shape.descriptor()
     vectors, bodies = desc.rows()
     hits = lib.index().query(vectors, k=context.settings.match.neighbours, radius=threshold)
     best: dict[tuple[int, int | None], Match] = {}

@@ -33,14 +33,14 @@ crash path can be tested without a real crashing input."""
 
 
 @dataclass
-class _Slot:
+class WorkerSlot:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     task: int | None = None
     started: float = 0.0
 
 
-def _worker(conn: Connection, parent_end: Connection, context: ScanContext, memory_bytes: int | None) -> None:
+def worker_loop(conn: Connection, parent_end: Connection, context: ScanContext, memory_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     parent_end.close()  # the fork copied it; holding it would keep our own pipe open forever
     parent_pid = os.getppid()
@@ -70,7 +70,7 @@ def _worker(conn: Connection, parent_end: Connection, context: ScanContext, memo
         conn.send_bytes(json.dumps([task, [v.to_dict() for v in verdicts]]).encode())
 
 
-def _warm_up(context: ScanContext) -> None:
+def warm_up(context: ScanContext) -> None:
     """Import what a scan needs and build the index before forking, so every worker shares
     them (copy-on-write) instead of paying for them inside its first file's time limit."""
     import scipy.sparse.csgraph  # noqa: F401 - bodies
@@ -87,16 +87,16 @@ class IsolatedPool:
         self.context, self.jobs = context, max(1, jobs)
         self.timeout_s, self.memory_bytes = timeout_s, memory_bytes
         self._mp = multiprocessing.get_context("fork")
-        self.slots: list[_Slot] = []
+        self.slots: list[WorkerSlot] = []
 
-    def _spawn(self) -> _Slot:
+    def _spawn(self) -> WorkerSlot:
         parent, child = self._mp.Pipe()
-        proc = self._mp.Process(target=_worker, args=(child, parent, self.context, self.memory_bytes), daemon=True)
+        proc = self._mp.Process(target=worker_loop, args=(child, parent, self.context, self.memory_bytes), daemon=True)
         proc.start()
         child.close()
-        return _Slot(proc, parent)
+        return WorkerSlot(proc, parent)
 
-    def _replace(self, slot: _Slot) -> None:
+    def _replace(self, slot: WorkerSlot) -> None:
         if slot.process.is_alive():
             slot.process.kill()
         slot.process.join(5)
@@ -115,7 +115,7 @@ class IsolatedPool:
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:
         """Scan uploads in parallel; yield (upload, verdicts) in input order."""
-        _warm_up(self.context)
+        warm_up(self.context)
         self.slots = [self._spawn() for _ in range(self.jobs)]
         queue = iter(enumerate(uploads))
         given: dict[int, Upload] = {}
@@ -159,7 +159,7 @@ class IsolatedPool:
         finally:
             self.close()
 
-    def _failed(self, upload: Upload, reason: str, slot: _Slot) -> list[Verdict]:
+    def _failed(self, upload: Upload, reason: str, slot: WorkerSlot) -> list[Verdict]:
         detail = (
             f"no result within {self.timeout_s:g} s" if reason == LIMIT_TIME
             else f"the worker process died (exit code {slot.process.exitcode})"

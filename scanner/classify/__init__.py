@@ -1,1 +1,10 @@
-"""A calibrated classifier for designs in no signature library: train, predict, explain; safe persistence."""
+"""The component classifier: a calibrated model for designs that are in no signature library.
+
+- :mod:`scanner.classify.shape` - interpretable shape features (versioned);
+- :mod:`scanner.classify.features` - the classifier's row: shape features + descriptor;
+- :mod:`scanner.classify.model` - fit, predict, safe persistence (refit at load, no pickle);
+- :mod:`scanner.classify.explain` - scores and the features behind them, in words;
+- :mod:`scanner.classify.train` - ``meshscan train``: grouped cross-validation and report.
+"""
+
+from __future__ import annotations

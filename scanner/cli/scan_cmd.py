@@ -24,6 +24,20 @@ from scanner.cli.options import CommandError, config_options, library_option, se
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
               help="Copy flagged files into this quarantine folder.")  # fmt: skip
 @click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Component classifier folder (default: the demo model shipped with meshscan).",
+)
+@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
+@click.option(
+    "--review-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Send to review at this component probability (default: the model's calibrated threshold).",
+)
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Record every verdict in this SQLite results database (for --resume, report, review).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="With --db: skip files unchanged since their recorded scan.")
@@ -35,7 +49,8 @@ from scanner.cli.options import CommandError, config_options, library_option, se
               "memory limits.")  # fmt: skip
 @config_options
 def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
-             move_to: str | None, copy_to: str | None, threshold: float | None, db_path: str | None,
+             move_to: str | None, copy_to: str | None, threshold: float | None, model_dir: str | None,
+             no_model: bool, review_threshold: float | None, db_path: str | None,
              resume: bool, engine: str, scheduler: str | None, jobs: int | None, config_path: str | None,
              **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
@@ -45,6 +60,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     """
     from scanner.batch import RunStats, WalkStats, iter_uploads, scan_uploads
     from scanner.cli.options import open_library
+    from scanner.cli.train_cmd import open_model
     from scanner.pipeline import ScanContext
     from scanner.sinks.output import WRITERS
     from scanner.workers import IsolatedPool
@@ -53,9 +69,13 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         raise click.UsageError("use --move or --copy, not both")
     if resume and not db_path:
         raise click.UsageError("--resume needs --db")
+    if no_model and model_dir:
+        raise click.UsageError("use --model or --no-model, not both")
     kw["match.distance_threshold"] = threshold
+    kw["classify.review_threshold"] = review_threshold
     settings = settings_from(config_path, kw)
-    context = ScanContext(settings=settings, library=open_library(library))
+    context = ScanContext(settings=settings, library=open_library(library),
+                          model=None if no_model else open_model(model_dir))  # fmt: skip
     out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
     fmt = fmt or ("table" if out.isatty() else "jsonl")
     writer = WRITERS[fmt](out)
@@ -112,7 +132,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     click.echo(
         f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
         f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "
-        f"[library {context.library_version}]",
+        f"[library {context.library_version}, model {context.model_version}]",
         err=True,
     )
     if errors:

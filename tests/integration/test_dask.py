@@ -76,5 +76,20 @@ def test_cli_engine_dask_starts_a_local_cluster(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     recs = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert sum(r["verdict"] == "flag" for r in recs) == 6 and len(recs) == 42
+    assert sum(r["verdict"] == "flag" for r in recs) == 6 and len(recs) == len(list(DEMO.glob("*.*"))) - 1
     assert [r["path"] for r in recs] == sorted(r["path"] for r in recs)  # input order
+
+
+def test_dask_engine_enforces_the_per_file_time_limit(cluster, tmp_path: Path) -> None:
+    """A Dask task cannot be interrupted; the worker's guarded child can."""
+    from scanner.batch import Upload
+    from scanner.config import Limits, Settings
+    from scanner.dask_engine import DaskEngine
+    from tests.integration.test_isolation import big_binary_stl
+
+    slow = big_binary_stl(tmp_path / "slow.stl", 1_000_000)
+    ok = DEMO / "proxy-barrel-s1-000.stl"
+    context = ScanContext(settings=Settings(limits=Limits(max_seconds=0.5)), library=SignatureLibrary.load(LIBRARY))
+    with DaskEngine(context, str(LIBRARY), cluster.scheduler_address, jobs=2) as engine:
+        out = list(engine.scan([Upload(str(slow), str(tmp_path)), Upload(str(ok), str(DEMO))]))
+    assert [(v.verdict, v.reason) for _, vs in out for v in vs] == [("unscannable", "limit:time"), ("flag", None)]

@@ -1,0 +1,104 @@
+"""``meshscan train LABELS.csv --out MODEL``: a platform trains the component classifier on
+its own labelled files (see scanner/classify/train.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from scanner.cli.options import CommandError
+
+
+def open_model(path: str | None) -> Any:
+    """Load a model for scanning (default: the shipped demo model); refuse it with the reason."""
+    from scanner.classify.model import ModelError, load_model
+
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@click.command("train")
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Grouped cross-validation folds for the report and the threshold.")  # fmt: skip
+@click.option("--false-review-target", type=click.FloatRange(0, 1), default=None,
+              help="Share of benign files the review threshold may send to review (default 1%).")  # fmt: skip
+@click.option("--review-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Fix the review threshold instead of calibrating it.")  # fmt: skip
+@click.option("--name", default="", help="A name stored with the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float | None,
+              review_threshold: float | None, name: str, as_json: bool) -> None:  # fmt: skip
+    """Train a calibrated component classifier from LABELS.csv (path,category[,group]).
+
+    Paths are relative to the CSV; categories are the six of `meshscan signatures` plus
+    `benign`; `group` names the design a file is a variant of (variants never straddle
+    cross-validation folds). Prints and saves (report.json, report.txt in the model folder)
+    per-class precision and recall, the confusion matrix and the Brier score. The model is
+    stored as feature rows and parameters, never as a pickle.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from scanner.classify.model import ModelError
+    from scanner.classify.train import DEFAULT_FALSE_REVIEW_TARGET, train
+
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("describing", total=None)
+
+            def tick(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            model, report = train(
+                labels, out_dir, folds=folds,
+                target=DEFAULT_FALSE_REVIEW_TARGET if false_review_target is None else false_review_target,
+                threshold=review_threshold, name=name, progress=tick,
+            )  # fmt: skip
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+    for item in report["skipped"]:
+        click.echo(f"meshscan: left out {item['path']}: {item['reason']}", err=True)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        _print_report(report)
+    click.echo(f"meshscan: wrote model {model.version} to {out_dir} (report.txt, report.json beside it)", err=True)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    classes = report["classes"]
+    table = Table(title=f"grouped {report['folds']}-fold cross-validation: {report['rows']} files, "
+                        f"{report['groups']} designs")  # fmt: skip
+    for col in ("category", "precision", "recall", "f1", "Brier", "support"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for c in classes:
+        m = report["per_class"][c]
+        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", f"{m['brier']:.3f}",
+                      str(m["support"]))  # fmt: skip
+    console.print(table)
+    conf = Table(title="confusion matrix (rows: true, columns: predicted)")
+    conf.add_column("")
+    for c in classes:
+        conf.add_column(c[:10], justify="right")
+    for c, row in zip(classes, report["confusion_matrix"], strict=True):
+        conf.add_row(c, *(str(v) for v in row))
+    console.print(conf)
+    console.print(f"accuracy {report['accuracy']:.3f}; multi-class Brier score {report['brier']:.4f}")
+    t = report["threshold"]
+    console.print(f"review threshold {t:.2f} ({report['threshold_calibration']})")
+    if report.get("component_recall_at_threshold") is not None:
+        console.print(f"  component files sent to review (out-of-fold): {report['component_recall_at_threshold']:.1%}")
+    if report.get("false_review_rate_at_threshold") is not None:
+        console.print(f"  benign files sent to review (out-of-fold): {report['false_review_rate_at_threshold']:.1%}")
