@@ -1,0 +1,279 @@
+"""``meshscan review DB``: list what waits for a person, record their decisions, show the audit log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+import click
+
+from scanner.cli.options import CommandError
+from scanner.cli.signatures_cmd import CATEGORY_CHOICES
+
+
+@click.command("review")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option(
+    "--verdict",
+    "verdicts",
+    multiple=True,
+    type=click.Choice(["review", "flag"]),
+    help="Which verdicts to list (repeatable; default: review).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl", "json"]),
+    default=None,
+    help="Output format (default: table on a terminal, jsonl otherwise).",
+)
+@click.option(
+    "--decide",
+    nargs=2,
+    type=(str, click.Choice(["confirm", "dismiss"])),
+    default=None,
+    metavar="ID confirm|dismiss",
+    help="Record a decision on item ID (an unambiguous prefix will do).",
+)
+@click.option("--by", default=None, help="Who decides (required with --decide).")
+@click.option("--reason", default=None, help="Why (required with --decide).")
+@click.option(
+    "--enrol",
+    "enrol_library",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With confirm: enrol the file into this signature library.",
+)
+@click.option(
+    "--category",
+    type=CATEGORY_CHOICES,
+    default=None,
+    help="With --enrol: the category to enrol under (default: the verdict's).",
+)
+@click.option(
+    "--allowlist",
+    "allowlist_library",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With dismiss: add the file's sha256 and geometry hash to this library's allowlist.",
+)
+@click.option(
+    "--file",
+    "file_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where the reviewed file is now, if it moved (e.g. into quarantine); its sha256 must match.",
+)
+@click.option("--audit", is_flag=True, help="Print the audit log of decisions instead of the queue.")
+@click.option(
+    "--verify", is_flag=True, help="Verify the audit log's hash chain (and --audit-log mirror); exit 2 if broken."
+)
+@click.option(
+    "--audit-log",
+    "audit_log",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL mirror of the audit log: appended (and fsynced) with --decide, checked with --verify.",
+)
+def review_cmd(
+    db: str,
+    verdicts: tuple[str, ...],
+    fmt: str | None,
+    decide: tuple[str, str] | None,
+    by: str | None,
+    reason: str | None,
+    enrol_library: str | None,
+    category: str | None,
+    allowlist_library: str | None,
+    file_path: str | None,
+    audit: bool,
+    verify: bool,
+    audit_log: str | None,
+) -> None:
+    """Human review of a results database (from 'scan --db' or 'watch --state').
+
+    \b
+    meshscan review DB                       the queue: review verdicts without a decision
+    meshscan review DB --verdict flag        flags too (repeat --verdict for both)
+    meshscan review DB --decide ID confirm --by NAME --reason TEXT [--enrol LIBRARY [--category C]]
+    meshscan review DB --decide ID dismiss --by NAME --reason TEXT [--allowlist LIBRARY]
+    meshscan review DB --audit [--verify] [--audit-log FILE]
+
+    Exit code: listing 0 when nothing waits, 1 when items wait for review; deciding 0 when
+    recorded; --verify 0 when the audit log is intact; 2 on errors (refused decision, broken
+    audit log).
+    """
+    from scanner.review import ReviewError, ReviewStore
+
+    decide_only = {
+        "--by": by,
+        "--reason": reason,
+        "--enrol": enrol_library,
+        "--category": category,
+        "--allowlist": allowlist_library,
+        "--file": file_path,
+    }
+    if decide is None:
+        given = [name for name, value in decide_only.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} go(es) with --decide")
+    if decide is not None and (audit or verify):
+        raise click.UsageError("--decide cannot be combined with --audit/--verify")
+    if audit_log is not None and decide is None and not verify:
+        raise click.UsageError("--audit-log goes with --decide (to append) or --verify (to check)")
+    out = sys.stdout
+    fmt = fmt or ("table" if out.isatty() else "jsonl")
+    try:
+        with ReviewStore(db, readonly=decide is None) as store:
+            if decide is not None:
+                _decide(
+                    store, decide, by, reason, enrol_library, category, allowlist_library, file_path, audit_log, fmt
+                )
+            elif audit or verify:
+                _audit(store, verify, audit_log, fmt, out)
+            else:
+                queue = store.queue(verdicts or ("review",))
+                _print_queue(queue, fmt, out)
+                click.echo(f"meshscan review: {len(queue)} item(s) waiting", err=True)
+                if queue:
+                    sys.exit(1)
+    except ReviewError as exc:
+        raise CommandError(f"{exc} [{exc.code}]") from None
+
+
+def _decide(
+    store,
+    decide: tuple[str, str],
+    by: str | None,
+    reason: str | None,
+    enrol_library: str | None,  # noqa: ANN001
+    category: str | None,
+    allowlist_library: str | None,
+    file_path: str | None,
+    audit_log: str | None,
+    fmt: str,
+) -> None:
+    item_prefix, decision = decide
+    if not by or not by.strip() or not reason or not reason.strip():
+        raise click.UsageError("--decide needs --by NAME and --reason TEXT")
+    outcome = store.decide(
+        item_prefix,
+        decision,
+        by,
+        reason,
+        enrol_library=enrol_library,
+        category=category,
+        allowlist_library=allowlist_library,
+        file=file_path,
+        mirror=audit_log,
+    )
+    row = outcome.row
+    if fmt == "table":
+        click.echo(
+            f"recorded {row['decision_id']} (#{row['seq']}): {row['decision']} {row['item_id'][:12]} "
+            f"{_safe(_label(row['path'], row['member']))} by {_safe(row['by'])}"
+        )
+        for a in row["actions"]:
+            click.echo("  " + _describe_action(a))
+    else:
+        click.echo(json.dumps(row, indent=2 if fmt == "json" else None))
+    if outcome.mirror_error:
+        click.echo(f"meshscan review: decision recorded in {store.path}, but {outcome.mirror_error}", err=True)
+        sys.exit(2)
+
+
+def _describe_action(a: dict[str, Any]) -> str:
+    versions = f"(library version {a['library_version_before']} -> {a['library_version_after']})"
+    if a["action"] == "enrol":
+        return f"enrol: {a['status']} {a['signature_id']} as {a['category']} in {a['library']} {versions}"
+    return f"allowlist: {a['status']} in {a['library']} {versions}"
+
+
+def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -> None:  # noqa: ANN001
+    if verify:
+        check = store.verify(audit_log)
+        for note in check.notes:
+            click.echo(f"note: {note}", err=True)
+        if not check.ok:
+            for p in check.problems:
+                click.echo(f"FAILED: {p}", err=True)
+            raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))")
+        click.echo(f"OK: {check.rows} decision(s), hash chain intact, head {check.head}")
+        return
+    rows = store.decisions()
+    if fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
+    elif fmt == "json":
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"review decisions in {_safe(str(store.path))}")
+        for col in ("#", "at", "decision", "by", "item", "file", "actions", "reason"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            actions = "; ".join(f"{a['action']}:{a['status']}" for a in r.get("actions", []))
+            table.add_row(
+                *(
+                    Text(_safe(str(x)))
+                    for x in (
+                        r.get("seq"),
+                        r.get("at"),
+                        r.get("decision"),
+                        r.get("by"),
+                        str(r.get("item_id", ""))[:12],
+                        _label(str(r.get("path")), r.get("member")),
+                        actions,
+                        r.get("reason"),
+                    )
+                )
+            )
+        Console(file=out).print(table)
+
+
+def _print_queue(queue: list, fmt: str, out: IO[str]) -> None:
+    if fmt == "jsonl":
+        for item in queue:
+            out.write(json.dumps(item.to_dict()) + "\n")
+        return
+    if fmt == "json":
+        json.dump([item.to_dict() for item in queue], out, indent=2)
+        out.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{len(queue)} item(s) waiting for review")
+    for col in ("id", "verdict", "top score", "sha256"):
+        table.add_column(col, no_wrap=True)  # ids and hashes are copied from here: never fold them
+    for col in ("file", "scanned", "explanation"):
+        table.add_column(col, overflow="fold")
+    for item in queue:
+        cat, score = item.top
+        top = f"{cat} {score:.2f}" if cat is not None else (item.category or "-")
+        style = "bold red" if item.verdict == "flag" else "yellow"
+        table.add_row(
+            Text(item.short_id),
+            Text(item.verdict, style=style),
+            Text(top),
+            Text((item.sha256 or "-")[:12]),
+            Text(_safe(_label(item.path, item.member))),
+            Text(item.scanned_at),
+            Text(_safe(item.explanation)),
+        )
+    Console(file=out).print(table)
+
+
+def _label(path: str, member: str | None) -> str:
+    return path + (f" :: {member}" if member else "")
+
+
+def _safe(text: str) -> str:
+    """File names come from uploaders: show control characters (terminal escapes) as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
