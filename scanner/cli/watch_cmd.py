@@ -1,0 +1,272 @@
+"""``meshscan watch DIR...``: scan uploads as they arrive (see :mod:`scanner.watch.daemon`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from scanner.cli.options import CommandError, config_options, library_option, settings_from
+
+
+def build_scan_context(library: str | None, settings: Any, model_dir: str | None = None, no_model: bool = False) -> Any:
+    """The ScanContext ``scan`` builds (library, classifier model, settings), so that the same
+    upload gets the same verdict from ``watch`` as from ``scan``."""
+    from scanner.cli.options import open_library
+    from scanner.cli.train_cmd import open_model
+    from scanner.pipeline import ScanContext
+
+    if no_model and model_dir:
+        raise click.UsageError("use --model or --no-model, not both")
+    return ScanContext(settings=settings, library=open_library(library),
+                       model=None if no_model else open_model(model_dir))  # fmt: skip
+
+
+def _lock(state: str) -> int:
+    """One daemon per state DB: a second one would break exactly-once actions."""
+    import fcntl
+
+    fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CommandError(f"another meshscan watch is using the state database {state}") from None
+    return fd
+
+
+@click.command("watch")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--quarantine",
+    "quarantine_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Quarantine folder: flagged uploads are moved here (relative path kept, with a sidecar JSON).",
+)
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False),
+    default="meshscan-watch.sqlite",
+    show_default=True,
+    help="State database (SQLite): verdicts, per-file journal, pending actions.",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append each verdict to this JSON lines file (default: standard output).",
+)
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    metavar="quarantine|report|command:CMD|webhook:URL",
+    help="What to do with flagged uploads (repeatable). Default: quarantine with --quarantine, else report.",
+)
+@click.option(
+    "--act-on",
+    type=click.Choice(["flagged", "flagged+unscannable", "all"]),
+    default="flagged",
+    show_default=True,
+    help="Verdicts that trigger the actions (flagged = flag or review).",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Scan worker processes (default: all cores).")
+@click.option("--once", is_flag=True, help="Reconcile, scan what needs it, run the actions, exit (for cron).")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds a file without a close event must stay unchanged before it is scanned.",
+)
+@click.option(
+    "--close-delay",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="Seconds after a close-after-write or a rename before the file is scanned.",
+)
+@click.option(
+    "--open-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a file written but never closed must stay unchanged before it is scanned anyway.",
+)
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="PATTERN",
+    help="Also ignore file names matching this glob (temporary/partial uploads; repeatable).",
+)
+@click.option(
+    "--no-default-ignore",
+    is_flag=True,
+    help="Do not ignore the default temporary names (*.part, *.tmp, .~*, dot-files, ...).",
+)
+@click.option(
+    "--stale-partial",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Scan a file under an ignored temporary name once it is unchanged this long (0: never).",
+)
+@click.option(
+    "--reconcile-every",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between passes that list the folders for files events missed.",
+)
+@click.option(
+    "--command-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a command action may run.",
+)
+@click.option(
+    "--outbox-max",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Undelivered webhook posts kept; when full, scanning pauses until the endpoint recovers.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(min=1, max=65535), default=None, help="Serve Prometheus metrics on this port."
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
+@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Component classifier folder (default: the demo model shipped with meshscan).",
+)
+@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
+@click.option(
+    "--review-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Send to review at this component probability (default: the model's calibrated threshold).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also log debug lines (dropped files, idle reconciliations).")
+@library_option
+@config_options
+def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
+              actions: tuple[str, ...], act_on: str, jobs: int | None, once: bool, settle: float, close_delay: float,
+              open_timeout: float, ignore: tuple[str, ...], no_default_ignore: bool, stale_partial: float,
+              reconcile_every: float,
+              command_timeout: float, outbox_max: int, metrics_port: int | None, metrics_host: str,
+              threshold: float | None, model_dir: str | None, no_model: bool,
+              review_threshold: float | None, verbose: bool, library: str | None, config_path: str | None,
+              **kw: Any) -> None:  # fmt: skip
+    """Watch upload folders (recursively) and scan each file once it is complete.
+
+    Every verdict is recorded in the state database (the same results table as
+    ``scan --db``) and appended to the log; flagged uploads get the actions. A crash or
+    restart loses nothing and repeats nothing: at start, and every --reconcile-every
+    seconds, the folders are listed and whatever has no current verdict is scanned.
+    SIGTERM or Ctrl-C stop intake and let running scans finish.
+
+    Exit code (daemon): 0 after a clean stop. With --once, scan's: 0 nothing flagged,
+    1 something flagged or sent to review, 2 errors.
+    """
+    import logging
+
+    from scanner.watch import oplog
+    from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions
+    from scanner.watch.daemon import WatchConfig, Watcher
+    from scanner.watch.intake import has_close_events
+    from scanner.watch.settle import DEFAULT_IGNORE, SettleConfig
+
+    roots = []
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise CommandError(f"{d}: not a folder")
+        roots.append(os.path.abspath(d))
+    try:
+        intents = parse_actions(actions, quarantine_dir)
+    except ActionSpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    excluded = []
+    if quarantine_dir:
+        q = os.path.abspath(quarantine_dir)
+        for r in roots:
+            if os.path.realpath(r) == os.path.realpath(q) or os.path.realpath(r).startswith(
+                os.path.realpath(q) + os.sep
+            ):
+                raise click.UsageError(f"the watched folder {r} is inside the quarantine folder {q}")
+        os.makedirs(q, exist_ok=True)
+        excluded.append(q)
+    state = os.path.abspath(state)
+    if not os.path.isdir(os.path.dirname(state)):
+        raise CommandError(f"folder of the state database does not exist: {os.path.dirname(state)}")
+    excluded += [state + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+    if log_path:
+        log_path = os.path.abspath(log_path)
+        if not os.path.isdir(os.path.dirname(log_path)):
+            raise CommandError(f"folder of the log does not exist: {os.path.dirname(log_path)}")
+        excluded.append(log_path)
+    on = {"flagged": ("flag", "review"), "flagged+unscannable": ("flag", "review", "unscannable"),
+          "all": ("flag", "review", "clear", "unscannable")}[act_on]  # fmt: skip
+    kw["match.distance_threshold"] = threshold
+    kw["classify.review_threshold"] = review_threshold
+    settings = settings_from(config_path, kw)
+    context = build_scan_context(library, settings, model_dir, no_model)
+    patterns = tuple(ignore) + (() if no_default_ignore else DEFAULT_IGNORE)
+    config = WatchConfig(
+        roots=roots,
+        state=state,
+        log=log_path,
+        plan=ActionPlan(intents, on),
+        jobs=jobs or os.cpu_count() or 1,
+        settle=SettleConfig(
+            settle=settle,
+            close_delay=close_delay,
+            open_timeout=open_timeout,
+            ignore=patterns,
+            exclude=tuple(excluded),
+            close_events=has_close_events() and not once,
+        ),  # fmt: skip
+        reconcile_every=reconcile_every,
+        stale_partial=stale_partial,
+        once=once,
+        command_timeout=command_timeout,
+        outbox_max=outbox_max,
+    )
+    oplog.setup(logging.DEBUG if verbose else logging.INFO)
+    metrics = None
+    if metrics_port:
+        try:
+            from scanner.watch.metrics import PrometheusMetrics
+
+            metrics = PrometheusMetrics(metrics_port, metrics_host)
+        except ImportError:
+            raise CommandError("--metrics-port needs prometheus-client: pip install 'meshscan[watch]'") from None
+        except OSError as exc:
+            raise CommandError(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}") from None
+    lock = _lock(state)
+    watcher = Watcher(config, context, metrics)
+    previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(lock)
+        if metrics is not None:
+            metrics.close()
+    if once:
+        if summary.errors or summary.failed_actions:
+            sys.exit(2)
+        if summary.counts["flag"] or summary.counts["review"]:
+            sys.exit(1)

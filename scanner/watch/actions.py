@@ -1,0 +1,125 @@
+"""What the daemon does with a verdict that needs attention: quarantine, a command, a webhook.
+
+Every action is journalled (:mod:`scanner.watch.journal`) in the transaction that records the
+verdict, then carried out, then marked done; after a crash the pending ones are carried out
+again. So each must be idempotent on replay:
+
+* ``quarantine`` - :func:`scanner.sinks.quarantine.quarantine_once` finds the name an earlier
+  attempt reserved (by action id) and completes the move: exactly once;
+* ``command:CMD`` - runs CMD (no shell) with the verdict JSON on stdin, ``MESHSCAN_ACTION_ID``,
+  ``MESHSCAN_PATH`` and ``MESHSCAN_VERDICT`` in its environment, under a timeout; a non-zero exit
+  or a timeout is retried with backoff, then marked failed. Killed while the command runs, the
+  daemon runs it again at restart: at least once, exactly once if the command ignores an action
+  id it has already seen;
+* ``webhook:URL`` - an outbox row (:mod:`scanner.sinks.webhook`) written with the verdict:
+  enqueued exactly once, delivered at least once, with the id as ``Idempotency-Key``.
+
+A failing action never touches the verdict, which is already committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from scanner.watch.journal import Intent
+
+ACTION_KINDS = ("quarantine", "report", "command", "webhook")
+
+
+class ActionSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """The parsed ``--action`` options."""
+
+    intents: tuple[Intent, ...] = ()
+    on: tuple[str, ...] = ("flag", "review")
+    """Verdicts that trigger the actions."""
+
+    def for_verdicts(self, verdicts: list) -> list[Intent]:  # noqa: ANN001 - list[Verdict]
+        return list(self.intents) if any(v.verdict in self.on for v in verdicts) else []
+
+
+def parse_actions(specs: tuple[str, ...], quarantine_dir: str | None) -> tuple[Intent, ...]:
+    """``quarantine``, ``report``, ``command:CMD``, ``webhook:URL`` -> intents (``report`` is
+    none: the verdict is recorded and logged, nothing else)."""
+    from scanner.sinks.webhook import WebhookError, check_url
+
+    if not specs:
+        specs = ("quarantine",) if quarantine_dir else ("report",)
+    intents = []
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        if kind == "report" and not arg:
+            continue
+        if kind == "quarantine" and not arg:
+            if not quarantine_dir:
+                raise ActionSpecError("--action quarantine needs --quarantine DIR")
+            intents.append(Intent("quarantine", os.path.abspath(quarantine_dir)))
+        elif kind == "command" and arg.strip():
+            try:
+                if not shlex.split(arg):
+                    raise ValueError("empty command")
+            except ValueError as exc:
+                raise ActionSpecError(f"cannot parse command {arg!r}: {exc}") from None
+            intents.append(Intent("command", arg))
+        elif kind == "webhook" and arg:
+            try:
+                intents.append(Intent("webhook", check_url(arg)))
+            except WebhookError as exc:
+                raise ActionSpecError(str(exc)) from None
+        else:
+            raise ActionSpecError(f"unknown action {spec!r}; use quarantine, report, command:CMD or webhook:URL")
+    if quarantine_dir and not any(i.kind == "quarantine" for i in intents):
+        raise ActionSpecError("--quarantine DIR is used by the quarantine action: add --action quarantine")
+    return tuple(intents)
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    detail: str
+
+
+@dataclass
+class CommandRunner:
+    timeout: float = 30.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, command: str, document: str, ident: str) -> CommandResult:
+        """Run once: the verdict JSON on stdin; killed past the timeout."""
+        doc = json.loads(document)
+        env = dict(os.environ, **self.env)
+        env.update(MESHSCAN_ACTION_ID=ident, MESHSCAN_PATH=doc["path"], MESHSCAN_VERDICT=doc["verdict"])
+        try:
+            proc = subprocess.run(  # noqa: S603 - the operator's own command, no shell
+                shlex.split(command),
+                input=document.encode(),
+                capture_output=True,
+                timeout=self.timeout,
+                env=env,
+                start_new_session=True,  # a signal to the daemon's group does not hit it mid-action
+            )
+        except subprocess.TimeoutExpired:
+            return CommandResult(False, f"timed out after {self.timeout:g} s")
+        except OSError as exc:
+            return CommandResult(False, f"cannot run: {exc.strerror or exc}")
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            return CommandResult(False, f"exit code {proc.returncode}" + (f": {err[-1][:200]}" if err else ""))
+        return CommandResult(True, "exit code 0")
+
+
+def backoff(attempts: int, first: float = 2.0, cap: float = 300.0) -> float:
+    return min(cap, first * 2 ** min(attempts, 20))
+
+
+def next_retry(attempts: int) -> float:
+    return time.time() + backoff(attempts)

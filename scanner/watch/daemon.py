@@ -1,0 +1,458 @@
+"""The watch loop: intake -> settle -> worker pool -> journal -> actions, in one thread.
+
+Observer threads (:mod:`scanner.watch.intake`) only queue events; the webhook sender runs in
+its own thread with its own database connection; commands run one at a time in a helper
+thread. Everything else - settling, submitting, recording, quarantining - happens here, in
+order, so the state needs no locks.
+
+Start-up order is what makes a restart lose nothing: (1) append log lines a crash left
+unwritten, (2) finish actions a crash left pending, (3) start the observers, (4) reconcile:
+list the folders and queue every file without a current verdict (arrived while the daemon was
+down, or announced by an event that was lost). Reconciliation runs again every
+``reconcile_every`` seconds and at once when inotify reports a queue overflow.
+
+A file is scanned only if it is the same (size, mtime) after the scan as before it: a file
+that changed during its scan is not recorded and is looked at again; one deleted before or
+during its scan is dropped quietly.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import queue
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from scanner import __version__
+from scanner.batch import Upload
+from scanner.pipeline import ScanContext
+from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
+from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
+from scanner.verdict import Verdict
+from scanner.watch import journal as J
+from scanner.watch.actions import ActionPlan, CommandRunner, next_retry
+from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, start_observer
+from scanner.watch.metrics import Metrics
+from scanner.watch.pool import Done, StreamingPool
+from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
+
+log = logging.getLogger("meshscan.watch")
+
+
+@dataclass
+class WatchConfig:
+    roots: list[str]
+    state: str
+    log: str | None = None
+    plan: ActionPlan = field(default_factory=ActionPlan)
+    jobs: int = 2
+    settle: SettleConfig = field(default_factory=SettleConfig)
+    reconcile_every: float = 60.0
+    once: bool = False
+    command_timeout: float = 30.0
+    action_attempts: int = 5
+    """Attempts of a quarantine or command before it is marked failed (webhooks never give up)."""
+    outbox_max: int = 10_000
+    webhook: RetryPolicy = field(default_factory=RetryPolicy)
+    stale_partial: float = 3600.0
+    """A file under a temporary name left unchanged this long is scanned anyway (0: never): a
+    temporary name must not be a way for an upload to escape the scan."""
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=lambda: {"flag": 0, "review": 0, "clear": 0, "unscannable": 0})
+    files: int = 0
+    errors: int = 0
+    failed_actions: int = 0
+
+
+@dataclass
+class _InFlight:
+    upload: Upload
+    stat: tuple[int, int]
+    ready: Ready
+
+
+class Watcher:
+    def __init__(self, config: WatchConfig, context: ScanContext, metrics: Metrics | None = None) -> None:
+        self.config, self.context = config, context
+        self.metrics = metrics or Metrics()
+        self.roots = [os.path.abspath(r) for r in config.roots]
+        self.waker = Waker()
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.settle = SettleHandler(config.settle)
+        self.ready: collections.deque[Ready] = collections.deque()
+        self.ready_paths: set[str] = set()
+        self.inflight: dict[str, _InFlight] = {}
+        self.recorded: dict[str, tuple[int, int]] = {}
+        self.summary = Summary()
+        self.stopping = False
+        self.reconcile_now = False
+        self.next_reconcile = 0.0
+        self.next_action_check = 0.0
+        self._outbox_full_until = 0.0
+        self._commands: dict[str, tuple[J.ActionRow, Future]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self.journal: J.Journal | None = None
+        self.pool: StreamingPool | None = None
+        self.outbox: Outbox | None = None
+        self.sender: OutboxSender | None = None
+        self.observer = None
+        self.alarm = OverflowAlarm(self.request_reconcile)
+
+    # ------------------------------------------------------------------ control (any thread / signal handler)
+    def request_stop(self) -> None:
+        self.stopping = True
+        self.waker.wake()
+
+    def request_reconcile(self) -> None:
+        self.reconcile_now = True
+        self.waker.wake()
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Summary:
+        cfg = self.config
+        self.pool = StreamingPool(self.context, cfg.jobs, self.context.settings.limits.max_seconds,
+                                  self.context.settings.limits.max_memory_bytes)  # fmt: skip
+        self.pool.start()  # fork the workers before any thread or database exists in this process
+        try:
+            self.journal = J.Journal(cfg.state)
+            self.recorded = self.journal.recorded(
+                __version__, self.context.library_version, getattr(self.context, "model_version", None)
+            )
+            if cfg.log:
+                self.journal.open_log(cfg.log)
+            webhooks = any(i.kind == "webhook" for i in cfg.plan.intents)
+            self.outbox = Outbox(cfg.state, cfg.webhook, cfg.outbox_max)
+            if webhooks or self.outbox.pending():
+                self.sender = OutboxSender(self.outbox)
+                self.sender.start()
+            if any(i.kind == "command" for i in cfg.plan.intents) or self.journal.pending_action_count():
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
+            self._actions()
+            if not cfg.once:
+                self.alarm.install()
+                self.observer = start_observer(self.roots, QueueingHandler(self.events, self.waker))
+            log.info("watching", extra={"fields": {"roots": self.roots, "state": cfg.state, "jobs": cfg.jobs,
+                                                   "recorded": len(self.recorded), "once": cfg.once}})  # fmt: skip
+            self._reconcile()
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.summary
+
+    def _loop(self) -> None:
+        while True:
+            self.waker.clear()
+            self._drain_events()
+            if self.reconcile_now or (not self.config.once and time.monotonic() >= self.next_reconcile):
+                self._reconcile()
+            for r in self.settle.due():
+                if r.path not in self.ready_paths:
+                    self.ready.append(r)
+                    self.ready_paths.add(r.path)
+            if not self.stopping:
+                self._submit()
+            self.metrics.queue(len(self.settle) + len(self.ready) + len(self.inflight))
+            done = self.pool.collect(self._wait_timeout(), also=[self.waker.read_fd])
+            if done:
+                self._record(done)
+            self._actions()
+            if self.stopping and not self.inflight:
+                break
+            if self.config.once and self._idle():
+                break
+
+    def _idle(self) -> bool:
+        return not (len(self.settle) or self.ready or self.inflight or self._commands or self._actions_due())
+
+    def _actions_due(self) -> bool:
+        nxt = self.journal.next_action_at()
+        return nxt is not None and nxt <= time.time()
+
+    def _wait_timeout(self) -> float:
+        if self.stopping:
+            return 0.2
+        waits = [1.0]
+        nxt = self.settle.next_check()
+        if nxt is not None:
+            waits.append(nxt)
+        if not self.config.once:
+            waits.append(self.next_reconcile - time.monotonic())
+        if self.ready and self.pool.idle and time.monotonic() < self._outbox_full_until:
+            waits.append(self._outbox_full_until - time.monotonic())
+        if self._commands:
+            waits.append(0.1)
+        waits.append(self.next_action_check - time.time())
+        return max(0.0, min(waits))
+
+    # ------------------------------------------------------------------ intake
+    def _drain_events(self) -> None:
+        deleted = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self.settle.dispatch(event)
+            if event.event_type in ("deleted", "moved"):  # the path no longer holds what was scanned
+                gone = os.fsdecode(event.src_path)
+                if event.is_directory:
+                    prefix = gone.rstrip(os.sep) + os.sep
+                    deleted += [p for p in self.recorded if p.startswith(prefix)]
+                elif gone in self.recorded:
+                    deleted.append(gone)
+                if event.event_type == "moved" and not event.is_directory:
+                    self.recorded.pop(os.fsdecode(event.dest_path), None)  # renamed over: new content
+        for path in deleted:
+            self.recorded.pop(path, None)
+        if deleted:
+            for path in deleted:
+                self.journal.conn.execute(
+                    "UPDATE watch_files SET state = ? WHERE path = ? AND state = ?", (J.DELETED, path, J.SCANNED)
+                )
+            self.journal.commit()
+
+    def _reconcile(self) -> None:
+        """List the folders; queue every wanted file that has no verdict for its current state."""
+        started = time.monotonic()
+        self.reconcile_now = False
+        self.next_reconcile = started + self.config.reconcile_every
+        busy = set(self.settle.pending) | self.ready_paths | set(self.inflight)
+        exclude = tuple(e.rstrip(os.sep) for e in self.config.settle.exclude)
+        queued = files = 0
+        for root in self.roots:
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if os.path.join(dirpath, d) not in exclude)
+                for name in sorted(filenames):
+                    path = os.path.join(dirpath, name)
+                    if path in busy or self.settle.excluded(path):
+                        continue
+                    wanted = self.settle.wanted(path)
+                    if not wanted and not self.config.stale_partial:
+                        continue
+                    st = regular_file_stat(path)
+                    if st is None:
+                        continue
+                    if not wanted:  # a temporary name: an upload only if abandoned under it
+                        if time.time() - st[1] / 1e9 < self.config.stale_partial:
+                            continue
+                        if self.recorded.get(path) != st:
+                            log.info("stale temporary file", extra={"fields": {"path": path}})
+                    files += 1
+                    if self.recorded.get(path) == st:
+                        continue
+                    self.settle.seen(path, st)
+                    queued += 1
+        level = logging.INFO if queued else logging.DEBUG
+        log.log(level, "reconciled", extra={"fields": {"files": files, "queued": queued,
+                                                       "ms": round(1000 * (time.monotonic() - started))}})  # fmt: skip
+
+    # ------------------------------------------------------------------ scanning
+    def _root_of(self, path: str) -> str:
+        return max(
+            (r for r in self.roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=self.roots[0]
+        )
+
+    def _submit(self) -> None:
+        if self.ready and self.pool.idle and self.outbox is not None and self.sender is not None:
+            now = time.monotonic()
+            if now < self._outbox_full_until:
+                return
+            if self.outbox.full():
+                self._outbox_full_until = now + 1.0
+                log.warning("webhook outbox full: not scanning until it drains",
+                            extra={"fields": {"pending": self.outbox.max_pending}})  # fmt: skip
+                return
+        held = []
+        while self.ready and self.pool.idle:
+            r = self.ready.popleft()
+            if r.path in self.inflight:
+                held.append(r)  # scanned again once the running scan is in
+                continue
+            self.ready_paths.discard(r.path)
+            try:
+                lst = os.lstat(r.path)
+            except OSError:
+                log.debug("dropped", extra={"fields": {"path": r.path, "why": "deleted before its scan"}})
+                continue
+            st = regular_file_stat(r.path)
+            if st is None:
+                log.info(
+                    "skipped", extra={"fields": {"path": r.path, "why": "not a regular file", "mode": lst.st_mode}}
+                )
+                continue
+            if self.recorded.get(r.path) == st:
+                continue  # nothing changed since its verdict (an attribute change, a duplicate event)
+            if r.path in self.settle.pending:
+                continue  # written again since it fell due: the new write decides when it is complete
+            if r.stat is not None and st != r.stat:
+                self.settle.seen(r.path)  # changed since it was judged complete: let it settle again
+                continue
+            upload = Upload(r.path, self._root_of(r.path))
+            self.inflight[r.path] = _InFlight(upload, st, r)
+            self.pool.submit(upload)
+            log.debug("scanning", extra={"fields": {"path": r.path, "how": r.how}})
+        for r in held:
+            self.ready.append(r)
+
+    def _record(self, done: list[Done]) -> None:
+        """Record finished scans (unless the file changed or vanished meanwhile) in one
+        transaction with their log lines and action intents; see :mod:`scanner.watch.journal`."""
+        keep = []
+        for d in done:
+            item = self.inflight.pop(d.upload.path)
+            path = d.upload.path
+            after = regular_file_stat(path)
+            if after is None:
+                log.debug("dropped", extra={"fields": {"path": path, "why": "deleted during its scan"}})
+                continue
+            if after != item.stat:
+                log.info("rescan", extra={"fields": {"path": path, "why": "changed during its scan"}})
+                self.settle.seen(path)
+                continue
+            keep.append((d, item, self.config.plan.for_verdicts(d.verdicts)))
+        if not keep:
+            return
+        self.journal.durable(any(intents for _, _, intents in keep))
+        lines = []
+        for d, item, intents in keep:
+            seen_wall = time.time() - (time.monotonic() - item.ready.since)
+            self.journal.record_scan(d.upload.path, d.upload.root, item.stat, d.verdicts, intents, seen_wall)
+            self.recorded[d.upload.path] = item.stat
+            lines += [json.dumps(v.to_dict()) for v in d.verdicts]
+        if self.config.log:
+            self.journal.append_log(lines)
+        self.journal.commit()
+        if not self.config.log:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+        now = time.monotonic()
+        for d, item, intents in keep:
+            self._count(d.verdicts)
+            worst = min((v.verdict for v in d.verdicts), key=("flag", "review", "unscannable", "clear").index)
+            latency = now - item.ready.since
+            self.metrics.scanned(worst, latency, d.seconds)
+            fields = {"path": d.upload.path, "verdict": worst, "how": item.ready.how,
+                      "scan_ms": round(1000 * d.seconds), "latency_ms": round(1000 * latency)}  # fmt: skip
+            if worst == "unscannable":
+                fields["reason"] = d.verdicts[0].reason
+            if intents:
+                fields["actions"] = [i.kind for i in intents]
+            log.info("scanned", extra={"fields": fields})
+            if any(i.kind != "webhook" for i in intents):
+                self.next_action_check = 0.0
+            if any(i.kind == "webhook" for i in intents) and self.sender is not None:
+                self.sender.notify()
+
+    def _count(self, verdicts: list[Verdict]) -> None:
+        self.summary.files += 1
+        for v in verdicts:
+            self.summary.counts[v.verdict] = self.summary.counts.get(v.verdict, 0) + 1
+            self.summary.errors += v.is_error
+
+    # ------------------------------------------------------------------ actions
+    def _actions(self) -> None:
+        """Carry out due quarantines (here) and commands (in the helper thread); harvest commands."""
+        self._harvest_commands()
+        if time.time() < self.next_action_check:
+            return
+        changed = False
+        for a in self.journal.due_actions(time.time()):
+            if a.kind == "quarantine":
+                self._quarantine(a)
+                changed = True
+            elif a.kind == "command" and a.id not in self._commands and not self.stopping:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
+                runner = CommandRunner(self.config.command_timeout)
+                self._commands[a.id] = (a, self._executor.submit(runner.run, a.spec, a.payload, a.id))
+        if changed:
+            self.journal.commit()
+        nxt = self.journal.next_action_at()
+        pending_commands = bool(self._commands)
+        self.next_action_check = float("inf") if nxt is None else nxt
+        if pending_commands:
+            self.next_action_check = max(self.next_action_check, time.time() + 0.1)
+
+    def _quarantine(self, a: J.ActionRow) -> None:
+        doc = json.loads(a.payload)
+        verdicts = [Verdict.from_dict(v) for v in doc["verdicts"]]
+        fields = {"path": a.path, "id": a.id}
+        try:
+            target = quarantine_once(a.path, a.root, a.spec, verdicts, a.id, a.sha256)
+        except (ContentChanged, SourceGone) as exc:
+            self.journal.finish_action(a.id, J.SKIPPED, error=str(exc))
+            self.metrics.action("quarantine", J.SKIPPED)
+            log.info("quarantine skipped", extra={"fields": {**fields, "why": str(exc)}})
+            return
+        except (QuarantineError, OSError) as exc:
+            self._action_failed(a, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must not crash-loop the daemon; reported, retried
+            self._action_failed(a, f"internal error: {exc!r}")
+            return
+        self.journal.finish_action(a.id, J.DONE, result=str(target))
+        self.journal.set_file_state(a.path, J.QUARANTINED, str(target))
+        self.recorded.pop(a.path, None)  # whatever appears there next is a new upload
+        self.metrics.action("quarantine", J.DONE)
+        log.info("quarantined", extra={"fields": {**fields, "to": str(target)}})
+
+    def _action_failed(self, a: J.ActionRow, error: str) -> None:
+        fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1}
+        if a.attempts + 1 >= self.config.action_attempts:
+            self.journal.finish_action(a.id, J.FAILED, error=error)
+            self.summary.failed_actions += 1
+            self.metrics.action(a.kind, J.FAILED)
+            log.error("action failed; giving up (the verdict is recorded)", extra={"fields": fields})
+        else:
+            self.journal.retry_action(a.id, error, next_retry(a.attempts))
+            self.metrics.action(a.kind, "retry")
+            log.warning("action failed; will retry", extra={"fields": fields})
+
+    def _harvest_commands(self) -> None:
+        finished = [i for i, (_, f) in self._commands.items() if f.done()]
+        for ident in finished:
+            a, future = self._commands.pop(ident)
+            result = future.result()
+            if result.ok:
+                self.journal.finish_action(ident, J.DONE, result=result.detail)
+                self.metrics.action("command", J.DONE)
+                log.info("command done", extra={"fields": {"path": a.path, "id": ident}})
+            else:
+                self._action_failed(a, result.detail)
+        if finished:
+            self.journal.commit()
+            self.next_action_check = 0.0
+
+    # ------------------------------------------------------------------ stop
+    def _shutdown(self) -> None:
+        """Stop intake, let running scans finish and be recorded (done in the loop), then wait
+        for a running command, close the outbox sender and the database."""
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(10)
+            self.alarm.remove()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            if self.journal is not None:
+                self._harvest_commands()
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender.join(self.config.webhook.timeout + 5)
+            if self.config.once and self.outbox is not None:
+                self.outbox.deliver_due()  # one attempt for what this run queued; the rest next run
+        if self.pool is not None:
+            self.pool.close()
+        if self.outbox is not None:
+            self.outbox.close()
+        if self.journal is not None:
+            self.journal.close()
+        self.waker.close()
+        log.info("stopped", extra={"fields": {"files": self.summary.files, **self.summary.counts}})

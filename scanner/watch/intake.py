@@ -1,0 +1,115 @@
+"""Event intake: one watchdog observer per watched folder (recursive) feeding a queue.
+
+The observer threads do nothing but queue events and wake the daemon's loop through a pipe;
+every decision is taken by the single-threaded loop (:mod:`scanner.watch.settle`), so no state
+is shared between threads. Only the event types that say something about a file's content are
+asked for - in particular not open / close-without-write, which the daemon's own reads cause.
+
+When the kernel's inotify queue overflows, events are lost; watchdog logs it and rebuilds its
+watches. :class:`OverflowAlarm` turns that log record into a request for an immediate
+reconciliation pass, which finds whatever the lost events would have announced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+from collections.abc import Callable
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+EVENT_FILTER = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+]  # fmt: skip
+
+
+def has_close_events() -> bool:
+    """Whether the platform's observer reports close-after-write (inotify, on Linux)."""
+    return sys.platform.startswith("linux")
+
+
+class Waker:
+    """A self-pipe: any thread can wake the loop blocked in ``multiprocessing.connection.wait``."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: the loop is awake anyway
+
+    def clear(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class QueueingHandler(FileSystemEventHandler):
+    """Runs in the observer thread: queue the event and wake the loop, nothing else."""
+
+    def __init__(self, events: queue.SimpleQueue[FileSystemEvent], waker: Waker) -> None:
+        self.events, self.waker = events, waker
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.events.put(event)
+        self.waker.wake()
+
+
+class OverflowAlarm(logging.Handler):
+    """Calls ``on_overflow`` when watchdog reports that inotify dropped events."""
+
+    LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+def start_observer(roots: list[str], handler: FileSystemEventHandler):  # noqa: ANN201 - watchdog BaseObserver
+    """One recursive watch per root, on the platform's native observer (inotify on Linux)."""
+    from watchdog.observers import Observer
+
+    observer = Observer()
+    for root in roots:
+        observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
+    observer.start()
+    return observer
