@@ -11,8 +11,13 @@ import click
 
 from scanner import __version__
 from scanner.cli.inspect_cmd import inspect_cmd
+from scanner.cli.report_cmd import report_cmd
+from scanner.cli.review_cmd import review_cmd
 from scanner.cli.scan_cmd import scan_cmd
 from scanner.cli.signatures_cmd import allowlist_group, signatures_group
+from scanner.cli.survey_cmd import survey_cmd
+from scanner.cli.train_cmd import train_cmd
+from scanner.cli.watch_cmd import watch_cmd
 
 EXIT_CLEAN = 0
 EXIT_FOUND = 1
@@ -33,6 +38,11 @@ cli.add_command(scan_cmd)
 cli.add_command(inspect_cmd)
 cli.add_command(signatures_group)
 cli.add_command(allowlist_group)
+cli.add_command(train_cmd)
+cli.add_command(watch_cmd)
+cli.add_command(review_cmd)
+cli.add_command(report_cmd)
+cli.add_command(survey_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,148 @@
+"""``meshscan survey ROOT... --sample N --seed S``: prevalence in a corpus too large to scan
+whole, from a seeded uniform random sample (scanner/report/survey.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from scanner.cli.options import CommandError, config_options, library_option, settings_from
+
+
+@click.command("survey")
+@click.argument("roots", nargs=-1, required=True, type=click.Path())
+@click.option("--sample", "sample_size", type=click.IntRange(min=1), required=True, help="Files to sample and scan.")
+@click.option(
+    "--seed", type=int, required=True, help="Random seed: the same seed over the same listing gives the same sample."
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Record the sample's verdicts in this results database (readable by 'meshscan report').",
+)
+@library_option
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Component classifier folder (default: the demo model shipped with meshscan).",
+)
+@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
+@click.option(
+    "--review-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Send to review at this component probability (default: the model's calibrated threshold).",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimates as JSON.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+@click.option("--include-paths", is_flag=True, help="List the sampled files and their outcomes (off by default).")
+@config_options
+def survey_cmd(
+    roots: tuple[str, ...],
+    sample_size: int,
+    seed: int,
+    db_path: str | None,
+    library: str | None,
+    model_dir: str | None,
+    no_model: bool,
+    review_threshold: float | None,
+    jobs: int | None,
+    as_json: bool,
+    out_path: str | None,
+    include_paths: bool,
+    config_path: str | None,
+    **kw: Any,
+) -> None:
+    """Scan a uniform random sample of the files under ROOT (folders or fsspec URLs) and
+    estimate the prevalence of flag and review with 95% Wilson intervals, and the projected
+    number of such files in the whole corpus.
+
+    Every file is scanned exactly as `meshscan scan` scans it (same worker processes, limits,
+    library and model). Exit code 0 on success, 2 on errors (a ROOT that does not exist).
+    """
+    from scanner.batch import WalkStats, iter_uploads, scan_uploads
+    from scanner.cli.options import open_library
+    from scanner.cli.train_cmd import open_model
+    from scanner.pipeline import ScanContext
+    from scanner.report.survey import run_survey
+    from scanner.workers import IsolatedPool
+
+    if no_model and model_dir:
+        raise click.UsageError("use --model or --no-model, not both")
+    for root in roots:  # before loading anything: a typo should not cost a model load
+        if "://" not in root and not os.path.lexists(root):
+            raise CommandError(f"[not-found] {root}: no such file, folder or URL")
+    kw["classify.review_threshold"] = review_threshold
+    settings = settings_from(config_path, kw)
+    context = ScanContext(
+        settings=settings, library=open_library(library), model=None if no_model else open_model(model_dir)
+    )
+    limits = settings.limits
+    pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
+    db = None
+    if db_path:
+        from scanner.sinks.resultsdb import ResultsDB
+
+        db = ResultsDB(db_path)
+    walk = WalkStats()
+
+    def listing():  # noqa: ANN202
+        for upload in iter_uploads(roots, walk):
+            if upload.path in (walk.missing or []):
+                raise CommandError(f"[not-found] {upload.path}: no such file, folder or URL")
+            yield upload
+
+    try:
+        result = run_survey(listing(), sample_size, seed, lambda sample: scan_uploads(iter(sample), pool, context, db))
+    finally:
+        if db is not None:
+            db.close()
+    if result.population == 0:
+        raise CommandError("[empty-source] no files to sample under " + ", ".join(roots))
+    doc = result.to_dict(include_paths=include_paths)
+    doc["roots"] = len(roots)
+    text = json.dumps(doc, indent=1, sort_keys=True)
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    if as_json:
+        click.echo(text)
+    else:
+        _print(doc)
+
+
+def _print(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"Sampled {doc['sample_size']:,} of {doc['population']:,} files "
+        f"({100 * (doc['sampling_fraction'] or 0):.2f}%), seed {doc['seed']}; outcomes: "
+        + ", ".join(f"{k} {v:,}" for k, v in doc["outcomes"].items())
+    )
+    table = Table(
+        title="Prevalence among scannable files, and projected totals (95% Wilson, finite-population corrected)"
+    )
+    for col in ("outcome", "sampled", "prevalence", "95% interval", "projected files", "95% interval "):
+        table.add_column(col, justify="left" if col == "outcome" else "right")
+    for outcome in ("flag", "review"):
+        p, t = doc["prevalence"][outcome], doc["projected_totals"][outcome]
+        est = "n/a" if p["estimate"] is None else f"{100 * p['estimate']:.2f}%"
+        table.add_row(
+            outcome,
+            f"{p['k']:,} / {p['n']:,}",
+            est,
+            f"{100 * p['ci95'][0]:.2f}–{100 * p['ci95'][1]:.2f}%",
+            f"{t['estimate']:,.0f}",
+            f"{t['ci95'][0]:,.0f}–{t['ci95'][1]:,.0f}",
+        )
+    console.print(table)

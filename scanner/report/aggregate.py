@@ -1,0 +1,475 @@
+"""From verdict records to the figures of a prevalence report: counts, proportions with
+95% Wilson intervals, and one table per breakdown.
+
+Units. A *result* is one record: a mesh file, or one member of an archive. Prevalence is the
+share of **scannable** results (``flag`` + ``review`` + ``clear``) with that verdict: an
+unscannable result says nothing about what the file shows, so it is counted and broken down by
+reason, but kept out of the denominator. Each result counts once, whether it was scanned or
+its verdicts copied from identical content elsewhere (``copied_from``): the question is how
+many uploads there are, not how many distinct designs; the number of distinct contents is
+reported beside it.
+
+Privacy. Paths, archive member names, folder names and sha256 digests identify uploads and,
+on most platforms, uploaders (``uploads/<user>/...``), so by default nothing below a
+breakdown by source *kind* (local files, ``s3``, ...) and file format is named: folders are
+only counted (how many there are, how many hold a flagged result). ``include_paths`` adds
+the per-folder table and the list of flagged and review items. Hashing folder names was
+rejected: a stable hash is still a pseudonymous identifier that links one uploader across
+reports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scanner.report.records import NO_MTIME, ReportError, Row, Source
+from scanner.report.stats import Proportion, proportion
+from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, VERDICTS
+
+SCANNABLE = (FLAG, REVIEW, CLEAR)
+BENIGN = "benign"
+_REVIEW_THRESHOLD_IN_WORDS = re.compile(r"review threshold (\d+(?:\.\d+)?)")
+_DISTANCE_THRESHOLD_IN_WORDS = re.compile(r"within its threshold \(at most (\d+(?:\.\d+)?)\)")
+SCORE_BINS = 20
+
+
+@dataclass
+class Table:
+    """A table of the report: written as ``NAME.csv`` and shown in the HTML."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Analysis:
+    summary: dict[str, Any]
+    tables: dict[str, Table]
+    score_values: dict[str, list[float]]
+    """Top component score of each result with scores, by verdict (for the plot)."""
+    distances: list[float]
+    """Best match distance of each flagged near-duplicate result."""
+
+
+def top_component_score(scores: dict[str, float]) -> tuple[str, float] | None:
+    """The highest-scoring component category (the classifier's ``benign`` is not one)."""
+    items = [(c, float(s)) for c, s in scores.items() if c != BENIGN and isinstance(s, (int, float))]
+    if not items:
+        return None
+    return max(items, key=lambda cs: (cs[1], cs[0]))
+
+
+def _split_location(path: str) -> tuple[str, list[str]]:
+    """``(source kind, path components)``: ``local`` for a file path, else the URL scheme;
+    components exclude the scheme (a bucket is the first component)."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return scheme, [p for p in rest.split("/") if p]
+    return "local", [p for p in path.replace(os.sep, "/").split("/") if p and p != "."]
+
+
+def _common_prefix(parts: Iterable[list[str]]) -> list[str]:
+    prefix: list[str] | None = None
+    for comps in parts:
+        dirs = comps[:-1]
+        if prefix is None:
+            prefix = list(dirs)
+            continue
+        n = 0
+        while n < min(len(prefix), len(dirs)) and prefix[n] == dirs[n]:
+            n += 1
+        del prefix[n:]
+    return prefix or []
+
+
+def top_level_folders(paths: list[str]) -> dict[str, str]:
+    """Path -> its top-level folder below the deepest folder all paths of the same source
+    kind share (the scanned root); files directly in the root map to ``(root)``."""
+    by_kind: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+    for p in paths:
+        kind, comps = _split_location(p)
+        by_kind[kind].append((p, comps))
+    out = {}
+    for kind, items in by_kind.items():
+        root = _common_prefix(c for _, c in items)
+        for p, comps in items:
+            rest = comps[len(root) :]
+            folder = rest[0] if len(rest) > 1 else "(root)"
+            out[p] = folder if kind == "local" else f"{kind}://{'/'.join(root + [folder])}"
+    return out
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _row_time(row: Row, time_field: str) -> datetime | None:
+    if time_field == "mtime":
+        return None if row.mtime_ns is None else datetime.fromtimestamp(row.mtime_ns / 1e9, UTC)
+    return _parse_time(row.record.get("scanned_at"))
+
+
+def choose_period(first: datetime, last: datetime) -> str:
+    """Day bins up to two months, ISO weeks up to two years, months beyond."""
+    span = last - first
+    if span <= timedelta(days=62):
+        return "day"
+    if span <= timedelta(days=731):
+        return "week"
+    return "month"
+
+
+def period_key(t: datetime, period: str) -> str:
+    if period == "day":
+        return t.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = t.isocalendar()
+        return f"{year}-W{week:02d}"
+    return t.strftime("%Y-%m")
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 4)
+
+
+def _pct_ci(p: Proportion) -> list[float | None]:
+    """Estimate and interval in percent; all None without scannable results (an interval of
+    0-100% says nothing and reads like a finding)."""
+    if p.n == 0:
+        return [None, None, None]
+    return [_pct(p.estimate), _pct(p.ci95[0]), _pct(p.ci95[1])]
+
+
+def analyse(
+    source: Source,
+    *,
+    time_field: str = "scanned",
+    period: str = "auto",
+    include_paths: bool = False,
+    review_threshold: float | None = None,
+    distance_threshold: float | None = None,
+    top: int = 20,
+) -> Analysis:
+    """Every figure of the report from the rows of ``source``.
+
+    ``review_threshold`` / ``distance_threshold``: from settings; when None they are read from
+    the records' own explanations (which state the thresholds that decided them).
+    """
+    if time_field not in ("scanned", "mtime"):
+        raise ValueError(f"time_field must be 'scanned' or 'mtime', got {time_field!r}")
+    if time_field == "mtime" and not source.has_mtime:
+        raise ReportError(
+            NO_MTIME,
+            "a JSONL verdict log records no file mtime: use --time-field scanned, "
+            "or report on the results DB ('scan --db', 'watch --state')",
+        )
+    rows = source.rows
+    records = [r.record for r in rows]
+    counts = Counter(r.verdict for r in rows)
+    verdicts = {v: counts.get(v, 0) for v in VERDICTS}
+    other = sum(n for v, n in counts.items() if v not in VERDICTS)
+    scannable = sum(verdicts[v] for v in SCANNABLE)
+    prevalence = {
+        FLAG: proportion(verdicts[FLAG], scannable).to_dict(),
+        REVIEW: proportion(verdicts[REVIEW], scannable).to_dict(),
+        "flag_or_review": proportion(verdicts[FLAG] + verdicts[REVIEW], scannable).to_dict(),
+    }
+    for p in prevalence.values():
+        p["denominator"] = "scannable results (flag + review + clear)"
+
+    paths = [str(rec.get("path", "")) for rec in records]
+    files = {p for p in paths}
+    contents = {rec.get("sha256") for rec in records if rec.get("sha256")}
+    copied = sum(1 for rec in records if rec.get("copied_from"))
+
+    # thresholds: settings first, else what the records say decided them
+    review_thresholds: Counter[float] = Counter()
+    distance_thresholds: Counter[float] = Counter()
+    for rec in records:
+        words = str(rec.get("explanation") or "")
+        m = _REVIEW_THRESHOLD_IN_WORDS.search(words)
+        if m:
+            review_thresholds[float(m.group(1))] += 1
+        m = _DISTANCE_THRESHOLD_IN_WORDS.search(words)
+        if m:
+            distance_thresholds[float(m.group(1))] += 1
+    sig_thresholds = [float(m["threshold"]) for rec in records for m in rec.get("matches") or [] if "threshold" in m]
+    thresholds = {
+        "review": {
+            "values": [review_threshold] if review_threshold is not None else sorted(review_thresholds),
+            "source": "settings" if review_threshold is not None else ("records" if review_thresholds else "unknown"),
+        },
+        "distance": {
+            "values": [distance_threshold] if distance_threshold is not None else sorted(distance_thresholds),
+            "source": "settings"
+            if distance_threshold is not None
+            else ("records" if distance_thresholds else "unknown"),
+            "per_signature_range": [min(sig_thresholds), max(sig_thresholds)] if sig_thresholds else None,
+        },
+    }
+
+    # time
+    times = [_row_time(r, time_field) for r in rows]
+    dated = [t for t in times if t is not None]
+    scan_times = [t for t in (_parse_time(rec.get("scanned_at")) for rec in records) if t is not None]
+    mtimes = [datetime.fromtimestamp(r.mtime_ns / 1e9, UTC) for r in rows if r.mtime_ns is not None]
+
+    def span(ts: list[datetime]) -> list[str] | None:
+        return [min(ts).replace(microsecond=0).isoformat(), max(ts).replace(microsecond=0).isoformat()] if ts else None
+
+    if period == "auto":
+        period = choose_period(min(dated), max(dated)) if dated else "day"
+    per_period: dict[str, Counter[str]] = defaultdict(Counter)
+    for row, t in zip(rows, times, strict=True):
+        per_period[period_key(t, period) if t else "undated"][row.verdict] += 1
+    over_time = Table(
+        "over_time",
+        f"Results over time (by {'scan time' if time_field == 'scanned' else 'file modification time'}, "
+        f"per {period}, UTC)",
+        [
+            "period",
+            "results",
+            "scannable",
+            "flag",
+            "review",
+            "flag_pct",
+            "flag_ci95_lo_pct",
+            "flag_ci95_hi_pct",
+            "review_pct",
+            "review_ci95_lo_pct",
+            "review_ci95_hi_pct",
+        ],
+    )
+    for key in sorted(per_period, key=lambda k: (k == "undated", k)):
+        c = per_period[key]
+        n = sum(c[v] for v in SCANNABLE)
+        pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
+        over_time.rows.append([key, sum(c.values()), n, c[FLAG], c[REVIEW], *_pct_ci(pf), *_pct_ci(pr)])
+
+    # categories
+    by_category: dict[str, Counter[str]] = defaultdict(Counter)
+    for rec in records:
+        if rec.get("verdict") in (FLAG, REVIEW):
+            by_category[str(rec.get("category") or "(none)")][str(rec["verdict"])] += 1
+    categories = Table(
+        "verdicts_by_category", "Flagged and review results by category", ["category", "flag", "review", "total"]
+    )
+    for cat in sorted(by_category, key=lambda c: (-sum(by_category[c].values()), c)):
+        c = by_category[cat]
+        categories.rows.append([cat, c[FLAG], c[REVIEW], c[FLAG] + c[REVIEW]])
+
+    def breakdown(name: str, title: str, label: str, key_of: list[str], note: str = "") -> Table:
+        groups: dict[str, Counter[str]] = defaultdict(Counter)
+        for key, row in zip(key_of, rows, strict=True):
+            groups[key][row.verdict] += 1
+        t = Table(
+            name,
+            title,
+            [
+                label,
+                "results",
+                "flag",
+                "review",
+                "clear",
+                "unscannable",
+                "flag_pct",
+                "flag_ci95_lo_pct",
+                "flag_ci95_hi_pct",
+                "review_pct",
+            ],
+            note=note,
+        )
+        for key in sorted(groups, key=lambda k: (-sum(groups[k].values()), k)):
+            c = groups[key]
+            n = sum(c[v] for v in SCANNABLE)
+            pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
+            t.rows.append(
+                [key, sum(c.values()), c[FLAG], c[REVIEW], c[CLEAR], c[UNSCANNABLE], *_pct_ci(pf), _pct_ci(pr)[0]]
+            )
+        return t
+
+    formats = [str(rec.get("format") or "(unknown)") for rec in records]
+    by_format = breakdown("by_format", "By file format (detected from the bytes)", "format", formats)
+    kinds = [_split_location(p)[0] for p in paths]
+    containers = ["archive member" if rec.get("member") else "file" for rec in records]
+    by_source = breakdown(
+        "by_source",
+        "By source kind and container",
+        "source",
+        [f"{k} / {c}" for k, c in zip(kinds, containers, strict=True)],
+        note="local: files on this machine's file system; otherwise the URL scheme (s3, gs, ...).",
+    )
+    folder_of = top_level_folders(paths)
+    folders = [folder_of[p] for p in paths]
+    folder_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for f, row in zip(folders, rows, strict=True):
+        folder_counts[f][row.verdict] += 1
+    flagged_per_folder = sorted((c[FLAG] for c in folder_counts.values() if c[FLAG]), reverse=True)
+    folder_summary = {
+        "folders": len(folder_counts),
+        "folders_with_flag": len(flagged_per_folder),
+        "folders_with_review": sum(1 for c in folder_counts.values() if c[REVIEW]),
+        "flag_share_in_top_folder": round(flagged_per_folder[0] / verdicts[FLAG], 4) if flagged_per_folder else None,
+    }
+
+    # signatures
+    sig_hits: dict[str, list[float]] = defaultdict(list)
+    sig_category: dict[str, str] = {}
+    sig_kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    distances: list[float] = []
+    for rec in records:
+        matches = rec.get("matches") or []
+        seen = set()
+        for m in matches:
+            sid = str(m.get("signature_id"))
+            sig_category.setdefault(sid, str(m.get("category")))
+            if sid in seen:
+                continue
+            seen.add(sid)
+            sig_hits[sid].append(float(m.get("distance") or 0.0))
+            sig_kinds[sid][str(m.get("kind", "near-duplicate"))] += 1
+        if rec.get("verdict") == FLAG and matches and matches[0].get("kind", "near-duplicate") == "near-duplicate":
+            distances.append(float(matches[0].get("distance") or 0.0))
+    signatures = Table(
+        "top_signatures",
+        f"Top matched signatures (at most {top})",
+        ["signature_id", "category", "results", "exact", "near_duplicate", "median_distance"],
+    )
+    for sid in sorted(sig_hits, key=lambda s: (-len(sig_hits[s]), s))[:top]:
+        k = sig_kinds[sid]
+        signatures.rows.append(
+            [
+                sid,
+                sig_category[sid],
+                len(sig_hits[sid]),
+                k["sha256"] + k["geometry"],
+                k["near-duplicate"],
+                round(statistics.median(sig_hits[sid]), 5),
+            ]
+        )
+
+    reasons = Counter(str(rec.get("reason") or "(none)") for rec in records if rec.get("verdict") == UNSCANNABLE)
+    unscannable = Table(
+        "unscannable_by_reason", "Unscannable results by reason code", ["reason", "results", "share_of_unscannable_pct"]
+    )
+    for reason, n in sorted(reasons.items(), key=lambda rn: (-rn[1], rn[0])):
+        unscannable.rows.append([reason, n, _pct(n / verdicts[UNSCANNABLE])])
+
+    # classifier scores
+    score_values: dict[str, list[float]] = defaultdict(list)
+    for rec in records:
+        best = top_component_score(rec.get("scores") or {})
+        if best is not None:
+            score_values[str(rec.get("verdict"))].append(best[1])
+    scored = sum(len(v) for v in score_values.values())
+    score_table = Table(
+        "score_distribution",
+        "Highest component score per result (classifier), by verdict",
+        ["bin_lo", "bin_hi", *SCANNABLE],
+    )
+    if scored:
+        for i in range(SCORE_BINS):
+            lo, hi = i / SCORE_BINS, (i + 1) / SCORE_BINS
+            last = i == SCORE_BINS - 1
+            score_table.rows.append(
+                [lo, hi]
+                + [sum(1 for s in score_values.get(v, []) if lo <= s < hi or (last and s == 1.0)) for v in SCANNABLE]
+            )
+
+    tables = {t.name: t for t in (categories, by_format, by_source, over_time, signatures, unscannable, score_table)}
+    if include_paths:
+        tables["by_folder"] = breakdown("by_folder", "By top-level folder (below the scanned root)", "folder", folders)
+        items = Table(
+            "items", "Flagged and review items", ["path", "member", "sha256", "verdict", "category", "explanation"]
+        )
+        for rec in records:
+            if rec.get("verdict") in (FLAG, REVIEW):
+                items.rows.append(
+                    [
+                        rec.get("path"),
+                        rec.get("member") or "",
+                        rec.get("sha256") or "",
+                        rec.get("verdict"),
+                        rec.get("category") or "",
+                        rec.get("explanation") or "",
+                    ]
+                )
+        tables["items"] = items
+
+    summary = {
+        "verdicts": verdicts,
+        "other_verdicts": other,
+        "results": len(rows),
+        "scannable": scannable,
+        "prevalence": prevalence,
+        "versions": _versions(records),
+        "thresholds": thresholds,
+        "source": {
+            "kind": source.kind,
+            "files": len(files),
+            "distinct_contents": len(contents),
+            "copied_results": copied,
+            "archive_members": sum(1 for rec in records if rec.get("member")),
+        },
+        "folders": folder_summary,
+        "time": {
+            "field": time_field,
+            "period": period,
+            "scanned_at": span(scan_times),
+            "mtime": span(mtimes) if source.has_mtime else None,
+            "undated": len(times) - len(dated),
+        },
+        "scores": {"results_with_scores": scored},
+        "include_paths": include_paths,
+    }
+    return Analysis(summary, tables, dict(score_values), distances)
+
+
+def _versions(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Versions that produced the records (with how many results each) and the versions of
+    this installation that made the report."""
+    import platform
+
+    def tally(key: str) -> dict[str, int]:
+        c = Counter(str(rec.get(key)) if rec.get(key) is not None else "(none)" for rec in records)
+        return dict(sorted(c.items()))
+
+    from scanner import __version__
+    from scanner.features import DESCRIPTOR_VERSION
+
+    software = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "scikit-learn", "trimesh", "matplotlib", "jinja2"):
+        software[name] = _dist_version(name)
+    return {
+        "scanner": tally("scanner_version"),
+        "library": tally("library_version"),
+        "model": tally("model_version"),
+        "descriptor": DESCRIPTOR_VERSION,
+        "report_scanner": __version__,
+        "software": software,
+    }
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

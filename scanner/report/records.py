@@ -1,0 +1,133 @@
+"""Reading verdict records for a report: from a results database (``scan --db``,
+``watch --state``: both hold the same ``results`` table) or from a JSONL verdict log.
+
+The database is opened read-only (``file:...?mode=ro`` URI), so a report can be made while a
+scan or the watch daemon is writing, and can never change what it reports on. Bad input is a
+:class:`ReportError` with a reason code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from scanner.errors import MeshscanError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# reason codes of ReportError
+NOT_FOUND = "not-found"
+NOT_RESULTS = "not-results"
+CORRUPT_SOURCE = "corrupt-source"
+NO_MTIME = "no-mtime"
+EMPTY_SOURCE = "empty-source"
+
+
+class ReportError(MeshscanError):
+    """Why a report cannot be made, with a stable reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"[{reason}] {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class Row:
+    """One verdict record plus what the database knows about its file."""
+
+    record: dict[str, Any]
+    size: int | None = None
+    mtime_ns: int | None = None
+
+    @property
+    def verdict(self) -> str:
+        return str(self.record.get("verdict", ""))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the rows came from: ``kind`` is ``results-db`` or ``jsonl``."""
+
+    kind: str
+    rows: list[Row]
+    has_mtime: bool
+
+
+def read_source(path: str | Path) -> Source:
+    """Every verdict record of a results DB or JSONL log (DB: one row per path and member)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReportError(NOT_FOUND, f"{path}: no such file")
+    with p.open("rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head == SQLITE_MAGIC:
+        rows = list(_read_db(p))
+        kind, has_mtime = "results-db", True
+    else:
+        rows = list(_read_jsonl(p))
+        kind, has_mtime = "jsonl", False
+    if not rows:
+        raise ReportError(EMPTY_SOURCE, f"{path}: holds no verdict records")
+    return Source(kind, rows, has_mtime)
+
+
+def _read_db(path: Path) -> Iterator[Row]:
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot open database: {exc}") from None
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "results" not in tables:
+            raise ReportError(
+                NOT_RESULTS,
+                f"{path}: a SQLite database without a 'results' table "
+                "(make one with 'meshscan scan --db' or 'meshscan watch --state')",
+            )
+        cur = conn.execute("SELECT record, size, mtime_ns FROM results ORDER BY path, member")
+        for text, size, mtime_ns in cur:
+            try:
+                record = json.loads(text)
+            except (TypeError, ValueError):
+                raise ReportError(CORRUPT_SOURCE, f"{path}: a results row holds no valid JSON record") from None
+            if not isinstance(record, dict) or "verdict" not in record:
+                raise ReportError(CORRUPT_SOURCE, f"{path}: a results row is not a verdict record")
+            yield Row(record, size, mtime_ns)
+    except sqlite3.Error as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _read_jsonl(path: Path) -> Iterator[Row]:
+    """A JSONL verdict log; a record seen again for the same path and member replaces the
+    earlier one (a log appended to by rescans), as the database does."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise ReportError(
+                        CORRUPT_SOURCE,
+                        f"{path}:{number}: not a JSON line (expected a results DB or a JSONL verdict log)",
+                    ) from None
+                if not isinstance(record, dict) or "verdict" not in record:
+                    raise ReportError(CORRUPT_SOURCE, f"{path}:{number}: not a verdict record")
+                latest[(str(record.get("path", "")), str(record.get("member") or ""))] = record
+    except UnicodeDecodeError:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: neither a SQLite results DB nor a UTF-8 JSONL log") from None
+    except OSError as exc:
+        raise ReportError(NOT_FOUND, f"{path}: cannot read: {exc.strerror}") from None
+    for key in sorted(latest):
+        yield Row(latest[key])
