@@ -84,7 +84,7 @@ def scan_uploads(uploads, pool, context, db=None, resume: bool = False, stats: R
     if db is None:
         yield from pool.scan(uploads)
         return
-    library_version = context.library_version
+    versions = (__version__, context.library_version, context.model_version)
     facts: dict[str, tuple[int | None, int | None]] = {}
     waiting: dict[str, list[Upload]] = {}
     ready: list[tuple[Upload, list]] = []
@@ -106,7 +106,7 @@ def scan_uploads(uploads, pool, context, db=None, resume: bool = False, stats: R
                 size, mtime = st.st_size, st.st_mtime_ns
             except OSError:
                 size = mtime = None
-            if resume and size is not None and db.is_current(upload.path, size, mtime, __version__, library_version):
+            if resume and size is not None and db.is_current(upload.path, size, mtime, *versions):
                 stats.unchanged += 1
                 continue
             facts[upload.path] = (size, mtime)
@@ -115,7 +115,7 @@ def scan_uploads(uploads, pool, context, db=None, resume: bool = False, stats: R
                 waiting.setdefault(sha, []).append(upload)
                 continue
             if sha:
-                earlier = db.by_sha256(sha, __version__, library_version)
+                earlier = db.by_sha256(sha, *versions)
                 if earlier:
                     ready.append((upload, copies(upload, earlier, earlier[0].path)))
                     continue

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from scanner.errors import CORRUPT, LIMIT_MEMORY, LIMIT_TIME, WORKER_CRASHED, UnreadableInput
 from scanner.verdict import Verdict
+from scanner.workers import SINGLE_THREAD_ENV
 
 READY = "ready"
 """Key of the child's first line: ``{"ready": true, "library_version": ..., "model_version": ...}``."""
@@ -98,7 +99,8 @@ class GuardedScanner:
             return
         self.close()
         args = [sys.executable, "-m", "scanner.guard", self.spec.to_json(), str(self.memory_bytes or 0)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        env = dict(os.environ, **SINGLE_THREAD_ENV)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         line = self._read_line(START_TIMEOUT_S)
         try:
             hello = json.loads(line or b"null")

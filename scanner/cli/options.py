@@ -73,3 +73,24 @@ def open_library(path: str | None) -> Any:
         return SignatureLibrary.load(path or shipped_library_path())
     except LibraryError as exc:
         raise CommandError(str(exc)) from None
+
+
+def open_model(path: str | None) -> Any:
+    """Load a model for scanning (default: the shipped demo model); refuse it with the reason."""
+    from scanner.classify.model import ModelError, load_model
+
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def build_scan_context(library: str | None, settings: Any, model_dir: str | None = None, no_model: bool = False) -> Any:
+    """The one ScanContext every scanning command builds (library, classifier model, settings),
+    so that an upload gets the same verdict from ``scan``, ``watch`` and ``survey``."""
+    from scanner.pipeline import ScanContext
+
+    if no_model and model_dir:
+        raise click.UsageError("use --model or --no-model, not both")
+    return ScanContext(settings=settings, library=open_library(library),
+                       model=None if no_model else open_model(model_dir))  # fmt: skip

@@ -59,9 +59,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     (a file that could not be read, a library that could not be loaded).
     """
     from scanner.batch import RunStats, WalkStats, iter_uploads, scan_uploads
-    from scanner.cli.options import open_library
-    from scanner.cli.train_cmd import open_model
-    from scanner.pipeline import ScanContext
+    from scanner.cli.options import build_scan_context
     from scanner.sinks.output import WRITERS
     from scanner.workers import IsolatedPool
 
@@ -69,13 +67,10 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         raise click.UsageError("use --move or --copy, not both")
     if resume and not db_path:
         raise click.UsageError("--resume needs --db")
-    if no_model and model_dir:
-        raise click.UsageError("use --model or --no-model, not both")
     kw["match.distance_threshold"] = threshold
     kw["classify.review_threshold"] = review_threshold
-    settings = settings_from(config_path, kw)
-    context = ScanContext(settings=settings, library=open_library(library),
-                          model=None if no_model else open_model(model_dir))  # fmt: skip
+    context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
+    settings = context.settings
     out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
     fmt = fmt or ("table" if out.isatty() else "jsonl")
     writer = WRITERS[fmt](out)

@@ -69,9 +69,7 @@ def survey_cmd(
     library and model). Exit code 0 on success, 2 on errors (a ROOT that does not exist).
     """
     from scanner.batch import WalkStats, iter_uploads, scan_uploads
-    from scanner.cli.options import open_library
-    from scanner.cli.train_cmd import open_model
-    from scanner.pipeline import ScanContext
+    from scanner.cli.options import build_scan_context
     from scanner.report.survey import run_survey
     from scanner.workers import IsolatedPool
 
@@ -82,9 +80,7 @@ def survey_cmd(
             raise CommandError(f"[not-found] {root}: no such file, folder or URL")
     kw["classify.review_threshold"] = review_threshold
     settings = settings_from(config_path, kw)
-    context = ScanContext(
-        settings=settings, library=open_library(library), model=None if no_model else open_model(model_dir)
-    )
+    context = build_scan_context(library, settings, model_dir, no_model)
     limits = settings.limits
     pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
     db = None

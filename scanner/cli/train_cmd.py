@@ -10,16 +10,6 @@ import click
 from scanner.cli.options import CommandError
 
 
-def open_model(path: str | None) -> Any:
-    """Load a model for scanning (default: the shipped demo model); refuse it with the reason."""
-    from scanner.classify.model import ModelError, load_model
-
-    try:
-        return load_model(path)
-    except ModelError as exc:
-        raise CommandError(str(exc)) from None
-
-
 @click.command("train")
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Model folder to write.")

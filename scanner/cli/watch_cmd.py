@@ -9,20 +9,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, settings_from
-
-
-def build_scan_context(library: str | None, settings: Any, model_dir: str | None = None, no_model: bool = False) -> Any:
-    """The ScanContext ``scan`` builds (library, classifier model, settings), so that the same
-    upload gets the same verdict from ``watch`` as from ``scan``."""
-    from scanner.cli.options import open_library
-    from scanner.cli.train_cmd import open_model
-    from scanner.pipeline import ScanContext
-
-    if no_model and model_dir:
-        raise click.UsageError("use --model or --no-model, not both")
-    return ScanContext(settings=settings, library=open_library(library),
-                       model=None if no_model else open_model(model_dir))  # fmt: skip
+from scanner.cli.options import CommandError, build_scan_context, config_options, library_option, settings_from
 
 
 def _lock(state: str) -> int:

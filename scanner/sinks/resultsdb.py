@@ -1,7 +1,7 @@
 """The results database (SQLite, WAL): every verdict with the file's size, mtime and sha256.
 
 It makes a long batch run resumable - ``--resume`` skips files whose path, size and mtime are
-unchanged since they were scanned with the same scanner and library versions - and it makes
+unchanged since they were scanned with the same scanner, library and model versions - and it makes
 identical content under several paths cost one scan: a file whose sha256 already has results
 with the same versions gets a copy of them, marked ``"copied_from"`` in the record. Writes are
 batched in transactions, so Ctrl-C or ``kill -9`` loses at most the uncommitted batch and
@@ -55,20 +55,29 @@ class ResultsDB:
         self._last_commit = time.monotonic()
 
     def is_current(
-        self, path: str, size: int, mtime_ns: int, scanner_version: str, library_version: str | None
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        scanner_version: str,
+        library_version: str | None,
+        model_version: str | None = None,
     ) -> bool:
+        """Recorded with this size, mtime and the same scanner, library and model versions?"""
         row = self.conn.execute(
             "SELECT 1 FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
-            "AND library_version IS ? LIMIT 1",
-            (path, size, mtime_ns, scanner_version, library_version),
+            "AND library_version IS ? AND model_version IS ? LIMIT 1",
+            (path, size, mtime_ns, scanner_version, library_version, model_version),
         ).fetchone()
         return row is not None
 
-    def by_sha256(self, sha256: str, scanner_version: str, library_version: str | None) -> list[Verdict]:
+    def by_sha256(
+        self, sha256: str, scanner_version: str, library_version: str | None, model_version: str | None = None
+    ) -> list[Verdict]:
         rows = self.conn.execute(
             "SELECT path, record FROM results WHERE sha256 = ? AND scanner_version = ? AND library_version IS ? "
-            "ORDER BY path, member",
-            (sha256, scanner_version, library_version),
+            "AND model_version IS ? ORDER BY path, member",
+            (sha256, scanner_version, library_version, model_version),
         ).fetchall()
         if not rows:
             return []

@@ -17,8 +17,14 @@ CLI = [sys.executable, "-m", "scanner.cli", "scan"]
 
 
 def rows(db: Path) -> list[tuple[str, str]]:
+    """Recorded (path, verdict) rows; none while the scan has not yet created its table."""
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT path, verdict FROM results ORDER BY path").fetchall()
+        try:
+            return conn.execute("SELECT path, verdict FROM results ORDER BY path").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
@@ -30,13 +36,15 @@ def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
     db = tmp_path / "results.sqlite"
     first = subprocess.Popen([*CLI, str(uploads), "--db", str(db), "--jobs", "1", "--format", "jsonl"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and first.poll() is None:
-        if db.exists() and rows(db):
-            break
-        time.sleep(0.05)
-    first.kill()  # SIGKILL: no cleanup
-    first.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            if db.exists() and rows(db):
+                break
+            time.sleep(0.05)
+    finally:
+        first.kill()  # SIGKILL: no cleanup (and never left running if the poll fails)
+        first.wait()
     _assert_workers_exit(uploads)
     done_before = {p for p, _ in rows(db)}
     assert 0 < len(done_before) < len(sources), "the first run should have been stopped part-way"
@@ -77,3 +85,24 @@ def test_identical_content_is_scanned_once(tmp_path: Path) -> None:
     assert all(r["verdict"] == "flag" for r in recs)
     assert "2 duplicate(s) by content not rescanned" in proc.stderr
     assert len(rows(db)) == 3
+
+
+def test_resume_rescans_after_a_model_change(tmp_path: Path) -> None:
+    """A verdict is only as current as the library and model behind it."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    for src in sorted(DEMO.glob("proxy-*"))[:4]:
+        shutil.copy(src, uploads / src.name)
+    db = tmp_path / "results.sqlite"
+
+    def scan(*extra: str) -> list[dict]:
+        proc = subprocess.run([*CLI, str(uploads), "--db", str(db), "--format", "jsonl", *extra],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    assert len(scan("--no-model")) == 4
+    assert scan("--no-model", "--resume") == []  # same versions: nothing to do
+    with_model = scan("--resume")  # the shipped model is new to these rows
+    assert len(with_model) == 4 and all(r["model_version"] for r in with_model)
+    assert scan("--resume") == []
