@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from scanner.errors import CORRUPT, LIMIT_MEMORY, LIMIT_TIME, WORKER_CRASHED, UnreadableInput
+from scanner.errors import LIMIT_TIME, WORKER_CRASHED, UnreadableInput
 from scanner.verdict import Verdict
 from scanner.workers import SINGLE_THREAD_ENV
 
@@ -149,8 +149,7 @@ def _vm_bytes() -> int | None:
 
 def _child(spec: ContextSpec, memory_bytes: int) -> None:
     from scanner.dask_engine import _worker_context
-    from scanner.pipeline import scan_one, unscannable_verdict
-    from scanner.workers import FAULT_INJECTION_ENV, warm_up
+    from scanner.workers import FAULT_INJECTION_ENV, scan_contained, warm_up
 
     context = _worker_context(spec.library, spec.settings_json, spec.model)
     warm_up(context)
@@ -167,15 +166,7 @@ def _child(spec: ContextSpec, memory_bytes: int) -> None:
     out.write(json.dumps(hello).encode() + b"\n")
     out.flush()
     for raw in sys.stdin.buffer:
-        path = json.loads(raw)
-        if fault == f"crash:{os.path.basename(path)}":
-            os.abort()
-        try:
-            verdicts = scan_one(path, context)
-        except MemoryError:
-            verdicts = [unscannable_verdict(path, context, UnreadableInput(LIMIT_MEMORY, "memory cap reached"))]
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the run down; it is reported
-            verdicts = [unscannable_verdict(path, context, UnreadableInput(CORRUPT, f"internal error: {exc!r}"))]
+        verdicts = scan_contained(json.loads(raw), context, fault)
         out.write(json.dumps([v.to_dict() for v in verdicts]).encode() + b"\n")
         out.flush()
 

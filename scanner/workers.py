@@ -60,15 +60,21 @@ def worker_loop(conn: Connection, parent_end: Connection, context: ScanContext, 
         except (EOFError, OSError):
             return
         task, path = json.loads(message)
-        if fault == f"crash:{os.path.basename(path)}":
-            os.abort()
-        try:
-            verdicts = scan_one(path, context)
-        except MemoryError:
-            verdicts = [unscannable_verdict(path, context, UnreadableInput(LIMIT_MEMORY, "memory cap reached"))]
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the run down; it is reported
-            verdicts = [unscannable_verdict(path, context, UnreadableInput(CORRUPT, f"internal error: {exc!r}"))]
+        verdicts = scan_contained(path, context, fault)
         conn.send_bytes(json.dumps([task, [v.to_dict() for v in verdicts]]).encode())
+
+
+def scan_contained(path: str, context: ScanContext, fault: str = "") -> list[Verdict]:
+    """``scan_one`` inside a worker: running out of memory or a bug becomes this file's
+    verdict, never the worker's end. ``fault`` is the FAULT_INJECTION_ENV testing hook."""
+    if fault == f"crash:{os.path.basename(path)}":
+        os.abort()
+    try:
+        return scan_one(path, context)
+    except MemoryError:
+        return [unscannable_verdict(path, context, UnreadableInput(LIMIT_MEMORY, "memory cap reached"))]
+    except Exception as exc:  # noqa: BLE001 - a bug must not take the run down; it is reported
+        return [unscannable_verdict(path, context, UnreadableInput(CORRUPT, f"internal error: {exc!r}"))]
 
 
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

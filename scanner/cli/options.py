@@ -94,3 +94,23 @@ def build_scan_context(library: str | None, settings: Any, model_dir: str | None
         raise click.UsageError("use --model or --no-model, not both")
     return ScanContext(settings=settings, library=open_library(library),
                        model=None if no_model else open_model(model_dir))  # fmt: skip
+
+
+def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--model / --no-model / --review-threshold, the same for every scanning command."""
+    fn = click.option(
+        "--review-threshold",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=None,
+        help="Send to review at this component probability (default: the model's calibrated threshold).",
+    )(fn)
+    fn = click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")(
+        fn
+    )
+    return click.option(
+        "--model",
+        "model_dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Component classifier folder (default: the demo model shipped with meshscan).",
+    )(fn)

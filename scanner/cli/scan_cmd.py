@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, settings_from
+from scanner.cli.options import CommandError, config_options, library_option, model_options, settings_from
 
 
 @click.command("scan")
@@ -24,20 +24,7 @@ from scanner.cli.options import CommandError, config_options, library_option, se
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
               help="Copy flagged files into this quarantine folder.")  # fmt: skip
 @click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Component classifier folder (default: the demo model shipped with meshscan).",
-)
-@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
-@click.option(
-    "--review-threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Send to review at this component probability (default: the model's calibrated threshold).",
-)
+@model_options
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Record every verdict in this SQLite results database (for --resume, report, review).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="With --db: skip files unchanged since their recorded scan.")

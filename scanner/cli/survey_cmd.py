@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, settings_from
+from scanner.cli.options import CommandError, config_options, library_option, model_options, settings_from
 
 
 @click.command("survey")
@@ -26,20 +26,7 @@ from scanner.cli.options import CommandError, config_options, library_option, se
     help="Record the sample's verdicts in this results database (readable by 'meshscan report').",
 )
 @library_option
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Component classifier folder (default: the demo model shipped with meshscan).",
-)
-@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
-@click.option(
-    "--review-threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Send to review at this component probability (default: the model's calibrated threshold).",
-)
+@model_options
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimates as JSON.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")

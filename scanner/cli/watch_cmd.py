@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, build_scan_context, config_options, library_option, settings_from
+from scanner.cli.options import (
+    CommandError,
+    build_scan_context,
+    config_options,
+    library_option,
+    model_options,
+    settings_from,
+)
 
 
 def _lock(state: str) -> int:
@@ -131,20 +138,7 @@ def _lock(state: str) -> int:
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
 @click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Component classifier folder (default: the demo model shipped with meshscan).",
-)
-@click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")
-@click.option(
-    "--review-threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Send to review at this component probability (default: the model's calibrated threshold).",
-)
+@model_options
 @click.option("-v", "--verbose", is_flag=True, help="Also log debug lines (dropped files, idle reconciliations).")
 @library_option
 @config_options
