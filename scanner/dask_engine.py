@@ -3,8 +3,8 @@
 ``meshscan scan ... --engine dask [--scheduler tcp://HOST:8786]`` connects to a running
 scheduler (or starts a ``LocalCluster`` of worker processes when none is given), keeps a
 bounded number of tasks in flight (back-pressure: the listing is consumed only as results
-come back), and streams verdicts back in input order into the same sinks and results DB as
-the local engine. Each worker loads the signature library and the component model once
+come back; small files go several to a task), and streams verdicts back in input order into
+the same sinks and results DB as the local engine. Each worker loads the signature library and the component model once
 (cached per worker process, keyed by library path, settings and model), not once per file.
 Paths may be fsspec URLs, which is how workers on other machines reach the same files
 (``s3://...``, ``gs://...``).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -57,23 +58,54 @@ PROCESS_LOCAL_URLS = ("memory://",)
 """Filesystems that live in the worker's own memory: scanned in the task's thread, unguarded."""
 
 
-def scan_task(path: str, library: str | None, settings_json: str, model: str | None = None) -> str:
-    """The Dask task: verdicts of one upload, as JSON text.
+def scan_task(paths: list[str], library: str | None, settings_json: str, model: str | None = None) -> str:
+    """The Dask task: verdicts of a batch of uploads, as JSON text (one list per upload).
 
-    The scan itself runs in this worker thread's guarded child process (loaded once), so the
+    Each scan runs in this worker thread's guarded child process (loaded once), so the
     per-file time and memory limits hold here as they do in the local engine."""
-    if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
-        verdicts = scan_one(path, _worker_context(library, settings_json, model))
-        return json.dumps([v.to_dict() for v in verdicts])
-    spec = ContextSpec(library, settings_json, model)
+    out = []
+    for path in paths:
+        if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
+            verdicts = scan_one(path, _worker_context(library, settings_json, model))
+        else:
+            verdicts = _guard(ContextSpec(library, settings_json, model)).scan(path)
+        out.append([v.to_dict() for v in verdicts])
+    return json.dumps(out)
+
+
+def _guard(spec: ContextSpec) -> GuardedScanner:
     guards = getattr(_GUARDS, "by_spec", None)
     if guards is None:
         guards = _GUARDS.by_spec = {}
     guard = guards.get(spec)
     if guard is None:
-        limits = settings_from_dict(json.loads(settings_json)).limits
+        limits = settings_from_dict(json.loads(spec.settings_json)).limits
         guard = guards[spec] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes)
-    return json.dumps([v.to_dict() for v in guard.scan(path)])
+    return guard
+
+
+BATCH_FILES = 16
+BATCH_BYTES = 16 * 1024 * 1024
+"""A task carries up to BATCH_FILES uploads or BATCH_BYTES of them (a file whose size is not
+known cheaply - a remote URL - fills a task alone): a task per small file would spend more
+time in the scheduler than in the scan, while big files still spread one per task."""
+
+
+def batches(uploads: Iterable[Upload]) -> Iterator[list[Upload]]:
+    batch: list[Upload] = []
+    size = 0
+    for upload in uploads:
+        try:
+            nbytes = BATCH_BYTES if "://" in upload.path else os.stat(upload.path).st_size
+        except OSError:
+            nbytes = 0
+        if batch and (len(batch) >= BATCH_FILES or size + nbytes > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(upload)
+        size += nbytes
+    if batch:
+        yield batch
 
 
 class DaskEngine:
@@ -108,29 +140,30 @@ class DaskEngine:
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})) or self.jobs)
         limit = workers * self.in_flight_per_worker
-        queue = enumerate(uploads)
-        pending: dict[Any, tuple[int, Upload]] = {}
-        done: dict[int, tuple[Upload, list[Verdict]]] = {}
+        queue = enumerate(batches(uploads))
+        pending: dict[Any, tuple[int, list[Upload]]] = {}
+        done: dict[int, list[tuple[Upload, list[Verdict]]]] = {}
         next_out = 0
         results = as_completed()
-        for index, upload in itertools.islice(queue, limit):
-            results.add(self._submit(index, upload, pending))
+        for index, batch in itertools.islice(queue, limit):
+            results.add(self._submit(index, batch, pending))
         for future in results:
-            index, upload = pending.pop(future)
+            index, batch = pending.pop(future)
             try:
-                verdicts = [Verdict.from_dict(r) for r in json.loads(future.result())]
+                records = json.loads(future.result())
+                done[index] = [(u, [Verdict.from_dict(r) for r in rs]) for u, rs in zip(batch, records, strict=True)]
             except Exception as exc:  # noqa: BLE001 - KilledWorker and friends: report, go on
                 err = UnreadableInput(WORKER_CRASHED, f"{type(exc).__name__}: {exc}")
-                verdicts = [unscannable_verdict(upload.path, self.context, err)]
-            done[index] = (upload, verdicts)
-            for index2, upload2 in itertools.islice(queue, 1):
-                results.add(self._submit(index2, upload2, pending))
+                done[index] = [(u, [unscannable_verdict(u.path, self.context, err)]) for u in batch]
+            for index2, batch2 in itertools.islice(queue, 1):
+                results.add(self._submit(index2, batch2, pending))
             while next_out in done:
-                yield done.pop(next_out)
+                yield from done.pop(next_out)
                 next_out += 1
 
-    def _submit(self, index: int, upload: Upload, pending: dict) -> Any:
-        future = self.client.submit(scan_task, upload.path, self.library, self.settings_json, self.model, pure=False,
+    def _submit(self, index: int, batch: list[Upload], pending: dict) -> Any:
+        paths = [u.path for u in batch]
+        future = self.client.submit(scan_task, paths, self.library, self.settings_json, self.model, pure=False,
                                     key=f"meshscan-scan-{index}-{id(self)}")  # fmt: skip
-        pending[future] = (index, upload)
+        pending[future] = (index, batch)
         return future

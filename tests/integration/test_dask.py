@@ -93,3 +93,20 @@ def test_dask_engine_enforces_the_per_file_time_limit(cluster, tmp_path: Path) -
     with DaskEngine(context, str(LIBRARY), cluster.scheduler_address, jobs=2) as engine:
         out = list(engine.scan([Upload(str(slow), str(tmp_path)), Upload(str(ok), str(DEMO))]))
     assert [(v.verdict, v.reason) for _, vs in out for v in vs] == [("unscannable", "limit:time"), ("flag", None)]
+
+
+def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) -> None:
+    from scanner.batch import Upload
+    from scanner.dask_engine import BATCH_BYTES, BATCH_FILES, batches
+
+    small = []
+    for i in range(BATCH_FILES + 3):
+        (tmp_path / f"s{i:02d}.stl").write_bytes(b"x" * 1000)
+        small.append(Upload(str(tmp_path / f"s{i:02d}.stl"), str(tmp_path)))
+    big = tmp_path / "big.stl"
+    big.write_bytes(b"x" * (BATCH_BYTES // 2 + 1))
+    uploads = [*small, Upload(str(big), str(tmp_path)), Upload(str(big), str(tmp_path)),
+               Upload("s3://bucket/a.stl", "s3://bucket"), Upload("s3://bucket/b.stl", "s3://bucket")]  # fmt: skip
+    sizes = [len(b) for b in batches(uploads)]
+    assert sizes == [BATCH_FILES, 4, 1, 1, 1]  # 3 small + 1 big; the second big alone; remote alone
+    assert [u for b in batches(uploads) for u in b] == uploads  # nothing lost, order kept
