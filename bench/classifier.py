@@ -34,19 +34,10 @@ sys.path.insert(0, str(REPO))
 from fixtures.demo_model import corpus_rows, find_corpus, generated_rows  # noqa: E402
 from scanner.classify.model import BENIGN, load_model  # noqa: E402
 from scanner.classify.train import component_score  # noqa: E402
+from scanner.report.stats import wilson_interval  # noqa: E402
 
 FALSE_REVIEW_TARGET = 0.02
 RECALL_TARGET = 0.90
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def main() -> None:
@@ -125,7 +116,7 @@ def main() -> None:
     for col in ("set", "meshes", "sent to review", "false-review rate", "Wilson 95%", "target", "meets"):
         table.add_column(col, justify="left" if col == "set" else "right")
     k, n = int(hit.sum()), len(hit)
-    lo, hi = wilson(k, n)
+    lo, hi = wilson_interval(k, n)
     table.add_row("every mesh of the public corpus", str(n), str(k), f"{k / n:.1%}", f"{lo:.1%} - {hi:.1%}",
                   f"<= {FALSE_REVIEW_TARGET:.0%}", "yes" if k / n <= FALSE_REVIEW_TARGET else "NO")  # fmt: skip
     console.print(table)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanner.features.sampling import surface_moments
 from scanner.mesh import Mesh
 
 SHAPE_VERSION = "sf3"
@@ -88,16 +89,10 @@ def _dot3(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def _moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area centroid and principal axes (rows, major first) from exact surface moments:
-    E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c."""
-    w = areas / max(areas.sum(), _EPS)
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    centroid = (w[:, None] * (a + b + c)).sum(axis=0) / 3.0
-    a, b, c = a - centroid, b - centroid, c - centroid
-    stacked = np.concatenate([a, b, c, a + b + c])
-    weights = np.tile(w, 4)
-    second = np.einsum("fi,fj->ij", stacked * weights[:, None], stacked)
-    evals, evecs = np.linalg.eigh(second / 12.0)
+    """Area centroid and principal axes (rows, major first) from the exact surface moments
+    the descriptor's sampling uses."""
+    centroid, _, second = surface_moments(tri, areas)
+    evals, evecs = np.linalg.eigh(second)
     return centroid, evecs[:, np.argsort(evals)[::-1]].T, evals
 
 
