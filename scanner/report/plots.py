@@ -141,22 +141,21 @@ def scores_plot(score_values: dict[str, list[float]], review_thresholds: Sequenc
         edgecolor="#333333",
         linewidth=0.4,
     )
-    for t in review_thresholds:
-        ax.axvline(t, color=BLACK, linestyle="--", linewidth=1.2)
-        ax.annotate(
-            f"review threshold {t:.2f}",
-            (t, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -12),
-            textcoords="offset points",
-            fontsize=9,
-        )
+    _mark_thresholds(ax, [(t, f"review threshold {t:.2f}") for t in review_thresholds], "left")
     ax.set_xlim(0, 1)
     ax.set_xlabel("highest component probability (classifier, calibrated)")
     ax.set_ylabel("results (log scale)")
     ax.set_title("Classifier scores")
     ax.legend(title="verdict", frameon=False, loc="upper right", bbox_to_anchor=(1, 0.9))
     return _png(fig)
+
+
+def _mark_thresholds(ax, marks: list[tuple[float, str]], side: str) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """A dashed vertical line per threshold, labelled at the top on the given side of it."""
+    for value, label in marks:
+        ax.axvline(value, color=BLACK, linestyle="--", linewidth=1.2)
+        ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), xytext=(4 if side == "left" else -4, -12),
+                    textcoords="offset points", fontsize=9, ha=side)  # fmt: skip
 
 
 def distances_plot(distances: list[float], thresholds: Sequence[float]) -> bytes | None:
@@ -166,17 +165,7 @@ def distances_plot(distances: list[float], thresholds: Sequence[float]) -> bytes
     fig, ax = _fig(7, 2.8)
     top = max(list(thresholds) + distances) * 1.1 or 0.1
     ax.hist(distances, bins=20, range=(0, top), color=VERMILLION, hatch="//", edgecolor="#333333", linewidth=0.4)
-    for t in thresholds:
-        ax.axvline(t, color=BLACK, linestyle="--", linewidth=1.2)
-        ax.annotate(
-            f"distance threshold {t:g}",
-            (t, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(-4, -12),
-            textcoords="offset points",
-            fontsize=9,
-            ha="right",
-        )
+    _mark_thresholds(ax, [(t, f"distance threshold {t:g}") for t in thresholds], "right")
     ax.set_xlabel("descriptor distance to the matched signature (unitless; 0 = same shape)")
     ax.set_ylabel("flagged results")
     ax.set_title("Near-duplicate match distances")
