@@ -34,6 +34,9 @@ class Limits:
     """Decompressed / compressed size of any member: ratios above this are zip bombs."""
     max_depth: int = 4
     """Archives inside archives; the upload itself is depth 0."""
+    max_bodies: int = 1_000
+    """Separate bodies described in one mesh. Every body is described (a top-N cut-off would
+    let decoys push a part out), so past this the upload is ``limit:bodies``, never ``clear``."""
     max_xml_bytes: int = 512 * MiB
     """Largest 3MF model part parsed as XML."""
     max_seconds: float = 300.0

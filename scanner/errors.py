@@ -25,6 +25,7 @@ LIMIT_MEMBERS: Final = "limit:members"
 LIMIT_RATIO: Final = "limit:ratio"
 LIMIT_DEPTH: Final = "limit:depth"
 LIMIT_XML: Final = "limit:xml"
+LIMIT_BODIES: Final = "limit:bodies"
 LIMIT_TIME: Final = "limit:time"
 LIMIT_MEMORY: Final = "limit:memory"
 WORKER_CRASHED: Final = "worker-crashed"
@@ -47,6 +48,7 @@ REASON_CODES: Final = frozenset(
         LIMIT_RATIO,
         LIMIT_DEPTH,
         LIMIT_XML,
+        LIMIT_BODIES,
         LIMIT_TIME,
         LIMIT_MEMORY,
         WORKER_CRASHED,

@@ -95,12 +95,21 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray) -> tup
     return p32[perm[new]], inverse
 
 
+DEGENERATE_HEIGHT = 2e-6
+"""A triangle whose height is below this share of its longest edge carries no surface: float32
+coordinates hold about 7 digits, so a collinear sliver comes out of a file with a relative
+height of about 1e-7; the thinnest real facets of CAD exports are orders of magnitude wider."""
+
+
 @dataclass(eq=False)
 class Mesh:
     """Triangles of one file or archive member, with where they came from.
 
     ``groups`` (optional, one int per face) keeps the objects the file itself declares
-    (OBJ ``o``/``g``, 3MF objects, archive members): bodies never cross a group.
+    (OBJ ``o``/``g``, ASCII STL ``solid`` blocks, 3MF objects) for reports only. Bodies come
+    from the welded geometry's connectivity and ignore groups: a slicer prints triangles, not
+    names, so an uploader who declares one group per triangle must not be able to hide a part
+    in groups too small to describe.
     """
 
     vertices: np.ndarray
@@ -139,6 +148,51 @@ class Mesh:
         return triangle_keys(self.corner_keys)
 
     @cached_property
+    def surface_mask(self) -> np.ndarray:
+        """True for the triangles that carry surface: not degenerate, not a repeat.
+
+        Why: an uploader can pad a part with triangles a printer never sees - zero-area or
+        collinear slivers (whose float32 area can come out as real weight), or every
+        triangle twice (also with the winding flipped) - to move its descriptor. Areas are
+        judged in float64 from the float32 corners, relative to the longest edge, so the test
+        does not depend on the model's size; repeats are found by the winding- and
+        corner-order-independent triangle keys."""
+        n = self.triangle_count
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        t = self.corners32.astype(np.float64)
+        cross = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+        twice_area = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+        edges = (t[:, 1] - t[:, 0], t[:, 2] - t[:, 1], t[:, 0] - t[:, 2])
+        longest_sq = np.max([np.einsum("ij,ij->i", d, d) for d in edges], axis=0)
+        keep = twice_area > DEGENERATE_HEIGHT * longest_sq
+        k1, k2 = self.triangle_keys
+        ordered = np.sort(k1)
+        if np.any(ordered[1:] == ordered[:-1]):
+            order = np.lexsort((k2, k1))
+            a, b = k1[order], k2[order]
+            repeat = np.zeros(n, dtype=bool)
+            repeat[order[1:]] = (a[1:] == a[:-1]) & (b[1:] == b[:-1])
+            keep &= ~repeat
+        return keep
+
+    def surface(self) -> Mesh:
+        """The mesh without degenerate and repeated triangles (itself when it has none): the
+        surface that descriptors read and that bodies are found in."""
+        keep = self.surface_mask
+        if keep.all():
+            return self
+        out = Mesh(
+            vertices=np.ascontiguousarray(self.corners32[keep]).reshape(-1, 3),
+            faces=None,
+            source=self.source,
+            member=self.member,
+            format=self.format,
+        )
+        out.__dict__["corner_keys"] = self.corner_keys[keep]
+        return out
+
+    @cached_property
     def _welded(self) -> tuple[np.ndarray, np.ndarray]:
         """(unique float32 vertices, (F, 3) face indices into them)."""
         unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1))
@@ -154,7 +208,7 @@ class Mesh:
 
     @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:
-        """Connected components of faces sharing a vertex, never crossing a declared group."""
+        """Connected components of faces sharing a welded vertex (declared groups are ignored)."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -163,13 +217,6 @@ class Mesh:
         if n_faces == 0:
             return 0, np.zeros(0, dtype=np.int64)
         nv = len(self.welded_vertices)
-        if self.groups is not None and len(np.unique(self.groups)) > 1:
-            # give each group its own copy of the vertex ids so components stay inside it
-            g = np.asarray(self.groups, dtype=np.int64)
-            pair_keys = g[:, None] * nv + faces
-            uniq, inv = np.unique(pair_keys, return_inverse=True)
-            faces = inv.reshape(-1, 3)
-            nv = len(uniq)
         rows = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
         cols = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
         graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(nv, nv))
@@ -193,7 +240,7 @@ class Mesh:
         return self._body_labels[1]
 
     def bodies(self) -> list[Mesh]:
-        """Each connected component (within each declared group) as its own Mesh."""
+        """Each connected component of the welded geometry as its own Mesh."""
         n, labels = self._body_labels
         if n <= 1:
             return [self] if self.triangle_count else []

@@ -29,7 +29,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.config import Settings
-from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
+from scanner.errors import CORRUPT, LIMIT_MEMORY, MeshscanError, UnreadableInput
 from scanner.library import SignatureLibrary
 from scanner.loading import iter_blob_meshes
 from scanner.mesh import Mesh
@@ -39,6 +39,10 @@ from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 if TYPE_CHECKING:
     from scanner.classify.model import ComponentModel
     from scanner.features import Descriptor
+
+
+class NoLibraryError(MeshscanError):
+    """Scanning was asked for with nothing to match against: an error, never a silent clear."""
 
 
 @dataclass
@@ -71,6 +75,10 @@ def _now() -> str:
 def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None) -> list[Verdict]:
     """Verdicts for one upload: one per mesh file, or one per archive member."""
     context = context or ScanContext()
+    if context.library is None:
+        raise NoLibraryError("no signature library loaded: scanning without one would call everything clear")
+    if len(context.library) == 0 and context.model is None:
+        raise NoLibraryError("the signature library is empty and no classifier is loaded: nothing could flag")
     path = os.fspath(source)
     limits = context.settings.limits
     try:
@@ -79,6 +87,7 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
         return [unscannable_verdict(path, context, err)]
     sha = blob_sha256(blob)
     verdicts = []
+    members: list[tuple[Verdict, Mesh]] = []
     for result in iter_blob_meshes(blob, limits, path):
         base = Verdict(
             path=path,
@@ -94,13 +103,51 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
         if result.error is not None:
             verdicts.append(_unscannable(base, result.error))
             continue
-        try:
-            verdicts.append(_judge(base, result.mesh, context, whole_file=result.member is None))
-        except MemoryError:
-            verdicts.append(_unscannable(base, UnreadableInput(LIMIT_MEMORY, "ran out of memory while describing")))
-        except (ValueError, FloatingPointError) as exc:
-            verdicts.append(_unscannable(base, UnreadableInput(CORRUPT, f"cannot describe: {exc}")))
+        verdicts.append(_judge_guarded(base, result.mesh, context, whole_file=result.member is None))
+        if verdicts[-1].verdict != UNSCANNABLE:
+            members.append((verdicts[-1], result.mesh))
+    _judge_members_together(path, members, context)
     return verdicts
+
+
+def _judge_guarded(base: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Verdict:
+    try:
+        return _judge(base, mesh, context, whole_file=whole_file)
+    except UnreadableInput as err:
+        return _unscannable(base, err)
+    except MemoryError:
+        return _unscannable(base, UnreadableInput(LIMIT_MEMORY, "ran out of memory while describing"))
+    except (ValueError, FloatingPointError) as exc:
+        return _unscannable(base, UnreadableInput(CORRUPT, f"cannot describe: {exc}"))
+
+
+def _judge_members_together(path: str, members: list[tuple[Verdict, Mesh]], context: ScanContext) -> None:
+    """Match an archive's mesh members as one upload when none flagged on its own.
+
+    Why: a part cut into pieces, one piece per member, reassembles in the slicer; each piece
+    alone is far from the signature, the pieces together are not. Members that flag alone
+    keep their own evidence; the others are flagged with the joint evidence, naming the
+    members. Bounded by the triangle limit, so joining cannot cost more than one large file."""
+    if any(v.verdict == FLAG for v, _ in members):
+        return
+    # allowlisted members were judged benign by a person; the rest are read together
+    members = [(v, m) for v, m in members if context.library.allowed(None, v.geometry_hash) is None]
+    if len(members) < 2:
+        return
+    if sum(m.triangle_count for _, m in members) > context.settings.limits.max_triangles:
+        return
+    from scanner.loading import join
+
+    joint = Verdict(path=path, member=None, verdict=UNSCANNABLE, scanner_version=__version__)
+    matching_only = ScanContext(settings=context.settings, library=context.library, model=None)
+    joint = _judge_guarded(joint, join([m for _, m in members], path), matching_only, whole_file=False)
+    if joint.verdict != FLAG:
+        return
+    names = ", ".join(v.member or "?" for v, _ in members)
+    subject = f"this member matches nothing alone, but the {len(members)} mesh members of the upload together ({names})"
+    for v, _ in members:
+        v.verdict, v.category, v.matches = FLAG, joint.category, joint.matches
+        v.explanation = _explain(joint.matches[0], len({m.signature_id for m in joint.matches}), subject)
 
 
 def unscannable_verdict(path: str, context: ScanContext, err: UnreadableInput) -> Verdict:
@@ -129,8 +176,10 @@ class _Shape:
     """The mesh's descriptor, computed on first use and then shared by matching and the
     classifier (it is the expensive part of a scan)."""
 
-    def __init__(self, mesh: Mesh) -> None:
-        self.mesh = mesh
+    def __init__(self, mesh: Mesh, max_bodies: int) -> None:
+        self.mesh = mesh.surface()
+        """Without degenerate and repeated triangles: what every descriptor reads."""
+        self.max_bodies = max_bodies
         self._desc: Descriptor | None = None
         self._whole: np.ndarray | None = None
 
@@ -138,14 +187,17 @@ class _Shape:
         if self._desc is None:
             from scanner.features import describe
 
-            self._desc = describe(self.mesh)
+            self._desc = describe(self.mesh, self.max_bodies)
             self._whole = self._desc.whole
         return self._desc
 
     def whole(self) -> np.ndarray:
         if self._whole is None:
+            from scanner.errors import EMPTY
             from scanner.features import describe_triangles
 
+            if self.mesh.triangle_count == 0:
+                raise UnreadableInput(EMPTY, "no triangle with any area")
             self._whole = describe_triangles(self.mesh.corners32, self.mesh.corner_keys)
         return self._whole
 
@@ -153,21 +205,9 @@ class _Shape:
 def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Verdict:
     v.geometry_hash = mesh.geometry_hash
     v.triangles = mesh.triangle_count
-    v.bodies = mesh.body_count
-    shape = _Shape(mesh)
+    shape = _Shape(mesh, context.settings.limits.max_bodies)
+    v.bodies = shape.mesh.body_count
     lib = context.library
-    if lib is not None:
-        allowed = lib.allowed(v.sha256 if whole_file else None, v.geometry_hash)
-        if allowed is not None:
-            v.verdict = CLEAR
-            v.explanation = "on the allowlist of known-benign files" + (f" ({allowed.note})" if allowed.note else "")
-            return v
-    if lib is None or len(lib) == 0:
-        if context.model is None:
-            v.verdict = CLEAR
-            v.explanation = "no signature library loaded; nothing to match against"
-            return v
-        return _classify(v, shape, context, "no signature library loaded")
     file_sha = v.sha256 if whole_file else None
     threshold = context.settings.match.distance_threshold
     matches: list[Match] = []
@@ -177,6 +217,15 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
             matches.append(Match(s.id, s.category, 0.0, threshold, None, kind))
         if matches:
             break
+    allowed = lib.allowed(file_sha, v.geometry_hash)
+    if allowed is not None and not matches:
+        # an exact signature match beats the allowlist: a merged or mistaken allowlist entry
+        # must not silence a known file; it only suppresses near-duplicate and classifier hits
+        v.verdict = CLEAR
+        v.explanation = "on the allowlist of known-benign files" + (f" ({allowed.note})" if allowed.note else "")
+        return v
+    if len(lib) == 0:
+        return _classify(v, shape, context, "the signature library is empty")
     if not matches:
         matches = _near_duplicates(shape, lib, context)
     if not matches:
@@ -191,11 +240,13 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
     best = matches[0]
     v.category = best.category
     v.explanation = _explain(best, len({m.signature_id for m in matches}))
+    if allowed is not None:
+        v.explanation += "; it is also on the allowlist, but an exact signature match wins over an allowlist entry"
     if context.model is not None:  # the classifier's view is evidence too
         from scanner.classify.explain import assess
         from scanner.classify.features import feature_row
 
-        v.scores = assess(context.model, feature_row(mesh, shape.whole())).scores
+        v.scores = assess(context.model, feature_row(shape.mesh, shape.whole())).scores
     return v
 
 
@@ -234,7 +285,8 @@ def _near_duplicates(shape: _Shape, lib: SignatureLibrary, context: ScanContext)
     best: dict[tuple[int, int | None], Match] = {}
     for h in sorted(hits, key=lambda h: h.distance):
         body = bodies[h.query_row]
-        key = (h.signature, None if body < 0 else body)
+        body = None if body == -1 else body
+        key = (h.signature, body)
         if key in best:
             continue
         s = lib.signatures[h.signature]
@@ -243,15 +295,25 @@ def _near_duplicates(shape: _Shape, lib: SignatureLibrary, context: ScanContext)
             category=s.category,
             distance=round(h.distance, 5),
             threshold=round(h.threshold, 5),
-            body=None if body < 0 else body,
+            body=body,
             kind="near-duplicate",
             signature_body=None if h.body < 0 else h.body,
         )
     return sorted(best.values(), key=lambda m: m.distance)
 
 
-def _explain(best: Match, n_signatures: int) -> str:
-    where = "the whole file" if best.body is None else f"body {best.body}"
+def _where(body: int | None) -> str:
+    from scanner.features import LOOSE_ROW
+
+    if body is None:
+        return "the whole file"
+    if body == LOOSE_ROW:
+        return "its loose triangles (bodies too small to enclose a volume), taken together"
+    return f"body {body}"
+
+
+def _explain(best: Match, n_signatures: int, subject: str = "the upload") -> str:
+    where = _where(best.body)
     if best.kind == "sha256":
         what = f"is byte-for-byte the known file {best.signature_id}"
     elif best.kind == "geometry":
@@ -263,4 +325,4 @@ def _explain(best: Match, n_signatures: int) -> str:
             + f": shape distance {best.distance:.4f} <= threshold {best.threshold:g}"
         )
     more = f"; {n_signatures - 1} other signature(s) also match" if n_signatures > 1 else ""
-    return f"flagged as {best.category.replace('_', ' ')}: the upload {what}{more}"
+    return f"flagged as {best.category.replace('_', ' ')}: {subject} {what}{more}"

@@ -19,7 +19,8 @@ class Match:
     distance: float
     threshold: float
     body: int | None
-    """Body of the upload that matched (None: the whole file); see ``kind``."""
+    """Body of the upload that matched (None: the whole file; -2: its loose triangles, i.e.
+    all bodies too small to enclose a volume, pooled); see ``kind``."""
     kind: str = "near-duplicate"
     """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
     signature_body: int | None = None

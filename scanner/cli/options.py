@@ -16,6 +16,7 @@ LIMIT_OPTIONS = {
     "max_ratio": "highest compression ratio accepted (zip bombs)",
     "max_depth": "deepest archive nesting",
     "max_xml_bytes": "largest 3MF XML part",
+    "max_bodies": "most separate bodies described in one mesh (more: limit:bodies, never clear)",
     "max_seconds": "wall-clock seconds per upload (scan workers)",
     "max_memory_bytes": "address-space cap per scan worker, bytes",
 }
@@ -92,8 +93,14 @@ def build_scan_context(library: str | None, settings: Any, model_dir: str | None
 
     if no_model and model_dir:
         raise click.UsageError("use --model or --no-model, not both")
-    return ScanContext(settings=settings, library=open_library(library),
-                       model=None if no_model else open_model(model_dir))  # fmt: skip
+    context = ScanContext(settings=settings, library=open_library(library),
+                          model=None if no_model else open_model(model_dir))  # fmt: skip
+    if len(context.library) == 0 and context.model is None:
+        raise CommandError(
+            "the signature library holds no signatures and no classifier is loaded: every upload would read "
+            "clear; enrol signatures (meshscan signatures add) or drop --no-model"
+        )
+    return context
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

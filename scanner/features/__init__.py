@@ -1,8 +1,8 @@
 """Versioned, invariant shape descriptors for a mesh and each of its bodies.
 
-``describe(mesh)`` returns a :class:`Descriptor`: one vector for the whole file and one per
-body (the largest bodies first, at most ``MAX_BODIES``), with the exact identities beside
-them. The descriptor version names every family and its version; a signature library built
+``describe(mesh)`` returns a :class:`Descriptor`: one vector for the whole surface and one
+per body (every body, largest first, plus one row pooling loose triangles), with the exact
+identities beside them. The descriptor version names every family and its version; a signature library built
 with another version is refused rather than silently compared.
 """
 
@@ -21,10 +21,14 @@ SAMPLING_VERSION = "ms2"
 shifted low-discrepancy lattice inside each triangle (less noise per point, so fewer points)."""
 DESCRIPTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
 DESCRIPTOR_SIZE = sum(f.size for f in FAMILIES)
-MAX_BODIES = 32
-"""Bodies described per file (largest by area): enough for any printable part bundle."""
 MIN_BODY_TRIANGLES = 4
-"""Smaller bodies (stray triangles, labels) are not described on their own."""
+"""Bodies with fewer triangles cannot enclose a volume; they are not described one by one but
+pooled into one "loose triangles" row, so a part taken apart into single triangles (or any
+soup that does not weld) is still described as a whole."""
+LOOSE_ROW = -2
+"""Body number of the pooled row of loose triangles (``-1`` is the whole file)."""
+MIN_LOOSE_SHARE = 0.01
+"""The loose row is described when loose triangles hold at least this share of the area."""
 
 _SLICES: dict[str, slice] = {}
 _start = 0
@@ -57,7 +61,7 @@ class Descriptor:
     geometry_hash: str
 
     def rows(self) -> tuple[np.ndarray, list[int]]:
-        """All vectors as a matrix, with body numbers (-1 = whole file).
+        """All vectors as a matrix, with body numbers (-1 = whole file, -2 = loose triangles).
 
         A one-body file has just its whole-file row (the body is the same surface)."""
         if self.body_count <= 1:
@@ -65,23 +69,49 @@ class Descriptor:
         return np.stack([self.whole, *self.bodies]), [-1, *self.body_ids]
 
 
-def describe(mesh: Mesh) -> Descriptor:
-    """Describe a mesh and its largest bodies."""
-    tri, keys = mesh.corners32, mesh.corner_keys
+def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
+    """Describe a mesh's surface and every one of its bodies.
+
+    The surface excludes degenerate and repeated triangles (:meth:`Mesh.surface`), and bodies
+    are its welded connected components. Every body of at least ``MIN_BODY_TRIANGLES`` is
+    described, largest first, however many there are: decoys cannot push a part out of the
+    description. More than ``max_bodies`` of them (``Limits.max_bodies``) is an
+    :class:`UnreadableInput` (``limit:bodies``), because a verdict on part of the bodies would
+    claim more than was read. Smaller bodies are pooled into one row (``LOOSE_ROW``).
+    """
+    from scanner.config import Limits
+    from scanner.errors import EMPTY, LIMIT_BODIES, UnreadableInput
+
+    max_bodies = Limits().max_bodies if max_bodies is None else max_bodies
+    surface = mesh.surface()
+    if surface.triangle_count == 0:
+        raise UnreadableInput(EMPTY, "no triangle with any area")
+    tri, keys = surface.corners32, surface.corner_keys
     whole = describe_triangles(tri, keys)
-    n = mesh.body_count
+    n = surface.body_count
     bodies, ids = [], []
     if n > 1:
-        labels = mesh.body_labels()
+        labels = surface.body_labels()
         counts = np.bincount(labels, minlength=n)
         areas = triangle_areas(tri).astype(np.float64)
         body_area = np.bincount(labels, weights=areas, minlength=n)
-        order = np.argsort(-body_area, kind="stable")
-        order = [b for b in order if counts[b] >= MIN_BODY_TRIANGLES and body_area[b] > 0][:MAX_BODIES]
+        solid = counts >= MIN_BODY_TRIANGLES
+        if int(solid.sum()) > max_bodies:
+            raise UnreadableInput(
+                LIMIT_BODIES, f"{int(solid.sum())} bodies of {MIN_BODY_TRIANGLES}+ triangles (limit {max_bodies})"
+            )
+        order = [int(b) for b in np.argsort(-body_area, kind="stable") if solid[b] and body_area[b] > 0]
+        by_body = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)])
         for b in order:
-            mask = labels == b
-            bodies.append(describe_triangles(tri[mask], keys[mask]))
-            ids.append(int(b))
+            faces = by_body[starts[b] : starts[b + 1]]
+            bodies.append(describe_triangles(tri[faces], keys[faces]))
+            ids.append(b)
+        loose = ~solid[labels]
+        loose_area = float(areas[loose].sum())
+        if loose.sum() >= MIN_BODY_TRIANGLES and loose_area >= MIN_LOOSE_SHARE * float(areas.sum()) and order:
+            bodies.append(describe_triangles(tri[loose], keys[loose]))
+            ids.append(LOOSE_ROW)
     else:
         bodies, ids = [whole], [0]
     return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash)

@@ -110,12 +110,32 @@ def test_interleaved_faces_of_two_bodies():
     assert [b.triangle_count for b in mesh.bodies()] == [12, 12]
 
 
-def test_cubes_sharing_a_corner_are_one_body_unless_grouped():
+def test_cubes_sharing_a_corner_are_one_body_whatever_the_groups():
     v2, f2 = unit_cube((1.0, 1.0, 1.0))  # touches at (1, 1, 1)
     v, f = np.concatenate([CUBE_V, v2]), np.concatenate([CUBE_F, f2 + 8])
     assert soup_mesh(v, f).body_count == 1
-    groups = np.repeat([0, 1], 12)
-    assert soup_mesh(v, f, groups=groups).body_count == 2
+    # declared groups are names, not bodies: a printer prints the welded triangles
+    assert soup_mesh(v, f, groups=np.repeat([0, 1], 12)).body_count == 1
+    assert soup_mesh(v, f, groups=np.arange(24)).body_count == 1
+
+
+def test_one_group_per_triangle_still_one_body():
+    assert soup_mesh(CUBE_V, CUBE_F, groups=np.arange(12)).body_count == 1
+
+
+def test_surface_drops_repeated_and_degenerate_triangles():
+    tri = CUBE_V[CUBE_F]
+    flipped = tri[:, ::-1]  # every triangle again, winding reversed
+    a, b = tri[0, 0], tri[0, 1]
+    sliver = np.stack([a, b, a + (b - a) * np.float32(0.37)])[None]  # collinear: no area
+    padded = np.concatenate([tri, flipped, np.repeat(sliver, 50, axis=0)])
+    mesh = Mesh(vertices=padded.reshape(-1, 3))
+    assert mesh.triangle_count == 12 + 12 + 50
+    surface = mesh.surface()
+    assert surface.triangle_count == 12
+    assert surface.geometry_hash == soup_mesh(CUBE_V, CUBE_F).geometry_hash
+    clean = soup_mesh(CUBE_V, CUBE_F)
+    assert clean.surface() is clean
 
 
 def test_single_body_returns_itself():

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import trimesh
 from click.testing import CliRunner
 
 import scanner
@@ -82,8 +83,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in UPLOADS:
         shutil.copy(DEMO / name, root / "uploads" / name)
     lib_a = SignatureLibrary.create(root / "lib-a")
-    assert enrol(lib_a, DEMO / FLAGGED, "barrel", "test setup")[0].status == "added"
-    assert enrol(lib_a, DEMO / IN_BUNDLE, "slide_or_cylinder", "test setup")[0].status == "added"
+    # enrol rotated re-exports, so the uploads flag as near-duplicates: a reviewer can allowlist
+    # a near-duplicate false positive, but never a signature's own exact geometry
+    (root / "known").mkdir()
+    for name, category in ((FLAGGED, "barrel"), (IN_BUNDLE, "slide_or_cylinder")):
+        known = trimesh.load(DEMO / name, force="mesh")
+        known.apply_transform(trimesh.transformations.rotation_matrix(0.7, [1, 2, 3]))
+        known.export(root / "known" / (Path(name).stem + ".obj"))
+        assert enrol(lib_a, root / "known" / (Path(name).stem + ".obj"), category, "test setup")[0].status == "added"
     lib_a.save()
     with zipfile.ZipFile(root / "uploads" / "bundle.zip", "w") as zf:
         zf.write(DEMO / IN_BUNDLE, "parts/slide.stl")
@@ -251,7 +258,9 @@ def test_id_is_stable_across_rescans_of_the_same_content(ws: Path) -> None:
 
 def test_confirm_enrols_the_file_so_a_rescan_flags_it(ws: Path) -> None:
     rel = f"uploads/{REVIEW_OLD}"
-    assert rescan(rel, "lib-b")["verdict"] != "flag"
+    # an empty library with no classifier is refused (it would clear everything), not a pass
+    refused = CliRunner().invoke(cli, [*SCAN, rel, "--library", "lib-b", "--format", "jsonl"])
+    assert refused.exit_code not in (0, 1) and "holds no signatures" in refused.output
     before = SignatureLibrary.load("lib-b").library_version
     target = id_of(queue(), REVIEW_OLD)
     result = review("--decide", target, "confirm", "--by", "ann", "--reason", "matches case 17", "--enrol", "lib-b",

@@ -171,13 +171,17 @@ def test_ascii_stl_two_solids_are_two_bodies(tmp_path):
     assert [b.triangle_count for b in mesh.bodies()] == [4, 4]
 
 
-def test_ascii_stl_two_touching_solids_stay_two_bodies(tmp_path):
-    """Declared solids are separate bodies even where they share a corner."""
+def test_ascii_stl_solids_are_names_not_bodies(tmp_path):
+    """Declared solids are kept as names; bodies follow the welded geometry (one solid block
+    per triangle must not split a part into undescribed pieces)."""
     v, f = tetra()
     a = ascii_stl(soup(v, f), name="first")
     b = ascii_stl(soup(v + [1.0, 0.0, 0.0], f), name="second")  # shares the corner (1, 0, 0)
     mesh = scanner.load(write(tmp_path, "two.stl", a + b))
-    assert mesh.body_count == 2
+    assert mesh.body_count == 1
+    assert mesh.group_names == ["first", "second"]
+    apart = scanner.load(write(tmp_path, "apart.stl", a + ascii_stl(soup(v + [5.0, 0.0, 0.0], f), name="b")))
+    assert apart.body_count == 2
 
 
 @pytest.mark.parametrize(
