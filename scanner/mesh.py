@@ -101,6 +101,18 @@ coordinates hold about 7 digits, so a collinear sliver comes out of a file with 
 height of about 1e-7; the thinnest real facets of CAD exports are orders of magnitude wider."""
 
 
+def _height_ratio(t: np.ndarray) -> np.ndarray:
+    """Twice the area over the longest edge squared (the height as a share of that edge)."""
+    e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    cross = np.cross(e1, e2)
+    e3 = e2 - e1
+    longest_sq = np.maximum(np.maximum(np.einsum("ij,ij->i", e1, e1), np.einsum("ij,ij->i", e2, e2)),
+                            np.einsum("ij,ij->i", e3, e3))  # fmt: skip
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(np.einsum("ij,ij->i", cross, cross)) / longest_sq
+    return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
+
+
 @dataclass(eq=False)
 class Mesh:
     """Triangles of one file or archive member, with where they came from.
@@ -160,12 +172,10 @@ class Mesh:
         n = self.triangle_count
         if n == 0:
             return np.zeros(0, dtype=bool)
-        t = self.corners32.astype(np.float64)
-        cross = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-        twice_area = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-        edges = (t[:, 1] - t[:, 0], t[:, 2] - t[:, 1], t[:, 0] - t[:, 2])
-        longest_sq = np.max([np.einsum("ij,ij->i", d, d) for d in edges], axis=0)
-        keep = twice_area > DEGENERATE_HEIGHT * longest_sq
+        keep = np.ones(n, dtype=bool)
+        thin = np.flatnonzero(_height_ratio(self.corners32) < 1e-3)  # float32: a cheap first pass
+        if len(thin):
+            keep[thin] = _height_ratio(self.corners32[thin].astype(np.float64)) > DEGENERATE_HEIGHT
         k1, k2 = self.triangle_keys
         ordered = np.sort(k1)
         if np.any(ordered[1:] == ordered[:-1]):
