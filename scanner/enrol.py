@@ -12,6 +12,11 @@ from scanner.inspect import file_sha256
 from scanner.library import Signature, SignatureLibrary
 from scanner.loading import iter_meshes
 
+MIN_MATCHABLE_BODY_SHARE = 0.2
+"""A signature body holding less of its file's surface than this is not matchable on its own
+(threshold 0: exact copies only). Small bodies are where unrelated files look alike (issue 11:
+3 of 4 false matches among 147 enrolled printed parts were on one pin- or nut-like body)."""
+
 SAMPLING_NOISE = 0.02
 """Distance at which a rotated or re-exported copy of a mesh lands from itself (p95 0.016 in
 bench/robustness.py on the public corpus)."""
@@ -80,6 +85,9 @@ def enrol(
             bodies=desc.body_count,
         )
         thresholds = row_thresholds(vectors, threshold)
+        # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
+        # it matches only an identical copy, never a look-alike on its own
+        thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
         added = lib.add(sig, vectors, bodies, thresholds)
         status = "added" if added else "duplicate"
         out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max())))

@@ -59,6 +59,15 @@ class Descriptor:
     """Body number (as in ``Mesh.bodies()``) of each row of ``bodies``."""
     body_count: int
     geometry_hash: str
+    body_shares: list[float] | None = None
+    """Share of the surface area of each row of ``bodies`` (None: not measured)."""
+
+    def row_shares(self) -> np.ndarray:
+        """Area share of each row of :meth:`rows` (the whole file is 1)."""
+        if self.body_count <= 1:
+            return np.ones(1)
+        shares = self.body_shares if self.body_shares is not None else [1.0] * len(self.bodies)
+        return np.asarray([1.0, *shares])
 
     def rows(self) -> tuple[np.ndarray, list[int]]:
         """All vectors as a matrix, with body numbers (-1 = whole file, -2 = loose triangles).
@@ -103,15 +112,18 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
         order = [int(b) for b in np.argsort(-body_area, kind="stable") if solid[b] and body_area[b] > 0]
         by_body = np.argsort(labels, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
+        total = float(areas.sum())
+        shares = []
         for b in order:
             faces = by_body[starts[b] : starts[b + 1]]
             bodies.append(describe_triangles(tri[faces], keys[faces]))
             ids.append(b)
+            shares.append(float(body_area[b]) / total)
         loose = ~solid[labels]
         loose_area = float(areas[loose].sum())
-        if loose.sum() >= MIN_BODY_TRIANGLES and loose_area >= MIN_LOOSE_SHARE * float(areas.sum()) and order:
+        if loose.sum() >= MIN_BODY_TRIANGLES and loose_area >= MIN_LOOSE_SHARE * total and order:
             bodies.append(describe_triangles(tri[loose], keys[loose]))
             ids.append(LOOSE_ROW)
-    else:
-        bodies, ids = [whole], [0]
-    return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash)
+            shares.append(loose_area / total)
+        return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash, shares)
+    return Descriptor(DESCRIPTOR_VERSION, whole, [whole], [0], n, mesh.geometry_hash, [1.0])

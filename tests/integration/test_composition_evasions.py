@@ -161,3 +161,27 @@ def test_part_split_across_archive_members_flags(tmp_path: Path) -> None:
         assert [r["verdict"] for r in records] == ["flag", "flag"], (err, [r["explanation"] for r in records])
         assert all("members of the upload together" in r["explanation"] for r in records)
         assert code == 1
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scanner.cli", *args], capture_output=True, text=True, timeout=240,
+                          cwd=REPO)  # fmt: skip
+
+
+def test_small_body_of_a_signature_is_not_matchable_alone(tmp_path: Path) -> None:
+    """A signature file holding the part and a small generic body (a plain block): a benign
+    upload that is just such a block must not flag; the part alone still does."""
+    tri = part(ENROLLED[0])
+    extent = float(np.ptp(tri.reshape(-1, 3), axis=0).max())
+    block = box_triangles(extent * 0.15, (extent * 2.0, 0.0, 0.0))
+    write_stl(tmp_path / "known.stl", np.concatenate([tri, block]))
+    lib = tmp_path / "lib"
+    assert cli("signatures", "init", "--library", str(lib)).returncode == 0
+    added = cli("signatures", "add", str(tmp_path / "known.stl"), "--category", "barrel", "--source", "t",
+                "--library", str(lib))  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    lone = box_triangles(extent * 0.4, (0.0, 0.0, 0.0))  # the same block shape, scaled and moved
+    write_stl(tmp_path / "block.stl", lone)
+    write_stl(tmp_path / "part.stl", tri[:, ::-1] * 1.7)  # the part alone, re-wound and scaled
+    code, records, err = scan(str(tmp_path / "block.stl"), str(tmp_path / "part.stl"), "--library", str(lib))
+    assert [r["verdict"] for r in records] == ["clear", "flag"], (err, [r["explanation"] for r in records])
