@@ -317,19 +317,6 @@ class SignatureLibrary:
                 return a
         return None
 
-    def index(self):  # noqa: ANN201 - NearDuplicateIndex, imported lazily
-        """A near-duplicate index over this library's rows (cached)."""
-        cached = getattr(self, "_index", None)
-        if cached is None:
-            from scanner.index import NearDuplicateIndex
-
-            cached = NearDuplicateIndex()
-            if len(self.rows):
-                cached.add(self.vectors, self.rows[:, 0], self.rows[:, 1], self.thresholds)
-            cached.build()
-            self._index = cached
-        return cached
-
     def export_json(self) -> dict[str, Any]:
         """The whole library as one JSON document (descriptors included; still no geometry)."""
         entries = []

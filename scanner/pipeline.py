@@ -39,6 +39,7 @@ from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 if TYPE_CHECKING:
     from scanner.classify.model import ComponentModel
     from scanner.features import Descriptor
+    from scanner.matching import Matcher
 
 
 class NoLibraryError(MeshscanError):
@@ -51,6 +52,19 @@ class ScanContext:
     library: SignatureLibrary | None = None
     model: ComponentModel | None = None
     """The component classifier for files that match no signature (None: matching only)."""
+
+    _matcher: Matcher | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def matcher(self) -> Matcher:
+        """The library's indexes, built on first use and shared by every scan of this context."""
+        if self.library is None:
+            raise NoLibraryError("no signature library loaded: scanning without one would call everything clear")
+        if self._matcher is None or self._matcher.library is not self.library:
+            from scanner.matching import Matcher
+
+            self._matcher = Matcher.build(self.library)
+        return self._matcher
 
     @property
     def library_version(self) -> str | None:
@@ -131,7 +145,7 @@ def _judge_members_together(path: str, members: list[tuple[Verdict, Mesh]], cont
     if any(v.verdict == FLAG for v, _ in members):
         return
     # allowlisted members were judged benign by a person; the rest are read together
-    members = [(v, m) for v, m in members if context.library.allowed(None, v.geometry_hash) is None]
+    members = [(v, m) for v, m in members if context.matcher.allowed(None, v.geometry_hash) is None]
     if len(members) < 2:
         return
     if sum(m.triangle_count for _, m in members) > context.settings.limits.max_triangles:
@@ -207,27 +221,23 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
     v.triangles = mesh.triangle_count
     shape = _Shape(mesh, context.settings.limits.max_bodies)
     v.bodies = shape.mesh.body_count
-    lib = context.library
     file_sha = v.sha256 if whole_file else None
     threshold = context.settings.match.distance_threshold
-    matches: list[Match] = []
-    for kind, found in (("sha256", lib.find(sha256=file_sha)), ("geometry", lib.find(geometry_hash=v.geometry_hash))):
-        for i in found:
-            s = lib.signatures[i]
-            matches.append(Match(s.id, s.category, 0.0, threshold, None, kind))
-        if matches:
-            break
-    allowed = lib.allowed(file_sha, v.geometry_hash)
+    matcher = context.matcher
+    matches = matcher.exact(file_sha, v.geometry_hash, threshold)
+    allowed = matcher.allowed(file_sha, v.geometry_hash)
     if allowed is not None and not matches:
         # an exact signature match beats the allowlist: a merged or mistaken allowlist entry
         # must not silence a known file; it only suppresses near-duplicate and classifier hits
         v.verdict = CLEAR
         v.explanation = "on the allowlist of known-benign files" + (f" ({allowed.note})" if allowed.note else "")
         return v
-    if len(lib) == 0:
+    if len(matcher.library) == 0:
         return _classify(v, shape, context, "the signature library is empty")
     if not matches:
-        matches = _near_duplicates(shape, lib, context)
+        vectors, bodies = shape.descriptor().rows()
+        match = context.settings.match
+        matches = matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
     if not matches:
         return _classify(
             v,
@@ -275,31 +285,6 @@ def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) ->
         f"{a.category.replace('_', ' ')}), below the review threshold {threshold:.2f}"
     )
     return v
-
-
-def _near_duplicates(shape: _Shape, lib: SignatureLibrary, context: ScanContext) -> list[Match]:
-    threshold = context.settings.match.distance_threshold
-    desc = shape.descriptor()
-    vectors, bodies = desc.rows()
-    hits = lib.index().query(vectors, k=context.settings.match.neighbours, radius=threshold)
-    best: dict[tuple[int, int | None], Match] = {}
-    for h in sorted(hits, key=lambda h: h.distance):
-        body = bodies[h.query_row]
-        body = None if body == -1 else body
-        key = (h.signature, body)
-        if key in best:
-            continue
-        s = lib.signatures[h.signature]
-        best[key] = Match(
-            signature_id=s.id,
-            category=s.category,
-            distance=round(h.distance, 5),
-            threshold=round(h.threshold, 5),
-            body=body,
-            kind="near-duplicate",
-            signature_body=None if h.body < 0 else h.body,
-        )
-    return sorted(best.values(), key=lambda m: m.distance)
 
 
 def _where(body: int | None) -> str:

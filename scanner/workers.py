@@ -101,7 +101,7 @@ def warm_up(context: ScanContext) -> None:
     import scanner.features  # noqa: F401
 
     if context.library is not None:
-        context.library.index()
+        context.matcher  # noqa: B018 - builds the indexes
 
 
 class IsolatedPool:

@@ -1,0 +1,164 @@
+"""The matcher: one index per signal kind, built from a signature library (the store).
+
+Shaped like python-threatexchange's ``SignalType`` / ``SignalTypeIndex``: each signal kind
+names itself and builds its own index from the library's records; an index answers
+``query`` with matches that carry the distance and the threshold that decided them. The
+library stays a store of records (descriptors, hashes, metadata); nothing here is persisted,
+so an index is always the library's current content, rebuilt in milliseconds at load.
+
+Signal kinds, in the order the pipeline consults them:
+
+- ``sha256``: the upload's bytes are a known file (dictionary lookup);
+- ``geometry``: the same multiset of triangles as a known file (dictionary lookup);
+- ``near-duplicate``: a global shape descriptor row (whole file, body, or loose triangles)
+  within the signature row's own threshold (exact k-nearest neighbours).
+
+The allowlist is an index too (two dictionaries), so lookups cost the same for ten entries
+or a million.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from scanner.verdict import Match
+
+if TYPE_CHECKING:
+    from scanner.index import NearDuplicateIndex
+    from scanner.library import AllowEntry, SignatureLibrary
+
+
+class ExactIndex:
+    """Hash -> positions of the signatures that carry it (a dictionary, not a scan)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, list[int]] = defaultdict(list)
+
+    def add(self, key: str | None, position: int) -> None:
+        if key:
+            self._by_key[key].append(position)
+
+    def query(self, key: str | None) -> list[int]:
+        return list(self._by_key.get(key, ())) if key else []
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+class FileSha256Signal:
+    """The upload's bytes (sha256 of the file) are those of a known file."""
+
+    name: ClassVar[str] = "sha256"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> ExactIndex:
+        index = ExactIndex()
+        for position, s in enumerate(lib.signatures):
+            index.add(s.sha256, position)
+        return index
+
+
+class GeometryHashSignal:
+    """The upload holds exactly the triangles of a known file (any format, order, winding)."""
+
+    name: ClassVar[str] = "geometry"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> ExactIndex:
+        index = ExactIndex()
+        for position, s in enumerate(lib.signatures):
+            index.add(s.geometry_hash, position)
+        return index
+
+
+class GlobalDescriptorSignal:
+    """A descriptor row of the upload lies within a signature row's own threshold."""
+
+    name: ClassVar[str] = "near-duplicate"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> NearDuplicateIndex:
+        from scanner.index import NearDuplicateIndex
+
+        index = NearDuplicateIndex()
+        if len(lib.rows):
+            index.add(lib.vectors, lib.rows[:, 0], lib.rows[:, 1], lib.thresholds)
+        return index.build()
+
+
+class AllowlistIndex:
+    """Known-benign files by sha256 and by geometry hash."""
+
+    def __init__(self, entries: list[AllowEntry]) -> None:
+        self._sha: dict[str, AllowEntry] = {}
+        self._geometry: dict[str, AllowEntry] = {}
+        for entry in entries:
+            if entry.sha256:
+                self._sha.setdefault(entry.sha256, entry)
+            if entry.geometry_hash:
+                self._geometry.setdefault(entry.geometry_hash, entry)
+
+    def query(self, sha256: str | None, geometry_hash: str | None) -> AllowEntry | None:
+        found = self._sha.get(sha256) if sha256 else None
+        if found is None and geometry_hash:
+            found = self._geometry.get(geometry_hash)
+        return found
+
+
+@dataclass
+class Matcher:
+    """Every index of one library, built once per loaded library and shared by all scans."""
+
+    library: SignatureLibrary
+    sha256: ExactIndex
+    geometry: ExactIndex
+    descriptors: NearDuplicateIndex
+    allowlist: AllowlistIndex
+
+    EXACT_SIGNALS: ClassVar[tuple[type, ...]] = (FileSha256Signal, GeometryHashSignal)
+
+    @classmethod
+    def build(cls, lib: SignatureLibrary) -> Matcher:
+        return cls(
+            library=lib,
+            sha256=FileSha256Signal.build(lib),
+            geometry=GeometryHashSignal.build(lib),
+            descriptors=GlobalDescriptorSignal.build(lib),
+            allowlist=AllowlistIndex(lib.allowlist),
+        )
+
+    def exact(self, sha256: str | None, geometry_hash: str | None, threshold: float) -> list[Match]:
+        """Matches on the file's bytes, else on its exact triangles (the first kind that hits)."""
+        for kind, index, key in (("sha256", self.sha256, sha256), ("geometry", self.geometry, geometry_hash)):
+            found = index.query(key)
+            if found:
+                return [self._match(p, 0.0, threshold, None, kind, None) for p in found]
+        return []
+
+    def allowed(self, sha256: str | None, geometry_hash: str | None) -> AllowEntry | None:
+        return self.allowlist.query(sha256, geometry_hash)
+
+    def near(self, vectors: np.ndarray, bodies: list[int], k: int, radius: float) -> list[Match]:
+        """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
+        first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles."""
+        best: dict[tuple[int, int | None], Match] = {}
+        for h in sorted(self.descriptors.query(vectors, k=k, radius=radius), key=lambda h: h.distance):
+            body = bodies[h.query_row]
+            body = None if body == -1 else body
+            if (h.signature, body) in best:
+                continue
+            signature_body = None if h.body < 0 else h.body
+            best[(h.signature, body)] = self._match(
+                h.signature, round(h.distance, 5), round(h.threshold, 5), body, "near-duplicate", signature_body
+            )
+        return sorted(best.values(), key=lambda m: m.distance)
+
+    def _match(
+        self, position: int, distance: float, threshold: float, body: int | None, kind: str, signature_body: int | None
+    ) -> Match:
+        s = self.library.signatures[position]
+        return Match(s.id, s.category, distance, threshold, body, kind, signature_body)
