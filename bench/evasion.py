@@ -227,6 +227,9 @@ def print_table(results: list[Row]) -> None:
             f"| {d['family']} | {d['strength']} | {'100%' if d['tier'] == 100 else '>= ' + str(d['tier']) + '%'}"
             f"{listed} | {d['recall']:.0%}{note} | {d['n']} | {med} | {mx} | {d['status']} |"
         )
+    if not results:
+        print("(no evasion selected by --families)")
+        return
     by_tier = defaultdict(lambda: [0, 0])
     for row in results:
         by_tier[row.evasion.tier][0] += row.passed
@@ -421,6 +424,7 @@ def print_verdict(report: dict) -> None:
     print()
     print("### Against issue 11's targets")
     print(f"- recall tiers: {len(rows) - len(missed)} of {len(rows)} rows met" + (
+        "" if rows else " (no evasion selected)") + (
         "" if not missed else f"; missed: {len(missed)}"))  # fmt: skip
     benign = report.get("benign")
     if benign:
@@ -435,7 +439,7 @@ def print_verdict(report: dict) -> None:
             rate = run["files_flagged"] / max(run["scanned"], 1)
             ok = "met" if rate <= 0.01 else "NOT met"
             print(f"- <= 1% real parts falsely flagged with {run['label']} enrolled: {ok} ({rate:.1%})")
-    every = not missed and (not benign or benign["false_pairs"] == 0) and all(
+    every = bool(rows) and not missed and (not benign or benign["false_pairs"] == 0) and all(
         r["files_flagged"] <= 0.01 * max(r["scanned"], 1) for r in (corpus or {"runs": []})["runs"])  # fmt: skip
     print(f"- every target of this run met: {'yes' if every else 'no'}")
     report["all_targets_met"] = every
