@@ -69,11 +69,26 @@ def _min_row_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)).min())
 
 
+def locate_corpus(arg: str | None) -> Path | None:
+    """The public corpus folder (holding MANIFEST.tsv): ``arg``, else ``$MESHSCAN_CORPUS/public``,
+    else ``shared/corpus/public`` beside the checkout or beside any folder above it (a git
+    worktree sits one level deeper than the main checkout)."""
+    import os
+
+    if arg:
+        candidates = [Path(arg)]
+    else:
+        env = os.environ.get("MESHSCAN_CORPUS")
+        candidates = [Path(env) / "public", Path(env)] if env else []
+        candidates += [p / "shared" / "corpus" / "public" for p in REPO.parents]
+    return next((c for c in candidates if (c / "MANIFEST.tsv").is_file()), None)
+
+
 def find_corpus(arg: str | None) -> Path:
-    for c in [Path(arg)] if arg else [REPO.parent / "shared" / "corpus" / "public"]:
-        if (c / "MANIFEST.tsv").is_file():
-            return c
-    sys.exit("corpus not found: pass --corpus DIR (the folder holding MANIFEST.tsv)")
+    found = locate_corpus(arg)
+    if found is None:
+        sys.exit("corpus not found: pass --corpus DIR (the folder holding MANIFEST.tsv)")
+    return found
 
 
 def to_trimesh(mesh: Mesh) -> trimesh.Trimesh:
