@@ -132,15 +132,16 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
     NaN when the matcher no longer exposes it this way (the verdict is what counts)."""
     try:
         from scanner.features import describe
+        from scanner.matching import Matcher
 
-        index = lib.index()
+        index = Matcher.build(lib).descriptors
         best = math.inf
         for r in iter_meshes(path):
             if r.mesh is not None and r.mesh.triangle_count:
                 vectors, _ = describe(r.mesh).rows()
                 best = min(best, float(index.min_distance_per_signature(vectors)[sig]))
         return best
-    except (AttributeError, ImportError, TypeError, ValueError, IndexError):
+    except (ImportError, TypeError, ValueError, IndexError):
         return math.nan
 
 
