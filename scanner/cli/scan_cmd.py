@@ -45,8 +45,9 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
     (a file that could not be read, a library that could not be loaded).
     """
-    from scanner.batch import RunStats, WalkStats, iter_uploads, scan_uploads
+    from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
+    from scanner.runner import RunStats, scan_uploads
     from scanner.sinks.output import WRITERS
     from scanner.workers import IsolatedPool
 

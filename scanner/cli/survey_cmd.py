@@ -55,9 +55,10 @@ def survey_cmd(
     Every file is scanned exactly as `meshscan scan` scans it (same worker processes, limits,
     library and model). Exit code 0 on success, 2 on errors (a ROOT that does not exist).
     """
-    from scanner.batch import WalkStats, iter_uploads, scan_uploads
+    from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
     from scanner.report.survey import run_survey
+    from scanner.runner import scan_uploads
     from scanner.workers import IsolatedPool
 
     if no_model and model_dir:
