@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from scanner.cli.exitcodes import ExitCode, exit_with
 from scanner.cli.options import config_options, settings_from
 
 
@@ -18,8 +19,8 @@ from scanner.cli.options import config_options, settings_from
 def inspect_cmd(files: tuple[str, ...], as_json: bool, no_bodies: bool, config_path: str | None, **kw: Any) -> None:
     """Report format, size, topology and hashes of FILES (and of each body in them).
 
-    Exit code 2 if any file or archive member could not be read; each such file is listed
-    with its reason code.
+    Exit code 2 if any file or archive member could not be read (each such file is listed
+    with its reason code); 3 if inspecting could not start (bad config or arguments).
     """
     import json
 
@@ -35,8 +36,7 @@ def inspect_cmd(files: tuple[str, ...], as_json: bool, no_bodies: bool, config_p
             out.write(json.dumps(rec, sort_keys=False) + "\n")
     else:
         _print_table(records)
-    if any(is_failure(r) for r in records):
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if any(is_failure(r) for r in records) else ExitCode.OK)
 
 
 def is_failure(rec: dict) -> bool:

@@ -8,8 +8,15 @@ from typing import IO, Any
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 from scanner.cli.signatures_cmd import CATEGORY_CHOICES
+
+ITEM_REFUSALS = frozenset(
+    {"bad-id", "unknown-id", "ambiguous-id", "not-reviewable", "already-decided", "file-missing", "content-changed",
+     "unreadable", "no-hash", "bad-category", "enrol"}
+)  # fmt: skip
+"""Reason codes of a decision refused for its item (exit 2); any other ReviewError means the
+database, library or request cannot be used at all (exit 3)."""
 
 
 @click.command("review")
@@ -67,7 +74,7 @@ from scanner.cli.signatures_cmd import CATEGORY_CHOICES
 )
 @click.option("--audit", is_flag=True, help="Print the audit log of decisions instead of the queue.")
 @click.option(
-    "--verify", is_flag=True, help="Verify the audit log's hash chain (and --audit-log mirror); exit 2 if broken."
+    "--verify", is_flag=True, help="Verify the audit log's hash chain (and --audit-log mirror); exit 3 if broken."
 )
 @click.option(
     "--audit-log",
@@ -101,8 +108,11 @@ def review_cmd(
     meshscan review DB --audit [--verify] [--audit-log FILE]
 
     Exit code: listing 0 when nothing waits, 1 when items wait for review; deciding 0 when
-    recorded; --verify 0 when the audit log is intact; 2 on errors (refused decision, broken
-    audit log).
+    recorded, 2 when the decision is refused for this item (unknown or ambiguous id, already
+    decided, content changed, file missing, not reviewable) or recorded but its --audit-log
+    mirror could not be written; --verify 0 when the audit log is intact; 3 when the
+    database, library or audit log cannot be used (not a results database, a broken hash
+    chain, an unusable library) or the arguments are wrong.
     """
     from scanner.review import ReviewError, ReviewStore
 
@@ -136,10 +146,10 @@ def review_cmd(
                 queue = store.queue(verdicts or ("review",))
                 _print_queue(queue, fmt, out)
                 click.echo(f"meshscan review: {len(queue)} item(s) waiting", err=True)
-                if queue:
-                    sys.exit(1)
+                exit_with(ExitCode.FOUND if queue else ExitCode.OK)
     except ReviewError as exc:
-        raise CommandError(f"{exc} [{exc.code}]") from None
+        code = ExitCode.INCOMPLETE if exc.code in ITEM_REFUSALS else ExitCode.FATAL
+        raise CommandError(f"{exc} [{exc.code}]", code) from None
 
 
 def _decide(
@@ -180,7 +190,7 @@ def _decide(
         click.echo(json.dumps(row, indent=2 if fmt == "json" else None))
     if outcome.mirror_error:
         click.echo(f"meshscan review: decision recorded in {store.path}, but {outcome.mirror_error}", err=True)
-        sys.exit(2)
+        exit_with(ExitCode.INCOMPLETE)
 
 
 def _describe_action(a: dict[str, Any]) -> str:
@@ -198,7 +208,8 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
         if not check.ok:
             for p in check.problems:
                 click.echo(f"FAILED: {p}", err=True)
-            raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))")
+            raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))",
+                               ExitCode.FATAL)  # fmt: skip
         click.echo(f"OK: {check.rows} decision(s), hash chain intact, head {check.head}")
         return
     rows = store.decisions()

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, model_options, settings_from
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
+from scanner.cli.options import config_options, library_option, model_options, settings_from
 
 
 @click.command("scan")
@@ -42,8 +43,10 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
              **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
-    Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
-    (a file that could not be read, a library that could not be loaded).
+    Exit code 0: everything read, nothing flagged; 1: something flagged or sent to review
+    (even if other files could not be read); 2: nothing flagged, but some upload could not be
+    scanned (or quarantined); 3: the scanner could not run (a library, model or config that
+    fails verification or cannot be loaded, bad arguments).
     """
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
@@ -59,7 +62,10 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     kw["classify.review_threshold"] = review_threshold
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
     settings = context.settings
-    out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
+    try:
+        out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(f"[io-error] cannot write the results to {out_path}: {exc.strerror}") from None
     fmt = fmt or ("table" if out.isatty() else "jsonl")
     writer = WRITERS[fmt](out)
     counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
@@ -118,10 +124,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         f"[library {context.library_version}, model {context.model_version}]",
         err=True,
     )
-    if errors:
-        sys.exit(2)
-    if counts["flag"] or counts["review"]:
-        sys.exit(1)
+    exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
 
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001

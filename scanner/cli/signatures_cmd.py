@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 
 CATEGORY_CHOICES = click.Choice(
     ["barrel", "frame_or_receiver", "slide_or_cylinder", "bolt_or_breech_block", "other_component", "accessory"]
@@ -78,8 +77,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
             failed += r.status.startswith("unreadable")
     lib.save()
     click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
-    if failed:
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if failed else ExitCode.OK)
 
 
 @signatures_group.command("list")
@@ -115,21 +113,20 @@ def remove_cmd(ids: tuple[str, ...], library: str) -> None:
     missing = sorted(set(ids) - set(removed))
     lib.save()
     click.echo(f"removed {len(removed)} signature(s)" + (f"; not found: {', '.join(missing)}" if missing else ""))
-    if missing:
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if missing else ExitCode.OK)
 
 
 @signatures_group.command("verify")
 @_library_required
 def verify_cmd(library: str) -> None:
-    """Check checksums and descriptor version; exit 2 if the library must not be used."""
+    """Check checksums and descriptor version; exit 3 if the library must not be used."""
     from scanner.library import SignatureLibrary
 
     problems = SignatureLibrary.verify(library)
     if problems:
         for p in problems:
             click.echo(f"FAILED: {p}", err=True)
-        sys.exit(2)
+        exit_with(ExitCode.FATAL)
     lib = SignatureLibrary.load(library)
     click.echo(
         f"OK: {library}: {len(lib)} signature(s), version {lib.library_version}, descriptor {lib.descriptor_version}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError
 
 
 @click.command("train")
