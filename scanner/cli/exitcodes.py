@@ -63,6 +63,13 @@ class CommandError(click.ClickException):
         super().__init__(message)
         self.exit_code = int(code)
 
+    def format_message(self) -> str:
+        """Messages quote paths and names from uploads (and from libraries and databases that
+        hold them): shown inert, like every table."""
+        from scanner.sinks.output import terminal_safe
+
+        return terminal_safe(self.message)
+
 
 def exit_with(code: ExitCode) -> None:
     """End the command with ``code`` (nothing is printed: the command has said why)."""

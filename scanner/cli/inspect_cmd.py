@@ -50,6 +50,9 @@ def is_failure(rec: dict) -> bool:
 def _print_table(records: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from scanner.sinks.output import terminal_safe
 
     console = Console()
     table = Table(show_lines=False)
@@ -57,13 +60,14 @@ def _print_table(records: list[dict]) -> None:
                 "geometry hash"):  # fmt: skip
         table.add_column(col, overflow="fold")
     for rec in records:
-        name = rec["path"] + (f" :: {rec['member']}" if rec.get("member") else "")
+        name = terminal_safe(rec["path"] + (f" :: {rec['member']}" if rec.get("member") else ""))
         if rec.get("error"):
-            table.add_row(name, rec.get("format") or "?", f"[red]unreadable: {rec['reason']}[/red]", rec["detail"])
+            unreadable = Text(f"unreadable: {rec['reason']}", style="red")
+            table.add_row(Text(name), Text(rec.get("format") or "?"), unreadable, Text(terminal_safe(rec["detail"])))
             continue
-        table.add_row(*_row(name, rec))
+        table.add_row(*map(Text, _row(name, rec)))
         for body in rec.get("body_list", []):
-            table.add_row(*_row(f"  body {body['body']}", body, fmt=""))
+            table.add_row(*map(Text, _row(f"  body {body['body']}", body, fmt="")))
     console.print(table)
 
 

@@ -10,6 +10,7 @@ import click
 
 from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 from scanner.cli.signatures_cmd import CATEGORY_CHOICES
+from scanner.sinks.output import terminal_safe
 
 ITEM_REFUSALS = frozenset(
     {"bad-id", "unknown-id", "ambiguous-id", "not-reviewable", "already-decided", "file-missing", "content-changed",
@@ -182,14 +183,18 @@ def _decide(
     if fmt == "table":
         click.echo(
             f"recorded {row['decision_id']} (#{row['seq']}): {row['decision']} {row['item_id'][:12]} "
-            f"{_safe(_label(row['path'], row['member']))} by {_safe(row['by'])}"
+            f"{terminal_safe(_label(row['path'], row['member']))} by {terminal_safe(row['by'])}"
         )
         for a in row["actions"]:
-            click.echo("  " + _describe_action(a))
+            click.echo("  " + terminal_safe(_describe_action(a)))
     else:
         click.echo(json.dumps(row, indent=2 if fmt == "json" else None))
     if outcome.mirror_error:
-        click.echo(f"meshscan review: decision recorded in {store.path}, but {outcome.mirror_error}", err=True)
+        click.echo(
+            f"meshscan review: decision recorded in {terminal_safe(store.path)}, "
+            f"but {terminal_safe(outcome.mirror_error)}",
+            err=True,
+        )
         exit_with(ExitCode.INCOMPLETE)
 
 
@@ -204,10 +209,10 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
     if verify:
         check = store.verify(audit_log)
         for note in check.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {terminal_safe(note)}", err=True)
         if not check.ok:
             for p in check.problems:
-                click.echo(f"FAILED: {p}", err=True)
+                click.echo(f"FAILED: {terminal_safe(p)}", err=True)
             raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))",
                                ExitCode.FATAL)  # fmt: skip
         click.echo(f"OK: {check.rows} decision(s), hash chain intact, head {check.head}")
@@ -224,14 +229,14 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"review decisions in {_safe(str(store.path))}")
+        table = Table(title=Text(f"review decisions in {terminal_safe(str(store.path))}"))
         for col in ("#", "at", "decision", "by", "item", "file", "actions", "reason"):
             table.add_column(col, overflow="fold")
         for r in rows:
             actions = "; ".join(f"{a['action']}:{a['status']}" for a in r.get("actions", []))
             table.add_row(
                 *(
-                    Text(_safe(str(x)))
+                    Text(terminal_safe(str(x)))
                     for x in (
                         r.get("seq"),
                         r.get("at"),
@@ -272,19 +277,14 @@ def _print_queue(queue: list, fmt: str, out: IO[str]) -> None:
         table.add_row(
             Text(item.short_id),
             Text(item.verdict, style=style),
-            Text(top),
-            Text((item.sha256 or "-")[:12]),
-            Text(_safe(_label(item.path, item.member))),
-            Text(item.scanned_at),
-            Text(_safe(item.explanation)),
+            Text(terminal_safe(top)),
+            Text(terminal_safe((item.sha256 or "-")[:12])),
+            Text(terminal_safe(_label(item.path, item.member))),
+            Text(terminal_safe(item.scanned_at)),
+            Text(terminal_safe(item.explanation)),
         )
     Console(file=out).print(table)
 
 
 def _label(path: str, member: str | None) -> str:
     return path + (f" :: {member}" if member else "")
-
-
-def _safe(text: str) -> str:
-    """File names come from uploaders: show control characters (terminal escapes) as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -51,7 +51,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
     from scanner.runner import RunStats, scan_uploads
-    from scanner.sinks.output import WRITERS
+    from scanner.sinks.output import WRITERS, terminal_safe
     from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
@@ -121,7 +121,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     click.echo(
         f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
         f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "
-        f"[library {context.library_version}, model {context.model_version}]",
+        f"[library {terminal_safe(context.library_version)}, model {terminal_safe(context.model_version)}]",
         err=True,
     )
     exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
@@ -129,17 +129,18 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001
     """Quarantine one upload; False (and a message) when it could not be done."""
+    from scanner.sinks.output import terminal_safe as safe
     from scanner.sinks.quarantine import QuarantineError, quarantine
 
     if "://" in upload.path:
-        click.echo(f"meshscan: not quarantining remote {upload.path}: quarantine works on local files", err=True)
+        click.echo(f"meshscan: not quarantining remote {safe(upload.path)}: quarantine works on local files", err=True)
         return False
     try:
         target = quarantine(upload.path, upload.root, dest, verdicts, move=move)
     except (QuarantineError, OSError) as exc:
-        click.echo(f"meshscan: could not quarantine {upload.path}: {exc}", err=True)
+        click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(exc)}", err=True)
         return False
-    click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
+    click.echo(f"meshscan: quarantined {safe(upload.path)} -> {safe(target)}", err=True)
     return True
 
 

@@ -57,6 +57,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
     """Enrol FILES (each body, and each archive member) into the library."""
     from scanner.enrol import enrol
     from scanner.library import LibraryError
+    from scanner.sinks.output import terminal_safe
 
     lib = _load(library)
     failed = 0
@@ -67,7 +68,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
             raise CommandError(str(exc)) from None
         for r in results:
             name = path + (f" :: {r.member}" if r.member else "")
-            click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {name}")
+            click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {terminal_safe(name)}")
             if r.status == "added" and not r.distinctive:
                 click.echo(
                     f"  warning: {r.signature_id} is not distinctive (it is within sampling noise of common benign "
@@ -94,12 +95,18 @@ def list_cmd(library: str, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{lib.name} ({len(lib)} signatures, version {lib.library_version})")
+    from scanner.sinks.output import terminal_safe
+
+    # a library may come from a partner (merge): its names, sources and notes are shown inert
+    title = f"{lib.name} ({len(lib)} signatures, version {lib.library_version})"
+    table = Table(title=Text(terminal_safe(title)))
     for col in ("id", "category", "source", "added", "bodies", "triangles", "note"):
         table.add_column(col, overflow="fold")
     for s in lib.signatures:
-        table.add_row(s.id, s.category, s.source, s.added, str(s.bodies), str(s.triangles), s.note)
+        cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, s.note)
+        table.add_row(*(Text(terminal_safe(c)) for c in cells))
     Console().print(table)
 
 
