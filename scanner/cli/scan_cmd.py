@@ -58,10 +58,13 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         raise click.UsageError("use --move or --copy, not both")
     if resume and not db_path:
         raise click.UsageError("--resume needs --db")
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
     kw["match.distance_threshold"] = threshold
     kw["classify.review_threshold"] = review_threshold
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
     settings = context.settings
+    db = _open_db(db_path) if db_path else None
     try:
         out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
     except OSError as exc:
@@ -72,8 +75,6 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     errors = files = 0
     stats = WalkStats()
     limits = settings.limits
-    if scheduler and engine != "dask":
-        raise click.UsageError("--scheduler goes with --engine dask")
     if engine == "dask":
         try:
             from scanner.dask_engine import DaskEngine
@@ -82,11 +83,6 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         pool = DaskEngine(context, library, scheduler, jobs or os.cpu_count() or 1)
     else:
         pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
-    db = None
-    if db_path:
-        from scanner.sinks.resultsdb import ResultsDB
-
-        db = ResultsDB(db_path)
     run = RunStats()
     engine_cm = pool if engine == "dask" else contextlib.nullcontext()
     progress = _progress(out_is_terminal=out.isatty())
@@ -125,6 +121,18 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         err=True,
     )
     exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
+
+
+def _open_db(path: str) -> Any:
+    """The results database, or a fatal error before anything is scanned."""
+    import sqlite3
+
+    from scanner.sinks.resultsdb import ResultsDB
+
+    try:
+        return ResultsDB(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise CommandError(f"[io-error] cannot use {path} as a results database: {exc}") from None
 
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001

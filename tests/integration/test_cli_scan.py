@@ -168,6 +168,9 @@ def test_exit_codes_tell_found_from_broken_uploads_from_a_broken_scanner(tmp_pat
     assert nowhere.returncode == 3 and "Traceback" not in nowhere.stderr and nowhere.stdout == ""
     usage = run("scan", str(clean), "--move", str(tmp_path / "q"), "--copy", str(tmp_path / "q"))
     assert usage.returncode == 3 and "--move or --copy" in usage.stderr
+    for output in (("--db", str(tmp_path / "no" / "r.sqlite")), ("--out", str(tmp_path / "no" / "out.jsonl"))):
+        cannot = run("scan", str(clean), *common, *output)
+        assert cannot.returncode == 3 and "[io-error]" in cannot.stderr and "Traceback" not in cannot.stderr
 
 
 @pytest.mark.parametrize("mode", ["--copy", "--move"])
