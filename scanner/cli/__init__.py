@@ -1,8 +1,9 @@
 """The ``meshscan`` command: one click group; each command lives in its own module and
 imports heavy libraries only when it runs, so ``--help`` and ``--version`` stay fast.
 
-Domain errors become exit codes here and only here (clamscan's convention: 0 clean,
-1 something flagged or sent to review, 2 errors).
+Exit codes come from one table (scanner/cli/exitcodes.py, and the README's "Exit codes"):
+0 clean, 1 something flagged or sent to review (wins over 2), 2 some uploads could not be
+scanned, 3 the scanner could not run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import click
 
 from scanner import __version__
+from scanner.cli.exitcodes import ExitCodeGroup
 from scanner.cli.inspect_cmd import inspect_cmd
 from scanner.cli.report_cmd import report_cmd
 from scanner.cli.review_cmd import review_cmd
@@ -19,12 +21,8 @@ from scanner.cli.survey_cmd import survey_cmd
 from scanner.cli.train_cmd import train_cmd
 from scanner.cli.watch_cmd import watch_cmd
 
-EXIT_CLEAN = 0
-EXIT_FOUND = 1
-EXIT_ERROR = 2
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ExitCodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshscan")
 def cli() -> None:
     """meshscan: find 3D-printable blueprints of essential firearm components in uploaded

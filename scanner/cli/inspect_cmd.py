@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from scanner.cli.exitcodes import ExitCode, exit_with
 from scanner.cli.options import config_options, settings_from
 
 
@@ -18,8 +19,8 @@ from scanner.cli.options import config_options, settings_from
 def inspect_cmd(files: tuple[str, ...], as_json: bool, no_bodies: bool, config_path: str | None, **kw: Any) -> None:
     """Report format, size, topology and hashes of FILES (and of each body in them).
 
-    Exit code 2 if any file or archive member could not be read; each such file is listed
-    with its reason code.
+    Exit code 2 if any file or archive member could not be read (each such file is listed
+    with its reason code); 3 if inspecting could not start (bad config or arguments).
     """
     import json
 
@@ -35,8 +36,7 @@ def inspect_cmd(files: tuple[str, ...], as_json: bool, no_bodies: bool, config_p
             out.write(json.dumps(rec, sort_keys=False) + "\n")
     else:
         _print_table(records)
-    if any(is_failure(r) for r in records):
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if any(is_failure(r) for r in records) else ExitCode.OK)
 
 
 def is_failure(rec: dict) -> bool:
@@ -50,6 +50,9 @@ def is_failure(rec: dict) -> bool:
 def _print_table(records: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from scanner.sinks.output import terminal_safe
 
     console = Console()
     table = Table(show_lines=False)
@@ -57,13 +60,14 @@ def _print_table(records: list[dict]) -> None:
                 "geometry hash"):  # fmt: skip
         table.add_column(col, overflow="fold")
     for rec in records:
-        name = rec["path"] + (f" :: {rec['member']}" if rec.get("member") else "")
+        name = terminal_safe(rec["path"] + (f" :: {rec['member']}" if rec.get("member") else ""))
         if rec.get("error"):
-            table.add_row(name, rec.get("format") or "?", f"[red]unreadable: {rec['reason']}[/red]", rec["detail"])
+            unreadable = Text(f"unreadable: {rec['reason']}", style="red")
+            table.add_row(Text(name), Text(rec.get("format") or "?"), unreadable, Text(terminal_safe(rec["detail"])))
             continue
-        table.add_row(*_row(name, rec))
+        table.add_row(*map(Text, _row(name, rec)))
         for body in rec.get("body_list", []):
-            table.add_row(*_row(f"  body {body['body']}", body, fmt=""))
+            table.add_row(*map(Text, _row(f"  body {body['body']}", body, fmt="")))
     console.print(table)
 
 

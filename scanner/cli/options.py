@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from scanner.cli.exitcodes import CommandError as CommandError  # re-exported: commands import it from here
+
 LIMIT_OPTIONS = {
     "max_file_bytes": "largest file or archive member read, bytes",
     "max_triangles": "most triangles in one file",
@@ -58,12 +60,6 @@ def library_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Signature library folder (default: the demo library shipped with meshscan).",
     )(fn)
-
-
-class CommandError(click.ClickException):
-    """A domain error at the CLI boundary: message on stderr, exit code 2 (clamscan's 'error')."""
-
-    exit_code = 2
 
 
 def open_library(path: str | None) -> Any:

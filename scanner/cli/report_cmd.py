@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError
 
 
 @click.command("report")
@@ -66,8 +66,8 @@ def report_cmd(
     with 95% Wilson intervals, score distributions, trends over time, breakdowns by source and
     format, matched signatures, unscannable files by reason, and the methods and versions.
 
-    Aggregate only unless --include-paths. Exit code 0 on success, 2 on bad input (with a
-    reason code in brackets).
+    Aggregate only unless --include-paths. Exit code 0 on success, 3 when no report can be made
+    (with a reason code in brackets).
     """
     import importlib.util
 

@@ -8,8 +8,16 @@ from typing import IO, Any
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 from scanner.cli.signatures_cmd import CATEGORY_CHOICES
+from scanner.sinks.output import terminal_safe
+
+ITEM_REFUSALS = frozenset(
+    {"bad-id", "unknown-id", "ambiguous-id", "not-reviewable", "already-decided", "file-missing", "content-changed",
+     "unreadable", "no-hash", "bad-category", "enrol"}
+)  # fmt: skip
+"""Reason codes of a decision refused for its item (exit 2); any other ReviewError means the
+database, library or request cannot be used at all (exit 3)."""
 
 
 @click.command("review")
@@ -67,7 +75,7 @@ from scanner.cli.signatures_cmd import CATEGORY_CHOICES
 )
 @click.option("--audit", is_flag=True, help="Print the audit log of decisions instead of the queue.")
 @click.option(
-    "--verify", is_flag=True, help="Verify the audit log's hash chain (and --audit-log mirror); exit 2 if broken."
+    "--verify", is_flag=True, help="Verify the audit log's hash chain (and --audit-log mirror); exit 3 if broken."
 )
 @click.option(
     "--audit-log",
@@ -101,8 +109,11 @@ def review_cmd(
     meshscan review DB --audit [--verify] [--audit-log FILE]
 
     Exit code: listing 0 when nothing waits, 1 when items wait for review; deciding 0 when
-    recorded; --verify 0 when the audit log is intact; 2 on errors (refused decision, broken
-    audit log).
+    recorded, 2 when the decision is refused for this item (unknown or ambiguous id, already
+    decided, content changed, file missing, not reviewable) or recorded but its --audit-log
+    mirror could not be written; --verify 0 when the audit log is intact; 3 when the
+    database, library or audit log cannot be used (not a results database, a broken hash
+    chain, an unusable library) or the arguments are wrong.
     """
     from scanner.review import ReviewError, ReviewStore
 
@@ -136,10 +147,10 @@ def review_cmd(
                 queue = store.queue(verdicts or ("review",))
                 _print_queue(queue, fmt, out)
                 click.echo(f"meshscan review: {len(queue)} item(s) waiting", err=True)
-                if queue:
-                    sys.exit(1)
+                exit_with(ExitCode.FOUND if queue else ExitCode.OK)
     except ReviewError as exc:
-        raise CommandError(f"{exc} [{exc.code}]") from None
+        code = ExitCode.INCOMPLETE if exc.code in ITEM_REFUSALS else ExitCode.FATAL
+        raise CommandError(f"{exc} [{exc.code}]", code) from None
 
 
 def _decide(
@@ -172,15 +183,19 @@ def _decide(
     if fmt == "table":
         click.echo(
             f"recorded {row['decision_id']} (#{row['seq']}): {row['decision']} {row['item_id'][:12]} "
-            f"{_safe(_label(row['path'], row['member']))} by {_safe(row['by'])}"
+            f"{terminal_safe(_label(row['path'], row['member']))} by {terminal_safe(row['by'])}"
         )
         for a in row["actions"]:
-            click.echo("  " + _describe_action(a))
+            click.echo("  " + terminal_safe(_describe_action(a)))
     else:
         click.echo(json.dumps(row, indent=2 if fmt == "json" else None))
     if outcome.mirror_error:
-        click.echo(f"meshscan review: decision recorded in {store.path}, but {outcome.mirror_error}", err=True)
-        sys.exit(2)
+        click.echo(
+            f"meshscan review: decision recorded in {terminal_safe(store.path)}, "
+            f"but {terminal_safe(outcome.mirror_error)}",
+            err=True,
+        )
+        exit_with(ExitCode.INCOMPLETE)
 
 
 def _describe_action(a: dict[str, Any]) -> str:
@@ -194,11 +209,12 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
     if verify:
         check = store.verify(audit_log)
         for note in check.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {terminal_safe(note)}", err=True)
         if not check.ok:
             for p in check.problems:
-                click.echo(f"FAILED: {p}", err=True)
-            raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))")
+                click.echo(f"FAILED: {terminal_safe(p)}", err=True)
+            raise CommandError(f"audit log of {store.path} failed verification ({len(check.problems)} problem(s))",
+                               ExitCode.FATAL)  # fmt: skip
         click.echo(f"OK: {check.rows} decision(s), hash chain intact, head {check.head}")
         return
     rows = store.decisions()
@@ -213,14 +229,14 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"review decisions in {_safe(str(store.path))}")
+        table = Table(title=Text(f"review decisions in {terminal_safe(str(store.path))}"))
         for col in ("#", "at", "decision", "by", "item", "file", "actions", "reason"):
             table.add_column(col, overflow="fold")
         for r in rows:
             actions = "; ".join(f"{a['action']}:{a['status']}" for a in r.get("actions", []))
             table.add_row(
                 *(
-                    Text(_safe(str(x)))
+                    Text(terminal_safe(str(x)))
                     for x in (
                         r.get("seq"),
                         r.get("at"),
@@ -261,19 +277,14 @@ def _print_queue(queue: list, fmt: str, out: IO[str]) -> None:
         table.add_row(
             Text(item.short_id),
             Text(item.verdict, style=style),
-            Text(top),
-            Text((item.sha256 or "-")[:12]),
-            Text(_safe(_label(item.path, item.member))),
-            Text(item.scanned_at),
-            Text(_safe(item.explanation)),
+            Text(terminal_safe(top)),
+            Text(terminal_safe((item.sha256 or "-")[:12])),
+            Text(terminal_safe(_label(item.path, item.member))),
+            Text(terminal_safe(item.scanned_at)),
+            Text(terminal_safe(item.explanation)),
         )
     Console(file=out).print(table)
 
 
 def _label(path: str, member: str | None) -> str:
     return path + (f" :: {member}" if member else "")
-
-
-def _safe(text: str) -> str:
-    """File names come from uploaders: show control characters (terminal escapes) as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

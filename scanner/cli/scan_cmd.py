@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, model_options, settings_from
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
+from scanner.cli.options import config_options, library_option, model_options, settings_from
 
 
 @click.command("scan")
@@ -42,31 +43,38 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
              **kw: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
-    Exit code 0: nothing flagged; 1: something flagged or sent to review; 2: errors
-    (a file that could not be read, a library that could not be loaded).
+    Exit code 0: everything read, nothing flagged; 1: something flagged or sent to review
+    (even if other files could not be read); 2: nothing flagged, but some upload could not be
+    scanned (or quarantined); 3: the scanner could not run (a library, model or config that
+    fails verification or cannot be loaded, bad arguments).
     """
-    from scanner.batch import RunStats, WalkStats, iter_uploads, scan_uploads
+    from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
-    from scanner.sinks.output import WRITERS
+    from scanner.runner import RunStats, scan_uploads
+    from scanner.sinks.output import WRITERS, terminal_safe
     from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
         raise click.UsageError("use --move or --copy, not both")
     if resume and not db_path:
         raise click.UsageError("--resume needs --db")
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
     kw["match.distance_threshold"] = threshold
     kw["classify.review_threshold"] = review_threshold
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
     settings = context.settings
-    out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout
+    db = _open_db(db_path) if db_path else None
+    try:
+        out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(f"[io-error] cannot write the results to {out_path}: {exc.strerror}") from None
     fmt = fmt or ("table" if out.isatty() else "jsonl")
     writer = WRITERS[fmt](out)
     counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
     errors = files = 0
     stats = WalkStats()
     limits = settings.limits
-    if scheduler and engine != "dask":
-        raise click.UsageError("--scheduler goes with --engine dask")
     if engine == "dask":
         try:
             from scanner.dask_engine import DaskEngine
@@ -75,11 +83,6 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         pool = DaskEngine(context, library, scheduler, jobs or os.cpu_count() or 1)
     else:
         pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
-    db = None
-    if db_path:
-        from scanner.sinks.resultsdb import ResultsDB
-
-        db = ResultsDB(db_path)
     run = RunStats()
     engine_cm = pool if engine == "dask" else contextlib.nullcontext()
     progress = _progress(out_is_terminal=out.isatty())
@@ -114,28 +117,38 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     click.echo(
         f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
         f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "
-        f"[library {context.library_version}, model {context.model_version}]",
+        f"[library {terminal_safe(context.library_version)}, model {terminal_safe(context.model_version)}]",
         err=True,
     )
-    if errors:
-        sys.exit(2)
-    if counts["flag"] or counts["review"]:
-        sys.exit(1)
+    exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
+
+
+def _open_db(path: str) -> Any:
+    """The results database, or a fatal error before anything is scanned."""
+    import sqlite3
+
+    from scanner.sinks.resultsdb import ResultsDB
+
+    try:
+        return ResultsDB(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise CommandError(f"[io-error] cannot use {path} as a results database: {exc}") from None
 
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001
     """Quarantine one upload; False (and a message) when it could not be done."""
+    from scanner.sinks.output import terminal_safe as safe
     from scanner.sinks.quarantine import QuarantineError, quarantine
 
     if "://" in upload.path:
-        click.echo(f"meshscan: not quarantining remote {upload.path}: quarantine works on local files", err=True)
+        click.echo(f"meshscan: not quarantining remote {safe(upload.path)}: quarantine works on local files", err=True)
         return False
     try:
         target = quarantine(upload.path, upload.root, dest, verdicts, move=move)
     except (QuarantineError, OSError) as exc:
-        click.echo(f"meshscan: could not quarantine {upload.path}: {exc}", err=True)
+        click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(exc)}", err=True)
         return False
-    click.echo(f"meshscan: quarantined {upload.path} -> {target}", err=True)
+    click.echo(f"meshscan: quarantined {safe(upload.path)} -> {safe(target)}", err=True)
     return True
 
 

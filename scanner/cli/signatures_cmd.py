@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 
 CATEGORY_CHOICES = click.Choice(
     ["barrel", "frame_or_receiver", "slide_or_cylinder", "bolt_or_breech_block", "other_component", "accessory"]
@@ -58,6 +57,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
     """Enrol FILES (each body, and each archive member) into the library."""
     from scanner.enrol import enrol
     from scanner.library import LibraryError
+    from scanner.sinks.output import terminal_safe
 
     lib = _load(library)
     failed = 0
@@ -68,7 +68,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
             raise CommandError(str(exc)) from None
         for r in results:
             name = path + (f" :: {r.member}" if r.member else "")
-            click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {name}")
+            click.echo(f"{r.status:12s} {r.signature_id or '-':20s} {terminal_safe(name)}")
             if r.status == "added" and not r.distinctive:
                 click.echo(
                     f"  warning: {r.signature_id} is not distinctive (it is within sampling noise of common benign "
@@ -78,8 +78,7 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
             failed += r.status.startswith("unreadable")
     lib.save()
     click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
-    if failed:
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if failed else ExitCode.OK)
 
 
 @signatures_group.command("list")
@@ -96,12 +95,18 @@ def list_cmd(library: str, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{lib.name} ({len(lib)} signatures, version {lib.library_version})")
+    from scanner.sinks.output import terminal_safe
+
+    # a library may come from a partner (merge): its names, sources and notes are shown inert
+    title = f"{lib.name} ({len(lib)} signatures, version {lib.library_version})"
+    table = Table(title=Text(terminal_safe(title)))
     for col in ("id", "category", "source", "added", "bodies", "triangles", "note"):
         table.add_column(col, overflow="fold")
     for s in lib.signatures:
-        table.add_row(s.id, s.category, s.source, s.added, str(s.bodies), str(s.triangles), s.note)
+        cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, s.note)
+        table.add_row(*(Text(terminal_safe(c)) for c in cells))
     Console().print(table)
 
 
@@ -115,21 +120,20 @@ def remove_cmd(ids: tuple[str, ...], library: str) -> None:
     missing = sorted(set(ids) - set(removed))
     lib.save()
     click.echo(f"removed {len(removed)} signature(s)" + (f"; not found: {', '.join(missing)}" if missing else ""))
-    if missing:
-        sys.exit(2)
+    exit_with(ExitCode.INCOMPLETE if missing else ExitCode.OK)
 
 
 @signatures_group.command("verify")
 @_library_required
 def verify_cmd(library: str) -> None:
-    """Check checksums and descriptor version; exit 2 if the library must not be used."""
+    """Check checksums and descriptor version; exit 3 if the library must not be used."""
     from scanner.library import SignatureLibrary
 
     problems = SignatureLibrary.verify(library)
     if problems:
         for p in problems:
             click.echo(f"FAILED: {p}", err=True)
-        sys.exit(2)
+        exit_with(ExitCode.FATAL)
     lib = SignatureLibrary.load(library)
     click.echo(
         f"OK: {library}: {len(lib)} signature(s), version {lib.library_version}, descriptor {lib.descriptor_version}"

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError, config_options, library_option, model_options, settings_from
+from scanner.cli.exitcodes import CommandError
+from scanner.cli.options import config_options, library_option, model_options, settings_from
 
 
 @click.command("survey")
@@ -53,11 +54,13 @@ def survey_cmd(
     number of such files in the whole corpus.
 
     Every file is scanned exactly as `meshscan scan` scans it (same worker processes, limits,
-    library and model). Exit code 0 on success, 2 on errors (a ROOT that does not exist).
+    library and model). Exit code 0 on success, 3 when the survey cannot be made (a ROOT
+    that does not exist, nothing to sample, a library or model that cannot be loaded).
     """
-    from scanner.batch import WalkStats, iter_uploads, scan_uploads
+    from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
     from scanner.report.survey import run_survey
+    from scanner.runner import scan_uploads
     from scanner.workers import IsolatedPool
 
     if no_model and model_dir:

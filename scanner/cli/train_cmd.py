@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.options import CommandError
+from scanner.cli.exitcodes import CommandError
 
 
 @click.command("train")
@@ -38,6 +38,7 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
 
     from scanner.classify.model import ModelError
     from scanner.classify.train import DEFAULT_FALSE_REVIEW_TARGET, train
+    from scanner.sinks.output import terminal_safe
 
     console = Console(stderr=True)
     try:
@@ -55,7 +56,7 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
     except ModelError as exc:
         raise CommandError(str(exc)) from None
     for item in report["skipped"]:
-        click.echo(f"meshscan: left out {item['path']}: {item['reason']}", err=True)
+        click.echo(f"meshscan: left out {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:

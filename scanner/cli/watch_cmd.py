@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from typing import Any
 
 import click
 
+from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
 from scanner.cli.options import (
-    CommandError,
     build_scan_context,
     config_options,
     library_option,
@@ -158,8 +157,9 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     seconds, the folders are listed and whatever has no current verdict is scanned.
     SIGTERM or Ctrl-C stop intake and let running scans finish.
 
-    Exit code (daemon): 0 after a clean stop. With --once, scan's: 0 nothing flagged,
-    1 something flagged or sent to review, 2 errors.
+    Exit code (daemon): 0 after a clean stop, 3 if it cannot start. With --once, scan's:
+    0 everything read and nothing flagged, 1 something flagged or sent to review (wins),
+    2 some upload could not be scanned or an action failed, 3 the scanner could not run.
     """
     import logging
 
@@ -247,7 +247,5 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         if metrics is not None:
             metrics.close()
     if once:
-        if summary.errors or summary.failed_actions:
-            sys.exit(2)
-        if summary.counts["flag"] or summary.counts["review"]:
-            sys.exit(1)
+        found = bool(summary.counts["flag"] or summary.counts["review"])
+        exit_with(ExitCode.for_run(found=found, incomplete=bool(summary.errors or summary.failed_actions)))

@@ -1,12 +1,17 @@
 """Verdict writers. ``jsonl`` streams one object per line (the stable contract); ``json`` is
 one array; ``csv`` flattens matches and scores into JSON-in-a-cell columns; ``table`` is for
-people at a terminal."""
+people at a terminal.
+
+Names come from uploaders, so what reaches a person is inert: JSON keeps the exact name (it
+escapes control characters itself), CSV cells that would start a spreadsheet formula are
+neutralised (the report's :func:`~scanner.report.render.csv_cell`), and everything shown on a
+terminal goes through :func:`terminal_safe`."""
 
 from __future__ import annotations
 
 import csv
 import json
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from scanner.verdict import Verdict
 
@@ -14,6 +19,24 @@ CSV_COLUMNS = (
     "path", "member", "verdict", "category", "reason", "sha256", "geometry_hash", "bodies", "triangles",
     "matches", "scores", "explanation", "scanner_version", "library_version", "model_version", "scanned_at",
 )  # fmt: skip
+
+
+def terminal_safe(text: Any) -> str:
+    """``text`` with every character a terminal could act on shown as a Python escape.
+
+    A file name is chosen by the uploader: ESC sequences (colours, cursor moves, OSC 8
+    hyperlinks, window titles), CR and LF (overwriting or forging lines), TAB, other C0/C1
+    controls, and bidi overrides and other invisible format characters (U+202E before
+    ``gpj.stl`` shows it as ``lts.jpg``) would act on the reader's terminal. Every character that
+    is not printable (``str.isprintable``: controls, format characters, separators other than
+    the space, lone surrogates from undecodable names) becomes ``\\xNN``/``\\uNNNN``/``\\t``
+    as in ``repr``, and a backslash becomes ``\\\\`` so that an escape shown is never
+    ambiguous with a name that spells one. The one helper for terminal output, used by every
+    table and message that shows a name."""
+    s = str(text)
+    if s.isprintable() and "\\" not in s:
+        return s
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in s)
 
 
 class VerdictWriter(Protocol):
@@ -51,10 +74,12 @@ class CsvWriter:
         self.writer.writeheader()
 
     def write(self, verdict: Verdict) -> None:
+        from scanner.report.render import csv_cell  # the report's CSVs do the same: one rule
+
         row = verdict.to_dict()
         row["matches"] = json.dumps(row["matches"]) if row["matches"] else ""
         row["scores"] = json.dumps(row["scores"]) if row["scores"] else ""
-        self.writer.writerow(row)
+        self.writer.writerow({k: csv_cell(v) for k, v in row.items()})
 
     def close(self) -> None:
         pass
@@ -74,6 +99,7 @@ class TableWriter:
 
     def close(self) -> None:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_lines=False)
         for col in ("file", "verdict", "category", "evidence"):
@@ -87,7 +113,9 @@ class TableWriter:
                 evidence = v.reason or ""
             else:
                 evidence = ""
-            table.add_row(name, f"[{self.STYLE.get(v.verdict, '')}]{v.verdict}[/]", v.category or "", evidence)
+            # Text, never markup: a name like "[link=https://...]x[/link]" stays characters
+            table.add_row(Text(terminal_safe(name)), Text(v.verdict, style=self.STYLE.get(v.verdict, "")),
+                          Text(terminal_safe(v.category or "")), Text(terminal_safe(evidence)))  # fmt: skip
         self.console.print(table)
 
 

@@ -97,18 +97,18 @@ def test_train_reports_and_its_model_scans(tmp_path: Path) -> None:
     assert strict.returncode == 0 and records(strict)[Path(target).name]["verdict"] == "clear"
 
 
-def test_unusable_models_are_refused_with_exit_2(tmp_path: Path) -> None:
+def test_unusable_models_are_refused_with_exit_3(tmp_path: Path) -> None:
     old = tmp_path / "old"
     shutil.copytree(MODEL, old)
     meta = json.loads((old / "model.json").read_text())
     meta["feature_version"] = "sf0+ms0:old"
     (old / "model.json").write_text(json.dumps(meta))
     proc = run("scan", str(DEMO / "benign-pipe-s1-000.obj"), "--model", str(old))
-    assert proc.returncode == 2 and "retrain" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "retrain" in proc.stderr and "Traceback" not in proc.stderr
     missing = run("scan", str(DEMO / "benign-pipe-s1-000.obj"), "--model", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no model.json" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 3 and "no model.json" in missing.stderr and "Traceback" not in missing.stderr
     bad = run("train", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "m"))
-    assert bad.returncode == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 3 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_allowlisted_file_is_not_sent_to_review(tmp_path: Path) -> None:

@@ -120,9 +120,9 @@ def test_tampered_library_is_refused(tmp_path: Path) -> None:
     vectors[0, 0] += 0.5
     np.save(lib / "descriptors.npy", vectors)
     verify = run("signatures", "verify", "--library", str(lib))
-    assert verify.returncode == 2 and "descriptors.npy does not match its checksum" in verify.stderr
+    assert verify.returncode == 3 and "descriptors.npy does not match its checksum" in verify.stderr
     scan = run("scan", str(DEMO / "benign-pipe-s1-000.obj"), "--library", str(lib))
-    assert scan.returncode == 2
+    assert scan.returncode == 3  # the scanner is broken, not the upload
     assert "failed verification" in scan.stderr and "Traceback" not in scan.stderr
 
 
@@ -133,7 +133,7 @@ def test_library_of_another_descriptor_version_is_refused(tmp_path: Path) -> Non
     lib.descriptor_version = "ms0:old"
     lib.save(tmp_path / "old")
     scan = run("scan", str(DEMO / "benign-pipe-s1-000.obj"), "--library", str(tmp_path / "old"))
-    assert scan.returncode == 2
+    assert scan.returncode == 3
     assert "re-enrol" in scan.stderr and "holds no geometry" in scan.stderr
 
 
@@ -145,6 +145,32 @@ def test_unreadable_files_are_results_and_exit_2(tmp_path: Path) -> None:
     reasons = {Path(r["path"]).name: r["reason"] for r in records(proc)}
     assert reasons == {"fake.stl": "unsupported-format", "cut.stl": "truncated"}
     assert "Traceback" not in proc.stderr
+
+
+def test_exit_codes_tell_found_from_broken_uploads_from_a_broken_scanner(tmp_path: Path) -> None:
+    """0 all read and clean; 1 flagged even beside an unreadable file (1 wins, as clamscan's
+    manager decides); 2 only unreadable; 3 the scanner itself cannot run."""
+    clean, mixed, broken = tmp_path / "clean", tmp_path / "mixed", tmp_path / "broken"
+    for folder in (clean, mixed, broken):
+        folder.mkdir()
+    shutil.copy(DEMO / "benign-pipe-s1-000.obj", clean / "pipe.obj")
+    shutil.copy(DEMO / "proxy-barrel-s1-000.stl", mixed / "part.stl")
+    cut = (DEMO / "proxy-barrel-s1-000.stl").read_bytes()[:300]
+    (mixed / "cut.stl").write_bytes(cut)
+    (broken / "cut.stl").write_bytes(cut)
+    common = ("--format", "jsonl", "--no-model", "--jobs", "1")
+    assert run("scan", str(clean), *common).returncode == 0
+    proc = run("scan", str(mixed), *common)
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(r["verdict"] for r in records(proc)) == ["flag", "unscannable"]
+    assert run("scan", str(broken), *common).returncode == 2
+    nowhere = run("scan", str(clean), *common, "--library", str(tmp_path / "no-library"))
+    assert nowhere.returncode == 3 and "Traceback" not in nowhere.stderr and nowhere.stdout == ""
+    usage = run("scan", str(clean), "--move", str(tmp_path / "q"), "--copy", str(tmp_path / "q"))
+    assert usage.returncode == 3 and "--move or --copy" in usage.stderr
+    for output in (("--db", str(tmp_path / "no" / "r.sqlite")), ("--out", str(tmp_path / "no" / "out.jsonl"))):
+        cannot = run("scan", str(clean), *common, *output)
+        assert cannot.returncode == 3 and "[io-error]" in cannot.stderr and "Traceback" not in cannot.stderr
 
 
 @pytest.mark.parametrize("mode", ["--copy", "--move"])
@@ -196,4 +222,4 @@ def test_config_file_threshold_and_limits(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[limits]\nmax_bogus = 3\n")
     proc = run("scan", str(DEMO), "--config", str(bad))
-    assert proc.returncode == 2 and "unknown setting limits.max_bogus" in proc.stderr
+    assert proc.returncode == 3 and "unknown setting limits.max_bogus" in proc.stderr

@@ -129,4 +129,4 @@ def test_survey_command(corpus: Path, tmp_path: Path) -> None:
         text=True,
         timeout=240,
     )
-    assert missing.returncode == 2 and "[not-found]" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 3 and "[not-found]" in missing.stderr and "Traceback" not in missing.stderr

@@ -198,7 +198,7 @@ def test_daemon_scans_complete_files_once_quarantines_flagged_and_drains_on_sigt
     wait_for(lambda: any(r["path"].endswith("old.stl") for r in verdict_lines(log)), 30, "the old file's verdict")
     second = subprocess.run([*MESHSCAN, "watch", str(up), "--once", "--state", str(state), "--no-model"],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert second.returncode == 2 and "another meshscan watch is using" in second.stderr  # one daemon per state
+    assert second.returncode == 3 and "another meshscan watch is using" in second.stderr  # one daemon per state
 
     proxy = PROXIES[0].read_bytes()
     (up / "user1" / "deep").mkdir(parents=True)
@@ -284,13 +284,13 @@ def test_usage_errors_are_clear(tmp_path: Path) -> None:
 
     (tmp_path / "up").mkdir()
     p = run(str(tmp_path / "up"), "--action", "quarantine")
-    assert p.returncode == 2 and "--quarantine DIR" in p.stderr
+    assert p.returncode == 3 and "--quarantine DIR" in p.stderr  # usage errors are fatal (3)
     p = run(str(tmp_path / "up"), "--action", "webhook:file:///etc/passwd")
-    assert p.returncode == 2 and "http://" in p.stderr
+    assert p.returncode == 3 and "http://" in p.stderr
     p = run(str(tmp_path / "missing"))
-    assert p.returncode == 2 and "not a folder" in p.stderr
+    assert p.returncode == 3 and "not a folder" in p.stderr
     p = run(str(tmp_path / "up"), "--quarantine", str(tmp_path))
-    assert p.returncode == 2 and "inside the quarantine folder" in p.stderr
+    assert p.returncode == 3 and "inside the quarantine folder" in p.stderr
     assert all("Traceback" not in x for x in (p.stderr,))
 
 

@@ -225,12 +225,12 @@ def test_bad_sources_have_reason_codes(tmp_path: Path) -> None:
     runner = CliRunner()
     for source, reason in ((bad, "corrupt-source"), (other, "not-results"), (tmp_path / "none", "not-found")):
         result = runner.invoke(cli, ["report", str(source), "--out", str(tmp_path / "o")])
-        assert result.exit_code == 2 and f"[{reason}]" in result.output, result.output
+        assert result.exit_code == 3 and f"[{reason}]" in result.output, result.output
         assert "Traceback" not in result.output
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     result = runner.invoke(cli, ["report", str(empty), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "[empty-source]" in result.output
+    assert result.exit_code == 3 and "[empty-source]" in result.output
 
 
 def test_jsonl_later_record_replaces_earlier(tmp_path: Path) -> None:

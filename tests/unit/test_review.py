@@ -291,7 +291,7 @@ def test_confirm_with_an_explicit_category(ws: Path) -> None:
     assert SignatureLibrary.load("lib-b").signatures[0].category == "slide_or_cylinder"
     bad = review("--decide", id_of(queue(), REVIEW_OLD), "confirm", "--by", "bo", "--reason", "r",
                  "--enrol", "lib-b", "--category", "sprocket")  # fmt: skip
-    assert bad.exit_code == 2 and "sprocket" in bad.output
+    assert bad.exit_code == 3 and "sprocket" in bad.output  # click's choice: a usage error
 
 
 def test_dismiss_allowlists_the_file_so_a_rescan_clears_it(ws: Path) -> None:
@@ -405,33 +405,33 @@ def test_clear_verdicts_are_not_decided(ws: Path) -> None:
         (["--by", "ann"], "--decide"),
     ],
 )
-def test_usage_errors_exit_2(ws: Path, args: list[str], message: str) -> None:
+def test_usage_errors_exit_3(ws: Path, args: list[str], message: str) -> None:
     result = review(*args)
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output
 
 
 def test_actions_must_fit_the_decision(ws: Path) -> None:
     target = id_of(queue(), REVIEW_OLD)
     enrol_dismiss = review("--decide", target, "dismiss", "--by", "a", "--reason", "r", "--enrol", "lib-b")
     allow_confirm = review("--decide", target, "confirm", "--by", "a", "--reason", "r", "--allowlist", "lib-a")
-    assert enrol_dismiss.exit_code == 2 and "[bad-action]" in enrol_dismiss.output
-    assert allow_confirm.exit_code == 2 and "[bad-action]" in allow_confirm.output
+    assert enrol_dismiss.exit_code == 3 and "[bad-action]" in enrol_dismiss.output
+    assert allow_confirm.exit_code == 3 and "[bad-action]" in allow_confirm.output
     assert audit_rows(ws) == []
 
 
-def test_missing_or_wrong_database_exits_2(ws: Path) -> None:
+def test_missing_or_wrong_database_exits_3(ws: Path) -> None:
     missing = CliRunner().invoke(cli, ["review", "nope.sqlite"])
-    assert missing.exit_code == 2 and "[no-database]" in missing.output
+    assert missing.exit_code == 3 and "[no-database]" in missing.output
     assert not Path("nope.sqlite").exists()  # never created by mistake
     sqlite3.connect("other.sqlite").execute("CREATE TABLE t (x)").connection.close()
     other = CliRunner().invoke(cli, ["review", "other.sqlite"])
-    assert other.exit_code == 2 and "[not-a-results-database]" in other.output
+    assert other.exit_code == 3 and "[not-a-results-database]" in other.output
 
 
 def test_unusable_library_records_nothing(ws: Path) -> None:
     target = id_of(queue(), REVIEW_OLD)
     result = review("--decide", target, "confirm", "--by", "a", "--reason", "r", "--enrol", "not-a-library")
-    assert result.exit_code == 2 and "[library]" in result.output
+    assert result.exit_code == 3 and "[library]" in result.output
     assert audit_rows(ws) == []
 
 
@@ -452,7 +452,7 @@ def test_failed_library_write_records_no_decision(ws: Path, monkeypatch: pytest.
     before = SignatureLibrary.load("lib-a").library_version
     target = id_of(queue("--verdict", "flag"), FLAGGED)
     result = review("--decide", target, "dismiss", "--by", "a", "--reason", "r", "--allowlist", "lib-a")
-    assert failures and result.exit_code == 2 and "No space left" in result.output
+    assert failures and result.exit_code == 3 and "No space left" in result.output
     assert audit_rows(ws) == []
     restored = SignatureLibrary.load("lib-a")  # verifies checksums
     assert restored.library_version == before and restored.allowlist == []
@@ -471,7 +471,7 @@ def test_failed_audit_write_puts_the_library_back(ws: Path, monkeypatch: pytest.
     before = SignatureLibrary.load("lib-b").library_version
     target = id_of(queue(), REVIEW_OLD)
     result = review("--decide", target, "confirm", "--by", "a", "--reason", "r", "--enrol", "lib-b")
-    assert result.exit_code == 2 and "[audit-log]" in result.output and "disk I/O error" in result.output
+    assert result.exit_code == 3 and "[audit-log]" in result.output and "disk I/O error" in result.output
     assert audit_rows(ws) == []
     restored = SignatureLibrary.load("lib-b")
     assert restored.library_version == before and len(restored) == 0
@@ -548,7 +548,7 @@ def test_verify_detects_tampering(ws: Path, sql: str, params: tuple, found: str)
     _three_decisions()
     _tamper(sql, *params)
     result = review("--verify")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # a broken audit log is the tool's problem, not an item's
     assert found in result.stderr and "append-only trigger" in result.stderr
 
 
@@ -560,7 +560,7 @@ def test_verify_against_the_mirror_detects_a_rewritten_chain(ws: Path) -> None:
         conn.executescript(AUDIT_SCHEMA)  # ... and put the guards back
     assert "OK: 2 decision(s)" in review("--verify").stdout  # the chain alone cannot tell
     result = review("--verify", "--audit-log", "audit.jsonl")
-    assert result.exit_code == 2 and "decision #3 is missing from the database" in result.stderr
+    assert result.exit_code == 3 and "decision #3 is missing from the database" in result.stderr
     lines = Path("audit.jsonl").read_text().splitlines()
     edited = json.loads(lines[0])
     edited["reason"] = "something else"
