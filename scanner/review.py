@@ -702,7 +702,12 @@ class _AllowPlan(_Plan):
         return plan
 
     def _change(self, lib) -> dict[str, Any]:  # noqa: ANN001
-        added = lib.allow(self.entry)
+        from scanner.library import AllowlistConflict
+
+        try:
+            added = lib.allow(self.entry)
+        except AllowlistConflict as exc:  # the item is an enrolled signature: never allowlisted
+            raise ReviewError("allowlist-conflict", str(exc)) from None
         return {
             "action": "allowlist",
             "status": "added" if added else "already-allowed",

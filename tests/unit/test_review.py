@@ -285,10 +285,28 @@ def test_confirm_with_an_explicit_category(ws: Path) -> None:
     assert bad.exit_code == 2 and "sprocket" in bad.output
 
 
+def remove_signature_of(path: Path | str, library: str) -> str:
+    """Remove the signature enrolled from ``path`` (what a reviewer does first when a flag came
+    from a signature enrolled by mistake); its id."""
+    lib = SignatureLibrary.load(library)
+    (sig,) = [s for s in lib.signatures if s.geometry_hash == scanner.load(path).geometry_hash]
+    assert lib.remove([sig.id]) == [sig.id]
+    lib.save()
+    return sig.id
+
+
 def test_dismiss_allowlists_the_file_so_a_rescan_clears_it(ws: Path) -> None:
     rel = f"uploads/{FLAGGED}"
     assert rescan(rel, "lib-a")["verdict"] == "flag"
     target = id_of(queue("--verdict", "flag"), FLAGGED)
+    before = SignatureLibrary.load("lib-a").library_version
+    # the file is an enrolled signature: an allowlist entry may never silence it
+    refused = review("--decide", target, "dismiss", "--by", "cy", "--reason", "plumbing", "--allowlist", "lib-a")
+    sig_id = SignatureLibrary.load("lib-a").signatures[0].id
+    assert refused.exit_code == 2 and "[allowlist-conflict]" in refused.output and sig_id in refused.output
+    assert audit_rows(ws) == [] and SignatureLibrary.load("lib-a").library_version == before
+    # enrolled by mistake: the signature is removed first, then the dismissal allowlists the file
+    assert remove_signature_of(rel, "lib-a") == sig_id
     result = review("--decide", target, "dismiss", "--by", "cy", "--reason", "a plumbing part", "--allowlist", "lib-a")
     assert result.exit_code == 0, result.output
     (entry,) = SignatureLibrary.load("lib-a").allowlist
@@ -302,6 +320,7 @@ def test_dismiss_allowlists_the_file_so_a_rescan_clears_it(ws: Path) -> None:
 
 def test_dismissing_an_archive_member_allows_its_geometry_not_the_archive(ws: Path) -> None:
     (member,) = [i for i in queue("--verdict", "flag") if i["member"]]
+    remove_signature_of(DEMO / IN_BUNDLE, "lib-a")  # an enrolled signature is never allowlisted
     result = review("--decide", member["id"], "dismiss", "--by", "cy", "--reason", "r", "--allowlist", "lib-a")
     assert result.exit_code == 0, result.output
     (entry,) = SignatureLibrary.load("lib-a").allowlist
@@ -439,6 +458,7 @@ def test_failed_library_write_records_no_decision(ws: Path, monkeypatch: pytest.
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
+    remove_signature_of(f"uploads/{FLAGGED}", "lib-a")  # an enrolled signature is never allowlisted
     monkeypatch.setattr(library, "_atomic_write", failing_write)
     before = SignatureLibrary.load("lib-a").library_version
     target = id_of(queue("--verdict", "flag"), FLAGGED)
