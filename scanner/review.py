@@ -671,16 +671,21 @@ class _EnrolPlan(_Plan):
         from scanner.library import LibraryError
 
         try:
-            added = lib.add(self.signature, self.vectors, self.bodies, self.thresholds)
+            result = lib.add_signature(self.signature, self.vectors, self.bodies, self.thresholds)
         except LibraryError as exc:
             raise ReviewError("library", f"cannot enrol into {self.root}: {exc}") from None
-        return {
+        action = {
             "action": "enrol",
-            "status": "added" if added else "already-enrolled",
-            "changed": added,
+            "status": "added" if result.added else "already-enrolled",
+            "changed": result.added,
             "signature_id": self.signature.id,
             "category": self.category,
         }
+        if result.dropped_allow:  # the signature wins over allowlist entries with its hash: on the record
+            action["allowlist_dropped"] = [
+                {"sha256": a.sha256, "geometry_hash": a.geometry_hash, "note": a.note} for a in result.dropped_allow
+            ]
+        return action
 
 
 class _AllowPlan(_Plan):

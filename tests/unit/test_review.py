@@ -274,6 +274,24 @@ def test_confirm_enrols_the_file_so_a_rescan_flags_it(ws: Path) -> None:
     assert target not in [i["id"] for i in queue()]
 
 
+def test_confirming_an_allowlisted_file_drops_the_entry_on_the_record(ws: Path) -> None:
+    """The signature wins over an allowlist entry with its hash; the audit row names the entry."""
+    from scanner.library import AllowEntry
+
+    rel = f"uploads/{REVIEW_OLD}"
+    lib = SignatureLibrary.load("lib-b")
+    lib.allow(AllowEntry(sha256=file_sha256(rel), geometry_hash=None, added="", note="looked benign"))
+    lib.save()
+    assert rescan(rel, "lib-b")["verdict"] == "clear"
+    result = review("--decide", id_of(queue(), REVIEW_OLD), "confirm", "--by", "ann", "--reason", "r",
+                    "--enrol", "lib-b")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = audit_rows(ws)
+    (action,) = row["actions"]
+    assert action["allowlist_dropped"] == [{"sha256": file_sha256(rel), "geometry_hash": None, "note": "looked benign"}]
+    assert SignatureLibrary.load("lib-b").allowlist == [] and rescan(rel, "lib-b")["verdict"] == "flag"
+
+
 def test_confirm_with_an_explicit_category(ws: Path) -> None:
     target = id_of(queue(), REVIEW_NEW)
     result = review("--decide", target, "confirm", "--by", "bo", "--reason", "r", "--enrol", "lib-b",
