@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from scanner.config import Limits
 from scanner.features import describe
 from scanner.inspect import file_sha256
-from scanner.library import Signature, SignatureLibrary
+from scanner.library import AllowEntry, Signature, SignatureLibrary
 from scanner.loading import iter_meshes
 
 MIN_MATCHABLE_BODY_SHARE = 0.2
@@ -31,6 +31,8 @@ class EnrolResult:
     """``added``, ``duplicate`` or ``unreadable:<reason>``."""
     threshold: float | None = None
     """The largest per-row threshold given (None when nothing was enrolled)."""
+    dropped_allow: list[AllowEntry] = field(default_factory=list)
+    """Allowlist entries removed because they had this signature's hash (the signature wins)."""
 
     @property
     def distinctive(self) -> bool:
@@ -57,6 +59,8 @@ def enrol(
 
     Each descriptor row gets its own threshold: the global one (``threshold``, default the
     configured distance threshold), lowered for rows that sit near benign reference shapes.
+    An allowlist entry with the new signature's sha256 or geometry hash is dropped (the
+    signature wins: see :meth:`SignatureLibrary.add_signature`) and listed in the result.
     """
     from scanner.config import MatchSettings
     from scanner.features.reference import row_thresholds
@@ -88,7 +92,7 @@ def enrol(
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
-        added = lib.add(sig, vectors, bodies, thresholds)
-        status = "added" if added else "duplicate"
-        out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max())))
+        added = lib.add_signature(sig, vectors, bodies, thresholds)
+        status = "added" if added.added else "duplicate"
+        out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max()), added.dropped_allow))
     return out

@@ -18,6 +18,16 @@ On-disk format (a directory; format version 1), every file plain data and safe t
 ``allowlist.json``
     known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
 
+A library never silences itself: an allowlist entry whose sha256 or geometry hash equals an
+enrolled signature's is refused (:meth:`SignatureLibrary.allow` raises
+:class:`AllowlistConflict`), and enrolling a signature whose hash is allowlisted drops those
+allowlist entries (the signature wins; :meth:`SignatureLibrary.add_signature` returns them so
+the caller can say so). Why the signature wins and not the entry: an enrolment is a deliberate,
+sourced decision about a known part, while an allowlist entry may have arrived in a partner's
+export; letting the entry win would let anyone who can get an entry in first block enrolment.
+:meth:`SignatureLibrary.merge` imports a partner's allowlist only when asked
+(``with_allowlist``) and reports every signature and entry it added, skipped or refused.
+
 A library whose checksums fail, or whose descriptor version differs from this scanner's, is
 refused. It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
 so re-enrol the original files (``meshscan signatures add``) with the new scanner.
@@ -56,6 +66,17 @@ class LibraryError(MeshscanError):
     """A signature library that cannot be used, with the reason in words."""
 
 
+class AllowlistConflict(LibraryError):
+    """An allowlist entry that would silence an enrolled signature (same sha256 or geometry
+    hash): refused, so that no allowlist - least of all an imported one - can override the
+    library's own exact match."""
+
+    def __init__(self, entry: AllowEntry, signatures: list[Signature]) -> None:
+        self.entry = entry
+        self.signatures = signatures
+        super().__init__(conflict_message(entry, signatures))
+
+
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
@@ -89,6 +110,105 @@ class AllowEntry:
     added: str
     note: str = ""
     by: str = ""
+
+    def label(self) -> str:
+        """The entry in words, for messages: its hashes (shortened) and note."""
+        parts = []
+        if self.sha256:
+            parts.append(f"sha256 {self.sha256[:16]}")
+        if self.geometry_hash:
+            parts.append(f"geometry {self.geometry_hash[:16]}")
+        text = ", ".join(parts) or "no hash"
+        return text + (f" ({self.note})" if self.note else "")
+
+    def hits(self, signature: Signature) -> list[str]:
+        """Which of this entry's hashes equal ``signature``'s (``sha256``, ``geometry hash``)."""
+        out = []
+        if self.sha256 and self.sha256 == signature.sha256:
+            out.append("sha256")
+        if self.geometry_hash and self.geometry_hash == signature.geometry_hash:
+            out.append("geometry hash")
+        return out
+
+
+def conflict_message(entry: AllowEntry, signatures: list[Signature]) -> str:
+    """Why ``entry`` may not be allowed: the signature(s) it would silence, by id and name."""
+    named = "; ".join(
+        f"{s.id} ({s.category}{', ' + repr(s.name) if s.name else ''}: same {' and '.join(entry.hits(s))})"
+        for s in signatures
+    )
+    return (
+        f"allowlist entry {entry.label()} refused: it would silence enrolled signature {named}. "
+        "An exact signature match is never allowlisted; if the signature was enrolled by mistake, "
+        "remove it first ('meshscan signatures remove ID')."
+    )
+
+
+@dataclass
+class AddResult:
+    """What :meth:`SignatureLibrary.add_signature` did."""
+
+    added: bool
+    """False when the same geometry was already enrolled (nothing stored)."""
+    dropped_allow: list[AllowEntry] = field(default_factory=list)
+    """Allowlist entries removed because they would have silenced the new signature."""
+
+
+@dataclass
+class MergeReport:
+    """Everything one :meth:`SignatureLibrary.merge` imported, skipped or refused, per kind."""
+
+    signatures_added: list[str] = field(default_factory=list)
+    signatures_duplicate: list[str] = field(default_factory=list)
+    allow_offered: int = 0
+    """Allowlist entries the other library holds."""
+    allow_imported: bool = False
+    """Whether they were considered at all (``with_allowlist``)."""
+    allow_added: list[AllowEntry] = field(default_factory=list)
+    allow_duplicate: list[AllowEntry] = field(default_factory=list)
+    allow_refused: list[tuple[AllowEntry, str]] = field(default_factory=list)
+    """(entry, why): entries equal to an enrolled signature's hash."""
+    allow_dropped: list[tuple[AllowEntry, str]] = field(default_factory=list)
+    """(entry, signature id): this library's own entries dropped because an imported signature
+    has their hash (the signature wins)."""
+
+    @property
+    def conflicts(self) -> int:
+        return len(self.allow_refused) + len(self.allow_dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signatures": {"added": self.signatures_added, "duplicate": self.signatures_duplicate},
+            "allowlist": {
+                "offered": self.allow_offered,
+                "imported": self.allow_imported,
+                "added": [asdict(a) for a in self.allow_added],
+                "duplicate": [asdict(a) for a in self.allow_duplicate],
+                "refused": [{"entry": asdict(a), "reason": why} for a, why in self.allow_refused],
+                "dropped": [{"entry": asdict(a), "signature_id": sid} for a, sid in self.allow_dropped],
+            },
+        }
+
+    def lines(self) -> list[str]:
+        """The summary in words: one line per kind, then one per conflict."""
+        out = [f"signatures: {len(self.signatures_added)} added, {len(self.signatures_duplicate)} duplicate(s) skipped"]
+        if not self.allow_imported:
+            out.append(
+                f"allowlist: {self.allow_offered} entr{'y' if self.allow_offered == 1 else 'ies'} not imported"
+                + (" (pass --with-allowlist to import them)" if self.allow_offered else "")
+            )
+        else:
+            out.append(
+                f"allowlist: {len(self.allow_added)} added, {len(self.allow_duplicate)} already present, "
+                f"{len(self.allow_refused)} refused (conflict with a signature)"
+            )
+        out += [f"conflict: {why}" for _, why in self.allow_refused]
+        out += [
+            f"conflict: allowlist entry {a.label()} dropped: imported signature {sid} has its hash "
+            "(a signature always wins over an allowlist entry)"
+            for a, sid in self.allow_dropped
+        ]
+        return out
 
 
 @dataclass
@@ -258,11 +378,25 @@ class SignatureLibrary:
         ]
 
     def add(self, signature: Signature, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray) -> bool:
-        """Enrol one signature; False if the same geometry is already enrolled."""
+        """Enrol one signature; False if the same geometry is already enrolled.
+
+        Allowlist entries with the signature's sha256 or geometry hash are dropped (the
+        signature wins); use :meth:`add_signature` to learn which."""
+        return self.add_signature(signature, vectors, bodies, thresholds).added
+
+    def add_signature(
+        self, signature: Signature, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray
+    ) -> AddResult:
+        """Enrol one signature, and drop the allowlist entries that would silence it.
+
+        The signature wins over an allowlist entry with its hash because enrolment is a
+        deliberate decision about a known part, and an entry may have been imported from
+        someone else's library: refusing the enrolment instead would let an entry placed first
+        keep a known part out of the library for good."""
         if signature.category not in CATEGORIES:
             raise LibraryError(f"unknown category {signature.category!r}; one of: {', '.join(CATEGORIES)}")
         if self.find(geometry_hash=signature.geometry_hash):
-            return False
+            return AddResult(False)
         if vectors.shape[1] != self.vectors.shape[1] and len(self.vectors):
             raise LibraryError("descriptor length differs from the library's")
         index = len(self.signatures)
@@ -271,7 +405,10 @@ class SignatureLibrary:
         new_rows = np.column_stack([np.full(len(bodies), index), np.asarray(bodies)]).astype(np.int64)
         self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
         self.thresholds = np.concatenate([self.thresholds, np.asarray(thresholds, dtype=np.float32).reshape(-1)])
-        return True
+        dropped = [a for a in self.allowlist if a.hits(signature)]
+        if dropped:
+            self.allowlist = [a for a in self.allowlist if not a.hits(signature)]
+        return AddResult(True, dropped)
 
     def remove(self, ids: list[str]) -> list[str]:
         """Remove signatures by id; returns the ids that were found and removed."""
@@ -286,25 +423,48 @@ class SignatureLibrary:
         self.signatures = [self.signatures[i] for i in keep]
         return removed
 
-    def merge(self, other: SignatureLibrary) -> tuple[int, int]:
-        """Add the other library's signatures and allowlist; duplicates (same geometry hash)
-        are skipped. Returns (added, skipped)."""
+    def merge(self, other: SignatureLibrary, with_allowlist: bool = False) -> MergeReport:
+        """Add the other library's signatures (duplicates - same geometry hash - are skipped)
+        and, only with ``with_allowlist``, its allowlist entries; report every one, per kind.
+
+        A partner's allowlist suppresses matches in *this* library, so it is never imported
+        silently: without ``with_allowlist`` the entries are only counted. Imported entries that
+        equal the hash of any signature (this library's or one just merged) are refused, and this
+        library's own entries that equal a merged signature's hash are dropped (the signature
+        wins, as in :meth:`add_signature`); the report names each conflict."""
         if other.descriptor_version != self.descriptor_version:
             raise LibraryError("cannot merge libraries of different descriptor versions")
-        added = skipped = 0
+        report = MergeReport(allow_offered=len(other.allowlist), allow_imported=with_allowlist)
         for index, sig in enumerate(other.signatures):
             mask = other.rows[:, 0] == index
-            if self.add(
+            result = self.add_signature(
                 Signature(**asdict(sig)), other.vectors[mask], list(other.rows[mask, 1]), other.thresholds[mask]
-            ):
-                added += 1
-            else:
-                skipped += 1
-        for entry in other.allowlist:
-            self.allow(entry)
-        return added, skipped
+            )
+            (report.signatures_added if result.added else report.signatures_duplicate).append(sig.id)
+            report.allow_dropped += [(a, sig.id) for a in result.dropped_allow]
+        if with_allowlist:
+            for entry in other.allowlist:
+                try:
+                    added = self.allow(AllowEntry(**asdict(entry)))
+                except AllowlistConflict as exc:
+                    report.allow_refused.append((entry, str(exc)))
+                    continue
+                (report.allow_added if added else report.allow_duplicate).append(entry)
+        return report
+
+    def allow_conflicts(self, entry: AllowEntry) -> list[Signature]:
+        """The enrolled signatures ``entry`` would silence (same sha256 or geometry hash)."""
+        return [s for s in self.signatures if entry.hits(s)]
 
     def allow(self, entry: AllowEntry) -> bool:
+        """Add an allowlist entry; False if the same entry is already there.
+
+        Raises :class:`AllowlistConflict` (naming the signature) when the entry's sha256 or
+        geometry hash equals an enrolled signature's: an allowlist never overrides the
+        library's own exact match."""
+        conflicts = self.allow_conflicts(entry)
+        if conflicts:
+            raise AllowlistConflict(entry, conflicts)
         known = {(a.sha256, a.geometry_hash) for a in self.allowlist}
         if (entry.sha256, entry.geometry_hash) in known:
             return False
@@ -354,8 +514,9 @@ class SignatureLibrary:
                 vectors = np.array([d["vector"] for d in descs], dtype=np.float32)
                 thresholds = np.array([d["threshold"] for d in descs], dtype=np.float32)
                 lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs], thresholds)
-            for a in doc.get("allowlist", []):
-                lib.allow(AllowEntry(**a))
+            # kept as offered, conflicts included: an export is only carried into a library by
+            # merge(), which vets (and reports) every entry
+            lib.allowlist = [AllowEntry(**a) for a in doc.get("allowlist", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise LibraryError(f"malformed signature export: {exc}") from None
         return lib

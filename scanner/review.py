@@ -671,16 +671,21 @@ class _EnrolPlan(_Plan):
         from scanner.library import LibraryError
 
         try:
-            added = lib.add(self.signature, self.vectors, self.bodies, self.thresholds)
+            result = lib.add_signature(self.signature, self.vectors, self.bodies, self.thresholds)
         except LibraryError as exc:
             raise ReviewError("library", f"cannot enrol into {self.root}: {exc}") from None
-        return {
+        action = {
             "action": "enrol",
-            "status": "added" if added else "already-enrolled",
-            "changed": added,
+            "status": "added" if result.added else "already-enrolled",
+            "changed": result.added,
             "signature_id": self.signature.id,
             "category": self.category,
         }
+        if result.dropped_allow:  # the signature wins over allowlist entries with its hash: on the record
+            action["allowlist_dropped"] = [
+                {"sha256": a.sha256, "geometry_hash": a.geometry_hash, "note": a.note} for a in result.dropped_allow
+            ]
+        return action
 
 
 class _AllowPlan(_Plan):
@@ -702,7 +707,12 @@ class _AllowPlan(_Plan):
         return plan
 
     def _change(self, lib) -> dict[str, Any]:  # noqa: ANN001
-        added = lib.allow(self.entry)
+        from scanner.library import AllowlistConflict
+
+        try:
+            added = lib.allow(self.entry)
+        except AllowlistConflict as exc:  # the item is an enrolled signature: never allowlisted
+            raise ReviewError("allowlist-conflict", str(exc)) from None
         return {
             "action": "allowlist",
             "status": "added" if added else "already-allowed",

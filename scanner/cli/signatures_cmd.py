@@ -75,6 +75,12 @@ def add_cmd(files: tuple[str, ...], library: str, category: str, source: str, no
                     f"shapes; threshold {r.threshold:.4f}): only exact and near-identical copies will match",
                     err=True,
                 )
+            for entry in r.dropped_allow:
+                click.echo(
+                    f"  allowlist entry {entry.label()} dropped: {r.signature_id} has its hash "
+                    "(a signature always wins over an allowlist entry)",
+                    err=True,
+                )
             failed += r.status.startswith("unreadable")
     lib.save()
     click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
@@ -143,19 +149,43 @@ def verify_cmd(library: str) -> None:
 @signatures_group.command("merge")
 @click.argument("others", nargs=-1, required=True, type=click.Path(exists=True))
 @_library_required
-def merge_cmd(others: tuple[str, ...], library: str) -> None:
-    """Merge other libraries (folders or JSON exports) into --library, skipping duplicates."""
+@click.option(
+    "--with-allowlist",
+    is_flag=True,
+    help="Also import the others' allowlist entries (by default they are counted, not imported: "
+    "an allowlist entry suppresses matches). Entries equal to an enrolled signature are refused.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object per merged library.")
+def merge_cmd(others: tuple[str, ...], library: str, with_allowlist: bool, as_json: bool) -> None:
+    """Merge other libraries (folders or JSON exports) into --library, skipping duplicates.
+
+    Prints, per merged library, what it imported of each kind (signatures added / duplicate;
+    allowlist entries added / already present / refused, or not imported without
+    --with-allowlist) and every conflict: an imported allowlist entry equal to a signature's
+    hash is refused, and a local allowlist entry equal to an imported signature's hash is
+    dropped (the signature wins). Exit code 2 when an entry was refused (the rest is merged).
+    """
     from scanner.library import LibraryError, open_any
 
     lib = _load(library)
+    refused = 0
     for other in others:
         try:
-            added, skipped = lib.merge(open_any(other))
+            report = lib.merge(open_any(other), with_allowlist=with_allowlist)
         except LibraryError as exc:
             raise CommandError(str(exc)) from None
-        click.echo(f"{other}: {added} added, {skipped} duplicate(s) skipped")
+        refused += len(report.allow_refused)
+        if as_json:
+            click.echo(json.dumps({"source": other, **report.to_dict()}))
+        else:
+            click.echo(f"{other}:")
+            for line in report.lines():
+                click.echo(f"  {line}")
     lib.save()
-    click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}")
+    click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}", err=as_json)
+    if refused:
+        click.echo(f"meshscan: {refused} allowlist entr{'y' if refused == 1 else 'ies'} refused", err=True)
+        sys.exit(2)
 
 
 @signatures_group.command("export")
@@ -180,22 +210,35 @@ def allowlist_group() -> None:
 @click.option("--note", default="", help="Why the file is benign.")
 @click.option("--by", "by", default="", help="Who decided.")
 def allow_add_cmd(files: tuple[str, ...], library: str, note: str, by: str) -> None:
-    """Add FILES (their sha256 and geometry hash) to the allowlist."""
+    """Add FILES (their sha256 and geometry hash) to the allowlist.
+
+    A file whose sha256 or geometry hash equals an enrolled signature's is refused, naming the
+    signature: an allowlist never silences the library's own exact match. The other files
+    are added; the exit code is 2 when any was refused.
+    """
     from datetime import UTC, datetime
 
     from scanner.inspect import file_sha256
-    from scanner.library import AllowEntry
+    from scanner.library import AllowEntry, AllowlistConflict
     from scanner.loading import iter_meshes
 
     lib = _load(library)
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    refused = 0
     for path in files:
         sha = file_sha256(path)
         hashes = [r.mesh.geometry_hash for r in iter_meshes(path) if r.mesh is not None] or [None]
         for gh in hashes:
-            added = lib.allow(AllowEntry(sha256=sha, geometry_hash=gh, added=now, note=note, by=by))
+            try:
+                added = lib.allow(AllowEntry(sha256=sha, geometry_hash=gh, added=now, note=note, by=by))
+            except AllowlistConflict as exc:
+                click.echo(f"refused: {path}: {exc}", err=True)
+                refused += 1
+                continue
             click.echo(f"{'allowed' if added else 'already allowed'}: {path}")
     lib.save()
+    if refused:
+        sys.exit(2)
 
 
 @allowlist_group.command("list")

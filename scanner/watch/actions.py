@@ -5,7 +5,9 @@ verdict, then carried out, then marked done; after a crash the pending ones are 
 again. So each must be idempotent on replay:
 
 * ``quarantine`` - :func:`scanner.sinks.quarantine.quarantine_once` finds the name an earlier
-  attempt reserved (by action id) and completes the move: exactly once;
+  attempt reserved (by action id) and completes the move: exactly once; it follows no link
+  below the quarantine root (resolved once, when the actions are parsed), so nothing planted
+  in the quarantine can send an upload or its sidecar elsewhere;
 * ``command:CMD`` - runs CMD (no shell) with the verdict JSON on stdin, ``MESHSCAN_ACTION_ID``,
   ``MESHSCAN_PATH`` and ``MESHSCAN_VERDICT`` in its environment, under a timeout; a non-zero exit
   or a timeout is retried with backoff, then marked failed. Killed while the command runs, the
@@ -62,7 +64,10 @@ def parse_actions(specs: tuple[str, ...], quarantine_dir: str | None) -> tuple[I
         if kind == "quarantine" and not arg:
             if not quarantine_dir:
                 raise ActionSpecError("--action quarantine needs --quarantine DIR")
-            intents.append(Intent("quarantine", os.path.abspath(quarantine_dir)))
+            # resolved once, here: a symlinked quarantine root is the operator's choice, and every
+            # replay of the action goes to the folder it named at start-up; below the root,
+            # scanner.sinks.quarantine follows no link
+            intents.append(Intent("quarantine", os.path.realpath(quarantine_dir)))
         elif kind == "command" and arg.strip():
             try:
                 if not shlex.split(arg):

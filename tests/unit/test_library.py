@@ -92,8 +92,8 @@ def test_merge_and_export(lib: SignatureLibrary, tmp_path: Path) -> None:
     export.write_text(json.dumps(lib.export_json()))
     other = SignatureLibrary.create(tmp_path / "other")
     enrol(other, DEMO / "proxy-barrel-s1-001.stl", "barrel", "dup")
-    added, skipped = other.merge(open_any(export))
-    assert (added, skipped) == (1, 1) and len(other) == 2
+    report = other.merge(open_any(export))
+    assert (len(report.signatures_added), len(report.signatures_duplicate)) == (1, 1) and len(other) == 2
     np.testing.assert_allclose(other.vectors[-1], lib.vectors[-1], atol=1e-6)
 
 

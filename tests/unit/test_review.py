@@ -22,7 +22,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import trimesh
 from click.testing import CliRunner
 
 import scanner
@@ -83,14 +82,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in UPLOADS:
         shutil.copy(DEMO / name, root / "uploads" / name)
     lib_a = SignatureLibrary.create(root / "lib-a")
-    # enrol rotated re-exports, so the uploads flag as near-duplicates: a reviewer can allowlist
-    # a near-duplicate false positive, but never a signature's own exact geometry
-    (root / "known").mkdir()
-    for name, category in ((FLAGGED, "barrel"), (IN_BUNDLE, "slide_or_cylinder")):
-        known = trimesh.load(DEMO / name, force="mesh")
-        known.apply_transform(trimesh.transformations.rotation_matrix(0.7, [1, 2, 3]))
-        known.export(root / "known" / (Path(name).stem + ".obj"))
-        assert enrol(lib_a, root / "known" / (Path(name).stem + ".obj"), category, "test setup")[0].status == "added"
+    assert enrol(lib_a, DEMO / FLAGGED, "barrel", "test setup")[0].status == "added"
+    assert enrol(lib_a, DEMO / IN_BUNDLE, "slide_or_cylinder", "test setup")[0].status == "added"
     lib_a.save()
     with zipfile.ZipFile(root / "uploads" / "bundle.zip", "w") as zf:
         zf.write(DEMO / IN_BUNDLE, "parts/slide.stl")
@@ -283,6 +276,24 @@ def test_confirm_enrols_the_file_so_a_rescan_flags_it(ws: Path) -> None:
     assert target not in [i["id"] for i in queue()]
 
 
+def test_confirming_an_allowlisted_file_drops_the_entry_on_the_record(ws: Path) -> None:
+    """The signature wins over an allowlist entry with its hash; the audit row names the entry."""
+    from scanner.library import AllowEntry
+
+    rel = f"uploads/{REVIEW_OLD}"
+    lib = SignatureLibrary.load("lib-b")
+    lib.allow(AllowEntry(sha256=file_sha256(rel), geometry_hash=None, added="", note="looked benign"))
+    lib.save()
+    assert rescan(rel, "lib-b")["verdict"] == "clear"
+    result = review("--decide", id_of(queue(), REVIEW_OLD), "confirm", "--by", "ann", "--reason", "r",
+                    "--enrol", "lib-b")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = audit_rows(ws)
+    (action,) = row["actions"]
+    assert action["allowlist_dropped"] == [{"sha256": file_sha256(rel), "geometry_hash": None, "note": "looked benign"}]
+    assert SignatureLibrary.load("lib-b").allowlist == [] and rescan(rel, "lib-b")["verdict"] == "flag"
+
+
 def test_confirm_with_an_explicit_category(ws: Path) -> None:
     target = id_of(queue(), REVIEW_NEW)
     result = review("--decide", target, "confirm", "--by", "bo", "--reason", "r", "--enrol", "lib-b",
@@ -294,10 +305,28 @@ def test_confirm_with_an_explicit_category(ws: Path) -> None:
     assert bad.exit_code == 3 and "sprocket" in bad.output  # click's choice: a usage error
 
 
+def remove_signature_of(path: Path | str, library: str) -> str:
+    """Remove the signature enrolled from ``path`` (what a reviewer does first when a flag came
+    from a signature enrolled by mistake); its id."""
+    lib = SignatureLibrary.load(library)
+    (sig,) = [s for s in lib.signatures if s.geometry_hash == scanner.load(path).geometry_hash]
+    assert lib.remove([sig.id]) == [sig.id]
+    lib.save()
+    return sig.id
+
+
 def test_dismiss_allowlists_the_file_so_a_rescan_clears_it(ws: Path) -> None:
     rel = f"uploads/{FLAGGED}"
     assert rescan(rel, "lib-a")["verdict"] == "flag"
     target = id_of(queue("--verdict", "flag"), FLAGGED)
+    before = SignatureLibrary.load("lib-a").library_version
+    # the file is an enrolled signature: an allowlist entry may never silence it
+    refused = review("--decide", target, "dismiss", "--by", "cy", "--reason", "plumbing", "--allowlist", "lib-a")
+    sig_id = SignatureLibrary.load("lib-a").signatures[0].id
+    assert refused.exit_code == 2 and "[allowlist-conflict]" in refused.output and sig_id in refused.output
+    assert audit_rows(ws) == [] and SignatureLibrary.load("lib-a").library_version == before
+    # enrolled by mistake: the signature is removed first, then the dismissal allowlists the file
+    assert remove_signature_of(rel, "lib-a") == sig_id
     result = review("--decide", target, "dismiss", "--by", "cy", "--reason", "a plumbing part", "--allowlist", "lib-a")
     assert result.exit_code == 0, result.output
     (entry,) = SignatureLibrary.load("lib-a").allowlist
@@ -311,6 +340,7 @@ def test_dismiss_allowlists_the_file_so_a_rescan_clears_it(ws: Path) -> None:
 
 def test_dismissing_an_archive_member_allows_its_geometry_not_the_archive(ws: Path) -> None:
     (member,) = [i for i in queue("--verdict", "flag") if i["member"]]
+    remove_signature_of(DEMO / IN_BUNDLE, "lib-a")  # an enrolled signature is never allowlisted
     result = review("--decide", member["id"], "dismiss", "--by", "cy", "--reason", "r", "--allowlist", "lib-a")
     assert result.exit_code == 0, result.output
     (entry,) = SignatureLibrary.load("lib-a").allowlist
@@ -448,6 +478,7 @@ def test_failed_library_write_records_no_decision(ws: Path, monkeypatch: pytest.
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
+    remove_signature_of(f"uploads/{FLAGGED}", "lib-a")  # an enrolled signature is never allowlisted
     monkeypatch.setattr(library, "_atomic_write", failing_write)
     before = SignatureLibrary.load("lib-a").library_version
     target = id_of(queue("--verdict", "flag"), FLAGGED)

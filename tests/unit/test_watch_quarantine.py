@@ -66,18 +66,18 @@ def test_replay_after_a_crash_at_each_step_finishes_the_move_once(
 
     real_link, real_unlink = os.link, os.unlink
 
-    def link(a, b):  # noqa: ANN001, ANN202
+    def link(a, b, **kw):  # noqa: ANN001, ANN003, ANN202
         if str(a) == str(src):
             if crash_after == "sidecar":
                 raise Crash
             if crash_after == "copy":
                 raise OSError(errno.EXDEV, "cross-device")
-        return real_link(a, b)
+        return real_link(a, b, **kw)
 
-    def unlink(p):  # noqa: ANN001, ANN202
+    def unlink(p, **kw):  # noqa: ANN001, ANN003, ANN202
         if str(p) == str(src) and crash_after in ("link", "copy"):
             raise Crash
-        return real_unlink(p)
+        return real_unlink(p, **kw)
 
     monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(os, "unlink", unlink)
