@@ -2,11 +2,12 @@
 
 Why this is careful: random sampling noise is the first enemy of near-duplicate recall.
 
-1. Sampling is seeded by content, not by position in the file: each triangle draws its
-   sample count and barycentric coordinates from a hash of its own corners (independent
-   of corner order and winding), and the points are then ordered by their own hash. The
-   same surface therefore gives the same points whatever the triangle order, corner order,
-   winding or file format - without sorting a million triangles.
+1. Sampling is seeded by intrinsic shape, not by position in the file or in space: each
+   triangle draws its sample count and barycentric coordinates from a hash of its edge
+   lengths and corner distances to the centroid (:func:`intrinsic_keys`), and the points are
+   then ordered by their own hash. The same surface therefore gives the same points - up to
+   the motion itself - whatever the triangle order, corner order, winding, file format,
+   pose, mirror image or scale.
 2. Counts are stratified: a triangle with expected count ``e`` gets ``floor(e)`` or
    ``floor(e) + 1`` points, which has far lower variance than independent draws.
 3. The frame (centroid, scale, principal axes) comes from exact surface moments of the
@@ -95,6 +96,71 @@ def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, flo
     return centroid, total, second
 
 
+KEY_STEPS = 4096
+"""Quantisation of the intrinsic triangle measures, in steps per RMS radius. A re-export in
+another pose re-rounds float32 coordinates by ~1e-7 of the radius, so a measure crosses a step
+boundary for about 1 triangle in 2,000: those few resample, the rest keep their points."""
+
+
+def _order_corners(measure: np.ndarray, corner_keys: np.ndarray) -> np.ndarray:
+    """(F, 3) corner order: largest measure first, ties by smaller content key (a sorting
+    network of three compare-and-swaps, cheaper than two argsorts along rows)."""
+    order = np.tile(np.arange(3), (len(measure), 1))
+    m, k = measure.copy(), corner_keys.copy()
+    for i, j in ((0, 1), (1, 2), (0, 1)):
+        swap = (m[:, j] > m[:, i]) | ((m[:, j] == m[:, i]) & (k[:, j] < k[:, i]))
+        for arr in (order, m, k):
+            arr[swap, i], arr[swap, j] = arr[swap, j], arr[swap, i].copy()
+    return order
+
+
+def intrinsic_keys(
+    tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit seed per triangle and its corners' canonical order, from its intrinsic shape.
+
+    Why (issue 11, "exact invariance"): seeds taken from coordinates change with every
+    rotation, so a rotated copy sampled different points and landed ~0.011 from itself, more
+    than the threshold of a signature near benign shapes. Here a triangle is known by its edge
+    lengths and its corners' distances to the surface centroid, in units of the RMS radius:
+    the same numbers after any rigid motion, mirror or uniform scale. Corners are ordered by
+    the length of the opposite edge, then distance to the centroid. Congruent triangles at the
+    same distance (the facets of a turned part) share those numbers; they are told apart by
+    their rank in coordinate-key order, which only permutes points among symmetric images.
+    """
+    scale = np.float32(KEY_STEPS / radius)
+    edge = [tri[:, (k + 2) % 3] - tri[:, (k + 1) % 3] for k in range(3)]  # the edge opposite corner k
+    rel = tri - centroid.astype(np.float32)
+    measure = np.empty((len(tri), 3), dtype=np.int64)
+    for k in range(3):
+        e, r = edge[k], rel[:, k]
+        opposite = np.sqrt(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]) * scale
+        reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
+        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+    order = _order_corners(measure, corner_keys)
+    canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
+    by_key = np.argsort(intrinsic, kind="stable")
+    ordered = intrinsic[by_key]
+    shared = np.zeros(len(intrinsic), dtype=bool)
+    shared[1:] = ordered[1:] == ordered[:-1]
+    shared[:-1] |= shared[1:]
+    if shared.any():  # rank congruent triangles by content, so no file order leaks in
+        members = by_key[shared]
+        first = np.ones(len(members), dtype=bool)
+        first[1:] = intrinsic[members][1:] != intrinsic[members][:-1]
+        group = np.cumsum(first).astype(np.uint64) - np.uint64(1)
+        with np.errstate(over="ignore"):
+            content = corner_keys[members].sum(axis=1, dtype=np.uint64)  # independent of corner order
+        within = members[np.argsort((group << np.uint64(40)) | (content >> np.uint64(24)), kind="stable")]
+        starts = np.flatnonzero(np.r_[True, intrinsic[within][1:] != intrinsic[within][:-1]])
+        rank = (np.arange(len(within)) - np.repeat(starts, np.diff(np.r_[starts, len(within)]))).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            intrinsic[within] = _splitmix(intrinsic[within] ^ _splitmix(rank + np.uint64(1)))
+    return intrinsic, order
+
+
 def sample_surface(
     triangles: np.ndarray, n_points: int | None = None, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
@@ -128,8 +194,7 @@ def sample_surface(
     evals = evals / max(evals.sum(), 1e-300)
     axes = evecs[:, order].T
 
-    tkey, _ = triangle_keys(corner_keys)
-    tkey = _splitmix(tkey ^ SEED)
+    tkey, corner_order = intrinsic_keys(tri, centroid, radius, corner_keys)
     # the total of stratified counts varies by at most sqrt(target): 6 sigma of slack
     target = n_points + 6.0 * np.sqrt(n_points) + 8.0
     expected = areas.astype(np.float64) * (target / area)
@@ -156,10 +221,9 @@ def sample_surface(
     u2 = (_unit(_splitmix(tk ^ _SHIFT2))[local] + within * _R2[1]) % 1.0
     r1 = np.sqrt(u1)
     r2 = u2
-    # corners in content order, so barycentric weights do not depend on the file's order;
-    # per sampled triangle: first corner (normalised) and two edges, gathered once per point
-    corner_order = np.argsort(corner_keys[chosen], axis=1, kind="stable")
-    ordered = tri.reshape(-1, 3)[(chosen * 3)[:, None] + corner_order]  # (C, 3, 3) float32
+    # corners in their intrinsic order, so barycentric weights depend neither on the file's
+    # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
+    ordered = tri.reshape(-1, 3)[(chosen * 3)[:, None] + corner_order[chosen]]  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
     frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
