@@ -37,6 +37,9 @@ from typing import BinaryIO
 import numpy as np
 
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
+from scanner.formats._text import group_hashes as _group
+from scanner.formats._text import mix64 as _mix
+from scanner.formats._text import verify_groups as _verified
 from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.formats.sniff import STL_HEADER_BYTES, STL_PREAMBLE, STL_RECORD_BYTES
@@ -127,18 +130,6 @@ _VERTEX, _SIX = _word(b"vertex"), (1 << 48) - 1
 _SOLID, _FIVE = _word(b"solid"), (1 << 40) - 1
 _ENDSOLID = _word(b"endsolid")
 _LINE_RE = re.compile(rb"[^\r\n]*")
-
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (callers silence the wrapping-multiply warnings)."""
-    x = x + _M1
-    x = (x ^ (x >> np.uint64(30))) * _M2
-    x = (x ^ (x >> np.uint64(27))) * _M3
-    return x ^ (x >> np.uint64(31))
 
 
 class _Source:
@@ -285,44 +276,6 @@ class _Rows:
         if not len(g):
             return True
         return bool(self.unique_ok[g].all()) and _parse(self.unique[g].tobytes(), len(g)) is not None  # the reference
-
-
-def _verified(rows: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check every row against the first row of its hash group; one that differs becomes a
-    group of its own. Returns (first row of each group, group of each row)."""
-    same = rows == np.take(rows, first[group], axis=0)
-    if not same.all():
-        differ = np.flatnonzero(~same.all(axis=1))
-        group[differ] = len(first) + np.arange(len(differ))
-        first = np.concatenate([first, differ])
-    return first, group
-
-
-def _group(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with equal hashes: (first row of each group, group of each row). Consumes ``hashes``.
-
-    Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``
-    or ``np.unique``: the row index is packed into the low bits of the hash and the packed
-    keys are sorted (as :func:`scanner.mesh.weld` does). Truncating the hash merges a few
-    more rows into a group, which the byte comparison afterwards sorts out.
-    """
-    n = len(hashes)
-    shift = np.uint64(max(1, (n - 1).bit_length()))
-    key = hashes
-    key >>= shift
-    key <<= shift
-    key |= np.arange(n, dtype=np.uint64)
-    key.sort()
-    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).view(np.int64)
-    key >>= shift
-    starts = np.empty(n, dtype=bool)
-    starts[0] = True
-    np.not_equal(key[1:], key[:-1], out=starts[1:])
-    ids = np.cumsum(starts, out=key.view(np.int64))
-    ids -= 1
-    group = np.empty(n, dtype=np.intp)
-    group[order] = ids
-    return order[starts], group
 
 
 def _parse_rows(rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
