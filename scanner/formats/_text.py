@@ -105,6 +105,17 @@ def parse_lines(
     return _fit(counts, n_lines), np.concatenate(values) if values else np.zeros(0, dtype=dtype)
 
 
+def as_integers(values: np.ndarray, what: str) -> np.ndarray:
+    """Float values that must be integers (counts, indices written as ``3.0``) as int64;
+    NaN, inf or a fraction is ``corrupt``. Magnitudes past 2**62 are clipped there (not cast
+    to garbage), so range checks afterwards report them as the bad counts or indices they are."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise UnreadableInput(CORRUPT, f"non-integer {what}")
+    return np.clip(values, -(2.0**62), 2.0**62).astype(np.int64)
+
+
 def token_bounds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) offsets of the whitespace-separated tokens of ``raw`` (uint8)."""
     space = (raw == 32) | (raw - np.uint8(9) <= 4)  # ' ' or \t \n \v \f \r (9..13)
@@ -136,6 +147,8 @@ def fan_triangulate(
     spread = None if per_polygon is None else np.repeat(per_polygon, per)
     if len(counts) and counts.min() == counts.max():  # all polygons alike: reshape, no index arrays
         k = int(counts[0])
+        if k < 3:
+            return np.zeros((0, 3), dtype=indices.dtype), spread
         if k == 3:
             return indices.reshape(-1, 3), spread
         poly = indices.reshape(-1, k)

@@ -77,18 +77,21 @@ def load_obj(blob: Blob, ctx: LoadContext) -> Mesh:
     del vertex_text
     if n_faces == 0:
         raise UnreadableInput(EMPTY, "OBJ with no faces")
+    if len(face_text) // 2 - 2 * n_faces > ctx.limits.max_triangles and b"#" not in face_text:
+        # so many corners could be over the limit: count them before they are parsed
+        ctx.check_triangles(fan_count(tokens_per_line(face_text, n_faces)))
     indices, counts = _face_indices(face_text, n_faces)
     del face_text
     ctx.check_triangles(fan_count(counts))  # before the triangles are made
     if np.any(indices == 0):
         raise UnreadableInput(BAD_INDEX, "face index 0 (OBJ indices start at 1)")
-    if indices.min() < 0:
+    if len(indices) and indices.min() < 0:
         # negative indices count back from the vertices defined before their face line
         indices = np.where(indices < 0, np.repeat(seen, counts) + indices, indices - 1)
     else:
         indices -= 1
     del seen
-    if 0 <= indices.min() and indices.max() < len(vertices):
+    if len(indices) and 0 <= indices.min() and indices.max() < len(vertices):
         indices = indices.astype(np.int32)  # in range: half the memory (limits < 2**31)
     tris, groups = fan_triangulate(indices, counts, face_group)
     if len(tris) == 0:

@@ -10,6 +10,7 @@ import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, TRUNCATED, UnreadableInput
 from scanner.formats._text import (
+    as_integers,
     fan_count,
     fan_triangulate,
     list_items,
@@ -103,19 +104,10 @@ def _vertices(text: bytes, nv: int) -> np.ndarray:
 def _faces(text: bytes, nf: int) -> tuple[np.ndarray, np.ndarray]:
     """(corner count of each face, all faces' corner indices) of the face lines."""
     values, tok, starts = _block(text, nf, np.int64, "face value")
-    k = values[starts]
-    if values.dtype != np.int64:
-        if np.any(k != np.round(k)):
-            raise UnreadableInput(CORRUPT, "non-integer corner count")
-        k = k.astype(np.int64)
+    k = as_integers(values[starts], "corner count")
     if np.any(k < 0) or np.any(k > tok - 1):
         raise UnreadableInput(CORRUPT, "an OFF face line shorter than its corner count")
-    idx = list_items(values, starts + 1, k)
-    if values.dtype != np.int64:
-        if np.any(idx != np.round(idx)):
-            raise UnreadableInput(CORRUPT, "non-integer face index")
-        idx = idx.astype(np.int64)
-    return k, idx
+    return k, as_integers(list_items(values, starts + 1, k), "face index")
 
 
 loaders = {"off": load_off}

@@ -17,6 +17,7 @@ import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, TRUNCATED, UnreadableInput
 from scanner.formats._text import (
+    as_integers,
     fan_count,
     fan_triangulate,
     list_items,
@@ -138,6 +139,8 @@ def _face_list(el: _Element) -> int:
 def _read_binary(data: bytes, offset: int, elements: list[_Element], order: str) -> dict:
     out: dict = {}
     for el in elements:
+        if el.name == "face":
+            _face_list(el)  # a face element without its list is refused, not read as scalars
         if all(p.count_dtype is None for p in el.props):
             dt = np.dtype([(p.name or f"_{i}", order + p.dtype) for i, p in enumerate(el.props)])
             need = dt.itemsize * el.count
@@ -290,19 +293,10 @@ def _ascii_faces(text: bytes, el: _Element) -> tuple[np.ndarray, np.ndarray]:
     first = starts + face_at
     if np.any(tok <= face_at):
         raise UnreadableInput(CORRUPT, "a PLY face line with too few values")
-    n = values[first]
-    if values.dtype != np.int64:
-        if np.any(n != np.round(n)):
-            raise UnreadableInput(CORRUPT, "non-integer corner count")
-        n = n.astype(np.int64)
+    n = as_integers(values[first], "corner count")
     if np.any(n < 0) or np.any(n > tok - face_at - 1):
         raise UnreadableInput(CORRUPT, "a PLY face line shorter than its corner count")
-    idx = list_items(values, first + 1, n)
-    if values.dtype != np.int64:
-        if np.any(idx != np.round(idx)):
-            raise UnreadableInput(CORRUPT, "non-integer face index")
-        idx = idx.astype(np.int64)
-    return idx, n
+    return as_integers(list_items(values, first + 1, n), "face index"), n
 
 
 loaders = {"ply": load_ply}

@@ -811,7 +811,7 @@ def _load_tokens(blob: Blob, ctx: LoadContext, source: _Source, size: int) -> Me
     solid_of: list[np.ndarray] = []
     names: list[str] = []
     name: list[bytes] | None = None
-    solid, in_name, last_kind = -1, True, -1
+    solid, in_name, naming, last_kind = -1, True, True, -1
     carry: list[bytes] = []
     tail = b""
     total = 0
@@ -830,21 +830,23 @@ def _load_tokens(blob: Blob, ctx: LoadContext, source: _Source, size: int) -> Me
         for i, tok in enumerate(toks):
             kind = _KEYWORDS.get(tok.lower()) if len(tok) <= 8 else None
             if kind is None or (kind == 2 and in_name):
-                if name is not None and in_name and len(name) < _NAME_TOKENS:
+                if naming and name is not None and len(name) < _NAME_TOKENS:
                     name.append(tok)  # a word of the solid's name
                 continue
             last_kind = kind
             if kind == 0:
                 solid += 1
-                in_name = True
+                in_name = naming = True
                 if name is not None:
                     names.append(b" ".join(name)[:256].decode("utf-8", "replace"))
                 name = [] if len(names) < MAX_SOLID_NAMES else None
             elif kind == 1:
-                in_name = False
-            elif kind == 2 and not in_name:
+                in_name = naming = False
+            elif kind == 2:
                 vertex_at.append(i)
                 vertex_solid.append(max(solid, 0))
+            elif kind == 3:  # the words after ``endsolid`` repeat the name: no vertex there
+                in_name, naming = True, False
         if vertex_at and vertex_at[-1] + 3 >= len(toks):  # its numbers are (maybe) in the next piece
             if lo + _TOKEN_PIECE >= size:
                 raise UnreadableInput(TRUNCATED, "the file ends inside a vertex")
