@@ -117,7 +117,9 @@ def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
         raise UnreadableInput(CORRUPT, "PLY vertex element lacks x, y, z") from None
     indices, counts = arrays["face"]
     ctx.check_triangles(fan_count(counts))  # before the triangles are made
-    if len(indices) and 0 <= indices.min() and indices.max() < len(vertices):
+    if indices.dtype == np.int32:
+        pass  # as stored: build_mesh checks the range
+    elif len(indices) and 0 <= indices.min() and indices.max() < len(vertices):
         indices = indices.astype(np.int32, copy=False)  # in range: half the memory (limits < 2**31)
     elif len(indices):
         bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
@@ -194,7 +196,9 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
                 return new_offset, rec
             lst = rec[f"_l{face_at}"]
             n = lst.shape[1] if lst.ndim == 2 else 1
-            return new_offset, (lst.reshape(-1).astype(np.int64), np.full(el.count, n))
+            flat = lst.reshape(-1)
+            small = flat.dtype.kind == "i" and flat.dtype.itemsize <= 4 or flat.dtype.itemsize < 4
+            return new_offset, (flat.astype(np.int32 if small else np.int64), np.full(el.count, n))
     # Slow path: walk each record, noting where each face's list starts and its length (no
     # per-record arrays: a million small numpy arrays cost ~100 bytes each); gathered at the end.
     at, counts = array("q"), array("q")
