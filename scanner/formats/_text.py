@@ -22,6 +22,8 @@ import numpy as np
 from scanner.errors import CORRUPT, UnreadableInput
 
 PIECE = 1 << 20  # bytes of text per piece: small temporaries (0.25 to 4 MiB measured about as fast)
+MAX_TOKEN = PIECE  # no number is this long: a longer token is refused rather than tokenized whole
+FAN_STEP = 1 << 16  # triangles made per step of a general fan triangulation
 
 _U = np.uint64
 _ZEROS = _U(0x3030303030303030)  # eight ASCII '0'
@@ -66,7 +68,7 @@ def tokens_per_line(joined: bytes, n_lines: int) -> np.ndarray:
     if n_lines == 0:
         return np.zeros(0, dtype=np.int64)
     counts = []
-    for raw in _pieces(joined):
+    for _, raw in _pieces(joined):
         starts, _ = token_bounds(raw)
         counts.append(_per_line(starts, np.flatnonzero(raw == 10)))
     return _fit(counts, n_lines)
@@ -88,7 +90,7 @@ def parse_lines(
     """
     integer = np.issubdtype(dtype, np.integer)
     counts, values = [], []
-    for raw in _pieces(text):
+    for _, raw in _pieces(text):
         padded = np.empty(_PAD + len(raw), dtype=np.uint8)
         padded[:_PAD] = 32
         padded[_PAD:] = raw
@@ -103,6 +105,17 @@ def parse_lines(
     return _fit(counts, n_lines), np.concatenate(values) if values else np.zeros(0, dtype=dtype)
 
 
+def as_integers(values: np.ndarray, what: str) -> np.ndarray:
+    """Float values that must be integers (counts, indices written as ``3.0``) as int64;
+    NaN, inf or a fraction is ``corrupt``. Magnitudes past 2**62 are clipped there (not cast
+    to garbage), so range checks afterwards report them as the bad counts or indices they are."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise UnreadableInput(CORRUPT, f"non-integer {what}")
+    return np.clip(values, -(2.0**62), 2.0**62).astype(np.int64)
+
+
 def token_bounds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) offsets of the whitespace-separated tokens of ``raw`` (uint8)."""
     space = (raw == 32) | (raw - np.uint8(9) <= 4)  # ' ' or \t \n \v \f \r (9..13)
@@ -110,41 +123,192 @@ def token_bounds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
 
 
-def fan_triangulate(indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fan_count(counts: np.ndarray) -> int:
+    """How many triangles :func:`fan_triangulate` makes of polygons of these corner counts:
+    callers check it against the triangle limit before anything that size is allocated."""
+    return int(np.maximum(np.asarray(counts, dtype=np.int64) - 2, 0).sum())
+
+
+def fan_triangulate(
+    indices: np.ndarray, counts: np.ndarray, per_polygon: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Polygons (flat ``indices``, ``counts`` per polygon) to triangles by fans.
 
-    Returns (triangles (T, 3), polygon number of each triangle). Polygons of fewer than three
-    corners are dropped, as every major loader does.
+    Returns (triangles (T, 3) of ``indices``' dtype, ``per_polygon`` repeated for each
+    triangle of its polygon, or None when not given). Polygons of fewer than three corners
+    are dropped, as every major loader does.
+
+    The triangles are written straight into their (T, 3) array, :data:`FAN_STEP` triangles
+    at a time, so that the only other allocation is a small index buffer: a single polygon
+    of millions of corners costs its triangle array, not several arrays of that length.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    if len(counts) and np.all(counts == 3):
-        return indices.reshape(-1, 3), np.arange(len(counts))
     per = np.maximum(counts - 2, 0)
-    poly = np.repeat(np.arange(len(counts)), per)
-    if len(poly) == 0:
-        return np.zeros((0, 3), dtype=indices.dtype), poly
-    within = np.arange(len(poly)) - np.repeat(np.cumsum(per) - per, per) + 1
-    first = offsets[poly]
-    tris = np.stack([indices[first], indices[first + within], indices[first + within + 1]], axis=1)
-    return tris, poly
+    spread = None if per_polygon is None else np.repeat(per_polygon, per)
+    if len(counts) and counts.min() == counts.max():  # all polygons alike: reshape, no index arrays
+        k = int(counts[0])
+        if k < 3:
+            return np.zeros((0, 3), dtype=indices.dtype), spread
+        if k == 3:
+            return indices.reshape(-1, 3), spread
+        poly = indices.reshape(-1, k)
+        tris = np.empty((len(counts), max(k - 2, 0), 3), dtype=indices.dtype)
+        tris[:, :, 0] = poly[:, :1]
+        tris[:, :, 1] = poly[:, 1:-1]
+        tris[:, :, 2] = poly[:, 2:]
+        return tris.reshape(-1, 3), spread
+    ends = np.cumsum(per)  # triangles up to and including each polygon
+    total = int(ends[-1]) if len(ends) else 0
+    tris = np.empty((total, 3), dtype=indices.dtype)
+    if total == 0:
+        return tris, spread
+    # triangle t of polygon k uses corners first[k], first[k] + 1 + (t - ends[k] + per[k]), + 1
+    shift = np.cumsum(counts) - counts + 1 - (ends - per)
+    first = np.cumsum(counts) - counts
+    for lo in range(0, total, FAN_STEP):
+        t = np.arange(lo, min(total, lo + FAN_STEP))
+        k = np.searchsorted(ends, t, side="right")
+        at = t + shift[k]
+        tris[lo : lo + len(t), 0] = indices[first[k]]
+        tris[lo : lo + len(t), 1] = indices[at]
+        at += 1
+        tris[lo : lo + len(t), 2] = indices[at]
+    return tris, spread
+
+
+def record_blocks(text: bytes, start: int, counts: list[int]) -> list[tuple[int, int]]:
+    """Where consecutive blocks of non-blank lines lie: for each ``counts[i]``, the byte range
+    ``[a, b)`` of ``text`` (from ``start``) holding the next ``counts[i]`` lines that have a
+    token, ``a`` the start of the first and ``b`` the end of the last (before its ``\\n``).
+
+    The list stops at the first block the text does not hold in full. Lines are counted piece
+    by piece, so memory stays small however many lines (or blank lines) the text has.
+    """
+    out: list[tuple[int, int]] = []
+    block, have, a = 0, 0, -1
+    while block < len(counts) and counts[block] == 0:
+        out.append((start, start))
+        block += 1
+    counted = False  # the piece before ended inside a line that has a token (already counted)
+    for base, raw in _pieces(text, start):
+        if block >= len(counts):
+            break
+        starts, _ = token_bounds(raw)
+        newlines = np.flatnonzero(raw == 10)
+        per_line = _per_line(starts, newlines)
+        if counted:
+            per_line[0] = 0  # the rest of that line
+        full = np.flatnonzero(per_line)  # the lines of this piece with a token
+        line_start = np.concatenate([[0], newlines + 1])
+        line_end = np.append(newlines, len(raw))
+        used = 0
+        while block < len(counts) and used < len(full):
+            take = min(counts[block] - have, len(full) - used)
+            if a < 0:
+                a = base + int(line_start[full[used]])
+            used += take
+            have += take
+            if have == counts[block]:
+                last = int(full[used - 1])
+                b = base + int(line_end[last])
+                if last == len(newlines):  # the piece's last line: it may go on in the next pieces
+                    b = text.find(b"\n", b)
+                    b = len(text) if b < 0 else b
+                out.append((a, b))
+                block, have, a = block + 1, 0, -1
+                while block < len(counts) and counts[block] == 0:
+                    out.append((b, b))
+                    block += 1
+        counted = bool(per_line[-1] > 0) or (counted and len(newlines) == 0)
+    return out
+
+
+def list_items(values: np.ndarray, at: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``values[at[i] : at[i] + n[i]]`` for every ``i``, concatenated (n >= 0)."""
+    total = int(n.sum())
+    if total == 0:
+        return values[:0]
+    if n.min() == n.max():
+        return values[at[:, None] + np.arange(int(n[0]))].reshape(-1)
+    take = np.repeat(at - (np.cumsum(n) - n), n)
+    take += np.arange(total)
+    return values[take]
+
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (callers silence the wrapping-multiply warnings)."""
+    x = x + _M1
+    x = (x ^ (x >> np.uint64(30))) * _M2
+    x = (x ^ (x >> np.uint64(27))) * _M3
+    return x ^ (x >> np.uint64(31))
+
+
+def verify_groups(rows: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check every row against the first row of its hash group; one that differs becomes a
+    group of its own. Returns (first row of each group, group of each row)."""
+    same = rows == np.take(rows, first[group], axis=0)
+    if not same.all():
+        differ = np.flatnonzero(~same.all(axis=1))
+        group[differ] = len(first) + np.arange(len(differ))
+        first = np.concatenate([first, differ])
+    return first, group
+
+
+def group_hashes(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with equal hashes: (first row of each group, group of each row). Consumes ``hashes``.
+
+    Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``
+    or ``np.unique``: the row index is packed into the low bits of the hash and the packed
+    keys are sorted (as :func:`scanner.mesh.weld` does). Truncating the hash merges a few
+    more rows into a group, which the byte comparison afterwards sorts out.
+    """
+    n = len(hashes)
+    shift = np.uint64(max(1, (n - 1).bit_length()))
+    key = hashes
+    key >>= shift
+    key <<= shift
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).view(np.int64)
+    key >>= shift
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(key[1:], key[:-1], out=starts[1:])
+    ids = np.cumsum(starts, out=key.view(np.int64))
+    ids -= 1
+    group = np.empty(n, dtype=np.intp)
+    group[order] = ids
+    return order[starts], group
 
 
 # ----------------------------------------------------------------------------- internals
 
 
-def _pieces(text: bytes):
-    """``text`` as uint8 views of about PIECE bytes, each but the last ending with ``\\n``
-    (a line longer than a piece stays whole)."""
+def _pieces(text: bytes, start: int = 0):
+    """``(offset, uint8 view)`` of ``text[start:]`` in pieces of about PIECE bytes.
+
+    Pieces end at a ``\\n`` where one is near; a line longer than a piece is cut at a
+    whitespace byte inside it (per-line counts then add up over the cut, see :func:`_fit`),
+    so no piece, and none of the per-byte temporaries made from it, is much larger than
+    PIECE whatever the file. A token longer than :data:`MAX_TOKEN` is not a number: refused.
+    """
     raw = np.frombuffer(text, dtype=np.uint8)
-    start = 0
     while len(text) - start > PIECE:
-        end = text.find(b"\n", start + PIECE - 1) + 1
-        if end == 0:
-            break
-        yield raw[start:end]
+        end = text.find(b"\n", start + PIECE - 1, start + 2 * PIECE) + 1
+        if end == 0:  # a long line: cut after a whitespace byte
+            window = raw[start + PIECE - 1 : start + PIECE - 1 + MAX_TOKEN]
+            space = np.flatnonzero((window == 32) | (window - np.uint8(9) <= 4))
+            if len(space) == 0:
+                raise UnreadableInput(CORRUPT, f"a token of more than {MAX_TOKEN} bytes")
+            end = start + PIECE + int(space[0])
+        yield start, raw[start:end]
         start = end
-    yield raw[start:]
+    yield start, raw[start:]
 
 
 def _per_line(starts: np.ndarray, newlines: np.ndarray) -> np.ndarray:
@@ -155,7 +319,9 @@ def _per_line(starts: np.ndarray, newlines: np.ndarray) -> np.ndarray:
 
 def _fit(piece_counts: list[np.ndarray], n_lines: int) -> np.ndarray:
     """Join per-piece line counts (each piece's last entry is the line after its final
-    newline, empty for all but the last piece) and make them exactly ``n_lines`` long."""
+    newline, which the next piece continues) and make them exactly ``n_lines`` long."""
+    for before, after in zip(piece_counts[:-1], piece_counts[1:], strict=True):
+        after[0] += before[-1]  # a line cut between pieces (0 when the piece ended at a \n)
     counts = np.concatenate([c[:-1] for c in piece_counts[:-1]] + [piece_counts[-1]])
     if len(counts) < n_lines:
         counts = np.concatenate([counts, np.zeros(n_lines - len(counts), dtype=counts.dtype)])

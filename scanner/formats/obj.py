@@ -1,6 +1,11 @@
 """Wavefront OBJ: ``v`` positions (extra colour or weight columns ignored), ``f`` polygons
 (``v``, ``v/vt``, ``v//vn``, ``v/vt/vn``; 1-based or negative = relative to the vertices so
-far), fan-triangulated; ``o`` and ``g`` lines start groups that become bodies.
+far), fan-triangulated; ``o`` and ``g`` lines start groups, named by the rest of their line
+(lines with the same name are one group; faces before any are group ``default``).
+
+Groups are kept compactly whatever their number: one int32 per triangle, and the names of
+the first :data:`MAX_GROUP_NAMES` groups only (600,000 one-triangle groups once cost
+400 MB as Python strings). Group names are compared as bytes in bulk with numpy.
 
 Lines are classified in bulk with numpy rather than matched one by one: a million-face file
 has millions of lines, and a regular expression plus a Python object per line cost seconds.
@@ -21,7 +26,16 @@ import re
 import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, UnreadableInput
-from scanner.formats._text import fan_triangulate, parse_lines, parse_numbers, tokens_per_line
+from scanner.formats._text import (
+    fan_count,
+    fan_triangulate,
+    group_hashes,
+    mix64,
+    parse_lines,
+    parse_numbers,
+    tokens_per_line,
+    verify_groups,
+)
 from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
@@ -36,6 +50,10 @@ _WORD = np.zeros(256, dtype=bool)  # what regex \b sees as word bytes (ASCII, fo
 _WORD[[ord(c) for c in "0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]] = True
 _INDENT_STEPS = 8  # leading blanks skipped in bulk, one byte a step; deeper indents line by line
 _FEW_RUNS = 4096  # at most this many blocks of consecutive lines: copy block by block
+MAX_GROUP_NAMES = 1000  # names kept (of the groups first declared); ids are kept for every group
+_NAME_ROW = 32  # group names shorter than this are compared as fixed-width rows; longer ones (each
+# costing the file at least this many bytes) one by one
+_PAD = _NAME_ROW + 8  # bytes after the end of the buffer, so a name row can be read at any offset
 
 
 def load_obj(blob: Blob, ctx: LoadContext) -> Mesh:
@@ -52,32 +70,92 @@ def load_obj(blob: Blob, ctx: LoadContext) -> Mesh:
     n_vertices, n_faces = int(is_v.sum()), int(is_face.sum())
     ctx.check_vertices(n_vertices)
     vertex_text, face_text = lines.text(is_v), lines.text(is_face)
-    names = ["default"] + [lines.rest(i).strip().decode("utf-8", "replace") for i in np.flatnonzero(is_group)]
-    del lines, data  # the texts are all that is needed from here on
+    face_group, names = _groups(lines, is_group, is_face)
+    seen = np.cumsum(is_v, dtype=np.int64)[is_face] if n_faces else None  # vertices before each face line
+    del lines, data, is_v, is_group, is_face  # the texts are all that is needed from here on
     vertices = _vertices(vertex_text, n_vertices)
     del vertex_text
     if n_faces == 0:
         raise UnreadableInput(EMPTY, "OBJ with no faces")
+    if len(face_text) // 2 - 2 * n_faces > ctx.limits.max_triangles and b"#" not in face_text:
+        # so many corners could be over the limit: count them before they are parsed
+        ctx.check_triangles(fan_count(tokens_per_line(face_text, n_faces)))
     indices, counts = _face_indices(face_text, n_faces)
     del face_text
-    ctx.check_triangles(int(np.maximum(counts - 2, 0).sum()))
+    ctx.check_triangles(fan_count(counts))  # before the triangles are made
     if np.any(indices == 0):
         raise UnreadableInput(BAD_INDEX, "face index 0 (OBJ indices start at 1)")
-    if np.any(indices < 0):
+    if len(indices) and indices.min() < 0:
         # negative indices count back from the vertices defined before their face line
-        seen = np.cumsum(is_v)[is_face]
         indices = np.where(indices < 0, np.repeat(seen, counts) + indices, indices - 1)
     else:
-        indices = indices - 1
-    # groups: each o/g line starts a group named by it; faces before any are group 0
-    name_ids: dict[str, int] = {}
-    line_group = np.array([name_ids.setdefault(n, len(name_ids)) for n in names], dtype=np.int32)
-    face_group = line_group[np.cumsum(is_group)[is_face]]
-    tris, poly = fan_triangulate(indices, counts)
+        indices -= 1
+    del seen
+    if len(indices) and 0 <= indices.min() and indices.max() < len(vertices):
+        indices = indices.astype(np.int32)  # in range: half the memory (limits < 2**31)
+    tris, groups = fan_triangulate(indices, counts, face_group)
     if len(tris) == 0:
         raise UnreadableInput(EMPTY, "OBJ with no polygon of three or more corners")
-    groups = face_group[poly]
-    return build_mesh(vertices, tris, blob, "obj", ctx, groups, list(name_ids))
+    return build_mesh(vertices, tris, blob, "obj", ctx, groups, names)
+
+
+def _groups(lines: _Lines, is_group: np.ndarray, is_face: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+    """(group id of each face line (int32), names of the first MAX_GROUP_NAMES groups).
+
+    Group 0 is ``default`` (faces before any ``o``/``g`` line); the others are numbered in
+    the order their names first appear. Names are the stripped rest of the line, compared
+    as bytes: short ones as fixed-width rows grouped by hash (every row then compared byte for byte with
+    its group's first), longer ones in a dict.
+    """
+    at = np.flatnonzero(is_group)
+    if len(at) == 0:
+        return None, ["default"]
+    n_groups = len(at)
+    a, b = lines.name_spans(at)
+    del at
+    length = b - a
+    short = np.flatnonzero(length < _NAME_ROW).astype(a.dtype)
+    width = min(_NAME_ROW, 8 * (int(length[short].max(initial=7)) // 8 + 1))  # room for the length byte
+    rows = lines.windows(width)[a[short]].view(np.uint8).reshape(len(short), width)
+    rows[np.arange(width) >= length[short, None]] = 0
+    rows[:, -1] = length[short]
+    default = np.zeros((1, width), dtype=np.uint8)
+    default[0, :7] = np.frombuffer(b"default", np.uint8)
+    default[0, -1] = 7
+    words = np.concatenate([default, rows]).view(np.uint64)  # width // 8 words a row
+    del rows
+    with np.errstate(over="ignore"):
+        h = mix64(words[:, 0])
+        for j in range(1, words.shape[1]):
+            h = mix64(h ^ words[:, j])
+    first, inverse = verify_groups(words, *group_hashes(h))  # equal rows: one name
+    del words, h
+    # group lines (and 'default', line -1) by name: each name's first line, each line's name
+    name_of = np.empty(n_groups + 1, dtype=np.int32)
+    name_of[0] = inverse[0]
+    name_of[short + 1] = inverse[1:]
+    first_line = np.concatenate([[-1], short])[first]
+    del short, first, inverse
+    long_names: dict[bytes, int] = {}  # each long name costs the file >= _NAME_ROW bytes
+    long_first: list[int] = []
+    for i in np.flatnonzero(length >= _NAME_ROW).tolist():
+        name = lines.data[int(a[i]) : int(b[i])]
+        if name not in long_names:
+            long_names[name] = len(first_line) + len(long_first)
+            long_first.append(i)
+        name_of[i + 1] = long_names[name]
+    del long_names
+    first_line = np.concatenate([first_line, np.array(long_first, dtype=np.int64)])
+    order = np.argsort(first_line, kind="stable")  # names numbered by first appearance
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    line_group = rank[name_of]
+    face_group = line_group[np.cumsum(is_group, dtype=np.int32)[is_face]]
+    names = [
+        "default" if line < 0 else lines.data[int(a[line]) : int(b[line])].decode("utf-8", "replace")
+        for line in first_line[order[:MAX_GROUP_NAMES]].tolist()
+    ]
+    return face_group, names
 
 
 class _Lines:
@@ -88,16 +166,17 @@ class _Lines:
     def __init__(self, data: bytes) -> None:
         n = len(data)
         self.data = data
-        self.buf = buf = np.empty(n + 2, dtype=np.uint8)  # two '\n' after the end: a byte to look at
+        self.buf = buf = np.empty(n + _PAD, dtype=np.uint8)  # '\n' after the end: a byte to look at
         buf[:n] = np.frombuffer(data, dtype=np.uint8)
         buf[n:] = 10
-        ends = np.flatnonzero(buf[:n] == 10) + 1  # each line ends after its '\n' ...
+        offset = np.int32 if n < 2**31 - _PAD else np.int64  # 12 bytes a line, not 24
+        ends = np.flatnonzero(buf[:n] == 10).astype(offset) + 1  # each line ends after its '\n' ...
         if len(ends) == 0 or ends[-1] != n:
-            ends = np.append(ends, n)  # ... or at the end of the file
-        self.starts = np.concatenate([[0], ends[:-1]])
+            ends = np.append(ends, offset(n))  # ... or at the end of the file
+        self.starts = np.concatenate([np.zeros(1, offset), ends[:-1]])
         self.ends = ends
         if n == 0:
-            self.starts = self.ends = np.zeros(0, dtype=np.int64)
+            self.starts = self.ends = np.zeros(0, dtype=offset)
         self.head = head = self._skip_blanks()  # first byte after the [ \t]* indent
         self.first = first = buf[head]
         after = buf[head + 1]
@@ -132,13 +211,41 @@ class _Lines:
         n = len(self.data)
         return self.buf[:n][np.repeat(chosen, self.ends - self.starts)].tobytes()
 
-    def rest(self, line: int) -> bytes:
-        """What follows the statement keyword on a line."""
-        return self.data[int(self.head[line]) + 1 : int(self.ends[line])]
+    def name_spans(self, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[a, b)`` of what follows the keyword on each of these lines, stripped of
+        whitespace (as ``bytes.strip``)."""
+        a = self.head[lines] + 1
+        b = self.ends[lines]
+        n = len(self.data)
+        for step in range(2 * _INDENT_STEPS):  # a few bytes at either end, in bulk
+            lead = (a < b) & _space(self.buf[np.minimum(a, n)])
+            trail = (b > a) & _space(self.buf[b - 1])
+            if not (lead.any() or trail.any()):
+                return a, b
+            if step == 2 * _INDENT_STEPS - 1:
+                break
+            a += lead
+            b -= trail
+        rare = (a < b) & (_space(self.buf[np.minimum(a, n)]) | _space(self.buf[b - 1]))
+        for i in np.flatnonzero(rare).tolist():
+            name = self.data[a[i] : b[i]]  # rare: many blanks around a name
+            kept = name.lstrip()
+            a[i] += len(name) - len(kept)
+            b[i] = a[i] + len(kept.rstrip())
+        return a, b
+
+    def windows(self, width: int) -> np.ndarray:
+        """The ``width`` bytes from each offset of the file, gathered with ``[offsets]``."""
+        return np.ndarray((len(self.buf) - width + 1,), dtype=(np.void, width), buffer=self.buf, strides=(1,))
 
 
 def _blank(c: np.ndarray) -> np.ndarray:
     return (c == 32) | (c == 9)
+
+
+def _space(c: np.ndarray) -> np.ndarray:
+    """What ``bytes.strip`` removes: space and \t \n \v \f \r."""
+    return (c == 32) | (c - np.uint8(9) <= 4)
 
 
 def _vertices(text: bytes, n: int) -> np.ndarray:

@@ -8,34 +8,49 @@ import re
 
 import numpy as np
 
-from scanner.errors import CORRUPT, EMPTY, TRUNCATED, UnreadableInput
-from scanner.formats._text import fan_triangulate, parse_numbers, tokens_per_line
+from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, TRUNCATED, UnreadableInput
+from scanner.formats._text import (
+    as_integers,
+    fan_count,
+    fan_triangulate,
+    list_items,
+    parse_lines,
+    parse_numbers,
+    record_blocks,
+    tokens_per_line,
+)
 from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
 _HEADER_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF")  # comments may come first
 _COMMENT_RE = re.compile(rb"#[^\r\n]*")
+# the counts: the first three tokens after the header, on its line or the next ones
+_COUNTS_RE = re.compile(rb"\s*(\S+)\s+(\S+)(?:\s+(\S+))?")
 
 
 def load_off(blob: Blob, ctx: LoadContext) -> Mesh:
+    """Read an OFF file. Lines are never split into objects: the counts are matched at the
+    start, then the vertex and face blocks are located (:func:`record_blocks`) and each is
+    parsed as one block of text, so memory follows the numbers, not the number of lines."""
     data = blob.read()
     m = _HEADER_RE.match(data)
     if m is None:
         raise UnreadableInput(CORRUPT, "no OFF header")
-    body = _COMMENT_RE.sub(b"", data[m.end() :])
-    lines = [ln for ln in body.splitlines() if ln.strip()]
-    if not lines:
+    body = data[m.end() :]
+    del data
+    if b"#" in body:
+        body = _COMMENT_RE.sub(b"", body)
+    if b"\r" in body and body.count(b"\r") != body.count(b"\r\n"):
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # a bare \r ends a line
+    counts = _COUNTS_RE.match(body)
+    if counts is None:
+        if body.strip():
+            raise UnreadableInput(CORRUPT, "OFF counts are not integers")
         raise UnreadableInput(TRUNCATED, "OFF without counts")
-    # counts: the first three numbers after the header (on its line or the next ones)
-    counts_tokens: list[bytes] = []
-    used = 0
-    while len(counts_tokens) < 3 and used < len(lines):
-        counts_tokens += lines[used].split()
-        used += 1
     try:
-        nv, nf = int(counts_tokens[0]), int(counts_tokens[1])
-    except (IndexError, ValueError):
+        nv, nf = int(counts.group(1)), int(counts.group(2))
+    except ValueError:
         raise UnreadableInput(CORRUPT, "OFF counts are not integers") from None
     if nv < 0 or nf < 0:
         raise UnreadableInput(CORRUPT, "negative OFF counts")
@@ -43,32 +58,56 @@ def load_off(blob: Blob, ctx: LoadContext) -> Mesh:
     ctx.check_triangles(nf)
     if nf == 0:
         raise UnreadableInput(EMPTY, "OFF with no faces")
-    vlines = lines[used : used + nv]
-    flines = lines[used + nv : used + nv + nf]
-    if len(vlines) < nv or len(flines) < nf:
+    after = body.find(b"\n", counts.end())  # vertices start on the line after the counts
+    blocks = record_blocks(body, len(body) if after < 0 else after + 1, [nv, nf])
+    if len(blocks) < 2:
         raise UnreadableInput(TRUNCATED, f"OFF declares {nv} vertices and {nf} faces; fewer are present")
-    vjoined = b"\n".join(vlines)
-    vcounts = tokens_per_line(vjoined, nv)
-    if np.any(vcounts < 3):
-        raise UnreadableInput(CORRUPT, "an OFF vertex line with fewer than three coordinates")
-    vvalues = parse_numbers(vjoined, np.float64, "vertex coordinate")
-    voff = np.concatenate([[0], np.cumsum(vcounts)[:-1]])
-    vertices = vvalues[voff[:, None] + np.arange(3)]
-    fjoined = b"\n".join(flines)
-    ftok = tokens_per_line(fjoined, nf)
-    fvalues = parse_numbers(fjoined, np.float64, "face value")
-    foff = np.concatenate([[0], np.cumsum(ftok)[:-1]])
-    k = fvalues[foff].astype(np.int64)
-    if np.any(k < 0) or np.any(k + 1 > ftok):
-        raise UnreadableInput(CORRUPT, "an OFF face line shorter than its corner count")
-    take = np.repeat(foff + 1, k) + (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k))
-    idx = fvalues[take]
-    if np.any(idx != np.round(idx)):
-        raise UnreadableInput(CORRUPT, "non-integer face index")
-    tris, _ = fan_triangulate(idx.astype(np.int64), k)
+    vertices = _vertices(body[blocks[0][0] : blocks[0][1]], nv)
+    k, idx = _faces(body[blocks[1][0] : blocks[1][1]], nf)
+    del body
+    ctx.check_triangles(fan_count(k))  # before the triangles are made
+    if len(idx) and 0 <= idx.min() and idx.max() < len(vertices):
+        idx = idx.astype(np.int32)  # in range: half the memory (limits < 2**31)
+    elif len(idx):
+        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+        raise UnreadableInput(BAD_INDEX, f"face index {bad} outside 0..{len(vertices) - 1}")
+    tris, _ = fan_triangulate(idx, k)
     if len(tris) == 0:
         raise UnreadableInput(EMPTY, "OFF faces have fewer than three corners")
     return build_mesh(vertices, tris, blob, "off", ctx)
+
+
+def _block(text: bytes, count: int, dtype: type, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, tokens per record, first value of each record) of ``count`` non-blank lines."""
+    n_lines = text.count(b"\n") + 1
+    parsed = parse_lines(text, n_lines, dtype)
+    if parsed is None:
+        parsed = tokens_per_line(text, n_lines), parse_numbers(text, np.float64, what)
+    tok, values = parsed
+    if len(tok) != count:
+        tok = tok[tok > 0]
+    return values, tok, np.cumsum(tok) - tok
+
+
+def _vertices(text: bytes, nv: int) -> np.ndarray:
+    """Each vertex line's first three numbers (colours and other columns ignored)."""
+    if nv == 0:
+        return np.zeros((0, 3))
+    values, tok, starts = _block(text, nv, np.float64, "vertex coordinate")
+    if tok.min() < 3:
+        raise UnreadableInput(CORRUPT, "an OFF vertex line with fewer than three coordinates")
+    if tok.max() == 3:
+        return values.reshape(-1, 3)
+    return values[starts[:, None] + np.arange(3)]
+
+
+def _faces(text: bytes, nf: int) -> tuple[np.ndarray, np.ndarray]:
+    """(corner count of each face, all faces' corner indices) of the face lines."""
+    values, tok, starts = _block(text, nf, np.int64, "face value")
+    k = as_integers(values[starts], "corner count")
+    if np.any(k < 0) or np.any(k > tok - 1):
+        raise UnreadableInput(CORRUPT, "an OFF face line shorter than its corner count")
+    return k, as_integers(list_items(values, starts + 1, k), "face index")
 
 
 loaders = {"off": load_off}

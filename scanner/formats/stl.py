@@ -37,6 +37,10 @@ from typing import BinaryIO
 import numpy as np
 
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
+from scanner.formats._text import group_hashes as _group
+from scanner.formats._text import mix64 as _mix
+from scanner.formats._text import parse_numbers
+from scanner.formats._text import verify_groups as _verified
 from scanner.formats.base import LoadContext, build_mesh
 from scanner.formats.blob import Blob
 from scanner.formats.sniff import STL_HEADER_BYTES, STL_PREAMBLE, STL_RECORD_BYTES
@@ -127,18 +131,6 @@ _VERTEX, _SIX = _word(b"vertex"), (1 << 48) - 1
 _SOLID, _FIVE = _word(b"solid"), (1 << 40) - 1
 _ENDSOLID = _word(b"endsolid")
 _LINE_RE = re.compile(rb"[^\r\n]*")
-
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (callers silence the wrapping-multiply warnings)."""
-    x = x + _M1
-    x = (x ^ (x >> np.uint64(30))) * _M2
-    x = (x ^ (x >> np.uint64(27))) * _M3
-    return x ^ (x >> np.uint64(31))
 
 
 class _Source:
@@ -285,44 +277,6 @@ class _Rows:
         if not len(g):
             return True
         return bool(self.unique_ok[g].all()) and _parse(self.unique[g].tobytes(), len(g)) is not None  # the reference
-
-
-def _verified(rows: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check every row against the first row of its hash group; one that differs becomes a
-    group of its own. Returns (first row of each group, group of each row)."""
-    same = rows == np.take(rows, first[group], axis=0)
-    if not same.all():
-        differ = np.flatnonzero(~same.all(axis=1))
-        group[differ] = len(first) + np.arange(len(differ))
-        first = np.concatenate([first, differ])
-    return first, group
-
-
-def _group(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with equal hashes: (first row of each group, group of each row). Consumes ``hashes``.
-
-    Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``
-    or ``np.unique``: the row index is packed into the low bits of the hash and the packed
-    keys are sorted (as :func:`scanner.mesh.weld` does). Truncating the hash merges a few
-    more rows into a group, which the byte comparison afterwards sorts out.
-    """
-    n = len(hashes)
-    shift = np.uint64(max(1, (n - 1).bit_length()))
-    key = hashes
-    key >>= shift
-    key <<= shift
-    key |= np.arange(n, dtype=np.uint64)
-    key.sort()
-    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).view(np.int64)
-    key >>= shift
-    starts = np.empty(n, dtype=bool)
-    starts[0] = True
-    np.not_equal(key[1:], key[:-1], out=starts[1:])
-    ids = np.cumsum(starts, out=key.view(np.int64))
-    ids -= 1
-    group = np.empty(n, dtype=np.intp)
-    group[order] = ids
-    return order[starts], group
 
 
 def _parse_rows(rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -542,8 +496,10 @@ class _Scan:
     def __init__(self, blob: Blob, source: _Source) -> None:
         self.source = source
         self.size = 0
-        self.solid_starts: list[int] = []
-        self.endsolid_at: list[int] = []
+        self._solid_parts: list[np.ndarray] = []  # per chunk (no Python int per solid)
+        self._endsolid_parts: list[np.ndarray] = []
+        self.solid_starts = np.zeros(0, dtype=np.int64)  # sorted, by finish()
+        self.endsolid_at = np.zeros(0, dtype=np.int64)
         self.rows: dict[int, _Rows] = {}
         self.extra_pos: list[int] = []
         self.extra_text: list[bytes | None] = []  # None: read from the source at the end
@@ -668,7 +624,7 @@ class _Scan:
         if not len(word):
             return
         end = word[(self._u64[word - 3] | _LOWER8) == _ENDSOLID] - 3
-        self.endsolid_at += (end + base).tolist()
+        self._endsolid_parts.append(end + base)
         word = word[~_IS_WORD[buf[word + 5]]]  # \b
         at = word - 1
         todo = np.arange(len(word))
@@ -678,19 +634,20 @@ class _Scan:
             blank = _IS_SPACE_TAB[buf[at]]
             line = at[~blank] + 1
             starts = line[buf[line - 1] == 0x0A]  # re.M's ^: after a \n (or the file start)
-            self.solid_starts += (starts + base).tolist()
+            self._solid_parts.append(starts + base)
             todo, at = todo[blank], at[blank] - 1
         for end in (at + 1 + base).tolist():  # long indents
             line = self.source.last_non(0, end, b" \t")
             if line == 0 or self.source.read(line - 1, line) == b"\n":
-                self.solid_starts.append(line)
+                self._solid_parts.append(np.array([line], dtype=np.int64))
 
     def finish(self) -> None:
         """Deduplicate and parse the rows, read the long lines that were left for later."""
         for rows in self.rows.values():
             rows.finish()
-        self.solid_starts.sort()
-        self.endsolid_at.sort()
+        self.solid_starts = np.sort(np.concatenate([self.solid_starts, *self._solid_parts]))
+        self.endsolid_at = np.sort(np.concatenate([self.endsolid_at, *self._endsolid_parts]))
+        self._solid_parts, self._endsolid_parts = [], []
         order = sorted(range(len(self.extra_pos)), key=self.extra_pos.__getitem__)
         self.extra_pos = [self.extra_pos[i] for i in order]
         self.extra_text = [
@@ -758,24 +715,25 @@ class _VertexLines:
         return _parse_lines(self.scan.extra_text[a:b]) is not None
 
 
-def _cut_short(source: _Source, a: int, b: int, endsolid_at: list[int]) -> bool:
-    """Does the solid in ``[a, b)`` stop inside a facet?
+def _cut_short(source: _Source, a: int, b: int) -> bool:
+    """Does the solid in ``[a, b)``, which holds no ``endsolid``, stop inside a facet?
 
     ``endsolid`` may be missing (common and harmless), but a solid whose last line is
     neither ``endsolid`` nor ends a facet was cut short. Without this check a file cut after
     ``outer loop`` or after a whole ``vertex`` triple loads with a facet silently missing, and
     one cut inside a vertex line is reported as ``corrupt`` instead of ``truncated``. Only the
-    last line is read in the usual case, so a 300 MB file pays nothing for it.
+    last line is read, and only for solids without ``endsolid``, so a 300 MB file pays
+    nothing for it.
     """
     end = source.last_non(a, b, _TRAILING)
     newline = source.rfind(b"\n", a, end)
     if newline < 0:
         return False  # a one-line file: nothing after the solid line, or all on one line
     last = source.read(newline + 1, end).strip().lower()
-    if last.startswith(b"endsolid") or last.endswith(b"endfacet"):
-        return False
-    i = bisect.bisect_left(endsolid_at, a)  # rare: lines after endsolid
-    return not (i < len(endsolid_at) and endsolid_at[i] + 8 <= b)
+    return not (last.startswith(b"endsolid") or last.endswith(b"endfacet"))
+
+
+MAX_SOLID_NAMES = 1000  # names kept (of the first solids that hold facets); every facet keeps its solid
 
 
 def load_ascii(blob: Blob, ctx: LoadContext) -> Mesh:
@@ -789,32 +747,139 @@ def load_ascii(blob: Blob, ctx: LoadContext) -> Mesh:
 def _load_ascii(blob: Blob, ctx: LoadContext, source: _Source) -> Mesh:
     scan = _Scan(blob, source)
     lines = _VertexLines(scan)
-    starts = scan.solid_starts or [0]
+    if not len(lines.position):
+        return _load_tokens(blob, ctx, source, scan.size)  # no vertex line: all on a few lines?
+    starts = scan.solid_starts if len(scan.solid_starts) else np.zeros(1, dtype=np.int64)
     starts[0] = 0
-    ends = starts[1:] + [scan.size]
-    counts = np.diff(np.searchsorted(lines.position, starts + [scan.size])).tolist()
-    # the checks in file order, solid by solid: the first problem is the one reported
-    total = 0
-    for a, b, count in zip(starts, ends, counts, strict=True):
-        if _cut_short(source, a, b, scan.endsolid_at):
+    ends = np.append(starts[1:], scan.size)
+    counts = np.diff(np.searchsorted(lines.position, np.append(starts, scan.size)))
+    # The checks go in file order, solid by solid (cut short, a bad vertex line, a partial
+    # triangle, the triangle limit): the first problem is the one reported. Whole-array
+    # tests find the first solid with a partial triangle or past the limit; only solids
+    # before it that may be cut short (no ``endsolid``) or may hold a bad line are visited.
+    at = np.searchsorted(scan.endsolid_at, starts)
+    closed = at < len(scan.endsolid_at)
+    closed[closed] = scan.endsolid_at[at[closed]] + 8 <= ends[closed]
+    visit = ~closed & (counts > 0)
+    visit[-1] = not closed[-1]
+    if not lines.ok:
+        visit |= counts > 0
+    hard = np.flatnonzero((counts % 3 != 0) | (np.cumsum(counts // 3) > ctx.limits.max_triangles))
+    stop = int(hard[0]) if len(hard) else len(starts)
+    for i in np.flatnonzero(visit[: stop + 1]).tolist():
+        a, b = int(starts[i]), int(ends[i])
+        if not closed[i] and _cut_short(source, a, b):
             raise UnreadableInput(TRUNCATED, "the file ends inside a facet")
         if not lines.ok and not lines.parses(a, b):
             raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
-        if count % 3:
-            raise UnreadableInput(CORRUPT, f"{count} vertices is not a whole number of triangles")
-        total += count // 3
-        ctx.check_triangles(total)
-    if not total:
-        raise UnreadableInput(EMPTY, "ASCII STL with no facets")
+    if stop < len(starts):
+        if counts[stop] % 3:
+            raise UnreadableInput(CORRUPT, f"{counts[stop]} vertices is not a whole number of triangles")
+        ctx.check_triangles(int(counts.sum() // 3))
     if lines.values is None:  # pragma: no cover - parses() finds the line in its solid above
         raise UnreadableInput(CORRUPT, "a vertex line does not hold exactly three numbers")
-    names, groups = [], []
-    for index, (a, b, count) in enumerate(zip(starts, ends, counts, strict=True)):
-        if count:
-            groups.append(np.full(count // 3, index, dtype=np.int32))
-            names.append(source.line(a, b).strip()[5:].strip().decode("utf-8", "replace"))
-    group_ids = np.concatenate(groups) if len(groups) > 1 else None
+    full = np.flatnonzero(counts)
+    group_ids = None
+    if len(full) > 1:
+        group_ids = np.repeat(np.arange(len(full), dtype=np.int32), counts[full] // 3)
+    names = [_solid_name(source, int(starts[i]), int(ends[i])) for i in full[:MAX_SOLID_NAMES].tolist()]
     return build_mesh(lines.values, None, blob, "stl-ascii", ctx, group_ids, names)
+
+
+def _solid_name(source: _Source, a: int, b: int) -> str:
+    """What follows ``solid`` on the solid's first line (at most 256 bytes of it)."""
+    return source.line(a, min(b, a + 256 + 16)).strip()[5:].strip()[:256].decode("utf-8", "replace")
+
+
+# ----------------------------------------------------------------------------- one-line ASCII
+
+_TOKEN_PIECE = 1 << 20
+_KEYWORDS = {b"solid": 0, b"facet": 1, b"vertex": 2, b"endsolid": 3, b"endfacet": 4}
+_NAME_TOKENS = 64  # tokens of a solid's name kept
+
+
+def _load_tokens(blob: Blob, ctx: LoadContext, source: _Source, size: int) -> Mesh:
+    """An ASCII STL whose ``vertex`` keywords never start a line (all on one line, or each
+    facet on one): read as whitespace-separated tokens, as trimesh and numpy-stl do.
+
+    A vertex is ``vertex`` and the three tokens after it, when it follows a ``facet`` of its
+    solid (so a solid named ``my vertex art`` has no vertex in its name). The file is read
+    in pieces of about a MiB; a token cut by a piece's end, and a vertex whose numbers are
+    in the next piece, are carried over, so memory is a few times a piece plus the corners.
+    """
+    corners: list[np.ndarray] = []
+    solid_of: list[np.ndarray] = []
+    names: list[str] = []
+    name: list[bytes] | None = None
+    solid, in_name, naming, last_kind = -1, True, True, -1
+    carry: list[bytes] = []
+    tail = b""
+    total = 0
+    for lo in range(0, size, _TOKEN_PIECE):
+        piece = tail + source.read(lo, min(size, lo + _TOKEN_PIECE))
+        tail = b""
+        if lo + _TOKEN_PIECE < size and piece and not piece[-1:].isspace():  # a token may go on
+            cut = max(piece.rfind(c) for c in (b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c")) + 1
+            if len(piece) - cut > 4 * _TOKEN_PIECE:
+                raise UnreadableInput(CORRUPT, "a token of more than 4 MiB")
+            piece, tail = piece[:cut], piece[cut:]
+        toks = carry + piece.split()
+        carry = []
+        vertex_at: list[int] = []
+        vertex_solid: list[int] = []
+        for i, tok in enumerate(toks):
+            kind = _KEYWORDS.get(tok.lower()) if len(tok) <= 8 else None
+            if kind is None or (kind == 2 and in_name):
+                if naming and name is not None and len(name) < _NAME_TOKENS:
+                    name.append(tok)  # a word of the solid's name
+                continue
+            last_kind = kind
+            if kind == 0:
+                solid += 1
+                in_name = naming = True
+                if name is not None:
+                    names.append(b" ".join(name)[:256].decode("utf-8", "replace"))
+                name = [] if len(names) < MAX_SOLID_NAMES else None
+            elif kind == 1:
+                in_name = naming = False
+            elif kind == 2:
+                vertex_at.append(i)
+                vertex_solid.append(max(solid, 0))
+            elif kind == 3:  # the words after ``endsolid`` repeat the name: no vertex there
+                in_name, naming = True, False
+        if vertex_at and vertex_at[-1] + 3 >= len(toks):  # its numbers are (maybe) in the next piece
+            if lo + _TOKEN_PIECE >= size:
+                raise UnreadableInput(TRUNCATED, "the file ends inside a vertex")
+            carry = toks[vertex_at[-1] :]
+            vertex_at.pop()
+            vertex_solid.pop()
+            in_name = False  # the carried vertex is read again, after its facet
+        if not vertex_at:
+            continue
+        words = [toks[i + k] for i in vertex_at for k in (1, 2, 3)]
+        values = parse_numbers(b" ".join(words), np.float64, "vertex coordinate")
+        if len(values) != len(words):
+            raise UnreadableInput(CORRUPT, "a vertex without three numbers")
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as non-finite
+            corners.append(values.astype(np.float32))
+        solid_of.append(np.array(vertex_solid, dtype=np.int32))
+        total += len(vertex_at)
+        ctx.check_triangles(total // 3)
+    if name is not None:
+        names.append(b" ".join(name)[:256].decode("utf-8", "replace"))
+    if not total:
+        raise UnreadableInput(EMPTY, "ASCII STL with no facets")
+    of = np.concatenate(solid_of)
+    per_solid = np.bincount(of)
+    if np.any(per_solid % 3):
+        if last_kind not in (3, 4):
+            raise UnreadableInput(TRUNCATED, "the file ends inside a facet")
+        bad = int(per_solid[np.flatnonzero(per_solid % 3)[0]])
+        raise UnreadableInput(CORRUPT, f"{bad} vertices is not a whole number of triangles")
+    used, group_ids = np.unique(of[::3], return_inverse=True)
+    names = [names[i] for i in used[:MAX_SOLID_NAMES].tolist() if i < len(names)]
+    values = np.concatenate(corners).reshape(-1, 3)
+    return build_mesh(values, None, blob, "stl-ascii", ctx, group_ids.astype(np.int32), names)
 
 
 loaders = {"stl-binary": load_binary, "stl-ascii": load_ascii}
