@@ -185,7 +185,7 @@ def merge_cmd(others: tuple[str, ...], library: str, with_allowlist: bool, as_js
     click.echo(f"library {library}: {len(lib)} signature(s), version {lib.library_version}", err=as_json)
     if refused:
         click.echo(f"meshscan: {refused} allowlist entr{'y' if refused == 1 else 'ies'} refused", err=True)
-        sys.exit(2)
+        exit_with(ExitCode.INCOMPLETE)
 
 
 @signatures_group.command("export")
@@ -238,7 +238,7 @@ def allow_add_cmd(files: tuple[str, ...], library: str, note: str, by: str) -> N
             click.echo(f"{'allowed' if added else 'already allowed'}: {path}")
     lib.save()
     if refused:
-        sys.exit(2)
+        exit_with(ExitCode.INCOMPLETE)
 
 
 @allowlist_group.command("list")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scanner.mesh import _splitmix, triangle_keys, vertex_keys
+from scanner.mesh import _splitmix, vertex_keys
 
 N_POINTS = 8192
 """Points per surface (whole file or body), whatever its triangle count."""
