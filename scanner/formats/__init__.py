@@ -15,7 +15,7 @@ from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, NOT_A_MODEL, UNSUPPORTE
 from scanner.formats import archive, obj, off, ply, stl, threemf
 from scanner.formats.base import ContainerReader, LoadContext, MemberResult, MeshLoader
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
-from scanner.formats.sniff import NON_MODEL, UNSUPPORTED, describe, sniff
+from scanner.formats.sniff import NON_MODEL, describe, sniff
 
 LOADERS: dict[str, MeshLoader] = {**stl.loaders, **obj.loaders, **ply.loaders, **off.loaders, **threemf.loaders}
 CONTAINERS: dict[str, ContainerReader] = {**archive.containers, **threemf.containers}
@@ -81,4 +81,3 @@ def _read(blob: Blob, ctx: LoadContext, sniffed: list[str] | None = None) -> Ite
     except (ValueError, IndexError, TypeError, OverflowError, UnicodeError) as exc:
         # a malformed file that slipped past a loader's checks: still a result, never a crash
         yield MemberResult(None, fmt, error=UnreadableInput(CORRUPT, f"{type(exc).__name__}: {exc}"))
-

@@ -189,9 +189,7 @@ def _build(pkg: _Package, blob: Blob, ctx: LoadContext) -> Mesh:
     build = xml_root.find(f"{CORE}build")
     items = [] if build is None else build.findall(f"{CORE}item")
     if items:
-        jobs = [
-            (i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items
-        ]
+        jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
     else:  # no build section: every object that no component uses
         # (counting component targets too would read their triangles twice)
         root_key = root.lstrip("/").lower()
