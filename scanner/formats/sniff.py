@@ -333,7 +333,7 @@ def is_non_model(fmt: str) -> bool:
 
 def describe(fmt: str) -> str:
     """A few words for a sniffed format name, for messages."""
-    return UNSUPPORTED.get(fmt) or NON_MODEL.get(fmt) or fmt
+    return UNSUPPORTED.get(fmt) or NON_MODEL.get(fmt) or ("zero-byte file" if fmt == "empty" else fmt)
 
 
 def _sniff_zip(blob: Blob, max_members: int | None) -> str:
@@ -367,3 +367,19 @@ def _sniff_zip(blob: Blob, max_members: int | None) -> str:
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
         return "zip"  # the zip loader reports what is wrong with it
     return "zip"
+
+
+_CONTAINER_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh")
+
+
+def non_model_kind(blob: Blob) -> str | None:
+    """What a folder walk may skip: the ``NON_MODEL`` name of a blob recognised by content as
+    not a model, ``empty`` for a zero-byte file (nothing can hide in it), or None when it must
+    be scanned (a model, a container, a format meshscan cannot read, unknown bytes)."""
+    head = blob.head(HEAD_BYTES)
+    if not head:
+        return "empty"
+    if head.startswith(_CONTAINER_MAGIC):
+        return None  # archives are always opened (the scan reads their directory, not this walk)
+    fmt = sniff(blob)
+    return fmt if fmt in NON_MODEL else None
