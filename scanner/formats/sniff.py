@@ -131,7 +131,14 @@ _XML_ROOT_RE = re.compile(
     rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)",
     re.S,
 )
-_XML_MODEL_ROOTS = {b"model": "3mf-model", b"amf": "amf", b"collada": "collada", b"x3d": "x3d", b"model_3dxml": "3dxml"}
+_XML_MODEL_ROOTS = {
+    b"model": "3mf-model",
+    b"amf": "amf",
+    b"collada": "collada",
+    b"x3d": "x3d",
+    b"model_3dxml": "3dxml",
+    b"xmlrepresentation": "3dxml",  # a 3DXML tessellated part (.3DRep)
+}
 _IGES_RE = re.compile(rb"\A[^\r\n]{72}S[ 0-9]{7}\r?\n")
 _DXF_RE = re.compile(rb"\A\s*(?:999\s*\r?\n[^\n]*\n\s*)?0\s*\r?\n\s*SECTION\b")
 _GCODE_LINE_RE = re.compile(rb"^[ \t]*[GM]\d{1,3}(?:[ \t;]|\r?$)", re.M)
