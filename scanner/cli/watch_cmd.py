@@ -212,9 +212,7 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     kw["classify.review_threshold"] = review_threshold
     settings = settings_from(config_path, kw)
     context = build_scan_context(library, settings, model_dir, no_model)
-    # the default temporary names only defer a scan until the upload is complete; with --once
-    # there is no later, so every file is judged now by its content, as `scan DIR` does
-    patterns = tuple(ignore) + (() if no_default_ignore or once else DEFAULT_IGNORE)
+    patterns = tuple(ignore) + (() if no_default_ignore else DEFAULT_IGNORE)
     config = WatchConfig(
         roots=roots,
         state=state,

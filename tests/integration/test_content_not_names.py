@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import json
 import lzma
+import os
 import shutil
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -264,6 +266,8 @@ def test_watch_once_judges_by_content_like_scan(tmp_path: Path, library: Path) -
     shutil.copy(ENROLLED, up / ".git" / "p.stl")
     (up / "README.md").write_bytes(README)
     shutil.copy(ENROLLED, up / "skip-me.stl")
+    old = time.time() - 7200  # a dot-file is a temporary name to watch: scanned once left alone (--stale-partial)
+    os.utime(up / ".hidden.stl", (old, old))
     proc = run("watch", str(up), "--once", "--state", str(tmp_path / "state.db"), "--library", str(library),
                "--no-model", "--jobs", "1", "--settle", "0", "--exclude", "skip-me.*")  # fmt: skip
     assert proc.returncode == 1, proc.stderr
