@@ -224,9 +224,24 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
         return "stl-binary"  # truncated or padded: the loader says which
     if kind is not None:
         return _confirm_non_model(blob, kind)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not head.startswith(b"\xff\xfe\x00\x00"):
+        return _utf16_kind(blob)
     if not _is_text(head):
         return "unknown"
     return _text_kind(blob, head)
+
+
+def _utf16_kind(blob: Blob) -> str:
+    """Text saved as UTF-16 (Windows' "Unicode"): judged as its UTF-8 transcoding is."""
+    if blob.size > 1 << 26:
+        return "unknown"
+    try:
+        text = blob.read().decode("utf-16").encode("utf-8")
+    except (UnicodeError, MemoryError):
+        return "unknown"
+    inner = BytesBlob(blob.name, text)
+    kind = sniff(inner) if _is_text(text[:HEAD_BYTES]) else "unknown"
+    return kind if kind in NON_MODEL else "unknown" if kind not in UNSUPPORTED else kind
 
 
 def _binary_kind(head: bytes, size: int) -> str | None:

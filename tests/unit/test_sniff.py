@@ -174,3 +174,9 @@ def test_a_zip_member_named_like_a_3mf_part_does_not_make_an_archive_a_3mf_silen
         assert "[Content_Types].xml" not in zf.namelist()
     rs = list(scanner.formats.read_blob(BytesBlob("a.zip", data), scanner.formats.LoadContext()))
     assert [(r.member, r.mesh is not None) for r in rs] == [(None, True), ("hidden/part.stl", True)]
+
+
+def test_utf16_text_is_text_and_a_utf16_obj_is_not_skipped() -> None:
+    assert sniff(BytesBlob("readme.txt", ("\ufeff" + "Hello, world.\n" * 50).encode("utf-16-le"))) == "text"
+    obj = ("\ufeff" + "# cube\n" + CUBE_OBJ.decode()).encode("utf-16-le")
+    assert sniff(BytesBlob("part.obj", obj)) == "unknown"  # a mesh meshscan does not read as UTF-16: an error
