@@ -160,11 +160,22 @@ def _looks_text(head: bytes) -> bool:
 
 
 def _is_text(head: bytes) -> bool:
-    """No NUL and (almost) no other control bytes: text in an ASCII-compatible encoding."""
+    """Text in an ASCII-compatible encoding: no NUL, (almost) no other control bytes, and
+    either valid UTF-8 (a sequence cut by the end of the head allowed) or few bytes above
+    127 (Latin-1 prose). Random bytes are none of these: unknown binary stays unknown."""
     if not _looks_text(head):
         return False
     controls = sum(head.count(bytes([c])) for c in (*range(1, 9), 14, 15, *range(16, 27), *range(28, 32), 127))
-    return controls <= len(head) // 100
+    if controls > len(head) // 100:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3 and exc.reason == "unexpected end of data":
+            return True
+    high = len(head) - len(head.translate(None, bytes(range(128, 256))))
+    return high <= len(head) // 4
 
 
 def _plausible_stl_records(head: bytes, need_nonzero: bool = False) -> bool:
