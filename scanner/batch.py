@@ -1,18 +1,14 @@
 """Turning command-line PATHs into uploads to scan: files as given, folders walked
-recursively in sorted order (so runs are reproducible)."""
+recursively in sorted order (so runs are reproducible), each file judged by its content."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Iterator
+import stat
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-# In folder walks, files with these names are project files, not uploads (the fixtures
-# folder holds its generator, for instance). They are counted, never silently dropped, and
-# a file named explicitly on the command line is always scanned.
-NON_MODEL_SUFFIXES = frozenset(
-    {".py", ".pyc", ".md", ".txt", ".csv", ".json", ".toml", ".yaml", ".yml", ".cfg", ".ini"}
-)
 
 
 @dataclass(frozen=True)
@@ -24,36 +20,124 @@ class Upload:
 
 @dataclass
 class WalkStats:
-    skipped_by_name: int = 0
+    """What a folder walk did not yield, counted (and reported through ``on_skip``)."""
+
+    skipped: int = 0
+    """Regular files recognised by content as not a model (text, images, AppleDouble, ...)."""
+    excluded: int = 0
+    """Files matching an ``--exclude`` glob: the user's choice, counted."""
     missing: list[str] | None = None
+    on_skip: Callable[[str, str], None] | None = None
+    """Called with (path, why) for every skipped or excluded file (``scan --list-skipped``)."""
+
+    def _skip(self, path: str, why: str, excluded: bool = False) -> None:
+        if excluded:
+            self.excluded += 1
+        else:
+            self.skipped += 1
+        if self.on_skip is not None:
+            self.on_skip(path, why)
 
 
-def iter_uploads(paths: tuple[str, ...] | list[str], stats: WalkStats | None = None) -> Iterator[Upload]:
+def excluded_by(rel: str, patterns: tuple[str, ...] | list[str]) -> str | None:
+    """The first glob of ``patterns`` matching the path ``rel`` (relative to the walked
+    folder, ``/``-separated), its name, or one of its folders (``.git`` excludes
+    ``.git/objects/x``; ``build/*`` excludes ``build/a.stl``)."""
+    if not patterns:
+        return None
+    parts = rel.split("/")
+    candidates = [rel, parts[-1]]
+    for i in range(1, len(parts)):
+        candidates += ["/".join(parts[:i]), parts[i - 1]]
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(c, pattern.rstrip("/")) for c in candidates):
+            return pattern
+    return None
+
+
+def skip_reason(path: str) -> str | None:
+    """Why a file found in a folder walk (or a watched folder) is not scanned: it is a regular
+    file recognised by its content as not a model. None: scan it.
+
+    Only the bytes decide, never the name (uploaders choose names): ``part.json`` holding an
+    STL is scanned, ``notes.stl`` holding prose is skipped. Anything that is not a regular
+    file (links, FIFOs) and anything that cannot be read is scanned, so that the scan reports
+    it; sniffing never follows a link or opens a FIFO.
+    """
+    from scanner.errors import UnreadableInput
+    from scanner.formats.blob import FileBlob
+    from scanner.formats.sniff import describe, non_model_kind
+
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        kind = non_model_kind(FileBlob(path, sys.maxsize))
+    except (OSError, UnreadableInput):
+        return None
+    return None if kind is None else f"not a model ({describe(kind)})"
+
+
+def iter_uploads(
+    paths: tuple[str, ...] | list[str], stats: WalkStats | None = None, exclude: tuple[str, ...] | list[str] = ()
+) -> Iterator[Upload]:
+    """The uploads under PATHs: files named as given (always scanned); folders and URL
+    prefixes walked recursively in sorted order, every regular file - dot-files and files in
+    dot-folders too - judged by its content (:func:`skip_reason`), ``exclude`` globs
+    applied (:func:`excluded_by`)."""
     stats = stats if stats is not None else WalkStats()
     stats.missing = stats.missing or []
     for arg in paths:
         if "://" in arg:
-            from scanner.errors import UnreadableInput
-            from scanner.sources import list_url
-
-            try:
-                for url in list_url(arg, NON_MODEL_SUFFIXES):
-                    yield Upload(url, arg)
-            except (UnreadableInput, OSError):
-                stats.missing.append(arg)
-                yield Upload(arg, arg)  # scanning it reports why it cannot be read
+            yield from _iter_url(arg, stats, tuple(exclude))
             continue
         if os.path.isdir(arg):
             for dirpath, dirnames, filenames in os.walk(arg, followlinks=False):
                 dirnames.sort()
-                dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
                 for name in sorted(filenames):
-                    if name.startswith(".") or os.path.splitext(name)[1].lower() in NON_MODEL_SUFFIXES:
-                        stats.skipped_by_name += 1
+                    path = os.path.join(dirpath, name)
+                    rel = os.path.relpath(path, arg).replace(os.sep, "/")
+                    pattern = excluded_by(rel, exclude)
+                    if pattern is not None:
+                        stats._skip(path, f"excluded (--exclude {pattern})", excluded=True)
                         continue
-                    yield Upload(os.path.join(dirpath, name), arg)
+                    why = skip_reason(path)
+                    if why is not None:
+                        stats._skip(path, why)
+                        continue
+                    yield Upload(path, arg)
         elif os.path.exists(arg) or os.path.islink(arg):
             yield Upload(arg, os.path.dirname(arg) or ".")
         else:
             stats.missing.append(arg)
             yield Upload(arg, os.path.dirname(arg) or ".")
+
+
+def _iter_url(arg: str, stats: WalkStats, exclude: tuple[str, ...]) -> Iterator[Upload]:
+    from scanner.errors import UnreadableInput
+    from scanner.formats.sniff import describe, non_model_kind
+    from scanner.sources import list_url, remote_blob
+
+    try:
+        listed = list(list_url(arg))
+    except (UnreadableInput, OSError):
+        stats.missing.append(arg)
+        yield Upload(arg, arg)  # scanning it reports why it cannot be read
+        return
+    if listed == [arg]:
+        yield Upload(arg, arg)  # a single file, named: always scanned
+        return
+    prefix = arg.rstrip("/") + "/"
+    for url in listed:
+        rel = url[len(prefix) :] if url.startswith(prefix) else url.rsplit("/", 1)[-1]
+        pattern = excluded_by(rel, exclude)
+        if pattern is not None:
+            stats._skip(url, f"excluded (--exclude {pattern})", excluded=True)
+            continue
+        try:
+            kind = non_model_kind(remote_blob(url))
+        except (UnreadableInput, OSError, ValueError):
+            kind = None
+        if kind is not None:
+            stats._skip(url, f"not a model ({describe(kind)})")
+            continue
+        yield Upload(url, arg)

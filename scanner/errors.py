@@ -16,6 +16,12 @@ BAD_INDEX: Final = "bad-index"
 EMPTY: Final = "empty"
 ENCRYPTED: Final = "encrypted"
 UNSUPPORTED_FORMAT: Final = "unsupported-format"
+"""A model or container format meshscan cannot read (GLB, STEP, xz, ...), or unknown bytes: an error."""
+NOT_A_MODEL: Final = "not-a-model"
+"""Recognised by content as something other than a model (text, image, material, AppleDouble
+metadata). Inside an archive it is listed but is not an error; a whole upload that is not a
+model (or an archive in which nothing is) is.
+"""
 UNSAFE_PATH: Final = "unsafe-path"
 IO_ERROR: Final = "io-error"
 LIMIT_BYTES: Final = "limit:bytes"
@@ -39,6 +45,7 @@ REASON_CODES: Final = frozenset(
         EMPTY,
         ENCRYPTED,
         UNSUPPORTED_FORMAT,
+        NOT_A_MODEL,
         UNSAFE_PATH,
         IO_ERROR,
         LIMIT_BYTES,

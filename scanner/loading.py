@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from scanner.config import Limits
-from scanner.errors import EMPTY, UNSUPPORTED_FORMAT, UnreadableInput
+from scanner.errors import EMPTY, NOT_A_MODEL, UnreadableInput
 from scanner.formats import Blob, LoadContext, MemberResult, read_blob
 from scanner.mesh import Mesh
 
@@ -43,26 +43,22 @@ def load(path: str | os.PathLike[str], limits: Limits | None = None) -> Mesh:
     """All the triangles of one upload as one Mesh; raises :class:`UnreadableInput`.
 
     For an archive, the members that are meshes are joined (each member its own group, so
-    bodies never cross members). Members that are not meshes at all (``unsupported-format``:
-    textures, materials, notes) are ignored. Any other failure - a damaged or encrypted
-    member, an unsafe path, or a limit that stopped the archive being read to its end - is
-    raised: returning the readable part as if it were the whole upload would silently skip
-    what could not be read (the same rule as ``meshscan inspect``'s exit code).
+    bodies never cross members). Members recognised as not a model (``not-a-model``: notes,
+    textures, materials) are ignored. Any other failure - a model format meshscan cannot
+    read, a damaged or encrypted member, an unsafe path, or a limit that stopped the archive
+    being read to its end - is raised: returning the readable part as if it were the whole
+    upload would silently skip what could not be read (the same rule as the scan's exit code,
+    :attr:`scanner.verdict.Verdict.is_error`).
     """
     results = list(iter_meshes(path, limits))
     meshes = [r.mesh for r in results if r.mesh is not None]
-    failed = [r for r in results if r.error is not None]
-    serious = [r for r in failed if r.error.reason != UNSUPPORTED_FORMAT]
-    if len(results) == 1 and failed:
-        serious = failed
+    serious = [r for r in results if r.error is not None and (r.error.reason != NOT_A_MODEL or r.member is None)]
     if serious:
         first = serious[0]
         if first.member is None:
             raise first.error
         raise UnreadableInput(first.error.reason, f"member {first.member}: {first.error.detail}", member=first.member)
     if not meshes:
-        if failed:
-            raise UnreadableInput(UNSUPPORTED_FORMAT, "no member is in a mesh format meshscan reads")
         raise UnreadableInput(EMPTY, "archive holds no files")
     if len(results) == 1:
         return meshes[0]

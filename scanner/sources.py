@@ -9,8 +9,8 @@ filesystem's own ``find``, sorted, like the local walk.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
@@ -64,15 +64,49 @@ def blob_sha256(blob: Blob) -> str | None:
     return digest.hexdigest()
 
 
-def list_url(url: str, skip_suffixes: frozenset[str]) -> Iterator[str]:
-    """Files under a URL (itself, if it is a file), sorted; project-named files skipped."""
+def list_url(url: str) -> Iterator[str]:
+    """Files under a URL (itself, if it is a file), sorted. Nothing is skipped by name: the
+    walk (:func:`scanner.batch.iter_uploads`) judges each file by its content."""
     fs, path = _fs(url)
     protocol = url.split("://", 1)[0]
     if fs.isfile(path):
         yield url
         return
     for found in sorted(fs.find(path)):
-        name = found.rsplit("/", 1)[-1]
-        if name.startswith(".") or os.path.splitext(name)[1].lower() in skip_suffixes:
-            continue
         yield found if "://" in found else f"{protocol}://{found.lstrip('/') if protocol == 'memory' else found}"
+
+
+class RemoteBlob:
+    """A remote file read lazily: its head for sniffing, the rest only if sniffing needs it.
+
+    Used by folder walks over URLs, which must judge each file by its content without
+    downloading every model twice (the scan fetches it again, whole, in its worker)."""
+
+    def __init__(self, url: str) -> None:
+        self.fs, self.path = _fs(url)
+        self.name = url
+        try:
+            self.size = int(self.fs.size(self.path) or 0)
+        except (OSError, ValueError) as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot stat {url}: {exc}") from None
+        self._head: bytes | None = None
+
+    def open(self) -> BinaryIO:
+        try:
+            return self.fs.open(self.path, "rb")
+        except (OSError, ValueError) as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot open {self.name}: {exc}") from None
+
+    def head(self, n: int) -> bytes:
+        if self._head is None or len(self._head) < min(n, self.size):
+            with self.open() as fh:
+                self._head = fh.read(max(n, 65536))
+        return self._head[:n]
+
+    def read(self) -> bytes:
+        with self.open() as fh:
+            return fh.read()
+
+
+def remote_blob(url: str) -> RemoteBlob:
+    return RemoteBlob(url)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scanner.errors import NOT_A_MODEL
+
 FLAG, REVIEW, CLEAR, UNSCANNABLE = "flag", "review", "clear", "unscannable"
 VERDICTS = (FLAG, REVIEW, CLEAR, UNSCANNABLE)
 
@@ -67,7 +69,13 @@ class Verdict:
 
     @property
     def is_error(self) -> bool:
-        """Unreadable in a way worth an error exit (not merely 'not a model file')."""
+        """Unscanned in a way worth an error exit.
+
+        Only an archive member recognised as not a model (a README, a texture, an MTL beside
+        the model) is not: a model format meshscan cannot read (``unsupported-format``) is an
+        error wherever it is, and so is an upload in which nothing is a model - see
+        :func:`scanner.formats.read_blob`.
+        """
         if self.verdict != UNSCANNABLE:
             return False
-        return not (self.reason == "unsupported-format" and self.member is not None)
+        return not (self.reason == NOT_A_MODEL and self.member is not None)

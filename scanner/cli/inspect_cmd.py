@@ -40,11 +40,11 @@ def inspect_cmd(files: tuple[str, ...], as_json: bool, no_bodies: bool, config_p
 
 
 def is_failure(rec: dict) -> bool:
-    """An unreadable file or member; non-mesh companions inside an archive (textures,
-    materials) are listed but are not errors."""
+    """An unreadable file or member; companions inside an archive recognised as not a model
+    (textures, materials, notes) are listed but are not errors (the scan's rule, Verdict.is_error)."""
     if not rec.get("error"):
         return False
-    return not (rec.get("member") and rec.get("reason") == "unsupported-format")
+    return not (rec.get("member") and rec.get("reason") == "not-a-model")
 
 
 def _print_table(records: list[dict]) -> None:

@@ -20,6 +20,11 @@ from scanner.cli.options import config_options, library_option, model_options, s
               help="Output format (default: table on a terminal, jsonl otherwise).")  # fmt: skip
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Write results here.")
 @click.option("--only-flagged", is_flag=True, help="Output only flagged and review results.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="In folder walks, do not scan files whose path (relative to the folder), name or folder "
+              "matches GLOB (repeatable; counted in the summary).")  # fmt: skip
+@click.option("--list-skipped", is_flag=True,
+              help="Name on stderr each file a folder walk skipped (not a model, or --exclude).")  # fmt: skip
 @click.option("--move", "move_to", type=click.Path(file_okay=False), default=None,
               help="Move flagged files into this quarantine folder.")  # fmt: skip
 @click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
@@ -37,6 +42,7 @@ from scanner.cli.options import config_options, library_option, model_options, s
               "memory limits.")  # fmt: skip
 @config_options
 def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
+             exclude: tuple[str, ...], list_skipped: bool,
              move_to: str | None, copy_to: str | None, threshold: float | None, model_dir: str | None,
              no_model: bool, review_threshold: float | None, db_path: str | None,
              resume: bool, engine: str, scheduler: str | None, jobs: int | None, config_path: str | None,
@@ -73,7 +79,7 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     writer = WRITERS[fmt](out)
     counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
     errors = files = 0
-    stats = WalkStats()
+    stats = WalkStats(on_skip=_echo_skipped if list_skipped else None)
     limits = settings.limits
     if engine == "dask":
         try:
@@ -90,9 +96,9 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         with engine_cm, progress:
             total = None
             if not progress.disable and not any("://" in p for p in paths):
-                total = sum(1 for _ in iter_uploads(paths, WalkStats()))  # a cheap second walk, for the ETA
+                total = sum(1 for _ in iter_uploads(paths, WalkStats(), exclude))  # a cheap second walk, for the ETA
             task = progress.add_task("scanning", total=total)
-            for upload, verdicts in scan_uploads(iter_uploads(paths, stats), pool, context, db, resume, run):
+            for upload, verdicts in scan_uploads(iter_uploads(paths, stats, exclude), pool, context, db, resume, run):
                 files += 1
                 progress.update(task, advance=1, description=f"scanning ({counts['flag']} flagged)")
                 for v in verdicts:
@@ -109,7 +115,8 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
             out.close()
         if db is not None:
             db.close()
-    skipped = f"; {stats.skipped_by_name} non-model file(s) skipped by name" if stats.skipped_by_name else ""
+    skipped = f"; {stats.skipped} skipped (not a model by content)" if stats.skipped else ""
+    skipped += f"; {stats.excluded} excluded (--exclude)" if stats.excluded else ""
     if run.unchanged:
         skipped += f"; {run.unchanged} unchanged file(s) skipped (--resume)"
     if run.copied:
@@ -133,6 +140,10 @@ def _open_db(path: str) -> Any:
         return ResultsDB(path)
     except (sqlite3.Error, OSError) as exc:
         raise CommandError(f"[io-error] cannot use {path} as a results database: {exc}") from None
+
+
+def _echo_skipped(path: str, why: str) -> None:
+    click.echo(f"meshscan: skipped {path}: {why}", err=True)
 
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001

@@ -100,6 +100,14 @@ def _lock(state: str) -> int:
     help="Also ignore file names matching this glob (temporary/partial uploads; repeatable).",
 )
 @click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Never scan files whose path (relative to the watched folder), name or folder matches GLOB "
+    "(repeatable; counted as skipped, as in scan).",
+)
+@click.option(
     "--no-default-ignore",
     is_flag=True,
     help="Do not ignore the default temporary names (*.part, *.tmp, .~*, dot-files, ...).",
@@ -143,7 +151,8 @@ def _lock(state: str) -> int:
 @config_options
 def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
               actions: tuple[str, ...], act_on: str, jobs: int | None, once: bool, settle: float, close_delay: float,
-              open_timeout: float, ignore: tuple[str, ...], no_default_ignore: bool, stale_partial: float,
+              open_timeout: float, ignore: tuple[str, ...], exclude: tuple[str, ...], no_default_ignore: bool,
+              stale_partial: float,
               reconcile_every: float,
               command_timeout: float, outbox_max: int, metrics_port: int | None, metrics_host: str,
               threshold: float | None, model_dir: str | None, no_model: bool,
@@ -220,6 +229,7 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         ),  # fmt: skip
         reconcile_every=reconcile_every,
         stale_partial=stale_partial,
+        exclude_globs=exclude,
         once=once,
         command_timeout=command_timeout,
         outbox_max=outbox_max,

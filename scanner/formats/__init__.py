@@ -1,23 +1,24 @@
 """One registry of readers keyed by the *sniffed* format name.
 
 Each format module ends with a small ``loaders`` dict (mesh formats) or ``containers`` dict
-(archives), merged here, as in trimesh's ``exchange/``. :func:`read_blob` is the single entry
-point: sniff, dispatch, and turn every failure into a :class:`MemberResult` carrying an
-:class:`UnreadableInput`, so no caller ever sees a traceback.
+(archives, and 3MF packages, whose other members are scanned too), merged here, as in
+trimesh's ``exchange/``. :func:`read_blob` is the single entry point: sniff, dispatch, and turn
+every failure into a :class:`MemberResult` carrying an :class:`UnreadableInput`, so no caller
+ever sees a traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, UNSUPPORTED_FORMAT, UnreadableInput
+from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, NOT_A_MODEL, UNSUPPORTED_FORMAT, UnreadableInput
 from scanner.formats import archive, obj, off, ply, stl, threemf
 from scanner.formats.base import ContainerReader, LoadContext, MemberResult, MeshLoader
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
-from scanner.formats.sniff import sniff
+from scanner.formats.sniff import NON_MODEL, describe, sniff
 
 LOADERS: dict[str, MeshLoader] = {**stl.loaders, **obj.loaders, **ply.loaders, **off.loaders, **threemf.loaders}
-CONTAINERS: dict[str, ContainerReader] = dict(archive.containers)
+CONTAINERS: dict[str, ContainerReader] = {**archive.containers, **threemf.containers}
 
 __all__ = [
     "LOADERS",
@@ -33,18 +34,45 @@ __all__ = [
 
 
 def read_blob(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
-    """Every mesh in ``blob`` (one for a mesh file, one per member for archives)."""
+    """Every mesh in ``blob`` (one for a mesh file, one per member for archives).
+
+    An upload in which nothing is a model is never silently empty: when every member of an
+    archive was recognised as not a model, a last result for the whole upload says so
+    (``not-a-model`` on the upload itself, which is an error).
+    """
+    if ctx.depth > 0:
+        yield from _read(blob, ctx)
+        return
+    listed, other = 0, False
+    sniffed: list[str] = []
+    for result in _read(blob, ctx, sniffed):
+        if result.member is not None and result.error is not None and result.error.reason == NOT_A_MODEL:
+            listed += 1
+        else:
+            other = True
+        yield result
+    if listed and not other:
+        err = UnreadableInput(NOT_A_MODEL, f"nothing in it is a model ({listed} non-model member(s))")
+        yield MemberResult(None, sniffed[0] if sniffed else "", error=err)
+
+
+def _read(blob: Blob, ctx: LoadContext, sniffed: list[str] | None = None) -> Iterator[MemberResult]:
     fmt = "unknown"
     try:
         fmt = sniff(blob, ctx.limits.max_members)
+        if sniffed is not None:
+            sniffed.append(fmt)
         if fmt in CONTAINERS:
             yield from CONTAINERS[fmt](blob, ctx)
             return
         if fmt == "empty":
             raise UnreadableInput(EMPTY, "zero-byte file")
+        if fmt in NON_MODEL:
+            raise UnreadableInput(NOT_A_MODEL, f"{describe(fmt)}, not a model")
         loader = LOADERS.get(fmt)
         if loader is None:
-            raise UnreadableInput(UNSUPPORTED_FORMAT, "not a mesh format meshscan reads")
+            what = "not a format meshscan recognises" if fmt == "unknown" else "a format meshscan does not read"
+            raise UnreadableInput(UNSUPPORTED_FORMAT, f"{describe(fmt)}: {what}")
         yield MemberResult(None, fmt, mesh=loader(blob, ctx))
     except UnreadableInput as err:
         yield MemberResult(None, fmt, error=err)

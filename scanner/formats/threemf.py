@@ -10,16 +10,17 @@ entities); each part is size-capped before parsing.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Iterator
 from xml.etree.ElementTree import Element
 
 import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, UnreadableInput
+from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, NOT_A_MODEL, UnreadableInput
 from scanner.formats._text import parse_numbers
 from scanner.formats.archive import read_zip_member
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import LoadContext, MemberResult, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
@@ -28,6 +29,8 @@ PROD = "{http://schemas.microsoft.com/3dmanufacturing/production/2015/06}"
 RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 MODEL_REL = "http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"
 MAX_COMPONENT_DEPTH = 16
+BARE_PART = "3D/3dmodel.model"
+"""The name a bare model XML is read under (its own part paths resolve against it)."""
 
 _Object = tuple[np.ndarray, np.ndarray] | list[tuple[str, str, np.ndarray]]
 
@@ -48,20 +51,42 @@ def _transform(text: str | None) -> np.ndarray:
 
 
 class _Package:
-    def __init__(self, zf: zipfile.ZipFile, ctx: LoadContext) -> None:
-        self.zf, self.ctx = zf, ctx
-        self.names = {n.lstrip("/").lower(): n for n in zf.namelist()}
+    """The parts of a 3MF package: a zip's members, or one bare model XML (``part.model``)."""
+
+    def __init__(self, ctx: LoadContext, names: dict[str, str], read: Callable[[str], bytes]) -> None:
+        self.ctx = ctx
+        self.names = names
+        self._read = read
         self.parts: dict[str, dict[str, _Object]] = {}
         self.object_names: dict[tuple[str, str], str] = {}
+        self._root_cache: dict[str, Element] = {}
+        self.consumed: set[str] = set()
+        """Lower-case names of the parts read (the others are scanned as archive members)."""
+
+    @classmethod
+    def from_zip(cls, zf: zipfile.ZipFile, ctx: LoadContext) -> _Package:
+        def read(name: str) -> bytes:
+            info = zf.getinfo(name)
+            if info.file_size > ctx.limits.max_xml_bytes:
+                raise UnreadableInput(LIMIT_XML, f"{name} is {info.file_size} bytes")
+            return read_zip_member(zf, info, ctx)
+
+        names = {n.replace("\\", "/").lstrip("/").lower(): n for n in zf.namelist()}
+        return cls(ctx, names, read)
+
+    @classmethod
+    def from_model_xml(cls, blob: Blob, ctx: LoadContext) -> _Package:
+        if blob.size > ctx.limits.max_xml_bytes:
+            raise UnreadableInput(LIMIT_XML, f"model XML is {blob.size} bytes")
+        return cls(ctx, {BARE_PART.lower(): BARE_PART}, lambda name: blob.read())
 
     def _xml(self, path: str) -> Element:
-        name = self.names.get(path.lstrip("/").lower())
+        key = path.lstrip("/").lower()
+        name = self.names.get(key)
         if name is None:
             raise UnreadableInput(CORRUPT, f"3MF part {path} is missing")
-        info = self.zf.getinfo(name)
-        if info.file_size > self.ctx.limits.max_xml_bytes:
-            raise UnreadableInput(LIMIT_XML, f"{path} is {info.file_size} bytes")
-        data = read_zip_member(self.zf, info, self.ctx)
+        self.consumed.add(key)
+        data = self._read(name)
         if len(data) > self.ctx.limits.max_xml_bytes:
             raise UnreadableInput(LIMIT_XML, f"{path} is {len(data)} bytes")
         try:
@@ -72,11 +97,15 @@ class _Package:
     def root_part(self) -> str:
         if "_rels/.rels" in self.names:
             for rel in self._xml("_rels/.rels").iter(f"{RELS}Relationship"):
-                if rel.get("Type") == MODEL_REL and rel.get("Target"):
-                    return rel.get("Target", "").lstrip("/")
-        for lower, name in self.names.items():
-            if lower.startswith("3d/") and lower.endswith(".model"):
+                target = rel.get("Target", "")
+                if target and (rel.get("Type") == MODEL_REL or target.lower().endswith(".model")):
+                    return target.lstrip("/")
+        models = sorted(name for lower, name in self.names.items() if lower.endswith(".model"))
+        for name in models:
+            if name.replace("\\", "/").lstrip("/").lower().startswith("3d/"):
                 return name
+        if models:
+            return models[0]
         raise UnreadableInput(CORRUPT, "3MF package without a model part")
 
     def objects(self, part: str) -> dict[str, _Object]:
@@ -87,7 +116,6 @@ class _Package:
 
     def _parse_objects(self, part: str) -> dict[str, _Object]:
         root = self._xml(part)
-        self._root_cache = getattr(self, "_root_cache", {})
         self._root_cache[part.lstrip("/").lower()] = root
         out: dict[str, _Object] = {}
         for obj in root.iter(f"{CORE}object"):
@@ -141,38 +169,46 @@ class _Package:
 
 
 def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
+    """The build of a 3MF package (a zip)."""
     from scanner.formats.archive import _open_zip
 
     with _open_zip(blob, ctx.limits.max_members) as zf:
-        pkg = _Package(zf, ctx)
-        root = pkg.root_part()
-        objects = pkg.objects(root)
-        xml_root = pkg._root_cache[root.lstrip("/").lower()]
-        build = xml_root.find(f"{CORE}build")
-        items = [] if build is None else build.findall(f"{CORE}item")
-        if items:
-            jobs = [
-                (i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items
-            ]
-        else:  # no build section: every object that no component uses
-            # (counting component targets too would read their triangles twice)
-            root_key = root.lstrip("/").lower()
-            used = {
-                coid
-                for obj in objects.values()
-                if isinstance(obj, list)
-                for cpart, coid, _ in obj
-                if cpart.lstrip("/").lower() == root_key
-            }
-            jobs = [(root, oid, np.eye(4)) for oid in objects if oid not in used]
-        pieces, groups, names = [], [], []
-        for index, (part, oid, m) in enumerate(jobs):
-            placed: list = []
-            pkg.instantiate(part, oid, m, 0, placed)
-            for verts, tris in placed:
-                pieces.append((verts, tris))
-                groups.append(np.full(len(tris), index, dtype=np.int32))
-            names.append(pkg.object_names.get((part.lstrip("/").lower(), oid), f"object {oid}"))
+        return _build(_Package.from_zip(zf, ctx), blob, ctx)
+
+
+def load_3mf_model(blob: Blob, ctx: LoadContext) -> Mesh:
+    """A bare 3MF model part (the XML alone, as ``part.model``): read as a one-part package."""
+    return _build(_Package.from_model_xml(blob, ctx), blob, ctx)
+
+
+def _build(pkg: _Package, blob: Blob, ctx: LoadContext) -> Mesh:
+    """Every build item (or, with no build section, every object no component uses), each its own body."""
+    root = pkg.root_part()
+    objects = pkg.objects(root)
+    xml_root = pkg._root_cache[root.lstrip("/").lower()]
+    build = xml_root.find(f"{CORE}build")
+    items = [] if build is None else build.findall(f"{CORE}item")
+    if items:
+        jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
+    else:  # no build section: every object that no component uses
+        # (counting component targets too would read their triangles twice)
+        root_key = root.lstrip("/").lower()
+        used = {
+            coid
+            for obj in objects.values()
+            if isinstance(obj, list)
+            for cpart, coid, _ in obj
+            if cpart.lstrip("/").lower() == root_key
+        }
+        jobs = [(root, oid, np.eye(4)) for oid in objects if oid not in used]
+    pieces, groups, names = [], [], []
+    for index, (part, oid, m) in enumerate(jobs):
+        placed: list = []
+        pkg.instantiate(part, oid, m, 0, placed)
+        for verts, tris in placed:
+            pieces.append((verts, tris))
+            groups.append(np.full(len(tris), index, dtype=np.int32))
+        names.append(pkg.object_names.get((part.lstrip("/").lower(), oid), f"object {oid}"))
     if not pieces or sum(len(t) for _, t in pieces) == 0:
         raise UnreadableInput(EMPTY, "3MF with no triangles in its build")
     offset, all_v, all_t = 0, [], []
@@ -183,4 +219,56 @@ def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
     return build_mesh(np.concatenate(all_v), np.concatenate(all_t), blob, "3mf", ctx, np.concatenate(groups), names)
 
 
-loaders = {"3mf": load_3mf}
+def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
+    """The package's build (member ``None``), then every other member that is not one of its
+    OPC parts, each read like an archive member.
+
+    A 3MF is a zip: a part that is not a model part the build uses (``secret.stl`` beside
+    ``3D/3dmodel.model``, an unreferenced ``3D/other.model``) is scanned, never ignored.
+    Members recognised as not a model (thumbnails, slicer settings) belong to the package and
+    are not listed. A broken build does not stop the other members being read.
+    """
+    from scanner.formats.archive import _open_zip, _read_member_bytes
+
+    try:
+        with _open_zip(blob, ctx.limits.max_members) as zf:
+            pkg = _Package.from_zip(zf, ctx)
+            try:
+                yield MemberResult(None, "3mf", mesh=_build(pkg, blob, ctx))
+            except UnreadableInput as err:
+                yield MemberResult(None, "3mf", error=err)
+            consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
+            others = [
+                i for i in zf.infolist()
+                if not i.is_dir() and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
+            ]  # fmt: skip
+            if not others:
+                return
+            inner = ctx.nested()
+            for info in others:
+                inner.count_member()
+                try:
+                    data = read_zip_member(zf, info, inner)
+                except UnreadableInput as err:
+                    yield MemberResult(info.filename, "", error=err)
+                    continue
+                for result in _read_member_bytes(info.filename, data, inner):
+                    own = result.member == info.filename
+                    if own and result.error is not None and result.error.reason == NOT_A_MODEL:
+                        continue  # the package's own thumbnails, settings, metadata
+                    yield result
+    except UnreadableInput as err:
+        yield MemberResult(None, "3mf", error=err)
+
+
+def _key(name: str) -> str:
+    return name.replace("\\", "/").lstrip("/").lower()
+
+
+def _is_opc_part(name: str) -> bool:
+    key = _key(name)
+    return key == "[content_types].xml" or key.endswith(".rels")
+
+
+loaders = {"3mf-model": load_3mf_model}
+containers = {"3mf": iter_3mf}

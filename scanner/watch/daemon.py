@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from scanner import __version__
-from scanner.batch import Upload
+from scanner.batch import Upload, excluded_by, skip_reason
 from scanner.pipeline import ScanContext
 from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
@@ -62,6 +62,9 @@ class WatchConfig:
     stale_partial: float = 3600.0
     """A file under a temporary name left unchanged this long is scanned anyway (0: never): a
     temporary name must not be a way for an upload to escape the scan."""
+    exclude_globs: tuple[str, ...] = ()
+    """``--exclude``: paths (relative to their watched folder), names or folders never scanned,
+    counted as ``scan --exclude`` counts them."""
 
 
 @dataclass
@@ -70,6 +73,8 @@ class Summary:
     files: int = 0
     errors: int = 0
     failed_actions: int = 0
+    skipped: int = 0
+    """Files not scanned: not a model by content, or ``--exclude`` (as ``scan`` skips them)."""
 
 
 @dataclass
@@ -296,11 +301,24 @@ class Watcher:
                 self.settle.seen(r.path)  # changed since it was judged complete: let it settle again
                 continue
             upload = Upload(r.path, self._root_of(r.path))
+            why = self._skip_reason(upload)
+            if why is not None:  # the same content rule as `scan DIR` (scanner.batch.skip_reason)
+                self.recorded[r.path] = st  # not looked at again until it changes
+                self.summary.skipped += 1
+                log.info("skipped", extra={"fields": {"path": r.path, "why": why}})
+                continue
             self.inflight[r.path] = _InFlight(upload, st, r)
             self.pool.submit(upload)
             log.debug("scanning", extra={"fields": {"path": r.path, "how": r.how}})
         for r in held:
             self.ready.append(r)
+
+    def _skip_reason(self, upload: Upload) -> str | None:
+        rel = os.path.relpath(upload.path, upload.root).replace(os.sep, "/")
+        pattern = excluded_by(rel, self.config.exclude_globs)
+        if pattern is not None:
+            return f"excluded (--exclude {pattern})"
+        return skip_reason(upload.path)
 
     def _record(self, done: list[Done]) -> None:
         """Record finished scans (unless the file changed or vanished meanwhile) in one
@@ -455,4 +473,5 @@ class Watcher:
         if self.journal is not None:
             self.journal.close()
         self.waker.close()
-        log.info("stopped", extra={"fields": {"files": self.summary.files, **self.summary.counts}})
+        log.info("stopped", extra={"fields": {"files": self.summary.files, "skipped": self.summary.skipped,
+                                              **self.summary.counts}})  # fmt: skip

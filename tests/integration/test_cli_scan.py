@@ -138,7 +138,7 @@ def test_library_of_another_descriptor_version_is_refused(tmp_path: Path) -> Non
 
 
 def test_unreadable_files_are_results_and_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "fake.stl").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 200)
+    (tmp_path / "fake.stl").write_bytes(b"\x13\x37meshscan?\x00" + bytes(range(256)))  # unknown binary
     (tmp_path / "cut.stl").write_bytes((DEMO / "proxy-barrel-s1-000.stl").read_bytes()[:300])
     proc = run("scan", str(tmp_path), "--format", "jsonl")
     assert proc.returncode == 2

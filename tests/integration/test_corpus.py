@@ -30,8 +30,10 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "trimesh/pbr_cubes_emissive_spec_gloss.zip": "glTF (.gltf + .bin) and PNG textures; meshscan does not read glTF",
     "trimesh/scenes.zip": "3DXML, DXF and .pts members are not read; meshscan counts only its STL member",
 }
-# members of the KNOWN_DIFFERENCES archives that meshscan does read (all others: unsupported-format)
+# members of the KNOWN_DIFFERENCES archives that meshscan does read (all others: unsupported-format,
+# or not-a-model for those recognised as no model at all: textures, manifests, a point list)
 READ_MEMBERS: dict[str, list[str]] = {"trimesh/scenes.zip": ["torus_low_resolution.stl"]}
+NOT_MODELS = (".png", ".pts", "manifest.xml", "materialdef_0.3drep", "materialdef_3.3drep")
 
 
 def manifest_rows() -> list:
@@ -62,8 +64,8 @@ def test_corpus_file(corpus: Path, row: dict) -> None:
     except UnreadableInput as err:
         # trimesh could not read it either, or read it as nothing at all
         assert not expected, f"meshscan refuses a file trimesh reads as {expected} triangles: {err}"
-        if row["load_error"]:
-            assert err.reason == "unsupported-format"
+        if row["load_error"]:  # the MTL material libraries: recognised as not a model
+            assert err.reason == "not-a-model"
         else:
             assert err.reason == "empty", err
         return
@@ -79,13 +81,16 @@ def check_known_difference(path: Path, name: str, expected: int | None) -> None:
     for r in results:
         if r.mesh is not None:
             assert r.member in readable
+        elif r.member.lower().endswith(NOT_MODELS):
+            assert r.error.reason == "not-a-model", (r.member, r.error)
         else:
             assert r.error.reason == "unsupported-format", (r.member, r.error)
     assert sorted(r.member for r in results if r.mesh is not None) == sorted(readable)
+    # a model format meshscan cannot read is never ignored: the upload does not load as its readable part
+    with pytest.raises(UnreadableInput) as info:
+        scanner.load(path)
+    assert info.value.reason == "unsupported-format"
     if not readable:
-        with pytest.raises(UnreadableInput) as info:
-            scanner.load(path)
-        assert info.value.reason == "unsupported-format"
         return
     # the members meshscan reads hold what trimesh itself finds in them, and less than the whole
     import trimesh
@@ -96,8 +101,8 @@ def check_known_difference(path: Path, name: str, expected: int | None) -> None:
             ext = member.rsplit(".", 1)[-1]
             loaded = trimesh.load(io.BytesIO(zf.read(member)), file_type=ext, force="mesh", process=False)
             want += len(loaded.faces)
-    mesh = scanner.load(path)
-    assert mesh.triangle_count == want
+    meshes = [r.mesh for r in results if r.mesh is not None]
+    assert sum(m.triangle_count for m in meshes) == want
     assert expected is None or want < expected
 
 
@@ -145,7 +150,7 @@ def test_cli_inspect_json(corpus: Path) -> None:
     for name in CLI_FILES:
         recs = by_path[str(corpus / name)]
         for rec in recs:  # only non-mesh companions inside an archive (textures, materials) fail
-            assert not rec.get("error") or (rec["member"] and rec["reason"] == "unsupported-format"), rec
+            assert not rec.get("error") or (rec["member"] and rec["reason"] == "not-a-model"), rec
         meshes = [r for r in recs if "triangles" in r]
         assert sum(r["triangles"] for r in meshes) == int(rows[name]["triangles"])
         for rec in meshes:
@@ -161,5 +166,5 @@ def test_cli_inspect_exit_2_when_a_file_is_unreadable(corpus: Path) -> None:
     by_path = {rec["path"]: rec for rec in records}
     assert sorted(by_path) == sorted(str(corpus / f) for f in files)  # the readable ones are still reported
     bad = by_path[str(corpus / "trimesh/box.mtl")]
-    assert bad["error"] and bad["reason"] == "unsupported-format"
+    assert bad["error"] and bad["reason"] == "not-a-model"
     assert by_path[str(corpus / "trimesh/unit_cube.STL")]["triangles"] == 12

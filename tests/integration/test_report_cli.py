@@ -48,7 +48,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         zf.writestr("inner/texture.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     data = (DEMO / "benign-pipe-s1-002.stl").read_bytes()
     (up / "uploader-alice" / "cut.stl").write_bytes(data[: len(data) // 2])
-    (up / "uploader-alice" / "blank.stl").write_bytes(b"")
+    (up / "uploader-alice" / "blank.obj").write_bytes(b"# exported with nothing in it\n")
     db, log = base / "results.sqlite", base / "verdicts.jsonl"
     proc = subprocess.run(
         [*CLI, "scan", str(up), "--db", str(db), "--format", "jsonl", "--out", str(log), "--jobs", "2", "--no-model"],
@@ -109,7 +109,7 @@ def test_csv_tables_match_the_database(scanned: dict[str, Path]) -> None:
     assert sum(int(r["results"]) for r in by_format.values()) == len(records)
     reasons = {r["reason"]: int(r["results"]) for r in read_csv(out / "unscannable_by_reason.csv")}
     assert reasons == dict(Counter(r["reason"] for r in records if r["verdict"] == "unscannable"))
-    assert {"truncated", "empty", "unsupported-format"} <= set(reasons)
+    assert {"truncated", "empty", "not-a-model"} <= set(reasons)
     sigs = {r["signature_id"]: int(r["results"]) for r in read_csv(out / "top_signatures.csv")}
     expect_sigs = Counter(s for r in records for s in {m["signature_id"] for m in r["matches"]})
     assert sigs == dict(expect_sigs) and len(sigs) == 6

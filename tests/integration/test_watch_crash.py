@@ -60,7 +60,8 @@ def content(spec: dict) -> bytes:
     """The bytes of one version of an upload (the writer and the test compute the same)."""
     if spec["kind"] == "garbage":
         rng = random.Random(spec["seed"])
-        return b"not a mesh " + rng.randbytes(spec["size"])
+        # unknown binary (a NUL: never text, which a content-judging walk skips as no model)
+        return b"not a mesh\x00" + rng.randbytes(spec["size"])
     return Path(spec["src"]).read_bytes()
 
 

@@ -252,7 +252,7 @@ def test_once_scans_what_is_missing_and_a_restart_repeats_nothing(tmp_path: Path
     (up / "a").mkdir(parents=True)
     shutil.copy(PROXIES[2], up / "a" / "p.stl")
     shutil.copy(DEMO / "benign-handle-s1-000.stl", up / "h.stl")
-    (up / "a" / "upload.stl.part").write_bytes(b"still uploading")
+    (up / "a" / "upload.stl.part").write_bytes(PROXIES[0].read_bytes()[:300])  # still uploading
     old = time.time() - 60
     for p in up.rglob("*"):
         os.utime(p, (old, old))
@@ -274,7 +274,7 @@ def test_once_scans_what_is_missing_and_a_restart_repeats_nothing(tmp_path: Path
     assert (q / "a" / "p.stl.1").read_bytes() == PROXIES[2].read_bytes() and not (up / "a" / "p.stl").exists()
     # a temporary name is no hiding place: abandoned (unchanged for --stale-partial), it is scanned
     stale = subprocess.run([*args, "--stale-partial", "30"], capture_output=True, text=True, timeout=120)
-    assert stale.returncode == 2, stale.stderr  # it is not a mesh: unscannable
+    assert stale.returncode == 2, stale.stderr  # a truncated mesh: unscannable
     assert [Path(r["path"]).name for r in verdict_lines(log)][-1] == "upload.stl.part"
 
 

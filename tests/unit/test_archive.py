@@ -128,23 +128,25 @@ def test_stl_named_obj_is_read_as_obj(tmp_path):
     assert mesh.geometry_hash == CUBE_HASH
 
 
-def test_stl_named_jpeg_is_unsupported(tmp_path):
+def test_stl_named_jpeg_is_not_a_model(tmp_path):
     jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(range(256)) * 4
-    assert reason_of(write(tmp_path, "model.stl", jpeg)) == "unsupported-format"
+    assert reason_of(write(tmp_path, "model.stl", jpeg)) == "not-a-model"
 
 
-def test_stl_named_jpeg_sized_like_a_binary_stl_is_unsupported(tmp_path):
-    """Bytes 80..84 of this JPEG read as a count that matches its size: still not an STL."""
-    jpeg = bytearray(b"\xff\xd8\xff\xe0" + b"\x11" * (84 + 50 * 12 - 4))
-    jpeg[80:84] = (12).to_bytes(4, "little")
-    assert reason_of(write(tmp_path, "model.stl", bytes(jpeg))) == "unsupported-format"
+def test_binary_stl_with_a_jpeg_magic_header_is_read_as_stl(tmp_path):
+    """The 80-byte header of a binary STL is the uploader's to fill: a JPEG's magic there does
+    not make the file an image (which a folder walk would skip) when the size says STL."""
+    stl = bytearray(binary_stl(soup(CUBE_V, CUBE_F)))
+    stl[:4] = b"\xff\xd8\xff\xe0"
+    mesh = scanner.load(write(tmp_path, "photo.jpg", bytes(stl)))
+    assert mesh.format == "stl-binary" and mesh.geometry_hash == CUBE_HASH
 
 
 def test_non_mesh_members_are_results_not_silence(tmp_path):
     path = write(tmp_path, "a.zip", zip_bytes({"readme.txt": b"hello there\n", "cube.stl": CUBE_STL}))
     rs = results(path)
     assert [r.member for r in rs] == ["readme.txt", "cube.stl"]
-    assert rs[0].error.reason == "unsupported-format"
+    assert rs[0].error.reason == "not-a-model"
     assert scanner.load(path).geometry_hash == CUBE_HASH  # the companion is not a mesh
 
 
@@ -308,7 +310,7 @@ def test_every_member_gets_a_result(tmp_path):
         "ok",
         "truncated",
         "non-finite",
-        "unsupported-format",
+        "not-a-model",
         "empty",
     ]
 
