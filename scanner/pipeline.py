@@ -124,6 +124,26 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
     return verdicts
 
 
+def _without_walls(meshes: list[Mesh], path: str) -> Mesh:
+    """The members joined, minus the triangles that two members share: where a part was cut
+    into pieces, each piece carries the cut face (a wall), which the whole never had."""
+    from scanner.loading import join
+
+    joined = join(meshes, path)
+    keys = np.concatenate([m.triangle_keys[0] for m in meshes])
+    owner = np.repeat(np.arange(len(meshes)), [m.triangle_count for m in meshes])
+    order = np.lexsort((owner, keys))
+    k, o = keys[order], owner[order]
+    new_pair = np.r_[True, (k[1:] != k[:-1]) | (o[1:] != o[:-1])]
+    group = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1
+    owners_per_key = np.bincount(group[new_pair], minlength=int(group[-1]) + 1 if len(group) else 0)
+    wall = np.zeros(len(keys), dtype=bool)
+    wall[order] = owners_per_key[group] > 1
+    if not wall.any() or wall.all():
+        return joined
+    return Mesh(vertices=joined.corners32[~wall].reshape(-1, 3), source=path, format="archive")
+
+
 def _judge_guarded(base: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Verdict:
     try:
         return _judge(base, mesh, context, whole_file=whole_file)
@@ -150,11 +170,9 @@ def _judge_members_together(path: str, members: list[tuple[Verdict, Mesh]], cont
         return
     if sum(m.triangle_count for _, m in members) > context.settings.limits.max_triangles:
         return
-    from scanner.loading import join
-
     joint = Verdict(path=path, member=None, verdict=UNSCANNABLE, scanner_version=__version__)
     matching_only = ScanContext(settings=context.settings, library=context.library, model=None)
-    joint = _judge_guarded(joint, join([m for _, m in members], path), matching_only, whole_file=False)
+    joint = _judge_guarded(joint, _without_walls([m for _, m in members], path), matching_only, whole_file=False)
     if joint.verdict != FLAG:
         return
     names = ", ".join(v.member or "?" for v, _ in members)

@@ -143,7 +143,9 @@ def _open_db(path: str) -> Any:
 
 
 def _echo_skipped(path: str, why: str) -> None:
-    click.echo(f"meshscan: skipped {path}: {why}", err=True)
+    from scanner.sinks.output import terminal_safe
+
+    click.echo(f"meshscan: skipped {terminal_safe(path)}: {terminal_safe(why)}", err=True)
 
 
 def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001
