@@ -14,6 +14,7 @@ from scanner.sinks.output import terminal_safe
 
 ITEM_REFUSALS = frozenset(
     {"bad-id", "unknown-id", "ambiguous-id", "not-reviewable", "already-decided", "file-missing", "content-changed",
+     "allowlist-conflict",
      "unreadable", "no-hash", "bad-category", "enrol"}
 )  # fmt: skip
 """Reason codes of a decision refused for its item (exit 2); any other ReviewError means the

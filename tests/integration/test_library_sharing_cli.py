@@ -110,11 +110,11 @@ def test_allowlist_add_refuses_an_enrolled_file_naming_its_signature(tmp_path: P
 
 
 def test_enrolling_an_allowlisted_file_drops_the_entry_with_a_message(tmp_path: Path) -> None:
-    ours = new_library(tmp_path / "ours")
+    ours = new_library(tmp_path / "ours", (BARREL, "barrel"))  # not empty: an empty library is refused
     assert run("allowlist", "add", str(ACCESSORY), "--library", str(ours), "--note", "thought benign").returncode == 0
     assert verdict(ACCESSORY, ours)["verdict"] == "clear"
     proc = run("signatures", "add", str(ACCESSORY), "--library", str(ours), "--category", "accessory", "--source", "c")
     assert proc.returncode == 0, proc.stderr
-    (sig,) = signatures(ours)
+    (sig,) = [s for s in signatures(ours) if s["category"] == "accessory"]
     assert "dropped" in proc.stderr and sig["id"] in proc.stderr and "thought benign" in proc.stderr
     assert allowlist(ours) == [] and verdict(ACCESSORY, ours)["verdict"] == "flag"

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trimesh
+
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"
@@ -32,7 +34,12 @@ def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
     for name in (KNOWN, BENIGN):
         shutil.copy(DEMO / name, tmp_path / "uploads" / name)
     assert run("signatures", "init", "--library", "lib", cwd=tmp_path).returncode == 0
-    added = run("signatures", "add", str(DEMO / KNOWN), "--library", "lib", "--category", "barrel",
+    # the known file is a rotated re-export of the upload: it flags as a near-duplicate, which a
+    # reviewer may dismiss (an exact signature match can never be allowlisted)
+    known = trimesh.load(DEMO / KNOWN, force="mesh")
+    known.apply_transform(trimesh.transformations.rotation_matrix(0.7, [1, 2, 3]))
+    known.export(tmp_path / "known.obj")
+    added = run("signatures", "add", "known.obj", "--library", "lib", "--category", "barrel",
                 "--source", "test", cwd=tmp_path)  # fmt: skip
     assert added.returncode == 0, added.stderr
     scan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", "r.sqlite", "--jobs", "1", cwd=tmp_path)
