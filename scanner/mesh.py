@@ -101,6 +101,9 @@ coordinates hold about 7 digits, so a collinear sliver comes out of a file with 
 height of about 1e-7; the thinnest real facets of CAD exports are orders of magnitude wider."""
 
 
+_CHUNK = 1 << 18
+
+
 def _height_ratio(t: np.ndarray) -> np.ndarray:
     """Twice the area over the longest edge squared (the height as a share of that edge)."""
     e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
@@ -146,13 +149,21 @@ class Mesh:
 
     @cached_property
     def corners32(self) -> np.ndarray:
-        """(F, 3, 3) corner coordinates as canonical float32 (-0.0 folded to 0.0)."""
-        return canonical_float32(self.triangles)
+        """(F, 3, 3) corner coordinates as canonical float32 (-0.0 folded to 0.0).
+
+        Indexed meshes convert their vertices first and gather after: the same numbers
+        without a float64 (F, 3, 3) temporary."""
+        if self.faces is None:
+            return canonical_float32(self.triangles)
+        return canonical_float32(self.vertices)[self.faces]
 
     @cached_property
     def corner_keys(self) -> np.ndarray:
-        """(F, 3) 64-bit content hash of each corner; equal points, equal keys."""
-        return vertex_keys(self.corners32.reshape(-1, 3)).reshape(-1, 3)
+        """(F, 3) 64-bit content hash of each corner; equal points, equal keys (hashed once
+        per vertex of an indexed mesh)."""
+        if self.faces is None:
+            return vertex_keys(self.corners32.reshape(-1, 3)).reshape(-1, 3)
+        return vertex_keys(canonical_float32(self.vertices))[self.faces]
 
     @cached_property
     def triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
@@ -173,9 +184,11 @@ class Mesh:
         if n == 0:
             return np.zeros(0, dtype=bool)
         keep = np.ones(n, dtype=bool)
-        thin = np.flatnonzero(_height_ratio(self.corners32) < 1e-3)  # float32: a cheap first pass
-        if len(thin):
-            keep[thin] = _height_ratio(self.corners32[thin].astype(np.float64)) > DEGENERATE_HEIGHT
+        for lo in range(0, n, _CHUNK):  # in chunks: the temporaries stay a few MB whatever the size
+            tri = self.corners32[lo : lo + _CHUNK]
+            thin = np.flatnonzero(_height_ratio(tri) < 1e-3)  # float32: a cheap first pass
+            if len(thin):
+                keep[lo + thin] = _height_ratio(tri[thin].astype(np.float64)) > DEGENERATE_HEIGHT
         k1, k2 = self.triangle_keys
         ordered = np.sort(k1)
         if np.any(ordered[1:] == ordered[:-1]):
