@@ -6,11 +6,14 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+
 from scanner.config import Limits
 from scanner.features import describe
 from scanner.inspect import file_sha256
 from scanner.library import AllowEntry, Signature, SignatureLibrary
 from scanner.loading import iter_meshes
+from scanner.mesh import Mesh
 
 MIN_MATCHABLE_BODY_SHARE = 0.2
 """A signature body holding less of its file's surface than this is not matchable on its own
@@ -39,6 +42,35 @@ class EnrolResult:
         """False when even the best row sits so close to benign reference shapes that its
         threshold is below the descriptor's sampling noise: then only exact copies match."""
         return self.threshold is None or self.threshold >= SAMPLING_NOISE
+
+
+POSE_MARGIN = 2.0
+"""A signature row's threshold is at least this many times the distance its own file moves
+under a change of pose (:func:`pose_noise`)."""
+
+
+def pose_noise(mesh: Mesh, vectors: np.ndarray) -> np.ndarray:
+    """How far each descriptor row moves when the same file is rotated, mirrored or rescaled.
+
+    Why: a threshold set from benign neighbours alone can sit below the descriptor's own
+    sampling noise (symmetric facets can still swap points, see ``intrinsic_keys``), and then a
+    plain rotation of the enrolled file is missed. Three seeded poses of the mesh itself are
+    described; each row keeps its largest distance to the nearest row of a posed copy."""
+    from scanner.features import describe
+
+    rng = np.random.default_rng(int(mesh.geometry_hash[:8], 16))
+    tri = mesh.surface().corners32.astype(np.float64)
+    worst = np.zeros(len(vectors))
+    for scale, mirror in ((1.0, False), (7.3, True), (0.2, False)):
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        rotation = q * np.sign(np.diag(r))
+        if mirror:
+            rotation = rotation @ np.diag([-1.0, 1.0, 1.0])
+        posed = Mesh(vertices=(tri.reshape(-1, 3) @ rotation.T) * scale)
+        other, _ = describe(posed).rows()
+        d = np.sqrt(((vectors[:, None, :].astype(np.float64) - other[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+        worst = np.maximum(worst, d)
+    return worst
 
 
 def signature_id(geometry_hash: str) -> str:
@@ -89,6 +121,10 @@ def enrol(
             bodies=desc.body_count,
         )
         thresholds = row_thresholds(vectors, threshold)
+        # never tighter than the row's own pose noise: a rotated, mirrored or rescaled copy of
+        # the enrolled file itself must always match (no fragile signatures)
+        floor = np.minimum(POSE_MARGIN * pose_noise(mesh, vectors), threshold).astype(np.float32)
+        thresholds = np.maximum(thresholds, floor)
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
