@@ -49,6 +49,12 @@ POSE_MARGIN = 2.0
 under a change of pose (:func:`pose_noise`)."""
 
 
+BENIGN_CEILING = 0.8
+"""The pose floor never lifts a threshold past this share of the distance to the nearest
+benign reference shape: a signature row that a benign shape sits on (a plain solid) stays
+matchable by exact copies only."""
+
+
 def pose_noise(mesh: Mesh, vectors: np.ndarray) -> np.ndarray:
     """How far each descriptor row moves when the same file is rotated, mirrored or rescaled.
 
@@ -95,7 +101,7 @@ def enrol(
     signature wins: see :meth:`SignatureLibrary.add_signature`) and listed in the result.
     """
     from scanner.config import MatchSettings
-    from scanner.features.reference import row_thresholds
+    from scanner.features.reference import nearest_reference_distance, row_thresholds
 
     threshold = MatchSettings().distance_threshold if threshold is None else threshold
     path = os.fspath(path)
@@ -121,10 +127,12 @@ def enrol(
             bodies=desc.body_count,
         )
         thresholds = row_thresholds(vectors, threshold)
-        # never tighter than the row's own pose noise: a rotated, mirrored or rescaled copy of
-        # the enrolled file itself must always match (no fragile signatures)
-        floor = np.minimum(POSE_MARGIN * pose_noise(mesh, vectors), threshold).astype(np.float32)
-        thresholds = np.maximum(thresholds, floor)
+        # never tighter than the row's own pose noise, so a rotated, mirrored or rescaled copy
+        # of the enrolled file itself matches (no fragile signatures) - but never so wide that
+        # a benign reference shape falls inside (a plain sphere or box stays unmatchable)
+        floor = np.minimum(POSE_MARGIN * pose_noise(mesh, vectors), threshold)
+        ceiling = BENIGN_CEILING * nearest_reference_distance(vectors)
+        thresholds = np.maximum(thresholds, np.minimum(floor, ceiling)).astype(np.float32)
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
