@@ -218,6 +218,15 @@ class Mesh:
     @cached_property
     def _welded(self) -> tuple[np.ndarray, np.ndarray]:
         """(unique float32 vertices, (F, 3) face indices into them)."""
+        if self.faces is not None:  # weld the vertex array (smaller than the corners), then index it
+            unique, inverse = weld(self.vertices)
+            faces = inverse[self.faces]
+            used = np.zeros(len(unique), dtype=bool)
+            used[faces.ravel()] = True
+            if not used.all():  # drop vertices no face uses, as welding the corners would
+                remap = np.cumsum(used) - 1
+                unique, faces = unique[used], remap[faces]
+            return unique, faces
         unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1))
         return unique, inverse.reshape(-1, 3)
 
