@@ -49,30 +49,33 @@ class ExactIndex:
         return len(self._by_key)
 
 
-class FileSha256Signal:
+class _ExactSignal:
+    """A signal that is one hash per signature, looked up in a dictionary."""
+
+    name: ClassVar[str]
+    attribute: ClassVar[str]
+    """The :class:`~scanner.library.Signature` field holding the hash."""
+
+    @classmethod
+    def build(cls, lib: SignatureLibrary) -> ExactIndex:
+        index = ExactIndex()
+        for position, s in enumerate(lib.signatures):
+            index.add(getattr(s, cls.attribute), position)
+        return index
+
+
+class FileSha256Signal(_ExactSignal):
     """The upload's bytes (sha256 of the file) are those of a known file."""
 
-    name: ClassVar[str] = "sha256"
-
-    @staticmethod
-    def build(lib: SignatureLibrary) -> ExactIndex:
-        index = ExactIndex()
-        for position, s in enumerate(lib.signatures):
-            index.add(s.sha256, position)
-        return index
+    name = "sha256"
+    attribute = "sha256"
 
 
-class GeometryHashSignal:
+class GeometryHashSignal(_ExactSignal):
     """The upload holds exactly the triangles of a known file (any format, order, winding)."""
 
-    name: ClassVar[str] = "geometry"
-
-    @staticmethod
-    def build(lib: SignatureLibrary) -> ExactIndex:
-        index = ExactIndex()
-        for position, s in enumerate(lib.signatures):
-            index.add(s.geometry_hash, position)
-        return index
+    name = "geometry"
+    attribute = "geometry_hash"
 
 
 class GlobalDescriptorSignal:

@@ -98,10 +98,9 @@ class RemoteBlob:
             raise UnreadableInput(IO_ERROR, f"cannot open {self.name}: {exc}") from None
 
     def head(self, n: int) -> bytes:
-        if self._head is None or len(self._head) < min(n, self.size):
-            with self.open() as fh:
-                self._head = fh.read(max(n, 65536))
-        return self._head[:n]
+        from scanner.formats.blob import cached_head
+
+        return cached_head(self, n)
 
     def read(self) -> bytes:
         with self.open() as fh:

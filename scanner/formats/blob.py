@@ -19,6 +19,14 @@ class Blob(Protocol):
     def read(self) -> bytes: ...
 
 
+def cached_head(blob: FileBlob, n: int) -> bytes:
+    """The first ``n`` bytes of a streamed blob, read once (at least 64 KiB) and kept."""
+    if blob._head is None or len(blob._head) < min(n, blob.size):
+        with blob.open() as fh:
+            blob._head = fh.read(max(n, 65536))
+    return blob._head[:n]
+
+
 class FileBlob:
     def __init__(self, path: str | os.PathLike[str], max_bytes: int) -> None:
         self.path = os.fspath(path)
@@ -38,10 +46,7 @@ class FileBlob:
             raise UnreadableInput(IO_ERROR, f"cannot open: {exc.strerror}") from None
 
     def head(self, n: int) -> bytes:
-        if self._head is None or len(self._head) < min(n, self.size):
-            with self.open() as fh:
-                self._head = fh.read(max(n, 65536))
-        return self._head[:n]
+        return cached_head(self, n)
 
     def read(self) -> bytes:
         with self.open() as fh:

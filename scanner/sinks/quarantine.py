@@ -27,12 +27,14 @@ content is no longer what was scanned.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 from scanner.verdict import Verdict
@@ -151,33 +153,33 @@ class _Folder:
                 return candidate
         raise QuarantineError(f"no free name for {self.path / name}")
 
-    def read_small(self, name: str, limit: int = 1 << 20) -> bytes | None:
-        """A regular file's bytes (None for a link, FIFO, device, folder or a missing name)."""
+    @contextlib.contextmanager
+    def _regular(self, name: str) -> Iterator[int | None]:
+        """A descriptor open on ``name`` if it is a regular file (None for a link, FIFO,
+        device, folder or a missing name): never follows a link, never blocks on a FIFO."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
         except OSError:
-            return None
+            yield None
+            return
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return os.read(fd, limit)
+            yield fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
         finally:
             os.close(fd)
 
+    def read_small(self, name: str, limit: int = 1 << 20) -> bytes | None:
+        """A regular file's bytes (None for a link, FIFO, device, folder or a missing name)."""
+        with self._regular(name) as fd:
+            return None if fd is None else os.read(fd, limit)
+
     def sha256(self, name: str) -> str | None:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
-        except OSError:
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+        with self._regular(name) as fd:
+            if fd is None:
                 return None
             digest = hashlib.sha256()
             while chunk := os.read(fd, 1 << 20):
                 digest.update(chunk)
             return digest.hexdigest()
-        finally:
-            os.close(fd)
 
     def write_new(self, name: str, data: bytes) -> None:
         """Create ``name`` durably, complete or not at all, never over anything (a link
