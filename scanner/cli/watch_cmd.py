@@ -196,7 +196,9 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
             ):
                 raise click.UsageError(f"the watched folder {r} is inside the quarantine folder {q}")
         os.makedirs(q, exist_ok=True)
-        excluded.append(q)
+        # the action writes into the resolved folder: exclude it by that path too, in case the
+        # quarantine is a link into a watched folder
+        excluded += sorted({q, os.path.realpath(q)})
     state = os.path.abspath(state)
     if not os.path.isdir(os.path.dirname(state)):
         raise CommandError(f"folder of the state database does not exist: {os.path.dirname(state)}")
