@@ -102,6 +102,55 @@ height of about 1e-7; the thinnest real facets of CAD exports are orders of magn
 
 
 _CHUNK = 1 << 18
+WALL_NORMAL_STEPS = 512
+"""Quantisation of unit normals when looking for walls (about 0.1 degree)."""
+WALL_OFFSET_STEPS = 8192
+"""Quantisation of a plane's offset, in steps per half bounding-box diagonal."""
+
+
+def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.ndarray:
+    """True for triangles on a plane where two different owners (bodies, archive members) both
+    have surface facing opposite ways: the two faces of a cut, where a part was split into
+    pieces that are then printed (or glued) together. Each piece's cap may be triangulated
+    differently, so planes are compared, not triangles. A whole part never has such a plane
+    between two of its own pieces, so dropping these walls gives back the surface before the
+    cut (up to re-tessellation)."""
+    t = corners32.astype(np.float64)
+    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+    length = np.linalg.norm(normal, axis=1)
+    ok = length > 0
+    normal[ok] /= length[ok, None]
+    centre = t.mean(axis=1)
+    lo, hi = centre.min(axis=0), centre.max(axis=0)
+    mid, half = (lo + hi) / 2.0, max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-300)
+    offset = ((centre - mid) * normal).sum(axis=1) / half
+    # one orientation per plane: flip so that the first clearly non-zero component is positive
+    lead = np.argmax(np.abs(normal) > 1e-6, axis=1)
+    sign = np.sign(normal[np.arange(len(normal)), lead])
+    sign[sign == 0] = 1.0
+    qn = np.round(normal * sign[:, None] * WALL_NORMAL_STEPS).astype(np.int64)
+    qd = np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64)
+    with np.errstate(over="ignore"):
+        packed = _splitmix(
+            _splitmix(_splitmix(qn[:, 0].astype(np.uint64)) + qn[:, 1].astype(np.uint64)) + qn[:, 2].astype(np.uint64)
+        )
+        packed = _splitmix(packed + qd.astype(np.uint64))
+    plane = np.unique(packed, return_inverse=True)[1].reshape(-1)
+    facing = (sign > 0).astype(np.int64)
+    owner = np.arange(len(t)) if owner is None else np.asarray(owner, dtype=np.int64)
+    n_owner = int(owner.max()) + 1 if len(owner) else 1
+    n_plane = int(plane.max()) + 1 if len(plane) else 1
+    # distinct (plane, facing, owner) triples, then per (plane, facing): how many owners, which
+    triple = np.unique(((plane * 2 + facing) * n_owner + owner)[ok])
+    side, who = triple // n_owner, triple % n_owner
+    owners = np.bincount(side, minlength=2 * n_plane).reshape(n_plane, 2)
+    first = np.full(2 * n_plane, -1, dtype=np.int64)
+    first[side[::-1]] = who[::-1]  # the smallest owner on each side
+    first = first.reshape(n_plane, 2)
+    both = (owners[:, 0] > 0) & (owners[:, 1] > 0)
+    one_body = (owners[:, 0] == 1) & (owners[:, 1] == 1) & (first[:, 0] == first[:, 1])
+    wall = ok & (both & ~one_body)[plane]
+    return wall
 
 
 def _height_ratio(t: np.ndarray) -> np.ndarray:

@@ -125,20 +125,14 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
 
 
 def _without_walls(meshes: list[Mesh], path: str) -> Mesh:
-    """The members joined, minus the triangles that two members share: where a part was cut
-    into pieces, each piece carries the cut face (a wall), which the whole never had."""
+    """The members joined, minus the walls between them: where a part was cut into pieces,
+    each piece carries a cut face, which the whole never had (:func:`scanner.mesh.shared_walls`)."""
     from scanner.loading import join
+    from scanner.mesh import shared_walls
 
     joined = join(meshes, path)
-    keys = np.concatenate([m.triangle_keys[0] for m in meshes])
     owner = np.repeat(np.arange(len(meshes)), [m.triangle_count for m in meshes])
-    order = np.lexsort((owner, keys))
-    k, o = keys[order], owner[order]
-    new_pair = np.r_[True, (k[1:] != k[:-1]) | (o[1:] != o[:-1])]
-    group = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1
-    owners_per_key = np.bincount(group[new_pair], minlength=int(group[-1]) + 1 if len(group) else 0)
-    wall = np.zeros(len(keys), dtype=bool)
-    wall[order] = owners_per_key[group] > 1
+    wall = shared_walls(joined.corners32, owner)
     if not wall.any() or wall.all():
         return joined
     return Mesh(vertices=joined.corners32[~wall].reshape(-1, 3), source=path, format="archive")
@@ -306,10 +300,12 @@ def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) ->
 
 
 def _where(body: int | None) -> str:
-    from scanner.features import LOOSE_ROW
+    from scanner.features import LOOSE_ROW, WALLS_ROW
 
     if body is None:
         return "the whole file"
+    if body == WALLS_ROW:
+        return "the whole file without the walls between its pieces (faces where it was cut and put back together)"
     if body == LOOSE_ROW:
         return "its loose triangles (bodies too small to enclose a volume), taken together"
     return f"body {body}"

@@ -22,7 +22,8 @@ class Match:
     threshold: float
     body: int | None
     """Body of the upload that matched (None: the whole file; -2: its loose triangles, i.e.
-    all bodies too small to enclose a volume, pooled); see ``kind``."""
+    all bodies too small to enclose a volume, pooled; -3: the whole file without the walls
+    between pieces cut and put back together); see ``kind``."""
     kind: str = "near-duplicate"
     """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
     signature_body: int | None = None

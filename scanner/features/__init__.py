@@ -29,6 +29,8 @@ pooled into one "loose triangles" row, so a part taken apart into single triangl
 soup that does not weld) is still described as a whole."""
 LOOSE_ROW = -2
 """Body number of the pooled row of loose triangles (``-1`` is the whole file)."""
+WALLS_ROW = -3
+"""Body number of the row describing the surface without its walls (see ``_without_walls``)."""
 MIN_LOOSE_SHARE = 0.01
 """The loose row is described when loose triangles hold at least this share of the area."""
 
@@ -67,17 +69,33 @@ class Descriptor:
     def row_shares(self) -> np.ndarray:
         """Area share of each row of :meth:`rows` (the whole file is 1)."""
         if self.body_count <= 1:
-            return np.ones(1)
+            return np.ones(len(self.rows()[1]))
         shares = self.body_shares if self.body_shares is not None else [1.0] * len(self.bodies)
         return np.asarray([1.0, *shares])
 
     def rows(self) -> tuple[np.ndarray, list[int]]:
-        """All vectors as a matrix, with body numbers (-1 = whole file, -2 = loose triangles).
+        """All vectors as a matrix, with body numbers (-1 = whole file, -2 = loose triangles,
+        -3 = the surface without its walls).
 
-        A one-body file has just its whole-file row (the body is the same surface)."""
+        A one-body file has its whole-file row (the body is the same surface), and its
+        wall-free row when it has walls."""
         if self.body_count <= 1:
-            return self.whole[None, :], [-1]
+            extra = [(v, i) for v, i in zip(self.bodies, self.body_ids, strict=True) if i == WALLS_ROW]
+            return np.stack([self.whole, *(v for v, _ in extra)]), [-1, *(i for _, i in extra)]
         return np.stack([self.whole, *self.bodies]), [-1, *self.body_ids]
+
+
+def _without_walls(surface: Mesh) -> tuple[np.ndarray, np.ndarray] | None:
+    """The surface minus its walls - planes faced both ways, where a part was cut into pieces
+    that touch again in the file (:func:`scanner.mesh.shared_walls`) - or None when it has
+    none. Described as one more row, never instead of the whole: an uploader cannot remove
+    anything from the description by adding walls."""
+    from scanner.mesh import shared_walls
+
+    wall = shared_walls(surface.corners32)
+    if not wall.any() or wall.all():
+        return None
+    return surface.corners32[~wall], surface.corner_keys[~wall]
 
 
 def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
@@ -98,8 +116,9 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
     if surface.triangle_count == 0:
         raise UnreadableInput(EMPTY, "no triangle with any area")
     tri, keys = surface.corners32, surface.corner_keys
-    whole = describe_triangles(tri, keys)
     n = surface.body_count
+    whole = describe_triangles(tri, keys)
+    unwalled = _without_walls(surface)
     bodies, ids = [], []
     if n > 1:
         labels = surface.body_labels()
@@ -127,5 +146,10 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
             bodies.append(describe_triangles(tri[loose], keys[loose]))
             ids.append(LOOSE_ROW)
             shares.append(loose_area / total)
-        return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash, shares)
-    return Descriptor(DESCRIPTOR_VERSION, whole, [whole], [0], n, mesh.geometry_hash, [1.0])
+    else:
+        bodies, ids, shares = [whole], [0], [1.0]
+    if unwalled is not None:
+        bodies.append(describe_triangles(*unwalled))
+        ids.append(WALLS_ROW)
+        shares.append(1.0)
+    return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash, shares)

@@ -137,21 +137,42 @@ def test_scan_one_without_a_library_is_an_error() -> None:
         scan_one(DEMO / ENROLLED[0], ScanContext(library=None))
 
 
+def halves_of(name: str) -> list[trimesh.Trimesh]:
+    """The rotated proxy cut in two capped solids by an oblique plane through its middle."""
+    import manifold3d
+
+    tm = trimesh.Trimesh(**trimesh.triangles.to_kwargs(part(name)))
+    solid = manifold3d.Manifold(manifold3d.Mesh(vert_properties=np.asarray(tm.vertices, dtype=np.float32),
+                                                tri_verts=np.asarray(tm.faces, dtype=np.uint32)))  # fmt: skip
+    normal = np.array([0.2, 0.1, 1.0]) / np.linalg.norm([0.2, 0.1, 1.0])
+    offset = float(normal @ tm.bounds.mean(axis=0))
+    halves = [
+        solid.trim_by_plane(tuple(normal.tolist()), offset),
+        solid.trim_by_plane(tuple((-normal).tolist()), -offset),
+    ]
+    return [trimesh.Trimesh(h.to_mesh().vert_properties[:, :3], h.to_mesh().tri_verts) for h in halves]
+
+
+def test_part_cut_in_touching_pieces_in_one_file_flags(tmp_path: Path) -> None:
+    """Two capped halves, cut separately (each cap triangulated on its own), left touching in
+    one file: the walls between them are dropped in one more row, and it flags."""
+    files = []
+    for name in ENROLLED:
+        halves = halves_of(name)
+        path = write_stl(tmp_path / f"{Path(name).stem}-cut.stl", np.concatenate([h.triangles for h in halves]))
+        files.append(str(path))
+    code, records, err = scan(*files)
+    assert [r["verdict"] for r in records] == ["flag"] * len(files), (err, [r["explanation"] for r in records])
+    assert code == 1
+
+
 def test_part_split_across_archive_members_flags(tmp_path: Path) -> None:
     """Cut in two by a plane (each half capped, a printable solid), one half per zip member:
     no half matches alone, the members together do, and every member says so."""
     import zipfile
 
     for name in ENROLLED[:2]:
-        import manifold3d
-
-        tm = trimesh.Trimesh(**trimesh.triangles.to_kwargs(part(name)))
-        solid = manifold3d.Manifold(manifold3d.Mesh(vert_properties=np.asarray(tm.vertices, dtype=np.float32),
-                                                    tri_verts=np.asarray(tm.faces, dtype=np.uint32)))  # fmt: skip
-        normal = np.array([0.2, 0.1, 1.0]) / np.linalg.norm([0.2, 0.1, 1.0])
-        pieces = solid.split_by_plane(normal.tolist(), float(normal @ tm.bounds.mean(axis=0)))
-        halves = [trimesh.Trimesh(p.to_mesh().vert_properties[:, :3], p.to_mesh().tri_verts) for p in pieces]
-        assert all(len(h.faces) for h in halves)
+        halves = halves_of(name)
         upload = tmp_path / f"{Path(name).stem}-halves.zip"
         with zipfile.ZipFile(upload, "w") as zf:
             for i, half in enumerate(halves):
