@@ -95,9 +95,10 @@ def list_cmd(library: str, as_json: bool) -> None:
     from dataclasses import asdict
 
     lib = _load(library)
+    tolerance = _tolerances(lib)
     if as_json:
-        for s in lib.signatures:
-            click.echo(json.dumps(asdict(s)))
+        for i, s in enumerate(lib.signatures):
+            click.echo(json.dumps({**asdict(s), **tolerance[i]}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -108,12 +109,32 @@ def list_cmd(library: str, as_json: bool) -> None:
     # a library may come from a partner (merge): its names, sources and notes are shown inert
     title = f"{lib.name} ({len(lib)} signatures, version {lib.library_version})"
     table = Table(title=Text(terminal_safe(title)))
-    for col in ("id", "category", "source", "added", "bodies", "triangles", "note"):
+    for col in ("id", "category", "source", "added", "bodies", "triangles", "matchable", "note"):
         table.add_column(col, overflow="fold")
-    for s in lib.signatures:
-        cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, s.note)
+    for i, s in enumerate(lib.signatures):
+        t = tolerance[i]
+        matchable = f"{t['matchable_rows']}/{t['rows']} rows, <= {t['tolerance']:.3f}" + (
+            "" if t["distinctive"] else " (exact copies only)"
+        )
+        cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, matchable, s.note)
         table.add_row(*(Text(terminal_safe(c)) for c in cells))
     Console().print(table)
+
+
+def _tolerances(lib) -> list[dict]:  # noqa: ANN001 - SignatureLibrary
+    """Per signature, how distinctive enrolment found it: rows matchable as near-duplicates
+    (threshold above 0), the widest row threshold, and whether that clears the descriptor's
+    sampling noise (if not, only exact or near-identical copies match)."""
+    from scanner.enrol import SAMPLING_NOISE
+
+    out = [{"rows": 0, "matchable_rows": 0, "tolerance": 0.0} for _ in lib.signatures]
+    for (sig, _body), threshold in zip(lib.rows.tolist(), lib.thresholds.tolist(), strict=True):
+        out[sig]["rows"] += 1
+        out[sig]["matchable_rows"] += threshold > 0
+        out[sig]["tolerance"] = max(out[sig]["tolerance"], round(float(threshold), 5))
+    for t in out:
+        t["distinctive"] = t["tolerance"] >= SAMPLING_NOISE
+    return out
 
 
 @signatures_group.command("remove")

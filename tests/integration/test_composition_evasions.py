@@ -201,6 +201,11 @@ def test_small_body_of_a_signature_is_not_matchable_alone(tmp_path: Path) -> Non
     added = cli("signatures", "add", str(tmp_path / "known.stl"), "--category", "barrel", "--source", "t",
                 "--library", str(lib))  # fmt: skip
     assert added.returncode == 0, added.stderr
+    (listed,) = [
+        json.loads(line) for line in cli("signatures", "list", "--library", str(lib), "--json").stdout.splitlines()
+    ]
+    # whole file + part + block rows; the block is too small a share to match alone
+    assert (listed["rows"], listed["matchable_rows"], listed["distinctive"]) == (3, 2, True)
     lone = box_triangles(extent * 0.4, (0.0, 0.0, 0.0))  # the same block shape, scaled and moved
     write_stl(tmp_path / "block.stl", lone)
     write_stl(tmp_path / "part.stl", tri[:, ::-1] * 1.7)  # the part alone, re-wound and scaled
