@@ -1,7 +1,9 @@
 """meshscan: find 3D-printable blueprints of essential firearm components among uploads.
 
 The public API is small and imported lazily so that ``meshscan --help`` starts fast:
-``load``, ``iter_meshes``, ``Mesh``, ``UnreadableInput``.
+``Scanner`` (load a library and model once; ``.scan``, ``.hash``, ``.lookup``), ``scan`` (one
+upload with the shipped demo library), ``Signals``, ``Verdict``, ``Match``, ``load``,
+``iter_meshes``, ``Mesh``, ``UnreadableInput``, ``NoLibraryError``. Everything else may change.
 """
 
 from __future__ import annotations
@@ -11,13 +13,34 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from scanner.api import Scanner, Signals, scan
     from scanner.errors import UnreadableInput
     from scanner.loading import iter_meshes, load
     from scanner.mesh import Mesh
+    from scanner.pipeline import NoLibraryError
+    from scanner.verdict import Match, Verdict
 
-__all__ = ["__version__", "load", "iter_meshes", "Mesh", "UnreadableInput"]
+__all__ = [
+    "__version__",
+    "Scanner",
+    "scan",
+    "Signals",
+    "Verdict",
+    "Match",
+    "load",
+    "iter_meshes",
+    "Mesh",
+    "UnreadableInput",
+    "NoLibraryError",
+]
 
 _LAZY = {
+    "Scanner": "scanner.api",
+    "scan": "scanner.api",
+    "Signals": "scanner.api",
+    "Verdict": "scanner.verdict",
+    "Match": "scanner.verdict",
+    "NoLibraryError": "scanner.pipeline",
     "load": "scanner.loading",
     "iter_meshes": "scanner.loading",
     "Mesh": "scanner.mesh",

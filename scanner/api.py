@@ -1,0 +1,216 @@
+"""The public Python API: a scanner loaded once, for a platform's upload pipeline.
+
+    from scanner import Scanner
+    scanner = Scanner(library="signatures/", model=None)       # load once
+    for v in scanner.scan("upload.stl"):                        # or bytes, with name=
+        print(v.verdict, v.explanation)
+    signals = scanner.hash("upload.stl")                        # hash at the edge ...
+    matches = scanner.lookup(signals[0])                        # ... match elsewhere
+
+Every scan goes through :func:`scanner.pipeline.scan_one`, the function the CLI, the daemon and
+the Dask workers call, so a verdict is the same whichever door it came through. A scanner
+without a library is refused (:class:`~scanner.pipeline.NoLibraryError`): nothing is ever
+``clear`` for want of something to compare with. ``isolated=True`` scans each upload in a
+forked worker under the time and memory limits of ``meshscan scan``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from scanner.config import Settings
+from scanner.verdict import Match, Verdict
+
+if TYPE_CHECKING:
+    from scanner.classify.model import ComponentModel
+    from scanner.library import SignatureLibrary
+    from scanner.pipeline import ScanContext
+
+SHIPPED = "shipped"
+"""Use the demo library or model that ships with meshscan."""
+
+
+@dataclass
+class Signals:
+    """What matching needs from one mesh (a file, or one archive member): hashes and
+    descriptor rows, never geometry, so they can be computed at the edge and sent to a
+    matcher that never sees the file (HMA's hash-then-lookup split)."""
+
+    sha256: str | None
+    """The file's sha256 (None for an archive member: the member has no file of its own)."""
+    geometry_hash: str
+    descriptor_version: str
+    rows: list[list[float]]
+    """Descriptor rows: the whole surface, then bodies, loose triangles, the wall-free surface."""
+    row_bodies: list[int]
+    """What each row describes: -1 whole file, -2 loose triangles, -3 without walls, else a body."""
+    member: str | None = None
+    triangles: int = 0
+    bodies: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signals:
+        return cls(**d)
+
+
+@dataclass
+class Scanner:
+    """A library (and optionally a classifier model) loaded once, scanning many uploads.
+
+    ``library``: a library folder or JSON export, a loaded :class:`SignatureLibrary`, or
+    ``"shipped"`` (the demo library). ``model``: a model folder, a loaded model, ``"shipped"``
+    (the demo model) or None (signature matching only). ``settings``: limits and thresholds
+    (default: the CLI's defaults).
+    """
+
+    library: str | os.PathLike[str] | SignatureLibrary | None = SHIPPED
+    model: str | os.PathLike[str] | ComponentModel | None = SHIPPED
+    settings: Settings = field(default_factory=Settings)
+    isolated: bool = False
+    _context: ScanContext = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from scanner.pipeline import NoLibraryError, ScanContext
+
+        if self.library is None:
+            raise NoLibraryError("Scanner needs a signature library (a folder, an export, or 'shipped')")
+        self._context = ScanContext(settings=self.settings, library=_library(self.library), model=_model(self.model))
+        if len(self._context.library) == 0 and self._context.model is None:
+            raise NoLibraryError("the signature library is empty and no classifier is loaded: nothing could flag")
+        self._context.matcher  # noqa: B018 - build the indexes once, before the first upload
+
+    @property
+    def library_version(self) -> str | None:
+        return self._context.library_version
+
+    @property
+    def model_version(self) -> str | None:
+        return self._context.model_version
+
+    def scan(self, upload: str | os.PathLike[str] | bytes, name: str | None = None) -> list[Verdict]:
+        """Verdicts for one upload: one per mesh file or archive member. ``bytes`` are written
+        to a private temporary file (``name``, default ``upload``, becomes the record's path)."""
+        if isinstance(upload, bytes | bytearray | memoryview):
+            with tempfile.TemporaryDirectory(prefix="meshscan-") as tmp:
+                path = Path(tmp) / "upload"
+                path.write_bytes(bytes(upload))
+                verdicts = self._scan_path(str(path))
+            label = name or "upload"
+            for v in verdicts:
+                v.path = label
+            return verdicts
+        verdicts = self._scan_path(os.fspath(upload))
+        if name is not None:
+            for v in verdicts:
+                v.path = name
+        return verdicts
+
+    def _scan_path(self, path: str) -> list[Verdict]:
+        if not self.isolated:
+            from scanner.pipeline import scan_one
+
+            return scan_one(path, self._context)
+        from scanner.batch import Upload
+        from scanner.workers import IsolatedPool
+
+        limits = self.settings.limits
+        pool = IsolatedPool(self._context, 1, limits.max_seconds, limits.max_memory_bytes)
+        ((_, verdicts),) = list(pool.scan([Upload(path, os.path.dirname(path) or ".")]))
+        return verdicts
+
+    def hash(self, upload: str | os.PathLike[str]) -> list[Signals]:
+        """The signals of each mesh of an upload, without matching. Unreadable meshes are
+        skipped here; :meth:`scan` reports them."""
+        from scanner.features import describe
+        from scanner.inspect import file_sha256
+        from scanner.loading import iter_meshes
+
+        path = os.fspath(upload)
+        sha = file_sha256(path)
+        out = []
+        for result in iter_meshes(path, self.settings.limits):
+            if result.mesh is None:
+                continue
+            desc = describe(result.mesh, self.settings.limits.max_bodies)
+            rows, bodies = desc.rows()
+            out.append(
+                Signals(
+                    sha256=sha if result.member is None else None,
+                    geometry_hash=desc.geometry_hash,
+                    descriptor_version=desc.version,
+                    rows=np.asarray(rows, dtype=np.float64).round(7).tolist(),
+                    row_bodies=list(bodies),
+                    member=result.member,
+                    triangles=result.mesh.triangle_count,
+                    bodies=desc.body_count,
+                )
+            )
+        return out
+
+    def lookup(self, signals: Signals) -> list[Match]:
+        """Matches of one mesh's signals against the library: exact identity first, then
+        near-duplicate rows within each signature row's threshold. An allowlisted geometry
+        gives no near-duplicate match (as in :meth:`scan`); an exact signature match always
+        counts."""
+        from scanner.features import DESCRIPTOR_VERSION
+        from scanner.library import LibraryError
+
+        if signals.descriptor_version != DESCRIPTOR_VERSION:
+            raise LibraryError(
+                f"signals of descriptor {signals.descriptor_version!r} cannot be compared with {DESCRIPTOR_VERSION!r}"
+            )
+        matcher, match = self._context.matcher, self.settings.match
+        exact = matcher.exact(signals.sha256, signals.geometry_hash, match.distance_threshold)
+        if exact or matcher.allowed(signals.sha256, signals.geometry_hash) is not None:
+            return exact
+        rows = np.asarray(signals.rows, dtype=np.float32)
+        return matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold)
+
+
+def scan(upload: str | os.PathLike[str] | bytes, name: str | None = None) -> list[Verdict]:
+    """One-off scan with the shipped demo library and model. The verdicts say so: the demo
+    library holds synthetic proxies only, and a platform builds or receives its own."""
+    verdicts = _shipped_scanner().scan(upload, name=name)
+    for v in verdicts:
+        v.explanation += " [scanned with meshscan's shipped DEMO library and model: synthetic proxies only]"
+    return verdicts
+
+
+_SHIPPED_SCANNER: list[Scanner] = []
+
+
+def _shipped_scanner() -> Scanner:
+    if not _SHIPPED_SCANNER:
+        _SHIPPED_SCANNER.append(Scanner())
+    return _SHIPPED_SCANNER[0]
+
+
+def _library(spec: str | os.PathLike[str] | SignatureLibrary) -> SignatureLibrary:
+    from scanner.library import SignatureLibrary, open_any, shipped_library_path
+
+    if isinstance(spec, SignatureLibrary):
+        return spec
+    if spec == SHIPPED:
+        return SignatureLibrary.load(shipped_library_path())
+    return open_any(spec)
+
+
+def _model(spec: str | os.PathLike[str] | ComponentModel | None) -> ComponentModel | None:
+    if spec is None:
+        return None
+    from scanner.classify.model import load_model
+
+    if spec == SHIPPED:
+        return load_model(None)
+    if isinstance(spec, str | os.PathLike):
+        return load_model(os.fspath(spec))
+    return spec
