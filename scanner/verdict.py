@@ -9,6 +9,8 @@ from typing import Any
 from scanner.errors import NOT_A_MODEL
 
 FLAG, REVIEW, CLEAR, UNSCANNABLE = "flag", "review", "clear", "unscannable"
+SCHEMA_VERSION = "1"
+"""The record's contract: ``scanner/data/verdict.schema.json``; every output is tested against it."""
 VERDICTS = (FLAG, REVIEW, CLEAR, UNSCANNABLE)
 
 
@@ -51,6 +53,8 @@ class Verdict:
     detail: str | None = None
     copied_from: str | None = None
     """Set when the verdicts were copied from identical content already scanned at this path."""
+    schema_version: str = SCHEMA_VERSION
+    """Version of the record's JSON Schema (``scanner/data/verdict.schema.json``)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -59,7 +63,8 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        """Rebuild from ``to_dict()`` output (JSON from a worker process)."""
+        """Rebuild from ``to_dict()`` output (JSON from a worker process, or a record stored
+        before ``schema_version`` existed)."""
         d = dict(d)
         d["matches"] = [Match(**m) for m in d.get("matches", [])]
         return cls(**d)
