@@ -352,8 +352,8 @@ def measure(
     sig_bytes = [sum(v.nbytes for v in d.signature_part().values()) for g in sig_desc for d in g]
     return {
         "rows": rows, "negatives": np.array(negatives), "corpus": np.array(corpus_cov), "distinctive": distinctive,
-        "matchable": sum(n >= min_distinctive for n in distinctive), "sig_ms": sig_ms, "query_ms": float(np.mean(q_ms)) if q_ms else 0.0,
-        "neg_ms": neg_ms, "sig_bytes": float(np.mean(sig_bytes)), "book": len(book),
+        "matchable": sum(n >= min_distinctive for n in distinctive), "sig_ms": sig_ms,
+        "query_ms": float(np.mean(q_ms or [0.0])), "neg_ms": neg_ms, "sig_bytes": float(np.mean(sig_bytes)), "book": len(book),
     }  # fmt: skip
 
 
@@ -367,9 +367,8 @@ def report(res: dict, corpus_names: list[str]) -> None:
         print(f"{fam:<22}{len(v):>5}{(v >= 1).mean():>9.0%}{np.median(v):>16.2f}")
     neg, cor = np.asarray(res["negatives"]), np.asarray(res["corpus"])
     if len(neg):
-        print(
-            f"{'benign negatives':<22}{len(neg):>5}  false matches {int((neg >= 1).sum())} (max cov/thr {neg.max():.2f})"
-        )
+        false = int((neg >= 1).sum())
+        print(f"{'benign negatives':<22}{len(neg):>5}  false matches {false} (max cov/thr {neg.max():.2f})")
     if len(cor):
         fm = [n for n, c in zip(corpus_names, cor, strict=True) if c >= 1]
         print(f"{'public corpus':<22}{len(cor):>5}  false matches {len(fm)} (max cov/thr {cor.max():.2f}) {fm}")
