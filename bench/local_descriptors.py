@@ -353,7 +353,8 @@ def measure(
     return {
         "rows": rows, "negatives": np.array(negatives), "corpus": np.array(corpus_cov), "distinctive": distinctive,
         "matchable": sum(n >= min_distinctive for n in distinctive), "sig_ms": sig_ms,
-        "query_ms": float(np.mean(q_ms or [0.0])), "neg_ms": neg_ms, "sig_bytes": float(np.mean(sig_bytes)), "book": len(book),
+        "query_ms": float(np.mean(q_ms or [0.0])), "neg_ms": neg_ms,
+        "sig_bytes": float(np.mean(sig_bytes)), "book": len(book),
     }  # fmt: skip
 
 
