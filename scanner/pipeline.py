@@ -261,7 +261,12 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
     v.matches = matches
     best = matches[0]
     v.category = best.category
-    v.explanation = _explain(best, len({m.signature_id for m in matches}))
+    share = None
+    if best.kind == "near-duplicate" and best.body is not None:
+        desc = shape.descriptor()
+        shares = dict(zip(desc.body_ids, desc.body_shares or [], strict=False))
+        share = shares.get(best.body)
+    v.explanation = _explain(best, len({m.signature_id for m in matches}), share=share)
     if allowed is not None:
         v.explanation += "; it is also on the allowlist, but an exact signature match wins over an allowlist entry"
     if context.model is not None:  # the classifier's view is evidence too
@@ -299,20 +304,21 @@ def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) ->
     return v
 
 
-def _where(body: int | None) -> str:
+def _where(body: int | None, share: float | None = None) -> str:
     from scanner.features import LOOSE_ROW, WALLS_ROW
 
     if body is None:
         return "the whole file"
     if body == WALLS_ROW:
         return "the whole file without the walls between its pieces (faces where it was cut and put back together)"
+    part = f" ({share:.0%} of the upload's surface)" if share is not None and share < 0.995 else ""
     if body == LOOSE_ROW:
-        return "its loose triangles (bodies too small to enclose a volume), taken together"
-    return f"body {body}"
+        return f"its loose triangles (bodies too small to enclose a volume), taken together{part}"
+    return f"body {body}{part}"
 
 
-def _explain(best: Match, n_signatures: int, subject: str = "the upload") -> str:
-    where = _where(best.body)
+def _explain(best: Match, n_signatures: int, subject: str = "the upload", share: float | None = None) -> str:
+    where = _where(best.body, share)
     if best.kind == "sha256":
         what = f"is byte-for-byte the known file {best.signature_id}"
     elif best.kind == "geometry":

@@ -115,6 +115,8 @@ def test_composition_evasions_flag(uploads: Path, kind: str) -> None:
     for r in records:
         assert r["matches"] and r["matches"][0]["kind"] == "near-duplicate"
         assert r["matches"][0]["distance"] <= r["matches"][0]["threshold"]
+        if kind == "decoys.stl":  # the evidence says how much of the upload the part is
+            assert "% of the upload's surface)" in r["explanation"], r["explanation"]
 
 
 def test_too_many_bodies_is_never_clear(uploads: Path, tmp_path: Path) -> None:
