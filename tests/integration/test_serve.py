@@ -26,6 +26,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from scanner.workers import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 
 pytest.importorskip("fastapi", reason="meshscan serve needs the serve extra")
@@ -38,6 +39,9 @@ ENROLLED = DEMO / "proxy-barrel-s1-000.stl"  # in the shipped demo library
 BENIGN = DEMO / "benign-cup-s1-000.stl"
 MAX_UPLOAD = 200_000
 KEY = "test-key-" + uuid.uuid4().hex
+CRASHING = "crash:upload.off"
+"""The workers' fault-injection hook: the scan worker aborts on the temporary file of any
+upload named ``*.off`` (the server names its temporary files ``upload`` + the suffix)."""
 
 
 @dataclass
@@ -67,10 +71,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path, *args: str) -> Iterator[Server]:
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     port = free_port()
     log = tmp / f"serve-{port}.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scanner.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
@@ -100,7 +104,8 @@ def start_server(tmp: Path, *args: str) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve")
-    yield from start_server(tmp, "--workers", "1", "--queue", "1", "--max-upload-bytes", str(MAX_UPLOAD))
+    yield from start_server(tmp, "--workers", "1", "--queue", "1", "--max-upload-bytes", str(MAX_UPLOAD),
+                            env={FAULT_INJECTION_ENV: CRASHING})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +322,12 @@ def test_multipart_without_a_file_field_is_400_and_the_name_never_becomes_a_path
     assert status == 400 and b"'file' field" in data
     (record,) = scan(server, "../../outside/evil.stl", ENROLLED.read_bytes(), schema)
     assert record["verdict"] == "flag" and record["path"] == "../../outside/evil.stl"  # a label, not a place
+
+
+def test_a_crashing_scan_worker_is_a_record_and_the_server_goes_on(server: Server, schema: dict) -> None:
+    (record,) = scan(server, "crashes.off", ENROLLED.read_bytes(), schema)
+    assert record["verdict"] == "unscannable" and record["reason"] == "worker-crashed"
+    assert record["path"] == "crashes.off"
+    (after,) = scan(server, "fine.stl", ENROLLED.read_bytes(), schema)
+    assert after["verdict"] == "flag"
+    assert server.json("GET", "/v1/status")[1]["in_flight"] == 0
