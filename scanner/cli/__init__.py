@@ -16,6 +16,7 @@ from scanner.cli.inspect_cmd import inspect_cmd
 from scanner.cli.report_cmd import report_cmd
 from scanner.cli.review_cmd import review_cmd
 from scanner.cli.scan_cmd import scan_cmd
+from scanner.cli.serve_cmd import serve_cmd
 from scanner.cli.signatures_cmd import allowlist_group, signatures_group
 from scanner.cli.survey_cmd import survey_cmd
 from scanner.cli.train_cmd import train_cmd
@@ -41,6 +42,7 @@ cli.add_command(watch_cmd)
 cli.add_command(review_cmd)
 cli.add_command(report_cmd)
 cli.add_command(survey_cmd)
+cli.add_command(serve_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,82 @@
+"""``meshscan serve``: the scanner as an HTTP service for a platform's upload pipeline."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import click
+
+from scanner.cli.exitcodes import CommandError
+from scanner.cli.options import config_options, library_option, model_options, settings_from
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback needs --api-key-file.")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port to bind.")
+@library_option
+@model_options
+@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Uploads scanned at once, each in a forked worker under the time and memory limits.")  # fmt: skip
+@click.option("--queue", type=click.IntRange(min=0), default=None,
+              help="Requests that may wait for a worker (default: 2 x workers); more get 503.")  # fmt: skip
+@click.option("--max-upload-bytes", type=click.IntRange(min=1), default=256 * 1024 * 1024, show_default=True,
+              help="Largest upload accepted; a larger one gets 413 before more of it is read.")  # fmt: skip
+@click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of API keys, one per line; requests then need 'Authorization: Bearer KEY'.")  # fmt: skip
+@config_options
+def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, no_model: bool,
+              review_threshold: float | None, threshold: float | None, workers: int, queue: int | None,
+              max_upload_bytes: int, api_key_file: str | None, config_path: str | None, **kw: Any) -> None:  # fmt: skip
+    """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.
+
+    The library and model are loaded once. Every upload is streamed to a temporary file and
+    scanned in a forked worker under the limits of `meshscan scan`. Without --api-key-file the
+    server answers on loopback only. Needs the serve extra: pip install 'meshscan[serve]'.
+    """
+    try:
+        import uvicorn
+
+        from scanner.serve.app import ServeConfig, create_app, load_api_keys
+    except ImportError:
+        raise CommandError("meshscan serve needs FastAPI and uvicorn: pip install 'meshscan[serve]'") from None
+    from scanner.api import Scanner
+
+    digests = None
+    if api_key_file:
+        try:
+            digests = load_api_keys(api_key_file)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"[config] cannot use {api_key_file} as an API key file: {exc}") from None
+    elif not is_loopback(host):
+        raise click.UsageError(
+            f"refusing to serve on {host} without authentication: give --api-key-file, or bind to 127.0.0.1 or ::1"
+        )
+    kw["match.distance_threshold"] = threshold
+    kw["classify.review_threshold"] = review_threshold
+    from scanner.cli.options import build_scan_context
+
+    context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
+    scanner = Scanner(library=context.library, model=context.model, settings=context.settings, isolated=True)
+    config = ServeConfig(scanner=scanner, workers=workers, queue=2 * workers if queue is None else queue,
+                         max_upload_bytes=max_upload_bytes, api_key_digests=digests)  # fmt: skip
+    auth = "API keys required" if digests else "no authentication: loopback only"
+    click.echo(
+        f"meshscan serve: http://{host}:{port} ({auth}; {workers} worker(s), queue {config.queue}; "
+        f"library {context.library_version}, model {context.model_version})",
+        err=True,
+    )
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,384 @@
+"""The HTTP app: one :class:`scanner.Scanner` (library and model loaded once), scans in a
+bounded pool of threads, each upload scanned in its own forked, limited worker.
+
+Endpoints (all JSON except ``/metrics``):
+
+- ``GET /v1/status``: versions (scanner, library, descriptor, model), workers, queue.
+- ``POST /v1/scan``: an upload (multipart field ``file``, or a raw body with ``?name=``) ->
+  ``{"records": [...]}``, the records of ``meshscan scan --format json``.
+- ``POST /v1/hash``: the same upload -> ``{"signals": [...]}``, hashes and descriptor rows
+  of each mesh, without matching (hash at the edge).
+- ``POST /v1/lookup``: one signals object -> ``{"matches": [...]}`` (a matcher that never
+  sees the file).
+- ``GET /metrics``: Prometheus text.
+
+Admission: a request for ``/v1/scan`` or ``/v1/hash`` takes a place before its body is read
+and keeps it until it is answered; at most ``workers`` run and ``queue`` wait, and one more is
+answered 503 with ``Retry-After`` (its body is never read). Bad input is never a 500: an
+unreadable upload is a record with verdict ``unscannable``; a malformed lookup is a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scanner import __version__
+from scanner.api import Scanner, Signals
+from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
+
+RETRY_AFTER_S = 2
+"""Seconds a refused client is told to wait (``Retry-After``)."""
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+"""The OpenAPI description of an upload body: the endpoints read the stream themselves (so that
+nothing is held in memory and the size limit stops the read), so FastAPI cannot infer it."""
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def load_api_keys(path: str) -> frozenset[bytes]:
+    """The sha256 digests of the keys in ``path`` (one per line; blank lines and ``#`` comments
+    skipped). Only the digests are kept: a memory dump does not give the keys away."""
+    with open(path, encoding="utf-8") as f:
+        keys = [line.strip() for line in f]
+    digests = frozenset(key_digest(k) for k in keys if k and not k.startswith("#"))
+    if not digests:
+        raise ValueError(f"{path} holds no API key")
+    return digests
+
+
+@dataclass
+class ServeConfig:
+    scanner: Scanner
+    """An isolated scanner (``isolated=True``): each upload in a forked worker under the limits."""
+    workers: int = 2
+    queue: int = 4
+    max_upload_bytes: int = 256 * 1024 * 1024
+    api_key_digests: frozenset[bytes] | None = None
+    """None: no authentication (the command then binds to loopback only)."""
+
+
+class LookupSignals(BaseModel):
+    """One mesh's signals, as ``POST /v1/hash`` returns them."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    sha256: str | None = Field(default=None, max_length=64)
+    geometry_hash: str = Field(max_length=128)
+    descriptor_version: str = Field(max_length=512)
+    rows: list[list[float]] = Field(min_length=1, max_length=4096)
+    row_bodies: list[int] = Field(min_length=1, max_length=4096)
+    member: str | None = Field(default=None, max_length=4096)
+    triangles: int = Field(default=0, ge=0)
+    bodies: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LookupSignals:
+        from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+
+        if self.descriptor_version != DESCRIPTOR_VERSION:
+            raise ValueError(
+                f"descriptor_version {self.descriptor_version!r} cannot be compared with {DESCRIPTOR_VERSION!r}"
+            )
+        if len(self.rows) != len(self.row_bodies):
+            raise ValueError("rows and row_bodies must have the same length")
+        for row in self.rows:
+            if len(row) != DESCRIPTOR_SIZE:
+                raise ValueError(f"each row must hold {DESCRIPTOR_SIZE} numbers")
+            if not all(math.isfinite(x) for x in row):
+                raise ValueError("rows must hold finite numbers")
+        return self
+
+
+class Admission:
+    """The bounded queue: places for ``workers`` running and ``queue`` waiting requests."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.capacity = workers + queue
+        self.admitted = 0
+        self.running = 0
+        self._lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.admitted >= self.capacity:
+                return False
+            self.admitted += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.admitted -= 1
+
+    def started(self, delta: int) -> None:
+        with self._lock:
+            self.running += delta
+
+    @property
+    def depth(self) -> int:
+        """Requests admitted and not yet running on a worker (receiving their upload or waiting)."""
+        with self._lock:
+            return self.admitted - self.running
+
+
+@dataclass
+class Metrics:
+    registry: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "meshscan_serve_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        self.scan_seconds = Histogram(
+            "meshscan_serve_scan_seconds",
+            "Seconds to scan one upload (after it was received)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.verdicts = Counter("meshscan_serve_verdicts", "Records returned by verdict", ["verdict"],
+                                registry=self.registry)  # fmt: skip
+        self.refused = Counter("meshscan_serve_refused", "Requests refused because the queue was full",
+                               registry=self.registry)  # fmt: skip
+
+
+KNOWN_PATHS = ("/v1/status", "/v1/scan", "/v1/hash", "/v1/lookup", "/metrics", "/openapi.json", "/docs")
+
+
+class CountRequests:
+    """ASGI middleware: count each answered request by endpoint (unknown paths are ``other``,
+    so a scanner of URLs cannot blow up the label set) and status."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in KNOWN_PATHS else "other"
+        status = {"code": 500}
+
+        async def send_counting(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
+    from scanner.features import DESCRIPTOR_VERSION
+
+    scanner = config.scanner
+    admission = Admission(config.workers, config.queue)
+    executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="meshscan",
+        version=__version__,
+        description="Scan 3D model uploads for blueprints of essential firearm components, for human review.",
+    )
+    app.state.config, app.state.admission, app.state.metrics = config, admission, metrics
+    app.add_middleware(CountRequests, metrics=metrics)
+
+    def authorised(request: Request) -> None:
+        if config.api_key_digests is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        given = key_digest(key.strip()) if scheme.lower() == "bearer" else b""
+        # compare against every key, whichever matches, so the time taken says nothing
+        ok = False
+        for digest in config.api_key_digests:
+            ok |= hmac.compare_digest(given, digest)
+        if not ok:
+            raise HTTPException(401, "[unauthorised] send an API key: Authorization: Bearer KEY",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        headers = {"Connection": "close"} if exc.status == 413 else None
+        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status, headers=headers)
+
+    async def receive_upload(request: Request, name: str | None) -> SpooledUpload:
+        check_declared_length(request.headers.get("content-length"), config.max_upload_bytes)
+        return await spool(request.stream(), request.headers.get("content-type", ""), name, config.max_upload_bytes)
+
+    async def admitted(request: Request, name: str | None, work: Any) -> Any:
+        """Admit, receive the upload, run ``work(upload)`` on a scan thread, always clean up."""
+        if not admission.try_enter():
+            metrics.refused.inc()
+            return JSONResponse(
+                {"detail": "[busy] every worker is busy and the queue is full; retry later", "reason": "busy"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        upload = None
+        try:
+            upload = await receive_upload(request, name)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, _running, admission, work, upload)
+        finally:
+            if upload is not None:
+                upload.cleanup()
+            admission.leave()
+
+    @app.get("/v1/status", summary="Versions, workers and queue")
+    def status() -> dict[str, Any]:
+        return {
+            "scanner_version": __version__,
+            "library_version": scanner.library_version,
+            "descriptor_version": DESCRIPTOR_VERSION,
+            "model_version": scanner.model_version,
+            "workers": config.workers,
+            "queue_capacity": config.queue,
+            "queue_depth": admission.depth,
+            "in_flight": admission.running,
+            "max_upload_bytes": config.max_upload_bytes,
+            "auth": config.api_key_digests is not None,
+        }
+
+    def scan_work(upload: SpooledUpload) -> dict[str, Any]:
+        started = time.monotonic()
+        verdicts = scanner.scan(upload.path, name=upload.name)
+        metrics.scan_seconds.observe(time.monotonic() - started)
+        for v in verdicts:
+            metrics.verdicts.labels(v.verdict).inc()
+        return {"records": [v.to_dict() for v in verdicts]}
+
+    @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(authorised)],
+              openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
+    async def scan(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
+        """The records of ``meshscan scan --format json`` for one upload (one per mesh or archive
+        member); an upload that cannot be read is a record with verdict ``unscannable``."""
+        return await admitted(request, name, scan_work)
+
+    def hash_work(upload: SpooledUpload) -> dict[str, Any]:
+        signals, error = isolated_hash(scanner, upload.path)
+        return {"name": upload.name, "signals": signals, "error": error}
+
+    @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(authorised)],
+              openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
+    async def hash_(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
+        """Hashes and descriptor rows of each mesh of the upload; send one to ``/v1/lookup``.
+        Meshes that cannot be read are left out; ``error`` says why when nothing could be hashed
+        at all (time or memory limit, a crashed worker)."""
+        return await admitted(request, name, hash_work)
+
+    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)])
+    def lookup(signals: LookupSignals) -> dict[str, Any]:
+        """Matches of the signals against the library: exact identity first, then near duplicates."""
+        matches = scanner.lookup(Signals.from_dict(signals.model_dump()))
+        return {"matches": [dict(m.__dict__) for m in matches]}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _running(admission: Admission, work: Any, upload: SpooledUpload) -> Any:
+    admission.started(+1)
+    try:
+        return work(upload)
+    finally:
+        admission.started(-1)
+
+
+def isolated_hash(scanner: Scanner, path: str) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+    """``Scanner.hash`` in a forked child under the scan limits (time, address space), so a
+    hostile upload cannot hang or crash the server. The child answers in JSON, never pickle."""
+    from scanner.errors import LIMIT_TIME, WORKER_CRASHED
+
+    limits = scanner.settings.limits
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_hash_child, args=(scanner, path, child, limits.max_memory_bytes), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if parent.poll(limits.max_seconds):
+            try:
+                answer = json.loads(parent.recv_bytes())
+                return answer["signals"], answer["error"]
+            except (EOFError, OSError):
+                pass
+        proc.join(0.5)
+        if proc.is_alive():
+            return [], {"reason": LIMIT_TIME, "detail": f"no result within {limits.max_seconds:g} s"}
+        return [], {"reason": WORKER_CRASHED, "detail": f"the worker process died (exit code {proc.exitcode})"}
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+
+
+def _hash_child(scanner: Scanner, path: str, conn: Any, memory_bytes: int | None) -> None:
+    from scanner.workers import one_blas_thread
+
+    one_blas_thread()
+    if memory_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    from scanner.errors import CORRUPT, LIMIT_MEMORY
+
+    answer: dict[str, Any] = {"signals": [], "error": None}
+    try:
+        answer["signals"] = [s.to_dict() for s in scanner.hash(path)]
+    except MemoryError:
+        answer["error"] = {"reason": LIMIT_MEMORY, "detail": "memory cap reached"}
+    except Exception as exc:  # noqa: BLE001 - a bug or an unreadable file: reported, never the server's end
+        answer["error"] = {"reason": CORRUPT, "detail": f"could not hash the upload: {exc}"}
+    conn.send_bytes(json.dumps(answer).encode())
+    conn.close()
+    os._exit(0)
