@@ -122,6 +122,8 @@ class TableWriter:
                 evidence = f"{m.signature_id} ({m.kind}, d={m.distance:.4f} <= {m.threshold:g})"
             elif v.verdict == "unscannable":
                 evidence = v.reason or ""
+            elif v.verdict == "review":
+                evidence = review_evidence(v)
             else:
                 evidence = ""
             # Text, never markup: a name like "[link=https://...]x[/link]" stays characters
@@ -134,6 +136,19 @@ class TableWriter:
 
 
 WRITERS = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": TableWriter}
+
+
+def review_evidence(v: Verdict) -> str:
+    """What a person needs first on a ``review`` row: the review score (1 - P(benign), the
+    number compared with the review threshold) and the first reason the explanation gives."""
+    if "benign" in v.scores:
+        score: float | None = 1.0 - v.scores["benign"]
+    else:
+        score = max(v.scores.values(), default=None)
+    because = v.explanation.split("because:", 1)
+    first = because[1].split(";", 1)[0].strip() if len(because) == 2 else ""
+    shown = f"score {score:.2f}" if score is not None else ""
+    return "; ".join(p for p in (shown, first) if p)
 
 
 class OutputExists(Exception):

@@ -252,3 +252,15 @@ def test_table_folds_clear_rows_unless_all(site: Path) -> None:
     assert all(name in full.stdout for name in CLEAR) and "not listed" not in full.stdout
     complete = scan(site, "uploads", "--format", "jsonl")  # machine formats stay complete
     assert len(lines(complete.stdout)) == 5
+
+
+def test_table_review_rows_show_score_and_first_reason(tmp_path: Path) -> None:
+    shutil.copy(DEMO / "proxy-frame_or_receiver-s1-001.stl", tmp_path / "part.stl")  # review with the shipped model
+    jsonl = run("scan", "part.stl", "--jobs", "1", cwd=tmp_path)
+    (rec,) = lines(jsonl.stdout)
+    assert rec["verdict"] == "review", rec
+    table = run("scan", "part.stl", "--jobs", "1", "--format", "table", cwd=tmp_path)
+    assert table.returncode == 1, table.stderr
+    score = 1 - rec["scores"]["benign"]
+    first = rec["explanation"].split("because:", 1)[1].split(";")[0].strip()
+    assert f"score {score:.2f}; {first}" in " ".join(table.stdout.split())
