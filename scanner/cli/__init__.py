@@ -12,6 +12,7 @@ import click
 
 from scanner import __version__
 from scanner.cli.exitcodes import ExitCodeGroup
+from scanner.cli.export_cmd import export_cmd
 from scanner.cli.inspect_cmd import inspect_cmd
 from scanner.cli.report_cmd import report_cmd
 from scanner.cli.review_cmd import review_cmd
@@ -41,6 +42,7 @@ cli.add_command(train_cmd)
 cli.add_command(watch_cmd)
 cli.add_command(review_cmd)
 cli.add_command(report_cmd)
+cli.add_command(export_cmd)
 cli.add_command(survey_cmd)
 cli.add_command(serve_cmd)
 

@@ -14,11 +14,18 @@ from scanner.cli.options import config_options, library_option, model_options, s
 
 
 @click.command("scan")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=False, type=click.Path())
+@click.option("--files-from", "files_from", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also scan the paths listed in this file ('-': stdin), one per line (blank lines and lines "
+              "starting with '#' ignored) or NUL-separated (find -print0).")  # fmt: skip
 @library_option
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv", "json"]), default=None,
               help="Output format (default: table on a terminal, jsonl otherwise).")  # fmt: skip
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Write results here.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write results here (a non-empty file is refused: see --force and --append).")  # fmt: skip
+@click.option("--force", is_flag=True, help="With --out: overwrite a non-empty file.")
+@click.option("--append", is_flag=True, help="With --out: append to the file (jsonl and csv; csv keeps one header).")
+@click.option("--all", "show_all", is_flag=True, help="Table: list clear results too (default: folded into a count).")
 @click.option("--only-flagged", is_flag=True, help="Output only flagged and review results.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
               help="In folder walks, do not scan files whose path (relative to the folder), name or folder "
@@ -41,7 +48,8 @@ from scanner.cli.options import config_options, library_option, model_options, s
               help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
               "memory limits.")  # fmt: skip
 @config_options
-def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_path: str | None, only_flagged: bool,
+def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None, fmt: str | None,
+             out_path: str | None, force: bool, append: bool, show_all: bool, only_flagged: bool,
              exclude: tuple[str, ...], list_skipped: bool,
              move_to: str | None, copy_to: str | None, threshold: float | None, model_dir: str | None,
              no_model: bool, review_threshold: float | None, db_path: str | None,
@@ -53,11 +61,14 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     (even if other files could not be read); 2: nothing flagged, but some upload could not be
     scanned (or quarantined); 3: the scanner could not run (a library, model or config that
     fails verification or cannot be loaded, bad arguments).
+
+    PATHs may be omitted when --files-from lists them. --out never truncates earlier results
+    unless told (--force), and --append adds to them.
     """
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
     from scanner.runner import RunStats, scan_uploads
-    from scanner.sinks.output import WRITERS, terminal_safe
+    from scanner.sinks.output import WRITERS, CsvWriter, TableWriter, terminal_safe
     from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
@@ -66,17 +77,25 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
         raise click.UsageError("--resume needs --db")
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler goes with --engine dask")
+    check_out_options(out_path, fmt, force, append)
+    if files_from is not None:
+        paths = (*paths, *read_files_from(files_from))
+    elif not paths:
+        raise click.UsageError("give PATH... to scan, or --files-from FILE")
+    # before the library loads: a refused --out costs nothing
+    out, had_content = open_out(out_path, fmt or "jsonl", force, append) if out_path else (sys.stdout, False)
     kw["match.distance_threshold"] = threshold
     kw["classify.review_threshold"] = review_threshold
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
     settings = context.settings
     db = _open_db(db_path) if db_path else None
-    try:
-        out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
-    except OSError as exc:
-        raise CommandError(f"[io-error] cannot write the results to {out_path}: {exc.strerror}") from None
     fmt = fmt or ("table" if out.isatty() else "jsonl")
-    writer = WRITERS[fmt](out)
+    if fmt == "csv":
+        writer = CsvWriter(out, header=not had_content)
+    elif fmt == "table":
+        writer = TableWriter(out, show_clear=show_all)
+    else:
+        writer = WRITERS[fmt](out)
     counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
     errors = files = 0
     stats = WalkStats(on_skip=_echo_skipped if list_skipped else None)
@@ -130,14 +149,65 @@ def scan_cmd(paths: tuple[str, ...], library: str | None, fmt: str | None, out_p
     exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
 
 
+def check_out_options(out_path: str | None, fmt: str | None, force: bool, append: bool) -> None:
+    """Usage errors of --out/--force/--append (shared with ``export``)."""
+    if (force or append) and not out_path:
+        raise click.UsageError("--force and --append go with --out FILE")
+    if force and append:
+        raise click.UsageError("use --force (overwrite) or --append, not both")
+    if append and fmt in ("json", "table"):
+        raise click.UsageError(f"--append works with --format jsonl or csv, not {fmt} (one document per file)")
+
+
+def open_out(out_path: str, fmt: str, force: bool, append: bool) -> tuple[Any, bool]:
+    """``--out FILE`` opened without ever silently truncating it, and whether it already
+    held results (an appended CSV then gets no second header); a fatal error otherwise,
+    before anything is scanned."""
+    from scanner.sinks.output import OutputExists, csv_header_matches, open_results_file
+
+    try:
+        if append and fmt == "csv" and os.path.isfile(out_path) and os.path.getsize(out_path) > 0:
+            if not csv_header_matches(out_path):
+                raise CommandError(
+                    f"[out-mismatch] {out_path} is not a meshscan CSV (its header differs): not appending"
+                )
+        return open_results_file(out_path, force=force, append=append)
+    except OutputExists:
+        raise CommandError(
+            f"[out-exists] {out_path} exists and is not empty: use --force to overwrite it or --append to add to it"
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"[io-error] cannot write the results to {out_path}: {exc.strerror or exc}") from None
+
+
+def read_files_from(source: str) -> list[str]:
+    """The paths listed in ``source`` (a file, or ``-`` for stdin): NUL-separated if the list
+    holds a NUL byte (``find -print0``; every name exact), else one per line, blank lines and
+    lines starting with ``#`` ignored. Names are decoded as the file system does
+    (``os.fsdecode``), so undecodable names survive."""
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        raise CommandError(f"[io-error] cannot read the path list {source}: {exc.strerror or exc}") from None
+    if b"\0" in data:
+        return [os.fsdecode(p) for p in data.split(b"\0") if p]
+    lines = (line.rstrip(b"\r") for line in data.split(b"\n"))
+    return [os.fsdecode(line) for line in lines if line.strip() and not line.startswith(b"#")]
+
+
 def _open_db(path: str) -> Any:
-    """The results database, or a fatal error before anything is scanned."""
+    """The results database, or a fatal error before anything is scanned. Local paths are
+    recorded absolute, so ``review`` and ``report`` find the files from any directory."""
     import sqlite3
 
     from scanner.sinks.resultsdb import ResultsDB
 
     try:
-        return ResultsDB(path)
+        return ResultsDB(path, absolute_paths=True)
     except (sqlite3.Error, OSError) as exc:
         raise CommandError(f"[io-error] cannot use {path} as a results database: {exc}") from None
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from typing import IO, Any, Protocol
 
 from scanner.verdict import Verdict
@@ -69,9 +71,11 @@ class JsonWriter:
 
 
 class CsvWriter:
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], header: bool = True) -> None:
+        """``header=False`` when appending to a file that already has one (``--append``)."""
         self.writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        self.writer.writeheader()
+        if header:
+            self.writer.writeheader()
 
     def write(self, verdict: Verdict) -> None:
         from scanner.report.render import csv_cell  # the report's CSVs do the same: one rule
@@ -88,13 +92,20 @@ class CsvWriter:
 class TableWriter:
     STYLE = {"flag": "bold red", "review": "yellow", "clear": "green", "unscannable": "magenta"}
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], show_clear: bool = False) -> None:
+        """A person reads this table for what needs them: ``clear`` rows are folded into one
+        count line unless ``show_clear`` (``scan --all``); machine formats stay complete."""
         from rich.console import Console
 
         self.console = Console(file=out)
         self.rows: list[Verdict] = []
+        self.show_clear = show_clear
+        self.folded = 0
 
     def write(self, verdict: Verdict) -> None:
+        if verdict.verdict == "clear" and not self.show_clear:
+            self.folded += 1
+            return
         self.rows.append(verdict)
 
     def close(self) -> None:
@@ -111,12 +122,70 @@ class TableWriter:
                 evidence = f"{m.signature_id} ({m.kind}, d={m.distance:.4f} <= {m.threshold:g})"
             elif v.verdict == "unscannable":
                 evidence = v.reason or ""
+            elif v.verdict == "review":
+                evidence = review_evidence(v)
             else:
                 evidence = ""
             # Text, never markup: a name like "[link=https://...]x[/link]" stays characters
             table.add_row(Text(terminal_safe(name)), Text(v.verdict, style=self.STYLE.get(v.verdict, "")),
                           Text(terminal_safe(v.category or "")), Text(terminal_safe(evidence)))  # fmt: skip
-        self.console.print(table)
+        if self.rows or not self.folded:
+            self.console.print(table)
+        if self.folded:
+            self.console.print(Text(f"{self.folded} clear result(s) not listed (--all lists them)"))
 
 
 WRITERS = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": TableWriter}
+
+
+def review_evidence(v: Verdict) -> str:
+    """What a person needs first on a ``review`` row: the review score (1 - P(benign), the
+    number compared with the review threshold) and the first reason the explanation gives."""
+    if "benign" in v.scores:
+        score: float | None = 1.0 - v.scores["benign"]
+    else:
+        score = max(v.scores.values(), default=None)
+    because = v.explanation.split("because:", 1)
+    first = because[1].split(";", 1)[0].strip() if len(because) == 2 else ""
+    shown = f"score {score:.2f}" if score is not None else ""
+    return "; ".join(p for p in (shown, first) if p)
+
+
+class OutputExists(Exception):
+    """``--out`` names a non-empty file and neither ``--force`` nor ``--append`` was given."""
+
+
+def open_results_file(path: str, *, force: bool = False, append: bool = False) -> tuple[IO[str], bool]:
+    """Open ``--out FILE`` for results without ever silently truncating earlier results.
+
+    Returns the open file and whether it already held something (so an appended CSV does not
+    repeat its header). A new or empty file is written; an existing non-empty regular file
+    raises :class:`OutputExists` unless ``force`` (truncate) or ``append``. Special files
+    (``/dev/stdout``, FIFOs) are written as they are: there is nothing to lose. The file is
+    created with ``O_EXCL`` first, so a file appearing between check and open is not lost."""
+    if append:
+        out = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - returned to the caller
+        st = os.fstat(out.fileno())
+        had = stat.S_ISREG(st.st_mode) and st.st_size > 0
+        if had:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a last line without its newline: do not glue onto it
+                    out.write("\n")
+        return out, had
+    if not force:
+        try:
+            return open(path, "x", encoding="utf-8", newline=""), False  # noqa: SIM115
+        except FileExistsError:
+            st = os.stat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                raise OutputExists(path) from None
+    return open(path, "w", encoding="utf-8", newline=""), False  # noqa: SIM115
+
+
+def csv_header_matches(path: str) -> bool:
+    """Does the CSV at ``path`` start with the header :class:`CsvWriter` writes? (Rows
+    appended under another header would land in the wrong columns.)"""
+    with open(path, encoding="utf-8", newline="", errors="replace") as f:
+        first = next(csv.reader(f), None)
+    return first == list(CSV_COLUMNS)

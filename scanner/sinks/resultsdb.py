@@ -11,8 +11,10 @@ never leaves the database inconsistent. ``meshscan report`` and ``meshscan revie
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from scanner.verdict import Verdict
@@ -41,9 +43,29 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 SCHEMA_VERSION = "1"
 
 
+class NotAResultsDB(Exception):
+    """A file that is not a results database (``reason``: ``no-database`` or
+    ``not-a-results-database``), for the commands that only read one."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def local_abspath(path: str) -> str:
+    """``path`` made absolute if it is a local path; URLs (``s3://...``) unchanged."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 class ResultsDB:
-    def __init__(self, path: str | Path, batch_size: int = 16, batch_seconds: float = 1.0) -> None:
+    def __init__(
+        self, path: str | Path, batch_size: int = 16, batch_seconds: float = 1.0, absolute_paths: bool = False
+    ) -> None:
+        """``absolute_paths``: record (and look up) local paths as absolute paths, so that the
+        database means the same files whatever the working directory of whoever reads it
+        (``scan --db`` then ``review`` from elsewhere). URLs are kept as they are."""
         self.path = Path(path)
+        self.absolute_paths = absolute_paths
         self.conn = sqlite3.connect(self.path)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -64,6 +86,7 @@ class ResultsDB:
         model_version: str | None = None,
     ) -> bool:
         """Recorded with this size, mtime and the same scanner, library and model versions?"""
+        path = self._key(path)
         row = self.conn.execute(
             "SELECT 1 FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
             "AND library_version IS ? AND model_version IS ? LIMIT 1",
@@ -86,9 +109,14 @@ class ResultsDB:
 
     def record(self, path: str, size: int | None, mtime_ns: int | None, verdicts: list[Verdict]) -> None:
         """Replace the rows of ``path`` with these verdicts (committed in batches)."""
+        path = self._key(path)
         self.conn.execute("DELETE FROM results WHERE path = ?", (path,))
         for v in verdicts:
             rec = v.to_dict()
+            if self.absolute_paths:
+                rec["path"] = path
+                if rec.get("copied_from"):
+                    rec["copied_from"] = local_abspath(rec["copied_from"])
             self.conn.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (path, v.member or "", size, mtime_ns, v.sha256, v.verdict, v.category, v.reason,
@@ -97,6 +125,37 @@ class ResultsDB:
         self._pending += 1
         if self._pending >= self.batch_size or time.monotonic() - self._last_commit > self.batch_seconds:
             self.commit()
+
+    def _key(self, path: str) -> str:
+        return local_abspath(path) if self.absolute_paths else path
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> ResultsDB:
+        """An existing results database, opened read-only (never created, never migrated):
+        for commands that only read, such as ``meshscan export``. Raises
+        :class:`NotAResultsDB` with a reason code otherwise."""
+        db = cls.__new__(cls)
+        db.path, db.absolute_paths = Path(path), False
+        db.batch_size, db.batch_seconds, db._pending, db._last_commit = 1, 0.0, 0, time.monotonic()
+        if not db.path.is_file():
+            raise NotAResultsDB("no-database", f"{path}: no such results database")
+        try:
+            db.conn = sqlite3.connect(f"{db.path.resolve().as_uri()}?mode=ro", uri=True)
+            found = db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise NotAResultsDB("not-a-results-database", f"{path}: not a SQLite database ({exc})") from None
+        if found is None:
+            db.conn.close()
+            raise NotAResultsDB("not-a-results-database", f"{path} has no results table (write one with 'scan --db')")
+        return db
+
+    def verdicts(self, verdicts: tuple[str, ...] | list[str] = ()) -> Iterator[Verdict]:
+        """Every recorded verdict (or those whose verdict is in ``verdicts``), ordered by path
+        and archive member, read lazily: the records ``scan`` wrote, for ``meshscan export``."""
+        where = f"WHERE verdict IN ({', '.join('?' * len(verdicts))})" if verdicts else ""
+        cursor = self.conn.execute(f"SELECT record FROM results {where} ORDER BY path, member", tuple(verdicts))  # noqa: S608 - placeholders only
+        for (record,) in cursor:
+            yield Verdict.from_dict(json.loads(record))
 
     def commit(self) -> None:
         self.conn.commit()

@@ -48,7 +48,8 @@ def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
     listed = run("review", "r.sqlite", "--verdict", "flag", cwd=tmp_path)
     assert listed.returncode == 1, listed.stderr  # something waits for a person
     (item,) = lines(listed)
-    assert item["path"] == f"uploads/{KNOWN}" and item["verdict"] == "flag" and item["category"] == "barrel"
+    here = tmp_path.resolve()  # `scan --db` records absolute paths: review works from any directory
+    assert item["path"] == str(here / "uploads" / KNOWN) and item["verdict"] == "flag" and item["category"] == "barrel"
     review_queue = run("review", "r.sqlite", cwd=tmp_path)  # signature matching only: no `review` verdicts
     assert review_queue.returncode == 0 and review_queue.stdout == ""
 
@@ -69,7 +70,7 @@ def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
 
     rescan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", "r.sqlite", "--jobs", "1", cwd=tmp_path)
     assert rescan.returncode == 0, rescan.stderr
-    (known,) = [r for r in lines(rescan) if r["path"] == item["path"]]
+    (known,) = [r for r in lines(rescan) if str(here / r["path"]) == item["path"]]
     assert known["verdict"] == "clear" and "allowlist" in known["explanation"]  # the dismissed file is now clear
     assert run("review", "r.sqlite", "--verdict", "flag", cwd=tmp_path).returncode == 0
 
@@ -92,7 +93,7 @@ def test_classifier_review_confirmed_and_enrolled_end_to_end(tmp_path: Path) -> 
     listed = run("review", "r.sqlite", cwd=tmp_path)
     assert listed.returncode == 1, listed.stderr
     queue = lines(listed)
-    assert sorted(i["path"] for i in queue) == sorted(r["path"] for r in sent)
+    assert sorted(i["path"] for i in queue) == sorted(str(tmp_path.resolve() / r["path"]) for r in sent)  # absolute
     top = [i["top_score"] for i in queue]
     assert top == sorted(top, reverse=True) and all(i["top_category"] != "benign" for i in queue)
 

@@ -103,8 +103,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ws(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "ws"
     shutil.copytree(template, root)
+    _relocate(root / DB, str(template.resolve()), str(root.resolve()))
     monkeypatch.chdir(root)
     return root
+
+
+def _relocate(db: Path, old: str, new: str) -> None:
+    """Move the database along with its files: ``scan --db`` records absolute paths, so the
+    workspace copy's rows must name the workspace's files, not the template's."""
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        for path, member, record in conn.execute("SELECT path, member, record FROM results").fetchall():
+            if path.startswith(old + os.sep):
+                rec = json.loads(record)
+                rec["path"] = new + path[len(old) :]
+                conn.execute("UPDATE results SET path = ?, record = ? WHERE path = ? AND member = ?",
+                             (rec["path"], json.dumps(rec), path, member))  # fmt: skip
 
 
 def review(*args: str):  # noqa: ANN201 - click Result
@@ -171,9 +184,9 @@ def test_top_is_the_highest_component_score_not_benign() -> None:
 
 def test_verdict_filter_adds_flags(ws: Path) -> None:
     flags = queue("--verdict", "flag")
-    assert sorted((i["path"], i["member"]) for i in flags) == [
-        ("uploads/bundle.zip", "parts/slide.stl"),
-        (f"uploads/{FLAGGED}", None),
+    assert sorted((i["path"], i["member"]) for i in flags) == [  # recorded by `scan --db`: absolute paths
+        (str(ws.resolve() / "uploads" / "bundle.zip"), "parts/slide.stl"),
+        (str(ws.resolve() / "uploads" / FLAGGED), None),
     ]
     both = queue("--verdict", "review", "--verdict", "flag")
     assert [Path(i["path"]).name for i in recorded(both)] == [REVIEW_HIGH, REVIEW_OLD, REVIEW_NEW]
@@ -243,7 +256,9 @@ def test_id_is_stable_across_rescans_of_the_same_content(ws: Path) -> None:
     rescanned = CliRunner().invoke(cli, [*SCAN, "uploads", "--library", "lib-a", "--db", DB])
     assert rescanned.exit_code == 1  # flagged again, recorded again ...
     after = queue("--verdict", "flag")  # ... and still decided: same path, member and bytes
-    assert [(i["path"], i["member"]) for i in after] == [("uploads/bundle.zip", "parts/slide.stl")]
+    assert [(i["path"], i["member"]) for i in after] == [
+        (str(ws.resolve() / "uploads" / "bundle.zip"), "parts/slide.stl")
+    ]
 
 
 # ---------------------------------------------------------------------- decisions and their actions
