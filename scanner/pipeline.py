@@ -37,6 +37,7 @@ from scanner.sources import blob_sha256, open_blob
 from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 
 if TYPE_CHECKING:
+    from scanner.classify.explain import Assessment
     from scanner.classify.model import ComponentModel
     from scanner.features import Descriptor
     from scanner.matching import Matcher
@@ -246,6 +247,7 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
         return v
     if len(matcher.library) == 0:
         return _classify(v, shape, context, "the signature library is empty")
+    v.distance_threshold = threshold
     if not matches:
         vectors, bodies = shape.descriptor().rows()
         match = context.settings.match
@@ -273,8 +275,18 @@ def _judge(v: Verdict, mesh: Mesh, context: ScanContext, whole_file: bool) -> Ve
         from scanner.classify.explain import assess
         from scanner.classify.features import feature_row
 
-        v.scores = assess(context.model, feature_row(shape.mesh, shape.whole())).scores
+        _score(v, assess(context.model, feature_row(shape.mesh, shape.whole())), context)
     return v
+
+
+def _score(v: Verdict, a: Assessment, context: ScanContext) -> None:
+    """Record the classifier's numbers as fields: ``scores``, ``review_score`` (1 - P(benign),
+    rounded like ``scores``, so it is what ``scores`` says) and the threshold in force."""
+    from scanner.classify.model import BENIGN
+
+    v.scores = a.scores
+    v.review_score = round(1.0 - a.scores[BENIGN], 4)
+    v.review_threshold = context.review_threshold
 
 
 def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) -> Verdict:
@@ -289,8 +301,8 @@ def _classify(v: Verdict, shape: _Shape, context: ScanContext, no_match: str) ->
     threshold = context.review_threshold
     row = feature_row(shape.mesh, shape.whole())
     a = assess(context.model, row)
-    v.scores = a.scores
-    if a.probability >= threshold:
+    _score(v, a, context)
+    if v.review_score >= threshold:  # the stored number decides, so the record is self-consistent
         why = reasons(context.model, row, top=context.settings.classify.explain_top)
         v.verdict = REVIEW
         v.category = a.category

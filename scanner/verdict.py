@@ -55,6 +55,17 @@ class Verdict:
     """Set when the verdicts were copied from identical content already scanned at this path."""
     schema_version: str = SCHEMA_VERSION
     """Version of the record's JSON Schema (``scanner/data/verdict.schema.json``)."""
+    review_score: float | None = None
+    """1 - P(benign), rounded like ``scores``: the number compared with ``review_threshold``.
+    Set whenever a classifier scored the file (flag, review and clear alike), so consumers
+    never recompute it or read it out of ``explanation``."""
+    review_threshold: float | None = None
+    """The review threshold in force when the classifier scored the file (None: no classifier
+    consulted). ``review`` iff ``review_score >= review_threshold`` for unmatched files."""
+    distance_threshold: float | None = None
+    """The global near-duplicate distance cap (``[match] distance_threshold``) in force when the
+    file was matched against a non-empty library; each match also carries its own, possibly
+    tighter, ``threshold``. None when no matching ran (allowlisted, empty library, unscannable)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -64,7 +75,8 @@ class Verdict:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         """Rebuild from ``to_dict()`` output (JSON from a worker process, or a record stored
-        before ``schema_version`` existed)."""
+        before ``schema_version``, ``review_score``, ``review_threshold`` or
+        ``distance_threshold`` existed: those take their defaults)."""
         d = dict(d)
         d["matches"] = [Match(**m) for m in d.get("matches", [])]
         return cls(**d)

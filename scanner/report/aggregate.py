@@ -20,8 +20,8 @@ reports.
 
 from __future__ import annotations
 
+import math
 import os
-import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -35,9 +35,12 @@ from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, VERDICTS
 
 SCANNABLE = (FLAG, REVIEW, CLEAR)
 BENIGN = "benign"
-_REVIEW_THRESHOLD_IN_WORDS = re.compile(r"review threshold (\d+(?:\.\d+)?)")
-_DISTANCE_THRESHOLD_IN_WORDS = re.compile(r"within its threshold \(at most (\d+(?:\.\d+)?)\)")
 SCORE_BINS = 20
+ITEM_COLUMNS = (
+    "path", "member", "sha256", "verdict", "category", "review_score", "best_match", "best_distance", "explanation",
+)  # fmt: skip
+"""The ``items`` table (``--include-paths``): the numbers are the records' fields; the
+explanation is shown for people, never read."""
 
 
 @dataclass
@@ -59,6 +62,25 @@ class Analysis:
     """Top component score of each result with scores, by verdict (for the plot)."""
     distances: list[float]
     """Best match distance of each flagged near-duplicate result."""
+
+
+def _number(value: Any) -> float | None:
+    """A record's numeric field, or None when absent or not a finite number (a hand-edited or
+    foreign record must not break the report)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def review_score(rec: dict[str, Any]) -> float | None:
+    """1 - P(benign), the number compared with the review threshold: the record's
+    ``review_score`` field, or for a record stored before that field existed, computed from its
+    ``scores`` field. None when no classifier scored the file."""
+    stored = _number(rec.get("review_score"))
+    if stored is not None:
+        return stored
+    benign = _number((rec.get("scores") or {}).get(BENIGN))
+    return None if benign is None else round(1.0 - benign, 4)
 
 
 def top_component_score(scores: dict[str, float]) -> tuple[str, float] | None:
@@ -169,7 +191,8 @@ def analyse(
     """Every figure of the report from the rows of ``source``.
 
     ``review_threshold`` / ``distance_threshold``: from settings; when None they are read from
-    the records' own explanations (which state the thresholds that decided them).
+    the records' own ``review_threshold`` / ``distance_threshold`` fields (the thresholds that
+    decided them). Numbers come from fields only, never from ``explanation`` prose.
     """
     if time_field not in ("scanned", "mtime"):
         raise ValueError(f"time_field must be 'scanned' or 'mtime', got {time_field!r}")
@@ -198,17 +221,10 @@ def analyse(
     contents = {rec.get("sha256") for rec in records if rec.get("sha256")}
     copied = sum(1 for rec in records if rec.get("copied_from"))
 
-    # thresholds: settings first, else what the records say decided them
-    review_thresholds: Counter[float] = Counter()
-    distance_thresholds: Counter[float] = Counter()
-    for rec in records:
-        words = str(rec.get("explanation") or "")
-        m = _REVIEW_THRESHOLD_IN_WORDS.search(words)
-        if m:
-            review_thresholds[float(m.group(1))] += 1
-        m = _DISTANCE_THRESHOLD_IN_WORDS.search(words)
-        if m:
-            distance_thresholds[float(m.group(1))] += 1
+    # thresholds: settings first, else the fields that record what decided each verdict (never
+    # the explanation's words: records stored before these fields existed say "unknown")
+    review_thresholds = Counter(t for rec in records if (t := _number(rec.get("review_threshold"))) is not None)
+    distance_thresholds = Counter(t for rec in records if (t := _number(rec.get("distance_threshold"))) is not None)
     sig_thresholds = [float(m["threshold"]) for rec in records for m in rec.get("matches") or [] if "threshold" in m]
     thresholds = {
         "review": {
@@ -395,11 +411,10 @@ def analyse(
     tables = {t.name: t for t in (categories, by_format, by_source, over_time, signatures, unscannable, score_table)}
     if include_paths:
         tables["by_folder"] = breakdown("by_folder", "By top-level folder (below the scanned root)", "folder", folders)
-        items = Table(
-            "items", "Flagged and review items", ["path", "member", "sha256", "verdict", "category", "explanation"]
-        )
+        items = Table("items", "Flagged and review items", list(ITEM_COLUMNS))
         for rec in records:
             if rec.get("verdict") in (FLAG, REVIEW):
+                best = (rec.get("matches") or [{}])[0] or {}
                 items.rows.append(
                     [
                         rec.get("path"),
@@ -407,6 +422,9 @@ def analyse(
                         rec.get("sha256") or "",
                         rec.get("verdict"),
                         rec.get("category") or "",
+                        _blank(review_score(rec)),
+                        best.get("signature_id") or "",
+                        _blank(_number(best.get("distance"))),
                         rec.get("explanation") or "",
                     ]
                 )
@@ -439,6 +457,10 @@ def analyse(
         "include_paths": include_paths,
     }
     return Analysis(summary, tables, dict(score_values), distances)
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 def _versions(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Verdict writers. ``jsonl`` streams one object per line (the stable contract); ``json`` is
-one array; ``csv`` flattens matches and scores into JSON-in-a-cell columns; ``table`` is for
+one array; ``csv`` flattens matches and scores into JSON-in-a-cell columns, with the best
+match and the review score as flat columns beside them; ``table`` is for
 people at a terminal.
 
 Names come from uploaders, so what reaches a person is inert: JSON keeps the exact name (it
@@ -19,8 +20,12 @@ from scanner.verdict import Verdict
 
 CSV_COLUMNS = (
     "path", "member", "verdict", "category", "reason", "sha256", "geometry_hash", "bodies", "triangles",
-    "matches", "scores", "explanation", "scanner_version", "library_version", "model_version", "scanned_at",
+    "matches", "scores", "review_score", "review_threshold", "distance_threshold",
+    "best_match", "best_distance", "best_threshold", "best_kind",
+    "explanation", "scanner_version", "library_version", "model_version", "scanned_at",
 )  # fmt: skip
+"""``matches`` and ``scores`` stay JSON in a cell; beside them, the numbers that decided the
+verdict as flat columns a spreadsheet can sort and filter (``best_*``: the first, best match)."""
 
 
 def terminal_safe(text: Any) -> str:
@@ -81,6 +86,11 @@ class CsvWriter:
         from scanner.report.render import csv_cell  # the report's CSVs do the same: one rule
 
         row = verdict.to_dict()
+        best = verdict.matches[0] if verdict.matches else None
+        row["best_match"] = best.signature_id if best else None
+        row["best_distance"] = best.distance if best else None
+        row["best_threshold"] = best.threshold if best else None
+        row["best_kind"] = best.kind if best else None
         row["matches"] = json.dumps(row["matches"]) if row["matches"] else ""
         row["scores"] = json.dumps(row["scores"]) if row["scores"] else ""
         self.writer.writerow({k: csv_cell(v) for k, v in row.items()})
@@ -141,8 +151,10 @@ WRITERS = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": 
 def review_evidence(v: Verdict) -> str:
     """What a person needs first on a ``review`` row: the review score (1 - P(benign), the
     number compared with the review threshold) and the first reason the explanation gives."""
-    if "benign" in v.scores:
-        score: float | None = 1.0 - v.scores["benign"]
+    if v.review_score is not None:
+        score: float | None = v.review_score
+    elif "benign" in v.scores:  # a record stored before review_score existed
+        score = 1.0 - v.scores["benign"]
     else:
         score = max(v.scores.values(), default=None)
     because = v.explanation.split("because:", 1)
