@@ -41,6 +41,11 @@ def rec(path: str, verdict: str, **kw: object) -> dict:
     return d
 
 
+def decided(review_score: float) -> dict[str, float]:
+    """The fields the pipeline records beside the scores: what decided the verdict."""
+    return {"review_score": review_score, "review_threshold": 0.62, "distance_threshold": 0.08}
+
+
 def sample_rows() -> list[Row]:
     review_words = (
         "review as barrel: no signature ..., but the classifier gives 0.91 for barrel (review threshold 0.62)"
@@ -66,6 +71,7 @@ def sample_rows() -> list[Row]:
                 category="barrel",
                 matches=[match],
                 scores={"barrel": 0.4, "benign": 0.6},
+                **decided(0.4),
                 scanned_at="2026-01-05T10:00:00+00:00",
             ),
             10,
@@ -79,6 +85,7 @@ def sample_rows() -> list[Row]:
                 format="obj",
                 explanation=review_words,
                 scores={"barrel": 0.91, "benign": 0.09},
+                **decided(0.91),
                 scanned_at="2026-01-06T10:00:00+00:00",
             ),
             10,
@@ -90,6 +97,7 @@ def sample_rows() -> list[Row]:
                 "clear",
                 explanation=clear_words,
                 scores={"barrel": 0.1, "benign": 0.9},
+                **decided(0.1),
                 scanned_at="2026-01-06T11:00:00+00:00",
             ),
             10,
@@ -107,7 +115,13 @@ def sample_rows() -> list[Row]:
             10,
             1_767_700_000 * 10**9,
         ),
-        Row(rec("/srv/up/e.stl", "clear", explanation=clear_words, scores={"barrel": 0.2, "benign": 0.8}), 10, None),
+        Row(
+            rec(
+                "/srv/up/e.stl", "clear", explanation=clear_words, scores={"barrel": 0.2, "benign": 0.8}, **decided(0.2)
+            ),
+            10,
+            None,
+        ),
     ]
 
 
@@ -253,3 +267,50 @@ def test_csv_cells_cannot_be_spreadsheet_formulas(tmp_path: Path) -> None:
     with (tmp_path / "out" / "by_folder.csv").open() as fh:
         folders = sorted(r["folder"] for r in csv.DictReader(fh))
     assert folders == ["'=SUM(1+1)", "ok"]
+
+
+def test_numbers_come_from_fields_never_from_the_explanation() -> None:
+    """Junk explanations (stating other thresholds) change no figure: only the items table's
+    explanation column, which is shown to people and never read."""
+    rows = sample_rows()
+    junk = [
+        Row({**r.record, "explanation": "review threshold 0.99; no signature within its threshold (at most 9.5)"},
+            r.size, r.mtime_ns)
+        for r in rows
+    ]  # fmt: skip
+    a = analyse(Source("results-db", rows, True), period="day", include_paths=True)
+    b = analyse(Source("results-db", junk, True), period="day", include_paths=True)
+    assert b.summary["thresholds"]["review"] == {"values": [0.62], "source": "records"}
+    assert b.summary["thresholds"]["distance"]["values"] == [0.08]
+    a.summary["versions"].pop("software"), b.summary["versions"].pop("software")
+    assert a.summary == b.summary
+    assert a.score_values == b.score_values and a.distances == b.distances
+    drop = list(a.tables["items"].columns).index("explanation")
+    for name, table in a.tables.items():
+        other = b.tables[name].rows
+        if name == "items":
+            assert [r[:drop] for r in table.rows] == [r[:drop] for r in other]
+        else:
+            assert table.rows == other, name
+    items = {r[0]: dict(zip(a.tables["items"].columns, r, strict=True)) for r in a.tables["items"].rows}
+    assert items["/srv/up/alice/a.stl"]["review_score"] == 0.4
+    assert (
+        items["/srv/up/alice/a.stl"]["best_match"] == "ms-1" and items["/srv/up/alice/a.stl"]["best_distance"] == 0.03
+    )
+    assert items["/srv/up/alice/b.obj"]["review_score"] == 0.91 and items["/srv/up/alice/b.obj"]["best_match"] == ""
+
+
+def test_records_stored_before_the_fields() -> None:
+    """Old records: review_score is computed from the ``scores`` field (1 - P(benign)); the
+    thresholds they never recorded as fields are "unknown", not read out of their words."""
+    old = [
+        Row({k: v for k, v in r.record.items() if k not in ("review_score", "review_threshold", "distance_threshold")},
+            r.size, r.mtime_ns)
+        for r in sample_rows()
+    ]  # fmt: skip
+    a = analyse(Source("results-db", old, True), period="day", include_paths=True)
+    assert a.summary["thresholds"]["review"] == {"values": [], "source": "unknown"}
+    assert a.summary["thresholds"]["distance"]["values"] == []
+    assert a.summary["thresholds"]["distance"]["source"] == "unknown"
+    scores = [r[list(a.tables["items"].columns).index("review_score")] for r in a.tables["items"].rows]
+    assert scores == [0.4, 0.91]
