@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scanner import __version__
 from scanner.api import Scanner, Signals
+from scanner.serve.recorder import ServedRecorder
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
 
 RETRY_AFTER_S = 2
@@ -87,6 +88,8 @@ class ServeConfig:
     max_upload_bytes: int = 256 * 1024 * 1024
     api_key_digests: frozenset[bytes] | None = None
     """None: no authentication (the command then binds to loopback only)."""
+    recorder: ServedRecorder | None = None
+    """``--db``: the started writer of the results database that records every served scan."""
 
 
 class LookupSignals(BaseModel):
@@ -216,6 +219,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        if config.recorder is not None:
+            config.recorder.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -281,6 +286,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             "in_flight": admission.running,
             "max_upload_bytes": config.max_upload_bytes,
             "auth": config.api_key_digests is not None,
+            "db": config.recorder is not None,
         }
 
     def scan_work(upload: SpooledUpload) -> dict[str, Any]:
@@ -289,6 +295,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         metrics.scan_seconds.observe(time.monotonic() - started)
         for v in verdicts:
             metrics.verdicts.labels(v.verdict).inc()
+        if config.recorder is not None:
+            config.recorder.submit(upload.sha256, upload.name, upload.size, verdicts)
         return {"records": [v.to_dict() for v in verdicts]}
 
     @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(authorised)],

