@@ -41,6 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scanner import __version__
 from scanner.api import Scanner, Signals
+from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+from scanner.serve.contract import (
+    AUTH_REFUSAL,
+    LOOKUP_REFUSALS,
+    UPLOAD_REFUSALS,
+    HashBody,
+    StatusBody,
+    lookup_responses,
+    scan_responses,
+)
 from scanner.serve.recorder import ServedRecorder
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
 
@@ -92,14 +102,18 @@ class ServeConfig:
     """``--db``: the started writer of the results database that records every served scan."""
 
 
+ROW_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": DESCRIPTOR_SIZE, "maxItems": DESCRIPTOR_SIZE}
+"""One descriptor row as the document states it (the validator below says the same, with reasons)."""
+
+
 class LookupSignals(BaseModel):
     """One mesh's signals, as ``POST /v1/hash`` returns them."""
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
     sha256: str | None = Field(default=None, max_length=64)
     geometry_hash: str = Field(max_length=128)
-    descriptor_version: str = Field(max_length=512)
-    rows: list[list[float]] = Field(min_length=1, max_length=4096)
+    descriptor_version: str = Field(max_length=512, json_schema_extra={"const": DESCRIPTOR_VERSION})
+    rows: list[list[float]] = Field(min_length=1, max_length=4096, json_schema_extra={"items": ROW_SCHEMA})
     row_bodies: list[int] = Field(min_length=1, max_length=4096)
     member: str | None = Field(default=None, max_length=4096)
     triangles: int = Field(default=0, ge=0)
@@ -107,8 +121,6 @@ class LookupSignals(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
-        from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
-
         if self.descriptor_version != DESCRIPTOR_VERSION:
             raise ValueError(
                 f"descriptor_version {self.descriptor_version!r} cannot be compared with {DESCRIPTOR_VERSION!r}"
@@ -208,8 +220,6 @@ class CountRequests:
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
-    from scanner.features import DESCRIPTOR_VERSION
-
     scanner = config.scanner
     admission = Admission(config.workers, config.queue)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
@@ -273,7 +283,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 upload.cleanup()
             admission.leave()
 
-    @app.get("/v1/status", summary="Versions, workers and queue")
+    @app.get("/v1/status", summary="Versions, workers and queue", response_model=StatusBody)
     def status() -> dict[str, Any]:
         return {
             "scanner_version": __version__,
@@ -300,7 +310,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"records": [v.to_dict() for v in verdicts]}
 
     @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(authorised)],
-              openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
+              responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
+              openapi_extra={"requestBody": UPLOAD_BODY, **scan_responses()})  # fmt: skip
     async def scan(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """The records of ``meshscan scan --format json`` for one upload (one per mesh or archive
         member); an upload that cannot be read is a record with verdict ``unscannable``."""
@@ -311,6 +322,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"name": upload.name, "signals": signals, "error": error}
 
     @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(authorised)],
+              response_model=HashBody, responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
               openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
     async def hash_(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """Hashes and descriptor rows of each mesh of the upload; send one to ``/v1/lookup``.
@@ -318,7 +330,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         at all (time or memory limit, a crashed worker)."""
         return await admitted(request, name, hash_work)
 
-    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)])
+    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)],
+              responses=LOOKUP_REFUSALS, openapi_extra=lookup_responses())  # fmt: skip
     def lookup(signals: LookupSignals) -> dict[str, Any]:
         """Matches of the signals against the library: exact identity first, then near duplicates."""
         matches = scanner.lookup(Signals.from_dict(signals.model_dump()))
