@@ -1,5 +1,6 @@
 """The HTTP app: one :class:`scanner.Scanner` (library and model loaded once), scans in a
-bounded pool of threads, each upload scanned in its own forked, limited worker.
+bounded pool of threads, each handing its upload to one of ``workers`` long-lived forked scan
+workers under the limits of ``meshscan scan`` (:mod:`scanner.serve.workers`).
 
 Endpoints (all JSON except ``/metrics``):
 
@@ -53,6 +54,7 @@ from scanner.serve.contract import (
 )
 from scanner.serve.recorder import ServedRecorder
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
+from scanner.serve.workers import ServeWorkers
 
 RETRY_AFTER_S = 2
 """Seconds a refused client is told to wait (``Retry-After``)."""
@@ -92,7 +94,8 @@ def load_api_keys(path: str) -> frozenset[bytes]:
 @dataclass
 class ServeConfig:
     scanner: Scanner
-    """An isolated scanner (``isolated=True``): each upload in a forked worker under the limits."""
+    """The loaded scanner: its library, model and settings (limits) are what the forked scan
+    workers share; ``/v1/hash`` hashes in a fresh forked child per upload."""
     workers: int = 2
     queue: int = 4
     max_upload_bytes: int = 256 * 1024 * 1024
@@ -223,12 +226,16 @@ def create_app(config: ServeConfig) -> FastAPI:
     scanner = config.scanner
     admission = Admission(config.workers, config.queue)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
+    limits = scanner.settings.limits
+    # forked now, before the server has threads; the scanner's loaded library and model are shared
+    workers = ServeWorkers(scanner._context, config.workers, limits.max_seconds, limits.max_memory_bytes)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        workers.close()
         if config.recorder is not None:
             config.recorder.close()
 
@@ -301,7 +308,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     def scan_work(upload: SpooledUpload) -> dict[str, Any]:
         started = time.monotonic()
-        verdicts = scanner.scan(upload.path, name=upload.name)
+        verdicts = workers.scan(upload.path)
+        for v in verdicts:
+            v.path = upload.name  # the client's name, never the temporary file
         metrics.scan_seconds.observe(time.monotonic() - started)
         for v in verdicts:
             metrics.verdicts.labels(v.verdict).inc()
