@@ -32,7 +32,7 @@ def is_loopback(host: str) -> bool:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Uploads scanned at once, each in a forked worker under the time and memory limits.")  # fmt: skip
 @click.option("--queue", type=click.IntRange(min=0), default=None,
-              help="Requests that may wait for a worker (default: 2 x workers); more get 503.")  # fmt: skip
+              help="Requests that may wait for a worker (default: 4 x workers); more get 503.")  # fmt: skip
 @click.option("--max-upload-bytes", type=click.IntRange(min=1), default=256 * 1024 * 1024, show_default=True,
               help="Largest upload accepted; a larger one gets 413 before more of it is read.")  # fmt: skip
 @click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -83,7 +83,7 @@ def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, 
             recorder.start()
         except RecorderError as exc:
             raise CommandError(f"[io-error] {exc}") from None
-    config = ServeConfig(scanner=scanner, workers=workers, queue=2 * workers if queue is None else queue,
+    config = ServeConfig(scanner=scanner, workers=workers, queue=4 * workers if queue is None else queue,
                          max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder)  # fmt: skip
     auth = "API keys required" if digests else "no authentication: loopback only"
     recording = f"; recording to {db_path}" if db_path else ""
