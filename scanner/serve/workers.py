@@ -65,20 +65,22 @@ class ServeWorkers:
         slot = self._idle.get()
         try:
             task = next(self._tasks)
+            timed_out = False
             try:
                 slot.conn.send_bytes(json.dumps([task, path]).encode())
                 ready = wait([slot.conn, slot.process.sentinel], timeout=self.timeout_s)
+                timed_out = not ready
                 if slot.conn in ready or slot.conn.poll():
                     got, records = json.loads(slot.conn.recv_bytes())
                     if got == task:
                         return [Verdict.from_dict(r) for r in records]
             except (EOFError, OSError, ValueError):
                 pass  # a worker that died mid-answer: reported below
-            if slot.process.is_alive():
+            self._retire(slot)  # killed if it still runs; reaped, so its exit code is known
+            if timed_out:
                 reason, detail = LIMIT_TIME, f"no result within {self.timeout_s:g} s"
             else:
                 reason, detail = WORKER_CRASHED, f"the worker process died (exit code {slot.process.exitcode})"
-            self._retire(slot)
             slot = self._spawn()
             self.replaced += 1
             return [unscannable_verdict(path, self.context, UnreadableInput(reason, detail))]
