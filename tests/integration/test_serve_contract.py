@@ -92,6 +92,19 @@ def test_an_unusable_db_is_refused_before_serving(tmp_path: Path) -> None:
     assert "[io-error]" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_scan_over_the_time_limit_is_a_record_and_its_worker_is_replaced(tmp_path: Path) -> None:
+    """--limit-seconds 0.001: no scan can answer in time, so each upload's worker is killed,
+    the upload is an unscannable limit:time record, and a fresh worker takes the next one."""
+    for server in start_server(tmp_path, "--workers", "1", "--limit-seconds", "0.001", "--no-model"):
+        for name in ("first.stl", "second.stl"):
+            status, answer = server.json("POST", f"/v1/scan?name={name}", ENROLLED.read_bytes())
+            assert status == 200, answer
+            (record,) = answer["records"]
+            assert (record["verdict"], record["reason"], record["path"]) == ("unscannable", "limit:time", name)
+        status, answer = server.json("GET", "/v1/status")
+        assert status == 200 and answer["in_flight"] == 0 and answer["queue_depth"] == 0
+
+
 schemathesis = pytest.importorskip("schemathesis", reason="the contract test needs schemathesis (the test extra)")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance  # noqa: E402
