@@ -32,15 +32,18 @@ def is_loopback(host: str) -> bool:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Uploads scanned at once, each in a forked worker under the time and memory limits.")  # fmt: skip
 @click.option("--queue", type=click.IntRange(min=0), default=None,
-              help="Requests that may wait for a worker (default: 2 x workers); more get 503.")  # fmt: skip
+              help="Requests that may wait for a worker (default: 4 x workers); more get 503.")  # fmt: skip
 @click.option("--max-upload-bytes", type=click.IntRange(min=1), default=256 * 1024 * 1024, show_default=True,
               help="Largest upload accepted; a larger one gets 413 before more of it is read.")  # fmt: skip
 @click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of API keys, one per line; requests then need 'Authorization: Bearer KEY'.")  # fmt: skip
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="Record served verdicts in this results database (as scan --db) for review, report.")  # fmt: skip
 @config_options
 def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, no_model: bool,
               review_threshold: float | None, threshold: float | None, workers: int, queue: int | None,
-              max_upload_bytes: int, api_key_file: str | None, config_path: str | None, **kw: Any) -> None:  # fmt: skip
+              max_upload_bytes: int, api_key_file: str | None, db_path: str | None, config_path: str | None,
+              **kw: Any) -> None:  # fmt: skip
     """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.
 
     The library and model are loaded once. Every upload is streamed to a temporary file and
@@ -71,12 +74,26 @@ def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, 
 
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
     scanner = Scanner(library=context.library, model=context.model, settings=context.settings, isolated=True)
-    config = ServeConfig(scanner=scanner, workers=workers, queue=2 * workers if queue is None else queue,
-                         max_upload_bytes=max_upload_bytes, api_key_digests=digests)  # fmt: skip
+    recorder = None
+    if db_path:
+        from scanner.serve.recorder import RecorderError, ServedRecorder
+
+        recorder = ServedRecorder(db_path)
+        try:
+            recorder.start()
+        except RecorderError as exc:
+            raise CommandError(f"[io-error] {exc}") from None
+    config = ServeConfig(scanner=scanner, workers=workers, queue=4 * workers if queue is None else queue,
+                         max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder)  # fmt: skip
     auth = "API keys required" if digests else "no authentication: loopback only"
+    recording = f"; recording to {db_path}" if db_path else ""
     click.echo(
         f"meshscan serve: http://{host}:{port} ({auth}; {workers} worker(s), queue {config.queue}; "
-        f"library {context.library_version}, model {context.model_version})",
+        f"library {context.library_version}, model {context.model_version}{recording})",
         err=True,
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if recorder is not None:
+            recorder.close()

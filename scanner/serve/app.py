@@ -1,5 +1,6 @@
 """The HTTP app: one :class:`scanner.Scanner` (library and model loaded once), scans in a
-bounded pool of threads, each upload scanned in its own forked, limited worker.
+bounded pool of threads, each handing its upload to one of ``workers`` long-lived forked scan
+workers under the limits of ``meshscan scan`` (:mod:`scanner.serve.workers`).
 
 Endpoints (all JSON except ``/metrics``):
 
@@ -41,7 +42,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scanner import __version__
 from scanner.api import Scanner, Signals
+from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+from scanner.serve.contract import (
+    AUTH_REFUSAL,
+    LOOKUP_REFUSALS,
+    UPLOAD_REFUSALS,
+    HashBody,
+    StatusBody,
+    lookup_responses,
+    scan_responses,
+)
+from scanner.serve.recorder import ServedRecorder
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
+from scanner.serve.workers import ServeWorkers
 
 RETRY_AFTER_S = 2
 """Seconds a refused client is told to wait (``Retry-After``)."""
@@ -81,12 +94,19 @@ def load_api_keys(path: str) -> frozenset[bytes]:
 @dataclass
 class ServeConfig:
     scanner: Scanner
-    """An isolated scanner (``isolated=True``): each upload in a forked worker under the limits."""
+    """The loaded scanner: its library, model and settings (limits) are what the forked scan
+    workers share; ``/v1/hash`` hashes in a fresh forked child per upload."""
     workers: int = 2
     queue: int = 4
     max_upload_bytes: int = 256 * 1024 * 1024
     api_key_digests: frozenset[bytes] | None = None
     """None: no authentication (the command then binds to loopback only)."""
+    recorder: ServedRecorder | None = None
+    """``--db``: the started writer of the results database that records every served scan."""
+
+
+ROW_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": DESCRIPTOR_SIZE, "maxItems": DESCRIPTOR_SIZE}
+"""One descriptor row as the document states it (the validator below says the same, with reasons)."""
 
 
 class LookupSignals(BaseModel):
@@ -95,8 +115,8 @@ class LookupSignals(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
     sha256: str | None = Field(default=None, max_length=64)
     geometry_hash: str = Field(max_length=128)
-    descriptor_version: str = Field(max_length=512)
-    rows: list[list[float]] = Field(min_length=1, max_length=4096)
+    descriptor_version: str = Field(max_length=512, json_schema_extra={"const": DESCRIPTOR_VERSION})
+    rows: list[list[float]] = Field(min_length=1, max_length=4096, json_schema_extra={"items": ROW_SCHEMA})
     row_bodies: list[int] = Field(min_length=1, max_length=4096)
     member: str | None = Field(default=None, max_length=4096)
     triangles: int = Field(default=0, ge=0)
@@ -104,8 +124,6 @@ class LookupSignals(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
-        from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
-
         if self.descriptor_version != DESCRIPTOR_VERSION:
             raise ValueError(
                 f"descriptor_version {self.descriptor_version!r} cannot be compared with {DESCRIPTOR_VERSION!r}"
@@ -205,17 +223,21 @@ class CountRequests:
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
-    from scanner.features import DESCRIPTOR_VERSION
-
     scanner = config.scanner
     admission = Admission(config.workers, config.queue)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
+    limits = scanner.settings.limits
+    # forked now, before the server has threads; the scanner's loaded library and model are shared
+    workers = ServeWorkers(scanner._context, config.workers, limits.max_seconds, limits.max_memory_bytes)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        workers.close()
+        if config.recorder is not None:
+            config.recorder.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -268,7 +290,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 upload.cleanup()
             admission.leave()
 
-    @app.get("/v1/status", summary="Versions, workers and queue")
+    @app.get("/v1/status", summary="Versions, workers and queue", response_model=StatusBody)
     def status() -> dict[str, Any]:
         return {
             "scanner_version": __version__,
@@ -281,18 +303,24 @@ def create_app(config: ServeConfig) -> FastAPI:
             "in_flight": admission.running,
             "max_upload_bytes": config.max_upload_bytes,
             "auth": config.api_key_digests is not None,
+            "db": config.recorder is not None,
         }
 
     def scan_work(upload: SpooledUpload) -> dict[str, Any]:
         started = time.monotonic()
-        verdicts = scanner.scan(upload.path, name=upload.name)
+        verdicts = workers.scan(upload.path)
+        for v in verdicts:
+            v.path = upload.name  # the client's name, never the temporary file
         metrics.scan_seconds.observe(time.monotonic() - started)
         for v in verdicts:
             metrics.verdicts.labels(v.verdict).inc()
+        if config.recorder is not None:
+            config.recorder.submit(upload.sha256, upload.name, upload.size, verdicts)
         return {"records": [v.to_dict() for v in verdicts]}
 
     @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(authorised)],
-              openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
+              responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
+              openapi_extra={"requestBody": UPLOAD_BODY, **scan_responses()})  # fmt: skip
     async def scan(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """The records of ``meshscan scan --format json`` for one upload (one per mesh or archive
         member); an upload that cannot be read is a record with verdict ``unscannable``."""
@@ -303,6 +331,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"name": upload.name, "signals": signals, "error": error}
 
     @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(authorised)],
+              response_model=HashBody, responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
               openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
     async def hash_(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """Hashes and descriptor rows of each mesh of the upload; send one to ``/v1/lookup``.
@@ -310,7 +339,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         at all (time or memory limit, a crashed worker)."""
         return await admitted(request, name, hash_work)
 
-    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)])
+    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)],
+              responses=LOOKUP_REFUSALS, openapi_extra=lookup_responses())  # fmt: skip
     def lookup(signals: LookupSignals) -> dict[str, Any]:
         """Matches of the signals against the library: exact identity first, then near duplicates."""
         matches = scanner.lookup(Signals.from_dict(signals.model_dump()))

@@ -8,6 +8,7 @@ parser, or a raw body (any other content type) named by ``?name=``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -33,6 +34,8 @@ class SpooledUpload:
     """The name the client gave (the multipart filename or ``?name=``), used as the record's path."""
     size: int
     tmpdir: tempfile.TemporaryDirectory[str]
+    sha256: str = ""
+    """The sha256 of the upload's bytes, hashed as they arrived (``serve --db`` keys on it)."""
 
     def cleanup(self) -> None:
         self.tmpdir.cleanup()
@@ -85,13 +88,15 @@ async def _spool(
     if mime != b"multipart/form-data":
         name = query_name or "upload"
         path = os.path.join(tmpdir.name, "upload" + safe_suffix(name))
+        digest = hashlib.sha256()
         with open(path, "wb") as out:
             async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
                     raise _too_large(limit)
                 out.write(chunk)
-        return SpooledUpload(path, name, received, tmpdir)
+                digest.update(chunk)
+        return SpooledUpload(path, name, received, tmpdir, digest.hexdigest())
 
     boundary = params.get(b"boundary")
     if not boundary:
@@ -113,7 +118,8 @@ async def _spool(
         state.close()
     if state.file_path is None:
         raise UploadError(400, "bad-request", f"multipart body without a '{UPLOAD_FIELD}' field")
-    return SpooledUpload(state.file_path, state.file_name or "upload", state.file_size, tmpdir)
+    name = state.file_name or "upload"
+    return SpooledUpload(state.file_path, name, state.file_size, tmpdir, state.digest.hexdigest())
 
 
 def _too_large(limit: int) -> UploadError:
@@ -133,6 +139,7 @@ class _MultipartState:
         self.file_path: str | None = None
         self.file_name: str | None = None
         self.file_size = 0
+        self.digest = hashlib.sha256()
 
     def callbacks(self) -> dict:
         def on_part_begin() -> None:
@@ -160,6 +167,7 @@ class _MultipartState:
         def on_part_data(data: bytes, start: int, end: int) -> None:
             if self.out is not None:
                 self.out.write(data[start:end])
+                self.digest.update(data[start:end])
                 self.file_size += end - start
 
         def on_part_end() -> None:
