@@ -28,8 +28,9 @@ from scanner.pipeline import ScanContext, scan_one, unscannable_verdict
 from scanner.verdict import Verdict
 
 FAULT_INJECTION_ENV = "MESHSCAN_FAULT_INJECT"
-"""Testing hook: ``crash:NAME`` makes a worker abort on a file whose base name is NAME, so the
-crash path can be tested without a real crashing input."""
+"""Testing hook: ``crash:NAME`` makes a worker abort on a file whose base name is NAME, and
+``hang:NAME`` makes it never finish, so the crash and time-limit paths can be tested without a
+real crashing or hanging input."""
 
 
 @dataclass
@@ -69,6 +70,8 @@ def scan_contained(path: str, context: ScanContext, fault: str = "") -> list[Ver
     verdict, never the worker's end. ``fault`` is the FAULT_INJECTION_ENV testing hook."""
     if fault == f"crash:{os.path.basename(path)}":
         os.abort()
+    if fault == f"hang:{os.path.basename(path)}":
+        time.sleep(3600)  # a file that never finishes: only the time limit ends it
     try:
         return scan_one(path, context)
     except MemoryError:

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trimesh
 
+from scanner.workers import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 from tests.integration.test_serve import BENIGN, ENROLLED, Server, multipart, start_server
 
@@ -93,19 +95,24 @@ def test_an_unusable_db_is_refused_before_serving(tmp_path: Path) -> None:
 
 
 def test_a_scan_over_the_time_limit_is_a_record_and_its_worker_is_replaced(tmp_path: Path) -> None:
-    """--limit-seconds 0.001: no scan can answer in time, so each upload's worker is killed,
-    the upload is an unscannable limit:time record, and a fresh worker takes the next one."""
-    for server in start_server(tmp_path, "--workers", "1", "--limit-seconds", "0.001", "--no-model"):
+    """An upload that never finishes (the workers' `hang:` testing hook on the spooled name
+    `upload.stl`) is an unscannable limit:time record after --limit-seconds; its worker is
+    replaced, and a fresh worker takes the next upload (a `.off` one, which does not hang)."""
+    env = {FAULT_INJECTION_ENV: "hang:upload.stl"}
+    for server in start_server(tmp_path, "--workers", "1", "--limit-seconds", "1", "--no-model", env=env):
         for name in ("first.stl", "second.stl"):
             status, answer = server.json("POST", f"/v1/scan?name={name}", ENROLLED.read_bytes())
             assert status == 200, answer
             (record,) = answer["records"]
             assert (record["verdict"], record["reason"], record["path"]) == ("unscannable", "limit:time", name)
+        off = trimesh.load(ENROLLED, force="mesh").export(file_type="off").encode()
+        status, answer = server.json("POST", "/v1/scan?name=third.off", off)
+        assert status == 200 and answer["records"][0]["verdict"] == "flag", answer
         status, answer = server.json("GET", "/v1/status")
         assert status == 200 and answer["in_flight"] == 0 and answer["queue_depth"] == 0
 
 
-schemathesis = pytest.importorskip("schemathesis", reason="the contract test needs schemathesis (the test extra)")
+import schemathesis  # noqa: E402 - the test extra installs it
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance  # noqa: E402
 
