@@ -564,7 +564,17 @@ def _atomic_npy(path: Path, array: np.ndarray) -> None:
 
 
 def shipped_library_path() -> Path:
-    """The demo library that ships with meshscan (``signatures/`` in the source tree)."""
+    """The demo library that ships with meshscan (``signatures/`` in the source tree).
+
+    An installed meshscan has it as the package-data mapping ``scanner._shipped``. A process
+    that imports ``scanner`` from a source tree instead - a Dask worker or a guarded child
+    started inside a clone, where the working directory comes first on ``sys.path``, or
+    ``PYTHONPATH=.`` - has no ``scanner._shipped`` (the mapping exists only in an install), so
+    the library is then the tree's own ``signatures/`` folder beside ``scanner/``. Each process
+    resolves this for itself, so workers on other machines use their own copy."""
     from importlib.resources import files
 
-    return Path(str(files("scanner._shipped")))
+    try:
+        return Path(str(files("scanner._shipped")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "signatures"

@@ -356,10 +356,11 @@ class _FastForest:
 
 
 def shipped_model_path() -> Path:
-    """The demo model that ships with meshscan (``signatures/model/`` in the source tree)."""
-    from importlib.resources import files
+    """The demo model that ships with meshscan (``signatures/model/`` in the source tree):
+    inside the shipped library, so found the same way in an install or a source tree."""
+    from scanner.library import shipped_library_path
 
-    return Path(str(files("scanner._shipped"))) / "model"
+    return shipped_library_path() / "model"
 
 
 def load_model(path: str | os.PathLike[str] | None = None) -> ComponentModel:
