@@ -26,8 +26,9 @@ class ReloadAttemptBody(BaseModel):
     at: str = Field(description="When the attempt ended (UTC, ISO 8601)")
     trigger: str = Field(description="SIGHUP, or 'manifest changed'")
     ok: bool = Field(description="False: the library was refused and the previous one is still in use")
+    swapped: bool = Field(description="A new library is in use (ok and not swapped: the version was unchanged)")
     library_version: str | None
-    error: str | None = Field(description="Why it was refused (or 'unchanged' when nothing was swapped)")
+    error: str | None = Field(description="Why it was refused, with a reason code ([library], [internal])")
 
 
 class LibraryReloadBody(BaseModel):

@@ -54,6 +54,8 @@ class ReloadAttempt:
     at: str
     trigger: str
     ok: bool
+    swapped: bool = False
+    """ok and a new library is in use (ok and not swapped: the folder holds the running version)."""
     library_version: str | None = None
     """The version loaded (ok), or the one that was on disk when it was refused, if known."""
     error: str | None = None
@@ -105,6 +107,8 @@ class LibraryHolder:
                     self._retired.remove(gen)
             if done:
                 gen.workers.close()
+                log.info("meshscan serve: workers of library %s stopped: their last request was answered",
+                         gen.scanner.library_version)  # fmt: skip
 
     def reload(self, trigger: str) -> ReloadAttempt:
         """Load the library folder again and swap it in; refuse it (keeping the running one) if it
@@ -121,7 +125,7 @@ class LibraryHolder:
                 if len(lib) == 0:
                     raise LibraryError(f"library {self.library_path} holds no signatures: not swapping it in")
                 if version == old.scanner.library_version:
-                    attempt = ReloadAttempt(_now(), trigger, True, version, "unchanged: the running library is kept")
+                    attempt = ReloadAttempt(_now(), trigger, True, False, version)
                 else:
                     scanner = Scanner(library=lib, model=old.scanner._context.model, settings=old.scanner.settings,
                                       isolated=True)  # fmt: skip
@@ -134,17 +138,19 @@ class LibraryHolder:
                             self._retired.append(old)
                     if idle:
                         old.workers.close()
-                    attempt = ReloadAttempt(gen.loaded_at, trigger, True, version)
+                        log.info("meshscan serve: workers of library %s stopped: they were idle",
+                                 old.scanner.library_version)  # fmt: skip
+                    attempt = ReloadAttempt(gen.loaded_at, trigger, True, True, version)
             except LibraryError as exc:
-                attempt = ReloadAttempt(_now(), trigger, False, version, f"[library] {exc}")
+                attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[library] {exc}")
             except Exception as exc:  # noqa: BLE001 - a reload must never take the server down
-                attempt = ReloadAttempt(_now(), trigger, False, version, f"[internal] {exc!r}")
+                attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[internal] {exc!r}")
             with self._lock:
                 self.attempts += 1
                 self.last = attempt
         if attempt.ok:
-            log.warning("meshscan serve: library reload (%s): %s %s", trigger, attempt.library_version,
-                        attempt.error or f"swapped in (was {old.scanner.library_version})")  # fmt: skip
+            outcome = f"swapped in (was {old.scanner.library_version})" if attempt.swapped else "unchanged"
+            log.info("meshscan serve: library reload (%s): %s %s", trigger, attempt.library_version, outcome)
         else:
             log.error("meshscan serve: library reload (%s) refused, keeping %s: %s", trigger,
                       old.scanner.library_version, attempt.error)  # fmt: skip

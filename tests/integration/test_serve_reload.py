@@ -91,7 +91,7 @@ def test_sighup_swaps_in_the_new_library_and_refuses_a_corrupt_one(tmp_path: Pat
         after = wait_for(server, lambda s: s["library_version"] != old_version, "the library was not reloaded")
         assert slow.is_alive(), "the in-flight request must still be running when the swap is done"
         last = after["library_reload"]["last"]
-        assert last["ok"] is True and last["trigger"] == "SIGHUP"
+        assert last["ok"] is True and last["swapped"] is True and last["trigger"] == "SIGHUP"
         assert last["library_version"] == after["library_version"]
         assert after["library_loaded_at"] >= before["library_loaded_at"]
 
@@ -105,13 +105,17 @@ def test_sighup_swaps_in_the_new_library_and_refuses_a_corrupt_one(tmp_path: Pat
         # answered, by the old generation's worker, with the library it started with
         assert in_flight["verdict"] == "unscannable" and in_flight["reason"] == "limit:time"
         assert in_flight["library_version"] == old_version
+        wait_for(server, lambda s: f"workers of library {old_version} stopped" in server.log.read_text(),
+                 "the old workers were not stopped after their last request")  # fmt: skip
 
         # a corrupt library is refused: the running one stays and /v1/status says why
         (library / "signatures.json").write_bytes(b"garbage, not the checksummed content")
         server.proc.send_signal(signal.SIGHUP)
         refused = wait_for(server, lambda s: s["library_reload"]["attempts"] == 2, "the corrupt library was not tried")
         last = refused["library_reload"]["last"]
-        assert last["ok"] is False and "failed verification" in last["error"] and "signatures.json" in last["error"]
+        assert last["ok"] is False and last["swapped"] is False
+        assert last["error"].startswith("[library]") and "failed verification" in last["error"]
+        assert "signatures.json" in last["error"]
         assert refused["library_version"] == after["library_version"]
         assert refused["library_loaded_at"] == after["library_loaded_at"]
         assert scan_one(server, SECOND.name, SECOND.read_bytes())["verdict"] == "flag"
