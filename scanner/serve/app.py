@@ -55,7 +55,7 @@ from scanner.serve.contract import (
     scan_responses,
 )
 from scanner.serve.recorder import ServedRecorder
-from scanner.serve.reload import LibraryHolder
+from scanner.serve.reload import LibraryHolder, ReloadAttempt
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
 
 RETRY_AFTER_S = 2
@@ -197,6 +197,12 @@ class Metrics:
                                 registry=self.registry)  # fmt: skip
         self.refused = Counter("meshscan_serve_refused", "Requests refused because the queue was full",
                                registry=self.registry)  # fmt: skip
+        self.library_reloads = Counter("meshscan_serve_library_reloads", "Library reload attempts by result "
+                                       "(swapped, unchanged, refused)", ["result"], registry=self.registry)  # fmt: skip
+
+    def count_reload(self, attempt: ReloadAttempt) -> None:
+        result = "refused" if not attempt.ok else "swapped" if attempt.swapped else "unchanged"
+        self.library_reloads.labels(result).inc()
 
 
 KNOWN_PATHS = ("/v1/status", "/v1/scan", "/v1/hash", "/v1/lookup", "/metrics", "/openapi.json", "/docs")
@@ -234,8 +240,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
     # the first workers are forked now, before the server has threads; the scanner's loaded library
     # and model are shared. A reload forks the next generation beside them (scanner.serve.reload).
-    holder = LibraryHolder(config.scanner, config.workers, config.library_path, config.reload_poll_seconds)
     metrics = Metrics()
+    holder = LibraryHolder(config.scanner, config.workers, config.library_path, config.reload_poll_seconds,
+                           on_attempt=metrics.count_reload)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,10 +68,13 @@ class LibraryHolder:
     """The current generation, swapped by :meth:`reload`; :meth:`use` lends it to one request."""
 
     def __init__(self, scanner: Scanner, workers: int, library_path: str | os.PathLike[str] | None,
-                 poll_seconds: float = 0.0) -> None:  # fmt: skip
+                 poll_seconds: float = 0.0,
+                 on_attempt: Callable[[ReloadAttempt], None] | None = None) -> None:  # fmt: skip
         self.n_workers = workers
         self.library_path = Path(library_path) if library_path is not None else None
         self.poll_seconds = poll_seconds
+        self.on_attempt = on_attempt
+        """Called with each attempt's outcome (the server counts them in /metrics)."""
         self.attempts = 0
         self.last: ReloadAttempt | None = None
         self._lock = threading.Lock()
@@ -148,6 +151,8 @@ class LibraryHolder:
             with self._lock:
                 self.attempts += 1
                 self.last = attempt
+        if self.on_attempt is not None:
+            self.on_attempt(attempt)
         if attempt.ok:
             outcome = f"swapped in (was {old.scanner.library_version})" if attempt.swapped else "unchanged"
             log.info("meshscan serve: library reload (%s): %s %s", trigger, attempt.library_version, outcome)

@@ -133,6 +133,20 @@ def test_a_changed_manifest_is_reloaded_without_a_signal(tmp_path: Path, library
         assert after["library_reload"]["last"]["trigger"] == "manifest changed"
         assert scan_one(server, SECOND.name, SECOND.read_bytes())["verdict"] == "flag"
 
+        # a valid but empty library (every signature gone) is refused: never an empty library
+        from scanner.library import SignatureLibrary
+
+        SignatureLibrary.create(library, name="emptied").save(library)
+        refused = wait_for(server, lambda s: s["library_reload"]["attempts"] == 2, "the emptied manifest was missed")
+        last = refused["library_reload"]["last"]
+        assert last["ok"] is False and "holds no signatures" in last["error"]
+        assert refused["library_version"] == after["library_version"]
+        assert scan_one(server, SECOND.name, SECOND.read_bytes())["verdict"] == "flag"
+        status, _, metrics = server.request("GET", "/metrics")
+        assert status == 200
+        assert b'meshscan_serve_library_reloads_total{result="swapped"} 1.0' in metrics
+        assert b'meshscan_serve_library_reloads_total{result="refused"} 1.0' in metrics
+
 
 def test_reloading_is_opt_in(tmp_path: Path, library: Path) -> None:
     """The flag is opt-in: status says reloading is off."""
