@@ -22,6 +22,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def log_reloads() -> None:
+    """Reload outcomes (swapped in, refused and why) go to stderr, beside uvicorn's warnings."""
+    import logging
+
+    logger = logging.getLogger("meshscan.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback needs --api-key-file.")  # fmt: skip
@@ -39,16 +52,24 @@ def is_loopback(host: str) -> bool:
               help="File of API keys, one per line; requests then need 'Authorization: Bearer KEY'.")  # fmt: skip
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Record served verdicts in this results database (as scan --db) for review, report.")  # fmt: skip
+@click.option("--reload-library", is_flag=True,
+              help="On SIGHUP (and when the library's manifest.json changes) load the library again and swap "
+                   "it in without dropping requests; one failing verification is refused and logged.")  # fmt: skip
+@click.option("--reload-poll", "reload_poll", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="With --reload-library: seconds between checks of manifest.json (0: on SIGHUP only).")  # fmt: skip
 @config_options
 def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, no_model: bool,
               review_threshold: float | None, threshold: float | None, workers: int, queue: int | None,
-              max_upload_bytes: int, api_key_file: str | None, db_path: str | None, config_path: str | None,
-              **kw: Any) -> None:  # fmt: skip
+              max_upload_bytes: int, api_key_file: str | None, db_path: str | None, reload_library: bool,
+              reload_poll: float, config_path: str | None, **kw: Any) -> None:  # fmt: skip
     """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.
 
     The library and model are loaded once. Every upload is streamed to a temporary file and
     scanned in a forked worker under the limits of `meshscan scan`. Without --api-key-file the
-    server answers on loopback only. Needs the serve extra: pip install 'meshscan[serve]'.
+    server answers on loopback only. With --reload-library, `kill -HUP` makes the server load
+    the library folder again: requests in flight finish with the old library, new ones get the
+    new one, and a library that fails verification is refused (the old one stays; /v1/status
+    says so). Needs the serve extra: pip install 'meshscan[serve]'.
     """
     try:
         import uvicorn
@@ -83,10 +104,20 @@ def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, 
             recorder.start()
         except RecorderError as exc:
             raise CommandError(f"[io-error] {exc}") from None
+    library_path = None
+    if reload_library:
+        from scanner.library import shipped_library_path
+
+        library_path = str(library or shipped_library_path())
+        log_reloads()
     config = ServeConfig(scanner=scanner, workers=workers, queue=4 * workers if queue is None else queue,
-                         max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder)  # fmt: skip
+                         max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder,
+                         library_path=library_path, reload_poll_seconds=reload_poll)  # fmt: skip
     auth = "API keys required" if digests else "no authentication: loopback only"
     recording = f"; recording to {db_path}" if db_path else ""
+    if reload_library:
+        polled = f", or when its manifest changes (checked every {reload_poll:g} s)" if reload_poll else ""
+        recording += f"; library reloaded on SIGHUP{polled}"
     click.echo(
         f"meshscan serve: http://{host}:{port} ({auth}; {workers} worker(s), queue {config.queue}; "
         f"library {context.library_version}, model {context.model_version}{recording})",

@@ -4,7 +4,8 @@ workers under the limits of ``meshscan scan`` (:mod:`scanner.serve.workers`).
 
 Endpoints (all JSON except ``/metrics``):
 
-- ``GET /v1/status``: versions (scanner, library, descriptor, model), workers, queue.
+- ``GET /v1/status``: versions (scanner, library, descriptor, model), when the library was
+  loaded and the last reload attempt (``--reload-library``), workers, queue.
 - ``POST /v1/scan``: an upload (multipart field ``file``, or a raw body with ``?name=``) ->
   ``{"records": [...]}``, the records of ``meshscan scan --format json``.
 - ``POST /v1/hash``: the same upload -> ``{"signals": [...]}``, hashes and descriptor rows
@@ -29,6 +30,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -53,8 +55,8 @@ from scanner.serve.contract import (
     scan_responses,
 )
 from scanner.serve.recorder import ServedRecorder
+from scanner.serve.reload import LibraryHolder, ReloadAttempt
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
-from scanner.serve.workers import ServeWorkers
 
 RETRY_AFTER_S = 2
 """Seconds a refused client is told to wait (``Retry-After``)."""
@@ -103,6 +105,11 @@ class ServeConfig:
     """None: no authentication (the command then binds to loopback only)."""
     recorder: ServedRecorder | None = None
     """``--db``: the started writer of the results database that records every served scan."""
+    library_path: str | None = None
+    """``--reload-library``: the library folder to load again on SIGHUP (None: never reloaded)."""
+    reload_poll_seconds: float = 0.0
+    """``--reload-library``: also reload when the folder's manifest.json changes, checked this
+    often (0: on SIGHUP only)."""
 
 
 ROW_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": DESCRIPTOR_SIZE, "maxItems": DESCRIPTOR_SIZE}
@@ -190,6 +197,12 @@ class Metrics:
                                 registry=self.registry)  # fmt: skip
         self.refused = Counter("meshscan_serve_refused", "Requests refused because the queue was full",
                                registry=self.registry)  # fmt: skip
+        self.library_reloads = Counter("meshscan_serve_library_reloads", "Library reload attempts by result "
+                                       "(swapped, unchanged, refused)", ["result"], registry=self.registry)  # fmt: skip
+
+    def count_reload(self, attempt: ReloadAttempt) -> None:
+        result = "refused" if not attempt.ok else "swapped" if attempt.swapped else "unchanged"
+        self.library_reloads.labels(result).inc()
 
 
 KNOWN_PATHS = ("/v1/status", "/v1/scan", "/v1/hash", "/v1/lookup", "/metrics", "/openapi.json", "/docs")
@@ -223,19 +236,24 @@ class CountRequests:
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
-    scanner = config.scanner
     admission = Admission(config.workers, config.queue)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
-    limits = scanner.settings.limits
-    # forked now, before the server has threads; the scanner's loaded library and model are shared
-    workers = ServeWorkers(scanner._context, config.workers, limits.max_seconds, limits.max_memory_bytes)
+    # the first workers are forked now, before the server has threads; the scanner's loaded library
+    # and model are shared. A reload forks the next generation beside them (scanner.serve.reload).
     metrics = Metrics()
+    holder = LibraryHolder(config.scanner, config.workers, config.library_path, config.reload_poll_seconds,
+                           on_attempt=metrics.count_reload)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if holder.enabled:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, holder.request, "SIGHUP")
+            holder.start()
         yield
+        if holder.enabled:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         executor.shutdown(wait=False, cancel_futures=True)
-        workers.close()
+        holder.close()
         if config.recorder is not None:
             config.recorder.close()
 
@@ -246,6 +264,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         description="Scan 3D model uploads for blueprints of essential firearm components, for human review.",
     )
     app.state.config, app.state.admission, app.state.metrics = config, admission, metrics
+    app.state.library = holder
     app.add_middleware(CountRequests, metrics=metrics)
 
     def authorised(request: Request) -> None:
@@ -292,11 +311,14 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/status", summary="Versions, workers and queue", response_model=StatusBody)
     def status() -> dict[str, Any]:
+        library = holder.status()
         return {
             "scanner_version": __version__,
-            "library_version": scanner.library_version,
+            "library_version": library["library_version"],
+            "library_loaded_at": library["library_loaded_at"],
+            "library_reload": library["library_reload"],
             "descriptor_version": DESCRIPTOR_VERSION,
-            "model_version": scanner.model_version,
+            "model_version": holder.current.scanner.model_version,
             "workers": config.workers,
             "queue_capacity": config.queue,
             "queue_depth": admission.depth,
@@ -308,7 +330,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     def scan_work(upload: SpooledUpload) -> dict[str, Any]:
         started = time.monotonic()
-        verdicts = workers.scan(upload.path)
+        with holder.use() as gen:  # a reload meanwhile: this upload finishes with this library
+            verdicts = gen.workers.scan(upload.path)
         for v in verdicts:
             v.path = upload.name  # the client's name, never the temporary file
         metrics.scan_seconds.observe(time.monotonic() - started)
@@ -327,7 +350,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         return await admitted(request, name, scan_work)
 
     def hash_work(upload: SpooledUpload) -> dict[str, Any]:
-        signals, error = isolated_hash(scanner, upload.path)
+        with holder.use() as gen:
+            signals, error = isolated_hash(gen.scanner, upload.path)
         return {"name": upload.name, "signals": signals, "error": error}
 
     @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(authorised)],
@@ -343,7 +367,8 @@ def create_app(config: ServeConfig) -> FastAPI:
               responses=LOOKUP_REFUSALS, openapi_extra=lookup_responses())  # fmt: skip
     def lookup(signals: LookupSignals) -> dict[str, Any]:
         """Matches of the signals against the library: exact identity first, then near duplicates."""
-        matches = scanner.lookup(Signals.from_dict(signals.model_dump()))
+        with holder.use() as gen:
+            matches = gen.scanner.lookup(Signals.from_dict(signals.model_dump()))
         return {"matches": [dict(m.__dict__) for m in matches]}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -22,9 +22,27 @@ class ErrorBody(BaseModel):
     reason: str | None = Field(default=None, description="busy, limit:upload-bytes, bad-request; absent on 401")
 
 
+class ReloadAttemptBody(BaseModel):
+    at: str = Field(description="When the attempt ended (UTC, ISO 8601)")
+    trigger: str = Field(description="SIGHUP, or 'manifest changed'")
+    ok: bool = Field(description="False: the library was refused and the previous one is still in use")
+    swapped: bool = Field(description="A new library is in use (ok and not swapped: the version was unchanged)")
+    library_version: str | None
+    error: str | None = Field(description="Why it was refused, with a reason code ([library], [internal])")
+
+
+class LibraryReloadBody(BaseModel):
+    enabled: bool = Field(description="--reload-library was given")
+    poll_seconds: float | None
+    attempts: int
+    last: ReloadAttemptBody | None
+
+
 class StatusBody(BaseModel):
     scanner_version: str
     library_version: str | None
+    library_loaded_at: str = Field(description="When the library in use was loaded (UTC, ISO 8601)")
+    library_reload: LibraryReloadBody
     descriptor_version: str
     model_version: str | None
     workers: int
