@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))  # for scanner and fixtures when run from a checko
 import trimesh  # noqa: E402
 
 import scanner  # noqa: E402
+from fixtures.evasions import random_rotation  # noqa: E402
 from scanner.config import MatchSettings  # noqa: E402
 from scanner.features import describe  # noqa: E402
 from scanner.features.reference import nearest_reference_distance, row_thresholds  # noqa: E402
@@ -97,14 +98,6 @@ def to_trimesh(mesh: Mesh) -> trimesh.Trimesh:
 
 def from_trimesh(tm: trimesh.Trimesh, name: str) -> Mesh:
     return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces), source=name)
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def variants(mesh: Mesh, other: Mesh, rng: np.random.Generator, tmp: Path) -> dict[str, Mesh]:
