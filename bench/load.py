@@ -305,6 +305,11 @@ def run_child(tool: str, inp: Input | None, timeout: float, import_only: bool = 
     cmd += ["--child-format", inp.fmt if inp else "none", "--child-path", str(inp.path) if inp else "none"]
     if import_only:
         cmd.append("--import-only")
+    return child_result(cmd, timeout)
+
+
+def child_result(cmd: list[str], timeout: float) -> dict:
+    """Run a bench child and return the JSON it prints after ``BENCH-RESULT`` (or an error)."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:

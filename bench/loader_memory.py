@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import lumpy_torus, peak_rss_mib, print_table, write_stl_ascii  # noqa: E402
+from load import child_result, lumpy_torus, peak_rss_mib, print_table, write_stl_ascii  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORKDIR = REPO / "bench" / "out" / "loader_memory"
@@ -191,15 +190,7 @@ def run_child(tool: str, path: Path | None, timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool]
     if path is not None:
         cmd += ["--child-path", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout {timeout:g}s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH-RESULT "):
-            return json.loads(line[len("BENCH-RESULT ") :])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"exit {proc.returncode}: {tail[:80]}"}
+    return child_result(cmd, timeout)
 
 
 def log(msg: str) -> None:
