@@ -251,6 +251,10 @@ class Mesh:
     def surface(self) -> Mesh:
         """The mesh without degenerate and repeated triangles (itself when it has none): the
         surface that descriptors read and that bodies are found in."""
+        return self._surface
+
+    @cached_property
+    def _surface(self) -> Mesh:
         keep = self.surface_mask
         if keep.all():
             return self
@@ -262,6 +266,7 @@ class Mesh:
             format=self.format,
         )
         out.__dict__["corner_keys"] = self.corner_keys[keep]
+        out.__dict__["surface_mask"] = np.ones(out.triangle_count, dtype=bool)  # clean by construction
         return out
 
     @cached_property
