@@ -127,6 +127,9 @@ def _round_robin(rows: list[tuple[str, str, str]], order: tuple[str, ...], n: in
     return out
 
 
+_INDEXES: dict[tuple, object] = {}
+
+
 def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
     """Descriptor distance from the upload to signature ``sig`` (min over rows and members);
     NaN when the matcher no longer exposes it this way (the verdict is what counts)."""
@@ -134,7 +137,10 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
         from scanner.features import describe
         from scanner.matching import Matcher
 
-        index = Matcher.build(lib).descriptors
+        key = (id(lib), lib.library_version, len(lib.rows))  # one matcher per library, not per upload
+        if key not in _INDEXES:
+            _INDEXES[key] = Matcher.build(lib).descriptors
+        index = _INDEXES[key]
         best = math.inf
         for r in iter_meshes(path):
             if r.mesh is not None and r.mesh.triangle_count:

@@ -130,17 +130,25 @@ class Scanner:
     def hash(self, upload: str | os.PathLike[str]) -> list[Signals]:
         """The signals of each mesh of an upload, without matching. Unreadable meshes are
         skipped here; :meth:`scan` reports them."""
+        from scanner.errors import UnreadableInput
         from scanner.features import describe
-        from scanner.inspect import file_sha256
-        from scanner.loading import iter_meshes
+        from scanner.loading import iter_blob_meshes
+        from scanner.sources import blob_sha256, open_blob
 
-        path = os.fspath(upload)
-        sha = file_sha256(path)
+        path, limits = os.fspath(upload), self.settings.limits
+        try:  # read as scan_one reads it, so both give the same sha256 (URLs included)
+            blob = open_blob(path, limits.max_file_bytes)
+        except UnreadableInput:
+            return []
+        sha = blob_sha256(blob)
         out = []
-        for result in iter_meshes(path, self.settings.limits):
+        for result in iter_blob_meshes(blob, limits, path):
             if result.mesh is None:
                 continue
-            desc = describe(result.mesh, self.settings.limits.max_bodies)
+            try:
+                desc = describe(result.mesh, limits.max_bodies)
+            except (UnreadableInput, ValueError):
+                continue
             rows, bodies = desc.rows()
             out.append(
                 Signals(

@@ -77,6 +77,16 @@ def skip_reason(path: str) -> str | None:
     return None if kind is None else f"not a model ({describe(kind)})"
 
 
+def walk_skip_reason(path: str, root: str, exclude: tuple[str, ...] | list[str]) -> tuple[str | None, bool]:
+    """Why a file met in a folder walk (``scan DIR`` or ``watch``) is not scanned, and whether
+    that is the user's ``--exclude``; (None, False) when it is scanned."""
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    pattern = excluded_by(rel, exclude)
+    if pattern is not None:
+        return f"excluded (--exclude {pattern})", True
+    return skip_reason(path), False
+
+
 def iter_uploads(
     paths: tuple[str, ...] | list[str], stats: WalkStats | None = None, exclude: tuple[str, ...] | list[str] = ()
 ) -> Iterator[Upload]:
@@ -95,14 +105,9 @@ def iter_uploads(
                 dirnames.sort()
                 for name in sorted(filenames):
                     path = os.path.join(dirpath, name)
-                    rel = os.path.relpath(path, arg).replace(os.sep, "/")
-                    pattern = excluded_by(rel, exclude)
-                    if pattern is not None:
-                        stats._skip(path, f"excluded (--exclude {pattern})", excluded=True)
-                        continue
-                    why = skip_reason(path)
+                    why, excluded = walk_skip_reason(path, arg, exclude)
                     if why is not None:
-                        stats._skip(path, why)
+                        stats._skip(path, why, excluded=excluded)
                         continue
                     yield Upload(path, arg)
         elif os.path.exists(arg) or os.path.islink(arg):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from scanner.config import Limits
+from scanner.errors import UnreadableInput
 from scanner.features import describe
 from scanner.inspect import file_sha256
 from scanner.library import AllowEntry, Signature, SignatureLibrary
@@ -112,7 +113,11 @@ def enrol(
             out.append(EnrolResult(path, result.member, None, f"unreadable:{result.error.reason}"))
             continue
         mesh = result.mesh
-        desc = describe(mesh)
+        try:
+            desc = describe(mesh, (limits or Limits()).max_bodies)
+        except UnreadableInput as err:  # no surface, or past the body limit: as a scan would say
+            out.append(EnrolResult(path, result.member, None, f"unreadable:{err.reason}"))
+            continue
         vectors, bodies = desc.rows()
         sig = Signature(
             id=signature_id(desc.geometry_hash),
@@ -126,12 +131,13 @@ def enrol(
             triangles=mesh.triangle_count,
             bodies=desc.body_count,
         )
-        thresholds = row_thresholds(vectors, threshold)
+        benign = nearest_reference_distance(vectors)
+        thresholds = row_thresholds(vectors, threshold, benign)
         # never tighter than the row's own pose noise, so a rotated, mirrored or rescaled copy
         # of the enrolled file itself matches (no fragile signatures) - but never so wide that
         # a benign reference shape falls inside (a plain sphere or box stays unmatchable)
         floor = np.minimum(POSE_MARGIN * pose_noise(mesh, vectors), threshold)
-        ceiling = BENIGN_CEILING * nearest_reference_distance(vectors)
+        ceiling = BENIGN_CEILING * benign
         thresholds = np.maximum(thresholds, np.minimum(floor, ceiling)).astype(np.float32)
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own

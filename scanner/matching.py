@@ -122,8 +122,6 @@ class Matcher:
     descriptors: NearDuplicateIndex
     allowlist: AllowlistIndex
 
-    EXACT_SIGNALS: ClassVar[tuple[type, ...]] = (FileSha256Signal, GeometryHashSignal)
-
     @classmethod
     def build(cls, lib: SignatureLibrary) -> Matcher:
         return cls(

@@ -167,6 +167,7 @@ def _judge_members_together(path: str, members: list[tuple[Verdict, Mesh]], cont
         return
     joint = Verdict(path=path, member=None, verdict=UNSCANNABLE, scanner_version=__version__)
     matching_only = ScanContext(settings=context.settings, library=context.library, model=None)
+    matching_only._matcher = context.matcher  # the same library: never rebuild its indexes
     joint = _judge_guarded(joint, _without_walls([m for _, m in members], path), matching_only, whole_file=False)
     if joint.verdict != FLAG:
         return

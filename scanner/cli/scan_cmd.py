@@ -113,11 +113,12 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None
     progress = _progress(out_is_terminal=out.isatty())
     try:
         with engine_cm, progress:
-            total = None
+            total, uploads = None, iter_uploads(paths, stats, exclude)
             if not progress.disable and not any("://" in p for p in paths):
-                total = sum(1 for _ in iter_uploads(paths, WalkStats(), exclude))  # a cheap second walk, for the ETA
+                uploads = iter(listed := list(uploads))  # walked (and sniffed) once; counted for the ETA
+                total = len(listed)
             task = progress.add_task("scanning", total=total)
-            for upload, verdicts in scan_uploads(iter_uploads(paths, stats, exclude), pool, context, db, resume, run):
+            for upload, verdicts in scan_uploads(uploads, pool, context, db, resume, run):
                 files += 1
                 progress.update(task, advance=1, description=f"scanning ({counts['flag']} flagged)")
                 for v in verdicts:

@@ -94,7 +94,7 @@ def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, 
     from scanner.cli.options import build_scan_context
 
     context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
-    scanner = Scanner(library=context.library, model=context.model, settings=context.settings, isolated=True)
+    scanner = Scanner(library=context.library, model=context.model, settings=context.settings)
     recorder = None
     if db_path:
         from scanner.serve.recorder import RecorderError, ServedRecorder

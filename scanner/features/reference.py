@@ -54,6 +54,8 @@ def nearest_reference_distance(vectors: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
-def row_thresholds(vectors: np.ndarray, global_threshold: float) -> np.ndarray:
-    """Per-row thresholds for new signature rows (float32)."""
-    return np.minimum(global_threshold, ALPHA * nearest_reference_distance(vectors)).astype(np.float32)
+def row_thresholds(vectors: np.ndarray, global_threshold: float, benign: np.ndarray | None = None) -> np.ndarray:
+    """Per-row thresholds for new signature rows (float32); ``benign``: the rows' distances to
+    the reference set, when the caller has them already."""
+    benign = nearest_reference_distance(vectors) if benign is None else benign
+    return np.minimum(global_threshold, ALPHA * benign).astype(np.float32)

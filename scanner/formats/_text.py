@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from scanner.errors import CORRUPT, UnreadableInput
+from scanner.mesh import _splitmix
 
 PIECE = 1 << 20  # bytes of text per piece: small temporaries (0.25 to 4 MiB measured about as fast)
 MAX_TOKEN = PIECE  # no number is this long: a longer token is refused rather than tokenized whole
@@ -235,17 +236,8 @@ def list_items(values: np.ndarray, at: np.ndarray, n: np.ndarray) -> np.ndarray:
     return values[take]
 
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (callers silence the wrapping-multiply warnings)."""
-    x = x + _M1
-    x = (x ^ (x >> np.uint64(30))) * _M2
-    x = (x ^ (x >> np.uint64(27))) * _M3
-    return x ^ (x >> np.uint64(31))
+mix64 = _splitmix
+"""splitmix64's finaliser (one implementation: :func:`scanner.mesh._splitmix`)."""
 
 
 def verify_groups(rows: np.ndarray, first: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -130,8 +130,7 @@ class LibraryHolder:
                 if version == old.scanner.library_version:
                     attempt = ReloadAttempt(_now(), trigger, True, False, version)
                 else:
-                    scanner = Scanner(library=lib, model=old.scanner._context.model, settings=old.scanner.settings,
-                                      isolated=True)  # fmt: skip
+                    scanner = Scanner(library=lib, model=old.scanner._context.model, settings=old.scanner.settings)
                     gen = Generation(scanner, self._pool(scanner))
                     with self._lock:
                         self.current = gen

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from scanner import __version__
-from scanner.batch import Upload, excluded_by, skip_reason
+from scanner.batch import Upload, walk_skip_reason
 from scanner.pipeline import ScanContext
 from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
@@ -302,7 +302,7 @@ class Watcher:
                 continue
             upload = Upload(r.path, self._root_of(r.path))
             why = self._skip_reason(upload)
-            if why is not None:  # the same content rule as `scan DIR` (scanner.batch.skip_reason)
+            if why is not None:  # the same rule as `scan DIR` (scanner.batch.walk_skip_reason)
                 self.recorded[r.path] = st  # not looked at again until it changes
                 self.summary.skipped += 1
                 log.info("skipped", extra={"fields": {"path": r.path, "why": why}})
@@ -314,11 +314,7 @@ class Watcher:
             self.ready.append(r)
 
     def _skip_reason(self, upload: Upload) -> str | None:
-        rel = os.path.relpath(upload.path, upload.root).replace(os.sep, "/")
-        pattern = excluded_by(rel, self.config.exclude_globs)
-        if pattern is not None:
-            return f"excluded (--exclude {pattern})"
-        return skip_reason(upload.path)
+        return walk_skip_reason(upload.path, upload.root, self.config.exclude_globs)[0]
 
     def _record(self, done: list[Done]) -> None:
         """Record finished scans (unless the file changed or vanished meanwhile) in one

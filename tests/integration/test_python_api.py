@@ -86,3 +86,26 @@ def test_one_off_scan_says_it_used_the_demo_library() -> None:
     (v,) = scanner.scan(ENROLLED)
     assert v.verdict == "flag" and "shipped DEMO library" in v.explanation
     assert v.model_version is not None  # the shipped model is loaded too
+
+
+def test_hash_reads_like_scan_and_skips_what_scan_calls_unscannable(matcher_only: scanner.Scanner,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    """The same sha256 as scan, for URLs too; a mesh with no surface is skipped by hash and
+    enrolment alike (scan calls it unscannable), instead of raising."""
+    import fsspec
+
+    with fsspec.open("memory://api-test/part.stl", "wb") as fh:
+        fh.write(ENROLLED.read_bytes())
+    (signals,) = matcher_only.hash("memory://api-test/part.stl")
+    (scanned,) = matcher_only.scan("memory://api-test/part.stl")
+    assert signals.sha256 == scanned.sha256 is not None
+    flat = tmp_path / "flat.obj"  # collinear triangles only: no surface
+    flat.write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nv 3 0 0\nf 1 2 3\nf 2 3 4\n")
+    assert matcher_only.hash(flat) == []
+    (record,) = matcher_only.scan(flat)
+    assert (record.verdict, record.reason) == ("unscannable", "empty")
+    from scanner.enrol import enrol
+    from scanner.library import SignatureLibrary
+
+    (result,) = enrol(SignatureLibrary.create(tmp_path / "lib"), flat, "barrel", "t")
+    assert result.status == "unreadable:empty"
