@@ -122,6 +122,7 @@ class LibraryHolder:
         with self._reload_lock:
             old = self.current
             version: str | None = None
+            recorded = False
             try:
                 lib = SignatureLibrary.load(self.library_path)
                 version = lib.library_version
@@ -132,8 +133,11 @@ class LibraryHolder:
                 else:
                     scanner = Scanner(library=lib, model=old.scanner._context.model, settings=old.scanner.settings)
                     gen = Generation(scanner, self._pool(scanner))
-                    with self._lock:
+                    attempt = ReloadAttempt(gen.loaded_at, trigger, True, True, version)
+                    with self._lock:  # the swap and its record are seen together in /v1/status
                         self.current = gen
+                        self.attempts += 1
+                        self.last, recorded = attempt, True
                         old.retired = True
                         idle = old.active == 0
                         if not idle:
@@ -142,14 +146,14 @@ class LibraryHolder:
                         old.workers.close()
                         log.info("meshscan serve: workers of library %s stopped: they were idle",
                                  old.scanner.library_version)  # fmt: skip
-                    attempt = ReloadAttempt(gen.loaded_at, trigger, True, True, version)
             except LibraryError as exc:
                 attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[library] {exc}")
             except Exception as exc:  # noqa: BLE001 - a reload must never take the server down
                 attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[internal] {exc!r}")
-            with self._lock:
-                self.attempts += 1
-                self.last = attempt
+            if not recorded:
+                with self._lock:
+                    self.attempts += 1
+                    self.last = attempt
         if self.on_attempt is not None:
             self.on_attempt(attempt)
         if attempt.ok:
