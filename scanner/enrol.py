@@ -80,6 +80,25 @@ def pose_noise(mesh: Mesh, vectors: np.ndarray) -> np.ndarray:
     return worst
 
 
+def piece_rows(mesh: Mesh, threshold: float) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Descriptor rows of the signature's plane-cut pieces (:mod:`scanner.features.pieces`),
+    their body numbers and thresholds.
+
+    A piece's threshold comes from the benign reference alone (``row_thresholds``): a cut
+    piece of a part is more often generic than the part (half a box-and-tube composition is
+    near many brackets, and pieces of different designs near each other: ``PIECE_THRESHOLD``),
+    and no pose floor applies because no exact copy is at stake."""
+    from scanner.features import describe_triangles
+    from scanner.features.pieces import PIECE_THRESHOLD, piece_row, plane_pieces
+    from scanner.features.reference import row_thresholds
+
+    pieces = plane_pieces(mesh)
+    if not pieces:
+        return np.zeros((0, 0), dtype=np.float32), [], np.zeros(0, dtype=np.float32)
+    vectors = np.stack([describe_triangles(tri) for _, tri in pieces])
+    return vectors, [piece_row(kept) for kept, _ in pieces], row_thresholds(vectors, min(threshold, PIECE_THRESHOLD))
+
+
 def signature_id(geometry_hash: str) -> str:
     """Stable, content-derived id: the same geometry gets the same id in any library."""
     return "ms-" + geometry_hash[:16]
@@ -142,6 +161,11 @@ def enrol(
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
+        pieces, piece_bodies, piece_thresholds = piece_rows(mesh, threshold)
+        if len(pieces):
+            vectors = np.concatenate([vectors, pieces])
+            bodies = [*bodies, *piece_bodies]
+            thresholds = np.concatenate([thresholds, piece_thresholds])
         added = lib.add_signature(sig, vectors, bodies, thresholds)
         status = "added" if added.added else "duplicate"
         out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max()), added.dropped_allow))

@@ -11,7 +11,9 @@ Signal kinds, in the order the pipeline consults them:
 - ``sha256``: the upload's bytes are a known file (dictionary lookup);
 - ``geometry``: the same multiset of triangles as a known file (dictionary lookup);
 - ``near-duplicate``: a global shape descriptor row (whole file, body, or loose triangles)
-  within the signature row's own threshold (exact k-nearest neighbours).
+  within the signature row's own threshold (exact k-nearest neighbours); a signature's rows
+  include its plane-cut pieces (:mod:`scanner.features.pieces`), so part of a known file is
+  found too, and the match says which share of it (``signature_share``).
 
 The allowlist is an index too (two dictionaries), so lookups cost the same for ten entries
 or a million.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from scanner.features.pieces import piece_share
 from scanner.verdict import Match
 
 if TYPE_CHECKING:
@@ -154,12 +157,25 @@ class Matcher:
                 continue
             signature_body = None if h.body < 0 else h.body
             best[(h.signature, body)] = self._match(
-                h.signature, round(h.distance, 5), round(h.threshold, 5), body, "near-duplicate", signature_body
+                h.signature,
+                round(h.distance, 5),
+                round(h.threshold, 5),
+                body,
+                "near-duplicate",
+                signature_body,
+                piece_share(h.body),
             )
         return sorted(best.values(), key=lambda m: m.distance)
 
     def _match(
-        self, position: int, distance: float, threshold: float, body: int | None, kind: str, signature_body: int | None
+        self,
+        position: int,
+        distance: float,
+        threshold: float,
+        body: int | None,
+        kind: str,
+        signature_body: int | None,
+        signature_share: float | None = None,
     ) -> Match:
         s = self.library.signatures[position]
-        return Match(s.id, s.category, distance, threshold, body, kind, signature_body)
+        return Match(s.id, s.category, distance, threshold, body, kind, signature_body, signature_share)

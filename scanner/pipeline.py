@@ -337,8 +337,13 @@ def _explain(best: Match, n_signatures: int, subject: str = "the upload", share:
     elif best.kind == "geometry":
         what = f"has exactly the triangles of known file {best.signature_id}"
     else:
+        of = (
+            f"{best.signature_share:.0%} of known file {best.signature_id} (a plane-cut piece of it)"
+            if best.signature_share is not None
+            else f"known file {best.signature_id}"
+        )
         what = (
-            f"{where} is a near-duplicate of known file {best.signature_id}"
+            f"{where} is a near-duplicate of {of}"
             + ("" if best.signature_body is None else f" (its body {best.signature_body})")
             + f": shape distance {best.distance:.4f} <= threshold {best.threshold:g}"
         )

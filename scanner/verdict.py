@@ -29,6 +29,9 @@ class Match:
     kind: str = "near-duplicate"
     """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
     signature_body: int | None = None
+    signature_share: float | None = None
+    """Share of the signature's surface the matched row describes when it is a plane-cut piece
+    of it (0.7: the upload holds a copy of 70% of the known file); None: all of it or a body."""
 
 
 @dataclass

@@ -113,8 +113,10 @@ def list_cmd(library: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for i, s in enumerate(lib.signatures):
         t = tolerance[i]
-        matchable = f"{t['matchable_rows']}/{t['rows']} rows, <= {t['tolerance']:.3f}" + (
-            "" if t["distinctive"] else " (exact copies only)"
+        matchable = (
+            f"{t['matchable_rows']}/{t['rows']} rows, <= {t['tolerance']:.3f}"
+            + ("" if t["distinctive"] else " (exact copies only)")
+            + f"; {t['matchable_pieces']}/{t['pieces']} pieces"
         )
         cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, matchable, s.note)
         table.add_row(*(Text(terminal_safe(c)) for c in cells))
@@ -124,11 +126,19 @@ def list_cmd(library: str, as_json: bool) -> None:
 def _tolerances(lib) -> list[dict]:  # noqa: ANN001 - SignatureLibrary
     """Per signature, how distinctive enrolment found it: rows matchable as near-duplicates
     (threshold above 0), the widest row threshold, and whether that clears the descriptor's
-    sampling noise (if not, only exact or near-identical copies match)."""
+    sampling noise (if not, only exact or near-identical copies match); and how many of its
+    plane-cut pieces (partial copies, :mod:`scanner.features.pieces`) are matchable."""
     from scanner.enrol import SAMPLING_NOISE
+    from scanner.features.pieces import piece_share
 
-    out = [{"rows": 0, "matchable_rows": 0, "tolerance": 0.0} for _ in lib.signatures]
-    for (sig, _body), threshold in zip(lib.rows.tolist(), lib.thresholds.tolist(), strict=True):
+    out = [
+        {"rows": 0, "matchable_rows": 0, "tolerance": 0.0, "pieces": 0, "matchable_pieces": 0} for _ in lib.signatures
+    ]
+    for (sig, body), threshold in zip(lib.rows.tolist(), lib.thresholds.tolist(), strict=True):
+        if piece_share(body) is not None:  # plane-cut pieces: partial copies, counted apart
+            out[sig]["pieces"] += 1
+            out[sig]["matchable_pieces"] += threshold > 0
+            continue
         out[sig]["rows"] += 1
         out[sig]["matchable_rows"] += threshold > 0
         out[sig]["tolerance"] = max(out[sig]["tolerance"], round(float(threshold), 5))
