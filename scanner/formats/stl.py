@@ -18,7 +18,7 @@ vertex about six times, always as the same text, so lines are deduplicated *as t
 2. every row is compared byte for byte with the first row of its hash group, so a hash
    collision (easy to craft: the input is untrusted) costs time, never a coordinate;
 3. only the distinct rows are parsed - plain decimals by an exact vectorised reader
-   (:func:`_decimals`), anything else by ``np.fromstring`` - and the values scattered back.
+   (:func:`scanner.formats._text.decimals`), anything else by ``np.fromstring`` - and the values scattered back.
 
 Keywords are matched case-insensitively; any whitespace, CRLF (or CR) line ends and a
 missing ``endsolid`` are accepted. ``vertex`` counts only as the first word of its line, so
@@ -37,6 +37,7 @@ from typing import BinaryIO
 import numpy as np
 
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
+from scanner.formats._text import decimals as _decimals
 from scanner.formats._text import group_hashes as _group
 from scanner.formats._text import mix64 as _mix
 from scanner.formats._text import parse_numbers
@@ -350,138 +351,6 @@ def _parse(text: bytes, n: int, per_row: int = 3) -> np.ndarray | None:
     if len(values) != per_row * n:
         return None
     return values.reshape(n, per_row)
-
-
-# -- an exact fast path for plain decimals
-
-# byte-lane constants shared with the OBJ/PLY/OFF decimal reader in _text.py
-from scanner.formats._text import _HIGH_NIBBLES, _LOW7, _SIXES, _U, _ZEROS  # noqa: E402
-
-_ONES = _U(0x0101010101010101)
-_LOWER = _U(0x2020202020202020)
-_RANKS = _U(0x0706050403020100)  # byte i holds i: picks a flagged byte's distance from the top
-# for k token bytes at the top of a word: keep them, and fill the bytes below with '0'
-_KEEP_TOP = np.array([((1 << (8 * k)) - 1) << (64 - 8 * k) for k in range(9)], dtype=_U)
-_FILL_LOW = np.array([int("30" * (8 - k), 16) if k < 8 else 0 for k in range(9)], dtype=_U)
-_AT_FIRST = np.array([1 << (8 * (8 - k)) if k else 0 for k in range(9)], dtype=_U)  # the token's first byte
-_POW10_INT = 10 ** np.arange(17, dtype=np.int64)
-_POW10 = 10.0 ** np.arange(23)  # all exact doubles
-_MAX_EXACT = 2**53  # and so are all integers up to this
-
-
-def _decimals(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The tokens ``flat[starts[i]:ends[i]]`` that are plain decimals of up to 16 bytes
-    (``-?[0-9]*.?[0-9]*`` with a digit, then optionally ``[eE][+-]?[0-9]+``): (values, ok).
-
-    Values are exact where ok - bit for bit what ``np.fromstring`` (Python's correctly
-    rounded strtod) returns: a mantissa of at most 2**53 and a power of ten of at most 22
-    are both exact doubles, so the one IEEE multiplication or division that joins them is
-    correctly rounded too (Clinger's fast path). Anything else is left to the caller.
-
-    A token is read as the two little-endian words that end at its last byte; the bytes
-    before it and its '-' and '.' become '0', leaving 16 ASCII digits that a few
-    multiplications turn into an integer, 8 at a time (SWAR). ``flat`` needs at least 16
-    bytes before the first token.
-    """
-    words = np.ndarray((len(flat) - 7,), dtype="<u8", buffer=flat, strides=(1,))  # at any offset
-    with np.errstate(over="ignore"):
-        length = ends - starts
-        fits = length <= 16
-        low, high, n_low, n_high = _token_words(words, starts, ends)
-        first = flat[starts]
-        e_low, e_high = _flag_bytes(low | _LOWER, 0x65), _flag_bytes(high | _LOWER, 0x65)  # e or E
-        has_e = (e_low | e_high) != 0
-        mantissa, after, ok = _significand(low, high, n_low, n_high, first, length)
-        value = mantissa.astype(np.float64)
-        value /= _POW10[after]
-        ok &= fits & ~has_e
-        if has_e.any():  # significand before the e, exponent after it
-            one = ((e_low == 0) | (e_high == 0)) & ((e_low & (e_low - _U(1))) == 0)
-            one &= (e_high & (e_high - _U(1))) == 0
-            i = np.flatnonzero(has_e & fits & one)
-            el, eh = e_low[i], e_high[i]
-            at = np.where(eh != 0, ends[i] - 9 - _from_top(eh), ends[i] - 1 - _from_top(el))
-            m, aft, ok_i = _significand(*_token_words(words, starts[i], at), first[i], at - starts[i])
-            exp, ok_e = _exponent(words, flat, at + 1, ends[i])
-            scale = exp - aft
-            power = _POW10[np.minimum(np.abs(scale), 22)]
-            v = m.astype(np.float64)
-            value[i] = np.where(scale >= 0, v * power, v / power)
-            ok[i] = ok_i & ok_e & (np.abs(scale) <= 22)
-        value.view(_U)[...] |= (first == 0x2D).astype(_U) << _U(63)  # the sign (and -0.0)
-    return value, ok
-
-
-def _token_words(words: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The last 8 bytes of each token (low) and the 8 before (high), '0' where not the token."""
-    length = ends - starts
-    n_low = np.minimum(length, 8)
-    n_high = np.clip(length - 8, 0, 8)
-    low = words[ends - 8] & _KEEP_TOP[n_low]
-    low |= _FILL_LOW[n_low]
-    high = words[ends - 16] & _KEEP_TOP[n_high]
-    high |= _FILL_LOW[n_high]
-    return low, high, n_low, n_high
-
-
-def _significand(
-    low: np.ndarray, high: np.ndarray, n_low: np.ndarray, n_high: np.ndarray, first: np.ndarray, length: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``-?[0-9]*.?[0-9]*`` with a digit: (its digits as an integer, digits after the point, ok)."""
-    negative = first == 0x2D
-    in_high = n_high > 0
-    sign = _U(0x2D ^ 0x30)
-    low ^= _AT_FIRST[n_low] * sign * (negative & ~in_high)
-    high ^= _AT_FIRST[n_high] * sign * (negative & in_high)
-    dot_low, dot_high = _flag_bytes(low, 0x2E), _flag_bytes(high, 0x2E)
-    ok = ((dot_low == 0) | (dot_high == 0)) & ((dot_low & (dot_low - _U(1))) == 0)
-    ok &= (dot_high & (dot_high - _U(1))) == 0
-    low ^= (dot_low >> _U(7)) * _U(0x2E ^ 0x30)
-    high ^= (dot_high >> _U(7)) * _U(0x2E ^ 0x30)
-    ok &= _all_digits(low) & _all_digits(high)
-    has_dot = (dot_low | dot_high) != 0
-    ok &= length - negative - has_dot > 0  # a digit
-    number = (_eight(high) * _U(10**8) + _eight(low)).view(np.int64)  # the point read as a '0'
-    after = np.minimum(np.where(dot_high != 0, _from_top(dot_high) + 8, _from_top(dot_low)), 16)
-    tail = number % _POW10_INT[after]
-    mantissa = np.where(has_dot, (number - tail) // 10 + tail, number)  # that '0' dropped
-    ok &= mantissa <= _MAX_EXACT
-    return mantissa, after, ok
-
-
-def _exponent(words: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok)."""
-    low, _, n_low, _ = _token_words(words, starts, ends)
-    first = flat[starts]
-    signed = (first == 0x2D) | (first == 0x2B)
-    low ^= _AT_FIRST[n_low] * (first.astype(_U) ^ _U(0x30)) * signed
-    ok = (ends - starts <= 8) & (ends - starts > signed) & _all_digits(low)
-    value = _eight(low).view(np.int64)
-    return np.where(first == 0x2D, -value, value), ok
-
-
-def _eight(w: np.ndarray) -> np.ndarray:
-    """Eight ASCII digits, the first in the lowest byte, as an integer (SWAR, as simdjson)."""
-    w = w - _ZEROS
-    w = ((w * _U(10)) + (w >> _U(8))) & _U(0x00FF00FF00FF00FF)
-    w = ((w * _U(100)) + (w >> _U(16))) & _U(0x0000FFFF0000FFFF)
-    return ((w * _U(10000)) + (w >> _U(32))) & _U(0xFFFFFFFF)
-
-
-def _all_digits(w: np.ndarray) -> np.ndarray:
-    """Is every byte of each word an ASCII digit (0x30..0x39)?"""
-    return ((w & _HIGH_NIBBLES) == _ZEROS) & (((w + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
-
-
-def _flag_bytes(w: np.ndarray, byte: int) -> np.ndarray:
-    """0x80 in each byte of ``w`` equal to ``byte``, 0 in the others (exact: no carries)."""
-    x = w ^ (_ONES * _U(byte))
-    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
-
-
-def _from_top(flags: np.ndarray) -> np.ndarray:
-    """For one byte flagged 0x80 (at byte b): 7 - b, the bytes above it; 0 if none (int64)."""
-    return (((flags >> _U(7)) * _RANKS) >> _U(56)).view(np.int64)
 
 
 class _Scan:
