@@ -37,15 +37,20 @@ from typing import BinaryIO
 import numpy as np
 
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
+from scanner.formats._probe import Probe, looks_text, non_model_magic
 from scanner.formats._text import decimals as _decimals
 from scanner.formats._text import group_hashes as _group
 from scanner.formats._text import mix64 as _mix
 from scanner.formats._text import parse_numbers
 from scanner.formats._text import verify_groups as _verified
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
-from scanner.formats.sniff import STL_HEADER_BYTES, STL_PREAMBLE, STL_RECORD_BYTES
 from scanner.mesh import Mesh
+
+STL_HEADER_BYTES = 80
+STL_COUNT_BYTES = 4
+STL_RECORD_BYTES = 50
+STL_PREAMBLE = STL_HEADER_BYTES + STL_COUNT_BYTES
 
 RECORD_DTYPE = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (9,)), ("attr", "<u2")])
 assert RECORD_DTYPE.itemsize == STL_RECORD_BYTES
@@ -751,4 +756,76 @@ def _load_tokens(blob: Blob, ctx: LoadContext, source: _Source, size: int) -> Me
     return build_mesh(values, None, blob, "stl-ascii", ctx, group_ids.astype(np.int32), names)
 
 
-loaders = {"stl-binary": load_binary, "stl-ascii": load_ascii}
+# ----------------------------------------------------------------------------- sniffing
+
+_ASCII_RE = re.compile(rb"\A\s*solid", re.I)
+
+
+def _binary_size(p: Probe) -> int | None:
+    """The size a binary STL with the count in this head would have (None: too short)."""
+    if p.blob.size < STL_PREAMBLE:
+        return None
+    (count,) = struct.unpack("<I", p.head[STL_HEADER_BYTES:STL_PREAMBLE])
+    return STL_PREAMBLE + STL_RECORD_BYTES * count
+
+
+def _sniff(p: Probe) -> str | None:
+    """The binary/ASCII question - the classic trap is a binary STL whose 80-byte header
+    starts with ``solid``. ASCII when it starts with ``solid`` and is text, unless the size
+    is exactly a binary STL's and no facet is written; binary when the size is exactly that
+    of its declared triangle count, whatever the header says (a PNG's magic, say)."""
+    binary_size = _binary_size(p)
+    if _ASCII_RE.match(p.head) and looks_text(p.head[:4096]):
+        text_like = re.search(rb"facet|endsolid", p.head[:4096], re.I) is not None
+        if text_like or binary_size != p.blob.size:
+            return "stl-ascii"
+    return "stl-binary" if binary_size == p.blob.size else None
+
+
+def _sniff_records(p: Probe) -> str | None:
+    """A truncated or padded binary STL (the loader says which): binary content whose first
+    records hold ordinary float32 numbers. Runs after binary model formats' magic numbers;
+    an image's magic (zero padding after it is no evidence of triangles) needs non-zero ones."""
+    if _binary_size(p) is None or p.looks_text:
+        return None
+    return "stl-binary" if _plausible_records(p.head, non_model_magic(p.head, p.blob.size) is not None) else None
+
+
+def _plausible_records(head: bytes, need_nonzero: bool) -> bool:
+    """Do the first complete records hold finite, ordinary float32 numbers?"""
+    body = head[STL_PREAMBLE:]
+    n = min(len(body) // STL_RECORD_BYTES, 20)
+    if n == 0:
+        return False
+    rec = np.frombuffer(body[: n * STL_RECORD_BYTES], dtype=np.uint8).reshape(n, STL_RECORD_BYTES)
+    floats = rec[:, :48].copy().view("<f4").ravel()
+    if not np.all(np.isfinite(floats)):
+        return False
+    mag = np.abs(floats)
+    if need_nonzero and not mag.any():
+        return False
+    return bool(np.all((mag == 0) | ((mag > 1e-30) & (mag < 1e9))))
+
+
+FORMATS = (
+    Format(
+        "stl-binary",
+        "STL binary",
+        10,
+        "declared triangle count checked against the file size before allocation; a header starting with "
+        "`solid` (or with an image's magic) is still binary when the size says so",
+        loader=load_binary,
+    ),
+    Format(
+        "stl-ascii",
+        "STL ASCII",
+        11,
+        "any whitespace, CRLF, upper/lower case, missing `endsolid`; several `solid` blocks are kept as names "
+        "(bodies come from the geometry); all tokens on one line is read",
+        loader=load_ascii,
+    ),
+)
+SNIFFERS = (
+    Sniffer(400, _sniff, frozenset({"stl-binary", "stl-ascii"})),
+    Sniffer(420, _sniff_records, frozenset({"stl-binary"})),
+)
