@@ -1,28 +1,29 @@
-"""One registry of readers keyed by the *sniffed* format name.
+"""Reading uploads, by the *sniffed* format name.
 
-Each format module ends with a small ``loaders`` dict (mesh formats) or ``containers`` dict
-(archives, and 3MF packages, whose other members are scanned too), merged here, as in
-trimesh's ``exchange/``. :func:`read_blob` is the single entry point: sniff, dispatch, and turn
-every failure into a :class:`MemberResult` carrying an :class:`UnreadableInput`, so no caller
-ever sees a traceback.
+Each format module declares its formats (a mesh loader or a container reader - archives,
+and 3MF packages, whose other members are scanned too) and its sniffers; the registry
+(:mod:`scanner.formats.registry`) is built from those declarations. :func:`read_blob` is the
+single entry point: sniff, dispatch, and turn every failure into a :class:`MemberResult`
+carrying an :class:`UnreadableInput`, so no caller ever sees a traceback. Containers read
+their members through the context (``ctx.read``), which :func:`read_blob` hands them, so no
+module of the package imports this one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, NOT_A_MODEL, UNSUPPORTED_FORMAT, UnreadableInput
-from scanner.formats import archive, obj, off, ply, stl, threemf
-from scanner.formats.base import ContainerReader, LoadContext, MemberResult, MeshLoader
+from scanner.formats.base import LoadContext, MemberResult
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
+from scanner.formats.registry import CONTAINERS, FORMATS, LOADERS
 from scanner.formats.sniff import NON_MODEL, describe, sniff
-
-LOADERS: dict[str, MeshLoader] = {**stl.loaders, **obj.loaders, **ply.loaders, **off.loaders, **threemf.loaders}
-CONTAINERS: dict[str, ContainerReader] = {**archive.containers, **threemf.containers}
 
 __all__ = [
     "LOADERS",
     "CONTAINERS",
+    "FORMATS",
     "read_blob",
     "sniff",
     "Blob",
@@ -40,6 +41,8 @@ def read_blob(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     archive was recognised as not a model, a last result for the whole upload says so
     (``not-a-model`` on the upload itself, which is an error).
     """
+    if ctx.reader is None:
+        ctx = dataclasses.replace(ctx, reader=read_blob)
     if ctx.depth > 0:
         yield from _read(blob, ctx)
         return

@@ -26,22 +26,25 @@ PIECE = 1 << 20  # bytes of text per piece: small temporaries (0.25 to 4 MiB mea
 MAX_TOKEN = PIECE  # no number is this long: a longer token is refused rather than tokenized whole
 FAN_STEP = 1 << 16  # triangles made per step of a general fan triangulation
 
+_PAD = 16  # bytes before a piece's text: a window of 16 bytes ends at each token's end
+_SLOW_SHARE = 2  # more than 1 token in this many needing numpy's parser: parse the whole text with it
+
+# byte lanes of a little-endian uint64 word (for :func:`decimals`)
 _U = np.uint64
 _ZEROS = _U(0x3030303030303030)  # eight ASCII '0'
 _HIGH_NIBBLES = _U(0xF0F0F0F0F0F0F0F0)
 _SIXES = _U(0x0606060606060606)
 _LOW7 = _U(0x7F7F7F7F7F7F7F7F)
-_DOTS = _U(0x2E2E2E2E2E2E2E2E)
-# a word holding the last k <= 8 bytes of a token in its top k bytes: those bytes, ...
-_KEEP = np.array([((1 << 8 * k) - 1) << 8 * (8 - k) for k in range(9)], dtype=_U)
-# ... '0' in the 8 - k bytes below them, and what turns the token's first byte from '-' to '0'
-_FILL = np.array([int("30" * (8 - k), 16) if k < 8 else 0 for k in range(9)], dtype=_U)
-_SIGN = np.array([(0x2D ^ 0x30) << 8 * (8 - k) if k else 0 for k in range(9)], dtype=_U)
-_PAD = 16  # bytes before a piece's text: a window of 16 bytes ends at each token's end
-_POW10_INT = 10 ** np.arange(19, dtype=np.int64)
-_POW10_FLOAT = 10.0 ** np.arange(23)  # all exact doubles
-_MAX_EXACT = 2**53  # integers up to this are exact doubles
-_SLOW_SHARE = 2  # more than 1 token in this many needing numpy's parser: parse the whole text with it
+_ONES = _U(0x0101010101010101)
+_LOWER = _U(0x2020202020202020)
+_RANKS = _U(0x0706050403020100)  # byte i holds i: picks a flagged byte's distance from the top
+# for k token bytes at the top of a word: keep them, and fill the bytes below with '0'
+_KEEP_TOP = np.array([((1 << (8 * k)) - 1) << (64 - 8 * k) for k in range(9)], dtype=_U)
+_FILL_LOW = np.array([int("30" * (8 - k), 16) if k < 8 else 0 for k in range(9)], dtype=_U)
+_AT_FIRST = np.array([1 << (8 * (8 - k)) if k else 0 for k in range(9)], dtype=_U)  # the token's first byte
+_POW10_INT = 10 ** np.arange(17, dtype=np.int64)
+_POW10 = 10.0 ** np.arange(23)  # all exact doubles
+_MAX_EXACT = 2**53  # and so are all integers up to this
 
 
 def parse_numbers(text: bytes, dtype: type = np.float64, what: str = "number") -> np.ndarray:
@@ -85,7 +88,7 @@ def parse_lines(
     ``cut_at`` (one byte, e.g. ``b"/"``) ends each token at its first such byte, dropping
     tokens that start with it: OBJ's ``v/vt/vn`` corners read as their ``v``.
 
-    Plain decimals are read eight bytes at a time (see :func:`_decimals`); the few other
+    Plain decimals are read eight bytes at a time (see :func:`decimals`); the few other
     tokens (``1e-05``, ``nan``, long mantissas) go to ``np.fromstring`` themselves, so every
     value is exactly what ``parse_numbers`` would give.
     """
@@ -338,11 +341,9 @@ def _parse_tokens(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray, inte
     """Values of the tokens ``padded[starts[i]:ends[i]]`` (int64 or float64; ``padded`` has
     at least 16 bytes before the first token), exactly as ``np.fromstring`` reads them, or
     ``None`` if too many need ``np.fromstring`` or one fails there."""
-    lengths = ends - starts
     if len(starts) == 0:
         return np.zeros(0, dtype=np.int64 if integer else np.float64)
-    values, ok = _decimals(padded, ends, lengths, integer)
-    ok &= lengths <= 16
+    values, ok = decimals(padded, starts, ends, integer)
     if not ok.all():
         slow = np.flatnonzero(~ok)
         if len(slow) * _SLOW_SHARE > len(starts):
@@ -362,86 +363,151 @@ def _parse_tokens(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray, inte
     return values
 
 
-def _decimals(padded: np.ndarray, ends: np.ndarray, lengths: np.ndarray, integer: bool):
-    """Tokens that are plain decimals: ``-?[0-9]+`` (integer) or ``-?[0-9]*.?[0-9]*`` with
-    a digit (float), of up to 16 bytes. Returns (values, ok); values are exact where ok, the
-    other tokens are left to numpy.
+def decimals(
+    flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, integer: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens ``flat[starts[i]:ends[i]]`` that are plain decimals of up to 16 bytes:
+    (values, ok). The one exact fast reader of numbers in text, for every text format.
 
-    The 16 bytes ending where a token ends are read as two little-endian words; the bytes
-    before the token, and a '-' or '.', are replaced by '0', leaving sixteen ASCII digits,
-    each eight read with a few multiplications (SWAR). A float is then its digit string
-    ``m`` over ``10**k``, ``k`` digits after the point: when ``m`` is at most 2**53 both are
-    exact doubles and one IEEE division rounds correctly - to the double any correct parser,
-    numpy's included, returns (Clinger's fast path).
+    ``integer``: ``-?[0-9]+``, as int64. Otherwise ``-?[0-9]*.?[0-9]*`` with a digit, then
+    optionally ``[eE][+-]?[0-9]+``, as float64.
+
+    Values are exact where ok - bit for bit what ``np.fromstring`` (Python's correctly
+    rounded strtod) returns: a mantissa of at most 2**53 and a power of ten of at most 22
+    are both exact doubles, so the one IEEE multiplication or division that joins them is
+    correctly rounded too (Clinger's fast path). Anything else is left to the caller.
+
+    A token is read as the two little-endian words that end at its last byte; the bytes
+    before it and its '-' and '.' become '0', leaving 16 ASCII digits that a few
+    multiplications turn into an integer, 8 at a time (SWAR). ``flat`` needs at least 16
+    bytes before the first token.
     """
-    # the 8 bytes at every offset as a little-endian word (an unaligned view, no copy)
-    words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    negative = padded[ends - lengths] == 0x2D
-    in_low = np.minimum(lengths, 8)  # token bytes in the last word
-    low = words[ends - 8] & _KEEP[in_low]
-    low |= _FILL[in_low]
-    two = bool(lengths.max() > 8)
-    if two:
-        in_high = np.minimum(lengths - in_low, 8)
-        high = words[ends - 16] & _KEEP[in_high]
-        high |= _FILL[in_high]
-        high ^= _SIGN[in_high] * negative
-        low ^= _SIGN[in_low] * (negative & (in_high == 0))
-    else:
-        low ^= _SIGN[in_low] * negative
-    if integer:
-        ok = _all_digits(low) & (lengths > negative)  # not a lone '-'
-        value = _eight(low)
-        if two:
-            ok &= _all_digits(high)
-            value += _eight(high) * _U(10**8)
-        value = value.view(np.int64)
-        np.negative(value, out=value, where=negative)
-        return value, ok
-    dot = _dot_bytes(low)
-    ok = (dot & (dot - _U(1))) == _U(0)  # one '.' at most
-    low ^= (dot >> _U(7)) * _U(0x2E ^ 0x30)  # '.' -> '0'
-    ok &= _all_digits(low)
-    digits = _eight(low)
-    # how many digits follow the point: its bit is 8 * byte + 7, the token's last byte being byte 7
-    _, bit = np.frexp(dot.astype(np.float64))
-    after = (64 - bit) // 8
-    has_dot = dot != _U(0)
-    if two:
-        dot = _dot_bytes(high)
-        ok &= ((dot & (dot - _U(1))) == _U(0)) & ((dot == _U(0)) | ~has_dot)
-        high ^= (dot >> _U(7)) * _U(0x2E ^ 0x30)
-        ok &= _all_digits(high)
-        digits += _eight(high) * _U(10**8)
-        _, bit = np.frexp(dot.astype(np.float64))
-        after = np.where(has_dot, after, (64 - bit) // 8 + 8)
-        has_dot |= dot != _U(0)
-    ok &= lengths - negative - has_dot > 0  # a digit, not just '-' or '.'
-    after = np.where(has_dot, after, 0)
-    digits = digits.view(np.int64)  # the digit string, the point read as a '0'
-    tail = digits % _POW10_INT[after]
-    mantissa = np.where(has_dot, (digits - tail) // 10 + tail, digits)  # that '0' dropped
-    ok &= mantissa <= _MAX_EXACT
-    value = mantissa.astype(np.float64)
-    value /= _POW10_FLOAT[after]
-    np.negative(value, out=value, where=negative)
+    words = np.ndarray((len(flat) - 7,), dtype="<u8", buffer=flat, strides=(1,))  # at any offset
+    with np.errstate(over="ignore"):
+        length = ends - starts
+        first = flat[starts]
+        if integer:
+            return _integers(words, ends, length, first)
+        fits = length <= 16
+        low, high, n_low, n_high = _token_words(words, starts, ends)
+        e_low, e_high = _flag_bytes(low | _LOWER, 0x65), _flag_bytes(high | _LOWER, 0x65)  # e or E
+        has_e = (e_low | e_high) != 0
+        mantissa, after, ok = _significand(low, high, n_low, n_high, first, length)
+        value = mantissa.astype(np.float64)
+        value /= _POW10[after]
+        ok &= fits & ~has_e
+        if has_e.any():  # significand before the e, exponent after it
+            one = ((e_low == 0) | (e_high == 0)) & ((e_low & (e_low - _U(1))) == 0)
+            one &= (e_high & (e_high - _U(1))) == 0
+            i = np.flatnonzero(has_e & fits & one)
+            el, eh = e_low[i], e_high[i]
+            at = np.where(eh != 0, ends[i] - 9 - _from_top(eh), ends[i] - 1 - _from_top(el))
+            m, aft, ok_i = _significand(*_token_words(words, starts[i], at), first[i], at - starts[i])
+            exp, ok_e = _exponent(words, flat, at + 1, ends[i])
+            scale = exp - aft
+            power = _POW10[np.minimum(np.abs(scale), 22)]
+            v = m.astype(np.float64)
+            value[i] = np.where(scale >= 0, v * power, v / power)
+            ok[i] = ok_i & ok_e & (np.abs(scale) <= 22)
+        value.view(_U)[...] |= (first == 0x2D).astype(_U) << _U(63)  # the sign (and -0.0)
     return value, ok
 
 
-def _all_digits(word: np.ndarray) -> np.ndarray:
-    """Every byte of each word is an ASCII digit (0x30..0x39)."""
-    return ((word & _HIGH_NIBBLES) == _ZEROS) & (((word + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
+def _integers(
+    words: np.ndarray, ends: np.ndarray, length: np.ndarray, first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``-?[0-9]+`` of up to 16 bytes: (values as int64, ok). Indices and counts are short,
+    so when every token fits one word the second is never read."""
+    if len(length) and length.max() <= 8:
+        negative = first == 0x2D
+        low = words[ends - 8] & _KEEP_TOP[length]
+        low |= _FILL_LOW[length]
+        low ^= _AT_FIRST[length] * _U(0x2D ^ 0x30) * negative
+        ok = _all_digits(low)
+        number = _eight(low).view(np.int64)
+    else:
+        low, high, n_low, n_high = _token_words(words, ends - length, ends)
+        negative = _unsign(low, high, n_low, n_high, first)
+        ok = (length <= 16) & _all_digits(low) & _all_digits(high)
+        number = (_eight(high) * _U(10**8) + _eight(low)).view(np.int64)
+    ok &= length > negative  # not a lone '-'
+    np.negative(number, out=number, where=negative)
+    return number, ok
 
 
-def _dot_bytes(word: np.ndarray) -> np.ndarray:
-    """0x80 in each byte of each word that is '.', 0 elsewhere (exact: no carries between bytes)."""
-    x = word ^ _DOTS
-    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+def _token_words(words: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The last 8 bytes of each token (low) and the 8 before (high), '0' where not the token."""
+    length = ends - starts
+    n_low = np.minimum(length, 8)
+    n_high = np.clip(length - 8, 0, 8)
+    low = words[ends - 8] & _KEEP_TOP[n_low]
+    low |= _FILL_LOW[n_low]
+    high = words[ends - 16] & _KEEP_TOP[n_high]
+    high |= _FILL_LOW[n_high]
+    return low, high, n_low, n_high
 
 
-def _eight(word: np.ndarray) -> np.ndarray:
-    """The number written by eight ASCII digits, first digit in the lowest byte (Lemire's SWAR)."""
-    v = word - _ZEROS
+def _unsign(low: np.ndarray, high: np.ndarray, n_low: np.ndarray, n_high: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Turn each token's leading '-' into '0' (in place); which tokens had one."""
+    negative = first == 0x2D
+    in_high = n_high > 0
+    sign = _U(0x2D ^ 0x30)
+    low ^= _AT_FIRST[n_low] * sign * (negative & ~in_high)
+    high ^= _AT_FIRST[n_high] * sign * (negative & in_high)
+    return negative
+
+
+def _significand(
+    low: np.ndarray, high: np.ndarray, n_low: np.ndarray, n_high: np.ndarray, first: np.ndarray, length: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``-?[0-9]*.?[0-9]*`` with a digit: (its digits as an integer, digits after the point, ok)."""
+    negative = _unsign(low, high, n_low, n_high, first)
+    dot_low, dot_high = _flag_bytes(low, 0x2E), _flag_bytes(high, 0x2E)
+    ok = ((dot_low == 0) | (dot_high == 0)) & ((dot_low & (dot_low - _U(1))) == 0)
+    ok &= (dot_high & (dot_high - _U(1))) == 0
+    low ^= (dot_low >> _U(7)) * _U(0x2E ^ 0x30)
+    high ^= (dot_high >> _U(7)) * _U(0x2E ^ 0x30)
+    ok &= _all_digits(low) & _all_digits(high)
+    has_dot = (dot_low | dot_high) != 0
+    ok &= length - negative - has_dot > 0  # a digit
+    number = (_eight(high) * _U(10**8) + _eight(low)).view(np.int64)  # the point read as a '0'
+    after = np.minimum(np.where(dot_high != 0, _from_top(dot_high) + 8, _from_top(dot_low)), 16)
+    tail = number % _POW10_INT[after]
+    mantissa = np.where(has_dot, (number - tail) // 10 + tail, number)  # that '0' dropped
+    ok &= mantissa <= _MAX_EXACT
+    return mantissa, after, ok
+
+
+def _exponent(words: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok)."""
+    low, _, n_low, _ = _token_words(words, starts, ends)
+    first = flat[starts]
+    signed = (first == 0x2D) | (first == 0x2B)
+    low ^= _AT_FIRST[n_low] * (first.astype(_U) ^ _U(0x30)) * signed
+    ok = (ends - starts <= 8) & (ends - starts > signed) & _all_digits(low)
+    value = _eight(low).view(np.int64)
+    return np.where(first == 0x2D, -value, value), ok
+
+
+def _eight(w: np.ndarray) -> np.ndarray:
+    """Eight ASCII digits, the first in the lowest byte, as an integer (Lemire's SWAR)."""
+    v = w - _ZEROS
     v = v * _U(10) + (v >> _U(8))
     mask = _U(0x000000FF000000FF)
     return ((v & mask) * _U(100 + (1000000 << 32)) + ((v >> _U(16)) & mask) * _U(1 + (10000 << 32))) >> _U(32)
+
+
+def _all_digits(w: np.ndarray) -> np.ndarray:
+    """Is every byte of each word an ASCII digit (0x30..0x39)?"""
+    return ((w & _HIGH_NIBBLES) == _ZEROS) & (((w + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
+
+
+def _flag_bytes(w: np.ndarray, byte: int) -> np.ndarray:
+    """0x80 in each byte of ``w`` equal to ``byte``, 0 in the others (exact: no carries)."""
+    x = w ^ (_ONES * _U(byte))
+    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+
+
+def _from_top(flags: np.ndarray) -> np.ndarray:
+    """For one byte flagged 0x80 (at byte b): 7 - b, the bytes above it; 0 if none (int64)."""
+    return (((flags >> _U(7)) * _RANKS) >> _U(56)).view(np.int64)

@@ -30,10 +30,14 @@ from scanner.errors import (
     UNSAFE_PATH,
     UnreadableInput,
 )
-from scanner.formats.base import LoadContext, MemberResult
+from scanner.formats._probe import Probe
+from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer
 from scanner.formats.blob import Blob, BytesBlob
 
 READ_CHUNK = 1 << 20
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty zip's end record
+GZIP_MAGIC = b"\x1f\x8b"
+BZ2_MAGIC = b"BZh"
 
 
 def read_capped(stream: BinaryIO, compressed_size: int, ctx: LoadContext) -> bytes:
@@ -137,7 +141,7 @@ def zip_has_more_entries_than(blob: Blob, limit: int) -> bool:
 
 
 @contextmanager
-def _open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.ZipFile]:
+def open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.ZipFile]:
     """The blob as an open ZipFile; its file is closed on leaving the ``with`` (zipfile
     never closes a file object it was handed, which leaked one handle per archive)."""
     if max_members is not None and zip_has_more_entries_than(blob, max_members):
@@ -162,15 +166,14 @@ def _members(name: str, inner: Iterator[MemberResult]) -> Iterator[MemberResult]
         yield result
 
 
-def _read_member_bytes(name: str, data: bytes, ctx: LoadContext) -> Iterator[MemberResult]:
-    from scanner.formats import read_blob
-
-    yield from _members(name, read_blob(BytesBlob(name, data), ctx))
+def read_member_bytes(name: str, data: bytes, ctx: LoadContext) -> Iterator[MemberResult]:
+    """Every mesh in one member's bytes, read like an upload (``ctx.read``), named under it."""
+    yield from _members(name, ctx.read(BytesBlob(name, data)))
 
 
 def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     ctx = ctx.nested()
-    with _open_zip(blob, ctx.limits.max_members - ctx.usage.members) as zf:
+    with open_zip(blob, ctx.limits.max_members - ctx.usage.members) as zf:
         files = [info for info in zf.infolist() if not info.is_dir()]
         if not files:  # a result, not silence: an empty archive is unscannable, not clean
             raise UnreadableInput(EMPTY, "archive holds no files")
@@ -183,7 +186,7 @@ def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
                     raise
                 yield MemberResult(info.filename, "", error=err)
                 continue
-            yield from _read_member_bytes(info.filename, data, ctx)
+            yield from read_member_bytes(info.filename, data, ctx)
 
 
 def _single_stream(blob: Blob, ctx: LoadContext, opener, suffixes: tuple[str, ...]) -> Iterator[MemberResult]:
@@ -196,7 +199,7 @@ def _single_stream(blob: Blob, ctx: LoadContext, opener, suffixes: tuple[str, ..
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         reason = TRUNCATED if isinstance(exc, EOFError) else CORRUPT
         raise UnreadableInput(reason, f"cannot decompress: {exc}") from None
-    yield from _read_member_bytes(inner, data, ctx)
+    yield from read_member_bytes(inner, data, ctx)
 
 
 def iter_gzip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
@@ -236,11 +239,36 @@ def iter_tar(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
                 except UnreadableInput as err:
                     yield MemberResult(info.name, "", error=err)
                     continue
-                yield from _read_member_bytes(info.name, data, ctx)
+                yield from read_member_bytes(info.name, data, ctx)
         except tarfile.TarError as exc:
             raise UnreadableInput(CORRUPT, f"tar: {exc}") from None
         if not seen:  # as for zip: an empty archive is a result
             raise UnreadableInput(EMPTY, "archive holds no files")
 
 
-containers = {"zip": iter_zip, "gzip": iter_gzip, "bz2": iter_bz2, "tar": iter_tar}
+def _sniff(p: Probe) -> str | None:
+    """Containers meshscan opens, by magic number (a zip holding a 3MF package is claimed
+    first, by :mod:`scanner.formats.threemf`)."""
+    head = p.head
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(BZ2_MAGIC):
+        return "bz2"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+_ARCHIVES = "zip, tar"
+_STREAMS = "gzip, bzip2"
+FORMATS = (
+    Format(
+        "zip", _ARCHIVES, 60, "every member read as its own upload, recursively (depth-limited)", container=iter_zip
+    ),
+    Format("tar", _ARCHIVES, 61, container=iter_tar),
+    Format("gzip", _STREAMS, 70, "the stream is decompressed (capped) and sniffed again", container=iter_gzip),
+    Format("bz2", _STREAMS, 71, container=iter_bz2),
+)
+SNIFFERS = (Sniffer(110, _sniff, frozenset({"zip", "gzip", "bz2", "tar"})),)

@@ -1,10 +1,13 @@
 """What loaders share: the per-upload budget they draw on, the result type for archive
-members, and the one function that turns parsed arrays into a validated :class:`Mesh`."""
+members, the one function that turns parsed arrays into a validated :class:`Mesh`, and the
+declarations (:class:`Format`, :class:`Sniffer`) by which a format module registers itself
+(see :mod:`scanner.formats.registry`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +26,9 @@ from scanner.errors import (
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
+if TYPE_CHECKING:
+    from scanner.formats._probe import Probe
+
 
 @dataclass
 class Usage:
@@ -34,21 +40,33 @@ class Usage:
 
 @dataclass
 class LoadContext:
-    """Limits, the nesting depth here, and the upload's shared :class:`Usage`."""
+    """Limits, the nesting depth here, the upload's shared :class:`Usage`, and the reader
+    that containers hand their members to (set by :func:`scanner.formats.read_blob`)."""
 
     limits: Limits = field(default_factory=Limits)
     depth: int = 0
     usage: Usage = field(default_factory=Usage)
+    reader: MemberReader | None = None
 
     @property
     def uncompressed_bytes(self) -> int:
         return self.usage.uncompressed_bytes
 
+    def read(self, blob: Blob) -> Iterator[MemberResult]:
+        """Every mesh in ``blob`` (an archive member), read like an upload of its own.
+
+        The reader is handed down rather than imported: a container module is listed by the
+        registry, so importing the registry's dispatcher from it would be an import cycle.
+        """
+        if self.reader is None:
+            raise RuntimeError("a container was read without a reader: call scanner.formats.read_blob")
+        return self.reader(blob, self)
+
     def nested(self) -> LoadContext:
         """The context for reading inside one more archive level."""
         if self.depth + 1 > self.limits.max_depth:
             raise UnreadableInput(LIMIT_DEPTH, f"archives nested deeper than {self.limits.max_depth}")
-        return LoadContext(self.limits, self.depth + 1, self.usage)
+        return LoadContext(self.limits, self.depth + 1, self.usage, self.reader)
 
     def count_member(self) -> None:
         self.usage.members += 1
@@ -86,6 +104,53 @@ class MemberResult:
 
 MeshLoader = Callable[[Blob, LoadContext], Mesh]
 ContainerReader = Callable[[Blob, LoadContext], Iterator[MemberResult]]
+MemberReader = ContainerReader
+"""Reads any blob (sniff, then dispatch): :func:`scanner.formats.read_blob`."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A sniffed name meshscan reads, as its module declares it (in ``FORMATS``).
+
+    Exactly one of ``loader`` (one mesh) or ``container`` (members, each read like an
+    upload; a 3MF package is one too, for the parts beside its build). ``title`` and
+    ``notes`` are its row in the README's format table: formats with the same title share
+    a row, whose notes one of them gives. ``priority`` orders the registry and the table.
+    """
+
+    name: str
+    title: str
+    priority: int
+    notes: str = ""
+    loader: MeshLoader | None = None
+    container: ContainerReader | None = None
+
+    def __post_init__(self) -> None:
+        if (self.loader is None) == (self.container is None):
+            raise TypeError(f"format {self.name!r} needs exactly one of loader and container")
+
+
+@dataclass(frozen=True)
+class Sniffer:
+    """One test of a blob's bytes, as its module declares it (in ``SNIFFERS``).
+
+    :func:`scanner.formats.sniff.sniff` runs every module's sniffers in ``priority`` order,
+    lowest first, and the first name answered decides; ``None`` passes to the next. The
+    bands, which the order of the checks depends on:
+
+    * 100-299: containers and compressed streams, by magic number;
+    * 300-399: headers that say what the file is (PLY, OFF);
+    * 400-699: binary content (STL's size rule, binary magic numbers), then UTF-16 text;
+      610 answers ``unknown`` for whatever is still not text;
+    * 700-799: text only (every sniffer from here on may assume :attr:`Probe.is_text`).
+
+    ``names``: every name ``test`` can answer (the registry test checks each is read by a
+    loader or container, or declared unsupported or not a model).
+    """
+
+    priority: int
+    test: Callable[[Probe], str | None]
+    names: frozenset[str]
 
 
 # Smallest magnitude that rounds to infinity in float32 (halfway between its largest finite

@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, UnreadableInput
+from scanner.formats._probe import HEAD_BYTES, MESH_LINE_NAMES, Probe, mesh_line_kind
 from scanner.formats._text import (
     fan_count,
     fan_triangulate,
@@ -36,7 +37,7 @@ from scanner.formats._text import (
     tokens_per_line,
     verify_groups,
 )
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
@@ -290,4 +291,41 @@ def _face_indices(text: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, counts
 
 
-loaders = {"obj": load_obj}
+_OBJ_WORD_RE = re.compile(rb"^[ \t]*(?:mtllib|usemtl)[ \t]", re.M)
+
+
+def _sniff_mesh_lines(p: Probe) -> str | None:
+    """Text with a line only a mesh holds in its head: an OBJ ``v``/``f`` line, or an ASCII
+    STL ``vertex`` line (an STL without its ``solid`` line) - the first such line decides."""
+    return mesh_line_kind(p.head)
+
+
+def _sniff_words(p: Probe) -> str | None:
+    """Text with OBJ's material statements (an OBJ whose geometry starts later)."""
+    return "obj" if _OBJ_WORD_RE.search(p.head) else None
+
+
+def _sniff_comments(p: Probe) -> str | None:
+    """A short text of nothing but ``#`` comments: a comment-only OBJ (exporters write
+    these), which loads as empty."""
+    if p.blob.size > HEAD_BYTES:
+        return None
+    lines = (ln.strip() for ln in p.head.splitlines())
+    return "obj" if all(not ln or ln.startswith(b"#") for ln in lines) else None
+
+
+FORMATS = (
+    Format(
+        "obj",
+        "OBJ",
+        20,
+        "polygons fan-triangulated; negative (relative) indices; `v` with colours; `o`/`g` groups kept as names "
+        "(bodies come from the geometry); `\\` line continuations",
+        loader=load_obj,
+    ),
+)
+SNIFFERS = (
+    Sniffer(710, _sniff_mesh_lines, MESH_LINE_NAMES),
+    Sniffer(720, _sniff_words, frozenset({"obj"})),
+    Sniffer(730, _sniff_comments, frozenset({"obj"})),
+)

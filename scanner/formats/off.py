@@ -9,6 +9,7 @@ import re
 import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, TRUNCATED, UnreadableInput
+from scanner.formats._probe import Probe
 from scanner.formats._text import (
     as_integers,
     fan_count,
@@ -19,7 +20,7 @@ from scanner.formats._text import (
     record_blocks,
     tokens_per_line,
 )
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
@@ -110,4 +111,17 @@ def _faces(text: bytes, nf: int) -> tuple[np.ndarray, np.ndarray]:
     return k, as_integers(list_items(values, starts + 1, k), "face index")
 
 
-loaders = {"off": load_off}
+# OFF may open with comment lines before its header keyword (trimesh and meshlab read those)
+_SNIFF_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF(?:\s|\Z|[0-9])")
+
+
+def _sniff(p: Probe) -> str | None:
+    return "off" if p.looks_text and _SNIFF_RE.match(p.head) else None
+
+
+FORMATS = (
+    Format(
+        "off", "OFF", 40, "`OFF`, `COFF`, `NOFF`, …; counts on the header line or the next; comments", loader=load_off
+    ),
+)
+SNIFFERS = (Sniffer(310, _sniff, frozenset({"off"})),)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, TRUNCATED, UnreadableInput
+from scanner.formats._probe import Probe
 from scanner.formats._text import (
     as_integers,
     fan_count,
@@ -26,7 +27,7 @@ from scanner.formats._text import (
     record_blocks,
     tokens_per_line,
 )
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
@@ -303,4 +304,20 @@ def _ascii_faces(text: bytes, el: _Element) -> tuple[np.ndarray, np.ndarray]:
     return as_integers(list_items(values, first + 1, n), "face index"), n
 
 
-loaders = {"ply": load_ply}
+_MAGIC_RE = re.compile(rb"ply\r?\n")
+
+
+def _sniff(p: Probe) -> str | None:
+    return "ply" if _MAGIC_RE.match(p.head) else None
+
+
+FORMATS = (
+    Format(
+        "ply",
+        "PLY",
+        30,
+        "ascii, binary little and big endian; extra per-vertex/per-face properties ignored",
+        loader=load_ply,
+    ),
+)
+SNIFFERS = (Sniffer(300, _sniff, frozenset({"ply"})),)

@@ -18,7 +18,7 @@ vertex about six times, always as the same text, so lines are deduplicated *as t
 2. every row is compared byte for byte with the first row of its hash group, so a hash
    collision (easy to craft: the input is untrusted) costs time, never a coordinate;
 3. only the distinct rows are parsed - plain decimals by an exact vectorised reader
-   (:func:`_decimals`), anything else by ``np.fromstring`` - and the values scattered back.
+   (:func:`scanner.formats._text.decimals`), anything else by ``np.fromstring`` - and the values scattered back.
 
 Keywords are matched case-insensitively; any whitespace, CRLF (or CR) line ends and a
 missing ``endsolid`` are accepted. ``vertex`` counts only as the first word of its line, so
@@ -37,14 +37,20 @@ from typing import BinaryIO
 import numpy as np
 
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
+from scanner.formats._probe import Probe, looks_text, non_model_magic
+from scanner.formats._text import decimals as _decimals
 from scanner.formats._text import group_hashes as _group
 from scanner.formats._text import mix64 as _mix
 from scanner.formats._text import parse_numbers
 from scanner.formats._text import verify_groups as _verified
-from scanner.formats.base import LoadContext, build_mesh
+from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
-from scanner.formats.sniff import STL_HEADER_BYTES, STL_PREAMBLE, STL_RECORD_BYTES
 from scanner.mesh import Mesh
+
+STL_HEADER_BYTES = 80
+STL_COUNT_BYTES = 4
+STL_RECORD_BYTES = 50
+STL_PREAMBLE = STL_HEADER_BYTES + STL_COUNT_BYTES
 
 RECORD_DTYPE = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (9,)), ("attr", "<u2")])
 assert RECORD_DTYPE.itemsize == STL_RECORD_BYTES
@@ -350,138 +356,6 @@ def _parse(text: bytes, n: int, per_row: int = 3) -> np.ndarray | None:
     if len(values) != per_row * n:
         return None
     return values.reshape(n, per_row)
-
-
-# -- an exact fast path for plain decimals
-
-# byte-lane constants shared with the OBJ/PLY/OFF decimal reader in _text.py
-from scanner.formats._text import _HIGH_NIBBLES, _LOW7, _SIXES, _U, _ZEROS  # noqa: E402
-
-_ONES = _U(0x0101010101010101)
-_LOWER = _U(0x2020202020202020)
-_RANKS = _U(0x0706050403020100)  # byte i holds i: picks a flagged byte's distance from the top
-# for k token bytes at the top of a word: keep them, and fill the bytes below with '0'
-_KEEP_TOP = np.array([((1 << (8 * k)) - 1) << (64 - 8 * k) for k in range(9)], dtype=_U)
-_FILL_LOW = np.array([int("30" * (8 - k), 16) if k < 8 else 0 for k in range(9)], dtype=_U)
-_AT_FIRST = np.array([1 << (8 * (8 - k)) if k else 0 for k in range(9)], dtype=_U)  # the token's first byte
-_POW10_INT = 10 ** np.arange(17, dtype=np.int64)
-_POW10 = 10.0 ** np.arange(23)  # all exact doubles
-_MAX_EXACT = 2**53  # and so are all integers up to this
-
-
-def _decimals(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The tokens ``flat[starts[i]:ends[i]]`` that are plain decimals of up to 16 bytes
-    (``-?[0-9]*.?[0-9]*`` with a digit, then optionally ``[eE][+-]?[0-9]+``): (values, ok).
-
-    Values are exact where ok - bit for bit what ``np.fromstring`` (Python's correctly
-    rounded strtod) returns: a mantissa of at most 2**53 and a power of ten of at most 22
-    are both exact doubles, so the one IEEE multiplication or division that joins them is
-    correctly rounded too (Clinger's fast path). Anything else is left to the caller.
-
-    A token is read as the two little-endian words that end at its last byte; the bytes
-    before it and its '-' and '.' become '0', leaving 16 ASCII digits that a few
-    multiplications turn into an integer, 8 at a time (SWAR). ``flat`` needs at least 16
-    bytes before the first token.
-    """
-    words = np.ndarray((len(flat) - 7,), dtype="<u8", buffer=flat, strides=(1,))  # at any offset
-    with np.errstate(over="ignore"):
-        length = ends - starts
-        fits = length <= 16
-        low, high, n_low, n_high = _token_words(words, starts, ends)
-        first = flat[starts]
-        e_low, e_high = _flag_bytes(low | _LOWER, 0x65), _flag_bytes(high | _LOWER, 0x65)  # e or E
-        has_e = (e_low | e_high) != 0
-        mantissa, after, ok = _significand(low, high, n_low, n_high, first, length)
-        value = mantissa.astype(np.float64)
-        value /= _POW10[after]
-        ok &= fits & ~has_e
-        if has_e.any():  # significand before the e, exponent after it
-            one = ((e_low == 0) | (e_high == 0)) & ((e_low & (e_low - _U(1))) == 0)
-            one &= (e_high & (e_high - _U(1))) == 0
-            i = np.flatnonzero(has_e & fits & one)
-            el, eh = e_low[i], e_high[i]
-            at = np.where(eh != 0, ends[i] - 9 - _from_top(eh), ends[i] - 1 - _from_top(el))
-            m, aft, ok_i = _significand(*_token_words(words, starts[i], at), first[i], at - starts[i])
-            exp, ok_e = _exponent(words, flat, at + 1, ends[i])
-            scale = exp - aft
-            power = _POW10[np.minimum(np.abs(scale), 22)]
-            v = m.astype(np.float64)
-            value[i] = np.where(scale >= 0, v * power, v / power)
-            ok[i] = ok_i & ok_e & (np.abs(scale) <= 22)
-        value.view(_U)[...] |= (first == 0x2D).astype(_U) << _U(63)  # the sign (and -0.0)
-    return value, ok
-
-
-def _token_words(words: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The last 8 bytes of each token (low) and the 8 before (high), '0' where not the token."""
-    length = ends - starts
-    n_low = np.minimum(length, 8)
-    n_high = np.clip(length - 8, 0, 8)
-    low = words[ends - 8] & _KEEP_TOP[n_low]
-    low |= _FILL_LOW[n_low]
-    high = words[ends - 16] & _KEEP_TOP[n_high]
-    high |= _FILL_LOW[n_high]
-    return low, high, n_low, n_high
-
-
-def _significand(
-    low: np.ndarray, high: np.ndarray, n_low: np.ndarray, n_high: np.ndarray, first: np.ndarray, length: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``-?[0-9]*.?[0-9]*`` with a digit: (its digits as an integer, digits after the point, ok)."""
-    negative = first == 0x2D
-    in_high = n_high > 0
-    sign = _U(0x2D ^ 0x30)
-    low ^= _AT_FIRST[n_low] * sign * (negative & ~in_high)
-    high ^= _AT_FIRST[n_high] * sign * (negative & in_high)
-    dot_low, dot_high = _flag_bytes(low, 0x2E), _flag_bytes(high, 0x2E)
-    ok = ((dot_low == 0) | (dot_high == 0)) & ((dot_low & (dot_low - _U(1))) == 0)
-    ok &= (dot_high & (dot_high - _U(1))) == 0
-    low ^= (dot_low >> _U(7)) * _U(0x2E ^ 0x30)
-    high ^= (dot_high >> _U(7)) * _U(0x2E ^ 0x30)
-    ok &= _all_digits(low) & _all_digits(high)
-    has_dot = (dot_low | dot_high) != 0
-    ok &= length - negative - has_dot > 0  # a digit
-    number = (_eight(high) * _U(10**8) + _eight(low)).view(np.int64)  # the point read as a '0'
-    after = np.minimum(np.where(dot_high != 0, _from_top(dot_high) + 8, _from_top(dot_low)), 16)
-    tail = number % _POW10_INT[after]
-    mantissa = np.where(has_dot, (number - tail) // 10 + tail, number)  # that '0' dropped
-    ok &= mantissa <= _MAX_EXACT
-    return mantissa, after, ok
-
-
-def _exponent(words: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok)."""
-    low, _, n_low, _ = _token_words(words, starts, ends)
-    first = flat[starts]
-    signed = (first == 0x2D) | (first == 0x2B)
-    low ^= _AT_FIRST[n_low] * (first.astype(_U) ^ _U(0x30)) * signed
-    ok = (ends - starts <= 8) & (ends - starts > signed) & _all_digits(low)
-    value = _eight(low).view(np.int64)
-    return np.where(first == 0x2D, -value, value), ok
-
-
-def _eight(w: np.ndarray) -> np.ndarray:
-    """Eight ASCII digits, the first in the lowest byte, as an integer (SWAR, as simdjson)."""
-    w = w - _ZEROS
-    w = ((w * _U(10)) + (w >> _U(8))) & _U(0x00FF00FF00FF00FF)
-    w = ((w * _U(100)) + (w >> _U(16))) & _U(0x0000FFFF0000FFFF)
-    return ((w * _U(10000)) + (w >> _U(32))) & _U(0xFFFFFFFF)
-
-
-def _all_digits(w: np.ndarray) -> np.ndarray:
-    """Is every byte of each word an ASCII digit (0x30..0x39)?"""
-    return ((w & _HIGH_NIBBLES) == _ZEROS) & (((w + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
-
-
-def _flag_bytes(w: np.ndarray, byte: int) -> np.ndarray:
-    """0x80 in each byte of ``w`` equal to ``byte``, 0 in the others (exact: no carries)."""
-    x = w ^ (_ONES * _U(byte))
-    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
-
-
-def _from_top(flags: np.ndarray) -> np.ndarray:
-    """For one byte flagged 0x80 (at byte b): 7 - b, the bytes above it; 0 if none (int64)."""
-    return (((flags >> _U(7)) * _RANKS) >> _U(56)).view(np.int64)
 
 
 class _Scan:
@@ -882,4 +756,76 @@ def _load_tokens(blob: Blob, ctx: LoadContext, source: _Source, size: int) -> Me
     return build_mesh(values, None, blob, "stl-ascii", ctx, group_ids.astype(np.int32), names)
 
 
-loaders = {"stl-binary": load_binary, "stl-ascii": load_ascii}
+# ----------------------------------------------------------------------------- sniffing
+
+_ASCII_RE = re.compile(rb"\A\s*solid", re.I)
+
+
+def _binary_size(p: Probe) -> int | None:
+    """The size a binary STL with the count in this head would have (None: too short)."""
+    if p.blob.size < STL_PREAMBLE:
+        return None
+    (count,) = struct.unpack("<I", p.head[STL_HEADER_BYTES:STL_PREAMBLE])
+    return STL_PREAMBLE + STL_RECORD_BYTES * count
+
+
+def _sniff(p: Probe) -> str | None:
+    """The binary/ASCII question - the classic trap is a binary STL whose 80-byte header
+    starts with ``solid``. ASCII when it starts with ``solid`` and is text, unless the size
+    is exactly a binary STL's and no facet is written; binary when the size is exactly that
+    of its declared triangle count, whatever the header says (a PNG's magic, say)."""
+    binary_size = _binary_size(p)
+    if _ASCII_RE.match(p.head) and looks_text(p.head[:4096]):
+        text_like = re.search(rb"facet|endsolid", p.head[:4096], re.I) is not None
+        if text_like or binary_size != p.blob.size:
+            return "stl-ascii"
+    return "stl-binary" if binary_size == p.blob.size else None
+
+
+def _sniff_records(p: Probe) -> str | None:
+    """A truncated or padded binary STL (the loader says which): binary content whose first
+    records hold ordinary float32 numbers. Runs after binary model formats' magic numbers;
+    an image's magic (zero padding after it is no evidence of triangles) needs non-zero ones."""
+    if _binary_size(p) is None or p.looks_text:
+        return None
+    return "stl-binary" if _plausible_records(p.head, non_model_magic(p.head, p.blob.size) is not None) else None
+
+
+def _plausible_records(head: bytes, need_nonzero: bool) -> bool:
+    """Do the first complete records hold finite, ordinary float32 numbers?"""
+    body = head[STL_PREAMBLE:]
+    n = min(len(body) // STL_RECORD_BYTES, 20)
+    if n == 0:
+        return False
+    rec = np.frombuffer(body[: n * STL_RECORD_BYTES], dtype=np.uint8).reshape(n, STL_RECORD_BYTES)
+    floats = rec[:, :48].copy().view("<f4").ravel()
+    if not np.all(np.isfinite(floats)):
+        return False
+    mag = np.abs(floats)
+    if need_nonzero and not mag.any():
+        return False
+    return bool(np.all((mag == 0) | ((mag > 1e-30) & (mag < 1e9))))
+
+
+FORMATS = (
+    Format(
+        "stl-binary",
+        "STL binary",
+        10,
+        "declared triangle count checked against the file size before allocation; a header starting with "
+        "`solid` (or with an image's magic) is still binary when the size says so",
+        loader=load_binary,
+    ),
+    Format(
+        "stl-ascii",
+        "STL ASCII",
+        11,
+        "any whitespace, CRLF, upper/lower case, missing `endsolid`; several `solid` blocks are kept as names "
+        "(bodies come from the geometry); all tokens on one line is read",
+        loader=load_ascii,
+    ),
+)
+SNIFFERS = (
+    Sniffer(400, _sniff, frozenset({"stl-binary", "stl-ascii"})),
+    Sniffer(420, _sniff_records, frozenset({"stl-binary"})),
+)

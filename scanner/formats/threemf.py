@@ -9,7 +9,9 @@ entities); each part is size-capped before parsing.
 
 from __future__ import annotations
 
+import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from xml.etree.ElementTree import Element
 
@@ -18,9 +20,10 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, NOT_A_MODEL, UnreadableInput
+from scanner.formats._probe import Probe
 from scanner.formats._text import parse_numbers
-from scanner.formats.archive import read_zip_member
-from scanner.formats.base import LoadContext, MemberResult, build_mesh
+from scanner.formats.archive import ZIP_MAGIC, open_zip, read_member_bytes, read_zip_member, zip_has_more_entries_than
+from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
@@ -168,14 +171,6 @@ class _Package:
             self.instantiate(cpart, coid, matrix @ cm, depth + 1, out)
 
 
-def load_3mf(blob: Blob, ctx: LoadContext) -> Mesh:
-    """The build of a 3MF package (a zip)."""
-    from scanner.formats.archive import _open_zip
-
-    with _open_zip(blob, ctx.limits.max_members) as zf:
-        return _build(_Package.from_zip(zf, ctx), blob, ctx)
-
-
 def load_3mf_model(blob: Blob, ctx: LoadContext) -> Mesh:
     """A bare 3MF model part (the XML alone, as ``part.model``): read as a one-part package."""
     return _build(_Package.from_model_xml(blob, ctx), blob, ctx)
@@ -228,10 +223,8 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     Members recognised as not a model (thumbnails, slicer settings) belong to the package and
     are not listed. A broken build does not stop the other members being read.
     """
-    from scanner.formats.archive import _open_zip, _read_member_bytes
-
     try:
-        with _open_zip(blob, ctx.limits.max_members) as zf:
+        with open_zip(blob, ctx.limits.max_members) as zf:
             pkg = _Package.from_zip(zf, ctx)
             try:
                 yield MemberResult(None, "3mf", mesh=_build(pkg, blob, ctx))
@@ -252,7 +245,7 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
                 except UnreadableInput as err:
                     yield MemberResult(info.filename, "", error=err)
                     continue
-                for result in _read_member_bytes(info.filename, data, inner):
+                for result in read_member_bytes(info.filename, data, inner):
                     own = result.member == info.filename
                     if own and result.error is not None and result.error.reason == NOT_A_MODEL:
                         continue  # the package's own thumbnails, settings, metadata
@@ -270,5 +263,63 @@ def _is_opc_part(name: str) -> bool:
     return key == "[content_types].xml" or key.endswith(".rels")
 
 
-loaders = {"3mf-model": load_3mf_model}
-containers = {"3mf": iter_3mf}
+def _sniff_package(p: Probe) -> str | None:
+    """A zip holding a 3MF package, recognised by its structure: a ``3D/*.model`` part, a
+    ``[Content_Types].xml`` beside any ``.model`` part, or a ``_rels/.rels`` pointing at a
+    model. The content-types part is not required: uploaders (and trimesh) do without it.
+
+    A zip listing more than ``max_members`` entries is not opened here (zipfile would parse
+    its whole directory first): it is left to the zip reader, which refuses it with
+    ``limit:members``; so is a zip zipfile cannot open (the zip reader says what is wrong).
+    """
+    if not p.head.startswith(ZIP_MAGIC):
+        return None
+    blob = p.blob
+    if p.max_members is not None and zip_has_more_entries_than(blob, p.max_members):
+        return None
+    try:
+        with blob.open() as fh, zipfile.ZipFile(fh) as zf:  # zipfile leaves fh open
+            lower = {i.filename.lower().replace("\\", "/").lstrip("/"): i for i in zf.infolist()}
+            if any(n.startswith("3d/") and n.endswith(".model") for n in lower):
+                return "3mf"
+            if "[content_types].xml" in lower and any(n.endswith(".model") for n in lower):
+                return "3mf"
+            rels = lower.get("_rels/.rels")
+            if rels is not None and rels.file_size <= 1 << 20 and not rels.flag_bits & 0x1:
+                with zf.open(rels) as stream:
+                    data = stream.read(1 << 20)
+                if b"3dmanufacturing/2013/01/3dmodel" in data or _MODEL_TARGET_RE.search(data):
+                    return "3mf"
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        return None
+    return None
+
+
+_MODEL_TARGET_RE = re.compile(rb"Target\s*=\s*[\"'][^\"']*\.model[\"']", re.I)
+
+
+def _sniff_model_xml(p: Probe) -> str | None:
+    """A bare 3MF model part: XML whose root element is ``model``."""
+    return "3mf-model" if p.xml_root == b"model" else None
+
+
+_TITLE = "3MF"
+FORMATS = (
+    Format(
+        "3mf",
+        _TITLE,
+        50,
+        "several objects, components, build items with transforms, production-extension `p:path` parts. "
+        "Recognised by structure: a zip with a `3D/*.model` part, or a `_rels/.rels` pointing at a model, "
+        "is a 3MF with or without `[Content_Types].xml`; a bare 3MF model XML "
+        '(`<model xmlns=".../3dmanufacturing/core/2015/02">`, e.g. `part.model`) is read as a one-part package. '
+        "Every other member of the package that is not one of its parts (an STL beside the model, "
+        "an unreferenced `.model` part) is scanned as an archive member",
+        container=iter_3mf,
+    ),
+    Format("3mf-model", _TITLE, 51, loader=load_3mf_model),
+)
+SNIFFERS = (
+    Sniffer(100, _sniff_package, frozenset({"3mf"})),
+    Sniffer(740, _sniff_model_xml, frozenset({"3mf-model"})),
+)
