@@ -3,8 +3,8 @@
 
 The database is opened read-only through its owner, :class:`scanner.store.results.ResultsStore`
 (``mode=ro``), so a report can be made while a scan or the watch daemon is writing, and can
-never change what it reports on. Bad input is a
-:class:`ReportError` with a reason code, never a traceback.
+never change what it reports on. Bad input is a :class:`ReportError` with a reason code, never
+a traceback.
 """
 
 from __future__ import annotations

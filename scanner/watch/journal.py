@@ -11,11 +11,12 @@ One SQLite file (WAL, ``synchronous=FULL``) holds:
 * ``watch_meta`` - where the JSONL log's acknowledged content ends (inode, length).
 
 Why this makes a crash harmless: a scanned file's verdict rows, its journal row, its action
-intents and the new end of the JSONL log are written in **one transaction** (the results store's
-explicit transaction, which the journal joins: the store's own batching never commits inside it);
-the log lines are appended (and fsynced) just before it commits. Killed before the commit, nothing of the scan
-exists: at restart the log is cut back to its recorded end (removing the lines, whole or
-partial, of the lost scans) and the reconciliation pass scans the file again. Killed after it,
+intents and the new end of the JSONL log are written in **one transaction** (the results
+store's explicit transaction, which the journal joins: the store's own batching never commits
+inside it); the log lines are appended (and fsynced) just before it commits. Killed before the
+commit, nothing of the scan exists: at restart the log is cut back to its recorded end
+(removing the lines, whole or partial, of the lost scans) and the reconciliation pass scans the
+file again. Killed after it,
 the verdict and its log lines exist exactly once and the intents are replayed, each action
 being idempotent on replay (see :mod:`scanner.watch.actions`).
 
