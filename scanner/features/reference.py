@@ -26,7 +26,7 @@ from scanner.library import LibraryError
 ALPHA = 0.5
 
 
-class ReferenceError(LibraryError):
+class ReferenceSetMismatch(LibraryError):
     """The shipped reference set does not fit this scanner: a broken install, never a user's fault.
     A :class:`LibraryError`, so every command that refuses a bad library refuses this the same way."""
 
@@ -39,7 +39,7 @@ def benign_reference() -> np.ndarray:
     root = files("scanner.data")
     meta = json.loads(root.joinpath("benign_reference.json").read_text("utf-8"))
     if meta.get("descriptor_version") != DESCRIPTOR_VERSION:
-        raise ReferenceError(
+        raise ReferenceSetMismatch(
             f"benign reference set is for descriptor {meta.get('descriptor_version')!r}, not {DESCRIPTOR_VERSION!r}: "
             "rebuild it with 'python -m fixtures.reference'"
         )

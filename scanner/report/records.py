@@ -1,9 +1,10 @@
 """Reading verdict records for a report: from a results database (``scan --db``,
 ``watch --state``: both hold the same ``results`` table) or from a JSONL verdict log.
 
-The database is opened read-only (``file:...?mode=ro`` URI), so a report can be made while a
-scan or the watch daemon is writing, and can never change what it reports on. Bad input is a
-:class:`ReportError` with a reason code, never a traceback.
+The database is opened read-only through its owner, :class:`scanner.store.results.ResultsStore`
+(``mode=ro``), so a report can be made while a scan or the watch daemon is writing, and can
+never change what it reports on. Bad input is a :class:`ReportError` with a reason code, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from scanner.errors import MeshscanError
+from scanner.store.results import NoResultsTable, NotAResultsDB, ResultsStore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -77,21 +78,18 @@ def read_source(path: str | Path) -> Source:
 
 
 def _read_db(path: Path) -> Iterator[Row]:
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot open database: {exc}") from None
+        store = ResultsStore.open_readonly(path)
+    except NoResultsTable:
+        raise ReportError(
+            NOT_RESULTS,
+            f"{path}: a SQLite database without a 'results' table "
+            "(make one with 'meshscan scan --db' or 'meshscan watch --state')",
+        ) from None
+    except NotAResultsDB as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc.error or exc}") from None
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "results" not in tables:
-            raise ReportError(
-                NOT_RESULTS,
-                f"{path}: a SQLite database without a 'results' table "
-                "(make one with 'meshscan scan --db' or 'meshscan watch --state')",
-            )
-        cur = conn.execute("SELECT record, size, mtime_ns FROM results ORDER BY path, member")
-        for text, size, mtime_ns in cur:
+        for text, size, mtime_ns in store.records_with_stat():
             try:
                 record = json.loads(text)
             except (TypeError, ValueError):
@@ -102,7 +100,7 @@ def _read_db(path: Path) -> Iterator[Row]:
     except sqlite3.Error as exc:
         raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc}") from None
     finally:
-        conn.close()
+        store.close()
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:

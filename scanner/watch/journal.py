@@ -2,8 +2,8 @@
 
 One SQLite file (WAL, ``synchronous=FULL``) holds:
 
-* ``results`` - the verdicts, through :class:`scanner.sinks.resultsdb.ResultsDB`, so ``meshscan
-  report`` / ``review`` read a watch state DB exactly as a scan DB;
+* ``results`` - the verdicts, through :class:`scanner.store.results.ResultsStore` (the table's
+  one owner), so ``meshscan report`` / ``review`` read a watch state DB exactly as a scan DB;
 * ``watch_files`` - one row per file seen: path, size, mtime, sha256 and state
   (``scanned``, ``quarantined``, ``deleted``, ...);
 * ``watch_actions`` - every action intended (quarantine, command), journalled *before* it is
@@ -11,10 +11,12 @@ One SQLite file (WAL, ``synchronous=FULL``) holds:
 * ``watch_meta`` - where the JSONL log's acknowledged content ends (inode, length).
 
 Why this makes a crash harmless: a scanned file's verdict rows, its journal row, its action
-intents and the new end of the JSONL log are written in **one transaction**; the log lines are
-appended (and fsynced) just before it commits. Killed before the commit, nothing of the scan
-exists: at restart the log is cut back to its recorded end (removing the lines, whole or
-partial, of the lost scans) and the reconciliation pass scans the file again. Killed after it,
+intents and the new end of the JSONL log are written in **one transaction** (the results
+store's explicit transaction, which the journal joins: the store's own batching never commits
+inside it); the log lines are appended (and fsynced) just before it commits. Killed before the
+commit, nothing of the scan exists: at restart the log is cut back to its recorded end
+(removing the lines, whole or partial, of the lost scans) and the reconciliation pass scans the
+file again. Killed after it,
 the verdict and its log lines exist exactly once and the intents are replayed, each action
 being idempotent on replay (see :mod:`scanner.watch.actions`).
 
@@ -34,8 +36,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.sinks.resultsdb import ResultsDB
 from scanner.sinks.webhook import OUTBOX_SCHEMA, enqueue
+from scanner.store.results import ResultsStore
 from scanner.verdict import Verdict
 
 SCHEMA = """
@@ -117,9 +119,9 @@ def payload(path: str, verdicts: list[Verdict], ident: str) -> dict:
 
 class Journal:
     def __init__(self, path: str | Path) -> None:
-        # The journal commits itself, once per batch of scans: ResultsDB must not commit
-        # half-way through one (its own batching would split a scan's transaction).
-        self.results = ResultsDB(path, batch_size=1 << 62, batch_seconds=float("inf"))
+        # The journal commits itself, once per batch of scans: record_scan joins the store's
+        # explicit transaction, inside which the store never commits on its own.
+        self.results = ResultsStore(path)
         self.conn: sqlite3.Connection = self.results.conn
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.executescript(SCHEMA + OUTBOX_SCHEMA)
@@ -134,11 +136,13 @@ class Journal:
     def durable(self, on: bool) -> None:
         """Make the next commit synchronous (FULL) or not (NORMAL); call outside a transaction."""
         if on != self._durable:
-            self.conn.commit()
+            self.commit()
             self.conn.execute(f"PRAGMA synchronous={'FULL' if on else 'NORMAL'}")
             self._durable = on
 
     def commit(self) -> None:
+        """Commit the open transaction: every scan recorded since the last commit, with its
+        journal rows, intents and log position."""
         self.results.commit()
 
     # ------------------------------------------------------------------ files
@@ -148,13 +152,13 @@ class Journal:
         """(size, mtime_ns) of every path with verdicts from these scanner, library and model
         versions and still in its folder: a file that was quarantined or deleted is a new upload when it
         reappears, even with the same size and mtime (``rsync -t``, ``cp -p``)."""
-        rows = self.conn.execute(
-            "SELECT r.path, r.size, r.mtime_ns FROM results r LEFT JOIN watch_files f ON f.path = r.path "
-            "WHERE r.scanner_version = ? AND r.library_version IS ? AND r.model_version IS ? AND r.size IS NOT NULL "
-            "AND (f.state IS NULL OR f.state NOT IN (?, ?)) GROUP BY r.path",
-            (scanner_version, library_version, model_version, QUARANTINED, DELETED),
+        current = self.results.current_files(scanner_version, library_version, model_version)
+        gone = self.conn.execute(
+            "SELECT path FROM watch_files WHERE state IN (?, ?)", (QUARANTINED, DELETED)
         ).fetchall()
-        return {p: (s, m) for p, s, m in rows}
+        for (path,) in gone:
+            current.pop(path, None)
+        return current
 
     def record_scan(
         self,
@@ -172,6 +176,7 @@ class Journal:
         order = ("flag", "review", "unscannable", "clear")
         worst = min((v.verdict for v in verdicts), key=order.index, default=None)
         now = time.time()
+        self.results.begin()  # join the batch's transaction (or open it)
         self.results.record(path, size, mtime_ns, verdicts)
         self.conn.execute(
             "INSERT OR REPLACE INTO watch_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",

@@ -509,7 +509,7 @@ def test_failed_library_write_records_no_decision(ws: Path, monkeypatch: pytest.
 def test_failed_audit_write_puts_the_library_back(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The library was saved but the decision cannot be recorded (I/O error on the database):
     the library is restored, so nothing claims a decision that is not in the log."""
-    import scanner.review as review_module
+    import scanner.review.audit as review_module
 
     def failing_hash(prev: str, entry: str) -> str:
         raise sqlite3.OperationalError("disk I/O error")

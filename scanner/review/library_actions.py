@@ -1,0 +1,168 @@
+"""What a decision does to a signature library, transactionally.
+
+A confirmation can enrol the file into a library (descriptors and hashes only, never
+geometry); a dismissal can add it to a library's allowlist. Each is an action prepared (slow
+work, validation) *before* the database lock is taken, applied under it by
+:meth:`scanner.review.audit.AuditLog.append`, and undone - the library written back as it was,
+so with the same library version - if the decision cannot be recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scanner.errors import MeshscanError
+from scanner.review.audit import utc_now
+from scanner.review.errors import ReviewError
+from scanner.review.queue import ReviewItem, label
+
+if TYPE_CHECKING:
+    from scanner.library import SignatureLibrary
+
+
+class LibraryAction:
+    """An action on the library at ``root``; subclasses say what :meth:`_change` does."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.original: SignatureLibrary | None = None
+
+    def _load(self) -> SignatureLibrary:
+        from scanner.library import LibraryError, SignatureLibrary
+
+        try:
+            return SignatureLibrary.load(self.root)
+        except LibraryError as exc:
+            raise ReviewError("library", str(exc)) from None
+
+    def apply(self) -> dict[str, Any]:
+        """Change and save the library (keeping the original to undo); returns what was done,
+        for the audit entry."""
+        lib = self._load()
+        self.original = self._load()
+        before = lib.library_version
+        result = self._change(lib)
+        if result.pop("changed"):
+            try:
+                lib.save()
+            except BaseException as exc:
+                self.undo()
+                if isinstance(exc, OSError):
+                    raise ReviewError(
+                        "library", f"could not write library {self.root}: {exc}; no decision was recorded"
+                    ) from None
+                raise
+        return {
+            **result,
+            "library": str(self.root.resolve()),
+            "library_version_before": before,
+            "library_version_after": lib.library_version,
+        }
+
+    def _change(self, lib: SignatureLibrary) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def undo(self) -> None:
+        """Write the library back as it was (same content, so the same library version)."""
+        if self.original is None:
+            return
+        try:
+            self.original.save()
+        except OSError as exc:
+            raise ReviewError(
+                "library",
+                f"library {self.root} could not be restored after a failed decision "
+                f"({exc}): check it with 'meshscan signatures verify'",
+            ) from None
+
+
+class EnrolAction(LibraryAction):
+    """Add the reviewed file's (or member's) signature to the library."""
+
+    @classmethod
+    def prepare(
+        cls, root: Path, path: str, item: ReviewItem, category: str, decision_id: str, by: str, reason: str
+    ) -> EnrolAction:
+        """Describe the file now (outside the lock): enrol it into a scratch library and keep
+        the signature of the reviewed member."""
+        from scanner.enrol import enrol
+        from scanner.library import SignatureLibrary
+
+        action = cls(root)
+        action._load()  # refuse an unusable library before doing any work
+        scratch = SignatureLibrary.create()
+        try:
+            enrolled = enrol(scratch, path, category, f"meshscan review {decision_id} by {by}", reason)
+        except MeshscanError as exc:  # a LibraryError too (e.g. a reference set that does not fit)
+            raise ReviewError("enrol", f"{path} could not be enrolled: {exc}") from None
+        results = [r for r in enrolled if r.member == item.member]
+        if not results or results[0].signature_id is None:
+            status = results[0].status if results else "member not found"
+            raise ReviewError("unreadable", f"{label(path, item.member)} could not be enrolled ({status})")
+        index = next(i for i, s in enumerate(scratch.signatures) if s.id == results[0].signature_id)
+        judged = item.record.get("geometry_hash")
+        if judged and scratch.signatures[index].geometry_hash != judged:  # replaced since the sha256 check
+            raise ReviewError("content-changed", f"{label(path, item.member)} is not the geometry that was judged")
+        mask = scratch.rows[:, 0] == index
+        action.signature = scratch.signatures[index]
+        action.vectors, action.bodies = scratch.vectors[mask], [int(b) for b in scratch.rows[mask, 1]]
+        action.thresholds = scratch.thresholds[mask]
+        action.category = category
+        return action
+
+    def _change(self, lib: SignatureLibrary) -> dict[str, Any]:
+        from scanner.library import LibraryError
+
+        try:
+            result = lib.add_signature(self.signature, self.vectors, self.bodies, self.thresholds)
+        except LibraryError as exc:
+            raise ReviewError("library", f"cannot enrol into {self.root}: {exc}") from None
+        action = {
+            "action": "enrol",
+            "status": "added" if result.added else "already-enrolled",
+            "changed": result.added,
+            "signature_id": self.signature.id,
+            "category": self.category,
+        }
+        if result.dropped_allow:  # the signature wins over allowlist entries with its hash: on the record
+            action["allowlist_dropped"] = [
+                {"sha256": a.sha256, "geometry_hash": a.geometry_hash, "note": a.note} for a in result.dropped_allow
+            ]
+        return action
+
+
+class AllowAction(LibraryAction):
+    """Add the reviewed file's hashes to the library's allowlist."""
+
+    @classmethod
+    def prepare(cls, root: Path, item: ReviewItem, decision_id: str, by: str, reason: str) -> AllowAction:
+        from scanner.library import AllowEntry
+
+        action = cls(root)
+        action._load()
+        gh = item.record.get("geometry_hash")
+        # a whole file is allowed by its bytes and its triangles; an archive member by its
+        # triangles only (the archive's sha256 would allow every other member too)
+        sha = item.sha256 if item.member is None else None
+        if not sha and not gh:
+            raise ReviewError("no-hash", f"item {item.short_id} has no sha256 or geometry hash to allow")
+        action.entry = AllowEntry(
+            sha256=sha, geometry_hash=gh, added=utc_now(), note=f"{reason} [review {decision_id}]", by=by
+        )
+        return action
+
+    def _change(self, lib: SignatureLibrary) -> dict[str, Any]:
+        from scanner.library import AllowlistConflict
+
+        try:
+            added = lib.allow(self.entry)
+        except AllowlistConflict as exc:  # the item is an enrolled signature: never allowlisted
+            raise ReviewError("allowlist-conflict", str(exc)) from None
+        return {
+            "action": "allowlist",
+            "status": "added" if added else "already-allowed",
+            "changed": added,
+            "sha256": self.entry.sha256,
+            "geometry_hash": self.entry.geometry_hash,
+        }
