@@ -15,19 +15,13 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from scanner.batch import Upload
+from scanner.engines.base import Engine
 from scanner.verdict import Verdict
 
 Result = tuple[Upload, list[Verdict]]
-
-
-class Engine(Protocol):
-    """What a scan engine offers (the local :class:`~scanner.workers.IsolatedPool` or the Dask
-    engine): results in input order, one per upload given, consuming the input lazily."""
-
-    def scan(self, uploads: Iterable[Upload]) -> Iterator[Result]: ...
 
 
 @dataclass
@@ -88,7 +82,7 @@ def scan_uploads(  # noqa: C901 - one state machine, kept in one place on purpos
     by uploading it many times. If the original's bytes changed while it was scanned (its
     verdict's sha256 is not the one hashed here), its duplicates are scanned themselves.
     """
-    from scanner import __version__
+    from scanner._version import __version__
     from scanner.inspect import file_sha256
 
     stats = stats if stats is not None else RunStats()

@@ -67,9 +67,9 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None
     """
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
+    from scanner.engines.local import LocalPool as IsolatedPool
     from scanner.runner import RunStats, scan_uploads
     from scanner.sinks.output import WRITERS, CsvWriter, TableWriter, terminal_safe
-    from scanner.workers import IsolatedPool
 
     if move_to and copy_to:
         raise click.UsageError("use --move or --copy, not both")
@@ -102,7 +102,7 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None
     limits = settings.limits
     if engine == "dask":
         try:
-            from scanner.dask_engine import DaskEngine
+            from scanner.engines.dask_engine import DaskEngine
         except ImportError:
             raise CommandError("--engine dask needs Dask: pip install 'meshscan[dask]'") from None
         pool = DaskEngine(context, library, scheduler, jobs or os.cpu_count() or 1)

@@ -59,9 +59,9 @@ def survey_cmd(
     """
     from scanner.batch import WalkStats, iter_uploads
     from scanner.cli.options import build_scan_context
+    from scanner.engines.local import LocalPool as IsolatedPool
     from scanner.report.survey import run_survey
     from scanner.runner import scan_uploads
-    from scanner.workers import IsolatedPool
 
     if no_model and model_dir:
         raise click.UsageError("use --model or --no-model, not both")
