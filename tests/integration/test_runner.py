@@ -23,7 +23,7 @@ from scanner.engines.local import LocalPool as IsolatedPool
 from scanner.engines.worker import FAULT_INJECTION_ENV
 from scanner.library import SignatureLibrary, shipped_library_path
 from scanner.pipeline import ScanContext
-from scanner.runner import RunStats, scan_uploads
+from scanner.run import RunStats, scan_uploads
 from scanner.sinks.resultsdb import ResultsDB
 from tests.conftest import REPO
 
