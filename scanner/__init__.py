@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from scanner._version import __version__
 
 if TYPE_CHECKING:
     from scanner.api import Scanner, Signals, scan
+    from scanner.context import NoLibraryError
     from scanner.errors import UnreadableInput
     from scanner.loading import iter_meshes, load
     from scanner.mesh import Mesh
-    from scanner.pipeline import NoLibraryError
     from scanner.verdict import Match, Verdict
 
 __all__ = [
@@ -40,7 +40,7 @@ _LAZY = {
     "Signals": "scanner.api",
     "Verdict": "scanner.verdict",
     "Match": "scanner.verdict",
-    "NoLibraryError": "scanner.pipeline",
+    "NoLibraryError": "scanner.context",
     "load": "scanner.loading",
     "iter_meshes": "scanner.loading",
     "Mesh": "scanner.mesh",

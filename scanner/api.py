@@ -9,7 +9,7 @@
 
 Every scan goes through :func:`scanner.pipeline.scan_one`, the function the CLI, the daemon and
 the Dask workers call, so a verdict is the same whichever door it came through. A scanner
-without a library is refused (:class:`~scanner.pipeline.NoLibraryError`): nothing is ever
+without a library is refused (:class:`~scanner.context.NoLibraryError`): nothing is ever
 ``clear`` for want of something to compare with. ``isolated=True`` scans each upload in a
 forked worker under the time and memory limits of ``meshscan scan``.
 """
@@ -29,8 +29,8 @@ from scanner.verdict import Match, Verdict
 
 if TYPE_CHECKING:
     from scanner.classify.model import ComponentModel
+    from scanner.context import ScanContext
     from scanner.library import SignatureLibrary
-    from scanner.pipeline import ScanContext
 
 SHIPPED = "shipped"
 """Use the demo library or model that ships with meshscan."""
@@ -79,7 +79,7 @@ class Scanner:
     _context: ScanContext = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from scanner.pipeline import NoLibraryError, ScanContext
+        from scanner.context import NoLibraryError, ScanContext
 
         if self.library is None:
             raise NoLibraryError("Scanner needs a signature library (a folder, an export, or 'shipped')")
@@ -120,11 +120,11 @@ class Scanner:
 
             return scan_one(path, self._context)
         from scanner.batch import Upload
-        from scanner.workers import IsolatedPool
+        from scanner.engines.local import LocalPool
 
         limits = self.settings.limits
-        pool = IsolatedPool(self._context, 1, limits.max_seconds, limits.max_memory_bytes)
-        ((_, verdicts),) = list(pool.scan([Upload(path, os.path.dirname(path) or ".")]))
+        with LocalPool(self._context, 1, limits.max_seconds, limits.max_memory_bytes) as pool:
+            ((_, verdicts),) = list(pool.scan([Upload(path, os.path.dirname(path) or ".")]))
         return verdicts
 
     def hash(self, upload: str | os.PathLike[str]) -> list[Signals]:

@@ -21,16 +21,14 @@ The descriptor is computed at most once per mesh and shared by matching and the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scanner import __version__
-from scanner.config import Settings
-from scanner.errors import CORRUPT, LIMIT_MEMORY, MeshscanError, UnreadableInput
-from scanner.library import SignatureLibrary
+from scanner._version import __version__
+from scanner.context import NoLibraryError, ScanContext
+from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
 from scanner.loading import iter_blob_meshes
 from scanner.mesh import Mesh
 from scanner.sources import blob_sha256, open_blob
@@ -38,49 +36,7 @@ from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 
 if TYPE_CHECKING:
     from scanner.classify.explain import Assessment
-    from scanner.classify.model import ComponentModel
     from scanner.features import Descriptor
-    from scanner.matching import Matcher
-
-
-class NoLibraryError(MeshscanError):
-    """Scanning was asked for with nothing to match against: an error, never a silent clear."""
-
-
-@dataclass
-class ScanContext:
-    settings: Settings = field(default_factory=Settings)
-    library: SignatureLibrary | None = None
-    model: ComponentModel | None = None
-    """The component classifier for files that match no signature (None: matching only)."""
-
-    _matcher: Matcher | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def matcher(self) -> Matcher:
-        """The library's indexes, built on first use and shared by every scan of this context."""
-        if self.library is None:
-            raise NoLibraryError("no signature library loaded: scanning without one would call everything clear")
-        if self._matcher is None or self._matcher.library is not self.library:
-            from scanner.matching import Matcher
-
-            self._matcher = Matcher.build(self.library)
-        return self._matcher
-
-    @property
-    def library_version(self) -> str | None:
-        return self.library.library_version if self.library is not None else None
-
-    @property
-    def model_version(self) -> str | None:
-        return self.model.version if self.model is not None else None
-
-    @property
-    def review_threshold(self) -> float | None:
-        if self.model is None:
-            return None
-        configured = self.settings.classify.review_threshold
-        return self.model.review_threshold if configured is None else configured
 
 
 def _now() -> str:

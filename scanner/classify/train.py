@@ -77,13 +77,13 @@ def compute_features(
     data: LabelledSet, progress: Callable[[int, int], None] | None = None
 ) -> tuple[np.ndarray, LabelledSet, list[tuple[str, str]]]:
     """Feature rows of the readable files; returns (rows, the kept subset, [(path, reason)])."""
-    import scanner
     from scanner.errors import UnreadableInput
+    from scanner.loading import load
 
     rows, kept, skipped = [], LabelledSet(), []
     for i, (path, label, group) in enumerate(zip(data.paths, data.labels, data.groups, strict=True)):
         try:
-            rows.append(feature_row(scanner.load(path)))
+            rows.append(feature_row(load(path)))
         except UnreadableInput as err:
             skipped.append((path, err.reason))
         except (ValueError, FloatingPointError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from scanner import __version__
+from scanner._version import __version__
 from scanner.cli.exitcodes import ExitCodeGroup
 from scanner.cli.export_cmd import export_cmd
 from scanner.cli.inspect_cmd import inspect_cmd

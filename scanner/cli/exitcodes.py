@@ -1,4 +1,6 @@
-"""Exit codes: the one table every command follows, and the only place they are produced.
+"""Exit codes at the command line: the one table every command follows (the codes themselves,
+and a scanning run's policy, are :class:`scanner.exitcode.ExitCode`), and the only place they
+are produced.
 
 A pipeline must be able to tell "something was found" from "some uploads are broken" from
 "the scanner is broken", and none of them may ever look like a clean run. clamscan's manager
@@ -30,29 +32,16 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import IntEnum
 from typing import Any
 
 import click
 
+from scanner.exitcode import ExitCode
+
+__all__ = ["DEBUG_ENV", "CommandError", "ExitCode", "ExitCodeGroup", "exit_with"]
+
 DEBUG_ENV = "MESHSCAN_DEBUG"
 """Set to 1 to see the traceback of an internal error (for a bug report)."""
-
-
-class ExitCode(IntEnum):
-    OK = 0
-    FOUND = 1
-    INCOMPLETE = 2
-    FATAL = 3
-    INTERRUPTED = 130
-
-    @classmethod
-    def for_run(cls, found: bool, incomplete: bool) -> ExitCode:
-        """A scanning run's code: FOUND wins over INCOMPLETE (clamscan's manager), and a run is
-        OK only when everything was read and nothing needs a person."""
-        if found:
-            return cls.FOUND
-        return cls.INCOMPLETE if incomplete else cls.OK
 
 
 class CommandError(click.ClickException):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -85,7 +86,7 @@ def open_model(path: str | None) -> Any:
 def build_scan_context(library: str | None, settings: Any, model_dir: str | None = None, no_model: bool = False) -> Any:
     """The one ScanContext every scanning command builds (library, classifier model, settings),
     so that an upload gets the same verdict from ``scan``, ``watch`` and ``survey``."""
-    from scanner.pipeline import ScanContext
+    from scanner.context import ScanContext
 
     if no_model and model_dir:
         raise click.UsageError("use --model or --no-model, not both")
@@ -97,6 +98,36 @@ def build_scan_context(library: str | None, settings: Any, model_dir: str | None
             "clear; enrol signatures (meshscan signatures add) or drop --no-model"
         )
     return context
+
+
+def context_from_options(options: dict[str, Any]) -> Any:
+    """The scan context of a scanning command, from its shared options (``--library``,
+    ``--model``/``--no-model``, ``--threshold``, ``--review-threshold``, ``--config``,
+    ``--limit-*``), which are popped from ``options``: one mapping for every command."""
+    library, model_dir = options.pop("library", None), options.pop("model_dir", None)
+    no_model = options.pop("no_model", False)
+    options["match.distance_threshold"] = options.pop("threshold", None)
+    options["classify.review_threshold"] = options.pop("review_threshold", None)
+    settings = settings_from(options.pop("config_path", None), options)
+    return build_scan_context(library, settings, model_dir, no_model)
+
+
+@contextlib.contextmanager
+def started(run: Any) -> Iterator[Any]:
+    """``with started(ScanRun(...)) as run``: a run that cannot start is a fatal command error
+    (its message, no traceback)."""
+    from scanner.run import RunError
+
+    try:
+        run.__enter__()
+    except RunError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        yield run
+    except BaseException as exc:
+        run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    run.__exit__(None, None, None)
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

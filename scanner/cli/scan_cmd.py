@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import Any
 
 import click
 
-from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
-from scanner.cli.options import config_options, library_option, model_options, settings_from
+from scanner.cli.exitcodes import CommandError, exit_with
+from scanner.cli.options import config_options, context_from_options, library_option, model_options, started
 
 
 @click.command("scan")
@@ -48,13 +47,8 @@ from scanner.cli.options import config_options, library_option, model_options, s
               help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
               "memory limits.")  # fmt: skip
 @config_options
-def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None, fmt: str | None,
-             out_path: str | None, force: bool, append: bool, show_all: bool, only_flagged: bool,
-             exclude: tuple[str, ...], list_skipped: bool,
-             move_to: str | None, copy_to: str | None, threshold: float | None, model_dir: str | None,
-             no_model: bool, review_threshold: float | None, db_path: str | None,
-             resume: bool, engine: str, scheduler: str | None, jobs: int | None, config_path: str | None,
-             **kw: Any) -> None:  # fmt: skip
+def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, out_path: str | None, force: bool,
+             append: bool, show_all: bool, only_flagged: bool, list_skipped: bool, **options: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
     Exit code 0: everything read, nothing flagged; 1: something flagged or sent to review
@@ -65,18 +59,10 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None
     PATHs may be omitted when --files-from lists them. --out never truncates earlier results
     unless told (--force), and --append adds to them.
     """
-    from scanner.batch import WalkStats, iter_uploads
-    from scanner.cli.options import build_scan_context
-    from scanner.runner import RunStats, scan_uploads
-    from scanner.sinks.output import WRITERS, CsvWriter, TableWriter, terminal_safe
-    from scanner.workers import IsolatedPool
+    from scanner.batch import WalkStats
+    from scanner.run import ScanRun
 
-    if move_to and copy_to:
-        raise click.UsageError("use --move or --copy, not both")
-    if resume and not db_path:
-        raise click.UsageError("--resume needs --db")
-    if scheduler and engine != "dask":
-        raise click.UsageError("--scheduler goes with --engine dask")
+    run_settings = _run_settings(options)
     check_out_options(out_path, fmt, force, append)
     if files_from is not None:
         paths = (*paths, *read_files_from(files_from))
@@ -84,70 +70,84 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, library: str | None
         raise click.UsageError("give PATH... to scan, or --files-from FILE")
     # before the library loads: a refused --out costs nothing
     out, had_content = open_out(out_path, fmt or "jsonl", force, append) if out_path else (sys.stdout, False)
-    kw["match.distance_threshold"] = threshold
-    kw["classify.review_threshold"] = review_threshold
-    context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
-    settings = context.settings
-    db = _open_db(db_path) if db_path else None
-    fmt = fmt or ("table" if out.isatty() else "jsonl")
-    if fmt == "csv":
-        writer = CsvWriter(out, header=not had_content)
-    elif fmt == "table":
-        writer = TableWriter(out, show_clear=show_all)
-    else:
-        writer = WRITERS[fmt](out)
-    counts = {"flag": 0, "review": 0, "clear": 0, "unscannable": 0}
-    errors = files = 0
-    stats = WalkStats(on_skip=_echo_skipped if list_skipped else None)
-    limits = settings.limits
-    if engine == "dask":
-        try:
-            from scanner.dask_engine import DaskEngine
-        except ImportError:
-            raise CommandError("--engine dask needs Dask: pip install 'meshscan[dask]'") from None
-        pool = DaskEngine(context, library, scheduler, jobs or os.cpu_count() or 1)
-    else:
-        pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
-    run = RunStats()
-    engine_cm = pool if engine == "dask" else contextlib.nullcontext()
-    progress = _progress(out_is_terminal=out.isatty())
+    exclude = options.pop("exclude")
     try:
-        with engine_cm, progress:
-            total, uploads = None, iter_uploads(paths, stats, exclude)
-            if not progress.disable and not any("://" in p for p in paths):
-                uploads = iter(listed := list(uploads))  # walked (and sniffed) once; counted for the ETA
-                total = len(listed)
-            task = progress.add_task("scanning", total=total)
-            for upload, verdicts in scan_uploads(uploads, pool, context, db, resume, run):
-                files += 1
-                progress.update(task, advance=1, description=f"scanning ({counts['flag']} flagged)")
-                for v in verdicts:
-                    counts[v.verdict] += 1
-                    errors += v.is_error
-                    if not only_flagged or v.needs_attention:
-                        writer.write(v)
-                dest = move_to or copy_to
-                if dest and any(v.needs_attention for v in verdicts):
-                    errors += not _quarantine(upload, dest, verdicts, bool(move_to))
+        context = context_from_options(options)
+        walk = WalkStats(on_skip=_echo_skipped if list_skipped else None)
+        with started(ScanRun(context, run_settings, _Echo(), walk)) as run:
+            writer = _writer(out, fmt or ("table" if out.isatty() else "jsonl"), had_content, show_all)
+            try:
+                _scan(run, paths, exclude, writer, only_flagged, _progress(out_is_terminal=out.isatty()))
+            finally:
+                writer.close()
     finally:
-        writer.close()
         if out_path:
             out.close()
-        if db is not None:
-            db.close()
-    skipped = f"; {stats.skipped} skipped (not a model by content)" if stats.skipped else ""
-    skipped += f"; {stats.excluded} excluded (--exclude)" if stats.excluded else ""
-    if run.unchanged:
-        skipped += f"; {run.unchanged} unchanged file(s) skipped (--resume)"
-    if run.copied:
-        skipped += f"; {run.copied} duplicate(s) by content not rescanned"
-    click.echo(
-        f"meshscan: {files} file(s), {sum(counts.values())} result(s): {counts['flag']} flagged, "
+    click.echo(_summary_line(run), err=True)
+    exit_with(run.summary.exit_code)
+
+
+def _run_settings(options: dict[str, Any]) -> Any:
+    """The run's settings from the options (popped), after their usage errors."""
+    from scanner.run import RunSettings
+
+    move_to, copy_to = options.pop("move_to"), options.pop("copy_to")
+    db, resume = options.pop("db_path"), options.pop("resume")
+    engine, scheduler = options.pop("engine"), options.pop("scheduler")
+    if move_to and copy_to:
+        raise click.UsageError("use --move or --copy, not both")
+    if resume and not db:
+        raise click.UsageError("--resume needs --db")
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
+    return RunSettings(engine=engine, jobs=options.pop("jobs"), scheduler=scheduler, library=options.get("library"),
+                       db=db, resume=resume, quarantine=move_to or copy_to, move=bool(move_to))  # fmt: skip
+
+
+def _writer(out: Any, fmt: str, had_content: bool, show_all: bool) -> Any:
+    from scanner.sinks.output import WRITERS, CsvWriter, TableWriter
+
+    if fmt == "csv":
+        return CsvWriter(out, header=not had_content)
+    if fmt == "table":
+        return TableWriter(out, show_clear=show_all)
+    return WRITERS[fmt](out)
+
+
+def _scan(run: Any, paths: tuple[str, ...], exclude: tuple[str, ...], writer: Any, only_flagged: bool,
+          progress: Any) -> None:  # fmt: skip
+    """Feed the run, write what it yields, and show progress."""
+    from scanner.batch import iter_uploads
+
+    with progress:
+        total, uploads = None, iter_uploads(paths, run.summary.walk, exclude)
+        if not progress.disable and not any("://" in p for p in paths):
+            uploads = iter(listed := list(uploads))  # walked (and sniffed) once; counted for the ETA
+            total = len(listed)
+        task = progress.add_task("scanning", total=total)
+        for _, verdicts in run.scan(uploads):
+            progress.update(task, advance=1, description=f"scanning ({run.summary.counts['flag']} flagged)")
+            for v in verdicts:
+                if not only_flagged or v.needs_attention:
+                    writer.write(v)
+
+
+def _summary_line(run: Any) -> str:
+    from scanner.sinks.output import terminal_safe
+
+    summary, context = run.summary, run.context
+    walk, stats, counts = summary.walk, summary.stats, summary.counts
+    skipped = f"; {walk.skipped} skipped (not a model by content)" if walk.skipped else ""
+    skipped += f"; {walk.excluded} excluded (--exclude)" if walk.excluded else ""
+    if stats.unchanged:
+        skipped += f"; {stats.unchanged} unchanged file(s) skipped (--resume)"
+    if stats.copied:
+        skipped += f"; {stats.copied} duplicate(s) by content not rescanned"
+    return (
+        f"meshscan: {summary.files} file(s), {summary.results} result(s): {counts['flag']} flagged, "
         f"{counts['review']} review, {counts['clear']} clear, {counts['unscannable']} unscannable{skipped} "
-        f"[library {terminal_safe(context.library_version)}, model {terminal_safe(context.model_version)}]",
-        err=True,
+        f"[library {terminal_safe(context.library_version)}, model {terminal_safe(context.model_version)}]"
     )
-    exit_with(ExitCode.for_run(found=bool(counts["flag"] or counts["review"]), incomplete=bool(errors)))
 
 
 def check_out_options(out_path: str | None, fmt: str | None, force: bool, append: bool) -> None:
@@ -200,40 +200,27 @@ def read_files_from(source: str) -> list[str]:
     return [os.fsdecode(line) for line in lines if line.strip() and not line.startswith(b"#")]
 
 
-def _open_db(path: str) -> Any:
-    """The results database, or a fatal error before anything is scanned. Local paths are
-    recorded absolute, so ``review`` and ``report`` find the files from any directory."""
-    import sqlite3
-
-    from scanner.sinks.resultsdb import ResultsDB
-
-    try:
-        return ResultsDB(path, absolute_paths=True)
-    except (sqlite3.Error, OSError) as exc:
-        raise CommandError(f"[io-error] cannot use {path} as a results database: {exc}") from None
-
-
 def _echo_skipped(path: str, why: str) -> None:
     from scanner.sinks.output import terminal_safe
 
     click.echo(f"meshscan: skipped {terminal_safe(path)}: {terminal_safe(why)}", err=True)
 
 
-def _quarantine(upload, dest: str, verdicts: list, move: bool) -> bool:  # noqa: ANN001
-    """Quarantine one upload; False (and a message) when it could not be done."""
-    from scanner.sinks.output import terminal_safe as safe
-    from scanner.sinks.quarantine import QuarantineError, quarantine
+class _Echo:
+    """The run's messages about quarantine, on stderr."""
 
-    if "://" in upload.path:
-        click.echo(f"meshscan: not quarantining remote {safe(upload.path)}: quarantine works on local files", err=True)
-        return False
-    try:
-        target = quarantine(upload.path, upload.root, dest, verdicts, move=move)
-    except (QuarantineError, OSError) as exc:
-        click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(exc)}", err=True)
-        return False
-    click.echo(f"meshscan: quarantined {safe(upload.path)} -> {safe(target)}", err=True)
-    return True
+    def quarantined(self, upload: Any, target: str) -> None:
+        from scanner.sinks.output import terminal_safe as safe
+
+        click.echo(f"meshscan: quarantined {safe(upload.path)} -> {safe(target)}", err=True)
+
+    def not_quarantined(self, upload: Any, why: str) -> None:
+        from scanner.sinks.output import terminal_safe as safe
+
+        if "://" in upload.path:
+            click.echo(f"meshscan: not quarantining remote {safe(upload.path)}: {safe(why)}", err=True)
+        else:
+            click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(why)}", err=True)
 
 
 def _progress(out_is_terminal: bool):  # noqa: ANN202 - rich.progress.Progress

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError
-from scanner.cli.options import config_options, library_option, model_options, settings_from
+from scanner.cli.options import config_options, context_from_options, library_option, model_options
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -58,10 +58,8 @@ def log_reloads() -> None:
 @click.option("--reload-poll", "reload_poll", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="With --reload-library: seconds between checks of manifest.json (0: on SIGHUP only).")  # fmt: skip
 @config_options
-def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, no_model: bool,
-              review_threshold: float | None, threshold: float | None, workers: int, queue: int | None,
-              max_upload_bytes: int, api_key_file: str | None, db_path: str | None, reload_library: bool,
-              reload_poll: float, config_path: str | None, **kw: Any) -> None:  # fmt: skip
+def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_bytes: int, api_key_file: str | None,
+              db_path: str | None, reload_library: bool, reload_poll: float, **options: Any) -> None:  # fmt: skip
     """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.
 
     The library and model are loaded once. Every upload is streamed to a temporary file and
@@ -89,11 +87,8 @@ def serve_cmd(host: str, port: int, library: str | None, model_dir: str | None, 
         raise click.UsageError(
             f"refusing to serve on {host} without authentication: give --api-key-file, or bind to 127.0.0.1 or ::1"
         )
-    kw["match.distance_threshold"] = threshold
-    kw["classify.review_threshold"] = review_threshold
-    from scanner.cli.options import build_scan_context
-
-    context = build_scan_context(library, settings_from(config_path, kw), model_dir, no_model)
+    library = options.get("library")
+    context = context_from_options(options)
     scanner = Scanner(library=context.library, model=context.model, settings=context.settings)
     recorder = None
     if db_path:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError
-from scanner.cli.options import config_options, library_option, model_options, settings_from
+from scanner.cli.options import config_options, context_from_options, library_option, model_options, started
 
 
 @click.command("survey")
@@ -33,22 +33,8 @@ from scanner.cli.options import config_options, library_option, model_options, s
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @click.option("--include-paths", is_flag=True, help="List the sampled files and their outcomes (off by default).")
 @config_options
-def survey_cmd(
-    roots: tuple[str, ...],
-    sample_size: int,
-    seed: int,
-    db_path: str | None,
-    library: str | None,
-    model_dir: str | None,
-    no_model: bool,
-    review_threshold: float | None,
-    jobs: int | None,
-    as_json: bool,
-    out_path: str | None,
-    include_paths: bool,
-    config_path: str | None,
-    **kw: Any,
-) -> None:
+def survey_cmd(roots: tuple[str, ...], sample_size: int, seed: int, db_path: str | None, jobs: int | None,
+               as_json: bool, out_path: str | None, include_paths: bool, **options: Any) -> None:  # fmt: skip
     """Scan a uniform random sample of the files under ROOT (folders or fsspec URLs) and
     estimate the prevalence of flag and review with 95% Wilson intervals, and the projected
     number of such files in the whole corpus.
@@ -58,26 +44,15 @@ def survey_cmd(
     that does not exist, nothing to sample, a library or model that cannot be loaded).
     """
     from scanner.batch import WalkStats, iter_uploads
-    from scanner.cli.options import build_scan_context
     from scanner.report.survey import run_survey
-    from scanner.runner import scan_uploads
-    from scanner.workers import IsolatedPool
+    from scanner.run import RunSettings, ScanRun
 
-    if no_model and model_dir:
+    if options["no_model"] and options["model_dir"]:
         raise click.UsageError("use --model or --no-model, not both")
     for root in roots:  # before loading anything: a typo should not cost a model load
         if "://" not in root and not os.path.lexists(root):
             raise CommandError(f"[not-found] {root}: no such file, folder or URL")
-    kw["classify.review_threshold"] = review_threshold
-    settings = settings_from(config_path, kw)
-    context = build_scan_context(library, settings, model_dir, no_model)
-    limits = settings.limits
-    pool = IsolatedPool(context, jobs or os.cpu_count() or 1, limits.max_seconds, limits.max_memory_bytes)
-    db = None
-    if db_path:
-        from scanner.sinks.resultsdb import ResultsDB
-
-        db = ResultsDB(db_path)
+    context = context_from_options(options)
     walk = WalkStats()
 
     def listing():  # noqa: ANN202
@@ -86,11 +61,9 @@ def survey_cmd(
                 raise CommandError(f"[not-found] {upload.path}: no such file, folder or URL")
             yield upload
 
-    try:
-        result = run_survey(listing(), sample_size, seed, lambda sample: scan_uploads(iter(sample), pool, context, db))
-    finally:
-        if db is not None:
-            db.close()
+    settings = RunSettings(jobs=jobs, db=db_path, absolute_paths=False)
+    with started(ScanRun(context, settings, walk=walk)) as run:
+        result = run_survey(listing(), sample_size, seed, lambda sample: run.scan(iter(sample)))
     if result.population == 0:
         raise CommandError("[empty-source] no files to sample under " + ", ".join(roots))
     doc = result.to_dict(include_paths=include_paths)

@@ -8,14 +8,8 @@ from typing import Any
 
 import click
 
-from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
-from scanner.cli.options import (
-    build_scan_context,
-    config_options,
-    library_option,
-    model_options,
-    settings_from,
-)
+from scanner.cli.exitcodes import CommandError, exit_with
+from scanner.cli.options import config_options, context_from_options, library_option, model_options
 
 
 def _lock(state: str) -> int:
@@ -150,14 +144,8 @@ def _lock(state: str) -> int:
 @library_option
 @config_options
 def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
-              actions: tuple[str, ...], act_on: str, jobs: int | None, once: bool, settle: float, close_delay: float,
-              open_timeout: float, ignore: tuple[str, ...], exclude: tuple[str, ...], no_default_ignore: bool,
-              stale_partial: float,
-              reconcile_every: float,
-              command_timeout: float, outbox_max: int, metrics_port: int | None, metrics_host: str,
-              threshold: float | None, model_dir: str | None, no_model: bool,
-              review_threshold: float | None, verbose: bool, library: str | None, config_path: str | None,
-              **kw: Any) -> None:  # fmt: skip
+              actions: tuple[str, ...], act_on: str, once: bool, verbose: bool, metrics_port: int | None,
+              metrics_host: str, **options: Any) -> None:  # fmt: skip
     """Watch upload folders (recursively) and scan each file once it is complete.
 
     Every verdict is recorded in the state database (the same results table as
@@ -172,11 +160,9 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     """
     import logging
 
+    from scanner.run import RunSummary
     from scanner.watch import oplog
     from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions
-    from scanner.watch.daemon import WatchConfig, Watcher
-    from scanner.watch.intake import has_close_events
-    from scanner.watch.settle import DEFAULT_IGNORE, SettleConfig
 
     roots = []
     for d in dirs:
@@ -187,18 +173,7 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         intents = parse_actions(actions, quarantine_dir)
     except ActionSpecError as exc:
         raise click.UsageError(str(exc)) from None
-    excluded = []
-    if quarantine_dir:
-        q = os.path.abspath(quarantine_dir)
-        for r in roots:
-            if os.path.realpath(r) == os.path.realpath(q) or os.path.realpath(r).startswith(
-                os.path.realpath(q) + os.sep
-            ):
-                raise click.UsageError(f"the watched folder {r} is inside the quarantine folder {q}")
-        os.makedirs(q, exist_ok=True)
-        # the action writes into the resolved folder: exclude it by that path too, in case the
-        # quarantine is a link into a watched folder
-        excluded += sorted({q, os.path.realpath(q)})
+    excluded = _quarantine_exclusions(roots, quarantine_dir)
     state = os.path.abspath(state)
     if not os.path.isdir(os.path.dirname(state)):
         raise CommandError(f"folder of the state database does not exist: {os.path.dirname(state)}")
@@ -210,54 +185,71 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         excluded.append(log_path)
     on = {"flagged": ("flag", "review"), "flagged+unscannable": ("flag", "review", "unscannable"),
           "all": ("flag", "review", "clear", "unscannable")}[act_on]  # fmt: skip
-    kw["match.distance_threshold"] = threshold
-    kw["classify.review_threshold"] = review_threshold
-    settings = settings_from(config_path, kw)
-    context = build_scan_context(library, settings, model_dir, no_model)
-    patterns = tuple(ignore) + (() if no_default_ignore else DEFAULT_IGNORE)
-    config = WatchConfig(
-        roots=roots,
-        state=state,
-        log=log_path,
-        plan=ActionPlan(intents, on),
-        jobs=jobs or os.cpu_count() or 1,
-        settle=SettleConfig(
-            settle=settle,
-            close_delay=close_delay,
-            open_timeout=open_timeout,
-            ignore=patterns,
-            exclude=tuple(excluded),
-            close_events=has_close_events() and not once,
-        ),  # fmt: skip
-        reconcile_every=reconcile_every,
-        stale_partial=stale_partial,
-        exclude_globs=exclude,
-        once=once,
-        command_timeout=command_timeout,
-        outbox_max=outbox_max,
-    )
+    context = context_from_options(options)
+    config = _watch_config(roots, state, log_path, ActionPlan(intents, on), once, excluded, options)
     oplog.setup(logging.DEBUG if verbose else logging.INFO)
-    metrics = None
-    if metrics_port:
-        try:
-            from scanner.watch.metrics import PrometheusMetrics
+    summary = _run(config, context, _metrics(metrics_port, metrics_host), state)
+    if once:
+        exit_with(RunSummary(counts=summary.counts, errors=summary.errors,
+                             failed_actions=summary.failed_actions).exit_code)  # fmt: skip
 
-            metrics = PrometheusMetrics(metrics_port, metrics_host)
-        except ImportError:
-            raise CommandError("--metrics-port needs prometheus-client: pip install 'meshscan[watch]'") from None
-        except OSError as exc:
-            raise CommandError(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}") from None
+
+def _quarantine_exclusions(roots: list[str], quarantine_dir: str | None) -> list[str]:
+    """The quarantine folder (made if needed), excluded from the watch by its path and by the
+    resolved folder the action writes into, in case it is a link into a watched folder."""
+    if not quarantine_dir:
+        return []
+    q = os.path.abspath(quarantine_dir)
+    for r in roots:
+        if os.path.realpath(r) == os.path.realpath(q) or os.path.realpath(r).startswith(os.path.realpath(q) + os.sep):
+            raise click.UsageError(f"the watched folder {r} is inside the quarantine folder {q}")
+    os.makedirs(q, exist_ok=True)
+    return sorted({q, os.path.realpath(q)})
+
+
+def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any, once: bool, excluded: list[str],
+                  options: dict[str, Any]) -> Any:  # fmt: skip
+    """The daemon's settings from the parsed options."""
+    from scanner.watch.daemon import WatchConfig
+    from scanner.watch.intake import has_close_events
+    from scanner.watch.settle import DEFAULT_IGNORE, SettleConfig
+
+    o = options
+    patterns = tuple(o["ignore"]) + (() if o["no_default_ignore"] else DEFAULT_IGNORE)
+    settle = SettleConfig(settle=o["settle"], close_delay=o["close_delay"], open_timeout=o["open_timeout"],
+                          ignore=patterns, exclude=tuple(excluded),
+                          close_events=has_close_events() and not once)  # fmt: skip
+    return WatchConfig(roots=roots, state=state, log=log_path, plan=plan, jobs=o["jobs"] or os.cpu_count() or 1,
+                       settle=settle, reconcile_every=o["reconcile_every"], stale_partial=o["stale_partial"],
+                       exclude_globs=o["exclude"], once=once, command_timeout=o["command_timeout"],
+                       outbox_max=o["outbox_max"])  # fmt: skip
+
+
+def _metrics(port: int | None, host: str) -> Any:
+    if not port:
+        return None
+    try:
+        from scanner.watch.metrics import PrometheusMetrics
+
+        return PrometheusMetrics(port, host)
+    except ImportError:
+        raise CommandError("--metrics-port needs prometheus-client: pip install 'meshscan[watch]'") from None
+    except OSError as exc:
+        raise CommandError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+
+
+def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
+    """Run the daemon under its state lock, stopping on SIGTERM or Ctrl-C; its summary."""
+    from scanner.watch.daemon import Watcher
+
     lock = _lock(state)
     watcher = Watcher(config, context, metrics)
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        summary = watcher.run()
+        return watcher.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.close(lock)
         if metrics is not None:
             metrics.close()
-    if once:
-        found = bool(summary.counts["flag"] or summary.counts["review"])
-        exit_with(ExitCode.for_run(found=found, incomplete=bool(summary.errors or summary.failed_actions)))

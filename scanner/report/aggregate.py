@@ -472,7 +472,7 @@ def _versions(records: list[dict[str, Any]]) -> dict[str, Any]:
         c = Counter(str(rec.get(key)) if rec.get(key) is not None else "(none)" for rec in records)
         return dict(sorted(c.items()))
 
-    from scanner import __version__
+    from scanner._version import __version__
     from scanner.features import DESCRIPTOR_VERSION
 
     software = {"python": platform.python_version()}

@@ -42,7 +42,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from scanner import __version__
+from scanner._version import __version__
 from scanner.api import Scanner, Signals
 from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
 from scanner.serve.contract import (
@@ -418,7 +418,7 @@ def isolated_hash(scanner: Scanner, path: str) -> tuple[list[dict[str, Any]], di
 
 
 def _hash_child(scanner: Scanner, path: str, conn: Any, memory_bytes: int | None) -> None:
-    from scanner.workers import one_blas_thread
+    from scanner.engines.worker import one_blas_thread
 
     one_blas_thread()
     if memory_bytes:

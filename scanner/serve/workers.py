@@ -1,6 +1,7 @@
 """The server's scan workers: ``--workers`` long-lived forked processes, each running the
-worker loop of ``meshscan scan --jobs N`` (``scanner.workers.worker_loop``) under the same
-address-space cap, with the library and model shared copy-on-write from the server.
+worker loop of ``meshscan scan --jobs N`` (:class:`scanner.engines.parent.ForkedWorker`)
+under the same address-space cap, with the library and model shared copy-on-write from the
+server.
 
 Why not a fresh fork per upload (``Scanner(isolated=True)``)? Forking the loaded server and
 warming the child cost about 75 ms per upload on top of a ~35 ms scan of a small mesh
@@ -13,16 +14,15 @@ reaped, and either is replaced; its upload is an ``unscannable`` record (``limit
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import queue
 import threading
 from multiprocessing.connection import wait
 
-from scanner.errors import LIMIT_TIME, WORKER_CRASHED, UnreadableInput
-from scanner.pipeline import ScanContext, unscannable_verdict
+from scanner.context import ScanContext
+from scanner.engines.parent import DIED, ForkedWorker, lost
+from scanner.engines.worker import warm_up
 from scanner.verdict import Verdict
-from scanner.workers import WorkerSlot, warm_up, worker_loop
 
 
 class ServeWorkers:
@@ -33,63 +33,51 @@ class ServeWorkers:
         self.context, self.timeout_s, self.memory_bytes = context, timeout_s, memory_bytes
         self._mp = multiprocessing.get_context("fork")
         warm_up(context)  # imports and indexes built once, before forking: shared by every worker
-        self._idle: queue.Queue[WorkerSlot] = queue.Queue()
-        self._all: list[WorkerSlot] = []
+        self._idle: queue.Queue[ForkedWorker] = queue.Queue()
+        self._all: list[ForkedWorker] = []
         self._lock = threading.Lock()
         self._tasks = itertools.count()
         self.replaced = 0
         for _ in range(max(1, workers)):
             self._idle.put(self._spawn())
 
-    def _spawn(self) -> WorkerSlot:
-        parent, child = self._mp.Pipe()
-        proc = self._mp.Process(target=worker_loop, args=(child, parent, self.context, self.memory_bytes), daemon=True)
-        proc.start()
-        child.close()
-        slot = WorkerSlot(proc, parent)
+    def _spawn(self) -> ForkedWorker:
+        worker = ForkedWorker(self._mp, self.context, self.memory_bytes)
         with self._lock:
-            self._all.append(slot)
-        return slot
+            self._all.append(worker)
+        return worker
 
-    def _retire(self, slot: WorkerSlot) -> None:
-        if slot.process.is_alive():
-            slot.process.kill()
-        slot.process.join(5)
-        slot.conn.close()
+    def _retire(self, worker: ForkedWorker) -> None:
+        worker.stop()
         with self._lock:
-            if slot in self._all:
-                self._all.remove(slot)
+            if worker in self._all:
+                self._all.remove(worker)
 
     def scan(self, path: str) -> list[Verdict]:
         """The verdicts of the file at ``path``, from the next free worker."""
-        slot = self._idle.get()
+        worker = self._idle.get()
         try:
             task = next(self._tasks)
-            timed_out = False
             try:
-                slot.conn.send_bytes(json.dumps([task, path]).encode())
-                ready = wait([slot.conn, slot.process.sentinel], timeout=self.timeout_s)
-                timed_out = not ready
-                if slot.conn in ready or slot.conn.poll():
-                    got, records = json.loads(slot.conn.recv_bytes())
-                    if got == task:
-                        return [Verdict.from_dict(r) for r in records]
-            except (EOFError, OSError, ValueError):
-                pass  # a worker that died mid-answer: reported below
-            self._retire(slot)  # killed if it still runs; reaped, so its exit code is known
-            if timed_out:
-                reason, detail = LIMIT_TIME, f"no result within {self.timeout_s:g} s"
-            else:
-                reason, detail = WORKER_CRASHED, f"the worker process died (exit code {slot.process.exitcode})"
-            slot = self._spawn()
+                worker.send(task, path)
+                wait(worker.handles, timeout=self.timeout_s)
+                reply = worker.reply()
+                if reply is not None and reply[0] == task:
+                    return reply[1]
+            except OSError:
+                pass  # a worker that died before it could take the task: reported below
+            fate = worker.fate(self.timeout_s) or DIED  # a wrong answer is a broken worker
+            self._retire(worker)  # killed if it still runs; reaped, so its exit code is known
+            detail = worker.detail(fate, self.timeout_s)
+            worker = self._spawn()
             self.replaced += 1
-            return [unscannable_verdict(path, self.context, UnreadableInput(reason, detail))]
+            return lost(path, self.context, fate, detail)
         finally:
-            self._idle.put(slot)
+            self._idle.put(worker)
 
     def close(self) -> None:
         """Stop every worker (at server shutdown)."""
         with self._lock:
-            slots = list(self._all)
-        for slot in slots:
-            self._retire(slot)
+            workers = list(self._all)
+        for worker in workers:
+            self._retire(worker)

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner import __version__
+from scanner._version import __version__
 
 log = logging.getLogger("meshscan.watch")
 

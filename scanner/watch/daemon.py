@@ -28,9 +28,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from scanner import __version__
+from scanner._version import __version__
 from scanner.batch import Upload, walk_skip_reason
-from scanner.pipeline import ScanContext
+from scanner.context import ScanContext
+from scanner.engines.local import Done, LocalPool
 from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
 from scanner.verdict import Verdict
@@ -38,7 +39,6 @@ from scanner.watch import journal as J
 from scanner.watch.actions import ActionPlan, CommandRunner, next_retry
 from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, start_observer
 from scanner.watch.metrics import Metrics
-from scanner.watch.pool import Done, StreamingPool
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
 
 log = logging.getLogger("meshscan.watch")
@@ -105,7 +105,7 @@ class Watcher:
         self._commands: dict[str, tuple[J.ActionRow, Future]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self.journal: J.Journal | None = None
-        self.pool: StreamingPool | None = None
+        self.pool: LocalPool | None = None
         self.outbox: Outbox | None = None
         self.sender: OutboxSender | None = None
         self.observer = None
@@ -123,8 +123,8 @@ class Watcher:
     # ------------------------------------------------------------------ run
     def run(self) -> Summary:
         cfg = self.config
-        self.pool = StreamingPool(self.context, cfg.jobs, self.context.settings.limits.max_seconds,
-                                  self.context.settings.limits.max_memory_bytes)  # fmt: skip
+        limits = self.context.settings.limits
+        self.pool = LocalPool(self.context, cfg.jobs, limits.max_seconds, limits.max_memory_bytes, deaf_to_sigterm=True)
         self.pool.start()  # fork the workers before any thread or database exists in this process
         try:
             self.journal = J.Journal(cfg.state)

@@ -127,7 +127,8 @@ def test_allowlisted_file_is_not_sent_to_review(tmp_path: Path) -> None:
 
 def test_dask_worker_loads_the_model_once() -> None:
     from scanner.config import Settings
-    from scanner.dask_engine import DaskEngine, _worker_context
+    from scanner.context import context_for as _worker_context
+    from scanner.engines.dask_engine import DaskEngine
     from scanner.pipeline import ScanContext
 
     settings_json = json.dumps({}, sort_keys=True)

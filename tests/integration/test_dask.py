@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from scanner.batch import iter_uploads
+from scanner.engines.local import LocalPool as IsolatedPool
 from scanner.library import SignatureLibrary
 from scanner.pipeline import ScanContext
-from scanner.workers import IsolatedPool
 from tests.conftest import REPO
 
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra: pip install 'meshscan[dask]'")
@@ -52,7 +52,7 @@ def _populate_memory_fs(names: list[str], root: str) -> None:
 
 
 def test_dask_engine_on_a_folder_and_on_memory_fs_matches_local(cluster, local_result) -> None:
-    from scanner.dask_engine import DaskEngine
+    from scanner.engines.dask_engine import DaskEngine
 
     context = ScanContext(library=SignatureLibrary.load(LIBRARY))
     engine = DaskEngine(context, str(LIBRARY), cluster.scheduler_address, jobs=2)
@@ -84,7 +84,7 @@ def test_dask_engine_enforces_the_per_file_time_limit(cluster, tmp_path: Path) -
     """A Dask task cannot be interrupted; the worker's guarded child can."""
     from scanner.batch import Upload
     from scanner.config import Limits, Settings
-    from scanner.dask_engine import DaskEngine
+    from scanner.engines.dask_engine import DaskEngine
     from tests.integration.test_isolation import big_binary_stl
 
     slow = big_binary_stl(tmp_path / "slow.stl", 1_000_000)
@@ -97,7 +97,7 @@ def test_dask_engine_enforces_the_per_file_time_limit(cluster, tmp_path: Path) -
 
 def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) -> None:
     from scanner.batch import Upload
-    from scanner.dask_engine import BATCH_BYTES, BATCH_FILES, batches
+    from scanner.engines.dask_engine import BATCH_BYTES, BATCH_FILES, batches
 
     small = []
     for i in range(BATCH_FILES + 3):

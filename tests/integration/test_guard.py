@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from scanner.config import Settings
-from scanner.guard import ContextSpec, GuardedScanner
+from scanner.context import ContextSpec
+from scanner.engines.guarded import GuardedScanner
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from scanner.library import SignatureLibrary
 from scanner.pipeline import ScanContext, scan_one
-from scanner.workers import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 from tests.integration.test_isolation import big_binary_stl
 

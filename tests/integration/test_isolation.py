@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from scanner.batch import Upload
+from scanner.engines.local import LocalPool as IsolatedPool
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from scanner.library import SignatureLibrary
 from scanner.pipeline import ScanContext
-from scanner.workers import FAULT_INJECTION_ENV, IsolatedPool
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"

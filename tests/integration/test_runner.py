@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 
 from scanner.batch import Upload
 from scanner.config import load_settings
+from scanner.engines.local import LocalPool as IsolatedPool
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from scanner.library import SignatureLibrary, shipped_library_path
 from scanner.pipeline import ScanContext
-from scanner.runner import RunStats, scan_uploads
+from scanner.run import RunStats, scan_uploads
 from scanner.sinks.resultsdb import ResultsDB
-from scanner.workers import FAULT_INJECTION_ENV, IsolatedPool
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"

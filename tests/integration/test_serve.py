@@ -26,7 +26,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from scanner.workers import FAULT_INJECTION_ENV
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 
 pytest.importorskip("fastapi", reason="meshscan serve needs the serve extra")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from scanner.workers import FAULT_INJECTION_ENV
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 from tests.integration.test_serve import BENIGN, ENROLLED, Server, multipart, start_server
 

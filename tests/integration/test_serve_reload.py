@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.workers import FAULT_INJECTION_ENV
+from scanner.engines.worker import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 from tests.integration.test_serve import Server, multipart, start_server
 

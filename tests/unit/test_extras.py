@@ -27,7 +27,7 @@ DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "d
 BROUGHT_BY = {"pydantic": "fastapi", "threadpoolctl": "scikit-learn"}
 # which extra a folder's (or module's) imports belong to
 AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve",
-         "scanner/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures"}  # fmt: skip
+         "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures"}  # fmt: skip
 
 
 def names(requirements: list[str]) -> set[str]:

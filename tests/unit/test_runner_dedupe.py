@@ -10,7 +10,7 @@ from pathlib import Path
 
 from scanner import __version__
 from scanner.batch import Upload
-from scanner.runner import RunStats, scan_uploads
+from scanner.run import RunStats, scan_uploads
 from scanner.sinks.resultsdb import ResultsDB
 from scanner.verdict import Verdict
 

@@ -5,19 +5,19 @@ scheduler (or starts a ``LocalCluster`` of worker processes when none is given),
 bounded number of tasks in flight (back-pressure: the listing is consumed only as results
 come back; small files go several to a task), and streams verdicts back in input order into
 the same sinks and results DB as the local engine. Each worker loads the signature library and the component model once
-(cached per worker process, keyed by library path, settings and model), not once per file.
+(cached per worker process, keyed by library path, settings and model:
+:meth:`~scanner.context.ContextSpec.load`), not once per file.
 Paths may be fsspec URLs, which is how workers on other machines reach the same files
 (``s3://...``, ``gs://...``).
 
 Limits: a Dask task cannot be interrupted, so each worker thread scans through a guarded
-child process (:mod:`scanner.guard`) that enforces the same per-file time and memory limits
-as the local engine and loses only the file at hand when it crashes. A task that still kills
-its Dask worker three times is reported ``worker-crashed``.
+child process (:mod:`scanner.engines.guarded`) that enforces the same per-file time and memory
+limits as the local engine and loses only the file at hand when it crashes. A task that still
+kills its Dask worker three times is reported ``worker-crashed``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -26,32 +26,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from scanner.batch import Upload
-from scanner.config import settings_from_dict
-from scanner.errors import WORKER_CRASHED, UnreadableInput
-from scanner.guard import ContextSpec, GuardedScanner
-from scanner.pipeline import ScanContext, scan_one, unscannable_verdict
+from scanner.context import ContextSpec, ScanContext
+from scanner.engines.guarded import GuardedScanner
+from scanner.engines.parent import DIED, lost
+from scanner.pipeline import scan_one
 from scanner.verdict import Verdict
-
-_CONTEXTS: dict[tuple[str | None, str, str | None], ScanContext] = {}
-
-
-def _worker_context(library: str | None, settings_json: str, model: str | None = None) -> ScanContext:
-    """The worker's scan context, loaded once per worker process: the library, and the model
-    (``model``: a folder, ``"shipped"`` for the worker's own installed demo model, or None),
-    refit here once - the model file holds rows, not an estimator to unpickle."""
-    key = (library, settings_json, model)
-    context = _CONTEXTS.get(key)
-    if context is None:
-        from scanner.classify.model import load_model
-        from scanner.library import SignatureLibrary, shipped_library_path
-
-        lib = SignatureLibrary.load(library or shipped_library_path())
-        component_model = None if model is None else load_model(None if model == "shipped" else model)
-        context = ScanContext(settings=settings_from_dict(json.loads(settings_json)), library=lib,
-                              model=component_model)  # fmt: skip
-        _CONTEXTS[key] = context
-    return context
-
 
 _GUARDS = threading.local()
 PROCESS_LOCAL_URLS = ("memory://",)
@@ -63,12 +42,13 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
 
     Each scan runs in this worker thread's guarded child process (loaded once), so the
     per-file time and memory limits hold here as they do in the local engine."""
+    spec = ContextSpec(library, settings_json, model)
     out = []
     for path in paths:
         if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
-            verdicts = scan_one(path, _worker_context(library, settings_json, model))
+            verdicts = scan_one(path, spec.load())
         else:
-            verdicts = _guard(ContextSpec(library, settings_json, model)).scan(path)
+            verdicts = _guard(spec).scan(path)
         out.append([v.to_dict() for v in verdicts])
     return json.dumps(out)
 
@@ -79,7 +59,7 @@ def _guard(spec: ContextSpec) -> GuardedScanner:
         guards = _GUARDS.by_spec = {}
     guard = guards.get(spec)
     if guard is None:
-        limits = settings_from_dict(json.loads(spec.settings_json)).limits
+        limits = spec.settings.limits
         guard = guards[spec] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes)
     return guard
 
@@ -113,8 +93,8 @@ class DaskEngine:
                  in_flight_per_worker: int = 4) -> None:  # fmt: skip
         self.context, self.library, self.scheduler = context, library, scheduler
         self.jobs, self.in_flight_per_worker = jobs, in_flight_per_worker
-        self.settings_json = json.dumps(dataclasses.asdict(context.settings), sort_keys=True)
-        self.model = None if context.model is None else (context.model.source or str(context.model.path))
+        self.spec = ContextSpec.of(context, library)
+        self.settings_json, self.model = self.spec.settings_json, self.spec.model
         self.client: Any = None
         self._cluster: Any = None
 
@@ -139,27 +119,29 @@ class DaskEngine:
         from distributed import as_completed
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})) or self.jobs)
-        limit = workers * self.in_flight_per_worker
         queue = enumerate(batches(uploads))
         pending: dict[Any, tuple[int, list[Upload]]] = {}
         done: dict[int, list[tuple[Upload, list[Verdict]]]] = {}
         next_out = 0
         results = as_completed()
-        for index, batch in itertools.islice(queue, limit):
+        for index, batch in itertools.islice(queue, workers * self.in_flight_per_worker):
             results.add(self._submit(index, batch, pending))
         for future in results:
             index, batch = pending.pop(future)
-            try:
-                records = json.loads(future.result())
-                done[index] = [(u, [Verdict.from_dict(r) for r in rs]) for u, rs in zip(batch, records, strict=True)]
-            except Exception as exc:  # noqa: BLE001 - KilledWorker and friends: report, go on
-                err = UnreadableInput(WORKER_CRASHED, f"{type(exc).__name__}: {exc}")
-                done[index] = [(u, [unscannable_verdict(u.path, self.context, err)]) for u in batch]
+            done[index] = self._results(future, batch)
             for index2, batch2 in itertools.islice(queue, 1):
                 results.add(self._submit(index2, batch2, pending))
             while next_out in done:
                 yield from done.pop(next_out)
                 next_out += 1
+
+    def _results(self, future: Any, batch: list[Upload]) -> list[tuple[Upload, list[Verdict]]]:
+        try:
+            records = json.loads(future.result())
+            return [(u, [Verdict.from_dict(r) for r in rs]) for u, rs in zip(batch, records, strict=True)]
+        except Exception as exc:  # noqa: BLE001 - KilledWorker and friends: report, go on
+            detail = f"{type(exc).__name__}: {exc}"
+            return [(u, lost(u.path, self.context, DIED, detail)) for u in batch]
 
     def _submit(self, index: int, batch: list[Upload], pending: dict) -> Any:
         paths = [u.path for u in batch]

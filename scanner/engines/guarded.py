@@ -1,0 +1,122 @@
+"""A guarded scanner: one child process that scans one file at a time under the per-file time
+and memory limits, for engines whose own tasks cannot be interrupted.
+
+A Dask task runs in a worker thread: it cannot be stopped when a file hangs, and a file that
+allocates without bound takes the whole worker (and its other tasks) down with it. So each
+Dask worker keeps one of these: a plain ``python -m scanner.engines.worker`` child (a
+subprocess, not ``multiprocessing``, because Dask's worker processes are daemons and may not
+fork children through it), fed one task per line on stdin and answering one JSON line on
+stdout (:mod:`scanner.engines.messages`). The child loads the library and model once, says
+``ready``, and only then does the per-file clock start. A file past ``timeout_s`` gets
+``limit:time`` and the child is killed and restarted; a child past its ``RLIMIT_AS`` reports
+``limit:memory`` (or dies, which is reported as ``worker-crashed``); either way only that
+file is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+
+from scanner.context import ContextSpec, ScanContext
+from scanner.engines.messages import decode_reply, encode_task
+from scanner.engines.parent import DIED, LATE, late_detail, lost
+from scanner.engines.worker import READY, SINGLE_THREAD_ENV
+from scanner.verdict import Verdict
+
+START_TIMEOUT_S = 300.0
+"""Loading the library and refitting the model in a fresh child: generous, and not per file."""
+
+
+class _ChildDied(Exception):
+    pass
+
+
+class GuardedScanner:
+    def __init__(self, spec: ContextSpec, timeout_s: float, memory_bytes: int | None) -> None:
+        self.spec, self.timeout_s, self.memory_bytes = spec, timeout_s, memory_bytes
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+        self._tasks = 0
+        self.versions: dict[str, str | None] = {}
+        """Library and model versions the child scans with, and its size (it says them when ready)."""
+
+    def __enter__(self) -> GuardedScanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scan(self, path: str) -> list[Verdict]:
+        """Verdicts for one upload, never raising: limits and crashes become verdicts."""
+        try:
+            self._ensure_started()
+            assert self.proc is not None and self.proc.stdin is not None
+            self._tasks += 1
+            self.proc.stdin.write(encode_task(self._tasks, path) + b"\n")
+            self.proc.stdin.flush()
+            line = self._read_line(self.timeout_s)
+        except _ChildDied as died:
+            return self._lost(path, DIED, str(died))
+        except OSError as exc:  # a broken pipe: the child is gone
+            return self._lost(path, DIED, f"the scan process died ({exc})")
+        if line is None:
+            return self._lost(path, LATE, late_detail(self.timeout_s))
+        return decode_reply(line)[1]
+
+    def _lost(self, path: str, fate: str, detail: str) -> list[Verdict]:
+        self.close()
+        verdicts = lost(path, ScanContext(), fate, detail)
+        for verdict in verdicts:  # which library and model would have judged it
+            verdict.library_version = self.versions.get("library_version")
+            verdict.model_version = self.versions.get("model_version")
+        return verdicts
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    stream.close()
+        self.proc, self._buffer = None, b""
+
+    def _ensure_started(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.close()
+        args = [sys.executable, "-m", "scanner.engines.worker", self.spec.to_json(), str(self.memory_bytes or 0)]
+        env = dict(os.environ, **SINGLE_THREAD_ENV)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        line = self._read_line(START_TIMEOUT_S)
+        try:
+            hello = json.loads(line or b"null")
+            assert isinstance(hello, dict) and hello.pop(READY) is True
+        except (ValueError, AssertionError, KeyError):
+            raise _ChildDied(f"the scan process did not start (it said {line!r})") from None
+        self.versions = hello
+
+    def _read_line(self, timeout_s: float) -> bytes | None:
+        """One line from the child, or None on timeout; _ChildDied if it exits."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if not sel.select(left):
+                    continue
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    code = self.proc.wait(10)
+                    raise _ChildDied(f"the scan process died (exit code {code})")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line

@@ -1,0 +1,158 @@
+"""The worker side of every engine, written once: how a scan worker prepares itself, scans one
+upload so that nothing but a crash can end it, and serves tasks until its parent goes.
+
+Two transports carry the same messages (:mod:`scanner.engines.messages`):
+
+- a forked worker (:func:`pipe_worker`) reads tasks from a ``multiprocessing`` pipe; the
+  library, model and indexes are inherited copy-on-write from the parent, warmed up before
+  the fork (:func:`warm_up`);
+- a fresh child (``python -m scanner.engines.worker SPEC MEMORY``, :func:`stdin_worker`)
+  reads one task per line on stdin and answers one line on stdout; it builds its own context
+  from a :class:`~scanner.context.ContextSpec` and says ``ready`` before its first task, so
+  the parent's per-file clock does not include loading the library.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from scanner.context import ContextSpec, ScanContext
+from scanner.engines.messages import decode_task, encode_reply
+from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
+from scanner.pipeline import scan_one, unscannable_verdict
+from scanner.verdict import Verdict
+
+FAULT_INJECTION_ENV = "MESHSCAN_FAULT_INJECT"
+"""Testing hook: ``crash:NAME`` makes a worker abort on a file whose base name is NAME, and
+``hang:NAME`` makes it never finish, so the crash and time-limit paths can be tested without a
+real crashing or hanging input."""
+
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""For child processes started fresh: one BLAS thread each, set before numpy loads."""
+
+READY = "ready"
+"""Key of a fresh child's first line: ``{"ready": true, "library_version": ..., "model_version": ...,
+"vm_bytes": ...}``."""
+
+
+def one_blas_thread() -> None:
+    """One BLAS/OpenMP thread in this worker. The pool already uses every core, one file per
+    worker; on the small matrices of one file a threaded BLAS only adds contention (measured
+    2-4x slower shape features and descriptors with the default thread count)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # comes with scikit-learn; without it, the default threads
+        return
+    threadpool_limits(limits=1)
+
+
+def cap_memory(memory_bytes: int | None) -> None:
+    """Cap this process's address space (RLIMIT_AS): past it an allocation fails with
+    MemoryError (the upload's ``limit:memory``) instead of the machine swapping."""
+    if memory_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def warm_up(context: ScanContext) -> None:
+    """Import what a scan needs and build the index before forking, so every worker shares
+    them (copy-on-write) instead of paying for them inside its first file's time limit."""
+    import scipy.sparse.csgraph  # noqa: F401 - bodies
+    import scipy.special  # noqa: F401 - descriptor
+
+    import scanner.features  # noqa: F401
+
+    if context.library is not None:
+        context.matcher  # noqa: B018 - builds the indexes
+
+
+def scan_contained(path: str, context: ScanContext, fault: str = "") -> list[Verdict]:
+    """``scan_one`` inside a worker: running out of memory or a bug becomes this file's
+    verdict, never the worker's end. ``fault`` is the FAULT_INJECTION_ENV testing hook."""
+    if fault == f"crash:{os.path.basename(path)}":
+        os.abort()
+    if fault == f"hang:{os.path.basename(path)}":
+        time.sleep(3600)  # a file that never finishes: only the time limit ends it
+    try:
+        return scan_one(path, context)
+    except MemoryError:
+        return [unscannable_verdict(path, context, UnreadableInput(LIMIT_MEMORY, "memory cap reached"))]
+    except Exception as exc:  # noqa: BLE001 - a bug must not take the run down; it is reported
+        return [unscannable_verdict(path, context, UnreadableInput(CORRUPT, f"internal error: {exc!r}"))]
+
+
+def serve_tasks(receive: Callable[[], bytes | None], send: Callable[[bytes], None], context: ScanContext) -> None:
+    """Answer tasks until ``receive`` says there are no more (None)."""
+    fault = os.environ.get(FAULT_INJECTION_ENV, "")
+    while (message := receive()) is not None:
+        task, path = decode_task(message)
+        send(encode_reply(task, scan_contained(path, context, fault)))
+
+
+def pipe_worker(conn: Connection, parent_end: Connection, context: ScanContext, memory_bytes: int | None,
+                deaf_to_sigterm: bool = False) -> None:  # fmt: skip
+    """A forked worker's life. The parent decides when to stop (SIGINT is ignored); with
+    ``deaf_to_sigterm`` (the watch daemon) SIGTERM too, since a service manager signals the
+    whole process group on stop and the daemon wants its running scans finished and recorded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if deaf_to_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent_end.close()  # the fork copied it; holding it would keep our own pipe open forever
+    parent_pid = os.getppid()
+    one_blas_thread()
+    cap_memory(memory_bytes)
+
+    def receive() -> bytes | None:
+        try:
+            while not conn.poll(1.0):
+                if os.getppid() != parent_pid:  # the parent was killed (kill -9): do not linger
+                    return None
+            return conn.recv_bytes()
+        except (EOFError, OSError):
+            return None
+
+    try:
+        serve_tasks(receive, conn.send_bytes, context)
+    except (BrokenPipeError, EOFError, OSError):
+        pass  # the parent went away mid-answer: nobody is left to tell
+
+
+def _vm_bytes() -> int | None:
+    """This process's address-space size (what RLIMIT_AS caps), where /proc says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def stdin_worker(spec: ContextSpec, memory_bytes: int) -> None:
+    """A fresh child's life: load the context, warm up, cap memory, say ready, serve lines."""
+    import json
+
+    context = spec.load()
+    warm_up(context)
+    cap_memory(memory_bytes)
+    out = os.fdopen(os.dup(1), "wb")  # the protocol's own stdout; stray prints go to stderr
+    os.dup2(2, 1)
+
+    def send(message: bytes) -> None:
+        out.write(message + b"\n")
+        out.flush()
+
+    send(json.dumps({READY: True, "library_version": context.library_version,
+                     "model_version": context.model_version, "vm_bytes": _vm_bytes()}).encode())  # fmt: skip
+    serve_tasks(lambda: sys.stdin.buffer.readline() or None, send, context)
+
+
+if __name__ == "__main__":
+    stdin_worker(ContextSpec.from_json(sys.argv[1]), int(sys.argv[2]))
