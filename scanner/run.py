@@ -198,10 +198,10 @@ def open_results(settings: RunSettings) -> Any:
     """The results store, or a fatal error before anything is scanned."""
     import sqlite3
 
-    from scanner.sinks.resultsdb import ResultsDB
+    from scanner.store.results import ResultsStore
 
     try:
-        return ResultsDB(settings.db, absolute_paths=settings.absolute_paths)
+        return ResultsStore(settings.db, absolute_paths=settings.absolute_paths)
     except (sqlite3.Error, OSError) as exc:
         raise RunError(f"[io-error] cannot use {settings.db} as a results database: {exc}") from None
 

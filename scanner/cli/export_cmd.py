@@ -36,11 +36,11 @@ def export_cmd(db_path: str, fmt: str, out_path: str | None, force: bool, append
     import sqlite3
 
     from scanner.sinks.output import CsvWriter, JsonlWriter
-    from scanner.sinks.resultsdb import NotAResultsDB, ResultsDB
+    from scanner.store.results import NotAResultsDB, ResultsStore
 
     check_out_options(out_path, fmt, force, append)
     try:
-        db = ResultsDB.open_readonly(db_path)
+        db = ResultsStore.open_readonly(db_path)
     except NotAResultsDB as exc:
         raise CommandError(f"[{exc.reason}] {exc}") from None
     out, had_content = open_out(out_path, fmt, force, append) if out_path else (sys.stdout, False)

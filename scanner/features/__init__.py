@@ -14,15 +14,9 @@ import numpy as np
 
 from scanner.features.families import FAMILIES
 from scanner.features.sampling import sample_surface, triangle_areas
+from scanner.features.version import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION, SAMPLING_VERSION  # noqa: F401 - re-exported
 from scanner.mesh import Mesh
 
-SAMPLING_VERSION = "ms3"
-"""ms1: 16,384 independent random points per surface; ms2: exactly N_POINTS, laid out on a
-shifted low-discrepancy lattice inside each triangle (less noise per point, so fewer points);
-ms3: the same, seeded by each triangle's intrinsic shape instead of its coordinates, so a
-rotated, mirrored or rescaled copy samples the same points."""
-DESCRIPTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
-DESCRIPTOR_SIZE = sum(f.size for f in FAMILIES)
 MIN_BODY_TRIANGLES = 4
 """Bodies with fewer triangles cannot enclose a volume; they are not described one by one but
 pooled into one "loose triangles" row, so a part taken apart into single triangles (or any

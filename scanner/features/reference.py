@@ -34,7 +34,7 @@ class ReferenceSetMismatch(LibraryError):
 @lru_cache(maxsize=1)
 def benign_reference() -> np.ndarray:
     """The shipped benign reference descriptors, (R, D) float32."""
-    from scanner.features import DESCRIPTOR_VERSION
+    from scanner.features.version import DESCRIPTOR_VERSION
 
     root = files("scanner.data")
     meta = json.loads(root.joinpath("benign_reference.json").read_text("utf-8"))

@@ -74,10 +74,10 @@ class ServedRecorder:
     def _run(self) -> None:
         import sqlite3
 
-        from scanner.sinks.resultsdb import ResultsDB
+        from scanner.store.results import ResultsStore
 
         try:
-            db = ResultsDB(self.db_path, batch_size=self.batch_size, batch_seconds=self.batch_seconds,
+            db = ResultsStore(self.db_path, batch_size=self.batch_size, batch_seconds=self.batch_seconds,
                            absolute_paths=True)  # fmt: skip
         except (sqlite3.Error, OSError) as exc:
             self._open_error = exc

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from scanner.sinks.output import CSV_COLUMNS
-from scanner.sinks.resultsdb import local_abspath
+from scanner.store.results import local_abspath
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"

@@ -24,7 +24,7 @@ from scanner.engines.worker import FAULT_INJECTION_ENV
 from scanner.library import SignatureLibrary, shipped_library_path
 from scanner.pipeline import ScanContext
 from scanner.run import RunStats, scan_uploads
-from scanner.sinks.resultsdb import ResultsDB
+from scanner.store.results import ResultsStore
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"
@@ -72,7 +72,7 @@ def test_every_path_gets_one_record_and_one_row(
         content_of = {str(p): pick for p, pick in zip(paths, picks, strict=True)}
         order.shuffle(paths)
         uploads = [Upload(str(p), tmp) for p in paths]
-        db = ResultsDB(root / "r.sqlite")
+        db = ResultsStore(root / "r.sqlite")
         stats = RunStats()
         old = os.environ.get(FAULT_INJECTION_ENV)
         os.environ[FAULT_INJECTION_ENV] = "crash:crash.stl"  # read by the workers when they start

@@ -22,7 +22,15 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 1 - settings and the verdict record
     ("scanner.config", "scanner.verdict"),
     # 2 - reading uploads: geometry, formats, sources, loading, listing
-    ("scanner.mesh", "scanner.formats", "scanner.sources", "scanner.loading", "scanner.inspect", "scanner.batch"),
+    (
+        "scanner.mesh",
+        "scanner.formats",
+        "scanner.sources",
+        "scanner.loading",
+        "scanner.inspect",
+        "scanner.batch",
+        "scanner.store",
+    ),  # fmt: skip
     # 3 - describing a mesh: descriptors and the vector index
     ("scanner.features", "scanner.index"),
     # 4 - what uploads are compared with: the library (and its reference shapes), matching, the classifier

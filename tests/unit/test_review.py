@@ -30,7 +30,7 @@ from scanner.enrol import enrol
 from scanner.inspect import file_sha256
 from scanner.library import SignatureLibrary
 from scanner.review import AUDIT_SCHEMA, MIN_PREFIX, ReviewItem, ReviewStore, item_id
-from scanner.sinks.resultsdb import ResultsDB
+from scanner.store.results import ResultsStore
 from scanner.verdict import Verdict
 from tests.conftest import REPO
 
@@ -69,7 +69,7 @@ def _review_verdict(root: Path, rel: str, scores: dict[str, float], scanned_at: 
 
 
 def record_review(root: Path, rel: str, scores: dict[str, float], scanned_at: str) -> None:
-    db = ResultsDB(root / DB)
+    db = ResultsStore(root / DB)
     st = os.stat(root / rel)
     db.record(rel, st.st_size, st.st_mtime_ns, [_review_verdict(root, rel, scores, scanned_at)])
     db.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from scanner import __version__
 from scanner.batch import Upload
 from scanner.run import RunStats, scan_uploads
-from scanner.sinks.resultsdb import ResultsDB
+from scanner.store.results import ResultsStore
 from scanner.verdict import Verdict
 
 
@@ -58,7 +58,7 @@ def test_duplicates_of_an_original_that_changed_while_scanned_are_scanned(tmp_pa
         (tmp_path / name).write_bytes(b"same bytes")
         paths.append(str(tmp_path / name))
     engine, stats = ScriptedEngine({paths[0]}, lookahead=3), RunStats()
-    db = ResultsDB(tmp_path / "r.sqlite")
+    db = ResultsStore(tmp_path / "r.sqlite")
     out = list(scan_uploads((Upload(p, str(tmp_path)) for p in paths), engine, Context(), db, stats=stats))
     db.close()
     assert sorted(u.path for u, _ in out) == paths
@@ -73,7 +73,7 @@ def test_duplicates_of_an_original_that_changed_while_scanned_are_scanned(tmp_pa
 def test_a_path_given_twice_gets_two_results(tmp_path: Path) -> None:
     (tmp_path / "a.stl").write_bytes(b"bytes")
     path = str(tmp_path / "a.stl")
-    db = ResultsDB(tmp_path / "r.sqlite")
+    db = ResultsStore(tmp_path / "r.sqlite")
     engine = ScriptedEngine(set())
     out = list(scan_uploads(iter([Upload(path, str(tmp_path))] * 2), engine, Context(), db))
     db.close()

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from scanner.sinks.resultsdb import ResultsDB
+from scanner.store.results import ResultsStore
 from scanner.watch.actions import ActionSpecError, parse_actions
 from scanner.watch.journal import Intent, Journal
 
@@ -41,7 +41,7 @@ def test_scan_is_recorded_in_one_transaction_with_its_intents(tmp_path: Path) ->
     j.close()
     other.close()
     # the same file is a results database as `scan --db` writes it
-    rdb = ResultsDB(db)
+    rdb = ResultsStore(db)
     assert rdb.count() == 1 and rdb.count("flag") == 1
     rdb.close()
 

@@ -1,0 +1,14 @@
+"""The descriptor's version and size, in a module of their own so that the reference set and
+the classifier can name the version without importing the whole feature package."""
+
+from __future__ import annotations
+
+from scanner.features.families import FAMILIES
+
+SAMPLING_VERSION = "ms3"
+"""ms1: 16,384 independent random points per surface; ms2: exactly N_POINTS, laid out on a
+shifted low-discrepancy lattice inside each triangle (less noise per point, so fewer points);
+ms3: the same, seeded by each triangle's intrinsic shape instead of its coordinates, so a
+rotated, mirrored or rescaled copy samples the same points."""
+DESCRIPTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
+DESCRIPTOR_SIZE = sum(f.size for f in FAMILIES)
