@@ -31,6 +31,7 @@ from typing import Any
 
 from scanner.report.records import NO_MTIME, ReportError, Row, Source
 from scanner.report.stats import Proportion, proportion
+from scanner.util import is_url
 from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, VERDICTS
 
 SCANNABLE = (FLAG, REVIEW, CLEAR)
@@ -94,7 +95,7 @@ def top_component_score(scores: dict[str, float]) -> tuple[str, float] | None:
 def _split_location(path: str) -> tuple[str, list[str]]:
     """``(source kind, path components)``: ``local`` for a file path, else the URL scheme;
     components exclude the scheme (a bucket is the first component)."""
-    if "://" in path:
+    if is_url(path):
         scheme, rest = path.split("://", 1)
         return scheme, [p for p in rest.split("/") if p]
     return "local", [p for p in path.replace(os.sep, "/").split("/") if p and p != "."]

@@ -23,18 +23,18 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scanner.api import Scanner
 from scanner.serve.workers import ServeWorkers
+from scanner.util import utc_now
 
 log = logging.getLogger("meshscan.serve")
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_now(zulu=True)
 
 
 @dataclass(eq=False)
