@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from scanner.util import is_url
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -97,7 +99,7 @@ def iter_uploads(
     stats = stats if stats is not None else WalkStats()
     stats.missing = stats.missing or []
     for arg in paths:
-        if "://" in arg:
+        if is_url(arg):
             yield from _iter_url(arg, stats, tuple(exclude))
             continue
         if os.path.isdir(arg):

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
 from scanner.config import Limits
 from scanner.errors import UnreadableInput
 from scanner.features import describe
-from scanner.inspect import file_sha256
 from scanner.library import AllowEntry, Signature, SignatureLibrary
 from scanner.loading import iter_meshes
 from scanner.mesh import Mesh
+from scanner.util import file_sha256, utc_now
 
 MIN_MATCHABLE_BODY_SHARE = 0.2
 """A signature body holding less of its file's surface than this is not matchable on its own
@@ -142,7 +141,7 @@ def enrol(
             id=signature_id(desc.geometry_hash),
             category=category,
             source=source,
-            added=datetime.now(UTC).replace(microsecond=0).isoformat(),
+            added=utc_now(),
             note=note,
             name=os.path.basename(path) + (f"::{result.member}" if result.member else ""),
             sha256=sha if result.member is None else None,

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 
 from scanner.config import Limits
 from scanner.errors import IO_ERROR
 from scanner.loading import iter_meshes
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
+from scanner.util import file_sha256  # also imported from here by runner, review and tests
 
 
 def inspect_path(path: str, limits: Limits, bodies: bool = True) -> Iterator[dict]:

@@ -35,18 +35,17 @@ so re-enrol the original files (``meshscan signatures add``) with the new scanne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scanner.errors import MeshscanError
+from scanner.util import sha256_hex, sha256_path, utc_now
 
 FORMAT = "meshscan-signatures"
 FORMAT_VERSION = 1
@@ -75,18 +74,6 @@ class AllowlistConflict(LibraryError):
         self.entry = entry
         self.signatures = signatures
         super().__init__(conflict_message(entry, signatures))
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -217,8 +204,8 @@ class SignatureLibrary:
     name: str = "meshscan signatures"
     description: str = ""
     descriptor_version: str = ""
-    created: str = field(default_factory=_now)
-    updated: str = field(default_factory=_now)
+    created: str = field(default_factory=utc_now)
+    updated: str = field(default_factory=utc_now)
     signatures: list[Signature] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
@@ -313,7 +300,7 @@ class SignatureLibrary:
                 problems.append(f"{name} has no checksum in the manifest")
             elif not path.is_file():
                 problems.append(f"{name} is missing")
-            elif _sha256_file(path) != files[name]:
+            elif sha256_path(path) != files[name]:
                 problems.append(f"{name} does not match its checksum (modified or corrupted)")
         return problems
 
@@ -338,7 +325,7 @@ class SignatureLibrary:
         root = Path(path or self.path or ".")
         root.mkdir(parents=True, exist_ok=True)
         self.path = root
-        self.updated = _now()
+        self.updated = utc_now()
         payloads = {
             "signatures.json": json.dumps([asdict(s) for s in self.signatures], indent=1).encode(),
             "allowlist.json": json.dumps([asdict(a) for a in self.allowlist], indent=1).encode(),
@@ -350,8 +337,8 @@ class SignatureLibrary:
         _atomic_npy(root / "rows.npy", self.rows.astype(np.int64))
         _atomic_npy(root / "thresholds.npy", self.thresholds.astype(np.float32))
         for name in CONTENT_FILES:
-            checksums[name] = _sha256_file(root / name)
-        self.library_version = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()[:12]
+            checksums[name] = sha256_path(root / name)
+        self.library_version = sha256_hex(json.dumps(checksums, sort_keys=True).encode())[:12]
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -10,11 +10,12 @@ need the triangles.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+
+from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
 _MIX2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -416,10 +417,9 @@ class Mesh:
         compared as float32 (the precision of STL, the poorest format), with -0.0 == 0.0.
         """
         k1, k2 = self.triangle_keys
-        digest = hashlib.sha256(b"meshscan-geometry-v2")
-        digest.update(np.sort(k1).astype("<u8").tobytes())
-        digest.update(np.sort(k2).astype("<u8").tobytes())
-        return digest.hexdigest()
+        return sha256_chunks(
+            [b"meshscan-geometry-v2", np.sort(k1).astype("<u8").tobytes(), np.sort(k2).astype("<u8").tobytes()]
+        )
 
     def summary(self) -> dict:
         """The numbers `meshscan inspect` prints for a mesh or a body."""

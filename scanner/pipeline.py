@@ -21,7 +21,6 @@ The descriptor is computed at most once per mesh and shared by matching and the 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,15 +31,12 @@ from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
 from scanner.loading import iter_blob_meshes
 from scanner.mesh import Mesh
 from scanner.sources import blob_sha256, open_blob
+from scanner.util import utc_now
 from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 
 if TYPE_CHECKING:
     from scanner.classify.explain import Assessment
     from scanner.features import Descriptor
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None) -> list[Verdict]:
@@ -69,7 +65,7 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
             scanner_version=__version__,
             library_version=context.library_version,
             model_version=context.model_version,
-            scanned_at=_now(),
+            scanned_at=utc_now(),
         )
         if result.error is not None:
             verdicts.append(_unscannable(base, result.error))
@@ -143,7 +139,7 @@ def unscannable_verdict(path: str, context: ScanContext, err: UnreadableInput) -
         scanner_version=__version__,
         library_version=context.library_version,
         model_version=context.model_version,
-        scanned_at=_now(),
+        scanned_at=utc_now(),
     )
     return _unscannable(base, err)
 

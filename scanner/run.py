@@ -29,6 +29,7 @@ from scanner.context import ScanContext
 from scanner.engines.base import Engine, Result
 from scanner.errors import MeshscanError
 from scanner.exitcode import ExitCode
+from scanner.util import is_url
 from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, Verdict
 
 
@@ -163,7 +164,7 @@ class ScanRun:
         from scanner.sinks.quarantine import QuarantineError, quarantine
 
         assert self.settings.quarantine is not None
-        if "://" in upload.path:
+        if is_url(upload.path):
             return self._refused(upload, "quarantine works on local files")
         try:
             target = quarantine(upload.path, upload.root, self.settings.quarantine, verdicts, move=self.settings.move)
@@ -211,7 +212,7 @@ def _copies(upload: Upload, originals: list[Verdict], source: str) -> list[Verdi
 
 
 def _stat(upload: Upload) -> tuple[int | None, int | None]:
-    if "://" in upload.path:  # remote: no cheap stat or hash, so not deduplicated
+    if is_url(upload.path):  # remote: no cheap stat or hash, so not deduplicated
         return None, None
     try:
         st = os.stat(upload.path)

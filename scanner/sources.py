@@ -8,16 +8,12 @@ filesystem's own ``find``, sorted, like the local walk.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
-
-
-def is_url(source: str) -> bool:
-    return "://" in source
+from scanner.util import is_url, sha256_hex, sha256_stream
 
 
 def _fs(url: str):  # noqa: ANN202 - fsspec types are optional
@@ -53,15 +49,12 @@ def open_blob(source: str, max_bytes: int) -> Blob:
 
 def blob_sha256(blob: Blob) -> str | None:
     if isinstance(blob, BytesBlob):
-        return hashlib.sha256(blob.data).hexdigest()
-    digest = hashlib.sha256()
+        return sha256_hex(blob.data)
     try:
         with blob.open() as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+            return sha256_stream(fh)
     except (OSError, UnreadableInput):
         return None
-    return digest.hexdigest()
 
 
 def list_url(url: str) -> Iterator[str]:
@@ -73,7 +66,7 @@ def list_url(url: str) -> Iterator[str]:
         yield url
         return
     for found in sorted(fs.find(path)):
-        yield found if "://" in found else f"{protocol}://{found.lstrip('/') if protocol == 'memory' else found}"
+        yield found if is_url(found) else f"{protocol}://{found.lstrip('/') if protocol == 'memory' else found}"
 
 
 class RemoteBlob:

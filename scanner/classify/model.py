@@ -20,12 +20,10 @@ or a model trained on other features is refused with the reason, never silently 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import numpy as np
 
 from scanner.errors import MeshscanError
 from scanner.library import CATEGORIES
+from scanner.util import sha256_chunks, utc_now
 
 FORMAT = "meshscan-model"
 FORMAT_VERSION = 1
@@ -58,10 +57,6 @@ overconfident probabilities for shapes unlike any training file, and smaller tre
 
 class ModelError(MeshscanError):
     """A model that cannot be used, with the reason in words."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def group_splits(groups: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -98,10 +93,9 @@ def build_estimator(params: dict[str, Any], splits: list[tuple[np.ndarray, np.nd
 
 
 def training_sha256(x: np.ndarray, labels: list[str], groups: list[str]) -> str:
-    digest = hashlib.sha256(b"meshscan-training-v1")
-    digest.update(np.ascontiguousarray(x, dtype="<f8").tobytes())
-    digest.update(json.dumps([labels, groups]).encode())
-    return digest.hexdigest()
+    return sha256_chunks(
+        [b"meshscan-training-v1", np.ascontiguousarray(x, dtype="<f8").tobytes(), json.dumps([labels, groups]).encode()]
+    )
 
 
 @dataclass
@@ -192,15 +186,12 @@ class ComponentModel:
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(arr, dtype=np.float64), allow_pickle=False)
             blobs[fname] = buf.getvalue()
-        content = hashlib.sha256()
-        for fname in sorted(blobs):
-            content.update(blobs[fname])
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": name,
             "description": description,
-            "created": _now(),
+            "created": utc_now(),
             "descriptor_version": descriptor_version(),
             "feature_version": feature_version(),
             "sklearn_version": sk_version,
@@ -216,8 +207,9 @@ class ComponentModel:
             "groups": self.groups_,
             **(extra or {}),
         }
-        content.update(json.dumps({k: v for k, v in meta.items() if k != "created"}, sort_keys=True).encode())
-        meta["model_version"] = "model-" + content.hexdigest()[:12]
+        identity = json.dumps({k: v for k, v in meta.items() if k != "created"}, sort_keys=True).encode()
+        content = sha256_chunks([*(blobs[fname] for fname in sorted(blobs)), identity])
+        meta["model_version"] = "model-" + content[:12]
         for fname, data in blobs.items():
             (root / fname).write_bytes(data)
         (root / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

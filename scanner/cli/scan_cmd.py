@@ -10,6 +10,7 @@ import click
 
 from scanner.cli.exitcodes import CommandError, exit_with
 from scanner.cli.options import config_options, context_from_options, library_option, model_options, started
+from scanner.util import is_url
 
 
 @click.command("scan")
@@ -121,7 +122,7 @@ def _scan(run: Any, paths: tuple[str, ...], exclude: tuple[str, ...], writer: An
 
     with progress:
         total, uploads = None, iter_uploads(paths, run.summary.walk, exclude)
-        if not progress.disable and not any("://" in p for p in paths):
+        if not progress.disable and not any(is_url(p) for p in paths):
             uploads = iter(listed := list(uploads))  # walked (and sniffed) once; counted for the ETA
             total = len(listed)
         task = progress.add_task("scanning", total=total)
@@ -217,7 +218,7 @@ class _Echo:
     def not_quarantined(self, upload: Any, why: str) -> None:
         from scanner.sinks.output import terminal_safe as safe
 
-        if "://" in upload.path:
+        if is_url(upload.path):
             click.echo(f"meshscan: not quarantining remote {safe(upload.path)}: {safe(why)}", err=True)
         else:
             click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(why)}", err=True)

@@ -7,6 +7,7 @@ import json
 import click
 
 from scanner.cli.exitcodes import CommandError, ExitCode, exit_with
+from scanner.util import file_sha256, utc_now
 
 CATEGORY_CHOICES = click.Choice(
     ["barrel", "frame_or_receiver", "slide_or_cylinder", "bolt_or_breech_block", "other_component", "accessory"]
@@ -247,14 +248,11 @@ def allow_add_cmd(files: tuple[str, ...], library: str, note: str, by: str) -> N
     signature: an allowlist never silences the library's own exact match. The other files
     are added; the exit code is 2 when any was refused.
     """
-    from datetime import UTC, datetime
-
-    from scanner.inspect import file_sha256
     from scanner.library import AllowEntry, AllowlistConflict
     from scanner.loading import iter_meshes
 
     lib = _load(library)
-    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    now = utc_now()
     refused = 0
     for path in files:
         sha = file_sha256(path)

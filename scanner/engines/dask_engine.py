@@ -30,6 +30,7 @@ from scanner.context import ContextSpec, ScanContext
 from scanner.engines.guarded import GuardedScanner
 from scanner.engines.parent import DIED, lost
 from scanner.pipeline import scan_one
+from scanner.util import is_url
 from scanner.verdict import Verdict
 
 _GUARDS = threading.local()
@@ -76,7 +77,7 @@ def batches(uploads: Iterable[Upload]) -> Iterator[list[Upload]]:
     size = 0
     for upload in uploads:
         try:
-            nbytes = BATCH_BYTES if "://" in upload.path else os.stat(upload.path).st_size
+            nbytes = BATCH_BYTES if is_url(upload.path) else os.stat(upload.path).st_size
         except OSError:
             nbytes = 0
         if batch and (len(batch) >= BATCH_FILES or size + nbytes > BATCH_BYTES):

@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from scanner._version import __version__
+from scanner.features import DESCRIPTOR_VERSION
 from scanner.report.records import NO_MTIME, ReportError, Row, Source
 from scanner.report.stats import Proportion, proportion
+from scanner.util import is_url
 from scanner.verdict import CLEAR, FLAG, REVIEW, UNSCANNABLE, VERDICTS
 
 SCANNABLE = (FLAG, REVIEW, CLEAR)
@@ -94,7 +99,7 @@ def top_component_score(scores: dict[str, float]) -> tuple[str, float] | None:
 def _split_location(path: str) -> tuple[str, list[str]]:
     """``(source kind, path components)``: ``local`` for a file path, else the URL scheme;
     components exclude the scheme (a bucket is the first component)."""
-    if "://" in path:
+    if is_url(path):
         scheme, rest = path.split("://", 1)
         return scheme, [p for p in rest.split("/") if p]
     return "local", [p for p in path.replace(os.sep, "/").split("/") if p and p != "."]
@@ -178,6 +183,18 @@ def _pct_ci(p: Proportion) -> list[float | None]:
     return [_pct(p.estimate), _pct(p.ci95[0]), _pct(p.ci95[1])]
 
 
+BREAKDOWN_COLUMNS = (
+    "results", "flag", "review", "clear", "unscannable",
+    "flag_pct", "flag_ci95_lo_pct", "flag_ci95_hi_pct", "review_pct",
+)  # fmt: skip
+"""Columns of every breakdown table after its label column."""
+
+OVER_TIME_COLUMNS = (
+    "period", "results", "scannable", "flag", "review", "flag_pct", "flag_ci95_lo_pct", "flag_ci95_hi_pct",
+    "review_pct", "review_ci95_lo_pct", "review_ci95_hi_pct",
+)  # fmt: skip
+
+
 def analyse(
     source: Source,
     *,
@@ -193,7 +210,53 @@ def analyse(
     ``review_threshold`` / ``distance_threshold``: from settings; when None they are read from
     the records' own ``review_threshold`` / ``distance_threshold`` fields (the thresholds that
     decided them). Numbers come from fields only, never from ``explanation`` prose.
+
+    A driver: each table and each part of the summary is one function below, fed only the
+    rows or records it reads.
     """
+    _check_time_field(source, time_field)
+    rows = source.rows
+    records = [r.record for r in rows]
+    verdicts = verdict_counts(rows)
+    paths = [str(rec.get("path", "")) for rec in records]
+    folder_of = top_level_folders(paths)
+    folders = [folder_of[p] for p in paths]
+    times = [_row_time(r, time_field) for r in rows]
+    if period == "auto":
+        dated = [t for t in times if t is not None]
+        period = choose_period(min(dated), max(dated)) if dated else "day"
+    score_values = _score_values(records)
+
+    tables = [
+        category_table(records),
+        format_table(rows),
+        source_table(rows, paths),
+        over_time_table(rows, times, period, time_field),
+        signature_table(records, top),
+        unscannable_table(records, verdicts[UNSCANNABLE]),
+        score_table(score_values),
+    ]
+    if include_paths:
+        tables += [folder_table(rows, folders), items_table(records)]
+
+    summary = {
+        "verdicts": verdicts,
+        "other_verdicts": sum(1 for r in rows if r.verdict not in VERDICTS),
+        "results": len(rows),
+        "scannable": sum(verdicts[v] for v in SCANNABLE),
+        "prevalence": _prevalence(verdicts),
+        "versions": _versions(records),
+        "thresholds": _thresholds(records, review_threshold, distance_threshold),
+        "source": _source_summary(source.kind, records, paths),
+        "folders": _folder_summary(rows, folders, verdicts[FLAG]),
+        "time": _time_summary(source, times, time_field, period),
+        "scores": {"results_with_scores": sum(len(v) for v in score_values.values())},
+        "include_paths": include_paths,
+    }
+    return Analysis(summary, {t.name: t for t in tables}, dict(score_values), flagged_distances(records))
+
+
+def _check_time_field(source: Source, time_field: str) -> None:
     if time_field not in ("scanned", "mtime"):
         raise ValueError(f"time_field must be 'scanned' or 'mtime', got {time_field!r}")
     if time_field == "mtime" and not source.has_mtime:
@@ -202,11 +265,15 @@ def analyse(
             "a JSONL verdict log records no file mtime: use --time-field scanned, "
             "or report on the results DB ('scan --db', 'watch --state')",
         )
-    rows = source.rows
-    records = [r.record for r in rows]
+
+
+def verdict_counts(rows: list[Row]) -> dict[str, int]:
+    """Results per known verdict (every verdict present, zero when absent)."""
     counts = Counter(r.verdict for r in rows)
-    verdicts = {v: counts.get(v, 0) for v in VERDICTS}
-    other = sum(n for v, n in counts.items() if v not in VERDICTS)
+    return {v: counts.get(v, 0) for v in VERDICTS}
+
+
+def _prevalence(verdicts: dict[str, int]) -> dict[str, dict[str, Any]]:
     scannable = sum(verdicts[v] for v in SCANNABLE)
     prevalence = {
         FLAG: proportion(verdicts[FLAG], scannable).to_dict(),
@@ -215,18 +282,18 @@ def analyse(
     }
     for p in prevalence.values():
         p["denominator"] = "scannable results (flag + review + clear)"
+    return prevalence
 
-    paths = [str(rec.get("path", "")) for rec in records]
-    files = {p for p in paths}
-    contents = {rec.get("sha256") for rec in records if rec.get("sha256")}
-    copied = sum(1 for rec in records if rec.get("copied_from"))
 
-    # thresholds: settings first, else the fields that record what decided each verdict (never
-    # the explanation's words: records stored before these fields existed say "unknown")
+def _thresholds(
+    records: list[dict[str, Any]], review_threshold: float | None, distance_threshold: float | None
+) -> dict[str, Any]:
+    """Settings first, else the fields that record what decided each verdict (never the
+    explanation's words: records stored before these fields existed say "unknown")."""
     review_thresholds = Counter(t for rec in records if (t := _number(rec.get("review_threshold"))) is not None)
     distance_thresholds = Counter(t for rec in records if (t := _number(rec.get("distance_threshold"))) is not None)
     sig_thresholds = [float(m["threshold"]) for rec in records for m in rec.get("matches") or [] if "threshold" in m]
-    thresholds = {
+    return {
         "review": {
             "values": [review_threshold] if review_threshold is not None else sorted(review_thresholds),
             "source": "settings" if review_threshold is not None else ("records" if review_thresholds else "unknown"),
@@ -240,119 +307,132 @@ def analyse(
         },
     }
 
-    # time
-    times = [_row_time(r, time_field) for r in rows]
-    dated = [t for t in times if t is not None]
-    scan_times = [t for t in (_parse_time(rec.get("scanned_at")) for rec in records) if t is not None]
-    mtimes = [datetime.fromtimestamp(r.mtime_ns / 1e9, UTC) for r in rows if r.mtime_ns is not None]
 
-    def span(ts: list[datetime]) -> list[str] | None:
-        return [min(ts).replace(microsecond=0).isoformat(), max(ts).replace(microsecond=0).isoformat()] if ts else None
+def _source_summary(kind: str, records: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "files": len(set(paths)),
+        "distinct_contents": len({rec.get("sha256") for rec in records if rec.get("sha256")}),
+        "copied_results": sum(1 for rec in records if rec.get("copied_from")),
+        "archive_members": sum(1 for rec in records if rec.get("member")),
+    }
 
-    if period == "auto":
-        period = choose_period(min(dated), max(dated)) if dated else "day"
+
+def _span(ts: list[datetime]) -> list[str] | None:
+    return [min(ts).replace(microsecond=0).isoformat(), max(ts).replace(microsecond=0).isoformat()] if ts else None
+
+
+def _time_summary(source: Source, times: list[datetime | None], time_field: str, period: str) -> dict[str, Any]:
+    scan_times = [t for t in (_parse_time(r.record.get("scanned_at")) for r in source.rows) if t is not None]
+    mtimes = [datetime.fromtimestamp(r.mtime_ns / 1e9, UTC) for r in source.rows if r.mtime_ns is not None]
+    return {
+        "field": time_field,
+        "period": period,
+        "scanned_at": _span(scan_times),
+        "mtime": _span(mtimes) if source.has_mtime else None,
+        "undated": sum(1 for t in times if t is None),
+    }
+
+
+def _folder_summary(rows: list[Row], folders: list[str], flagged: int) -> dict[str, Any]:
+    """Folders only counted (privacy: see the module docstring). ``flagged``: all flagged results."""
+    folder_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for f, row in zip(folders, rows, strict=True):
+        folder_counts[f][row.verdict] += 1
+    flagged_per_folder = sorted((c[FLAG] for c in folder_counts.values() if c[FLAG]), reverse=True)
+    return {
+        "folders": len(folder_counts),
+        "folders_with_flag": len(flagged_per_folder),
+        "folders_with_review": sum(1 for c in folder_counts.values() if c[REVIEW]),
+        "flag_share_in_top_folder": round(flagged_per_folder[0] / flagged, 4) if flagged_per_folder else None,
+    }
+
+
+def over_time_table(rows: list[Row], times: list[datetime | None], period: str, time_field: str) -> Table:
+    """``over_time``: results and prevalence per period; rows without a time are ``undated``."""
     per_period: dict[str, Counter[str]] = defaultdict(Counter)
     for row, t in zip(rows, times, strict=True):
         per_period[period_key(t, period) if t else "undated"][row.verdict] += 1
-    over_time = Table(
+    table = Table(
         "over_time",
         f"Results over time (by {'scan time' if time_field == 'scanned' else 'file modification time'}, "
         f"per {period}, UTC)",
-        [
-            "period",
-            "results",
-            "scannable",
-            "flag",
-            "review",
-            "flag_pct",
-            "flag_ci95_lo_pct",
-            "flag_ci95_hi_pct",
-            "review_pct",
-            "review_ci95_lo_pct",
-            "review_ci95_hi_pct",
-        ],
+        list(OVER_TIME_COLUMNS),
     )
     for key in sorted(per_period, key=lambda k: (k == "undated", k)):
         c = per_period[key]
         n = sum(c[v] for v in SCANNABLE)
         pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
-        over_time.rows.append([key, sum(c.values()), n, c[FLAG], c[REVIEW], *_pct_ci(pf), *_pct_ci(pr)])
+        table.rows.append([key, sum(c.values()), n, c[FLAG], c[REVIEW], *_pct_ci(pf), *_pct_ci(pr)])
+    return table
 
-    # categories
+
+def category_table(records: list[dict[str, Any]]) -> Table:
+    """``verdicts_by_category``: flagged and review results per category, largest first."""
     by_category: dict[str, Counter[str]] = defaultdict(Counter)
     for rec in records:
         if rec.get("verdict") in (FLAG, REVIEW):
             by_category[str(rec.get("category") or "(none)")][str(rec["verdict"])] += 1
-    categories = Table(
+    table = Table(
         "verdicts_by_category", "Flagged and review results by category", ["category", "flag", "review", "total"]
     )
     for cat in sorted(by_category, key=lambda c: (-sum(by_category[c].values()), c)):
         c = by_category[cat]
-        categories.rows.append([cat, c[FLAG], c[REVIEW], c[FLAG] + c[REVIEW]])
+        table.rows.append([cat, c[FLAG], c[REVIEW], c[FLAG] + c[REVIEW]])
+    return table
 
-    def breakdown(name: str, title: str, label: str, key_of: list[str], note: str = "") -> Table:
-        groups: dict[str, Counter[str]] = defaultdict(Counter)
-        for key, row in zip(key_of, rows, strict=True):
-            groups[key][row.verdict] += 1
-        t = Table(
-            name,
-            title,
-            [
-                label,
-                "results",
-                "flag",
-                "review",
-                "clear",
-                "unscannable",
-                "flag_pct",
-                "flag_ci95_lo_pct",
-                "flag_ci95_hi_pct",
-                "review_pct",
-            ],
-            note=note,
+
+def breakdown_table(name: str, title: str, label: str, rows: list[Row], keys: list[str], note: str = "") -> Table:
+    """Verdict counts and prevalence per key (``keys[i]`` is the key of ``rows[i]``), largest first."""
+    groups: dict[str, Counter[str]] = defaultdict(Counter)
+    for key, row in zip(keys, rows, strict=True):
+        groups[key][row.verdict] += 1
+    table = Table(name, title, [label, *BREAKDOWN_COLUMNS], note=note)
+    for key in sorted(groups, key=lambda k: (-sum(groups[k].values()), k)):
+        c = groups[key]
+        n = sum(c[v] for v in SCANNABLE)
+        pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
+        table.rows.append(
+            [key, sum(c.values()), c[FLAG], c[REVIEW], c[CLEAR], c[UNSCANNABLE], *_pct_ci(pf), _pct_ci(pr)[0]]
         )
-        for key in sorted(groups, key=lambda k: (-sum(groups[k].values()), k)):
-            c = groups[key]
-            n = sum(c[v] for v in SCANNABLE)
-            pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
-            t.rows.append(
-                [key, sum(c.values()), c[FLAG], c[REVIEW], c[CLEAR], c[UNSCANNABLE], *_pct_ci(pf), _pct_ci(pr)[0]]
-            )
-        return t
+    return table
 
-    formats = [str(rec.get("format") or "(unknown)") for rec in records]
-    by_format = breakdown("by_format", "By file format (detected from the bytes)", "format", formats)
+
+def format_table(rows: list[Row]) -> Table:
+    """``by_format``: by the format sniffed from the bytes (never the file name)."""
+    keys = [str(r.record.get("format") or "(unknown)") for r in rows]
+    return breakdown_table("by_format", "By file format (detected from the bytes)", "format", rows, keys)
+
+
+def source_table(rows: list[Row], paths: list[str]) -> Table:
+    """``by_source``: by where the result came from (local or URL scheme) and whether it was a
+    file or an archive member."""
     kinds = [_split_location(p)[0] for p in paths]
-    containers = ["archive member" if rec.get("member") else "file" for rec in records]
-    by_source = breakdown(
+    containers = ["archive member" if r.record.get("member") else "file" for r in rows]
+    return breakdown_table(
         "by_source",
         "By source kind and container",
         "source",
+        rows,
         [f"{k} / {c}" for k, c in zip(kinds, containers, strict=True)],
         note="local: files on this machine's file system; otherwise the URL scheme (s3, gs, ...).",
     )
-    folder_of = top_level_folders(paths)
-    folders = [folder_of[p] for p in paths]
-    folder_counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for f, row in zip(folders, rows, strict=True):
-        folder_counts[f][row.verdict] += 1
-    flagged_per_folder = sorted((c[FLAG] for c in folder_counts.values() if c[FLAG]), reverse=True)
-    folder_summary = {
-        "folders": len(folder_counts),
-        "folders_with_flag": len(flagged_per_folder),
-        "folders_with_review": sum(1 for c in folder_counts.values() if c[REVIEW]),
-        "flag_share_in_top_folder": round(flagged_per_folder[0] / verdicts[FLAG], 4) if flagged_per_folder else None,
-    }
 
-    # signatures
+
+def folder_table(rows: list[Row], folders: list[str]) -> Table:
+    """``by_folder`` (``include_paths`` only): by top-level folder below the scanned root."""
+    return breakdown_table("by_folder", "By top-level folder (below the scanned root)", "folder", rows, folders)
+
+
+def signature_table(records: list[dict[str, Any]], top: int) -> Table:
+    """``top_signatures``: the ``top`` signatures matched by most results (each result counts
+    a signature once, however many of its bodies matched)."""
     sig_hits: dict[str, list[float]] = defaultdict(list)
     sig_category: dict[str, str] = {}
     sig_kinds: dict[str, Counter[str]] = defaultdict(Counter)
-    distances: list[float] = []
     for rec in records:
-        matches = rec.get("matches") or []
         seen = set()
-        for m in matches:
+        for m in rec.get("matches") or []:
             sid = str(m.get("signature_id"))
             sig_category.setdefault(sid, str(m.get("category")))
             if sid in seen:
@@ -360,16 +440,14 @@ def analyse(
             seen.add(sid)
             sig_hits[sid].append(float(m.get("distance") or 0.0))
             sig_kinds[sid][str(m.get("kind", "near-duplicate"))] += 1
-        if rec.get("verdict") == FLAG and matches and matches[0].get("kind", "near-duplicate") == "near-duplicate":
-            distances.append(float(matches[0].get("distance") or 0.0))
-    signatures = Table(
+    table = Table(
         "top_signatures",
         f"Top matched signatures (at most {top})",
         ["signature_id", "category", "results", "exact", "near_duplicate", "median_distance"],
     )
     for sid in sorted(sig_hits, key=lambda s: (-len(sig_hits[s]), s))[:top]:
         k = sig_kinds[sid]
-        signatures.rows.append(
+        table.rows.append(
             [
                 sid,
                 sig_category[sid],
@@ -379,84 +457,81 @@ def analyse(
                 round(statistics.median(sig_hits[sid]), 5),
             ]
         )
+    return table
 
+
+def flagged_distances(records: list[dict[str, Any]]) -> list[float]:
+    """Best match distance of each flagged result whose best match is a near duplicate."""
+    distances = []
+    for rec in records:
+        matches = rec.get("matches") or []
+        if rec.get("verdict") == FLAG and matches and matches[0].get("kind", "near-duplicate") == "near-duplicate":
+            distances.append(float(matches[0].get("distance") or 0.0))
+    return distances
+
+
+def unscannable_table(records: list[dict[str, Any]], unscannable: int) -> Table:
+    """``unscannable_by_reason``: reason codes, most frequent first; ``unscannable``: all
+    unscannable results (the share's denominator)."""
     reasons = Counter(str(rec.get("reason") or "(none)") for rec in records if rec.get("verdict") == UNSCANNABLE)
-    unscannable = Table(
+    table = Table(
         "unscannable_by_reason", "Unscannable results by reason code", ["reason", "results", "share_of_unscannable_pct"]
     )
     for reason, n in sorted(reasons.items(), key=lambda rn: (-rn[1], rn[0])):
-        unscannable.rows.append([reason, n, _pct(n / verdicts[UNSCANNABLE])])
+        table.rows.append([reason, n, _pct(n / unscannable)])
+    return table
 
-    # classifier scores
+
+def _score_values(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Top component score of each result with scores, by verdict."""
     score_values: dict[str, list[float]] = defaultdict(list)
     for rec in records:
         best = top_component_score(rec.get("scores") or {})
         if best is not None:
             score_values[str(rec.get("verdict"))].append(best[1])
-    scored = sum(len(v) for v in score_values.values())
-    score_table = Table(
+    return score_values
+
+
+def score_table(score_values: dict[str, list[float]]) -> Table:
+    """``score_distribution``: a histogram of ``SCORE_BINS`` bins over [0, 1] per scannable
+    verdict (empty when no result has scores)."""
+    table = Table(
         "score_distribution",
         "Highest component score per result (classifier), by verdict",
         ["bin_lo", "bin_hi", *SCANNABLE],
     )
-    if scored:
-        for i in range(SCORE_BINS):
-            lo, hi = i / SCORE_BINS, (i + 1) / SCORE_BINS
-            last = i == SCORE_BINS - 1
-            score_table.rows.append(
-                [lo, hi]
-                + [sum(1 for s in score_values.get(v, []) if lo <= s < hi or (last and s == 1.0)) for v in SCANNABLE]
+    if not any(score_values.values()):
+        return table
+    for i in range(SCORE_BINS):
+        lo, hi = i / SCORE_BINS, (i + 1) / SCORE_BINS
+        last = i == SCORE_BINS - 1
+        table.rows.append(
+            [lo, hi]
+            + [sum(1 for s in score_values.get(v, []) if lo <= s < hi or (last and s == 1.0)) for v in SCANNABLE]
+        )
+    return table
+
+
+def items_table(records: list[dict[str, Any]]) -> Table:
+    """``items`` (``include_paths`` only): every flagged and review result, named."""
+    table = Table("items", "Flagged and review items", list(ITEM_COLUMNS))
+    for rec in records:
+        if rec.get("verdict") in (FLAG, REVIEW):
+            best = (rec.get("matches") or [{}])[0] or {}
+            table.rows.append(
+                [
+                    rec.get("path"),
+                    rec.get("member") or "",
+                    rec.get("sha256") or "",
+                    rec.get("verdict"),
+                    rec.get("category") or "",
+                    _blank(review_score(rec)),
+                    best.get("signature_id") or "",
+                    _blank(_number(best.get("distance"))),
+                    rec.get("explanation") or "",
+                ]
             )
-
-    tables = {t.name: t for t in (categories, by_format, by_source, over_time, signatures, unscannable, score_table)}
-    if include_paths:
-        tables["by_folder"] = breakdown("by_folder", "By top-level folder (below the scanned root)", "folder", folders)
-        items = Table("items", "Flagged and review items", list(ITEM_COLUMNS))
-        for rec in records:
-            if rec.get("verdict") in (FLAG, REVIEW):
-                best = (rec.get("matches") or [{}])[0] or {}
-                items.rows.append(
-                    [
-                        rec.get("path"),
-                        rec.get("member") or "",
-                        rec.get("sha256") or "",
-                        rec.get("verdict"),
-                        rec.get("category") or "",
-                        _blank(review_score(rec)),
-                        best.get("signature_id") or "",
-                        _blank(_number(best.get("distance"))),
-                        rec.get("explanation") or "",
-                    ]
-                )
-        tables["items"] = items
-
-    summary = {
-        "verdicts": verdicts,
-        "other_verdicts": other,
-        "results": len(rows),
-        "scannable": scannable,
-        "prevalence": prevalence,
-        "versions": _versions(records),
-        "thresholds": thresholds,
-        "source": {
-            "kind": source.kind,
-            "files": len(files),
-            "distinct_contents": len(contents),
-            "copied_results": copied,
-            "archive_members": sum(1 for rec in records if rec.get("member")),
-        },
-        "folders": folder_summary,
-        "time": {
-            "field": time_field,
-            "period": period,
-            "scanned_at": span(scan_times),
-            "mtime": span(mtimes) if source.has_mtime else None,
-            "undated": len(times) - len(dated),
-        },
-        "scores": {"results_with_scores": scored},
-        "include_paths": include_paths,
-    }
-    return Analysis(summary, tables, dict(score_values), distances)
+    return table
 
 
 def _blank(value: float | None) -> float | str:
@@ -466,14 +541,10 @@ def _blank(value: float | None) -> float | str:
 def _versions(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Versions that produced the records (with how many results each) and the versions of
     this installation that made the report."""
-    import platform
 
     def tally(key: str) -> dict[str, int]:
         c = Counter(str(rec.get(key)) if rec.get(key) is not None else "(none)" for rec in records)
         return dict(sorted(c.items()))
-
-    from scanner._version import __version__
-    from scanner.features import DESCRIPTOR_VERSION
 
     software = {"python": platform.python_version()}
     for name in ("numpy", "scipy", "scikit-learn", "trimesh", "matplotlib", "jinja2"):
@@ -489,8 +560,6 @@ def _versions(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(name)
     except PackageNotFoundError:

@@ -8,13 +8,13 @@ import base64
 import csv
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from scanner.report.aggregate import Analysis, analyse
 from scanner.report.records import read_source
+from scanner.util import utc_now
 
 SUMMARY_NAME = "summary.json"
 HTML_NAME = "report.html"
@@ -51,7 +51,7 @@ def make_report(
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+    generated = utc_now()
     analysis.summary["generated_at"] = generated
     analysis.summary["tables"] = {name: f"{name}.csv" for name in analysis.tables}
     csvs = []

@@ -29,13 +29,13 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from scanner.review.errors import ReviewError
 from scanner.review.queue import SHORT_ID
 from scanner.store.results import ResultsStore
+from scanner.util import utc_now
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first row of the audit log."""
@@ -77,11 +77,6 @@ def canonical(obj: Any) -> str:
 
 def chain_hash(prev_hash: str, entry_json: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{entry_json}".encode()).hexdigest()
-
-
-def utc_now() -> str:
-    """The time stamped on a decision (and on an allowlist entry it adds), to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def already_decided(item: str, earlier: dict[str, Any]) -> str:

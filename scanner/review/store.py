@@ -22,6 +22,7 @@ from scanner.review.errors import ReviewError
 from scanner.review.library_actions import AllowAction, EnrolAction, LibraryAction
 from scanner.review.queue import REVIEWABLE, ReviewItem, ReviewQueue
 from scanner.store.results import NotAResultsDB, ResultsStore
+from scanner.util import is_url
 from scanner.verdict import REVIEW
 
 CONFIRM, DISMISS = "confirm", "dismiss"
@@ -180,7 +181,7 @@ def _check_file(item: ReviewItem, file: str | os.PathLike[str] | None, needed: b
     from scanner.inspect import file_sha256
 
     path = os.fspath(file) if file is not None else item.path
-    if "://" in path:
+    if is_url(path):
         if needed:
             raise ReviewError("file-missing", f"{path} is not a local file: give --file with a local copy")
         return {"path": path, "state": "remote, not checked"}

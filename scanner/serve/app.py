@@ -30,20 +30,24 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scanner._version import __version__
 from scanner.api import Scanner, Signals
+from scanner.engines.worker import one_blas_thread
+from scanner.errors import CORRUPT, LIMIT_MEMORY, LIMIT_TIME, WORKER_CRASHED
 from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
 from scanner.serve.contract import (
     AUTH_REFUSAL,
@@ -181,8 +185,6 @@ class Metrics:
     registry: Any = field(default=None)
 
     def __post_init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "meshscan_serve_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
@@ -234,66 +236,69 @@ class CountRequests:
             self.metrics.requests.labels(endpoint, str(status["code"])).inc()
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
-    admission = Admission(config.workers, config.queue)
-    executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
-    # the first workers are forked now, before the server has threads; the scanner's loaded library
-    # and model are shared. A reload forks the next generation beside them (scanner.serve.reload).
-    metrics = Metrics()
-    holder = LibraryHolder(config.scanner, config.workers, config.library_path, config.reload_poll_seconds,
-                           on_attempt=metrics.count_reload)  # fmt: skip
+@dataclass
+class Served:
+    """What the routes of one app share: its settings, the admission queue, the scan threads,
+    the metrics and the loaded library (with its forked workers)."""
+
+    config: ServeConfig
+    admission: Admission
+    executor: ThreadPoolExecutor
+    metrics: Metrics
+    holder: LibraryHolder
+
+    @classmethod
+    def start(cls, config: ServeConfig) -> Served:
+        """The first workers are forked now, before the server has threads; the scanner's
+        loaded library and model are shared. A reload forks the next generation beside them
+        (:mod:`scanner.serve.reload`)."""
+        metrics = Metrics()
+        holder = LibraryHolder(config.scanner, config.workers, config.library_path, config.reload_poll_seconds,
+                               on_attempt=metrics.count_reload)  # fmt: skip
+        executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="meshscan-scan")
+        return cls(config, Admission(config.workers, config.queue), executor, metrics, holder)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if holder.enabled:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, holder.request, "SIGHUP")
-            holder.start()
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        """SIGHUP reloads while serving (``--reload-library``); at the end, every worker,
+        thread and the recorder are shut down."""
+        if self.holder.enabled:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.holder.request, "SIGHUP")
+            self.holder.start()
         yield
-        if holder.enabled:
+        if self.holder.enabled:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        executor.shutdown(wait=False, cancel_futures=True)
-        holder.close()
-        if config.recorder is not None:
-            config.recorder.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.holder.close()
+        if self.config.recorder is not None:
+            self.config.recorder.close()
 
-    app = FastAPI(
-        lifespan=lifespan,
-        title="meshscan",
-        version=__version__,
-        description="Scan 3D model uploads for blueprints of essential firearm components, for human review.",
-    )
-    app.state.config, app.state.admission, app.state.metrics = config, admission, metrics
-    app.state.library = holder
-    app.add_middleware(CountRequests, metrics=metrics)
-
-    def authorised(request: Request) -> None:
-        if config.api_key_digests is None:
+    def authorised(self, request: Request) -> None:
+        """The dependency of every endpoint that reads an upload or a lookup: a bearer key whose
+        digest is one of the configured digests (nothing to check without keys)."""
+        digests = self.config.api_key_digests
+        if digests is None:
             return
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         given = key_digest(key.strip()) if scheme.lower() == "bearer" else b""
         # compare against every key, whichever matches, so the time taken says nothing
         ok = False
-        for digest in config.api_key_digests:
+        for digest in digests:
             ok |= hmac.compare_digest(given, digest)
         if not ok:
             raise HTTPException(401, "[unauthorised] send an API key: Authorization: Bearer KEY",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    @app.exception_handler(UploadError)
-    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        headers = {"Connection": "close"} if exc.status == 413 else None
-        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status, headers=headers)
+    async def receive_upload(self, request: Request, name: str | None) -> SpooledUpload:
+        limit = self.config.max_upload_bytes
+        check_declared_length(request.headers.get("content-length"), limit)
+        return await spool(request.stream(), request.headers.get("content-type", ""), name, limit)
 
-    async def receive_upload(request: Request, name: str | None) -> SpooledUpload:
-        check_declared_length(request.headers.get("content-length"), config.max_upload_bytes)
-        return await spool(request.stream(), request.headers.get("content-type", ""), name, config.max_upload_bytes)
-
-    async def admitted(request: Request, name: str | None, work: Any) -> Any:
+    async def admitted(self, request: Request, name: str | None, work: Callable[[SpooledUpload], Any]) -> Any:
         """Admit, receive the upload, run ``work(upload)`` on a scan thread, always clean up."""
-        if not admission.try_enter():
-            metrics.refused.inc()
+        if not self.admission.try_enter():
+            self.metrics.refused.inc()
             return JSONResponse(
                 {"detail": "[busy] every worker is busy and the queue is full; retry later", "reason": "busy"},
                 status_code=503,
@@ -301,83 +306,122 @@ def create_app(config: ServeConfig) -> FastAPI:
             )
         upload = None
         try:
-            upload = await receive_upload(request, name)
+            upload = await self.receive_upload(request, name)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, _running, admission, work, upload)
+            return await loop.run_in_executor(self.executor, _running, self.admission, work, upload)
         finally:
             if upload is not None:
                 upload.cleanup()
-            admission.leave()
+            self.admission.leave()
 
-    @app.get("/v1/status", summary="Versions, workers and queue", response_model=StatusBody)
-    def status() -> dict[str, Any]:
-        library = holder.status()
+    def status(self) -> dict[str, Any]:
+        library = self.holder.status()
         return {
             "scanner_version": __version__,
             "library_version": library["library_version"],
             "library_loaded_at": library["library_loaded_at"],
             "library_reload": library["library_reload"],
             "descriptor_version": DESCRIPTOR_VERSION,
-            "model_version": holder.current.scanner.model_version,
-            "workers": config.workers,
-            "queue_capacity": config.queue,
-            "queue_depth": admission.depth,
-            "in_flight": admission.running,
-            "max_upload_bytes": config.max_upload_bytes,
-            "auth": config.api_key_digests is not None,
-            "db": config.recorder is not None,
+            "model_version": self.holder.current.scanner.model_version,
+            "workers": self.config.workers,
+            "queue_capacity": self.config.queue,
+            "queue_depth": self.admission.depth,
+            "in_flight": self.admission.running,
+            "max_upload_bytes": self.config.max_upload_bytes,
+            "auth": self.config.api_key_digests is not None,
+            "db": self.config.recorder is not None,
         }
 
-    def scan_work(upload: SpooledUpload) -> dict[str, Any]:
+    def scan_work(self, upload: SpooledUpload) -> dict[str, Any]:
         started = time.monotonic()
-        with holder.use() as gen:  # a reload meanwhile: this upload finishes with this library
+        with self.holder.use() as gen:  # a reload meanwhile: this upload finishes with this library
             verdicts = gen.workers.scan(upload.path)
         for v in verdicts:
             v.path = upload.name  # the client's name, never the temporary file
-        metrics.scan_seconds.observe(time.monotonic() - started)
+        self.metrics.scan_seconds.observe(time.monotonic() - started)
         for v in verdicts:
-            metrics.verdicts.labels(v.verdict).inc()
-        if config.recorder is not None:
-            config.recorder.submit(upload.sha256, upload.name, upload.size, verdicts)
+            self.metrics.verdicts.labels(v.verdict).inc()
+        if self.config.recorder is not None:
+            self.config.recorder.submit(upload.sha256, upload.name, upload.size, verdicts)
         return {"records": [v.to_dict() for v in verdicts]}
 
-    @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(authorised)],
+    def hash_work(self, upload: SpooledUpload) -> dict[str, Any]:
+        with self.holder.use() as gen:
+            signals, error = isolated_hash(gen.scanner, upload.path)
+        return {"name": upload.name, "signals": signals, "error": error}
+
+    def lookup(self, signals: LookupSignals) -> dict[str, Any]:
+        with self.holder.use() as gen:
+            matches = gen.scanner.lookup(Signals.from_dict(signals.model_dump()))
+        return {"matches": [dict(m.__dict__) for m in matches]}
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The app for one loaded scanner. Nothing here binds a socket: ``meshscan serve`` runs it."""
+    served = Served.start(config)
+    app = FastAPI(
+        lifespan=served.lifespan,
+        title="meshscan",
+        version=__version__,
+        description="Scan 3D model uploads for blueprints of essential firearm components, for human review.",
+    )
+    app.state.config, app.state.admission, app.state.metrics = config, served.admission, served.metrics
+    app.state.library = served.holder
+    app.add_middleware(CountRequests, metrics=served.metrics)
+    app.add_exception_handler(UploadError, _upload_error)
+    _add_status_route(app, served)
+    _add_upload_routes(app, served)
+    _add_lookup_route(app, served)
+    _add_metrics_route(app, served)
+    return app
+
+
+async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
+    """An upload refused while it is read (too large, malformed): its status and reason code."""
+    headers = {"Connection": "close"} if exc.status == 413 else None
+    return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status, headers=headers)
+
+
+def _add_status_route(app: FastAPI, served: Served) -> None:
+    @app.get("/v1/status", summary="Versions, workers and queue", response_model=StatusBody)
+    def status() -> dict[str, Any]:
+        return served.status()
+
+
+def _add_upload_routes(app: FastAPI, served: Served) -> None:
+    """``/v1/scan`` and ``/v1/hash``: both admitted, streamed to a temporary file, answered
+    from a scan thread (:meth:`Served.admitted`)."""
+
+    @app.post("/v1/scan", summary="Scan one upload", dependencies=[Depends(served.authorised)],
               responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
               openapi_extra={"requestBody": UPLOAD_BODY, **scan_responses()})  # fmt: skip
     async def scan(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """The records of ``meshscan scan --format json`` for one upload (one per mesh or archive
         member); an upload that cannot be read is a record with verdict ``unscannable``."""
-        return await admitted(request, name, scan_work)
+        return await served.admitted(request, name, served.scan_work)
 
-    def hash_work(upload: SpooledUpload) -> dict[str, Any]:
-        with holder.use() as gen:
-            signals, error = isolated_hash(gen.scanner, upload.path)
-        return {"name": upload.name, "signals": signals, "error": error}
-
-    @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(authorised)],
+    @app.post("/v1/hash", summary="Signals of one upload, without matching", dependencies=[Depends(served.authorised)],
               response_model=HashBody, responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
               openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
     async def hash_(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
         """Hashes and descriptor rows of each mesh of the upload; send one to ``/v1/lookup``.
         Meshes that cannot be read are left out; ``error`` says why when nothing could be hashed
         at all (time or memory limit, a crashed worker)."""
-        return await admitted(request, name, hash_work)
+        return await served.admitted(request, name, served.hash_work)
 
-    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(authorised)],
+
+def _add_lookup_route(app: FastAPI, served: Served) -> None:
+    @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(served.authorised)],
               responses=LOOKUP_REFUSALS, openapi_extra=lookup_responses())  # fmt: skip
     def lookup(signals: LookupSignals) -> dict[str, Any]:
         """Matches of the signals against the library: exact identity first, then near duplicates."""
-        with holder.use() as gen:
-            matches = gen.scanner.lookup(Signals.from_dict(signals.model_dump()))
-        return {"matches": [dict(m.__dict__) for m in matches]}
+        return served.lookup(signals)
 
+
+def _add_metrics_route(app: FastAPI, served: Served) -> None:
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+        return PlainTextResponse(generate_latest(served.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _running(admission: Admission, work: Any, upload: SpooledUpload) -> Any:
@@ -391,8 +435,6 @@ def _running(admission: Admission, work: Any, upload: SpooledUpload) -> Any:
 def isolated_hash(scanner: Scanner, path: str) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """``Scanner.hash`` in a forked child under the scan limits (time, address space), so a
     hostile upload cannot hang or crash the server. The child answers in JSON, never pickle."""
-    from scanner.errors import LIMIT_TIME, WORKER_CRASHED
-
     limits = scanner.settings.limits
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
@@ -418,15 +460,9 @@ def isolated_hash(scanner: Scanner, path: str) -> tuple[list[dict[str, Any]], di
 
 
 def _hash_child(scanner: Scanner, path: str, conn: Any, memory_bytes: int | None) -> None:
-    from scanner.engines.worker import one_blas_thread
-
     one_blas_thread()
     if memory_bytes:
-        import resource
-
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    from scanner.errors import CORRUPT, LIMIT_MEMORY
-
     answer: dict[str, Any] = {"signals": [], "error": None}
     try:
         answer["signals"] = [s.to_dict() for s in scanner.hash(path)]

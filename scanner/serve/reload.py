@@ -23,18 +23,14 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scanner.api import Scanner
 from scanner.serve.workers import ServeWorkers
+from scanner.util import utc_now
 
 log = logging.getLogger("meshscan.serve")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(eq=False)
@@ -43,7 +39,7 @@ class Generation:
 
     scanner: Scanner
     workers: ServeWorkers
-    loaded_at: str = field(default_factory=_now)
+    loaded_at: str = field(default_factory=lambda: utc_now(zulu=True))
     active: int = 0
     """Requests that took this generation and are not answered yet."""
     retired: bool = False
@@ -129,7 +125,7 @@ class LibraryHolder:
                 if len(lib) == 0:
                     raise LibraryError(f"library {self.library_path} holds no signatures: not swapping it in")
                 if version == old.scanner.library_version:
-                    attempt = ReloadAttempt(_now(), trigger, True, False, version)
+                    attempt = ReloadAttempt(utc_now(zulu=True), trigger, True, False, version)
                 else:
                     scanner = Scanner(library=lib, model=old.scanner._context.model, settings=old.scanner.settings)
                     gen = Generation(scanner, self._pool(scanner))
@@ -147,9 +143,9 @@ class LibraryHolder:
                         log.info("meshscan serve: workers of library %s stopped: they were idle",
                                  old.scanner.library_version)  # fmt: skip
             except LibraryError as exc:
-                attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[library] {exc}")
+                attempt = ReloadAttempt(utc_now(zulu=True), trigger, False, False, version, f"[library] {exc}")
             except Exception as exc:  # noqa: BLE001 - a reload must never take the server down
-                attempt = ReloadAttempt(_now(), trigger, False, False, version, f"[internal] {exc!r}")
+                attempt = ReloadAttempt(utc_now(zulu=True), trigger, False, False, version, f"[internal] {exc!r}")
             if not recorded:
                 with self._lock:
                     self.attempts += 1

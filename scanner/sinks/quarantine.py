@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
@@ -37,6 +36,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePath
 
+from scanner.util import CHUNK, file_sha256, sha256_chunks
 from scanner.verdict import Verdict
 
 SIDECAR = ".meshscan.json"
@@ -176,10 +176,7 @@ class _Folder:
         with self._regular(name) as fd:
             if fd is None:
                 return None
-            digest = hashlib.sha256()
-            while chunk := os.read(fd, 1 << 20):
-                digest.update(chunk)
-            return digest.hexdigest()
+            return sha256_chunks(iter(lambda: os.read(fd, CHUNK), b""))
 
     def write_new(self, name: str, data: bytes) -> None:
         """Create ``name`` durably, complete or not at all, never over anything (a link
@@ -311,12 +308,6 @@ def quarantine(path: str | os.PathLike[str], root: str | os.PathLike[str], dest:
     return target
 
 
-def _sha256(path: Path) -> str | None:
-    from scanner.inspect import file_sha256
-
-    return file_sha256(path)
-
-
 def _sidecar(target: Path) -> Path:
     return Path(str(target) + SIDECAR)
 
@@ -381,7 +372,7 @@ def quarantine_once(path: str | os.PathLike[str], root: str | os.PathLike[str], 
         real = Path(os.path.realpath(src))
         if not real.is_relative_to(Path(os.path.realpath(root_abs))):
             raise QuarantineError(f"{src} resolves to {real}, outside the watched folder; not following it")
-        if sha256 is not None and _sha256(src) != sha256:
+        if sha256 is not None and file_sha256(src) != sha256:
             if reserved is not None:
                 folder.unlink(reserved + SIDECAR)
             raise ContentChanged(f"{src} changed since it was scanned")
@@ -433,7 +424,7 @@ def _finish_replay(folder: _Folder, src: Path, name: str, sha256: str | None) ->
     ours = same_inode or sha256 is None or (stat.S_ISREG(held.st_mode) and folder.sha256(name) == sha256)
     if not ours:
         return None
-    if src_st is not None and stat.S_ISREG(src_st.st_mode) and (same_inode or _sha256(src) == sha256):
+    if src_st is not None and stat.S_ISREG(src_st.st_mode) and (same_inode or file_sha256(src) == sha256):
         os.unlink(src)  # the quarantined copy is complete: finish the move
     return folder.path / name
 

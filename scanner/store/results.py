@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.util import is_url
 from scanner.verdict import Verdict
 
 SCHEMA = """
@@ -93,7 +94,7 @@ class ResultRow:
 
 def local_abspath(path: str) -> str:
     """``path`` made absolute if it is a local path; URLs (``s3://...``) unchanged."""
-    return path if "://" in path else os.path.abspath(path)
+    return path if is_url(path) else os.path.abspath(path)
 
 
 class ResultsStore:

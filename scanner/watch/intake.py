@@ -5,9 +5,14 @@ every decision is taken by the single-threaded loop (:mod:`scanner.watch.settle`
 is shared between threads. Only the event types that say something about a file's content are
 asked for - in particular not open / close-without-write, which the daemon's own reads cause.
 
-When the kernel's inotify queue overflows, events are lost; watchdog logs it and rebuilds its
-watches. :class:`OverflowAlarm` turns that log record into a request for an immediate
-reconciliation pass, which finds whatever the lost events would have announced.
+When the kernel's inotify queue overflows, events are lost. watchdog 7.1 and later read the
+kernel's ``IN_Q_OVERFLOW`` event, log it at WARNING on ``watchdog.observers.inotify_c`` ("Inotify
+queue overflowed; filesystem events were lost") and rebuild the recursive watches; that log
+record is the only way the overflow reaches an event handler. :class:`OverflowAlarm` turns it
+into a request for an immediate reconciliation pass, which finds whatever the lost events would
+have announced. Earlier watchdog releases dropped ``IN_Q_OVERFLOW`` without a word (watchdog
+issue #654), so the alarm could never fire: hence ``watchdog>=7.1`` in pyproject.toml, and
+tests/integration/test_watch_overflow.py, which overflows a real daemon's queue.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
+from watchdog.observers import Observer
 
 EVENT_FILTER = [
     FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
@@ -83,7 +89,11 @@ class QueueingHandler(FileSystemEventHandler):
 
 
 class OverflowAlarm(logging.Handler):
-    """Calls ``on_overflow`` when watchdog reports that inotify dropped events."""
+    """Calls ``on_overflow`` when watchdog reports that inotify dropped events (both of its
+    overflow warnings contain the word; asking twice for a reconciliation is asking once).
+
+    ``emit`` runs in the observer thread, so ``on_overflow`` must only set a flag and wake
+    the loop."""
 
     LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
 
@@ -106,8 +116,6 @@ class OverflowAlarm(logging.Handler):
 
 def start_observer(roots: list[str], handler: FileSystemEventHandler):  # noqa: ANN201 - watchdog BaseObserver
     """One recursive watch per root, on the platform's native observer (inotify on Linux)."""
-    from watchdog.observers import Observer
-
     observer = Observer()
     for root in roots:
         observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
