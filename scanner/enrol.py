@@ -33,7 +33,8 @@ class EnrolResult:
     status: str
     """``added``, ``duplicate`` or ``unreadable:<reason>``."""
     threshold: float | None = None
-    """The largest per-row threshold given (None when nothing was enrolled)."""
+    """The largest threshold given to a row of the file or its bodies (None when nothing was
+    enrolled); piece rows are capped by the whole file's row, so they never exceed it."""
     dropped_allow: list[AllowEntry] = field(default_factory=list)
     """Allowlist entries removed because they had this signature's hash (the signature wins)."""
 
@@ -86,7 +87,9 @@ def piece_rows(mesh: Mesh, threshold: float) -> tuple[np.ndarray, list[int], np.
     A piece's threshold comes from the benign reference alone (``row_thresholds``): a cut
     piece of a part is more often generic than the part (half a box-and-tube composition is
     near many brackets, and pieces of different designs near each other: ``PIECE_THRESHOLD``),
-    and no pose floor applies because no exact copy is at stake."""
+    and no pose floor applies because no exact copy is at stake. ``threshold`` caps them too:
+    the caller passes the whole file row's own threshold, since a piece is never more
+    distinctive than the whole (a plain pipe's pieces stay exact-only, like the pipe)."""
     from scanner.features import describe_triangles
     from scanner.features.pieces import PIECE_THRESHOLD, piece_row, plane_pieces
     from scanner.features.reference import row_thresholds
@@ -160,12 +163,14 @@ def enrol(
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
-        pieces, piece_bodies, piece_thresholds = piece_rows(mesh, threshold)
+        # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
+        pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
+        whole_threshold = float(thresholds.max())
         if len(pieces):
             vectors = np.concatenate([vectors, pieces])
             bodies = [*bodies, *piece_bodies]
             thresholds = np.concatenate([thresholds, piece_thresholds])
         added = lib.add_signature(sig, vectors, bodies, thresholds)
         status = "added" if added.added else "duplicate"
-        out.append(EnrolResult(path, result.member, sig.id, status, float(thresholds.max()), added.dropped_allow))
+        out.append(EnrolResult(path, result.member, sig.id, status, whole_threshold, added.dropped_allow))
     return out

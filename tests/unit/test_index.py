@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scanner.index import NearDuplicateIndex
 
@@ -38,3 +39,30 @@ def test_row_thresholds_and_radius() -> None:
 
 def test_empty_index_returns_nothing() -> None:
     assert NearDuplicateIndex().build().query(np.zeros((1, 4))) == []
+
+
+def test_rows_of_one_signature_do_not_crowd_out_a_match_of_another() -> None:
+    """Many rows of signature 0 (pieces, bodies) sit nearer to the query than signature 1's row
+    but with thresholds too tight to match: signature 1's row, within its own threshold, is
+    still found - every row within the radius is a candidate, not only the k nearest."""
+    from scanner.index import NearDuplicateIndex
+
+    q = np.zeros((1, 4), dtype=np.float32)
+    near = np.tile(np.array([[0.01, 0, 0, 0]], dtype=np.float32), (50, 1))
+    far = np.array([[0.05, 0, 0, 0]], dtype=np.float32)
+    index = NearDuplicateIndex()
+    index.add(near, [0] * 50, [-101 - i for i in range(50)], np.full(50, 0.005, dtype=np.float32))
+    index.add(far, [1], [-1], np.array([0.06], dtype=np.float32))
+    hits = index.build().query(q, k=5, radius=0.08)
+    assert [(h.signature, h.body) for h in hits] == [(1, -1)]
+    assert hits[0].distance == pytest.approx(0.05, abs=1e-6)
+
+
+def test_at_most_k_signatures_per_query_row_each_with_its_nearest_row() -> None:
+    from scanner.index import NearDuplicateIndex
+
+    index = NearDuplicateIndex()
+    for s in range(8):
+        index.add(np.array([[0.01 * (s + 1), 0.0], [0.01 * (s + 1) + 0.001, 0.0]], dtype=np.float32), [s, s], [-1, 0])
+    hits = index.build().query(np.zeros((1, 2), dtype=np.float32), k=3, radius=0.08)
+    assert [(h.signature, h.body) for h in hits] == [(0, -1), (1, -1), (2, -1)]

@@ -112,6 +112,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
 
     from scanner.config import MatchSettings
     from scanner.enrol import BENIGN_CEILING, POSE_MARGIN, pose_noise
+    from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
     from scanner.features.reference import ALPHA, nearest_reference_distance
 
     pipe = tmp_path / "pipe.stl"
@@ -119,15 +120,23 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     lib = SignatureLibrary.create(tmp_path / "lib")
     (plain,) = enrol(lib, pipe, "barrel", "t")
     (composite,) = enrol(lib, DEMO / "proxy-frame_or_receiver-s1-001.stl", "frame_or_receiver", "t")
-    benign = nearest_reference_distance(lib.vectors)
+    pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
+    whole = np.flatnonzero(~pieces)  # one row per file here: each is a single body
+    assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
+    benign = nearest_reference_distance(lib.vectors[whole])
     assert plain.threshold <= BENIGN_CEILING * benign[0] + 1e-6
     assert composite.threshold > plain.threshold
     glob = MatchSettings().distance_threshold
     noise = np.concatenate([pose_noise(scanner.load(p), lib.vectors[i : i + 1]) for i, p in
-                            enumerate((pipe, DEMO / "proxy-frame_or_receiver-s1-001.stl"))])  # fmt: skip
+                            zip(whole, (pipe, DEMO / "proxy-frame_or_receiver-s1-001.stl"), strict=True)])  # fmt: skip
     floor = np.minimum(np.minimum(POSE_MARGIN * noise, glob), BENIGN_CEILING * benign)
     expected = np.maximum(np.minimum(glob, ALPHA * benign), floor)
-    np.testing.assert_allclose(lib.thresholds, expected, rtol=1e-5)
+    np.testing.assert_allclose(lib.thresholds[whole], expected, rtol=1e-5)
+    # a piece is never more distinctive than its whole, nor past the piece cap or the benign rule
+    assert pieces.sum() > 0
+    piece_benign = nearest_reference_distance(lib.vectors[pieces])
+    cap = np.minimum(PIECE_THRESHOLD, lib.thresholds[whole][lib.rows[pieces, 0]])
+    np.testing.assert_allclose(lib.thresholds[pieces], np.minimum(cap, ALPHA * piece_benign), rtol=1e-5)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:
@@ -135,10 +144,12 @@ def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tm
     from click.testing import CliRunner
 
     import scanner.features
+    import scanner.features.version
     from scanner.cli import cli
     from scanner.features import reference
 
     monkeypatch.setattr(scanner.features, "DESCRIPTOR_VERSION", "ms0:other")
+    monkeypatch.setattr(scanner.features.version, "DESCRIPTOR_VERSION", "ms0:other")
     lib = tmp_path / "lib"
     SignatureLibrary.create(lib, name="t").save(lib)  # a library of the (patched) running version
     reference.benign_reference.cache_clear()
