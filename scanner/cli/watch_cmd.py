@@ -135,6 +135,14 @@ def _lock(state: str) -> int:
     help="Undelivered webhook posts kept; when full, scanning pauses until the endpoint recovers.",
 )
 @click.option(
+    "--quarantine-check",
+    type=click.Choice(["refuse", "warn"]),
+    default="refuse",
+    show_default=True,
+    help="At start-up, a quarantine folder that cannot be written: refuse to start, or warn and keep "
+    "quarantines pending until it is fixed.",
+)
+@click.option(
     "--metrics-port", type=click.IntRange(min=1, max=65535), default=None, help="Serve Prometheus metrics on this port."
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
@@ -222,7 +230,7 @@ def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any,
     return WatchConfig(roots=roots, state=state, log=log_path, plan=plan, jobs=o["jobs"] or os.cpu_count() or 1,
                        settle=settle, reconcile_every=o["reconcile_every"], stale_partial=o["stale_partial"],
                        exclude_globs=o["exclude"], once=once, command_timeout=o["command_timeout"],
-                       outbox_max=o["outbox_max"])  # fmt: skip
+                       outbox_max=o["outbox_max"], quarantine_check=o["quarantine_check"])  # fmt: skip
 
 
 def _metrics(port: int | None, host: str) -> Any:
@@ -240,13 +248,15 @@ def _metrics(port: int | None, host: str) -> Any:
 
 def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
     """Run the daemon under its state lock, stopping on SIGTERM or Ctrl-C; its summary."""
-    from scanner.watch.daemon import Watcher
+    from scanner.watch.daemon import StartError, Watcher
 
     lock = _lock(state)
     watcher = Watcher(config, context, metrics)
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return watcher.run()
+    except StartError as exc:
+        raise CommandError(str(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

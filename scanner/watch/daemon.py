@@ -36,7 +36,7 @@ from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
 from scanner.verdict import Verdict
 from scanner.watch import journal as J
-from scanner.watch.actions import ActionPlan, CommandRunner, next_retry
+from scanner.watch.actions import ActionPlan, CommandRunner, backoff, quarantine_problem
 from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, start_observer
 from scanner.watch.metrics import Metrics
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
@@ -55,8 +55,13 @@ class WatchConfig:
     reconcile_every: float = 60.0
     once: bool = False
     command_timeout: float = 30.0
-    action_attempts: int = 5
-    """Attempts of a quarantine or command before it is marked failed (webhooks never give up)."""
+    action_backoff_cap: float = 300.0
+    """Longest wait between two attempts of a failing quarantine or command. Actions never give
+    up: a failed one stays pending and is retried (2 s, 4 s, ... this cap) for as long as the
+    daemon runs, and at once at the next start; ``meshscan watch --actions`` lists them."""
+    quarantine_check: str = "refuse"
+    """At start-up, a quarantine folder that is missing or not writable: ``refuse`` to start
+    (exit 3), or ``warn`` (log an error and keep the quarantines pending until it is fixed)."""
     outbox_max: int = 10_000
     webhook: RetryPolicy = field(default_factory=RetryPolicy)
     stale_partial: float = 3600.0
@@ -65,6 +70,10 @@ class WatchConfig:
     exclude_globs: tuple[str, ...] = ()
     """``--exclude``: paths (relative to their watched folder), names or folders never scanned,
     counted as ``scan --exclude`` counts them."""
+
+
+class StartError(Exception):
+    """The daemon cannot start as configured (the message says why)."""
 
 
 @dataclass
@@ -103,6 +112,8 @@ class Watcher:
         self.next_action_check = 0.0
         self._outbox_full_until = 0.0
         self._commands: dict[str, tuple[J.ActionRow, Future]] = {}
+        self._failing: set[str] = set()
+        """Actions whose last attempt failed (still pending): counted as failed by ``--once``."""
         self._executor: ThreadPoolExecutor | None = None
         self.journal: J.Journal | None = None
         self.pool: LocalPool | None = None
@@ -138,6 +149,10 @@ class Watcher:
             if webhooks or self.outbox.pending():
                 self.sender = OutboxSender(self.outbox)
                 self.sender.start()
+            self._check_quarantines()
+            revived = self.journal.revive_actions()
+            if revived:
+                log.info("retrying pending actions", extra={"fields": {"actions": revived}})
             if any(i.kind == "command" for i in cfg.plan.intents) or self.journal.pending_action_count():
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
             self._actions()
@@ -150,6 +165,7 @@ class Watcher:
             self._loop()
         finally:
             self._shutdown()
+        self.summary.failed_actions = len(self._failing)
         return self.summary
 
     def _loop(self) -> None:
@@ -412,23 +428,34 @@ class Watcher:
         except Exception as exc:  # noqa: BLE001 - a bug must not crash-loop the daemon; reported, retried
             self._action_failed(a, f"internal error: {exc!r}")
             return
+        self._failing.discard(a.id)
         self.journal.finish_action(a.id, J.DONE, result=str(target))
         self.journal.set_file_state(a.path, J.QUARANTINED, str(target))
         self.recorded.pop(a.path, None)  # whatever appears there next is a new upload
         self.metrics.action("quarantine", J.DONE)
         log.info("quarantined", extra={"fields": {**fields, "to": str(target)}})
 
+    def _check_quarantines(self) -> None:
+        """A quarantine that cannot be written would leave flagged files where they are: refuse
+        to start (or, with ``quarantine_check="warn"``, say so loudly and keep them pending)."""
+        for folder in sorted({i.spec for i in self.config.plan.intents if i.kind == "quarantine"}):
+            why = quarantine_problem(folder)
+            if why is None:
+                continue
+            if self.config.quarantine_check == "refuse":
+                raise StartError(f"quarantine folder {folder} {why}")
+            log.error("quarantine folder unusable; quarantines stay pending until it is fixed",
+                      extra={"fields": {"folder": folder, "why": why}})  # fmt: skip
+
     def _action_failed(self, a: J.ActionRow, error: str) -> None:
-        fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1}
-        if a.attempts + 1 >= self.config.action_attempts:
-            self.journal.finish_action(a.id, J.FAILED, error=error)
-            self.summary.failed_actions += 1
-            self.metrics.action(a.kind, J.FAILED)
-            log.error("action failed; giving up (the verdict is recorded)", extra={"fields": fields})
-        else:
-            self.journal.retry_action(a.id, error, next_retry(a.attempts))
-            self.metrics.action(a.kind, "retry")
-            log.warning("action failed; will retry", extra={"fields": fields})
+        """Never give up: the action stays pending, retried with capped exponential backoff."""
+        wait = backoff(a.attempts, cap=self.config.action_backoff_cap)
+        fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1,
+                  "retry_in_s": round(wait, 1)}  # fmt: skip
+        self.journal.retry_action(a.id, error, time.time() + wait)
+        self._failing.add(a.id)
+        self.metrics.action(a.kind, "retry")
+        log.error("action failed; will retry", extra={"fields": fields})
 
     def _harvest_commands(self) -> None:
         finished = [i for i, (_, f) in self._commands.items() if f.done()]
@@ -436,6 +463,7 @@ class Watcher:
             a, future = self._commands.pop(ident)
             result = future.result()
             if result.ok:
+                self._failing.discard(ident)
                 self.journal.finish_action(ident, J.DONE, result=result.detail)
                 self.metrics.action("command", J.DONE)
                 log.info("command done", extra={"fields": {"path": a.path, "id": ident}})
