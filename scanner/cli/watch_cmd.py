@@ -73,11 +73,21 @@ def _lock(state: str) -> int:
     help="Seconds a file without a close event must stay unchanged before it is scanned.",
 )
 @click.option(
+    "--quiet",
     "--close-delay",
+    "close_delay",
     type=click.FloatRange(min=0),
-    default=0.2,
+    default=1.0,
     show_default=True,
-    help="Seconds after a close-after-write or a rename before the file is scanned.",
+    help="Quiet period: seconds after a close-after-write or a rename before the file is scanned; any "
+    "further open or write of it starts the period again (uploads appended in several cycles).",
+)
+@click.option(
+    "--temp-quiet",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Quiet period of a name that looks temporary (a model suffix followed by an unknown one: part.stl.uploading).",
 )
 @click.option(
     "--open-timeout",
@@ -225,7 +235,7 @@ def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any,
     o = options
     patterns = tuple(o["ignore"]) + (() if o["no_default_ignore"] else DEFAULT_IGNORE)
     settle = SettleConfig(settle=o["settle"], close_delay=o["close_delay"], open_timeout=o["open_timeout"],
-                          ignore=patterns, exclude=tuple(excluded),
+                          temp_quiet=o["temp_quiet"], ignore=patterns, exclude=tuple(excluded),
                           close_events=has_close_events() and not once)  # fmt: skip
     return WatchConfig(roots=roots, state=state, log=log_path, plan=plan, jobs=o["jobs"] or os.cpu_count() or 1,
                        settle=settle, reconcile_every=o["reconcile_every"], stale_partial=o["stale_partial"],
