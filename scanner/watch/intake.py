@@ -117,9 +117,23 @@ class OverflowAlarm(logging.Handler):
 
 
 def start_observer(roots: list[str], handler: FileSystemEventHandler):  # noqa: ANN201 - watchdog BaseObserver
-    """One recursive watch per root, on the platform's native observer (inotify on Linux)."""
+    """One recursive watch per root, on the platform's native observer (inotify on Linux);
+    ``observer.meshscan_watches`` maps each root to its watch (for :func:`rearm`)."""
     observer = Observer()
+    observer.meshscan_watches = {}
     for root in roots:
-        observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
+        observer.meshscan_watches[root] = observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
     observer.start()
     return observer
+
+
+def rearm(observer, handler: FileSystemEventHandler, root: str) -> None:  # noqa: ANN001 - watchdog BaseObserver
+    """Watch ``root`` anew (its folder was deleted and recreated, or replaced): the old watch
+    is bound to an inode that is gone. Raises OSError if the folder vanished again meanwhile."""
+    old = observer.meshscan_watches.pop(root, None)
+    if old is not None:
+        try:
+            observer.unschedule(old)
+        except KeyError:
+            pass  # its emitter already stopped and was removed
+    observer.meshscan_watches[root] = observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)

@@ -211,6 +211,10 @@ class SettleHandler:
         if stat is not None:
             p.stat, p.stat_at = stat, p.last_event
 
+    def waits_for_writer(self, p: Pending) -> bool:
+        """Still open for writing (its writer decides when it is complete, not the daemon)."""
+        return p.writing and p.closed_at is None
+
     def discard(self, path: str) -> None:
         self.pending.pop(path, None)
 
