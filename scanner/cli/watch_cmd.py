@@ -73,11 +73,21 @@ def _lock(state: str) -> int:
     help="Seconds a file without a close event must stay unchanged before it is scanned.",
 )
 @click.option(
+    "--quiet",
     "--close-delay",
+    "close_delay",
     type=click.FloatRange(min=0),
-    default=0.2,
+    default=1.0,
     show_default=True,
-    help="Seconds after a close-after-write or a rename before the file is scanned.",
+    help="Quiet period: seconds after a close-after-write or a rename before the file is scanned; any "
+    "further open or write of it starts the period again (uploads appended in several cycles).",
+)
+@click.option(
+    "--temp-quiet",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Quiet period of a name that looks temporary (a model suffix followed by an unknown one: part.stl.uploading).",
 )
 @click.option(
     "--open-timeout",
@@ -133,6 +143,14 @@ def _lock(state: str) -> int:
     default=10_000,
     show_default=True,
     help="Undelivered webhook posts kept; when full, scanning pauses until the endpoint recovers.",
+)
+@click.option(
+    "--quarantine-check",
+    type=click.Choice(["refuse", "warn"]),
+    default="refuse",
+    show_default=True,
+    help="At start-up, a quarantine folder that cannot be written: refuse to start, or warn and keep "
+    "quarantines pending until it is fixed.",
 )
 @click.option(
     "--metrics-port", type=click.IntRange(min=1, max=65535), default=None, help="Serve Prometheus metrics on this port."
@@ -217,12 +235,12 @@ def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any,
     o = options
     patterns = tuple(o["ignore"]) + (() if o["no_default_ignore"] else DEFAULT_IGNORE)
     settle = SettleConfig(settle=o["settle"], close_delay=o["close_delay"], open_timeout=o["open_timeout"],
-                          ignore=patterns, exclude=tuple(excluded),
+                          temp_quiet=o["temp_quiet"], ignore=patterns, exclude=tuple(excluded),
                           close_events=has_close_events() and not once)  # fmt: skip
     return WatchConfig(roots=roots, state=state, log=log_path, plan=plan, jobs=o["jobs"] or os.cpu_count() or 1,
                        settle=settle, reconcile_every=o["reconcile_every"], stale_partial=o["stale_partial"],
                        exclude_globs=o["exclude"], once=once, command_timeout=o["command_timeout"],
-                       outbox_max=o["outbox_max"])  # fmt: skip
+                       outbox_max=o["outbox_max"], quarantine_check=o["quarantine_check"])  # fmt: skip
 
 
 def _metrics(port: int | None, host: str) -> Any:
@@ -240,13 +258,15 @@ def _metrics(port: int | None, host: str) -> Any:
 
 def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
     """Run the daemon under its state lock, stopping on SIGTERM or Ctrl-C; its summary."""
-    from scanner.watch.daemon import Watcher
+    from scanner.watch.daemon import StartError, Watcher
 
     lock = _lock(state)
     watcher = Watcher(config, context, metrics)
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return watcher.run()
+    except StartError as exc:
+        raise CommandError(str(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -192,6 +192,20 @@ class _Folder:
         finally:
             self.unlink(tmp)
 
+    def rewrite(self, name: str, data: bytes) -> None:
+        """Replace ``name`` (ours: a sidecar) with ``data`` atomically: written under a fresh
+        temporary name, then renamed over it (a rename replaces a link, never follows it)."""
+        tmp = _temp_name(name, "tmp")
+        fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=self.fd)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        finally:
+            self.unlink(tmp)
+
     def unlink(self, name: str) -> None:
         try:
             os.unlink(name, dir_fd=self.fd)
@@ -229,15 +243,19 @@ class _Folder:
             st = os.fstat(fin)
             fout = os.open(tmp, _NEW_FILE, 0o600, dir_fd=self.fd)
             try:
-                while chunk := os.read(fin, 1 << 20):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fout, view) :]
-                os.fchmod(fout, stat.S_IMODE(st.st_mode))
-                os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.fsync(fout)
-            finally:
-                os.close(fout)
+                try:
+                    while chunk := os.read(fin, 1 << 20):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fout, view) :]
+                    os.fchmod(fout, stat.S_IMODE(st.st_mode))
+                    os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    os.fsync(fout)
+                finally:
+                    os.close(fout)
+            except BaseException:
+                self.unlink(tmp)  # a failed copy (a full disk) must not keep its partial bytes
+                raise
         finally:
             os.close(fin)
         try:
@@ -359,6 +377,9 @@ def quarantine_once(path: str | os.PathLike[str], root: str | os.PathLike[str], 
         if reserved is not None:
             done = _finish_replay(folder, src, reserved, sha256)
             if done is not None:
+                earlier = json.loads(folder.read_small(reserved + SIDECAR) or b"{}")
+                if earlier.get("state") != "moved":
+                    _record_outcome(folder, reserved, earlier)
                 return done
             if folder.taken(reserved):  # someone else's file took our reserved name: reserve anew
                 folder.unlink(reserved + SIDECAR)
@@ -381,6 +402,7 @@ def quarantine_once(path: str | os.PathLike[str], root: str | os.PathLike[str], 
         doc = {
             "original_path": str(src),
             "action": "move",
+            "state": "intended",
             "action_id": action_id,
             "sha256": sha256,
             "verdicts": [v.to_dict() for v in verdicts],
@@ -406,10 +428,21 @@ def quarantine_once(path: str | os.PathLike[str], root: str | os.PathLike[str], 
             raise QuarantineError(f"no free name for {folder.path / base}")
         folder.fsync()
         os.unlink(src)
+        _record_outcome(folder, name, doc)
         return folder.path / name
     finally:
         if folder is not None:
             folder.close()
+
+
+def _record_outcome(folder: _Folder, name: str, doc: dict) -> None:
+    """The sidecar said what was intended (written before the move, it reserves the name); now
+    it says what happened. Best effort: the move is done and the daemon's journal records it,
+    so a sidecar that cannot be rewritten (a disk filled by the copy) keeps saying "intended"."""
+    try:
+        folder.rewrite(name + SIDECAR, json.dumps({**doc, "state": "moved"}, indent=2).encode())
+    except OSError:
+        pass
 
 
 def _finish_replay(folder: _Folder, src: Path, name: str, sha256: str | None) -> Path | None:

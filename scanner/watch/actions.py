@@ -25,7 +25,6 @@ import json
 import os
 import shlex
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 from scanner.watch.journal import Intent
@@ -126,5 +125,21 @@ def backoff(attempts: int, first: float = 2.0, cap: float = 300.0) -> float:
     return min(cap, first * 2 ** min(attempts, 20))
 
 
-def next_retry(attempts: int) -> float:
-    return time.time() + backoff(attempts)
+def quarantine_problem(folder: str) -> str | None:
+    """Why quarantining into ``folder`` would fail now (None: it works), found by creating and
+    removing a probe file in it - permission bits, ACLs, read-only mounts, the immutable
+    attribute and a full inode table all answer the same way."""
+    import tempfile
+
+    if not os.path.isdir(folder):
+        return "does not exist"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".meshscan-probe-", dir=folder)
+    except OSError as exc:
+        return f"is not writable: {exc.strerror or exc}"
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError as exc:
+        return f"is not writable (cannot remove a probe file): {exc.strerror or exc}"
+    return None

@@ -36,9 +36,11 @@ from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
 from scanner.verdict import Verdict
 from scanner.watch import journal as J
-from scanner.watch.actions import ActionPlan, CommandRunner, next_retry
-from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, start_observer
+from scanner.watch.actions import ActionPlan, CommandRunner, backoff, quarantine_problem
+from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, rearm, start_observer
 from scanner.watch.metrics import Metrics
+from scanner.watch.notify import notify
+from scanner.watch.roots import DOWN, RootMonitor
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
 
 log = logging.getLogger("meshscan.watch")
@@ -55,8 +57,15 @@ class WatchConfig:
     reconcile_every: float = 60.0
     once: bool = False
     command_timeout: float = 30.0
-    action_attempts: int = 5
-    """Attempts of a quarantine or command before it is marked failed (webhooks never give up)."""
+    action_backoff_cap: float = 300.0
+    """Longest wait between two attempts of a failing quarantine or command. Actions never give
+    up: a failed one stays pending and is retried (2 s, 4 s, ... this cap) for as long as the
+    daemon runs, and at once at the next start; ``meshscan watch --actions`` lists them."""
+    stuck_after: float = 3600.0
+    """A file waiting this long for its verdict means the daemon is stuck: no watchdog ping."""
+    quarantine_check: str = "refuse"
+    """At start-up, a quarantine folder that is missing or not writable: ``refuse`` to start
+    (exit 3), or ``warn`` (log an error and keep the quarantines pending until it is fixed)."""
     outbox_max: int = 10_000
     webhook: RetryPolicy = field(default_factory=RetryPolicy)
     stale_partial: float = 3600.0
@@ -65,6 +74,14 @@ class WatchConfig:
     exclude_globs: tuple[str, ...] = ()
     """``--exclude``: paths (relative to their watched folder), names or folders never scanned,
     counted as ``scan --exclude`` counts them."""
+
+
+HOUSEKEEPING_EVERY = 1.0
+"""Seconds between checks of the watched folders (and health gauges, watchdog pings)."""
+
+
+class StartError(Exception):
+    """The daemon cannot start as configured (the message says why)."""
 
 
 @dataclass
@@ -103,13 +120,18 @@ class Watcher:
         self.next_action_check = 0.0
         self._outbox_full_until = 0.0
         self._commands: dict[str, tuple[J.ActionRow, Future]] = {}
+        self._failing: set[str] = set()
+        """Actions whose last attempt failed (still pending): counted as failed by ``--once``."""
         self._executor: ThreadPoolExecutor | None = None
         self.journal: J.Journal | None = None
         self.pool: LocalPool | None = None
         self.outbox: Outbox | None = None
         self.sender: OutboxSender | None = None
         self.observer = None
+        self.handler = QueueingHandler(self.events, self.waker)
         self.alarm = OverflowAlarm(self.request_reconcile)
+        self.root_monitor = RootMonitor(self.roots)
+        self.next_housekeeping = 0.0
 
     # ------------------------------------------------------------------ control (any thread / signal handler)
     def request_stop(self) -> None:
@@ -138,24 +160,34 @@ class Watcher:
             if webhooks or self.outbox.pending():
                 self.sender = OutboxSender(self.outbox)
                 self.sender.start()
+            self._check_quarantines()
+            revived = self.journal.revive_actions()
+            if revived:
+                log.info("retrying pending actions", extra={"fields": {"actions": revived}})
             if any(i.kind == "command" for i in cfg.plan.intents) or self.journal.pending_action_count():
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
             self._actions()
             if not cfg.once:
                 self.alarm.install()
-                self.observer = start_observer(self.roots, QueueingHandler(self.events, self.waker))
+                self.observer = start_observer(self.roots, self.handler)
             log.info("watching", extra={"fields": {"roots": self.roots, "state": cfg.state, "jobs": cfg.jobs,
                                                    "recorded": len(self.recorded), "once": cfg.once}})  # fmt: skip
+            self.metrics.started(__version__, self.context.library_version,
+                                 getattr(self.context, "model_version", None), self.roots)  # fmt: skip
             self._reconcile()
+            notify("READY=1")
             self._loop()
         finally:
             self._shutdown()
+        self.summary.failed_actions = len(self._failing)
         return self.summary
 
     def _loop(self) -> None:
         while True:
             self.waker.clear()
             self._drain_events()
+            if not self.config.once and time.monotonic() >= self.next_housekeeping:
+                self._housekeeping()
             if self.reconcile_now or (not self.config.once and time.monotonic() >= self.next_reconcile):
                 self._reconcile()
             for r in self.settle.due():
@@ -195,7 +227,55 @@ class Watcher:
         if self._commands:
             waits.append(0.1)
         waits.append(self.next_action_check - time.time())
+        if not self.config.once:
+            waits.append(self.next_housekeeping - time.monotonic())
         return max(0.0, min(waits))
+
+    # ------------------------------------------------------------------ health
+    def _housekeeping(self) -> None:
+        """Once a second: are the roots still watched (re-arm those back), the health gauges,
+        and the systemd watchdog ping - sent only while healthy."""
+        self.next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
+        for root, change in self.root_monitor.check():
+            self._forget_under(root)  # whatever is there now is new: a new folder, new uploads
+            if change == DOWN:
+                log.error("watched folder gone", extra={"fields": {"root": root,
+                          "detail": "files put there are not seen until it is back"}})  # fmt: skip
+                continue
+            try:
+                rearm(self.observer, self.handler, root)
+            except OSError as exc:
+                log.error("cannot watch the folder again", extra={"fields": {"root": root, "error": str(exc)}})
+                self.root_monitor.armed[root] = None  # tried again at the next check
+                continue
+            log.warning("watched folder back", extra={"fields": {"root": root, "detail": "watching it again"}})
+            self.request_reconcile()
+        for root in self.roots:
+            self.metrics.root_up(root, self.root_monitor.up(root))
+        self.metrics.actions_pending(self.journal.pending_by_kind())
+        oldest = self._oldest_waiting()
+        self.metrics.oldest_pending(oldest)
+        if self.root_monitor.all_up() and oldest < self.config.stuck_after:
+            notify("WATCHDOG=1")
+
+    def _oldest_waiting(self) -> float:
+        """Seconds the oldest file has waited for its verdict (0 when none waits)."""
+        now = time.monotonic()
+        firsts = [p.first_seen for p in self.settle.pending.values() if not self.settle.waits_for_writer(p)]
+        firsts += [r.first_seen for r in self.ready] + [i.ready.first_seen for i in self.inflight.values()]
+        return max(0.0, now - min(firsts)) if firsts else 0.0
+
+    def _forget_under(self, root: str) -> None:
+        """The folder's files are gone (or are another folder's): nothing recorded there stands."""
+        prefix = root.rstrip(os.sep) + os.sep
+        gone = [p for p in self.recorded if p.startswith(prefix)]
+        for path in gone:
+            self.recorded.pop(path, None)
+            self.journal.conn.execute(
+                "UPDATE watch_files SET state = ? WHERE path = ? AND state = ?", (J.DELETED, path, J.SCANNED)
+            )
+        if gone:
+            self.journal.commit()
 
     # ------------------------------------------------------------------ intake
     def _drain_events(self) -> None:
@@ -227,6 +307,7 @@ class Watcher:
     def _reconcile(self) -> None:
         """List the folders; queue every wanted file that has no verdict for its current state."""
         started = time.monotonic()
+        self.metrics.reconciled(time.time())
         self.reconcile_now = False
         self.next_reconcile = started + self.config.reconcile_every
         busy = set(self.settle.pending) | self.ready_paths | set(self.inflight)
@@ -351,7 +432,7 @@ class Watcher:
         for d, item, intents in keep:
             self._count(d.verdicts)
             worst = min((v.verdict for v in d.verdicts), key=("flag", "review", "unscannable", "clear").index)
-            latency = now - item.ready.since
+            latency = self._latency(d.upload.path, now - item.ready.since)
             self.metrics.scanned(worst, latency, d.seconds)
             fields = {"path": d.upload.path, "verdict": worst, "how": item.ready.how,
                       "scan_ms": round(1000 * d.seconds), "latency_ms": round(1000 * latency)}  # fmt: skip
@@ -364,6 +445,18 @@ class Watcher:
                 self.next_action_check = 0.0
             if any(i.kind == "webhook" for i in intents) and self.sender is not None:
                 self.sender.notify()
+
+    @staticmethod
+    def _latency(path: str, since_noticed: float) -> float:
+        """Seconds from the file's completion to now: from its last change as the file system
+        recorded it (ctime: its last write, or its rename into place - which no uploader can
+        set back, unlike mtime), so time the file waited unnoticed (a dead watch, a stopped
+        daemon) counts; ``since_noticed`` when it cannot be read."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return since_noticed
+        return max(since_noticed, time.time() - max(st.st_ctime, st.st_mtime))
 
     def _count(self, verdicts: list[Verdict]) -> None:
         self.summary.files += 1
@@ -412,23 +505,34 @@ class Watcher:
         except Exception as exc:  # noqa: BLE001 - a bug must not crash-loop the daemon; reported, retried
             self._action_failed(a, f"internal error: {exc!r}")
             return
+        self._failing.discard(a.id)
         self.journal.finish_action(a.id, J.DONE, result=str(target))
         self.journal.set_file_state(a.path, J.QUARANTINED, str(target))
         self.recorded.pop(a.path, None)  # whatever appears there next is a new upload
         self.metrics.action("quarantine", J.DONE)
         log.info("quarantined", extra={"fields": {**fields, "to": str(target)}})
 
+    def _check_quarantines(self) -> None:
+        """A quarantine that cannot be written would leave flagged files where they are: refuse
+        to start (or, with ``quarantine_check="warn"``, say so loudly and keep them pending)."""
+        for folder in sorted({i.spec for i in self.config.plan.intents if i.kind == "quarantine"}):
+            why = quarantine_problem(folder)
+            if why is None:
+                continue
+            if self.config.quarantine_check == "refuse":
+                raise StartError(f"quarantine folder {folder} {why}")
+            log.error("quarantine folder unusable; quarantines stay pending until it is fixed",
+                      extra={"fields": {"folder": folder, "why": why}})  # fmt: skip
+
     def _action_failed(self, a: J.ActionRow, error: str) -> None:
-        fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1}
-        if a.attempts + 1 >= self.config.action_attempts:
-            self.journal.finish_action(a.id, J.FAILED, error=error)
-            self.summary.failed_actions += 1
-            self.metrics.action(a.kind, J.FAILED)
-            log.error("action failed; giving up (the verdict is recorded)", extra={"fields": fields})
-        else:
-            self.journal.retry_action(a.id, error, next_retry(a.attempts))
-            self.metrics.action(a.kind, "retry")
-            log.warning("action failed; will retry", extra={"fields": fields})
+        """Never give up: the action stays pending, retried with capped exponential backoff."""
+        wait = backoff(a.attempts, cap=self.config.action_backoff_cap)
+        fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1,
+                  "retry_in_s": round(wait, 1)}  # fmt: skip
+        self.journal.retry_action(a.id, error, time.time() + wait)
+        self._failing.add(a.id)
+        self.metrics.action(a.kind, "retry")
+        log.error("action failed; will retry", extra={"fields": fields})
 
     def _harvest_commands(self) -> None:
         finished = [i for i, (_, f) in self._commands.items() if f.done()]
@@ -436,6 +540,7 @@ class Watcher:
             a, future = self._commands.pop(ident)
             result = future.result()
             if result.ok:
+                self._failing.discard(ident)
                 self.journal.finish_action(ident, J.DONE, result=result.detail)
                 self.metrics.action("command", J.DONE)
                 log.info("command done", extra={"fields": {"path": a.path, "id": ident}})
@@ -449,6 +554,7 @@ class Watcher:
     def _shutdown(self) -> None:
         """Stop intake, let running scans finish and be recorded (done in the loop), then wait
         for a running command, close the outbox sender and the database."""
+        notify("STOPPING=1")
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(10)

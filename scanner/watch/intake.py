@@ -3,7 +3,8 @@
 The observer threads do nothing but queue events and wake the daemon's loop through a pipe;
 every decision is taken by the single-threaded loop (:mod:`scanner.watch.settle`), so no state
 is shared between threads. Only the event types that say something about a file's content are
-asked for - in particular not open / close-without-write, which the daemon's own reads cause.
+asked for, plus opens (an open during a file's quiet period restarts it; the daemon's own reads
+open files that are not waiting, and are ignored) - not close-without-write.
 
 When the kernel's inotify queue overflows, events are lost. watchdog 7.1 and later read the
 kernel's ``IN_Q_OVERFLOW`` event, log it at WARNING on ``watchdog.observers.inotify_c`` ("Inotify
@@ -32,13 +33,14 @@ from watchdog.events import (
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
 
 EVENT_FILTER = [
-    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileOpenedEvent, FileMovedEvent, FileDeletedEvent,
     DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
 ]  # fmt: skip
 
@@ -115,9 +117,23 @@ class OverflowAlarm(logging.Handler):
 
 
 def start_observer(roots: list[str], handler: FileSystemEventHandler):  # noqa: ANN201 - watchdog BaseObserver
-    """One recursive watch per root, on the platform's native observer (inotify on Linux)."""
+    """One recursive watch per root, on the platform's native observer (inotify on Linux);
+    ``observer.meshscan_watches`` maps each root to its watch (for :func:`rearm`)."""
     observer = Observer()
+    observer.meshscan_watches = {}
     for root in roots:
-        observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
+        observer.meshscan_watches[root] = observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
     observer.start()
     return observer
+
+
+def rearm(observer, handler: FileSystemEventHandler, root: str) -> None:  # noqa: ANN001 - watchdog BaseObserver
+    """Watch ``root`` anew (its folder was deleted and recreated, or replaced): the old watch
+    is bound to an inode that is gone. Raises OSError if the folder vanished again meanwhile."""
+    old = observer.meshscan_watches.pop(root, None)
+    if old is not None:
+        try:
+            observer.unschedule(old)
+        except KeyError:
+            pass  # its emitter already stopped and was removed
+    observer.meshscan_watches[root] = observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)

@@ -221,6 +221,22 @@ class Journal:
     def pending_action_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM watch_actions WHERE state = 'pending'").fetchone()[0]
 
+    def revive_actions(self) -> int:
+        """At start-up: every pending action is due now (whatever its backoff said), and one
+        an earlier release gave up on (``failed``) is pending again. Returns how many."""
+        n = self.conn.execute(
+            "UPDATE watch_actions SET state = ?, next_at = 0 WHERE state IN (?, ?)", (PENDING, PENDING, FAILED)
+        ).rowcount
+        self.commit()
+        return n
+
+    def pending_by_kind(self) -> dict[str, tuple[int, float | None]]:
+        """``{kind: (pending count, oldest created_at)}`` of actions not yet done."""
+        rows = self.conn.execute(
+            "SELECT kind, COUNT(*), MIN(created_at) FROM watch_actions WHERE state = ? GROUP BY kind", (PENDING,)
+        ).fetchall()
+        return {kind: (n, oldest) for kind, n, oldest in rows}
+
     def finish_action(self, ident: str, state: str, result: str | None = None, error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE watch_actions SET state = ?, result = ?, error = ?, attempts = attempts + 1, done_at = ? "

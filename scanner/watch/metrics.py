@@ -17,6 +17,21 @@ class Metrics:
     def action(self, kind: str, state: str) -> None:
         pass
 
+    def started(self, version: str, library: str | None, model: str | None, roots: list[str]) -> None:
+        pass
+
+    def root_up(self, root: str, up: bool) -> None:
+        pass
+
+    def reconciled(self, timestamp: float) -> None:
+        pass
+
+    def actions_pending(self, by_kind: dict[str, tuple[int, float | None]]) -> None:
+        pass
+
+    def oldest_pending(self, seconds: float) -> None:
+        pass
+
 
 class PrometheusMetrics(Metrics):
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
@@ -38,7 +53,40 @@ class PrometheusMetrics(Metrics):
                               registry=self.registry)  # fmt: skip
         self.actions = Counter("meshscan_watch_actions", "Actions carried out, by kind and outcome",
                                ["kind", "state"], registry=self.registry)  # fmt: skip
+        r = self.registry
+        self.build = Gauge("meshscan_watch_build_info", "Versions in use (value 1)", ["version", "library", "model"],
+                           registry=r)  # fmt: skip
+        self.up = Gauge("meshscan_watch_root_up", "1 while the watched folder is watched, 0 while it is gone",
+                        ["root"], registry=r)  # fmt: skip
+        self.roots = Gauge("meshscan_watch_roots_watched", "Watched folders being watched", registry=r)
+        self.last_reconcile = Gauge("meshscan_watch_last_reconcile_timestamp_seconds",
+                                    "When the folders were last listed", registry=r)  # fmt: skip
+        self.pending = Gauge("meshscan_watch_actions_pending", "Actions not yet done (failing ones included)",
+                             ["kind"], registry=r)  # fmt: skip
+        self.oldest = Gauge("meshscan_watch_oldest_pending_seconds",
+                            "How long the oldest file waiting for its verdict has waited", registry=r)  # fmt: skip
+        self._up: dict[str, bool] = {}
         self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def started(self, version: str, library: str | None, model: str | None, roots: list[str]) -> None:
+        self.build.labels(version, library or "", model or "").set(1)
+        for root in roots:
+            self.root_up(root, True)
+
+    def root_up(self, root: str, up: bool) -> None:
+        self._up[root] = up
+        self.up.labels(root).set(int(up))
+        self.roots.set(sum(self._up.values()))
+
+    def reconciled(self, timestamp: float) -> None:
+        self.last_reconcile.set(timestamp)
+
+    def actions_pending(self, by_kind: dict[str, tuple[int, float | None]]) -> None:
+        for kind in ("quarantine", "command"):
+            self.pending.labels(kind).set(by_kind.get(kind, (0, None))[0])
+
+    def oldest_pending(self, seconds: float) -> None:
+        self.oldest.set(seconds)
 
     def scanned(self, verdict: str, latency_s: float, scan_s: float) -> None:
         self.files.labels(verdict).inc()

@@ -8,8 +8,9 @@ events and a fake clock, without files or threads.
 When is a file complete?
 
 * **close-after-write** (``FileClosedEvent``, inotify's ``IN_CLOSE_WRITE`` on Linux): the writer
-  closed it. It is scanned after a short ``close_delay`` (so a close immediately followed by a
-  rename or another write is seen first).
+  closed it. It is scanned after a quiet period (``close_delay``, ``--quiet``, 1 s) that any
+  further open, write or close restarts: an upload appended in several open/write/close cycles
+  gets one verdict, for its whole content.
 * **renamed into place** (``FileMovedEvent``): uploads written under a temporary name and then
   renamed are complete under their final name, and are scanned only under it.
 * otherwise (files found by a reconciliation pass, files moved in from outside the tree,
@@ -19,7 +20,9 @@ When is a file complete?
   if it stays quiet for ``open_timeout`` (a writer that hung holding it open) is it scanned
   anyway - and scanned again when it changes.
 
-Temporary and partial names (``*.part``, ``.~*``, dot-files, ...) are ignored; a file under an
+Temporary and partial names (``*.part``, ``.~*``, dot-files, ...) are ignored; a name that only
+looks temporary (a model suffix followed by an unknown one, ``part.stl.uploading``) needs
+``temp_quiet`` seconds of silence; a file under an
 excluded folder (the quarantine, the state database) is never considered. A file deleted before
 it is due is dropped quietly.
 """
@@ -40,6 +43,7 @@ from watchdog.events import (
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
 )
 
@@ -51,6 +55,10 @@ DEFAULT_IGNORE = (
 (``.part``, ``.crdownload``), editors and office suites (``.~lock``, ``~$``, ``.swp``), and
 dot-files, which is where rsync, scp and most upload servers put the temporary copy they
 rename into place."""
+
+MODEL_SUFFIXES = frozenset({"stl", "obj", "3mf", "ply", "off", "amf", "zip", "gz", "tgz", "bz2", "xz", "tar", "7z"})
+"""Suffixes of what uploads of models are called (for the temporary-name heuristic only: what
+is scanned is decided by content)."""
 
 Stat = tuple[int, int]
 """(size, mtime_ns) of a regular file."""
@@ -69,6 +77,15 @@ def regular_file_stat(path: str) -> Stat | None:
     return st.st_size, st.st_mtime_ns
 
 
+def looks_temporary(path: str) -> bool:
+    """A name an uploader writes under before renaming it into place, by a content-independent
+    heuristic: a model suffix followed by one that is not (``part.stl.uploading``,
+    ``part.stl.1a2b3c``). Such a file is scanned only after ``temp_quiet`` seconds of silence, so
+    an upload is not scanned (and quarantined) under a name its uploader is about to rename."""
+    parts = os.path.basename(path).lower().split(".")[1:]
+    return len(parts) >= 2 and parts[-1] not in MODEL_SUFFIXES and any(p in MODEL_SUFFIXES for p in parts[:-1])
+
+
 def is_ignored(path: str, patterns: Iterable[str]) -> bool:
     """True when the file's name matches a temporary/partial-name pattern."""
     name = os.path.basename(path)
@@ -79,8 +96,12 @@ def is_ignored(path: str, patterns: Iterable[str]) -> bool:
 class SettleConfig:
     settle: float = 2.0
     """Seconds a file without a close event must be quiet (size and mtime unchanged)."""
-    close_delay: float = 0.2
-    """Seconds after a close-after-write or a rename before the file is due."""
+    close_delay: float = 1.0
+    """The quiet period (``--quiet``): seconds after a close-after-write or a rename before the
+    file is due, restarted by any further open, write or close of it - so an upload appended in
+    several open/write/close cycles (resumable uploaders, FTP resume) is scanned once, whole."""
+    temp_quiet: float = 30.0
+    """Seconds of silence a file under a name that :func:`looks_temporary` needs before it is due."""
     open_timeout: float = 300.0
     """Seconds a written-but-not-closed file must be quiet before it is scanned anyway."""
     ignore: tuple[str, ...] = DEFAULT_IGNORE
@@ -165,6 +186,11 @@ class SettleHandler:
             return
         if not self.wanted(src):
             return
+        if isinstance(event, FileOpenedEvent):  # opened again within its quiet period: start it over
+            p = self.pending.get(src)
+            if p is not None and p.closed_at is not None:
+                p.closed_at = p.last_event = now
+            return
         if isinstance(event, FileClosedEvent):
             p = self._touch(src, now)
             p.closed_at, p.writing, p.close_stat = now, False, self.stat(src)
@@ -184,6 +210,10 @@ class SettleHandler:
         p = self._touch(path, self.clock())
         if stat is not None:
             p.stat, p.stat_at = stat, p.last_event
+
+    def waits_for_writer(self, p: Pending) -> bool:
+        """Still open for writing (its writer decides when it is complete, not the daemon)."""
+        return p.writing and p.closed_at is None
 
     def discard(self, path: str) -> None:
         self.pending.pop(path, None)
@@ -207,7 +237,7 @@ class SettleHandler:
         out: list[Ready] = []
         for path, p in list(self.pending.items()):
             if p.closed_at is not None:
-                if now - p.closed_at >= cfg.close_delay:
+                if now - p.closed_at >= self._quiet(path):
                     st = self.stat(path)
                     if st is None:
                         del self.pending[path]
@@ -227,9 +257,15 @@ class SettleHandler:
             del self.pending[r.path]
         return out
 
+    def _quiet(self, path: str) -> float:
+        """Seconds after its close (or rename) before ``path`` is due."""
+        cfg = self.config
+        return max(cfg.close_delay, cfg.temp_quiet) if looks_temporary(path) else cfg.close_delay
+
     def _check(self, p: Pending, now: float) -> str | None:
         """Stat a file without a close: why it is complete, or None (and when to look again)."""
         cfg = self.config
+        settle = max(cfg.settle, cfg.temp_quiet) if looks_temporary(p.path) else cfg.settle
         st = self.stat(p.path)
         if st is None:  # deleted, or no longer a regular file, before it was due: dropped quietly
             del self.pending[p.path]
@@ -240,18 +276,21 @@ class SettleHandler:
         if p.writing:
             if now - quiet_since >= cfg.open_timeout:
                 return "open-timeout"
-            p.next_check = quiet_since + min(cfg.open_timeout, cfg.settle)
+            p.next_check = quiet_since + min(cfg.open_timeout, settle)
             return None
         mtime_age = self.wall() - st[1] / 1e9
-        if mtime_age >= cfg.settle or now - quiet_since >= cfg.settle:
+        if mtime_age >= settle or now - quiet_since >= settle:
             return "quiet"
-        p.next_check = now + max(0.01, min(quiet_since + cfg.settle - now, cfg.settle - mtime_age))
+        p.next_check = now + max(0.01, min(quiet_since + settle - now, settle - mtime_age))
         return None
 
     def next_check(self) -> float | None:
         """Seconds until :meth:`due` may have something new (None: nothing pending)."""
         if not self.pending:
             return None
-        now, delay = self.clock(), self.config.close_delay
-        soonest = min(p.closed_at + delay if p.closed_at is not None else p.next_check for p in self.pending.values())
+        now = self.clock()
+        soonest = min(
+            p.closed_at + self._quiet(p.path) if p.closed_at is not None else p.next_check
+            for p in self.pending.values()
+        )
         return max(0.0, soonest - now)
