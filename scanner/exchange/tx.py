@@ -16,7 +16,8 @@ import json
 import pathlib
 import sys
 import typing as t
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import fields, is_dataclass
+from enum import Enum
 
 import numpy as np
 from threatexchange.content_type.content_base import ContentType
@@ -33,24 +34,67 @@ class MeshContent(ContentType):
     """3D model files meshscan reads: STL, OBJ, 3MF, PLY, OFF, and archives of them."""
 
 
-def _encode_entry(entry: object) -> object:
-    if is_dataclass(entry) and not isinstance(entry, type):
-        cls = type(entry)
-        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}", "fields": asdict(entry)}
-    return entry
+def _known_class(tag: str) -> type:
+    """A class named ``module:qualname`` that is already imported: looked up, never imported,
+    so that loading an index cannot run code named in it."""
+    module, _, name = tag.partition(":")
+    obj: object = sys.modules.get(module)
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        raise ValueError(f"index entry of unknown type {tag!r} (import its module first)")
+    return obj
 
 
-def _decode_entry(value: object) -> object:
-    """A dataclass entry comes back only as a class already imported (looked up, never
-    imported: loading an index must not run code named in it)."""
-    if isinstance(value, dict) and "__dataclass__" in value:
-        module, _, name = str(value["__dataclass__"]).partition(":")
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is None or not is_dataclass(cls):
-            raise ValueError(f"index entry of unknown type {value['__dataclass__']!r} (import it first)")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in value["fields"].items() if k in known})
-    return value
+def _tag(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _encode(value: object) -> object:
+    """Entries as tagged JSON: python-threatexchange and HMA store (collab, metadata) tuples
+    of dataclasses, with sets and enums inside."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Enum):
+        return {"__enum__": _tag(value), "value": _encode(value.value)}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            "__dataclass__": _tag(value),
+            "fields": {f.name: _encode(getattr(value, f.name)) for f in fields(value)},
+        }
+    if isinstance(value, dict):
+        return {"__dict__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        return {"__set__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    raise TypeError(f"cannot store an index entry of type {type(value).__name__} as JSON")
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__enum__" in value:
+        return _known_class(value["__enum__"])(_decode(value["value"]))
+    if "__dataclass__" in value:
+        cls = _known_class(value["__dataclass__"])
+        if not is_dataclass(cls):
+            raise ValueError(f"{value['__dataclass__']!r} is not a dataclass")
+        values = {k: _decode(v) for k, v in value["fields"].items()}
+        made = cls(**{f.name: values[f.name] for f in fields(cls) if f.init and f.name in values})
+        return made
+    if "__dict__" in value:
+        return {_decode(k): _decode(v) for k, v in value["__dict__"]}
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if "__set__" in value:
+        return {_decode(v) for v in value["__set__"]}
+    raise ValueError("untagged object in a meshscan index")
 
 
 class _JsonIndex(index.SignalTypeIndex[T]):
@@ -68,7 +112,7 @@ class _JsonIndex(index.SignalTypeIndex[T]):
         doc = {
             "format": "meshscan-tx-index",
             "signals": self.signals,
-            "entries": [_encode_entry(e) for e in self.entries],
+            "entries": [_encode(e) for e in self.entries],
         }
         fout.write(json.dumps(doc).encode("utf-8"))
 
@@ -79,7 +123,7 @@ class _JsonIndex(index.SignalTypeIndex[T]):
             raise ValueError("not a meshscan threatexchange index")
         out = cls()
         for signal, entry in zip(doc["signals"], doc["entries"], strict=True):
-            out.add(signal, _decode_entry(entry))
+            out.add(signal, _decode(entry))
         return out
 
 
