@@ -162,11 +162,20 @@ def remove_cmd(ids: tuple[str, ...], library: str) -> None:
 
 
 @signatures_group.command("verify")
-@_library_required
-def verify_cmd(library: str) -> None:
-    """Check checksums and descriptor version; exit 3 if the library must not be used."""
+@click.argument("bundle", required=False, type=click.Path(dir_okay=False))
+@click.option("--library", type=click.Path(file_okay=False), help="Library folder to check.")
+@click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With BUNDLE: a trusted publisher's public key (repeat for several).")  # fmt: skip
+def verify_cmd(bundle: str | None, library: str | None, trust: tuple[str, ...]) -> None:
+    """Check a library's checksums and descriptor version, or a BUNDLE's signature against
+    --trust keys; exit 3 if it must not be used."""
     from scanner.library import SignatureLibrary
 
+    if bundle:
+        _verify_bundle(bundle, trust)
+        return
+    if not library:
+        raise CommandError("give --library DIR, or a BUNDLE file with --trust PUBKEY")
     problems = SignatureLibrary.verify(library)
     if problems:
         for p in problems:
@@ -223,12 +232,90 @@ def merge_cmd(others: tuple[str, ...], library: str, with_allowlist: bool, as_js
 @signatures_group.command("export")
 @_library_required
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
-def export_cmd(library: str, out_path: str) -> None:
-    """Export the library as one JSON document to share (descriptors and hashes, no geometry)."""
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False), help="Private key (signatures "
+              "keygen): write a signed bundle for subscribers instead of a plain export.")  # fmt: skip
+@click.option(
+    "--publisher", default="", help="With --sign: the publisher's name in the bundle (default: the library's)."
+)
+@click.option("--previous", type=click.Path(exists=True, dir_okay=False), help="With --sign: the last bundle "
+              "published; the new one gets the next version and tombstones for what was removed.")  # fmt: skip
+@click.option("--bundle-version", type=int, default=None, help="With --sign: the version number (only grows).")
+@click.option("--include-names", is_flag=True, help="With --sign: keep file names, sources and notes (left out by "
+              "default: they are often case or uploader ids).")  # fmt: skip
+def export_cmd(
+    library: str,
+    out_path: str,
+    sign_key: str | None,
+    publisher: str,
+    previous: str | None,
+    bundle_version: int | None,
+    include_names: bool,
+) -> None:
+    """Export the library as one JSON document to share (descriptors and hashes, no geometry);
+    with --sign, as a signed, versioned bundle for 'signatures update'."""
     lib = _load(library)
+    if sign_key:
+        from pathlib import Path
+
+        from scanner.exchange.bundle import make_bundle, open_bundle
+        from scanner.exchange.errors import Refused
+        from scanner.exchange.keys import load_private, public_of
+
+        try:
+            key = load_private(sign_key)
+            prior = Path(previous).read_bytes() if previous else None
+            data = make_bundle(lib, key, publisher or lib.name, bundle_version, prior, include_names)
+            bundle = open_bundle(data, [public_of(key)])
+        except Refused as exc:
+            raise CommandError(str(exc)) from None
+        Path(out_path).write_bytes(data)
+        click.echo(f"signed bundle {out_path}: {bundle.summary()}")
+        return
     with open(out_path, "w", encoding="utf-8") as fh:
         json.dump(lib.export_json(), fh)
     click.echo(f"exported {len(lib)} signature(s) to {out_path}")
+
+
+@signatures_group.command("keygen")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the key pair.")
+@click.option("--name", default="publisher", show_default=True, help="File name stem: NAME.key and NAME.pub.")
+def keygen_cmd(out_dir: str, name: str) -> None:
+    """Make an Ed25519 key pair for signing bundles: keep NAME.key secret, give NAME.pub (and
+    its fingerprint) to subscribers."""
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.keys import keygen
+
+    try:
+        private, public, fp = keygen(out_dir, name)
+    except Refused as exc:
+        raise CommandError(str(exc)) from None
+    click.echo(f"private key {private} (keep it secret)\npublic key  {public}\nfingerprint {fp}")
+
+
+def _trusted(paths: tuple[str, ...]):  # noqa: ANN202 - list[PublicKey]
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.keys import load_public
+
+    try:
+        return [load_public(p) for p in paths]
+    except Refused as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _verify_bundle(bundle_path: str, trust: tuple[str, ...]) -> None:
+    from pathlib import Path
+
+    from scanner.exchange.bundle import open_bundle
+    from scanner.exchange.errors import Refused
+
+    try:
+        bundle = open_bundle(Path(bundle_path).read_bytes(), _trusted(trust))
+    except Refused as exc:
+        click.echo(f"REFUSED: {bundle_path}: {exc}", err=True)
+        exit_with(ExitCode.FATAL)
+    except OSError as exc:
+        raise CommandError(f"cannot read {bundle_path}: {exc}") from None
+    click.echo(f"OK: {bundle_path}: {bundle.summary()}")
 
 
 @click.group("allowlist")
@@ -278,3 +365,90 @@ def allow_list_cmd(library: str) -> None:
 
     for a in _load(library).allowlist:
         click.echo(json.dumps(asdict(a)))
+
+
+@signatures_group.command("update")
+@click.argument("source")
+@_library_required
+@click.option("--trust", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A trusted publisher's public key (repeat for several publishers).")  # fmt: skip
+@click.option("--trust-allowlist", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A publisher key also trusted for allowlist entries (else they are not imported).")  # fmt: skip
+@click.option("--max-size", default=256 << 20, show_default=True, type=click.IntRange(1), help="Download cap, bytes.")
+@click.option("--json", "as_json", is_flag=True, help="What changed, as one JSON object.")
+def update_cmd(
+    source: str, library: str, trust: tuple[str, ...], trust_allowlist: tuple[str, ...], max_size: int, as_json: bool
+) -> None:
+    """Subscribe --library to a publisher's signed bundle (a path or an fsspec URL), like freshclam.
+
+    Downloads with a size cap, verifies the signature against --trust keys, refuses a rollback,
+    applies what changed (added, removed, disabled per category) as the publisher's bank, and
+    swaps the library in atomically. Exit code 0 updated, 1 already current, 3 refused.
+    """
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.subscribe import update
+    from scanner.library import LibraryError
+
+    try:
+        report = update(source, library, _trusted(trust), _trusted(trust_allowlist), max_size)
+    except (Refused, LibraryError) as exc:
+        raise CommandError(f"refused {source}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    exit_with(ExitCode.OK if report.status == "updated" else ExitCode.FOUND)
+
+
+def _set_disabled(ids: tuple[str, ...], library: str, by: str, reason: str, enable: bool) -> None:
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.subscribe import set_disabled
+
+    try:
+        changed = set_disabled(library, ids, by, reason, enable)
+    except Refused as exc:
+        raise CommandError(str(exc)) from None
+    missing = sorted(set(ids) - set(changed))
+    click.echo(
+        f"{'enabled' if enable else 'disabled'} {len(changed)} signature(s)"
+        + (f"; not found: {', '.join(missing)}" if missing else "")
+    )
+    exit_with(ExitCode.INCOMPLETE if missing else ExitCode.OK)
+
+
+@signatures_group.command("disable")
+@click.argument("ids", nargs=-1, required=True)
+@_library_required
+@click.option("--by", required=True, help="Who decided.")
+@click.option("--why", "reason", required=True, help="Why (kept in the library's audit trail).")
+def disable_cmd(ids: tuple[str, ...], library: str, by: str, reason: str) -> None:
+    """Disable signatures of a subscribed library (kept out through updates; audited)."""
+    _set_disabled(ids, library, by, reason, enable=False)
+
+
+@signatures_group.command("enable")
+@click.argument("ids", nargs=-1, required=True)
+@_library_required
+@click.option("--by", required=True, help="Who decided.")
+@click.option("--why", "reason", default="", help="Why.")
+def enable_cmd(ids: tuple[str, ...], library: str, by: str, reason: str) -> None:
+    """Enable disabled signatures again (they return with the next update of their bank)."""
+    _set_disabled(ids, library, by, reason, enable=True)
+
+
+@signatures_group.command("export-signals")
+@_library_required
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Text file to write.")
+@click.option(
+    "--all-rows", is_flag=True, help="Every matchable descriptor row (bodies, pieces), not only the whole file."
+)
+def export_signals_cmd(library: str, out_path: str, all_rows: bool) -> None:
+    """Write the library's signals for HMA / python-threatexchange: one '<signal type> <value>'
+    per line (its local-file exchange format): geometry hashes and descriptor rows."""
+    from scanner.exchange.signals import library_signals
+
+    rows = library_signals(_load(library), all_rows)
+    with open(out_path, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{kind} {value}\n" for _, kind, value in rows)
+    click.echo(f"wrote {len(rows)} signal(s) to {out_path}")

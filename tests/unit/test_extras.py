@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-USER_FACING = ("report", "watch", "dask", "serve", "fixtures")
+USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share")
 TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil")
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 
@@ -27,7 +27,9 @@ DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "d
 BROUGHT_BY = {"pydantic": "fastapi", "threadpoolctl": "scikit-learn"}
 # which extra a folder's (or module's) imports belong to
 AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve",
-         "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures"}  # fmt: skip
+         "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures",
+         "scanner/exchange/keys.py": "share", "scanner/exchange/fetch.py": "share",
+         "scanner/exchange/tx.py": "threatexchange"}  # fmt: skip
 
 
 def names(requirements: list[str]) -> set[str]:
