@@ -19,7 +19,9 @@ class WatchSettings:
     """The daemon's options as a settings file gives them (the daemon's own configuration,
     ``scanner.watch.daemon.WatchConfig``, is built from them by the command)."""
 
-    dirs: tuple[str, ...] = setting((), "Upload folders to watch (recursively).", argument=True, path="any")
+    dirs: tuple[str, ...] = setting(
+        (), "Upload folders to watch (recursively).", argument=True, path="any", required=True
+    )
     quarantine: str | None = setting(
         None, "Quarantine folder: flagged uploads are moved here (relative path kept, with a sidecar JSON).",
         "--quarantine", kind=str, path="dir", dest="quarantine_dir")  # fmt: skip
