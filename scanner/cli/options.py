@@ -21,11 +21,14 @@ from click.core import ParameterSource
 
 from scanner.cli.exitcodes import CommandError as CommandError  # re-exported: commands import it from here
 from scanner.cli.flags import INSPECT
-from scanner.config import SCHEMA
+from scanner.config import SCHEMA, load_settings, load_table
 from scanner.config.schema import Setting
+from scanner.errors import ConfigError
 
 OVERRIDE_TABLES = ("limits", "match", "classify")
 """Tables whose flags are overrides applied when the Settings are built (click default None)."""
+OVERRIDES = tuple(s for table in OVERRIDE_TABLES for s in SCHEMA[table] if s.flag)
+"""Settings whose flag overrides the file when the Settings are built."""
 _PATHS = {
     "file": {"dir_okay": False},
     "dir": {"file_okay": False},
@@ -33,10 +36,6 @@ _PATHS = {
     "file-or-dash": {"dir_okay": False, "allow_dash": True},
     "existing-file": {"dir_okay": False, "exists": True},
 }
-
-
-OVERRIDES = tuple(s for table in OVERRIDE_TABLES for s in SCHEMA[table] if s.flag)
-"""Settings whose flag overrides the file when the Settings are built."""
 
 
 class SchemaOption(click.Option):
@@ -110,8 +109,6 @@ def uses(*settings: Setting, file_table: str | None = None) -> Callable[[Callabl
 def _merging(fn: Callable[..., Any], settings: list[Setting], table: str) -> Callable[..., Any]:
     """``fn`` called with the ``[table]`` values of the ``--config`` file in place of the
     defaults of the flags not given (and a required setting given by neither refused)."""
-    from scanner.config import load_table
-    from scanner.errors import ConfigError
 
     @functools.wraps(fn)
     def run(**kwargs: Any) -> Any:
@@ -139,9 +136,6 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def settings_from(config_path: str | None, kwargs: dict[str, Any]) -> Any:
     """Build Settings from --config and the override flags a command has (``--limit-*``,
     ``--threshold``, ``--review-threshold``: popped from kwargs; None is not given)."""
-    from scanner.config import load_settings
-    from scanner.errors import ConfigError
-
     overrides = {s.key: kwargs.pop(s.param, None) for s in OVERRIDES if s.param in kwargs}
     try:
         return load_settings(config_path, overrides)

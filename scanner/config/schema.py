@@ -109,10 +109,12 @@ def check(s: Setting, value: Any, where: str) -> Any:
 
 def _check_number(s: Setting, value: Any, where: str) -> int | float:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and s.kind is int and value != int(value):
-        number = False
-    low_ok = s.minimum is None or (value > s.minimum if s.min_open else value >= s.minimum) if number else False
-    if not (number and low_ok and (s.maximum is None or value <= s.maximum)):
+    ok = number and (s.kind is float or value == int(value))
+    if ok and s.minimum is not None:
+        ok = value > s.minimum if s.min_open else value >= s.minimum
+    if ok and s.maximum is not None:
+        ok = value <= s.maximum
+    if not ok:
         raise ConfigError(f"{where} must be {_describe(s)}, got {value!r}")
     return s.kind(value)
 
