@@ -1,66 +1,146 @@
-"""Options shared by several commands, as decorators (sqlite-utils style)."""
+"""Options shared by several commands, generated from the one settings schema
+(:mod:`scanner.config.schema`; which command has which: :mod:`scanner.cli.flags`), and the
+one mapping from them to a scan context.
+
+Precedence, the same for every setting: a flag given on the command line, else the ``--config``
+file, else the default. ``--limit-*``, ``--threshold`` and ``--review-threshold`` are overrides
+of the ``[limits]``/``[match]``/``[classify]`` tables (their click default is None: not
+given); the ``watch`` options are the ``[watch]`` table, merged by :func:`uses` before the
+command runs (a flag counts as given when click took it from the command line).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from scanner.cli.exitcodes import CommandError as CommandError  # re-exported: commands import it from here
+from scanner.cli.flags import INSPECT
+from scanner.config import SCHEMA, load_settings, load_table
+from scanner.config.schema import Setting
+from scanner.errors import ConfigError
 
-LIMIT_OPTIONS = {
-    "max_file_bytes": "largest file or archive member read, bytes",
-    "max_triangles": "most triangles in one file",
-    "max_vertices": "most vertices in one file",
-    "max_members": "most members in one archive",
-    "max_uncompressed_bytes": "most bytes decompressed from one upload",
-    "max_ratio": "highest compression ratio accepted (zip bombs)",
-    "max_depth": "deepest archive nesting",
-    "max_xml_bytes": "largest 3MF XML part",
-    "max_bodies": "most separate bodies described in one mesh (more: limit:bodies, never clear)",
-    "max_seconds": "wall-clock seconds per upload (scan workers)",
-    "max_memory_bytes": "address-space cap per scan worker, bytes",
+OVERRIDE_TABLES = ("limits", "match", "classify")
+"""Tables whose flags are overrides applied when the Settings are built (click default None)."""
+OVERRIDES = tuple(s for table in OVERRIDE_TABLES for s in SCHEMA[table] if s.flag)
+"""Settings whose flag overrides the file when the Settings are built."""
+_PATHS = {
+    "file": {"dir_okay": False},
+    "dir": {"file_okay": False},
+    "any": {},
+    "file-or-dash": {"dir_okay": False, "allow_dash": True},
+    "existing-file": {"dir_okay": False, "exists": True},
 }
+
+
+class SchemaOption(click.Option):
+    """A click option generated from a :class:`Setting` (kept as ``.setting``)."""
+
+    def __init__(self, *args: Any, setting: Setting, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+
+class SchemaArgument(click.Argument):
+    """A click argument generated from a :class:`Setting` (``watch DIR...``)."""
+
+    def __init__(self, *args: Any, setting: Setting, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+
+def click_type(s: Setting) -> Any:
+    """The click type that checks the flag as :func:`scanner.config.schema.check` checks the file."""
+    if s.path is not None:
+        return click.Path(**_PATHS[s.path])
+    if s.choices:
+        return click.Choice(list(s.choices))
+    if s.kind in (int, float) and s.cli_range and (s.minimum is not None or s.maximum is not None):
+        kind = click.IntRange if s.kind is int else click.FloatRange
+        return kind(s.minimum, s.maximum, min_open=s.min_open)
+    return {int: click.INT, float: click.FLOAT, str: click.STRING, list: click.STRING}[s.kind]
+
+
+def click_param(s: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click decorator adding one setting's option (or argument) to a command."""
+    if s.argument:
+        return click.argument(s.param, cls=SchemaArgument, setting=s, nargs=-1 if s.kind is list else 1,
+                              type=click_type(s), required=s.required and s.table is None)  # fmt: skip
+    if s.flag is None:
+        raise ValueError(f"{s.key} has no command-line flag")
+    derived = s.flag.lstrip("-").replace("-", "_")
+    names = [n for n in (s.short, s.flag, s.alias) if n] + ([s.param] if s.param != derived else [])
+    kwargs: dict[str, Any] = {"help": s.help, "required": s.required and s.table is None}
+    if s.kind is bool:
+        kwargs["is_flag"] = True
+    else:
+        kwargs["type"] = click_type(s)
+        if s.kind is list:
+            kwargs["multiple"] = True
+        elif not s.required:
+            kwargs["default"] = None if s.table in OVERRIDE_TABLES else s.default
+        if s.show_default:
+            kwargs["show_default"] = True
+    if s.metavar:
+        kwargs["metavar"] = s.metavar
+    return click.option(*names, cls=SchemaOption, setting=s, **kwargs)
+
+
+def uses(*settings: Setting, file_table: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options of ``settings`` (listed by ``--help`` in this order). With
+    ``file_table``, the command's settings of that TOML table are read from ``--config`` when
+    their flag is not given, before the command runs."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if file_table is not None:
+            fn = _merging(fn, [s for s in settings if s.table == file_table], file_table)
+        for s in reversed(settings):
+            fn = click_param(s)(fn)
+        return fn
+
+    return decorate
+
+
+def _merging(fn: Callable[..., Any], settings: list[Setting], table: str) -> Callable[..., Any]:
+    """``fn`` called with the ``[table]`` values of the ``--config`` file in place of the
+    defaults of the flags not given (and a required setting given by neither refused)."""
+
+    @functools.wraps(fn)
+    def run(**kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            values = load_table(table, kwargs.get("config_path"))
+        except ConfigError as exc:
+            raise click.UsageError(f"[bad-config] {exc}") from None
+        for s in settings:
+            if ctx.get_parameter_source(s.param) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+                kwargs[s.param] = getattr(values, s.name)
+            if s.required and not kwargs[s.param]:
+                what = f"argument '{s.param.upper()}...'" if s.argument else f"option '{s.flag}'"
+                raise click.UsageError(f"Missing {what} (or {s.name} in the [{table}] table of --config).", ctx)
+        return fn(**kwargs)
+
+    return run
 
 
 def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--config FILE`` plus one ``--limit-*`` override per limit."""
-    for name, help_text in reversed(LIMIT_OPTIONS.items()):
-        flag = "--limit-" + name.removeprefix("max_").replace("_", "-")
-        kind = click.FLOAT if name in ("max_ratio", "max_seconds") else click.INT
-        fn = click.option(flag, name, type=kind, default=None, help=help_text)(fn)
-    fn = click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="TOML settings file ([limits] table); command-line flags override it.",
-    )(fn)
-    return fn
+    return uses(*INSPECT)(fn)
 
 
 def settings_from(config_path: str | None, kwargs: dict[str, Any]) -> Any:
-    """Build Settings from --config and --limit-* flags (popping them from kwargs)."""
-    from scanner.config import load_settings
-    from scanner.errors import ConfigError
-
-    overrides = {f"limits.{name}": kwargs.pop(name, None) for name in LIMIT_OPTIONS}
-    overrides.update({k: kwargs.pop(k) for k in list(kwargs) if "." in k})
+    """Build Settings from --config and the override flags a command has (``--limit-*``,
+    ``--threshold``, ``--review-threshold``: popped from kwargs; None is not given)."""
+    overrides = {s.key: kwargs.pop(s.param, None) for s in OVERRIDES if s.param in kwargs}
     try:
         return load_settings(config_path, overrides)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def library_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--library",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Signature library folder (default: the demo library shipped with meshscan).",
-    )(fn)
+        raise click.UsageError(f"[bad-config] {exc}") from None
 
 
 def open_library(path: str | None) -> Any:
@@ -106,8 +186,6 @@ def context_from_options(options: dict[str, Any]) -> Any:
     ``--limit-*``), which are popped from ``options``: one mapping for every command."""
     library, model_dir = options.pop("library", None), options.pop("model_dir", None)
     no_model = options.pop("no_model", False)
-    options["match.distance_threshold"] = options.pop("threshold", None)
-    options["classify.review_threshold"] = options.pop("review_threshold", None)
     settings = settings_from(options.pop("config_path", None), options)
     return build_scan_context(library, settings, model_dir, no_model)
 
@@ -128,23 +206,3 @@ def started(run: Any) -> Iterator[Any]:
         run.__exit__(type(exc), exc, exc.__traceback__)
         raise
     run.__exit__(None, None, None)
-
-
-def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--model / --no-model / --review-threshold, the same for every scanning command."""
-    fn = click.option(
-        "--review-threshold",
-        type=click.FloatRange(0, 1, min_open=True),
-        default=None,
-        help="Send to review at this component probability (default: the model's calibrated threshold).",
-    )(fn)
-    fn = click.option("--no-model", is_flag=True, help="Signature matching only: no classifier, no review verdicts.")(
-        fn
-    )
-    return click.option(
-        "--model",
-        "model_dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Component classifier folder (default: the demo model shipped with meshscan).",
-    )(fn)

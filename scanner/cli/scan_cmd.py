@@ -9,45 +9,14 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError, exit_with
-from scanner.cli.options import config_options, context_from_options, library_option, model_options, started
+from scanner.cli.flags import SCAN
+from scanner.cli.options import context_from_options, started, uses
 from scanner.util import is_url
 
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=False, type=click.Path())
-@click.option("--files-from", "files_from", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Also scan the paths listed in this file ('-': stdin), one per line (blank lines and lines "
-              "starting with '#' ignored) or NUL-separated (find -print0).")  # fmt: skip
-@library_option
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv", "json"]), default=None,
-              help="Output format (default: table on a terminal, jsonl otherwise).")  # fmt: skip
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Write results here (a non-empty file is refused: see --force and --append).")  # fmt: skip
-@click.option("--force", is_flag=True, help="With --out: overwrite a non-empty file.")
-@click.option("--append", is_flag=True, help="With --out: append to the file (jsonl and csv; csv keeps one header).")
-@click.option("--all", "show_all", is_flag=True, help="Table: list clear results too (default: folded into a count).")
-@click.option("--only-flagged", is_flag=True, help="Output only flagged and review results.")
-@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
-              help="In folder walks, do not scan files whose path (relative to the folder), name or folder "
-              "matches GLOB (repeatable; counted in the summary).")  # fmt: skip
-@click.option("--list-skipped", is_flag=True,
-              help="Name on stderr each file a folder walk skipped (not a model, or --exclude).")  # fmt: skip
-@click.option("--move", "move_to", type=click.Path(file_okay=False), default=None,
-              help="Move flagged files into this quarantine folder.")  # fmt: skip
-@click.option("--copy", "copy_to", type=click.Path(file_okay=False), default=None,
-              help="Copy flagged files into this quarantine folder.")  # fmt: skip
-@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
-@model_options
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
-              help="Record every verdict in this SQLite results database (for --resume, report, review).")  # fmt: skip
-@click.option("--resume", is_flag=True, help="With --db: skip files unchanged since their recorded scan.")
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
-              help="local: isolated worker processes on this machine; dask: a Dask cluster.")  # fmt: skip
-@click.option("--scheduler", default=None, help="Dask scheduler address (default: start a LocalCluster).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: all cores). Each file is scanned in a worker under the time and "
-              "memory limits.")  # fmt: skip
-@config_options
+@uses(*SCAN)
 def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, out_path: str | None, force: bool,
              append: bool, show_all: bool, only_flagged: bool, list_skipped: bool, **options: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).

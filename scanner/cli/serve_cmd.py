@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError
-from scanner.cli.options import config_options, context_from_options, library_option, model_options
+from scanner.cli.flags import SERVE
+from scanner.cli.options import context_from_options, uses
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -36,28 +37,7 @@ def log_reloads() -> None:
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. Anything but loopback needs --api-key-file.")  # fmt: skip
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port to bind.")
-@library_option
-@model_options
-@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Uploads scanned at once, each in a forked worker under the time and memory limits.")  # fmt: skip
-@click.option("--queue", type=click.IntRange(min=0), default=None,
-              help="Requests that may wait for a worker (default: 4 x workers); more get 503.")  # fmt: skip
-@click.option("--max-upload-bytes", type=click.IntRange(min=1), default=256 * 1024 * 1024, show_default=True,
-              help="Largest upload accepted; a larger one gets 413 before more of it is read.")  # fmt: skip
-@click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="File of API keys, one per line; requests then need 'Authorization: Bearer KEY'.")  # fmt: skip
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
-              help="Record served verdicts in this results database (as scan --db) for review, report.")  # fmt: skip
-@click.option("--reload-library", is_flag=True,
-              help="On SIGHUP (and when the library's manifest.json changes) load the library again and swap "
-                   "it in without dropping requests; one failing verification is refused and logged.")  # fmt: skip
-@click.option("--reload-poll", "reload_poll", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="With --reload-library: seconds between checks of manifest.json (0: on SIGHUP only).")  # fmt: skip
-@config_options
+@uses(*SERVE)
 def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_bytes: int, api_key_file: str | None,
               db_path: str | None, reload_library: bool, reload_poll: float, **options: Any) -> None:  # fmt: skip
     """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.

@@ -10,29 +10,13 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError
-from scanner.cli.options import config_options, context_from_options, library_option, model_options, started
+from scanner.cli.flags import SURVEY
+from scanner.cli.options import context_from_options, started, uses
 
 
 @click.command("survey")
 @click.argument("roots", nargs=-1, required=True, type=click.Path())
-@click.option("--sample", "sample_size", type=click.IntRange(min=1), required=True, help="Files to sample and scan.")
-@click.option(
-    "--seed", type=int, required=True, help="Random seed: the same seed over the same listing gives the same sample."
-)
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Record the sample's verdicts in this results database (readable by 'meshscan report').",
-)
-@library_option
-@model_options
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
-@click.option("--json", "as_json", is_flag=True, help="Print the estimates as JSON.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@click.option("--include-paths", is_flag=True, help="List the sampled files and their outcomes (off by default).")
-@config_options
+@uses(*SURVEY)
 def survey_cmd(roots: tuple[str, ...], sample_size: int, seed: int, db_path: str | None, jobs: int | None,
                as_json: bool, out_path: str | None, include_paths: bool, **options: Any) -> None:  # fmt: skip
     """Scan a uniform random sample of the files under ROOT (folders or fsspec URLs) and

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from scanner.cli.exitcodes import CommandError, exit_with
-from scanner.cli.options import config_options, context_from_options, library_option, model_options
+from scanner.cli.flags import WATCH_OPTIONS
+from scanner.cli.options import context_from_options, uses
 
 
 def _lock(state: str) -> int:
@@ -26,141 +27,7 @@ def _lock(state: str) -> int:
 
 
 @click.command("watch")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--quarantine",
-    "quarantine_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Quarantine folder: flagged uploads are moved here (relative path kept, with a sidecar JSON).",
-)
-@click.option(
-    "--state",
-    "state",
-    type=click.Path(dir_okay=False),
-    default="meshscan-watch.sqlite",
-    show_default=True,
-    help="State database (SQLite): verdicts, per-file journal, pending actions.",
-)
-@click.option(
-    "--log",
-    "log_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Append each verdict to this JSON lines file (default: standard output).",
-)
-@click.option(
-    "--action",
-    "actions",
-    multiple=True,
-    metavar="quarantine|report|command:CMD|webhook:URL",
-    help="What to do with flagged uploads (repeatable). Default: quarantine with --quarantine, else report.",
-)
-@click.option(
-    "--act-on",
-    type=click.Choice(["flagged", "flagged+unscannable", "all"]),
-    default="flagged",
-    show_default=True,
-    help="Verdicts that trigger the actions (flagged = flag or review).",
-)
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Scan worker processes (default: all cores).")
-@click.option("--once", is_flag=True, help="Reconcile, scan what needs it, run the actions, exit (for cron).")
-@click.option(
-    "--settle",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Seconds a file without a close event must stay unchanged before it is scanned.",
-)
-@click.option(
-    "--quiet",
-    "--close-delay",
-    "close_delay",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Quiet period: seconds after a close-after-write or a rename before the file is scanned; any "
-    "further open or write of it starts the period again (uploads appended in several cycles).",
-)
-@click.option(
-    "--temp-quiet",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Quiet period of a name that looks temporary (a model suffix followed by an unknown one: part.stl.uploading).",
-)
-@click.option(
-    "--open-timeout",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
-    help="Seconds a file written but never closed must stay unchanged before it is scanned anyway.",
-)
-@click.option(
-    "--ignore",
-    "ignore",
-    multiple=True,
-    metavar="PATTERN",
-    help="Also ignore file names matching this glob (temporary/partial uploads; repeatable).",
-)
-@click.option(
-    "--exclude",
-    "exclude",
-    multiple=True,
-    metavar="GLOB",
-    help="Never scan files whose path (relative to the watched folder), name or folder matches GLOB "
-    "(repeatable; counted as skipped, as in scan).",
-)
-@click.option(
-    "--no-default-ignore",
-    is_flag=True,
-    help="Do not ignore the default temporary names (*.part, *.tmp, .~*, dot-files, ...).",
-)
-@click.option(
-    "--stale-partial",
-    type=click.FloatRange(min=0),
-    default=3600.0,
-    show_default=True,
-    help="Scan a file under an ignored temporary name once it is unchanged this long (0: never).",
-)
-@click.option(
-    "--reconcile-every",
-    type=click.FloatRange(min=1),
-    default=60.0,
-    show_default=True,
-    help="Seconds between passes that list the folders for files events missed.",
-)
-@click.option(
-    "--command-timeout",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds a command action may run.",
-)
-@click.option(
-    "--outbox-max",
-    type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
-    help="Undelivered webhook posts kept; when full, scanning pauses until the endpoint recovers.",
-)
-@click.option(
-    "--quarantine-check",
-    type=click.Choice(["refuse", "warn"]),
-    default="refuse",
-    show_default=True,
-    help="At start-up, a quarantine folder that cannot be written: refuse to start, or warn and keep "
-    "quarantines pending until it is fixed.",
-)
-@click.option(
-    "--metrics-port", type=click.IntRange(min=1, max=65535), default=None, help="Serve Prometheus metrics on this port."
-)
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
-@click.option("--threshold", type=float, default=None, help="Near-duplicate distance threshold (overrides config).")
-@model_options
-@click.option("-v", "--verbose", is_flag=True, help="Also log debug lines (dropped files, idle reconciliations).")
-@library_option
-@config_options
+@uses(*WATCH_OPTIONS, file_table="watch")
 def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
               actions: tuple[str, ...], act_on: str, once: bool, verbose: bool, metrics_port: int | None,
               metrics_host: str, **options: Any) -> None:  # fmt: skip

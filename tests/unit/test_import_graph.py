@@ -35,8 +35,14 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("scanner.features", "scanner.index"),
     # 4 - what uploads are compared with: the library (and its reference shapes), matching, the classifier
     # (and sharing it: signed bundles, subscriptions, ThreatExchange signals)
-    ("scanner.library", "scanner.features.reference", "scanner.enrol", "scanner.matching", "scanner.classify",
-     "scanner.exchange"),  # fmt: skip
+    (
+        "scanner.library",
+        "scanner.features.reference",
+        "scanner.enrol",
+        "scanner.matching",
+        "scanner.classify",
+        "scanner.exchange",
+    ),  # fmt: skip
     # 5 - one scan: its context and scan_one
     ("scanner.context", "scanner.pipeline"),
     # 6 - where scans run: worker protocol, local pool, guarded child, Dask
