@@ -132,17 +132,16 @@ class Scanner:
         skipped here; :meth:`scan` reports them."""
         from scanner.errors import UnreadableInput
         from scanner.features import describe
-        from scanner.loading import iter_blob_meshes
-        from scanner.sources import blob_sha256, open_blob
+        from scanner.loading import open_upload
 
-        path, limits = os.fspath(upload), self.settings.limits
-        try:  # read as scan_one reads it, so both give the same sha256 (URLs included)
-            blob = open_blob(path, limits.max_file_bytes)
+        limits = self.settings.limits
+        try:  # opened as scan_one opens it, so both give the same sha256 (URLs included)
+            opened = open_upload(upload, limits)
         except UnreadableInput:
             return []
-        sha = blob_sha256(blob)
+        sha = opened.sha256
         out = []
-        for result in iter_blob_meshes(blob, limits, path):
+        for result in opened.members():
             if result.mesh is None:
                 continue
             try:

@@ -1,9 +1,12 @@
-"""Public loading API: :func:`load` for one mesh file, :func:`iter_meshes` for any upload."""
+"""Public loading API: :func:`open_upload` for an upload opened once (its hash and its
+meshes), :func:`iter_meshes` for the meshes of any upload, :func:`load` for one mesh."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -11,6 +14,40 @@ from scanner.config import Limits
 from scanner.errors import EMPTY, NOT_A_MODEL, UnreadableInput
 from scanner.formats import Blob, LoadContext, MemberResult, read_blob
 from scanner.mesh import Mesh
+from scanner.sources import blob_sha256, open_blob
+
+
+@dataclass(frozen=True)
+class OpenedUpload:
+    """One upload, opened once: the stage of a scan that reads bytes.
+
+    Why one value: the file's sha256 and its meshes must come from the same opened blob (a
+    URL is fetched once, into memory), and every reader - the scan, enrolment, ``inspect`` -
+    then sees the same members in the same order. ``members()`` is lazy, one mesh at a time,
+    so a large archive is never held whole before the first member is judged.
+    """
+
+    path: str
+    blob: Blob
+    limits: Limits
+
+    @cached_property
+    def sha256(self) -> str | None:
+        """The upload's bytes' sha256, read on first use (None: the bytes could not be re-read)."""
+        return blob_sha256(self.blob)
+
+    def members(self) -> Iterator[MemberResult]:
+        """Each mesh: one result for a mesh file, one per member of an archive; unreadable
+        ones come out carrying ``error``, nothing is skipped. Each call reads the blob anew."""
+        return iter_blob_meshes(self.blob, self.limits, self.path)
+
+
+def open_upload(path: str | os.PathLike[str], limits: Limits | None = None) -> OpenedUpload:
+    """Open a local path or an fsspec URL; raises :class:`UnreadableInput` (``io-error``,
+    ``limit:bytes``) when it cannot be opened at all."""
+    limits = limits or Limits()
+    source = os.fspath(path)
+    return OpenedUpload(source, open_blob(source, limits.max_file_bytes), limits)
 
 
 def iter_meshes(path: str | os.PathLike[str], limits: Limits | None = None) -> Iterator[MemberResult]:
@@ -19,15 +56,12 @@ def iter_meshes(path: str | os.PathLike[str], limits: Limits | None = None) -> I
 
     Unreadable files and members come out as results carrying ``error``; nothing is skipped.
     """
-    from scanner.sources import open_blob
-
-    limits = limits or Limits()
     try:
-        blob = open_blob(os.fspath(path), limits.max_file_bytes)
+        upload = open_upload(path, limits)
     except UnreadableInput as err:
         yield MemberResult(None, "", error=err)
         return
-    yield from iter_blob_meshes(blob, limits, os.fspath(path))
+    yield from upload.members()
 
 
 def iter_blob_meshes(blob: Blob, limits: Limits, source: str) -> Iterator[MemberResult]:

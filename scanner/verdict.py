@@ -1,5 +1,6 @@
 """Verdicts and their evidence: the record every front end writes (the JSON contract of
-DESIGN.md). Nothing here decides; :mod:`scanner.pipeline` does, in one place."""
+DESIGN.md). Nothing here decides: :mod:`scanner.policy` does (an ordered tuple of rules), and
+:mod:`scanner.pipeline` builds each record once from the decision."""
 
 from __future__ import annotations
 

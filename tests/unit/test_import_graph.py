@@ -33,18 +33,20 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ),  # fmt: skip
     # 3 - describing a mesh: descriptors and the vector index
     ("scanner.features", "scanner.index"),
-    # 4 - what uploads are compared with: the library (and its reference shapes), matching, the classifier
-    # (and sharing it: signed bundles, subscriptions, ThreatExchange signals)
+    # 4 - what uploads are compared with: the library (and its reference shapes), matching, the
+    # classifier; one mesh's shape values (descriptor rows, classifier row), computed once; and
+    # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)
     (
         "scanner.library",
         "scanner.features.reference",
         "scanner.enrol",
         "scanner.matching",
         "scanner.classify",
+        "scanner.shape",
         "scanner.exchange",
     ),  # fmt: skip
-    # 5 - one scan: its context and scan_one
-    ("scanner.context", "scanner.pipeline"),
+    # 5 - one scan: its context, the policy's ordered rules and scan_one
+    ("scanner.context", "scanner.policy", "scanner.pipeline"),
     # 6 - where scans run: worker protocol, local pool, guarded child, Dask
     ("scanner.engines",),
     # 7 - where results go: outputs, the results store, quarantine, webhooks, reports
@@ -210,4 +212,4 @@ def test_the_graph_sees_function_local_and_relative_imports(tmp_path: Path) -> N
     names = [ast.unparse(n) for n in _runtime_nodes(tree)]
     assert names == ["from typing import TYPE_CHECKING", "from . import verdict", "import scanner.errors"]
     assert "scanner.verdict" in GRAPH["scanner.pipeline"]  # module level
-    assert "scanner.classify.explain" in GRAPH["scanner.pipeline"]  # function-local
+    assert "scanner.matching" in GRAPH["scanner.context"]  # function-local

@@ -1,0 +1,75 @@
+"""One mesh as the policy reads it: its surface, its descriptor rows and its classifier row.
+
+The descriptor is the expensive part of a scan (surface sampling for the whole file and for
+every body), and both matching and the classifier read it. A :class:`Shape` is made once per
+mesh and computes each of its parts at most once, on first use: an upload settled by an exact
+hash or the allowlist is never described at all, and one that reaches the classifier reuses
+the whole-file vector that matching already computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from scanner.classify.features import feature_row
+from scanner.errors import EMPTY, UnreadableInput
+from scanner.features import Descriptor, describe, describe_triangles
+from scanner.mesh import Mesh
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A mesh's shape values, each computed once (``cached_property`` on a frozen value:
+    nothing is reassigned, a part is only filled in the first time it is read)."""
+
+    surface: Mesh
+    """Without degenerate and repeated triangles (:meth:`Mesh.surface`): what every
+    descriptor reads."""
+    max_bodies: int
+    """Most bodies described (``Limits.max_bodies``); more is ``limit:bodies``."""
+
+    @classmethod
+    def of(cls, mesh: Mesh, max_bodies: int) -> Shape:
+        return cls(mesh.surface(), max_bodies)
+
+    @property
+    def bodies(self) -> int:
+        """Welded bodies of the surface (the verdict's ``bodies``)."""
+        return self.surface.body_count
+
+    @cached_property
+    def descriptor(self) -> Descriptor:
+        """The whole file and every body (:func:`scanner.features.describe`); raises
+        :class:`UnreadableInput` (``empty``, ``limit:bodies``)."""
+        return describe(self.surface, self.max_bodies)
+
+    @cached_property
+    def rows(self) -> tuple[np.ndarray, list[int]]:
+        """The descriptor's vectors as one matrix, with body numbers (:meth:`Descriptor.rows`)."""
+        return self.descriptor.rows()
+
+    @cached_property
+    def whole(self) -> np.ndarray:
+        """The whole-file vector: the descriptor's when it was computed, else described alone
+        (the classifier needs only this one, not every body)."""
+        if "descriptor" in self.__dict__:
+            return self.descriptor.whole
+        if self.surface.triangle_count == 0:
+            raise UnreadableInput(EMPTY, "no triangle with any area")
+        return describe_triangles(self.surface.corners32, self.surface.corner_keys)
+
+    @cached_property
+    def classifier_row(self) -> np.ndarray:
+        """The component classifier's input (:func:`scanner.classify.features.feature_row`)."""
+        return feature_row(self.surface, self.whole)
+
+    def body_share(self, body: int | None) -> float | None:
+        """Share of the upload's surface a descriptor row describes (None: the whole file,
+        or not measured)."""
+        if body is None:
+            return None
+        desc = self.descriptor
+        return dict(zip(desc.body_ids, desc.body_shares or [], strict=False)).get(body)
