@@ -1,7 +1,7 @@
 """What meshscan recognises but does not read, and its sniffers.
 
-* Model and container formats meshscan cannot read (``UNSUPPORTED``: GLB/glTF, STEP, IGES,
-  AMF, FBX, 3DS, Collada, VRML/X3D, DXF, xz/zstd/7z/rar, ...), and ``unknown`` bytes -
+* Model and container formats meshscan cannot read (``UNSUPPORTED``: STEP, IGES,
+  FBX, 3DS, Collada, VRML/X3D, DXF, zstd/7z/rar, ...), and ``unknown`` bytes -
   reported as ``unsupported-format``, an error: uploaders choose the bytes, so what is not
   recognised is never assumed harmless.
 * Content recognised as *not a model* (``NON_MODEL``: text, JSON, XML, images, PDF, MTL
@@ -34,17 +34,13 @@ from scanner.formats.base import Format, Sniffer
 from scanner.formats.blob import Blob, BytesBlob
 
 UNSUPPORTED: dict[str, str] = {
-    "glb": "glTF binary (GLB)",
-    "gltf": "glTF (JSON)",
     "json-mesh": "a JSON mesh (vertices/faces arrays)",
-    "xz": "xz-compressed data",
     "zstd": "zstd-compressed data",
     "lz4": "lz4-compressed data",
     "7z": "7-Zip archive",
     "rar": "RAR archive",
     "step": "STEP (ISO 10303-21)",
     "iges": "IGES",
-    "amf": "AMF",
     "fbx": "FBX",
     "3ds": "3D Studio (3DS)",
     "collada": "Collada (DAE)",
@@ -80,12 +76,10 @@ NON_MODEL: dict[str, str] = {
 """Content recognised as not a model: listed in archives, skipped by folder walks."""
 
 _ARCHIVE_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"\x04\x22\x4d\x18", "lz4"),
     (b"7z\xbc\xaf\x27\x1c", "7z"),
     (b"Rar!\x1a\x07", "rar"),
-    (b"glTF", "glb"),
 )
 _BINARY_MODEL_MAGIC = (
     (b"Kaydara FBX Binary", "fbx"),
@@ -100,7 +94,6 @@ _TEXT_MAGIC = (
     (b"; FBX", "fbx"),
 )
 _XML_MODEL_ROOTS = {
-    b"amf": "amf",
     b"collada": "collada",
     b"x3d": "x3d",
     b"model_3dxml": "3dxml",
@@ -164,7 +157,7 @@ def confirm_non_model(blob: Blob, kind: str) -> str:
 
 
 def _archive_magic(p: Probe) -> str | None:
-    """Compressed streams and archives meshscan does not open (and GLB)."""
+    """Compressed streams and archives meshscan does not open."""
     return next((name for magic, name in _ARCHIVE_MAGIC if p.head.startswith(magic)), None)
 
 
