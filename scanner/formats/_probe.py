@@ -30,7 +30,8 @@ MESH_LINE_NAMES = frozenset({"stl-ascii", "obj"})
 """What :func:`mesh_line_kind` answers."""
 
 _XML_ROOT_RE = re.compile(
-    rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)",
+    rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>\[]*(?:\[.*?\]\s*)?>\s*)*"
+    rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)",  # a DOCTYPE's internal subset may hold '>'
     re.S,
 )
 _NON_MODEL_MAGIC = (

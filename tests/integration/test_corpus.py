@@ -25,9 +25,8 @@ import scanner
 from scanner.errors import UnreadableInput
 
 KNOWN_DIFFERENCES: dict[str, str] = {
-    "trimesh/cap.zip": "its only member is a glTF binary (.glb); meshscan does not read glTF",
-    "trimesh/pyramid.zip": "its only member is a glTF binary (.glb); meshscan does not read glTF",
-    "trimesh/pbr_cubes_emissive_spec_gloss.zip": "glTF (.gltf + .bin) and PNG textures; meshscan does not read glTF",
+    "trimesh/pbr_cubes_emissive_spec_gloss.zip": "glTF whose buffer is an external .bin, and PNG textures; "
+    "meshscan never follows a glTF's external references",
     "trimesh/scenes.zip": "3DXML, DXF and .pts members are not read; meshscan counts only its STL member",
 }
 # members of the KNOWN_DIFFERENCES archives that meshscan does read (all others: unsupported-format,
