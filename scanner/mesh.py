@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scanner.arrays import unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -142,7 +143,7 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     n_owner = int(owner.max()) + 1 if len(owner) else 1
     n_plane = int(plane.max()) + 1 if len(plane) else 1
     # distinct (plane, facing, owner) triples, then per (plane, facing): how many owners, which
-    triple = np.unique(((plane * 2 + facing) * n_owner + owner)[ok])
+    triple = unique_sorted(((plane * 2 + facing) * n_owner + owner)[ok])
     side, who = triple // n_owner, triple % n_owner
     owners = np.bincount(side, minlength=2 * n_plane).reshape(n_plane, 2)
     first = np.full(2 * n_plane, -1, dtype=np.int64)
@@ -366,7 +367,7 @@ class Mesh:
     @property
     def euler_number(self) -> int:
         """V - E + F on the welded mesh (2 for a closed sphere-like surface per body)."""
-        used = np.unique(self.welded_faces)
+        used = unique_sorted(self.welded_faces)
         return int(len(used) - self.edge_count + self.triangle_count)
 
     @property
@@ -381,7 +382,7 @@ class Mesh:
         directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]).astype(np.int64)
         nv = max(len(self.welded_vertices), 1)
         keys = directed[:, 0] * nv + directed[:, 1]
-        return len(np.unique(keys)) == len(keys)
+        return len(unique_sorted(keys)) == len(keys)
 
     @property
     def area(self) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scanner.arrays import unique_sorted
 from scanner.config import Limits
 from scanner.errors import (
     BAD_INDEX,
@@ -204,10 +205,10 @@ def build_mesh(
         if lo < 0 or hi >= len(vertices):
             raise UnreadableInput(BAD_INDEX, f"face index {lo if lo < 0 else hi} outside 0..{len(vertices) - 1}")
     if not known_finite and not _finite32(vertices):
-        used = vertices if faces is None else vertices[np.unique(faces)]
+        used = vertices if faces is None else vertices[unique_sorted(faces)]
         if not _finite32(used):
             raise UnreadableInput(NON_FINITE, "NaN or infinite (as float32) coordinates in a triangle")
-    if groups is not None and len(np.unique(groups)) <= 1:
+    if groups is not None and len(unique_sorted(groups)) <= 1:
         groups = None
     return Mesh(
         vertices=vertices,

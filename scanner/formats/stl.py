@@ -36,6 +36,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from scanner.arrays import unique_sorted
 from scanner.errors import CORRUPT, EMPTY, IO_ERROR, TRUNCATED, UnreadableInput
 from scanner.formats._probe import Probe, looks_text, non_model_magic
 from scanner.formats._text import decimals as _decimals
@@ -275,7 +276,7 @@ class _Rows:
                 out.append(self._group[offset : offset + len(hashes)][sel])
             done += len(local)
             offset += len(hashes)
-        return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.intp)
+        return unique_sorted(np.concatenate(out)) if out else np.zeros(0, dtype=np.intp)
 
     def parses(self, lo: int, hi: int) -> bool:
         """Do the rows starting in ``[lo, hi)`` hold exactly three numbers each?"""

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 FLOORS: tuple[tuple[str, ...], ...] = (
     # 0 - what everything may name: reason codes, the version
-    ("scanner._version", "scanner.errors", "scanner.exitcode", "scanner.util"),
+    ("scanner._version", "scanner.errors", "scanner.exitcode", "scanner.util", "scanner.arrays"),
     # 1 - settings and the verdict record
     ("scanner.config", "scanner.verdict"),
     # 2 - reading uploads: geometry, formats, sources, loading, listing

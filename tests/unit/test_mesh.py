@@ -231,3 +231,21 @@ def test_weld_merges_bit_identical_points_only():
     np.testing.assert_array_equal(unique[inverse], pts.astype(np.float32) + np.float32(0))
     assert inverse[0] == inverse[2] == inverse[4]
     assert inverse[1] != inverse[3]
+
+
+def test_unique_sorted_is_numpys_unique() -> None:
+    from scanner.arrays import unique_sorted
+
+    rng = np.random.default_rng(3)
+    for values in (
+        rng.integers(0, 50, size=1000),
+        rng.integers(0, 2**62, size=500, dtype=np.int64),
+        rng.integers(0, 9, size=(40, 3)),
+        np.zeros(0, dtype=np.int64),
+        np.array([7]),
+        np.array([2**64 - 1, 0, 2**64 - 1], dtype=np.uint64),
+    ):
+        expected = np.unique(values)
+        got = unique_sorted(values)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
