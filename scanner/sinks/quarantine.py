@@ -33,7 +33,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 
 from scanner.util import CHUNK, file_sha256, sha256_chunks
@@ -181,20 +181,17 @@ class _Folder:
     def write_new(self, name: str, data: bytes) -> None:
         """Create ``name`` durably, complete or not at all, never over anything (a link
         included): written under a temporary name, then linked into place."""
-        tmp = _temp_name(name, "tmp")
-        fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=self.fd)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
-        finally:
-            self.unlink(tmp)
+        self._durably(name, data, lambda tmp: os.link(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd,
+                                                      follow_symlinks=False))  # fmt: skip
 
     def rewrite(self, name: str, data: bytes) -> None:
         """Replace ``name`` (ours: a sidecar) with ``data`` atomically: written under a fresh
         temporary name, then renamed over it (a rename replaces a link, never follows it)."""
+        self._durably(name, data, lambda tmp: os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd))
+
+    def _durably(self, name: str, data: bytes, publish: Callable[[str], None]) -> None:
+        """``data`` written and fsynced under a fresh temporary name beside ``name``, then
+        ``publish``-ed (linked or renamed into place); the temporary name never outlives it."""
         tmp = _temp_name(name, "tmp")
         fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=self.fd)
         try:
@@ -202,7 +199,7 @@ class _Folder:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            publish(tmp)
         finally:
             self.unlink(tmp)
 

@@ -12,27 +12,13 @@ bench/evasion.py ("partial", "split" rows), not asserted here.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
 from scanner.features.pieces import directions
-from tests.conftest import REPO
-
-DEMO = REPO / "fixtures" / "demo"
-ENROLLED = ["proxy-barrel-s1-000.stl", "proxy-slide_or_cylinder-s1-000.obj", "proxy-other_component-s1-000.stl"]
-
-
-def scan(*args: str) -> tuple[int, list[dict], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "scanner.cli", "scan", *args, "--no-model", "--format", "jsonl", "--jobs", "1"],
-        capture_output=True, text=True, timeout=240, cwd=REPO,
-    )  # fmt: skip
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
+from tests.integration.test_composition_evasions import DEMO, ENROLLED, scan
 
 
 def cut(name: str, direction: int, kept: float) -> tuple[trimesh.Trimesh, trimesh.Trimesh]:
