@@ -109,8 +109,8 @@ def _summary_line(run: Any) -> str:
     walk, stats, counts = summary.walk, summary.stats, summary.counts
     skipped = f"; {walk.skipped} skipped (not a model by content)" if walk.skipped else ""
     skipped += f"; {walk.excluded} excluded (--exclude)" if walk.excluded else ""
-    if stats.unchanged:
-        skipped += f"; {stats.unchanged} unchanged file(s) skipped (--resume)"
+    if summary.recorded:  # --resume: counted from the results store, so the totals cover every file
+        skipped += f"; {summary.recorded} unchanged file(s) skipped (--resume), counted from their recorded results"
     if stats.copied:
         skipped += f"; {stats.copied} duplicate(s) by content not rescanned"
     return (

@@ -252,6 +252,25 @@ class ResultsStore:
         ).fetchone()
         return row is not None
 
+    def recorded_verdicts(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        scanner_version: str,
+        library_version: str | None,
+        model_version: str | None = None,
+    ) -> list[Verdict] | None:
+        """The verdicts recorded for ``path`` if it is current (:meth:`is_current`), else None:
+        what ``scan --resume`` counts for a file it does not scan again, so that its summary
+        and exit code speak for every file under the scanned roots."""
+        rows = self.conn.execute(
+            "SELECT record FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
+            "AND library_version IS ? AND model_version IS ? ORDER BY member",
+            (self._key(path), size, mtime_ns, scanner_version, library_version, model_version),
+        ).fetchall()
+        return [Verdict.from_dict(json.loads(r)) for (r,) in rows] or None
+
     def by_sha256(
         self, sha256: str, scanner_version: str, library_version: str | None, model_version: str | None = None
     ) -> list[Verdict]:
