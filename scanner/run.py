@@ -159,6 +159,7 @@ class ScanRun:
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[Result]:
         s = self.settings
+
         def unchanged(_: Upload, recorded: list[Verdict]) -> None:
             self.summary.add(recorded, recorded=True)  # already quarantined when it was scanned
 
