@@ -341,6 +341,20 @@ class ResultsStore:
             return self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM results WHERE verdict = ?", (verdict,)).fetchone()[0]
 
+    # ------------------------------------------------------------------ metadata: what a survey was
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a text value under ``key`` in the ``meta`` table (``survey --db``: the
+        population, seed and sample, so ``report`` can keep them), committed now."""
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.commit()
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or None (also for a database without ``meta``)."""
+        if not self.has_table("meta"):
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def close(self) -> None:
         """Commit what is pending and close."""
         self.commit()
