@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,15 +54,21 @@ class RunSummary:
     that are errors), failed actions, and what the walk and the results store spared."""
 
     files: int = 0
+    """Uploads counted: scanned in this run, or (``--resume``) recorded and unchanged."""
+    recorded: int = 0
+    """Of :attr:`files`, those counted from their recorded results (``--resume`` skipped them
+    as unchanged): the summary and the exit code speak for every file under the scanned
+    roots, not only for those scanned this time."""
     counts: dict[str, int] = field(default_factory=lambda: {FLAG: 0, REVIEW: 0, CLEAR: 0, UNSCANNABLE: 0})
     errors: int = 0
     failed_actions: int = 0
     walk: WalkStats = field(default_factory=WalkStats)
     stats: RunStats = field(default_factory=RunStats)
 
-    def add(self, verdicts: list[Verdict]) -> None:
-        """One upload's results."""
+    def add(self, verdicts: list[Verdict], recorded: bool = False) -> None:
+        """One upload's results (``recorded``: read back from the results store, not scanned)."""
         self.files += 1
+        self.recorded += recorded
         for v in verdicts:
             self.counts[v.verdict] += 1
             self.errors += v.is_error
@@ -153,7 +159,12 @@ class ScanRun:
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[Result]:
         s = self.settings
-        for upload, verdicts in scan_uploads(uploads, self.engine, self.context, self.db, s.resume, self.summary.stats):
+
+        def unchanged(_: Upload, recorded: list[Verdict]) -> None:
+            self.summary.add(recorded, recorded=True)  # already quarantined when it was scanned
+
+        results = scan_uploads(uploads, self.engine, self.context, self.db, s.resume, self.summary.stats, unchanged)
+        for upload, verdicts in results:
             self.summary.add(verdicts)
             yield upload, verdicts
             if s.quarantine and any(v.needs_attention for v in verdicts):
@@ -221,13 +232,19 @@ def _stat(upload: Upload) -> tuple[int | None, int | None]:
     return st.st_size, st.st_mtime_ns
 
 
+Unchanged = Callable[[Upload, list[Verdict]], None]
+"""Told of each upload ``--resume`` skips, with its recorded verdicts."""
+
+
 class _Deduplicated:
     """The state of :func:`scan_uploads` with a results store: what was sent to the engine
     (in order, with its sha256), what is being scanned, the duplicates parked until their
     original's result comes, and results to copy."""
 
-    def __init__(self, engine: Engine, context: Any, db: Any, resume: bool, stats: RunStats) -> None:
+    def __init__(self, engine: Engine, context: Any, db: Any, resume: bool, stats: RunStats,
+                 unchanged: Unchanged | None = None) -> None:  # fmt: skip
         self.engine, self.db, self.resume, self.stats = engine, db, resume, stats
+        self.unchanged = unchanged
         self.versions = (__version__, context.library_version, context.model_version)
         self.facts: dict[str, tuple[int | None, int | None]] = {}
         self.sent: deque[tuple[Upload, str | None]] = deque()  # given to the engine, in order, with their sha256
@@ -243,9 +260,13 @@ class _Deduplicated:
 
         for upload in uploads:
             size, mtime = _stat(upload)
-            if self.resume and size is not None and self.db.is_current(upload.path, size, mtime, *self.versions):
-                self.stats.unchanged += 1
-                continue
+            if self.resume and size is not None:
+                recorded = self.db.recorded_verdicts(upload.path, size, mtime, *self.versions)
+                if recorded is not None:
+                    self.stats.unchanged += 1
+                    if self.unchanged is not None:
+                        self.unchanged(upload, recorded)
+                    continue
             self.facts[upload.path] = (size, mtime)
             sha = file_sha256(upload.path) if size is not None else None
             if sha is not None and not self._first_of(sha, upload):
@@ -325,14 +346,15 @@ class _Deduplicated:
 
 
 def scan_uploads(uploads: Iterable[Upload], pool: Engine, context: Any, db: Any = None, resume: bool = False,
-                 stats: RunStats | None = None) -> Iterator[Result]:  # fmt: skip
+                 stats: RunStats | None = None, unchanged: Unchanged | None = None) -> Iterator[Result]:  # fmt: skip
     """Drive an engine over uploads, with the results store when one is given.
 
     Yields ``(upload, verdicts)`` once per upload: scanned files in input order; a file whose
     content (sha256) was scanned earlier in this run or, with the same versions, in an earlier
     run gets copies of those verdicts (``copied_from`` names the original), yielded just after
     the original's result (or, for earlier runs, before the next scanned result). With
-    ``resume``, unchanged files are skipped and only counted in ``stats``.
+    ``resume``, unchanged files are skipped, counted in ``stats`` and given with their
+    recorded verdicts to ``unchanged`` (not yielded: nothing new is written for them).
 
     Why it is built this way: the engine reads the uploads lazily, a few ahead of its results,
     so a duplicate may be met while its original is still being scanned (it is parked until
@@ -346,4 +368,5 @@ def scan_uploads(uploads: Iterable[Upload], pool: Engine, context: Any, db: Any 
     if db is None:
         yield from pool.scan(uploads)
         return
-    yield from _Deduplicated(pool, context, db, resume, stats if stats is not None else RunStats()).run(uploads)
+    state = _Deduplicated(pool, context, db, resume, stats if stats is not None else RunStats(), unchanged)
+    yield from state.run(uploads)

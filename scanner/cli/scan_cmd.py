@@ -45,9 +45,11 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, ou
         context = context_from_options(options)
         walk = WalkStats(on_skip=_echo_skipped if list_skipped else None)
         with started(ScanRun(context, run_settings, _Echo(), walk)) as run:
-            writer = _writer(out, fmt or ("table" if out.isatty() else "jsonl"), had_content, show_all)
+            fmt = fmt or ("table" if out.isatty() else "jsonl")
+            progress = _progress(table_or_not_terminal=fmt == "table" or not out.isatty())
+            writer = _writer(out, fmt, had_content, show_all, paths, progress)
             try:
-                _scan(run, paths, exclude, writer, only_flagged, _progress(out_is_terminal=out.isatty()))
+                _scan(run, paths, exclude, writer, only_flagged, progress)
             finally:
                 writer.close()
     finally:
@@ -74,14 +76,43 @@ def _run_settings(options: dict[str, Any]) -> Any:
                        db=db, resume=resume, quarantine=move_to or copy_to, move=bool(move_to))  # fmt: skip
 
 
-def _writer(out: Any, fmt: str, had_content: bool, show_all: bool) -> Any:
+def _writer(out: Any, fmt: str, had_content: bool, show_all: bool, paths: tuple[str, ...], progress: Any) -> Any:
     from scanner.sinks.output import WRITERS, CsvWriter, TableWriter
 
     if fmt == "csv":
         return CsvWriter(out, header=not had_content)
-    if fmt == "table":
-        return TableWriter(out, show_clear=show_all)
-    return WRITERS[fmt](out)
+    if fmt != "table":
+        return WRITERS[fmt](out)
+    # rows and the progress bar on one terminal: rows are printed through the bar's console,
+    # so they scroll above it instead of being torn by its redraws
+    console = progress.console if not progress.disable and _same_terminal(out, sys.stderr) else None
+    name, title = _names(paths)
+    return TableWriter(out, show_clear=show_all, name=name, console=console, title=title)
+
+
+def _same_terminal(a: Any, b: Any) -> bool:
+    try:
+        return a.isatty() and b.isatty() and os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _names(paths: tuple[str, ...]) -> tuple[Any, str | None]:
+    """How the table names a file, and the line saying relative to what: one folder (or URL
+    prefix) scanned -> paths relative to it, which is what a person recognises; several PATHs
+    or named files -> the paths as given (relative to one root they could collide)."""
+    if len(paths) != 1 or not (is_url(paths[0]) or os.path.isdir(paths[0])):
+        return None, None
+    root = paths[0]
+    if is_url(root):
+        prefix = root.rstrip("/") + "/"
+        return (lambda p: p[len(prefix) :] if p.startswith(prefix) else p), f"under {root}"
+
+    def relative(p: str) -> str:
+        rel = os.path.relpath(p, root) if not is_url(p) else p
+        return p if rel.startswith(os.pardir) else rel
+
+    return relative, f"under {root}"
 
 
 def _scan(run: Any, paths: tuple[str, ...], exclude: tuple[str, ...], writer: Any, only_flagged: bool,
@@ -109,8 +140,8 @@ def _summary_line(run: Any) -> str:
     walk, stats, counts = summary.walk, summary.stats, summary.counts
     skipped = f"; {walk.skipped} skipped (not a model by content)" if walk.skipped else ""
     skipped += f"; {walk.excluded} excluded (--exclude)" if walk.excluded else ""
-    if stats.unchanged:
-        skipped += f"; {stats.unchanged} unchanged file(s) skipped (--resume)"
+    if summary.recorded:  # --resume: counted from the results store, so the totals cover every file
+        skipped += f"; {summary.recorded} unchanged file(s) skipped (--resume), counted from their recorded results"
     if stats.copied:
         skipped += f"; {stats.copied} duplicate(s) by content not rescanned"
     return (
@@ -193,9 +224,10 @@ class _Echo:
             click.echo(f"meshscan: could not quarantine {safe(upload.path)}: {safe(why)}", err=True)
 
 
-def _progress(out_is_terminal: bool):  # noqa: ANN202 - rich.progress.Progress
-    """A progress bar with rate and ETA on stderr when stderr is a terminal (and the results
-    are not being drawn on the same terminal as a table); otherwise silent."""
+def _progress(table_or_not_terminal: bool):  # noqa: ANN202 - rich.progress.Progress
+    """A progress bar with rate and ETA on stderr when stderr is a terminal; otherwise silent.
+    A table on the same terminal is printed through its console (:func:`_writer`); other
+    formats drawn on a terminal get no bar (their lines would be torn by its redraws)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.text import Text
@@ -205,7 +237,7 @@ def _progress(out_is_terminal: bool):  # noqa: ANN202 - rich.progress.Progress
             return Text(f"{task.speed:.1f} files/s" if task.speed else "")
 
     console = Console(stderr=True)
-    enabled = console.is_terminal and not out_is_terminal
+    enabled = console.is_terminal and table_or_not_terminal
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

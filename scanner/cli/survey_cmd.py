@@ -50,6 +50,8 @@ def survey_cmd(roots: tuple[str, ...], sample_size: int, seed: int, db_path: str
         result = run_survey(listing(), sample_size, seed, lambda sample: run.scan(iter(sample)))
     if result.population == 0:
         raise CommandError("[empty-source] no files to sample under " + ", ".join(roots))
+    if db_path:
+        _record_design(db_path, result, list(roots))
     doc = result.to_dict(include_paths=include_paths)
     doc["roots"] = len(roots)
     text = json.dumps(doc, indent=1, sort_keys=True)
@@ -60,6 +62,20 @@ def survey_cmd(roots: tuple[str, ...], sample_size: int, seed: int, db_path: str
         click.echo(text)
     else:
         _print(doc)
+
+
+def _record_design(db_path: str, result: Any, roots: list[str]) -> None:
+    """The survey's design beside its verdicts, for ``meshscan report`` on the database."""
+    import sqlite3
+
+    from scanner.report.survey import META_KEY, survey_meta
+    from scanner.store.results import ResultsStore
+
+    try:
+        with ResultsStore(db_path) as store:
+            store.set_meta(META_KEY, json.dumps(survey_meta(result, roots)))
+    except (sqlite3.Error, OSError) as exc:
+        raise CommandError(f"[io-error] cannot record the survey in {db_path}: {exc}") from None
 
 
 def _print(doc: dict[str, Any]) -> None:

@@ -171,28 +171,44 @@ def period_key(t: datetime, period: str) -> str:
     return t.strftime("%Y-%m")
 
 
-def _pct(x: float | None) -> float | None:
-    return None if x is None else round(100 * x, 4)
+UNITS = {
+    "proportions": "fractions of 1 (0.05 = 5%), in summary.json and in every CSV",
+    "counts": "results (a file, or one member of an archive); the survey section counts files",
+}
+"""One unit everywhere a number is written (the HTML shows proportions as percentages)."""
+
+SHARE_SUFFIXES = ("_share", "_ci95_lo", "_ci95_hi")
+"""CSV columns holding a proportion (a fraction of 1)."""
 
 
-def _pct_ci(p: Proportion) -> list[float | None]:
-    """Estimate and interval in percent; all None without scannable results (an interval of
-    0-100% says nothing and reads like a finding)."""
+def _share(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def _share_ci(p: Proportion) -> list[float | None]:
+    """Estimate and interval as fractions of 1; all None without scannable results (an
+    interval of 0-1 says nothing and reads like a finding)."""
     if p.n == 0:
         return [None, None, None]
-    return [_pct(p.estimate), _pct(p.ci95[0]), _pct(p.ci95[1])]
+    return [_share(p.estimate), _share(p.ci95[0]), _share(p.ci95[1])]
 
 
 BREAKDOWN_COLUMNS = (
     "results", "flag", "review", "clear", "unscannable",
-    "flag_pct", "flag_ci95_lo_pct", "flag_ci95_hi_pct", "review_pct",
+    "flag_share", "flag_ci95_lo", "flag_ci95_hi", "review_share", "review_ci95_lo", "review_ci95_hi",
 )  # fmt: skip
 """Columns of every breakdown table after its label column."""
 
 OVER_TIME_COLUMNS = (
-    "period", "results", "scannable", "flag", "review", "flag_pct", "flag_ci95_lo_pct", "flag_ci95_hi_pct",
-    "review_pct", "review_ci95_lo_pct", "review_ci95_hi_pct",
+    "period", "results", "scannable", "flag", "review", "flag_share", "flag_ci95_lo", "flag_ci95_hi",
+    "review_share", "review_ci95_lo", "review_ci95_hi",
 )  # fmt: skip
+
+SURVEY_COLUMNS = (
+    "outcome", "sampled", "denominator", "share", "share_ci95_lo", "share_ci95_hi",
+    "population", "projected", "projected_ci95_lo", "projected_ci95_hi",
+)  # fmt: skip
+"""``survey_estimates``: the survey's own figures, per file (the unit of ``meshscan survey``)."""
 
 
 def analyse(
@@ -238,6 +254,9 @@ def analyse(
     ]
     if include_paths:
         tables += [folder_table(rows, folders), items_table(records)]
+    survey = survey_summary(source, include_paths)
+    if survey is not None:
+        tables.append(survey_table(survey))
 
     summary = {
         "verdicts": verdicts,
@@ -252,8 +271,42 @@ def analyse(
         "time": _time_summary(source, times, time_field, period),
         "scores": {"results_with_scores": sum(len(v) for v in score_values.values())},
         "include_paths": include_paths,
+        "units": UNITS,
     }
+    if survey is not None:
+        summary["survey"] = survey
     return Analysis(summary, {t.name: t for t in tables}, dict(score_values), flagged_distances(records))
+
+
+def survey_summary(source: Source, include_paths: bool) -> dict[str, Any] | None:
+    """A survey's database (``survey --db``): the survey's own estimates recomputed from its
+    recorded design and the verdicts recorded for its sample - the population, the
+    finite-population correction, prevalence and projected totals, the very intervals
+    ``meshscan survey`` printed. None for any other source."""
+    if source.survey is None:
+        return None
+    from scanner.report.survey import from_meta
+
+    by_path: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in source.rows:
+        by_path[str(row.record.get("path", ""))].append(row.record)
+    doc = from_meta(source.survey, by_path).to_dict(include_paths=include_paths)
+    doc["roots"] = len(source.survey.get("roots") or [])
+    return doc
+
+
+def survey_table(survey: dict[str, Any]) -> Table:
+    """``survey_estimates``: per outcome, the sampled files, the prevalence among scannable
+    sampled files and the projected total on the same denominator."""
+    table = Table("survey_estimates", "Survey: prevalence and projected totals (files; 95% Wilson with FPC)",
+                  list(SURVEY_COLUMNS))  # fmt: skip
+    for outcome in (FLAG, REVIEW, CLEAR, UNSCANNABLE):
+        t = survey["projected_totals"][outcome]
+        q = t["proportion"]  # for flag and review: the prevalence itself
+        share = [_share(q["estimate"]), _share(q["ci95"][0]), _share(q["ci95"][1])] if q["n"] else [None] * 3
+        projected = [None if x is None else round(x, 2) for x in (t["estimate"], *t["ci95"])]
+        table.rows.append([outcome, survey["outcomes"][outcome], q["n"], *share, t["population"], *projected])
+    return table
 
 
 def _check_time_field(source: Source, time_field: str) -> None:
@@ -363,7 +416,7 @@ def over_time_table(rows: list[Row], times: list[datetime | None], period: str, 
         c = per_period[key]
         n = sum(c[v] for v in SCANNABLE)
         pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
-        table.rows.append([key, sum(c.values()), n, c[FLAG], c[REVIEW], *_pct_ci(pf), *_pct_ci(pr)])
+        table.rows.append([key, sum(c.values()), n, c[FLAG], c[REVIEW], *_share_ci(pf), *_share_ci(pr)])
     return table
 
 
@@ -393,7 +446,7 @@ def breakdown_table(name: str, title: str, label: str, rows: list[Row], keys: li
         n = sum(c[v] for v in SCANNABLE)
         pf, pr = proportion(c[FLAG], n), proportion(c[REVIEW], n)
         table.rows.append(
-            [key, sum(c.values()), c[FLAG], c[REVIEW], c[CLEAR], c[UNSCANNABLE], *_pct_ci(pf), _pct_ci(pr)[0]]
+            [key, sum(c.values()), c[FLAG], c[REVIEW], c[CLEAR], c[UNSCANNABLE], *_share_ci(pf), *_share_ci(pr)]
         )
     return table
 
@@ -475,10 +528,10 @@ def unscannable_table(records: list[dict[str, Any]], unscannable: int) -> Table:
     unscannable results (the share's denominator)."""
     reasons = Counter(str(rec.get("reason") or "(none)") for rec in records if rec.get("verdict") == UNSCANNABLE)
     table = Table(
-        "unscannable_by_reason", "Unscannable results by reason code", ["reason", "results", "share_of_unscannable_pct"]
+        "unscannable_by_reason", "Unscannable results by reason code", ["reason", "results", "unscannable_share"]
     )
     for reason, n in sorted(reasons.items(), key=lambda rn: (-rn[1], rn[0])):
-        table.rows.append([reason, n, _pct(n / unscannable)])
+        table.rows.append([reason, n, _share(n / unscannable)])
     return table
 
 

@@ -1,7 +1,9 @@
-"""The report's figures, drawn with matplotlib's Agg backend (no display needed) and
-returned as PNG bytes, to be embedded in the HTML as data URIs.
+"""The report's figures, drawn with matplotlib's Agg backend (no display needed): each
+function returns a matplotlib Figure (:func:`all_figures`, which tests inspect), and
+:func:`all_plots` turns them into PNG bytes to embed in the HTML as data URIs.
 
-Readable at a glance: every axis is labelled with its unit, every bar carries its number,
+Readable at a glance: every axis is labelled with its unit, every axis that counts has
+integer ticks, intervals drawn side by side never overlap, every bar carries its number,
 and colours come from the Okabe-Ito palette (distinguishable with the common colour-vision
 deficiencies; Okabe & Ito 2008), with hatching as a second cue where verdicts are stacked.
 """
@@ -51,7 +53,7 @@ plt.rcParams.update(
 )
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure) -> Figure:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -63,7 +65,7 @@ def _fig(width: float, height: float) -> tuple[Figure, plt.Axes]:
     return fig, ax
 
 
-def verdicts_plot(verdicts: dict[str, int]) -> bytes:
+def verdicts_plot(verdicts: dict[str, int]) -> Figure:
     names = list(verdicts)
     values = [verdicts[n] for n in names]
     fig, ax = _fig(7, 2.6)
@@ -79,11 +81,12 @@ def verdicts_plot(verdicts: dict[str, int]) -> bytes:
     ax.set_xlabel("results (files and archive members)")
     ax.set_title("Verdicts")
     ax.set_xlim(0, max(values + [1]) * 1.15)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", visible=False)
-    return _png(fig)
+    return fig
 
 
-def prevalence_plot(prevalence: dict[str, dict]) -> bytes:
+def prevalence_plot(prevalence: dict[str, dict]) -> Figure:
     """Point estimates with 95% Wilson intervals, in percent."""
     labels = {"flag": "flag", "review": "review", "flag_or_review": "flag or review"}
     keys = [k for k in labels if k in prevalence and prevalence[k]["n"]]
@@ -118,10 +121,10 @@ def prevalence_plot(prevalence: dict[str, dict]) -> bytes:
     ax.set_xlabel("prevalence among scannable results (%), with 95% Wilson interval")
     ax.set_title("Prevalence")
     ax.grid(axis="y", visible=False)
-    return _png(fig)
+    return fig
 
 
-def scores_plot(score_values: dict[str, list[float]], review_thresholds: Sequence[float]) -> bytes | None:
+def scores_plot(score_values: dict[str, list[float]], review_thresholds: Sequence[float]) -> Figure | None:
     """Histogram of each result's highest component score, stacked by verdict, with the
     review threshold(s) marked. None when no record has scores."""
     if not any(score_values.values()):
@@ -145,9 +148,10 @@ def scores_plot(score_values: dict[str, list[float]], review_thresholds: Sequenc
     ax.set_xlim(0, 1)
     ax.set_xlabel("highest component probability (classifier, calibrated)")
     ax.set_ylabel("results (log scale)")
+    ax.set_ylim(bottom=0.8)  # counts: the log axis starts below 1 and ticks at 1, 10, 100...
     ax.set_title("Classifier scores")
     ax.legend(title="verdict", frameon=False, loc="upper right", bbox_to_anchor=(1, 0.9))
-    return _png(fig)
+    return fig
 
 
 def _mark_thresholds(ax, marks: list[tuple[float, str]], side: str) -> None:  # noqa: ANN001 - a matplotlib Axes
@@ -158,7 +162,7 @@ def _mark_thresholds(ax, marks: list[tuple[float, str]], side: str) -> None:  # 
                     textcoords="offset points", fontsize=9, ha=side)  # fmt: skip
 
 
-def distances_plot(distances: list[float], thresholds: Sequence[float]) -> bytes | None:
+def distances_plot(distances: list[float], thresholds: Sequence[float]) -> Figure | None:
     """Best near-duplicate distance of flagged results, with the distance threshold."""
     if not distances:
         return None
@@ -168,11 +172,12 @@ def distances_plot(distances: list[float], thresholds: Sequence[float]) -> bytes
     _mark_thresholds(ax, [(t, f"distance threshold {t:g}") for t in thresholds], "right")
     ax.set_xlabel("descriptor distance to the matched signature (unitless; 0 = same shape)")
     ax.set_ylabel("flagged results")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Near-duplicate match distances")
-    return _png(fig)
+    return fig
 
 
-def time_plot(table: Table, period: str, field: str) -> bytes | None:
+def time_plot(table: Table, period: str, field: str) -> Figure | None:
     rows = [r for r in table.rows if r[0] != "undated"]
     if len(rows) < 2:
         return None  # one period is no trend: the report says so and shows the table
@@ -184,23 +189,26 @@ def time_plot(table: Table, period: str, field: str) -> bytes | None:
     )
     ax1.bar(x, [r[c["scannable"]] for r in rows], color=SKY, edgecolor="#333333", linewidth=0.4)
     ax1.set_ylabel(f"scannable results\nper {period}")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_title(f"Over time (by {'scan time' if field == 'scanned' else 'file modification time'}, UTC)")
-    for name, offset in (("flag", -0.08), ("review", 0.08)):
-        est = [r[c[f"{name}_pct"]] for r in rows]
+    ax2.set_xlim(-0.5, len(x) - 0.5)
+    capsize = _side_by_side_capsize(fig, ax2, len(x), OFFSET)
+    for name, offset in (("flag", -OFFSET), ("review", OFFSET)):
+        est = [None if r[c[f"{name}_share"]] is None else 100 * r[c[f"{name}_share"]] for r in rows]
         keep = [i for i, e in enumerate(est) if e is not None]
         if not keep:
             continue
-        lo = [est[i] - rows[i][c[f"{name}_ci95_lo_pct"]] for i in keep]
-        hi = [rows[i][c[f"{name}_ci95_hi_pct"]] - est[i] for i in keep]
+        lo = [est[i] - 100 * rows[i][c[f"{name}_ci95_lo"]] for i in keep]
+        hi = [100 * rows[i][c[f"{name}_ci95_hi"]] - est[i] for i in keep]
         ax2.errorbar(
             [x[i] + offset for i in keep],
             [est[i] for i in keep],
             yerr=[lo, hi],
             fmt="o-" if len(keep) > 1 else "o",
             color=COLOURS[name],
-            capsize=3,
+            capsize=capsize,
             label=name,
-            markersize=5,
+            markersize=min(5.0, 2 * capsize + 1),
             linewidth=1.2,
         )
     ax2.set_ylabel("prevalence (%)\nwith 95% interval")
@@ -215,10 +223,23 @@ def time_plot(table: Table, period: str, field: str) -> bytes | None:
         rotation_mode="anchor",
     )
     ax2.set_xlabel({"week": "ISO week", "day": "day", "month": "month"}.get(period, period))
-    return _png(fig)
+    return fig
 
 
-def breakdown_plot(table: Table, title: str, label: str, top: int = 12) -> bytes | None:
+OFFSET = 0.2
+"""Flag and review intervals of one period are drawn this far (in periods) either side of it."""
+
+
+def _side_by_side_capsize(fig: Figure, ax: plt.Axes, periods: int, offset: float) -> float:
+    """Cap size (points) that keeps the flag and review error bars of one period apart: each
+    cap's half width (and marker radius) stays under half the gap between the two bars, so they
+    never overlap however many periods share the axis (which spans -0.5 to periods - 0.5)."""
+    width_points = fig.get_figwidth() * ax.get_position().width * 72
+    gap_points = 2 * offset * width_points / max(periods, 1)
+    return max(0.0, min(3.0, gap_points / 2 - 1.0))
+
+
+def breakdown_plot(table: Table, title: str, label: str, top: int = 12) -> Figure | None:
     """Stacked horizontal bars of verdicts per group (the largest ``top`` groups)."""
     if not table.rows:
         return None
@@ -242,10 +263,10 @@ def breakdown_plot(table: Table, title: str, label: str, top: int = 12) -> bytes
     ax.set_title(title)
     ax.grid(axis="y", visible=False)
     ax.legend(title="verdict", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
-    return _png(fig)
+    return fig
 
 
-def counts_plot(labels: list[str], values: list[int], title: str, xlabel: str, colour: str) -> bytes | None:
+def counts_plot(labels: list[str], values: list[int], title: str, xlabel: str, colour: str) -> Figure | None:
     if not values:
         return None
     fig, ax = _fig(7, 0.9 + 0.36 * len(values))
@@ -256,10 +277,10 @@ def counts_plot(labels: list[str], values: list[int], title: str, xlabel: str, c
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="y", visible=False)
-    return _png(fig)
+    return fig
 
 
-def all_plots(a: Analysis) -> dict[str, bytes | None]:
+def all_figures(a: Analysis) -> dict[str, Figure | None]:
     """Every figure of the report by name (None: nothing to draw; the report says why)."""
     s, t = a.summary, a.tables
     sig = t["top_signatures"]
@@ -286,3 +307,8 @@ def all_plots(a: Analysis) -> dict[str, bytes | None]:
             [r[0] for r in reasons.rows], [r[1] for r in reasons.rows], "Unscannable results by reason", "results", GREY
         ),
     }
+
+
+def all_plots(a: Analysis) -> dict[str, bytes | None]:
+    """Every figure of the report as PNG bytes (None: nothing to draw)."""
+    return {name: None if fig is None else _png(fig) for name, fig in all_figures(a).items()}

@@ -57,6 +57,9 @@ class Source:
     kind: str
     rows: list[Row]
     has_mtime: bool
+    survey: dict[str, Any] | None = None
+    """A survey's design (``survey --db``: population, seed, sampled paths), if the
+    database holds one: the report then keeps the survey's estimates."""
 
 
 def read_source(path: str | Path) -> Source:
@@ -68,13 +71,38 @@ def read_source(path: str | Path) -> Source:
         head = fh.read(len(SQLITE_MAGIC))
     if head == SQLITE_MAGIC:
         rows = list(_read_db(p))
-        kind, has_mtime = "results-db", True
+        kind, has_mtime, survey = "results-db", True, _read_survey(p)
     else:
         rows = list(_read_jsonl(p))
-        kind, has_mtime = "jsonl", False
+        kind, has_mtime, survey = "jsonl", False, None
     if not rows:
         raise ReportError(EMPTY_SOURCE, f"{path}: holds no verdict records")
-    return Source(kind, rows, has_mtime)
+    return Source(kind, rows, has_mtime, survey)
+
+
+def _read_survey(path: Path) -> dict[str, Any] | None:
+    """The survey design recorded in the database, if any (checked: a damaged one is an error,
+    not a silently different report)."""
+    from scanner.report.survey import META_KEY
+
+    store = ResultsStore.open_readonly(path)
+    try:
+        text = store.get_meta(META_KEY)
+    except sqlite3.Error as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc}") from None
+    finally:
+        store.close()
+    if text is None:
+        return None
+    try:
+        design = json.loads(text)
+        ok = isinstance(design, dict) and int(design["population"]) >= len(design["sample"]) >= 0
+        ok = ok and isinstance(design["sample"], list) and isinstance(design["seed"], int)
+    except (ValueError, TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise ReportError(CORRUPT_SOURCE, f"{path}: the recorded survey design is not readable")
+    return design
 
 
 def _read_db(path: Path) -> Iterator[Row]:

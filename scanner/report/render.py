@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from scanner.report.aggregate import Analysis, analyse
+from scanner.report.aggregate import SHARE_SUFFIXES, Analysis, analyse
 from scanner.report.records import read_source
 from scanner.util import utc_now
 
@@ -97,11 +97,25 @@ def _fmt_pct(p: dict[str, Any]) -> str:
 
 
 def column_label(name: str) -> str:
-    """A CSV column name as an HTML table header: ``flag_ci95_lo_pct`` -> ``flag 95% CI low (%)``."""
+    """A CSV column name as an HTML table header; proportion columns (fractions of 1 in the
+    CSV) are shown in percent: ``flag_ci95_lo`` -> ``flag 95% CI low (%)``."""
+    share = is_share(name)
     label = name.replace("_ci95_lo", " 95% CI low").replace("_ci95_hi", " 95% CI high").replace("_", " ")
-    if label.endswith(" pct"):
-        label = label[: -len(" pct")] + " (%)"
-    return label.replace("share of unscannable (%)", "share (%)")
+    return label + " (%)" if share else label
+
+
+def is_share(column: str) -> bool:
+    """Does this CSV column hold a proportion (a fraction of 1)?"""
+    return column.endswith(SHARE_SUFFIXES)
+
+
+def _cell(value: Any, column: str) -> str:
+    """A table cell for people: proportions in percent, counts with thousands separators."""
+    if is_share(column):
+        return f"{100 * value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def render_html(analysis: Analysis, images: dict[str, str], title: str) -> str:
@@ -116,6 +130,7 @@ def render_html(analysis: Analysis, images: dict[str, str], title: str) -> str:
     )
     env.filters["pct"] = _fmt_pct
     env.filters["colname"] = column_label
+    env.filters["cell"] = _cell
     env.filters["est"] = lambda p: "n/a" if p["estimate"] is None else f"{100 * p['estimate']:.2f}%"
     env.filters["ci"] = lambda p: (
         "no scannable results"

@@ -17,12 +17,15 @@ A file's outcome is ``flag`` if any of its results is, else ``review`` if any is
 * *Prevalence* is the share of scannable sampled files with the outcome, with a 95% Wilson
   interval and the finite-population correction (scanner/report/stats.py), the population
   being the estimated number of scannable files in the corpus ``N * n_scannable / n``.
-* *Projected totals* estimate how many files of the whole corpus (N listed) have the outcome:
-  ``N * k / n``, with the interval ``N *`` the Wilson-FPC interval of ``k / n`` (all sampled
-  files in the denominator, so no estimated quantity enters it), narrowed to what the sample
+* *Projected totals* estimate how many files of the corpus have the outcome, on the **same
+  denominator** as the prevalence: ``flag``, ``review`` and ``clear`` are the prevalence (its
+  estimate and its interval) times the estimated number of scannable files, so a projected
+  total divided by that population is the prevalence printed beside it; ``unscannable`` is
+  its share of all sampled files times ``N``. Each interval is narrowed to what the sample
   proves: at least ``k`` such files, and at least ``n - k`` others.
 
-With no unscannable files both are the same proportion.
+``meshscan report`` recomputes all of this from a survey's database (``survey --db`` records
+the population, the seed and the sampled paths), so both print the same intervals.
 """
 
 from __future__ import annotations
@@ -82,7 +85,12 @@ def reservoir_sample(items: Iterable[T], k: int, rng: np.random.Generator) -> tu
 
 def file_outcome(verdicts: list[Verdict]) -> str:
     """One outcome per upload: the most serious verdict among its results."""
-    found = {v.verdict for v in verdicts}
+    return outcome_of(v.verdict for v in verdicts)
+
+
+def outcome_of(verdicts: Iterable[str]) -> str:
+    """The most serious of these verdicts (``unscannable`` when there are none)."""
+    found = set(verdicts)
     for outcome in (FLAG, REVIEW, CLEAR):
         if outcome in found:
             return outcome
@@ -115,21 +123,24 @@ class SurveyResult:
         # estimated scannable files in the corpus, for the finite-population correction
         pop_scannable = max(n_scannable, round(big_n * n_scannable / n)) if n else 0
         prevalence, projected = {}, {}
-        for outcome in (FLAG, REVIEW):
-            p = proportion(c[outcome], n_scannable, population=pop_scannable if n_scannable else None).to_dict()
-            p["denominator"] = "scannable sampled files"
-            prevalence[outcome] = p
-        for outcome in OUTCOMES:
-            q = proportion(c[outcome], n, population=big_n if n else None)
-            # the sample itself proves at least k such files and n - k others: bounds never cross those
-            k = c[outcome]
-            projected[outcome] = {
-                "estimate": big_n * q.estimate if q.estimate is not None else None,
-                "ci95": [max(big_n * q.ci95[0], float(k)), min(big_n * q.ci95[1], float(big_n - (n - k)))],
-                "sample": c[outcome],
-                "method": q.method,
-            }
-        return {"prevalence": prevalence, "projected_totals": projected}
+        for outcome in (FLAG, REVIEW, CLEAR):
+            q = proportion(c[outcome], n_scannable, population=pop_scannable if n_scannable else None)
+            if outcome != CLEAR:
+                prevalence[outcome] = {**q.to_dict(), "denominator": "scannable sampled files"}
+            projected[outcome] = _projected(q, pop_scannable, "estimated scannable files in the corpus")
+        q = proportion(c[UNSCANNABLE], n, population=big_n if n else None)
+        projected[UNSCANNABLE] = _projected(q, big_n, "files in the corpus")
+        fpc = (pop_scannable - n_scannable) / (pop_scannable - 1) if pop_scannable > 1 else 0.0
+        return {
+            "prevalence": prevalence,
+            "projected_totals": projected,
+            "finite_population_correction": {
+                "population": pop_scannable,
+                "population_meaning": "estimated scannable files in the corpus (N * scannable sampled / n)",
+                "factor": fpc,
+                "formula": "(N - n) / (N - 1), applied as the effective sample size n / factor",
+            },
+        }
 
     def to_dict(self, include_paths: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -146,6 +157,21 @@ class SurveyResult:
         if include_paths:
             d["sample"] = [{"path": p, "outcome": o} for p, o in zip(self.paths, self.outcomes, strict=True)]
         return d
+
+
+def _projected(q: Any, population: int, denominator: str) -> dict[str, Any]:
+    """``population`` times the proportion ``q`` (estimate and interval), the interval
+    narrowed to what the sample proves: at least ``k`` such files and ``n - k`` others."""
+    k, n = q.k, q.n
+    return {
+        "estimate": population * q.estimate if q.estimate is not None else None,
+        "ci95": [max(population * q.ci95[0], float(k)), min(population * q.ci95[1], float(population - (n - k)))],
+        "sample": k,
+        "population": population,
+        "denominator": denominator,
+        "proportion": q.to_dict(),
+        "method": q.method,
+    }
 
 
 ScanMany = Callable[[list[Any]], Iterable[tuple[Any, list[Verdict]]]]
@@ -172,3 +198,28 @@ def run_survey(uploads: Iterable[Any], sample_size: int, seed: int, scan: ScanMa
             versions["model"][str(v.model_version)] += 1
     outcomes = [file_outcome(by_path.get(u.path, [])) for u in sample]
     return SurveyResult(population, outcomes, seed, [u.path for u in sample], versions)
+
+
+META_KEY = "survey"
+"""The ``meta`` row of a results database under which ``survey --db`` records its design."""
+
+
+def survey_meta(result: SurveyResult, roots: list[str]) -> dict[str, Any]:
+    """What ``survey --db`` records beside the verdicts, so that ``meshscan report`` on the
+    database keeps the population, the finite-population correction and the projected
+    totals: the design (population, seed, roots) and which rows are the sample."""
+    return {"population": result.population, "seed": result.seed, "roots": roots, "sample": result.paths}
+
+
+def from_meta(meta: dict[str, Any], records_by_path: dict[str, list[dict[str, Any]]]) -> SurveyResult:
+    """The survey again, from its recorded design and the verdict records now stored for its
+    sampled paths (a sampled path with no record left counts as unscannable, as in the
+    survey itself)."""
+    paths = [str(p) for p in meta.get("sample") or []]
+    outcomes = [outcome_of(str(r.get("verdict")) for r in records_by_path.get(p, [])) for p in paths]
+    versions: dict[str, Counter[str]] = {"scanner": Counter(), "library": Counter(), "model": Counter()}
+    for p in paths:
+        for r in records_by_path.get(p, []):
+            for name in versions:
+                versions[name][str(r.get(f"{name}_version"))] += 1
+    return SurveyResult(int(meta["population"]), outcomes, int(meta["seed"]), paths, versions)

@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import stat
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from scanner.verdict import Verdict
@@ -100,49 +101,85 @@ class CsvWriter:
 
 
 class TableWriter:
-    STYLE = {"flag": "bold red", "review": "yellow", "clear": "green", "unscannable": "magenta"}
+    """The results for a person at a terminal, one row printed as each result arrives (a
+    long scan shows what it found so far, not a blank screen until the end).
 
-    def __init__(self, out: IO[str], show_clear: bool = False) -> None:
-        """A person reads this table for what needs them: ``clear`` rows are folded into one
-        count line unless ``show_clear`` (``scan --all``); machine formats stay complete."""
+    Rows are short: the file relative to the scanned root (``name``), the verdict, the
+    category and the evidence (a flag's best match; a review's score and first reason; why an
+    upload could not be read). Every row is drawn with the same column widths (a name longer
+    than its column widens its own row), so rows printed apart still line up under the header."""
+
+    STYLE = {"flag": "bold red", "review": "yellow", "clear": "green", "unscannable": "magenta"}
+    COLUMNS = ("file", "verdict", "category", "evidence")
+
+    def __init__(self, out: IO[str] | None, show_clear: bool = False, name: Callable[[str], str] | None = None,
+                 console: Any = None, title: str | None = None) -> None:  # fmt: skip
+        """``show_clear`` (``scan --all``): list ``clear`` rows too; otherwise they are folded
+        into one count line at the end (machine formats stay complete). ``name``: how a
+        verdict's path is shown (relative to its root). ``console``: the rich console to print
+        through (the progress bar's, so rows scroll above the bar), else one on ``out``.
+        ``title``: a line above the header (the root the names are relative to)."""
         from rich.console import Console
 
-        self.console = Console(file=out)
-        self.rows: list[Verdict] = []
-        self.show_clear = show_clear
-        self.folded = 0
+        self.console = console if console is not None else Console(file=out)
+        self.show_clear, self.name, self.title = show_clear, name or (lambda p: p), title
+        self.folded = self.shown = 0
 
     def write(self, verdict: Verdict) -> None:
+        from rich.text import Text
+
         if verdict.verdict == "clear" and not self.show_clear:
             self.folded += 1
             return
-        self.rows.append(verdict)
+        if not self.shown:
+            self._header()
+        self.shown += 1
+        v = verdict
+        name = self.name(v.path) + (f" :: {v.member}" if v.member else "")
+        self._row(Text(terminal_safe(name)), Text(v.verdict, style=self.STYLE.get(v.verdict, "")),
+                  Text(terminal_safe(v.category or "")), Text(terminal_safe(evidence(v))))  # fmt: skip
 
-    def close(self) -> None:
-        from rich.table import Table
+    def _header(self) -> None:
         from rich.text import Text
 
-        table = Table(show_lines=False)
-        for col in ("file", "verdict", "category", "evidence"):
-            table.add_column(col, overflow="fold")
-        for v in self.rows:
-            name = v.path + (f" :: {v.member}" if v.member else "")
-            if v.matches:
-                m = v.matches[0]
-                evidence = f"{m.signature_id} ({m.kind}, d={m.distance:.4f} <= {m.threshold:g})"
-            elif v.verdict == "unscannable":
-                evidence = v.reason or ""
-            elif v.verdict == "review":
-                evidence = review_evidence(v)
-            else:
-                evidence = ""
-            # Text, never markup: a name like "[link=https://...]x[/link]" stays characters
-            table.add_row(Text(terminal_safe(name)), Text(v.verdict, style=self.STYLE.get(v.verdict, "")),
-                          Text(terminal_safe(v.category or "")), Text(terminal_safe(evidence)))  # fmt: skip
-        if self.rows or not self.folded:
-            self.console.print(table)
+        if self.title:
+            self.console.print(Text(terminal_safe(self.title), style="dim"))
+        self._row(*(Text(c, style="bold") for c in self.COLUMNS))
+
+    def _row(self, *cells: Any) -> None:
+        """One line (folding long names) in the same grid every row uses. Text, never markup:
+        a name like "[link=https://...]x[/link]" stays characters."""
+        from rich.table import Table
+
+        width, fixed = self.console.width, 11 + 16 + 3  # verdict, category, the spaces between
+        # names at least this wide line up; a longer one widens its own row, leaving the
+        # evidence 20 columns (every width explicit: rich's own shrinking can drop characters)
+        name_width = min(max(min(40, max(20, width - 80)), cells[0].cell_len), max(20, width - fixed - 20))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=name_width, overflow="fold")
+        grid.add_column(width=11, no_wrap=True)
+        grid.add_column(width=16, overflow="fold")
+        grid.add_column(width=max(10, width - fixed - name_width), overflow="fold")
+        grid.add_row(*cells)
+        self.console.print(grid)
+
+    def close(self) -> None:
+        if not self.shown and not self.folded:
+            self._header()
         if self.folded:
-            self.console.print(Text(f"{self.folded} clear result(s) not listed (--all lists them)"))
+            self.console.print(f"{self.folded} clear result(s) not listed (--all lists them)", markup=False)
+
+
+def evidence(v: Verdict) -> str:
+    """The table's evidence cell: why the verdict is what it is, in one line."""
+    if v.matches:
+        m = v.matches[0]
+        return f"{m.signature_id} ({m.kind}, d={m.distance:.4f} <= {m.threshold:g})"
+    if v.verdict == "unscannable":
+        return v.reason or ""
+    if v.verdict == "review":
+        return review_evidence(v)
+    return ""
 
 
 WRITERS = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": TableWriter}

@@ -252,6 +252,25 @@ class ResultsStore:
         ).fetchone()
         return row is not None
 
+    def recorded_verdicts(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        scanner_version: str,
+        library_version: str | None,
+        model_version: str | None = None,
+    ) -> list[Verdict] | None:
+        """The verdicts recorded for ``path`` if it is current (:meth:`is_current`), else None:
+        what ``scan --resume`` counts for a file it does not scan again, so that its summary
+        and exit code speak for every file under the scanned roots."""
+        rows = self.conn.execute(
+            "SELECT record FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
+            "AND library_version IS ? AND model_version IS ? ORDER BY member",
+            (self._key(path), size, mtime_ns, scanner_version, library_version, model_version),
+        ).fetchall()
+        return [Verdict.from_dict(json.loads(r)) for (r,) in rows] or None
+
     def by_sha256(
         self, sha256: str, scanner_version: str, library_version: str | None, model_version: str | None = None
     ) -> list[Verdict]:
@@ -321,6 +340,20 @@ class ResultsStore:
         if verdict is None:
             return self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM results WHERE verdict = ?", (verdict,)).fetchone()[0]
+
+    # ------------------------------------------------------------------ metadata: what a survey was
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a text value under ``key`` in the ``meta`` table (``survey --db``: the
+        population, seed and sample, so ``report`` can keep them), committed now."""
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.commit()
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or None (also for a database without ``meta``)."""
+        if not self.has_table("meta"):
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         """Commit what is pending and close."""

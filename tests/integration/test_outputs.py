@@ -189,8 +189,10 @@ def test_db_records_absolute_paths_and_review_works_from_anywhere(site: Path, db
     assert decided.returncode == 0, decided.stderr  # the file was found and checked from another directory
 
     resumed = scan(site, "../uploads", "--db", str(work), "--resume", cwd=site / "lib")
-    assert resumed.returncode == 0, resumed.stderr  # another spelling of the same files: all unchanged
+    # another spelling of the same files: all unchanged; the recorded flag still speaks (issue 13)
+    assert resumed.returncode == 1, resumed.stderr
     assert "5 unchanged file(s) skipped" in resumed.stderr and resumed.stdout == ""
+    assert "5 file(s), 5 result(s): 1 flagged, 0 review, 4 clear" in resumed.stderr
 
 
 def test_export_jsonl_is_schema_valid_and_csv_matches_scan(site: Path, db: tuple[Path, str], tmp_path: Path) -> None:
