@@ -35,6 +35,7 @@ from scanner.exchange.bundle import MAX_BYTES, Bundle, open_bundle
 from scanner.exchange.errors import Refused
 from scanner.exchange.fetch import fetch
 from scanner.exchange.keys import PublicKey
+from scanner.exchange.source import bank_source
 from scanner.library import AllowEntry, AllowlistConflict, Signature, SignatureLibrary
 from scanner.util import utc_now
 
@@ -190,7 +191,7 @@ def apply_bundle(lib: SignatureLibrary, state: dict[str, Any], bundle: Bundle, t
         if sid in owned and lib.find(geometry_hash=sig.geometry_hash):
             report.kept.append(sid)
             continue
-        source = f"bank {bundle.publisher} ({bundle.key})" + (f": {sig.source}" if sig.source else "")
+        source = bank_source(bundle.publisher, bundle.key, sig.source)
         result = lib.add_signature(Signature(**{**vars(sig), "source": source}), *_rows_of(bundle.library, index))
         if result.added:
             owned.add(sid)
