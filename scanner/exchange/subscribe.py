@@ -74,6 +74,18 @@ def current_folder(path: Path) -> Path | None:
     return None
 
 
+def banks(folder: Path | None) -> list[dict[str, Any]]:
+    """The publishers a library subscribes to, for ``signatures list``: name, key fingerprint
+    (what a subscriber compares out of band with the one the publisher gave), version held,
+    signatures held from it, whether its allowlist is trusted, when it was last updated."""
+    return [
+        {"publisher": bank.get("publisher", "?"), "key": key, "version": bank.get("sequence"),
+         "signatures": len(bank.get("signatures", [])), "allowlist_trusted": bool(bank.get("allowlist_trusted")),
+         "updated": bank.get("updated", "")}
+        for key, bank in sorted(read_state(folder)["banks"].items())
+    ]  # fmt: skip
+
+
 @dataclass
 class UpdateReport:
     """What one update did, per kind and per category."""

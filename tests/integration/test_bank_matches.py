@@ -93,3 +93,20 @@ def test_local_matches_and_sentences_are_unchanged(libraries: dict[str, Path]) -
         assert {k: v for k, v in banked[name]["matches"][0].items() if not k.startswith("publisher")} == {
             k: v for k, v in match.items() if not k.startswith("publisher")
         }
+
+
+def test_list_shows_each_publisher_and_its_key_fingerprint(libraries: dict[str, Path]) -> None:
+    key = str(libraries["key"])
+    listed = run("signatures", "list", "--library", str(libraries["subscribed"]), "--json")
+    assert listed.returncode == 0, listed.stderr
+    (sig,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sig["publisher"] == PUBLISHER and sig["publisher_key"] == key
+    table = run("signatures", "list", "--library", str(libraries["subscribed"]))
+    assert table.returncode == 0, table.stderr
+    assert "subscribed publishers" in table.stdout
+    banks = table.stdout.split("subscribed publishers", 1)[1]
+    assert key in banks and "Example" in banks  # a name may fold; a key never does
+    local = run("signatures", "list", "--library", str(libraries["local"]), "--json")
+    (mine,) = [json.loads(line) for line in local.stdout.splitlines()]
+    assert mine["publisher"] is None and mine["publisher_key"] is None
+    assert "subscribed publishers" not in run("signatures", "list", "--library", str(libraries["local"])).stdout
