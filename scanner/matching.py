@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from scanner.exchange.source import bank_of
 from scanner.features.pieces import piece_share
 from scanner.verdict import Match
 
@@ -124,6 +125,9 @@ class Matcher:
     geometry: ExactIndex
     descriptors: NearDuplicateIndex
     allowlist: AllowlistIndex
+    publishers: list[tuple[str, str] | None]
+    """Per signature position: (publisher, key fingerprint) of the bank it came from, None
+    when enrolled locally - so every match says whose signature matched."""
 
     @classmethod
     def build(cls, lib: SignatureLibrary) -> Matcher:
@@ -133,6 +137,7 @@ class Matcher:
             geometry=GeometryHashSignal.build(lib),
             descriptors=GlobalDescriptorSignal.build(lib),
             allowlist=AllowlistIndex(lib.allowlist),
+            publishers=[bank_of(s.source) for s in lib.signatures],
         )
 
     def exact(self, sha256: str | None, geometry_hash: str | None, threshold: float) -> list[Match]:
@@ -178,4 +183,5 @@ class Matcher:
         signature_share: float | None = None,
     ) -> Match:
         s = self.library.signatures[position]
-        return Match(s.id, s.category, distance, threshold, body, kind, signature_body, signature_share)
+        publisher, key = self.publishers[position] or (None, None)
+        return Match(s.id, s.category, distance, threshold, body, kind, signature_body, signature_share, publisher, key)

@@ -226,19 +226,26 @@ def _where(body: int | None, share: float | None = None) -> str:
     return f"body {body}{part}"
 
 
+def _published(match: Match) -> str:
+    """Whose signature it is, when it came from a subscribed publisher's bank (nothing for a
+    signature enrolled locally: those sentences stay as they always were)."""
+    return f" (published by {match.publisher})" if match.publisher else ""
+
+
 def flag_explanation(best: Match, n_signatures: int, subject: str = "the upload", share: float | None = None) -> str:
     """The ``flag`` sentence: which known file, how (bytes, triangles or shape distance), where
     in the upload (``subject``: the upload, or an archive's members read together)."""
     where = _where(best.body, share)
+    known = best.signature_id + _published(best)
     if best.kind == "sha256":
-        what = f"is byte-for-byte the known file {best.signature_id}"
+        what = f"is byte-for-byte the known file {known}"
     elif best.kind == "geometry":
-        what = f"has exactly the triangles of known file {best.signature_id}"
+        what = f"has exactly the triangles of known file {known}"
     else:
         of = (
-            f"{best.signature_share:.0%} of known file {best.signature_id} (a plane-cut piece of it)"
+            f"{best.signature_share:.0%} of known file {known} (a plane-cut piece of it)"
             if best.signature_share is not None
-            else f"known file {best.signature_id}"
+            else f"known file {known}"
         )
         what = (
             f"{where} is a near-duplicate of {of}"

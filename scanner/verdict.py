@@ -33,6 +33,12 @@ class Match:
     signature_share: float | None = None
     """Share of the signature's surface the matched row describes when it is a plane-cut piece
     of it (0.7: the upload holds a copy of 70% of the known file); None: all of it or a body."""
+    publisher: str | None = None
+    """Who published the matched signature when it came from a subscribed bank
+    (``signatures update``): the publisher's name; None for a signature enrolled locally."""
+    publisher_key: str | None = None
+    """The fingerprint of the key that signed that bank's bundle (the publisher's identity;
+    names are not unique); None for a signature enrolled locally."""
 
 
 @dataclass

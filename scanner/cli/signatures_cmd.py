@@ -95,11 +95,14 @@ def list_cmd(library: str, as_json: bool) -> None:
     """List the signatures."""
     from dataclasses import asdict
 
+    from scanner.exchange.source import bank_of
+
     lib = _load(library)
     tolerance = _tolerances(lib)
     if as_json:
         for i, s in enumerate(lib.signatures):
-            click.echo(json.dumps({**asdict(s), **tolerance[i]}))
+            publisher, key = bank_of(s.source) or (None, None)
+            click.echo(json.dumps({**asdict(s), **tolerance[i], "publisher": publisher, "publisher_key": key}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -120,6 +123,35 @@ def list_cmd(library: str, as_json: bool) -> None:
             + f"; {t['matchable_pieces']}/{t['pieces']} pieces"
         )
         cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, matchable, s.note)
+        table.add_row(*(Text(terminal_safe(c)) for c in cells))
+    Console().print(table)
+    _print_banks(library)
+
+
+def _print_banks(library: str) -> None:
+    """The publishers a subscribed library holds signatures of, with their key fingerprints."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.subscribe import banks
+    from scanner.sinks.output import terminal_safe
+
+    try:
+        held = banks(Path(library).resolve())
+    except Refused:
+        return  # an unreadable banks.json: the signatures above still stand
+    if not held:
+        return
+    table = Table(title="subscribed publishers (compare each key with the fingerprint its publisher gave you)")
+    for col in ("publisher", "key", "version", "signatures", "allowlist"):
+        table.add_column(col, overflow="fold", no_wrap=col == "key")  # a fingerprint is compared whole
+    for b in held:
+        trusted = "trusted" if b["allowlist_trusted"] else "not imported"
+        cells = (b["publisher"], b["key"], b["version"], b["signatures"], trusted)
         table.add_row(*(Text(terminal_safe(c)) for c in cells))
     Console().print(table)
 

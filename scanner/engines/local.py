@@ -65,6 +65,18 @@ class LocalPool:
     def _spawn(self) -> ForkedWorker:
         return ForkedWorker(self._mp, self.context, self.memory_bytes, self.deaf_to_sigterm)
 
+    def switch(self, context: ScanContext) -> None:
+        """Scan with ``context`` from now on (a reloaded library): the workers hold the context
+        they were forked with, so they are stopped and new ones forked. Only between files:
+        the caller lets every running scan finish (and records it) first."""
+        if self.busy:
+            raise RuntimeError("switching the scan context while scans are running would lose them")
+        started = bool(self.workers)
+        self.close()
+        self.context = context
+        if started:
+            self.start()
+
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()

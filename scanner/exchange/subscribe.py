@@ -35,6 +35,7 @@ from scanner.exchange.bundle import MAX_BYTES, Bundle, open_bundle
 from scanner.exchange.errors import Refused
 from scanner.exchange.fetch import fetch
 from scanner.exchange.keys import PublicKey
+from scanner.exchange.source import bank_source
 from scanner.library import AllowEntry, AllowlistConflict, Signature, SignatureLibrary
 from scanner.util import utc_now
 
@@ -71,6 +72,18 @@ def current_folder(path: Path) -> Path | None:
             f"Subscribe into a new path (e.g. {path}-subscribed), then 'signatures merge' your own library into it",
         )
     return None
+
+
+def banks(folder: Path | None) -> list[dict[str, Any]]:
+    """The publishers a library subscribes to, for ``signatures list``: name, key fingerprint
+    (what a subscriber compares out of band with the one the publisher gave), version held,
+    signatures held from it, whether its allowlist is trusted, when it was last updated."""
+    return [
+        {"publisher": bank.get("publisher", "?"), "key": key, "version": bank.get("sequence"),
+         "signatures": len(bank.get("signatures", [])), "allowlist_trusted": bool(bank.get("allowlist_trusted")),
+         "updated": bank.get("updated", "")}
+        for key, bank in sorted(read_state(folder)["banks"].items())
+    ]  # fmt: skip
 
 
 @dataclass
@@ -190,7 +203,7 @@ def apply_bundle(lib: SignatureLibrary, state: dict[str, Any], bundle: Bundle, t
         if sid in owned and lib.find(geometry_hash=sig.geometry_hash):
             report.kept.append(sid)
             continue
-        source = f"bank {bundle.publisher} ({bundle.key})" + (f": {sig.source}" if sig.source else "")
+        source = bank_source(bundle.publisher, bundle.key, sig.source)
         result = lib.add_signature(Signature(**{**vars(sig), "source": source}), *_rows_of(bundle.library, index))
         if result.added:
             owned.add(sid)

@@ -120,7 +120,9 @@ class LibraryHolder:
             version: str | None = None
             recorded = False
             try:
-                lib = SignatureLibrary.load(self.library_path)
+                # a subscribed library is a symlink that 'signatures update' swaps: load the
+                # folder it points at now, so a swap during the load cannot mix two versions
+                lib = SignatureLibrary.load(self.library_path.resolve())
                 version = lib.library_version
                 if len(lib) == 0:
                     raise LibraryError(f"library {self.library_path} holds no signatures: not swapping it in")

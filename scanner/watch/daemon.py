@@ -14,6 +14,13 @@ down, or announced by an event that was lost). Reconciliation runs again every
 A file is scanned only if it is the same (size, mtime) after the scan as before it: a file
 that changed during its scan is not recorded and is looked at again; one deleted before or
 during its scan is dropped quietly.
+
+The library is reloaded without a restart (:mod:`scanner.watch.reload`): the once-a-second
+housekeeping notices that the library on disk holds another version (``signatures update``
+swapped it, ``signatures add`` rewrote it), loads and verifies it, and stops handing out files;
+once the running scans are recorded the workers are forked again with the new library and
+scanning resumes - no file is dropped or scanned twice, each verdict names the library that
+judged it. A library that cannot be used is refused and the running one kept.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from scanner.watch.actions import ActionPlan, CommandRunner, backoff, quarantine
 from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, rearm, start_observer
 from scanner.watch.metrics import Metrics
 from scanner.watch.notify import notify
+from scanner.watch.reload import LibraryWatch, Refusal
 from scanner.watch.roots import DOWN, RootMonitor
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
 
@@ -74,6 +82,8 @@ class WatchConfig:
     exclude_globs: tuple[str, ...] = ()
     """``--exclude``: paths (relative to their watched folder), names or folders never scanned,
     counted as ``scan --exclude`` counts them."""
+    reload_library: bool = True
+    """Switch to the library's new version when it changes on disk (not with ``once``)."""
 
 
 HOUSEKEEPING_EVERY = 1.0
@@ -132,6 +142,9 @@ class Watcher:
         self.alarm = OverflowAlarm(self.request_reconcile)
         self.root_monitor = RootMonitor(self.roots)
         self.next_housekeeping = 0.0
+        self.library_watch: LibraryWatch | None = None
+        self.next_context: ScanContext | None = None
+        """A reloaded library's context, used once the running scans are recorded."""
 
     # ------------------------------------------------------------------ control (any thread / signal handler)
     def request_stop(self) -> None:
@@ -174,6 +187,9 @@ class Watcher:
                                                    "recorded": len(self.recorded), "once": cfg.once}})  # fmt: skip
             self.metrics.started(__version__, self.context.library_version,
                                  getattr(self.context, "model_version", None), self.roots)  # fmt: skip
+            library = self.context.library
+            if cfg.reload_library and not cfg.once and library is not None and library.path is not None:
+                self.library_watch = LibraryWatch(library.path, self.context.library_version)
             self._reconcile()
             notify("READY=1")
             self._loop()
@@ -194,6 +210,8 @@ class Watcher:
                 if r.path not in self.ready_paths:
                     self.ready.append(r)
                     self.ready_paths.add(r.path)
+            if self.next_context is not None and not self.inflight and not self.stopping:
+                self._switch_library()
             if not self.stopping:
                 self._submit()
             self.metrics.queue(len(self.settle) + len(self.ready) + len(self.inflight))
@@ -250,6 +268,7 @@ class Watcher:
                 continue
             log.warning("watched folder back", extra={"fields": {"root": root, "detail": "watching it again"}})
             self.request_reconcile()
+        self._check_library()
         for root in self.roots:
             self.metrics.root_up(root, self.root_monitor.up(root))
         self.metrics.actions_pending(self.journal.pending_by_kind())
@@ -257,6 +276,38 @@ class Watcher:
         self.metrics.oldest_pending(oldest)
         if self.root_monitor.all_up() and oldest < self.config.stuck_after:
             notify("WATCHDOG=1")
+
+    # ------------------------------------------------------------------ library reload
+    def _check_library(self) -> None:
+        """Has the library on disk changed to another version? Then stop handing out files
+        until the running scans are recorded (:meth:`_switch_library`); refuse a bad one."""
+        if self.library_watch is None or self.next_context is not None:
+            return
+        found = self.library_watch.check()
+        if found is None:
+            return
+        running = self.context.library_version
+        if isinstance(found, Refusal):
+            self.metrics.library(__version__, running, self.context.model_version, "refused")
+            log.error("library reload refused; keeping the running library",
+                      extra={"fields": {"library_version": running, "refused_version": found.library_version,
+                                        "error": found.error}})  # fmt: skip
+            return
+        self.next_context = ScanContext(settings=self.context.settings, library=found, model=self.context.model)
+        fields = {"from": running, "to": found.library_version, "running": len(self.inflight)}
+        log.info("library changed; switching once the running scans are recorded", extra={"fields": fields})
+
+    def _switch_library(self) -> None:
+        """Fork the workers again with the new library (none is scanning: nothing is lost)."""
+        new, old = self.next_context, self.context
+        assert new is not None
+        self.next_context = None
+        self.pool.switch(new)
+        self.context = new
+        self.library_watch.accepted(new.library_version)
+        self.metrics.library(__version__, new.library_version, new.model_version, "swapped")
+        log.info("library reloaded", extra={"fields": {"library_version": new.library_version,
+                 "was": old.library_version, "signatures": len(new.library)}})  # fmt: skip
 
     def _oldest_waiting(self) -> float:
         """Seconds the oldest file has waited for its verdict (0 when none waits)."""
@@ -347,6 +398,8 @@ class Watcher:
         )
 
     def _submit(self) -> None:
+        if self.next_context is not None:
+            return  # a new library is waiting for the running scans to finish
         if self.ready and self.pool.idle and self.outbox is not None and self.sender is not None:
             now = time.monotonic()
             if now < self._outbox_full_until:

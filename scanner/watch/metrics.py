@@ -23,6 +23,9 @@ class Metrics:
     def root_up(self, root: str, up: bool) -> None:
         pass
 
+    def library(self, version: str, library: str | None, model: str | None, result: str) -> None:
+        """A library reload: ``result`` ``swapped`` (``library`` now in use) or ``refused``."""
+
     def reconciled(self, timestamp: float) -> None:
         pass
 
@@ -56,6 +59,8 @@ class PrometheusMetrics(Metrics):
         r = self.registry
         self.build = Gauge("meshscan_watch_build_info", "Versions in use (value 1)", ["version", "library", "model"],
                            registry=r)  # fmt: skip
+        self.reloads = Counter("meshscan_watch_library_reloads", "Library reloads, by result (swapped, refused)",
+                               ["result"], registry=r)  # fmt: skip
         self.up = Gauge("meshscan_watch_root_up", "1 while the watched folder is watched, 0 while it is gone",
                         ["root"], registry=r)  # fmt: skip
         self.roots = Gauge("meshscan_watch_roots_watched", "Watched folders being watched", registry=r)
@@ -72,6 +77,12 @@ class PrometheusMetrics(Metrics):
         self.build.labels(version, library or "", model or "").set(1)
         for root in roots:
             self.root_up(root, True)
+
+    def library(self, version: str, library: str | None, model: str | None, result: str) -> None:
+        self.reloads.labels(result).inc()
+        if result == "swapped":  # build_info names only the versions in use now
+            self.build.clear()
+            self.build.labels(version, library or "", model or "").set(1)
 
     def root_up(self, root: str, up: bool) -> None:
         self._up[root] = up
