@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_QUERY_CHUNK = 32
+"""Query rows scored against the whole library at once: an upload may send 1,000+ rows (one per
+body), and a (rows x library rows) float32 matrix at ~97 rows per signature would not fit."""
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -75,6 +79,7 @@ class NearDuplicateIndex:
             # candidates' distances are recomputed exactly in float64. No float64 copy of the
             # matrix: at ~97 rows per signature it would triple the memory and the build time.
             self._norms32 = np.einsum("rd,rd->r", self.vectors, self.vectors)
+            self._max_norm2 = float(self._norms32.max())
             self._ready = True
         return self
 
@@ -93,7 +98,18 @@ class NearDuplicateIndex:
             self.build()
         if not self._ready:
             return []
-        q = np.asarray(vectors, dtype=np.float64).reshape(-1, self.vectors.shape[1])
+        width = self.vectors.shape[1]
+        q = np.asarray(vectors, dtype=np.float64)
+        if q.ndim == 1 and q.size == width:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != width:
+            raise ValueError(f"query rows must have {width} values each, not shape {q.shape}")
+        hits = []
+        for start in range(0, len(q), _QUERY_CHUNK):  # (rows x library) float32 distances per chunk
+            hits += self._query_chunk(q[start : start + _QUERY_CHUNK], start, k, radius)
+        return hits
+
+    def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
         # shortlist in float32 (half the memory traffic: the scan is memory-bound), then exact float64
         approx = self._norms32[None, :] - 2.0 * (q.astype(np.float32) @ self.vectors.T)
         hits = []
@@ -101,9 +117,10 @@ class NearDuplicateIndex:
             if radius is None:
                 m = min(len(self.vectors), max(8 * k, 64))
                 candidates = np.argpartition(approx[row], m - 1)[:m] if m < approx.shape[1] else np.arange(m)
-            else:  # float32 d^2 is good to ~1e-6 here; the margin keeps every true candidate
+            else:  # the margin covers float32 rounding of |x|^2 - 2 q.x, which grows with the norms
                 q2 = float((q[row] ** 2).sum())
-                candidates = np.flatnonzero(approx[row] + q2 <= radius * radius + 1e-4)
+                margin = 1e-4 + 16 * float(np.finfo(np.float32).eps) * (self._max_norm2 + q2)
+                candidates = np.flatnonzero(approx[row] + q2 <= radius * radius + margin)
             if not len(candidates):
                 continue
             diff = self.vectors[candidates].astype(np.float64) - q[row]
@@ -119,7 +136,9 @@ class NearDuplicateIndex:
                 if signature in seen:
                     continue
                 seen.add(signature)
-                hits.append(Hit(row, signature, int(self.bodies[candidates[i]]), float(dist[i]), float(limit[i])))
+                hits.append(
+                    Hit(first + row, signature, int(self.bodies[candidates[i]]), float(dist[i]), float(limit[i]))
+                )
                 if len(seen) == k:
                     break
         return hits

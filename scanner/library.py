@@ -265,6 +265,7 @@ class SignatureLibrary:
             or lib.vectors.ndim != 2
             or lib.rows.shape != (len(lib.vectors), 2)
             or lib.thresholds.shape != (len(lib.vectors),)
+            or (check_version and len(lib.vectors) and lib.vectors.shape[1] != _descriptor_size())
         ):
             raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
         if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
@@ -507,6 +508,12 @@ class SignatureLibrary:
         except (KeyError, TypeError, ValueError) as exc:
             raise LibraryError(f"malformed signature export: {exc}") from None
         return lib
+
+
+def _descriptor_size() -> int:
+    from scanner.features.version import DESCRIPTOR_SIZE
+
+    return DESCRIPTOR_SIZE
 
 
 def open_any(path: str | os.PathLike[str]) -> SignatureLibrary:

@@ -46,6 +46,7 @@ import numpy as np
 from scanner.exchange import errors as why
 from scanner.exchange.errors import Refused
 from scanner.exchange.keys import PublicKey, public_of
+from scanner.features.version import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
 from scanner.library import AllowEntry, LibraryError, Signature, SignatureLibrary
 from scanner.util import sha256_hex, utc_now
 
@@ -256,8 +257,6 @@ def open_bundle(
     if (payload.get("publisher") or {}).get("key") != key.fingerprint:
         raise Refused(why.MALFORMED, "bundle payload names another key than the one that signed it")
     if check_version:
-        from scanner.features.version import DESCRIPTOR_VERSION
-
         if payload.get("descriptor_version") != DESCRIPTOR_VERSION:
             raise Refused(
                 why.DESCRIPTOR_VERSION,
@@ -286,6 +285,10 @@ def _decode(payload: dict[str, Any], digest: str) -> Bundle:
         vectors = flat.reshape(len(bodies), -1)
         if width is not None and vectors.shape[1] != width:
             raise ValueError("descriptor rows of different lengths")
+        if lib.descriptor_version == DESCRIPTOR_VERSION and vectors.shape[1] != DESCRIPTOR_SIZE:
+            raise ValueError(
+                f"descriptor rows of {vectors.shape[1]} values, not the {DESCRIPTOR_SIZE} of {DESCRIPTOR_VERSION}"
+            )
         width = vectors.shape[1]
         if not len(lib.signatures):
             lib.vectors = np.zeros((0, width), dtype=np.float32)

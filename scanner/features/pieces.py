@@ -83,6 +83,14 @@ def plane_pieces(mesh: Mesh, shares: tuple[float, ...] = KEPT_SHARES, n_directio
     )
     if solid.status() != manifold3d.Error.NoError or solid.is_empty():
         return []
+    if solid.volume() < 0:  # an inside-out file: manifold keeps the winding, so cuts would keep
+        faces = faces[:, ::-1]  # the other side; the same solid wound outward cuts the same way
+        solid = manifold3d.Manifold(
+            manifold3d.Mesh(
+                vert_properties=np.ascontiguousarray(vertices, dtype=np.float32),
+                tri_verts=np.ascontiguousarray(faces, dtype=np.uint32),
+            )
+        )
     tri = np.asarray(vertices, dtype=np.float64)[faces]
     centres = tri.mean(axis=1)
     areas = triangle_areas(tri.astype(np.float32)).astype(np.float64)

@@ -63,3 +63,18 @@ def test_an_open_surface_is_not_cut() -> None:
     tm = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
     open_box = trimesh.Trimesh(tm.vertices, tm.faces[:-2])  # one face missing: not a solid
     assert plane_pieces(mesh_of(open_box)) == []
+
+
+def test_an_inside_out_file_is_cut_like_the_same_solid_wound_outward() -> None:
+    """Winding is not shape: a signature enrolled from an inside-out file must give the same
+    pieces (manifold3d keeps an inverted solid inverted, which would keep the other sides)."""
+    from scanner.features import describe_triangles
+
+    tm = trimesh.creation.box(extents=(3.0, 1.0, 0.5)).subdivide()
+    tm = tm.union(trimesh.creation.cylinder(radius=0.3, height=2.0), engine="manifold")
+    outward = plane_pieces(mesh_of(tm))
+    inward = plane_pieces(Mesh(vertices=np.asarray(tm.triangles, dtype=np.float64)[:, ::-1].reshape(-1, 3)))
+    assert len(outward) == len(inward) == N_DIRECTIONS * len(KEPT_SHARES)
+    a = np.stack([describe_triangles(t) for _, t in outward])
+    b = np.stack([describe_triangles(t) for _, t in inward])
+    np.testing.assert_array_equal(a, b)
