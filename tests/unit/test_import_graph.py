@@ -38,6 +38,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)
     (
         "scanner.library",
+        "scanner.library_change",
         "scanner.features.reference",
         "scanner.enrol",
         "scanner.matching",
