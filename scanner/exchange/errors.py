@@ -31,6 +31,8 @@ BAD_KEY: Final = "bad-key"
 """A key file that is not an Ed25519 key of the expected kind."""
 UNMANAGED_LIBRARY: Final = "unmanaged-library"
 """``update`` swaps libraries it created itself; a hand-made folder is not replaced."""
+BUSY: Final = "busy"
+"""Another ``update``, ``disable`` or ``enable`` of the same library held its lock too long."""
 
 REASONS: Final = frozenset(
     {
@@ -46,6 +48,7 @@ REASONS: Final = frozenset(
         FETCH_FAILED,
         BAD_KEY,
         UNMANAGED_LIBRARY,
+        BUSY,
     }
 )
 

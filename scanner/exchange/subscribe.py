@@ -16,16 +16,26 @@ a signature that another bank or a local enrolment holds. ``banks.json`` also ke
 per-signature ``disabled`` list (HMA's "disable content": who, why, when) and an ``events``
 audit trail of every update and disable; a disabled signature stays out through updates until
 enabled again.
+
+One change at a time: ``update``, ``disable`` and ``enable`` read ``banks.json``, build the next
+folder and swap the symlink while holding an exclusive ``flock`` on ``.DIR.lock`` beside the
+library. Without it two overlapping runs (two cron jobs) would both start from the same
+``banks.json``, the last swap would silently drop the other run's bundle, and one run's prune
+would delete the other's half-written folder. A second run waits for the first (up to
+:data:`LOCK_WAIT_SECONDS`), then is refused with ``busy``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +52,43 @@ from scanner.util import utc_now
 BANKS_FILE = "banks.json"
 KEEP_VERSIONS = 2
 """Library folders kept under ``.DIR.versions``: the current one and the one before it."""
+LOCK_WAIT_SECONDS = 60.0
+"""How long a change waits for another one on the same library before it is refused (``busy``)."""
 
 
 def versions_dir(path: Path) -> Path:
     return path.parent / f".{path.name}.versions"
+
+
+def lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+@contextlib.contextmanager
+def locked(path: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the library's exclusive lock for one read-build-swap, so overlapping runs apply one
+    after the other; :class:`Refused` (``busy``) after ``wait`` seconds (default
+    :data:`LOCK_WAIT_SECONDS`). The kernel drops the lock when the process ends, even killed."""
+    wait = LOCK_WAIT_SECONDS if wait is None else wait
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Refused(
+                        why.BUSY,
+                        f"another 'signatures update', 'disable' or 'enable' of {path} is still running "
+                        f"after {wait:g} s (lock {lock_path(path)}); try again later",
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def read_state(folder: Path | None) -> dict[str, Any]:
@@ -286,7 +329,8 @@ def _fsync_dir(folder: Path) -> None:
 
 def _prune(versions: Path, current: Path) -> None:
     """Drop half-built staging folders and all but the newest :data:`KEEP_VERSIONS` versions
-    (meshscan's own library copies; never a user's file)."""
+    (meshscan's own library copies; never a user's file). Called under the library's lock, so
+    a staging folder here is a crashed run's leftover, never another run's work in progress."""
     for stale in versions.glob(".staging-*"):
         shutil.rmtree(stale, ignore_errors=True)
     done = sorted((p for p in versions.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
@@ -305,8 +349,15 @@ def update(
     """Fetch ``source``, verify it against ``trusted`` keys, refuse a rollback, merge it as its
     publisher's bank and swap the library in atomically. :class:`Refused` says why not."""
     root = Path(path)
-    folder = current_folder(root)
+    current_folder(root)  # refuse a hand-made folder before downloading anything
     bundle = open_bundle(fetch(source, max_bytes), trusted, max_bytes)
+    with locked(root):  # read, merge and swap as one step: another run waits its turn
+        return _update_locked(root, bundle, trust_allowlist)
+
+
+def _update_locked(root: Path, bundle: Bundle, trust_allowlist: Sequence[PublicKey]) -> UpdateReport:
+    """The part of :func:`update` done under the lock, from the library as it is now."""
+    folder = current_folder(root)
     state = read_state(folder)
     held = state["banks"].get(bundle.key)
     if held:
@@ -341,6 +392,13 @@ def set_disabled(
     later updates, with who and why in ``banks.json``'s audit trail; or enable them again (they
     come back with the next update of the bank that offers them). Returns the ids changed."""
     root = Path(path)
+    if current_folder(root) is None:
+        raise Refused(why.UNMANAGED_LIBRARY, f"{root} is not a subscribed library (nothing to disable)")
+    with locked(root):
+        return _set_disabled_locked(root, ids, by, reason, enable)
+
+
+def _set_disabled_locked(root: Path, ids: Sequence[str], by: str, reason: str, enable: bool) -> list[str]:
     folder = current_folder(root)
     if folder is None:
         raise Refused(why.UNMANAGED_LIBRARY, f"{root} is not a subscribed library (nothing to disable)")

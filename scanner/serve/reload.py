@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.api import Scanner
+from scanner.library_change import ChangeDetector, LibraryUnavailable, Stamp, library_stamp, load_library
 from scanner.serve.workers import ServeWorkers
 from scanner.util import utc_now
 
@@ -55,9 +56,12 @@ class ReloadAttempt:
     library_version: str | None = None
     """The version loaded (ok), or the one that was on disk when it was refused, if known."""
     error: str | None = None
+    transient: bool = field(default=False, repr=False)
+    """Refused because the folder could not be read just now (retried), not because it is bad;
+    internal (not in /v1/status)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "transient"}
 
 
 class LibraryHolder:
@@ -109,10 +113,12 @@ class LibraryHolder:
                 log.info("meshscan serve: workers of library %s stopped: their last request was answered",
                          gen.scanner.library_version)  # fmt: skip
 
-    def reload(self, trigger: str) -> ReloadAttempt:
-        """Load the library folder again and swap it in; refuse it (keeping the running one) if it
-        fails verification, cannot be read or is empty. Never raises."""
-        from scanner.library import LibraryError, SignatureLibrary
+    def reload(self, trigger: str, stamp: Stamp | None = None) -> ReloadAttempt:
+        """Load the library folder again (the one ``stamp`` saw, if given) and swap it in; refuse
+        it (keeping the running one) if it fails verification, cannot be read or is empty.
+        Never raises. A poll (``stamp`` given) leaves logging a transient failure to its
+        :class:`~scanner.library_change.ChangeDetector`, which retries it without flooding."""
+        from scanner.library import LibraryError
 
         assert self.library_path is not None
         with self._reload_lock:
@@ -122,7 +128,7 @@ class LibraryHolder:
             try:
                 # a subscribed library is a symlink that 'signatures update' swaps: load the
                 # folder it points at now, so a swap during the load cannot mix two versions
-                lib = SignatureLibrary.load(self.library_path.resolve())
+                lib = load_library(self.library_path, stamp)
                 version = lib.library_version
                 if len(lib) == 0:
                     raise LibraryError(f"library {self.library_path} holds no signatures: not swapping it in")
@@ -145,7 +151,8 @@ class LibraryHolder:
                         log.info("meshscan serve: workers of library %s stopped: they were idle",
                                  old.scanner.library_version)  # fmt: skip
             except LibraryError as exc:
-                attempt = ReloadAttempt(utc_now(zulu=True), trigger, False, False, version, f"[library] {exc}")
+                attempt = ReloadAttempt(utc_now(zulu=True), trigger, False, False, version, f"[library] {exc}",
+                                        isinstance(exc, LibraryUnavailable))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a reload must never take the server down
                 attempt = ReloadAttempt(utc_now(zulu=True), trigger, False, False, version, f"[internal] {exc!r}")
             if not recorded:
@@ -157,7 +164,7 @@ class LibraryHolder:
         if attempt.ok:
             outcome = f"swapped in (was {old.scanner.library_version})" if attempt.swapped else "unchanged"
             log.info("meshscan serve: library reload (%s): %s %s", trigger, attempt.library_version, outcome)
-        else:
+        elif not (attempt.transient and stamp is not None):
             log.error("meshscan serve: library reload (%s) refused, keeping %s: %s", trigger,
                       old.scanner.library_version, attempt.error)  # fmt: skip
         return attempt
@@ -185,23 +192,20 @@ class LibraryHolder:
 
     def start(self) -> None:
         """Start the reload thread: it reloads when asked (:meth:`request`) and, every
-        ``poll_seconds`` (if > 0), when ``manifest.json`` has changed since it last looked.
-        ``signatures add`` writes the manifest last, so a changed manifest is a finished update."""
+        ``poll_seconds`` (if > 0), when the library changed since it last looked: its
+        ``manifest.json`` (``signatures add`` writes it last, so a changed manifest is a finished
+        update) or the folder its symlink leads to (``signatures update``), the same change
+        detection as ``watch`` (:mod:`scanner.library_change`). A load that failed for a transient
+        reason is tried again on a later poll, at most once a second."""
         if not self.enabled or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="meshscan-reload", daemon=True)
+        changes = ChangeDetector(self.library_path, log)
+        changes.seen(library_stamp(self.library_path))  # the library loaded at start-up
+        self._thread = threading.Thread(target=self._run, args=(changes,), name="meshscan-reload", daemon=True)
         self._thread.start()
 
-    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+    def _run(self, changes: ChangeDetector) -> None:
         assert self.library_path is not None
-        try:
-            st = (self.library_path / "manifest.json").stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def _run(self) -> None:
-        seen = self._manifest_stamp()
         while not self._stop.is_set():
             woke = self._wake.wait(self.poll_seconds if self.poll_seconds > 0 else None)
             if self._stop.is_set():
@@ -209,13 +213,16 @@ class LibraryHolder:
             if woke:
                 self._wake.clear()
                 triggers, self._pending = self._pending, []
-                seen = self._manifest_stamp()
+                changes.seen(library_stamp(self.library_path))
                 self.reload(triggers[0] if triggers else "signal")
                 continue
-            stamp = self._manifest_stamp()
-            if stamp != seen:
-                seen = stamp
-                self.reload("manifest changed")
+            stamp = changes.pending()
+            if stamp is not None:
+                attempt = self.reload("manifest changed", stamp)
+                if attempt.transient:
+                    changes.failed(attempt.error or "")
+                else:
+                    changes.seen(stamp)
 
     def close(self) -> None:
         """Stop the reload thread and every generation's workers (at server shutdown)."""

@@ -3,25 +3,28 @@ the new one, and hand it over; the daemon switches its workers to it between fil
 
 Why polling a stamp: ``signatures update`` replaces the library symlink with one rename, and
 ``signatures add`` rewrites ``manifest.json`` last - either way the manifest the path leads to
-is another file (inode, size or mtime), which one ``stat`` a second notices. The new folder is
+is another file (inode, size or mtime) in a folder, which one ``stat`` a second notices
+(:mod:`scanner.library_change`, shared with ``serve --reload-library``). The new folder is
 loaded through the path it resolved to when the change was seen, so a second swap during the
 load cannot mix two versions; a library that does not verify, cannot be read or holds no
-signatures is refused, and the running one stays.
+signatures is refused, and the running one stays; one that could not be read just now (an
+update pruned the folder during the load) is tried again on a later housekeeping tick.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from scanner.library import SignatureLibrary
+from scanner.library import LibraryError, SignatureLibrary
+from scanner.library_change import ChangeDetector, LibraryUnavailable, Stamp, load_library
 
-Stamp = tuple[str, int, int, int]
-"""(folder the path resolves to, manifest mtime_ns, size, inode)."""
+__all__ = ["LibraryWatch", "Refusal", "Stamp"]
+
+log = logging.getLogger("meshscan.watch")
 
 
 @dataclass
@@ -35,38 +38,34 @@ class Refusal:
 
 class LibraryWatch:
     """Tells the daemon when the library at ``path`` (a folder, or the symlink ``signatures
-    update`` manages) holds another version than ``version``, and loads it."""
+    update`` manages) holds another version than ``version``, and loads it. The change
+    detection is :class:`scanner.library_change.ChangeDetector`, shared with ``serve``."""
 
     def __init__(self, path: str | os.PathLike[str], version: str | None) -> None:
         self.path = Path(path)
         self.version = version
-        self._seen: Stamp | None = None
-
-    def _stamp(self) -> Stamp | None:
-        try:
-            folder = self.path.resolve(strict=True)
-            st = (folder / "manifest.json").stat()
-        except OSError:
-            return None  # gone for a moment (or for good): nothing to load, keep the running one
-        return (str(folder), st.st_mtime_ns, st.st_size, st.st_ino)
+        self.changes = ChangeDetector(self.path, log)
 
     def check(self) -> SignatureLibrary | Refusal | None:
         """The new library when the one on disk changed to another version; a
-        :class:`Refusal` when it changed but cannot be used; None when nothing changed."""
-        from scanner.library import LibraryError, SignatureLibrary
-
-        stamp = self._stamp()
-        if stamp is None or stamp == self._seen:
+        :class:`Refusal` when it changed but cannot be used (said once); None when nothing
+        changed, or when it could not be read just now (tried again on a later call)."""
+        stamp = self.changes.pending()
+        if stamp is None:
             return None
-        self._seen = stamp
-        folder = Path(stamp[0])
-        on_disk = _manifest_version(folder)
+        on_disk = _manifest_version(Path(stamp[0]))
         if on_disk == self.version:
+            self.changes.seen(stamp)
             return None  # rewritten with the same content (or the start-up check)
         try:
-            lib = SignatureLibrary.load(folder)
+            lib = load_library(self.path, stamp)
+        except LibraryUnavailable as exc:
+            self.changes.failed(str(exc))
+            return None
         except LibraryError as exc:
+            self.changes.seen(stamp)
             return Refusal(str(exc), on_disk)
+        self.changes.seen(stamp)
         if len(lib) == 0:
             return Refusal(f"library {self.path} holds no signatures: not switching to it", on_disk)
         return lib

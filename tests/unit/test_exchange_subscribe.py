@@ -5,6 +5,7 @@ library, and keeps publishers' banks - and allowlists - apart."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import fsspec
@@ -201,3 +202,22 @@ def test_an_fsspec_url_is_a_source(tmp_path: Path, enrolled: dict, pki: dict) ->
     with pytest.raises(Refused) as exc:
         update("memory://meshscan-test/missing.bundle", tmp_path / "sub", [pki["A"]])
     assert exc.value.reason == why.FETCH_FAILED
+
+
+def test_a_change_waits_for_the_lock_then_is_refused_busy(
+    tmp_path: Path, enrolled: dict, pki: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "sub"
+    bundle = write(tmp_path, "v1", make_bundle(combined(enrolled, "barrel"), pki["a"], "authority"))
+    update(bundle, sub, [pki["A"]])
+    monkeypatch.setattr(subscribe, "LOCK_WAIT_SECONDS", 0.3)
+    other = write(tmp_path, "b1", make_bundle(combined(enrolled, "accessory"), pki["b"], "other"))
+    with subscribe.locked(sub):  # another run holds the library
+        for change in (lambda: update(other, sub, [pki["B"]]), lambda: set_disabled(sub, ["x"], "me", "test")):
+            started = time.monotonic()
+            with pytest.raises(Refused) as exc:
+                change()
+            assert exc.value.reason == why.BUSY and "still running" in str(exc.value)
+            assert time.monotonic() - started >= 0.3
+    assert [b["publisher"] for b in read_state(sub.resolve())["banks"].values()] == ["authority"]
+    assert update(other, sub, [pki["B"]]).status == "updated"  # the lock is free again

@@ -33,11 +33,12 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ),  # fmt: skip
     # 3 - describing a mesh: descriptors and the vector index
     ("scanner.features", "scanner.index"),
-    # 4 - what uploads are compared with: the library (and its reference shapes), matching, the
+    # 4 - what uploads are compared with: the library (its reference shapes, its change detection), matching, the
     # classifier; one mesh's shape values (descriptor rows, classifier row), computed once; and
     # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)
     (
         "scanner.library",
+        "scanner.library_change",
         "scanner.features.reference",
         "scanner.enrol",
         "scanner.matching",

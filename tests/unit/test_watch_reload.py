@@ -5,11 +5,15 @@ that is gone for a moment keeps the running library."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from scanner import library_change
 from scanner.features import DESCRIPTOR_SIZE
 from scanner.library import Signature, SignatureLibrary
 from scanner.watch.reload import LibraryWatch, Refusal
@@ -75,3 +79,75 @@ def test_a_folder_rewritten_in_place_is_a_change_only_when_its_content_is(tmp_pa
     library(tmp_path / "lib", "ms-a", "ms-b")
     found = watch.check()
     assert isinstance(found, SignatureLibrary) and len(found) == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_transient_load_failure_is_retried_once_a_second_and_logged_sparingly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = library(tmp_path / "v1", "ms-a")
+    link = tmp_path / "subscribed"
+    point(link, tmp_path / "v1")
+    watch = LibraryWatch(link, first.library_version)
+    watch.changes.clock = clock = Clock()
+    assert watch.check() is None
+
+    second = library(tmp_path / "v2", "ms-a", "ms-b")
+    point(link, tmp_path / "v2")
+    real_load, calls = SignatureLibrary.load, []
+
+    def flaky(path: Path, *args: object) -> SignatureLibrary:
+        calls.append(path)
+        if len(calls) <= 5:
+            raise PermissionError(13, "Permission denied", str(path / "rows.npy"))
+        return real_load(path, *args)
+
+    monkeypatch.setattr(library_change, "LOG_EVERY", 2)
+    monkeypatch.setattr(SignatureLibrary, "load", flaky)
+    caplog.set_level(logging.INFO, logger="meshscan.watch")
+    for attempt in range(1, 6):
+        assert watch.check() is None  # not refused: the running library stays, tried again
+        assert len(calls) == attempt and watch.changes.failures == attempt
+        assert watch.check() is None and len(calls) == attempt  # not before a second has passed
+        clock.now += 1.0
+    found = watch.check()
+    assert isinstance(found, SignatureLibrary) and found.library_version == second.library_version
+    assert watch.changes.failures == 0 and watch.check() is None and len(calls) == 6
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split("failure ")[1].split(";")[0] for w in warnings] == ["1", "2", "4"]
+    assert all("Permission denied" in w for w in warnings)
+    assert any("loaded after 5 transient failure(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_folder_pruned_during_the_load_is_not_refused_and_the_new_one_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = library(tmp_path / "v1", "ms-a")
+    link = tmp_path / "subscribed"
+    point(link, tmp_path / "v1")
+    watch = LibraryWatch(link, first.library_version)
+    watch.changes.clock = clock = Clock()
+    assert watch.check() is None
+    library(tmp_path / "v2", "ms-a", "ms-b")
+    third = library(tmp_path / "v3", "ms-a", "ms-b", "ms-c")
+    point(link, tmp_path / "v2")
+    real_load = SignatureLibrary.load
+
+    def racing(path: Path, *args: object) -> SignatureLibrary:
+        if Path(path).name == "v2":  # another update swaps to v3 and prunes v2 meanwhile
+            point(link, tmp_path / "v3")
+            shutil.rmtree(tmp_path / "v2")
+        return real_load(path, *args)
+
+    monkeypatch.setattr(SignatureLibrary, "load", racing)
+    assert watch.check() is None and watch.changes.failures == 1
+    clock.now += 1.0
+    found = watch.check()
+    assert isinstance(found, SignatureLibrary) and found.library_version == third.library_version
