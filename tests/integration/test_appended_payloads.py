@@ -1,0 +1,54 @@
+"""A known part hidden after data a reader stops at must not come out ``clear``: a ``clear``
+claims the whole upload was read (DESIGN.md, "Adversary model"). Each upload here is a small
+benign payload with an enrolled demo proxy appended raw after it, scanned by the real command
+with the shipped demo library.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+DEMO = REPO / "fixtures" / "demo"
+PROXY_STL = DEMO / "proxy-barrel-s1-000.stl"
+BENIGN_STL = DEMO / "benign-cup-s1-000.stl"
+
+
+def scan(*paths: Path) -> list[dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanner.cli", "scan", *map(str, paths), "--no-model", "--format", "jsonl"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_a_proxy_appended_after_a_compressed_stream_is_not_clear(tmp_path: Path) -> None:
+    proxy = PROXY_STL.read_bytes()
+    benign = BENIGN_STL.read_bytes()
+    files = []
+    for name, compress in (("a.stl.xz", lzma.compress), ("b.stl.bz2", bz2.compress), ("c.stl.gz", gzip.compress)):
+        path = tmp_path / name
+        path.write_bytes(compress(benign) + proxy)
+        files.append(path)
+    records = scan(*files)
+    assert len(records) == len(files)
+    for r in records:
+        assert r["verdict"] == "unscannable" and r["reason"] == "corrupt", r
+
+
+def test_the_compressed_proxy_alone_flags(tmp_path: Path) -> None:
+    """The control: the same proxy, compressed without a tail, is read and flags."""
+    proxy = PROXY_STL.read_bytes()
+    files = []
+    for name, compress in (("a.stl.xz", lzma.compress), ("b.stl.bz2", bz2.compress)):
+        path = tmp_path / name
+        path.write_bytes(compress(proxy) + b"\0" * 4)
+        files.append(path)
+    assert [r["verdict"] for r in scan(*files)] == ["flag", "flag"]
