@@ -52,3 +52,11 @@ def test_the_compressed_proxy_alone_flags(tmp_path: Path) -> None:
         path.write_bytes(compress(proxy) + b"\0" * 4)
         files.append(path)
     assert [r["verdict"] for r in scan(*files)] == ["flag", "flag"]
+
+
+def test_a_proxy_appended_after_a_binary_stl_is_not_clear(tmp_path: Path) -> None:
+    """``benign.stl + proxy.stl``: the benign file's count covers only its own triangles."""
+    path = tmp_path / "cup.stl"
+    path.write_bytes(BENIGN_STL.read_bytes() + PROXY_STL.read_bytes())
+    [r] = scan(path)
+    assert r["verdict"] == "unscannable" and r["reason"] == "corrupt", r
