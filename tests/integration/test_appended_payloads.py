@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trimesh
+
+from fixtures.gcode_evasions import relabelled, tiny_breaks, with_decoy
+from fixtures.slicer import SliceOptions, slice_to_gcode
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"
@@ -60,3 +64,27 @@ def test_a_proxy_appended_after_a_binary_stl_is_not_clear(tmp_path: Path) -> Non
     path.write_bytes(BENIGN_STL.read_bytes() + PROXY_STL.read_bytes())
     [r] = scan(path)
     assert r["verdict"] == "unscannable" and r["reason"] == "corrupt", r
+
+
+def test_sliced_proxies_hidden_from_the_gcode_reader_still_flag(tmp_path: Path) -> None:
+    """G-code of enrolled proxies with every wall loop broken by 0.00001 mm non-extruding
+    moves, or with the outer walls relabelled as a skirt beside a decoy square labelled as the
+    outer wall: the part is still rebuilt and flags."""
+    files = []
+    for path in sorted(DEMO.glob("proxy-*-000.*"))[:3]:
+        tm = trimesh.load(path, force="mesh")
+        tm.apply_transform(trimesh.transformations.rotation_matrix(0.7, [0, 0, 1]))
+        tm.apply_translation(-tm.bounds[0] + [20.0, 20.0, 0.0])
+        text = slice_to_gcode(tm.vertices, tm.faces, SliceOptions(layer_height=0.2)).decode()
+        at = (float(tm.bounds[1][0]) + 30.0, 20.0)
+        for name, hostile in (
+            ("tiny", with_decoy(tiny_breaks(text), at=at)),
+            ("relabelled", with_decoy(relabelled(text), at=at)),
+        ):
+            out = tmp_path / f"{path.stem}-{name}.gcode"
+            out.write_text(hostile)
+            files.append(out)
+    records = scan(*files)
+    assert len(records) == len(files)
+    missed = [(Path(r["path"]).name, r["verdict"], r.get("explanation")) for r in records if r["verdict"] != "flag"]
+    assert not missed, missed
