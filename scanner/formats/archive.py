@@ -15,9 +15,9 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from scanner.errors import (
     CORRUPT,
@@ -40,6 +40,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 BZ2_MAGIC = b"BZh"
 
 
+def _over_budget(by_ratio: int, by_bytes: int, ctx: LoadContext) -> UnreadableInput:
+    if by_ratio <= by_bytes:
+        return UnreadableInput(LIMIT_RATIO, f"expands more than {ctx.limits.max_ratio:g}x")
+    return UnreadableInput(LIMIT_BYTES, "decompressed size exceeds the limit")
+
+
 def read_capped(stream: BinaryIO, compressed_size: int, ctx: LoadContext) -> bytes:
     """Decompress ``stream`` within the budget; raise ``limit:ratio``/``limit:bytes`` past it."""
     by_ratio = int(max(compressed_size, 1) * ctx.limits.max_ratio)
@@ -53,9 +59,76 @@ def read_capped(stream: BinaryIO, compressed_size: int, ctx: LoadContext) -> byt
         parts.append(chunk)
         total += len(chunk)
     if total > budget:
-        if by_ratio <= by_bytes:
-            raise UnreadableInput(LIMIT_RATIO, f"expands more than {ctx.limits.max_ratio:g}x")
-        raise UnreadableInput(LIMIT_BYTES, "decompressed size exceeds the limit")
+        raise _over_budget(by_ratio, by_bytes, ctx)
+    ctx.spend(total)
+    return b"".join(parts)
+
+
+class Decompressor(Protocol):
+    """What :class:`lzma.LZMADecompressor` and :class:`bz2.BZ2Decompressor` share."""
+
+    eof: bool
+    needs_input: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
+
+
+def _next_stream(raw: BinaryIO, pending: bytes, magic: bytes, kind: str) -> bytes | None:
+    """After a stream's end: the bytes that start the next stream, or None at the end of input.
+
+    Zero bytes between and after streams are skipped (xz calls them stream padding; they carry
+    no data). Anything else that does not start with ``magic`` is refused: :class:`lzma.LZMAFile`
+    and :class:`bz2.BZ2File` silently drop such a tail, so a model appended to a small benign
+    stream was never read and the upload came out ``clear``.
+    """
+    while True:
+        pending = pending.lstrip(b"\0")
+        if len(pending) < len(magic):
+            more = raw.read(READ_CHUNK)
+            if more:
+                pending += more
+                continue
+            if not pending:
+                return None
+        if pending.startswith(magic):
+            return pending
+        at = raw.tell() - len(pending)
+        raise UnreadableInput(CORRUPT, f"bytes from offset {at} after the last {kind} stream are not a {kind} stream")
+
+
+def read_streams(
+    raw: BinaryIO, compressed_size: int, ctx: LoadContext, make: Callable[[], Decompressor], magic: bytes, kind: str
+) -> bytes:
+    """Decompress every concatenated stream of ``raw`` within the same budget as
+    :func:`read_capped`, and refuse bytes after the last stream that are neither zero padding
+    nor another stream (``corrupt``): a ``clear`` must mean the whole upload was read.
+
+    ``make`` builds a fresh decompressor per stream; its ``max_length`` keeps each call within
+    the budget plus one byte, so a bomb stops as in :func:`read_capped`.
+    """
+    by_ratio = int(max(compressed_size, 1) * ctx.limits.max_ratio)
+    by_bytes = ctx.remaining_bytes()
+    budget = min(by_ratio, by_bytes)
+    parts: list[bytes] = []
+    total, dec, pending = 0, make(), b""
+    while True:
+        if dec.eof:
+            nxt = _next_stream(raw, dec.unused_data + pending, magic, kind)
+            if nxt is None:
+                break
+            dec, pending = make(), nxt
+        if dec.needs_input:
+            data, pending = pending or raw.read(READ_CHUNK), b""
+            if not data:
+                raise EOFError(f"the {kind} stream ends before its end marker")
+        else:
+            data = b""
+        out = dec.decompress(data, budget + 1 - total)
+        parts.append(out)
+        total += len(out)
+        if total > budget:
+            raise _over_budget(by_ratio, by_bytes, ctx)
     ctx.spend(total)
     return b"".join(parts)
 
@@ -207,7 +280,18 @@ def iter_gzip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
 
 
 def iter_bz2(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
-    yield from _single_stream(blob, ctx, bz2.BZ2File, (".bz2",))
+    """Every bzip2 stream (``bzip2`` concatenates them), and nothing after them but zeros:
+    :class:`bz2.BZ2File` ignored trailing bytes that were not a stream."""
+    ctx = ctx.nested()
+    base = posixpath.basename(blob.name.replace("\\", "/"))
+    inner = base[: -len(".bz2")] if base.lower().endswith(".bz2") else base
+    try:
+        with blob.open() as raw:
+            data = read_streams(raw, blob.size, ctx, bz2.BZ2Decompressor, BZ2_MAGIC, "bzip2")
+    except (OSError, EOFError, ValueError) as exc:
+        reason = TRUNCATED if isinstance(exc, EOFError) else CORRUPT
+        raise UnreadableInput(reason, f"cannot decompress: {exc}") from None
+    yield from read_member_bytes(inner or "data", data, ctx)
 
 
 def iter_tar(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:

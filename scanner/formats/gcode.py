@@ -15,9 +15,14 @@ part, so that infill, skirts, brims, purge lines and wipe towers do not dominate
   ``;TYPE:WALL-OUTER``, Bambu/Orca ``; FEATURE: Outer wall``, Simplify3D ``; feature outer
   perimeter``): only the outer walls; their closed loops are filled even-odd (a loop inside a
   loop is a hole), so skirts, brims, infill, supports and wipe towers are dropped by type.
+  Types are names the uploader chooses, so the file is also read without them, and that
+  reading is added beside the first when it holds material the first does not (``_readings``).
 * **Without them**: every closed loop (a strand that ends where it started), filled by
   winding (slicers turn hole walls the other way from outer walls); open strands (infill
   lines, purge lines) are dropped, and so is the first layer, where skirts and brims are.
+
+Paths (runs of strands) are joined across travels shorter than the extrusion width before
+the closed-loop test, so a tiny non-extruding move cannot open a wall loop.
 
 The section is then grown by half the extrusion width (read from ``;WIDTH:``/``; LINE_WIDTH:``
 comments, else worked out from the filament used per millimetre), because the loops are the
@@ -128,7 +133,7 @@ class _Machine:
                 new[i] = new[i] + v if self.relative_xyz else v
         if 69 in w:  # E
             v = w[69] * self.scale
-            new[3] = new[3] + v if self.relative_e or self.relative_xyz else v
+            new[3] = new[3] + v if self.relative_e else v
         return new
 
     def move(self, w: dict[int, float]) -> None:
@@ -209,6 +214,7 @@ class _Machine:
             self.relative_e = False  # Marlin and Klipper: G90 sets E absolute too
         elif head == b"G91":
             self.relative_xyz = True
+            self.relative_e = True  # Marlin: G91 makes E relative too, until M82 or G90
         elif head == b"M82":
             self.relative_e = False
         elif head == b"M83":
@@ -250,10 +256,29 @@ def _width(s: _Strands) -> float:
     return w if 0.05 <= w <= 5 else DEFAULT_WIDTH
 
 
+def _joined(xy: np.ndarray, paths: np.ndarray, width: float) -> np.ndarray:
+    """Path numbers with consecutive paths joined where the travel between them (one path's
+    end to the next one's start) is shorter than the extrusion width.
+
+    A printer leaves no gap there that a strand would not fill, so such a travel does not
+    open a wall: without this, a hostile file broke every wall loop with a tiny move that
+    extrudes nothing (``G1 X+0.00001``), no loop closed, and the part vanished from the
+    rebuilt solid.
+    """
+    if len(paths) < 2:
+        return paths
+    new = np.flatnonzero(np.diff(paths)) + 1  # first row of every path but the first
+    gap = np.hypot(*(xy[new, :2] - xy[new - 1, 2:]).T)
+    starts = np.zeros(len(paths), dtype=bool)
+    starts[new[gap >= width]] = True
+    return np.cumsum(starts)
+
+
 def _loops(xy: np.ndarray, paths: np.ndarray, width: float) -> list[np.ndarray]:
-    """The closed paths of one layer as polygons (a path ending within 2 widths of its start)."""
+    """The closed paths of one layer as polygons (a path ending within 2 widths of its start),
+    paths first joined across travels shorter than the width (:func:`_joined`)."""
     out = []
-    cuts = np.flatnonzero(np.diff(paths)) + 1
+    cuts = np.flatnonzero(np.diff(_joined(xy, paths, width))) + 1
     for seg in np.split(xy, cuts):
         points = np.vstack([seg[:1, :2], seg[:, 2:]])
         if len(points) >= 4 and np.hypot(*(points[-1] - points[0])) <= 2 * width:
@@ -261,23 +286,23 @@ def _loops(xy: np.ndarray, paths: np.ndarray, width: float) -> list[np.ndarray]:
     return out
 
 
-def _sections(s: _Strands, width: float) -> list[tuple[manifold3d.CrossSection, float, float]]:
+def _sections(s: _Strands, width: float, typed: bool) -> list[tuple[manifold3d.CrossSection, float, float]]:
     """Each layer's cross-section (the outline loops filled, grown by half a width) and the
-    Z range it fills."""
+    Z range it fills; ``typed``: from the outer walls alone (else from every closed loop)."""
     z = np.frombuffer(s.z, dtype=np.float64)
-    keep = np.frombuffer(s.outer, dtype=np.int8).astype(bool) if s.typed else np.ones(len(z), dtype=bool)
+    keep = np.frombuffer(s.outer, dtype=np.int8).astype(bool) if typed else np.ones(len(z), dtype=bool)
     xy = np.frombuffer(s.xy, dtype=np.float64).reshape(-1, 4)
     paths = np.frombuffer(s.path, dtype=np.int64 if s.path.itemsize == 8 else np.int32)
     levels = np.round(z, 3)
     heights = np.unique(levels)
     if len(heights) > MAX_LAYERS:
         raise UnreadableInput(LIMIT_TRIANGLES, f"more than {MAX_LAYERS} G-code layers")
-    rule = manifold3d.FillRule.EvenOdd if s.typed else manifold3d.FillRule.NonZero
+    rule = manifold3d.FillRule.EvenOdd if typed else manifold3d.FillRule.NonZero
     order = np.argsort(levels, kind="stable")
     bounds = np.searchsorted(levels[order], heights, side="right")
     found = []
     for i, top in enumerate(heights):
-        if i == 0 and not s.typed:
+        if i == 0 and not typed:
             continue  # skirts and brims: the first layer is left out when types are not marked
         rows = order[(bounds[i - 1] if i else 0) : bounds[i]]
         rows = np.sort(rows[keep[rows]])
@@ -373,17 +398,66 @@ def _stack(runs: list[list], ctx: LoadContext) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(out.verts), np.concatenate(out.faces)
 
 
+UNTYPED_SHARE = 0.02
+"""Share of the every-loop reading's area (summed over layers) outside the outer-wall reading
+past which a typed file is also rebuilt from every closed loop (see :func:`_readings`)."""
+
+
+def _outside_share(typed: list, loose: list, width: float) -> float:
+    """How much of the every-loop reading lies outside the outer-wall reading (grown by a
+    width, for seams), as a share of its area."""
+    by_top = {round(top, 6): section.offset(width, manifold3d.JoinType.Miter) for section, _, top in typed}
+    outside = total = 0.0
+    for section, _, top in loose:
+        cover = by_top.get(round(top, 6))
+        outside += (section - cover).area() if cover is not None else section.area()
+        total += section.area()
+    return outside / total if total > 0 else 0.0
+
+
+def _readings(strands: _Strands, width: float) -> list[list]:
+    """The runs of each reading of the file that the mesh is built from.
+
+    Feature comments are names the uploader chooses (printers ignore them), so a typed file
+    is not trusted to say where the part is: relabelling its walls ``;TYPE:Skirt`` beside a
+    decoy square labelled as an outer wall left only the square. The file is also read as an
+    untyped one (every closed loop, the first layer left out), and when more than
+    ``UNTYPED_SHARE`` of that reading lies outside the outer-wall reading, both are returned,
+    side by side, as separate bodies: the outer-wall reading stays as exact as before (a
+    skirt kept as a draft shield, or supports, do not swallow the part), and extrusion the
+    types would hide is still in the mesh. Where the two agree (an honest file without wipe
+    tower or draft shield) the mesh is the outer-wall reading alone.
+    """
+    if not strands.typed:
+        return [_runs(_sections(strands, width, typed=False))]
+    typed = _sections(strands, width, typed=True)
+    loose = _sections(strands, width, typed=False)
+    if not typed:
+        return [_runs(loose)]
+    if loose and _outside_share(typed, loose, width) > UNTYPED_SHARE:
+        return [_runs(typed), _runs(loose)]
+    return [_runs(typed)]
+
+
 def load_gcode(blob: Blob, ctx: LoadContext) -> Mesh:
     """Read G-code and rebuild the printed solid (one mesh; separate islands are bodies)."""
     strands = read_strands(blob)
     if not len(strands.z):
         raise UnreadableInput(EMPTY, "G-code without extruding moves")
     width = _width(strands)
-    runs = _runs(_sections(strands, width))
-    if not runs:
+    readings = [runs for runs in _readings(strands, width) if runs]
+    if not readings:
         raise UnreadableInput(EMPTY, "G-code without a closed outline to rebuild")
-    verts, faces = _stack(runs, ctx)
-    return build_mesh(verts, faces, blob, "gcode", ctx)
+    verts_list, faces_list, n, shift = [], [], 0, 0.0
+    for runs in readings:
+        verts, faces = _stack(runs, ctx)
+        # each further reading beside the last (10 mm apart), so no vertex welds two readings
+        verts[:, 0] += shift - verts[:, 0].min() if shift else 0.0
+        shift = float(verts[:, 0].max()) + 10.0
+        verts_list.append(verts)
+        faces_list.append(faces + n)
+        n += len(verts)
+    return build_mesh(np.concatenate(verts_list), np.concatenate(faces_list), blob, "gcode", ctx)
 
 
 def _sniff(p: Probe) -> str | None:

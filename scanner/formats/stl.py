@@ -61,6 +61,32 @@ _CORNER_BYTES = np.dtype((np.void, 36))  # one record's 9 float32 corners, copie
 _CORNERS_OFFSET = 12  # after the normal
 
 
+# Bytes after the declared triangles that are read past without being refused. A tail shorter
+# than one record cannot hold a triangle, so it hides no geometry; exporters that pad a few
+# bytes (a trailing newline, an alignment word) stay readable. A tail of any length that is
+# all zero is padding too (it would read as degenerate triangles at the origin). Anything
+# else is refused: `benign.stl + proxy.stl` read as the benign part alone came out `clear`.
+# None of the corpus's binary STLs has a tail at all.
+STL_TAIL_ALLOWANCE = STL_RECORD_BYTES - 1
+
+
+def _check_tail(fh: BinaryIO, extra: int, count: int) -> None:
+    """Raise ``corrupt`` when more than :data:`STL_TAIL_ALLOWANCE` bytes that are not all zero
+    follow the declared triangles: a ``clear`` claims the whole upload was read."""
+    if extra <= STL_TAIL_ALLOWANCE:
+        return
+    left = extra
+    while left > 0:
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            return
+        if chunk.count(0) != len(chunk):
+            raise UnreadableInput(
+                CORRUPT, f"{extra} bytes follow the {count} declared triangles and are not padding"
+            )
+        left -= len(chunk)
+
+
 def load_binary(blob: Blob, ctx: LoadContext) -> Mesh:
     size = blob.size
     if size < STL_PREAMBLE:
@@ -95,6 +121,7 @@ def load_binary(blob: Blob, ctx: LoadContext) -> Mesh:
                 block = corners[done : done + n]
                 finite = bool(block.max() < np.inf and block.min() > -np.inf)
             done += n
+        _check_tail(fh, size - STL_PREAMBLE - count * STL_RECORD_BYTES, count)
     # finite=False only skips the shortcut: build_mesh then finds and reports the NaN/inf
     return build_mesh(corners.reshape(-1, 3), None, blob, "stl-binary", ctx, known_finite=finite)
 

@@ -4,7 +4,9 @@ Like gzip and bzip2 (:mod:`scanner.formats.archive`): the one stream is decompre
 the upload's budget (per-file size, total bytes, ``max_ratio`` times the compressed size -
 the declared sizes in the xz index are never trusted) and the result is sniffed and read
 like an upload of its own, one nesting level down. A multi-stream file (``xz`` concatenates
-streams) is read as one, as ``xz -d`` does.
+streams) is read as one, as ``xz -d`` does; zero stream padding is skipped, and any other
+bytes after the last stream make the upload ``corrupt`` (:class:`lzma.LZMAFile` dropped them
+silently, so a model appended to a benign stream was never read).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 
 from scanner.errors import CORRUPT, TRUNCATED, UnreadableInput
 from scanner.formats._probe import Probe
-from scanner.formats.archive import read_capped, read_member_bytes
+from scanner.formats.archive import read_member_bytes, read_streams
 from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer
 from scanner.formats.blob import Blob
 
@@ -29,12 +31,16 @@ def inner_name(blob: Blob, suffixes: tuple[str, ...]) -> str:
     return next((base[: -len(s)] for s in suffixes if base.lower().endswith(s)), base) or "data"
 
 
+def _decompressor() -> lzma.LZMADecompressor:
+    return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+
+
 def iter_xz(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     """The decompressed stream, read like an archive member."""
     ctx = ctx.nested()
     try:
-        with blob.open() as raw, lzma.LZMAFile(raw) as stream:  # LZMAFile does not close ``raw``
-            data = read_capped(stream, blob.size, ctx)
+        with blob.open() as raw:
+            data = read_streams(raw, blob.size, ctx, _decompressor, XZ_MAGIC, "xz")
     except EOFError as exc:
         raise UnreadableInput(TRUNCATED, f"xz stream ends early: {exc}") from None
     except (lzma.LZMAError, OSError, ValueError) as exc:

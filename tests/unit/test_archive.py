@@ -193,6 +193,28 @@ def test_truncated_gzip(tmp_path):
     assert reason_of(write(tmp_path, "cut.stl.gz", data[:-20])) == "truncated"
 
 
+def test_truncated_bzip2(tmp_path):
+    data = bz2.compress(CUBE_STL)
+    assert reason_of(write(tmp_path, "cut.stl.bz2", data[:-20])) == "truncated"
+
+
+@pytest.mark.parametrize("compress", [bz2.compress, gzip_bytes], ids=["bzip2", "gzip"])
+def test_bytes_after_the_last_stream_are_corrupt_not_dropped(tmp_path, compress):
+    """BZ2File ignored a tail that was not another stream (gzip refuses one): a raw model
+    appended to a small benign stream was never read, and the upload came out clear."""
+    data = compress(b"benign notes") + CUBE_STL
+    assert reason_of(write(tmp_path, "notes.txt.bz2", data)) == "corrupt"
+
+
+def test_bzip2_streams_and_zero_padding_are_all_read(tmp_path):
+    data = bz2.compress(CUBE_STL[:40]) + bz2.compress(CUBE_STL[40:]) + bytes(16)
+    assert scanner.load(write(tmp_path, "cube.stl.bz2", data)).geometry_hash == CUBE_HASH
+
+
+def test_bzip2_bomb_is_limit_ratio(tmp_path):
+    assert reason_of(write(tmp_path, "bomb.bz2", bz2.compress(bytes(20 * 2**20)))) == "limit:ratio"
+
+
 def test_corrupt_member_data(tmp_path):
     data = bytearray(zip_bytes({"cube.stl": CUBE_STL}))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:

@@ -72,6 +72,31 @@ def test_binary_stl_cut_inside_a_record_is_truncated(tmp_path):
     assert reason_of(write(tmp_path, "cut.stl", data)) == "truncated"
 
 
+def test_binary_stl_with_records_past_the_count_is_corrupt(tmp_path):
+    """Triangles past the declared count (``benign.stl + hidden records``): reading the
+    declared triangles alone missed the rest, and a ``clear`` claims the whole upload was read."""
+    data = binary_stl(cube_tris()) + binary_stl(soup(*tetra((5.0, 0.0, 0.0))))[84:]
+    path = write(tmp_path, "two.stl", data)
+    with pytest.raises(UnreadableInput) as info:
+        scanner.load(path)
+    assert info.value.reason == "corrupt"
+    assert "200 bytes follow the 12 declared triangles" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "tail", [b"\n", b"\r\n", b"\xff" * 49, bytes(4), bytes(4096)], ids=["lf", "crlf", "49-bytes", "pad4", "zeros4k"]
+)
+def test_binary_stl_with_a_short_or_zero_tail_is_read(tmp_path, tail):
+    """Less than one 50-byte record cannot hold a triangle, and zeros are padding."""
+    mesh = scanner.load(write(tmp_path, "cube.stl", binary_stl(cube_tris()) + tail))
+    assert mesh.geometry_hash == reference_hash()
+
+
+def test_binary_stl_with_one_record_of_tail_is_corrupt(tmp_path):
+    data = binary_stl(cube_tris()) + binary_stl(soup(*tetra((5.0, 0.0, 0.0))))[84:134]
+    assert reason_of(write(tmp_path, "tail.stl", data)) == "corrupt"
+
+
 def test_binary_stl_with_nan_is_non_finite(tmp_path):
     tris = cube_tris().astype(np.float32)
     tris[3, 1, 2] = np.nan

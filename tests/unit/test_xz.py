@@ -55,3 +55,17 @@ def test_xz_nesting_is_depth_limited() -> None:
         data = lzma.compress(data)
     [r] = read("deep.xz", data, Limits(max_depth=4, max_ratio=1e9))
     assert r.error.reason == "limit:depth"
+
+
+def test_bytes_after_the_last_xz_stream_are_corrupt_not_dropped() -> None:
+    """``lzma.LZMAFile`` dropped a tail that was not a stream: a model appended raw to a small
+    benign stream was never read."""
+    [r] = read("a.xz", lzma.compress(b"benign text") + STL)
+    assert r.mesh is None and r.error.reason == "corrupt"
+    assert "not a xz stream" in r.error.detail
+
+
+def test_xz_streams_and_zero_padding_are_all_read() -> None:
+    two = lzma.compress(STL[:50]) + b"\0" * 8 + lzma.compress(STL[50:]) + b"\0" * 4
+    [r] = read("a.stl.xz", two)
+    assert r.format == "stl-binary" and r.mesh.triangle_count == 12
