@@ -81,9 +81,7 @@ def _check_tail(fh: BinaryIO, extra: int, count: int) -> None:
         if not chunk:
             return
         if chunk.count(0) != len(chunk):
-            raise UnreadableInput(
-                CORRUPT, f"{extra} bytes follow the {count} declared triangles and are not padding"
-            )
+            raise UnreadableInput(CORRUPT, f"{extra} bytes follow the {count} declared triangles and are not padding")
         left -= len(chunk)
 
 
