@@ -29,7 +29,7 @@ def _lock(state: str) -> int:
 @click.command("watch")
 @uses(*WATCH_OPTIONS, file_table="watch")
 def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
-              actions: tuple[str, ...], act_on: str, once: bool, verbose: bool, metrics_port: int | None,
+              actions: tuple[str, ...], act_on: tuple[str, ...], once: bool, verbose: bool, metrics_port: int | None,
               metrics_host: str, **options: Any) -> None:  # fmt: skip
     """Watch upload folders (recursively) and scan each file once it is complete.
 
@@ -45,9 +45,10 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     """
     import logging
 
+    from scanner.config.watch import ACT_ON_ALIASES
     from scanner.run import RunSummary
     from scanner.watch import oplog
-    from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions
+    from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions, resolve_act_on
 
     roots = []
     for d in dirs:
@@ -68,8 +69,11 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         if not os.path.isdir(os.path.dirname(log_path)):
             raise CommandError(f"folder of the log does not exist: {os.path.dirname(log_path)}")
         excluded.append(log_path)
-    on = {"flagged": ("flag", "review"), "flagged+unscannable": ("flag", "review", "unscannable"),
-          "all": ("flag", "review", "clear", "unscannable")}[act_on]  # fmt: skip
+    on, deprecated = resolve_act_on(act_on)
+    for alias in deprecated:
+        meaning = ", ".join(ACT_ON_ALIASES[alias])
+        click.echo(f"meshscan watch: --act-on {alias} is deprecated (it means {meaning}); list the verdicts "
+                   "instead, e.g. --act-on flag --act-on review (the default is flag alone)", err=True)  # fmt: skip
     context = context_from_options(options)
     config = _watch_config(roots, state, log_path, ActionPlan(intents, on), once, excluded, options)
     oplog.setup(logging.DEBUG if verbose else logging.INFO)

@@ -36,16 +36,49 @@ class ActionSpecError(ValueError):
     pass
 
 
+MOVING_KINDS = ("quarantine",)
+"""Actions that take the upload away from its uploader: only for the ``--act-on`` verdicts."""
+REPORTED = ("flag", "review")
+"""Verdicts every reporting action (command, webhook) gets, whatever ``--act-on`` says."""
+
+
 @dataclass(frozen=True)
 class ActionPlan:
-    """The parsed ``--action`` options."""
+    """The parsed ``--action`` and ``--act-on`` options.
+
+    A classifier's ``review`` is a suspicion (about 0.5% of real printer parts), so by default
+    only ``flag`` is moved; review is still reported, by the log and by the command and
+    webhook actions, so someone looks at it without the uploader losing the file."""
 
     intents: tuple[Intent, ...] = ()
-    on: tuple[str, ...] = ("flag", "review")
-    """Verdicts that trigger the actions."""
+    on: tuple[str, ...] = ("flag",)
+    """Verdicts whose files the moving actions (quarantine) apply to (``--act-on``)."""
 
     def for_verdicts(self, verdicts: list) -> list[Intent]:  # noqa: ANN001 - list[Verdict]
-        return list(self.intents) if any(v.verdict in self.on for v in verdicts) else []
+        """The intents a file with these verdicts gets: moving ones for the ``--act-on``
+        verdicts, reporting ones for those and for flag and review."""
+        seen = {v.verdict for v in verdicts}
+        move, report = bool(seen & set(self.on)), bool(seen & (set(self.on) | set(REPORTED)))
+        return [i for i in self.intents if (move if i.kind in MOVING_KINDS else report)]
+
+
+def resolve_act_on(values: tuple[str, ...] | list[str] | str) -> tuple[tuple[str, ...], list[str]]:
+    """``--act-on`` values (a TOML string is one value) -> (the verdicts, in a fixed order; the
+    deprecated aliases among them, for a warning)."""
+    from scanner.config.watch import ACT_ON_ALIASES
+
+    if isinstance(values, str):
+        values = (values,)
+    chosen: set[str] = set()
+    old = []
+    for v in values or ("flag",):
+        if v in ACT_ON_ALIASES:
+            old.append(v)
+            chosen.update(ACT_ON_ALIASES[v])
+        else:
+            chosen.add(v)
+    order = ("flag", "review", "unscannable", "clear")
+    return tuple(v for v in order if v in chosen), old
 
 
 def parse_actions(specs: tuple[str, ...], quarantine_dir: str | None) -> tuple[Intent, ...]:
