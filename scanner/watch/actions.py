@@ -27,6 +27,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
+from scanner.watch import journal as J
 from scanner.watch.journal import Intent
 
 ACTION_KINDS = ("quarantine", "report", "command", "webhook")
@@ -176,3 +177,38 @@ def quarantine_problem(folder: str) -> str | None:
     except OSError as exc:
         return f"is not writable (cannot remove a probe file): {exc.strerror or exc}"
     return None
+
+
+def perform(journal: J.Journal, a: J.ActionRow, command_timeout: float = 30.0) -> tuple[str, str]:
+    """Carry out one journalled quarantine or command now, outside a daemon (``meshscan watch
+    --actions STATE --retry``, when no daemon holds the state), and journal its outcome as the
+    daemon would: done, skipped (nothing left to move), or still pending with its next attempt
+    backed off. Returns (state, detail); the caller commits. Replays are safe: see the module doc."""
+    import time
+
+    from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
+    from scanner.verdict import Verdict
+
+    if a.kind == "quarantine":
+        verdicts = [Verdict.from_dict(v) for v in json.loads(a.payload)["verdicts"]]
+        try:
+            target = quarantine_once(a.path, a.root, a.spec, verdicts, a.id, a.sha256)
+        except (ContentChanged, SourceGone) as exc:
+            journal.finish_action(a.id, J.SKIPPED, error=str(exc))
+            return J.SKIPPED, str(exc)
+        except (QuarantineError, OSError) as exc:
+            error = str(exc)
+        else:
+            journal.finish_action(a.id, J.DONE, result=str(target))
+            journal.set_file_state(a.path, J.QUARANTINED, str(target))
+            return J.DONE, str(target)
+    elif a.kind == "command":
+        result = CommandRunner(command_timeout).run(a.spec, a.payload, a.id)
+        if result.ok:
+            journal.finish_action(a.id, J.DONE, result=result.detail)
+            return J.DONE, result.detail
+        error = result.detail
+    else:
+        return J.PENDING, f"unknown action kind {a.kind!r}"
+    journal.retry_action(a.id, error, time.time() + backoff(a.attempts))
+    return J.PENDING, error
