@@ -136,6 +136,31 @@ SURVEY = (
 
 ONCE = _flag("once", "Reconcile, scan what needs it, run the actions, exit (for cron).")
 
+# `meshscan watch --actions STATE [--retry ID|--all]`: the state database's unfinished actions, a
+# mode of its own (scanner/cli/watch_actions.py) that takes none of the options above
+ACTIONS_ADMIN = (
+    Setting(
+        "actions_state",
+        str,
+        None,
+        "List the pending and failed actions of this state database (a table; "
+        "JSON lines when piped) instead of watching; no DIR needed.",
+        "--actions",
+        path="file",
+        metavar="STATE",
+        required=True,
+    ),  # fmt: skip
+    Setting(
+        "retry",
+        list,
+        (),
+        "With --actions: retry this action now (its id or a unique prefix; repeatable).",
+        "--retry",
+        metavar="ID",
+    ),  # fmt: skip
+    _flag("all", "With --actions: retry every pending and failed action now.", dest="retry_all"),
+)
+
 WATCH_OPTIONS = (
     *(WATCH[name] for name in ("dirs", "quarantine", "state", "log", "action", "act_on", "jobs")),
     ONCE,

@@ -23,13 +23,40 @@ def _lock(state: str) -> int:
     except OSError:
         os.close(fd)
         raise CommandError(f"another meshscan watch is using the state database {state}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # whom `watch --actions --retry` tells to act now
     return fd
 
 
-@click.command("watch")
+class WatchCommand(click.Command):
+    """``watch``, whose ``--actions STATE [--retry ID|--all]`` is a mode of its own (no DIR, none
+    of the daemon's options): :mod:`scanner.cli.watch_actions`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(a == "--actions" or a.startswith("--actions=") for a in args):
+            from scanner.cli.watch_actions import actions_cmd
+
+            ctx.meta["meshscan.watch_actions"] = actions_cmd.make_context(ctx.info_name, list(args), parent=ctx)
+            return []
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        sub = ctx.meta.get("meshscan.watch_actions")
+        if sub is None:
+            return super().invoke(ctx)
+        with sub:
+            return sub.command.invoke(sub)
+
+
+@click.command(
+    "watch",
+    cls=WatchCommand,
+    epilog="meshscan watch --actions STATE [--retry ID|--all]: list the "
+    "pending and failed actions of a state database, or retry them now (see README).",
+)
 @uses(*WATCH_OPTIONS, file_table="watch")
 def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log_path: str | None,
-              actions: tuple[str, ...], act_on: str, once: bool, verbose: bool, metrics_port: int | None,
+              actions: tuple[str, ...], act_on: tuple[str, ...], once: bool, verbose: bool, metrics_port: int | None,
               metrics_host: str, **options: Any) -> None:  # fmt: skip
     """Watch upload folders (recursively) and scan each file once it is complete.
 
@@ -45,9 +72,10 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     """
     import logging
 
+    from scanner.config.watch import ACT_ON_ALIASES
     from scanner.run import RunSummary
     from scanner.watch import oplog
-    from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions
+    from scanner.watch.actions import ActionPlan, ActionSpecError, parse_actions, resolve_act_on
 
     roots = []
     for d in dirs:
@@ -68,8 +96,11 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         if not os.path.isdir(os.path.dirname(log_path)):
             raise CommandError(f"folder of the log does not exist: {os.path.dirname(log_path)}")
         excluded.append(log_path)
-    on = {"flagged": ("flag", "review"), "flagged+unscannable": ("flag", "review", "unscannable"),
-          "all": ("flag", "review", "clear", "unscannable")}[act_on]  # fmt: skip
+    on, deprecated = resolve_act_on(act_on)
+    for alias in deprecated:
+        meaning = ", ".join(ACT_ON_ALIASES[alias])
+        click.echo(f"meshscan watch: --act-on {alias} is deprecated (it means {meaning}); list the verdicts "
+                   "instead, e.g. --act-on flag --act-on review (the default is flag alone)", err=True)  # fmt: skip
     context = context_from_options(options)
     config = _watch_config(roots, state, log_path, ActionPlan(intents, on), once, excluded, options)
     oplog.setup(logging.DEBUG if verbose else logging.INFO)
@@ -123,6 +154,13 @@ def _metrics(port: int | None, host: str) -> Any:
         raise CommandError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
 
 
+def _actions_now(watcher: Any) -> None:
+    """SIGUSR1 (sent by ``watch --actions STATE --retry``): look at the journal's due actions now
+    rather than at the next attempt the backoff planned."""
+    watcher.next_action_check = 0.0
+    watcher.waker.wake()
+
+
 def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
     """Run the daemon under its state lock, stopping on SIGTERM or Ctrl-C; its summary."""
     from scanner.watch.daemon import StartError, Watcher
@@ -130,6 +168,7 @@ def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
     lock = _lock(state)
     watcher = Watcher(config, context, metrics)
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda *_: _actions_now(watcher))
     try:
         return watcher.run()
     except StartError as exc:

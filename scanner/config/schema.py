@@ -99,6 +99,8 @@ def check(s: Setting, value: Any, where: str) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        if s.choices and any(v not in s.choices for v in value):
+            raise ConfigError(f"{where} must be one of {', '.join(s.choices)} (or a list of them), got {value!r}")
         return tuple(value)
     if s.kind is bool or s.kind is str:
         if not isinstance(value, s.kind):

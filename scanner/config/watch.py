@@ -13,6 +13,14 @@ from dataclasses import dataclass
 
 from scanner.config.schema import setting
 
+ACT_ON_ALIASES: dict[str, tuple[str, ...]] = {
+    "flagged": ("flag", "review"),
+    "flagged+unscannable": ("flag", "review", "unscannable"),
+    "all": ("flag", "review", "unscannable", "clear"),
+}
+"""Older ``--act-on`` values, still accepted (deprecated): what they meant before ``act_on``
+became a list (they moved files sent to review too)."""
+
 
 @dataclass(frozen=True)
 class WatchSettings:
@@ -32,8 +40,12 @@ class WatchSettings:
     action: tuple[str, ...] = setting(
         (), "What to do with flagged uploads (repeatable). Default: quarantine with --quarantine, else report.",
         "--action", dest="actions", metavar="quarantine|report|command:CMD|webhook:URL")  # fmt: skip
-    act_on: str = setting("flagged", "Verdicts that trigger the actions (flagged = flag or review).", "--act-on",
-                          choices=("flagged", "flagged+unscannable", "all"), show_default=True)  # fmt: skip
+    act_on: tuple[str, ...] = setting(
+        ("flag",), "Verdicts whose files are quarantined (repeatable; default: flag). Files sent to review are "
+        "reported (log, command, webhook actions) but moved only with --act-on review; unscannable files get "
+        "every action with --act-on unscannable. Deprecated aliases: flagged (= flag review), "
+        "flagged+unscannable (= flag review unscannable), all (= those and clear).", "--act-on",
+        choices=("flag", "review", "unscannable", *ACT_ON_ALIASES), metavar="flag|review|unscannable")  # fmt: skip
     jobs: int | None = setting(None, "Scan worker processes (default: all cores).", "--jobs", kind=int, minimum=1)
     settle: float = setting(2.0, "Seconds a file without a close event must stay unchanged before it is scanned.",
                             "--settle", minimum=0, show_default=True)  # fmt: skip

@@ -27,6 +27,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
+from scanner.watch import journal as J
 from scanner.watch.journal import Intent
 
 ACTION_KINDS = ("quarantine", "report", "command", "webhook")
@@ -36,16 +37,49 @@ class ActionSpecError(ValueError):
     pass
 
 
+MOVING_KINDS = ("quarantine",)
+"""Actions that take the upload away from its uploader: only for the ``--act-on`` verdicts."""
+REPORTED = ("flag", "review")
+"""Verdicts every reporting action (command, webhook) gets, whatever ``--act-on`` says."""
+
+
 @dataclass(frozen=True)
 class ActionPlan:
-    """The parsed ``--action`` options."""
+    """The parsed ``--action`` and ``--act-on`` options.
+
+    A classifier's ``review`` is a suspicion (about 0.5% of real printer parts), so by default
+    only ``flag`` is moved; review is still reported, by the log and by the command and
+    webhook actions, so someone looks at it without the uploader losing the file."""
 
     intents: tuple[Intent, ...] = ()
-    on: tuple[str, ...] = ("flag", "review")
-    """Verdicts that trigger the actions."""
+    on: tuple[str, ...] = ("flag",)
+    """Verdicts whose files the moving actions (quarantine) apply to (``--act-on``)."""
 
     def for_verdicts(self, verdicts: list) -> list[Intent]:  # noqa: ANN001 - list[Verdict]
-        return list(self.intents) if any(v.verdict in self.on for v in verdicts) else []
+        """The intents a file with these verdicts gets: moving ones for the ``--act-on``
+        verdicts, reporting ones for those and for flag and review."""
+        seen = {v.verdict for v in verdicts}
+        move, report = bool(seen & set(self.on)), bool(seen & (set(self.on) | set(REPORTED)))
+        return [i for i in self.intents if (move if i.kind in MOVING_KINDS else report)]
+
+
+def resolve_act_on(values: tuple[str, ...] | list[str] | str) -> tuple[tuple[str, ...], list[str]]:
+    """``--act-on`` values (a TOML string is one value) -> (the verdicts, in a fixed order; the
+    deprecated aliases among them, for a warning)."""
+    from scanner.config.watch import ACT_ON_ALIASES
+
+    if isinstance(values, str):
+        values = (values,)
+    chosen: set[str] = set()
+    old = []
+    for v in values or ("flag",):
+        if v in ACT_ON_ALIASES:
+            old.append(v)
+            chosen.update(ACT_ON_ALIASES[v])
+        else:
+            chosen.add(v)
+    order = ("flag", "review", "unscannable", "clear")
+    return tuple(v for v in order if v in chosen), old
 
 
 def parse_actions(specs: tuple[str, ...], quarantine_dir: str | None) -> tuple[Intent, ...]:
@@ -143,3 +177,38 @@ def quarantine_problem(folder: str) -> str | None:
     except OSError as exc:
         return f"is not writable (cannot remove a probe file): {exc.strerror or exc}"
     return None
+
+
+def perform(journal: J.Journal, a: J.ActionRow, command_timeout: float = 30.0) -> tuple[str, str]:
+    """Carry out one journalled quarantine or command now, outside a daemon (``meshscan watch
+    --actions STATE --retry``, when no daemon holds the state), and journal its outcome as the
+    daemon would: done, skipped (nothing left to move), or still pending with its next attempt
+    backed off. Returns (state, detail); the caller commits. Replays are safe: see the module doc."""
+    import time
+
+    from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
+    from scanner.verdict import Verdict
+
+    if a.kind == "quarantine":
+        verdicts = [Verdict.from_dict(v) for v in json.loads(a.payload)["verdicts"]]
+        try:
+            target = quarantine_once(a.path, a.root, a.spec, verdicts, a.id, a.sha256)
+        except (ContentChanged, SourceGone) as exc:
+            journal.finish_action(a.id, J.SKIPPED, error=str(exc))
+            return J.SKIPPED, str(exc)
+        except (QuarantineError, OSError) as exc:
+            error = str(exc)
+        else:
+            journal.finish_action(a.id, J.DONE, result=str(target))
+            journal.set_file_state(a.path, J.QUARANTINED, str(target))
+            return J.DONE, str(target)
+    elif a.kind == "command":
+        result = CommandRunner(command_timeout).run(a.spec, a.payload, a.id)
+        if result.ok:
+            journal.finish_action(a.id, J.DONE, result=result.detail)
+            return J.DONE, result.detail
+        error = result.detail
+    else:
+        return J.PENDING, f"unknown action kind {a.kind!r}"
+    journal.retry_action(a.id, error, time.time() + backoff(a.attempts))
+    return J.PENDING, error

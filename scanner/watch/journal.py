@@ -237,6 +237,34 @@ class Journal:
         ).fetchall()
         return {kind: (n, oldest) for kind, n, oldest in rows}
 
+    def listed_actions(self) -> list[dict]:
+        """Every action not done yet (pending, or ``failed`` by an earlier release), oldest
+        first, with what ``meshscan watch --actions`` shows: its last error and when it is due."""
+        cols = ("id", "kind", "path", "spec", "state", "attempts", "next_at", "error", "created_at")
+        rows = self.conn.execute(
+            f"SELECT {', '.join(cols)} FROM watch_actions WHERE state IN (?, ?) ORDER BY created_at, id",
+            (PENDING, FAILED),
+        ).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def retry_now(self, ids: list[str]) -> int:
+        """Make these actions (not done yet) due now, and pending again if an earlier release
+        gave up on them; committed. Returns how many."""
+        n = 0
+        for ident in ids:
+            n += self.conn.execute(
+                "UPDATE watch_actions SET state = ?, next_at = 0 WHERE id = ? AND state IN (?, ?)",
+                (PENDING, ident, PENDING, FAILED),
+            ).rowcount
+        self.commit()
+        return n
+
+    def action_row(self, ident: str) -> ActionRow | None:
+        row = self.conn.execute(
+            "SELECT id, path, root, sha256, kind, spec, payload, attempts FROM watch_actions WHERE id = ?", (ident,)
+        ).fetchone()
+        return ActionRow(*row) if row else None
+
     def finish_action(self, ident: str, state: str, result: str | None = None, error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE watch_actions SET state = ?, result = ?, error = ?, attempts = attempts + 1, done_at = ? "

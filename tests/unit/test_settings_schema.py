@@ -57,8 +57,8 @@ def _sample(s: Setting) -> Any:
     """A valid value of ``s`` that is not its default."""
     if s.kind is bool:
         return not s.default
-    if s.kind is list:
-        return ["first*", "second"]
+    if s.kind is list:  # a list of choices (act_on) takes choices, any other list any strings
+        return list(s.choices[1:3]) if s.choices else ["first*", "second"]
     if s.choices:
         return next(c for c in s.choices if c != s.default)
     if s.kind is str:
@@ -114,7 +114,8 @@ def test_unknown_keys_and_tables_are_refused_naming_what_is_known(tmp_path: Path
         ("reconcile_every = 0.5", r"watch\.reconcile_every must be a number >= 1"),
         ("metrics_port = 70000", r"watch\.metrics_port must be an integer >= 1 and <= 65535"),
         ("outbox_max = 2.5", r"watch\.outbox_max must be an integer >= 1, got 2\.5"),
-        ('act_on = "sometimes"', r"watch\.act_on must be one of flagged, flagged\+unscannable, all"),
+        ('act_on = "sometimes"', r"watch\.act_on must be one of flag, review, unscannable, flagged"),
+        ('act_on = ["flag", "never"]', r"watch\.act_on must be one of flag, review, unscannable"),
         ("verbose = 1", r"watch\.verbose must be true or false"),
         ("action = [1]", r"watch\.action must be a list of strings"),
         ("state = 3", r"watch\.state must be a string"),
