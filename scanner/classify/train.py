@@ -288,5 +288,10 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
                                                                                    strict=True)],
             "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
         }  # fmt: skip
-        Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        try:
+            Path(local_report).parent.mkdir(parents=True, exist_ok=True)
+            Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
+                             f"{local_report}: {exc.strerror}") from None  # fmt: skip
     return model, report
