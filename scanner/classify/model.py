@@ -5,8 +5,9 @@ Model folder (format ``meshscan-model`` 1), every file plain data:
 ``model.json``
     format, versions (descriptor, shape features, scikit-learn, numpy), estimator
     parameters, class names, column names, the training labels and design groups (one per
-    row), the review threshold with how it was calibrated, the training-set sha256 and the
-    ``model_version`` (derived from the content).
+    row; salted hashes since models are shared - see :func:`is_hashed` - while a model saved
+    before that holds the names and still loads), the review threshold with how it was
+    calibrated, the training-set sha256 and the ``model_version`` (derived from the content).
 ``features.npy``
     float64 (N, D) training rows, read with ``allow_pickle=False``.
 ``probes.npy`` / ``probe_proba.npy``
@@ -23,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,14 +57,32 @@ refit (the model is refit at every load). Leaves of at least 5 rows give smoothe
 overconfident probabilities for shapes unlike any training file, and smaller trees."""
 
 
+GROUP_HASH_PREFIX = "g-"
+_GROUP_HASH = re.compile(r"g-[0-9a-f]{32}")
+
+
 class ModelError(MeshscanError):
     """A model that cannot be used, with the reason in words."""
 
 
+def is_hashed(groups: list[str] | np.ndarray) -> bool:
+    """Whether every design group is a salted hash (``g-`` + 32 hex digits, as
+    :func:`scanner.classify.train.salted_groups` writes them) rather than a name."""
+    return len(groups) > 0 and all(_GROUP_HASH.fullmatch(str(g)) for g in groups)
+
+
 def group_splits(groups: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """GroupKFold splits: every variant of one design lands in the same fold."""
+    """GroupKFold splits: every variant of one design lands in the same fold.
+
+    GroupKFold breaks ties between equal-sized groups by their sorted order, which for salted
+    hashes would make the folds (and so the model) depend on the random salt: hashed groups are
+    numbered by first appearance instead, so a retrain on the same rows gives the same folds.
+    Groups stored as names (older models) keep the order they were trained with."""
     from sklearn.model_selection import GroupKFold
 
+    if is_hashed(groups):
+        _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+        groups = np.argsort(np.argsort(first))[inverse]
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ModelError("need at least two design groups to cross-validate")

@@ -12,13 +12,22 @@ own files. Steps:
    threshold: the lowest one whose false-review rate on the benign rows is within target;
 4. fit on everything and save (no pickle: see :mod:`scanner.classify.model`), with
    ``report.json`` and ``report.txt`` beside the model.
+
+Design groups are often uploader or case ids, and a model folder is meant to be shared: the
+model stores them only as salted hashes (:func:`salted_groups`), with a fresh random salt per
+training run that is never written anywhere, so a hash cannot be linked to an id by hashing
+guesses. Only the local training record (``--local-report``, outside the model folder) keeps
+the name-to-hash mapping and the paths of the files that were left out.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import json
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +36,15 @@ from typing import Any
 import numpy as np
 
 from scanner.classify.features import feature_row
-from scanner.classify.model import BENIGN, LABELS, ComponentModel, ModelError, ThresholdInfo, group_splits
+from scanner.classify.model import (
+    BENIGN,
+    GROUP_HASH_PREFIX,
+    LABELS,
+    ComponentModel,
+    ModelError,
+    ThresholdInfo,
+    group_splits,
+)
 
 DEFAULT_FALSE_REVIEW_TARGET = 0.01
 """Target share of benign files sent to review, used to pick the threshold (the issue's
@@ -97,6 +114,21 @@ def compute_features(
     if not rows:
         raise ModelError("no labelled file could be read")
     return np.stack(rows), kept, skipped
+
+
+def salted_groups(groups: list[str], salt: bytes | None = None) -> tuple[list[str], dict[str, str]]:
+    """Each design group as ``g-`` + HMAC-SHA256(salt, name), truncated to 128 bits; returns the
+    hashed list and the name-to-hash mapping.
+
+    The model only needs groups as equality classes (calibration folds never split a design),
+    which hashes preserve. The salt is random per call unless given (tests) and is not returned:
+    without it nobody, including us, can test a guessed id against a shared model."""
+    key = secrets.token_bytes(32) if salt is None else salt
+    mapping = {
+        name: GROUP_HASH_PREFIX + hmac.new(key, name.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        for name in dict.fromkeys(groups)
+    }
+    return [mapping[g] for g in groups], mapping
 
 
 def out_of_fold(x: np.ndarray, labels: list[str], groups: list[str], params: dict[str, Any] | None = None,
@@ -199,23 +231,34 @@ def report_text(report: dict[str, Any]) -> str:
 def train(labels_csv: str | os.PathLike[str], out: str | os.PathLike[str], *, folds: int = 5,
           target: float = DEFAULT_FALSE_REVIEW_TARGET, threshold: float | None = None,
           params: dict[str, Any] | None = None, name: str = "", description: str = "",
-          progress: Callable[[int, int], None] | None = None) -> tuple[ComponentModel, dict[str, Any]]:  # fmt: skip
+          progress: Callable[[int, int], None] | None = None,
+          local_report: str | os.PathLike[str] | None = None) -> tuple[ComponentModel, dict[str, Any]]:  # fmt: skip
     """Train and save a model; returns it with its cross-validation report."""
     data = read_labels(labels_csv)
     x, kept, skipped = compute_features(data, progress)
     return fit_and_save(x, kept, out, folds=folds, target=target, threshold=threshold, params=params, name=name,
-                        description=description, skipped=skipped)  # fmt: skip
+                        description=description, skipped=skipped, local_report=local_report)  # fmt: skip
 
 
 def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], *, folds: int = 5,
                  target: float = DEFAULT_FALSE_REVIEW_TARGET, threshold: float | None = None,
                  params: dict[str, Any] | None = None, name: str = "", description: str = "",
-                 skipped: list[tuple[str, str]] | None = None,
-                 calibration: str | None = None) -> tuple[ComponentModel, dict[str, Any]]:  # fmt: skip
-    """Cross-validate, pick the threshold, fit on everything, save model + report."""
+                 skipped: list[tuple[str, str]] | None = None, calibration: str | None = None,
+                 local_report: str | os.PathLike[str] | None = None
+                 ) -> tuple[ComponentModel, dict[str, Any]]:  # fmt: skip
+    """Cross-validate, pick the threshold, fit on everything, save model + report.
+
+    The model and everything in its folder see design groups only as salted hashes and no
+    file path; ``local_report`` (a file outside the folder, for the trainer's own records)
+    gets the group names with their hashes, the files used and the files left out."""
     if BENIGN not in data.labels:
         raise ModelError("the labels need benign files: they are what the review threshold is calibrated on")
-    proba, classes = out_of_fold(x, data.labels, data.groups, params, folds)
+    groups, mapping = salted_groups(data.groups)
+    root = Path(out)
+    if local_report is not None and Path(local_report).resolve().is_relative_to(root.resolve()):
+        raise ModelError(f"the local training record {local_report} must be outside the model folder {root}: "
+                         "it names the design groups the shared model only holds as salted hashes")  # fmt: skip
+    proba, classes = out_of_fold(x, data.labels, groups, params, folds)
     benign = component_score(proba, classes)[np.array([c == BENIGN for c in data.labels])]
     if threshold is None:
         threshold = pick_threshold(benign, target)
@@ -227,13 +270,28 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
         how = calibration or f"set by hand ({threshold:.2f})"
     report = evaluate(proba, classes, data.labels, threshold)
     report.update(
-        folds=folds, rows=len(x), groups=len(set(data.groups)), threshold_calibration=how,
-        skipped=[{"path": p, "reason": r} for p, r in (skipped or [])],
+        folds=folds, rows=len(x), groups=len(mapping), threshold_calibration=how,
+        skipped=[{"reason": r} for _, r in (skipped or [])],
     )  # fmt: skip
-    model = ComponentModel(params).fit(x, data.labels, data.groups)
-    root = Path(out)
-    model.save(root, ThresholdInfo(threshold, how), name=name, description=description)
+    model = ComponentModel(params).fit(x, data.labels, groups)
+    model.save(root, ThresholdInfo(threshold, how), name=name, description=description,
+               extra={"group_ids": "salted-hmac-sha256"})  # fmt: skip
     report["model_version"] = model.version
     (root / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     (root / "report.txt").write_text(report_text(report), encoding="utf-8")
+    if local_report is not None:
+        record = {
+            "model_version": model.version,
+            "model_folder": str(root.resolve()),
+            "group_hashes": mapping,
+            "files": [{"path": p, "category": c, "group": g} for p, c, g in zip(data.paths, data.labels, data.groups,
+                                                                                   strict=True)],
+            "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
+        }  # fmt: skip
+        try:
+            Path(local_report).parent.mkdir(parents=True, exist_ok=True)
+            Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
+                             f"{local_report}: {exc.strerror}") from None  # fmt: skip
     return model, report

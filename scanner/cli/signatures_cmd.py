@@ -156,6 +156,62 @@ def _print_banks(library: str) -> None:
     Console().print(table)
 
 
+@signatures_group.command("status")
+@_library_required
+@click.option("--json", "as_json", is_flag=True, help="The status as one JSON object.")
+def status_cmd(library: str, as_json: bool) -> None:
+    """What a library is and where its signatures come from: versions, counts, each subscribed
+    publisher with its key fingerprint (compare it with the one the publisher gave you out of
+    band), the version held and whether its allowlist is trusted; disabled signatures; and the
+    library's hash-chained audit log with its head hash. Exit 3 if the audit log does not verify.
+    """
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.status import library_status
+
+    try:
+        status = library_status(library, _load(library))
+    except Refused as exc:
+        raise CommandError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(status))
+    else:
+        _print_status(status)
+    if not status["audit"]["ok"]:
+        for p in status["audit"]["problems"]:
+            click.echo(f"FAILED: audit log: {p}", err=True)
+        exit_with(ExitCode.FATAL)
+
+
+def _print_status(status: dict) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from scanner.sinks.output import terminal_safe
+
+    lib, audit = status["library"], status["audit"]
+    lines = [
+        f"library {lib['name'] or '(unnamed)'}: version {lib['library_version']}, descriptor "
+        f"{lib['descriptor_version']}, {lib['signatures']} signature(s), {lib['allowlist']} allowlist entr"
+        + ("y" if lib["allowlist"] == 1 else "ies"),
+        f"subscribed publishers: {len(status['banks']) or 'none'}",
+    ]
+    for b in status["banks"]:
+        lines.append(
+            f"  {b['publisher']}  key {b['key']}  version {b['version']}  {b['signatures']} signature(s)  allowlist "
+            + ("trusted" if b["allowlist_trusted"] else "not trusted")
+            + f"  updated {b['updated']}"
+        )
+    lines.append(f"disabled signatures: {len(status['disabled']) or 'none'}")
+    for sid, d in sorted(status["disabled"].items()):
+        lines.append(f"  {sid} by {d.get('by')} at {d.get('at')}: {d.get('why')} (from {d.get('held_by')})")
+    state = "verified" if audit["ok"] else "FAILED"
+    lines.append(f"audit log: {audit['events']} event(s), {state}, head {audit['head']}")
+    lines += [f"  note: {n}" for n in audit["notes"]]
+    console = Console(highlight=False)
+    for line in lines:  # names and reasons come from partners: shown inert
+        console.print(Text(terminal_safe(line)), soft_wrap=True)  # a fingerprint is compared whole
+
+
 def _tolerances(lib) -> list[dict]:  # noqa: ANN001 - SignatureLibrary
     """Per signature, how distinctive enrolment found it: rows matchable as near-duplicates
     (threshold above 0), the widest row threshold, and whether that clears the descriptor's
@@ -214,9 +270,30 @@ def verify_cmd(bundle: str | None, library: str | None, trust: tuple[str, ...]) 
             click.echo(f"FAILED: {p}", err=True)
         exit_with(ExitCode.FATAL)
     lib = SignatureLibrary.load(library)
+    _verify_audit(library)
     click.echo(
         f"OK: {library}: {len(lib)} signature(s), version {lib.library_version}, descriptor {lib.descriptor_version}"
     )
+
+
+def _verify_audit(library: str) -> None:
+    """A subscribed library's audit log (updates, disables, enables) must verify too."""
+    from pathlib import Path
+
+    from scanner.exchange.errors import Refused
+    from scanner.exchange.events import verify_events
+    from scanner.exchange.subscribe import read_state
+
+    try:
+        state = read_state(Path(library).resolve())
+    except Refused as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        exit_with(ExitCode.FATAL)
+    check = verify_events(state["events"], state["disabled"])
+    for p in check.problems:
+        click.echo(f"FAILED: audit log: {p}", err=True)
+    if not check.ok:
+        exit_with(ExitCode.FATAL)
 
 
 @signatures_group.command("merge")

@@ -3,6 +3,7 @@ its own labelled files (see scanner/classify/train.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,9 +21,12 @@ from scanner.cli.exitcodes import CommandError
 @click.option("--review-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Fix the review threshold instead of calibrating it.")  # fmt: skip
 @click.option("--name", default="", help="A name stored with the model.")
+@click.option("--local-report", type=click.Path(dir_okay=False), default=None,
+              help="Where to keep the training record that names the design groups and files (default: "
+                   "OUT.training-local.json beside the model folder; never inside it).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float | None,
-              review_threshold: float | None, name: str, as_json: bool) -> None:  # fmt: skip
+              review_threshold: float | None, name: str, local_report: str | None, as_json: bool) -> None:  # fmt: skip
     """Train a calibrated component classifier from LABELS.csv (path,category[,group]).
 
     Paths are relative to the CSV; categories are the six of `meshscan signatures` plus
@@ -30,6 +34,10 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
     cross-validation folds). Prints and saves (report.json, report.txt in the model folder)
     per-class precision and recall, the confusion matrix and the Brier score. The model is
     stored as feature rows and parameters, never as a pickle.
+
+    The model folder is meant to be shared: it holds design groups only as salted hashes (the
+    salt is random and never saved) and no file names or paths. The names, with their hashes,
+    and the files left out go to the local report outside the folder (--local-report).
     """
     import json
 
@@ -41,6 +49,7 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
     from scanner.sinks.output import terminal_safe
 
     console = Console(stderr=True)
+    record = local_report or str(out_dir).rstrip("/\\") + ".training-local.json"
     try:
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("describing", total=None)
@@ -51,17 +60,18 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
             model, report = train(
                 labels, out_dir, folds=folds,
                 target=DEFAULT_FALSE_REVIEW_TARGET if false_review_target is None else false_review_target,
-                threshold=review_threshold, name=name, progress=tick,
+                threshold=review_threshold, name=name, progress=tick, local_report=record,
             )  # fmt: skip
     except ModelError as exc:
         raise CommandError(str(exc)) from None
-    for item in report["skipped"]:
+    for item in json.loads(Path(record).read_text(encoding="utf-8"))["skipped"]:
         click.echo(f"meshscan: left out {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
         _print_report(report)
-    click.echo(f"meshscan: wrote model {model.version} to {out_dir} (report.txt, report.json beside it)", err=True)
+    click.echo(f"meshscan: wrote model {model.version} to {out_dir} (report.txt, report.json beside it); design "
+               f"group names and file paths kept locally in {record}", err=True)  # fmt: skip
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -14,8 +14,9 @@ allowlist entries came from it. So an update applies only the difference - new s
 added, the bank's signatures the publisher dropped (or tombstoned) removed - and never removes
 a signature that another bank or a local enrolment holds. ``banks.json`` also keeps the
 per-signature ``disabled`` list (HMA's "disable content": who, why, when) and an ``events``
-audit trail of every update and disable; a disabled signature stays out through updates until
-enabled again.
+audit log of every update, disable and enable, hash-chained like the review audit log (see
+:mod:`scanner.exchange.events` for why it lives with the library); a disabled signature stays
+out through updates until enabled again.
 
 One change at a time: ``update``, ``disable`` and ``enable`` read ``banks.json``, build the next
 folder and swap the symlink while holding an exclusive ``flock`` on ``.DIR.lock`` beside the
@@ -43,6 +44,7 @@ from typing import Any
 from scanner.exchange import errors as why
 from scanner.exchange.bundle import MAX_BYTES, Bundle, open_bundle
 from scanner.exchange.errors import Refused
+from scanner.exchange.events import append_event
 from scanner.exchange.fetch import fetch
 from scanner.exchange.keys import PublicKey
 from scanner.exchange.source import bank_source
@@ -376,7 +378,8 @@ def _update_locked(root: Path, bundle: Bundle, trust_allowlist: Sequence[PublicK
     lib = SignatureLibrary.load(folder) if folder else SignatureLibrary.create(name=f"subscribed: {bundle.publisher}")
     trust_allow = bundle.key in {k.fingerprint for k in trust_allowlist}
     report = apply_bundle(lib, state, bundle, trust_allow)
-    state["events"].append(
+    append_event(
+        state["events"],
         {"at": utc_now(), "action": "update", "publisher": bundle.publisher, "key": bundle.key,
          "from": report.held, "to": bundle.sequence, "bundle_sha256": bundle.sha256,
          "added": sum(map(len, report.added.values())), "removed": sum(map(len, report.removed.values()))}
@@ -414,8 +417,9 @@ def _set_disabled_locked(root: Path, ids: Sequence[str], by: str, reason: str, e
                 if sid in bank.get("signatures", []):
                     bank["signatures"].remove(sid)
     if changed:
-        state["events"].append(
-            {"at": now, "action": "enable" if enable else "disable", "ids": changed, "by": by, "why": reason}
+        append_event(
+            state["events"],
+            {"at": now, "action": "enable" if enable else "disable", "ids": changed, "by": by, "why": reason},
         )
         commit(root, lib, state)
     return changed

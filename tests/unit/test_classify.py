@@ -232,3 +232,21 @@ def test_generator_groups_variants_and_is_deterministic(tmp_path: Path) -> None:
     assert len(table) - 1 == 2 * len(groups)  # two variants per design
     assert len({r[0] for r in rows}) == len(rows)
     assert {".stl", ".obj", ".3mf"} <= {Path(r[0]).suffix for r in rows}
+
+
+def test_hashed_groups_fold_by_first_appearance_not_by_salt() -> None:
+    """Salted hashes sort differently under every salt; the folds must not follow."""
+    from scanner.classify.model import group_splits, is_hashed
+    from scanner.classify.train import salted_groups
+
+    names = [f"case-{i // 3}" for i in range(30)] + [f"case-x{i}" for i in range(7)]
+    a, map_a = salted_groups(names, salt=b"a" * 32)
+    b, map_b = salted_groups(names, salt=b"b" * 32)
+    assert is_hashed(a) and is_hashed(b) and not is_hashed(names)
+    assert map_a.keys() == map_b.keys() == set(names) and not set(map_a.values()) & set(map_b.values())
+    assert salted_groups(names, salt=b"a" * 32)[0] == a  # deterministic for one salt
+    fa, fb = group_splits(np.asarray(a), 3), group_splits(np.asarray(b), 3)
+    assert [t.tolist() for _, t in fa] == [t.tolist() for _, t in fb]
+    for _, test in fa:  # a design never straddles folds
+        inside = {names[i] for i in test}
+        assert all(names[i] not in inside for i in set(range(len(names))) - set(test.tolist()))
