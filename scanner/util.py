@@ -11,10 +11,11 @@ sorted as strings, so they must share one format.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 """Bytes read at a time when hashing a file: bounded memory for any file size."""
@@ -66,3 +67,14 @@ def is_url(source: str) -> bool:
     """Whether ``source`` names a remote file (``s3://...``, ``memory://...``; any fsspec URL)
     rather than a local path: remote files are read through fsspec, never stat()ed."""
     return "://" in source
+
+
+def canonical(obj: Any) -> str:
+    """The one JSON spelling an audit entry's hash is computed over (sorted keys, no spaces,
+    ASCII, no NaN): the review log and the library event log chain the same way."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def chain_hash(prev_hash: str, entry_json: str) -> str:
+    """A hash chain's next link: sha256 of the previous hash, a newline and the canonical entry."""
+    return hashlib.sha256(f"{prev_hash}\n{entry_json}".encode()).hexdigest()

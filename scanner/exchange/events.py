@@ -16,23 +16,13 @@ noted elsewhere, is what proves the history was not rewritten since.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner.util import canonical, chain_hash
+
 GENESIS = "0" * 64
 """``prev_hash`` of a library's first chained event (as the review audit log's)."""
-
-
-def canonical(obj: Any) -> str:
-    """The one JSON spelling an event's hash is computed over (as the review audit log's)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def chain_hash(prev_hash: str, entry_json: str) -> str:
-    """sha256 of the previous hash, a newline and the canonical entry: the review log's formula."""
-    return hashlib.sha256(f"{prev_hash}\n{entry_json}".encode()).hexdigest()
 
 
 def head(events: list[dict[str, Any]]) -> str:

@@ -24,7 +24,6 @@ decision cannot be recorded, the action is undone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -35,7 +34,7 @@ from typing import Any, Protocol
 from scanner.review.errors import ReviewError
 from scanner.review.queue import SHORT_ID
 from scanner.store.results import ResultsStore
-from scanner.util import utc_now
+from scanner.util import canonical, chain_hash, utc_now
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first row of the audit log."""
@@ -68,15 +67,6 @@ BEGIN
 END;
 """
 TRIGGERS = ("review_decisions_no_update", "review_decisions_no_delete", "review_decisions_chain")
-
-
-def canonical(obj: Any) -> str:
-    """The one JSON spelling of an entry that its hash is computed over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def chain_hash(prev_hash: str, entry_json: str) -> str:
-    return hashlib.sha256(f"{prev_hash}\n{entry_json}".encode()).hexdigest()
 
 
 def already_decided(item: str, earlier: dict[str, Any]) -> str:
