@@ -53,12 +53,13 @@ class _Budget:
     def __init__(self, compressed_size: int, ctx: LoadContext) -> None:
         self.by_ratio = int(max(compressed_size, 1) * ctx.limits.max_ratio)
         self.by_bytes = ctx.remaining_bytes()
+        self.cap = min(self.by_ratio, self.by_bytes)
         self.total = 0
         self.ctx = ctx
 
     def take(self, n: int) -> None:
         self.total += n
-        if self.total > min(self.by_ratio, self.by_bytes):
+        if self.total > self.cap:
             raise over_budget(self.by_ratio, self.by_bytes, self.ctx)
 
 
@@ -101,9 +102,10 @@ class _Factory:
         return writer
 
 
-def _open(py7zr: ModuleType, raw: io.BufferedIOBase):
+def _open(py7zr: ModuleType, raw: io.BufferedIOBase, max_extract_size: int):
+    """The archive, its header read (py7zr caps a compressed header at 256 MB decoded)."""
     try:
-        return py7zr.SevenZipFile(raw, mode="r")
+        return py7zr.SevenZipFile(raw, mode="r", max_extract_size=max_extract_size)
     except py7zr.exceptions.PasswordRequired:
         raise UnreadableInput(ENCRYPTED, "7z archive with an encrypted header") from None
     except EOFError as exc:
@@ -137,13 +139,14 @@ def iter_7z(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     py7zr = py7zr_module()
     ctx = ctx.nested()
     _check_tail(blob)
+    budget = _Budget(blob.size, ctx)
     with blob.open() as raw:
-        archive = _open(py7zr, raw)
+        archive = _open(py7zr, raw, budget.cap + 1)
         with archive:
-            yield from _members(py7zr, archive, blob.size, ctx)
+            yield from _members(py7zr, archive, budget, ctx)
 
 
-def _members(py7zr: ModuleType, archive, compressed_size: int, ctx: LoadContext) -> Iterator[MemberResult]:
+def _members(py7zr: ModuleType, archive, budget: _Budget, ctx: LoadContext) -> Iterator[MemberResult]:
     try:
         infos = [i for i in archive.list() if not i.is_directory]
         encrypted = archive.needs_password()
@@ -168,7 +171,6 @@ def _members(py7zr: ModuleType, archive, compressed_size: int, ctx: LoadContext)
     yield from refused
     if not wanted:
         return
-    budget = _Budget(compressed_size, ctx)
     factory = _Factory(budget)
     try:
         archive.extract(targets=wanted, factory=factory)
@@ -176,6 +178,8 @@ def _members(py7zr: ModuleType, archive, compressed_size: int, ctx: LoadContext)
         raise
     except py7zr.exceptions.PasswordRequired:
         raise UnreadableInput(ENCRYPTED, "password-protected 7z archive") from None
+    except py7zr.exceptions.DecompressionBombError:  # members not written to us (skipped ones) count too
+        raise over_budget(budget.by_ratio, budget.by_bytes, ctx) from None
     except EOFError as exc:
         raise UnreadableInput(TRUNCATED, f"7z data ends early: {exc}") from None
     except MemoryError:
