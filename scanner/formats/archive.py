@@ -40,7 +40,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 BZ2_MAGIC = b"BZh"
 
 
-def _over_budget(by_ratio: int, by_bytes: int, ctx: LoadContext) -> UnreadableInput:
+def over_budget(by_ratio: int, by_bytes: int, ctx: LoadContext) -> UnreadableInput:
     if by_ratio <= by_bytes:
         return UnreadableInput(LIMIT_RATIO, f"expands more than {ctx.limits.max_ratio:g}x")
     return UnreadableInput(LIMIT_BYTES, "decompressed size exceeds the limit")
@@ -59,7 +59,7 @@ def read_capped(stream: BinaryIO, compressed_size: int, ctx: LoadContext) -> byt
         parts.append(chunk)
         total += len(chunk)
     if total > budget:
-        raise _over_budget(by_ratio, by_bytes, ctx)
+        raise over_budget(by_ratio, by_bytes, ctx)
     ctx.spend(total)
     return b"".join(parts)
 
@@ -128,7 +128,7 @@ def read_streams(
         parts.append(out)
         total += len(out)
         if total > budget:
-            raise _over_budget(by_ratio, by_bytes, ctx)
+            raise over_budget(by_ratio, by_bytes, ctx)
     ctx.spend(total)
     return b"".join(parts)
 

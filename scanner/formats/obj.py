@@ -2,6 +2,8 @@
 (``v``, ``v/vt``, ``v//vn``, ``v/vt/vn``; 1-based or negative = relative to the vertices so
 far), fan-triangulated; ``o`` and ``g`` lines start groups, named by the rest of their line
 (lines with the same name are one group; faces before any are group ``default``).
+``l`` (polyline) and ``p`` (point) elements hold no surface: they are ignored, neither errors
+nor faces, and their indices are not checked; like every other statement.
 
 Groups are kept compactly whatever their number: one int32 per triangle, and the names of
 the first :data:`MAX_GROUP_NAMES` groups only (600,000 one-triangle groups once cost

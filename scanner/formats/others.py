@@ -1,7 +1,7 @@
 """What meshscan recognises but does not read, and its sniffers.
 
 * Model and container formats meshscan cannot read (``UNSUPPORTED``: STEP, IGES,
-  FBX, 3DS, Collada, VRML/X3D, DXF, zstd/7z/rar, ...), and ``unknown`` bytes -
+  FBX, 3DS, Collada, VRML/X3D, DXF, lz4/rar, ...), and ``unknown`` bytes -
   reported as ``unsupported-format``, an error: uploaders choose the bytes, so what is not
   recognised is never assumed harmless.
 * Content recognised as *not a model* (``NON_MODEL``: text, JSON, XML, images, PDF, MTL
@@ -35,9 +35,7 @@ from scanner.formats.blob import Blob, BytesBlob
 
 UNSUPPORTED: dict[str, str] = {
     "json-mesh": "a JSON mesh (vertices/faces arrays)",
-    "zstd": "zstd-compressed data",
     "lz4": "lz4-compressed data",
-    "7z": "7-Zip archive",
     "rar": "RAR archive",
     "step": "STEP (ISO 10303-21)",
     "iges": "IGES",
@@ -76,9 +74,7 @@ NON_MODEL: dict[str, str] = {
 """Content recognised as not a model: listed in archives, skipped by folder walks."""
 
 _ARCHIVE_MAGIC = (
-    (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"\x04\x22\x4d\x18", "lz4"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
     (b"Rar!\x1a\x07", "rar"),
 )
 _BINARY_MODEL_MAGIC = (

@@ -4,6 +4,13 @@ The header declares elements and their properties; scalar-only elements become o
 structured dtype read with ``np.frombuffer``. The ``face`` element's vertex-index list is
 read with a fixed-size fast path when every face has the same corner count (the usual
 case), verified on every record, and walked record by record otherwise.
+
+A ``tristrips`` element (the classic Stanford scans, cow.ply and igea.ply, store their surface
+so) holds triangle strips in the same kind of list: ``-1`` (or an unsigned list's largest
+value) ends one strip and starts the next, every record starts a strip too, and every second
+triangle of a strip has its first two corners swapped so that all keep one winding. Triangles
+with a repeated corner (the degenerate joins strippers use to turn corners) are dropped. A file
+may hold faces, strips, or both.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ _TYPES = {
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }  # fmt: skip
 _FACE_LISTS = ("vertex_indices", "vertex_index")
+_SURFACES = ("face", "tristrips")  # elements whose list property holds the surface
 
 
 @dataclass
@@ -104,11 +112,13 @@ def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
     data = blob.read()
     fmt, elements, offset = _parse_header(data)
     by_name = {e.name: e for e in elements}
-    vertex, face = by_name.get("vertex"), by_name.get("face")
-    if vertex is None or face is None or face.count == 0:
+    vertex = by_name.get("vertex")
+    surfaces = [by_name[name] for name in _SURFACES if name in by_name and by_name[name].count]
+    if vertex is None or not surfaces:
         raise UnreadableInput(EMPTY, "PLY with no faces")
     ctx.check_vertices(vertex.count)
-    ctx.check_triangles(face.count)
+    if "face" in by_name:
+        ctx.check_triangles(by_name["face"].count)
     read = _read_ascii if fmt == "ascii" else _read_binary
     arrays = read(data, offset, elements, "<" if fmt == "binary_little_endian" else ">")
     v = arrays["vertex"]
@@ -116,19 +126,63 @@ def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
         vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
     except (KeyError, ValueError):
         raise UnreadableInput(CORRUPT, "PLY vertex element lacks x, y, z") from None
-    indices, counts = arrays["face"]
-    ctx.check_triangles(fan_count(counts))  # before the triangles are made
-    if indices.dtype == np.int32:
-        pass  # as stored: build_mesh checks the range
-    elif len(indices) and 0 <= indices.min() and indices.max() < len(vertices):
-        indices = indices.astype(np.int32, copy=False)  # in range: half the memory (limits < 2**31)
-    elif len(indices):
-        bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
-        raise UnreadableInput(BAD_INDEX, f"face index {bad} outside 0..{len(vertices) - 1}")
-    tris, _ = fan_triangulate(indices, counts)
+    parts = []
+    if "face" in arrays:
+        parts.append(_face_triangles(*arrays["face"], len(vertices), ctx))
+    if "tristrips" in arrays:
+        strips = by_name["tristrips"]
+        list_type = np.dtype(strips.props[_face_list(strips)].dtype)
+        marker = int(np.iinfo(list_type).max) if list_type.kind == "u" else -1
+        parts.append(_strip_triangles(*arrays["tristrips"], len(vertices), ctx, marker))
+    tris = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if len(tris) == 0:
         raise UnreadableInput(EMPTY, "PLY faces have fewer than three corners")
     return build_mesh(vertices, tris, blob, "ply-" + ("ascii" if fmt == "ascii" else "binary"), ctx)
+
+
+def _face_triangles(indices: np.ndarray, counts: np.ndarray, n_vertices: int, ctx: LoadContext) -> np.ndarray:
+    """Polygons of the ``face`` element, fan-triangulated."""
+    ctx.check_triangles(fan_count(counts))  # before the triangles are made
+    if indices.dtype == np.int32:
+        pass  # as stored: build_mesh checks the range
+    elif len(indices) and 0 <= indices.min() and indices.max() < n_vertices:
+        indices = indices.astype(np.int32, copy=False)  # in range: half the memory (limits < 2**31)
+    elif len(indices):
+        bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
+        raise UnreadableInput(BAD_INDEX, f"face index {bad} outside 0..{n_vertices - 1}")
+    return fan_triangulate(indices, counts)[0]
+
+
+def _strip_triangles(
+    indices: np.ndarray, counts: np.ndarray, n_vertices: int, ctx: LoadContext, marker: int = -1
+) -> np.ndarray:
+    """Triangles of the ``tristrips`` element (see the module docstring), in strip order.
+
+    A strip of k corners makes at most k - 2 triangles, so the triangle limit is checked on
+    that bound before anything the size of the triangles is allocated; every index must be a
+    vertex or the restart marker."""
+    ctx.check_triangles(fan_count(counts))
+    idx = np.asarray(indices, dtype=np.int64)
+    if marker != -1:  # an unsigned list's largest value is its restart marker
+        idx = np.where(idx == marker, -1, idx)
+    if len(idx) and (idx.min() < -1 or idx.max() >= n_vertices):
+        bad = int(idx.min()) if idx.min() < -1 else int(idx.max())
+        raise UnreadableInput(BAD_INDEX, f"triangle strip index {bad} outside 0..{n_vertices - 1} (or -1)")
+    n = len(idx)
+    if n < 3:
+        return np.zeros((0, 3), np.int32)
+    restart = idx < 0
+    begin = np.zeros(n, np.int64)  # where the strip holding each position begins
+    record_starts = np.cumsum(counts) - counts
+    begin[record_starts[record_starts < n]] = record_starts[record_starts < n]
+    after = np.flatnonzero(restart[:-1]) + 1
+    begin[after] = after
+    np.maximum.accumulate(begin, out=begin)
+    i = np.flatnonzero((begin[2:] == begin[:-2]) & ~restart[2:])  # a, b, c all in one strip
+    odd = ((i - begin[i]) & 1).astype(bool)
+    tris = np.stack([np.where(odd, idx[i + 1], idx[i]), np.where(odd, idx[i], idx[i + 1]), idx[i + 2]], axis=1)
+    keep = (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
+    return tris[keep].astype(np.int32)
 
 
 def _face_list(el: _Element) -> int:
@@ -142,7 +196,7 @@ def _face_list(el: _Element) -> int:
 def _read_binary(data: bytes, offset: int, elements: list[_Element], order: str) -> dict:
     out: dict = {}
     for el in elements:
-        if el.name == "face":
+        if el.name in _SURFACES:
             _face_list(el)  # a face element without its list is refused, not read as scalars
         if all(p.count_dtype is None for p in el.props):
             dt = np.dtype([(p.name or f"_{i}", order + p.dtype) for i, p in enumerate(el.props)])
@@ -154,14 +208,14 @@ def _read_binary(data: bytes, offset: int, elements: list[_Element], order: str)
             continue
         offset, value = _binary_list_element(data, offset, el, order)
         out[el.name] = value
-    if "face" not in out or "vertex" not in out:
+    if "vertex" not in out or not any(name in out for name in _SURFACES):
         raise UnreadableInput(EMPTY, "PLY without vertex and face data")
     return out
 
 
 def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> tuple[int, object]:
     """Read an element with list properties; returns (new offset, (indices, counts)) for faces."""
-    face_at = _face_list(el) if el.name == "face" else -1
+    face_at = _face_list(el) if el.name in _SURFACES else -1
     if el.count == 0:
         return offset, (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # Every record holds at least each list's count and each scalar: a declared count that
@@ -179,6 +233,8 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
                 raise UnreadableInput(TRUNCATED, f"PLY {el.name} data ends early")
             n = int(np.frombuffer(data, cdt, 1, pos)[0])
             pos += cdt.itemsize + n * np.dtype(p.dtype).itemsize
+            if n < 0 or pos > len(data):
+                raise UnreadableInput(TRUNCATED, f"PLY {el.name} list of {n} items: the file is too short")
             fields += [(f"_n{i}", order + p.count_dtype), (f"_l{i}", order + p.dtype, (n,))]
         else:
             pos += np.dtype(p.dtype).itemsize
@@ -243,7 +299,7 @@ def _read_ascii(data: bytes, offset: int, elements: list[_Element], order: str) 
     blocks lie is found piece by piece (:func:`record_blocks`), with no object per line."""
     if b"\r" in data and data.count(b"\r", offset) != data.count(b"\r\n", offset):
         data, offset = data[offset:].replace(b"\r\n", b"\n").replace(b"\r", b"\n"), 0  # bare \r ends lines
-    wanted = [i for i, e in enumerate(elements) if e.name in ("vertex", "face")]
+    wanted = [i for i, e in enumerate(elements) if e.name == "vertex" or e.name in _SURFACES]
     blocks = record_blocks(data, offset, [e.count for e in elements[: max(wanted, default=-1) + 1]])
     out: dict = {}
     for i in wanted:
@@ -254,10 +310,11 @@ def _read_ascii(data: bytes, offset: int, elements: list[_Element], order: str) 
         if el.name == "vertex":
             out["vertex"] = _ascii_vertices(text, el)
         else:
-            out["face"] = _ascii_faces(text, el)
-    for name in ("vertex", "face"):
-        if name not in out:
-            raise UnreadableInput(EMPTY, f"PLY without {name} data")
+            out[el.name] = _ascii_faces(text, el)
+    if "vertex" not in out:
+        raise UnreadableInput(EMPTY, "PLY without vertex data")
+    if not any(name in out for name in _SURFACES):
+        raise UnreadableInput(EMPTY, "PLY without face data")
     return out
 
 
@@ -316,7 +373,8 @@ FORMATS = (
         "ply",
         "PLY",
         30,
-        "ascii, binary little and big endian; extra per-vertex/per-face properties ignored",
+        "ascii, binary little and big endian; polygon faces and triangle strips (`tristrips`); "
+        "extra per-vertex/per-face properties ignored",
         loader=load_ply,
     ),
 )

@@ -229,3 +229,13 @@ def test_triangle_limit_counts_triangles_after_fanning(tmp_path):
     path = write(tmp_path, "quads.obj", text.encode())
     assert reason_of(path, Limits(max_triangles=11)) == "limit:triangles"
     assert scanner.load(path, Limits(max_triangles=12)).triangle_count == 12
+
+
+def test_line_and_point_elements_are_ignored_whatever_they_hold(tmp_path):
+    """``l`` polylines and ``p`` points are not surfaces: not faces, not counted against the
+    triangle limit, and their indices are not checked (out of range, zero, garbage, ``v/vt``)."""
+    text = CUBE_V_TEXT + "l 1 2 99999\np 0\nl 1/1 2/2 -50\np x y\nl\n" + "l 1 2 3 4 5 6 7 8\n" * 1000
+    text += "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in CUBE_F)
+    mesh = scanner.load(write(tmp_path, "lp.obj", text.encode()), Limits(max_triangles=12))
+    assert mesh.triangle_count == 12
+    assert mesh.geometry_hash == CUBE_HASH

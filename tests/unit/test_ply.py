@@ -218,3 +218,104 @@ def test_limits(tmp_path):
     assert reason_of(path, Limits(max_triangles=11)) == "limit:triangles"
     assert reason_of(path, Limits(max_vertices=7)) == "limit:vertices"
     assert scanner.load(path, Limits(max_triangles=12, max_vertices=8)).triangle_count == 12
+
+
+# ----------------------------------------------------------------------------- tristrips
+
+
+def strips_ply(lists: list[list[int]], binary: bool = True, list_type: str = "int", faces: str = "") -> bytes:
+    """The unit cube's vertices and a ``tristrips`` element of these list records."""
+    fmt = "binary_little_endian" if binary else "ascii"
+    head = (
+        f"ply\nformat {fmt} 1.0\nelement vertex 8\nproperty float x\nproperty float y\nproperty float z\n"
+        f"{faces}element tristrips {len(lists)}\nproperty list int {list_type} vertex_indices\nend_header\n"
+    ).encode()
+    if not binary:
+        rows = [" ".join(str(float(c)) for c in v) for v in CUBE_V]
+        rows += [" ".join(map(str, [len(lst), *lst])) for lst in lists]
+        return head + ("\n".join(rows) + "\n").encode()
+    body = np.asarray(CUBE_V, dtype="<f4").tobytes()
+    for lst in lists:
+        body += np.array([len(lst)], "<i4").tobytes() + np.array(lst, "<i8").astype("<" + list_type[0] + "4").tobytes()
+    return head + body
+
+
+def sorted_faces(mesh) -> set[tuple[int, ...]]:
+    """Triangles of a loaded mesh as vertex positions, each rotated to a canonical start
+    (winding kept), so the comparison does not depend on vertex numbering."""
+    v = np.round(np.asarray(mesh.vertices), 6)
+    out = set()
+    for f in np.asarray(mesh.faces):
+        k = min(range(3), key=lambda j: tuple(v[f[j]]))
+        out.add(tuple(tuple(v[f[(k + j) % 3]]) for j in range(3)))
+    return out
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "ascii"])
+@pytest.mark.parametrize("records", [1, 4])
+def test_tristrips_read_as_the_same_surface(tmp_path, binary, records):
+    from fixtures.strips import ply_tristrips, stripify
+
+    assert max(len(s) for s in stripify(CUBE_F)) >= 5  # long enough to alternate the winding
+    mesh = scanner.load(write(tmp_path, "s.ply", ply_tristrips(CUBE_V, CUBE_F, binary, records)))
+    assert mesh.triangle_count == 12
+    assert mesh.geometry_hash == CUBE_HASH
+
+
+def test_tristrip_winding_alternates_and_restarts(tmp_path):
+    # strip 0 1 2 3 -> (0 1 2), (2 1 3); restart; 4 5 6 -> (4 5 6); a new record restarts too
+    mesh = scanner.load(write(tmp_path, "w.ply", strips_ply([[0, 1, 2, 3, -1, 4, 5, 6], [7, 6, 5]])))
+    v = CUBE_V
+    want = {(0, 1, 2), (2, 1, 3), (4, 5, 6), (7, 6, 5)}
+    assert sorted_faces(mesh) == sorted_faces(scanner.Mesh(vertices=v, faces=np.array(sorted(want))))
+
+
+def test_degenerate_joins_are_dropped_and_faces_beside_strips_kept(tmp_path):
+    # 0 1 2 2 4 4 5 6 makes (0 1 2), then (2 1 2) (2 2 4) (4 2 4) (4 4 5): degenerate joins,
+    # dropped, then (5 4 6) (odd: first two swapped); the face element adds (1 3 7)
+    faces = "element face 1\nproperty list uchar int vertex_indices\n"
+    head, body = strips_ply([[0, 1, 2, 2, 4, 4, 5, 6]], faces=faces).split(b"end_header\n")
+    face = bytes([3]) + np.array([1, 3, 7], "<i4").tobytes()
+    mesh = scanner.load(write(tmp_path, "d.ply", head + b"end_header\n" + body[: 8 * 12] + face + body[8 * 12 :]))
+    want = np.array([[0, 1, 2], [5, 4, 6], [1, 3, 7]])
+    assert mesh.triangle_count == 3
+    assert sorted_faces(mesh) == sorted_faces(scanner.Mesh(vertices=CUBE_V, faces=want))
+
+
+def test_unsigned_strip_lists_restart_at_their_largest_value(tmp_path):
+    mesh = scanner.load(write(tmp_path, "u.ply", strips_ply([[0, 1, 2, 2**32 - 1, 4, 5, 6]], list_type="uint")))
+    assert mesh.triangle_count == 2
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "ascii"])
+@pytest.mark.parametrize("bad", [8, -2, 2**31 - 1, -(2**31)])
+def test_tristrip_index_out_of_range_is_bad_index(tmp_path, binary, bad):
+    assert reason_of(write(tmp_path, "b.ply", strips_ply([[0, 1, 2, bad, 4]], binary))) == "bad-index"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "ascii"])
+def test_strips_of_restarts_only_are_empty(tmp_path, binary):
+    assert reason_of(write(tmp_path, "e.ply", strips_ply([[-1, -1, 0, 1, -1, 2]], binary))) == "empty"
+
+
+def test_huge_strip_count_is_refused_before_allocating(tmp_path):
+    """One record claiming two billion indices in a file of a few bytes."""
+    data = strips_ply([[0, 1, 2, 3]])
+    at = data.index(b"end_header\n") + len(b"end_header\n") + 8 * 12
+    data = data[:at] + np.array([2_000_000_000], "<i4").tobytes() + data[at + 4 :]
+    path = write(tmp_path, "huge.ply", data)
+    assert reason_of(path) == "truncated"
+    assert peak_bytes(lambda: scanner.load(path)) < 50 * 2**20
+    many = data.replace(b"element tristrips 1", b"element tristrips 2000000000")
+    assert reason_of(write(tmp_path, "many.ply", many)) == "truncated"
+
+
+def test_ascii_strip_shorter_than_its_count_is_corrupt(tmp_path):
+    data = strips_ply([[0, 1, 2, 3]], binary=False).replace(b"\n4 0 1 2 3", b"\n900 0 1 2 3")
+    assert reason_of(write(tmp_path, "short.ply", data)) == "corrupt"
+
+
+def test_strip_triangles_count_against_the_limit(tmp_path):
+    path = write(tmp_path, "l.ply", strips_ply([[0, 1, 2, 3, 4, 5, 6, 7]]))
+    assert scanner.load(path, Limits(max_triangles=6)).triangle_count == 6
+    assert reason_of(path, Limits(max_triangles=5)) == "limit:triangles"
