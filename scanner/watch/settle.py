@@ -56,7 +56,10 @@ DEFAULT_IGNORE = (
 dot-files, which is where rsync, scp and most upload servers put the temporary copy they
 rename into place."""
 
-MODEL_SUFFIXES = frozenset({"stl", "obj", "3mf", "ply", "off", "amf", "zip", "gz", "tgz", "bz2", "xz", "tar", "7z"})
+MODEL_SUFFIXES = frozenset(
+    {"stl", "obj", "3mf", "ply", "off", "amf", "glb", "gltf", "gcode"}
+    | {"zip", "gz", "tgz", "bz2", "xz", "zst", "tar", "7z"}
+)
 """Suffixes of what uploads of models are called (for the temporary-name heuristic only: what
 is scanned is decided by content)."""
 
