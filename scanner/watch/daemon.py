@@ -51,7 +51,7 @@ from scanner.watch.intake import Observers, OverflowAlarm, Waker, poll_plan
 from scanner.watch.metrics import Metrics
 from scanner.watch.notify import notify
 from scanner.watch.reload import LibraryWatch, Refusal
-from scanner.watch.roots import DOWN, Canary, RootMonitor
+from scanner.watch.roots import CANARY_GRACE, DOWN, Canary, RootMonitor
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
 
 log = logging.getLogger("meshscan.watch")
@@ -153,6 +153,8 @@ class Watcher:
         self.health = STARTING
         """The last health decision (:mod:`scanner.watch.health`), taken by housekeeping."""
         self._deafen = False
+        self._follow_up = 0.0
+        """Monotonic time of the listing that follows a re-arm (see :meth:`_rearm`)."""
         self.next_housekeeping = 0.0
         self.library_watch: LibraryWatch | None = None
         self.next_context: ScanContext | None = None
@@ -296,7 +298,12 @@ class Watcher:
         except OSError as exc:
             log.error("cannot watch the folder again", extra={"fields": {"root": root, "error": str(exc)}})
             return False
-        self.canary.armed(root, time.time(), self.observers.poll.get(root, 0.0))
+        lag = self.observers.poll.get(root, 0.0)
+        self.canary.armed(root, time.time(), lag)
+        # the new watch starts in its own thread: a file arriving before it is armed has no event,
+        # and may come after the listing asked for now - a second listing once it surely is armed
+        self._follow_up = time.monotonic() + CANARY_GRACE + lag
+        self.next_reconcile = min(self.next_reconcile, self._follow_up)
         return True
 
     def _housekeeping(self) -> None:
@@ -442,6 +449,8 @@ class Watcher:
         self.metrics.reconciled(listed_at)
         self.reconcile_now = False
         self.next_reconcile = started + self.config.reconcile_every
+        if self._follow_up > started:  # a watch armed just now: list again once it surely runs
+            self.next_reconcile = min(self.next_reconcile, self._follow_up)
         busy = set(self.settle.pending) | self.ready_paths | set(self.inflight)
         exclude = tuple(e.rstrip(os.sep) for e in self.config.settle.exclude)
         queued = files = 0

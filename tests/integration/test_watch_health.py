@@ -114,8 +114,7 @@ def test_a_polled_folder_scans_once_and_alarms_when_it_goes(
 
     up.mkdir()
     wait_for(lambda: d.logs("watched folder back"), 10, "the re-arm", d.proc)
-    time.sleep(1.0)  # the new polling emitter's first listing: what comes next is new to it
-    shutil.copy(PROXIES[0], up / "flagged.stl")
+    shutil.copy(PROXIES[0], up / "flagged.stl")  # maybe before the new poller's first listing: found anyway
     wait_for(lambda: names(log) == ["first.stl", "flagged.stl"], 30, "the recreated folder's file", d.proc)
     wait_for(lambda: d.logs("quarantined"), 30, "the quarantine", d.proc)
     time.sleep(2.0)  # a second poll or more: nothing is scanned twice
@@ -159,3 +158,29 @@ def test_a_deaf_watch_is_caught_by_the_listing_and_rearmed(
     assert d.stop() == 0
     assert names(log) == ["heard-again.stl", "heard.stl", "unheard.stl"]
     assert len(d.logs(missed)) == 1
+
+
+def test_a_stuck_quarantine_is_unhealthy_until_it_is_fixed(
+    tmp_path: Path,
+    watch_library: Path,  # noqa: F811 - a fixture
+    daemons: list,  # noqa: F811 - a fixture
+) -> None:
+    from tests.integration.test_watch_action_failures import unwritable
+
+    up, q, state, log, port = tmp_path / "up", tmp_path / "q", tmp_path / "s.sqlite", tmp_path / "v.jsonl", free_port()
+    up.mkdir()
+    q.mkdir()
+    d = Daemon(tmp_path, str(up), "--quarantine", str(q), "--state", str(state), "--log", str(log),
+               "--library", str(watch_library), "--no-model", "--jobs", "1", "--actions-stuck-after", "2",
+               "--metrics-port", str(port))  # fmt: skip
+    daemons.append(d.start())
+    d.wait_started()
+    wait_for(lambda: healthz(port)[0] == 200, 15, "/healthz 200", d.proc)
+    with unwritable(q):
+        shutil.copy(PROXIES[0], up / "flagged.stl")
+        wait_for(lambda: healthz(port)[0] == 503, 30, "/healthz 503 for the stuck quarantine", d.proc)
+        [reason] = healthz(port)[1]["reasons"]
+        assert reason["reason"] == "actions_stuck" and reason["kind"] == "quarantine" and reason["pending"] == 1
+    wait_for(lambda: d.logs("quarantined"), 30, "the retried quarantine", d.proc)
+    wait_for(lambda: healthz(port)[0] == 200, 10, "/healthz 200 once it is done", d.proc)
+    assert d.stop() == 0
