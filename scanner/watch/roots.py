@@ -49,7 +49,7 @@ class RootMonitor:
         return changes
 
 
-CANARY_GRACE = 2.0
+CANARY_GRACE = 5.0
 """Seconds an event may lag behind the file system (the observer thread, a busy loop) before a
 file the listing found unannounced counts as missed."""
 
