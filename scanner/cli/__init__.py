@@ -22,6 +22,7 @@ from scanner.cli.signatures_cmd import allowlist_group, signatures_group
 from scanner.cli.survey_cmd import survey_cmd
 from scanner.cli.train_cmd import train_cmd
 from scanner.cli.watch_cmd import watch_cmd
+from scanner.cli.watch_health_cmd import watch_health_cmd
 
 
 @click.group(cls=ExitCodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,7 @@ cli.add_command(signatures_group)
 cli.add_command(allowlist_group)
 cli.add_command(train_cmd)
 cli.add_command(watch_cmd)
+cli.add_command(watch_health_cmd)
 cli.add_command(review_cmd)
 cli.add_command(report_cmd)
 cli.add_command(export_cmd)

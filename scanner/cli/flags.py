@@ -181,6 +181,10 @@ WATCH_OPTIONS = (
             "quarantine_check",
             "metrics_port",
             "metrics_host",
+            # -- health and network folders
+            "poll",
+            "stuck_after",
+            "actions_stuck_after",
         )
     ),
     THRESHOLD,
@@ -192,6 +196,9 @@ WATCH_OPTIONS = (
     CONFIG,
     *LIMITS,
 )
+
+WATCH_HEALTH = (WATCH["metrics_port"], WATCH["metrics_host"], CONFIG)
+"""``meshscan watch-health``: where the daemon serves ``/healthz`` (the daemon's own --config)."""
 
 SERVE = (
     Setting(

@@ -138,7 +138,9 @@ def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any,
     return WatchConfig(roots=roots, state=state, log=log_path, plan=plan, jobs=o["jobs"] or os.cpu_count() or 1,
                        settle=settle, reconcile_every=o["reconcile_every"], stale_partial=o["stale_partial"],
                        exclude_globs=o["exclude"], once=once, command_timeout=o["command_timeout"],
-                       outbox_max=o["outbox_max"], quarantine_check=o["quarantine_check"])  # fmt: skip
+                       outbox_max=o["outbox_max"], quarantine_check=o["quarantine_check"],
+                       poll=o["poll"], stuck_after=o["stuck_after"],
+                       actions_stuck_after=o["actions_stuck_after"])  # fmt: skip
 
 
 def _metrics(port: int | None, host: str) -> Any:

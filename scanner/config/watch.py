@@ -82,6 +82,17 @@ class WatchSettings:
         "refuse", "At start-up, a quarantine folder that cannot be written: refuse to start, or warn and keep "
         "quarantines pending until it is fixed.", "--quarantine-check", choices=("refuse", "warn"),
         show_default=True)  # fmt: skip
+    # -- health and network folders (issue 15 items 5, 6)
+    poll: float | None = setting(
+        None, "Poll every watched folder every S seconds instead of inotify (same journal, same exactly-once "
+        "rules). Default: only folders on network or FUSE file systems (nfs, cifs, smb3, fuse.*), every 5 s; "
+        "0: none.", "--poll", kind=float, minimum=0, metavar="S")  # fmt: skip
+    stuck_after: float = setting(
+        3600.0, "Unhealthy (and no systemd watchdog ping) when a file has waited this many seconds for its "
+        "verdict.", "--stuck-after", minimum=1, show_default=True)  # fmt: skip
+    actions_stuck_after: float = setting(
+        3600.0, "Unhealthy when an action (quarantine, command) has been pending this many seconds.",
+        "--actions-stuck-after", minimum=1, show_default=True)  # fmt: skip
     metrics_port: int | None = setting(None, "Serve Prometheus metrics on this port.", "--metrics-port", kind=int,
                                        minimum=1, maximum=65535)  # fmt: skip
     metrics_host: str = setting("127.0.0.1", "Address of the metrics endpoint.", "--metrics-host", show_default=True)

@@ -30,7 +30,9 @@ import json
 import logging
 import os
 import queue
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,11 +46,12 @@ from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
 from scanner.verdict import Verdict
 from scanner.watch import journal as J
 from scanner.watch.actions import ActionPlan, CommandRunner, backoff, quarantine_problem
-from scanner.watch.intake import OverflowAlarm, QueueingHandler, Waker, rearm, start_observer
+from scanner.watch.health import STARTING, assess
+from scanner.watch.intake import Observers, OverflowAlarm, Waker, poll_plan
 from scanner.watch.metrics import Metrics
 from scanner.watch.notify import notify
 from scanner.watch.reload import LibraryWatch, Refusal
-from scanner.watch.roots import DOWN, RootMonitor
+from scanner.watch.roots import CANARY_GRACE, DOWN, Canary, RootMonitor
 from scanner.watch.settle import Ready, SettleConfig, SettleHandler, regular_file_stat
 
 log = logging.getLogger("meshscan.watch")
@@ -70,7 +73,13 @@ class WatchConfig:
     up: a failed one stays pending and is retried (2 s, 4 s, ... this cap) for as long as the
     daemon runs, and at once at the next start; ``meshscan watch --actions`` lists them."""
     stuck_after: float = 3600.0
-    """A file waiting this long for its verdict means the daemon is stuck: no watchdog ping."""
+    """A file waiting this long for its verdict means the daemon is stuck: unhealthy, no
+    watchdog ping (:mod:`scanner.watch.health`)."""
+    actions_stuck_after: float = 3600.0
+    """An action pending this long (it keeps failing) makes the daemon unhealthy."""
+    poll: float | None = None
+    """``--poll``: seconds between listings of every folder (a polling observer instead of
+    inotify); None: only folders on network or FUSE file systems are polled; 0: none."""
     quarantine_check: str = "refuse"
     """At start-up, a quarantine folder that is missing or not writable: ``refuse`` to start
     (exit 3), or ``warn`` (log an error and keep the quarantines pending until it is fixed)."""
@@ -137,10 +146,15 @@ class Watcher:
         self.pool: LocalPool | None = None
         self.outbox: Outbox | None = None
         self.sender: OutboxSender | None = None
-        self.observer = None
-        self.handler = QueueingHandler(self.events, self.waker)
-        self.alarm = OverflowAlarm(self.request_reconcile)
+        self.observers: Observers | None = None
+        self.alarm = OverflowAlarm(self._events_lost)
         self.root_monitor = RootMonitor(self.roots)
+        self.canary = Canary()
+        self.health = STARTING
+        """The last health decision (:mod:`scanner.watch.health`), taken by housekeeping."""
+        self._deafen = False
+        self._follow_up = 0.0
+        """Monotonic time of the listing that follows a re-arm (see :meth:`_rearm`)."""
         self.next_housekeeping = 0.0
         self.library_watch: LibraryWatch | None = None
         self.next_context: ScanContext | None = None
@@ -153,6 +167,18 @@ class Watcher:
 
     def request_reconcile(self) -> None:
         self.reconcile_now = True
+        self.waker.wake()
+
+    def _events_lost(self) -> None:
+        """inotify overflowed (observer thread): files changed until now are not suspects of a
+        deaf watch, and a listing finds them at once."""
+        self.canary.events_lost(time.time())
+        self.request_reconcile()
+
+    def request_deafen(self) -> None:
+        """Test hook (``MESHSCAN_WATCH_TEST_HOOKS``, SIGUSR2): every watch stops delivering
+        events while it still runs, as a lost inotify watch does - for the canary's tests."""
+        self._deafen = True
         self.waker.wake()
 
     # ------------------------------------------------------------------ run
@@ -181,8 +207,9 @@ class Watcher:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
             self._actions()
             if not cfg.once:
+                self._test_hooks()
                 self.alarm.install()
-                self.observer = start_observer(self.roots, self.handler)
+                self._start_observers()
             log.info("watching", extra={"fields": {"roots": self.roots, "state": cfg.state, "jobs": cfg.jobs,
                                                    "recorded": len(self.recorded), "once": cfg.once}})  # fmt: skip
             self.metrics.started(__version__, self.context.library_version,
@@ -250,31 +277,89 @@ class Watcher:
         return max(0.0, min(waits))
 
     # ------------------------------------------------------------------ health
+    def _test_hooks(self) -> None:
+        """With ``MESHSCAN_WATCH_TEST_HOOKS`` set (tests only): SIGUSR2 deafens the watches."""
+        if os.environ.get("MESHSCAN_WATCH_TEST_HOOKS") and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR2, lambda *_: self.request_deafen())
+
+    def _start_observers(self) -> None:
+        polled = poll_plan(self.roots, self.config.poll)
+        for root, every in polled.items():
+            log.info("polling folder", extra={"fields": {"root": root, "every_s": every}})
+        self.observers = Observers(self.events, self.waker, polled)
+        self.observers.start(self.roots)
+        for root in self.roots:
+            self.canary.armed(root, time.time(), polled.get(root, 0.0))
+
+    def _rearm(self, root: str) -> bool:
+        """Watch ``root`` anew; False (logged, tried again at the next check) if it fails."""
+        try:
+            self.observers.rearm(root)
+        except OSError as exc:
+            log.error("cannot watch the folder again", extra={"fields": {"root": root, "error": str(exc)}})
+            return False
+        lag = self.observers.poll.get(root, 0.0)
+        self.canary.armed(root, time.time(), lag)
+        # the new watch starts in its own thread: a file arriving before it is armed has no event,
+        # and may come after the listing asked for now - a second listing once it surely is armed
+        self._follow_up = time.monotonic() + CANARY_GRACE + lag
+        self.next_reconcile = min(self.next_reconcile, self._follow_up)
+        return True
+
     def _housekeeping(self) -> None:
-        """Once a second: are the roots still watched (re-arm those back), the health gauges,
-        and the systemd watchdog ping - sent only while healthy."""
+        """Once a second: are the roots still watched (re-arm those back, and watches that
+        stopped or went deaf), the health gauges, the health decision and the systemd watchdog
+        ping - sent only while healthy."""
         self.next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
+        if self._deafen:
+            self._deafen = False
+            self.observers.handler.deaf = self.observers.polled_handler.deaf = True
         for root, change in self.root_monitor.check():
             self._forget_under(root)  # whatever is there now is new: a new folder, new uploads
             if change == DOWN:
                 log.error("watched folder gone", extra={"fields": {"root": root,
                           "detail": "files put there are not seen until it is back"}})  # fmt: skip
                 continue
-            try:
-                rearm(self.observer, self.handler, root)
-            except OSError as exc:
-                log.error("cannot watch the folder again", extra={"fields": {"root": root, "error": str(exc)}})
+            if not self._rearm(root):
                 self.root_monitor.armed[root] = None  # tried again at the next check
                 continue
             log.warning("watched folder back", extra={"fields": {"root": root, "detail": "watching it again"}})
             self.request_reconcile()
+        self._check_watches()
         self._check_library()
+        self._assess()
+
+    def _check_watches(self) -> None:
+        """A watch whose emitter stopped, or that the listing caught missing files (the
+        canary): an error line, the metric, and the folder watched anew."""
         for root in self.roots:
-            self.metrics.root_up(root, self.root_monitor.up(root))
-        self.metrics.actions_pending(self.journal.pending_by_kind())
+            if self.root_monitor.up(root) and not self.observers.alive(root):
+                log.error("watch of the folder stopped; watching it again", extra={"fields": {"root": root}})
+                if self._rearm(root):
+                    self.request_reconcile()
+        for root, paths in self.canary.due(time.time()).items():
+            log.error("events missed: the folder's watch is not delivering; watching it again",
+                      extra={"fields": {"root": root, "files": len(paths), "examples": sorted(paths)[:3]}})  # fmt: skip
+            self.metrics.events_missed(root, len(paths))
+            self._rearm(root)
+
+    def _assess(self) -> None:
+        """The health decision (one definition: :func:`scanner.watch.health.assess`), its
+        gauges, ``/healthz``, and the watchdog ping."""
+        roots_up = {root: self.root_monitor.up(root) for root in self.roots}
+        for root, up in roots_up.items():
+            self.metrics.root_up(root, up)
+        actions = self.journal.pending_by_kind()
+        self.metrics.actions_pending(actions)
         oldest = self._oldest_waiting()
         self.metrics.oldest_pending(oldest)
-        if self.root_monitor.all_up() and oldest < self.config.stuck_after:
+        health = assess(roots_up, oldest, actions, self.config.stuck_after, self.config.actions_stuck_after)
+        if health.ok != self.health.ok:
+            level = logging.INFO if health.ok else logging.ERROR
+            log.log(level, "healthy" if health.ok else "unhealthy", extra={"fields": {"reasons": list(health.reasons)}})
+        self.health = health
+        self.metrics.health(health)
+        if not health.restart_helps:
             notify("WATCHDOG=1")
 
     # ------------------------------------------------------------------ library reload
@@ -337,6 +422,9 @@ class Watcher:
             except queue.Empty:
                 break
             self.settle.dispatch(event)
+            self.canary.heard(os.fsdecode(event.src_path))
+            if event.event_type == "moved":
+                self.canary.heard(os.fsdecode(event.dest_path))
             if event.event_type in ("deleted", "moved"):  # the path no longer holds what was scanned
                 gone = os.fsdecode(event.src_path)
                 if event.is_directory:
@@ -357,10 +445,12 @@ class Watcher:
 
     def _reconcile(self) -> None:
         """List the folders; queue every wanted file that has no verdict for its current state."""
-        started = time.monotonic()
-        self.metrics.reconciled(time.time())
+        started, listed_at = time.monotonic(), time.time()
+        self.metrics.reconciled(listed_at)
         self.reconcile_now = False
         self.next_reconcile = started + self.config.reconcile_every
+        if self._follow_up > started:  # a watch armed just now: list again once it surely runs
+            self.next_reconcile = min(self.next_reconcile, self._follow_up)
         busy = set(self.settle.pending) | self.ready_paths | set(self.inflight)
         exclude = tuple(e.rstrip(os.sep) for e in self.config.settle.exclude)
         queued = files = 0
@@ -387,9 +477,19 @@ class Watcher:
                         continue
                     self.settle.seen(path, st)
                     queued += 1
+                    if wanted and self.observers is not None:
+                        self._cross_check(root, path, listed_at)
         level = logging.INFO if queued else logging.DEBUG
         log.log(level, "reconciled", extra={"fields": {"files": files, "queued": queued,
                                                        "ms": round(1000 * (time.monotonic() - started))}})  # fmt: skip
+
+    def _cross_check(self, root: str, path: str, listed_at: float) -> None:
+        """The listing queued a file no event announced: a suspect for the canary."""
+        try:
+            ctime = os.lstat(path).st_ctime
+        except OSError:
+            return
+        self.canary.listed(root, path, ctime, listed_at, self.observers.poll.get(root, 0.0))
 
     # ------------------------------------------------------------------ scanning
     def _root_of(self, path: str) -> str:
@@ -608,9 +708,8 @@ class Watcher:
         """Stop intake, let running scans finish and be recorded (done in the loop), then wait
         for a running command, close the outbox sender and the database."""
         notify("STOPPING=1")
-        if self.observer is not None:
-            self.observer.stop()
-            self.observer.join(10)
+        if self.observers is not None:
+            self.observers.stop(10)
             self.alarm.remove()
         if self._executor is not None:
             self._executor.shutdown(wait=True)

@@ -1,8 +1,17 @@
 """Optional Prometheus metrics (``--metrics-port``): files scanned / flagged / unscannable,
 queue depth and latency from a file's completion to its verdict. ``prometheus_client`` is
-imported only when metrics are asked for; without them every call is a no-op."""
+imported only when metrics are asked for; without them every call is a no-op.
+
+The same port answers ``GET /healthz`` with the daemon's last health decision
+(:mod:`scanner.watch.health`): 200 when healthy, 503 with the JSON list of reasons otherwise."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from scanner.watch.health import STARTING, Health
 
 
 class Metrics:
@@ -35,10 +44,16 @@ class Metrics:
     def oldest_pending(self, seconds: float) -> None:
         pass
 
+    def health(self, health: Health) -> None:
+        """The latest health decision (what ``/healthz`` answers)."""
+
+    def events_missed(self, root: str, count: int) -> None:
+        """Files the folder listing found that no event announced (a watch gone deaf)."""
+
 
 class PrometheusMetrics(Metrics):
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         self.files = Counter("meshscan_watch_files_scanned", "Files scanned, by verdict", ["verdict"],
@@ -70,8 +85,11 @@ class PrometheusMetrics(Metrics):
                              ["kind"], registry=r)  # fmt: skip
         self.oldest = Gauge("meshscan_watch_oldest_pending_seconds",
                             "How long the oldest file waiting for its verdict has waited", registry=r)  # fmt: skip
+        self.missed = Counter("meshscan_watch_events_missed", "Files the periodic listing found that no event "
+                              "announced (the folder's watch was re-armed)", ["root"], registry=r)  # fmt: skip
         self._up: dict[str, bool] = {}
-        self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
+        self._health = STARTING
+        self.server, self.thread = _serve(port, host, self._app())
 
     def started(self, version: str, library: str | None, model: str | None, roots: list[str]) -> None:
         self.build.labels(version, library or "", model or "").set(1)
@@ -99,6 +117,30 @@ class PrometheusMetrics(Metrics):
     def oldest_pending(self, seconds: float) -> None:
         self.oldest.set(seconds)
 
+    def health(self, health: Health) -> None:
+        self._health = health  # one reference swapped: safe to read from the server's threads
+
+    def events_missed(self, root: str, count: int) -> None:
+        self.missed.labels(root).inc(count)
+
+    def _app(self) -> Callable[..., Iterable[bytes]]:
+        """Prometheus's WSGI app, with ``/healthz`` in front of it."""
+        from prometheus_client import make_wsgi_app
+
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO", "").rstrip("/") != "/healthz":
+                return metrics_app(environ, start_response)
+            h = self._health
+            body = h.to_json().encode()
+            status = "200 OK" if h.ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                    ("Cache-Control", "no-store")])  # fmt: skip
+            return [body]
+
+        return app
+
     def scanned(self, verdict: str, latency_s: float, scan_s: float) -> None:
         self.files.labels(verdict).inc()
         if verdict in ("flag", "review"):
@@ -117,3 +159,24 @@ class PrometheusMetrics(Metrics):
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _serve(port: int, host: str, app: Callable[..., Iterable[bytes]]) -> tuple[Any, threading.Thread]:
+    """Serve ``app`` in a daemon thread (as ``prometheus_client.start_http_server`` does, which
+    cannot take another app)."""
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass  # no line per scrape on stderr
+
+    server = make_server(host, port, app, Server, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="meshscan-metrics", daemon=True)
+    thread.start()
+    return server, thread

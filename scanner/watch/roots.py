@@ -47,3 +47,58 @@ class RootMonitor:
                 changes.append((root, BACK))
             self.armed[root] = now
         return changes
+
+
+CANARY_GRACE = 5.0
+"""Seconds an event may lag behind the file system (the observer thread, a busy loop) before a
+file the listing found unannounced counts as missed."""
+
+
+class Canary:
+    """Does each watch still deliver? The periodic listing (reconcile) cross-checks the event
+    stream: a file it finds with no verdict and no pending event, last changed (ctime) after
+    its folder's watch was armed, was never announced - unless its event is still on its way,
+    so a suspect is cleared by any event about it within the grace period. Those left are
+    :meth:`due` as missed: the watch is alive but deaf (a lost inotify watch, another machine
+    writing to a network mount), and the daemon raises the alarm and re-arms it.
+
+    Files that changed while no watch could see them are not suspects: before the watch was
+    armed (start-up, re-arm) or before an inotify overflow (:meth:`events_lost`)."""
+
+    def __init__(self, grace: float = CANARY_GRACE) -> None:
+        self.grace = grace
+        self.armed_at: dict[str, float] = {}
+        self.lost_at = 0.0
+        self.suspects: dict[str, tuple[str, float, float]] = {}
+        """``{path: (root, ctime, decide_at)}``"""
+
+    def armed(self, root: str, now: float, lag: float = 0.0) -> None:
+        """``root``'s watch (re)armed at ``now``; ``lag``: how late its events may come (a
+        polled folder's interval)."""
+        self.armed_at[root] = now + lag
+        for path in [p for p, (r, _, _) in self.suspects.items() if r == root]:
+            del self.suspects[path]
+
+    def events_lost(self, now: float) -> None:
+        self.lost_at = now
+
+    def _unexcused(self, root: str, ctime: float) -> bool:
+        return root in self.armed_at and ctime > max(self.armed_at[root], self.lost_at) + self.grace
+
+    def listed(self, root: str, path: str, ctime: float, listed_at: float, lag: float = 0.0) -> None:
+        """The listing at ``listed_at`` queued ``path`` (no verdict, no pending event)."""
+        if self._unexcused(root, ctime):
+            self.suspects[path] = (root, ctime, listed_at + self.grace + lag)
+
+    def heard(self, path: str) -> None:
+        self.suspects.pop(path, None)
+
+    def due(self, now: float) -> dict[str, list[str]]:
+        """``{root: [paths]}`` of the suspects still unannounced after the grace period."""
+        missed: dict[str, list[str]] = {}
+        for path, (root, ctime, decide_at) in list(self.suspects.items()):
+            if decide_at <= now:
+                del self.suspects[path]
+                if self._unexcused(root, ctime):  # an overflow reported meanwhile explains it
+                    missed.setdefault(root, []).append(path)
+        return missed
