@@ -2,8 +2,10 @@
 datagram per message to ``$NOTIFY_SOCKET``. Outside systemd (no socket) every call is a no-op.
 
 The daemon says ``READY=1`` once it watches and has reconciled, and ``WATCHDOG=1`` only while it
-is healthy (every root watched, no file or action stuck): a daemon that is stuck, or blind, stops
-pinging and systemd restarts it after ``WatchdogSec``."""
+is healthy by ``scanner.watch.health`` (every root watched, no file waiting past
+``--stuck-after``): a daemon that is stuck, or blind, stops pinging and systemd restarts it after
+``WatchdogSec``. Stuck actions alone keep the ping (a restart cannot make a quarantine folder
+writable); they show on ``/healthz`` and ``meshscan watch-health``."""
 
 from __future__ import annotations
 
