@@ -86,9 +86,26 @@ def test_an_update_is_picked_up_between_files_and_none_is_lost(
     publisher.update(subscribed, publisher.publish())
     up, state, log, port = tmp_path / "up", tmp_path / "state.sqlite", tmp_path / "verdicts.jsonl", free_port()
     up.mkdir()
-    d = Daemon(tmp_path, str(up), "--state", str(state), "--log", str(log), "--library", str(subscribed),
-               "--no-model", "--jobs", "2", "--settle", "0.3", "--metrics-port", str(port),
-               "--limit-seconds", "4", "-v")  # fmt: skip
+    d = Daemon(
+        tmp_path,
+        str(up),
+        "--state",
+        str(state),
+        "--log",
+        str(log),
+        "--library",
+        str(subscribed),
+        "--no-model",
+        "--jobs",
+        "2",
+        "--settle",
+        "0.3",
+        "--metrics-port",
+        str(port),
+        "--limit-seconds",
+        "20",
+        "-v",
+    )  # fmt: skip  (the hang outlasts a slow enrol + publish + update)
     daemons.append(d.start())
     d.wait_started()
 
