@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from scanner.cli.exitcodes import ExitCode, exit_with
 from scanner.cli.flags import WATCH_HEALTH
 from scanner.cli.options import uses
 
@@ -27,4 +28,4 @@ def watch_health_cmd(metrics_port: int | None, metrics_host: str, config_path: s
                                "(or metrics_port in the [watch] table of --config)")  # fmt: skip
     ok, said = probe(metrics_host, metrics_port)
     click.echo(said)
-    raise SystemExit(0 if ok else 1)
+    exit_with(ExitCode.OK if ok else ExitCode.FOUND)

@@ -98,7 +98,9 @@ def test_a_deleted_and_recreated_root_is_alarmed_and_rearmed(
     time.sleep(0.5)
     shutil.copy(DEMO / "benign-toy-s1-000.stl", up / "after.stl")  # after the re-arm: announced by inotify
     wait_for(lambda: any(r["path"].endswith("after.stl") for r in verdict_lines(log)), 15, "an event-driven scan")
-    assert [x["how"] for x in d.logs("scanned") if x["path"].endswith("after.stl")] == ["closed"]
+    after = wait_for(lambda: [x for x in d.logs("scanned") if x["path"].endswith("after.stl")], 15,
+                     "the scan's log line (written after the verdict)", d.proc)  # fmt: skip
+    assert [x["how"] for x in after] == ["closed"]
     wait_for(lambda: metric(port, root_up) == 1, 10, "root_up 1", d.proc)
     seen = len(sd.read())
     wait_for(lambda: sd.pings_after(seen), 10, "watchdog pings again", d.proc)
