@@ -97,6 +97,13 @@ def local_abspath(path: str) -> str:
     return path if is_url(path) else os.path.abspath(path)
 
 
+_CURRENT = (
+    "FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
+    "AND library_version IS ? AND model_version IS ?"
+)
+"""The rows of a file recorded with this size, mtime and scanner, library and model versions."""
+
+
 class ResultsStore:
     """The ``results`` table of one SQLite database, and every query on it."""
 
@@ -244,11 +251,9 @@ class ResultsStore:
         model_version: str | None = None,
     ) -> bool:
         """Recorded with this size, mtime and the same scanner, library and model versions?"""
-        path = self._key(path)
         row = self.conn.execute(
-            "SELECT 1 FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
-            "AND library_version IS ? AND model_version IS ? LIMIT 1",
-            (path, size, mtime_ns, scanner_version, library_version, model_version),
+            "SELECT 1 " + _CURRENT + " LIMIT 1",
+            (self._key(path), size, mtime_ns, scanner_version, library_version, model_version),
         ).fetchone()
         return row is not None
 
@@ -265,8 +270,7 @@ class ResultsStore:
         what ``scan --resume`` counts for a file it does not scan again, so that its summary
         and exit code speak for every file under the scanned roots."""
         rows = self.conn.execute(
-            "SELECT record FROM results WHERE path = ? AND size = ? AND mtime_ns = ? AND scanner_version = ? "
-            "AND library_version IS ? AND model_version IS ? ORDER BY member",
+            "SELECT record " + _CURRENT + " ORDER BY member",
             (self._key(path), size, mtime_ns, scanner_version, library_version, model_version),
         ).fetchall()
         return [Verdict.from_dict(json.loads(r)) for (r,) in rows] or None
