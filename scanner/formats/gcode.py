@@ -194,7 +194,7 @@ class _Machine:
         self.pos = new
 
     def command(self, line: bytes) -> None:
-        code = line.split(b";", 1)[0].strip()
+        code = _unglued(line.split(b";", 1)[0])
         if not code:
             return
         head = code.split(None, 1)[0].upper()
@@ -221,6 +221,33 @@ class _Machine:
             self.relative_e = True
         elif head in (b"G20", b"G21"):
             self.scale = 25.4 if head == b"G20" else 1.0
+
+
+_LINE_NUMBER_RE = re.compile(rb"^\s*N\d+\s*", re.I)
+_GLUED_RE = re.compile(rb"(?<=[0-9.])(?=[A-Za-z])")
+
+
+def _unglued(code: bytes) -> bytes:
+    """A command as firmware reads it: without a line number (``N123``) or checksum
+    (``*71``), and with its words apart (``G1X10Y5E.2``, which Marlin and MeatPack's
+    space-less mode write, is ``G1 X10 Y5 E.2``)."""
+    code = _LINE_NUMBER_RE.sub(b"", code, count=1)
+    star = code.find(b"*")
+    if star >= 0:
+        code = code[:star]
+    if _GLUED_RE.search(code) is None:
+        return code.strip()
+    return b" ".join(piece for token in code.split() for piece in _apart(token))
+
+
+def _apart(token: bytes) -> list[bytes]:
+    """One spaced token, split where words are glued (a number written with an exponent,
+    ``X1e5``, stays one word: the value decides whether it is finite)."""
+    try:
+        float(token[1:])
+        return [token]
+    except ValueError:
+        return _GLUED_RE.sub(b" ", token).split()
 
 
 def _lines(blob: Blob) -> Iterator[bytes]:
@@ -439,7 +466,7 @@ def _readings(strands: _Strands, width: float) -> list[list]:
     return [_runs(typed)]
 
 
-def load_gcode(blob: Blob, ctx: LoadContext) -> Mesh:
+def load_gcode(blob: Blob, ctx: LoadContext, fmt: str = "gcode") -> Mesh:
     """Read G-code and rebuild the printed solid (one mesh; separate islands are bodies)."""
     strands = read_strands(blob)
     if not len(strands.z):
@@ -457,7 +484,7 @@ def load_gcode(blob: Blob, ctx: LoadContext) -> Mesh:
         verts_list.append(verts)
         faces_list.append(faces + n)
         n += len(verts)
-    return build_mesh(np.concatenate(verts_list), np.concatenate(faces_list), blob, "gcode", ctx)
+    return build_mesh(np.concatenate(verts_list), np.concatenate(faces_list), blob, fmt, ctx)
 
 
 def _sniff(p: Probe) -> str | None:

@@ -49,7 +49,6 @@ UNSUPPORTED: dict[str, str] = {
     "dwg": "DWG",
     "blend": "Blender",
     "skp": "SketchUp",
-    "bgcode": "binary G-code (.bgcode)",
     "openscad": "OpenSCAD source",
     "unknown": "unrecognised content",
 }
@@ -81,7 +80,6 @@ _BINARY_MODEL_MAGIC = (
     (b"Kaydara FBX Binary", "fbx"),
     (b"BLENDER", "blend"),
     (b"AutoCAD Binary DXF", "dxf"),
-    (b"GCDE", "bgcode"),  # binary G-code (PrusaSlicer .bgcode)
     (b"\xff\xfe\xff\x0eS\x00k\x00e\x00t\x00c\x00h\x00U\x00p", "skp"),
 )
 _TEXT_MAGIC = (

@@ -226,32 +226,49 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     try:
         with open_zip(blob, ctx.limits.max_members) as zf:
             pkg = _Package.from_zip(zf, ctx)
+            empty_build = None
             try:
                 yield MemberResult(None, "3mf", mesh=_build(pkg, blob, ctx))
             except UnreadableInput as err:
-                yield MemberResult(None, "3mf", error=err)
-            consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
-            others = [
-                i for i in zf.infolist()
-                if not i.is_dir() and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
-            ]  # fmt: skip
-            if not others:
-                return
-            inner = ctx.nested()
-            for info in others:
-                inner.count_member()
-                try:
-                    data = read_zip_member(zf, info, inner)
-                except UnreadableInput as err:
-                    yield MemberResult(info.filename, "", error=err)
-                    continue
-                for result in read_member_bytes(info.filename, data, inner):
-                    own = result.member == info.filename
-                    if own and result.error is not None and result.error.reason == NOT_A_MODEL:
-                        continue  # the package's own thumbnails, settings, metadata
-                    yield result
+                if err.reason != EMPTY:
+                    yield MemberResult(None, "3mf", error=err)
+                empty_build = err
+            read_any = False
+            for result in _other_members(zf, pkg, ctx):
+                read_any |= result.mesh is not None
+                yield result
+            if empty_build is not None and not read_any:
+                yield MemberResult(None, "3mf", error=empty_build)
     except UnreadableInput as err:
         yield MemberResult(None, "3mf", error=err)
+
+
+def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iterator[MemberResult]:
+    """Every member that is not an OPC part or a part the build read, read like an archive
+    member. A sliced project (``.gcode.3mf``, Bambu Studio, OrcaSlicer, PrusaSlicer) keeps its
+    plates' G-code here (``Metadata/plate_1.gcode``): each is read as G-code, its own result,
+    and its build may then be empty (an empty build is only reported when nothing else in the
+    package held a model: there is nothing in it to read)."""
+    consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
+    others = [
+        i for i in zf.infolist()
+        if not i.is_dir() and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
+    ]  # fmt: skip
+    if not others:
+        return
+    inner = ctx.nested()
+    for info in others:
+        inner.count_member()
+        try:
+            data = read_zip_member(zf, info, inner)
+        except UnreadableInput as err:
+            yield MemberResult(info.filename, "", error=err)
+            continue
+        for result in read_member_bytes(info.filename, data, inner):
+            own = result.member == info.filename
+            if own and result.error is not None and result.error.reason == NOT_A_MODEL:
+                continue  # the package's own thumbnails, settings, metadata
+            yield result
 
 
 def _key(name: str) -> str:

@@ -36,7 +36,6 @@ UNSUPPORTED_SAMPLES = {
     "dxf": b"  0\nSECTION\n  2\nHEADER\n  0\nENDSEC\n  0\nEOF\n",
     "dwg": b"AC1032" + bytes(100),
     "blend": b"BLENDER-v300" + bytes(100),
-    "bgcode": b"GCDE\x01\x00\x00\x00\x01\x00" + bytes(40),
     "openscad": b"difference() {\n  cube([10, 10, 10]);\n  cylinder(h=20, r=2);\n}\n",
     "unknown": bytes(range(256)) * 2,
 }
