@@ -54,8 +54,10 @@ from scanner.mesh import Mesh
 MAX_STRANDS = 30_000_000
 """Extruding moves read from one file (a 1 GB G-code file holds about this many)."""
 MAX_LAYERS = 100_000
-ARC_CHORD_MM = 0.2
-"""Longest chord an arc is split into (and at most 5 degrees of it)."""
+ARC_TOLERANCE_MM = 0.02
+"""Farthest an arc's chords stray from the arc (their sagitta); a tenth of a strand's width,
+well under what a descriptor sees, and what arc-fitting slicers (Arc Welder, PrusaSlicer's
+``arc_fitting``) allow when they replace line runs by arcs (0.05 mm)."""
 DEFAULT_WIDTH = 0.45
 FILAMENT_DIAMETER = 1.75
 
@@ -136,6 +138,20 @@ class _Machine:
             new[3] = new[3] + v if self.relative_e else v
         return new
 
+    def plain_move(self, x: bytes | None, y: bytes | None, z: bytes | None, e: bytes | None) -> None:
+        """:meth:`move` for a line :data:`_PLAIN_MOVE_RE` matched (its numbers are finite)."""
+        new = list(self.pos)
+        scale, rel = self.scale, self.relative_xyz
+        if x is not None:
+            new[0] = new[0] + float(x) * scale if rel else float(x) * scale
+        if y is not None:
+            new[1] = new[1] + float(y) * scale if rel else float(y) * scale
+        if z is not None:
+            new[2] = new[2] + float(z) * scale if rel else float(z) * scale
+        if e is not None:
+            new[3] = new[3] + float(e) * scale if self.relative_e else float(e) * scale
+        self.deposit(new)
+
     def move(self, w: dict[int, float]) -> None:
         new = self.target(w)
         self.deposit(new)
@@ -180,7 +196,8 @@ class _Machine:
         if sweep < 1e-9:
             sweep = 2 * math.pi  # end == start: a full circle
         radius = math.hypot(x0 - cx, y0 - cy)
-        n = max(1, min(10_000, math.ceil(max(sweep * radius / ARC_CHORD_MM, sweep / math.radians(5)))))
+        step = 2 * math.acos(max(-1.0, 1 - ARC_TOLERANCE_MM / radius)) if radius > 0 else math.pi
+        n = max(1, min(10_000, math.ceil(sweep / min(step, math.radians(30)))))
         start = list(self.pos)
         for k in range(1, n + 1):
             t = k / n
@@ -255,16 +272,30 @@ def _lines(blob: Blob) -> Iterator[bytes]:
         yield from fh
 
 
+_NUMBER = rb"([-+]?(?:\d+\.?\d*|\.\d+))"
+_PLAIN_MOVE_RE = re.compile(
+    rb"G[01](?: ?F[0-9.]+)?(?: ?X%s)?(?: ?Y%s)?(?: ?Z%s)?(?: ?E%s)?(?: ?F[0-9.]+)?[ \t]*(?:;.*)?" % ((_NUMBER,) * 4)
+)
+"""A ``G0``/``G1`` line as slicers write it (words in X Y Z E order, plain numbers, spaced or
+glued as MeatPack writes them): read without splitting it into words; any other line takes
+the general path, which reads the same."""
+
+
 def read_strands(blob: Blob) -> _Strands:
     """Every extruding move of the file, streamed."""
     out = _Strands()
     machine = _Machine(out)
+    plain = _PLAIN_MOVE_RE.fullmatch
     for raw in _lines(blob):
         line = raw.strip()
         if not line:
             continue
         if line[:1] == b";":
             machine.comment(line)
+            continue
+        m = plain(line)
+        if m is not None:
+            machine.plain_move(*m.groups())
         else:
             machine.command(line)
     return out
