@@ -332,7 +332,7 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
                     for x in (
                         r.get("seq"),
                         r.get("at"),
-                        r.get("decision"),
+                        str(r.get("decision")) + (f" ({r['outcome']})" if r.get("outcome") else ""),
                         r.get("by"),
                         str(r.get("item_id", ""))[:12],
                         _label(str(r.get("path")), r.get("member")),

@@ -125,6 +125,11 @@ class EnrolAction(LibraryAction):
             "signature_id": self.signature.id,
             "category": self.category,
         }
+        held = [lib.signatures[i] for i in lib.find(geometry_hash=self.signature.geometry_hash)]
+        if not result.added and held and held[0].disabled is not None:
+            # the geometry is enrolled but was disabled (an appeal overturned its confirmation):
+            # it stays disabled - a reviewer re-enables nothing by accident - and the record says so
+            action.update(status="already-enrolled-disabled", signature_id=held[0].id, disabled=held[0].disabled)
         if result.dropped_allow:  # the signature wins over allowlist entries with its hash: on the record
             action["allowlist_dropped"] = [
                 {"sha256": a.sha256, "geometry_hash": a.geometry_hash, "note": a.note} for a in result.dropped_allow

@@ -29,6 +29,7 @@ DEMO = REPO / "fixtures" / "demo"
 CONFIRMED = "proxy-barrel-s1-000.stl"  # flagged by lib-a; confirmed and enrolled into lib-b
 DISMISSED = "proxy-frame_or_receiver-s1-001.stl"  # flagged by lib-a; dismissed and allowlisted in lib-b
 BENIGN = "benign-bracket-s1-001.stl"
+REUPLOAD = "reupload.stl"  # the confirmed proxy's bytes under another name: another item
 OTHER = "proxy-slide_or_cylinder-s1-002.stl"  # lib-b's own signature: lib-b is never empty
 DB = "results.sqlite"
 SCAN = ["scan", "--no-model", "--jobs", "1"]
@@ -40,6 +41,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "uploads").mkdir()
     for name in (CONFIRMED, DISMISSED, BENIGN):
         shutil.copy(DEMO / name, root / "uploads" / name)
+    shutil.copy(DEMO / CONFIRMED, root / "uploads" / REUPLOAD)
     lib_a = SignatureLibrary.create(root / "lib-a")
     assert enrol(lib_a, DEMO / CONFIRMED, "barrel", "test setup")[0].status == "added"
     assert enrol(lib_a, DEMO / DISMISSED, "frame_or_receiver", "test setup")[0].status == "added"
@@ -153,6 +155,15 @@ def test_overturned_confirm_disables_the_enrolled_signature(ws: Path) -> None:
     assert closed.exit_code == 2 and "[appeal-closed]" in closed.stderr
     verified = review("--verify")
     assert verified.exit_code == 0 and "OK: 3 decision(s)" in verified.stdout
+    audit = CliRunner().invoke(cli, ["review", DB, "--audit", "--format", "table"], env={"COLUMNS": "400"})
+    assert "appeal-outcome (overturned)" in audit.stdout and "disable:disabled" in audit.stdout
+
+    # the same bytes uploaded again are another item: confirming it does not re-enable the signature
+    again = ok(review("--decide", id_of(REUPLOAD), "confirm", "--by", "dave", "--reason", "r", "--enrol", "lib-b"))
+    (action,) = again["actions"]
+    assert (action["status"], action["signature_id"]) == ("already-enrolled-disabled", sid)
+    assert action["disabled"]["by"] == "bob"
+    assert rescan(REUPLOAD, "lib-b")["verdict"] == "clear"
 
 
 def test_overturned_dismiss_removes_the_allowlist_entry(ws: Path) -> None:
