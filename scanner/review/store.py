@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,8 +211,14 @@ class ReviewStore:
         return found
 
     def _record(
-        self, draft: dict[str, Any], action: LibraryAction | None, precheck: Any, mirror: str | os.PathLike[str] | None
+        self,
+        draft: dict[str, Any],
+        action: LibraryAction | None,
+        precheck: Callable[[], None],
+        mirror: str | os.PathLike[str] | None,
     ) -> dict[str, Any]:
+        """Append an appeal or outcome entry (its rules checked again under the write lock by
+        ``precheck``), then its mirror line."""
         try:
             canonical(draft)
         except (TypeError, ValueError) as exc:
