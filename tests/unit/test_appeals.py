@@ -324,3 +324,35 @@ def test_a_disabled_signature_is_kept_but_never_matches(tmp_path: Path) -> None:
     assert matcher.exact(sha, back.signatures[0].geometry_hash, 0.1) == []
     assert len(matcher.descriptors.vectors) == 0
     assert library_signals(back) == []
+
+
+def test_failed_outcome_write_puts_the_library_back(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature was disabled and saved, but the outcome cannot be recorded (I/O error on
+    the database): the library is restored, the appeal is still open, nothing is recorded."""
+    import scanner.review.audit as audit_module
+
+    target, sid = confirm_and_enrol()
+    ok(review("--appeal", target, "--by", "uploader-42", "--reason", "r"))
+    before = SignatureLibrary.load("lib-b").library_version
+
+    def failing_hash(prev: str, entry: str) -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(audit_module, "chain_hash", failing_hash)
+        result = review("--decide-appeal", target, "--outcome", "overturned", "--by", "bob", "--reason", "r")
+    assert result.exit_code == 3 and "[audit-log]" in result.output and "disk I/O error" in result.output
+    assert [r["decision"] for r in audit_rows()] == ["confirm", "appeal"]
+    restored = SignatureLibrary.load("lib-b")
+    assert restored.library_version == before and all(s.disabled is None for s in restored.signatures)
+    assert target in [i["id"] for i in queue()]  # the appeal still waits
+    assert rescan(CONFIRMED, "lib-b")["matches"][0]["signature_id"] == sid
+
+
+def test_a_library_that_cannot_be_used_records_no_outcome(ws: Path) -> None:
+    target, _ = confirm_and_enrol()
+    ok(review("--appeal", target, "--by", "uploader-42", "--reason", "r"))
+    (Path("lib-b") / "signatures.json").write_text("[]")  # fails its checksum
+    result = review("--decide-appeal", target, "--outcome", "overturned", "--by", "bob", "--reason", "r")
+    assert result.exit_code == 3 and "[library]" in result.output
+    assert [r["decision"] for r in audit_rows()] == ["confirm", "appeal"]
