@@ -356,3 +356,14 @@ def test_a_library_that_cannot_be_used_records_no_outcome(ws: Path) -> None:
     result = review("--decide-appeal", target, "--outcome", "overturned", "--by", "bob", "--reason", "r")
     assert result.exit_code == 3 and "[library]" in result.output
     assert [r["decision"] for r in audit_rows()] == ["confirm", "appeal"]
+
+
+def test_signatures_list_shows_a_disabled_signature(ws: Path) -> None:
+    _appealed_and_decided()
+    listed = CliRunner().invoke(cli, ["signatures", "list", "--library", "lib-b"], env={"COLUMNS": "400"})
+    assert listed.exit_code == 0 and "DISABLED by bob" in listed.stdout
+    rows = [
+        json.loads(x)
+        for x in CliRunner().invoke(cli, ["signatures", "list", "--library", "lib-b", "--json"]).stdout.splitlines()
+    ]
+    assert [r["disabled"] is not None for r in rows] == [False, True]
