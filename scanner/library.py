@@ -9,7 +9,8 @@ On-disk format (a directory; format version 1), every file plain data and safe t
     so any change to the content gives a new version, which every verdict records.
 ``signatures.json``
     one object per signature: ``id, category, source, added, note, name, sha256,
-    geometry_hash, triangles, bodies``.
+    geometry_hash, triangles, bodies`` and, for a disabled signature only, ``disabled``
+    (``{"by", "why", "at"}``: who took it out of matching, why and when).
 ``descriptors.npy`` / ``rows.npy`` / ``thresholds.npy``
     float32 (R, D) descriptor rows, int64 (R, 2) ``[signature index, body]`` (body -1 = the
     whole file) and float32 (R,) per-row distance thresholds set at enrolment from how far
@@ -27,6 +28,13 @@ sourced decision about a known part, while an allowlist entry may have arrived i
 export; letting the entry win would let anyone who can get an entry in first block enrolment.
 :meth:`SignatureLibrary.merge` imports a partner's allowlist only when asked
 (``with_allowlist``) and reports every signature and entry it added, skipped or refused.
+
+A signature can be *disabled* (:meth:`SignatureLibrary.disable`; a review decision overturned
+on appeal does it): it stays in the library with its descriptors and who disabled it, why and
+when, but it no longer matches (:mod:`scanner.matching` skips it) and is not published in
+bundles or signal exports. Why not delete it: the record of what was enrolled and why it was
+taken out is part of the accountability trail, and deleting would also lose the descriptors a
+later decision might restore.
 
 A library whose checksums fail, or whose descriptor version differs from this scanner's, is
 refused. It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
@@ -88,6 +96,16 @@ class Signature:
     geometry_hash: str | None = None
     triangles: int = 0
     bodies: int = 0
+    disabled: dict[str, str] | None = None
+    """None while the signature matches; ``{"by", "why", "at"}`` once it was disabled."""
+
+    def record(self) -> dict[str, Any]:
+        """The signature as stored: ``disabled`` only when set, so a library without disabled
+        signatures is written byte for byte as before the field existed (same library version)."""
+        out = asdict(self)
+        if out["disabled"] is None:
+            del out["disabled"]
+        return out
 
 
 @dataclass
@@ -328,7 +346,7 @@ class SignatureLibrary:
         self.path = root
         self.updated = utc_now()
         payloads = {
-            "signatures.json": json.dumps([asdict(s) for s in self.signatures], indent=1).encode(),
+            "signatures.json": json.dumps([s.record() for s in self.signatures], indent=1).encode(),
             "allowlist.json": json.dumps([asdict(a) for a in self.allowlist], indent=1).encode(),
         }
         checksums = {}
@@ -411,6 +429,22 @@ class SignatureLibrary:
         self.signatures = [self.signatures[i] for i in keep]
         return removed
 
+    def disable(self, signature_id: str, by: str, why: str) -> bool:
+        """Take a signature out of matching, recording who, why and when (its descriptors and
+        hashes stay). False when it is already disabled; :class:`LibraryError` when there is
+        no such signature."""
+        found = [s for s in self.signatures if s.id == signature_id]
+        if not found:
+            raise LibraryError(f"no signature {signature_id} in library {self.path}")
+        if found[0].disabled is not None:
+            return False
+        found[0].disabled = {"by": by, "why": why, "at": utc_now()}
+        return True
+
+    def active(self) -> list[bool]:
+        """Per signature position: does it match (not disabled)?"""
+        return [s.disabled is None for s in self.signatures]
+
     def merge(self, other: SignatureLibrary, with_allowlist: bool = False) -> MergeReport:
         """Add the other library's signatures (duplicates - same geometry hash - are skipped)
         and, only with ``with_allowlist``, its allowlist entries; report every one, per kind.
@@ -478,7 +512,7 @@ class SignatureLibrary:
                 }
                 for r in rows
             ]
-            entries.append(dict(asdict(s), descriptors=descriptors))
+            entries.append(dict(s.record(), descriptors=descriptors))
         return {
             "format": FORMAT + "-export",
             "format_version": FORMAT_VERSION,

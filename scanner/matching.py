@@ -64,7 +64,8 @@ class _ExactSignal:
     def build(cls, lib: SignatureLibrary) -> ExactIndex:
         index = ExactIndex()
         for position, s in enumerate(lib.signatures):
-            index.add(getattr(s, cls.attribute), position)
+            if s.disabled is None:  # a disabled signature stays in the library but never matches
+                index.add(getattr(s, cls.attribute), position)
         return index
 
 
@@ -93,7 +94,9 @@ class GlobalDescriptorSignal:
 
         index = NearDuplicateIndex()
         if len(lib.rows):
-            index.add(lib.vectors, lib.rows[:, 0], lib.rows[:, 1], lib.thresholds)
+            keep = np.asarray(lib.active(), dtype=bool)[lib.rows[:, 0]]  # disabled signatures' rows left out
+            if keep.any():
+                index.add(lib.vectors[keep], lib.rows[keep, 0], lib.rows[keep, 1], lib.thresholds[keep])
         return index.build()
 
 

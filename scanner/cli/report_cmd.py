@@ -26,10 +26,17 @@ from scanner.cli.exitcodes import CommandError
 )
 @click.option(
     "--period",
-    type=click.Choice(["auto", "day", "week", "month"]),
+    type=click.Choice(["auto", "day", "week", "month", "quarter"]),
     default="auto",
     show_default=True,
-    help="Bin width over time (auto: days up to two months, weeks up to two years, then months).",
+    help="Bin width over time (auto: days up to two months, weeks up to two years, then months; "
+    "the transparency section: month unless week, month or quarter is given).",
+)
+@click.option(
+    "--transparency",
+    is_flag=True,
+    help="Add the transparency section (results DB only): per period, scanned, flagged, sent to review, "
+    "decided, appealed, overturned and median times; aggregate only. Also printed as text on stdout.",
 )
 @click.option(
     "--include-paths",
@@ -60,14 +67,17 @@ def report_cmd(
     review_threshold: float | None,
     config_path: str | None,
     title: str,
+    transparency: bool,
 ) -> None:
     """Write a self-contained HTML report (report.html, figures embedded, opens offline),
     summary.json and CSV tables about the verdicts in SOURCE: prevalence of flag and review
     with 95% Wilson intervals, score distributions, trends over time, breakdowns by source and
     format, matched signatures, unscannable files by reason, and the methods and versions.
 
-    Aggregate only unless --include-paths. Exit code 0 on success, 3 when no report can be made
-    (with a reason code in brackets).
+    Aggregate only unless --include-paths. --transparency adds what people did with the
+    verdicts (the review audit log: decisions, appeals, outcomes) per period, never naming a
+    file or a person. Exit code 0 on success, 3 when no report can be made (with a reason code
+    in brackets).
     """
     import importlib.util
 
@@ -89,6 +99,7 @@ def report_cmd(
         distance_threshold = settings.match.distance_threshold
         if review_threshold is None:
             review_threshold = settings.classify.review_threshold
+    figures = _transparency(source, period) if transparency else None
     try:
         written = make_report(
             source,
@@ -99,11 +110,16 @@ def report_cmd(
             review_threshold=review_threshold,
             distance_threshold=distance_threshold,
             title=title,
+            transparency=figures,
         )
     except ReportError as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(f"[io-error] cannot write the report to {out_dir}: {exc.strerror}") from None
+    if figures is not None:
+        from scanner.report.transparency import transparency_text
+
+        click.echo(transparency_text(figures), nl=False)
     s = written.analysis.summary
     flag = s["prevalence"]["flag"]
     where = f"{flag['estimate']:.2%} [{flag['ci95'][0]:.2%}, {flag['ci95'][1]:.2%}]" if flag["n"] else "n/a"
@@ -112,3 +128,26 @@ def report_cmd(
         f"wrote {written.html}, {written.summary} and {len(written.csvs)} CSV table(s)",
         err=True,
     )
+
+
+def _transparency(source: str, period: str) -> dict:
+    """The transparency figures of ``source``, which must be a results database (the audit log
+    of decisions and appeals lives in it)."""
+    from scanner.report.records import SQLITE_MAGIC
+    from scanner.review import ReviewError
+    from scanner.review.transparency import PERIODS, transparency
+
+    try:
+        with open(source, "rb") as fh:
+            is_db = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError as exc:
+        raise CommandError(f"[not-found] {source}: {exc.strerror}") from None
+    if not is_db:
+        raise CommandError(
+            f"[transparency-needs-db] {source} is not a results database: the transparency section needs the review "
+            "audit log, which lives in the database ('scan --db', 'watch --state')"
+        )
+    try:
+        return transparency(source, period if period in PERIODS else "month")
+    except ReviewError as exc:
+        raise CommandError(f"[{exc.code}] {exc}") from None

@@ -15,7 +15,8 @@ from scanner.sinks.output import terminal_safe
 ITEM_REFUSALS = frozenset(
     {"bad-id", "unknown-id", "ambiguous-id", "not-reviewable", "already-decided", "file-missing", "content-changed",
      "allowlist-conflict",
-     "unreadable", "no-hash", "bad-category", "enrol"}
+     "unreadable", "no-hash", "bad-category", "enrol",
+     "not-decided", "appeal-open", "appeal-closed", "no-open-appeal", "same-reviewer", "same-appellant"}
 )  # fmt: skip
 """Reason codes of a decision refused for its item (exit 2); any other ReviewError means the
 database, library or request cannot be used at all (exit 3)."""
@@ -45,8 +46,27 @@ database, library or request cannot be used at all (exit 3)."""
     metavar="ID confirm|dismiss",
     help="Record a decision on item ID (an unambiguous prefix will do).",
 )
-@click.option("--by", default=None, help="Who decides (required with --decide).")
-@click.option("--reason", default=None, help="Why (required with --decide).")
+@click.option(
+    "--appeal",
+    default=None,
+    metavar="ID",
+    help="Reopen the decision on item ID as an appeal (needs --by and --reason; one appeal per decision).",
+)
+@click.option(
+    "--decide-appeal",
+    default=None,
+    metavar="ID",
+    help="Record the outcome of the open appeal on item ID (with --outcome, --by, --reason); four eyes: "
+    "never by the original reviewer or the appellant.",
+)
+@click.option(
+    "--outcome",
+    type=click.Choice(["upheld", "overturned"]),
+    default=None,
+    help="With --decide-appeal: upheld, or overturned (undoes the decision's enrolment or allowlisting).",
+)
+@click.option("--by", default=None, help="Who decides or appeals (required with --decide, --appeal, --decide-appeal).")
+@click.option("--reason", default=None, help="Why (required with --decide, --appeal, --decide-appeal).")
 @click.option(
     "--enrol",
     "enrol_library",
@@ -99,6 +119,7 @@ def review_cmd(
     audit: bool,
     verify: bool,
     audit_log: str | None,
+    **appeal_options: str | None,
 ) -> None:
     """Human review of a results database (from 'scan --db' or 'watch --state').
 
@@ -107,17 +128,22 @@ def review_cmd(
     meshscan review DB --verdict flag        flags too (repeat --verdict for both)
     meshscan review DB --decide ID confirm --by NAME --reason TEXT [--enrol LIBRARY [--category C]]
     meshscan review DB --decide ID dismiss --by NAME --reason TEXT [--allowlist LIBRARY]
+    meshscan review DB --appeal ID --by NAME --reason TEXT
+    meshscan review DB --decide-appeal ID --outcome upheld|overturned --by NAME --reason TEXT
     meshscan review DB --audit [--verify] [--audit-log FILE]
 
-    Exit code: listing 0 when nothing waits, 1 when items wait for review; deciding 0 when
-    recorded, 2 when the decision is refused for this item (unknown or ambiguous id, already
-    decided, content changed, file missing, not reviewable) or recorded but its --audit-log
-    mirror could not be written; --verify 0 when the audit log is intact; 3 when the
+    Exit code: listing 0 when nothing waits, 1 when items wait for review (open appeals
+    included); deciding or appealing 0 when recorded, 2 when refused for this item (unknown or
+    ambiguous id, already decided, content changed, file missing, not reviewable, not decided,
+    appeal open or closed, no open appeal, four eyes) or recorded but its --audit-log mirror
+    could not be written; --verify 0 when the audit log is intact; 3 when the
     database, library or audit log cannot be used (not a results database, a broken hash
     chain, an unusable library) or the arguments are wrong.
     """
     from scanner.review import ReviewError, ReviewStore
 
+    appeal, decide_appeal, outcome = (appeal_options[k] for k in ("appeal", "decide_appeal", "outcome"))
+    appealing = _check_appeal_usage(appeal, decide_appeal, outcome, by, reason, decide, audit or verify)
     decide_only = {
         "--by": by,
         "--reason": reason,
@@ -126,19 +152,23 @@ def review_cmd(
         "--allowlist": allowlist_library,
         "--file": file_path,
     }
+    if appealing:
+        decide_only = {k: v for k, v in decide_only.items() if k not in ("--by", "--reason")}
     if decide is None:
         given = [name for name, value in decide_only.items() if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} go(es) with --decide")
     if decide is not None and (audit or verify):
         raise click.UsageError("--decide cannot be combined with --audit/--verify")
-    if audit_log is not None and decide is None and not verify:
-        raise click.UsageError("--audit-log goes with --decide (to append) or --verify (to check)")
+    if audit_log is not None and decide is None and not verify and not appealing:
+        raise click.UsageError("--audit-log goes with --decide/--appeal/--decide-appeal (to append) or --verify")
     out = sys.stdout
     fmt = fmt or ("table" if out.isatty() else "jsonl")
     try:
-        with ReviewStore(db, readonly=decide is None) as store:
-            if decide is not None:
+        with ReviewStore(db, readonly=decide is None and not appealing) as store:
+            if appealing:
+                _appeal(store, appeal, decide_appeal, outcome, by, reason, audit_log, fmt)
+            elif decide is not None:
                 _decide(
                     store, decide, by, reason, enrol_library, category, allowlist_library, file_path, audit_log, fmt
                 )
@@ -146,12 +176,71 @@ def review_cmd(
                 _audit(store, verify, audit_log, fmt, out)
             else:
                 queue = store.queue(verdicts or ("review",))
-                _print_queue(queue, fmt, out)
+                _print_queue(queue, fmt, out, store.open_appeals())
                 click.echo(f"meshscan review: {len(queue)} item(s) waiting", err=True)
                 exit_with(ExitCode.FOUND if queue else ExitCode.OK)
     except ReviewError as exc:
         code = ExitCode.INCOMPLETE if exc.code in ITEM_REFUSALS else ExitCode.FATAL
         raise CommandError(f"{exc} [{exc.code}]", code) from None
+
+
+def _check_appeal_usage(
+    appeal: str | None,
+    decide_appeal: str | None,
+    outcome: str | None,
+    by: str | None,
+    reason: str | None,
+    decide: object,
+    auditing: bool,
+) -> bool:
+    """Is this an appeal or an appeal outcome? A usage error when its options are missing or
+    combined with another mode."""
+    if outcome is not None and decide_appeal is None:
+        raise click.UsageError("--outcome goes with --decide-appeal")
+    if appeal is None and decide_appeal is None:
+        return False
+    if appeal is not None and decide_appeal is not None:
+        raise click.UsageError("--appeal and --decide-appeal are separate steps: give one")
+    if decide is not None or auditing:
+        raise click.UsageError("--appeal/--decide-appeal cannot be combined with --decide, --audit or --verify")
+    if decide_appeal is not None and outcome is None:
+        raise click.UsageError("--decide-appeal needs --outcome upheld|overturned")
+    if not by or not by.strip() or not reason or not reason.strip():
+        raise click.UsageError(f"{'--appeal' if appeal else '--decide-appeal'} needs --by NAME and --reason TEXT")
+    return True
+
+
+def _appeal(
+    store,  # noqa: ANN001
+    appeal: str | None,
+    decide_appeal: str | None,
+    outcome: str | None,
+    by: str,
+    reason: str,
+    audit_log: str | None,
+    fmt: str,
+) -> None:
+    if appeal is not None:
+        row = store.appeal(appeal, by, reason, mirror=audit_log)
+    else:
+        row = store.decide_appeal(decide_appeal, by, outcome, reason, mirror=audit_log)
+    mirror_error = row.pop("mirror_error", None)
+    if fmt == "table":
+        what = "appeal" if row["decision"] == "appeal" else f"appeal {row['outcome']}"
+        original = row["original"]
+        click.echo(
+            f"recorded {row['decision_id']} (#{row['seq']}): {what} {row['item_id'][:12]} "
+            f"{terminal_safe(_label(str(row['path']), row['member']))} by {terminal_safe(row['by'])} "
+            f"(decision {row['appeals']}: {original['decision']} by {terminal_safe(str(original['by']))})"
+        )
+        for a in row["actions"]:
+            click.echo("  " + terminal_safe(_describe_action(a)))
+    else:
+        click.echo(json.dumps(row, indent=2 if fmt == "json" else None))
+    if mirror_error:
+        click.echo(f"meshscan review: recorded in {terminal_safe(store.path)}, but {terminal_safe(mirror_error)}",
+                   err=True)  # fmt: skip
+        exit_with(ExitCode.INCOMPLETE)
 
 
 def _decide(
@@ -203,7 +292,9 @@ def _describe_action(a: dict[str, Any]) -> str:
     versions = f"(library version {a['library_version_before']} -> {a['library_version_after']})"
     if a["action"] == "enrol":
         return f"enrol: {a['status']} {a['signature_id']} as {a['category']} in {a['library']} {versions}"
-    return f"allowlist: {a['status']} in {a['library']} {versions}"
+    if a["action"] == "disable":
+        return f"disable: {a['status']} {a['signature_id']} in {a['library']} {versions}"
+    return f"{a['action']}: {a['status']} in {a['library']} {versions}"
 
 
 def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -> None:  # noqa: ANN001
@@ -241,7 +332,7 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
                     for x in (
                         r.get("seq"),
                         r.get("at"),
-                        r.get("decision"),
+                        str(r.get("decision")) + (f" ({r['outcome']})" if r.get("outcome") else ""),
                         r.get("by"),
                         str(r.get("item_id", ""))[:12],
                         _label(str(r.get("path")), r.get("member")),
@@ -253,13 +344,27 @@ def _audit(store, verify: bool, audit_log: str | None, fmt: str, out: IO[str]) -
         Console(file=out).print(table)
 
 
-def _print_queue(queue: list, fmt: str, out: IO[str]) -> None:
+def _queue_dict(item, appeals: dict) -> dict[str, Any]:  # noqa: ANN001 - a ReviewItem
+    """An item as JSON; an item with an open appeal says so, with the contested decision."""
+    doc = item.to_dict()
+    history = appeals.get(item.id)
+    if history is not None:
+        keys = ("decision_id", "decision", "by", "reason", "at")
+        doc["appeal"] = {
+            **{k: history.appeal.get(k) for k in ("appeal_id", "by", "reason", "at")},
+            "decision": {k: history.decision.get(k) for k in keys},
+        }
+    return doc
+
+
+def _print_queue(queue: list, fmt: str, out: IO[str], appeals: dict | None = None) -> None:
+    appeals = appeals or {}
     if fmt == "jsonl":
         for item in queue:
-            out.write(json.dumps(item.to_dict()) + "\n")
+            out.write(json.dumps(_queue_dict(item, appeals)) + "\n")
         return
     if fmt == "json":
-        json.dump([item.to_dict() for item in queue], out, indent=2)
+        json.dump([_queue_dict(item, appeals) for item in queue], out, indent=2)
         out.write("\n")
         return
     from rich.console import Console
@@ -275,9 +380,15 @@ def _print_queue(queue: list, fmt: str, out: IO[str]) -> None:
         cat, score = item.top
         top = f"{cat} {score:.2f}" if cat is not None else (item.category or "-")
         style = "bold red" if item.verdict == "flag" else "yellow"
+        verdict = Text(item.verdict, style=style)
+        if item.id in appeals:
+            decision = appeals[item.id].decision
+            verdict = Text(f"APPEAL of {decision.get('decision')} by ", style="bold magenta") + Text(
+                terminal_safe(str(decision.get("by"))) + f" ({item.verdict})"
+            )
         table.add_row(
             Text(item.short_id),
-            Text(item.verdict, style=style),
+            verdict,
             Text(terminal_safe(top)),
             Text(terminal_safe((item.sha256 or "-")[:12])),
             Text(terminal_safe(_label(item.path, item.member))),

@@ -122,6 +122,8 @@ def list_cmd(library: str, as_json: bool) -> None:
             + ("" if t["distinctive"] else " (exact copies only)")
             + f"; {t['matchable_pieces']}/{t['pieces']} pieces"
         )
+        if s.disabled:  # kept in the library, never matched (e.g. a confirmation overturned on appeal)
+            matchable = f"DISABLED by {s.disabled.get('by')} at {s.disabled.get('at')}: {s.disabled.get('why')}"
         cells = (s.id, s.category, s.source, s.added, s.bodies, s.triangles, matchable, s.note)
         table.add_row(*(Text(terminal_safe(c)) for c in cells))
     Console().print(table)

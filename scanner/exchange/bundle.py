@@ -93,7 +93,7 @@ def _unb64(text: str, dtype: str) -> np.ndarray:
 
 
 def _signature_record(lib: SignatureLibrary, index: int, include_names: bool) -> dict[str, Any]:
-    record = asdict(lib.signatures[index])
+    record = lib.signatures[index].record()
     if not include_names:
         record.update(name="", note="", source="")
     mask = lib.rows[:, 0] == index
@@ -123,13 +123,13 @@ def make_payload(
     """The records of ``lib`` as a bundle payload; ``previous`` (the publisher's last bundle)
     gives the tombstones: every signature it held that ``lib`` no longer does, plus its own
     tombstones not re-added since."""
-    ids = {s.id for s in lib.signatures}
+    ids = {s.id for s in lib.signatures if s.disabled is None}  # a disabled signature is withdrawn
     tombstones: list[dict[str, str]] = []
     if previous is not None:
         now = utc_now()
         tombstones = [t for t in previous.tombstones if t["id"] not in ids]
         tombstones += [{"id": s.id, "removed": now} for s in previous.library.signatures if s.id not in ids]
-    signatures = [_signature_record(lib, i, include_names) for i in range(len(lib.signatures))]
+    signatures = [_signature_record(lib, i, include_names) for i, s in enumerate(lib.signatures) if s.disabled is None]
     return {
         "format": PAYLOAD_FORMAT,
         "bundle_format": FORMAT_VERSION,

@@ -119,6 +119,8 @@ def library_signals(lib, all_rows: bool = False) -> list[tuple[str, str, str]]: 
     ``all_rows`` every matchable row (bodies and plane-cut pieces too)."""
     out = []
     for index, sig in enumerate(lib.signatures):
+        if sig.disabled is not None:  # taken out of matching: not offered to anyone else either
+            continue
         if sig.geometry_hash:
             out.append((sig.id, GEOMETRY_SIGNAL, sig.geometry_hash))
         for row in np.flatnonzero(lib.rows[:, 0] == index):

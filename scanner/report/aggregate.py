@@ -168,6 +168,8 @@ def period_key(t: datetime, period: str) -> str:
     if period == "week":
         year, week, _ = t.isocalendar()
         return f"{year}-W{week:02d}"
+    if period == "quarter":
+        return f"{t.year}-Q{(t.month - 1) // 3 + 1}"
     return t.strftime("%Y-%m")
 
 

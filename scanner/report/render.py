@@ -38,8 +38,13 @@ def make_report(
     review_threshold: float | None = None,
     distance_threshold: float | None = None,
     title: str = "meshscan prevalence report",
+    transparency: dict[str, Any] | None = None,
 ) -> Written:
-    """Read ``source_path`` (results DB or JSONL log), analyse it and write the report files."""
+    """Read ``source_path`` (results DB or JSONL log), analyse it and write the report files.
+
+    ``transparency``: the figures of :func:`scanner.review.transparency.transparency` (the
+    caller computes them: the audit log belongs to the review package), added as
+    ``summary.json`` ``transparency``, ``transparency.csv`` and a section of the HTML."""
     source = read_source(source_path)
     analysis = analyse(
         source,
@@ -49,6 +54,11 @@ def make_report(
         review_threshold=review_threshold,
         distance_threshold=distance_threshold,
     )
+    if transparency is not None:
+        from scanner.report.transparency import transparency_table
+
+        analysis.summary["transparency"] = transparency
+        analysis.tables["transparency"] = transparency_table(transparency)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     generated = utc_now()

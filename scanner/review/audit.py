@@ -16,6 +16,13 @@ append-only and tamper-evident:
   outside the database (the mirror, or the head printed by ``--verify``) proves that the whole
   log was not rewritten; verification against the mirror checks it.
 
+Appeals and their outcomes are entries of the same log (``decision`` column ``appeal`` and
+``appeal-outcome``; :mod:`scanner.review.appeals` says what they hold), so they are chained,
+mirrored and verified like the decisions; :meth:`AuditLog.verify` also checks the appeal
+rules over the whole log (an outcome follows an open appeal of the same item, and is not
+decided by the contested decision's reviewer nor by the appellant). Logs written before
+appeals existed hold decisions only, and verify as before.
+
 A decision is appended only after its action (enrol, allowlist; :mod:`scanner.review.library_actions`)
 has been saved, in the same write transaction (the results store's, ``BEGIN IMMEDIATE``) that
 holds the database lock: if the library cannot be written, no decision is recorded; if the
@@ -27,10 +34,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from scanner.review.appeals import check_log
 from scanner.review.errors import ReviewError
 from scanner.review.queue import SHORT_ID
 from scanner.store.results import ResultsStore
@@ -129,6 +138,13 @@ class AuditLog:
             out.append({**row, "prev_hash": prev, "hash": digest})
         return out
 
+    def entries_for(self, item: str) -> list[dict[str, Any]]:
+        """Every entry of item id ``item`` (its decision, appeal, appeal outcome), oldest first."""
+        if not self.exists:
+            return []
+        rows = self.conn.execute("SELECT entry FROM review_decisions WHERE item_id = ? ORDER BY seq", (item,))
+        return [json.loads(r[0]) for r in rows]
+
     def decision_for(self, item: str) -> dict[str, Any] | None:
         """The decision recorded for item id ``item``, if any."""
         if not self.exists:
@@ -139,17 +155,24 @@ class AuditLog:
         return json.loads(row[0]) if row else None
 
     # ------------------------------------------------------------------ appending
-    def append(self, draft: dict[str, Any], action: Action | None) -> dict[str, Any]:
+    def append(
+        self, draft: dict[str, Any], action: Action | None, precheck: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """Take the write lock, apply ``action``, and append ``draft`` as the next entry, in one
         transaction; on any failure roll back, undo the action and raise (a database error as
-        :class:`ReviewError` ``audit-log``). Returns the row: entry, ``prev_hash``, ``hash``."""
+        :class:`ReviewError` ``audit-log``). Returns the row: entry, ``prev_hash``, ``hash``.
+
+        ``precheck`` runs under the lock first and raises :class:`ReviewError` when the entry
+        may no longer be appended (an appeal filed or decided by someone else meanwhile); by
+        default, a decision is refused when the item was decided meanwhile."""
         self.conn.executescript(AUDIT_SCHEMA)
         self.exists = True
         applied = False
         try:
             with self.results.transaction(immediate=True):  # the write lock: one decision at a time
-                earlier = self.decision_for(draft["item_id"])  # decided by someone else meanwhile?
-                if earlier is not None:
+                if precheck is not None:
+                    precheck()
+                elif (earlier := self.decision_for(draft["item_id"])) is not None:  # decided meanwhile?
                     raise ReviewError("already-decided", already_decided(draft["item_id"], earlier))
                 actions = []
                 if action is not None:
@@ -197,6 +220,7 @@ class AuditLog:
             ).fetchall()
         prev, expected_seq = GENESIS, 1
         by_seq = {}
+        entries: list[tuple[int, dict[str, Any] | None]] = []
         for seq, decision_id, item, decision, at, entry_json, prev_hash, digest in rows:
             by_seq[seq] = digest
             where = f"decision #{seq}"
@@ -207,26 +231,32 @@ class AuditLog:
             if chain_hash(prev_hash, entry_json) != digest:
                 check.problems.append(f"{where}: content does not match its hash (edited)")
             columns = {"seq": seq, "decision_id": decision_id, "item_id": item, "decision": decision, "at": at}
-            _check_entry(where, entry_json, columns, check)
+            entries.append((seq, _check_entry(where, entry_json, columns, check)))
             prev, expected_seq = digest, seq + 1
+        check.problems += check_log(entries)  # appeal rules: outcomes follow open appeals, four eyes
         check.rows, check.head = len(rows), prev
         if mirror is not None:
             _verify_mirror(Path(mirror), by_seq, check)
         return check
 
 
-def _check_entry(where: str, entry_json: str, columns: dict[str, Any], check: AuditCheck) -> None:
-    """The hashed entry is canonical JSON and agrees with the row's indexed columns."""
+def _check_entry(where: str, entry_json: str, columns: dict[str, Any], check: AuditCheck) -> dict[str, Any] | None:
+    """The hashed entry is canonical JSON and agrees with the row's indexed columns; returns
+    it (None when it is not a JSON object)."""
     try:
         entry = json.loads(entry_json)
         if canonical(entry) != entry_json:
             raise ValueError("not canonical JSON")
     except ValueError as exc:
         check.problems.append(f"{where}: entry is not valid canonical JSON ({exc})")
-        return
+        return None
+    if not isinstance(entry, dict):
+        check.problems.append(f"{where}: entry is not a JSON object")
+        return None
     for name, value in columns.items():
         if entry and entry.get(name) != value:
             check.problems.append(f"{where}: column {name} differs from the hashed entry (edited)")
+    return entry
 
 
 def _verify_mirror(mirror: Path, by_seq: dict[int, str], check: AuditCheck) -> None:

@@ -125,6 +125,11 @@ class EnrolAction(LibraryAction):
             "signature_id": self.signature.id,
             "category": self.category,
         }
+        held = [lib.signatures[i] for i in lib.find(geometry_hash=self.signature.geometry_hash)]
+        if not result.added and held and held[0].disabled is not None:
+            # the geometry is enrolled but was disabled (an appeal overturned its confirmation):
+            # it stays disabled - a reviewer re-enables nothing by accident - and the record says so
+            action.update(status="already-enrolled-disabled", signature_id=held[0].id, disabled=held[0].disabled)
         if result.dropped_allow:  # the signature wins over allowlist entries with its hash: on the record
             action["allowlist_dropped"] = [
                 {"sha256": a.sha256, "geometry_hash": a.geometry_hash, "note": a.note} for a in result.dropped_allow
@@ -166,3 +171,52 @@ class AllowAction(LibraryAction):
             "sha256": self.entry.sha256,
             "geometry_hash": self.entry.geometry_hash,
         }
+
+
+class DisableAction(LibraryAction):
+    """Overturning a confirmation on appeal: disable the signature it enrolled (kept in the
+    library, with who, why and when; it no longer matches)."""
+
+    def __init__(self, root: Path, signature_id: str, by: str, why: str) -> None:
+        super().__init__(root)
+        self.signature_id, self.by, self.why = signature_id, by, why
+
+    def _change(self, lib: SignatureLibrary) -> dict[str, Any]:
+        from scanner.library import LibraryError
+
+        try:
+            changed = lib.disable(self.signature_id, self.by, self.why)
+            status = "disabled" if changed else "already-disabled"
+        except LibraryError:  # removed by hand since: nothing left to disable, on the record
+            changed, status = False, "not-found"
+        return {"action": "disable", "status": status, "changed": changed, "signature_id": self.signature_id}
+
+
+class UnallowAction(LibraryAction):
+    """Overturning a dismissal on appeal: remove the allowlist entry it added (the entry with
+    the same sha256 and geometry hash), so later scans judge the file again."""
+
+    def __init__(self, root: Path, sha256: str | None, geometry_hash: str | None) -> None:
+        super().__init__(root)
+        self.key = (sha256, geometry_hash)
+
+    def _change(self, lib: SignatureLibrary) -> dict[str, Any]:
+        kept = [a for a in lib.allowlist if (a.sha256, a.geometry_hash) != self.key]
+        removed = len(lib.allowlist) - len(kept)
+        lib.allowlist = kept
+        return {
+            "action": "unallow",
+            "status": "removed" if removed else "not-found",
+            "changed": bool(removed),
+            "sha256": self.key[0],
+            "geometry_hash": self.key[1],
+        }
+
+
+def reverse_action(action: dict[str, Any], by: str, why: str) -> LibraryAction:
+    """The action that undoes a recorded ``enrol`` or ``allowlist`` action of a decision
+    overturned on appeal, on the library it was applied to."""
+    root = Path(action["library"])
+    if action["action"] == "enrol":
+        return DisableAction(root, action["signature_id"], by, why)
+    return UnallowAction(root, action.get("sha256"), action.get("geometry_hash"))

@@ -5,21 +5,24 @@
 (:mod:`scanner.review.queue`), the audit log (:mod:`scanner.review.audit`) and the library
 actions (:mod:`scanner.review.library_actions`): :meth:`ReviewStore.decide` validates a
 decision, prepares its action outside the lock, then has the audit log apply it and record the
-decision in one transaction.
+decision in one transaction. :meth:`ReviewStore.appeal` and :meth:`ReviewStore.decide_appeal`
+do the same for appeals (:mod:`scanner.review.appeals`): an overturned decision's library
+action is undone under the same lock, in the same transaction as its outcome.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner.review import appeals
 from scanner.review.audit import AuditCheck, AuditLog, already_decided, append_to_mirror, canonical
 from scanner.review.errors import ReviewError
-from scanner.review.library_actions import AllowAction, EnrolAction, LibraryAction
+from scanner.review.library_actions import AllowAction, EnrolAction, LibraryAction, reverse_action
 from scanner.review.queue import REVIEWABLE, ReviewItem, ReviewQueue
 from scanner.store.results import NotAResultsDB, ResultsStore
 from scanner.util import is_url
@@ -93,9 +96,17 @@ class ReviewStore:
         return self.log.decided_items()
 
     def queue(self, verdicts: Iterable[str] = (REVIEW,)) -> list[ReviewItem]:
-        """Items without a decision for their current content: highest top score first (items
-        without scores last), then the oldest scan first."""
-        return self.items_queue.pending(verdicts, self.log.decided_items())
+        """What waits for a person: first the items with an open appeal (oldest appeal first,
+        whatever their verdict: a reopened decision waits like a new one; see
+        :meth:`open_appeals`), then the items without a decision for their current content,
+        highest top score first (items without scores last), then the oldest scan first."""
+        waiting = sorted(self.open_appeals().values(), key=lambda h: int((h.appeal or {}).get("seq", 0)))
+        appealed = [_decided_item(h) for h in waiting]
+        return appealed + self.items_queue.pending(verdicts, self.log.decided_items())
+
+    def open_appeals(self) -> dict[str, appeals.History]:
+        """Item id -> its history (``decision``, the open ``appeal``) for every open appeal."""
+        return {i: h for i, h in appeals.histories(self.log.decisions()).items() if h.appeal_open}
 
     def find(self, prefix: str) -> ReviewItem:
         return self.items_queue.find(prefix)
@@ -106,6 +117,10 @@ class ReviewStore:
 
     def decision_for(self, item: str) -> dict[str, Any] | None:
         return self.log.decision_for(item)
+
+    def history(self, item: str) -> appeals.History:
+        """The decision, appeal and appeal outcome of item id ``item`` (full id)."""
+        return appeals.histories(self.log.entries_for(item)).get(item) or appeals.History(item)
 
     def verify(self, mirror: str | os.PathLike[str] | None = None) -> AuditCheck:
         return self.log.verify(mirror)
@@ -149,6 +164,91 @@ class ReviewStore:
             except OSError as exc:
                 outcome.mirror_error = f"could not append to audit log mirror {mirror}: {exc}"
         return outcome
+
+    # ------------------------------------------------------------------ appeals
+    def appeal(
+        self, item: str, by: str, reason: str, *, mirror: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """Reopen the decision on item ``item`` (an id prefix) as an appeal, filed by ``by`` for
+        ``reason``. Returns the recorded row (with ``mirror_error`` added when the ``mirror``
+        line could not be written); :class:`ReviewError` when refused (``not-decided``,
+        ``appeal-open``, ``appeal-closed``, an unknown or ambiguous id), nothing recorded."""
+        by, reason = _who_why(by, reason)
+        history = self.history(self._decided(item))
+        appeals.check_appeal(history, by)
+        draft = appeals.draft_appeal(history, "ra-" + uuid.uuid4().hex[:12], by, reason)
+        return self._record(draft, None, lambda: appeals.check_appeal(self.history(history.item_id), by), mirror)
+
+    def decide_appeal(
+        self, item: str, by: str, outcome: str, reason: str, *, mirror: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """Record the outcome (``upheld`` or ``overturned``) of the open appeal on item ``item``,
+        decided by ``by`` - never the contested decision's reviewer (``same-reviewer``) nor the
+        appellant (``same-appellant``). Overturning undoes the decision's library action (a
+        signature it enrolled is disabled, an allowlist entry it added is removed) under the
+        log's write lock, and puts the library back if the outcome cannot be recorded."""
+        if outcome not in appeals.OUTCOMES:
+            raise ReviewError("bad-outcome", f"an appeal outcome is one of: {', '.join(appeals.OUTCOMES)}")
+        by, reason = _who_why(by, reason)
+        history = self.history(self._decided(item))
+        appeals.check_outcome(history, by)
+        draft = appeals.draft_outcome(history, "ro-" + uuid.uuid4().hex[:12], outcome, by, reason)
+        action = None
+        if outcome == appeals.OVERTURNED:
+            assert history.decision is not None
+            undo = appeals.undone_actions(history.decision)
+            why = f"{reason} [appeal {draft['appeal_id']} overturned review {history.decision.get('decision_id')}]"
+            action = reverse_action(undo[0], by, why) if undo else None
+        return self._record(draft, action, lambda: appeals.check_outcome(self.history(history.item_id), by), mirror)
+
+    def _decided(self, prefix: str) -> str:
+        """The full id of the one decided item ``prefix`` names; an item that exists but was
+        never decided is ``not-decided``."""
+        found = appeals.resolve(prefix, self.log.decided_items())
+        if found is None:
+            item = self.find(prefix)  # unknown-id / ambiguous-id when it does not exist either
+            raise ReviewError("not-decided", f"item {item.short_id} has no decision to appeal or decide an appeal on")
+        return found
+
+    def _record(
+        self,
+        draft: dict[str, Any],
+        action: LibraryAction | None,
+        precheck: Callable[[], None],
+        mirror: str | os.PathLike[str] | None,
+    ) -> dict[str, Any]:
+        """Append an appeal or outcome entry (its rules checked again under the write lock by
+        ``precheck``), then its mirror line."""
+        try:
+            canonical(draft)
+        except (TypeError, ValueError) as exc:
+            raise ReviewError("bad-record", f"the entry cannot be recorded: {exc}") from None
+        row = self.log.append(draft, action, precheck)
+        if mirror is not None:
+            try:
+                append_to_mirror(mirror, row)
+            except OSError as exc:
+                return {**row, "mirror_error": f"could not append to audit log mirror {mirror}: {exc}"}
+        return row
+
+
+def _who_why(by: str | None, reason: str | None) -> tuple[str, str]:
+    by, reason = (by or "").strip(), (reason or "").strip()
+    if not by or not reason:
+        raise ReviewError("missing-reviewer", "an appeal and its outcome need who (--by) and why (--reason)")
+    return by, reason
+
+
+def _decided_item(history: appeals.History) -> ReviewItem:
+    """An item with an open appeal, as its decision recorded it (the content that was judged,
+    even when the file has changed or gone since)."""
+    d = history.decision or {}
+    keys = ("path", "member", "sha256", "geometry_hash", "verdict", "category", "scores", "explanation", "matches",
+            "scanned_at", "scanner_version", "library_version", "model_version")  # fmt: skip
+    record = {k: d.get(k) for k in keys}
+    path, verdict, scanned = str(d.get("path") or ""), str(d.get("verdict") or ""), str(d.get("scanned_at") or "")
+    member, sha, category = d.get("member"), d.get("sha256"), d.get("category")
+    return ReviewItem(history.item_id, path, member, sha, verdict, category, scanned, record)
 
 
 def _enrol_category(request: _Request, item: ReviewItem) -> str:
