@@ -110,6 +110,9 @@ class Web:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["score"] = lambda x: "-" if x is None else f"{x:.2f}"
+        self.env.filters["when"] = when
+        self.env.filters["name"] = lambda item: label(os.path.basename(item.path) or item.path, item.member)
+        self.env.filters["folder"] = lambda item: os.path.dirname(item.path)
 
     # ------------------------------------------------------------------ identity
     def bearer(self, request: Request) -> str | None:
@@ -173,6 +176,14 @@ class Web:
 
     def claims(self, store: ReviewStore) -> ClaimBook:
         return ClaimBook(store.results, self.s.claim_minutes)
+
+
+def when(stamp: object) -> str:
+    """An ISO 8601 UTC time as people read it: ``2026-11-30 01:22 UTC`` (unchanged if not one)."""
+    text = str(stamp or "")
+    if len(text) >= 16 and text[10] == "T" and text.endswith(("+00:00", "Z")):
+        return f"{text[:10]} {text[11:16]} UTC"
+    return text or "-"
 
 
 # ---------------------------------------------------------------------- the queue
