@@ -328,3 +328,49 @@ def test_cli_refuses_what_it_cannot_serve_safely(site: dict) -> None:
     (tmp / "broken.toml").write_text("[reviewers.x]\n")
     broken = run("review", db, "--web", "--reviewers", "broken.toml", cwd=tmp)
     assert broken.returncode == 3 and "[config]" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_serve_mounts_the_queue_under_review(scanned: Path, tmp_path: Path) -> None:
+    """`meshscan serve --review-db DB --reviewers FILE`: the same pages beside the scan API."""
+    import http.cookiejar
+    import socket
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    write_reviewers(tmp_path / "reviewers.toml")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["serve", "--port", str(port), "--workers", "1", "--no-model", "--review-db", str(scanned / "r.sqlite"),
+            "--reviewers", "reviewers.toml"]  # fmt: skip
+    proc = subprocess.Popen([*MESHSCAN, *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status = json.load(opener.open(f"{base}/v1/status", timeout=2))
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.3)
+        assert status["scanner_version"]
+        assert not any(p.startswith("/review") for p in json.load(opener.open(f"{base}/openapi.json"))["paths"])
+        login_page = opener.open(f"{base}/review/")  # redirected to the login page
+        assert login_page.url.startswith(f"{base}/review/login") and login_page.headers["X-Frame-Options"] == "DENY"
+        token = csrf_of(login_page.read().decode())
+        form = urllib.parse.urlencode({"name": "Bo", "password": "bo-secret", "csrf": token, "next": "/review/"})
+        queue = opener.open(f"{base}/review/login", data=form.encode())
+        html = queue.read().decode()
+        assert queue.url == f"{base}/review/" and "Signed in as <strong>Bo</strong>" in html
+        assert len(re.findall(r'href="/review/items/[0-9a-f]{64}"', html)) == 3
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    refused = run("serve", "--review-db", str(scanned / "r.sqlite"), "--no-model", cwd=tmp_path)
+    assert refused.returncode == 3 and "--review-db needs --reviewers" in refused.stderr

@@ -16,10 +16,12 @@ import os
 import shutil
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +29,13 @@ import pytest
 
 from tests.conftest import REPO
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 
 DEMO = REPO / "fixtures" / "demo"
 MESHSCAN = [sys.executable, "-m", "scanner.cli"]
@@ -49,37 +55,43 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*MESHSCAN, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=240)
 
 
-def preview_png(mesh_path: Path) -> bytes:
-    """A shaded view of the mesh, rendered here with matplotlib: the test stores it the way the
-    preview renderer does (a row of the ``previews`` table) and checks the browser shows it."""
-    import io
+def png(rgb) -> bytes:  # noqa: ANN001 - an (h, w, 3) uint8 array
+    """PNG bytes of an RGB image, written with zlib (no imaging library needed)."""
 
-    import matplotlib
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\0" + rgb[y].tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def preview_png(mesh_path: Path, width: int = 480, height: int = 360) -> bytes:
+    """A shaded oblique view of the mesh (surface points splatted back to front): the test
+    stores it the way the preview renderer does (a row of ``previews``) and checks that the
+    browser shows it."""
+    import numpy as np
     import trimesh
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     mesh = trimesh.load(mesh_path, force="mesh")
-    fig = plt.figure(figsize=(4.8, 3.6), dpi=100)
-    ax = fig.add_subplot(projection="3d")
-    shade = 0.35 + 0.6 * abs(mesh.face_normals @ [0.3, -0.5, 0.8])
-    ax.add_collection3d(Poly3DCollection(mesh.triangles, facecolors=[(0.25 * s, 0.45 * s, 0.8 * s) for s in shade]))
-    lo, hi = mesh.bounds
-    span = float((hi - lo).max())
-    for setter, a, b in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), lo, hi, strict=True):
-        mid = (a + b) / 2
-        setter(mid - span * 0.45, mid + span * 0.45)
-    ax.set_box_aspect((1, 1, 1), zoom=1.3)
-    ax.view_init(elev=25, azim=-60)
-    ax.set_axis_off()
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.95)
-    ax.set_title(f"{(hi - lo)[0]:.0f} × {(hi - lo)[1]:.0f} × {(hi - lo)[2]:.0f} (model units)", fontsize=9)
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    plt.close(fig)
-    return out.getvalue()
+    points, faces = trimesh.sample.sample_surface(mesh, 120_000, seed=7)
+    a, b = np.radians(35), np.radians(25)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    tilt = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    view = (points - mesh.bounds.mean(axis=0)) @ (tilt @ turn).T
+    normals = mesh.face_normals[faces] @ (tilt @ turn).T
+    scale = 0.8 * min(width, height) / float(np.ptp(view[:, [0, 2]], axis=0).max())
+    x = (width / 2 + view[:, 0] * scale).astype(int).clip(0, width - 1)
+    y = (height / 2 - view[:, 2] * scale).astype(int).clip(0, height - 1)
+    light = 0.3 + 0.7 * np.abs(normals @ np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5]))
+    order = np.argsort(view[:, 1])[::-1]  # far to near: nearer points are painted last
+    image = np.full((height, width, 3), 246, dtype=np.uint8)
+    colour = (np.outer(light, [60, 110, 200])).astype(np.uint8)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            image[(y[order] + dy).clip(0, height - 1), (x[order] + dx).clip(0, width - 1)] = colour[order]
+    return png(image)
 
 
 def free_port() -> int:
