@@ -374,3 +374,40 @@ def test_serve_mounts_the_queue_under_review(scanned: Path, tmp_path: Path) -> N
         proc.wait(30)
     refused = run("serve", "--review-db", str(scanned / "r.sqlite"), "--no-model", cwd=tmp_path)
     assert refused.returncode == 3 and "--review-db needs --reviewers" in refused.stderr
+
+
+def test_enrol_and_allowlist_from_the_form_change_the_library(site: dict) -> None:
+    tmp = site["tmp"]
+    assert run("signatures", "init", "--library", "lib", cwd=tmp).returncode == 0
+    reviewers = Reviewers.load(tmp / "reviewers.toml")
+    site["app"] = create_review_app(WebSettings(db=site["db"], reviewers=reviewers, library=str(tmp / "lib")))
+    c = login(site, "Ann Moderator", "ann-secret")
+    first, second = (i for i in site["queue"] if i.verdict == "review")
+    page = c.get(f"/review/items/{first.id}")
+    assert 'name="enrol"' in page.text and 'name="allowlist"' in page.text
+    mixed, text = decide_form(c, first.id, decision="dismiss", reason="r", enrol="on")
+    assert mixed == 422 and "[bad-action]" in text
+    status, _ = decide_form(c, first.id, decision="confirm", reason="case 9", enrol="on", category="")
+    assert status == 303
+    status, _ = decide_form(c, second.id, decision="dismiss", reason="a spare part", allowlist="on")
+    assert status == 303
+    with ReviewStore(site["db"], readonly=True) as store:
+        enrolled, allowed = store.decisions()
+    assert enrolled["actions"][0]["action"] == "enrol" and enrolled["actions"][0]["status"] == "added"
+    assert enrolled["actions"][0]["category"] == (first.category or first.top[0])
+    assert allowed["actions"][0]["action"] == "allowlist" and allowed["by"] == "Ann Moderator"
+    listed = run("signatures", "list", "--library", "lib", "--json", cwd=tmp)
+    assert enrolled["actions"][0]["signature_id"] in listed.stdout
+    allow = run("allowlist", "list", "--library", "lib", cwd=tmp)
+    assert second.sha256 in allow.stdout and "Ann Moderator" in allow.stdout
+
+
+def test_auth_helper_prints_a_usable_api_key_entry(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    made = subprocess.run([sys.executable, "-m", "scanner.review.web.auth", "triage bot", "--api-key"],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "r.toml").write_text(made.stdout)
+    key = made.stdout.rsplit(": ", 1)[1].strip()
+    people = Reviewers.load(tmp_path / "r.toml")
+    assert people.by_api_key(key) == "triage bot" and people.by_api_key(key + "x") is None
