@@ -197,6 +197,9 @@ def test_review_in_the_browser_end_to_end(world: dict, server: str, browser) -> 
     phone = signed_in(browser, server, "Ann Moderator", width=390, height=844)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     shoot(phone, "review-queue-phone.png")
+    phone.goto(f"{server}/review/items/{world['queue'][0].id}")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # hashes and paths wrap
+    phone.context.close()
 
     top = world["queue"][0]
     ann.click(f"a[href='/review/items/{top.id}']")
