@@ -250,6 +250,22 @@ SERVE = (
         path="existing-file",
     ),
     _db("Record served verdicts in this results database (as scan --db) for review, report."),
+    Setting(
+        "review_db",
+        str,
+        None,
+        "Serve the web review queue of this results database under /review (needs --reviewers).",
+        "--review-db",
+        path="existing-file",
+    ),
+    Setting(
+        "reviewers",
+        str,
+        None,
+        "With --review-db: TOML/JSON file of reviewers and their password or API key hashes.",
+        "--reviewers",
+        path="existing-file",
+    ),
     _flag(
         "reload_library",
         "On SIGHUP (and when the library's manifest.json changes) load the library again and "

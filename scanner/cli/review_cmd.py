@@ -22,6 +22,10 @@ ITEM_REFUSALS = frozenset(
 database, library or request cannot be used at all (exit 3)."""
 
 
+WEB_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "claim_minutes": 30.0}
+"""The defaults of the --web options (given anything else without --web is a usage error)."""
+
+
 @click.command("review")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option(
@@ -105,6 +109,17 @@ database, library or request cannot be used at all (exit 3)."""
     default=None,
     help="JSONL mirror of the audit log: appended (and fsynced) with --decide, checked with --verify.",
 )
+@click.option("--web", is_flag=True, help="Serve the review queue in a browser (needs the serve extra).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="With --web: port to listen on.")  # fmt: skip
+@click.option("--reviewers", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --web (required): TOML/JSON file of reviewers and their password/API key hashes.")  # fmt: skip
+@click.option("--library", type=click.Path(file_okay=False), default=None,
+              help="With --web: the library that confirm+enrol and dismiss+allowlist decisions change.")  # fmt: skip
+@click.option("--claim-minutes", type=click.FloatRange(min=1, max=24 * 60), default=30.0, show_default=True,
+              help="With --web: how long a reviewer's claim on an item holds.")  # fmt: skip
+@click.option("--allow-remote", is_flag=True, help="With --web: allow a non-loopback --host (put TLS in front).")
 def review_cmd(
     db: str,
     verdicts: tuple[str, ...],
@@ -119,7 +134,7 @@ def review_cmd(
     audit: bool,
     verify: bool,
     audit_log: str | None,
-    **appeal_options: str | None,
+    **options: Any,
 ) -> None:
     """Human review of a results database (from 'scan --db' or 'watch --state').
 
@@ -131,6 +146,7 @@ def review_cmd(
     meshscan review DB --appeal ID --by NAME --reason TEXT
     meshscan review DB --decide-appeal ID --outcome upheld|overturned --by NAME --reason TEXT
     meshscan review DB --audit [--verify] [--audit-log FILE]
+    meshscan review DB --web --reviewers FILE [--port N] [--library DIR] [--audit-log FILE]
 
     Exit code: listing 0 when nothing waits, 1 when items wait for review (open appeals
     included); deciding or appealing 0 when recorded, 2 when refused for this item (unknown or
@@ -142,7 +158,21 @@ def review_cmd(
     """
     from scanner.review import ReviewError, ReviewStore
 
-    appeal, decide_appeal, outcome = (appeal_options[k] for k in ("appeal", "decide_appeal", "outcome"))
+    appeal, decide_appeal, outcome = (options.pop(k) for k in ("appeal", "decide_appeal", "outcome"))
+    web = options
+    if web.pop("web"):
+        if decide is not None or audit or verify or verdicts or fmt or appeal or decide_appeal:
+            raise click.UsageError(
+                "--web cannot be combined with --decide, --appeal, --decide-appeal, --audit, --verify, --verdict "
+                "or --format"
+            )
+        from scanner.cli.review_web import serve_review
+
+        serve_review(db, audit_log=audit_log, **web)
+        return
+    given = [f"--{k.replace('_', '-')}" for k, v in web.items() if v not in (None, False) and v != WEB_DEFAULTS.get(k)]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} go(es) with --web")
     appealing = _check_appeal_usage(appeal, decide_appeal, outcome, by, reason, decide, audit or verify)
     decide_only = {
         "--by": by,

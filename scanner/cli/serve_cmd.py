@@ -39,7 +39,8 @@ def log_reloads() -> None:
 @click.command("serve")
 @uses(*SERVE)
 def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_bytes: int, api_key_file: str | None,
-              db_path: str | None, reload_library: bool, reload_poll: float, **options: Any) -> None:  # fmt: skip
+              db_path: str | None, reload_library: bool, reload_poll: float, review_db: str | None,
+              reviewers: str | None, **options: Any) -> None:  # fmt: skip
     """Serve scans over HTTP: POST /v1/scan, /v1/hash, /v1/lookup; GET /v1/status, /metrics.
 
     The library and model are loaded once. Every upload is streamed to a temporary file and
@@ -68,6 +69,7 @@ def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_
             f"refusing to serve on {host} without authentication: give --api-key-file, or bind to 127.0.0.1 or ::1"
         )
     library = options.get("library")
+    review = review_settings(review_db, reviewers, library)
     context = context_from_options(options)
     scanner = Scanner(library=context.library, model=context.model, settings=context.settings)
     recorder = None
@@ -87,9 +89,10 @@ def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_
         log_reloads()
     config = ServeConfig(scanner=scanner, workers=workers, queue=4 * workers if queue is None else queue,
                          max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder,
-                         library_path=library_path, reload_poll_seconds=reload_poll)  # fmt: skip
+                         library_path=library_path, reload_poll_seconds=reload_poll, review=review)  # fmt: skip
     auth = "API keys required" if digests else "no authentication: loopback only"
     recording = f"; recording to {db_path}" if db_path else ""
+    recording += f"; review queue of {review_db} at /review/" if review_db else ""
     if reload_library:
         polled = f", or when its manifest changes (checked every {reload_poll:g} s)" if reload_poll else ""
         recording += f"; library reloaded on SIGHUP{polled}"
@@ -103,3 +106,26 @@ def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_
     finally:
         if recorder is not None:
             recorder.close()
+
+
+def review_settings(review_db: str | None, reviewers: str | None, library: str | None) -> Any:
+    """The web review queue to mount (``--review-db``, with ``--reviewers``), checked before
+    anything is started; ``--library`` is the library its decisions may enrol into or allowlist."""
+    if review_db is None:
+        if reviewers is not None:
+            raise click.UsageError("--reviewers goes with --review-db")
+        return None
+    if reviewers is None:
+        raise click.UsageError("--review-db needs --reviewers FILE: every decision is recorded under a reviewer's name")
+    from scanner.review import ReviewError, ReviewStore
+    from scanner.review.web.app import WebSettings
+    from scanner.review.web.auth import Reviewers, ReviewersError
+
+    try:
+        people = Reviewers.load(reviewers)
+        ReviewStore(review_db, readonly=True).close()
+    except ReviewersError as exc:
+        raise CommandError(f"[config] {exc}") from None
+    except ReviewError as exc:
+        raise CommandError(f"{exc} [{exc.code}]") from None
+    return WebSettings(db=review_db, reviewers=people, library=library)

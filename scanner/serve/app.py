@@ -114,6 +114,9 @@ class ServeConfig:
     reload_poll_seconds: float = 0.0
     """``--reload-library``: also reload when the folder's manifest.json changes, checked this
     often (0: on SIGHUP only)."""
+    review: Any = None
+    """``--review-db``: the :class:`scanner.review.web.app.WebSettings` of the web review queue
+    mounted under ``/review`` (None: not mounted)."""
 
 
 ROW_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": DESCRIPTOR_SIZE, "maxItems": DESCRIPTOR_SIZE}
@@ -373,6 +376,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     _add_upload_routes(app, served)
     _add_lookup_route(app, served)
     _add_metrics_route(app, served)
+    if config.review is not None:
+        from scanner.review.web.app import review_router
+
+        app.include_router(review_router(config.review))
     return app
 
 

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_sha256 ON results (sha256);
 CREATE INDEX IF NOT EXISTS results_verdict ON results (verdict);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS previews (sha256 TEXT PRIMARY KEY, png BLOB NOT NULL, created_at TEXT NOT NULL);
 """
 SCHEMA_VERSION = "1"
 
@@ -339,11 +340,25 @@ class ResultsStore:
         ).fetchone()
         return ResultRow(*found) if found else None
 
+    def size_of(self, path: str, member: str) -> int | None:
+        """The recorded size in bytes of one path's file (None if unknown): shown to reviewers."""
+        found = self.conn.execute("SELECT size FROM results WHERE path = ? AND member = ?", (path, member)).fetchone()
+        return None if found is None or found[0] is None else int(found[0])
+
     def count(self, verdict: str | None = None) -> int:
         """How many rows (files and archive members), or how many with this verdict."""
         if verdict is None:
             return self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM results WHERE verdict = ?", (verdict,)).fetchone()[0]
+
+    def preview(self, sha256: str) -> bytes | None:
+        """The stored preview PNG of the file with this sha256, or None (no such row, or a
+        database written before previews existed): the web review queue shows it beside the
+        verdict, so a reviewer need not open the file in another program."""
+        if not self.has_table("previews"):
+            return None
+        row = self.conn.execute("SELECT png FROM previews WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     # ------------------------------------------------------------------ metadata: what a survey was
     def set_meta(self, key: str, value: str) -> None:

@@ -17,7 +17,8 @@ from tests.conftest import REPO
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
 USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress")
-TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil")
+TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil", "playwright",
+         "httpx")  # fmt: skip
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 
 # import name -> distribution, where they differ; and what a listed distribution brings along
@@ -26,9 +27,9 @@ DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "d
                 "fast_simplification": "fast-simplification", "python_multipart": "python-multipart",
                 "prometheus_client": "prometheus-client",
                 "backports": "backports-zstd", "compression": "backports-zstd"}  # fmt: skip
-BROUGHT_BY = {"pydantic": "fastapi", "threadpoolctl": "scikit-learn"}
+BROUGHT_BY = {"pydantic": "fastapi", "starlette": "fastapi", "threadpoolctl": "scikit-learn"}
 # which extra a folder's (or module's) imports belong to
-AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve",
+AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve", "scanner/review/web": "serve",
          "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures",
          "scanner/exchange/keys.py": "share", "scanner/exchange/fetch.py": "share",
          "scanner/exchange/tx.py": "threatexchange",

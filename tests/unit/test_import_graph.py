@@ -55,7 +55,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 8 - a scan run: engine + results store + quarantine -> summary -> exit code
     ("scanner.run",),
     # 9 - services over it: the Python API, review, the daemon, the HTTP server
-    ("scanner.api", "scanner.review", "scanner.watch", "scanner.serve"),
+    ("scanner.api", "scanner.review", "scanner.review.claims", "scanner.review.web", "scanner.watch", "scanner.serve"),
     # 10 - the command line: parse, call a service, print
     ("scanner.cli",),
     # 11 - the package root: the public API, re-exported lazily

@@ -1,0 +1,261 @@
+"""The web review queue in a real browser: Debian's Chromium driven by Playwright (pointed at
+the system browser; no browser is downloaded), against the real server started as
+`meshscan review DB --web` over a database written by a real `meshscan scan --db`.
+
+Log in, open the queue, open an item, see its preview load, decide with a reason, verify the
+audit log with `meshscan review DB --verify`; a second reviewer sees the item decided and is
+kept off an item the first one claimed; a decision made with the keyboard alone (Tab to the
+button, Enter). With ``MESHSCAN_SCREENSHOTS=DIR`` set, it also saves the screenshots shown in
+the README (``docs/screenshots.py`` sets it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
+DEMO = REPO / "fixtures" / "demo"
+MESHSCAN = [sys.executable, "-m", "scanner.cli"]
+UPLOADS = {  # where each demo file is "uploaded": folders as a platform might lay them out
+    "2026-11-28/user-1042/proxy-barrel-s1-002.obj": "proxy-barrel-s1-002.obj",
+    "2026-11-28/user-1042/proxy-accessory-s1-001.stl": "proxy-accessory-s1-001.stl",
+    "2026-11-29/user-7731/proxy-barrel-s1-000.stl": "proxy-barrel-s1-000.stl",
+    "2026-11-29/user-7731/bracket.stl": "benign-bracket-s1-001.stl",
+    "2026-11-29/<script>alert(1)</script>.stl": "proxy-accessory-s1-002.stl",
+    "2026-11-30/user-0007/toy.stl": "benign-toy-s1-000.stl",
+}
+PASSWORDS = {"Ann Moderator": "ann-secret", "Bo": "bo-secret"}
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([*MESHSCAN, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=240)
+
+
+def png(rgb) -> bytes:  # noqa: ANN001 - an (h, w, 3) uint8 array
+    """PNG bytes of an RGB image, written with zlib (no imaging library needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\0" + rgb[y].tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def preview_png(mesh_path: Path, width: int = 480, height: int = 360) -> bytes:
+    """A shaded oblique view of the mesh (surface points splatted back to front): the test
+    stores it the way the preview renderer does (a row of ``previews``) and checks that the
+    browser shows it."""
+    import numpy as np
+    import trimesh
+
+    mesh = trimesh.load(mesh_path, force="mesh")
+    points, faces = trimesh.sample.sample_surface(mesh, 120_000, seed=7)
+    a, b = np.radians(35), np.radians(25)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    tilt = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    view = (points - mesh.bounds.mean(axis=0)) @ (tilt @ turn).T
+    normals = mesh.face_normals[faces] @ (tilt @ turn).T
+    scale = 0.8 * min(width, height) / float(np.ptp(view[:, [0, 2]], axis=0).max())
+    x = (width / 2 + view[:, 0] * scale).astype(int).clip(0, width - 1)
+    y = (height / 2 - view[:, 2] * scale).astype(int).clip(0, height - 1)
+    light = 0.3 + 0.7 * np.abs(normals @ np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5]))
+    order = np.argsort(view[:, 1])[::-1]  # far to near: nearer points are painted last
+    image = np.full((height, width, 3), 246, dtype=np.uint8)
+    colour = (np.outer(light, [60, 110, 200])).astype(np.uint8)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            image[(y[order] + dy).clip(0, height - 1), (x[order] + dx).clip(0, width - 1)] = colour[order]
+    return png(image)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Scanned uploads, a reviewers file, and a preview for the item at the top of the queue."""
+    tmp = tmp_path_factory.mktemp("web")
+    for dest, src in UPLOADS.items():
+        (tmp / "uploads" / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEMO / src, tmp / "uploads" / dest)
+    scan = run("scan", "uploads", "--db", "results.sqlite", "--jobs", "1", cwd=tmp)
+    assert scan.returncode == 1, scan.stderr
+    from scanner.review import ReviewStore
+    from scanner.review.web.auth import hash_password
+
+    reviewers = "".join(
+        f'[reviewers."{name}"]\npassword = "{hash_password(pw)}"\n' for name, pw in PASSWORDS.items()
+    )  # fmt: skip
+    (tmp / "reviewers.toml").write_text(reviewers, encoding="utf-8")
+    with ReviewStore(tmp / "results.sqlite", readonly=True) as store:
+        queue = store.queue(("review", "flag"))
+    assert len(queue) >= 4
+    for item in {i.sha256: i for i in queue}.values():  # every waiting file has a preview but the last
+        if item.sha256 == queue[-1].sha256:
+            continue
+        with sqlite3.connect(tmp / "results.sqlite") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO previews VALUES (?, ?, ?)",
+                (item.sha256, preview_png(Path(item.path)), "2026-11-30T00:00:00+00:00"),
+            )
+    return {"tmp": tmp, "db": tmp / "results.sqlite", "queue": queue}
+
+
+@pytest.fixture(scope="module")
+def server(world: dict) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["review", str(world["db"]), "--web", "--port", str(port), "--reviewers", "reviewers.toml"]
+    proc = subprocess.Popen([*MESHSCAN, *args], cwd=world["tmp"], env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with contextlib.closing(urllib.request.urlopen(f"{base}/review/login", timeout=2)) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the review server did not start: {proc.stderr.read()}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def signed_in(browser, base: str, name: str, width: int = 1280, height: int = 900):  # noqa: ANN001, ANN201
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(f"{base}/review/")
+    assert page.url.startswith(f"{base}/review/login")
+    page.fill("#name", name)
+    page.fill("#password", PASSWORDS[name])
+    page.click("button[type=submit] >> text=Sign in")
+    page.wait_for_url(f"{base}/review/")
+    assert f"Signed in as {name}" in page.inner_text("header")
+    return page
+
+
+def shoot(page, name: str) -> None:  # noqa: ANN001
+    where = os.environ.get("MESHSCAN_SCREENSHOTS")
+    if where:
+        page.screenshot(path=str(Path(where) / name), full_page=True)
+
+
+def verify(world: dict) -> str:
+    verified = run("review", str(world["db"]), "--verify", cwd=world["tmp"])
+    assert verified.returncode == 0, verified.stderr
+    return verified.stdout
+
+
+def test_review_in_the_browser_end_to_end(world: dict, server: str, browser) -> None:  # noqa: ANN001
+    ann = signed_in(browser, server, "Ann Moderator")
+    rows = ann.locator("table.queue tbody tr")
+    assert rows.count() == len(world["queue"])
+    assert "&lt;script&gt;" not in ann.inner_text("table.queue")  # escaped once, shown as text
+    assert "2026-11-29/<script>alert(1)<" in ann.inner_text("table.queue")  # the folder, as text
+    assert ann.evaluate("document.querySelectorAll('script').length") == 0
+    shoot(ann, "review-queue.png")
+    phone = signed_in(browser, server, "Ann Moderator", width=390, height=844)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    shoot(phone, "review-queue-phone.png")
+    phone.goto(f"{server}/review/items/{world['queue'][0].id}")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # hashes and paths wrap
+    phone.context.close()
+
+    top = world["queue"][0]
+    ann.click(f"a[href='/review/items/{top.id}']")
+    ann.wait_for_url(f"{server}/review/items/{top.id}")
+    img = ann.locator("figure.preview img")
+    img.wait_for()
+    assert ann.evaluate("() => document.querySelector('figure.preview img').naturalWidth") > 0
+    shoot(ann, "review-item.png")
+    ann.check("input[name=decision][value=confirm]")
+    ann.fill("#reason", "component proxy: matches case 17")
+    with ann.expect_navigation():
+        ann.click("#decide")
+    assert "confirm by Ann Moderator" in ann.inner_text("#main")
+    assert verify(world).startswith("OK: 1 decision(s), hash chain intact")
+
+    bo = signed_in(browser, server, "Bo")
+    assert bo.locator(f"a[href='/review/items/{top.id}']").count() == 0  # no longer waiting
+    bo.goto(f"{server}/review/items/{top.id}")
+    assert "confirm by Ann Moderator" in bo.inner_text("#main") and bo.locator("#decide").count() == 0
+
+    # a claim keeps Bo off the item Ann is looking at
+    second = world["queue"][1]
+    ann.goto(f"{server}/review/items/{second.id}")
+    with ann.expect_navigation():
+        ann.click("text=Claim it")
+    bo.goto(f"{server}/review/items/{second.id}")
+    assert "Claimed by Ann Moderator" in bo.inner_text("#main") and bo.locator("#decide").count() == 0
+    bo.goto(f"{server}/review/")
+    assert "Ann Moderator" in bo.inner_text("table.queue")
+
+
+def test_deciding_with_the_keyboard_alone(world: dict, server: str, browser) -> None:  # noqa: ANN001
+    bo = signed_in(browser, server, "Bo")
+    item = world["queue"][-1]  # neither decided nor claimed by the other test
+    bo.goto(f"{server}/review/items/{item.id}")
+    assert "no preview stored" in bo.inner_text("figure.preview")
+
+    def focused(selector: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            bo.keyboard.press("Tab")
+            if bo.evaluate(f"document.activeElement.matches({selector!r})"):
+                return
+        raise AssertionError(f"Tab never reached {selector}")
+
+    focused("input[name=decision]")
+    bo.keyboard.press("ArrowDown")  # the radio group: confirm -> dismiss
+    assert bo.evaluate("document.activeElement.value") == "dismiss"
+    focused("#reason", 3)
+    bo.keyboard.type("a printer spare part, not a component")
+    focused("#decide", 5)
+    outline = bo.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"  # focus is visible
+    with bo.expect_navigation():
+        bo.keyboard.press("Enter")
+    assert "dismiss by Bo" in bo.inner_text("#main")
+    assert "decision(s), hash chain intact" in verify(world)
+    with sqlite3.connect(world["db"]) as conn:
+        (entry,) = conn.execute("SELECT entry FROM review_decisions WHERE item_id = ?", (item.id,)).fetchone()
+    assert '"by":"Bo"' in entry and '"decision":"dismiss"' in entry
