@@ -248,9 +248,7 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
         raise ModelError("the labels need benign files: they are what the review threshold is calibrated on")
     groups, mapping = salted_groups(data.groups)
     root = Path(out)
-    if local_report is not None and Path(local_report).resolve().is_relative_to(root.resolve()):
-        raise ModelError(f"the local training record {local_report} must be outside the model folder {root}: "
-                         "it names the design groups the shared model only holds as salted hashes")  # fmt: skip
+    check_local_record(local_report, root)
     proba, classes = out_of_fold(x, data.labels, groups, params, folds)
     is_benign = np.array([c == BENIGN for c in data.labels])
     benign = component_score(proba, classes)[is_benign]
@@ -276,18 +274,33 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
     (root / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     (root / "report.txt").write_text(report_text(report), encoding="utf-8")
     if local_report is not None:
-        record = {
-            "model_version": model.version,
-            "model_folder": str(root.resolve()),
-            "group_hashes": mapping,
-            "files": [{"path": p, "category": c, "group": g} for p, c, g in zip(data.paths, data.labels, data.groups,
-                                                                                   strict=True)],
-            "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
-        }  # fmt: skip
-        try:
-            Path(local_report).parent.mkdir(parents=True, exist_ok=True)
-            Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
-                             f"{local_report}: {exc.strerror}") from None  # fmt: skip
+        write_local_record(local_report, model, root, mapping, data, skipped)
     return model, report
+
+
+def check_local_record(local_report: str | os.PathLike[str] | None, root: Path) -> None:
+    """Refuse a local training record inside the model folder (before any work is done)."""
+    if local_report is not None and Path(local_report).resolve().is_relative_to(root.resolve()):
+        raise ModelError(f"the local training record {local_report} must be outside the model folder {root}: "
+                         "it names the design groups the shared model only holds as salted hashes")  # fmt: skip
+
+
+def write_local_record(local_report: str | os.PathLike[str], model: ComponentModel, root: Path,
+                       mapping: dict[str, str], data: LabelledSet,
+                       skipped: list[tuple[str, str]] | None) -> None:  # fmt: skip
+    """The trainer's own record, outside the shared folder: group names with their hashes,
+    the files used and the files left out."""
+    record = {
+        "model_version": model.version,
+        "model_folder": str(root.resolve()),
+        "group_hashes": mapping,
+        "files": [{"path": p, "category": c, "group": g} for p, c, g in zip(data.paths, data.labels, data.groups,
+                                                                               strict=True)],
+        "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
+    }  # fmt: skip
+    try:
+        Path(local_report).parent.mkdir(parents=True, exist_ok=True)
+        Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
+                         f"{local_report}: {exc.strerror}") from None  # fmt: skip
