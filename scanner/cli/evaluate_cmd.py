@@ -38,7 +38,7 @@ def evaluate_cmd(labels: str, model_dir: str | None, review_threshold: str | Non
     from scanner.classify.model import ModelError, load_model
     from scanner.classify.train import compute_features, read_labels
 
-    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+    if plot_path is not None and not _have("matplotlib"):
         raise CommandError("[missing-dependency] --plot needs matplotlib: pip install 'meshscan[report]'")
     try:
         model = load_model(model_dir)
@@ -67,6 +67,13 @@ def evaluate_cmd(labels: str, model_dir: str | None, review_threshold: str | Non
     _report_skipped(skipped)
     if plot_path is not None:
         _plot(ev, threshold, plot_path, model.version)
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked package is as good as missing
+        return False
 
 
 def _threshold(model: Any, given: str | None) -> float:
