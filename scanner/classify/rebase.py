@@ -35,6 +35,7 @@ from scanner.classify.evaluate import (
     component_score,
     evaluation,
     evaluation_text,
+    needed_files,
     operating_thresholds,
     pick_threshold,
 )
@@ -128,6 +129,9 @@ def train_on_base(labels_csv: str | os.PathLike[str], out: str | os.PathLike[str
         how = (f"lowest threshold sending at most {target:.1%} of your {int(is_benign.sum())} benign files to review "
                f"in grouped {folds}-fold cross-validation over your files, each fold trained on the base model's "
                f"rows plus the other folds (out-of-fold: {np.mean(scores[is_benign] >= threshold):.1%})")  # fmt: skip
+        if is_benign.sum() < needed_files("false_review", target):
+            how += (f"; not enough benign files to support this target (needs at least "
+                    f"{needed_files('false_review', target)}, has {int(is_benign.sum())})")  # fmt: skip
     else:
         how = f"set by hand ({threshold:.2f})"
     base_eval = evaluation(base.predict_proba(x), list(base.classes_), kept.labels, base.review_threshold)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import click
 
 from scanner._version import __version__
-from scanner.cli.exitcodes import ExitCodeGroup
 from scanner.cli.evaluate_cmd import evaluate_cmd
+from scanner.cli.exitcodes import ExitCodeGroup
 from scanner.cli.export_cmd import export_cmd
 from scanner.cli.inspect_cmd import inspect_cmd
 from scanner.cli.report_cmd import report_cmd
