@@ -60,6 +60,8 @@ class ScanContext:
         if self.model is None:
             return None
         configured = self.settings.classify.review_threshold
+        if isinstance(configured, str):  # a named operating point (the CLI resolves it before it gets here)
+            return self.model.operating_point(configured)
         return self.model.review_threshold if configured is None else configured
 
 

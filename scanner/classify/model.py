@@ -12,6 +12,14 @@ Model folder (format ``meshscan-model`` 1), every file plain data:
     float64 (N, D) training rows, read with ``allow_pickle=False``.
 ``probes.npy`` / ``probe_proba.npy``
     a few training rows and the probabilities the model gave them when it was trained.
+``weights.npy`` (optional)
+    float64 (N,) sample weight per training row, written only when the rows were weighted
+    (``meshscan train --base``: the base model's rows and the platform's own, each source
+    with its weight); absent means every row weighs 1. Covered by ``training_sha256``.
+
+``model.json`` may also hold ``operating_points``: ``{name: threshold}`` for the targets of
+:data:`OPERATING_POINT_TARGETS` that training reached (``fr-1pct``, ``recall-95``, ...), so
+``--review-threshold fr-1pct`` picks one by name; a model without them still loads.
 
 Loading never deserialises an estimator: the model is **refit** from the stored rows with
 fixed seeds on one thread (well under two seconds), and the probe rows must then score as
@@ -21,6 +29,7 @@ or a model trained on other features is refused with the reason, never silently 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -57,6 +66,18 @@ refit (the model is refit at every load). Leaves of at least 5 rows give smoothe
 overconfident probabilities for shapes unlike any training file, and smaller trees."""
 
 
+OPERATING_POINT_TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("fr-0.1pct", "false_review", 0.001),
+    ("fr-1pct", "false_review", 0.01),
+    ("fr-5pct", "false_review", 0.05),
+    ("recall-90", "recall", 0.90),
+    ("recall-95", "recall", 0.95),
+    ("recall-99", "recall", 0.99),
+)
+"""Named operating points (name, kind, target): ``fr-*`` keep the share of benign files sent
+to review at most the target, ``recall-*`` send at least the target share of component
+files to review. Training records the threshold of each one it reaches in ``model.json``."""
+
 GROUP_HASH_PREFIX = "g-"
 _GROUP_HASH = re.compile(r"g-[0-9a-f]{32}")
 
@@ -90,6 +111,24 @@ def group_splits(groups: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np
     return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
 
 
+@functools.cache
+def _weighted_pipeline_class() -> type:
+    """Built on first use: scikit-learn is imported only when a model is fitted."""
+    from sklearn.pipeline import Pipeline
+
+    class WeightedPipeline(Pipeline):
+        """A Pipeline whose ``fit`` takes ``sample_weight`` and hands it to the forest, so that
+        CalibratedClassifierCV weights the trees as well as the calibration (a plain Pipeline
+        does not declare ``sample_weight`` and would weight the calibration only)."""
+
+        def fit(self, X: Any, y: Any = None, sample_weight: Any = None, **params: Any) -> Any:  # noqa: N803
+            if sample_weight is not None:
+                params["trees__sample_weight"] = sample_weight
+            return super().fit(X, y, **params)
+
+    return WeightedPipeline
+
+
 def build_estimator(params: dict[str, Any], splits: list[tuple[np.ndarray, np.ndarray]]) -> Any:
     """Scaling + ExtraTrees, calibrated by CalibratedClassifierCV on grouped folds.
 
@@ -97,7 +136,6 @@ def build_estimator(params: dict[str, Any], splits: list[tuple[np.ndarray, np.nd
     out-of-fold predictions - one forest to evaluate per scan instead of one per fold."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import ExtraTreesClassifier
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     forest = ExtraTreesClassifier(
@@ -108,14 +146,21 @@ def build_estimator(params: dict[str, Any], splits: list[tuple[np.ndarray, np.nd
         random_state=int(params["random_state"]),
         n_jobs=1,
     )
-    pipe = Pipeline([("scale", StandardScaler()), ("trees", forest)])
+    pipe = _weighted_pipeline_class()([("scale", StandardScaler()), ("trees", forest)])
     return CalibratedClassifierCV(pipe, method=params["calibration"], cv=splits, ensemble=False)
 
 
-def training_sha256(x: np.ndarray, labels: list[str], groups: list[str]) -> str:
-    return sha256_chunks(
-        [b"meshscan-training-v1", np.ascontiguousarray(x, dtype="<f8").tobytes(), json.dumps([labels, groups]).encode()]
-    )
+def training_sha256(x: np.ndarray, labels: list[str], groups: list[str], weights: np.ndarray | None = None) -> str:
+    """The digest of the training rows, labels, groups and (when weighted) sample weights; an
+    unweighted model's digest is the one models had before weights existed."""
+    chunks = [
+        b"meshscan-training-v1",
+        np.ascontiguousarray(x, dtype="<f8").tobytes(),
+        json.dumps([labels, groups]).encode(),
+    ]
+    if weights is not None:
+        chunks += [b"weights", np.ascontiguousarray(weights, dtype="<f8").tobytes()]
+    return sha256_chunks(chunks)
 
 
 @dataclass
@@ -137,10 +182,17 @@ class ComponentModel:
         machines load their own installed copy)."""
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, x: np.ndarray, labels: list[str], groups: list[str]) -> ComponentModel:
+    def fit(self, x: np.ndarray, labels: list[str], groups: list[str], weights: np.ndarray | None = None
+            ) -> ComponentModel:  # fmt: skip
+        """Fit on rows, labels and design groups; ``weights`` (one per row, positive) weight the
+        trees and the calibration (None: every row weighs 1)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or len(x) != len(labels) or len(labels) != len(groups):
             raise ModelError("features, labels and groups must have one row each")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (len(x),) or not np.isfinite(weights).all() or (weights <= 0).any():
+                raise ModelError("sample weights must be one positive number per training row")
         if not np.isfinite(x).all():
             raise ModelError("training features contain NaN or infinity")
         unknown = sorted(set(labels) - set(LABELS))
@@ -154,8 +206,9 @@ class ComponentModel:
         y = np.array([index[c] for c in labels], dtype=np.int64)
         garr = np.asarray(groups, dtype=str)
         splits = group_splits(garr, int(self.params["calibration_folds"]))
-        self.estimator_ = build_estimator(self.params, splits).fit(x, y)
-        self.x_, self.labels_, self.groups_ = x, list(labels), list(groups)
+        fit_args = {} if weights is None else {"sample_weight": weights}
+        self.estimator_ = build_estimator(self.params, splits).fit(x, y, **fit_args)
+        self.x_, self.labels_, self.groups_, self.weights_ = x, list(labels), list(groups), weights
         benign = x[y == index[BENIGN]]
         self.benign_median_ = np.median(benign, axis=0)
         self._fast = _FastForest.build(self.estimator_, x)
@@ -175,6 +228,22 @@ class ComponentModel:
     @property
     def review_threshold(self) -> float:
         return float(self.meta.get("review_threshold", 0.5))
+
+    @property
+    def operating_points(self) -> dict[str, float]:
+        """Named review thresholds recorded at training (empty for a model saved before them)."""
+        points = self.meta.get("operating_points")
+        if not isinstance(points, dict):
+            return {}
+        return {str(k): float(v) for k, v in points.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+    def operating_point(self, name: str) -> float:
+        """The threshold of a named operating point, or ModelError naming the ones there are."""
+        points = self.operating_points
+        if name in points:
+            return points[name]
+        known = ", ".join(sorted(points)) if points else "none: it was trained before operating points were recorded"
+        raise ModelError(f"model {self.version} has no operating point {name!r} (recorded: {known})")
 
     @property
     def version(self) -> str:
@@ -201,6 +270,8 @@ class ComponentModel:
         probes = self._probe_rows()
         reference = self.estimator_.predict_proba(probes)  # scikit-learn's own answer, not the fast path
         arrays = {"features.npy": self.x_, "probes.npy": probes, "probe_proba.npy": reference}
+        if self.weights_ is not None:
+            arrays["weights.npy"] = self.weights_
         blobs = {}
         for fname, arr in arrays.items():
             buf = io.BytesIO()
@@ -221,7 +292,7 @@ class ComponentModel:
             "columns": column_names(),
             "review_threshold": float(threshold.value),
             "threshold_calibration": threshold.how,
-            "training_sha256": training_sha256(self.x_, self.labels_, self.groups_),
+            "training_sha256": training_sha256(self.x_, self.labels_, self.groups_, self.weights_),
             "rows_per_class": {c: int(sum(lab == c for lab in self.labels_)) for c in self.classes_},
             "labels": self.labels_,
             "groups": self.groups_,
@@ -230,6 +301,8 @@ class ComponentModel:
         identity = json.dumps({k: v for k, v in meta.items() if k != "created"}, sort_keys=True).encode()
         content = sha256_chunks([*(blobs[fname] for fname in sorted(blobs)), identity])
         meta["model_version"] = "model-" + content[:12]
+        if self.weights_ is None:
+            (root / "weights.npy").unlink(missing_ok=True)  # a stale one would not match the digest
         for fname, data in blobs.items():
             (root / fname).write_bytes(data)
         (root / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -263,20 +336,23 @@ class ComponentModel:
             arrays = {
                 n: np.load(root / n, allow_pickle=False) for n in ("features.npy", "probes.npy", "probe_proba.npy")
             }
+            weights = np.load(root / "weights.npy", allow_pickle=False) if (root / "weights.npy").exists() else None
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read the model's arrays in {root}: {exc}") from None
         x = arrays["features.npy"]
+        if weights is not None and (weights.dtype != np.float64 or weights.shape != (len(x),)):
+            raise ModelError(f"model {root} is inconsistent: weights.npy does not hold one weight per row")
         labels, groups = meta.get("labels"), meta.get("groups")
         if (
             x.dtype != np.float64 or x.ndim != 2 or not isinstance(labels, list) or not isinstance(groups, list)
             or len(labels) != len(x) or len(groups) != len(x) or x.shape[1] != len(meta.get("columns", []))
         ):  # fmt: skip
             raise ModelError(f"model {root} is inconsistent: rows, labels and groups do not match")
-        if training_sha256(x, labels, groups) != meta.get("training_sha256"):
+        if training_sha256(x, labels, groups, weights) != meta.get("training_sha256"):
             raise ModelError(f"model {root} failed verification: its training rows do not match training_sha256")
         model = cls(meta.get("params"))
         try:
-            model.fit(x, labels, groups)
+            model.fit(x, labels, groups, weights)
         except ValueError as exc:
             raise ModelError(f"cannot refit model {root}: {exc}") from None
         if list(model.classes_) != list(meta.get("classes", [])):

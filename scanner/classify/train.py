@@ -35,6 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from scanner.classify.evaluate import (
+    component_score,
+    operating_points,
+    operating_points_text,
+    operating_thresholds,
+    pick_threshold,
+)
 from scanner.classify.features import feature_row
 from scanner.classify.model import (
     BENIGN,
@@ -148,22 +155,6 @@ def out_of_fold(x: np.ndarray, labels: list[str], groups: list[str], params: dic
     return proba, classes
 
 
-def component_score(proba: np.ndarray, classes: list[str]) -> np.ndarray:
-    """Probability per row that the file is a component of any category, 1 - P(benign): what
-    the review threshold is compared with. (A file split between two component categories
-    is no less likely to be a component than one that is sure of its category.)"""
-    return 1.0 - proba[:, classes.index(BENIGN)]
-
-
-def pick_threshold(benign_scores: np.ndarray, target: float) -> float:
-    """The lowest threshold (on a 0.01 grid, at least 0.30) sending at most ``target`` of
-    these benign files to review."""
-    for t in np.round(np.arange(0.30, 0.991, 0.01), 2):
-        if np.mean(benign_scores >= t) <= target:
-            return float(t)
-    return 0.99
-
-
 def evaluate(proba: np.ndarray, classes: list[str], labels: list[str], threshold: float) -> dict[str, Any]:
     """Per-class precision/recall, confusion matrix, Brier score, and review rates at ``threshold``."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -225,6 +216,8 @@ def report_text(report: dict[str, Any]) -> str:
     if report.get("false_review_rate_at_threshold") is not None:
         lines.append(f"at review threshold {t:.2f}: {report['false_review_rate_at_threshold']:.1%} of benign "
                      f"files sent to review")  # fmt: skip
+    if report.get("operating_points"):
+        lines += ["", *operating_points_text(report["operating_points"])]
     return "\n".join(lines) + "\n"
 
 
@@ -255,11 +248,10 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
         raise ModelError("the labels need benign files: they are what the review threshold is calibrated on")
     groups, mapping = salted_groups(data.groups)
     root = Path(out)
-    if local_report is not None and Path(local_report).resolve().is_relative_to(root.resolve()):
-        raise ModelError(f"the local training record {local_report} must be outside the model folder {root}: "
-                         "it names the design groups the shared model only holds as salted hashes")  # fmt: skip
+    check_local_record(local_report, root)
     proba, classes = out_of_fold(x, data.labels, groups, params, folds)
-    benign = component_score(proba, classes)[np.array([c == BENIGN for c in data.labels])]
+    is_benign = np.array([c == BENIGN for c in data.labels])
+    benign = component_score(proba, classes)[is_benign]
     if threshold is None:
         threshold = pick_threshold(benign, target)
         how = (
@@ -272,26 +264,43 @@ def fit_and_save(x: np.ndarray, data: LabelledSet, out: str | os.PathLike[str], 
     report.update(
         folds=folds, rows=len(x), groups=len(mapping), threshold_calibration=how,
         skipped=[{"reason": r} for _, r in (skipped or [])],
+        operating_points=operating_points(component_score(proba, classes), is_benign),
     )  # fmt: skip
     model = ComponentModel(params).fit(x, data.labels, groups)
+    points = operating_thresholds(component_score(proba, classes), is_benign)
     model.save(root, ThresholdInfo(threshold, how), name=name, description=description,
-               extra={"group_ids": "salted-hmac-sha256"})  # fmt: skip
+               extra={"group_ids": "salted-hmac-sha256", "operating_points": points})  # fmt: skip
     report["model_version"] = model.version
     (root / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     (root / "report.txt").write_text(report_text(report), encoding="utf-8")
     if local_report is not None:
-        record = {
-            "model_version": model.version,
-            "model_folder": str(root.resolve()),
-            "group_hashes": mapping,
-            "files": [{"path": p, "category": c, "group": g} for p, c, g in zip(data.paths, data.labels, data.groups,
-                                                                                   strict=True)],
-            "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
-        }  # fmt: skip
-        try:
-            Path(local_report).parent.mkdir(parents=True, exist_ok=True)
-            Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
-                             f"{local_report}: {exc.strerror}") from None  # fmt: skip
+        write_local_record(local_report, model, root, mapping, data, skipped)
     return model, report
+
+
+def check_local_record(local_report: str | os.PathLike[str] | None, root: Path) -> None:
+    """Refuse a local training record inside the model folder (before any work is done)."""
+    if local_report is not None and Path(local_report).resolve().is_relative_to(root.resolve()):
+        raise ModelError(f"the local training record {local_report} must be outside the model folder {root}: "
+                         "it names the design groups the shared model only holds as salted hashes")  # fmt: skip
+
+
+def write_local_record(local_report: str | os.PathLike[str], model: ComponentModel, root: Path,
+                       mapping: dict[str, str], data: LabelledSet,
+                       skipped: list[tuple[str, str]] | None) -> None:  # fmt: skip
+    """The trainer's own record, outside the shared folder: group names with their hashes,
+    the files used and the files left out."""
+    record = {
+        "model_version": model.version,
+        "model_folder": str(root.resolve()),
+        "group_hashes": mapping,
+        "files": [{"path": p, "category": c, "group": g} for p, c, g in zip(data.paths, data.labels, data.groups,
+                                                                               strict=True)],
+        "skipped": [{"path": p, "reason": r} for p, r in (skipped or [])],
+    }  # fmt: skip
+    try:
+        Path(local_report).parent.mkdir(parents=True, exist_ok=True)
+        Path(local_report).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"wrote model {model.version} to {root}, but not the local training record "
+                         f"{local_report}: {exc.strerror}") from None  # fmt: skip

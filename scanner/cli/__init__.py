@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from scanner._version import __version__
+from scanner.cli.evaluate_cmd import evaluate_cmd
 from scanner.cli.exitcodes import ExitCodeGroup
 from scanner.cli.export_cmd import export_cmd
 from scanner.cli.inspect_cmd import inspect_cmd
@@ -40,6 +41,7 @@ cli.add_command(inspect_cmd)
 cli.add_command(signatures_group)
 cli.add_command(allowlist_group)
 cli.add_command(train_cmd)
+cli.add_command(evaluate_cmd)
 cli.add_command(watch_cmd)
 cli.add_command(watch_health_cmd)
 cli.add_command(review_cmd)

@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from scanner.cli.exitcodes import CommandError as CommandError  # re-exported: commands import it from here
 from scanner.cli.flags import INSPECT
 from scanner.config import SCHEMA, load_settings, load_table
-from scanner.config.schema import Setting
+from scanner.config.schema import Setting, check
 from scanner.errors import ConfigError
 
 OVERRIDE_TABLES = ("limits", "match", "classify")
@@ -54,8 +54,31 @@ class SchemaArgument(click.Argument):
         self.setting = setting
 
 
+class NumberOrName(click.ParamType):
+    """A number in the setting's range, or a name (a ``named`` setting: ``--review-threshold
+    fr-1pct``), checked as :func:`scanner.config.schema.check` checks the file."""
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+        self.name = "number|name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            number: Any = float(value)
+        except ValueError:
+            number = value
+        try:
+            return check(self.setting, number, self.setting.flag or self.setting.name)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def click_type(s: Setting) -> Any:
     """The click type that checks the flag as :func:`scanner.config.schema.check` checks the file."""
+    if s.named:
+        return NumberOrName(s)
     if s.path is not None:
         return click.Path(**_PATHS[s.path])
     if s.choices:
@@ -170,14 +193,33 @@ def build_scan_context(library: str | None, settings: Any, model_dir: str | None
 
     if no_model and model_dir:
         raise click.UsageError("use --model or --no-model, not both")
-    context = ScanContext(settings=settings, library=open_library(library),
-                          model=None if no_model else open_model(model_dir))  # fmt: skip
+    model = None if no_model else open_model(model_dir)
+    context = ScanContext(settings=named_threshold(settings, model), library=open_library(library), model=model)
     if len(context.library) == 0 and context.model is None:
         raise CommandError(
             "the signature library holds no signatures and no classifier is loaded: every upload would read "
             "clear; enrol signatures (meshscan signatures add) or drop --no-model"
         )
     return context
+
+
+def named_threshold(settings: Any, model: Any) -> Any:
+    """The settings with a named ``--review-threshold`` (or ``[classify] review_threshold``)
+    replaced by the model's operating point of that name, so that every worker, spec and
+    record carries the number. An unknown name is a usage error naming the recorded ones
+    (``[unknown-operating-point]``); without a model the threshold is unused, name or not."""
+    import dataclasses
+
+    from scanner.classify.model import ModelError
+
+    name = settings.classify.review_threshold
+    if not isinstance(name, str) or model is None:
+        return settings
+    try:
+        value = model.operating_point(name)
+    except ModelError as exc:
+        raise click.UsageError(f"[unknown-operating-point] --review-threshold {name}: {exc}") from None
+    return dataclasses.replace(settings, classify=dataclasses.replace(settings.classify, review_threshold=value))
 
 
 def context_from_options(options: dict[str, Any]) -> Any:

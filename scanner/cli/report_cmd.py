@@ -97,8 +97,8 @@ def report_cmd(
         except ConfigError as exc:
             raise CommandError(f"[bad-config] {exc}") from None
         distance_threshold = settings.match.distance_threshold
-        if review_threshold is None:
-            review_threshold = settings.classify.review_threshold
+        if review_threshold is None and not isinstance(settings.classify.review_threshold, str):
+            review_threshold = settings.classify.review_threshold  # a named one: the records carry the number
     figures = _transparency(source, period) if transparency else None
     try:
         written = make_report(

@@ -24,9 +24,17 @@ from scanner.cli.exitcodes import CommandError
 @click.option("--local-report", type=click.Path(dir_okay=False), default=None,
               help="Where to keep the training record that names the design groups and files (default: "
                    "OUT.training-local.json beside the model folder; never inside it).")  # fmt: skip
+@click.option("--base", default=None, metavar="shipped|DIR",
+              help="Also train on this model's stored rows (the shipped demo model, or a model folder) and "
+                   "compare the new model with it on your files' held-out folds.")  # fmt: skip
+@click.option("--base-weight", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="With --base: sample weight of each base row.")  # fmt: skip
+@click.option("--own-weight", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="With --base: sample weight of each of your files.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float | None,
-              review_threshold: float | None, name: str, local_report: str | None, as_json: bool) -> None:  # fmt: skip
+              review_threshold: float | None, name: str, local_report: str | None, base: str | None,
+              base_weight: float, own_weight: float, as_json: bool) -> None:  # fmt: skip
     """Train a calibrated component classifier from LABELS.csv (path,category[,group]).
 
     Paths are relative to the CSV; categories are the six of `meshscan signatures` plus
@@ -38,6 +46,12 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
     The model folder is meant to be shared: it holds design groups only as salted hashes (the
     salt is random and never saved) and no file names or paths. The names, with their hashes,
     and the files left out go to the local report outside the folder (--local-report).
+
+    With --base, the model is trained on the base model's rows plus your files (each source
+    with its --base-weight / --own-weight), and the report compares it with the base on your
+    files, held out by grouped cross-validation. The operating points (thresholds for false
+    reviews <= 0.1%, 1%, 5% and component recall >= 90%, 95%, 99%) are recorded in the model
+    for --review-threshold NAME.
     """
     import json
 
@@ -57,17 +71,27 @@ def train_cmd(labels: str, out_dir: str, folds: int, false_review_target: float 
             def tick(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            model, report = train(
-                labels, out_dir, folds=folds,
-                target=DEFAULT_FALSE_REVIEW_TARGET if false_review_target is None else false_review_target,
-                threshold=review_threshold, name=name, progress=tick, local_report=record,
-            )  # fmt: skip
+            target = DEFAULT_FALSE_REVIEW_TARGET if false_review_target is None else false_review_target
+            if base is None:
+                model, report = train(labels, out_dir, folds=folds, target=target, threshold=review_threshold,
+                                      name=name, progress=tick, local_report=record)  # fmt: skip
+            else:
+                from scanner.classify.rebase import load_base, train_on_base
+
+                model, report = train_on_base(labels, out_dir, load_base(base), base_weight=base_weight,
+                                              own_weight=own_weight, folds=folds, target=target,
+                                              threshold=review_threshold, name=name, progress=tick,
+                                              local_report=record)  # fmt: skip
     except ModelError as exc:
         raise CommandError(str(exc)) from None
     for item in json.loads(Path(record).read_text(encoding="utf-8"))["skipped"]:
         click.echo(f"meshscan: left out {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=1))
+    elif base is not None:
+        from scanner.classify.rebase import base_report_text
+
+        click.echo(base_report_text(report), nl=False)
     else:
         _print_report(report)
     click.echo(f"meshscan: wrote model {model.version} to {out_dir} (report.txt, report.json beside it); design "
@@ -103,3 +127,6 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"  component files sent to review (out-of-fold): {report['component_recall_at_threshold']:.1%}")
     if report.get("false_review_rate_at_threshold") is not None:
         console.print(f"  benign files sent to review (out-of-fold): {report['false_review_rate_at_threshold']:.1%}")
+    from scanner.classify.evaluate import operating_points_text
+
+    click.echo("\n".join(operating_points_text(report["operating_points"])))

@@ -76,11 +76,13 @@ class ClassifySettings:
     """The component classifier, for files that match no signature (README: "Classifier and
     review threshold")."""
 
-    review_threshold: float | None = setting(
-        None, "Send to review at this component probability (default: the model's calibrated threshold).",
-        "--review-threshold", kind=float, minimum=0, maximum=1, min_open=True)  # fmt: skip
+    review_threshold: float | str | None = setting(
+        None, "Send to review at this component probability, or at a named operating point of the model "
+        "(fr-0.1pct, fr-1pct, fr-5pct, recall-90, recall-95, recall-99; default: the model's calibrated threshold).",
+        "--review-threshold", kind=float, minimum=0, maximum=1, min_open=True, named=True)  # fmt: skip
     """Send a file to ``review`` when any component category's calibrated probability is at
-    least this. None: the threshold calibrated with the model (stored in its model.json)."""
+    least this. None: the threshold calibrated with the model (stored in its model.json); a
+    name: the operating point of that name recorded in the model (README, "Operating points")."""
     explain_top: int = setting(3, "Features named in a review explanation.", **_POSITIVE)
     """Features named in a review explanation."""
 

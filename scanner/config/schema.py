@@ -12,6 +12,7 @@ bad TOML value is refused with the same rule as a bad flag.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,10 @@ class Setting:
     required: bool = False
     argument: bool = False
     """A positional argument (``watch DIR...``), repeatable when ``kind`` is list."""
+    named: bool = False
+    """A number may also be given by name (``--review-threshold fr-1pct``: an operating point
+    recorded in the model); the name is checked for its spelling here and resolved by whoever
+    knows the names (the scan context, against its model)."""
 
     @property
     def param(self) -> str:
@@ -89,6 +94,10 @@ def _kind_of(default: Any) -> type:
     return type(default)
 
 
+NAME = re.compile(r"[a-z][a-z0-9.\-]*")
+"""How a name given for a ``named`` number is spelt (``fr-0.1pct``, ``recall-95``)."""
+
+
 def check(s: Setting, value: Any, where: str) -> Any:
     """``value`` (from a TOML file or an override) as the setting's type, or ConfigError saying
     why not: the same rule click applies to the flag."""
@@ -107,6 +116,10 @@ def check(s: Setting, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be {'true or false' if s.kind is bool else 'a string'}, got {value!r}")
         if s.choices and value not in s.choices:
             raise ConfigError(f"{where} must be one of {', '.join(s.choices)}, got {value!r}")
+        return value
+    if s.named and isinstance(value, str):
+        if not NAME.fullmatch(value):
+            raise ConfigError(f"{where} must be {_describe(s)} or a name like fr-1pct, got {value!r}")
         return value
     return _check_number(s, value, where)
 

@@ -312,3 +312,40 @@ def all_figures(a: Analysis) -> dict[str, Figure | None]:
 def all_plots(a: Analysis) -> dict[str, bytes | None]:
     """Every figure of the report as PNG bytes (None: nothing to draw)."""
     return {name: None if fig is None else _png(fig) for name, fig in all_figures(a).items()}
+
+
+def threshold_plot(table: Sequence[dict], current: float | None = None, title: str = "") -> Figure:
+    """``meshscan evaluate --plot``: the share of component files and of benign files sent to
+    review at each review threshold (rows of the evaluation's ``threshold_table``), benign on a
+    log scale so that 0.1% and 1% are told apart, with the current threshold marked."""
+    fig, ax = _fig(7, 3.6)
+    t = [r["threshold"] for r in table]
+    comp = [100 * r["component_share"] if r["component_share"] is not None else None for r in table]
+    ben = [100 * r["benign_share"] if r["benign_share"] is not None else None for r in table]
+    if any(v is not None for v in comp):
+        ax.plot(t, [v if v is not None else float("nan") for v in comp], color=VERMILLION, linewidth=2,
+                label="component files sent to review")  # fmt: skip
+    ax.set_xlabel("review threshold (1 - P(benign))")
+    ax.set_ylabel("components sent to review (%)")
+    ax.set_ylim(0, 102)
+    if any(v is not None for v in ben):
+        ax2 = ax.twinx()
+        ax2.plot(t, [v if v is not None else float("nan") for v in ben], color=BLUE, linewidth=2,
+                 linestyle="--", label="benign files sent to review (false reviews)")  # fmt: skip
+        ax2.set_yscale("symlog", linthresh=0.1)  # logarithmic above 0.1%, linear down to a true 0
+        ax2.set_ylim(0, 100)
+        ax2.set_ylabel("benign sent to review (%, log above 0.1%)")
+        ax2.grid(False)
+        ax2.spines["right"].set_visible(True)
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="lower left", fontsize=8)
+    if current is not None:
+        _mark_thresholds(ax, [(current, f"threshold {current:.2f}")], "left")
+    ax.set_title(title or "Review threshold: components vs false reviews")
+    return fig
+
+
+def save_png(fig: Figure, path: str) -> None:
+    """Write a figure as a PNG file (no timestamps or software tag: the same data, the same bytes)."""
+    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
