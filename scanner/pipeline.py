@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
 from scanner.formats import MemberResult
 from scanner.loading import join, open_upload
 from scanner.mesh import Mesh, shared_walls
-from scanner.policy import Case, Decision, decide, flag_explanation, unreadable
+from scanner.policy import Case, Decision, Score, decide, flag_explanation, unreadable
 from scanner.shape import Shape
 from scanner.util import utc_now
 from scanner.verdict import FLAG, UNSCANNABLE, Verdict
@@ -185,5 +186,13 @@ def _verdict(path: str, sha: str | None, judged: _Judged, context: ScanContext) 
         detail=d.detail,
         review_score=score.review_score if score is not None else None,
         review_threshold=score.review_threshold if score is not None else None,
+        review_body=_review_body(score),
         distance_threshold=d.distance_threshold,
     )
+
+
+def _review_body(score: Score | None) -> dict[str, Any] | None:
+    """The verdict's ``review_body``: the body whose score (scored alone) is the review score."""
+    if score is None or score.body is None:
+        return None
+    return {"body": score.body, "share": score.body_share}
