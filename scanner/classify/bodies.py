@@ -54,14 +54,23 @@ class BodyRow:
     """Body number, as matching and :meth:`scanner.mesh.Mesh.bodies` number them."""
     share: float
     """Share of the upload's surface area."""
+    relative: float
+    """Its surface area relative to the largest body's (1 for the largest)."""
+    triangles: int
     row: np.ndarray
     """The classifier row of the body alone."""
 
 
-def scored_bodies(surface: Mesh, descriptor: Descriptor) -> list[BodyRow]:
+def scored_bodies(
+    surface: Mesh,
+    descriptor: Descriptor,
+    min_area_ratio: float = MIN_AREA_RATIO,
+    min_triangles: int = MIN_SCORED_TRIANGLES,
+) -> list[BodyRow]:
     """The bodies of ``surface`` that are scored alone, largest first (none for a one-body
     file: its whole-file row is its body's). ``descriptor`` is matching's description of the
-    same surface; its per-body vectors are reused."""
+    same surface; its per-body vectors are reused. The two minimums are parameters only so
+    that ``bench/classifier.py`` can show how they were chosen."""
     if descriptor.body_count <= 1 or not descriptor.body_shares:
         return []
     picked = [
@@ -74,7 +83,7 @@ def scored_bodies(surface: Mesh, descriptor: Descriptor) -> list[BodyRow]:
     largest = max(s for _, s, _ in picked)
     labels = surface.body_labels()
     counts = np.bincount(labels, minlength=descriptor.body_count)
-    chosen = [(b, s, v) for b, s, v in picked if counts[b] >= MIN_SCORED_TRIANGLES and s >= MIN_AREA_RATIO * largest]
+    chosen = [(b, s, v) for b, s, v in picked if counts[b] >= min_triangles and s >= min_area_ratio * largest]
     if not chosen:
         return []
     order = np.argsort(labels, kind="stable")
@@ -83,7 +92,7 @@ def scored_bodies(surface: Mesh, descriptor: Descriptor) -> list[BodyRow]:
     for b, s, v in chosen:
         faces = order[starts[b] : starts[b + 1]]
         body = Mesh(vertices=surface.corners32[faces].reshape(-1, 3), source=surface.source, format=surface.format)
-        out.append(BodyRow(b, float(s), feature_row(body, v)))
+        out.append(BodyRow(b, float(s), float(s / largest), int(counts[b]), feature_row(body, v)))
     return out
 
 
