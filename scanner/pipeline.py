@@ -3,7 +3,8 @@
 1. :func:`scanner.loading.open_upload` -> :class:`~scanner.loading.OpenedUpload`: the upload
    opened once, its sha256 and its meshes (one for a mesh file, one per archive member);
 2. :meth:`scanner.shape.Shape.of` -> one :class:`~scanner.shape.Shape` per mesh: its
-   surface, descriptor rows and classifier row, each computed at most once;
+   surface, descriptor rows and classifier rows (the whole file's and its sizeable bodies'),
+   each computed at most once;
 3. :func:`scanner.policy.decide` -> one :class:`~scanner.policy.Decision` per mesh: the first
    of the policy's ordered rules that decides (exact match, allowlist, near-duplicate,
    classifier review, clear); a mesh that cannot be described is ``unscannable`` with the

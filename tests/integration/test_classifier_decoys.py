@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from importlib.resources import files
 from pathlib import Path
 
@@ -164,3 +165,18 @@ def test_real_multi_body_files_stay_clear(corpus: Path) -> None:
         assert r["verdict"] == "clear", (r["path"], r["member"], r["explanation"])
     box = recs["box.STL"]
     assert box["review_body"] is None or box["review_body"]["share"] > 0.05  # the small pins were not scored
+
+
+def test_archive_members_are_scored_body_by_body(decoyed: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
+    root, recs = decoyed
+    bundle = tmp_path / "bundle.zip"
+    benign = tmp_path / "pipe.stl"
+    with_decoys(BENIGN["pipe"](np.random.default_rng(HELD_OUT_SEED)), 10).export(benign)
+    with zipfile.ZipFile(bundle, "w") as zf:
+        zf.write(root / "barrel-decoys40.stl", "parts/barrel-decoys40.stl")
+        zf.write(benign, "parts/pipe.stl")
+    got = scan(bundle)
+    member = got["bundle.zip::parts/barrel-decoys40.stl"]
+    assert member["verdict"] == "review" and member["review_body"]["body"] == 0
+    assert member["review_score"] == recs["barrel-decoys40.stl"]["review_score"]
+    assert got["bundle.zip::parts/pipe.stl"]["verdict"] == "clear"
