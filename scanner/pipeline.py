@@ -3,7 +3,8 @@
 1. :func:`scanner.loading.open_upload` -> :class:`~scanner.loading.OpenedUpload`: the upload
    opened once, its sha256 and its meshes (one for a mesh file, one per archive member);
 2. :meth:`scanner.shape.Shape.of` -> one :class:`~scanner.shape.Shape` per mesh: its
-   surface, descriptor rows and classifier row, each computed at most once;
+   surface, descriptor rows and classifier rows (the whole file's and its sizeable bodies'),
+   each computed at most once;
 3. :func:`scanner.policy.decide` -> one :class:`~scanner.policy.Decision` per mesh: the first
    of the policy's ordered rules that decides (exact match, allowlist, near-duplicate,
    classifier review, clear); a mesh that cannot be described is ``unscannable`` with the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from scanner.errors import CORRUPT, LIMIT_MEMORY, UnreadableInput
 from scanner.formats import MemberResult
 from scanner.loading import join, open_upload
 from scanner.mesh import Mesh, shared_walls
-from scanner.policy import Case, Decision, decide, flag_explanation, unreadable
+from scanner.policy import Case, Decision, Score, decide, flag_explanation, unreadable
 from scanner.shape import Shape
 from scanner.util import utc_now
 from scanner.verdict import FLAG, UNSCANNABLE, Verdict
@@ -185,5 +187,13 @@ def _verdict(path: str, sha: str | None, judged: _Judged, context: ScanContext) 
         detail=d.detail,
         review_score=score.review_score if score is not None else None,
         review_threshold=score.review_threshold if score is not None else None,
+        review_body=_review_body(score),
         distance_threshold=d.distance_threshold,
     )
+
+
+def _review_body(score: Score | None) -> dict[str, Any] | None:
+    """The verdict's ``review_body``: the body whose score (scored alone) is the review score."""
+    if score is None or score.body is None:
+        return None
+    return {"body": score.body, "share": score.body_share}

@@ -14,7 +14,9 @@ next rule. :func:`decide` returns the first decision; the last rule always decid
    is empty);
 4. ``classifier_review``: no signature matched and the component model's 1 - P(benign) reaches
    the review threshold -> ``review`` as the most likely category, with the features that
-   raised the score most, in words;
+   raised the score most, in words. The score is the highest of the whole file's and of each
+   body's scored alone (:mod:`scanner.classify.bodies`), so decoy bodies cannot dilute a part;
+   the explanation names the body that raised it;
 5. ``clear``: otherwise, saying what the classifier scored when there is one.
 
 Whenever a classifier is loaded its numbers are part of the decision (``flag`` included):
@@ -31,7 +33,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from scanner.classify.explain import Assessment, assess, explanation, reasons
+import numpy as np
+
+from scanner.classify.bodies import BodyRow, share_words
+from scanner.classify.explain import Assessment, assess_rows, explanation, reasons
 from scanner.classify.model import BENIGN
 from scanner.context import ScanContext
 from scanner.errors import UnreadableInput
@@ -53,6 +58,10 @@ class Score:
     """1 - P(benign), rounded like ``scores``, so it is what ``scores`` says."""
     review_threshold: float | None
     """The threshold in force when the classifier scored the file."""
+    body: int | None = None
+    """The body whose score (scored alone) this is; None: the whole file's."""
+    body_share: float | None = None
+    """That body's share of the upload's surface area."""
 
 
 @dataclass(frozen=True)
@@ -127,17 +136,53 @@ class Case:
         return self.classifier and self.context.model is not None
 
     @cached_property
-    def assessment(self) -> Assessment:
+    def assessments(self) -> list[tuple[BodyRow | None, Assessment]]:
+        """The whole file's assessment (None: no body), then each body's scored alone."""
         assert self.context.model is not None
-        return assess(self.context.model, self.shape.classifier_row)
+        parts = self.shape.body_rows
+        rows = np.stack([self.shape.classifier_row, *(p.row for p in parts)])
+        return list(zip([None, *parts], assess_rows(self.context.model, rows), strict=True))
+
+    @cached_property
+    def top(self) -> tuple[BodyRow | None, Assessment]:
+        """The highest-scoring of :attr:`assessments` (the whole file wins a tie)."""
+        best = 0
+        for i, (_, a) in enumerate(self.assessments):
+            if a.probability > self.assessments[best][1].probability:
+                best = i
+        return self.assessments[best]
+
+    @property
+    def assessment(self) -> Assessment:
+        """The assessment the decision reports: the highest over the file and its bodies."""
+        return self.top[1]
 
     @cached_property
     def score(self) -> Score | None:
         """The classifier's numbers (None: no classifier consulted)."""
         if not self.has_model:
             return None
-        a = self.assessment
-        return Score(a.scores, round(1.0 - a.scores[BENIGN], 4), self.context.review_threshold)
+        part, a = self.top
+        return Score(
+            a.scores,
+            round(1.0 - a.scores[BENIGN], 4),
+            self.context.review_threshold,
+            None if part is None else part.body,
+            None if part is None else round(part.share, 4),
+        )
+
+    @property
+    def scored_what(self) -> str:
+        """Which surface the reported score is of, for an explanation ("" for a file with no
+        body scored alone)."""
+        part = self.top[0]
+        n = len(self.assessments) - 1
+        if part is None:
+            return f"the whole file scores highest (of the file and its {n} bodies scored alone): " if n else ""
+        return (
+            f"body {part.body} of its {self.shape.bodies} bodies ({share_words(part.share)} of the surface area), "
+            f"scored on its own, is the highest of the whole file and the {n} bodies scored alone: "
+        )
 
     @property
     def no_match(self) -> str:
@@ -173,9 +218,11 @@ def classifier_review(case: Case) -> Decision | None:
     score = case.score
     if score is None or score.review_threshold is None or score.review_score < score.review_threshold:
         return None  # the stored number decides, so the record is self-consistent
-    a, model, threshold = case.assessment, case.context.model, score.review_threshold
-    why = reasons(model, case.shape.classifier_row, top=case.context.settings.classify.explain_top)
-    text = f"review as {a.category.replace('_', ' ')}: {case.no_match}, but " + explanation(a, why, threshold)
+    (part, a), model, threshold = case.top, case.context.model, score.review_threshold
+    row = case.shape.classifier_row if part is None else part.row
+    why = reasons(model, row, top=case.context.settings.classify.explain_top)
+    text = f"review as {a.category.replace('_', ' ')}: {case.no_match}, but {case.scored_what}"
+    text += explanation(a, why, threshold)
     return Decision(REVIEW, text, a.category, score=score, distance_threshold=case.distance_threshold)
 
 
@@ -185,8 +232,8 @@ def clear(case: Case) -> Decision:
         return Decision(CLEAR, case.no_match, distance_threshold=case.distance_threshold)
     a = case.assessment
     text = (
-        f"{case.no_match}; the classifier gives {a.probability:.2f} that it is a component (most likely "
-        f"{a.category.replace('_', ' ')}), below the review threshold {score.review_threshold:.2f}"
+        f"{case.no_match}; {case.scored_what}the classifier gives {a.probability:.2f} that it is a component "
+        f"(most likely {a.category.replace('_', ' ')}), below the review threshold {score.review_threshold:.2f}"
     )
     return Decision(CLEAR, text, score=score, distance_threshold=case.distance_threshold)
 

@@ -4,7 +4,8 @@ The descriptor is the expensive part of a scan (surface sampling for the whole f
 every body), and both matching and the classifier read it. A :class:`Shape` is made once per
 mesh and computes each of its parts at most once, on first use: an upload settled by an exact
 hash or the allowlist is never described at all, and one that reaches the classifier reuses
-the whole-file vector that matching already computed.
+the whole-file vector that matching already computed. The bodies the classifier scores
+alone (:attr:`Shape.body_rows`) reuse matching's per-body vectors the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scanner.classify.bodies import BodyRow, scored_bodies
 from scanner.classify.features import feature_row
 from scanner.errors import EMPTY, UnreadableInput
 from scanner.features import Descriptor, describe, describe_triangles
@@ -65,6 +67,15 @@ class Shape:
     def classifier_row(self) -> np.ndarray:
         """The component classifier's input (:func:`scanner.classify.features.feature_row`)."""
         return feature_row(self.surface, self.whole)
+
+    @cached_property
+    def body_rows(self) -> list[BodyRow]:
+        """The bodies the classifier scores alone, with their rows
+        (:func:`scanner.classify.bodies.scored_bodies`; none for a one-body file, which is
+        never described for it). Reuses matching's per-body descriptor vectors."""
+        if self.surface.body_count <= 1:
+            return []
+        return scored_bodies(self.surface, self.descriptor)
 
     def body_share(self, body: int | None) -> float | None:
         """Share of the upload's surface a descriptor row describes (None: the whole file,

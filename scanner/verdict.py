@@ -72,6 +72,11 @@ class Verdict:
     review_threshold: float | None = None
     """The review threshold in force when the classifier scored the file (None: no classifier
     consulted). ``review`` iff ``review_score >= review_threshold`` for unmatched files."""
+    review_body: dict[str, Any] | None = None
+    """Which body ``review_score`` is of, when it is a body's scored alone rather than the whole
+    file's: ``{"body": body number, "share": its share of the surface area}``; None: the whole
+    file (or no classifier). The review score is the highest of the whole file's and of each
+    body's that carries a meaningful share (:mod:`scanner.classify.bodies`)."""
     distance_threshold: float | None = None
     """The global near-duplicate distance cap (``[match] distance_threshold``) in force when the
     file was matched against a non-empty library; each match also carries its own, possibly
@@ -85,7 +90,7 @@ class Verdict:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         """Rebuild from ``to_dict()`` output (JSON from a worker process, or a record stored
-        before ``schema_version``, ``review_score``, ``review_threshold`` or
+        before ``schema_version``, ``review_score``, ``review_threshold``, ``review_body`` or
         ``distance_threshold`` existed: those take their defaults)."""
         d = dict(d)
         d["matches"] = [Match(**m) for m in d.get("matches", [])]

@@ -40,11 +40,18 @@ class Assessment:
 
 
 def assess(model: ComponentModel, row: np.ndarray) -> Assessment:
-    proba = model.predict_proba(row[None, :])[0]
-    scores = {c: round(float(p), 4) for c, p in zip(model.classes_, proba, strict=True)}
-    comps = [(float(p), c) for c, p in zip(model.classes_, proba, strict=True) if c != BENIGN]
-    p, c = max(comps, key=lambda t: (t[0], -model.classes_.index(t[1])))
-    return Assessment(scores, c, p, 1.0 - float(proba[model.classes_.index(BENIGN)]))
+    return assess_rows(model, row[None, :])[0]
+
+
+def assess_rows(model: ComponentModel, rows: np.ndarray) -> list[Assessment]:
+    """One :class:`Assessment` per row, from one batched prediction (a file's bodies)."""
+    out = []
+    for proba in model.predict_proba(rows):
+        scores = {c: round(float(p), 4) for c, p in zip(model.classes_, proba, strict=True)}
+        comps = [(float(p), c) for c, p in zip(model.classes_, proba, strict=True) if c != BENIGN]
+        p, c = max(comps, key=lambda t: (t[0], -model.classes_.index(t[1])))
+        out.append(Assessment(scores, c, p, 1.0 - float(proba[model.classes_.index(BENIGN)])))
+    return out
 
 
 def _words(group: FeatureGroup, row: np.ndarray, typical: np.ndarray) -> str:

@@ -88,7 +88,7 @@ def test_python_api_records_follow_the_schema(schema: dict, uploads: Path) -> No
     validate_all(schema, records)
     old = {k: v for k, v in records[0].items() if k != "schema_version"}  # a record stored before v1
     assert Verdict.from_dict(old).to_dict()["schema_version"] == SCHEMA_VERSION
-    added = ("review_score", "review_threshold", "distance_threshold")  # fields added within v1
+    added = ("review_score", "review_threshold", "review_body", "distance_threshold")  # fields added within v1
     assert any(r["review_score"] is not None for r in records)
     for record in records:
         before = Verdict.from_dict({k: v for k, v in record.items() if k not in added}).to_dict()
