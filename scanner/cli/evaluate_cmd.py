@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import click
+import numpy as np
 
 from scanner.cli.exitcodes import CommandError
 
@@ -36,7 +37,7 @@ def evaluate_cmd(labels: str, model_dir: str | None, review_threshold: str | Non
     """
     from scanner.classify.evaluate import evaluation, evaluation_text
     from scanner.classify.model import ModelError, load_model
-    from scanner.classify.train import compute_features, read_labels
+    from scanner.classify.train import read_labels
 
     if plot_path is not None and not _have("matplotlib"):
         raise CommandError("[missing-dependency] --plot needs matplotlib: pip install 'meshscan[report]'")
@@ -44,10 +45,10 @@ def evaluate_cmd(labels: str, model_dir: str | None, review_threshold: str | Non
         model = load_model(model_dir)
         threshold = _threshold(model, review_threshold)
         data = read_labels(labels)
-        x, kept, skipped = compute_features(data)
+        proba, kept, skipped = scored_as_scanned(model, data)
     except ModelError as exc:
         raise CommandError(str(exc)) from None
-    ev = evaluation(model.predict_proba(x), list(model.classes_), kept.labels, threshold)
+    ev = evaluation(proba, list(model.classes_), kept.labels, threshold)
     report: dict[str, Any] = {
         "format": ev["format"],
         "format_version": ev["format_version"],
@@ -67,6 +68,43 @@ def evaluate_cmd(labels: str, model_dir: str | None, review_threshold: str | Non
     _report_skipped(skipped)
     if plot_path is not None:
         _plot(ev, threshold, plot_path, model.version)
+
+
+def scored_as_scanned(model: Any, data: Any) -> tuple[np.ndarray, Any, list[tuple[str, str]]]:
+    """Each readable file's class probabilities as ``meshscan scan`` scores it: the whole
+    file and every body scored alone (:mod:`scanner.classify.bodies`), the highest-scoring
+    row kept (the whole file on a tie, as :attr:`scanner.policy.Case.top` decides), so a
+    model is evaluated on the scores a scan's review threshold is compared with."""
+    from scanner.classify.model import BENIGN
+    from scanner.classify.train import LabelledSet
+    from scanner.config import Limits
+    from scanner.errors import UnreadableInput
+    from scanner.loading import load
+    from scanner.shape import Shape
+
+    rows, spans, kept, skipped = [], [], LabelledSet(), []
+    for path, label, group in zip(data.paths, data.labels, data.groups, strict=True):
+        try:
+            shape = Shape.of(load(path), Limits().max_bodies)
+            file_rows = [shape.classifier_row, *(b.row for b in shape.body_rows)]
+        except UnreadableInput as err:
+            skipped.append((path, err.reason))
+            continue
+        except (ValueError, FloatingPointError) as exc:
+            skipped.append((path, f"cannot describe: {exc}"))
+            continue
+        spans.append((len(rows), len(rows) + len(file_rows)))
+        rows.extend(file_rows)
+        kept.paths.append(path)
+        kept.labels.append(label)
+        kept.groups.append(group)
+    if not rows:
+        return np.zeros((0, len(model.classes_))), kept, skipped
+    proba = model.predict_proba(np.stack(rows))
+    benign = list(model.classes_).index(BENIGN)
+    component = np.delete(proba, benign, axis=1).max(axis=1)
+    top = [start + int(np.argmax(component[start:end])) for start, end in spans]
+    return proba[top], kept, skipped
 
 
 def _have(module: str) -> bool:

@@ -180,3 +180,20 @@ def test_archive_members_are_scored_body_by_body(decoyed: tuple[Path, dict[str, 
     assert member["verdict"] == "review" and member["review_body"]["body"] == 0
     assert member["review_score"] == recs["barrel-decoys40.stl"]["review_score"]
     assert got["bundle.zip::parts/pipe.stl"]["verdict"] == "clear"
+
+
+def test_evaluate_scores_files_as_the_scan_does(decoyed: tuple[Path, dict[str, dict]]) -> None:
+    """`meshscan evaluate` compares the review threshold with the score a scan gives (the
+    highest over the whole file and its bodies), so decoyed proxies count as sent to review
+    there too - and its figures agree with the scan's verdicts file by file."""
+    root, recs = decoyed
+    names = sorted(n for n in recs if n.endswith((".stl", ".obj")))
+    labels = root / "labels.csv"
+    labels.write_text("path,category\n" + "".join(f"{n},{n.split('-')[0]}\n" for n in names), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "scanner.cli", "evaluate", str(labels), "--format", "json"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    recall = json.loads(proc.stdout)["at_threshold"]["component_recall"]
+    reviewed = sum(recs[n]["verdict"] == "review" for n in names)
+    assert (recall["k"], recall["n"]) == (reviewed, len(names))
+    assert reviewed == len(names)  # every decoyed and group-split proxy, as the scan says
