@@ -551,3 +551,20 @@ def test_appeal_forms_need_the_csrf_token(site: dict) -> None:
     forged = bo.post(f"/review/items/{item}/decide-appeal", data={"outcome": "overturned", "reason": "x"})
     assert forged.status_code == 403 and "security token" in forged.text
     assert [e["decision"] for e in entries(site)] == ["dismiss", "appeal"]
+
+
+def test_an_appeal_is_decided_on_the_judged_content_after_the_file_changed(site: dict) -> None:
+    """The queue links an open appeal as its decision recorded it: its page and forms still work
+    when the file was rescanned with other content since (a new item id)."""
+    ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
+    item = site["queue"][0]
+    assert post_form(ann, item.id, "decide", decision="dismiss", reason="a spare part")[0] == 303
+    assert post_form(ann, item.id, "appeal", reason="it is a component after all")[0] == 303
+    with sqlite3.connect(site["db"]) as conn:  # as a rescan of changed content leaves it
+        conn.execute("UPDATE results SET sha256 = ?, size = 1 WHERE path = ?", ("f" * 64, item.path))
+    assert re.findall(r'href="/review/items/([0-9a-f]{64})"', bo.get("/review/").text)[0] == item.id
+    page = bo.get(f"/review/items/{item.id}")
+    assert page.status_code == 200 and "the file has changed or gone since" in page.text
+    assert item.sha256 in page.text and "1 bytes" not in page.text and 'id="decide-appeal"' in page.text
+    assert post_form(bo, item.id, "decide-appeal", outcome="overturned", reason="a component")[0] == 303
+    assert [(e["decision"], e["by"]) for e in entries(site)][-1] == ("appeal-outcome", "Bo")

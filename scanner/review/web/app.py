@@ -224,6 +224,18 @@ def queue_page(web: Web, verdict: str, category: str, folder: str) -> dict[str, 
     }
 
 
+def find_item(store: ReviewStore, item_ref: str) -> ReviewItem:
+    """The item ``item_ref`` names among the current results; failing that, a decided item as
+    its decision recorded it (an appeal is about the judged content, even when the file has
+    changed or gone since, and the queue links to it)."""
+    try:
+        return store.find(item_ref)
+    except ReviewError as exc:
+        if exc.code != "unknown-id" or (full := appeals.resolve(item_ref, store.decided_items())) is None:
+            raise
+        return store.recorded_item(full)
+
+
 def barred(history: appeals.History, who: str | None) -> str | None:
     """Why ``who`` may not decide the open appeal of ``history`` (four eyes), or None."""
     if who is None or not history.appeal_open:
@@ -240,12 +252,14 @@ def item_page(web: Web, item_ref: str, who: str | None = None) -> dict[str, Any]
     from scanner.library import CATEGORIES
 
     with web.store() as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
         decision = store.decision_for(item.id)
         history = store.history(item.id)
         claim = web.claims(store).holder(item.id)
         has_preview = item.sha256 is not None and store.results.preview(item.sha256) is not None
-        size = store.results.size_of(item.path, item.member or "")
+        now = store.results.row(item.path, item.member or "")
+        changed = now is None or now.sha256 != item.sha256  # an appeal about content since changed or gone
+        size = None if changed else store.results.size_of(item.path, item.member or "")
     rec = item.record
     return {
         "item": item,
@@ -257,6 +271,7 @@ def item_page(web: Web, item_ref: str, who: str | None = None) -> dict[str, Any]
         "claim": claim,
         "reviewable": item.verdict in REVIEWABLE,
         "has_preview": has_preview,
+        "changed": changed,
         "size": size,
         "scores": sorted(item.scores.items(), key=lambda kv: -kv[1]),
         "matches": rec.get("matches") or [],
@@ -301,7 +316,7 @@ def file_appeal(web: Web, item_ref: str, who: str, form: dict[str, str]) -> str:
     if not reason:
         raise ReviewError("missing-reason", "an appeal needs a reason: say why the decision is contested")
     with web.store(readonly=False) as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
         row = store.appeal(item.id, who, reason, mirror=web.s.audit_log)
     if row.get("mirror_error"):
         raise ReviewError("mirror", f"the appeal was recorded, but {row['mirror_error']}")
@@ -318,7 +333,7 @@ def decide_appeal(web: Web, item_ref: str, who: str, form: dict[str, str]) -> st
     if not reason:
         raise ReviewError("missing-reason", "an appeal's outcome needs a reason: say why")
     with web.store(readonly=False) as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
         claims = web.claims(store)
         held = claims.holder(item.id)
         if held is not None and held.by != who:
@@ -334,7 +349,7 @@ def claim_or_release(web: Web, item_ref: str, who: str, release: bool) -> str:
     """Claim (or release) an item: one waiting for a decision, or a decided one whose appeal
     is open - then only by someone who may decide the appeal (four eyes)."""
     with web.store(readonly=False) as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
         if not release and store.decision_for(item.id) is not None:
             history = store.history(item.id)
             if not history.appeal_open:
