@@ -459,6 +459,12 @@ def test_appeal_then_four_eyes_then_overturn_disables_the_signature(site: dict) 
     first = re.findall(r'href="/review/items/([0-9a-f]{64})"', queue.text)[0]
     assert first == item.id  # an open appeal comes first, marked as one
     assert "badge appeal" in queue.text and "of confirm by Ann Moderator, filed by Ann Moderator" in queue.text
+    api = client(site).get("/review/api/items", headers={"Authorization": f"Bearer {BO_KEY}"}).json()
+    assert api[0]["item_id"] == item.id and "appeal" not in api[1]
+    assert (api[0]["appeal"]["appeal_id"], api[0]["appeal"]["by"]) == (appeal["appeal_id"], "Ann Moderator")
+    assert api[0]["appeal"]["decision"]["decision_id"] == decision["decision_id"]
+    cli = run("review", str(site["db"]), "--format", "json", cwd=site["tmp"])
+    assert json.loads(cli.stdout)[0]["appeal"] == api[0]["appeal"]  # the same shape as the command line's
 
     # the original reviewer sees the contested decision and the appeal, but no decide form
     mine = ann.get(f"/review/items/{item.id}")

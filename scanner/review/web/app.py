@@ -236,6 +236,16 @@ def find_item(store: ReviewStore, item_ref: str) -> ReviewItem:
         return store.recorded_item(full)
 
 
+def appeal_doc(history: appeals.History | None) -> dict[str, Any]:
+    """An open appeal as ``meshscan review --format json`` shows it (``{"appeal": {...}}``: the
+    appeal's id, who, why, when, and the contested ``decision``), or nothing."""
+    if history is None or history.appeal is None or history.decision is None:
+        return {}
+    appeal = {k: history.appeal.get(k) for k in ("appeal_id", "by", "reason", "at")}
+    contested = {k: history.decision.get(k) for k in ("decision_id", "decision", "by", "reason", "at")}
+    return {"appeal": {**appeal, "decision": contested}}
+
+
 def barred(history: appeals.History, who: str | None) -> str | None:
     """Why ``who`` may not decide the open appeal of ``history`` (four eyes), or None."""
     if who is None or not history.appeal_open:
@@ -420,8 +430,10 @@ def _queue_routes(router: APIRouter, web: Web) -> None:
             return web.unauthenticated(request, api=True)
         with web.store() as store:
             claims = web.claims(store).active()
+            appealed = store.open_appeals()
             items = [
-                {**i.to_dict(), "claimed_by": getattr(claims.get(i.id), "by", None)} for i in store.queue(REVIEWABLE)
+                {**i.to_dict(), **appeal_doc(appealed.get(i.id)), "claimed_by": getattr(claims.get(i.id), "by", None)}
+                for i in store.queue(REVIEWABLE)
             ]
         return JSONResponse(items)
 
