@@ -3,7 +3,8 @@
 
     python docs/screenshots.py
 
-Writes docs/review-queue.png and docs/review-item.png (1280 px wide) and
+Writes docs/review-queue.png, docs/review-item.png and docs/review-appeal.png (an item with an
+open appeal, as the second reviewer sees it; 1280 px wide) and
 docs/review-queue-phone.png (390 px), from a real scan of the demo proxies and a real server
 driven by Debian's Chromium. Needs the test extra and the chromium package.
 """

@@ -111,6 +111,11 @@ class ReviewStore:
     def find(self, prefix: str) -> ReviewItem:
         return self.items_queue.find(prefix)
 
+    def recorded_item(self, item: str) -> ReviewItem:
+        """Decided item id ``item`` (full id) as its decision recorded it: what an open appeal
+        is about even when the file has changed (a new id) or gone since."""
+        return _decided_item(self.history(item))
+
     # ------------------------------------------------------------------ the audit log
     def decisions(self) -> list[dict[str, Any]]:
         return self.log.decisions()

@@ -411,3 +411,166 @@ def test_auth_helper_prints_a_usable_api_key_entry(tmp_path: Path) -> None:
     key = made.stdout.rsplit(": ", 1)[1].strip()
     people = Reviewers.load(tmp_path / "r.toml")
     assert people.by_api_key(key) == "triage bot" and people.by_api_key(key + "x") is None
+
+
+# ---------------------------------------------------------------------- appeals
+def with_library(site: dict, *extra: str) -> Path:
+    """Serve ``site`` with a fresh signature library (and reviewers ``extra``, password
+    '<name>-secret', besides Ann and Bo); returns the library's directory."""
+    tmp = site["tmp"]
+    assert run("signatures", "init", "--library", "lib", cwd=tmp).returncode == 0
+    path = write_reviewers(tmp / "reviewers.toml")
+    with path.open("a", encoding="utf-8") as out:
+        for name in extra:
+            out.write(f'[reviewers."{name}"]\npassword = "{hash_password(name + "-secret")}"\n')
+    settings = WebSettings(db=site["db"], reviewers=Reviewers.load(path), library=str(tmp / "lib"))
+    site["app"] = create_review_app(settings)
+    return tmp / "lib"
+
+
+def post_form(c: TestClient, item: str, action: str, **fields: str) -> tuple[int, str]:
+    """POST one of the item page's forms, with the page's CSRF token."""
+    page = c.get(f"/review/items/{item}")
+    answer = c.post(f"/review/items/{item}/{action}", data={"csrf": csrf_of(page.text), **fields})
+    return answer.status_code, answer.text
+
+
+def entries(site: dict) -> list[dict]:
+    with ReviewStore(site["db"], readonly=True) as store:
+        return store.decisions()
+
+
+def test_appeal_then_four_eyes_then_overturn_disables_the_signature(site: dict) -> None:
+    lib = with_library(site)
+    ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
+    item = next(i for i in site["queue"] if i.verdict == "review")
+    assert post_form(ann, item.id, "decide", decision="confirm", reason="case 9", enrol="on")[0] == 303
+    page = ann.get(f"/review/items/{item.id}")
+    assert 'id="appeal"' in page.text and 'id="decide-appeal"' not in page.text
+
+    # the appellant is the logged-in reviewer, whatever the form says
+    status, _ = post_form(ann, item.id, "appeal", reason="uploader 4711: it is a telescope tube", by="Mallory")
+    assert status == 303
+    decision, appeal = entries(site)
+    assert (appeal["decision"], appeal["by"], appeal["reason"], appeal["appeals"]) == (
+        "appeal", "Ann Moderator", "uploader 4711: it is a telescope tube", decision["decision_id"])  # fmt: skip
+
+    queue = bo.get("/review/")
+    first = re.findall(r'href="/review/items/([0-9a-f]{64})"', queue.text)[0]
+    assert first == item.id  # an open appeal comes first, marked as one
+    assert "badge appeal" in queue.text and "of confirm by Ann Moderator, filed by Ann Moderator" in queue.text
+    api = client(site).get("/review/api/items", headers={"Authorization": f"Bearer {BO_KEY}"}).json()
+    assert api[0]["item_id"] == item.id and "appeal" not in api[1]
+    assert (api[0]["appeal"]["appeal_id"], api[0]["appeal"]["by"]) == (appeal["appeal_id"], "Ann Moderator")
+    assert api[0]["appeal"]["decision"]["decision_id"] == decision["decision_id"]
+    cli = run("review", str(site["db"]), "--format", "json", cwd=site["tmp"])
+    assert json.loads(cli.stdout)[0]["appeal"] == api[0]["appeal"]  # the same shape as the command line's
+
+    # the original reviewer sees the contested decision and the appeal, but no decide form
+    mine = ann.get(f"/review/items/{item.id}")
+    assert "Contested decision" in mine.text and "case 9" in mine.text and "telescope tube" in mine.text
+    assert 'id="decide-appeal"' not in mine.text and "You cannot decide this appeal" in mine.text
+    assert "[same-reviewer]" in mine.text and 'id="appeal"' not in mine.text
+    refused, text = post_form(ann, item.id, "decide-appeal", outcome="overturned", reason="I was wrong")
+    assert refused == 403 and "[same-reviewer]" in text
+    claim, text = post_form(ann, item.id, "claim")
+    assert claim == 403 and "[same-reviewer]" in text
+    assert [e["decision"] for e in entries(site)] == ["confirm", "appeal"]
+
+    # a second reviewer claims it and overturns it: the enrolled signature is disabled
+    assert 'id="decide-appeal"' in bo.get(f"/review/items/{item.id}").text
+    assert post_form(bo, item.id, "claim")[0] == 303
+    missing, text = post_form(bo, item.id, "decide-appeal", outcome="overturned", reason="  ")
+    assert missing == 422 and "[missing-reason]" in text
+    status, _ = post_form(bo, item.id, "decide-appeal", outcome="overturned", reason="optical part", by="Ann Moderator")
+    assert status == 303
+    outcome = entries(site)[-1]
+    assert (outcome["decision"], outcome["outcome"], outcome["by"]) == ("appeal-outcome", "overturned", "Bo")
+    signature_id = decision["actions"][0]["signature_id"]
+    assert outcome["actions"][0]["action"] == "disable" and outcome["actions"][0]["signature_id"] == signature_id
+    listed = run("signatures", "list", "--library", str(lib), "--json", cwd=site["tmp"])
+    (sig,) = [json.loads(line) for line in listed.stdout.splitlines() if signature_id in line]
+    assert sig["disabled"]["by"] == "Bo" and "optical part" in sig["disabled"]["why"]
+    verified = run("review", str(site["db"]), "--verify", cwd=site["tmp"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    with ReviewStore(site["db"], readonly=True) as store:
+        assert ClaimBook(store.results).active() == {}  # the outcome drops the claim
+
+    shown = bo.get(f"/review/items/{item.id}")
+    assert "Appeal <strong>overturned</strong> by <strong>Bo</strong>" in shown.text
+    assert "signature disabled" in shown.text and signature_id in shown.text
+    assert item.id not in re.findall(r'href="/review/items/([0-9a-f]{64})"', bo.get("/review/").text)
+    again, text = post_form(bo, item.id, "appeal", reason="one more time")
+    assert again == 409 and "[appeal-closed]" in text
+
+
+def test_the_appellant_cannot_decide_the_appeal_either(site: dict) -> None:
+    with_library(site)
+    ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
+    item = site["queue"][0].id
+    assert post_form(ann, item, "decide", decision="dismiss", reason="a spare part")[0] == 303
+    undecided = site["queue"][1].id
+    not_decided, text = post_form(bo, undecided, "appeal", reason="why not")
+    assert not_decided == 409 and "[not-decided]" in text
+    empty, text = post_form(bo, item, "appeal", reason=" ")
+    assert empty == 422 and "[missing-reason]" in text
+    assert post_form(bo, item, "appeal", reason="for the uploader: it is a part")[0] == 303
+    twice, text = post_form(bo, item, "appeal", reason="and again")
+    assert twice == 409 and "[appeal-open]" in text
+    page = bo.get(f"/review/items/{item}")
+    assert "[same-appellant]" in page.text and 'id="decide-appeal"' not in page.text
+    refused, text = post_form(bo, item, "decide-appeal", outcome="upheld", reason="mine")
+    assert refused == 403 and "[same-appellant]" in text
+    assert [e["decision"] for e in entries(site)] == ["dismiss", "appeal"]
+
+
+def test_a_claim_holds_an_appeal_and_upheld_changes_nothing(site: dict) -> None:
+    lib = with_library(site, "Cy")
+    ann, bo, cy = (login(site, n, p) for n, p in (("Ann Moderator", "ann-secret"), ("Bo", "bo-secret"),
+                                                    ("Cy", "Cy-secret")))  # fmt: skip
+    item = next(i for i in site["queue"] if i.verdict == "review").id
+    assert post_form(ann, item, "decide", decision="confirm", reason="case 3", enrol="on")[0] == 303
+    assert post_form(ann, item, "appeal", reason="the uploader says it is a toy")[0] == 303
+    assert post_form(cy, item, "claim")[0] == 303
+    page = bo.get(f"/review/items/{item}")
+    assert "Claimed by <strong>Cy</strong>" in page.text and 'id="decide-appeal"' not in page.text
+    blocked_, text = post_form(bo, item, "decide-appeal", outcome="overturned", reason="toy")
+    assert blocked_ == 409 and "claimed by Cy" in text
+    assert post_form(cy, item, "decide-appeal", outcome="upheld", reason="component proxy, as decided")[0] == 303
+    outcome = entries(site)[-1]
+    assert (outcome["outcome"], outcome["by"], outcome["actions"]) == ("upheld", "Cy", [])
+    listed = run("signatures", "list", "--library", str(lib), "--json", cwd=site["tmp"])
+    sigs = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(sigs) == 1 and sigs[0].get("disabled") is None
+    assert "Appeal <strong>upheld</strong> by <strong>Cy</strong>" in cy.get(f"/review/items/{item}").text
+
+
+def test_appeal_forms_need_the_csrf_token(site: dict) -> None:
+    ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
+    item = site["queue"][0].id
+    assert post_form(ann, item, "decide", decision="dismiss", reason="a spare part")[0] == 303
+    no_token = bo.post(f"/review/items/{item}/appeal", data={"reason": "contested"})
+    wrong = bo.post(f"/review/items/{item}/appeal", data={"reason": "contested", "csrf": "0" * 64})
+    assert (no_token.status_code, wrong.status_code) == (403, 403)
+    assert [e["decision"] for e in entries(site)] == ["dismiss"]
+    assert post_form(ann, item, "appeal", reason="contested")[0] == 303
+    forged = bo.post(f"/review/items/{item}/decide-appeal", data={"outcome": "overturned", "reason": "x"})
+    assert forged.status_code == 403 and "security token" in forged.text
+    assert [e["decision"] for e in entries(site)] == ["dismiss", "appeal"]
+
+
+def test_an_appeal_is_decided_on_the_judged_content_after_the_file_changed(site: dict) -> None:
+    """The queue links an open appeal as its decision recorded it: its page and forms still work
+    when the file was rescanned with other content since (a new item id)."""
+    ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
+    item = site["queue"][0]
+    assert post_form(ann, item.id, "decide", decision="dismiss", reason="a spare part")[0] == 303
+    assert post_form(ann, item.id, "appeal", reason="it is a component after all")[0] == 303
+    with sqlite3.connect(site["db"]) as conn:  # as a rescan of changed content leaves it
+        conn.execute("UPDATE results SET sha256 = ?, size = 1 WHERE path = ?", ("f" * 64, item.path))
+    assert re.findall(r'href="/review/items/([0-9a-f]{64})"', bo.get("/review/").text)[0] == item.id
+    page = bo.get(f"/review/items/{item.id}")
+    assert page.status_code == 200 and "the file has changed or gone since" in page.text
+    assert item.sha256 in page.text and "1 bytes" not in page.text and 'id="decide-appeal"' in page.text
+    assert post_form(bo, item.id, "decide-appeal", outcome="overturned", reason="a component")[0] == 303
+    assert [(e["decision"], e["by"]) for e in entries(site)][-1] == ("appeal-outcome", "Bo")

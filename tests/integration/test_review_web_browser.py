@@ -5,13 +5,16 @@ the system browser; no browser is downloaded), against the real server started a
 Log in, open the queue, open an item, see its preview load, decide with a reason, verify the
 audit log with `meshscan review DB --verify`; a second reviewer sees the item decided and is
 kept off an item the first one claimed; a decision made with the keyboard alone (Tab to the
-button, Enter). With ``MESHSCAN_SCREENSHOTS=DIR`` set, it also saves the screenshots shown in
-the README (``docs/screenshots.py`` sets it).
+button, Enter); an appeal: a confirmation that enrolled a signature is appealed by its
+reviewer, who is then refused its outcome (four eyes), and a second reviewer overturns it, which
+disables the signature (a rescan no longer matches it). With ``MESHSCAN_SCREENSHOTS=DIR`` set,
+it also saves the screenshots shown in the README (``docs/screenshots.py`` sets it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -116,6 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         f'[reviewers."{name}"]\npassword = "{hash_password(pw)}"\n' for name, pw in PASSWORDS.items()
     )  # fmt: skip
     (tmp / "reviewers.toml").write_text(reviewers, encoding="utf-8")
+    assert run("signatures", "init", "--library", "lib", cwd=tmp).returncode == 0
     with ReviewStore(tmp / "results.sqlite", readonly=True) as store:
         queue = store.queue(("review", "flag"))
     assert len(queue) >= 4
@@ -127,14 +131,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "INSERT OR REPLACE INTO previews VALUES (?, ?, ?)",
                 (item.sha256, preview_png(Path(item.path)), "2026-11-30T00:00:00+00:00"),
             )
-    return {"tmp": tmp, "db": tmp / "results.sqlite", "queue": queue}
+    return {"tmp": tmp, "db": tmp / "results.sqlite", "queue": queue, "library": tmp / "lib"}
 
 
 @pytest.fixture(scope="module")
 def server(world: dict) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = ["review", str(world["db"]), "--web", "--port", str(port), "--reviewers", "reviewers.toml"]
+    args = ["review", str(world["db"]), "--web", "--port", str(port), "--reviewers", "reviewers.toml",
+            "--library", str(world["library"])]  # fmt: skip
     proc = subprocess.Popen([*MESHSCAN, *args], cwd=world["tmp"], env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -259,3 +264,57 @@ def test_deciding_with_the_keyboard_alone(world: dict, server: str, browser) -> 
     with sqlite3.connect(world["db"]) as conn:
         (entry,) = conn.execute("SELECT entry FROM review_decisions WHERE item_id = ?", (item.id,)).fetchone()
     assert '"by":"Bo"' in entry and '"decision":"dismiss"' in entry
+
+
+def rescan(world: dict, path: str) -> dict:
+    """`meshscan scan FILE --library LIB`: the file's one result."""
+    scan = run("scan", path, "--library", str(world["library"]), "--format", "jsonl", cwd=world["tmp"])
+    assert scan.returncode in (0, 1), scan.stderr
+    (result,) = [json.loads(line) for line in scan.stdout.splitlines() if line.strip()]
+    return result
+
+
+def test_appeal_decided_by_a_second_reviewer(world: dict, server: str, browser) -> None:  # noqa: ANN001
+    item = world["queue"][2]  # neither decided nor claimed by the other tests
+    url = f"{server}/review/items/{item.id}"
+    ann = signed_in(browser, server, "Ann Moderator")
+    ann.goto(url)
+    ann.check("input[name=decision][value=confirm]")
+    ann.check("input[name=enrol]")
+    ann.fill("#reason", "component proxy: enrol it")
+    with ann.expect_navigation():
+        ann.click("#decide")
+    assert "confirm by Ann Moderator" in ann.inner_text("#main")
+    (signature_id,) = ann.locator("section[aria-labelledby=h-decision] dd.wrap").inner_text().split(" as ")[1:]
+    assert signature_id in [m["signature_id"] for m in rescan(world, item.path)["matches"]]
+
+    # Ann files an appeal (for the uploader, say), then may not decide it
+    ann.fill("#appeal-reason", "uploader: it is a telescope tube")
+    with ann.expect_navigation():
+        ann.click("#appeal")
+    main = ann.inner_text("#main")
+    assert "Contested decision" in main and "Filed by Ann Moderator" in main and "telescope tube" in main
+    assert ann.locator("#decide-appeal").count() == 0 and "[same-reviewer]" in main
+    token = ann.locator("input[name=csrf]").first.get_attribute("value")
+    forced = ann.request.post(f"{url}/decide-appeal", form={"csrf": token, "outcome": "overturned", "reason": "x"})
+    assert forced.status == 403 and "[same-reviewer]" in forced.text()
+
+    # Bo sees it first in the queue, marked as an appeal, and overturns it
+    bo = signed_in(browser, server, "Bo")
+    first = bo.locator("table.queue tbody tr").first
+    assert "appeal" in first.get_attribute("class") and "of confirm by Ann Moderator" in first.inner_text()
+    with bo.expect_navigation():
+        first.locator("td.file a").click()
+    assert bo.url == url
+    shoot(bo, "review-appeal.png")
+    bo.check("input[name=outcome][value=overturned]")
+    bo.fill("#appeal-outcome-reason", "optical part, not a component")
+    with bo.expect_navigation():
+        bo.click("#decide-appeal")
+    main = bo.inner_text("#main")
+    assert "Appeal overturned by Bo" in main and "signature disabled" in main and signature_id in main
+    assert verify(world).startswith("OK: ")
+    after = rescan(world, item.path)
+    assert signature_id not in [m["signature_id"] for m in after["matches"]]
+    bo.context.close()
+    ann.context.close()

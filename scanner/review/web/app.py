@@ -11,6 +11,9 @@ no external assets, no JavaScript):
   file metadata, preview, claim and decide forms (or the decision that stands)
 - ``GET  {prefix}/items/{id}/preview.png``    the stored preview (404 when none is stored)
 - ``POST {prefix}/items/{id}/claim``, ``/release``, ``/decide``   forms (CSRF token required)
+- ``POST {prefix}/items/{id}/appeal``         reopen the item's decision as an appeal (reason)
+- ``POST {prefix}/items/{id}/decide-appeal``  record the open appeal's outcome (upheld /
+  overturned, reason); refused to the contested decision's reviewer and to the appellant
 - ``GET  {prefix}/login``, ``POST {prefix}/login``, ``POST {prefix}/logout``
 - ``GET  {prefix}/api/items``                 the queue as JSON (``meshscan review --format json``)
 
@@ -18,8 +21,10 @@ Every page needs a reviewer (:mod:`scanner.review.web.auth`): a browser without 
 sent to the login page, a request with a wrong ``Authorization`` header (or for the preview or
 the JSON queue) gets 401. Decisions go through :meth:`scanner.review.store.ReviewStore.decide`,
 so the web and the command line write the same audit log, under the same lock; ``by`` is the
-logged-in reviewer's name. A claim held by another reviewer (:mod:`scanner.review.claims`)
-blocks a decision. Every response carries a strict Content-Security-Policy, ``X-Frame-Options:
+logged-in reviewer's name. Appeals go through :meth:`~scanner.review.store.ReviewStore.appeal`
+and :meth:`~scanner.review.store.ReviewStore.decide_appeal` the same way, four eyes enforced by
+the store. A claim held by another reviewer (:mod:`scanner.review.claims`) blocks a decision and
+an appeal's outcome. Every response carries a strict Content-Security-Policy, ``X-Frame-Options:
 DENY`` and ``Referrer-Policy: no-referrer``; everything from uploads (paths, member names,
 explanations) is HTML-escaped by Jinja's autoescaping.
 
@@ -42,6 +47,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from scanner.review import appeals
 from scanner.review.claims import DEFAULT_CLAIM_MINUTES, ClaimBook, blocked
 from scanner.review.errors import ReviewError
 from scanner.review.queue import REVIEWABLE, ReviewItem, label
@@ -63,8 +69,10 @@ no ``script-src``): the pages need none, and an injected ``<script>`` from an up
 would be inert even if escaping ever failed."""
 
 STATUS = {"claimed": 409, "already-decided": 409, "not-reviewable": 409, "content-changed": 409,
-          "unknown-id": 404, "bad-id": 404, "ambiguous-id": 404}  # fmt: skip
-"""HTTP status of a refused decision by reason code (anything else: 422)."""
+          "unknown-id": 404, "bad-id": 404, "ambiguous-id": 404, "not-decided": 409, "appeal-open": 409,
+          "appeal-closed": 409, "no-open-appeal": 409, "same-reviewer": 403, "same-appellant": 403}  # fmt: skip
+"""HTTP status of a refused decision or appeal by reason code (anything else: 422). Four eyes
+(``same-reviewer``, ``same-appellant``) is 403: this reviewer may not decide it, whoever asks."""
 
 
 @dataclass
@@ -198,6 +206,7 @@ def queue_page(web: Web, verdict: str, category: str, folder: str) -> dict[str, 
         waiting = store.queue(REVIEWABLE)
         decided = len(store.decided_items())
         claims = web.claims(store).active()
+        appealed = store.open_appeals()
     shown = [
         i for i in waiting
         if (not verdict or i.verdict == verdict) and (not category or _category(i) == category)
@@ -205,6 +214,7 @@ def queue_page(web: Web, verdict: str, category: str, folder: str) -> dict[str, 
     ]  # fmt: skip
     return {
         "items": [(i, claims.get(i.id)) for i in shown],
+        "appeals": appealed,
         "waiting": len(waiting),
         "decided": decided,
         "by_verdict": Counter(i.verdict for i in waiting),
@@ -214,24 +224,64 @@ def queue_page(web: Web, verdict: str, category: str, folder: str) -> dict[str, 
     }
 
 
-def item_page(web: Web, item_ref: str) -> dict[str, Any]:
-    """What the item page shows (raises :class:`ReviewError` for an unknown id)."""
+def find_item(store: ReviewStore, item_ref: str) -> ReviewItem:
+    """The item ``item_ref`` names among the current results; failing that, a decided item as
+    its decision recorded it (an appeal is about the judged content, even when the file has
+    changed or gone since, and the queue links to it)."""
+    try:
+        return store.find(item_ref)
+    except ReviewError as exc:
+        if exc.code != "unknown-id" or (full := appeals.resolve(item_ref, store.decided_items())) is None:
+            raise
+        return store.recorded_item(full)
+
+
+def appeal_doc(history: appeals.History | None) -> dict[str, Any]:
+    """An open appeal as ``meshscan review --format json`` shows it (``{"appeal": {...}}``: the
+    appeal's id, who, why, when, and the contested ``decision``), or nothing."""
+    if history is None or history.appeal is None or history.decision is None:
+        return {}
+    appeal = {k: history.appeal.get(k) for k in ("appeal_id", "by", "reason", "at")}
+    contested = {k: history.decision.get(k) for k in ("decision_id", "decision", "by", "reason", "at")}
+    return {"appeal": {**appeal, "decision": contested}}
+
+
+def barred(history: appeals.History, who: str | None) -> str | None:
+    """Why ``who`` may not decide the open appeal of ``history`` (four eyes), or None."""
+    if who is None or not history.appeal_open:
+        return None
+    try:
+        appeals.check_outcome(history, who)
+    except ReviewError as exc:
+        return f"{exc} [{exc.code}]"
+    return None
+
+
+def item_page(web: Web, item_ref: str, who: str | None = None) -> dict[str, Any]:
+    """What the item page shows to ``who`` (raises :class:`ReviewError` for an unknown id)."""
     from scanner.library import CATEGORIES
 
     with web.store() as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
         decision = store.decision_for(item.id)
+        history = store.history(item.id)
         claim = web.claims(store).holder(item.id)
         has_preview = item.sha256 is not None and store.results.preview(item.sha256) is not None
-        size = store.results.size_of(item.path, item.member or "")
+        now = store.results.row(item.path, item.member or "")
+        changed = now is None or now.sha256 != item.sha256  # an appeal about content since changed or gone
+        size = None if changed else store.results.size_of(item.path, item.member or "")
     rec = item.record
     return {
         "item": item,
         "label": label(item.path, item.member),
         "decision": decision,
+        "history": history,
+        "barred": barred(history, who),
+        "outcomes": appeals.OUTCOMES,
         "claim": claim,
         "reviewable": item.verdict in REVIEWABLE,
         "has_preview": has_preview,
+        "changed": changed,
         "size": size,
         "scores": sorted(item.scores.items(), key=lambda kv: -kv[1]),
         "matches": rec.get("matches") or [],
@@ -269,11 +319,52 @@ def decide(web: Web, item_ref: str, who: str, form: dict[str, str]) -> str:
     return item.id
 
 
-def claim_or_release(web: Web, item_ref: str, who: str, release: bool) -> str:
+def file_appeal(web: Web, item_ref: str, who: str, form: dict[str, str]) -> str:
+    """Reopen the decision on the item as an appeal filed by ``who`` (the logged-in reviewer,
+    perhaps on an uploader's behalf: their reason goes in the form); returns the item id."""
+    reason = form.get("reason", "").strip()
+    if not reason:
+        raise ReviewError("missing-reason", "an appeal needs a reason: say why the decision is contested")
     with web.store(readonly=False) as store:
-        item = store.find(item_ref)
+        item = find_item(store, item_ref)
+        row = store.appeal(item.id, who, reason, mirror=web.s.audit_log)
+    if row.get("mirror_error"):
+        raise ReviewError("mirror", f"the appeal was recorded, but {row['mirror_error']}")
+    return item.id
+
+
+def decide_appeal(web: Web, item_ref: str, who: str, form: dict[str, str]) -> str:
+    """Record the outcome of the item's open appeal, as ``who``: refused while someone else
+    holds a claim on the item, and (by the store) to the contested decision's reviewer and to
+    the appellant. Returns the item id."""
+    outcome, reason = form.get("outcome", ""), form.get("reason", "").strip()
+    if outcome not in appeals.OUTCOMES:
+        raise ReviewError("bad-outcome", f"choose {' or '.join(appeals.OUTCOMES)}")
+    if not reason:
+        raise ReviewError("missing-reason", "an appeal's outcome needs a reason: say why")
+    with web.store(readonly=False) as store:
+        item = find_item(store, item_ref)
+        claims = web.claims(store)
+        held = claims.holder(item.id)
+        if held is not None and held.by != who:
+            raise ReviewError("claimed", blocked(held))
+        row = store.decide_appeal(item.id, who, outcome, reason, mirror=web.s.audit_log)
+        claims.clear(item.id)
+    if row.get("mirror_error"):
+        raise ReviewError("mirror", f"the outcome was recorded, but {row['mirror_error']}")
+    return item.id
+
+
+def claim_or_release(web: Web, item_ref: str, who: str, release: bool) -> str:
+    """Claim (or release) an item: one waiting for a decision, or a decided one whose appeal
+    is open - then only by someone who may decide the appeal (four eyes)."""
+    with web.store(readonly=False) as store:
+        item = find_item(store, item_ref)
         if not release and store.decision_for(item.id) is not None:
-            raise ReviewError("already-decided", f"item {item.short_id} is decided: nothing to claim")
+            history = store.history(item.id)
+            if not history.appeal_open:
+                raise ReviewError("already-decided", f"item {item.short_id} is decided: nothing to claim")
+            appeals.check_outcome(history, who)
         claims = web.claims(store)
         claims.release(item.id, who) if release else claims.claim(item.id, who)
     return item.id
@@ -339,8 +430,10 @@ def _queue_routes(router: APIRouter, web: Web) -> None:
             return web.unauthenticated(request, api=True)
         with web.store() as store:
             claims = web.claims(store).active()
+            appealed = store.open_appeals()
             items = [
-                {**i.to_dict(), "claimed_by": getattr(claims.get(i.id), "by", None)} for i in store.queue(REVIEWABLE)
+                {**i.to_dict(), **appeal_doc(appealed.get(i.id)), "claimed_by": getattr(claims.get(i.id), "by", None)}
+                for i in store.queue(REVIEWABLE)
             ]
         return JSONResponse(items)
 
@@ -352,7 +445,7 @@ def _item_routes(router: APIRouter, web: Web) -> None:
         if who is None:
             return web.unauthenticated(request)
         try:
-            ctx = item_page(web, item_ref)
+            ctx = item_page(web, item_ref, who)
         except ReviewError as exc:
             return web.refused(request, who, STATUS.get(exc.code, 422), f"{exc} [{exc.code}]")
         return web.render(request, "item.html", reviewer=who, error=None, **ctx)
@@ -386,7 +479,7 @@ def _action_routes(router: APIRouter, web: Web) -> None:
             item_id = await run_in_threadpool(work, who, form)
         except ReviewError as exc:
             try:
-                ctx = await run_in_threadpool(item_page, web, item_ref)
+                ctx = await run_in_threadpool(item_page, web, item_ref, who)
             except ReviewError:
                 return web.refused(request, who, STATUS.get(exc.code, 422), f"{exc} [{exc.code}]")
             return web.render(request, "item.html", status=STATUS.get(exc.code, 422), reviewer=who,
@@ -396,6 +489,14 @@ def _action_routes(router: APIRouter, web: Web) -> None:
     @router.post("/items/{item_ref}/decide")
     async def decide_route(request: Request, item_ref: str) -> Response:
         return await act(request, item_ref, lambda who, form: decide(web, item_ref, who, form))
+
+    @router.post("/items/{item_ref}/appeal")
+    async def appeal_route(request: Request, item_ref: str) -> Response:
+        return await act(request, item_ref, lambda who, form: file_appeal(web, item_ref, who, form))
+
+    @router.post("/items/{item_ref}/decide-appeal")
+    async def decide_appeal_route(request: Request, item_ref: str) -> Response:
+        return await act(request, item_ref, lambda who, form: decide_appeal(web, item_ref, who, form))
 
     @router.post("/items/{item_ref}/claim")
     async def claim_route(request: Request, item_ref: str) -> Response:
