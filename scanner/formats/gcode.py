@@ -334,14 +334,65 @@ def _joined(xy: np.ndarray, paths: np.ndarray, width: float) -> np.ndarray:
 
 def _loops(xy: np.ndarray, paths: np.ndarray, width: float) -> list[np.ndarray]:
     """The closed paths of one layer as polygons (a path ending within 2 widths of its start),
-    paths first joined across travels shorter than the width (:func:`_joined`)."""
-    out = []
+    paths first joined across travels shorter than the width (:func:`_joined`), and open
+    paths chained end to start in whatever order they were printed (:func:`_chained`)."""
+    out, open_paths = [], []
     cuts = np.flatnonzero(np.diff(_joined(xy, paths, width))) + 1
     for seg in np.split(xy, cuts):
         points = np.vstack([seg[:1, :2], seg[:, 2:]])
         if len(points) >= 4 and np.hypot(*(points[-1] - points[0])) <= 2 * width:
             out.append(points[:-1] if np.allclose(points[-1], points[0]) else points)
+        elif len(points) >= 2:
+            open_paths.append(points)
+    for points in _chained(open_paths, width):
+        out.append(points[:-1] if np.allclose(points[-1], points[0]) else points)
     return out
+
+
+MAX_CHAINED_PATHS = 20_000
+"""Open paths of one layer chained into loops at most (more: the rest stay open)."""
+
+
+def _chained(paths: list[np.ndarray], width: float) -> list[np.ndarray]:
+    """Closed loops made of open paths whose ends meet, in any printing order or direction.
+
+    A wall printed as pieces - out of order, some backwards, each after its own travel - is
+    the same wall on the plate; read path by path, no piece closes and the part vanished from
+    the rebuild. Each chain starts at an unused path and takes, at its end, the nearest unused
+    path with an end within a strand's width (reversed when it is that path's end that
+    meets), until it closes (its end within 2 widths of its start) or nothing meets it. Infill
+    lines do not chain into loops: the ends of neighbouring lines are an infill spacing
+    apart, and solid infill is already one zig-zag path; a chance loop inside a part only
+    fills what the part's walls already fill.
+    """
+    if len(paths) < 2:
+        return []
+    from scipy.spatial import cKDTree
+
+    paths = paths[:MAX_CHAINED_PATHS]
+    ends = np.array([[p[0], p[-1]] for p in paths]).reshape(-1, 2)  # 2i: start of i, 2i+1: its end
+    tree = cKDTree(ends)
+    used = np.zeros(len(paths), dtype=bool)
+    loops = []
+    for first in range(len(paths)):
+        if used[first]:
+            continue
+        used[first] = True
+        chain, tip = [paths[first]], paths[first][-1]
+        while True:
+            near = [k for k in tree.query_ball_point(tip, width) if not used[k // 2]]
+            if not near:
+                break
+            k = min(near, key=lambda k: float(np.hypot(*(ends[k] - tip))))
+            used[k // 2] = True
+            piece = paths[k // 2] if k % 2 == 0 else paths[k // 2][::-1]
+            chain.append(piece[1:])
+            tip = piece[-1]
+            points = np.vstack(chain)
+            if len(points) >= 4 and np.hypot(*(tip - chain[0][0])) <= 2 * width:
+                loops.append(points)
+                break
+    return loops
 
 
 def _sections(s: _Strands, width: float, typed: bool) -> list[tuple[manifold3d.CrossSection, float, float]]:
