@@ -82,6 +82,7 @@ def render_preview(
     corners, marked, area = _triangles(vertices, faces, highlight)
     if corners is None:
         return None
+    corners = _squared(corners, area)
     lo, hi = corners.min(axis=(0, 2)), corners.max(axis=(0, 2))
     extents = hi - lo
     corners = _turned(corners - ((lo + hi) / 2)[None, :, None], extents)
@@ -165,6 +166,33 @@ def _doubled_area(c: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         area = np.sqrt(nx * nx + ny * ny + nz * nz)
     return np.where(np.isfinite(area), area, 0.0)
+
+
+def _squared(corners: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """The triangles in the file's axes, or along the part's principal axes when its box is
+    clearly smaller there (a part turned off the axes, as an uploader may turn it).
+
+    Why the comparison: a part modelled on the axes (an L-bracket) has principal axes on the
+    diagonal, and drawn along them it would look tilted; a part turned by some angle has a
+    much larger box in the file's axes than along its own. The principal axes come from the
+    area-weighted triangle centroids, with signs fixed by the third moment so the same part
+    is drawn the same way whatever its turn."""
+    centroids = corners.sum(axis=0) / 3
+    weight = area / area.sum()
+    centred = centroids - (centroids @ weight)[:, None]
+    _, vectors = np.linalg.eigh((centred * weight) @ centred.T)
+    axes = vectors.T[::-1].copy()  # largest spread first
+    skew = ((axes @ centred) ** 3) @ weight
+    axes[skew < 0] *= -1
+    if np.linalg.det(axes) < 0:
+        axes[2] *= -1
+    turned = np.matmul(axes[None], corners)
+    pad = 1e-3 * float(np.ptp(corners, axis=(0, 2)).max())
+
+    def volume(c: np.ndarray) -> float:
+        return float(np.prod(c.max(axis=(0, 2)) - c.min(axis=(0, 2)) + pad))
+
+    return turned if volume(turned) < 0.85 * volume(corners) else corners
 
 
 def _turned(corners: np.ndarray, extents: np.ndarray) -> np.ndarray:

@@ -40,6 +40,13 @@ def _flag(name: str, help: str, dest: str | None = None) -> Setting:
     return Setting(name, bool, False, help, "--" + name.replace("_", "-"), dest=dest)
 
 
+NO_PREVIEWS = _flag(
+    "no_previews",
+    "Do not render the PNG previews of flag and review results that are otherwise stored in the "
+    "results database (--db, watch's --state) for reviewers.",
+)
+
+
 def _jobs(help: str) -> Setting:
     return Setting("jobs", int, None, help, "--jobs", minimum=1)
 
@@ -95,6 +102,7 @@ SCAN = (
     REVIEW_THRESHOLD,
     _db("Record every verdict in this SQLite results database (for --resume, report, review)."),
     _flag("resume", "With --db: skip files unchanged since their recorded scan."),
+    NO_PREVIEWS,
     Setting(
         "engine",
         str,
@@ -187,6 +195,7 @@ WATCH_OPTIONS = (
             "actions_stuck_after",
         )
     ),
+    NO_PREVIEWS,
     THRESHOLD,
     WATCH["model"],
     WATCH["no_model"],
@@ -250,6 +259,7 @@ SERVE = (
         path="existing-file",
     ),
     _db("Record served verdicts in this results database (as scan --db) for review, report."),
+    NO_PREVIEWS,
     _flag(
         "reload_library",
         "On SIGHUP (and when the library's manifest.json changes) load the library again and "
