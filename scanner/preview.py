@@ -18,7 +18,7 @@ bounding box is expanded into its candidate pixel centres, tested with the trian
 functions and depth-tested with ``np.minimum.at``; a triangle too small to cover a pixel
 centre is drawn as one pixel at its centroid, so dense meshes leave no holes. Past
 :data:`MAX_TRIANGLES` the triangles are sampled in proportion to their area (seeded, so
-deterministic); the candidate pairs of one view are capped by :data:`PAIR_BUDGET`, so a
+deterministic); the candidate pairs of one view are capped (:func:`pair_budget`), so a
 hostile mesh of huge overlapping triangles costs bounded time too.
 
 The PNG is written with zlib and struct (not Pillow, even when installed): the bytes then
@@ -42,9 +42,18 @@ MAX_SIDE = 1024
 MAX_TRIANGLES = 200_000
 """Triangles drawn; a larger mesh is sampled in proportion to triangle area (measured in
 ``bench/preview.py``: a 1M-triangle mesh renders in about a third of a second this way)."""
-PAIR_BUDGET = 1 << 23
-"""Most (triangle, candidate pixel) pairs tested in one view; past it triangles are thinned
-evenly (only a mesh of many huge overlapping triangles gets there)."""
+PAIRS_PER_PIXEL = 16
+"""(triangle, candidate pixel) pairs tested in one view, per pixel of the view, besides two per
+triangle: a closed surface needs about twice its silhouette (front and back) times the
+bounding-box waste, so only a mesh of many huge overlapping triangles passes this, and it is
+then thinned evenly - bounded work whatever the triangles."""
+
+
+def pair_budget(w: int, h: int, triangles: int) -> int:
+    """Most candidate pairs tested in one view of (w, h) pixels of ``triangles`` triangles."""
+    return PAIRS_PER_PIXEL * w * h + 2 * triangles
+
+
 _CHUNK = 1 << 20
 """Pairs tested at once: bounds the temporaries to a few tens of MB."""
 
@@ -159,11 +168,11 @@ def _mask(highlight: np.ndarray | None, n: int) -> np.ndarray:
 
 def _doubled_area(c: np.ndarray) -> np.ndarray:
     """Twice each triangle's area, from (corner, axis, face) coordinates."""
-    e1, e2 = c[1] - c[0], c[2] - c[0]
-    nx = e1[1] * e2[2] - e1[2] * e2[1]
-    ny = e1[2] * e2[0] - e1[0] * e2[2]
-    nz = e1[0] * e2[1] - e1[1] * e2[0]
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # corners of dropped faces may be nan
+        e1, e2 = c[1] - c[0], c[2] - c[0]
+        nx = e1[1] * e2[2] - e1[2] * e2[1]
+        ny = e1[2] * e2[0] - e1[0] * e2[2]
+        nz = e1[0] * e2[1] - e1[1] * e2[0]
         area = np.sqrt(nx * nx + ny * ny + nz * nz)
     return np.where(np.isfinite(area), area, 0.0)
 
@@ -174,13 +183,18 @@ def _squared(corners: np.ndarray, area: np.ndarray) -> np.ndarray:
 
     Why the comparison: a part modelled on the axes (an L-bracket) has principal axes on the
     diagonal, and drawn along them it would look tilted; a part turned by some angle has a
-    much larger box in the file's axes than along its own. The principal axes come from the
-    area-weighted triangle centroids, with signs fixed by the third moment so the same part
-    is drawn the same way whatever its turn."""
+    much larger box in the file's axes than along its own. The principal axes are those of
+    the surface's exact second moment (a triangle's is area/12 times the sum of its corners'
+    outer products plus that of their sum), with signs fixed by the centroids' third moment,
+    so the same part is drawn the same way whatever its turn."""
     centroids = corners.sum(axis=0) / 3
     weight = area / area.sum()
-    centred = centroids - (centroids @ weight)[:, None]
-    _, vectors = np.linalg.eigh((centred * weight) @ centred.T)
+    mean = centroids @ weight
+    rel = corners - mean[None, :, None]
+    total = rel.sum(axis=0)
+    second = sum((rel[k] * weight) @ rel[k].T for k in range(3)) + (total * weight) @ total.T
+    _, vectors = np.linalg.eigh(second / 12)
+    centred = centroids - mean[:, None]
     axes = vectors.T[::-1].copy()  # largest spread first
     skew = ((axes @ centred) ** 3) @ weight
     axes[skew < 0] *= -1
@@ -296,8 +310,9 @@ def rasterise(x: np.ndarray, y: np.ndarray, depth: np.ndarray, w: int, h: int) -
     cand = _candidates(x, y, depth, w, h)
     keep = np.flatnonzero(cand.counts)
     total = int(cand.counts[keep].sum())
-    if total > PAIR_BUDGET:  # evenly thinned: bounded work whatever the triangles
-        keep = keep[:: -(-total // PAIR_BUDGET)]
+    budget = pair_budget(w, h, len(cand.counts))
+    if total > budget:  # evenly thinned: bounded work whatever the triangles
+        keep = keep[:: -(-total // budget)]
     zbuf = np.full(w * h, np.inf)
     face = np.full(w * h, -1, dtype=np.int64)
     ends = np.cumsum(cand.counts[keep])

@@ -30,7 +30,9 @@ LIMITS = SCHEMA["limits"]
 THRESHOLD = _table("match")["distance_threshold"]
 REVIEW_THRESHOLD = _table("classify")["review_threshold"]
 WATCH = _table("watch")
-LIBRARY, MODEL, NO_MODEL = (_cli_only(WATCH[name]) for name in ("library", "model", "no_model"))
+LIBRARY, MODEL, NO_MODEL, NO_PREVIEWS = (
+    _cli_only(WATCH[name]) for name in ("library", "model", "no_model", "no_previews")
+)
 
 CONFIG = Setting("config", str, None, "TOML settings file ([limits], [match], [classify] and [watch] tables); "
                  "command-line flags override it.", "--config", dest="config_path", path="file")  # fmt: skip
@@ -38,13 +40,6 @@ CONFIG = Setting("config", str, None, "TOML settings file ([limits], [match], [c
 
 def _flag(name: str, help: str, dest: str | None = None) -> Setting:
     return Setting(name, bool, False, help, "--" + name.replace("_", "-"), dest=dest)
-
-
-NO_PREVIEWS = _flag(
-    "no_previews",
-    "Do not render the PNG previews of flag and review results that are otherwise stored in the "
-    "results database (--db, watch's --state) for reviewers.",
-)
 
 
 def _jobs(help: str) -> Setting:
@@ -195,7 +190,7 @@ WATCH_OPTIONS = (
             "actions_stuck_after",
         )
     ),
-    NO_PREVIEWS,
+    WATCH["no_previews"],
     THRESHOLD,
     WATCH["model"],
     WATCH["no_model"],
