@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -89,3 +90,26 @@ def test_watch_once_stores_previews_in_its_state_database(uploads: Path, tmp_pat
                            "--no-previews"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert previews(off) == {}
+
+
+def test_serve_db_stores_a_preview_of_a_flagged_upload(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="meshscan serve needs the serve extra")
+    from tests.integration.test_serve import multipart, start_server
+
+    db = tmp_path / "served.db"
+    for server in start_server(tmp_path, "--workers", "1", "--db", str(db)):
+        for name in (FLAGGED, BENIGN):
+            body, headers = multipart(name, (DEMO / name).read_bytes())
+            status, answer = server.json("POST", "/v1/scan", body, **headers)
+            assert status == 200 and all(set(r) == set(Verdict.__dataclass_fields__) for r in answer["records"])
+        deadline = time.monotonic() + 30  # the recorder commits every second
+        while time.monotonic() < deadline and not (db.exists() and _has_previews(db)):
+            time.sleep(0.2)
+    assert set(previews(db)) == {sha(DEMO / FLAGGED)}
+
+
+def _has_previews(db: Path) -> bool:
+    try:
+        return bool(previews(db))
+    except sqlite3.OperationalError:  # the table is not there yet
+        return False
