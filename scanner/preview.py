@@ -13,13 +13,13 @@ bounding box extents ("52.0 × 18.0 × 9.00 mm"). The part is turned so that its
 extent runs across the front view and its shortest away from it (a proper rotation, never a
 mirror), which shows the largest silhouette whatever the file's up axis.
 
-How: a z-buffer rasteriser vectorised over (triangle, pixel) pairs. Every triangle's pixel
-bounding box is expanded into its candidate pixel centres, tested with the triangle's edge
-functions and depth-tested with ``np.minimum.at``; a triangle too small to cover a pixel
-centre is drawn as one pixel at its centroid, so dense meshes leave no holes. Past
+How: a z-buffer scanline rasteriser vectorised over (triangle, row) and (triangle, pixel)
+pairs: each triangle's span of pixel centres on each row it crosses is expanded into pixels
+and depth-tested with ``np.minimum.at``; a triangle too small to cover a pixel centre is
+drawn as one pixel at its centroid, so dense meshes leave no holes. Past
 :data:`MAX_TRIANGLES` the triangles are sampled in proportion to their area (seeded, so
-deterministic); the candidate pairs of one view are capped (:func:`pair_budget`), so a
-hostile mesh of huge overlapping triangles costs bounded time too.
+deterministic); the pairs of one view are capped (:func:`pair_budget`), so a hostile mesh of
+huge overlapping triangles costs bounded time too.
 
 The PNG is written with zlib and struct (not Pillow, even when installed): the bytes then
 depend on nothing but numpy and zlib.
@@ -42,20 +42,21 @@ MAX_SIDE = 1024
 MAX_TRIANGLES = 200_000
 """Triangles drawn; a larger mesh is sampled in proportion to triangle area (measured in
 ``bench/preview.py``: a 1M-triangle mesh renders in about a third of a second this way)."""
-PAIRS_PER_PIXEL = 16
-"""(triangle, candidate pixel) pairs tested in one view, per pixel of the view, besides two per
-triangle: a closed surface needs about twice its silhouette (front and back) times the
-bounding-box waste, so only a mesh of many huge overlapping triangles passes this, and it is
-then thinned evenly - bounded work whatever the triangles."""
+PAIRS_PER_PIXEL = 32
+"""(triangle, row) and (triangle, pixel) pairs drawn in one view, per pixel of the view,
+besides four per triangle: a closed surface covers its silhouette about twice (front and
+back), a detailed part a few times more, so only a mesh of many huge overlapping triangles
+gets past this - and the triangles after that point are left out: bounded work whatever the
+triangles."""
 
 
 def pair_budget(w: int, h: int, triangles: int) -> int:
-    """Most candidate pairs tested in one view of (w, h) pixels of ``triangles`` triangles."""
-    return PAIRS_PER_PIXEL * w * h + 2 * triangles
+    """Most pairs drawn in one view of (w, h) pixels of ``triangles`` triangles."""
+    return PAIRS_PER_PIXEL * w * h + 4 * triangles
 
 
-_CHUNK = 1 << 20
-"""Pairs tested at once: bounds the temporaries to a few tens of MB."""
+_CHUNK = 1 << 18
+"""Rows drawn at once (their pixels are a small multiple): bounds the temporaries to tens of MB."""
 
 BACKGROUND = (247, 247, 245)
 BASE = (150, 168, 190)
@@ -91,13 +92,14 @@ def render_preview(
     corners, marked, area = _triangles(vertices, faces, highlight)
     if corners is None:
         return None
-    corners = _squared(corners, area)
-    lo, hi = corners.min(axis=(0, 2)), corners.max(axis=(0, 2))
+    drawn, marked, drawn_area = _budget(corners, marked, area, max(1, int(max_triangles)))
+    frame = _frame(drawn, drawn_area)
+    lo, hi = _bounds(corners, frame)  # of every triangle: the size is exact
     extents = hi - lo
-    corners = _turned(corners - ((lo + hi) / 2)[None, :, None], extents)
-    corners, marked = _budget(corners, marked, area, max(1, int(max_triangles)))
+    turn = _turn(extents)
+    drawn = np.matmul((turn @ frame)[None], drawn) - (turn @ ((lo + hi) / 2))[None, :, None]
     w, h = (max(16, min(MAX_SIDE, int(s))) for s in view_size)
-    cams = [np.matmul(_camera(direction)[None], corners) for _, direction in VIEWS]
+    cams = [np.matmul(_camera(direction)[None], drawn) for _, direction in VIEWS]
     scale = min(_fit(cam, w, h) for cam in cams)  # one scale: the views keep the part's proportions
     image = np.concatenate([_view(cam, marked, scale, w, h) for cam in cams], axis=1)
     band = np.empty((BAND, image.shape[1], 3), dtype=np.uint8)
@@ -177,9 +179,9 @@ def _doubled_area(c: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(area), area, 0.0)
 
 
-def _squared(corners: np.ndarray, area: np.ndarray) -> np.ndarray:
-    """The triangles in the file's axes, or along the part's principal axes when its box is
-    clearly smaller there (a part turned off the axes, as an uploader may turn it).
+def _frame(corners: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Rows: the axes to draw the part along - the file's, or the part's principal axes when
+    its box is clearly smaller there (a part turned off the axes, as an uploader may turn it).
 
     Why the comparison: a part modelled on the axes (an L-bracket) has principal axes on the
     diagonal, and drawn along them it would look tilted; a part turned by some angle has a
@@ -194,44 +196,56 @@ def _squared(corners: np.ndarray, area: np.ndarray) -> np.ndarray:
     total = rel.sum(axis=0)
     second = sum((rel[k] * weight) @ rel[k].T for k in range(3)) + (total * weight) @ total.T
     _, vectors = np.linalg.eigh(second / 12)
-    centred = centroids - mean[:, None]
     axes = vectors.T[::-1].copy()  # largest spread first
-    skew = ((axes @ centred) ** 3) @ weight
-    axes[skew < 0] *= -1
+    along = axes @ (centroids - mean[:, None])
+    axes[(along * along * along) @ weight < 0] *= -1
     if np.linalg.det(axes) < 0:
         axes[2] *= -1
-    turned = np.matmul(axes[None], corners)
     pad = 1e-3 * float(np.ptp(corners, axis=(0, 2)).max())
 
-    def volume(c: np.ndarray) -> float:
-        return float(np.prod(c.max(axis=(0, 2)) - c.min(axis=(0, 2)) + pad))
+    def volume(lo: np.ndarray, hi: np.ndarray) -> float:
+        return float(np.prod(hi - lo + pad))
 
-    return turned if volume(turned) < 0.85 * volume(corners) else corners
+    identity = np.eye(3)
+    return axes if volume(*_bounds(corners, axes)) < 0.85 * volume(*_bounds(corners, identity)) else identity
 
 
-def _turned(corners: np.ndarray, extents: np.ndarray) -> np.ndarray:
-    """The triangles with the longest extent on x, the middle one on z (up) and the
-    shortest on y (depth); an odd permutation is made proper by flipping the depth axis."""
+def _bounds(corners: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest coordinates of the triangles along the rows of ``frame``, in chunks
+    (no turned copy of a large mesh)."""
+    if np.array_equal(frame, np.eye(3)):
+        return corners.min(axis=(0, 2)), corners.max(axis=(0, 2))
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for start in range(0, corners.shape[2], 1 << 18):
+        part = np.matmul(frame[None], corners[:, :, start : start + (1 << 18)])
+        lo, hi = np.minimum(lo, part.min(axis=(0, 2))), np.maximum(hi, part.max(axis=(0, 2)))
+    return lo, hi
+
+
+def _turn(extents: np.ndarray) -> np.ndarray:
+    """Rows: the longest extent on x, the middle one on z (up) and the shortest on y (depth);
+    an odd permutation is made proper by flipping the depth axis."""
     longest, shortest = int(np.argmax(extents)), int(np.argmin(extents))
-    if longest == shortest:  # a cube: keep the file's axes
-        return corners
-    perm = [longest, shortest, 3 - longest - shortest]  # new x, y, z
-    out = corners[:, perm, :]
-    if np.linalg.det(np.eye(3)[perm]) < 0:
-        out[:, 1, :] *= -1
-    return out
+    if longest == shortest:  # a cube: keep the axes
+        return np.eye(3)
+    turn = np.eye(3)[[longest, shortest, 3 - longest - shortest]]  # new x, y, z
+    if np.linalg.det(turn) < 0:
+        turn[1] *= -1
+    return turn
 
 
-def _budget(corners: np.ndarray, marked: np.ndarray, area: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``limit`` triangles, drawn in proportion to their area without replacement
-    (Efraimidis-Spirakis keys, fixed seed): big faces that carry the shape survive, the
-    fine tessellation of small ones thins out where it cannot be seen anyway."""
+def _budget(
+    corners: np.ndarray, marked: np.ndarray, area: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At most ``limit`` triangles (with their marks and areas), drawn in proportion to their
+    area without replacement (Efraimidis-Spirakis keys, fixed seed): big faces that carry the
+    shape survive, the fine tessellation of small ones thins out where it cannot be seen."""
     n = corners.shape[2]
     if n <= limit:
-        return corners, marked
+        return corners, marked, area
     keys = np.log(np.random.default_rng(0).random(n)) / area
     chosen = np.sort(np.argpartition(keys, n - limit)[n - limit :])
-    return np.ascontiguousarray(corners[:, :, chosen]), marked[chosen]
+    return np.ascontiguousarray(corners[:, :, chosen]), marked[chosen], area[chosen]
 
 
 def _camera(direction: tuple[float, float, float]) -> np.ndarray:
@@ -291,103 +305,125 @@ def _colours(cam: np.ndarray, marked: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Candidates:
-    """Per triangle: its first candidate pixel, how many candidates and in rows of how many,
-    whether it is drawn as one pixel, its plane coefficients and its mean depth."""
+class _Spans:
+    """Per triangle: its pixel-space corners, first pixel row and row count, whether it is
+    drawn as one pixel at its centroid, and its depth plane (a*px + b*py + c, clamped to the
+    triangle's own depth range so that a sliver's ill-conditioned plane cannot jump forward)."""
 
-    x0: np.ndarray
-    y0: np.ndarray
-    nx: np.ndarray
-    counts: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    row0: np.ndarray
+    rows: np.ndarray
     tiny: np.ndarray
-    coef: np.ndarray
+    plane: np.ndarray
+    zmin: np.ndarray
+    zmax: np.ndarray
     mean_depth: np.ndarray
 
 
 def rasterise(x: np.ndarray, y: np.ndarray, depth: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """Z-buffer of triangles given as (3, F) pixel coordinates and depths (nearer smaller):
-    the nearest depth and the face index at each pixel centre (-1: background)."""
-    cand = _candidates(x, y, depth, w, h)
-    keep = np.flatnonzero(cand.counts)
-    total = int(cand.counts[keep].sum())
-    budget = pair_budget(w, h, len(cand.counts))
-    if total > budget:  # evenly thinned: bounded work whatever the triangles
-        keep = keep[:: -(-total // budget)]
+    the nearest depth and the face index at each pixel centre (-1: background).
+
+    Scanline spans, vectorised: every (triangle, pixel row) pair gets the span of pixel
+    centres the triangle covers on that row, and only those pixels are depth-tested, so a long
+    thin sliver costs its pixels, not its bounding box. Work is capped by :func:`pair_budget`
+    (rows and pixels together): past it the remaining triangles are left out."""
+    spans = _spans(x, y, depth, w, h)
     zbuf = np.full(w * h, np.inf)
     face = np.full(w * h, -1, dtype=np.int64)
-    ends = np.cumsum(cand.counts[keep])
+    budget = pair_budget(w, h, len(spans.rows))
+    todo = np.flatnonzero(spans.rows)
+    ends = np.cumsum(spans.rows[todo])
     start = 0
-    while start < len(keep):
+    while start < len(todo) and budget > 0:
         done = int(ends[start - 1]) if start else 0
         stop = max(int(np.searchsorted(ends, done + _CHUNK, side="right")), start + 1)
-        _draw(keep[start:stop], cand, w, zbuf, face)
+        budget -= _draw_rows(todo[start:stop], spans, w, zbuf, face)
         start = stop
-    return zbuf.reshape(h, w), face.reshape(h, w)
+    return _filled(zbuf.reshape(h, w), face.reshape(h, w))
 
 
-def _candidates(x: np.ndarray, y: np.ndarray, depth: np.ndarray, w: int, h: int) -> _Candidates:
-    """Each triangle's pixel centres to test: those in its bounding box, or (covering none)
-    the one pixel under its centroid."""
-    x0 = np.ceil(x.min(axis=0) - 0.5).clip(0, w)
-    x1 = np.floor(x.max(axis=0) - 0.5).clip(-1, w - 1)
-    y0 = np.ceil(y.min(axis=0) - 0.5).clip(0, h)
-    y1 = np.floor(y.max(axis=0) - 0.5).clip(-1, h - 1)
-    nx, ny = (x1 - x0 + 1).astype(np.int64), (y1 - y0 + 1).astype(np.int64)
+def _filled(zbuf: np.ndarray, face: np.ndarray, jump: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """Single pixels behind three or four of their neighbours (background, or the far side of
+    the part showing through) take the nearest of them: the pinholes a sampled (or cracked)
+    surface leaves between its triangles, never a hole of the part, which would be larger
+    than a pixel."""
+    h, w = face.shape
+    pad_z = np.pad(zbuf, 1, constant_values=np.inf)
+    pad_f = np.pad(face, 1, constant_values=-1)
+    near_z, near_f = np.full((h, w), np.inf), np.full((h, w), -1, dtype=np.int64)
+    drawn = np.zeros((h, w), dtype=np.int64)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        z, f = pad_z[dy : dy + h, dx : dx + w], pad_f[dy : dy + h, dx : dx + w]
+        drawn += (f >= 0) & (z + jump < zbuf)
+        closer = z < near_z
+        near_z, near_f = np.where(closer, z, near_z), np.where(closer, f, near_f)
+    hole = drawn >= 3
+    return np.where(hole, near_z, zbuf), np.where(hole, near_f, face)
+
+
+def _spans(x: np.ndarray, y: np.ndarray, depth: np.ndarray, w: int, h: int) -> _Spans:
+    """The rows each triangle covers (pixel centres between its lowest and highest corner), or
+    - covering no pixel centre and smaller than a pixel and a half - the one pixel under its
+    centroid, so that a dense mesh leaves no holes."""
+    ylo, yhi = y.min(axis=0), y.max(axis=0)
+    row0 = np.ceil(ylo - 0.5).clip(0, h)
+    rows = (np.floor(yhi - 0.5).clip(-1, h - 1) - row0 + 1).astype(np.int64)
     cx, cy = (x[0] + x[1] + x[2]) / 3, (y[0] + y[1] + y[2]) / 3
-    small = (x.max(axis=0) - x.min(axis=0) < 1.5) & (y.max(axis=0) - y.min(axis=0) < 1.5)  # not a long sliver
-    tiny = ((nx <= 0) | (ny <= 0)) & small & (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
-    counts = np.where(tiny, 1, np.maximum(nx, 0) * np.maximum(ny, 0))
-    return _Candidates(
-        x0=np.where(tiny, np.floor(cx), x0).astype(np.int64),
-        y0=np.where(tiny, np.floor(cy), y0).astype(np.int64),
-        nx=np.where(tiny, 1, np.maximum(nx, 1)),
-        counts=counts,
+    xlo, xhi = x.min(axis=0), x.max(axis=0)
+    no_centre = (rows <= 0) | (np.floor(xhi - 0.5) < np.ceil(xlo - 0.5))
+    small = (xhi - xlo < 1.5) & (yhi - ylo < 1.5)  # not a long sliver seen edge-on
+    tiny = no_centre & small & (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+    area2 = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+    inv = 1.0 / np.where(area2 == 0, 1.0, area2)
+    dz1, dz2 = depth[1] - depth[0], depth[2] - depth[0]
+    a = (dz1 * (y[2] - y[0]) - dz2 * (y[1] - y[0])) * inv
+    b = ((x[1] - x[0]) * dz2 - (x[2] - x[0]) * dz1) * inv
+    plane = np.stack([a, b, depth[0] - a * x[0] - b * y[0]], axis=1)
+    return _Spans(
+        x=np.ascontiguousarray(x.T),
+        y=np.ascontiguousarray(y.T),
+        row0=np.where(tiny, np.floor(cy), row0).astype(np.int64),
+        rows=np.where(tiny, 1, np.maximum(rows, 0)),
         tiny=tiny,
-        coef=_plane_coefficients(x, y, depth),
+        plane=plane,
+        zmin=depth.min(axis=0),
+        zmax=depth.max(axis=0),
         mean_depth=(depth[0] + depth[1] + depth[2]) / 3,
     )
 
 
-def _plane_coefficients(x: np.ndarray, y: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """(F, 12): for each triangle the three edge functions and the depth plane, each as
-    (a, b, c) of a*px + b*py + c. Edge functions are normalised by the doubled area, so they
-    are the barycentric coordinates (inside: all >= 0, whatever the winding)."""
-    out = np.empty((12, x.shape[1]))
-    area2 = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
-    flat = area2 == 0
-    inv = 1.0 / np.where(flat, 1.0, area2)
-    for k in range(3):
-        i, j = (k + 1) % 3, (k + 2) % 3  # edge opposite corner k
-        out[3 * k] = (y[i] - y[j]) * inv
-        out[3 * k + 1] = (x[j] - x[i]) * inv
-        out[3 * k + 2] = np.where(flat, -1.0, (x[i] * y[j] - x[j] * y[i]) * inv)  # edge-on: covers nothing
-    for c in range(3):  # depth: the barycentrics times the corner depths
-        out[9 + c] = out[c] * depth[0] + out[3 + c] * depth[1] + out[6 + c] * depth[2]
-    return np.ascontiguousarray(out.T)
-
-
-def _draw(tri: np.ndarray, cand: _Candidates, w: int, zbuf: np.ndarray, face: np.ndarray) -> None:
-    """Test the candidate pixels of triangles ``tri`` and depth-test the covered ones in."""
-    c = cand.counts[tri]
-    t = np.repeat(tri, c)
-    offset = np.arange(len(t)) - np.repeat(np.cumsum(c) - c, c)
-    nx = cand.nx[t]
-    py, px = np.divmod(offset, nx)
-    px += cand.x0[t]
-    py += cand.y0[t]
-    fx, fy = px + 0.5, py + 0.5
-    k = cand.coef[t]  # (n, 12)
-    tiny = cand.tiny[t]
-    inside = tiny.copy()
-    covered = np.ones(len(t), dtype=bool)
-    for e in range(3):
-        covered &= k[:, 3 * e] * fx + k[:, 3 * e + 1] * fy + k[:, 3 * e + 2] >= -1e-9
-    inside |= covered
-    d = np.where(tiny, cand.mean_depth[t], k[:, 9] * fx + k[:, 10] * fy + k[:, 11])
-    pix, d, t = (py * w + px)[inside], d[inside], t[inside]
+def _draw_rows(tri: np.ndarray, s: _Spans, w: int, zbuf: np.ndarray, face: np.ndarray) -> int:
+    """Draw the rows of triangles ``tri``; the (row + pixel) pairs it cost."""
+    n = s.rows[tri]
+    t = np.repeat(tri, n)
+    row = s.row0[t] + np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n)
+    yc = row + 0.5
+    xs, ys = s.x[t], s.y[t]  # (R, 3)
+    left, right = np.full(len(t), np.inf), np.full(len(t), -np.inf)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        ya, yb, xa, xb = ys[:, i], ys[:, j], xs[:, i], xs[:, j]
+        crosses = (np.minimum(ya, yb) <= yc) & (yc <= np.maximum(ya, yb)) & (ya != yb)
+        at = xa + (yc - ya) * (xb - xa) / np.where(crosses, yb - ya, 1.0)
+        left = np.where(crosses, np.minimum(left, at), left)
+        right = np.where(crosses, np.maximum(right, at), right)
+    tiny = s.tiny[t]
+    centre = xs.sum(axis=1) / 3
+    first = np.where(tiny, np.floor(centre), np.ceil(left - 0.5).clip(0, w)).astype(np.int64)
+    last = np.where(tiny, np.floor(centre), np.floor(right - 0.5).clip(-1, w - 1)).astype(np.int64)
+    count = np.maximum(last - first + 1, 0)
+    p = np.repeat(np.arange(len(t)), count)
+    px = first[p] + np.arange(len(p)) - np.repeat(np.cumsum(count) - count, count)
+    tp = t[p]
+    plane = s.plane[tp]
+    d = np.clip(plane[:, 0] * (px + 0.5) + plane[:, 1] * yc[p] + plane[:, 2], s.zmin[tp], s.zmax[tp])
+    d = np.where(tiny[p], s.mean_depth[tp], d)
+    pix = row[p] * w + px
     np.minimum.at(zbuf, pix, d)
     won = d <= zbuf[pix]
-    face[pix[won]] = t[won]
+    face[pix[won]] = tp[won]
+    return len(t) + len(p)
 
 
 # --------------------------------------------------------------------------- text and PNG
