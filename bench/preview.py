@@ -20,9 +20,11 @@ Tools (rows):
 trimesh's own renderer (``Scene.save_image``) needs an OpenGL context through pyglet, which a
 headless worker does not have: it is not a peer here (the row says so when pyglet is absent).
 
-Columns: best-of-``--repeat`` seconds, and the ratio to meshscan's time on the same mesh
-(> 1: slower than meshscan). A peer is skipped at a size when its first run takes longer than
-``--give-up`` seconds. The machine is shared and timings are noisy; compare ratios within a run.
+Columns: best-of-``--repeat`` wall seconds, the CPU seconds of that process over the same
+call (steadier than wall time on a shared machine), and the ratio of wall times to meshscan's
+on the same mesh (> 1: slower than meshscan). One BLAS thread, as in a scan worker. A peer is
+not run again at a size when its first run takes longer than ``--give-up`` seconds, nor at
+larger sizes. The machine is shared and timings are noisy; compare ratios within a run.
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in a scan worker; before numpy's BLAS starts
+
+import numpy as np  # noqa: E402
 
 from bench.load import lumpy_torus  # noqa: E402
 from scanner.preview import MAX_TRIANGLES, VIEWS, render_preview  # noqa: E402
@@ -128,15 +132,17 @@ TOOLS: dict[str, Callable[[np.ndarray, np.ndarray], bytes]] = {
 }
 
 
-def best_of(fn: Callable[[], object], repeat: int, give_up: float) -> float | None:
-    times = []
+def best_of(fn: Callable[[], object], repeat: int, give_up: float) -> tuple[float, float]:
+    """Best wall seconds and best CPU seconds over the runs."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-        if times[0] > give_up:
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        if wall[0] > give_up:
             break
-    return min(times)
+    return min(wall), min(cpu)
 
 
 def main() -> None:
@@ -149,8 +155,8 @@ def main() -> None:
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeat = 1 if args.quick else args.repeat
     print(f"meshscan preview: {W} x {H} px, 3 views; MAX_TRIANGLES = {MAX_TRIANGLES:,}; best of {repeat}")
-    print(f"{'mesh':>12}  {'tool':<14} {'seconds':>8}  {'x meshscan':>10}")
-    print("-" * 50)
+    print(f"{'mesh':>14}  {'tool':<14} {'wall s':>8} {'cpu s':>8}  {'x meshscan':>10}")
+    print("-" * 62)
     slow: set[str] = set()
     for n in sizes:
         v, f = lumpy_torus(n)
@@ -159,18 +165,18 @@ def main() -> None:
         for name, tool in TOOLS.items():
             label = f"{len(f):,} tri"
             if name in slow:
-                print(f"{label:>12}  {name:<14} {'skipped (slower than --give-up at a smaller size)':>8}")
+                print(f"{label:>14}  {name:<14} skipped (past --give-up at a smaller size)")
                 continue
             try:
-                seconds = best_of(lambda tool=tool, v=v, f=f: tool(v, f), repeat, args.give_up)
+                seconds, cpu = best_of(lambda tool=tool, v=v, f=f: tool(v, f), repeat, args.give_up)
             except ImportError as exc:
-                print(f"{label:>12}  {name:<14} {'n/a':>8}  ({exc.name or exc} not installed)")
+                print(f"{label:>14}  {name:<14} {'n/a':>8} {'':>8}  ({exc.name or exc} not installed)")
                 continue
             if base is None:
                 base = seconds
             if seconds > args.give_up:
                 slow.add(name)
-            print(f"{label:>12}  {name:<14} {seconds:>8.3f}  {seconds / base:>10.1f}")
+            print(f"{label:>14}  {name:<14} {seconds:>8.3f} {cpu:>8.3f}  {seconds / base:>10.1f}")
         print()
 
 
