@@ -224,3 +224,13 @@ def test_the_preview_travels_beside_the_record_and_is_stored_by_sha256(library: 
     assert rows == {verdict.sha256: verdict.preview, "f" * 64: b"\x89PNG two"}
     stored = sqlite3.connect(db).execute("SELECT record FROM results").fetchone()[0]
     assert PREVIEW_KEY not in stored and set(json.loads(stored)) == set(Verdict.__dataclass_fields__)
+
+
+def test_the_switch_travels_to_workers_that_load_their_own_context(library: SignatureLibrary) -> None:
+    """Guarded children and Dask workers rebuild the settings from JSON: previews stay on."""
+    from scanner.context import ContextSpec
+
+    on = with_previews(ScanContext(settings=Settings(), library=library), True)
+    spec = ContextSpec.from_json(ContextSpec.of(on, str(library.path)).to_json())
+    assert spec.settings.previews is True
+    assert ContextSpec.of(with_previews(on, False), None).settings.previews is False
