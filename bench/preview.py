@@ -21,8 +21,8 @@ trimesh's own renderer (``Scene.save_image``) needs an OpenGL context through py
 headless worker does not have: it is not a peer here (the row says so when pyglet is absent).
 
 Columns: best-of-``--repeat`` wall seconds, the CPU seconds of that process over the same
-call (steadier than wall time on a shared machine), and the ratio of wall times to meshscan's
-on the same mesh (> 1: slower than meshscan). One BLAS thread, as in a scan worker. A peer is
+call (steadier than wall time on a shared machine), and the ratio of CPU seconds to
+meshscan's on the same mesh (> 1: slower than meshscan; every tool here runs on one core). One BLAS thread, as in a scan worker. A peer is
 not run again at a size when its first run takes longer than ``--give-up`` seconds, nor at
 larger sizes. The machine is shared and timings are noisy; compare ratios within a run.
 """
@@ -173,10 +173,10 @@ def main() -> None:
                 print(f"{label:>14}  {name:<14} {'n/a':>8} {'':>8}  ({exc.name or exc} not installed)")
                 continue
             if base is None:
-                base = seconds
+                base = cpu
             if seconds > args.give_up:
                 slow.add(name)
-            print(f"{label:>14}  {name:<14} {seconds:>8.3f} {cpu:>8.3f}  {seconds / base:>10.1f}")
+            print(f"{label:>14}  {name:<14} {seconds:>8.3f} {cpu:>8.3f}  {cpu / base:>10.1f}")
         print()
 
 
