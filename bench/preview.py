@@ -22,9 +22,10 @@ headless worker does not have: it is not a peer here (the row says so when pygle
 
 Columns: best-of-``--repeat`` wall seconds, the CPU seconds of that process over the same
 call (steadier than wall time on a shared machine), and the ratio of CPU seconds to
-meshscan's on the same mesh (> 1: slower than meshscan; every tool here runs on one core). One BLAS thread, as in a scan worker. A peer is
-not run again at a size when its first run takes longer than ``--give-up`` seconds, nor at
-larger sizes. The machine is shared and timings are noisy; compare ratios within a run.
+meshscan's on the same mesh (> 1: slower than meshscan; every tool here runs on one core).
+One BLAS thread, as in a scan worker. A peer is not run again at a size when its first run
+takes longer than ``--give-up`` seconds, nor at larger sizes. The machine is shared and
+timings are noisy; compare ratios within a run.
 """
 
 from __future__ import annotations
