@@ -65,6 +65,16 @@ class ScanContext:
         return self.model.review_threshold if configured is None else configured
 
 
+def with_previews(context: ScanContext, on: bool) -> ScanContext:
+    """The context that renders previews of flag and review results (``on``) or not: the same
+    object when it already does, else a copy sharing its library, model and built indexes."""
+    if context.settings.previews == on:
+        return context
+    copy = dataclasses.replace(context, settings=dataclasses.replace(context.settings, previews=on))
+    copy._matcher = context._matcher
+    return copy
+
+
 def settings_json(settings: Settings) -> str:
     """Settings as the JSON text a spec carries (sorted keys: equal settings, equal text)."""
     return json.dumps(dataclasses.asdict(settings), sort_keys=True)

@@ -12,7 +12,10 @@
 4. an archive's mesh members read together when none flagged alone (a part cut into pieces,
    one piece per member): the joint flag revises the members' decisions;
 5. :func:`_verdict` -> one :class:`~scanner.verdict.Verdict` per mesh, built once from its
-   decision, the upload's hashes and the scan's versions.
+   decision, the upload's hashes and the scan's versions;
+6. with ``settings.previews`` (a run that records to a results database), one PNG preview
+   per upload that needs a person (:func:`_attach_preview`), drawn from the mesh already
+   loaded and carried beside its verdict (:attr:`Verdict.preview`), never in the record.
 
 Every front end (``scan``, ``watch``, ``serve``, ``survey``) calls this and only writes what
 it returns. (Verdicts stay a mutable dataclass because front ends relabel them afterwards -
@@ -38,7 +41,7 @@ from scanner.mesh import Mesh, shared_walls
 from scanner.policy import Case, Decision, Score, decide, flag_explanation, unreadable
 from scanner.shape import Shape
 from scanner.util import utc_now
-from scanner.verdict import FLAG, UNSCANNABLE, Verdict
+from scanner.verdict import FLAG, REVIEW, UNSCANNABLE, Match, Verdict
 
 __all__ = ["NoLibraryError", "ScanContext", "judge", "scan_one", "unscannable_verdict"]
 
@@ -61,6 +64,9 @@ class _Judged:
     scanned_at: str
     decision: Decision
     identity: Identity = Identity()
+    joint: bool = False
+    """Flagged with the evidence of the archive's members read together: its matches' body
+    numbers are bodies of the joined mesh, not of this member."""
 
 
 def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None) -> list[Verdict]:
@@ -78,7 +84,41 @@ def scan_one(source: str | os.PathLike[str], context: ScanContext | None = None)
     sha = upload.sha256
     judged = [_judge_member(result, sha, context) for result in upload.members()]
     judged = _members_together(path, judged, context)
-    return [_verdict(path, sha, j, context) for j in judged]
+    verdicts = [_verdict(path, sha, j, context) for j in judged]
+    if context.settings.previews:
+        _attach_preview(judged, verdicts)
+    return verdicts
+
+
+def _attach_preview(judged: list[_Judged], verdicts: list[Verdict]) -> None:
+    """Render the preview of the upload's most pressing result - its first ``flag``, else its
+    first ``review`` - from the mesh already loaded, and carry it on that verdict.
+
+    One per upload, because the results store keys previews by the upload's sha256 (an
+    archive's members share it), and only for results a person will look at: rendering costs
+    a fraction of a second on a large mesh, which a clear upload should not pay. The surface
+    the descriptors read is drawn, with the matched body highlighted when the match names one.
+    A preview that cannot be drawn (no area, out of memory) is left out: never the verdict's
+    loss."""
+    for wanted in (FLAG, REVIEW):
+        for j, v in zip(judged, verdicts, strict=True):
+            if v.verdict == wanted and j.result.mesh is not None:
+                v.preview = _preview(j.result.mesh, None if j.joint else j.decision.matches)
+                return
+
+
+def _preview(mesh: Mesh, matches: tuple[Match, ...] | list[Match] | None) -> bytes | None:
+    from scanner.preview import render_preview
+
+    try:
+        surface = mesh.surface()
+        body = next((m.body for m in matches or () if m.body is not None and m.body >= 0), None)
+        highlight = None
+        if body is not None and surface.body_count > 1:
+            highlight = surface.body_labels() == body
+        return render_preview(surface.vertices, surface.faces, highlight)
+    except (MemoryError, ValueError, FloatingPointError):
+        return None
 
 
 def unscannable_verdict(path: str, context: ScanContext, err: UnreadableInput) -> Verdict:
@@ -148,7 +188,7 @@ def _members_together(path: str, judged: list[_Judged], context: ScanContext) ->
         decision = dataclasses.replace(
             judged[i].decision, verdict=FLAG, category=joint.category, matches=joint.matches, explanation=text
         )
-        revised[i] = dataclasses.replace(judged[i], decision=decision)
+        revised[i] = dataclasses.replace(judged[i], decision=decision, joint=True)
     return revised
 
 

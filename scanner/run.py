@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from scanner._version import __version__
 from scanner.batch import Upload, WalkStats
-from scanner.context import ScanContext
+from scanner.context import ScanContext, with_previews
 from scanner.engines.base import Engine, Result
 from scanner.errors import MeshscanError
 from scanner.exitcode import ExitCode
@@ -113,6 +113,9 @@ class RunSettings:
     """Folder that flagged and review uploads are moved or copied into."""
     move: bool = False
     """Quarantine by moving (else copying)."""
+    previews: bool = False
+    """With ``db``: the scan workers render a PNG preview of each flag and review upload,
+    stored beside its results (``scan --db`` unless ``--no-previews``)."""
 
 
 class RunReporter(Protocol):
@@ -137,6 +140,7 @@ class ScanRun:
         self.db: Any = None
 
     def __enter__(self) -> ScanRun:
+        self.context = with_previews(self.context, bool(self.settings.db and self.settings.previews))
         self.engine = make_engine(self.context, self.settings)
         self.db = open_results(self.settings) if self.settings.db else None
         try:

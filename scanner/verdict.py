@@ -82,6 +82,18 @@ class Verdict:
     file was matched against a non-empty library; each match also carries its own, possibly
     tighter, ``threshold``. None when no matching ran (allowlisted, empty library, unscannable)."""
 
+    @property
+    def preview(self) -> bytes | None:
+        """The PNG preview the scan worker rendered (:mod:`scanner.preview`), carried beside
+        the record to the results store. Deliberately not a field: it is never in
+        :meth:`to_dict`, so no output, sidecar or stored record holds it, and the verdict
+        contract (``scanner/data/verdict.schema.json``) does not change."""
+        return self.__dict__.get("_preview")
+
+    @preview.setter
+    def preview(self, png: bytes | None) -> None:
+        self.__dict__["_preview"] = png
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["matches"] = [asdict(m) for m in self.matches]

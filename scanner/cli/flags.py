@@ -30,7 +30,9 @@ LIMITS = SCHEMA["limits"]
 THRESHOLD = _table("match")["distance_threshold"]
 REVIEW_THRESHOLD = _table("classify")["review_threshold"]
 WATCH = _table("watch")
-LIBRARY, MODEL, NO_MODEL = (_cli_only(WATCH[name]) for name in ("library", "model", "no_model"))
+LIBRARY, MODEL, NO_MODEL, NO_PREVIEWS = (
+    _cli_only(WATCH[name]) for name in ("library", "model", "no_model", "no_previews")
+)
 
 CONFIG = Setting("config", str, None, "TOML settings file ([limits], [match], [classify] and [watch] tables); "
                  "command-line flags override it.", "--config", dest="config_path", path="file")  # fmt: skip
@@ -95,6 +97,7 @@ SCAN = (
     REVIEW_THRESHOLD,
     _db("Record every verdict in this SQLite results database (for --resume, report, review)."),
     _flag("resume", "With --db: skip files unchanged since their recorded scan."),
+    NO_PREVIEWS,
     Setting(
         "engine",
         str,
@@ -187,6 +190,7 @@ WATCH_OPTIONS = (
             "actions_stuck_after",
         )
     ),
+    WATCH["no_previews"],
     THRESHOLD,
     WATCH["model"],
     WATCH["no_model"],
@@ -266,6 +270,7 @@ SERVE = (
         "--reviewers",
         path="existing-file",
     ),
+    NO_PREVIEWS,
     _flag(
         "reload_library",
         "On SIGHUP (and when the library's manifest.json changes) load the library again and "

@@ -73,7 +73,8 @@ def _run_settings(options: dict[str, Any]) -> Any:
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler goes with --engine dask")
     return RunSettings(engine=engine, jobs=options.pop("jobs"), scheduler=scheduler, library=options.get("library"),
-                       db=db, resume=resume, quarantine=move_to or copy_to, move=bool(move_to))  # fmt: skip
+                       db=db, resume=resume, quarantine=move_to or copy_to, move=bool(move_to),
+                       previews=not options.pop("no_previews"))  # fmt: skip
 
 
 def _writer(out: Any, fmt: str, had_content: bool, show_all: bool, paths: tuple[str, ...], progress: Any) -> Any:

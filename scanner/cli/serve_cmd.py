@@ -10,6 +10,7 @@ import click
 from scanner.cli.exitcodes import CommandError
 from scanner.cli.flags import SERVE
 from scanner.cli.options import context_from_options, uses
+from scanner.context import with_previews
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -70,7 +71,8 @@ def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_
         )
     library = options.get("library")
     review = review_settings(review_db, reviewers, library)
-    context = context_from_options(options)
+    no_previews = options.pop("no_previews")
+    context = with_previews(context_from_options(options), bool(db_path) and not no_previews)
     scanner = Scanner(library=context.library, model=context.model, settings=context.settings)
     recorder = None
     if db_path:

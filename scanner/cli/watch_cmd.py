@@ -11,6 +11,7 @@ import click
 from scanner.cli.exitcodes import CommandError, exit_with
 from scanner.cli.flags import WATCH_OPTIONS
 from scanner.cli.options import context_from_options, uses
+from scanner.context import with_previews
 
 
 def _lock(state: str) -> int:
@@ -101,7 +102,8 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
         meaning = ", ".join(ACT_ON_ALIASES[alias])
         click.echo(f"meshscan watch: --act-on {alias} is deprecated (it means {meaning}); list the verdicts "
                    "instead, e.g. --act-on flag --act-on review (the default is flag alone)", err=True)  # fmt: skip
-    context = context_from_options(options)
+    no_previews = options.pop("no_previews")
+    context = with_previews(context_from_options(options), not no_previews)  # the state database records them
     config = _watch_config(roots, state, log_path, ActionPlan(intents, on), once, excluded, options)
     oplog.setup(logging.DEBUG if verbose else logging.INFO)
     summary = _run(config, context, _metrics(metrics_port, metrics_host), state)

@@ -92,6 +92,11 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     match: MatchSettings = field(default_factory=MatchSettings)
     classify: ClassifySettings = field(default_factory=ClassifySettings)
+    previews: bool = False
+    """Render a PNG preview (:mod:`scanner.preview`) of each ``flag`` and ``review`` result in
+    the scan worker, from the mesh it scanned. Not a TOML key: the front ends that record to a
+    results database (``scan --db``, ``watch``, ``serve --db``) turn it on unless
+    ``--no-previews``; it travels with the settings to every worker (forked, guarded, Dask)."""
 
 
 TABLES: dict[str, type] = {"limits": Limits, "match": MatchSettings, "classify": ClassifySettings,
@@ -168,4 +173,5 @@ def load_table(table: str, path: str | Path | None = None) -> Any:
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
     """Rebuild Settings from ``dataclasses.asdict`` output (sent to Dask workers as JSON)."""
-    return Settings(**{name: _build(name, dict(data.get(name, {}))) for name in ("limits", "match", "classify")})
+    tables = {name: _build(name, dict(data.get(name, {}))) for name in ("limits", "match", "classify")}
+    return Settings(**tables, previews=bool(data.get("previews", False)))

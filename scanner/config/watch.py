@@ -105,3 +105,8 @@ class WatchSettings:
         None, "Component classifier folder (default: the demo model shipped with meshscan).", "--model", kind=str,
         path="dir", dest="model_dir")  # fmt: skip
     no_model: bool = setting(False, "Signature matching only: no classifier, no review verdicts.", "--no-model")
+    no_previews: bool = setting(
+        False, "Do not render the PNG previews of flag and review results that are otherwise stored in the results "
+        "database (scan --db, watch's state database, serve --db) for reviewers.", "--no-previews")  # fmt: skip
+    """Previews (:mod:`scanner.preview`) cost a fraction of a second per flag or review upload
+    in the scan worker; a platform without reviewers looking at them turns them off."""

@@ -28,6 +28,7 @@ from typing import Any
 from scanner.batch import Upload
 from scanner.context import ContextSpec, ScanContext
 from scanner.engines.guarded import GuardedScanner
+from scanner.engines.messages import from_wire, to_wire
 from scanner.engines.parent import DIED, lost
 from scanner.pipeline import scan_one
 from scanner.util import is_url
@@ -50,7 +51,7 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
             verdicts = scan_one(path, spec.load())
         else:
             verdicts = _guard(spec).scan(path)
-        out.append([v.to_dict() for v in verdicts])
+        out.append(to_wire(verdicts))
     return json.dumps(out)
 
 
@@ -139,7 +140,7 @@ class DaskEngine:
     def _results(self, future: Any, batch: list[Upload]) -> list[tuple[Upload, list[Verdict]]]:
         try:
             records = json.loads(future.result())
-            return [(u, [Verdict.from_dict(r) for r in rs]) for u, rs in zip(batch, records, strict=True)]
+            return [(u, from_wire(rs)) for u, rs in zip(batch, records, strict=True)]
         except Exception as exc:  # noqa: BLE001 - KilledWorker and friends: report, go on
             detail = f"{type(exc).__name__}: {exc}"
             return [(u, lost(u.path, self.context, DIED, detail)) for u in batch]

@@ -18,6 +18,11 @@ sources to keep it so). Its users:
   verdict; they open an existing database (:meth:`ResultsStore.open_existing`) and never create
   or migrate one.
 
+The ``previews`` table holds one PNG per upload sha256 (:mod:`scanner.preview`, rendered by
+the scan worker for ``flag`` and ``review`` results and carried beside the verdict as
+:attr:`Verdict.preview`): :meth:`ResultsStore.record` writes it with the rows, in the same
+batch. The geometry itself is never stored.
+
 Batched writes mean Ctrl-C or ``kill -9`` loses at most the uncommitted batch and never leaves
 the database inconsistent.
 """
@@ -33,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.util import is_url
+from scanner.util import is_url, utc_now
 from scanner.verdict import Verdict
 
 SCHEMA = """
@@ -232,6 +237,25 @@ class ResultsStore:
                 (path, v.member or "", size, mtime_ns, v.sha256, v.verdict, v.category, v.reason,
                  v.scanner_version, v.library_version, v.model_version, v.scanned_at, json.dumps(rec)),
             )  # fmt: skip
+            if v.preview and v.sha256:
+                self._put_preview(v.sha256, v.preview)
+        self._written()
+
+    def put_preview(self, sha256: str, png: bytes) -> None:
+        """Store (or replace) the preview PNG of the upload with this sha256, committed with
+        the current batch (or the explicit transaction when one is open)."""
+        self._put_preview(sha256, png)
+        self._written()
+
+    def _put_preview(self, sha256: str, png: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO previews (sha256, png, created_at) VALUES (?, ?, ?)",
+            (sha256, sqlite3.Binary(png), utc_now()),
+        )
+
+    def _written(self) -> None:
+        """One write more in the batch: commit when the batch is full or old (never inside an
+        explicit transaction)."""
         self._pending += 1
         if self._held:
             return
