@@ -276,7 +276,15 @@ def test_preview_is_served_when_stored_and_a_placeholder_otherwise(site: dict) -
     with_png, without = site["queue"][0], site["queue"][1]
     png = tiny_png()
     with sqlite3.connect(site["db"]) as conn:
-        conn.execute("INSERT INTO previews VALUES (?, ?, ?)", (with_png.sha256, png, "2026-01-01T00:00:00+00:00"))
+        # the scan stored real previews of the waiting items (scanner/preview.py)
+        stored = dict(conn.execute("SELECT sha256, png FROM previews").fetchall())
+        assert {with_png.sha256, without.sha256} <= set(stored)
+        assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in stored.values())
+        # a database written before previews, or with --no-previews, has none for an item
+        conn.execute("DELETE FROM previews WHERE sha256 = ?", (without.sha256,))
+        conn.execute(
+            "INSERT OR REPLACE INTO previews VALUES (?, ?, ?)", (with_png.sha256, png, "2026-01-01T00:00:00+00:00")
+        )
     served = c.get(f"/review/items/{with_png.id}/preview.png")
     assert served.status_code == 200 and served.headers["content-type"] == "image/png" and served.content == png
     page = c.get(f"/review/items/{with_png.id}")

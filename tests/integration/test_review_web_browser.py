@@ -19,12 +19,10 @@ import os
 import shutil
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,45 +56,6 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*MESHSCAN, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=240)
 
 
-def png(rgb) -> bytes:  # noqa: ANN001 - an (h, w, 3) uint8 array
-    """PNG bytes of an RGB image, written with zlib (no imaging library needed)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    h, w, _ = rgb.shape
-    rows = b"".join(b"\0" + rgb[y].tobytes() for y in range(h))
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def preview_png(mesh_path: Path, width: int = 480, height: int = 360) -> bytes:
-    """A shaded oblique view of the mesh (surface points splatted back to front): the test
-    stores it the way the preview renderer does (a row of ``previews``) and checks that the
-    browser shows it."""
-    import numpy as np
-    import trimesh
-
-    mesh = trimesh.load(mesh_path, force="mesh")
-    points, faces = trimesh.sample.sample_surface(mesh, 120_000, seed=7)
-    a, b = np.radians(35), np.radians(25)
-    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    tilt = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    view = (points - mesh.bounds.mean(axis=0)) @ (tilt @ turn).T
-    normals = mesh.face_normals[faces] @ (tilt @ turn).T
-    scale = 0.8 * min(width, height) / float(np.ptp(view[:, [0, 2]], axis=0).max())
-    x = (width / 2 + view[:, 0] * scale).astype(int).clip(0, width - 1)
-    y = (height / 2 - view[:, 2] * scale).astype(int).clip(0, height - 1)
-    light = 0.3 + 0.7 * np.abs(normals @ np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5]))
-    order = np.argsort(view[:, 1])[::-1]  # far to near: nearer points are painted last
-    image = np.full((height, width, 3), 246, dtype=np.uint8)
-    colour = (np.outer(light, [60, 110, 200])).astype(np.uint8)
-    for dx in (0, 1):
-        for dy in (0, 1):
-            image[(y[order] + dy).clip(0, height - 1), (x[order] + dx).clip(0, width - 1)] = colour[order]
-    return png(image)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -105,7 +64,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Scanned uploads, a reviewers file, and a preview for the item at the top of the queue."""
+    """Scanned uploads (their previews rendered by the scan, but for the last item), a reviewers file."""
     tmp = tmp_path_factory.mktemp("web")
     for dest, src in UPLOADS.items():
         (tmp / "uploads" / dest).parent.mkdir(parents=True, exist_ok=True)
@@ -123,14 +82,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with ReviewStore(tmp / "results.sqlite", readonly=True) as store:
         queue = store.queue(("review", "flag"))
     assert len(queue) >= 4
-    for item in {i.sha256: i for i in queue}.values():  # every waiting file has a preview but the last
-        if item.sha256 == queue[-1].sha256:
-            continue
-        with sqlite3.connect(tmp / "results.sqlite") as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO previews VALUES (?, ?, ?)",
-                (item.sha256, preview_png(Path(item.path)), "2026-11-30T00:00:00+00:00"),
-            )
+    with sqlite3.connect(tmp / "results.sqlite") as conn:
+        # the scan rendered a preview of every waiting file (scanner/preview.py) ...
+        stored = {sha for (sha,) in conn.execute("SELECT sha256 FROM previews")}
+        assert {i.sha256 for i in queue} <= stored
+        # ... and the last one's is removed, as in a database written with --no-previews
+        conn.execute("DELETE FROM previews WHERE sha256 = ?", (queue[-1].sha256,))
     return {"tmp": tmp, "db": tmp / "results.sqlite", "queue": queue, "library": tmp / "lib"}
 
 
