@@ -194,10 +194,13 @@ def human(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
 
 
-def prepare_inputs(workdir: Path, small: int, large: int) -> list[Input]:
-    """Write (or reuse) the benchmark inputs; returns them in table order."""
+def prepare_inputs(workdir: Path, small: int, large: int, only: list[str] | None = None) -> list[Input]:
+    """Write (or reuse) the benchmark inputs; returns them in table order. With ``only`` (file
+    keys), the other inputs are neither written nor returned."""
     workdir.mkdir(parents=True, exist_ok=True)
     plan = [(f, small) for f in ("stl-binary", "stl-ascii", "obj", "ply")] + [("stl-binary", large)]
+    if only:
+        plan = [(f, n) for f, n in plan if f"{SHORT[f]}-{human(n)}" in only]
     meshes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     out = []
     for fmt, target in plan:
@@ -423,9 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     small, large = (100_000, 400_000) if args.quick else (1_000_000, 4_000_000)
-    inputs = prepare_inputs(args.workdir, small, large)
-    if args.only_files:
-        inputs = [i for i in inputs if i.key in args.only_files]
+    inputs = prepare_inputs(args.workdir, small, large, args.only_files)
     cells = [Cell(inp, tool) for inp in inputs for tool in tools_for(inp, args)]
     used_tools = [t for t in TOOLS if any(c.tool == t for c in cells)]
 
