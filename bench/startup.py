@@ -54,7 +54,8 @@ BOX = [  # a unit box, 12 triangles (abstract shape)
 def write_box(path: Path) -> None:
     lines = ["solid box"]
     for tri in BOX:
-        lines += ["facet normal 0 0 0", "outer loop", *(f"vertex {x} {y} {z}" for x, y, z in tri), "endloop", "endfacet"]
+        corners = [f"vertex {x} {y} {z}" for x, y, z in tri]
+        lines += ["facet normal 0 0 0", "outer loop", *corners, "endloop", "endfacet"]
     path.write_text("\n".join([*lines, "endsolid box", ""]), encoding="ascii")
 
 
