@@ -11,6 +11,7 @@ all count:
     python -c pass           the interpreter alone (the floor)
     import numpy             ``python -c "import numpy"``
     import trimesh           ``python -c "import trimesh"``
+    import scan libraries    numpy and the scipy modules every scan needs (:data:`SCAN_LIBRARIES`)
     meshscan --version       ``python -m scanner.cli --version`` (target <= 0.3 s)
     meshscan --help          ``python -m scanner.cli --help``
     meshscan scan 1 file     ``python -m scanner.cli scan SMALL.stl`` with the shipped library
@@ -51,6 +52,10 @@ BOX = [  # a unit box, 12 triangles (abstract shape)
 ]  # fmt: skip
 
 
+SCAN_LIBRARIES = "import numpy, scipy.sparse.csgraph, scipy.special, scipy.spatial"
+"""What any scan imports (bodies, descriptor, shape features): the floor under a scan's time."""
+
+
 def write_box(path: Path) -> None:
     lines = ["solid box"]
     for tri in BOX:
@@ -65,6 +70,7 @@ def cases(small: Path) -> list[tuple[str, list[str], float | None]]:
         ("python -c pass", [py, "-c", "pass"], None),
         ("import numpy", [py, "-c", "import numpy"], None),
         ("import trimesh", [py, "-c", "import trimesh"], None),
+        ("import scan libraries", [py, "-c", SCAN_LIBRARIES], None),
         ("meshscan --version", [py, "-m", "scanner.cli", "--version"], 0.3),
         ("meshscan --help", [py, "-m", "scanner.cli", "--help"], None),
         ("meshscan scan 1 file", [py, "-m", "scanner.cli", "scan", "--format", "json", str(small)], 1.5),
