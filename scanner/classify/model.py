@@ -25,6 +25,12 @@ Loading never deserialises an estimator: the model is **refit** from the stored 
 fixed seeds on one thread (well under two seconds), and the probe rows must then score as
 they did at training time. A different scikit-learn that fits differently, a tampered row
 or a model trained on other features is refused with the reason, never silently used.
+
+``forest_nodes.npy`` / ``forest_scaler.npy`` / ``forest_sigmoid.npy`` (optional)
+    the fitted forest as plain float64 arrays, with their digest in ``model.json``'s
+    ``forest_cache`` (see :mod:`scanner.classify.forest_cache`). When they verify and score
+    the probe rows as at training, loading uses them and skips the refit (and scikit-learn);
+    otherwise the model is refit as above. ``ComponentModel.fitted_by`` says which.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from scanner.classify import forest_cache
 from scanner.errors import MeshscanError
 from scanner.library import CATEGORIES
 from scanner.util import sha256_chunks, utc_now
@@ -180,6 +187,26 @@ class ComponentModel:
         self.source: str | None = None
         """How the model was asked for: a folder, or ``"shipped"`` (so that Dask workers on other
         machines load their own installed copy)."""
+        self.fitted_by: str = "fit"
+        """``"fit"`` (fitted or refit here) or ``"cache"`` (loaded from the verified forest arrays)."""
+        self._fast: _FastForest | None = None
+        self._estimator: Any = None
+        self._deferred: tuple[np.ndarray, list[str], list[str], np.ndarray | None] | None = None
+
+    @property
+    def estimator_(self) -> Any:
+        """The fitted scikit-learn estimator. A model loaded from its forest cache has none until
+        something asks (training on top of it, saving it): it is then refit from the rows."""
+        if self._estimator is None and self._deferred is not None:
+            rows, self._deferred = self._deferred, None
+            self.fit(*rows)
+        if self._estimator is None:
+            raise AttributeError("estimator_")
+        return self._estimator
+
+    @estimator_.setter
+    def estimator_(self, value: Any) -> None:
+        self._estimator = value
 
     # ------------------------------------------------------------------ fitting
     def fit(self, x: np.ndarray, labels: list[str], groups: list[str], weights: np.ndarray | None = None
@@ -216,7 +243,7 @@ class ComponentModel:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(N, C) probabilities, columns in ``classes_`` order."""
-        if not hasattr(self, "estimator_"):
+        if self._fast is None and not hasattr(self, "estimator_"):
             raise ModelError("model is not fitted")
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         return self._fast.predict_proba(x) if self._fast is not None else self.estimator_.predict_proba(x)
@@ -305,14 +332,16 @@ class ComponentModel:
             (root / "weights.npy").unlink(missing_ok=True)  # a stale one would not match the digest
         for fname, data in blobs.items():
             (root / fname).write_bytes(data)
+        forest_cache.remove(root)  # an older model's cache must not outlive it
+        if self._fast is not None:  # after model_version: the cache is derived, not identity
+            meta[forest_cache.ENTRY] = forest_cache.write(root, self._fast.arrays(), meta)
         (root / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         self.meta, self.path = meta, root
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ComponentModel:
-        """Refit a saved model from its stored rows and check it against its probes."""
-        from sklearn import __version__ as sk_version
-
+        """Refit a saved model from its stored rows and check it against its probes (or take its
+        forest from the verified cache, without scikit-learn: see the module docstring)."""
         from scanner.classify.features import descriptor_version, feature_version
 
         root = Path(path)
@@ -351,6 +380,10 @@ class ComponentModel:
         if training_sha256(x, labels, groups, weights) != meta.get("training_sha256"):
             raise ModelError(f"model {root} failed verification: its training rows do not match training_sha256")
         model = cls(meta.get("params"))
+        want = arrays["probe_proba.npy"]
+        if model._from_cache(root, meta, (x, labels, groups, weights), arrays["probes.npy"], want):
+            model.meta, model.path = meta, root
+            return model
         try:
             model.fit(x, labels, groups, weights)
         except ValueError as exc:
@@ -358,15 +391,38 @@ class ComponentModel:
         if list(model.classes_) != list(meta.get("classes", [])):
             raise ModelError(f"model {root} is inconsistent: classes {meta.get('classes')} vs {model.classes_}")
         got = model.estimator_.predict_proba(arrays["probes.npy"])
-        want = arrays["probe_proba.npy"]
         diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
         if not diff <= PROBE_TOLERANCE:
+            from sklearn import __version__ as sk_version
+
             raise ModelError(
                 f"model {root} does not reproduce its probe scores after refitting (max difference {diff:.3g}): it "
                 f"was trained with scikit-learn {meta.get('sklearn_version')}, this is {sk_version}; retrain it"
             )
         model.meta, model.path = meta, root
         return model
+
+    def _from_cache(self, root: Path, meta: dict[str, Any], rows: tuple[Any, ...], probes: np.ndarray,
+                    want: np.ndarray) -> bool:  # fmt: skip
+        """Take the forest from the folder's verified cache if it scores the probe rows as
+        scikit-learn did at training (within :data:`PROBE_TOLERANCE`); False: refit instead."""
+        x, labels, _, _ = rows
+        classes = meta.get("classes")
+        if classes != [c for c in LABELS if c in set(labels)]:  # as fit() orders them
+            return False
+        arrays = forest_cache.read(root, meta, x.shape[1])
+        if arrays is None:
+            return False
+        fast = _FastForest.from_arrays(arrays)
+        got = fast.predict_proba(np.atleast_2d(probes))
+        if got.shape != want.shape or not float(np.abs(got - want).max(initial=0.0)) <= PROBE_TOLERANCE:
+            return False
+        y = np.asarray(labels)
+        self.classes_ = list(classes)
+        self.x_, self.labels_, self.groups_, self.weights_ = rows
+        self.benign_median_ = np.median(x[y == BENIGN], axis=0)
+        self._fast, self._deferred, self.fitted_by = fast, rows, "cache"
+        return True
 
 
 class _FastForest:
@@ -407,6 +463,20 @@ class _FastForest:
         self.a = np.array([c.a_ for c in cal.calibrators], dtype=np.float64)
         self.b = np.array([c.b_ for c in cal.calibrators], dtype=np.float64)
         self.n_classes = n_classes
+
+    _FIELDS = ("left", "right", "feature", "threshold", "value", "mean", "scale", "a", "b", "depth", "n_classes")
+
+    def arrays(self) -> dict[str, Any]:
+        """What :mod:`scanner.classify.forest_cache` stores."""
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> _FastForest:
+        """The forest from verified cached arrays (no scikit-learn)."""
+        fast = cls.__new__(cls)
+        for name in cls._FIELDS:
+            setattr(fast, name, arrays[name])
+        return fast
 
     @classmethod
     def build(cls, estimator: Any, x: np.ndarray) -> _FastForest | None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
 from scanner.cli.exitcodes import CommandError
+
+if TYPE_CHECKING:  # numpy is imported when a command runs: --version and --help stay fast
+    import numpy as np
 
 
 @click.command("evaluate")
@@ -75,6 +77,8 @@ def scored_as_scanned(model: Any, data: Any) -> tuple[np.ndarray, Any, list[tupl
     file and every body scored alone (:mod:`scanner.classify.bodies`), the highest-scoring
     row kept (the whole file on a tie, as :attr:`scanner.policy.Case.top` decides), so a
     model is evaluated on the scores a scan's review threshold is compared with."""
+    import numpy as np
+
     from scanner.classify.model import BENIGN
     from scanner.classify.train import LabelledSet
     from scanner.config import Limits

@@ -121,11 +121,7 @@ def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
         ctx.check_triangles(by_name["face"].count)
     read = _read_ascii if fmt == "ascii" else _read_binary
     arrays = read(data, offset, elements, "<" if fmt == "binary_little_endian" else ">")
-    v = arrays["vertex"]
-    try:
-        vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
-    except (KeyError, ValueError):
-        raise UnreadableInput(CORRUPT, "PLY vertex element lacks x, y, z") from None
+    vertices = _xyz(arrays["vertex"])
     parts = []
     if "face" in arrays:
         parts.append(_face_triangles(*arrays["face"], len(vertices), ctx))
@@ -140,9 +136,36 @@ def load_ply(blob: Blob, ctx: LoadContext) -> Mesh:
     return build_mesh(vertices, tris, blob, "ply-" + ("ascii" if fmt == "ascii" else "binary"), ctx)
 
 
+def _xyz(v: np.ndarray | dict) -> np.ndarray:
+    """The (N, 3) float64 vertex coordinates: one strided pass over the records when x, y, z
+    are adjacent fields of one type (the usual layout), column by column otherwise."""
+    try:
+        fields = v.dtype.fields if isinstance(v, np.ndarray) else None
+        if fields and all(k in fields for k in "xyz"):
+            (tx, ox), (ty, oy), (tz, oz) = (fields[k][:2] for k in "xyz")
+            if tx == ty == tz and oy == ox + tx.itemsize and oz == oy + tx.itemsize:
+                view = np.ndarray((len(v), 3), tx, v.data, ox, (v.dtype.itemsize, tx.itemsize))
+                return view.astype(np.float64)
+        out = np.empty((len(v["x"]), 3), dtype=np.float64)
+        for j, k in enumerate("xyz"):
+            out[:, j] = v[k]
+        return out
+    except (KeyError, ValueError):
+        raise UnreadableInput(CORRUPT, "PLY vertex element lacks x, y, z") from None
+
+
 def _face_triangles(indices: np.ndarray, counts: np.ndarray, n_vertices: int, ctx: LoadContext) -> np.ndarray:
-    """Polygons of the ``face`` element, fan-triangulated."""
+    """Polygons of the ``face`` element, fan-triangulated. ``counts`` may be a read-only
+    broadcast of one count (the fixed-size fast path: every face has that many corners)."""
+    if len(counts) and counts.strides == (0,) and int(counts[0]) == 3:  # triangles already
+        ctx.check_triangles(len(counts))
+        return _checked_indices(indices, n_vertices).reshape(-1, 3)
     ctx.check_triangles(fan_count(counts))  # before the triangles are made
+    return fan_triangulate(_checked_indices(indices, n_vertices), counts)[0]
+
+
+def _checked_indices(indices: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Face indices as int32 when they fit (half the memory of int64), or ``bad-index``."""
     if indices.dtype == np.int32:
         pass  # as stored: build_mesh checks the range
     elif len(indices) and 0 <= indices.min() and indices.max() < n_vertices:
@@ -150,7 +173,7 @@ def _face_triangles(indices: np.ndarray, counts: np.ndarray, n_vertices: int, ct
     elif len(indices):
         bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
         raise UnreadableInput(BAD_INDEX, f"face index {bad} outside 0..{n_vertices - 1}")
-    return fan_triangulate(indices, counts)[0]
+    return indices
 
 
 def _strip_triangles(
@@ -251,11 +274,11 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
             new_offset = offset + dt.itemsize * el.count
             if face_at < 0:
                 return new_offset, rec
-            lst = rec[f"_l{face_at}"]
-            n = lst.shape[1] if lst.ndim == 2 else 1
-            flat = lst.reshape(-1)
+            flat = _fixed_lists(data, offset, dt, f"_l{face_at}", el.count)
+            n = len(flat) // el.count
             small = flat.dtype.kind == "i" and flat.dtype.itemsize <= 4 or flat.dtype.itemsize < 4
-            return new_offset, (flat.astype(np.int32 if small else np.int64), np.full(el.count, n))
+            flat = flat.astype(np.int32 if small else np.int64, copy=False)
+            return new_offset, (flat, np.broadcast_to(np.int64(n), (el.count,)))
     # Slow path: walk each record, noting where each face's list starts and its length (no
     # per-record arrays: a million small numpy arrays cost ~100 bytes each); gathered at the end.
     at, counts = array("q"), array("q")
@@ -283,6 +306,20 @@ def _binary_list_element(data: bytes, offset: int, el: _Element, order: str) -> 
     starts = np.frombuffer(at, dtype=np.int64) if len(at) else np.zeros(0, np.int64)
     raw = list_items(np.frombuffer(data, np.uint8), starts, n * idt.itemsize)
     return offset, (raw.view(idt).astype(np.int64), n.copy())
+
+
+def _fixed_lists(data: bytes, offset: int, dt: np.dtype, name: str, count: int) -> np.ndarray:
+    """The list field ``name`` of ``count`` fixed-size records of ``dt``, flat, in its stored
+    type. Each record's list is copied as one block of bytes (a memcpy per record); the
+    subarray field read as numbers is copied element by element, unaligned (3-4x slower)."""
+    sub, at = dt.fields[name][:2]
+    item = sub.base
+    n = sub.shape[0] if sub.shape else 1
+    out = np.empty(count * n, dtype=item)
+    if n:
+        block = np.dtype((np.void, n * item.itemsize))
+        out.view(block)[...] = np.ndarray((count,), block, data, offset + at, (dt.itemsize,))
+    return out
 
 
 def _unpack(dtype: np.dtype, data: bytes, offset: int) -> int:

@@ -97,7 +97,8 @@ def test_save_load_refits_without_unpickling(tmp_path: Path, model: ComponentMod
     x, _ = demo_rows
     model.save(tmp_path / "m", ThresholdInfo(0.6, "test"), name="t")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == ["features.npy", "model.json", "probe_proba.npy", "probes.npy"]
+    forest = ["forest_nodes.npy", "forest_scaler.npy", "forest_sigmoid.npy"]  # the verified forest cache
+    assert files == sorted(["features.npy", "model.json", "probe_proba.npy", "probes.npy", *forest])
     for npy in (tmp_path / "m").glob("*.npy"):
         np.load(npy, allow_pickle=False)  # plain arrays only
     meta = json.loads((tmp_path / "m" / "model.json").read_text())

@@ -1,0 +1,179 @@
+"""Start-up: ``meshscan --version`` and ``--help`` import no numerical library, and a model
+loaded from its forest cache is the refitted model, while a tampered cache is never used.
+
+Refitting the classifier at every load took about a second (and imported scikit-learn);
+the fitted forest is now read from plain arrays whose digest ``model.json`` records
+(scanner/classify/forest_cache.py). These tests hold the cache to: the same predictions
+bit for bit, and a refit whenever anything about the cache does not verify.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.classify import forest_cache
+from scanner.classify.model import ComponentModel, shipped_model_path
+from tests.conftest import REPO
+
+HEAVY = ("numpy", "scipy", "sklearn", "trimesh")
+_PROBE = f"""
+import runpy, sys
+sys.argv = ["meshscan", *sys.argv[1:]]
+try:
+    runpy.run_module("scanner.cli", run_name="__main__")
+except SystemExit:
+    pass
+print("HEAVY", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["scan", "--help"]])
+def test_version_and_help_import_no_numerical_library(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "meshscan" in proc.stdout
+    heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY ")]
+    assert heavy == ["HEAVY []"], proc.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- the forest cache
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shipped model as it ships (with its cache) and the same model without the cache."""
+    base = tmp_path_factory.mktemp("models")
+    cached, bare = base / "cached", base / "bare"
+    shutil.copytree(shipped_model_path(), cached)
+    shutil.copytree(shipped_model_path(), bare)
+    for name in forest_cache.FILES:
+        (bare / name).unlink()
+    meta = json.loads((bare / "model.json").read_text())
+    del meta[forest_cache.ENTRY]
+    (bare / "model.json").write_text(json.dumps(meta))
+    return cached, bare
+
+
+@pytest.fixture(scope="module")
+def refit(folders: tuple[Path, Path]) -> ComponentModel:
+    model = ComponentModel.load(folders[1])
+    assert model.fitted_by == "fit"
+    return model
+
+
+def _rows(folder: Path) -> np.ndarray:
+    """The probe rows, every training row, and rows off the training set."""
+    x = np.load(folder / "features.npy")
+    rng = np.random.default_rng(3)
+    off = x[rng.integers(0, len(x), 64)] * rng.uniform(0.5, 1.5, (64, x.shape[1]))
+    return np.concatenate([np.load(folder / "probes.npy"), x, off])
+
+
+def test_the_shipped_model_loads_from_its_cache_without_scikit_learn() -> None:
+    code = (
+        "import sys; from scanner.classify.model import load_model; m = load_model(); "
+        "print(m.fitted_by, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.split() == ["cache", "False"], out.stderr[-2000:]
+
+
+def test_cached_model_predicts_exactly_what_the_refit_predicts(folders, refit: ComponentModel) -> None:
+    cached = ComponentModel.load(folders[0])
+    assert cached.fitted_by == "cache"
+    assert cached.version == refit.version and cached.classes_ == refit.classes_
+    rows = _rows(folders[0])
+    assert np.array_equal(cached.predict_proba(rows), refit.predict_proba(rows))
+    assert np.array_equal(cached.benign_median_, refit.benign_median_)
+    # scikit-learn is still there when asked for (training on top of a loaded model)
+    assert np.allclose(cached.estimator_.predict_proba(rows[:8]), refit.estimator_.predict_proba(rows[:8]), atol=1e-9)
+
+
+def _copy(folders: tuple[Path, Path], tmp_path: Path) -> Path:
+    root = tmp_path / "m"
+    shutil.copytree(folders[0], root)
+    return root
+
+
+def _rehash(root: Path) -> None:
+    """Recompute the recorded digest (an attacker who can edit model.json too)."""
+    meta = json.loads((root / "model.json").read_text())
+    blobs = {name: (root / name).read_bytes() for name in forest_cache.FILES}
+    meta[forest_cache.ENTRY]["sha256"] = forest_cache._digest(blobs, meta)
+    (root / "model.json").write_text(json.dumps(meta))
+
+
+def _edit_nodes(root: Path, edit) -> None:
+    nodes = np.load(root / forest_cache.NODES_FILE)
+    edit(nodes)
+    np.save(root / forest_cache.NODES_FILE, nodes)
+
+
+def _assert_refit(root: Path, refit: ComponentModel) -> None:
+    model = ComponentModel.load(root)
+    assert model.fitted_by == "fit"
+    rows = _rows(root)
+    assert np.array_equal(model.predict_proba(rows), refit.predict_proba(rows))
+
+
+def test_an_edited_cache_file_is_refused_and_the_model_refit(folders, refit: ComponentModel, tmp_path: Path) -> None:
+    root = _copy(folders, tmp_path)
+
+    def nudge(nodes: np.ndarray) -> None:
+        nodes[0, 0, 3] += 1e-3  # one threshold: the digest no longer matches
+
+    _edit_nodes(root, nudge)
+    _assert_refit(root, refit)
+
+
+def test_a_rehashed_cache_that_scores_probes_differently_is_refit(folders, refit, tmp_path: Path) -> None:
+    root = _copy(folders, tmp_path)
+
+    def swap(nodes: np.ndarray) -> None:
+        nodes[:, :, 4:] = nodes[:, :, 4:][:, :, ::-1].copy()  # leaf values of the classes swapped
+
+    _edit_nodes(root, swap)
+    _rehash(root)
+    _assert_refit(root, refit)
+
+
+def test_a_rehashed_cache_with_out_of_range_nodes_is_refit(folders, refit, tmp_path: Path) -> None:
+    root = _copy(folders, tmp_path)
+
+    def escape(nodes: np.ndarray) -> None:
+        nodes[0, 0, 0] = nodes.shape[1] + 5  # a child outside the tree: never indexed
+
+    _edit_nodes(root, escape)
+    _rehash(root)
+    _assert_refit(root, refit)
+
+
+def test_a_cache_is_bound_to_its_training_rows(folders, refit, tmp_path: Path) -> None:
+    """The digest covers the training digest: a cache moved to (or left in) a folder whose
+    model.json names other rows is refused, even when its files are intact."""
+    root = _copy(folders, tmp_path)
+    meta = json.loads((root / "model.json").read_text())
+    meta["training_sha256"] = "0" * 64  # another model's rows
+    (root / "model.json").write_text(json.dumps(meta))
+    assert forest_cache.read(root, meta, len(meta["columns"])) is None
+
+
+def test_a_missing_cache_file_means_a_refit(folders, refit, tmp_path: Path) -> None:
+    root = _copy(folders, tmp_path)
+    (root / forest_cache.SIGMOID_FILE).unlink()
+    _assert_refit(root, refit)
+
+
+def test_saving_writes_a_cache_that_loads(folders, refit: ComponentModel, tmp_path: Path) -> None:
+    from scanner.classify.model import ThresholdInfo
+
+    refit.save(tmp_path / "saved", ThresholdInfo(refit.review_threshold, "test"))
+    again = ComponentModel.load(tmp_path / "saved")
+    assert again.fitted_by == "cache"
+    rows = _rows(folders[0])
+    assert np.array_equal(again.predict_proba(rows), refit.predict_proba(rows))
