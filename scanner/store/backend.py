@@ -13,6 +13,7 @@ users never need it and start-up never pays for it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,6 +68,17 @@ def connect(target: str | Path, readonly: bool = False, autocommit: bool = False
             isolation_level=None,
         )
     return sqlite3.connect(path)
+
+
+def hold_lock(url: str, name: str) -> Callable[[], None] | None:
+    """Hold the PostgreSQL database's lock ``name`` (a session advisory lock) until the
+    returned release is called; None when another session holds it. What a file lock is for a
+    SQLite file: one watch daemon per state database, whatever machine it runs on."""
+    conn = connect(url, autocommit=True)
+    if conn.try_session_lock(name):
+        return conn.close
+    conn.close()
+    return None
 
 
 def has_table(conn: Any, name: str) -> bool:

@@ -163,6 +163,11 @@ class PostgresConnection:
     def has_table(self, name: str) -> bool:
         return bool(self._run("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0])
 
+    def try_session_lock(self, name: str) -> bool:
+        """Take the advisory lock ``name`` for as long as this connection lives (False: another
+        session, on any machine, holds it)."""
+        return bool(self._run("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0])
+
     def trigger_names(self) -> list[str]:
         return [r[0] for r in self._run("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")]
 
