@@ -90,3 +90,23 @@ class PostgresServer:
                 check=False,
             )
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def copy_results(source: str | Path, target: str) -> int:
+    """Copy every row of the results database ``source`` into ``target`` (through the store,
+    as a scan records them): a test's SQLite fixture database, served from PostgreSQL too.
+    Returns how many paths were copied."""
+    import json
+
+    from scanner.store.results import ResultsStore
+    from scanner.verdict import Verdict
+
+    files: dict[str, tuple[int | None, int | None, list[Verdict]]] = {}
+    with ResultsStore.open_existing(source) as reader:
+        for text, size, mtime_ns in reader.records_with_stat():
+            verdict = Verdict.from_dict(json.loads(text))
+            files.setdefault(verdict.path, (size, mtime_ns, []))[2].append(verdict)
+    with ResultsStore(target) as writer:
+        for path, (size, mtime_ns, verdicts) in files.items():
+            writer.record(path, size, mtime_ns, verdicts)
+    return len(files)
