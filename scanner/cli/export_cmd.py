@@ -34,7 +34,7 @@ def export_cmd(db_path: str, fmt: str, out_path: str | None, force: bool, append
     the output cannot be written.
     """
     from scanner.sinks.output import CsvWriter, JsonlWriter
-    from scanner.store.backend import DB_ERRORS
+    from scanner.store.backend import DB_ERRORS, display_name
     from scanner.store.results import NotAResultsDB, ResultsStore
 
     check_out_options(out_path, fmt, force, append)
@@ -50,10 +50,11 @@ def export_cmd(db_path: str, fmt: str, out_path: str | None, force: bool, append
             writer.write(verdict)
             written += 1
     except (*DB_ERRORS, ValueError, TypeError) as exc:
-        raise CommandError(f"[not-a-results-database] {db_path}: a record cannot be read ({exc})") from None
+        where = display_name(db_path)
+        raise CommandError(f"[not-a-results-database] {where}: a record cannot be read ({exc})") from None
     finally:
         writer.close()
         if out_path:
             out.close()
         db.conn.close()
-    click.echo(f"meshscan: exported {written} record(s) from {db_path}", err=True)
+    click.echo(f"meshscan: exported {written} record(s) from {display_name(db_path)}", err=True)

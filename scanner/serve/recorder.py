@@ -23,6 +23,7 @@ import sys
 import threading
 from typing import Any
 
+from scanner.store.backend import DB_ERRORS, display_name
 from scanner.verdict import Verdict
 
 SERVED_SCHEME = "served://"
@@ -59,7 +60,7 @@ class ServedRecorder:
         self._opened.wait()
         if self._open_error is not None:
             self._thread.join()
-            raise RecorderError(f"cannot use {self.db_path} as a results database: {self._open_error}")
+            raise RecorderError(f"cannot use {display_name(self.db_path)} as a results database: {self._open_error}")
 
     def submit(self, sha256: str, name: str, size: int, verdicts: list[Verdict]) -> None:
         """Queue one upload's verdicts for writing (returns at once)."""
@@ -72,7 +73,6 @@ class ServedRecorder:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        from scanner.store.backend import DB_ERRORS
         from scanner.store.results import ResultsStore
 
         try:
@@ -99,7 +99,7 @@ class ServedRecorder:
                     self.recorded += 1
                 except DB_ERRORS as exc:  # a full disk or a locked file loses this record, not the server
                     self.failed += 1
-                    print(f"meshscan serve: [io-error] could not record {path} in {self.db_path}: {exc}",
+                    print(f"meshscan serve: [io-error] could not record {path} in {display_name(self.db_path)}: {exc}",
                           file=sys.stderr)  # fmt: skip
         finally:
             try:
