@@ -18,7 +18,7 @@ import pytest
 from scanner.review.audit import AuditLog
 from scanner.review.claims import ClaimBook
 from scanner.review.errors import ReviewError
-from scanner.store.backend import DB_ERRORS, connect
+from scanner.store.backend import DB_ERRORS, connect, hold_lock
 from scanner.store.results import NoResultsTable, NotAResultsDB, ResultsStore, open_results
 from scanner.verdict import Verdict
 from tests.conftest import REPO
@@ -211,19 +211,38 @@ def test_scan_review_report_and_export_on_postgresql(pg_url: str, tmp_path: Path
     assert "transparency" in summary
 
 
-def test_watch_once_records_into_postgresql(pg_url: str, tmp_path: Path) -> None:
-    uploads = tmp_path / "uploads"
+def test_watch_once_records_and_quarantines_through_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """``watch --state postgresql://...``: verdicts, the journal and its exactly-once quarantine
+    in the database; one daemon per state database, whatever machine it runs on."""
+    uploads, quarantine = tmp_path / "uploads", tmp_path / "q"
     uploads.mkdir()
-    for name in ("proxy-barrel-s1-001.stl", "benign-toy-s1-000.stl"):
+    quarantine.mkdir()
+    for name in ("proxy-barrel-s1-000.stl", "benign-toy-s1-000.stl"):
         shutil.copy(DEMO / name, uploads / name)
-    watched = run("watch", str(uploads), "--state", pg_url, "--once", "--jobs", "1", cwd=tmp_path)
-    assert watched.returncode in (0, 1), watched.stderr
+    args = ("watch", str(uploads), "--state", pg_url, "--once", "--jobs", "1", "--quarantine", str(quarantine))
+    release = hold_lock(pg_url, "meshscan watch")  # a daemon elsewhere holds this state
+    busy = run(*args, cwd=tmp_path)
+    release()
+    assert busy.returncode == 3 and "another meshscan watch is using the state database" in busy.stderr
+
+    watched = run(*args, cwd=tmp_path)
+    assert watched.returncode == 1, watched.stderr  # the proxy flags
+    assert sorted(p.name for p in quarantine.iterdir() if p.suffix == ".stl") == ["proxy-barrel-s1-000.stl"]
+    assert not (uploads / "proxy-barrel-s1-000.stl").exists()  # moved, never deleted
+    with ResultsStore.open_existing(pg_url) as store:
+        assert store.count() == 2 and store.count("flag") == 1
+    conn = connect(pg_url, autocommit=True)
+    states = dict(conn.execute("SELECT path, state FROM watch_files").fetchall())
+    assert states == {
+        str(uploads / "proxy-barrel-s1-000.stl"): "quarantined",
+        str(uploads / "benign-toy-s1-000.stl"): "scanned",
+    }
+    assert conn.execute("SELECT kind, state FROM watch_actions").fetchall() == [("quarantine", "done")]
+    conn.close()
+    listed = run("watch", "--actions", pg_url, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout == "", listed.stderr  # nothing pending
+
+    again = run(*args, cwd=tmp_path)  # nothing new: nothing scanned or acted on twice
+    assert again.returncode == 0, again.stderr
     with ResultsStore.open_existing(pg_url) as store:
         assert store.count() == 2
-        assert {r.path for r in store.rows(["flag", "review", "clear"])} == {str(p) for p in uploads.iterdir()}
-        assert store.has_table("watch_files")
-    again = run("watch", str(uploads), "--state", pg_url, "--once", "--jobs", "1", cwd=tmp_path)
-    assert again.returncode in (0, 1), again.stderr
-    conn = connect(pg_url, autocommit=True)
-    assert conn.execute("SELECT COUNT(*) FROM watch_files WHERE state = 'scanned'").fetchone()[0] == 2
-    conn.close()
