@@ -89,12 +89,14 @@ class PostgresConnection:
         self._psycopg = psycopg
         try:
             self._pg = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
+            self._pg.execute("SET client_min_messages = warning")  # no "already exists, skipping" notices
             if readonly:
                 self._pg.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             raise DBError(f"cannot connect: {str(exc).strip()}") from None
         self._implicit = not autocommit
         self._upserts: dict[str, tuple[list[str], list[str]]] = {}
+        self._translated: dict[str, str] = {}
 
     # ------------------------------------------------------------------ sqlite3's interface
     @property
@@ -120,7 +122,12 @@ class PostgresConnection:
             return self._run(ddl(sql))
         if self._implicit and head in _WRITES and not self.in_transaction:
             self._run("BEGIN")
-        return self._run(placeholders(self._upsert(sql)), tuple(params))
+        translated = self._translated.get(sql)
+        if translated is None:
+            translated = placeholders(self._upsert(sql))
+            if len(self._translated) < 512:  # the statements are a small fixed set: translate each once
+                self._translated[sql] = translated
+        return self._run(translated, tuple(params))
 
     def executescript(self, script: str) -> None:
         """Commit what is pending (as sqlite3 does), then create tables, indexes and triggers
