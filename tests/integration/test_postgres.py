@@ -246,3 +246,19 @@ def test_watch_once_records_and_quarantines_through_postgresql(pg_url: str, tmp_
     assert again.returncode == 0, again.stderr
     with ResultsStore.open_existing(pg_url) as store:
         assert store.count() == 2
+
+
+def test_survey_design_is_kept_in_postgresql_for_the_report(pg_url: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for p in sorted(DEMO.glob("*.stl"))[:12]:
+        shutil.copy(p, corpus / p.name)
+    surveyed = run("survey", str(corpus), "--sample", "6", "--seed", "3", "--jobs", "1", "--json", "--db", pg_url,
+                   cwd=tmp_path)  # fmt: skip
+    assert surveyed.returncode == 0, surveyed.stderr
+    doc = json.loads(surveyed.stdout)
+    made = run("report", pg_url, "--out", "rep", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    kept = json.loads((tmp_path / "rep" / "summary.json").read_text())["survey"]
+    assert kept["population"] == doc["population"] == 12 and kept["sample_size"] == 6 and kept["seed"] == 3
+    assert kept["outcomes"] == doc["outcomes"]
