@@ -1,6 +1,7 @@
 """Batch throughput: files/s and MB/s of the whole scan pipeline (issue 6, item 5).
 
     python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
+                               [--db-cost [--postgres URL]]
 
 Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
 (b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
@@ -9,6 +10,11 @@ folder against the shipped library, next to a one-process baseline that loads ea
 ``trimesh.load`` and computes meshscan's descriptor from it. Inputs are abstract shapes
 (perturbed spheres), generated once into ``bench/out/throughput``. Times include process
 start-up, which matters for small runs: compare ratios within one run.
+
+``--db-cost`` adds ``scan --jobs 1 --db`` rows for both results backends, each into a fresh
+database: a SQLite file, and a PostgreSQL database (``--postgres URL`` of a server whose user
+may create databases; without it, a throwaway local server is started as the tests do, from
+Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothing.
 """
 
 from __future__ import annotations
@@ -86,6 +92,43 @@ def run_peer(folder: Path, body: str) -> float:
     return time.perf_counter() - t
 
 
+class DbTargets:
+    """A fresh results database per run: SQLite files, or databases on one PostgreSQL server."""
+
+    def __init__(self, workdir: Path, postgres: str | None) -> None:
+        self.workdir, self.url, self.server, self.n = workdir, postgres, None, 0
+
+    def sqlite(self) -> str:
+        self.n += 1
+        path = self.workdir / f"db-cost-{self.n}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return str(path)
+
+    def postgresql(self) -> str:
+        import psycopg
+
+        if self.url is None:
+            from tests.postgres_server import PostgresServer, find_bindir
+
+            bindir = find_bindir()
+            if bindir is None:
+                raise SystemExit("--db-cost: no PostgreSQL binaries; give --postgres URL")
+            self.server = PostgresServer(bindir)
+            self.server.start()
+            self.url = self.server.url + "/postgres"
+        self.n += 1
+        name = f"meshscan_db_cost_{self.n}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", type=int, default=2000)
@@ -93,6 +136,8 @@ def main() -> None:
     ap.add_argument("--large-triangles", type=int, default=500_000)
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "throughput")
+    ap.add_argument("--db-cost", action="store_true", help="add --db rows for SQLite and PostgreSQL")
+    ap.add_argument("--postgres", default=None, help="a server URL for --db-cost (default: start one)")
     args = ap.parse_args()
     sets = {
         f"{args.small} small (1-5k tri)": make_set(args.workdir / f"small-{args.small}", args.small, 1000, 5000, 1),
@@ -108,6 +153,12 @@ def main() -> None:
         tools.append(
             ("meshscan --engine dask (2 workers)", lambda f: run_meshscan(f, "--engine", "dask", "--jobs", "2"))
         )
+    targets = DbTargets(args.workdir, args.postgres)
+    if args.db_cost:
+        for backend in ("sqlite", "postgresql"):
+            new_db = getattr(targets, backend)
+            tools.append((f"meshscan --jobs 1 --db {backend}", lambda f, new_db=new_db: run_meshscan(
+                f, "--jobs", "1", "--db", new_db())))  # fmt: skip
     for name, body in PEERS.items():
         tools.append((name, lambda f, body=body: run_peer(f, body)))
     print("bench/throughput.py: wall time of one run per cell, including process start-up;")
@@ -123,6 +174,7 @@ def main() -> None:
         for name, secs in results.items():
             print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
                   f"| {base / secs:6.2f}x |", flush=True)  # fmt: skip
+    targets.close()
 
 
 if __name__ == "__main__":

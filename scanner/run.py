@@ -212,14 +212,13 @@ def make_engine(context: ScanContext, settings: RunSettings) -> Engine:
 
 def open_results(settings: RunSettings) -> Any:
     """The results store, or a fatal error before anything is scanned."""
-    import sqlite3
-
+    from scanner.store.backend import DB_ERRORS, display_name
     from scanner.store.results import ResultsStore
 
     try:
         return ResultsStore(settings.db, absolute_paths=settings.absolute_paths)
-    except (sqlite3.Error, OSError) as exc:
-        raise RunError(f"[io-error] cannot use {settings.db} as a results database: {exc}") from None
+    except (*DB_ERRORS, OSError) as exc:
+        raise RunError(f"[io-error] cannot use {display_name(settings.db)} as a results database: {exc}") from None
 
 
 def _copies(upload: Upload, originals: list[Verdict], source: str) -> list[Verdict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,36 @@ def no_leaked_child_processes():
     for child in leaked:
         child.kill()
     assert not leaked, f"test leaked child processes: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the whole session (tests/postgres_server.py); skipped,
+    with the reason, only when the binaries are absent or the server cannot start."""
+    from tests.postgres_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: install Debian's postgresql package")
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+    except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as exc:
+        server.stop()
+        pytest.skip(f"PostgreSQL server could not start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def results_target(request, tmp_path: Path) -> str:
+    """Where a test's results database lives: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "results.sqlite")
+    return request.getfixturevalue("pg_url")

@@ -33,9 +33,8 @@ def export_cmd(db_path: str, fmt: str, out_path: str | None, force: bool, append
     The database is opened read-only. Exit code 0: written; 3: the database cannot be read or
     the output cannot be written.
     """
-    import sqlite3
-
     from scanner.sinks.output import CsvWriter, JsonlWriter
+    from scanner.store.backend import DB_ERRORS, display_name
     from scanner.store.results import NotAResultsDB, ResultsStore
 
     check_out_options(out_path, fmt, force, append)
@@ -50,11 +49,12 @@ def export_cmd(db_path: str, fmt: str, out_path: str | None, force: bool, append
         for verdict in db.verdicts(verdicts):
             writer.write(verdict)
             written += 1
-    except (sqlite3.Error, ValueError, TypeError) as exc:
-        raise CommandError(f"[not-a-results-database] {db_path}: a record cannot be read ({exc})") from None
+    except (*DB_ERRORS, ValueError, TypeError) as exc:
+        where = display_name(db_path)
+        raise CommandError(f"[not-a-results-database] {where}: a record cannot be read ({exc})") from None
     finally:
         writer.close()
         if out_path:
             out.close()
         db.conn.close()
-    click.echo(f"meshscan: exported {written} record(s) from {db_path}", err=True)
+    click.echo(f"meshscan: exported {written} record(s) from {display_name(db_path)}", err=True)

@@ -136,10 +136,14 @@ def _transparency(source: str, period: str) -> dict:
     from scanner.report.records import SQLITE_MAGIC
     from scanner.review import ReviewError
     from scanner.review.transparency import PERIODS, transparency
+    from scanner.store.backend import is_postgres_url
 
     try:
-        with open(source, "rb") as fh:
-            is_db = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+        if is_postgres_url(source):
+            is_db = True
+        else:
+            with open(source, "rb") as fh:
+                is_db = fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
     except OSError as exc:
         raise CommandError(f"[not-found] {source}: {exc.strerror}") from None
     if not is_db:

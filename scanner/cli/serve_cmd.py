@@ -93,8 +93,10 @@ def serve_cmd(host: str, port: int, workers: int, queue: int | None, max_upload_
                          max_upload_bytes=max_upload_bytes, api_key_digests=digests, recorder=recorder,
                          library_path=library_path, reload_poll_seconds=reload_poll, review=review)  # fmt: skip
     auth = "API keys required" if digests else "no authentication: loopback only"
-    recording = f"; recording to {db_path}" if db_path else ""
-    recording += f"; review queue of {review_db} at /review/" if review_db else ""
+    from scanner.store.backend import display_name
+
+    recording = f"; recording to {display_name(db_path)}" if db_path else ""
+    recording += f"; review queue of {display_name(review_db)} at /review/" if review_db else ""
     if reload_library:
         polled = f", or when its manifest changes (checked every {reload_poll:g} s)" if reload_poll else ""
         recording += f"; library reloaded on SIGHUP{polled}"

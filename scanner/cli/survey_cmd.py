@@ -66,16 +66,15 @@ def survey_cmd(roots: tuple[str, ...], sample_size: int, seed: int, db_path: str
 
 def _record_design(db_path: str, result: Any, roots: list[str]) -> None:
     """The survey's design beside its verdicts, for ``meshscan report`` on the database."""
-    import sqlite3
-
     from scanner.report.survey import META_KEY, survey_meta
+    from scanner.store.backend import DB_ERRORS, display_name
     from scanner.store.results import ResultsStore
 
     try:
         with ResultsStore(db_path) as store:
             store.set_meta(META_KEY, json.dumps(survey_meta(result, roots)))
-    except (sqlite3.Error, OSError) as exc:
-        raise CommandError(f"[io-error] cannot record the survey in {db_path}: {exc}") from None
+    except (*DB_ERRORS, OSError) as exc:
+        raise CommandError(f"[io-error] cannot record the survey in {display_name(db_path)}: {exc}") from None
 
 
 def _print(doc: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import sys
 import time
 from typing import Any
@@ -49,12 +48,15 @@ def actions_cmd(actions_state: str, retry: tuple[str, ...], retry_all: bool) -> 
 
     if retry and retry_all:
         raise click.UsageError("give --retry ID or --all, not both")
-    if not os.path.isfile(actions_state):
+    from scanner.store.backend import DB_ERRORS, display_name, is_postgres_url
+
+    if not is_postgres_url(actions_state) and not os.path.isfile(actions_state):
         raise CommandError(f"[not-found] no state database at {actions_state}")
     try:
         journal = Journal(actions_state)
-    except sqlite3.Error as exc:
-        raise CommandError(f"[bad-state] cannot read the state database {actions_state}: {exc}") from None
+    except DB_ERRORS as exc:
+        where = display_name(actions_state)
+        raise CommandError(f"[bad-state] cannot read the state database {where}: {exc}") from None
     try:
         rows = journal.listed_actions()
         if not (retry or retry_all):
@@ -91,28 +93,44 @@ def _hand_over(journal: Any, state: str, ids: list[str]) -> int:
     many failed again."""
     import fcntl
 
+    from scanner.store.backend import hold_lock, is_postgres_url
     from scanner.watch.actions import perform
 
     if not ids:
         click.echo("meshscan watch: no action to retry", err=True)
         return 0
+    if is_postgres_url(state):  # the daemon's lock is in the database; it may run on another machine
+        release = hold_lock(state, "meshscan watch")
+        if release is None:
+            click.echo(f"meshscan watch: {len(ids)} action(s) due now; the running daemon performs them at its next "
+                       "action check")  # fmt: skip
+            return 0
+        try:
+            return _perform(journal, ids, perform)
+        finally:
+            release()
     fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return _nudge(fd, len(ids))
-        failed = 0
-        for ident in ids:
-            a = journal.action_row(ident)
-            outcome, detail = perform(journal, a, command_timeout=30.0)
-            journal.commit()
-            failed += outcome == "pending"
-            line = {"id": ident, "kind": a.kind, "path": a.path, "state": outcome, "detail": detail}
-            click.echo(terminal_safe(json.dumps(line)), err=outcome == "pending")
-        return failed
+        return _perform(journal, ids, perform)
     finally:
         os.close(fd)
+
+
+def _perform(journal: Any, ids: list[str], perform: Any) -> int:
+    """Perform the actions here, journalled as the daemon would; how many failed again."""
+    failed = 0
+    for ident in ids:
+        a = journal.action_row(ident)
+        outcome, detail = perform(journal, a, command_timeout=30.0)
+        journal.commit()
+        failed += outcome == "pending"
+        line = {"id": ident, "kind": a.kind, "path": a.path, "state": outcome, "detail": detail}
+        click.echo(terminal_safe(json.dumps(line)), err=outcome == "pending")
+    return failed
 
 
 def _nudge(fd: int, n: int) -> int:

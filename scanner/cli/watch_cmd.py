@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -14,10 +15,21 @@ from scanner.cli.options import context_from_options, uses
 from scanner.context import with_previews
 
 
-def _lock(state: str) -> int:
-    """One daemon per state DB: a second one would break exactly-once actions."""
+def _lock(state: str) -> Callable[[], None]:
+    """One daemon per state DB: a second one would break exactly-once actions. Returns the
+    release. A PostgreSQL state is locked in the database itself (an advisory lock)."""
     import fcntl
 
+    from scanner.store.backend import DB_ERRORS, hold_lock, is_postgres_url
+
+    if is_postgres_url(state):
+        try:
+            release = hold_lock(state, "meshscan watch")
+        except DB_ERRORS as exc:
+            raise CommandError(f"cannot use the state database: {exc}") from None
+        if release is None:
+            raise CommandError("another meshscan watch is using the state database") from None
+        return release
     fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -26,7 +38,7 @@ def _lock(state: str) -> int:
         raise CommandError(f"another meshscan watch is using the state database {state}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # whom `watch --actions --retry` tells to act now
-    return fd
+    return lambda: os.close(fd)
 
 
 class WatchCommand(click.Command):
@@ -88,10 +100,13 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     except ActionSpecError as exc:
         raise click.UsageError(str(exc)) from None
     excluded = _quarantine_exclusions(roots, quarantine_dir)
-    state = os.path.abspath(state)
-    if not os.path.isdir(os.path.dirname(state)):
-        raise CommandError(f"folder of the state database does not exist: {os.path.dirname(state)}")
-    excluded += [state + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+    from scanner.store.backend import is_postgres_url
+
+    if not is_postgres_url(state):  # a PostgreSQL URL stays as it is
+        state = os.path.abspath(state)
+        if not os.path.isdir(os.path.dirname(state)):
+            raise CommandError(f"folder of the state database does not exist: {os.path.dirname(state)}")
+        excluded += [state + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
     if log_path:
         log_path = os.path.abspath(log_path)
         if not os.path.isdir(os.path.dirname(log_path)):
@@ -180,6 +195,6 @@ def _run(config: Any, context: Any, metrics: Any, state: str) -> Any:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        os.close(lock)
+        lock()
         if metrics is not None:
             metrics.close()

@@ -10,13 +10,13 @@ a traceback.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scanner.errors import MeshscanError
+from scanner.store.backend import DB_ERRORS, display_name, is_postgres_url
 from scanner.store.results import NoResultsTable, NotAResultsDB, ResultsStore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -63,7 +63,11 @@ class Source:
 
 
 def read_source(path: str | Path) -> Source:
-    """Every verdict record of a results DB or JSONL log (DB: one row per path and member)."""
+    """Every verdict record of a results DB (a SQLite file or a ``postgresql://`` URL) or JSONL
+    log (DB: one row per path and member)."""
+    if is_postgres_url(path):
+        rows = list(_read_db(str(path)))
+        return Source("results-db", rows, True, _read_survey(str(path)))
     p = Path(path)
     if not p.is_file():
         raise ReportError(NOT_FOUND, f"{path}: no such file")
@@ -80,7 +84,7 @@ def read_source(path: str | Path) -> Source:
     return Source(kind, rows, has_mtime, survey)
 
 
-def _read_survey(path: Path) -> dict[str, Any] | None:
+def _read_survey(path: Path | str) -> dict[str, Any] | None:
     """The survey design recorded in the database, if any (checked: a damaged one is an error,
     not a silently different report)."""
     from scanner.report.survey import META_KEY
@@ -88,8 +92,8 @@ def _read_survey(path: Path) -> dict[str, Any] | None:
     store = ResultsStore.open_readonly(path)
     try:
         text = store.get_meta(META_KEY)
-    except sqlite3.Error as exc:
-        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc}") from None
+    except DB_ERRORS as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{display_name(path)}: cannot read database: {exc}") from None
     finally:
         store.close()
     if text is None:
@@ -105,17 +109,17 @@ def _read_survey(path: Path) -> dict[str, Any] | None:
     return design
 
 
-def _read_db(path: Path) -> Iterator[Row]:
+def _read_db(path: Path | str) -> Iterator[Row]:
     try:
         store = ResultsStore.open_readonly(path)
     except NoResultsTable:
         raise ReportError(
             NOT_RESULTS,
-            f"{path}: a SQLite database without a 'results' table "
+            f"{display_name(path)}: a database without a 'results' table "
             "(make one with 'meshscan scan --db' or 'meshscan watch --state')",
         ) from None
     except NotAResultsDB as exc:
-        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc.error or exc}") from None
+        raise ReportError(CORRUPT_SOURCE, f"{display_name(path)}: cannot read database: {exc.error or exc}") from None
     try:
         for text, size, mtime_ns in store.records_with_stat():
             try:
@@ -125,8 +129,8 @@ def _read_db(path: Path) -> Iterator[Row]:
             if not isinstance(record, dict) or "verdict" not in record:
                 raise ReportError(CORRUPT_SOURCE, f"{path}: a results row is not a verdict record")
             yield Row(record, size, mtime_ns)
-    except sqlite3.Error as exc:
-        raise ReportError(CORRUPT_SOURCE, f"{path}: cannot read database: {exc}") from None
+    except DB_ERRORS as exc:
+        raise ReportError(CORRUPT_SOURCE, f"{display_name(path)}: cannot read database: {exc}") from None
     finally:
         store.close()
 

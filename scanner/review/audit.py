@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +41,14 @@ from typing import Any, Protocol
 from scanner.review.appeals import check_log
 from scanner.review.errors import ReviewError
 from scanner.review.queue import SHORT_ID
+from scanner.store.backend import DB_ERRORS, dialect_of, trigger_names
 from scanner.store.results import ResultsStore
 from scanner.util import canonical, chain_hash, utc_now
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first row of the audit log."""
 
-AUDIT_SCHEMA = f"""
+AUDIT_TABLE = """
 CREATE TABLE IF NOT EXISTS review_decisions (
     seq INTEGER PRIMARY KEY,
     decision_id TEXT NOT NULL UNIQUE,
@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS review_decisions (
     hash TEXT NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS review_decisions_item ON review_decisions (item_id);
+"""
+AUDIT_SCHEMA = (
+    AUDIT_TABLE
+    + f"""
 CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions
 BEGIN
     SELECT RAISE(ABORT, 'review_decisions is an append-only audit log: recorded decisions cannot be changed');
@@ -75,7 +79,55 @@ BEGIN
     SELECT RAISE(ABORT, 'review_decisions is an append-only hash chain: a new row must extend the last one');
 END;
 """
+)
 TRIGGERS = ("review_decisions_no_update", "review_decisions_no_delete", "review_decisions_chain")
+
+AUDIT_SCHEMA_PG = (
+    AUDIT_TABLE
+    + f"""
+CREATE OR REPLACE FUNCTION review_decisions_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'review_decisions is an append-only audit log: recorded decisions cannot be changed';
+    END IF;
+    RAISE EXCEPTION 'review_decisions is an append-only audit log: recorded decisions cannot be deleted';
+END $$;
+CREATE OR REPLACE FUNCTION review_decisions_extend() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.seq IS DISTINCT FROM (SELECT COALESCE(MAX(seq), 0) + 1 FROM review_decisions)
+       OR NEW.prev_hash IS DISTINCT FROM
+          COALESCE((SELECT hash FROM review_decisions ORDER BY seq DESC LIMIT 1), '{GENESIS}') THEN
+        RAISE EXCEPTION 'review_decisions is an append-only hash chain: a new row must extend the last one';
+    END IF;
+    RETURN NEW;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_decisions_no_update') THEN
+        CREATE TRIGGER review_decisions_no_update BEFORE UPDATE ON review_decisions
+            FOR EACH ROW EXECUTE FUNCTION review_decisions_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_decisions_no_delete') THEN
+        CREATE TRIGGER review_decisions_no_delete BEFORE DELETE ON review_decisions
+            FOR EACH ROW EXECUTE FUNCTION review_decisions_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_decisions_no_truncate') THEN
+        CREATE TRIGGER review_decisions_no_truncate BEFORE TRUNCATE ON review_decisions
+            FOR EACH STATEMENT EXECUTE FUNCTION review_decisions_refuse();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_decisions_chain') THEN
+        CREATE TRIGGER review_decisions_chain BEFORE INSERT ON review_decisions
+            FOR EACH ROW EXECUTE FUNCTION review_decisions_extend();
+    END IF;
+END $$;
+"""
+)
+"""The same log in PostgreSQL: plpgsql triggers refuse UPDATE, DELETE and TRUNCATE, and an
+insert that does not extend the chain; appends are serialised by the store's write lock
+(an advisory lock every appender on every machine takes), so two writers cannot fork it."""
+SCHEMAS = {
+    "sqlite": (AUDIT_SCHEMA, TRIGGERS),
+    "postgresql": (AUDIT_SCHEMA_PG, (*TRIGGERS, "review_decisions_no_truncate")),
+}
 
 
 def already_decided(item: str, earlier: dict[str, Any]) -> str:
@@ -165,7 +217,7 @@ class AuditLog:
         ``precheck`` runs under the lock first and raises :class:`ReviewError` when the entry
         may no longer be appended (an appeal filed or decided by someone else meanwhile); by
         default, a decision is refused when the item was decided meanwhile."""
-        self.conn.executescript(AUDIT_SCHEMA)
+        self.conn.executescript(SCHEMAS[dialect_of(self.conn)][0])
         self.exists = True
         applied = False
         try:
@@ -182,7 +234,7 @@ class AuditLog:
         except BaseException as exc:
             if applied:
                 action.undo()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, DB_ERRORS):
                 raise ReviewError(
                     "audit-log", f"could not record the decision in {self.results.path}: {exc}; nothing was changed"
                 ) from None
@@ -210,8 +262,8 @@ class AuditLog:
         check = AuditCheck()
         rows = []
         if self.exists:
-            triggers = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-            for name in TRIGGERS:
+            triggers = trigger_names(self.conn)
+            for name in SCHEMAS[dialect_of(self.conn)][1]:
                 if name not in triggers:
                     check.problems.append(f"the append-only trigger {name} has been removed")
             rows = self.conn.execute(

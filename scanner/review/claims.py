@@ -25,7 +25,7 @@ from scanner.store.results import ResultsStore
 CLAIMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_claims (
     item_id TEXT PRIMARY KEY,
-    by TEXT NOT NULL,
+    "by" TEXT NOT NULL,
     claimed_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
@@ -65,7 +65,7 @@ class ClaimBook:
         if not self._exists():
             return {}
         rows = self.conn.execute(
-            "SELECT item_id, by, claimed_at, expires_at FROM review_claims WHERE expires_at > ?",
+            'SELECT item_id, "by", claimed_at, expires_at FROM review_claims WHERE expires_at > ?',
             (_iso(now or datetime.now(UTC)),),
         )
         return {r[0]: Claim(*r) for r in rows}
@@ -75,7 +75,7 @@ class ClaimBook:
         if not self._exists():
             return None
         row = self.conn.execute(
-            "SELECT item_id, by, claimed_at, expires_at FROM review_claims WHERE item_id = ? AND expires_at > ?",
+            'SELECT item_id, "by", claimed_at, expires_at FROM review_claims WHERE item_id = ? AND expires_at > ?',
             (item_id, _iso(now or datetime.now(UTC))),
         ).fetchone()
         return Claim(*row) if row else None

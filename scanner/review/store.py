@@ -74,7 +74,7 @@ class ReviewStore:
             self.results = ResultsStore.open_existing(db_path, readonly=readonly)
         except NotAResultsDB as exc:
             raise ReviewError(exc.reason, str(exc)) from None
-        self.path = Path(db_path)
+        self.path = self.results.path  # a file, or a PostgreSQL URL without its password
         self.conn = self.results.conn
         self.items_queue = ReviewQueue(self.results)
         self.log = AuditLog(self.results)

@@ -23,6 +23,7 @@ import sys
 import threading
 from typing import Any
 
+from scanner.store.backend import DB_ERRORS, display_name
 from scanner.verdict import Verdict
 
 SERVED_SCHEME = "served://"
@@ -59,7 +60,7 @@ class ServedRecorder:
         self._opened.wait()
         if self._open_error is not None:
             self._thread.join()
-            raise RecorderError(f"cannot use {self.db_path} as a results database: {self._open_error}")
+            raise RecorderError(f"cannot use {display_name(self.db_path)} as a results database: {self._open_error}")
 
     def submit(self, sha256: str, name: str, size: int, verdicts: list[Verdict]) -> None:
         """Queue one upload's verdicts for writing (returns at once)."""
@@ -72,14 +73,12 @@ class ServedRecorder:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        import sqlite3
-
         from scanner.store.results import ResultsStore
 
         try:
             db = ResultsStore(self.db_path, batch_size=self.batch_size, batch_seconds=self.batch_seconds,
                            absolute_paths=True)  # fmt: skip
-        except (sqlite3.Error, OSError) as exc:
+        except (*DB_ERRORS, OSError) as exc:
             self._open_error = exc
             self._opened.set()
             return
@@ -98,12 +97,12 @@ class ServedRecorder:
                 try:
                     db.record(path, size, None, verdicts)  # commits by batch_size / batch_seconds
                     self.recorded += 1
-                except sqlite3.Error as exc:  # a full disk or a locked file loses this record, not the server
+                except DB_ERRORS as exc:  # a full disk or a locked file loses this record, not the server
                     self.failed += 1
-                    print(f"meshscan serve: [io-error] could not record {path} in {self.db_path}: {exc}",
+                    print(f"meshscan serve: [io-error] could not record {path} in {display_name(self.db_path)}: {exc}",
                           file=sys.stderr)  # fmt: skip
         finally:
             try:
                 db.close()
-            except sqlite3.Error:
+            except DB_ERRORS:
                 pass

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner._version import __version__
+from scanner.store.backend import DB_ERRORS, connect, is_postgres_url
 
 log = logging.getLogger("meshscan.watch")
 
@@ -106,7 +107,10 @@ class Outbox:
     """The outbox as the sender sees it: its own connection to the database file."""
 
     def __init__(self, path: str | Path, policy: RetryPolicy | None = None, max_pending: int = 10_000) -> None:
-        self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        if is_postgres_url(path):  # a PostgreSQL state database
+            self.conn = connect(path)
+        else:
+            self.conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(OUTBOX_SCHEMA)
@@ -193,7 +197,7 @@ class OutboxSender(threading.Thread):
             try:
                 self.outbox.deliver_due(stop=self.stop_event)
                 nxt = self.outbox.next_due()
-            except sqlite3.Error as exc:  # a locked database: try again shortly
+            except DB_ERRORS as exc:  # a locked database: try again shortly
                 log.warning("webhook outbox unavailable", extra={"fields": {"error": str(exc)}})
                 nxt = time.time() + 1.0
             wait = 60.0 if nxt is None else max(0.05, min(60.0, nxt - time.time()))

@@ -1,4 +1,4 @@
-"""The results store (SQLite, WAL): every verdict with the file's size, mtime and sha256.
+"""The results store (SQLite with WAL, or PostgreSQL): every verdict with the file's size, mtime and sha256.
 
 This module is the one owner of the ``results`` table: its schema and every query on it live
 here, and no other module writes SQL on it (``tests/unit/test_results_store.py`` greps the
@@ -23,6 +23,11 @@ the scan worker for ``flag`` and ``review`` results and carried beside the verdi
 :attr:`Verdict.preview`): :meth:`ResultsStore.record` writes it with the rows, in the same
 batch. The geometry itself is never stored.
 
+The database is a SQLite file (the embedded default) or, given a ``postgresql://`` URL, a
+PostgreSQL database that several scanners, daemons and service replicas on several machines
+share (:mod:`scanner.store.backend` picks; :mod:`scanner.store.postgres` translates the few
+dialect differences, so the queries below are the same text on both).
+
 Batched writes mean Ctrl-C or ``kill -9`` loses at most the uncommitted batch and never leaves
 the database inconsistent.
 """
@@ -38,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.store import backend
+from scanner.store.backend import DB_ERRORS, DBError, display_name, is_postgres_url
 from scanner.util import is_url, utc_now
 from scanner.verdict import Verdict
 
@@ -73,7 +80,7 @@ class NotAResultsDB(Exception):
     ``not-a-results-database``), for the commands that only open an existing one. ``error``
     is the SQLite error behind it, if there was one."""
 
-    def __init__(self, reason: str, message: str, error: sqlite3.Error | None = None) -> None:
+    def __init__(self, reason: str, message: str, error: sqlite3.Error | DBError | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.error = error
@@ -111,7 +118,8 @@ _CURRENT = (
 
 
 class ResultsStore:
-    """The ``results`` table of one SQLite database, and every query on it."""
+    """The ``results`` table of one database (a SQLite file, or a PostgreSQL URL:
+    :mod:`scanner.store.backend`), and every query on it."""
 
     def __init__(
         self, path: str | Path, batch_size: int = 16, batch_seconds: float = 1.0, absolute_paths: bool = False
@@ -123,9 +131,10 @@ class ResultsStore:
         up) local paths as absolute paths, so that the database means the same files whatever
         the working directory of whoever reads it (``scan --db`` then ``review`` from
         elsewhere). URLs are kept as they are."""
-        self.path = Path(path)
+        self.path: Path | str = display_name(path) if is_postgres_url(path) else Path(path)
         self.absolute_paths = absolute_paths
-        self.conn = sqlite3.connect(self.path)
+        self.conn = backend.connect(path)
+        self.dialect = backend.dialect_of(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
@@ -144,21 +153,25 @@ class ResultsStore:
         it ``mode=ro``: a reader can never change what it reads, and may be all its account
         is allowed to do. Raises :class:`NotAResultsDB` with a reason code otherwise."""
         store = cls.__new__(cls)
-        store.path, store.absolute_paths = Path(path), False
+        store.absolute_paths = False
         store.batch_size, store.batch_seconds, store._pending = 1, 0.0, 0
         store._last_commit, store._held = time.monotonic(), False
-        if not store.path.is_file():
-            raise NotAResultsDB("no-database", f"{path}: no such results database")
-        try:
-            store.conn = sqlite3.connect(
-                f"{store.path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}",
-                uri=True,
-                timeout=timeout,
-                isolation_level=None,
-            )
-            found = store.has_table("results")
-        except sqlite3.DatabaseError as exc:
-            raise NotAResultsDB("not-a-results-database", f"{path}: not a SQLite database ({exc})", exc) from None
+        if is_postgres_url(path):
+            store.path, store.dialect = display_name(path), "postgresql"
+            try:
+                store.conn = backend.connect(path, readonly=readonly, autocommit=True, timeout=timeout)
+                found = store.has_table("results")
+            except DBError as exc:
+                raise NotAResultsDB("no-database", f"{store.path}: {exc}", exc) from None
+        else:
+            store.path, store.dialect = Path(path), "sqlite"
+            if not store.path.is_file():
+                raise NotAResultsDB("no-database", f"{path}: no such results database")
+            try:
+                store.conn = backend.connect(path, readonly=readonly, autocommit=True, timeout=timeout)
+                found = store.has_table("results")
+            except sqlite3.DatabaseError as exc:
+                raise NotAResultsDB("not-a-results-database", f"{path}: not a SQLite database ({exc})", exc) from None
         if not found:
             store.conn.close()
             raise NoResultsTable(
@@ -174,8 +187,7 @@ class ResultsStore:
 
     def has_table(self, name: str) -> bool:
         """Does the database hold table ``name``? (Readers of a database they did not create.)"""
-        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-        return row is not None
+        return backend.has_table(self.conn, name)
 
     # ------------------------------------------------------------------ transactions
     def begin(self, immediate: bool = False) -> None:
@@ -201,7 +213,7 @@ class ResultsStore:
         self._pending = 0
         try:
             self.conn.rollback()
-        except sqlite3.Error:
+        except DB_ERRORS:
             pass
 
     @contextmanager
@@ -321,8 +333,8 @@ class ResultsStore:
         what the watch daemon need not scan again at start (it drops the paths its journal
         knows were quarantined or deleted)."""
         rows = self.conn.execute(
-            "SELECT path, size, mtime_ns FROM results WHERE scanner_version = ? AND library_version IS ? "
-            "AND model_version IS ? AND size IS NOT NULL GROUP BY path",
+            "SELECT path, MAX(size), MAX(mtime_ns) FROM results WHERE scanner_version = ? AND library_version IS ? "
+            "AND model_version IS ? AND size IS NOT NULL GROUP BY path",  # one size and mtime per path
             (scanner_version, library_version, model_version),
         ).fetchall()
         return {p: (s, m) for p, s, m in rows}
@@ -408,3 +420,10 @@ class ResultsStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_results(target: str | Path, readonly: bool = False) -> ResultsStore:
+    """The one factory by target: a SQLite path or a ``postgresql://`` URL. ``readonly``: an
+    existing database, read-only (:meth:`ResultsStore.open_existing`); otherwise one to record
+    into, created with its schema if needed."""
+    return ResultsStore.open_existing(target, readonly=True) if readonly else ResultsStore(target)

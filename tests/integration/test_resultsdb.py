@@ -10,14 +10,25 @@ import sys
 import time
 from pathlib import Path
 
+from scanner.store.backend import connect, is_postgres_url
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"
 CLI = [sys.executable, "-m", "scanner.cli", "scan"]
 
 
-def rows(db: Path) -> list[tuple[str, str]]:
+def rows(db: Path | str) -> list[tuple[str, str]]:
     """Recorded (path, verdict) rows; none while the scan has not yet created its table."""
+    if is_postgres_url(db):
+        conn = connect(db, autocommit=True)
+        try:
+            if not conn.has_table("results"):
+                return []
+            return conn.execute("SELECT path, verdict FROM results ORDER BY path").fetchall()
+        finally:
+            conn.close()
+    if not Path(db).exists():
+        return []
     with sqlite3.connect(db) as conn:
         try:
             return conn.execute("SELECT path, verdict FROM results ORDER BY path").fetchall()
@@ -27,19 +38,19 @@ def rows(db: Path) -> list[tuple[str, str]]:
             raise
 
 
-def test_kill_9_then_resume_records_every_file_once(tmp_path: Path) -> None:
+def test_kill_9_then_resume_records_every_file_once(tmp_path: Path, results_target: str) -> None:
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     sources = sorted(p for p in DEMO.iterdir() if p.suffix in (".stl", ".obj", ".3mf"))
     for i, src in enumerate(sources):
         shutil.copy(src, uploads / f"{i:03d}-{src.name}")
-    db = tmp_path / "results.sqlite"
+    db = results_target  # a SQLite file, then a PostgreSQL database
     first = subprocess.Popen([*CLI, str(uploads), "--db", str(db), "--jobs", "1", "--format", "jsonl"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None:
-            if db.exists() and rows(db):
+            if rows(db):
                 break
             time.sleep(0.05)
     finally:
@@ -73,12 +84,12 @@ def _assert_workers_exit(uploads: Path) -> None:
     raise AssertionError("worker processes outlived their killed parent")
 
 
-def test_identical_content_is_scanned_once(tmp_path: Path) -> None:
+def test_identical_content_is_scanned_once(tmp_path: Path, results_target: str) -> None:
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     for name in ("a.stl", "b.stl", "c.stl"):
         shutil.copy(DEMO / "proxy-barrel-s1-000.stl", uploads / name)
-    db = tmp_path / "r.sqlite"
+    db = results_target
     proc = subprocess.run([*CLI, str(uploads), "--db", str(db), "--format", "jsonl"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     recs = [json.loads(line) for line in proc.stdout.splitlines()]

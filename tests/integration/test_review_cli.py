@@ -29,7 +29,8 @@ def lines(proc: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
+def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path, results_target: str) -> None:
+    db = results_target  # a SQLite file, then a PostgreSQL database
     (tmp_path / "uploads").mkdir()
     for name in (KNOWN, BENIGN):
         shutil.copy(DEMO / name, tmp_path / "uploads" / name)
@@ -42,18 +43,18 @@ def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
     added = run("signatures", "add", "known.obj", "--library", "lib", "--category", "barrel",
                 "--source", "test", cwd=tmp_path)  # fmt: skip
     assert added.returncode == 0, added.stderr
-    scan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", "r.sqlite", "--jobs", "1", cwd=tmp_path)
+    scan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", db, "--jobs", "1", cwd=tmp_path)
     assert scan.returncode == 1, scan.stderr
 
-    listed = run("review", "r.sqlite", "--verdict", "flag", cwd=tmp_path)
+    listed = run("review", db, "--verdict", "flag", cwd=tmp_path)
     assert listed.returncode == 1, listed.stderr  # something waits for a person
     (item,) = lines(listed)
     here = tmp_path.resolve()  # `scan --db` records absolute paths: review works from any directory
     assert item["path"] == str(here / "uploads" / KNOWN) and item["verdict"] == "flag" and item["category"] == "barrel"
-    review_queue = run("review", "r.sqlite", cwd=tmp_path)  # signature matching only: no `review` verdicts
+    review_queue = run("review", db, cwd=tmp_path)  # signature matching only: no `review` verdicts
     assert review_queue.returncode == 0 and review_queue.stdout == ""
 
-    decided = run("review", "r.sqlite", "--decide", item["id"][:6], "dismiss", "--by", "Ann Moderator",
+    decided = run("review", db, "--decide", item["id"][:6], "dismiss", "--by", "Ann Moderator",
                   "--reason", "a garden hose fitting", "--allowlist", "lib", "--audit-log", "audit.jsonl",
                   cwd=tmp_path)  # fmt: skip
     assert decided.returncode == 0, decided.stderr
@@ -62,19 +63,19 @@ def test_flag_dismissed_with_allowlist_end_to_end(tmp_path: Path) -> None:
     assert row["actions"][0]["action"] == "allowlist" and row["actions"][0]["status"] == "added"
     assert json.loads((tmp_path / "audit.jsonl").read_text()) == row
 
-    verified = run("review", "r.sqlite", "--verify", "--audit-log", "audit.jsonl", cwd=tmp_path)
+    verified = run("review", db, "--verify", "--audit-log", "audit.jsonl", cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"OK: 1 decision(s), hash chain intact, head {row['hash']}")
     allow = lines(run("allowlist", "list", "--library", "lib", cwd=tmp_path))
     assert [(a["by"], a["sha256"]) for a in allow] == [("Ann Moderator", item["sha256"])]
 
-    rescan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", "r.sqlite", "--jobs", "1", cwd=tmp_path)
+    rescan = run("scan", "uploads", "--no-model", "--library", "lib", "--db", db, "--jobs", "1", cwd=tmp_path)
     assert rescan.returncode == 0, rescan.stderr
     (known,) = [r for r in lines(rescan) if str(here / r["path"]) == item["path"]]
     assert known["verdict"] == "clear" and "allowlist" in known["explanation"]  # the dismissed file is now clear
-    assert run("review", "r.sqlite", "--verdict", "flag", cwd=tmp_path).returncode == 0
+    assert run("review", db, "--verdict", "flag", cwd=tmp_path).returncode == 0
 
-    again = run("review", "r.sqlite", "--decide", item["id"], "confirm", "--by", "x", "--reason", "y", cwd=tmp_path)
+    again = run("review", db, "--decide", item["id"], "confirm", "--by", "x", "--reason", "y", cwd=tmp_path)
     assert again.returncode == 2 and "[not-reviewable]" in again.stderr and "Traceback" not in again.stderr
 
 

@@ -26,8 +26,11 @@ from scanner.review.claims import ClaimBook  # noqa: E402
 from scanner.review.web.app import WebSettings, create_review_app  # noqa: E402
 from scanner.review.web.auth import Reviewers, ReviewersError, hash_password  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.postgres_server import copy_results  # noqa: E402
 
 DEMO = REPO / "fixtures" / "demo"
+BOTH = pytest.mark.parametrize("site", ["sqlite", "postgresql"], indirect=True)
+"""The core flows run on a PostgreSQL results database too."""
 MESHSCAN = [sys.executable, "-m", "scanner.cli"]
 HOSTILE = "<script>alert(1)</script>.stl"  # a folder '<script>alert(1)<' holding 'script>.stl'
 BO_KEY = "bo-api-key-0123456789"
@@ -79,10 +82,15 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def site(scanned: Path, tmp_path: Path) -> dict:
-    """A fresh copy of the database and a client of the standalone app over it."""
-    db = tmp_path / "r.sqlite"
-    shutil.copy(scanned / "r.sqlite", db)  # the files stay where they were scanned (paths are absolute)
+def site(scanned: Path, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
+    """A fresh copy of the database and a client of the standalone app over it: a SQLite file,
+    or (``indirect`` parameter ``"postgresql"``) a PostgreSQL database holding the same rows."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        db = request.getfixturevalue("pg_url")
+        assert copy_results(scanned / "r.sqlite", db) == 4
+    else:
+        db = tmp_path / "r.sqlite"
+        shutil.copy(scanned / "r.sqlite", db)  # the files stay where they were scanned (paths are absolute)
     reviewers = Reviewers.load(write_reviewers(tmp_path / "reviewers.toml"))
     settings = WebSettings(db=db, reviewers=reviewers, library=None, claim_minutes=30)
     app = create_review_app(settings)
@@ -185,6 +193,7 @@ def test_hostile_path_is_escaped_everywhere(site: dict) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;.stl" in page.text
 
 
+@BOTH
 def test_decision_is_recorded_by_the_logged_in_reviewer_and_verifies(site: dict) -> None:
     c = login(site, "Ann Moderator", "ann-secret")
     item = site["queue"][0]
@@ -236,6 +245,7 @@ def test_post_without_or_with_a_wrong_csrf_token_is_refused(site: dict) -> None:
         assert [(d["by"], d["reason"]) for d in store.decisions()] == [("Bo", "by API")]
 
 
+@BOTH
 def test_a_claim_blocks_another_reviewer_until_released(site: dict) -> None:
     ann, bo = login(site, "Ann Moderator", "ann-secret"), login(site, "Bo", "bo-secret")
     item = site["queue"][1].id
@@ -257,6 +267,7 @@ def test_a_claim_blocks_another_reviewer_until_released(site: dict) -> None:
     assert status == 303
 
 
+@BOTH
 def test_an_expired_claim_does_not_block(site: dict) -> None:
     item = site["queue"][2].id
     with ReviewStore(site["db"]) as store:

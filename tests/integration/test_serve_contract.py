@@ -5,10 +5,10 @@ breaks the document. The real command, in a subprocess on a free loopback port."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ import pytest
 import trimesh
 
 from scanner.engines.worker import FAULT_INJECTION_ENV
+from scanner.store.backend import connect
 from tests.conftest import REPO
 from tests.integration.test_serve import BENIGN, ENROLLED, Server, multipart, start_server
 
@@ -30,7 +31,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
 
 
-def served_flags(db: Path) -> list[dict]:
+def served_flags(db: Path | str) -> list[dict]:
     result = cli("review", str(db), "--verdict", "flag", "--format", "jsonl")
     assert result.returncode in (0, 1), result.stderr
     assert "Traceback" not in result.stderr
@@ -38,12 +39,12 @@ def served_flags(db: Path) -> list[dict]:
 
 
 @pytest.fixture
-def db_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    db = tmp_path / "served.db"
-    yield from ((server, db) for server in start_server(tmp_path, "--workers", "2", "--db", str(db)))
+def db_server(tmp_path: Path, results_target: str) -> Iterator[tuple[Server, str]]:
+    db = results_target  # a SQLite file, then a PostgreSQL database (service replicas share one)
+    yield from ((server, db) for server in start_server(tmp_path, "--workers", "2", "--db", db))
 
 
-def test_served_verdicts_are_recorded_for_review_export_and_report(db_server: tuple[Server, Path],
+def test_served_verdicts_are_recorded_for_review_export_and_report(db_server: tuple[Server, str],
                                                                    tmp_path: Path) -> None:  # fmt: skip
     server, db = db_server
     assert server.json("GET", "/v1/status")[1]["db"] is True
@@ -70,7 +71,7 @@ def test_served_verdicts_are_recorded_for_review_export_and_report(db_server: tu
 
     server.proc.terminate()  # a clean shutdown commits whatever is left
     server.proc.wait(30)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(connect(db, readonly=True)) as conn:
         rows = dict(conn.execute("SELECT path, verdict FROM results").fetchall())
     benign_sha = hashlib.sha256(BENIGN.read_bytes()).hexdigest()
     assert rows[f"served://{flagged_sha[:16]}/model.stl"] == "flag"

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress")
+USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres")
 TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil", "playwright",
          "httpx")  # fmt: skip
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
@@ -33,7 +33,8 @@ AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": 
          "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures",
          "scanner/exchange/keys.py": "share", "scanner/exchange/fetch.py": "share",
          "scanner/exchange/tx.py": "threatexchange",
-         "scanner/formats/zstd.py": "compress", "scanner/formats/sevenzip.py": "compress"}  # fmt: skip
+         "scanner/formats/zstd.py": "compress", "scanner/formats/sevenzip.py": "compress",
+         "scanner/store/postgres.py": "postgres"}  # fmt: skip
 
 
 def names(requirements: list[str]) -> set[str]:

@@ -46,7 +46,8 @@ REVIEWER, SECOND, APPELLANT = "reviewer-qx", "second-qx", "appellant-qx"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, results_target: str) -> str:
+    """The results database (SQLite, then PostgreSQL) after the scans, decisions and appeals."""
     uploads = tmp_path / "incoming-qx"
     uploads.mkdir()
     for name in SCANNED_AT:
@@ -56,7 +57,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         assert enrol(lib, DEMO / name, category, "test setup")[0].status == "added"
     lib.save()
     scanner_ = Scanner(library=tmp_path / "lib", model=None)
-    store = ResultsStore(tmp_path / "results.sqlite", absolute_paths=True)
+    store = ResultsStore(results_target, absolute_paths=True)
     for name, when in SCANNED_AT.items():
         (verdict,) = scanner_.scan(uploads / name)
         assert verdict.verdict == ("flag" if name in (FLAG_A, FLAG_B) else "clear")
@@ -70,7 +71,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store.close()
     monkeypatch.chdir(tmp_path)
     ids = {}
-    listed = CliRunner().invoke(cli, ["review", "results.sqlite", "--verdict", "flag", "--verdict", "review",
+    listed = CliRunner().invoke(cli, ["review", results_target, "--verdict", "flag", "--verdict", "review",
                                       "--format", "jsonl"])  # fmt: skip
     for line in listed.stdout.splitlines():
         item = json.loads(line)
@@ -88,15 +89,15 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ]  # fmt: skip
     for at, args in steps:
         monkeypatch.setattr("scanner.review.audit.utc_now", lambda at=at: at)
-        result = CliRunner().invoke(cli, ["review", "results.sqlite", *args])
+        result = CliRunner().invoke(cli, ["review", results_target, *args])
         assert result.exit_code == 0, result.output
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    return tmp_path / "results.sqlite"
+    return results_target
 
 
-def _report(db: Path, *args: str) -> tuple[str, dict, Path]:
-    out = db.parent / "report"
+def _report(db: str, *args: str) -> tuple[str, dict, Path]:
+    out = Path.cwd() / "report"  # the test's tmp_path
     result = CliRunner().invoke(cli, ["report", str(db), "--out", str(out), "--transparency", *args])
     assert result.exit_code == 0, result.output
     return result.stdout, json.loads((out / "summary.json").read_text()), out
@@ -109,7 +110,7 @@ def _counts(figures: dict) -> dict:
     return {k: figures[k] for k in keys}
 
 
-def test_monthly_figures_are_exact(db: Path) -> None:
+def test_monthly_figures_are_exact(db: str) -> None:
     text, summary, out = _report(db)
     doc = summary["transparency"]
     assert doc["period"] == "month"
@@ -154,11 +155,11 @@ def test_monthly_figures_are_exact(db: Path) -> None:
     assert total_line.split() == ["total", "6", "2", "1", "3", "2", "1", "2", "1", "1", "24", "342"]
 
 
-def test_no_path_hash_or_name_in_the_output(db: Path) -> None:
+def test_no_path_hash_or_name_in_the_output(db: str) -> None:
     text, _, out = _report(db)
     with ResultsStore.open_readonly(db) as store:
         hashes = [sha for _, _, sha in store.keys() if sha]
-    secrets = [str(db.parent), "incoming-qx", *SCANNED_AT, REVIEWER, SECOND, APPELLANT, *hashes]
+    secrets = [str(Path.cwd()), "incoming-qx", *SCANNED_AT, REVIEWER, SECOND, APPELLANT, *hashes]
     for path in [*out.iterdir()]:
         content = path.read_text(encoding="utf-8")
         for secret in secrets:
@@ -167,14 +168,14 @@ def test_no_path_hash_or_name_in_the_output(db: Path) -> None:
         assert secret not in text
 
 
-def test_weekly_and_quarterly_bins(db: Path) -> None:
+def test_weekly_and_quarterly_bins(db: str) -> None:
     _, summary, _ = _report(db, "--period", "week")
     weeks = {p["period"]: p for p in summary["transparency"]["periods"]}
     assert weeks["2026-W02"]["scanned"] == 2 and weeks["2026-W02"]["confirmed"] == 1  # Jan 5-11 is ISO week 2
     assert weeks["2026-W05"]["confirmed"] == 1  # Sunday Feb 1
     assert weeks["2026-W06"]["appealed"] == 2 and weeks["2026-W06"]["overturned"] == 1  # Feb 2-8
     result = subprocess.run(
-        [sys.executable, "-m", "scanner.cli", "report", str(db), "--out", str(db.parent / "q"), "--transparency",
+        [sys.executable, "-m", "scanner.cli", "report", str(db), "--out", str(Path.cwd() / "q"), "--transparency",
          "--period", "quarter"],
         capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
