@@ -20,7 +20,15 @@ import signal
 import sys
 import time
 
-from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, LIMIT_TRIANGLES, NON_FINITE, UnreadableInput
+from scanner.errors import (
+    CORRUPT,
+    EMPTY,
+    LIMIT_MEMORY,
+    LIMIT_TRIANGLES,
+    NON_FINITE,
+    UNSUPPORTED_FORMAT,
+    UnreadableInput,
+)
 
 _FAULT_ENV = "MESHSCAN_CAD_FAULT_INJECT"  # scanner.formats.cad.FAULT_INJECTION_ENV
 
@@ -137,10 +145,27 @@ def write_stl(shape, out: str) -> None:  # noqa: ANN001
         raise UnreadableInput(CORRUPT, "OpenCASCADE could not write the triangles")
 
 
+def load_occt() -> None:
+    """Import OpenCASCADE's libraries up front: failing to map them is the memory cap's doing
+    (``limit:memory``) or a broken install, never the file's fault."""
+    try:
+        import OCP.BRepMesh  # noqa: F401
+        import OCP.IGESControl  # noqa: F401
+        import OCP.STEPControl  # noqa: F401
+        import OCP.StlAPI  # noqa: F401
+    except MemoryError:
+        raise UnreadableInput(LIMIT_MEMORY, "the memory cap is too small to load OpenCASCADE") from None
+    except ImportError as exc:
+        if "map" in str(exc) or "memory" in str(exc).lower():
+            raise UnreadableInput(LIMIT_MEMORY, "the memory cap is too small to load OpenCASCADE") from None
+        raise UnreadableInput(UNSUPPORTED_FORMAT, f"OpenCASCADE cannot be loaded ({exc})") from None
+
+
 def run(task: dict) -> dict:
     """Read, tessellate and write; the answer (never raising)."""
     try:
         _inject_fault(task["name"])
+        load_occt()
         shape = read_shape(task["format"], task["path"])
         answer = tessellate(shape, task)
         write_stl(shape, task["out"])
