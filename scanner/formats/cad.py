@@ -11,9 +11,10 @@ descriptor sees the same shape) and an angular deflection (:data:`ANGULAR_DEFLEC
 one mesh through :func:`~scanner.formats.base.build_mesh` and its triangle/vertex limits.
 
 **Always in a child process.** OCCT is a large C++ library that can crash (a segfault on a
-malformed entity) or loop on hostile input. ``scan`` already runs every upload in a worker
-with time and memory limits, but ``inspect``, ``signatures add``, the Python API with
-``isolated=False`` and ``serve`` read in-process, and a segfault there would end the command.
+malformed entity) or loop on hostile input (``bench/cad.py`` has files that do both).
+``scan``, ``watch`` and ``serve`` already run every upload in a guarded worker, but
+``inspect``, ``signatures add``, ``hash`` and the Python API with ``isolated=False`` read
+in-process, where a segfault would end the command.
 So the reader always runs as ``python -m scanner.formats._cad_child`` (a fresh interpreter:
 OCCT's state is never forked) under the upload's wall-clock limit (``limit:time``, the child
 is killed) and address-space cap (``limit:memory``); a child that dies is ``worker-crashed``;

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,23 @@ def test_inspect_reads_step_and_a_hanging_or_crashing_reader_loses_only_its_file
             ("a.step", "clear", None), ("b.step", "unscannable", reason), ("c.step", "clear", None)
         ], err  # fmt: skip
         assert code == 2
+        deadline = time.monotonic() + 1  # its own alarm would only end it seconds later
+        while cad_children("b.step") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not cad_children("b.step")  # the killed worker's reader died with it
+
+
+def cad_children(name: str) -> list[int]:
+    """Live CAD reader processes working on an upload called ``name``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"scanner.formats._cad_child" in cmdline and f'"name": "{name}"'.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
 
 
 def test_a_moved_proxy_stl_and_its_faceted_step_have_one_geometry(tmp_path: Path) -> None:
