@@ -153,3 +153,18 @@ def test_a_step_file_inside_a_zip_is_read_as_a_member(plate: tuple[bytes, bytes]
         ("parts/plate.igs", "iges", None),
         ("parts/plate.step", "step", None),
     ]
+
+
+def test_a_crashing_or_hanging_reader_in_process_is_a_reason_not_the_end(
+    plate: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in this very process (as ``inspect`` and the Python API read): the reader's
+    segfault or endless loop costs its file only, and the next read works."""
+    monkeypatch.setenv(cad_format.FAULT_INJECTION_ENV, "crash:bad.step")
+    [crashed] = read(plate[0], "dir/bad.step")
+    assert crashed.error.reason == WORKER_CRASHED
+    monkeypatch.setenv(cad_format.FAULT_INJECTION_ENV, "hang:bad.step")
+    [hung] = read(plate[0], "bad.step", max_seconds=3.0)
+    assert hung.error.reason == LIMIT_TIME and "3 s" in hung.error.detail
+    [fine] = read(plate[0], "good.step")
+    assert fine.error is None
