@@ -96,7 +96,9 @@ EXPECTED = {
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_hostile_files_give_a_reason_never_a_mesh(name: str, hostile: dict[str, bytes]) -> None:
-    [result] = read(hostile[name], name, max_seconds=HANG_LIMIT_S)
+    # the files OpenCASCADE 8.0 loops on get a short limit; the others a generous one (load)
+    limit = HANG_LIMIT_S if LIMIT_TIME in EXPECTED[name] else 120.0
+    [result] = read(hostile[name], name, max_seconds=limit)
     assert result.mesh is None
     assert result.error.reason in EXPECTED[name], (result.error.reason, result.error.detail)
 
