@@ -24,12 +24,14 @@ file, never pickle. Cost: OCCT's import, about 1.5-2.5 s per CAD file on this ma
 
 **What is never trusted.** The upload is copied alone into a private temporary folder before
 OCCT sees it, so a reference to another file resolves to nothing; external references are
-detected while copying (STEP ``EXTERNAL_SOURCE``/``DOCUMENT_FILE``/``EXTERNALLY_DEFINED_*``
-entities, IGES entity 416) and make the upload ``unsupported-format``: a part whose geometry
-lives in files that were not uploaded cannot be judged complete, and is never ``clear``.
-A STEP file without its ``END-ISO-10303-21;`` trailer or an IGES file without its
-terminate (``T``) line is ``truncated``; a file OCCT cannot parse or transfer, or one with a
-face that cannot be tessellated, is ``corrupt`` (a partial mesh could hide the rest).
+detected while copying (STEP ``DOCUMENT_FILE``, ``EXTERNALLY_DEFINED_REPRESENTATION`` and
+``EXTERNALLY_DEFINED_ITEM`` entities - not the externally defined fonts and styles of
+drawing annotations, which name no geometry - and IGES entity 416) and make the upload
+``unsupported-format``: a part whose geometry lives in files that were not uploaded cannot
+be judged complete, and is never ``clear``. A STEP file without its ``END-ISO-10303-21;``
+trailer or an IGES file without its terminate (``T``) line is ``truncated``; a file OCCT
+cannot parse or transfer, or one with a face that cannot be tessellated, is ``corrupt`` (a
+partial mesh could hide the rest).
 
 Why OCCT and not gmsh: measured by ``bench/cad.py`` (table in the README, "What it reads"):
 OCCT tessellates several times faster than gmsh's surface mesher, which also builds
@@ -80,7 +82,7 @@ an upload whose base name is NAME, so the crash and time-limit paths are tested 
 input that really crashes OCCT."""
 
 _IGES_RE = re.compile(rb"\A[^\r\n]{72}S[ 0-9]{7}\r?\n")
-_STEP_EXTERNAL = re.compile(rb"=\s*(?:EXTERNAL_SOURCE|DOCUMENT_FILE|EXTERNALLY_DEFINED_\w+)\s*\(", re.I)
+_STEP_EXTERNAL = re.compile(rb"\b(?:DOCUMENT_FILE|EXTERNALLY_DEFINED_(?:REPRESENTATION|ITEM))\s*\(", re.I)
 _IGES_EXTERNAL = re.compile(rb"(?m)^ {5}416[^\r\n]{64}D[ 0-9]{7}\r?$")
 _STEP_END = re.compile(rb"END-ISO-10303-21\s*;\s*\Z")
 _IGES_END = re.compile(rb"[^\r\n]{72}T[ 0-9]{7}\s*\Z")
@@ -107,7 +109,7 @@ def _copy_and_check(blob: Blob, fmt: str, dest: Path) -> None:
             data = carry + chunk
             found = external.search(data)
             if found:
-                what = found.group(0).decode("ascii", "replace").strip("= (")[:40]
+                what = found.group(0).decode("ascii", "replace").rstrip(" (")[:40]
                 raise UnreadableInput(
                     UNSUPPORTED_FORMAT,
                     f"{_TITLES[fmt]} referring to other files ({what}): external references are never followed",

@@ -94,7 +94,8 @@ def test_hostile_step_and_iges_are_errors_never_clear(tmp_path: Path) -> None:
     files = hostile_step(step_bytes(shape), nested_assembly(1)) | hostile_iges(iges_bytes(shape))
     files.pop("nested-300.step")  # a deep assembly is a good file (tests/unit/test_cad.py)
     good = step_bytes(shape)
-    files["external.step"] = good.replace(b"DATA;\n", b"DATA;\n#9 = EXTERNAL_SOURCE(IDENTIFIER('/etc/passwd'));\n", 1)
+    ref = b"#9 = EXTERNALLY_DEFINED_REPRESENTATION('/etc/passwd',(),#2);\n"
+    files["external.step"] = good.replace(b"DATA;\n", b"DATA;\n" + ref, 1)
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     code, records, err = scan(*sorted(tmp_path.iterdir()), extra=("--limit-seconds", "20"))
