@@ -17,7 +17,8 @@ same junk IGES (segfault) and looped on the same overflowing IGES and huge-count
 also segfaulted on the NaN STEP, which OpenCASCADE reported cleanly. Either needs the guarded
 child process (:mod:`scanner.formats.cad`). Last, gmsh is GPL-2.0+, meshscan Apache-2.0
 (OCP: Apache-2.0 over OpenCASCADE's LGPL-2.1 with exception), and gmsh keeps global state per
-process. The table of the run on this machine is in the README ("What it reads").
+process. The table of the run on this machine is in the README ("STEP and IGES: why
+OpenCASCADE").
 
 Each library is installed into its own fresh venv under ``--workdir`` (timed: ``install s``;
 size: the venv's growth), so neither sees the other's copy of OpenCASCADE. Every measurement
