@@ -25,7 +25,8 @@ MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "dask",
                 "fast_simplification": "fast-simplification", "python_multipart": "python-multipart",
                 "prometheus_client": "prometheus-client",
-                "backports": "backports-zstd", "compression": "backports-zstd", "OCP": "cadquery-ocp-novtk"}  # fmt: skip
+                "backports": "backports-zstd", "compression": "backports-zstd",
+                "OCP": "cadquery-ocp-novtk"}  # fmt: skip
 BROUGHT_BY = {"pydantic": "fastapi", "threadpoolctl": "scikit-learn"}
 # which extra a folder's (or module's) imports belong to
 AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve",
