@@ -1,9 +1,8 @@
 """What meshscan recognises but does not read, and its sniffers.
 
-* Model and container formats meshscan cannot read (``UNSUPPORTED``: STEP, IGES,
-  FBX, 3DS, Collada, VRML/X3D, DXF, lz4/rar, ...), and ``unknown`` bytes -
-  reported as ``unsupported-format``, an error: uploaders choose the bytes, so what is not
-  recognised is never assumed harmless.
+* Model and container formats meshscan cannot read (``UNSUPPORTED``: FBX, 3DS, Collada,
+  VRML/X3D, DXF, lz4/rar, ...), and ``unknown`` bytes - reported as ``unsupported-format``,
+  an error: uploaders choose the bytes, so what is not recognised is never assumed harmless.
 * Content recognised as *not a model* (``NON_MODEL``: text, JSON, XML, images, PDF, MTL
   materials, AppleDouble metadata) - listed inside archives, skipped by folder walks.
 
@@ -37,8 +36,6 @@ UNSUPPORTED: dict[str, str] = {
     "json-mesh": "a JSON mesh (vertices/faces arrays)",
     "lz4": "lz4-compressed data",
     "rar": "RAR archive",
-    "step": "STEP (ISO 10303-21)",
-    "iges": "IGES",
     "fbx": "FBX",
     "3ds": "3D Studio (3DS)",
     "collada": "Collada (DAE)",
@@ -93,7 +90,6 @@ _XML_MODEL_ROOTS = {
     b"model_3dxml": "3dxml",
     b"xmlrepresentation": "3dxml",  # a 3DXML tessellated part (.3DRep)
 }
-_IGES_RE = re.compile(rb"\A[^\r\n]{72}S[ 0-9]{7}\r?\n")
 _DXF_RE = re.compile(rb"\A\s*(?:999\s*\r?\n[^\n]*\n\s*)?0\s*\r?\n\s*SECTION\b")
 _SCAD_RE = re.compile(
     rb"(?<![.\w])(?:cube|cylinder|sphere|polyhedron|linear_extrude|rotate_extrude)\s*\([^()\n]*\)\s*;"
@@ -197,12 +193,8 @@ def _not_text(p: Probe) -> str | None:
 
 
 def _text_magic(p: Probe) -> str | None:
-    """Text model formats by their first line: STEP, IGES, DXF, VRML, X3D, ASCII FBX."""
+    """Text model formats by their first line: DXF, VRML, X3D, ASCII FBX (STEP and IGES: :mod:`scanner.formats.cad`)."""
     body = p.body
-    if body.startswith(b"ISO-10303-21"):
-        return "step"
-    if _IGES_RE.match(body):
-        return "iges"
     if _DXF_RE.match(body):
         return "dxf"
     return next((name for magic, name in _TEXT_MAGIC if body.startswith(magic)), None)
@@ -245,7 +237,7 @@ SNIFFERS = (
     Sniffer(500, _non_model_magic, frozenset(NON_MODEL_MAGIC_NAMES | CONFIRMED)),
     Sniffer(600, _utf16, frozenset(UNSUPPORTED) | frozenset(NON_MODEL)),
     Sniffer(610, _not_text, frozenset({"unknown"})),
-    Sniffer(700, _text_magic, frozenset({"step", "iges", "dxf"} | {name for _, name in _TEXT_MAGIC})),
+    Sniffer(700, _text_magic, frozenset({"dxf"} | {name for _, name in _TEXT_MAGIC})),
     Sniffer(745, _xml, frozenset({*_XML_MODEL_ROOTS.values(), "svg", "html", "xml"} | CONFIRMED)),
     Sniffer(750, _json, frozenset({"gltf", "json-mesh", "json"} | CONFIRMED)),
     Sniffer(770, _openscad, frozenset({"openscad"})),

@@ -122,7 +122,7 @@ def test_zip_of_a_zstd_compressed_stl_is_an_error(tmp_path: Path, library: Path)
 @pytest.mark.parametrize(
     ("name", "data", "fmt"),
     [
-        ("part.step", b"ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION(('x'),'2;1');\nENDSEC;\n", "step"),
+        ("part.dxf", b"0\nSECTION\n2\nENTITIES\n0\nENDSEC\n0\nEOF\n", "dxf"),
         ("part.wrl", b"#VRML V2.0 utf8\nShape { geometry Box { } }\n", "vrml"),
         ("part.fbx", b"Kaydara FBX Binary  \x00\x1a\x00\xe8\x1c\x00\x00" + bytes(200), "fbx"),
         (

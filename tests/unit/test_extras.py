@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres")
+USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres", "cad")
 TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil", "playwright",
          "httpx")  # fmt: skip
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
@@ -26,7 +26,8 @@ MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "dask",
                 "fast_simplification": "fast-simplification", "python_multipart": "python-multipart",
                 "prometheus_client": "prometheus-client",
-                "backports": "backports-zstd", "compression": "backports-zstd"}  # fmt: skip
+                "backports": "backports-zstd", "compression": "backports-zstd",
+                "OCP": "cadquery-ocp-novtk"}  # fmt: skip
 BROUGHT_BY = {"pydantic": "fastapi", "starlette": "fastapi", "threadpoolctl": "scikit-learn"}
 # which extra a folder's (or module's) imports belong to
 AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve", "scanner/review/web": "serve",
@@ -34,7 +35,7 @@ AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": 
          "scanner/exchange/keys.py": "share", "scanner/exchange/fetch.py": "share",
          "scanner/exchange/tx.py": "threatexchange",
          "scanner/formats/zstd.py": "compress", "scanner/formats/sevenzip.py": "compress",
-         "scanner/store/postgres.py": "postgres"}  # fmt: skip
+         "scanner/store/postgres.py": "postgres", "scanner/formats/_cad_child.py": "cad"}  # fmt: skip
 
 
 def names(requirements: list[str]) -> set[str]:

@@ -26,8 +26,6 @@ PROSE = b"The quick brown fox jumps over the lazy dog; version 2.0 release notes
 UNSUPPORTED_SAMPLES = {
     "json-mesh": b'{"metadata": {}, "vertices": [0, 0, 0, 1, 0, 0], "faces": [0, 1, 2]}',
     "rar": b"Rar!\x1a\x07\x01\x00" + bytes(40),
-    "step": b"ISO-10303-21;\nHEADER;\nENDSEC;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n",
-    "iges": b"IGES file".ljust(72) + b"S      1\n" + b"1H,,1H;".ljust(72) + b"G      1\n",
     "fbx": b"Kaydara FBX Binary  \x00\x1a\x00" + bytes(100),
     "collada": b'<?xml version="1.0"?>\n<!-- exported -->\n<COLLADA version="1.4.1"/>',
     "vrml": b"#VRML V2.0 utf8\nShape { geometry Box { } }\n",
