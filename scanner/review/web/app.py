@@ -486,25 +486,23 @@ def _action_routes(router: APIRouter, web: Web) -> None:
                               error=f"{exc} [{exc.code}]", **ctx)  # fmt: skip
         return RedirectResponse(f"{web.prefix}/items/{quote(item_id)}", status_code=303)
 
-    @router.post("/items/{item_ref}/decide")
-    async def decide_route(request: Request, item_ref: str) -> Response:
-        return await act(request, item_ref, lambda who, form: decide(web, item_ref, who, form))
+    forms = {  # POST /items/{ref}/<action>: what the form does, given the reviewer and the form
+        "decide": lambda ref, who, form: decide(web, ref, who, form),
+        "appeal": lambda ref, who, form: file_appeal(web, ref, who, form),
+        "decide-appeal": lambda ref, who, form: decide_appeal(web, ref, who, form),
+        "claim": lambda ref, who, form: claim_or_release(web, ref, who, False),
+        "release": lambda ref, who, form: claim_or_release(web, ref, who, True),
+    }
 
-    @router.post("/items/{item_ref}/appeal")
-    async def appeal_route(request: Request, item_ref: str) -> Response:
-        return await act(request, item_ref, lambda who, form: file_appeal(web, item_ref, who, form))
+    def form_route(do: Callable) -> Callable:
+        async def route(request: Request, item_ref: str) -> Response:
+            return await act(request, item_ref, lambda who, form: do(item_ref, who, form))
 
-    @router.post("/items/{item_ref}/decide-appeal")
-    async def decide_appeal_route(request: Request, item_ref: str) -> Response:
-        return await act(request, item_ref, lambda who, form: decide_appeal(web, item_ref, who, form))
+        return route
 
-    @router.post("/items/{item_ref}/claim")
-    async def claim_route(request: Request, item_ref: str) -> Response:
-        return await act(request, item_ref, lambda who, form: claim_or_release(web, item_ref, who, False))
-
-    @router.post("/items/{item_ref}/release")
-    async def release_route(request: Request, item_ref: str) -> Response:
-        return await act(request, item_ref, lambda who, form: claim_or_release(web, item_ref, who, True))
+    for action, do in forms.items():
+        router.add_api_route(f"/items/{{item_ref}}/{action}", form_route(do), methods=["POST"],
+                             name=f"{action.replace('-', '_')}_route")  # fmt: skip
 
 
 def create_review_app(settings: WebSettings) -> FastAPI:
