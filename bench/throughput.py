@@ -117,6 +117,8 @@ def main() -> None:
     print(f"|{'-' * 28}|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
     for label, folder in sets.items():
         files = sorted(folder.glob("*.stl"))
+        if not files:  # --small 0 or --large 0: that set is skipped
+            continue
         mb = sum(f.stat().st_size for f in files) / 1e6
         results = dict((name, fn(folder)) for name, fn in tools)
         base = results[BASELINE]
