@@ -125,7 +125,10 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     normal[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     length = np.sqrt(normal[:, 0] * normal[:, 0] + normal[:, 1] * normal[:, 1] + normal[:, 2] * normal[:, 2])
     ok = length > 0
-    normal[ok] /= length[ok, None]
+    if ok.all():
+        normal /= length[:, None]
+    else:
+        normal[ok] /= length[ok, None]
     centre = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums, several times faster
     lo = np.array([c.min() for c in centre.T])  # per column: (N, 3) axis-0 reductions are slow
     hi = np.array([c.max() for c in centre.T])
@@ -166,7 +169,10 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
 def _height_ratio(t: np.ndarray) -> np.ndarray:
     """Twice the area over the longest edge squared (the height as a share of that edge)."""
     e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    cross = np.cross(e1, e2)
+    cross = np.empty_like(e1)  # np.cross written out: the same arithmetic without its overhead
+    cross[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    cross[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    cross[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     e3 = e2 - e1
     longest_sq = np.maximum(np.maximum(np.einsum("ij,ij->i", e1, e1), np.einsum("ij,ij->i", e2, e2)),
                             np.einsum("ij,ij->i", e3, e3))  # fmt: skip

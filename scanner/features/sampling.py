@@ -144,8 +144,10 @@ def intrinsic_keys(
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
         intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
+    ordered = np.sort(intrinsic)  # a value sort first: most surfaces have no two seeds alike
+    if not np.any(ordered[1:] == ordered[:-1]):
+        return intrinsic, order
     by_key = np.argsort(intrinsic, kind="stable")
-    ordered = intrinsic[by_key]
     shared = np.zeros(len(intrinsic), dtype=bool)
     shared[1:] = ordered[1:] == ordered[:-1]
     shared[:-1] |= shared[1:]
