@@ -255,7 +255,7 @@ class Mesh:
             if len(thin):
                 keep[lo + thin] = _height_ratio(tri[thin].astype(np.float64)) > DEGENERATE_HEIGHT
         k1, k2 = self.triangle_keys
-        ordered = np.sort(k1)
+        ordered = self._sorted_triangle_keys[0]
         if np.any(ordered[1:] == ordered[:-1]):
             order = np.lexsort((k2, k1))
             a, b = k1[order], k2[order]
@@ -431,10 +431,14 @@ class Mesh:
         vertex indexing/sharing, triangle order, corner order and winding. Coordinates are
         compared as float32 (the precision of STL, the poorest format), with -0.0 == 0.0.
         """
+        k1, k2 = self._sorted_triangle_keys
+        return sha256_chunks([b"meshscan-geometry-v2", k1.astype("<u8").tobytes(), k2.astype("<u8").tobytes()])
+
+    @cached_property
+    def _sorted_triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both triangle keys sorted: the surface's repeat test and the geometry hash share them."""
         k1, k2 = self.triangle_keys
-        return sha256_chunks(
-            [b"meshscan-geometry-v2", np.sort(k1).astype("<u8").tobytes(), np.sort(k2).astype("<u8").tobytes()]
-        )
+        return np.sort(k1), np.sort(k2)
 
     def summary(self) -> dict:
         """The numbers `meshscan inspect` prints for a mesh or a body."""

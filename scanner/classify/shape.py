@@ -97,31 +97,44 @@ def _moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return centroid, evecs[:, np.argsort(evals)[::-1]].T, evals
 
 
-def _line_clear(tri: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> bool:
-    """True when the infinite line misses every triangle (Moller-Trumbore, edges count as hits)."""
+def _bore_ratios(tri: np.ndarray, points: np.ndarray, centroid: np.ndarray, axes: list[np.ndarray]) -> list[float]:
+    """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
+
+    The lines share their origin, so the triangles' edges and the origin's offsets are
+    computed once for every axis."""
     e1 = tri[:, 1] - tri[:, 0]
     e2 = tri[:, 2] - tri[:, 0]
+    t = centroid - tri[:, 0]
+    q = _cross(t, e1)
+    tiny = _EPS * (np.abs(e1).max() + _EPS) ** 2
+    rel = points - centroid
+    rel_sq = (rel**2).sum(axis=1)
+    out = []
+    for axis in axes:
+        if not _line_clear(e1, e2, t, q, tiny, axis):
+            out.append(0.0)
+            continue
+        radial = np.sqrt(np.maximum(rel_sq - _dot3(rel, axis) ** 2, 0.0))
+        outer = radial.max()
+        out.append(float(radial.min() / outer) if outer > _EPS else 0.0)
+    return out
+
+
+def _line_clear(
+    e1: np.ndarray, e2: np.ndarray, t: np.ndarray, q: np.ndarray, tiny: float, direction: np.ndarray
+) -> bool:
+    """True when the line from the origin along ``direction`` misses every triangle
+    (Moller-Trumbore, edges count as hits): ``e1``, ``e2`` are the triangles' edges from their
+    first corner, ``t`` the origin less that corner, ``q`` = t x e1."""
     p = _cross(np.broadcast_to(direction, e2.shape), e2)
     det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > _EPS * (np.abs(e1).max() + _EPS) ** 2
+    ok = np.abs(det) > tiny
     inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    t = origin - tri[:, 0]
     u = np.einsum("ij,ij->i", t, p) * inv
-    q = _cross(t, e1)
     v = _dot3(q, direction) * inv
     tol = 1e-9
     hit = ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)
     return not bool(hit.any())
-
-
-def _bore_ratio(tri: np.ndarray, points: np.ndarray, centroid: np.ndarray, axis: np.ndarray) -> float:
-    """Inner / outer radius of a through-bore along ``axis`` through the centroid (0: none)."""
-    if not _line_clear(tri, centroid, axis):
-        return 0.0
-    rel = points - centroid
-    radial = np.sqrt(np.maximum((rel**2).sum(axis=1) - _dot3(rel, axis) ** 2, 0.0))
-    outer = radial.max()
-    return float(radial.min() / outer) if outer > _EPS else 0.0
 
 
 def _profile_steps(points: np.ndarray, centroid: np.ndarray, axis: np.ndarray) -> float:
@@ -220,8 +233,7 @@ def shape_features(mesh: Mesh) -> np.ndarray:
             min(36.0 * np.pi * volume**2 / area**3, 1.5),
             float(areas[curved].sum() / area),
             float(areas[round_axis].sum() / area),
-            _bore_ratio(tri, points, centroid, axes[0]),
-            _bore_ratio(tri, points, centroid, axes[2]),
+            *_bore_ratios(tri, points, centroid, [axes[0], axes[2]]),
             min(holes, 64.0),
             float(min(bodies, 64)),
             _profile_steps(points, centroid, axes[0]),

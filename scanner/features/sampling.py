@@ -228,7 +228,8 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    ordered = tri.reshape(-1, 3)[(chosen * 3)[:, None] + corner_order[chosen]]  # (C, 3, 3) float32
+    gather = ((chosen * 3)[:, None] + corner_order[chosen]).reshape(-1)
+    ordered = tri.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3)  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
     frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
