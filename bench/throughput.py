@@ -9,7 +9,9 @@ Prints one table from one run, for (a) many small files (1-5k triangles, binary 
 folder against the shipped library, next to a one-process baseline that loads each file with
 ``trimesh.load`` and computes meshscan's descriptor from it. Inputs are abstract shapes
 (perturbed spheres), generated once into ``bench/out/throughput``. Times include process
-start-up, which matters for small runs: compare ratios within one run.
+start-up, which matters for small runs: compare ratios within one run. Beside wall time, each
+cell has the CPU seconds its processes used (user + system, children included): on a machine
+shared with other work, files per CPU-second is the per-core figure the wall time hides.
 
 ``--db-cost`` adds ``scan --jobs 1 --db`` rows for both results backends, each into a fresh
 database: a SQLite file, and a PostgreSQL database (``--postgres URL`` of a server whose user
@@ -20,6 +22,7 @@ Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothin
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -56,13 +59,19 @@ def make_set(folder: Path, count: int, lo: int, hi: int, seed: int) -> Path:
     return folder
 
 
-def run_meshscan(folder: Path, *extra: str) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_meshscan(folder: Path, *extra: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one ``meshscan scan`` of the folder."""
     cmd = [sys.executable, "-m", "scanner.cli", "scan", str(folder), "--format", "jsonl", "--out", "/dev/null", *extra]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed: {proc.stderr[-2000:]}")
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _children_cpu() - cpu
 
 
 PEERS = {
@@ -80,16 +89,16 @@ BASELINE = "trimesh.load + area, volume, hull, 2k samples"
 """The issue's reference peer: what a trimesh-based scanner does per file at the least."""
 
 
-def run_peer(folder: Path, body: str) -> float:
+def run_peer(folder: Path, body: str) -> tuple[float, float]:
     """One process looping over the folder: what a one-process trimesh scanner would do."""
     code = (
         "import sys, glob, time, numpy as np, trimesh\n"
         "from scanner.features import describe_triangles\n"
         "for f in sorted(glob.glob(sys.argv[1] + '/*.stl')):\n" + body
     )
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True, capture_output=True, cwd=REPO)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _children_cpu() - cpu
 
 
 class DbTargets:
@@ -162,18 +171,23 @@ def main() -> None:
     for name, body in PEERS.items():
         tools.append((name, lambda f, body=body: run_peer(f, body)))
     print("bench/throughput.py: wall time of one run per cell, including process start-up;")
-    print(f"'x peer' is the speed relative to '{BASELINE}' in the same run.")
+    print(f"'x peer' is the speed relative to '{BASELINE}' in the same run;")
+    print("'CPU s' counts every process of the cell (user + system), 'files/CPU-s' is per core.")
     print()
-    print(f"| {'set':26s} | {'tool':46s} | {'seconds':>8s} | {'files/s':>8s} | {'MB/s':>7s} | {'x peer':>7s} |")
-    print(f"|{'-' * 28}|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
+    print(f"| {'set':26s} | {'tool':46s} | {'seconds':>8s} | {'files/s':>8s} | {'MB/s':>7s} | {'x peer':>7s} "
+          f"| {'CPU s':>7s} | {'files/CPU-s':>11s} | {'x peer CPU':>10s} |")  # fmt: skip
+    print(f"|{'-' * 28}|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 13}|{'-' * 12}|")
     for label, folder in sets.items():
         files = sorted(folder.glob("*.stl"))
+        if not files:  # --small 0 or --large 0: that set is skipped
+            continue
         mb = sum(f.stat().st_size for f in files) / 1e6
         results = dict((name, fn(folder)) for name, fn in tools)
-        base = results[BASELINE]
-        for name, secs in results.items():
+        base, base_cpu = results[BASELINE]
+        for name, (secs, cpu) in results.items():
             print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
-                  f"| {base / secs:6.2f}x |", flush=True)  # fmt: skip
+                  f"| {base / secs:6.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} | {base_cpu / cpu:9.2f}x |",
+                  flush=True)  # fmt: skip
     targets.close()
 
 

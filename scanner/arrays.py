@@ -20,3 +20,20 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 keys, by sorting values.
+
+    Why: numpy's SIMD value ``sort`` is several times faster than ``argsort``. Each key is
+    shifted left and its position packed into the low bits, so sorting the packed values
+    orders by key, then by position - exactly the stable order. Keys too large to leave room
+    for the position take the ``argsort``."""
+    n = len(keys)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    shift = max(1, (n - 1).bit_length())
+    if int(keys.min()) < 0 or int(keys.max()).bit_length() + shift > 63:
+        return np.argsort(keys, kind="stable")
+    packed = np.sort((keys.astype(np.int64) << np.int64(shift)) | np.arange(n, dtype=np.int64))
+    return packed & np.int64((1 << shift) - 1)

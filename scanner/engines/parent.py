@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,7 +43,13 @@ def lost(path: str, context: ScanContext, fate: str, detail: str) -> list[Verdic
 
 class ForkedWorker:
     """One forked scan worker (:func:`~scanner.engines.worker.pipe_worker`), the parent's end
-    of its pipe, and the one task it may hold."""
+    of its pipe, and the tasks sent to it, in order (:attr:`queued`).
+
+    A worker answers its tasks one at a time, in the order sent; tasks sent while it works
+    wait in the pipe, so it starts the next file the moment it answers the last instead of
+    waiting for the parent to be scheduled and send one (on a busy machine, most of a small
+    file's wall time). The per-upload clock (:attr:`started`) runs for the first queued task
+    only, from when it was sent to an idle worker or the previous answer came."""
 
     def __init__(self, mp: Any, context: ScanContext, memory_bytes: int | None, deaf_to_sigterm: bool = False) -> None:
         parent, child = mp.Pipe()
@@ -52,12 +59,17 @@ class ForkedWorker:
         self.process.start()
         child.close()
         self.conn: Connection = parent
-        self.task: int | None = None
+        self.queued: deque[int] = deque()
         self.started = 0.0
 
     @property
+    def task(self) -> int | None:
+        """The task being worked on (the first queued), or None."""
+        return self.queued[0] if self.queued else None
+
+    @property
     def idle(self) -> bool:
-        return self.task is None
+        return not self.queued
 
     @property
     def handles(self) -> list[Any]:
@@ -65,21 +77,26 @@ class ForkedWorker:
         return [self.conn, self.process.sentinel]
 
     def send(self, task: int, path: str) -> None:
-        self.task, self.started = task, time.monotonic()
+        if not self.queued:
+            self.started = time.monotonic()
+        self.queued.append(task)
         self.conn.send_bytes(encode_task(task, path))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def reply(self) -> tuple[int, list[Verdict]] | None:
-        """The reply, if one is waiting (the worker is then free again); None otherwise."""
+        """The next reply, if one is waiting (its task is done; the clock starts for the next
+        queued one); None otherwise."""
         try:
             if not self.conn.poll():
                 return None
             got = decode_reply(self.conn.recv_bytes())
         except (EOFError, OSError, ValueError):  # died mid-answer: its fate says so
             return None
-        self.task = None
+        if got[0] in self.queued:
+            self.queued.remove(got[0])
+        self.started = time.monotonic()
         return got
 
     def fate(self, timeout_s: float) -> str | None:

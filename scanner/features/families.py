@@ -87,23 +87,34 @@ class D1(DescriptorFamily):
         return _cdf(np.sqrt((c * c).sum(axis=0)), 0.0, 2.4, cls.size)
 
 
+def _shifted_minus(pt: np.ndarray, shift: int, out: np.ndarray) -> None:
+    """``out = np.roll(pt, -shift, axis=1) - pt``, without the rolled copy."""
+    n = pt.shape[1]
+    np.subtract(pt[:, shift:], pt[:, : n - shift], out=out[:, : n - shift])
+    np.subtract(pt[:, :shift], pt[:, n - shift :], out=out[:, n - shift :])
+
+
 def _legs(sample: SurfaceSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For TRIPLES_PER_POINT x N triples (a, j, b): |p_a - p_j|, |p_b - p_j| and the cosine of
     the angle at p_j. A3 reads the angle; both legs are random point pairs, so D2 reads them
     too and costs nothing of its own."""
     legs = sample.shared.get("legs")
     if legs is None:
-        pt = sample.coords  # (3, N): rolls and sums on contiguous rows
-        lu, lv, cos = [], [], []
-        for a, b in _shift_pairs(pt.shape[1], TRIPLES_PER_POINT):
-            u = np.roll(pt, -a, axis=1) - pt
-            v = np.roll(pt, -b, axis=1) - pt
+        pt = sample.coords  # (3, N): shifts and sums on contiguous rows
+        n = pt.shape[1]
+        pairs = _shift_pairs(n, TRIPLES_PER_POINT)
+        lu, lv, cos = (np.empty(len(pairs) * n, dtype=pt.dtype) for _ in range(3))
+        u, v = np.empty_like(pt), np.empty_like(pt)
+        for t, (a, b) in enumerate(pairs):
+            _shifted_minus(pt, a, u)
+            _shifted_minus(pt, b, v)
             uu, vv, uv = (u * u).sum(axis=0), (v * v).sum(axis=0), (u * v).sum(axis=0)
             denom = np.sqrt(uu * vv)
-            lu.append(np.sqrt(uu))
-            lv.append(np.sqrt(vv))
-            cos.append(uv / np.where(denom > 0, denom, 1.0))
-        legs = sample.shared["legs"] = (np.concatenate(lu), np.concatenate(lv), np.concatenate(cos))
+            part = slice(t * n, (t + 1) * n)
+            np.sqrt(uu, out=lu[part])
+            np.sqrt(vv, out=lv[part])
+            np.divide(uv, np.where(denom > 0, denom, 1.0), out=cos[part])
+        legs = sample.shared["legs"] = (lu, lv, cos)
     return legs
 
 

@@ -144,8 +144,10 @@ def intrinsic_keys(
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
         intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
+    ordered = np.sort(intrinsic)  # a value sort first: most surfaces have no two seeds alike
+    if not np.any(ordered[1:] == ordered[:-1]):
+        return intrinsic, order
     by_key = np.argsort(intrinsic, kind="stable")
-    ordered = intrinsic[by_key]
     shared = np.zeros(len(intrinsic), dtype=bool)
     shared[1:] = ordered[1:] == ordered[:-1]
     shared[:-1] |= shared[1:]
@@ -226,7 +228,8 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    ordered = tri.reshape(-1, 3)[(chosen * 3)[:, None] + corner_order[chosen]]  # (C, 3, 3) float32
+    gather = ((chosen * 3)[:, None] + corner_order[chosen]).reshape(-1)
+    ordered = tri.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3)  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
     frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T

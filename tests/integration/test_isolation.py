@@ -54,6 +54,23 @@ def test_slow_upload_hits_time_limit_and_the_run_goes_on(context: ScanContext, t
     assert out[1][1][0].verdict == "clear"
 
 
+def test_uploads_queued_behind_a_crash_are_scanned_in_order(
+    context: ScanContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``scan`` keeps a second upload sent to each worker; when the worker dies on one, the
+    uploads queued behind it go to its replacement and get their own verdicts, in order."""
+    names = ["a.stl", "crash.stl", "b.stl", "c.stl", "d.stl"]
+    sources = ["benign-pipe-s1-002.stl", "benign-pipe-s1-002.stl", "proxy-barrel-s1-000.stl",
+               "benign-pipe-s1-002.stl", "proxy-barrel-s1-000.stl"]  # fmt: skip
+    for name, source in zip(names, sources, strict=True):
+        shutil.copy(DEMO / source, tmp_path / name)
+    monkeypatch.setenv(FAULT_INJECTION_ENV, "crash:crash.stl")
+    out = list(IsolatedPool(context, 1, 60, None).scan(uploads(*(tmp_path / n for n in names))))
+    assert [Path(u.path).name for u, _ in out] == names
+    assert [vs[0].verdict for _, vs in out] == ["clear", "unscannable", "flag", "clear", "flag"]
+    assert out[1][1][0].reason == "worker-crashed"
+
+
 def _vm_size() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmSize:"):

@@ -249,3 +249,39 @@ def test_unique_sorted_is_numpys_unique() -> None:
         got = unique_sorted(values)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_stable_order_is_a_stable_argsort() -> None:
+    """The packed value sort orders exactly as ``argsort(kind="stable")``: ties by position,
+    including keys too large to pack (the argsort fallback)."""
+    from scanner.arrays import stable_order
+
+    rng = np.random.default_rng(5)
+    for keys in (
+        rng.integers(0, 40, size=5000),  # many ties
+        rng.integers(0, 2**40, size=3000, dtype=np.int64),
+        rng.integers(2**60, 2**62, size=100, dtype=np.int64),  # no room for the position
+        np.zeros(0, dtype=np.int64),
+        np.array([9]),
+        np.array([3, 3, 1, 3, 1]),
+    ):
+        np.testing.assert_array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
+
+
+def test_d2_a3_legs_are_the_rolled_differences() -> None:
+    """The legs computed without rolled copies are, bit for bit, the ones ``np.roll`` gives."""
+    from scanner.features.families import TRIPLES_PER_POINT, _legs, _shift_pairs
+    from scanner.features.sampling import sample_surface
+
+    tri = np.random.default_rng(6).normal(size=(300, 3, 3)).astype(np.float32)
+    sample = sample_surface(tri, n_points=1024)
+    lu, lv, cos = _legs(sample)
+    pt = sample.coords
+    for t, (a, b) in enumerate(_shift_pairs(pt.shape[1], TRIPLES_PER_POINT)):
+        u, v = np.roll(pt, -a, axis=1) - pt, np.roll(pt, -b, axis=1) - pt
+        uu, vv, uv = (u * u).sum(axis=0), (v * v).sum(axis=0), (u * v).sum(axis=0)
+        denom = np.sqrt(uu * vv)
+        part = slice(t * pt.shape[1], (t + 1) * pt.shape[1])
+        np.testing.assert_array_equal(lu[part], np.sqrt(uu))
+        np.testing.assert_array_equal(lv[part], np.sqrt(vv))
+        np.testing.assert_array_equal(cos[part], uv / np.where(denom > 0, denom, 1.0))
