@@ -40,7 +40,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "scanner.store",
     ),  # fmt: skip
     # 3 - describing a mesh: descriptors and the vector index
-    ("scanner.features", "scanner.index"),
+    ("scanner.features", "scanner.index", "scanner.ann"),
     # 4 - what uploads are compared with: the library (its reference shapes, its change detection), matching, the
     # classifier; one mesh's shape values (descriptor rows, classifier row), computed once; and
     # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)

@@ -1,0 +1,118 @@
+"""Approximate shortlist for libraries of millions of descriptor rows (``meshscan[ann]``).
+
+The matcher's exact answer is kept: this module only proposes *candidate rows*; the caller
+(:class:`scanner.index.NearDuplicateIndex`) recomputes every candidate's distance exactly in
+float64 from the library's own (memory-mapped) vectors and holds it to the row's own threshold.
+So an approximate index can miss a row (measured: recall of the true nearest within threshold
+>= 0.99, ``bench/match.py``), but it can never make a row match that exact search would not.
+
+Chosen by measurement (``bench/match.py``, README "Library scaling"): FAISS ``IndexIVFScalarQuantizer``
+(inverted file, 8-bit scalar codes: 76 bytes a row beside 8 bytes of id). Against HNSW
+(FAISS ``IndexHNSWFlat``, hnswlib, USearch) at the same recall and query time it builds several
+times faster (k-means on a sample plus one assignment pass, where HNSW inserts row by row) and
+holds a quarter of the memory (codes, not float32 vectors plus a graph), and ``add`` appends
+new rows to their lists without retraining, which is how a newly enrolled signature becomes
+matchable at once.
+
+Why it is safe to load: the index file is FAISS's own binary format (a fourcc-tagged sequence of
+numbers and arrays, parsed by C++ ``read_index``; nothing in it names code to run, unlike pickle).
+It is still only read after its sha256 equals the one the library manifest records
+(:mod:`scanner.library`), so only a file this library wrote is ever parsed; a file that does
+not match is ignored and the index rebuilt from the library's vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+ANN_MIN_ROWS = 100_000
+"""Below this many library rows exact brute force is used: measured crossover where one
+float32 scan of the library stops being faster than IVF probing plus exact re-rank
+(``bench/match.py --crossover``)."""
+KIND = "faiss-ivf-sq8"
+_TRAIN_PER_LIST = 40
+_ADD_CHUNK = 1 << 18
+
+
+def available() -> bool:
+    """Whether the ANN extra (``faiss-cpu``) is installed; without it search stays exact."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _lists(rows: int) -> int:
+    """Inverted lists: ~2 sqrt(rows), at most 2048 (so the assignment pass at 10M rows stays
+    minutes on one core) and at least 16."""
+    return int(np.clip(2 * np.sqrt(max(rows, 1)), 16, 2048))
+
+
+class AnnShortlist:
+    """Candidate row ids for query vectors, over the first :attr:`rows` rows of a library."""
+
+    def __init__(self, index: object) -> None:
+        self.index = index
+
+    @property
+    def rows(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def width(self) -> int:
+        return int(self.index.d)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, seed: int = 0) -> AnnShortlist:
+        """Train on a sample (rows drawn with ``seed``: the same library gives the same index)
+        and add every row, chunk by chunk, so a memory-mapped matrix is never copied whole."""
+        import faiss
+
+        n, width = vectors.shape
+        nlist = _lists(n)
+        quantizer = faiss.IndexFlatL2(width)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, width, nlist, faiss.ScalarQuantizer.QT_8bit)
+        sample = np.sort(np.random.default_rng(seed).choice(n, min(n, _TRAIN_PER_LIST * nlist), replace=False))
+        index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+        out = cls(index)
+        out.add(vectors)
+        out.index.nprobe = min(16, nlist)
+        return out
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows (their ids continue from :attr:`rows`): matchable at once, no retraining."""
+        for start in range(0, len(vectors), _ADD_CHUNK):
+            self.index.add(np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """(queries, k) candidate row ids, -1 where fewer exist."""
+        _, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(min(k, self.rows)))
+        return ids
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file, then rename) in FAISS's binary format."""
+        import faiss
+
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            faiss.write_index(self.index, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    @classmethod
+    def read(cls, path: Path, width: int) -> AnnShortlist:
+        """Read a file whose sha256 the caller has already checked against the manifest;
+        ValueError unless it is the kind of index this module writes, of ``width`` values."""
+        import faiss
+
+        index = faiss.read_index(str(path))
+        if not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.d != width:
+            raise ValueError(f"{path.name} is not a {KIND} index of {width}-value rows")
+        index.nprobe = min(16, index.nlist)
+        return cls(index)
