@@ -67,7 +67,14 @@ def main() -> None:
         default=1 + N_DIRECTIONS * len(KEPT_SHARES),
         help="rows per signature: the whole file and its plane-cut pieces, as enrolment makes (default %(default)s)",
     )
+    ap.add_argument("--queries", type=int, default=200, help="near-duplicate queries for the library table")
+    ap.add_argument("--sklearn-queries", type=int, default=50, help="of those, asked of scikit-learn too")
+    ap.add_argument("--workdir", default=None, help="where the synthetic library is written (default: $TMPDIR)")
+    ap.add_argument("--skip-describe", action="store_true", help="only the library scaling table")
     args = ap.parse_args()
+    if args.skip_describe:
+        print_scale(args)
+        return
     rows = []
 
     tm = wavy_sphere(args.triangles)
@@ -140,6 +147,16 @@ def main() -> None:
     print(
         f"\ndescribe / I/O floor: {base / rows[1][2]:.1f}x;  describe / trimesh convex hull: {base / rows[2][2]:.2f}x"
     )
+
+
+def print_scale(args: argparse.Namespace) -> None:
+    """The library scaling table (bench/library_scale.py), from one run."""
+    from library_scale import table
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        lines = table(Path(tmp), args.signatures, args.rows_per_signature, args.queries, args.sklearn_queries)
+    print("bench/match.py library scaling  " + " ".join(sys.argv[1:]))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
