@@ -18,7 +18,7 @@ On-disk format (a directory; format version 1), every file plain data and safe t
     ``allow_pickle=False`` and memory-mapped read-only (``mmap_mode="r"``): a library of
     millions of rows is paged in as queries touch it, never loaded whole, and any attempt to
     write into a loaded array raises instead of silently changing the library.
-``ann.faiss`` (libraries of :data:`scanner.ann.ANN_MIN_ROWS` rows or more, with ``meshscan[ann]``)
+``ann.faiss`` (libraries of :func:`scanner.ann.min_rows` rows or more, with ``meshscan[ann]``)
     the approximate shortlist over the descriptor rows (:mod:`scanner.ann`), written by
     :meth:`SignatureLibrary.save`. It is derived data, not content: the manifest's ``ann``
     entry records its sha256, row count and the ``descriptors.npy`` checksum it was built
@@ -311,13 +311,13 @@ class SignatureLibrary:
 
     def shortlist(self) -> Any:
         """The ANN shortlist the matcher should use (:class:`scanner.ann.AnnShortlist`), or None
-        for exact search: below :data:`scanner.ann.ANN_MIN_ROWS` rows, or without
+        for exact search: below :func:`scanner.ann.min_rows` rows, or without
         ``meshscan[ann]``. The stored ``ann.faiss`` is used only when its sha256, row count and
         source checksum equal the manifest's; otherwise it is rebuilt here (minutes at 10M
         rows; the next save stores it), never trusted."""
         from scanner import ann
 
-        if len(self.vectors) < ann.ANN_MIN_ROWS or not ann.available():
+        if len(self.vectors) < ann.min_rows() or not ann.available():
             return None
         if self._ann is None and self._ann_entry is not None and self.path is not None:
             self._ann = _read_ann(self.path, self._ann_entry, self.vectors.shape[1])
@@ -417,7 +417,7 @@ class SignatureLibrary:
         extended by the rows added since (FAISS appends them without retraining), else built."""
         from scanner import ann
 
-        if len(self.vectors) < ann.ANN_MIN_ROWS or not ann.available():
+        if len(self.vectors) < ann.min_rows() or not ann.available():
             return None
         if self._ann is None and self._ann_entry is not None and self.path is not None:
             self._ann = _read_ann(self.path, self._ann_entry, self.vectors.shape[1])

@@ -73,7 +73,7 @@ def test_rows_after_the_shortlist_are_searched_exactly() -> None:
 
 
 def _library(tmp_path, n_sig: int, monkeypatch) -> SignatureLibrary:
-    monkeypatch.setattr(ann, "ANN_MIN_ROWS", 1000)
+    monkeypatch.setenv("MESHSCAN_ANN_MIN_ROWS", "1000")
     vectors, thresholds, rows, _ = synthetic(n_sig, seed=11)
     lib = SignatureLibrary.create(tmp_path / "lib")
     lib.signatures = [
