@@ -31,10 +31,13 @@ RADIUS = 0.08
 _CHUNK_SIG = 20_000
 
 
-def rss_mib() -> tuple[float, float]:
-    """(current, peak) resident set of this process in MiB, from /proc (Linux)."""
+def rss_mib() -> dict[str, float]:
+    """Resident set of this process in MiB, from /proc (Linux): ``rss`` in all, ``anon`` its
+    private memory, ``file`` the pages of memory-mapped files (the library's .npy) it holds -
+    clean page cache the kernel can drop, counted in RSS only while mapped."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    kib = lambda name: int(fields[name].split()[0]) / 1024  # noqa: E731
+    return {"rss": kib("VmRSS"), "anon": kib("RssAnon"), "file": kib("RssFile"), "peak": kib("VmHWM")}
 
 
 def write_library_arrays(root: Path, signatures: int, per: int, seed: int = 0) -> None:
@@ -85,20 +88,23 @@ def build_index(root: Path, mode: str):  # noqa: ANN201 - bench helper
     vectors, rows, thresholds = open_arrays(root)
     index = NearDuplicateIndex()
     index.add(vectors, rows[:, 0], rows[:, 1], thresholds)
-    shortlist = AnnShortlist.read(root / "ann.faiss", WIDTH) if mode == "ann" else None
+    meta = json.loads((root / "ann.json").read_text()) if mode == "ann" else {}
+    shortlist = AnnShortlist.read(root / "ann.faiss", WIDTH, meta) if mode == "ann" else None
     return index.build(ann=shortlist)
 
 
 def best_hits(index, queries: np.ndarray) -> tuple[list[tuple[int, float] | None], float]:  # noqa: ANN001
     """Per query its nearest row within threshold as (signature, body) or None, and the
-    median seconds per query (one query at a time, as an upload's body is asked)."""
-    out, times = [], []
+    median wall and CPU seconds per query (one query at a time, as an upload's body is asked;
+    CPU time is this thread's, so other load on the machine inflates only the wall figure)."""
+    out, times, cpu = [], [], []
     for q in queries:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         hits = index.query(q[None, :], k=5, radius=RADIUS)
         times.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
         out.append((hits[0].signature, hits[0].body) if hits else None)
-    return out, float(np.median(times))
+    return out, float(np.median(times)), float(np.median(cpu))
 
 
 def serve(root: Path, mode: str, count: int) -> dict:
@@ -111,9 +117,8 @@ def serve(root: Path, mode: str, count: int) -> dict:
     index = build_index(root, mode)
     opened = time.perf_counter() - t
     with threadpool_limits(1):
-        hits, per_query = best_hits(index, make_queries(index.vectors, count))
-    current, peak = rss_mib()
-    return {"open": opened, "query": per_query, "rss": current, "peak": peak, "hits": hits}
+        hits, per_query, cpu = best_hits(index, make_queries(index.vectors, count))
+    return {"open": opened, "query": per_query, "cpu": cpu, "hits": hits, **rss_mib()}
 
 
 def run_child(root: Path, mode: str, count: int) -> dict:
@@ -155,6 +160,13 @@ def sklearn_hits(vectors, rows, thresholds, queries: np.ndarray, per: int) -> tu
     return out, fit, float(np.median(times))
 
 
+def _line(name: str, build: float, r: dict, rec: float) -> str:
+    return (
+        f"{name:44s} {build:8.2f} {r['rss']:8.0f} {r['anon']:8.0f} {r['file']:7.0f} {r['query'] * 1e3:8.2f} "
+        f"{r['cpu'] * 1e3:7.2f} {rec:7.3f} {r['open']:7.2f}"
+    )
+
+
 def table(root: Path, signatures: int, per: int, count: int, sklearn_count: int) -> list[str]:
     """Generate, build, measure; the lines of the table (one run)."""
     from scanner.ann import AnnShortlist
@@ -167,6 +179,7 @@ def table(root: Path, signatures: int, per: int, count: int, sklearn_count: int)
     shortlist = AnnShortlist.build(vectors)
     ann_build = time.perf_counter() - t
     shortlist.save(root / "ann.faiss")
+    (root / "ann.json").write_text(json.dumps(shortlist.meta()))
     ann_mib = (root / "ann.faiss").stat().st_size / 2**20
     exact = run_child(root, "exact", count)
     approx = run_child(root, "ann", count)
@@ -183,19 +196,20 @@ def table(root: Path, signatures: int, per: int, count: int, sklearn_count: int)
     lines = [
         f"library: {signatures:,} signatures x {per} rows = {n:,} rows of {WIDTH} float32 "
         f"({n * WIDTH * 4 / 2**30:.2f} GiB memory-mapped); generated in {gen:.0f} s",
-        f"queries: {count} near-duplicate rows ({matched} within a row's threshold); one core "
-        "(OMP/BLAS threads 1, threadpoolctl); RSS of a fresh process that opens the library and queries",
+        f"queries: {count} near-duplicate rows ({matched} within a row's threshold), radius {RADIUS}; one core "
+        "(OMP/BLAS threads 1, threadpoolctl); ms/query median wall and CPU (this thread: other load on the "
+        "machine inflates only wall); RSS = private + mapped .npy pages, of a fresh process that opens the "
+        "library and queries",
         "",
-        f"{'method':48s} {'build s':>8s} {'RSS MiB':>8s} {'ms/query':>9s} {'recall':>7s} {'open s':>7s}",
-        f"{'exact brute (meshscan f32 scan + f64 re-rank)':48s} {exact['open']:8.2f} {exact['rss']:8.0f} "
-        f"{exact['query'] * 1e3:9.2f} {1.0:7.3f} {exact['open']:7.2f}",
-        f"{'scikit-learn NearestNeighbors brute':48s} {sk_fit:8.2f} {'-':>8s} {sk_query * 1e3:9.2f} "
-        f"{recall(exact['hits'][:sklearn_count], sk):7.3f} {'-':>7s}",
-        f"{'ANN: FAISS IVF-SQ8 + exact f64 re-rank':48s} {ann_build:8.1f} {approx['rss']:8.0f} "
-        f"{approx['query'] * 1e3:9.2f} {recall(exact['hits'], approx['hits']):7.3f} {approx['open']:7.2f}",
+        f"{'method':44s} {'build s':>8s} {'RSS MiB':>8s} {'private':>8s} {'mapped':>7s} {'wall ms':>8s} "
+        f"{'CPU ms':>7s} {'recall':>7s} {'open s':>7s}",
+        _line("exact brute (meshscan f32 scan + f64 re-rank)", exact["open"], exact, 1.0),
+        f"{'scikit-learn NearestNeighbors brute':44s} {sk_fit:8.2f} {'-':>8s} {'-':>8s} {'-':>7s} "
+        f"{sk_query * 1e3:8.2f} {'-':>7s} {recall(exact['hits'][:sklearn_count], sk):7.3f} {'-':>7s}",
+        _line("ANN: FAISS IVF-SQ8 + exact f64 re-rank", ann_build, approx, recall(exact["hits"], approx["hits"])),
         "",
-        f"ANN index file {ann_mib:.0f} MiB; exact 'build' = norms of every row at open; scikit-learn RSS not "
-        f"isolated (in-process), recall on its first {sklearn_count} queries",
+        f"ANN index file {ann_mib:.0f} MiB; exact 'build' = norms of every row at open; scikit-learn in-process "
+        f"(RSS not isolated), recall on its first {sklearn_count} queries",
         f"add 1 signature ({per} rows) to the ANN index and save it: {add_s:.2f} s; "
         f"matchable at once: {'yes' if found else 'NO'}",
     ]

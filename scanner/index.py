@@ -25,11 +25,6 @@ import numpy as np
 if TYPE_CHECKING:
     from scanner.ann import AnnShortlist
 
-_SHORTLIST_CAP = 8192
-"""Most candidate rows one query asks the ANN shortlist for (it doubles from 64 while the
-farthest candidate is still within the radius, so the rows of one signature cannot crowd a
-matching row of another out of the shortlist)."""
-
 _QUERY_CHUNK = 32
 """Query rows scored against the whole library at once: an upload may send 1,000+ rows (one per
 body), and a (rows x library rows) float32 matrix at ~97 rows per signature would not fit."""
@@ -87,10 +82,11 @@ class NearDuplicateIndex:
         if ann is not None:
             self.ann = ann
         if self._vectors:
-            self.vectors = self._vectors[0] if len(self._vectors) == 1 else np.concatenate(self._vectors)
-            self.signatures = np.concatenate(self._signatures)
-            self.bodies = np.concatenate(self._bodies)
-            self.thresholds = np.concatenate(self._thresholds)
+            # one added block is kept as given (a memmap stays one): no copy of a large library
+            join = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts)  # noqa: E731
+            self.vectors = join(self._vectors)
+            self.signatures, self.bodies = join(self._signatures), join(self._bodies)
+            self.thresholds = join(self._thresholds)
             self._vectors, self._signatures, self._bodies = [self.vectors], [self.signatures], [self.bodies]
             self._thresholds = [self.thresholds]
         if self.ann is not None and (self.ann.rows > len(self.vectors) or self.ann.width != self.vectors.shape[1]):
@@ -153,25 +149,14 @@ class NearDuplicateIndex:
         return out
 
     def _ann_candidates(self, q: np.ndarray, k: int, radius: float | None) -> list[np.ndarray]:
-        """Candidate rows from the ANN shortlist. With a radius the shortlist doubles while its
-        farthest row is still within the radius (exactly measured), up to _SHORTLIST_CAP rows:
-        so every row inside the radius is a candidate, as in the exact scan, unless the
-        approximate index itself ranks it beyond rows that lie outside the radius."""
+        """Candidate rows from the ANN shortlist: with a radius every row whose coded distance
+        is within the radius plus the coding error bound (so no row inside the radius is lost
+        to coding); without one the ``max(8k, 64)`` nearest by coded distance."""
         assert self.ann is not None
-        m = max(8 * k, 64)
-        ids = self.ann.search(q, m)
-        out = [row_ids[row_ids >= 0] for row_ids in ids]
-        if radius is None:
-            return out
-        for row in range(len(q)):
-            while len(out[row]) == m and m < min(_SHORTLIST_CAP, self.ann.rows):
-                far = self.vectors[int(out[row][-1])].astype(np.float64) - q[row]
-                if float(np.sqrt(far @ far)) > radius:
-                    break
-                m *= 2
-                more = self.ann.search(q[row : row + 1], m)[0]
-                out[row] = more[more >= 0]
-        return out
+        if radius is not None:
+            return self.ann.within(q, radius)
+        ids = self.ann.search(q, max(8 * k, 64))
+        return [row_ids[row_ids >= 0] for row_ids in ids]
 
     def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
         found = self._scan_candidates(q, k, radius)

@@ -428,7 +428,7 @@ class SignatureLibrary:
             self._ann.add(self.vectors[self._ann.rows :])
         self._ann.save(root / ANN_FILE)
         return {"kind": ann.KIND, "file": ANN_FILE, "sha256": sha256_path(root / ANN_FILE),
-                "rows": self._ann.rows, "descriptors": descriptors_sha256}  # fmt: skip
+                "rows": self._ann.rows, "descriptors": descriptors_sha256, **self._ann.meta()}  # fmt: skip
 
     # ------------------------------------------------------------------ content
     def __len__(self) -> int:
@@ -675,7 +675,7 @@ def _read_ann(root: Path, entry: dict[str, Any], width: int) -> Any:
         log.warning("library %s: %s missing or not the one the manifest records; rebuilding it", root, ANN_FILE)
         return None
     try:
-        shortlist = AnnShortlist.read(path, width)
+        shortlist = AnnShortlist.read(path, width, entry)
     except (RuntimeError, ValueError) as exc:
         log.warning("library %s: %s unreadable (%s); rebuilding it", root, ANN_FILE, exc)
         return None
