@@ -12,6 +12,12 @@ Prints one table from one run, each figure the median of --repeat runs:
 * time to load (verify checksums + parse) a library of N signatures from disk, against a bare
   ``np.load`` of its descriptor matrix.
 
+With ``--skip-describe`` it prints only the library scaling table (bench/library_scale.py,
+issue 18 item 4): exact brute force, scikit-learn brute and the FAISS IVF-SQ8 shortlist with
+exact re-rank on N signatures x --rows-per-signature memory-mapped rows - build time, RSS of a
+fresh serving process, per-query latency on one core (wall and CPU), recall of the true
+nearest within threshold, open time, and an incremental add.
+
 Synthetic signatures are random descriptor rows (the matcher does not care what they
 describe); the mesh is an abstract wavy sphere. Targets: descriptor <= 1 s; query <= 5 ms
 per body; library load <= 1 s.
