@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-ANN_MIN_ROWS = 40_000
+ANN_MIN_ROWS = 20_000
 """Below this many library rows exact brute force is used. Measured crossover (one core,
-``bench/match.py --signatures N --skip-describe``, 97 rows per signature): 19,400 rows exact
-0.16 ms vs ANN 0.38 ms a query; 48,500 rows 0.89 vs 0.61 ms; 97,000 rows 11.9 vs 0.8 ms.
+``bench/match.py --signatures N --skip-describe``, 97 rows per signature, CPU a query):
+19,400 rows exact 0.17 ms vs ANN 0.14 ms; 48,500 rows 0.85 vs 0.20 ms; 97,000 rows 1.99 vs
+0.24 ms; below ~20,000 rows the index build at save buys nothing.
 ``MESHSCAN_ANN_MIN_ROWS`` overrides it (tests force the ANN path on the small demo library)."""
 KIND = "faiss-ivf-sq8"
 NPROBE = 8
