@@ -12,6 +12,12 @@ Prints one table from one run, each figure the median of --repeat runs:
 * time to load (verify checksums + parse) a library of N signatures from disk, against a bare
   ``np.load`` of its descriptor matrix.
 
+With ``--skip-describe`` it prints only the library scaling table (bench/library_scale.py,
+issue 18 item 4): exact brute force, scikit-learn brute and the FAISS IVF-SQ8 shortlist with
+exact re-rank on N signatures x --rows-per-signature memory-mapped rows - build time, RSS of a
+fresh serving process, per-query latency on one core (wall and CPU), recall of the true
+nearest within threshold, open time, and an incremental add.
+
 Synthetic signatures are random descriptor rows (the matcher does not care what they
 describe); the mesh is an abstract wavy sphere. Targets: descriptor <= 1 s; query <= 5 ms
 per body; library load <= 1 s.
@@ -67,7 +73,14 @@ def main() -> None:
         default=1 + N_DIRECTIONS * len(KEPT_SHARES),
         help="rows per signature: the whole file and its plane-cut pieces, as enrolment makes (default %(default)s)",
     )
+    ap.add_argument("--queries", type=int, default=200, help="near-duplicate queries for the library table")
+    ap.add_argument("--sklearn-queries", type=int, default=50, help="of those, asked of scikit-learn too")
+    ap.add_argument("--workdir", default=None, help="where the synthetic library is written (default: $TMPDIR)")
+    ap.add_argument("--skip-describe", action="store_true", help="only the library scaling table")
     args = ap.parse_args()
+    if args.skip_describe:
+        print_scale(args)
+        return
     rows = []
 
     tm = wavy_sphere(args.triangles)
@@ -140,6 +153,16 @@ def main() -> None:
     print(
         f"\ndescribe / I/O floor: {base / rows[1][2]:.1f}x;  describe / trimesh convex hull: {base / rows[2][2]:.2f}x"
     )
+
+
+def print_scale(args: argparse.Namespace) -> None:
+    """The library scaling table (bench/library_scale.py), from one run."""
+    from library_scale import table
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        lines = table(Path(tmp), args.signatures, args.rows_per_signature, args.queries, args.sklearn_queries)
+    print("bench/match.py library scaling  " + " ".join(sys.argv[1:]))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

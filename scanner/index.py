@@ -18,8 +18,12 @@ per signature) costs 4 bytes per value, not 12.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scanner.ann import AnnShortlist
 
 _QUERY_CHUNK = 32
 """Query rows scored against the whole library at once: an upload may send 1,000+ rows (one per
@@ -50,6 +54,11 @@ class NearDuplicateIndex:
         self.signatures = np.zeros(0, dtype=np.int64)
         self.bodies = np.zeros(0, dtype=np.int64)
         self.thresholds = np.zeros(0, dtype=np.float32)
+        self.ann: AnnShortlist | None = None
+        """Approximate shortlist over the first ``ann.rows`` rows (the rest, rows added since
+        it was built, are the exact "delta" scanned beside it); None = exact search only."""
+        self.active: np.ndarray | None = None
+        """Per row: may it match (False for a disabled signature's rows); None = all."""
 
     def add(
         self,
@@ -58,6 +67,7 @@ class NearDuplicateIndex:
         bodies: list[int] | np.ndarray,
         thresholds: np.ndarray | None = None,
     ) -> None:
+        # a float32 memmap stays a memmap (no copy): a library of millions is never loaded whole
         self._vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(signatures), -1))
         if thresholds is None:
             thresholds = np.full(len(signatures), np.inf, dtype=np.float32)
@@ -66,20 +76,30 @@ class NearDuplicateIndex:
         self._bodies.append(np.asarray(bodies, dtype=np.int64))
         self._ready = False
 
-    def build(self) -> NearDuplicateIndex:
+    def build(self, ann: AnnShortlist | None = None) -> NearDuplicateIndex:
+        """Concatenate the added rows; with ``ann`` (built over a prefix of them, in order) the
+        query shortlists from it and scans only the rows after its prefix exactly."""
+        if ann is not None:
+            self.ann = ann
         if self._vectors:
-            self.vectors = self._vectors[0] if len(self._vectors) == 1 else np.concatenate(self._vectors)
-            self.signatures = np.concatenate(self._signatures)
-            self.bodies = np.concatenate(self._bodies)
-            self.thresholds = np.concatenate(self._thresholds)
+            # one added block is kept as given (a memmap stays one): no copy of a large library
+            join = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts)  # noqa: E731
+            self.vectors = join(self._vectors)
+            self.signatures, self.bodies = join(self._signatures), join(self._bodies)
+            self.thresholds = join(self._thresholds)
             self._vectors, self._signatures, self._bodies = [self.vectors], [self.signatures], [self.bodies]
             self._thresholds = [self.thresholds]
+        if self.ann is not None and (self.ann.rows > len(self.vectors) or self.ann.width != self.vectors.shape[1]):
+            raise ValueError("the ANN shortlist covers rows this index does not hold")
         if len(self.vectors):
             # float32 norms feed only the shortlist (its margin covers their rounding); the
             # candidates' distances are recomputed exactly in float64. No float64 copy of the
             # matrix: at ~97 rows per signature it would triple the memory and the build time.
-            self._norms32 = np.einsum("rd,rd->r", self.vectors, self.vectors)
-            self._max_norm2 = float(self._norms32.max())
+            # (with an ANN shortlist only the delta rows after its prefix are scanned)
+            self._delta = self.ann.rows if self.ann is not None else 0
+            tail = self.vectors[self._delta :]
+            self._norms32 = np.einsum("rd,rd->r", tail, tail)
+            self._max_norm2 = float(self._norms32.max()) if len(tail) else 0.0
             self._ready = True
         return self
 
@@ -109,18 +129,45 @@ class NearDuplicateIndex:
             hits += self._query_chunk(q[start : start + _QUERY_CHUNK], start, k, radius)
         return hits
 
-    def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
+    def _scan_candidates(self, q: np.ndarray, k: int, radius: float | None) -> list[np.ndarray]:
+        """Exact float32 scan of the rows not covered by the ANN shortlist (all rows without one)."""
+        tail = self.vectors[self._delta :]
+        if not len(tail):
+            return [np.zeros(0, dtype=np.int64)] * len(q)
         # shortlist in float32 (half the memory traffic: the scan is memory-bound), then exact float64
-        approx = self._norms32[None, :] - 2.0 * (q.astype(np.float32) @ self.vectors.T)
-        hits = []
+        approx = self._norms32[None, :] - 2.0 * (q.astype(np.float32) @ tail.T)
+        out = []
         for row in range(len(q)):
             if radius is None:
-                m = min(len(self.vectors), max(8 * k, 64))
+                m = min(len(tail), max(8 * k, 64))
                 candidates = np.argpartition(approx[row], m - 1)[:m] if m < approx.shape[1] else np.arange(m)
             else:  # the margin covers float32 rounding of |x|^2 - 2 q.x, which grows with the norms
                 q2 = float((q[row] ** 2).sum())
                 margin = 1e-4 + 16 * float(np.finfo(np.float32).eps) * (self._max_norm2 + q2)
                 candidates = np.flatnonzero(approx[row] + q2 <= radius * radius + margin)
+            out.append(candidates + self._delta)
+        return out
+
+    def _ann_candidates(self, q: np.ndarray, k: int, radius: float | None) -> list[np.ndarray]:
+        """Candidate rows from the ANN shortlist: with a radius every row whose coded distance
+        is within the radius plus the coding error bound (so no row inside the radius is lost
+        to coding); without one the ``max(8k, 64)`` nearest by coded distance."""
+        assert self.ann is not None
+        if radius is not None:
+            return self.ann.within(q, radius)
+        ids = self.ann.search(q, max(8 * k, 64))
+        return [row_ids[row_ids >= 0] for row_ids in ids]
+
+    def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
+        found = self._scan_candidates(q, k, radius)
+        if self.ann is not None and self.ann.rows:
+            near = self._ann_candidates(q, k, radius)
+            found = [np.concatenate([a, b]) for a, b in zip(near, found, strict=True)]
+        hits = []
+        for row in range(len(q)):
+            candidates = np.unique(found[row])  # sorted: a memmap is read in file order
+            if self.active is not None and len(candidates):
+                candidates = candidates[self.active[candidates]]
             if not len(candidates):
                 continue
             diff = self.vectors[candidates].astype(np.float64) - q[row]

@@ -15,7 +15,16 @@ On-disk format (a directory; format version 1), every file plain data and safe t
     float32 (R, D) descriptor rows, int64 (R, 2) ``[signature index, body]`` (body -1 = the
     whole file) and float32 (R,) per-row distance thresholds set at enrolment from how far
     the row is from benign reference shapes (scanner/features/reference.py); all read with
-    ``allow_pickle=False``.
+    ``allow_pickle=False`` and memory-mapped read-only (``mmap_mode="r"``): a library of
+    millions of rows is paged in as queries touch it, never loaded whole, and any attempt to
+    write into a loaded array raises instead of silently changing the library.
+``ann.faiss`` (libraries of :func:`scanner.ann.min_rows` rows or more, with ``meshscan[ann]``)
+    the approximate shortlist over the descriptor rows (:mod:`scanner.ann`), written by
+    :meth:`SignatureLibrary.save`. It is derived data, not content: the manifest's ``ann``
+    entry records its sha256, row count and the ``descriptors.npy`` checksum it was built
+    from, and a file that does not match all three is never read - the shortlist is rebuilt
+    from the vectors instead (and written at the next save). It does not enter
+    ``library_version``, so verdicts do not depend on whether it exists.
 ``allowlist.json``
     known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
 
@@ -44,6 +53,7 @@ so re-enrol the original files (``meshscan signatures add``) with the new scanne
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -66,6 +76,8 @@ CATEGORIES = (
     "accessory",
 )
 ESSENTIAL = CATEGORIES[:4]
+ANN_FILE = "ann.faiss"
+log = logging.getLogger(__name__)
 CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "allowlist.json")
 
 
@@ -230,6 +242,10 @@ class SignatureLibrary:
     thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     allowlist: list[AllowEntry] = field(default_factory=list)
     library_version: str = "empty"
+    _ann: Any = field(default=None, repr=False, compare=False)
+    """The ANN shortlist (:class:`scanner.ann.AnnShortlist`) over a prefix of the rows, or None."""
+    _ann_entry: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The manifest's ``ann`` entry as loaded (checked and read on first use)."""
 
     # ------------------------------------------------------------------ create / load
     @classmethod
@@ -273,9 +289,9 @@ class SignatureLibrary:
             allow = json.loads((root / "allowlist.json").read_text("utf-8"))
             lib.signatures = [Signature(**s) for s in sigs]
             lib.allowlist = [AllowEntry(**a) for a in allow]
-            lib.vectors = np.load(root / "descriptors.npy", allow_pickle=False)
-            lib.rows = np.load(root / "rows.npy", allow_pickle=False)
-            lib.thresholds = np.load(root / "thresholds.npy", allow_pickle=False)
+            lib.vectors = _open_array(root / "descriptors.npy")
+            lib.rows = _open_array(root / "rows.npy")
+            lib.thresholds = _open_array(root / "thresholds.npy")
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
         if (
@@ -288,7 +304,28 @@ class SignatureLibrary:
             raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
         if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
             raise LibraryError(f"library {root} has rows pointing at missing signatures")
+        entry = manifest.get("ann")
+        if isinstance(entry, dict) and entry.get("descriptors") == manifest["files"]["descriptors.npy"]:
+            lib._ann_entry = entry
         return lib
+
+    def shortlist(self) -> Any:
+        """The ANN shortlist the matcher should use (:class:`scanner.ann.AnnShortlist`), or None
+        for exact search: below :func:`scanner.ann.min_rows` rows, or without
+        ``meshscan[ann]``. The stored ``ann.faiss`` is used only when its sha256, row count and
+        source checksum equal the manifest's; otherwise it is rebuilt here (minutes at 10M
+        rows; the next save stores it), never trusted."""
+        from scanner import ann
+
+        if len(self.vectors) < ann.min_rows() or not ann.available():
+            return None
+        if self._ann is None and self._ann_entry is not None and self.path is not None:
+            self._ann = _read_ann(self.path, self._ann_entry, self.vectors.shape[1])
+            self._ann_entry = None
+        if self._ann is None or self._ann.rows > len(self.vectors):
+            log.warning("library %s: building its ANN shortlist over %d rows", self.path, len(self.vectors))
+            self._ann = ann.AnnShortlist.build(self.vectors)
+        return self._ann
 
     @staticmethod
     def _read_manifest(root: Path) -> dict[str, Any]:
@@ -357,6 +394,7 @@ class SignatureLibrary:
         _atomic_npy(root / "thresholds.npy", self.thresholds.astype(np.float32))
         for name in CONTENT_FILES:
             checksums[name] = sha256_path(root / name)
+        ann_entry = self._save_ann(root, checksums["descriptors.npy"])
         self.library_version = sha256_hex(json.dumps(checksums, sort_keys=True).encode())[:12]
         manifest = {
             "format": FORMAT,
@@ -370,7 +408,27 @@ class SignatureLibrary:
             "library_version": self.library_version,
             "files": checksums,
         }
+        if ann_entry:
+            manifest["ann"] = ann_entry
         _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
+
+    def _save_ann(self, root: Path, descriptors_sha256: str) -> dict[str, Any] | None:
+        """Write ``ann.faiss`` for a library large enough to need it: the loaded shortlist
+        extended by the rows added since (FAISS appends them without retraining), else built."""
+        from scanner import ann
+
+        if len(self.vectors) < ann.min_rows() or not ann.available():
+            return None
+        if self._ann is None and self._ann_entry is not None and self.path is not None:
+            self._ann = _read_ann(self.path, self._ann_entry, self.vectors.shape[1])
+        self._ann_entry = None
+        if self._ann is None or self._ann.rows > len(self.vectors):
+            self._ann = ann.AnnShortlist.build(self.vectors)
+        elif self._ann.rows < len(self.vectors):
+            self._ann.add(self.vectors[self._ann.rows :])
+        self._ann.save(root / ANN_FILE)
+        return {"kind": ann.KIND, "file": ANN_FILE, "sha256": sha256_path(root / ANN_FILE),
+                "rows": self._ann.rows, "descriptors": descriptors_sha256, **self._ann.meta()}  # fmt: skip
 
     # ------------------------------------------------------------------ content
     def __len__(self) -> int:
@@ -427,6 +485,8 @@ class SignatureLibrary:
         self.thresholds = self.thresholds[mask]
         self.rows = np.column_stack([remap[self.rows[mask, 0]], self.rows[mask, 1]]).astype(np.int64)
         self.signatures = [self.signatures[i] for i in keep]
+        if removed:  # row numbers changed: the ANN shortlist no longer numbers these rows
+            self._ann, self._ann_entry = None, None
         return removed
 
     def disable(self, signature_id: str, by: str, why: str) -> bool:
@@ -584,11 +644,42 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    import io
+    """np.save straight into the temp file (no in-memory copy of a large matrix), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    _atomic_write(path, buf.getvalue())
+
+def _open_array(path: Path) -> np.ndarray:
+    """A ``.npy`` array memory-mapped read-only (never pickle); an empty one read plainly
+    (there is nothing to map)."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.load(path, allow_pickle=False) if array.size == 0 else array
+
+
+def _read_ann(root: Path, entry: dict[str, Any], width: int) -> Any:
+    """The stored ANN shortlist when its sha256 matches the manifest entry and it holds the
+    rows the entry says; None otherwise (logged: the caller rebuilds it)."""
+    from scanner.ann import KIND, AnnShortlist
+
+    path = root / ANN_FILE
+    if entry.get("kind") != KIND or not path.is_file() or sha256_path(path) != entry.get("sha256"):
+        log.warning("library %s: %s missing or not the one the manifest records; rebuilding it", root, ANN_FILE)
+        return None
+    try:
+        shortlist = AnnShortlist.read(path, width, entry)
+    except (RuntimeError, ValueError) as exc:
+        log.warning("library %s: %s unreadable (%s); rebuilding it", root, ANN_FILE, exc)
+        return None
+    return shortlist if shortlist.rows == entry.get("rows") else None
 
 
 def shipped_library_path() -> Path:

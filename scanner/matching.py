@@ -93,11 +93,15 @@ class GlobalDescriptorSignal:
         from scanner.index import NearDuplicateIndex
 
         index = NearDuplicateIndex()
-        if len(lib.rows):
-            keep = np.asarray(lib.active(), dtype=bool)[lib.rows[:, 0]]  # disabled signatures' rows left out
-            if keep.any():
-                index.add(lib.vectors[keep], lib.rows[keep, 0], lib.rows[keep, 1], lib.thresholds[keep])
-        return index.build()
+        if not len(lib.rows):
+            return index.build()
+        # every row, in library order (a memory-mapped matrix is not copied; the ANN shortlist
+        # stored beside the library numbers the same rows); disabled signatures' rows are masked
+        active = np.asarray(lib.active(), dtype=bool)
+        index.add(lib.vectors, lib.rows[:, 0], lib.rows[:, 1], lib.thresholds)
+        if not active.all():
+            index.active = active[lib.rows[:, 0]]
+        return index.build(ann=lib.shortlist())
 
 
 class AllowlistIndex:

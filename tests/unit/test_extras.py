@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres", "cad")
+USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres", "cad", "ann")
 TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil", "playwright",
          "httpx")  # fmt: skip
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
@@ -25,7 +25,7 @@ MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 # (compression.zstd is the standard library from Python 3.14, backports.zstd before it)
 DISTRIBUTION = {"sklearn": "scikit-learn", "stl": "numpy-stl", "distributed": "dask",
                 "fast_simplification": "fast-simplification", "python_multipart": "python-multipart",
-                "prometheus_client": "prometheus-client",
+                "prometheus_client": "prometheus-client", "faiss": "faiss-cpu",
                 "backports": "backports-zstd", "compression": "backports-zstd",
                 "OCP": "cadquery-ocp-novtk"}  # fmt: skip
 BROUGHT_BY = {"pydantic": "fastapi", "starlette": "fastapi", "threadpoolctl": "scikit-learn"}
@@ -33,7 +33,7 @@ BROUGHT_BY = {"pydantic": "fastapi", "starlette": "fastapi", "threadpoolctl": "s
 AREAS = {"scanner/report": "report", "scanner/watch": "watch", "scanner/serve": "serve", "scanner/review/web": "serve",
          "scanner/engines/dask_engine.py": "dask", "scanner/sources.py": "dask", "fixtures": "fixtures",
          "scanner/exchange/keys.py": "share", "scanner/exchange/fetch.py": "share",
-         "scanner/exchange/tx.py": "threatexchange",
+         "scanner/exchange/tx.py": "threatexchange", "scanner/ann.py": "ann",
          "scanner/formats/zstd.py": "compress", "scanner/formats/sevenzip.py": "compress",
          "scanner/store/postgres.py": "postgres", "scanner/formats/_cad_child.py": "cad"}  # fmt: skip
 
