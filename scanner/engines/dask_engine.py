@@ -30,6 +30,7 @@ from scanner.context import ContextSpec, ScanContext
 from scanner.engines.guarded import GuardedScanner
 from scanner.engines.messages import from_wire, to_wire
 from scanner.engines.parent import DIED, lost
+from scanner.engines.zygote import Zygote
 from scanner.pipeline import scan_one
 from scanner.util import is_url
 from scanner.verdict import Verdict
@@ -39,10 +40,12 @@ PROCESS_LOCAL_URLS = ("memory://",)
 """Filesystems that live in the worker's own memory: scanned in the task's thread, unguarded."""
 
 
-def scan_task(paths: list[str], library: str | None, settings_json: str, model: str | None = None) -> str:
+def scan_task(paths: list[str], library: str | None, settings_json: str, model: str | None = None,
+              zygote: str | None = None) -> str:  # fmt: skip
     """The Dask task: verdicts of a batch of uploads, as JSON text (one list per upload).
 
-    Each scan runs in this worker thread's guarded child process (loaded once), so the
+    Each scan runs in this worker thread's guarded child process (loaded once, or forked
+    from the ``zygote`` socket when the engine started one on this machine), so the
     per-file time and memory limits hold here as they do in the local engine."""
     spec = ContextSpec(library, settings_json, model)
     out = []
@@ -50,19 +53,22 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
         if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
             verdicts = scan_one(path, spec.load())
         else:
-            verdicts = _guard(spec).scan(path)
+            verdicts = _guard(spec, zygote).scan(path)
         out.append(to_wire(verdicts))
     return json.dumps(out)
 
 
-def _guard(spec: ContextSpec) -> GuardedScanner:
+def _guard(spec: ContextSpec, zygote: str | None = None) -> GuardedScanner:
     guards = getattr(_GUARDS, "by_spec", None)
     if guards is None:
         guards = _GUARDS.by_spec = {}
-    guard = guards.get(spec)
+    guard = guards.get((spec, zygote))
     if guard is None:
+        for old in guards.values():  # another run's child (its zygote is gone): do not keep it
+            old.close()
+        guards.clear()
         limits = spec.settings.limits
-        guard = guards[spec] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes)
+        guard = guards[(spec, zygote)] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes, zygote)
     return guard
 
 
@@ -99,8 +105,12 @@ class DaskEngine:
         self.settings_json, self.model = self.spec.settings_json, self.spec.model
         self.client: Any = None
         self._cluster: Any = None
+        self._zygote: Zygote | None = None
 
     def __enter__(self) -> DaskEngine:
+        if not self.scheduler:  # workers on this machine: fork their children from this loaded process
+            self._zygote = Zygote(self.context)  # before Dask starts a thread here
+            self._zygote.start()
         from distributed import Client, LocalCluster
 
         if self.scheduler:
@@ -116,6 +126,8 @@ class DaskEngine:
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+        if self._zygote is not None:
+            self._zygote.close()
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:
         from distributed import as_completed
@@ -147,7 +159,8 @@ class DaskEngine:
 
     def _submit(self, index: int, batch: list[Upload], pending: dict) -> Any:
         paths = [u.path for u in batch]
-        future = self.client.submit(scan_task, paths, self.library, self.settings_json, self.model, pure=False,
-                                    key=f"meshscan-scan-{index}-{id(self)}")  # fmt: skip
+        zygote = self._zygote.path if self._zygote is not None else None
+        future = self.client.submit(scan_task, paths, self.library, self.settings_json, self.model, zygote,
+                                    pure=False, key=f"meshscan-scan-{index}-{id(self)}")  # fmt: skip
         pending[future] = (index, batch)
         return future

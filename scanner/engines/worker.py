@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import BinaryIO
 
 from scanner.context import ContextSpec, ScanContext
 from scanner.engines.messages import decode_task, encode_reply
@@ -37,7 +38,8 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 
 READY = "ready"
 """Key of a fresh child's first line: ``{"ready": true, "library_version": ..., "model_version": ...,
-"vm_bytes": ...}``."""
+"vm_bytes": ...,
+"blas_threads": ..., "pid": ...}``."""
 
 
 def one_blas_thread() -> None:
@@ -135,23 +137,46 @@ def _vm_bytes() -> int | None:
     return None
 
 
-def stdin_worker(spec: ContextSpec, memory_bytes: int) -> None:
-    """A fresh child's life: load the context, warm up, cap memory, say ready, serve lines."""
+def hello(context: ScanContext) -> bytes:
+    """A fresh or forked child's first line: ready, with the versions it scans with, its
+    address-space size and how many BLAS threads it runs (one: :data:`SINGLE_THREAD_ENV`)."""
     import json
 
+    return json.dumps({READY: True, "library_version": context.library_version,
+                       "model_version": context.model_version, "vm_bytes": _vm_bytes(),
+                       "blas_threads": blas_threads(), "pid": os.getpid()}).encode()  # fmt: skip
+
+
+def blas_threads() -> int | None:
+    """The most threads any BLAS/OpenMP pool of this process may use (None: threadpoolctl
+    is not installed to say)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return max((int(pool.get("num_threads", 1)) for pool in threadpool_info()), default=1)
+
+
+def stdin_worker(spec: ContextSpec, memory_bytes: int) -> None:
+    """A fresh child's life: load the context, warm up, cap memory, say ready, serve lines."""
     context = spec.load()
     warm_up(context)
+    one_blas_thread()  # the env already says so (SINGLE_THREAD_ENV); this holds without it
     cap_memory(memory_bytes)
     out = os.fdopen(os.dup(1), "wb")  # the protocol's own stdout; stray prints go to stderr
     os.dup2(2, 1)
+    serve_lines(context, sys.stdin.buffer, out)
+
+
+def serve_lines(context: ScanContext, reader: BinaryIO, writer: BinaryIO) -> None:
+    """Say ready, then answer one task per line until the reader ends."""
 
     def send(message: bytes) -> None:
-        out.write(message + b"\n")
-        out.flush()
+        writer.write(message + b"\n")
+        writer.flush()
 
-    send(json.dumps({READY: True, "library_version": context.library_version,
-                     "model_version": context.model_version, "vm_bytes": _vm_bytes()}).encode())  # fmt: skip
-    serve_tasks(lambda: sys.stdin.buffer.readline() or None, send, context)
+    send(hello(context))
+    serve_tasks(lambda: reader.readline() or None, send, context)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,21 @@ def test_dask_engine_on_a_folder_and_on_memory_fs_matches_local(cluster, local_r
         assert summary(engine.scan(remote)) == local_result
 
 
+def test_dask_engine_on_its_own_local_cluster_matches_local(local_result) -> None:
+    """No scheduler given: the engine starts a LocalCluster whose workers fork their guarded
+    children from the engine's loaded zygote; the verdicts are the local engine's."""
+    from scanner.engines.dask_engine import DaskEngine
+
+    context = ScanContext(library=SignatureLibrary.load(LIBRARY))
+    folder = [u for u in iter_uploads([str(DEMO)]) if Path(u.path).name in NAMES]
+    with DaskEngine(context, str(LIBRARY), None, jobs=2) as engine:
+        assert engine._zygote is not None and Path(engine._zygote.path).exists()
+        assert len(engine.client.scheduler_info()["workers"]) == 2
+        assert summary(engine.scan(folder)) == local_result
+        socket_path = engine._zygote.path
+    assert not Path(socket_path).exists()
+
+
 def test_cli_engine_dask_starts_a_local_cluster(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "scanner.cli", "scan", str(DEMO), "--engine", "dask", "--jobs", "2", "--format", "jsonl",
