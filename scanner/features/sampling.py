@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner.arrays import stable_argsort_u64
 from scanner.mesh import _splitmix, vertex_keys
 
 N_POINTS = 8192
@@ -144,7 +145,7 @@ def intrinsic_keys(
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
         intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
-    by_key = np.argsort(intrinsic, kind="stable")
+    by_key = stable_argsort_u64(intrinsic)
     ordered = intrinsic[by_key]
     shared = np.zeros(len(intrinsic), dtype=bool)
     shared[1:] = ordered[1:] == ordered[:-1]
@@ -156,7 +157,7 @@ def intrinsic_keys(
         group = np.cumsum(first).astype(np.uint64) - np.uint64(1)
         with np.errstate(over="ignore"):
             content = corner_keys[members].sum(axis=1, dtype=np.uint64)  # independent of corner order
-        within = members[np.argsort((group << np.uint64(40)) | (content >> np.uint64(24)), kind="stable")]
+        within = members[stable_argsort_u64((group << np.uint64(40)) | (content >> np.uint64(24)))]
         starts = np.flatnonzero(np.r_[True, intrinsic[within][1:] != intrinsic[within][:-1]])
         rank = (np.arange(len(within)) - np.repeat(starts, np.diff(np.r_[starts, len(within)]))).astype(np.uint64)
         with np.errstate(over="ignore"):
