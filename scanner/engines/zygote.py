@@ -27,7 +27,7 @@ import socket
 import tempfile
 
 from scanner.context import ScanContext
-from scanner.engines.worker import cap_memory, one_blas_thread, serve_lines, warm_up
+from scanner.engines.worker import cap_memory, keep_freed_memory, one_blas_thread, serve_lines, warm_up
 
 SOCKET_NAME = "zygote.sock"
 
@@ -98,6 +98,7 @@ def _child(conn: socket.socket, context: ScanContext, memory_bytes: int | None) 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     conn.settimeout(None)
     one_blas_thread()
+    keep_freed_memory()
     cap_memory(memory_bytes)
     with conn.makefile("rb") as reader, conn.makefile("wb") as writer:
         serve_lines(context, reader, writer)
