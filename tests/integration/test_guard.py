@@ -153,3 +153,26 @@ def test_a_guard_whose_zygote_is_gone_starts_a_fresh_child(guard, zygote) -> Non
     g.zygote = path
     assert g.scan(str(DEMO / "proxy-barrel-s1-000.stl"))[0].verdict == "flag"
     assert g.proc is not None  # a fresh python child
+
+
+def _forked_blas_threads(conn) -> None:
+    from scanner.engines.worker import blas_threads, one_blas_thread
+
+    one_blas_thread()
+    conn.send(blas_threads())
+
+
+def test_a_forked_worker_drops_the_parents_blas_threads() -> None:
+    """The local engine's workers are forked from a parent whose BLAS already started its
+    threads (the environment cannot help there): the worker limits them to one itself."""
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl says how many BLAS threads run")
+    import multiprocessing
+
+    with threadpoolctl.threadpool_limits(limits=2):  # the parent as a machine with 2+ cores starts it
+        mp = multiprocessing.get_context("fork")
+        parent, child = mp.Pipe()
+        proc = mp.Process(target=_forked_blas_threads, args=(child,))
+        proc.start()
+        assert parent.poll(60)
+        assert parent.recv() == 1
+        proc.join(10)
