@@ -40,6 +40,9 @@ from scanner.util import is_url
 from scanner.verdict import Verdict
 
 _GUARDS = threading.local()
+KEPT_GUARDS = 4
+"""Children a worker thread keeps, one per run it serves (scans of several clients with other
+settings may share a cluster): more would hold memory for runs that have ended."""
 PROCESS_LOCAL_URLS = ("memory://",)
 """Filesystems that live in the worker's own memory: scanned in the task's thread, unguarded."""
 
@@ -66,13 +69,13 @@ def _guard(spec: ContextSpec, zygote: str | None = None) -> GuardedScanner:
     guards = getattr(_GUARDS, "by_spec", None)
     if guards is None:
         guards = _GUARDS.by_spec = {}
-    guard = guards.get((spec, zygote))
+    guard = guards.pop((spec, zygote), None)
     if guard is None:
-        for old in guards.values():  # another run's child (its zygote is gone): do not keep it
-            old.close()
-        guards.clear()
+        while len(guards) >= KEPT_GUARDS:  # the least recently used run's child goes
+            guards.pop(next(iter(guards))).close()
         limits = spec.settings.limits
-        guard = guards[(spec, zygote)] = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes, zygote)
+        guard = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes, zygote)
+    guards[(spec, zygote)] = guard  # (re)inserted last: most recently used
     return guard
 
 

@@ -125,3 +125,22 @@ def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) 
     sizes = [len(b) for b in batches(uploads)]
     assert sizes == [BATCH_FILES, 4, 1, 1, 1]  # 3 small + 1 big; the second big alone; remote alone
     assert [u for b in batches(uploads) for u in b] == uploads  # nothing lost, order kept
+
+
+def test_a_worker_thread_keeps_a_child_per_recent_run() -> None:
+    """Runs with other settings may share a cluster: a worker thread keeps one guarded child
+    per run, the most recent KEPT_GUARDS of them (children start on first use only)."""
+    import dataclasses
+
+    from scanner.config import Settings
+    from scanner.context import ContextSpec, settings_json
+    from scanner.engines import dask_engine
+
+    specs = [ContextSpec(str(LIBRARY), settings_json(dataclasses.replace(Settings(), previews=bool(i % 2))), str(i))
+             for i in range(dask_engine.KEPT_GUARDS + 1)]  # fmt: skip
+    first = [dask_engine._guard(s) for s in specs[: dask_engine.KEPT_GUARDS]]
+    assert dask_engine._guard(specs[0]) is first[0]  # reused, and now the most recent
+    dask_engine._guard(specs[-1])  # one too many: the least recently used (specs[1]) goes
+    kept = dask_engine._GUARDS.by_spec
+    assert len(kept) == dask_engine.KEPT_GUARDS and (specs[1], None) not in kept and (specs[0], None) in kept
+    assert all(g.proc is None for g in kept.values())  # nothing was started by keeping them
