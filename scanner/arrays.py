@@ -37,3 +37,38 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
         return np.argsort(keys, kind="stable")
     packed = np.sort((keys.astype(np.int64) << np.int64(shift)) | np.arange(n, dtype=np.int64))
     return packed & np.int64((1 << shift) - 1)
+
+
+def stable_argsort_u64(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for uint64 ``keys``, by a value sort.
+
+    Why: numpy's SIMD ``sort`` of 64-bit integers measured about 2x faster than ``argsort``
+    (3.9M keys: 0.24 s against 0.5 s). The index rides in the low bits of each key, so the
+    sorted values carry the permutation; equal keys come out by index (stable). When two
+    different keys share their high bits the order may be wrong - that is checked, and the
+    exact ``argsort`` is taken then."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    n = len(keys)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    shift = np.uint64(max(1, (n - 1).bit_length()))
+    packed = np.sort(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
+    order = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
+    ordered = keys[order]
+    if np.all(ordered[1:] >= ordered[:-1]):
+        return order
+    return np.argsort(keys, kind="stable")
+
+
+def inverse_u64(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys, return_inverse=True)[1]`` for uint64 ``keys``: each key's rank among
+    the distinct keys, by :func:`stable_argsort_u64`."""
+    keys = np.asarray(keys, dtype=np.uint64).reshape(-1)
+    order = stable_argsort_u64(keys)
+    ordered = keys[order]
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return inverse

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import unique_sorted
+from scanner.arrays import inverse_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -117,40 +117,24 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     differently, so planes are compared, not triangles. A whole part never has such a plane
     between two of its own pieces, so dropping these walls gives back the surface before the
     cut (up to re-tessellation)."""
-    t = corners32.astype(np.float64)
-    e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    normal = np.empty_like(e1)  # np.cross and np.linalg.norm written out: the same arithmetic
-    normal[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
-    normal[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
-    normal[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    length = np.sqrt(normal[:, 0] * normal[:, 0] + normal[:, 1] * normal[:, 1] + normal[:, 2] * normal[:, 2])
-    ok = length > 0
-    if ok.all():
-        normal /= length[:, None]
-    else:
-        normal[ok] /= length[ok, None]
-    centre = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums, several times faster
-    lo = np.array([c.min() for c in centre.T])  # per column: (N, 3) axis-0 reductions are slow
-    hi = np.array([c.max() for c in centre.T])
-    mid, half = (lo + hi) / 2.0, max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-300)
-    offset = ((centre - mid) * normal).sum(axis=1) / half
-    # one orientation per plane: flip so that the first clearly non-zero component is positive
-    lead = np.argmax(np.abs(normal) > 1e-6, axis=1)
-    sign = np.sign(normal[np.arange(len(normal)), lead])
-    sign[sign == 0] = 1.0
-    qn = np.round(normal * sign[:, None] * WALL_NORMAL_STEPS).astype(np.int64)
-    qd = np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64)
-    with np.errstate(over="ignore"):
-        packed = _splitmix(
-            _splitmix(_splitmix(qn[:, 0].astype(np.uint64)) + qn[:, 1].astype(np.uint64)) + qn[:, 2].astype(np.uint64)
-        )
-        packed = _splitmix(packed + qd.astype(np.uint64))
+    n = len(corners32)
+    centre = np.empty((n, 3))
+    for lo in range(0, n, _CHUNK):  # in chunks: float64 temporaries of a few MB stay in cache
+        centre[lo : lo + _CHUNK] = corners32[lo : lo + _CHUNK].astype(np.float64).mean(axis=1)
+    lo_c, hi_c = (centre.min(axis=0), centre.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+    mid, half = (lo_c + hi_c) / 2.0, max(float(np.linalg.norm(hi_c - lo_c)) / 2.0, 1e-300)
+    ok = np.empty(n, dtype=bool)
+    sign = np.empty(n)
+    packed = np.empty(n, dtype=np.uint64)
+    for lo in range(0, n, _CHUNK):
+        part = slice(lo, lo + _CHUNK)
+        ok[part], sign[part], packed[part] = _plane_keys(corners32[part].astype(np.float64), centre[part], mid, half)
     planes = np.sort(packed[ok])
     if not np.any(planes[1:] == planes[:-1]):  # no plane holds two triangles: no wall anywhere
-        return np.zeros(len(t), dtype=bool)
-    plane = np.unique(packed, return_inverse=True)[1].reshape(-1)
+        return np.zeros(n, dtype=bool)
+    plane = inverse_u64(packed)
     facing = (sign > 0).astype(np.int64)
-    owner = np.arange(len(t)) if owner is None else np.asarray(owner, dtype=np.int64)
+    owner = np.arange(n) if owner is None else np.asarray(owner, dtype=np.int64)
     n_owner = int(owner.max()) + 1 if len(owner) else 1
     n_plane = int(plane.max()) + 1 if len(plane) else 1
     # distinct (plane, facing, owner) triples, then per (plane, facing): how many owners, which
@@ -164,6 +148,29 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     one_body = (owners[:, 0] == 1) & (owners[:, 1] == 1) & (first[:, 0] == first[:, 1])
     wall = ok & (both & ~one_body)[plane]
     return wall
+
+
+def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """For (F, 3, 3) float64 triangles: which have a normal, the sign that orients their
+    plane one way, and a 64-bit key of the oriented plane (quantised normal and offset)."""
+    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+    length = np.linalg.norm(normal, axis=1)
+    ok = length > 0
+    normal[ok] /= length[ok, None]
+    offset = ((centre - mid) * normal).sum(axis=1) / half
+    # one orientation per plane: flip so that the first clearly non-zero component is positive
+    lead = np.argmax(np.abs(normal) > 1e-6, axis=1)
+    sign = np.sign(normal[np.arange(len(normal)), lead])
+    sign[sign == 0] = 1.0
+    qn = np.round(normal * sign[:, None] * WALL_NORMAL_STEPS).astype(np.int64)
+    qd = np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64)
+    with np.errstate(over="ignore"):
+        packed = _splitmix(
+            _splitmix(_splitmix(qn[:, 0].astype(np.uint64)) + qn[:, 1].astype(np.uint64)) + qn[:, 2].astype(np.uint64)
+        )
+        packed = _splitmix(packed + qd.astype(np.uint64))
+    return ok, sign, packed
 
 
 def _height_ratio(t: np.ndarray) -> np.ndarray:

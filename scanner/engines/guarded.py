@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,9 +39,15 @@ class _ChildDied(Exception):
 
 
 class GuardedScanner:
-    def __init__(self, spec: ContextSpec, timeout_s: float, memory_bytes: int | None) -> None:
-        self.spec, self.timeout_s, self.memory_bytes = spec, timeout_s, memory_bytes
+    """``zygote``: the socket of a :class:`~scanner.engines.zygote.Zygote` on this machine to
+    fork the child from (already loaded), instead of starting a fresh Python."""
+
+    def __init__(self, spec: ContextSpec, timeout_s: float, memory_bytes: int | None,
+                 zygote: str | None = None) -> None:  # fmt: skip
+        self.spec, self.timeout_s, self.memory_bytes, self.zygote = spec, timeout_s, memory_bytes, zygote
         self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._pidfd: int | None = None
         self._buffer = b""
         self._tasks = 0
         self.versions: dict[str, str | None] = {}
@@ -55,10 +63,8 @@ class GuardedScanner:
         """Verdicts for one upload, never raising: limits and crashes become verdicts."""
         try:
             self._ensure_started()
-            assert self.proc is not None and self.proc.stdin is not None
             self._tasks += 1
-            self.proc.stdin.write(encode_task(self._tasks, path) + b"\n")
-            self.proc.stdin.flush()
+            self._send(encode_task(self._tasks, path) + b"\n")
             line = self._read_line(self.timeout_s)
         except _ChildDied as died:
             return self._lost(path, DIED, str(died))
@@ -77,6 +83,15 @@ class GuardedScanner:
         return verdicts
 
     def close(self) -> None:
+        if self._sock is not None:  # a zygote's child: not ours to wait for; the pidfd names it exactly
+            if self._pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                except OSError:  # already gone
+                    pass
+                os.close(self._pidfd)
+            self._sock.close()
+        self._sock = self._pidfd = None
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
@@ -85,25 +100,58 @@ class GuardedScanner:
                     stream.close()
         self.proc, self._buffer = None, b""
 
+    def _send(self, data: bytes) -> None:
+        if self._sock is not None:
+            self._sock.sendall(data)
+            return
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
     def _ensure_started(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self._sock is not None or (self.proc is not None and self.proc.poll() is None):
             return
         self.close()
+        if self.zygote and self._fork_from_zygote():
+            return
         args = [sys.executable, "-m", "scanner.engines.worker", self.spec.to_json(), str(self.memory_bytes or 0)]
         env = dict(os.environ, **SINGLE_THREAD_ENV)
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.versions = self._hello()
+
+    def _hello(self) -> dict:
         line = self._read_line(START_TIMEOUT_S)
         try:
             hello = json.loads(line or b"null")
             assert isinstance(hello, dict) and hello.pop(READY) is True
         except (ValueError, AssertionError, KeyError):
             raise _ChildDied(f"the scan process did not start (it said {line!r})") from None
-        self.versions = hello
+        return hello
+
+    def _fork_from_zygote(self) -> bool:
+        """A child forked by the zygote; False (start a fresh one) when the zygote is gone."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.zygote or "")
+        except OSError:
+            sock.close()
+            return False
+        self._sock = sock
+        self.versions = self._hello()
+        try:
+            self._pidfd = os.pidfd_open(int(self.versions["pid"]))
+        except (OSError, KeyError, ValueError, TypeError):
+            self.close()
+            raise _ChildDied("the forked scan process went before its first file") from None
+        return True
 
     def _read_line(self, timeout_s: float) -> bytes | None:
         """One line from the child, or None on timeout; _ChildDied if it exits."""
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        if self._sock is not None:
+            fd = self._sock.fileno()
+        else:
+            assert self.proc is not None and self.proc.stdout is not None
+            fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
@@ -115,7 +163,7 @@ class GuardedScanner:
                     continue
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
-                    code = self.proc.wait(10)
+                    code = self.proc.wait(10) if self.proc is not None else "unknown: a zygote's child"
                     raise _ChildDied(f"the scan process died (exit code {code})")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner.arrays import stable_argsort_u64
 from scanner.mesh import _splitmix, vertex_keys
 
 N_POINTS = 8192
@@ -117,6 +118,24 @@ def _order_corners(measure: np.ndarray, corner_keys: np.ndarray) -> np.ndarray:
     return order
 
 
+_CHUNK = 1 << 16
+"""Triangles per block of the elementwise float32 work: its temporaries stay in cache."""
+
+
+def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32) -> np.ndarray:
+    """(F, 3) quantised intrinsic measure of each corner: the length of the opposite edge
+    (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``."""
+    edge = [tri[:, (k + 2) % 3] - tri[:, (k + 1) % 3] for k in range(3)]  # the edge opposite corner k
+    rel = tri - centroid.astype(np.float32)
+    measure = np.empty((len(tri), 3), dtype=np.int64)
+    for k in range(3):
+        e, r = edge[k], rel[:, k]
+        opposite = np.sqrt(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]) * scale
+        reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
+        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+    return measure
+
+
 def intrinsic_keys(
     tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,14 +151,9 @@ def intrinsic_keys(
     their rank in coordinate-key order, which only permutes points among symmetric images.
     """
     scale = np.float32(KEY_STEPS / radius)
-    edge = [tri[:, (k + 2) % 3] - tri[:, (k + 1) % 3] for k in range(3)]  # the edge opposite corner k
-    rel = tri - centroid.astype(np.float32)
     measure = np.empty((len(tri), 3), dtype=np.int64)
-    for k in range(3):
-        e, r = edge[k], rel[:, k]
-        opposite = np.sqrt(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]) * scale
-        reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
-        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+    for lo in range(0, len(tri), _CHUNK):  # per triangle, so chunks give the same numbers, from cache
+        measure[lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale)
     order = _order_corners(measure, corner_keys)
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
@@ -147,7 +161,8 @@ def intrinsic_keys(
     ordered = np.sort(intrinsic)  # a value sort first: most surfaces have no two seeds alike
     if not np.any(ordered[1:] == ordered[:-1]):
         return intrinsic, order
-    by_key = np.argsort(intrinsic, kind="stable")
+    by_key = stable_argsort_u64(intrinsic)
+    ordered = intrinsic[by_key]
     shared = np.zeros(len(intrinsic), dtype=bool)
     shared[1:] = ordered[1:] == ordered[:-1]
     shared[:-1] |= shared[1:]
@@ -158,7 +173,7 @@ def intrinsic_keys(
         group = np.cumsum(first).astype(np.uint64) - np.uint64(1)
         with np.errstate(over="ignore"):
             content = corner_keys[members].sum(axis=1, dtype=np.uint64)  # independent of corner order
-        within = members[np.argsort((group << np.uint64(40)) | (content >> np.uint64(24)), kind="stable")]
+        within = members[stable_argsort_u64((group << np.uint64(40)) | (content >> np.uint64(24)))]
         starts = np.flatnonzero(np.r_[True, intrinsic[within][1:] != intrinsic[within][:-1]])
         rank = (np.arange(len(within)) - np.repeat(starts, np.diff(np.r_[starts, len(within)]))).astype(np.uint64)
         with np.errstate(over="ignore"):

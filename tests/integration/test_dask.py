@@ -68,6 +68,21 @@ def test_dask_engine_on_a_folder_and_on_memory_fs_matches_local(cluster, local_r
         assert summary(engine.scan(remote)) == local_result
 
 
+def test_dask_engine_on_its_own_local_cluster_matches_local(local_result) -> None:
+    """No scheduler given: the engine starts a LocalCluster whose workers fork their guarded
+    children from the engine's loaded zygote; the verdicts are the local engine's."""
+    from scanner.engines.dask_engine import DaskEngine
+
+    context = ScanContext(library=SignatureLibrary.load(LIBRARY))
+    folder = [u for u in iter_uploads([str(DEMO)]) if Path(u.path).name in NAMES]
+    with DaskEngine(context, str(LIBRARY), None, jobs=2) as engine:
+        assert engine._zygote is not None and Path(engine._zygote.path).exists()
+        assert len(engine.client.scheduler_info()["workers"]) == 2
+        assert summary(engine.scan(folder)) == local_result
+        socket_path = engine._zygote.path
+    assert not Path(socket_path).exists()
+
+
 def test_cli_engine_dask_starts_a_local_cluster(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "scanner.cli", "scan", str(DEMO), "--engine", "dask", "--jobs", "2", "--format", "jsonl",
@@ -110,3 +125,22 @@ def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) 
     sizes = [len(b) for b in batches(uploads)]
     assert sizes == [BATCH_FILES, 4, 1, 1, 1]  # 3 small + 1 big; the second big alone; remote alone
     assert [u for b in batches(uploads) for u in b] == uploads  # nothing lost, order kept
+
+
+def test_a_worker_thread_keeps_a_child_per_recent_run() -> None:
+    """Runs with other settings may share a cluster: a worker thread keeps one guarded child
+    per run, the most recent KEPT_GUARDS of them (children start on first use only)."""
+    import dataclasses
+
+    from scanner.config import Settings
+    from scanner.context import ContextSpec, settings_json
+    from scanner.engines import dask_engine
+
+    specs = [ContextSpec(str(LIBRARY), settings_json(dataclasses.replace(Settings(), previews=bool(i % 2))), str(i))
+             for i in range(dask_engine.KEPT_GUARDS + 1)]  # fmt: skip
+    first = [dask_engine._guard(s) for s in specs[: dask_engine.KEPT_GUARDS]]
+    assert dask_engine._guard(specs[0]) is first[0]  # reused, and now the most recent
+    dask_engine._guard(specs[-1])  # one too many: the least recently used (specs[1]) goes
+    kept = dask_engine._GUARDS.by_spec
+    assert len(kept) == dask_engine.KEPT_GUARDS and (specs[1], None) not in kept and (specs[0], None) in kept
+    assert all(g.proc is None for g in kept.values())  # nothing was started by keeping them

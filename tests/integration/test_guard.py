@@ -81,3 +81,98 @@ def test_a_crashing_child_loses_only_its_file(guard, tmp_path: Path, monkeypatch
     assert (v.verdict, v.reason) == ("unscannable", "worker-crashed")
     assert g.scan(str(DEMO / "proxy-barrel-s1-000.stl"))[0].verdict == "flag"
     assert os.environ[FAULT_INJECTION_ENV] == "crash:crash.stl"
+
+
+def test_children_run_one_blas_thread(guard) -> None:
+    """Large files scale with --jobs only when each worker keeps to one core: the guarded
+    child says how many BLAS/OpenMP threads it may use, and it is one."""
+    pytest.importorskip("threadpoolctl", reason="threadpoolctl says how many BLAS threads a process runs")
+    g = guard()
+    assert g.scan(str(DEMO / "proxy-barrel-s1-000.stl"))[0].verdict == "flag"
+    assert g.versions["blas_threads"] == 1
+
+
+@pytest.fixture
+def zygote():
+    from scanner.engines.zygote import Zygote
+
+    started = []
+
+    def make(context: ScanContext) -> Zygote:
+        started.append(Zygote(context))
+        started[-1].start()
+        return started[-1]
+
+    yield make
+    for z in started:
+        z.close()
+        assert not os.path.exists(z.path)  # its socket folder is gone with it
+
+
+def test_a_zygote_child_scans_like_a_fresh_one_and_keeps_the_limits(guard, zygote, tmp_path: Path,
+                                                                    monkeypatch) -> None:  # fmt: skip
+    """A child forked from the loaded zygote: the same verdicts as scan_one, one BLAS thread,
+    and a hanging or crashing file still loses only itself."""
+    crash = tmp_path / "crash.stl"
+    crash.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    monkeypatch.setenv(FAULT_INJECTION_ENV, "crash:crash.stl")  # before the fork: the zygote's children see it
+    context = ScanContext(library=SignatureLibrary.load(REPO / "signatures"))
+    z = zygote(context)
+    g = guard(timeout_s=0.3)
+    g.zygote = z.path
+    files = sorted(DEMO.glob("proxy-*"))[:4]
+    g.timeout_s = 60
+    for f in files:
+        got, want = g.scan(str(f)), scan_one(str(f), context)
+        assert [(v.verdict, v.category, v.sha256) for v in got] == [(v.verdict, v.category, v.sha256) for v in want]
+    assert g.proc is None and g.versions["pid"] != os.getpid()  # forked by the zygote, not started fresh
+    assert g.versions["blas_threads"] in (1, None) and g.versions["library_version"] == context.library_version
+    pid = g.versions["pid"]
+    v = g.scan(str(crash))[0]
+    assert (v.verdict, v.reason) == ("unscannable", "worker-crashed")
+    assert g.scan(str(files[0]))[0].verdict == "flag" and g.versions["pid"] != pid  # a new child
+    g.timeout_s = 0.3
+    slow = big_binary_stl(tmp_path / "slow.stl", 1_000_000)
+    pid = g.versions["pid"]
+    v = g.scan(str(slow))[0]
+    assert (v.verdict, v.reason) == ("unscannable", "limit:time")
+    with pytest.raises(ProcessLookupError):  # the late child was killed
+        for _ in range(100):
+            os.kill(pid, 0)
+            __import__("time").sleep(0.05)
+    g.timeout_s = 60
+    assert g.scan(str(files[0]))[0].verdict == "flag"
+
+
+def test_a_guard_whose_zygote_is_gone_starts_a_fresh_child(guard, zygote) -> None:
+    context = ScanContext(library=SignatureLibrary.load(REPO / "signatures"))
+    z = zygote(context)
+    path = z.path
+    z.close()
+    g = guard()
+    g.zygote = path
+    assert g.scan(str(DEMO / "proxy-barrel-s1-000.stl"))[0].verdict == "flag"
+    assert g.proc is not None  # a fresh python child
+
+
+def _forked_blas_threads(conn) -> None:
+    from scanner.engines.worker import blas_threads, one_blas_thread
+
+    one_blas_thread()
+    conn.send(blas_threads())
+
+
+def test_a_forked_worker_drops_the_parents_blas_threads() -> None:
+    """The local engine's workers are forked from a parent whose BLAS already started its
+    threads (the environment cannot help there): the worker limits them to one itself."""
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl says how many BLAS threads run")
+    import multiprocessing
+
+    with threadpoolctl.threadpool_limits(limits=2):  # the parent as a machine with 2+ cores starts it
+        mp = multiprocessing.get_context("fork")
+        parent, child = mp.Pipe()
+        proc = mp.Process(target=_forked_blas_threads, args=(child,))
+        proc.start()
+        assert parent.poll(60)
+        assert parent.recv() == 1
+        proc.join(10)
