@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -314,6 +315,7 @@ def test_a_disabled_signature_is_kept_but_never_matches(tmp_path: Path) -> None:
     assert SignatureLibrary.load(tmp_path / "lib").library_version == version
     sha = file_sha256(DEMO / CONFIRMED)
     assert Matcher.build(lib).exact(sha, None, 0.1)
+    enabled = Matcher.build(SignatureLibrary.load(tmp_path / "lib"))
     assert lib.disable(added.signature_id, "bob", "overturned") is True
     assert lib.disable(added.signature_id, "bob", "again") is False
     lib.save()
@@ -322,7 +324,11 @@ def test_a_disabled_signature_is_kept_but_never_matches(tmp_path: Path) -> None:
     assert back.signatures[0].disabled["by"] == "bob" and back.signatures[0].disabled["why"] == "overturned"
     matcher = Matcher.build(back)
     assert matcher.exact(sha, back.signatures[0].geometry_hash, 0.1) == []
-    assert len(matcher.descriptors.vectors) == 0
+    # its own descriptor rows, queried at any radius, find nothing: they stay in the index
+    # (row numbers match a stored ANN shortlist) but are masked
+    rows = np.asarray(back.vectors)
+    assert matcher.near(rows, [-1] * len(rows), 5, 1.0) == []
+    assert enabled.near(rows, [-1] * len(rows), 5, 1.0)  # the same rows, before disabling, match
     assert library_signals(back) == []
 
 
