@@ -56,9 +56,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -630,25 +631,21 @@ def open_any(path: str | os.PathLike[str]) -> SignatureLibrary:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic(path, lambda fh: fh.write(data))
 
 
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
     """np.save straight into the temp file (no in-memory copy of a large matrix), then rename."""
+    _atomic(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a temp file beside ``path`` (fsynced), then rename it over ``path``: a reader
+    sees the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
