@@ -101,6 +101,18 @@ def piece_rows(mesh: Mesh, threshold: float) -> tuple[np.ndarray, list[int], np.
     return vectors, [piece_row(kept) for kept, _ in pieces], row_thresholds(vectors, min(threshold, PIECE_THRESHOLD))
 
 
+def patch_rows(mesh: Mesh) -> np.ndarray:
+    """The signature's distinctive patch sketch as library rows (:mod:`scanner.features.patches`):
+    codes, sizes and area shares only."""
+    from scanner.features.patches import signature_patches
+    from scanner.library import PATCH_DTYPE
+
+    sketch = signature_patches(mesh)
+    rows = np.zeros(len(sketch), dtype=PATCH_DTYPE)
+    rows["code"], rows["size"], rows["share"] = sketch.codes, sketch.sizes, sketch.shares
+    return rows
+
+
 def signature_id(geometry_hash: str) -> str:
     """Stable, content-derived id: the same geometry gets the same id in any library."""
     return "ms-" + geometry_hash[:16]
@@ -170,7 +182,7 @@ def enrol(
             vectors = np.concatenate([vectors, pieces])
             bodies = [*bodies, *piece_bodies]
             thresholds = np.concatenate([thresholds, piece_thresholds])
-        added = lib.add_signature(sig, vectors, bodies, thresholds)
+        added = lib.add_signature(sig, vectors, bodies, thresholds, patch_rows(mesh))
         status = "added" if added.added else "duplicate"
         out.append(EnrolResult(path, result.member, sig.id, status, whole_threshold, added.dropped_allow))
     return out

@@ -79,7 +79,14 @@ CATEGORIES = (
 ESSENTIAL = CATEGORIES[:4]
 ANN_FILE = "ann.faiss"
 log = logging.getLogger(__name__)
-CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "allowlist.json")
+CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "patches.npy", "allowlist.json")
+PATCH_DTYPE = np.dtype([("code", "<u8"), ("size", "<i2"), ("share", "<f4"), ("sig", "<i4")])
+"""One row per distinctive patch code of a signature (:mod:`scanner.features.patches`): the
+64-bit code, its coarse size, its share of the signature's area, the signature's position."""
+
+
+def empty_patches() -> np.ndarray:
+    return np.zeros(0, dtype=PATCH_DTYPE)
 
 
 class LibraryError(MeshscanError):
@@ -241,6 +248,10 @@ class SignatureLibrary:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    patches: np.ndarray = field(default_factory=empty_patches)
+    """Every signature's patch sketch (``PATCH_DTYPE`` rows); sorted by code on save, so the
+    matcher searches the memory map without sorting it."""
+    patch_version: str = ""
     allowlist: list[AllowEntry] = field(default_factory=list)
     library_version: str = "empty"
     _ann: Any = field(default=None, repr=False, compare=False)
@@ -256,7 +267,10 @@ class SignatureLibrary:
         from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
 
         lib = cls(path=Path(path) if path else None, name=name or "meshscan signatures", description=description)
+        from scanner.features.patches import PATCH_VERSION
+
         lib.descriptor_version = DESCRIPTOR_VERSION
+        lib.patch_version = PATCH_VERSION
         lib.vectors = np.zeros((0, DESCRIPTOR_SIZE), dtype=np.float32)
         return lib
 
@@ -265,6 +279,8 @@ class SignatureLibrary:
         """Load and verify a library directory; raise :class:`LibraryError` saying why not."""
         root = Path(path)
         manifest = cls._read_manifest(root)
+        if check_version:  # before the checksums: an older library lacks the patch file altogether
+            _check_patch_version(root, manifest.get("patch_version", ""))
         problems = cls._checksum_problems(root, manifest)
         if problems:
             raise LibraryError(f"library {root} failed verification: {'; '.join(problems)}")
@@ -272,6 +288,7 @@ class SignatureLibrary:
         lib.name = manifest.get("name", "")
         lib.description = manifest.get("description", "")
         lib.descriptor_version = manifest.get("descriptor_version", "")
+        lib.patch_version = manifest.get("patch_version", "")
         lib.created = manifest.get("created", "")
         lib.updated = manifest.get("updated", "")
         lib.library_version = manifest.get("library_version", "")
@@ -293,6 +310,7 @@ class SignatureLibrary:
             lib.vectors = _open_array(root / "descriptors.npy")
             lib.rows = _open_array(root / "rows.npy")
             lib.thresholds = _open_array(root / "thresholds.npy")
+            lib.patches = _open_array(root / "patches.npy")
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
         if (
@@ -305,6 +323,10 @@ class SignatureLibrary:
             raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
         if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
             raise LibraryError(f"library {root} has rows pointing at missing signatures")
+        if lib.patches.dtype != PATCH_DTYPE or lib.patches.ndim != 1:
+            raise LibraryError(f"library {root} has a patch array of the wrong type")
+        if len(lib.patches) and (lib.patches["sig"].min() < 0 or lib.patches["sig"].max() >= len(lib.signatures)):
+            raise LibraryError(f"library {root} has patches pointing at missing signatures")
         entry = manifest.get("ann")
         if isinstance(entry, dict) and entry.get("descriptors") == manifest["files"]["descriptors.npy"]:
             lib._ann_entry = entry
@@ -393,6 +415,8 @@ class SignatureLibrary:
         _atomic_npy(root / "descriptors.npy", self.vectors.astype(np.float32))
         _atomic_npy(root / "rows.npy", self.rows.astype(np.int64))
         _atomic_npy(root / "thresholds.npy", self.thresholds.astype(np.float32))
+        self.patches = np.sort(np.asarray(self.patches, dtype=PATCH_DTYPE), order=("code", "sig"), kind="stable")
+        _atomic_npy(root / "patches.npy", self.patches)
         for name in CONTENT_FILES:
             checksums[name] = sha256_path(root / name)
         ann_entry = self._save_ann(root, checksums["descriptors.npy"])
@@ -403,6 +427,7 @@ class SignatureLibrary:
             "name": self.name,
             "description": self.description,
             "descriptor_version": self.descriptor_version,
+            "patch_version": self.patch_version,
             "created": self.created,
             "updated": self.updated,
             "signatures": len(self.signatures),
@@ -442,15 +467,27 @@ class SignatureLibrary:
             if (geometry_hash and s.geometry_hash == geometry_hash) or (sha256 and s.sha256 == sha256)
         ]
 
-    def add(self, signature: Signature, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray) -> bool:
+    def add(
+        self,
+        signature: Signature,
+        vectors: np.ndarray,
+        bodies: list[int],
+        thresholds: np.ndarray,
+        patches: np.ndarray | None = None,
+    ) -> bool:
         """Enrol one signature; False if the same geometry is already enrolled.
 
         Allowlist entries with the signature's sha256 or geometry hash are dropped (the
         signature wins); use :meth:`add_signature` to learn which."""
-        return self.add_signature(signature, vectors, bodies, thresholds).added
+        return self.add_signature(signature, vectors, bodies, thresholds, patches).added
 
     def add_signature(
-        self, signature: Signature, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray
+        self,
+        signature: Signature,
+        vectors: np.ndarray,
+        bodies: list[int],
+        thresholds: np.ndarray,
+        patches: np.ndarray | None = None,
     ) -> AddResult:
         """Enrol one signature, and drop the allowlist entries that would silence it.
 
@@ -470,6 +507,10 @@ class SignatureLibrary:
         new_rows = np.column_stack([np.full(len(bodies), index), np.asarray(bodies)]).astype(np.int64)
         self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
         self.thresholds = np.concatenate([self.thresholds, np.asarray(thresholds, dtype=np.float32).reshape(-1)])
+        if patches is not None and len(patches):
+            own = np.array(patches, dtype=PATCH_DTYPE)
+            own["sig"] = index
+            self.patches = np.concatenate([self.patches, own])
         dropped = [a for a in self.allowlist if a.hits(signature)]
         if dropped:
             self.allowlist = [a for a in self.allowlist if not a.hits(signature)]
@@ -485,6 +526,9 @@ class SignatureLibrary:
         self.vectors = self.vectors[mask]
         self.thresholds = self.thresholds[mask]
         self.rows = np.column_stack([remap[self.rows[mask, 0]], self.rows[mask, 1]]).astype(np.int64)
+        patches = np.array(self.patches[np.isin(self.patches["sig"], keep)], dtype=PATCH_DTYPE)
+        patches["sig"] = remap[patches["sig"]]
+        self.patches = patches
         self.signatures = [self.signatures[i] for i in keep]
         if removed:  # row numbers changed: the ANN shortlist no longer numbers these rows
             self._ann, self._ann_entry = None, None
@@ -502,6 +546,10 @@ class SignatureLibrary:
         found[0].disabled = {"by": by, "why": why, "at": utc_now()}
         return True
 
+    def patches_of(self, index: int) -> np.ndarray:
+        """The patch rows of the signature at ``index`` (``PATCH_DTYPE``)."""
+        return np.asarray(self.patches[self.patches["sig"] == index])
+
     def active(self) -> list[bool]:
         """Per signature position: does it match (not disabled)?"""
         return [s.disabled is None for s in self.signatures]
@@ -515,13 +563,17 @@ class SignatureLibrary:
         equal the hash of any signature (this library's or one just merged) are refused, and this
         library's own entries that equal a merged signature's hash are dropped (the signature
         wins, as in :meth:`add_signature`); the report names each conflict."""
-        if other.descriptor_version != self.descriptor_version:
+        if other.descriptor_version != self.descriptor_version or other.patch_version != self.patch_version:
             raise LibraryError("cannot merge libraries of different descriptor versions")
         report = MergeReport(allow_offered=len(other.allowlist), allow_imported=with_allowlist)
         for index, sig in enumerate(other.signatures):
             mask = other.rows[:, 0] == index
             result = self.add_signature(
-                Signature(**asdict(sig)), other.vectors[mask], list(other.rows[mask, 1]), other.thresholds[mask]
+                Signature(**asdict(sig)),
+                other.vectors[mask],
+                list(other.rows[mask, 1]),
+                other.thresholds[mask],
+                other.patches_of(index),
             )
             (report.signatures_added if result.added else report.signatures_duplicate).append(sig.id)
             report.allow_dropped += [(a, sig.id) for a in result.dropped_allow]
@@ -573,12 +625,13 @@ class SignatureLibrary:
                 }
                 for r in rows
             ]
-            entries.append(dict(s.record(), descriptors=descriptors))
+            entries.append(dict(s.record(), descriptors=descriptors, patches=patch_record(self.patches_of(i))))
         return {
             "format": FORMAT + "-export",
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "descriptor_version": self.descriptor_version,
+            "patch_version": self.patch_version,
             "library_version": self.library_version,
             "signatures": entries,
             "allowlist": [asdict(a) for a in self.allowlist],
@@ -590,19 +643,66 @@ class SignatureLibrary:
             raise LibraryError("not a meshscan signature export")
         lib = cls.create(name=doc.get("name", ""))
         lib.descriptor_version = doc.get("descriptor_version", "")
+        lib.patch_version = doc.get("patch_version", "")
         try:
             for s in doc["signatures"]:
                 s = dict(s)
                 descs = s.pop("descriptors")
+                patches = patches_from_record(s.pop("patches", None))
                 vectors = np.array([d["vector"] for d in descs], dtype=np.float32)
                 thresholds = np.array([d["threshold"] for d in descs], dtype=np.float32)
-                lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs], thresholds)
+                lib.add(Signature(**s), vectors, [int(d["body"]) for d in descs], thresholds, patches)
             # kept as offered, conflicts included: an export is only carried into a library by
             # merge(), which vets (and reports) every entry
             lib.allowlist = [AllowEntry(**a) for a in doc.get("allowlist", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise LibraryError(f"malformed signature export: {exc}") from None
         return lib
+
+
+def patch_record(patches: np.ndarray) -> dict[str, str]:
+    """A signature's patch rows as text for exports and bundles: base64 of little-endian
+    codes, sizes and shares (no positions: they are not in the rows either)."""
+    import base64
+
+    return {
+        name: base64.b64encode(np.ascontiguousarray(patches[name], dtype=dtype).tobytes()).decode("ascii")
+        for name, dtype in (("code", "<u8"), ("size", "<i2"), ("share", "<f4"))
+    }
+
+
+def patches_from_record(record: dict[str, str] | None) -> np.ndarray:
+    """The inverse of :func:`patch_record` (``ValueError`` when the three columns disagree)."""
+    import base64
+    import binascii
+
+    if not record:
+        return empty_patches()
+    try:
+        cols = {
+            name: np.frombuffer(base64.b64decode(record[name], validate=True), dtype=dtype)
+            for name, dtype in (("code", "<u8"), ("size", "<i2"), ("share", "<f4"))
+        }
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"malformed patches: {exc}") from None
+    if not len(cols["code"]) == len(cols["size"]) == len(cols["share"]):
+        raise ValueError("patch codes, sizes and shares disagree in length")
+    out = np.zeros(len(cols["code"]), dtype=PATCH_DTYPE)
+    for name, col in cols.items():
+        out[name] = col
+    return out
+
+
+def _check_patch_version(root: Path, version: str) -> None:
+    from scanner.features.patches import PATCH_VERSION
+
+    if version != PATCH_VERSION:
+        raise LibraryError(
+            f"library {root} was built with patch codes {version or 'none'!r}; this scanner computes "
+            f"{PATCH_VERSION!r} (local patches find cut, fused and padded copies). A library holds no "
+            "geometry to rebuild them from: re-enrol the original files with this scanner "
+            "('meshscan signatures add') into a new library."
+        )
 
 
 def _descriptor_size() -> int:

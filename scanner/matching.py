@@ -13,7 +13,10 @@ Signal kinds, in the order the pipeline consults them:
 - ``near-duplicate``: a global shape descriptor row (whole file, body, or loose triangles)
   within the signature row's own threshold (exact k-nearest neighbours); a signature's rows
   include its plane-cut pieces (:mod:`scanner.features.pieces`), so part of a known file is
-  found too, and the match says which share of it (``signature_share``).
+  found too, and the match says which share of it (``signature_share``);
+- ``local``: the upload reproduces enough of a signature's distinctive triangle patches at
+  one scale (:mod:`scanner.patch_index`): a copy cut, fused to other geometry, split into
+  spaced pieces or surrounded by decoys keeps most of its triangles exactly.
 
 The allowlist is an index too (two dictionaries), so lookups cost the same for ten entries
 or a million.
@@ -21,6 +24,7 @@ or a million.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -29,9 +33,11 @@ import numpy as np
 
 from scanner.exchange.source import bank_of
 from scanner.features.pieces import piece_share
+from scanner.patch_index import PatchIndex
 from scanner.verdict import Match
 
 if TYPE_CHECKING:
+    from scanner.features.patches import PatchCodes
     from scanner.index import NearDuplicateIndex
     from scanner.library import AllowEntry, SignatureLibrary
 
@@ -104,6 +110,16 @@ class GlobalDescriptorSignal:
         return index.build(ann=lib.shortlist())
 
 
+class LocalPatchSignal:
+    """Enough of a signature's distinctive triangle patches, at one scale, are in the upload."""
+
+    name: ClassVar[str] = "local"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> PatchIndex:
+        return PatchIndex(lib.patches, len(lib.signatures), np.asarray(lib.active(), dtype=bool))
+
+
 class AllowlistIndex:
     """Known-benign files by sha256 and by geometry hash."""
 
@@ -131,6 +147,7 @@ class Matcher:
     sha256: ExactIndex
     geometry: ExactIndex
     descriptors: NearDuplicateIndex
+    patches: PatchIndex
     allowlist: AllowlistIndex
     publishers: list[tuple[str, str] | None]
     """Per signature position: (publisher, key fingerprint) of the bank it came from, None
@@ -143,6 +160,7 @@ class Matcher:
             sha256=FileSha256Signal.build(lib),
             geometry=GeometryHashSignal.build(lib),
             descriptors=GlobalDescriptorSignal.build(lib),
+            patches=LocalPatchSignal.build(lib),
             allowlist=AllowlistIndex(lib.allowlist),
             publishers=[bank_of(s.source) for s in lib.signatures],
         )
@@ -178,6 +196,19 @@ class Matcher:
                 piece_share(h.body),
             )
         return sorted(best.values(), key=lambda m: m.distance)
+
+    def local(self, codes: PatchCodes) -> list[Match]:
+        """Signatures whose distinctive patches the upload reproduces (kind ``local``), the
+        most covered first. Distance is the share of the signature *not* found, so the order
+        and the threshold read as for the other kinds."""
+        from scanner.features.patches import MIN_SHARE
+
+        out = []
+        for hit in self.patches.query(codes):
+            m = self._match(hit.signature, round(1.0 - hit.share, 5), round(1.0 - MIN_SHARE, 5), None, "local", None,
+                            round(hit.share, 4))  # fmt: skip
+            out.append(dataclasses.replace(m, patches_matched=hit.matched, patches_total=hit.total))
+        return out
 
     def _match(
         self,

@@ -131,6 +131,12 @@ class Case:
         match = self.context.settings.match
         return self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
 
+    @cached_property
+    def local(self) -> list[Match]:
+        if self.library_empty or not len(self.matcher.patches):
+            return []
+        return self.matcher.local(self.shape.patch_codes)
+
     @property
     def has_model(self) -> bool:
         return self.classifier and self.context.model is not None
@@ -214,6 +220,12 @@ def near_duplicate(case: Case) -> Decision | None:
     return _flag(case, case.near) if case.near else None
 
 
+def local_patches(case: Case) -> Decision | None:
+    """After the global descriptor: a cut, fused, split or decoyed copy is far from every
+    descriptor row but keeps most of the part's triangles exactly."""
+    return _flag(case, case.local) if case.local else None
+
+
 def classifier_review(case: Case) -> Decision | None:
     score = case.score
     if score is None or score.review_threshold is None or score.review_score < score.review_threshold:
@@ -240,7 +252,7 @@ def clear(case: Case) -> Decision:
 
 Rule = Callable[[Case], Decision | None]
 
-RULES: tuple[Rule, ...] = (exact_match, allowlisted, near_duplicate, classifier_review, clear)
+RULES: tuple[Rule, ...] = (exact_match, allowlisted, near_duplicate, local_patches, classifier_review, clear)
 """The policy, in order: the first rule that returns a decision decides."""
 
 
@@ -286,6 +298,12 @@ def flag_explanation(best: Match, n_signatures: int, subject: str = "the upload"
     known = best.signature_id + _published(best)
     if best.kind == "sha256":
         what = f"is byte-for-byte the known file {known}"
+    elif best.kind == "local":
+        what = (
+            f"reproduces {best.signature_share:.0%} of the distinctive surface of known file {known}: "
+            f"{best.patches_matched} of its {best.patches_total} distinctive triangle patches, unchanged and at one "
+            "scale (a copy cut, fused to other geometry, split into pieces or hidden among decoys keeps them)"
+        )
     elif best.kind == "geometry":
         what = f"has exactly the triangles of known file {known}"
     else:

@@ -19,6 +19,7 @@ from scanner.classify.bodies import BodyRow, scored_bodies
 from scanner.classify.features import feature_row
 from scanner.errors import EMPTY, UnreadableInput
 from scanner.features import Descriptor, describe, describe_triangles
+from scanner.features.patches import PatchCodes
 from scanner.mesh import Mesh
 
 
@@ -47,6 +48,14 @@ class Shape:
         """The whole file and every body (:func:`scanner.features.describe`); raises
         :class:`UnreadableInput` (``empty``, ``limit:bodies``)."""
         return describe(self.surface, self.max_bodies)
+
+    @cached_property
+    def patch_codes(self) -> PatchCodes:
+        """The local patch codes of the whole surface, every body together
+        (:mod:`scanner.features.patches`): what local matching looks up."""
+        from scanner.features.patches import mesh_patch_codes
+
+        return mesh_patch_codes(self.surface)
 
     @cached_property
     def rows(self) -> tuple[np.ndarray, list[int]]:

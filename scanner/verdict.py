@@ -28,7 +28,8 @@ class Match:
     all bodies too small to enclose a volume, pooled; -3: the whole file without the walls
     between pieces cut and put back together); see ``kind``."""
     kind: str = "near-duplicate"
-    """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
+    """``sha256`` (same bytes), ``geometry`` (same triangles), ``near-duplicate`` (a global
+    descriptor row) or ``local`` (enough of the signature's distinctive triangle patches)."""
     signature_body: int | None = None
     signature_share: float | None = None
     """Share of the signature's surface the matched row describes when it is a plane-cut piece
@@ -39,6 +40,24 @@ class Match:
     publisher_key: str | None = None
     """The fingerprint of the key that signed that bank's bundle (the publisher's identity;
     names are not unique); None for a signature enrolled locally."""
+    patches_matched: int | None = None
+    """Kind ``local``: distinct distinctive patches of the signature the upload reproduced at
+    one scale (:mod:`scanner.features.patches`); ``signature_share`` is their share of its area."""
+    patches_total: int | None = None
+    """Kind ``local``: distinctive patches the signature has."""
+
+
+_LOCAL_ONLY = ("patches_matched", "patches_total")
+
+
+def _match_dict(match: Match) -> dict[str, Any]:
+    """A match as JSON; the fields only a ``local`` match has are left out of the others, so
+    every other verdict stays byte for byte what it was before local matching existed."""
+    d = asdict(match)
+    for name in _LOCAL_ONLY:
+        if d[name] is None:
+            del d[name]
+    return d
 
 
 @dataclass
@@ -96,7 +115,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["matches"] = [asdict(m) for m in self.matches]
+        d["matches"] = [_match_dict(m) for m in self.matches]
         return d
 
     @classmethod

@@ -47,7 +47,7 @@ from scanner.exchange import errors as why
 from scanner.exchange.errors import Refused
 from scanner.exchange.keys import PublicKey, public_of
 from scanner.features.version import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
-from scanner.library import AllowEntry, LibraryError, Signature, SignatureLibrary
+from scanner.library import AllowEntry, LibraryError, Signature, SignatureLibrary, patch_record, patches_from_record
 from scanner.util import sha256_hex, utc_now
 
 FORMAT = "meshscan-bundle"
@@ -102,6 +102,7 @@ def _signature_record(lib: SignatureLibrary, index: int, include_names: bool) ->
         "thresholds": _b64(lib.thresholds[mask], "<f4"),
         "vectors": _b64(lib.vectors[mask], "<f4"),
     }
+    record["patches"] = patch_record(lib.patches_of(index))
     return record
 
 
@@ -134,6 +135,7 @@ def make_payload(
         "format": PAYLOAD_FORMAT,
         "bundle_format": FORMAT_VERSION,
         "descriptor_version": lib.descriptor_version,
+        "patch_version": lib.patch_version,
         "publisher": {"name": publisher, "key": key},
         "sequence": sequence,
         "previous": None if previous is None else {"sequence": previous.sequence, "sha256": previous.sha256},
@@ -277,6 +279,9 @@ def _decode(payload: dict[str, Any], digest: str) -> Bundle:
     for record in payload["signatures"]:
         record = dict(record)
         rows = record.pop("rows")
+        patches = patches_from_record(record.pop("patches", None))
+        if payload.get("patch_version") != lib.patch_version:  # codes of another kind: not comparable
+            patches = patches[:0]
         bodies = [int(b) for b in rows["bodies"]]
         thresholds = _unb64(rows["thresholds"], "<f4").astype(np.float32)
         flat = _unb64(rows["vectors"], "<f4").astype(np.float32)
@@ -292,7 +297,7 @@ def _decode(payload: dict[str, Any], digest: str) -> Bundle:
         width = vectors.shape[1]
         if not len(lib.signatures):
             lib.vectors = np.zeros((0, width), dtype=np.float32)
-        lib.add_signature(Signature(**record), vectors, bodies, thresholds)
+        lib.add_signature(Signature(**record), vectors, bodies, thresholds, patches)
     lib.allowlist = [AllowEntry(**a) for a in payload["allowlist"]]
     tombstones = [{"id": str(t["id"]), "removed": str(t.get("removed", ""))} for t in payload["tombstones"]]
     return Bundle(

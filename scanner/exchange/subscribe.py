@@ -222,7 +222,7 @@ def _holder(state: dict[str, Any], sid: str) -> str:
 
 def _rows_of(lib: SignatureLibrary, index: int):  # noqa: ANN202
     mask = lib.rows[:, 0] == index
-    return lib.vectors[mask], [int(b) for b in lib.rows[mask, 1]], lib.thresholds[mask]
+    return lib.vectors[mask], [int(b) for b in lib.rows[mask, 1]], lib.thresholds[mask], lib.patches_of(index)
 
 
 def apply_bundle(lib: SignatureLibrary, state: dict[str, Any], bundle: Bundle, trust_allowlist: bool) -> UpdateReport:

@@ -108,6 +108,7 @@ class EnrolAction(LibraryAction):
         action.signature = scratch.signatures[index]
         action.vectors, action.bodies = scratch.vectors[mask], [int(b) for b in scratch.rows[mask, 1]]
         action.thresholds = scratch.thresholds[mask]
+        action.patches = scratch.patches_of(index)
         action.category = category
         return action
 
@@ -115,7 +116,7 @@ class EnrolAction(LibraryAction):
         from scanner.library import LibraryError
 
         try:
-            result = lib.add_signature(self.signature, self.vectors, self.bodies, self.thresholds)
+            result = lib.add_signature(self.signature, self.vectors, self.bodies, self.thresholds, self.patches)
         except LibraryError as exc:
             raise ReviewError("library", f"cannot enrol into {self.root}: {exc}") from None
         action = {

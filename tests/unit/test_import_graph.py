@@ -41,7 +41,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ),  # fmt: skip
     # 3 - describing a mesh: descriptors, the vector index (and its approximate shortlist), and its preview
     # picture (numpy only)
-    ("scanner.features", "scanner.index", "scanner.ann", "scanner.preview"),
+    ("scanner.features", "scanner.index", "scanner.ann", "scanner.preview", "scanner.patch_index"),
     # 4 - what uploads are compared with: the library (its reference shapes, its change detection), matching, the
     # classifier; one mesh's shape values (descriptor rows, classifier row), computed once; and
     # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)

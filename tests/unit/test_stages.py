@@ -144,7 +144,7 @@ def test_an_exact_or_allowlisted_file_is_never_described(
 
 def test_the_rules_run_in_the_documented_order() -> None:
     names = [rule.__name__ for rule in RULES]
-    assert names == ["exact_match", "allowlisted", "near_duplicate", "classifier_review", "clear"]
+    assert names == ["exact_match", "allowlisted", "near_duplicate", "local_patches", "classifier_review", "clear"]
 
 
 def test_an_exact_match_beats_an_allowlist_entry(uploads: Path, library: SignatureLibrary) -> None:

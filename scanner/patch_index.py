@@ -1,0 +1,97 @@
+"""The local-patch index: which signatures an upload reproduces enough of, patch by patch.
+
+Built from the library's patch rows (:mod:`scanner.features.patches`), which the library
+keeps sorted by code: a query is one binary search per distinct code of the upload over the
+(memory-mapped) code column - a dictionary lookup in effect, at any library size - and
+votes per (signature, scale shift). A signature is found when at least ``MIN_MATCHED`` of its
+distinctive patches, covering at least ``MIN_SHARE`` of its area, sit at one scale (within a
+quarter octave either way: a copy is scaled as a whole, and a patch near a step boundary
+rounds to the next step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scanner.features.patches import MIN_MATCHED, MIN_SHARE, PatchCodes
+
+MAX_HITS_PER_CODE = 64
+"""A code carried by more signatures than this is generic across the library (a standard
+hole, a common chamfer): it is not looked at, which bounds a query's work."""
+_OFFSET = 1 << 15
+
+
+@dataclass(frozen=True)
+class LocalHit:
+    signature: int
+    """Position of the signature in the library."""
+    matched: int
+    """Distinct distinctive patches of the signature found at the winning scale."""
+    total: int
+    """Distinctive patches the signature has."""
+    share: float
+    """Their share of the signature's area (the stored shares summed; at most 1)."""
+    scale: float
+    """The upload's scale relative to the signature (2 ** (shift / SIZE_STEPS))."""
+
+
+class PatchIndex:
+    """Patch rows sorted by code, with per-signature totals; ``query`` votes."""
+
+    def __init__(self, patches: np.ndarray, signatures: int, active: np.ndarray | None = None) -> None:
+        order_ok = len(patches) < 2 or bool(np.all(patches["code"][1:] >= patches["code"][:-1]))
+        self.patches = patches if order_ok else np.sort(np.asarray(patches), order=("code", "sig"), kind="stable")
+        self.codes = self.patches["code"]
+        sig = self.patches["sig"].astype(np.int64)
+        self.totals = np.bincount(sig, minlength=signatures)
+        self.active = np.ones(signatures, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def query(self, codes: PatchCodes, min_matched: int = MIN_MATCHED, min_share: float = MIN_SHARE) -> list[LocalHit]:
+        """Signatures with at least ``min_matched`` patches and ``min_share`` of their area
+        reproduced at one scale, most covered first."""
+        from scanner.features.patches import SIZE_STEPS
+
+        if not len(self.codes) or not len(codes):
+            return []
+        keys = np.unique(np.rec.fromarrays([codes.codes, codes.sizes.astype(np.int64)], names="c,s"))
+        qc, qs = np.asarray(keys["c"], np.uint64), np.asarray(keys["s"], np.int64)
+        lo = np.searchsorted(self.codes, qc, side="left")
+        hi = np.searchsorted(self.codes, qc, side="right")
+        n = hi - lo
+        use = (n > 0) & (n <= MAX_HITS_PER_CODE)
+        if not use.any():
+            return []
+        lo, n, qs = lo[use], n[use], qs[use]
+        rows = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+        q_size = np.repeat(qs, n)
+        hit = self.patches[rows]
+        sig = hit["sig"].astype(np.int64)
+        keep = self.active[sig]
+        rows, sig, shift = rows[keep], sig[keep], q_size[keep] - hit["size"][keep].astype(np.int64)
+        if not len(rows):
+            return []
+        # votes per (signature, shift); the best window of three neighbouring shifts per signature
+        key = sig * (2 * _OFFSET) + shift + _OFFSET
+        ukey, votes = np.unique(key, return_counts=True)
+        window = votes.copy()
+        for d in (-1, 1):
+            at = np.searchsorted(ukey, ukey + d)
+            found = (at < len(ukey)) & (ukey[np.minimum(at, len(ukey) - 1)] == ukey + d)
+            window[found] += votes[at[found]]
+        usig = ukey // (2 * _OFFSET)
+        out = []
+        for s in np.unique(usig[window >= min_matched]):
+            mine = np.flatnonzero(usig == s)
+            best = mine[np.argmax(window[mine])]
+            centre = int(ukey[best] % (2 * _OFFSET)) - _OFFSET
+            found_rows = np.unique(rows[(sig == s) & (np.abs(shift - centre) <= 1)])
+            share = float(self.patches["share"][found_rows].sum())
+            if len(found_rows) >= min_matched and share >= min_share:
+                total = int(self.totals[s])
+                out.append(LocalHit(int(s), len(found_rows), total, min(share, 1.0), 2.0 ** (centre / SIZE_STEPS)))
+        return sorted(out, key=lambda h: (-h.share, -h.matched, h.signature))
