@@ -15,6 +15,7 @@ Two transports carry the same messages (:mod:`scanner.engines.messages`):
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import signal
 import sys
@@ -126,7 +127,17 @@ def cap_memory(memory_bytes: int | None) -> None:
 
 def warm_up(context: ScanContext) -> None:
     """Import what a scan needs and build the index before forking, so every worker shares
-    them (copy-on-write) instead of paying for them inside its first file's time limit."""
+    them (copy-on-write) instead of paying for them inside its first file's time limit.
+
+    What is loaded is then frozen out of the cyclic garbage collector (``gc.freeze``, as
+    the gc documentation advises before a fork): a worker's collections no longer walk, and
+    so copy, the parent's pages of long-lived objects, and the process's own collections
+    at exit skip them - measured on a one-file scan, about 60 ms of CPU at interpreter exit
+    with numpy and scipy loaded. A second warm-up (a reloaded library) first unfreezes and
+    collects, so what the previous context left in cycles is still freed."""
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
     import scipy.sparse.csgraph  # noqa: F401 - bodies
     import scipy.spatial  # noqa: F401 - the classifier's hull volume (0.1 s on first use)
     import scipy.special  # noqa: F401 - descriptor
@@ -136,6 +147,7 @@ def warm_up(context: ScanContext) -> None:
     if context.library is not None:
         context.matcher  # noqa: B018 - builds the indexes
     prepare_worker_setup()
+    gc.freeze()
 
 
 def scan_contained(path: str, context: ScanContext, fault: str = "") -> list[Verdict]:
