@@ -12,7 +12,8 @@ all count:
     python -c pass           the interpreter alone (the floor)
     import numpy             ``python -c "import numpy"``
     import trimesh           ``python -c "import trimesh"``
-    import scan libraries    numpy and the scipy modules every scan needs (:data:`SCAN_LIBRARIES`)
+    import scan libraries    numpy and the scipy modules every scan needs (:data:`SCAN_LIBRARIES`),
+                             with one OpenBLAS thread, as a scan's parent loads them
     meshscan --version       ``python -m scanner.cli --version`` (target <= 0.3 s)
     meshscan --help          ``python -m scanner.cli --help``
     meshscan scan 1 file     ``python -m scanner.cli scan SMALL.stl`` with the shipped library
@@ -81,7 +82,7 @@ def cases(small: Path, env: dict[str, str], base_env: dict[str, str] | None) -> 
         ("python -c pass", [py, "-c", "pass"], None, env),
         ("import numpy", [py, "-c", "import numpy"], None, env),
         ("import trimesh", [py, "-c", "import trimesh"], None, env),
-        ("import scan libraries", [py, "-c", SCAN_LIBRARIES], None, env),
+        ("import scan libraries", [py, "-c", SCAN_LIBRARIES], None, dict(env, OPENBLAS_NUM_THREADS="1")),
         ("meshscan --version", version, 0.3, env),
         ("meshscan --help", [py, "-m", "scanner.cli", "--help"], None, env),
         ("meshscan scan 1 file", scan, 1.5, env),
