@@ -152,6 +152,40 @@ def test_the_pool_forks_workers_as_uploads_need_them(tmp_path: Path) -> None:
         assert pool.workers == []  # stopped when the scan ends
 
 
+_REWARM_PROBE = """
+import gc, weakref
+from scanner.context import ScanContext
+from scanner.engines.worker import warm_up
+
+class Node:
+    pass
+
+node = Node()
+node.me = node  # a cycle: only the cyclic collector frees it
+gone = weakref.ref(node)
+warm_up(ScanContext())
+print("frozen", gc.get_freeze_count() > 0, "collecting", gc.isenabled())
+del node
+gc.collect()
+print("collected after a warm-up", gone() is None)
+warm_up(ScanContext())
+print("collected after the next warm-up", gone() is None)
+"""
+
+
+def test_a_warm_up_freezes_what_is_loaded_and_the_next_one_lets_it_go() -> None:
+    """warm_up freezes everything alive out of the cyclic collector (workers fork from it);
+    a later warm-up (the watch daemon's library reload) must not keep the previous context's
+    cycles alive for ever: it unfreezes and collects first."""
+    proc = subprocess.run([sys.executable, "-c", _REWARM_PROBE], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "frozen True collecting True",
+        "collected after a warm-up False",
+        "collected after the next warm-up True",
+    ]
+
+
 # ----------------------------------------------------------------------------- the forest cache
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
