@@ -479,7 +479,7 @@ class SignatureLibrary:
         except ValueError as exc:
             raise LibraryError(f"cannot save library {root}: {exc}") from None
         for spec in ARRAYS:
-            _atomic_npy(root / spec.file, np.asarray(getattr(self, spec.attr)).astype(np.dtype(spec.dtype)))
+            _atomic_npy(root / spec.file, np.asarray(getattr(self, spec.attr)).astype(np.dtype(spec.dtype), copy=False))
         checksums = {name: sha256_path(root / name) for name in CONTENT_FILES}
         ann_entry = self._save_ann(root, checksums["descriptors.npy"])
         self.library_version = sha256_hex(json.dumps(checksums, sort_keys=True).encode())[:12]
