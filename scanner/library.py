@@ -1,16 +1,21 @@
 """SignatureLibrary: descriptors and hashes of known files, never their geometry.
 
-On-disk format (a directory; format version 1), every file plain data and safe to load:
+On-disk format (a directory; format version 2, opened in O(1) whatever its size; version 1
+is still read), every file plain data and safe to load:
 
 ``manifest.json``
-    ``{"format": "meshscan-signatures", "format_version": 1, "name", "description",
+    ``{"format": "meshscan-signatures", "format_version": 2, "name", "description",
     "descriptor_version", "created", "updated", "signatures": n, "library_version",
     "files": {name: sha256}}``. ``library_version`` is derived from the content checksums,
     so any change to the content gives a new version, which every verdict records.
-``signatures.json``
-    one object per signature: ``id, category, source, added, note, name, sha256,
+``signatures.json`` (+ ``signatures.offsets.npy``, ``signatures.{id,sha256,geometry}.{keys,pos}.npy``,
+``signatures.flags.npy``)
+    one object per signature, one a line: ``id, category, source, added, note, name, sha256,
     geometry_hash, triangles, bodies`` and, for a disabled signature only, ``disabled``
-    (``{"by", "why", "at"}``: who took it out of matching, why and when).
+    (``{"by", "why", "at"}``: who took it out of matching, why and when); beside it each
+    record's byte span, sorted exact-lookup columns and a disabled flag per signature
+    (:mod:`scanner.library_columns`), so an open parses no record and builds no dictionary.
+    In format 1 the records were one indented JSON document, parsed whole at every open.
 ``descriptors.npy`` / ``rows.npy`` / ``thresholds.npy``
     float32 (R, D) descriptor rows, int64 (R, 2) ``[signature index, body]`` (body -1 = the
     whole file) and float32 (R,) per-row distance thresholds set at enrolment from how far
@@ -25,8 +30,12 @@ On-disk format (a directory; format version 1), every file plain data and safe t
     from, and a file that does not match all three is never read - the shortlist is rebuilt
     from the vectors instead (and written at the next save). It does not enter
     ``library_version``, so verdicts do not depend on whether it exists.
-``allowlist.json``
+``allowlist.json`` (+ ``allowlist.offsets.npy``, ``allowlist.{sha256,geometry}.{keys,pos}.npy``)
     known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
+``verified.json``
+    verification stamps: which large files were hashed in full and found equal to the
+    manifest, and their (size, mtime, ctime, inode, device) then; an open hashes a large file
+    only when its stamp no longer holds (:mod:`scanner.library_integrity`). Not content.
 
 A library never silences itself: an allowlist entry whose sha256 or geometry hash equals an
 enrolled signature's is refused (:meth:`SignatureLibrary.allow` raises
@@ -46,7 +55,9 @@ taken out is part of the accountability trail, and deleting would also lose the 
 later decision might restore.
 
 A library whose checksums fail, or whose descriptor version differs from this scanner's, is
-refused. It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
+refused (at open: files under 1 MiB always hashed, larger ones unless their stamp holds;
+:meth:`SignatureLibrary.verify` hashes everything and checks the lookup columns against the
+records). It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
 so re-enrol the original files (``meshscan signatures add``) with the new scanner.
 """
 
@@ -83,6 +94,8 @@ FORMAT_VERSION = 2
 file hashed at each open) is still read, and converted by the next save
 (``meshscan signatures upgrade``)."""
 READ_VERSIONS = (1, 2)
+V1_WARN_SIGNATURES = 10_000
+"""A format-1 library larger than this is opened with a warning naming the upgrade command."""
 CATEGORIES = (
     "barrel",
     "frame_or_receiver",
@@ -359,6 +372,9 @@ class SignatureLibrary:
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
         lib._check_arrays(root, check_version, checker.hashed if version == 2 else set(files))
+        if version == 1 and len(lib.signatures) > V1_WARN_SIGNATURES:
+            log.warning("library %s is in format 1, which parses and hashes all of it at every open; "
+                        "'meshscan signatures upgrade --library %s' converts it", root, root)  # fmt: skip
         entry = manifest.get("ann")
         if isinstance(entry, dict) and entry.get("descriptors") == files.get("descriptors.npy"):
             lib._ann_entry = entry

@@ -20,10 +20,12 @@ All of it is plain ``.npy`` (``allow_pickle=False``, ``mmap_mode="r"``) and JSON
 can run code. The files are checksummed by the library manifest like every other
 (:mod:`scanner.library_integrity`).
 
-Why ``.npy`` columns and not SQLite: measured at 1M records (README "Library scaling"), both
-open in milliseconds, but the SQLite file took longer to write and its lookups go through a
-connection per process (a forked worker must not share one), while the memory-mapped arrays
-are shared page cache across every worker and hashed like the descriptor arrays.
+Why ``.npy`` columns and not SQLite: measured at 1M records (README "Opening a library of
+millions"), SQLite opens in 0.15 ms, the whole library in 16 ms, both look up in ~0.25 ms; the columns
+are smaller (509 vs 658 MiB), an ``.npy`` header read with ``allow_pickle=False`` is a far
+smaller parsing surface for a crafted file than SQLite's format, there is no connection per
+process (forked workers share the maps' page cache), and they are checksummed and stamped like
+the descriptor arrays.
 """
 
 from __future__ import annotations
@@ -279,7 +281,8 @@ class StoredExactIndex:
 
     def __len__(self) -> int:
         """Distinct hashes of enabled signatures (O(n): for reports, not the scan path)."""
-        return len({k for p, k in enumerate(self.table.keys_in_order(self.key)) if k and not is_disabled(self.table, p)})
+        keys = self.table.keys_in_order(self.key)
+        return len({k for p, k in enumerate(keys) if k and not is_disabled(self.table, p)})
 
 
 class StoredAllowIndex:

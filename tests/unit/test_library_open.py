@@ -25,9 +25,15 @@ def synthetic(n: int, disabled: tuple[int, ...] = ()) -> SignatureLibrary:
     next, so a lookup must return several positions in library order."""
     lib = SignatureLibrary.create(name="t")
     lib.signatures = [
-        Signature(id=f"ms-{i:04d}", category="barrel", source="test", added="2026-01-01",
-                  sha256=f"sha-{i - i % 3 if i % 3 < 2 else i}", geometry_hash=f"geo-{i}",
-                  disabled={"by": "r", "why": "w", "at": "t"} if i in disabled else None)  # fmt: skip
+        Signature(
+            id=f"ms-{i:04d}",
+            category="barrel",
+            source="test",
+            added="2026-01-01",
+            sha256=f"sha-{i - i % 3 if i % 3 < 2 else i}",
+            geometry_hash=f"geo-{i}",
+            disabled={"by": "r", "why": "w", "at": "t"} if i in disabled else None,
+        )  # fmt: skip
         for i in range(n)
     ]
     lib.allowlist = [
