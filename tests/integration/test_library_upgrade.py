@@ -33,8 +33,7 @@ def test_upgrade_converts_the_shipped_library_and_keeps_its_verdicts(tmp_path: P
     before = run("scan", str(demo), "--format", "json")
     after = run("scan", str(demo), "--format", "json", "--library", str(lib))
     strip = lambda out: [  # noqa: E731 - verdicts without times and the library version
-        {k: v for k, v in r.items() if k not in ("scanned_at", "library_version", "elapsed_s")}
-        for r in json.loads(out)
+        {k: v for k, v in r.items() if k not in ("scanned_at", "library_version", "elapsed_s")} for r in json.loads(out)
     ]
     assert before.returncode == after.returncode == 1
     assert strip(after.stdout) == strip(before.stdout) and len(strip(before.stdout)) > 10
