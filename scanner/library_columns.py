@@ -77,6 +77,8 @@ class KeyLookup:
         self.keys, self.pos = keys, pos
 
     def positions(self, key: str | None) -> list[int]:
+        if not key or "\0" in key:  # no stored key holds a NUL (encode_key refuses them)
+            return []
         needle = encode_key(key)
         if not needle or len(needle) > self.keys.dtype.itemsize or not len(self.keys):
             return []

@@ -135,6 +135,10 @@ def test_a_hash_with_a_nul_is_refused_at_save(tmp_path: Path) -> None:
     lib.signatures[1].geometry_hash = "geo-1\0"
     with pytest.raises(LibraryError, match="NUL"):
         lib.save(tmp_path / "lib")
+    lib.signatures[1].geometry_hash = "geo-1"
+    lib.save(tmp_path / "lib")
+    opened = SignatureLibrary.load(tmp_path / "lib")
+    assert opened.find(geometry_hash="geo-1\0") == [] and opened.find(geometry_hash="geo-1") == [1]
 
 
 @pytest.fixture
