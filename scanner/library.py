@@ -1,16 +1,21 @@
 """SignatureLibrary: descriptors and hashes of known files, never their geometry.
 
-On-disk format (a directory; format version 1), every file plain data and safe to load:
+On-disk format (a directory; format version 2, opened in O(1) whatever its size; version 1
+is still read), every file plain data and safe to load:
 
 ``manifest.json``
-    ``{"format": "meshscan-signatures", "format_version": 1, "name", "description",
+    ``{"format": "meshscan-signatures", "format_version": 2, "name", "description",
     "descriptor_version", "created", "updated", "signatures": n, "library_version",
     "files": {name: sha256}}``. ``library_version`` is derived from the content checksums,
     so any change to the content gives a new version, which every verdict records.
-``signatures.json``
-    one object per signature: ``id, category, source, added, note, name, sha256,
+``signatures.json`` (+ ``signatures.offsets.npy``, ``signatures.{id,sha256,geometry}.{keys,pos}.npy``,
+``signatures.flags.npy``)
+    one object per signature, one a line: ``id, category, source, added, note, name, sha256,
     geometry_hash, triangles, bodies`` and, for a disabled signature only, ``disabled``
-    (``{"by", "why", "at"}``: who took it out of matching, why and when).
+    (``{"by", "why", "at"}``: who took it out of matching, why and when); beside it each
+    record's byte span, sorted exact-lookup columns and a disabled flag per signature
+    (:mod:`scanner.library_columns`), so an open parses no record and builds no dictionary.
+    In format 1 the records were one indented JSON document, parsed whole at every open.
 ``descriptors.npy`` / ``rows.npy`` / ``thresholds.npy``
     float32 (R, D) descriptor rows, int64 (R, 2) ``[signature index, body]`` (body -1 = the
     whole file) and float32 (R,) per-row distance thresholds set at enrolment from how far
@@ -25,8 +30,12 @@ On-disk format (a directory; format version 1), every file plain data and safe t
     from, and a file that does not match all three is never read - the shortlist is rebuilt
     from the vectors instead (and written at the next save). It does not enter
     ``library_version``, so verdicts do not depend on whether it exists.
-``allowlist.json``
+``allowlist.json`` (+ ``allowlist.offsets.npy``, ``allowlist.{sha256,geometry}.{keys,pos}.npy``)
     known-benign files (``sha256`` / ``geometry_hash`` + note), whose matches are suppressed.
+``verified.json``
+    verification stamps: which large files were hashed in full and found equal to the
+    manifest, and their (size, mtime, ctime, inode, device) then; an open hashes a large file
+    only when its stamp no longer holds (:mod:`scanner.library_integrity`). Not content.
 
 A library never silences itself: an allowlist entry whose sha256 or geometry hash equals an
 enrolled signature's is refused (:meth:`SignatureLibrary.allow` raises
@@ -46,7 +55,9 @@ taken out is part of the accountability trail, and deleting would also lose the 
 later decision might restore.
 
 A library whose checksums fail, or whose descriptor version differs from this scanner's, is
-refused. It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
+refused (at open: files under 1 MiB always hashed, larger ones unless their stamp holds;
+:meth:`SignatureLibrary.verify` hashes everything and checks the lookup columns against the
+records). It cannot be rebuilt for a new descriptor version: it holds no geometry, by design,
 so re-enrol the original files (``meshscan signatures add``) with the new scanner.
 """
 
@@ -64,10 +75,27 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from scanner.errors import MeshscanError
+from scanner.library_columns import (
+    DISABLED,
+    LazyRecords,
+    StoredAllowIndex,
+    StoredExactIndex,
+    encode_key,
+    open_table,
+    table_files,
+    write_table,
+)
+from scanner.library_integrity import Checker
 from scanner.util import sha256_hex, sha256_path, utc_now
 
 FORMAT = "meshscan-signatures"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Written by :meth:`SignatureLibrary.save`; version 1 (one JSON document of signatures, every
+file hashed at each open) is still read, and converted by the next save
+(``meshscan signatures upgrade``)."""
+READ_VERSIONS = (1, 2)
+V1_WARN_SIGNATURES = 10_000
+"""A format-1 library larger than this is opened with a warning naming the upgrade command."""
 CATEGORIES = (
     "barrel",
     "frame_or_receiver",
@@ -79,10 +107,52 @@ CATEGORIES = (
 ESSENTIAL = CATEGORIES[:4]
 ANN_FILE = "ann.faiss"
 log = logging.getLogger(__name__)
-CONTENT_FILES = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "patches.npy", "allowlist.json")
-PATCH_DTYPE = np.dtype([("code", "<u8"), ("size", "<i2"), ("share", "<f4"), ("sig", "<i4")])
-"""One row per distinctive patch code of a signature (:mod:`scanner.features.patches`): the
-64-bit code, its coarse size, its share of the signature's area, the signature's position."""
+CONTENT_FILES_V1 = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "allowlist.json")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One named array of a library: the attribute it is held in, its file, its dtype, its
+    trailing width (None = one value per entry, -1 = the descriptor width) and its *group*:
+    the arrays of one group are aligned entry for entry, and the group's owner column
+    (:data:`GROUPS`) says which signature each entry belongs to."""
+
+    attr: str
+    file: str
+    dtype: str
+    width: int | None
+    group: str = "rows"
+
+
+ARRAYS: tuple[ArraySpec, ...] = (
+    ArraySpec("vectors", "descriptors.npy", "<f4", -1),
+    ArraySpec("rows", "rows.npy", "<i8", 2),
+    ArraySpec("thresholds", "thresholds.npy", "<f4", None),
+    ArraySpec("patch_codes", "patches.codes.npy", "<u8", None, group="patches"),
+    ArraySpec("patch_sizes", "patches.sizes.npy", "<i2", None, group="patches"),
+    ArraySpec("patch_shares", "patches.shares.npy", "<f4", None, group="patches"),
+    ArraySpec("patch_sigs", "patches.sigs.npy", "<i8", None, group="patches"),
+)
+"""Every array a library stores; save, load, integrity and remove loop over it. A new kind of
+per-signature data (e.g. several local hashes per signature) is a new group: add its arrays
+here with ``group="NAME"`` and its owner to :data:`GROUPS` (docs: README "Library scaling")."""
+GROUPS: dict[str, tuple[str, int | None]] = {"rows": ("rows", 0), "patches": ("patch_sigs", None)}
+"""group -> (attribute of its owner array, column holding the signature position, None for
+a 1-D owner array)."""
+LOOKUPS = {"id": "id", "sha256": "sha256", "geometry": "geometry_hash"}
+"""Exact-lookup columns of the signatures table (sorted keys, :mod:`scanner.library_columns`)."""
+ALLOW_LOOKUPS = {"sha256": "sha256", "geometry": "geometry_hash"}
+CONTENT_FILES = (
+    *table_files("signatures", LOOKUPS, flags=True),
+    *table_files("allowlist", ALLOW_LOOKUPS),
+    *(spec.file for spec in ARRAYS),
+)
+"""The files of a format-2 library, all checksummed by the manifest."""
+PATCH_DTYPE = np.dtype([("code", "<u8"), ("size", "<i2"), ("share", "<f4")])
+"""A signature's patch sketch as one record per distinctive code (:mod:`scanner.features.patches`):
+the 64-bit code, its coarse size and its share of the signature's area. The library keeps
+them as the ``patches`` array group (one column each, plus the signature's position), sorted
+by code when saved, so the matcher binary-searches the memory map without sorting it."""
 
 
 def empty_patches() -> np.ndarray:
@@ -248,10 +318,12 @@ class SignatureLibrary:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    patches: np.ndarray = field(default_factory=empty_patches)
-    """Every signature's patch sketch (``PATCH_DTYPE`` rows); sorted by code on save, so the
-    matcher searches the memory map without sorting it."""
+    patch_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    patch_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    patch_shares: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    patch_sigs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     patch_version: str = ""
+    """The patch codes' version (:data:`scanner.features.patches.PATCH_VERSION`)."""
     allowlist: list[AllowEntry] = field(default_factory=list)
     library_version: str = "empty"
     _ann: Any = field(default=None, repr=False, compare=False)
@@ -276,12 +348,21 @@ class SignatureLibrary:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], check_version: bool = True) -> SignatureLibrary:
-        """Load and verify a library directory; raise :class:`LibraryError` saying why not."""
+        """Open and verify a library directory; raise :class:`LibraryError` saying why not.
+
+        O(1) in the library's size for format 2: the arrays and record tables are memory-mapped
+        (no record parsed), small files are hashed, large ones are hashed unless their
+        verification stamp still holds (:mod:`scanner.library_integrity`)."""
         root = Path(path)
-        manifest = cls._read_manifest(root)
-        if check_version:  # before the checksums: an older library lacks the patch file altogether
-            _check_patch_version(root, manifest.get("patch_version", ""))
-        problems = cls._checksum_problems(root, manifest)
+        return cls._load(root, cls._read_manifest(root), Checker(root), check_version)
+
+    @classmethod
+    def _load(cls, root: Path, manifest: dict[str, Any], checker: Checker, check_version: bool) -> SignatureLibrary:
+        version = manifest["format_version"]
+        if check_version:  # before the checksums: an older library lacks the patch files altogether
+            _check_patch_version(root, manifest.get("patch_version", "") if version == 2 else "")
+        files = manifest.get("files", {})
+        problems = checker.problems(files, CONTENT_FILES if version == 2 else CONTENT_FILES_V1)
         if problems:
             raise LibraryError(f"library {root} failed verification: {'; '.join(problems)}")
         lib = cls(path=root)
@@ -303,34 +384,52 @@ class SignatureLibrary:
                     "('meshscan signatures add') into a new library."
                 )
         try:
-            sigs = json.loads((root / "signatures.json").read_text("utf-8"))
-            allow = json.loads((root / "allowlist.json").read_text("utf-8"))
-            lib.signatures = [Signature(**s) for s in sigs]
-            lib.allowlist = [AllowEntry(**a) for a in allow]
-            lib.vectors = _open_array(root / "descriptors.npy")
-            lib.rows = _open_array(root / "rows.npy")
-            lib.thresholds = _open_array(root / "thresholds.npy")
-            lib.patches = _open_array(root / "patches.npy")
+            if version == 2:
+                lib.signatures = open_table(root, "signatures", _signature, LOOKUPS, _open_array, flags=True)  # type: ignore[assignment]
+                lib.allowlist = open_table(root, "allowlist", _allow_entry, ALLOW_LOOKUPS, _open_array)  # type: ignore[assignment]
+            else:
+                sigs = json.loads((root / "signatures.json").read_text("utf-8"))
+                allow = json.loads((root / "allowlist.json").read_text("utf-8"))
+                lib.signatures = [Signature(**s) for s in sigs]
+                lib.allowlist = [AllowEntry(**a) for a in allow]
+            for spec in ARRAYS:
+                if version == 2 or spec.group != "patches":  # format 1 predates patches: none
+                    setattr(lib, spec.attr, _open_array(root / spec.file))
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
-        if (
-            lib.vectors.dtype != np.float32
-            or lib.vectors.ndim != 2
-            or lib.rows.shape != (len(lib.vectors), 2)
-            or lib.thresholds.shape != (len(lib.vectors),)
-            or (check_version and len(lib.vectors) and lib.vectors.shape[1] != _descriptor_size())
-        ):
-            raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
-        if len(lib.rows) and (lib.rows[:, 0].min() < 0 or lib.rows[:, 0].max() >= len(lib.signatures)):
-            raise LibraryError(f"library {root} has rows pointing at missing signatures")
-        if lib.patches.dtype != PATCH_DTYPE or lib.patches.ndim != 1:
-            raise LibraryError(f"library {root} has a patch array of the wrong type")
-        if len(lib.patches) and (lib.patches["sig"].min() < 0 or lib.patches["sig"].max() >= len(lib.signatures)):
-            raise LibraryError(f"library {root} has patches pointing at missing signatures")
+        lib._check_arrays(root, check_version, checker.hashed if version == 2 else set(files))
+        if version == 1 and len(lib.signatures) > V1_WARN_SIGNATURES:
+            log.warning("library %s is in format 1, which parses and hashes all of it at every open; "
+                        "'meshscan signatures upgrade --library %s' converts it", root, root)  # fmt: skip
         entry = manifest.get("ann")
-        if isinstance(entry, dict) and entry.get("descriptors") == manifest["files"]["descriptors.npy"]:
+        if isinstance(entry, dict) and entry.get("descriptors") == files.get("descriptors.npy"):
             lib._ann_entry = entry
+        checker.record()
         return lib
+
+    def _check_arrays(self, root: Path, check_version: bool, hashed: set[str]) -> None:
+        """Shapes and types of every array (O(1)); the range of every position column only for
+        files hashed in this open (a file whose stamp holds was range-checked when it was
+        hashed and stamped, since stamps are written only after a load that passed)."""
+        n, lengths = len(self.signatures), {}
+        for spec in ARRAYS:
+            a = getattr(self, spec.attr)
+            width = _descriptor_size() if spec.width == -1 and check_version else spec.width
+            shaped = a.ndim == 1 if spec.width is None else a.ndim == 2 and (width == -1 or a.shape[1] == width)
+            if a.dtype != np.dtype(spec.dtype) or not shaped or lengths.setdefault(spec.group, len(a)) != len(a):
+                raise LibraryError(f"library {root} has descriptor arrays of the wrong shape or type")
+        for group, (attr, column) in GROUPS.items():
+            owner = getattr(self, attr)
+            owner = owner if column is None else owner[:, column]
+            spec = next(s for s in ARRAYS if s.attr == attr)
+            if spec.file in hashed and len(owner) and (owner.min() < 0 or owner.max() >= n):
+                raise LibraryError(f"library {root} has {group} pointing at missing signatures")
+        for table, keys in (("signatures", LOOKUPS), ("allowlist", ALLOW_LOOKUPS)):
+            records = getattr(self, table)
+            for key in keys if isinstance(records, LazyRecords) else ():
+                pos = records.lookups[key].pos
+                if f"{table}.{key}.pos.npy" in hashed and len(pos) and (pos.min() < 0 or pos.max() >= len(pos)):
+                    raise LibraryError(f"library {root} has a {table} {key} lookup pointing at missing records")
 
     def shortlist(self) -> Any:
         """The ANN shortlist the matcher should use (:class:`scanner.ann.AnnShortlist`), or None
@@ -363,62 +462,68 @@ class SignatureLibrary:
             raise LibraryError(f"{path} is unreadable: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise LibraryError(f"{path} is not a meshscan signature manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
+        if manifest.get("format_version") not in READ_VERSIONS:
             raise LibraryError(
-                f"{root} uses library format {manifest.get('format_version')}; this scanner reads {FORMAT_VERSION}"
+                f"{root} uses library format {manifest.get('format_version')}; this scanner reads "
+                f"{' and '.join(map(str, READ_VERSIONS))}"
             )
         return manifest
 
-    @staticmethod
-    def _checksum_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
-        problems = []
-        files = manifest.get("files", {})
-        for name in CONTENT_FILES:
-            path = root / name
-            if name not in files:
-                problems.append(f"{name} has no checksum in the manifest")
-            elif not path.is_file():
-                problems.append(f"{name} is missing")
-            elif sha256_path(path) != files[name]:
-                problems.append(f"{name} does not match its checksum (modified or corrupted)")
-        return problems
-
     @classmethod
     def verify(cls, path: str | os.PathLike[str]) -> list[str]:
-        """Every problem with a library on disk (empty list = it verifies)."""
+        """Every problem with a library on disk (empty list = it verifies): every file hashed
+        in full whatever its stamp, every position in range, and every lookup column and flag
+        equal to what the records themselves say (each record parsed). Refreshes the stamps."""
         root = Path(path)
         try:
             manifest = cls._read_manifest(root)
         except LibraryError as exc:
             return [str(exc)]
-        problems = cls._checksum_problems(root, manifest)
-        if not problems:
+        try:
+            lib = cls._load(root, manifest, Checker(root, full=True), True)
+        except LibraryError as exc:
+            return [str(exc)]
+        return lib._record_problems()
+
+    def _record_problems(self) -> list[str]:
+        """For ``verify``: the stored lookup columns and flags against the records (each parsed)."""
+        out = []
+        for table, keys in (("signatures", LOOKUPS), ("allowlist", ALLOW_LOOKUPS)):
+            records = getattr(self, table)
+            if not isinstance(records, LazyRecords):
+                continue
             try:
-                cls.load(root)
-            except LibraryError as exc:
-                problems.append(str(exc))
-        return problems
+                items = list(records)
+            except ValueError as exc:
+                return [f"{table}.json: {exc}"]
+            for key, attribute in keys.items():
+                column = records.lookups[key].keys
+                if len(column) > 1 and not bool(np.all(column[:-1] <= column[1:])):
+                    out.append(f"{table}.{key}.keys.npy is not sorted")
+                if records.lookups[key].by_position().tolist() != [_key(getattr(i, attribute)) for i in items]:
+                    out.append(f"{table}.{key} lookup columns disagree with {table}.json")
+            if records.flags is not None and [bool(f & DISABLED) for f in records.flags] != [
+                s.disabled is not None for s in items
+            ]:
+                out.append(f"{table}.flags.npy disagrees with {table}.json")
+        return out
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
-        """Write atomically: content files first, the manifest (with checksums) last."""
+        """Write atomically, in format 2: content files first, the manifest (with checksums)
+        last. Records not read since the load are copied as stored bytes (not parsed)."""
         root = Path(path or self.path or ".")
         root.mkdir(parents=True, exist_ok=True)
         self.path = root
         self.updated = utc_now()
-        payloads = {
-            "signatures.json": json.dumps([s.record() for s in self.signatures], indent=1).encode(),
-            "allowlist.json": json.dumps([asdict(a) for a in self.allowlist], indent=1).encode(),
-        }
-        checksums = {}
-        for name, data in payloads.items():
-            _atomic_write(root / name, data)
-        _atomic_npy(root / "descriptors.npy", self.vectors.astype(np.float32))
-        _atomic_npy(root / "rows.npy", self.rows.astype(np.int64))
-        _atomic_npy(root / "thresholds.npy", self.thresholds.astype(np.float32))
-        self.patches = np.sort(np.asarray(self.patches, dtype=PATCH_DTYPE), order=("code", "sig"), kind="stable")
-        _atomic_npy(root / "patches.npy", self.patches)
-        for name in CONTENT_FILES:
-            checksums[name] = sha256_path(root / name)
+        try:
+            self._write_table(root, "signatures", self.signatures, LOOKUPS, lambda s: s.record(), flags=True)
+            self._write_table(root, "allowlist", self.allowlist, ALLOW_LOOKUPS, asdict)
+        except ValueError as exc:
+            raise LibraryError(f"cannot save library {root}: {exc}") from None
+        self._sort_patches()
+        for spec in ARRAYS:
+            _atomic_npy(root / spec.file, np.asarray(getattr(self, spec.attr)).astype(np.dtype(spec.dtype), copy=False))
+        checksums = {name: sha256_path(root / name) for name in CONTENT_FILES}
         ann_entry = self._save_ann(root, checksums["descriptors.npy"])
         self.library_version = sha256_hex(json.dumps(checksums, sort_keys=True).encode())[:12]
         manifest = {
@@ -437,6 +542,32 @@ class SignatureLibrary:
         if ann_entry:
             manifest["ann"] = ann_entry
         _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
+
+    def _sort_patches(self) -> None:
+        """Patch rows in (code, signature) order, as the matcher searches them."""
+        codes = np.asarray(self.patch_codes)
+        if len(codes) > 1 and not bool(np.all(codes[1:] >= codes[:-1])):
+            order = np.lexsort((np.asarray(self.patch_sigs), codes))
+            for spec in ARRAYS:
+                if spec.group == "patches":
+                    setattr(self, spec.attr, np.asarray(getattr(self, spec.attr))[order])
+
+    @staticmethod
+    def _write_table(
+        root: Path, stem: str, items: Any, keys: dict[str, str], record: Callable[[Any], dict], flags: bool = False
+    ) -> None:
+        """One record table: stored records copied as bytes, the rest encoded one a line."""
+        encode = lambda item: json.dumps(record(item), separators=(",", ":")).encode()  # noqa: E731
+        if isinstance(items, LazyRecords):
+            columns = {key: items.keys_in_order(key) for key in keys}
+            mask = items.disabled_mask() if flags else None
+            data = items.record_bytes(encode)
+        else:
+            columns = {key: [_key(getattr(i, attribute)) for i in items] for key, attribute in keys.items()}
+            mask = np.array([i.disabled is not None for i in items], dtype=bool) if flags else None
+            data = (encode(i) for i in items)
+        column_flags = None if mask is None else np.where(mask, DISABLED, 0).astype(np.uint8)
+        write_table(root, stem, data, columns, _atomic, _atomic_npy, column_flags)
 
     def _save_ann(self, root: Path, descriptors_sha256: str) -> dict[str, Any] | None:
         """Write ``ann.faiss`` for a library large enough to need it: the loaded shortlist
@@ -461,11 +592,29 @@ class SignatureLibrary:
         return len(self.signatures)
 
     def find(self, geometry_hash: str | None = None, sha256: str | None = None) -> list[int]:
+        """Positions of the signatures with this geometry hash or sha256, in library order
+        (sorted-column lookups on an opened library, a scan of an in-memory one)."""
+        if isinstance(self.signatures, LazyRecords):
+            found = self.signatures.find("geometry", geometry_hash) + self.signatures.find("sha256", sha256)
+            return sorted(set(found))
         return [
             i
             for i, s in enumerate(self.signatures)
             if (geometry_hash and s.geometry_hash == geometry_hash) or (sha256 and s.sha256 == sha256)
         ]
+
+    def stored_index(self, kind: str) -> StoredExactIndex | None:
+        """The matcher's exact index for ``kind`` (``sha256`` / ``geometry``) straight over the
+        stored sorted column of an opened library (nothing built); None for an in-memory one."""
+        if isinstance(self.signatures, LazyRecords):
+            return StoredExactIndex(self.signatures, kind)
+        return None
+
+    def stored_allow_index(self) -> StoredAllowIndex | None:
+        """The matcher's allowlist index over the stored sorted columns, or None (in memory)."""
+        if isinstance(self.allowlist, LazyRecords):
+            return StoredAllowIndex(self.allowlist)
+        return None
 
     def add(
         self,
@@ -508,37 +657,54 @@ class SignatureLibrary:
         self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
         self.thresholds = np.concatenate([self.thresholds, np.asarray(thresholds, dtype=np.float32).reshape(-1)])
         if patches is not None and len(patches):
-            own = np.array(patches, dtype=PATCH_DTYPE)
-            own["sig"] = index
-            self.patches = np.concatenate([self.patches, own])
-        dropped = [a for a in self.allowlist if a.hits(signature)]
+            self.patch_codes = np.concatenate([self.patch_codes, np.asarray(patches["code"], dtype=np.uint64)])
+            self.patch_sizes = np.concatenate([self.patch_sizes, np.asarray(patches["size"], dtype=np.int16)])
+            self.patch_shares = np.concatenate([self.patch_shares, np.asarray(patches["share"], dtype=np.float32)])
+            self.patch_sigs = np.concatenate([self.patch_sigs, np.full(len(patches), index, dtype=np.int64)])
+        dropped = [a for a in self._allow_candidates(signature.sha256, signature.geometry_hash) if a.hits(signature)]
         if dropped:
             self.allowlist = [a for a in self.allowlist if not a.hits(signature)]
         return AddResult(True, dropped)
 
     def remove(self, ids: list[str]) -> list[str]:
-        """Remove signatures by id; returns the ids that were found and removed."""
-        keep = [i for i, s in enumerate(self.signatures) if s.id not in ids]
-        removed = [s.id for s in self.signatures if s.id in ids]
-        remap = np.full(len(self.signatures), -1)
+        """Remove signatures by id; returns the ids that were found and removed. Every array
+        group (:data:`ARRAYS`) loses the removed signatures' entries and is renumbered."""
+        if isinstance(self.signatures, LazyRecords):
+            gone = sorted({p for i in set(ids) for p in self.signatures.find("id", i)})
+        else:
+            gone = [p for p, s in enumerate(self.signatures) if s.id in ids]
+        removed = [self.signatures[p].id for p in gone]
+        if not removed:
+            return []
+        remap = np.arange(len(self.signatures))
+        remap[gone] = -1
+        keep = np.flatnonzero(remap >= 0)
         remap[keep] = np.arange(len(keep))
-        mask = np.isin(self.rows[:, 0], keep)
-        self.vectors = self.vectors[mask]
-        self.thresholds = self.thresholds[mask]
-        self.rows = np.column_stack([remap[self.rows[mask, 0]], self.rows[mask, 1]]).astype(np.int64)
-        patches = np.array(self.patches[np.isin(self.patches["sig"], keep)], dtype=PATCH_DTYPE)
-        patches["sig"] = remap[patches["sig"]]
-        self.patches = patches
-        self.signatures = [self.signatures[i] for i in keep]
-        if removed:  # row numbers changed: the ANN shortlist no longer numbers these rows
-            self._ann, self._ann_entry = None, None
+        for group, (attr, column) in GROUPS.items():
+            owner = np.asarray(getattr(self, attr))
+            mask = remap[owner if column is None else owner[:, column]] >= 0
+            for spec in ARRAYS:
+                if spec.group == group:
+                    setattr(self, spec.attr, np.asarray(getattr(self, spec.attr))[mask])
+            owner = np.array(getattr(self, attr))
+            if column is None:
+                owner = remap[owner]
+            else:
+                owner[:, column] = remap[owner[:, column]]
+            setattr(self, attr, owner)
+        self.signatures = [self.signatures[int(i)] for i in keep]
+        # row numbers changed: the ANN shortlist no longer numbers these rows
+        self._ann, self._ann_entry = None, None
         return removed
 
     def disable(self, signature_id: str, by: str, why: str) -> bool:
         """Take a signature out of matching, recording who, why and when (its descriptors and
         hashes stay). False when it is already disabled; :class:`LibraryError` when there is
         no such signature."""
-        found = [s for s in self.signatures if s.id == signature_id]
+        if isinstance(self.signatures, LazyRecords):
+            found = [self.signatures[i] for i in self.signatures.find("id", signature_id)]
+        else:
+            found = [s for s in self.signatures if s.id == signature_id]
         if not found:
             raise LibraryError(f"no signature {signature_id} in library {self.path}")
         if found[0].disabled is not None:
@@ -547,11 +713,17 @@ class SignatureLibrary:
         return True
 
     def patches_of(self, index: int) -> np.ndarray:
-        """The patch rows of the signature at ``index`` (``PATCH_DTYPE``)."""
-        return np.asarray(self.patches[self.patches["sig"] == index])
+        """The patch sketch of the signature at ``index`` (``PATCH_DTYPE`` records)."""
+        mine = np.flatnonzero(np.asarray(self.patch_sigs) == index)
+        out = np.zeros(len(mine), dtype=PATCH_DTYPE)
+        out["code"], out["size"], out["share"] = self.patch_codes[mine], self.patch_sizes[mine], self.patch_shares[mine]
+        return out
 
     def active(self) -> list[bool]:
-        """Per signature position: does it match (not disabled)?"""
+        """Per signature position: does it match (not disabled)? (From the flags column on an
+        opened library: no record parsed.)"""
+        if isinstance(self.signatures, LazyRecords):
+            return (~self.signatures.disabled_mask()).tolist()
         return [s.disabled is None for s in self.signatures]
 
     def merge(self, other: SignatureLibrary, with_allowlist: bool = False) -> MergeReport:
@@ -589,7 +761,8 @@ class SignatureLibrary:
 
     def allow_conflicts(self, entry: AllowEntry) -> list[Signature]:
         """The enrolled signatures ``entry`` would silence (same sha256 or geometry hash)."""
-        return [s for s in self.signatures if entry.hits(s)]
+        found = self.find(geometry_hash=entry.geometry_hash, sha256=entry.sha256)
+        return [self.signatures[i] for i in found if entry.hits(self.signatures[i])]
 
     def allow(self, entry: AllowEntry) -> bool:
         """Add an allowlist entry; False if the same entry is already there.
@@ -600,14 +773,22 @@ class SignatureLibrary:
         conflicts = self.allow_conflicts(entry)
         if conflicts:
             raise AllowlistConflict(entry, conflicts)
-        known = {(a.sha256, a.geometry_hash) for a in self.allowlist}
-        if (entry.sha256, entry.geometry_hash) in known:
+        same = lambda a: (a.sha256, a.geometry_hash) == (entry.sha256, entry.geometry_hash)  # noqa: E731
+        if any(same(a) for a in self._allow_candidates(entry.sha256, entry.geometry_hash)):
             return False
         self.allowlist.append(entry)
         return True
 
+    def _allow_candidates(self, sha256: str | None, geometry_hash: str | None) -> list[AllowEntry]:
+        """The allowlist entries that may carry either hash, in order: from the sorted columns
+        of an opened library (every entry for one with neither hash), else all of them."""
+        table = self.allowlist
+        if not isinstance(table, LazyRecords) or not (sha256 or geometry_hash):
+            return list(table)
+        return [table[i] for i in sorted(set(table.find("sha256", sha256) + table.find("geometry", geometry_hash)))]
+
     def allowed(self, sha256: str | None, geometry_hash: str | None) -> AllowEntry | None:
-        for a in self.allowlist:
+        for a in self._allow_candidates(sha256, geometry_hash):
             if (sha256 and a.sha256 == sha256) or (geometry_hash and a.geometry_hash == geometry_hash):
                 return a
         return None
@@ -658,6 +839,18 @@ class SignatureLibrary:
         except (KeyError, TypeError, ValueError) as exc:
             raise LibraryError(f"malformed signature export: {exc}") from None
         return lib
+
+
+def _signature(record: dict[str, Any]) -> Signature:
+    return Signature(**record)
+
+
+def _allow_entry(record: dict[str, Any]) -> AllowEntry:
+    return AllowEntry(**record)
+
+
+def _key(value: str | None) -> bytes:
+    return encode_key(value)
 
 
 def patch_record(patches: np.ndarray) -> dict[str, str]:
@@ -767,8 +960,8 @@ def _read_ann(root: Path, entry: dict[str, Any], width: int) -> Any:
     rows the entry says; None otherwise (logged: the caller rebuilds it)."""
     from scanner.ann import KIND, AnnShortlist
 
-    path = root / ANN_FILE
-    if entry.get("kind") != KIND or not path.is_file() or sha256_path(path) != entry.get("sha256"):
+    path, checker = root / ANN_FILE, Checker(root)  # hashed unless its verification stamp holds
+    if entry.get("kind") != KIND or not path.is_file() or not checker.matches(ANN_FILE, str(entry.get("sha256"))):
         log.warning("library %s: %s missing or not the one the manifest records; rebuilding it", root, ANN_FILE)
         return None
     try:
@@ -776,7 +969,10 @@ def _read_ann(root: Path, entry: dict[str, Any], width: int) -> Any:
     except (RuntimeError, ValueError) as exc:
         log.warning("library %s: %s unreadable (%s); rebuilding it", root, ANN_FILE, exc)
         return None
-    return shortlist if shortlist.rows == entry.get("rows") else None
+    if shortlist.rows != entry.get("rows"):
+        return None
+    checker.record()
+    return shortlist
 
 
 def shipped_library_path() -> Path:

@@ -68,6 +68,9 @@ class _ExactSignal:
 
     @classmethod
     def build(cls, lib: SignatureLibrary) -> ExactIndex:
+        stored = lib.stored_index(cls.name)  # an opened library's sorted column: nothing to build
+        if stored is not None:
+            return stored  # type: ignore[return-value]
         index = ExactIndex()
         for position, s in enumerate(lib.signatures):
             if s.disabled is None:  # a disabled signature stays in the library but never matches
@@ -117,7 +120,8 @@ class LocalPatchSignal:
 
     @staticmethod
     def build(lib: SignatureLibrary) -> PatchIndex:
-        return PatchIndex(lib.patches, len(lib.signatures), np.asarray(lib.active(), dtype=bool))
+        columns = (lib.patch_codes, lib.patch_sizes, lib.patch_shares, lib.patch_sigs)
+        return PatchIndex(*columns, signatures=len(lib.signatures), active=np.asarray(lib.active(), dtype=bool))
 
 
 class AllowlistIndex:
@@ -139,6 +143,21 @@ class AllowlistIndex:
         return found
 
 
+class _Publishers:
+    """Per signature position: (publisher, key fingerprint) of the bank it came from, None when
+    enrolled locally - read from the signature's record when a match needs it, not for every
+    signature at build (a library of millions opens without parsing its records)."""
+
+    def __init__(self, lib: SignatureLibrary) -> None:
+        self.lib = lib
+
+    def __getitem__(self, position: int) -> tuple[str, str] | None:
+        return bank_of(self.lib.signatures[position].source)
+
+    def __len__(self) -> int:
+        return len(self.lib.signatures)
+
+
 @dataclass
 class Matcher:
     """Every index of one library, built once per loaded library and shared by all scans."""
@@ -149,7 +168,7 @@ class Matcher:
     descriptors: NearDuplicateIndex
     patches: PatchIndex
     allowlist: AllowlistIndex
-    publishers: list[tuple[str, str] | None]
+    publishers: _Publishers
     """Per signature position: (publisher, key fingerprint) of the bank it came from, None
     when enrolled locally - so every match says whose signature matched."""
 
@@ -161,8 +180,8 @@ class Matcher:
             geometry=GeometryHashSignal.build(lib),
             descriptors=GlobalDescriptorSignal.build(lib),
             patches=LocalPatchSignal.build(lib),
-            allowlist=AllowlistIndex(lib.allowlist),
-            publishers=[bank_of(s.source) for s in lib.signatures],
+            allowlist=lib.stored_allow_index() or AllowlistIndex(lib.allowlist),  # type: ignore[arg-type]
+            publishers=_Publishers(lib),
         )
 
     def exact(self, sha256: str | None, geometry_hash: str | None, threshold: float) -> list[Match]:

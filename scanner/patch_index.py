@@ -40,12 +40,20 @@ class LocalHit:
 class PatchIndex:
     """Patch rows sorted by code, with per-signature totals; ``query`` votes."""
 
-    def __init__(self, patches: np.ndarray, signatures: int, active: np.ndarray | None = None) -> None:
-        order_ok = len(patches) < 2 or bool(np.all(patches["code"][1:] >= patches["code"][:-1]))
-        self.patches = patches if order_ok else np.sort(np.asarray(patches), order=("code", "sig"), kind="stable")
-        self.codes = self.patches["code"]
-        sig = self.patches["sig"].astype(np.int64)
-        self.totals = np.bincount(sig, minlength=signatures)
+    def __init__(
+        self,
+        codes: np.ndarray,
+        sizes: np.ndarray,
+        shares: np.ndarray,
+        sigs: np.ndarray,
+        signatures: int,
+        active: np.ndarray | None = None,
+    ) -> None:
+        if len(codes) > 1 and not bool(np.all(codes[1:] >= codes[:-1])):  # added since the last save
+            order = np.lexsort((sigs, codes))
+            codes, sizes, shares, sigs = codes[order], sizes[order], shares[order], sigs[order]
+        self.codes, self.sizes, self.shares, self.sigs = codes, sizes, shares, sigs
+        self.totals = np.bincount(np.asarray(sigs, dtype=np.int64), minlength=signatures)
         self.active = np.ones(signatures, dtype=bool) if active is None else np.asarray(active, dtype=bool)
 
     def __len__(self) -> int:
@@ -69,10 +77,9 @@ class PatchIndex:
         lo, n, qs = lo[use], n[use], qs[use]
         rows = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
         q_size = np.repeat(qs, n)
-        hit = self.patches[rows]
-        sig = hit["sig"].astype(np.int64)
+        sig = self.sigs[rows].astype(np.int64)
         keep = self.active[sig]
-        rows, sig, shift = rows[keep], sig[keep], q_size[keep] - hit["size"][keep].astype(np.int64)
+        rows, sig, shift = rows[keep], sig[keep], q_size[keep] - self.sizes[rows[keep]].astype(np.int64)
         if not len(rows):
             return []
         # votes per (signature, shift); the best window of three neighbouring shifts per signature
@@ -90,7 +97,7 @@ class PatchIndex:
             best = mine[np.argmax(window[mine])]
             centre = int(ukey[best] % (2 * _OFFSET)) - _OFFSET
             found_rows = np.unique(rows[(sig == s) & (np.abs(shift - centre) <= 1)])
-            share = float(self.patches["share"][found_rows].sum())
+            share = float(self.shares[found_rows].sum())
             if len(found_rows) >= min_matched and share >= min_share:
                 total = int(self.totals[s])
                 out.append(LocalHit(int(s), len(found_rows), total, min(share, 1.0), 2.0 ** (centre / SIZE_STEPS)))

@@ -66,9 +66,12 @@ class LocalPool:
 
     def start(self) -> None:
         """Warm up (imports, indexes) and fork the workers, once."""
+        self._start(self.jobs)
+
+    def _start(self, count: int) -> None:
         if not self.workers:
             warm_up(self.context)
-            self.workers = [self._spawn() for _ in range(self.jobs)]
+            self.workers = [self._spawn() for _ in range(count)]
 
     def _spawn(self) -> ForkedWorker:
         return ForkedWorker(self._mp, self.context, self.memory_bytes, self.deaf_to_sigterm)
@@ -111,10 +114,19 @@ class LocalPool:
         worker.send(task, upload.path)
         return task
 
-    def _with_room(self) -> ForkedWorker | None:
-        """The worker with the fewest uploads queued, if it has fewer than QUEUED_PER_WORKER."""
-        worker = min(self.workers, key=lambda w: len(w.queued))
-        return worker if len(worker.queued) < QUEUED_PER_WORKER else None
+    def _has_room(self) -> bool:
+        """Another upload can be sent now: a worker may still be forked, or one has fewer than
+        QUEUED_PER_WORKER queued."""
+        return len(self.workers) < self.jobs or any(len(w.queued) < QUEUED_PER_WORKER for w in self.workers)
+
+    def _with_room(self) -> ForkedWorker:
+        """Where the next upload goes (when :meth:`_has_room`): an idle worker; else a newly
+        forked one, while there are fewer than ``jobs``; else the one with the fewest queued.
+        Workers are forked as uploads need them, so a one-file scan forks one (each more cost
+        about 25 ms of CPU on its start-up, for nothing)."""
+        if len(self.workers) < self.jobs and not self.idle:
+            self.workers.append(self._spawn())
+        return min(self.workers, key=lambda w: len(w.queued))
 
     def collect(self, timeout: float, also: list[int] | None = None) -> list[Done]:
         """Wait up to ``timeout`` for a result (or for a readable fd in ``also``); return what
@@ -153,18 +165,18 @@ class LocalPool:
     def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:
         """Scan uploads in parallel; yield (upload, verdicts) in input order. The workers are
         stopped when the scan ends (or is abandoned)."""
-        self.start()
+        self._start(1)  # the others are forked as uploads need them (_with_room)
         queue = iter(uploads)
         finished: dict[int, Done] = {}
         next_out, exhausted = self._next_task, False
         try:
             while True:
-                while not exhausted and (worker := self._with_room()) is not None:
+                while not exhausted and self._has_room():
                     upload = next(queue, None)
                     if upload is None:
                         exhausted = True
                     else:
-                        self._send(worker, upload)
+                        self._send(self._with_room(), upload)
                 if exhausted and not self.busy:
                     break
                 finished.update((done.task, done) for done in self.collect(self.timeout_s))

@@ -44,9 +44,12 @@ def test_memory_mapped_library_with_ann_gives_the_same_verdicts(tmp_path: Path) 
 
     lib_dir = tmp_path / "lib"
     shutil.copytree(REPO / "signatures", lib_dir)
-    before = scan()
+    shipped = scan()
+    SignatureLibrary.load(lib_dir).save()  # the shipped format-1 library, converted (no ANN: 582 rows)
+    assert not (lib_dir / ANN_FILE).exists()
+    before = scan("--library", str(lib_dir))
     assert before.returncode == 1 and "6 flagged" in before.stderr, before.stderr
-
+    assert verdicts(before) == verdicts(shipped)  # format 2 gives the format-1 library's verdicts
     os.environ["MESHSCAN_ANN_MIN_ROWS"] = "1"  # the demo library's 582 rows through the ANN path
     try:
         lib = SignatureLibrary.load(lib_dir)

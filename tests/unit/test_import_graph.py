@@ -47,6 +47,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # sharing libraries (signed bundles, subscriptions, ThreatExchange signals)
     (
         "scanner.library",
+        "scanner.library_columns",
+        "scanner.library_integrity",
         "scanner.library_change",
         "scanner.features.reference",
         "scanner.enrol",
