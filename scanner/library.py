@@ -90,12 +90,9 @@ from scanner.util import sha256_hex, sha256_path, utc_now
 
 FORMAT = "meshscan-signatures"
 FORMAT_VERSION = 2
-"""Written by :meth:`SignatureLibrary.save`; version 1 (one JSON document of signatures, every
-file hashed at each open) is still read, and converted by the next save
-(``meshscan signatures upgrade``)."""
-READ_VERSIONS = (1, 2)
-V1_WARN_SIGNATURES = 10_000
-"""A format-1 library larger than this is opened with a warning naming the upgrade command."""
+"""Written and read by this scanner. Version 1 (one JSON document of signatures, every file
+hashed at each open) predates local patch codes; a library holds no geometry to compute them
+from, so a format-1 library is refused with the re-enrolment message, not converted."""
 CATEGORIES = (
     "barrel",
     "frame_or_receiver",
@@ -107,7 +104,6 @@ CATEGORIES = (
 ESSENTIAL = CATEGORIES[:4]
 ANN_FILE = "ann.faiss"
 log = logging.getLogger(__name__)
-CONTENT_FILES_V1 = ("signatures.json", "descriptors.npy", "rows.npy", "thresholds.npy", "allowlist.json")
 
 
 @dataclass(frozen=True)
@@ -358,11 +354,10 @@ class SignatureLibrary:
 
     @classmethod
     def _load(cls, root: Path, manifest: dict[str, Any], checker: Checker, check_version: bool) -> SignatureLibrary:
-        version = manifest["format_version"]
-        if check_version:  # before the checksums: an older library lacks the patch files altogether
-            _check_patch_version(root, manifest.get("patch_version", "") if version == 2 else "")
+        if check_version:
+            _check_patch_version(root, manifest.get("patch_version", ""))
         files = manifest.get("files", {})
-        problems = checker.problems(files, CONTENT_FILES if version == 2 else CONTENT_FILES_V1)
+        problems = checker.problems(files, CONTENT_FILES)
         if problems:
             raise LibraryError(f"library {root} failed verification: {'; '.join(problems)}")
         lib = cls(path=root)
@@ -384,23 +379,13 @@ class SignatureLibrary:
                     "('meshscan signatures add') into a new library."
                 )
         try:
-            if version == 2:
-                lib.signatures = open_table(root, "signatures", _signature, LOOKUPS, _open_array, flags=True)  # type: ignore[assignment]
-                lib.allowlist = open_table(root, "allowlist", _allow_entry, ALLOW_LOOKUPS, _open_array)  # type: ignore[assignment]
-            else:
-                sigs = json.loads((root / "signatures.json").read_text("utf-8"))
-                allow = json.loads((root / "allowlist.json").read_text("utf-8"))
-                lib.signatures = [Signature(**s) for s in sigs]
-                lib.allowlist = [AllowEntry(**a) for a in allow]
+            lib.signatures = open_table(root, "signatures", _signature, LOOKUPS, _open_array, flags=True)  # type: ignore[assignment]
+            lib.allowlist = open_table(root, "allowlist", _allow_entry, ALLOW_LOOKUPS, _open_array)  # type: ignore[assignment]
             for spec in ARRAYS:
-                if version == 2 or spec.group != "patches":  # format 1 predates patches: none
-                    setattr(lib, spec.attr, _open_array(root / spec.file))
+                setattr(lib, spec.attr, _open_array(root / spec.file))
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
-        lib._check_arrays(root, check_version, checker.hashed if version == 2 else set(files))
-        if version == 1 and len(lib.signatures) > V1_WARN_SIGNATURES:
-            log.warning("library %s is in format 1, which parses and hashes all of it at every open; "
-                        "'meshscan signatures upgrade --library %s' converts it", root, root)  # fmt: skip
+        lib._check_arrays(root, check_version, checker.hashed)
         entry = manifest.get("ann")
         if isinstance(entry, dict) and entry.get("descriptors") == files.get("descriptors.npy"):
             lib._ann_entry = entry
@@ -462,10 +447,11 @@ class SignatureLibrary:
             raise LibraryError(f"{path} is unreadable: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise LibraryError(f"{path} is not a meshscan signature manifest")
-        if manifest.get("format_version") not in READ_VERSIONS:
+        if manifest.get("format_version") == 1:
+            _check_patch_version(root, "")  # format 1 predates patch codes: re-enrol
+        if manifest.get("format_version") != FORMAT_VERSION:
             raise LibraryError(
-                f"{root} uses library format {manifest.get('format_version')}; this scanner reads "
-                f"{' and '.join(map(str, READ_VERSIONS))}"
+                f"{root} uses library format {manifest.get('format_version')}; this scanner reads {FORMAT_VERSION}"
             )
         return manifest
 

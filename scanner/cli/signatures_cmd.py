@@ -251,26 +251,6 @@ def remove_cmd(ids: tuple[str, ...], library: str) -> None:
     exit_with(ExitCode.INCOMPLETE if missing else ExitCode.OK)
 
 
-@signatures_group.command("upgrade")
-@_library_required
-def upgrade_cmd(library: str) -> None:
-    """Rewrite a format-1 library in format 2, which opens in O(1) whatever its size (records
-    memory-mapped, exact lookups on sorted columns); its library version changes."""
-    from pathlib import Path
-
-    from scanner.library import FORMAT_VERSION
-
-    lib = _load(library)
-    before = json.loads((Path(library) / "manifest.json").read_text("utf-8")).get("format_version")
-    if before == FORMAT_VERSION:
-        click.echo(f"{library} is already in format {FORMAT_VERSION}; nothing to do")
-        return
-    version = lib.library_version
-    lib.save()
-    click.echo(f"upgraded {library} from format {before} to {FORMAT_VERSION}: {len(lib)} signature(s), "
-               f"library version {version} -> {lib.library_version}")  # fmt: skip
-
-
 @signatures_group.command("verify")
 @click.argument("bundle", required=False, type=click.Path(dir_okay=False))
 @click.option("--library", type=click.Path(file_okay=False), help="Library folder to check.")

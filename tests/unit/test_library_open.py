@@ -114,20 +114,27 @@ def test_allowlist_conflicts_and_duplicates_use_the_columns(saved: SignatureLibr
     assert [a.sha256 for a in lib.allowlist] == [None, "new"]
 
 
-def test_shipped_format_1_library_opens_and_converts(tmp_path: Path) -> None:
+def test_a_format_1_library_is_refused_with_the_re_enrolment_message(tmp_path: Path) -> None:
+    """Format 1 predates patch codes: the library holds no geometry to compute them from, so it
+    is refused saying how to re-enrol, not opened without local matching."""
+    root = tmp_path / "v1"
+    root.mkdir()
+    for name in ("signatures.json", "allowlist.json"):
+        (root / name).write_text("[]")
+    manifest = {"format": "meshscan-signatures", "format_version": 1, "descriptor_version": "x", "files": {}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for check in (True, False):
+        with pytest.raises(LibraryError, match="re-enrol the original files"):
+            SignatureLibrary.load(root, check_version=check)
+    assert any("re-enrol" in p for p in SignatureLibrary.verify(root))
+
+
+def test_shipped_library_is_format_2_with_patches() -> None:
     shipped = REPO / "signatures"
-    assert json.loads((shipped / "manifest.json").read_text())["format_version"] == 1
-    old = SignatureLibrary.load(shipped)
-    assert isinstance(old.signatures, list)
-    old.save(tmp_path / "v2")
-    new = SignatureLibrary.load(tmp_path / "v2")
-    assert json.loads((tmp_path / "v2" / "manifest.json").read_text())["format_version"] == 2
-    assert [s.record() for s in new.signatures] == [s.record() for s in old.signatures]
-    assert np.array_equal(new.vectors, old.vectors) and np.array_equal(new.rows, old.rows)
-    # the records file stays one JSON array
-    assert [r["id"] for r in json.loads((tmp_path / "v2" / "signatures.json").read_text())] == [
-        s.id for s in old.signatures
-    ]
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["patch_version"]
+    lib = SignatureLibrary.load(shipped)
+    assert len(lib.patch_codes) and set(np.unique(lib.patch_sigs)) == set(range(len(lib)))
 
 
 def test_a_hash_with_a_nul_is_refused_at_save(tmp_path: Path) -> None:
