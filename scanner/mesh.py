@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import inverse_u64, unique_sorted
+from scanner.arrays import stable_argsort_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -116,12 +116,22 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     pieces that are then printed (or glued) together. Each piece's cap may be triangulated
     differently, so planes are compared, not triangles. A whole part never has such a plane
     between two of its own pieces, so dropping these walls gives back the surface before the
-    cut (up to re-tessellation)."""
+    cut (up to re-tessellation).
+
+    Speed: per-triangle work is written out on coordinate columns (the same float64
+    arithmetic as ``mean``, ``np.cross`` and ``np.linalg.norm``, which are slow on (N, 3)
+    arrays), the planes are sorted once, and without ``owner`` (every triangle its own owner)
+    the owners of a plane are counted instead of sorted."""
     n = len(corners32)
     centre = np.empty((n, 3))
     for lo in range(0, n, _CHUNK):  # in chunks: float64 temporaries of a few MB stay in cache
-        centre[lo : lo + _CHUNK] = corners32[lo : lo + _CHUNK].astype(np.float64).mean(axis=1)
-    lo_c, hi_c = (centre.min(axis=0), centre.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+        t = corners32[lo : lo + _CHUNK].astype(np.float64)
+        centre[lo : lo + _CHUNK] = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums
+    if n:
+        lo_c = np.array([centre[:, k].min() for k in range(3)])
+        hi_c = np.array([centre[:, k].max() for k in range(3)])
+    else:
+        lo_c, hi_c = np.zeros(3), np.zeros(3)
     mid, half = (lo_c + hi_c) / 2.0, max(float(np.linalg.norm(hi_c - lo_c)) / 2.0, 1e-300)
     ok = np.empty(n, dtype=bool)
     sign = np.empty(n)
@@ -129,14 +139,23 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     for lo in range(0, n, _CHUNK):
         part = slice(lo, lo + _CHUNK)
         ok[part], sign[part], packed[part] = _plane_keys(corners32[part].astype(np.float64), centre[part], mid, half)
-    planes = np.sort(packed[ok])
-    if not np.any(planes[1:] == planes[:-1]):  # no plane holds two triangles: no wall anywhere
+    order = stable_argsort_u64(packed)
+    ordered = packed[order]
+    ordered_ok = ordered[ok[order]]
+    if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere
         return np.zeros(n, dtype=bool)
-    plane = inverse_u64(packed)
+    new = np.empty(n, dtype=bool)  # inverse_u64(packed), from the order already sorted
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    plane = np.empty(n, dtype=np.int64)
+    plane[order] = np.cumsum(new) - 1
     facing = (sign > 0).astype(np.int64)
-    owner = np.arange(n) if owner is None else np.asarray(owner, dtype=np.int64)
-    n_owner = int(owner.max()) + 1 if len(owner) else 1
     n_plane = int(plane.max()) + 1 if len(plane) else 1
+    if owner is None:  # each triangle its own owner: a wall is any plane faced both ways
+        per_side = np.bincount((plane * 2 + facing)[ok], minlength=2 * n_plane).reshape(n_plane, 2)
+        return ok & ((per_side[:, 0] > 0) & (per_side[:, 1] > 0))[plane]
+    owner = np.asarray(owner, dtype=np.int64)
+    n_owner = int(owner.max()) + 1 if len(owner) else 1
     # distinct (plane, facing, owner) triples, then per (plane, facing): how many owners, which
     triple = unique_sorted(((plane * 2 + facing) * n_owner + owner)[ok])
     side, who = triple // n_owner, triple % n_owner
@@ -154,22 +173,30 @@ def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """For (F, 3, 3) float64 triangles: which have a normal, the sign that orients their
     plane one way, and a 64-bit key of the oriented plane (quantised normal and offset)."""
-    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    length = np.linalg.norm(normal, axis=1)
+    a0, a1, a2 = (t[:, 1, k] - t[:, 0, k] for k in range(3))
+    b0, b1, b2 = (t[:, 2, k] - t[:, 0, k] for k in range(3))
+    n0, n1, n2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0  # np.cross, the same products
+    length = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)  # np.linalg.norm's sum, left to right
     ok = length > 0
-    normal[ok] /= length[ok, None]
-    offset = ((centre - mid) * normal).sum(axis=1) / half
-    # one orientation per plane: flip so that the first clearly non-zero component is positive
-    lead = np.argmax(np.abs(normal) > 1e-6, axis=1)
-    sign = np.sign(normal[np.arange(len(normal)), lead])
+    for c in (n0, n1, n2):
+        np.divide(c, length, out=c, where=ok)
+    c0, c1, c2 = (centre[:, k] - mid[k] for k in range(3))
+    offset = (c0 * n0 + c1 * n1 + c2 * n2) / half
+    # one orientation per plane: the sign of the first clearly non-zero component (of the
+    # first component when none is), as argmax over ``abs(normal) > 1e-6`` picks it
+    sign = np.sign(n0)
+    third = np.abs(n2) > 1e-6
+    sign[third] = np.sign(n2[third])
+    second = np.abs(n1) > 1e-6
+    sign[second] = np.sign(n1[second])
+    first = np.abs(n0) > 1e-6
+    sign[first] = np.sign(n0[first])
     sign[sign == 0] = 1.0
-    qn = np.round(normal * sign[:, None] * WALL_NORMAL_STEPS).astype(np.int64)
-    qd = np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64)
     with np.errstate(over="ignore"):
-        packed = _splitmix(
-            _splitmix(_splitmix(qn[:, 0].astype(np.uint64)) + qn[:, 1].astype(np.uint64)) + qn[:, 2].astype(np.uint64)
-        )
-        packed = _splitmix(packed + qd.astype(np.uint64))
+        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).astype(np.uint64))
     return ok, sign, packed
 
 
