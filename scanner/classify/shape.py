@@ -152,18 +152,31 @@ def _profile_steps(points: np.ndarray, centroid: np.ndarray, axis: np.ndarray) -
     return float((top.max() - top.min()) / top.max()) if top.max() > _EPS else 0.0
 
 
+def _sorted_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(key[order], order)`` with ``order = stable_order(key)`` for non-negative int64 keys:
+    the position rides in the low bits of one value sort, which hands back the sorted keys too
+    (no gather of ``key`` in a random order, the slow part on a million edges)."""
+    n = len(key)
+    shift = max(1, (n - 1).bit_length())
+    if n < 2 or int(key.max()).bit_length() + shift > 63:
+        order = stable_order(key)
+        return key[order], order
+    packed = np.sort((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
+    return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1)
+
+
 def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     faces = mesh.welded_faces
     n_faces = len(faces)
     start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
     end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
-    # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows)
-    edges = np.stack([np.minimum(start, end), np.maximum(start, end)], axis=1).astype(np.int64)
-    owner = np.tile(np.arange(n_faces), 3)
-    key = edges[:, 0] * (int(edges.max(initial=0)) + 1) + edges[:, 1]
-    order = stable_order(key)
-    key, owner = key[order], owner[order]
+    # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows),
+    # as one key ordered by (smaller end, larger end)
+    low = np.minimum(start, end).astype(np.int64, copy=False)
+    high = np.maximum(start, end).astype(np.int64, copy=False)
+    key, order = _sorted_keys(low * (int(high.max(initial=0)) + 1) + high)
+    owner = order % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(first)
@@ -189,9 +202,8 @@ def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
-    tri = mesh.corners32.astype(np.float64)
     lo, hi = _bounds(mesh.corners32)
-    tri = tri - (lo + hi) / 2.0
+    tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
     cross = _cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     double_area = np.sqrt(cross[:, 0] * cross[:, 0] + cross[:, 1] * cross[:, 1] + cross[:, 2] * cross[:, 2])
     areas = 0.5 * double_area
@@ -213,7 +225,8 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     # round about the long axis: curved faces whose normal points away from the axis
     rel = (tri[:, 0] + tri[:, 1] + tri[:, 2]) / 3.0 - centroid  # tri.mean(axis=1), the same sums, 4x faster
     radial = rel - np.outer(_dot3(rel, axes[0]), axes[0])
-    radial /= np.maximum(np.linalg.norm(radial, axis=1), _EPS)[:, None]
+    norm = np.sqrt(radial[:, 0] * radial[:, 0] + radial[:, 1] * radial[:, 1] + radial[:, 2] * radial[:, 2])
+    radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
     round_axis = (
         curved & (np.abs(_dot3(normals, axes[0])) < 0.2) & (np.abs(np.einsum("ij,ij->i", normals, radial)) > 0.9)
     )
@@ -255,6 +268,40 @@ def _directions(n: int) -> np.ndarray:
 _HULL_DIRECTIONS = _directions(32).astype(np.float32)
 
 
+_HULL_BLOCK = 4096
+"""Points per block of the extreme-point search: (64, block) float32 products stay in cache."""
+
+
+def _extreme_points(points: np.ndarray) -> np.ndarray:
+    """Index of the first point furthest along each of ``_HULL_DIRECTIONS``: ``np.argmax(d @
+    p.T, axis=1)`` with the products and sums written out in float32, block by block of
+    points (a block's maximum replaces the best so far only when strictly larger, so ties go
+    to the first point, as ``argmax`` has them). Points that are not all finite take one
+    block, where ``argmax``'s own NaN rule applies."""
+    d, p32 = _HULL_DIRECTIONS, np.ascontiguousarray(points.T, dtype=np.float32)
+    n = p32.shape[1]
+    block = n if n <= 2 * _HULL_BLOCK or not np.isfinite(p32).all() else _HULL_BLOCK
+    dots = np.empty((len(d), min(block, n)), dtype=np.float32)
+    scratch = np.empty_like(dots)
+    best_at = np.zeros(len(d), dtype=np.int64)
+    best = np.full(len(d), -np.inf, dtype=np.float32)
+    rows = np.arange(len(d))
+    for lo in range(0, n, block):
+        part = p32[:, lo : lo + block]
+        w = part.shape[1]
+        out, tmp = dots[:, :w], scratch[:, :w]
+        np.multiply(d[:, 0:1], part[0], out=out)  # the same float32 products and sums as d @ p32
+        out += np.multiply(d[:, 1:2], part[1], out=tmp)
+        out += np.multiply(d[:, 2:3], part[2], out=tmp)
+        at = np.argmax(out, axis=1)
+        if block == n:
+            return at
+        top = out[rows, at]
+        better = top > best
+        best[better], best_at[better] = top[better], at[better] + lo
+    return best_at
+
+
 def _hull_volume(points: np.ndarray) -> float:
     """Convex hull volume of points given in the principal frame.
 
@@ -264,14 +311,7 @@ def _hull_volume(points: np.ndarray) -> float:
     from scipy.spatial import ConvexHull, QhullError
 
     if len(points) > 2 * len(_HULL_DIRECTIONS):
-        d, p32 = _HULL_DIRECTIONS, np.ascontiguousarray(points.T, dtype=np.float32)
-        # the same float32 products and sums as d @ p32 written out, on contiguous rows and
-        # into one buffer (the (64, N) temporaries were most of this function's time)
-        dots = np.multiply(d[:, 0:1], p32[0])
-        scratch = np.empty_like(dots)
-        dots += np.multiply(d[:, 1:2], p32[1], out=scratch)
-        dots += np.multiply(d[:, 2:3], p32[2], out=scratch)
-        points = points[np.unique(np.argmax(dots, axis=1))]
+        points = points[np.unique(_extreme_points(points))]
     if len(points) < 4:
         return 0.0
     try:

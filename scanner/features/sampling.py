@@ -88,7 +88,7 @@ def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, flo
     if not total > 0:
         raise ValueError("surface has no area")
     w = areas.astype(np.float64) / total
-    flat = tri.reshape(len(tri), 9).astype(np.float64)
+    flat = tri.reshape(len(tri), 9).astype(np.float64, copy=False)  # no copy of float64 triangles
     gram = ((flat * w[:, None]).T @ flat).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
     centroid = (w @ flat).reshape(3, 3).sum(axis=0) / 3.0
     corners = sum(gram[c, :, c, :] for c in range(3))
