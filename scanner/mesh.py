@@ -59,9 +59,10 @@ def triangle_keys(corner_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Built from sums of the corner keys and of their squares (wrapping), which do not depend
     on corner order or winding; hashing them once more spreads the bits.
     """
-    with np.errstate(over="ignore"):
-        s1 = corner_keys.sum(axis=1, dtype=np.uint64)
-        s2 = (corner_keys * corner_keys).sum(axis=1, dtype=np.uint64)
+    c0, c1, c2 = corner_keys[:, 0], corner_keys[:, 1], corner_keys[:, 2]
+    with np.errstate(over="ignore"):  # wrapping sums: any order gives the same bits, columns are fastest
+        s1 = c0 + c1 + c2
+        s2 = c0 * c0 + c1 * c1 + c2 * c2
     return _splitmix(s1 ^ (s2 >> np.uint64(1))), _splitmix(s2 + _P2)
 
 
