@@ -81,10 +81,11 @@ def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray
     packed = np.sort(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     perm = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     unique, inverse = _group_sorted(p32, packed >> shift, perm)
-    if not np.array_equal(unique[inverse], p32):  # truncated-hash collision: full hash
+    # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
+    if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # truncated-hash collision: full hash
         perm = np.argsort(keys)
         unique, inverse = _group_sorted(p32, keys[perm], perm)
-        if not np.array_equal(unique[inverse], p32):  # 64-bit collision: exact rows
+        if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # 64-bit collision: exact rows
             unique, inverse = np.unique(p32, axis=0, return_inverse=True)
     return unique, inverse.reshape(-1).astype(np.int64, copy=False)
 
@@ -95,7 +96,7 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray) -> tup
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     inverse = np.empty(len(ordered), dtype=np.int64)
     inverse[perm] = np.cumsum(new) - 1
-    return p32[perm[new]], inverse
+    return np.take(p32, perm[new], axis=0), inverse
 
 
 DEGENERATE_HEIGHT = 2e-6
@@ -255,7 +256,7 @@ class Mesh:
         without a float64 (F, 3, 3) temporary."""
         if self.faces is None:
             return canonical_float32(self.triangles)
-        return canonical_float32(self.vertices)[self.faces]
+        return np.take(canonical_float32(self.vertices), self.faces, axis=0)
 
     @cached_property
     def corner_keys(self) -> np.ndarray:
@@ -310,13 +311,13 @@ class Mesh:
         if keep.all():
             return self
         out = Mesh(
-            vertices=np.ascontiguousarray(self.corners32[keep]).reshape(-1, 3),
+            vertices=np.compress(keep, self.corners32, axis=0).reshape(-1, 3),
             faces=None,
             source=self.source,
             member=self.member,
             format=self.format,
         )
-        out.__dict__["corner_keys"] = self.corner_keys[keep]
+        out.__dict__["corner_keys"] = np.compress(keep, self.corner_keys, axis=0)
         out.__dict__["surface_mask"] = np.ones(out.triangle_count, dtype=bool)  # clean by construction
         return out
 
@@ -388,7 +389,7 @@ class Mesh:
         for index, face_ids in enumerate(np.split(order, splits)):
             out.append(
                 Mesh(
-                    vertices=np.ascontiguousarray(tris[face_ids]).reshape(-1, 3),
+                    vertices=np.take(tris, face_ids, axis=0).reshape(-1, 3),
                     faces=None,
                     source=self.source,
                     member=self.member,

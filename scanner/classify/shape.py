@@ -184,7 +184,8 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     closed = bool(np.all(counts == 2))
     pairs = starts[counts == 2]
     f1, f2 = owner[pairs], owner[pairs + 1]
-    cos = np.clip(np.einsum("ij,ij->i", normals[f1], normals[f2]), -1.0, 1.0)
+    # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
+    cos = np.clip(np.einsum("ij,ij->i", np.take(normals, f1, axis=0), np.take(normals, f2, axis=0)), -1.0, 1.0)
     angle = np.degrees(np.arccos(np.abs(cos)))  # winding-independent
     soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
     curved = np.zeros(n_faces, dtype=bool)

@@ -182,7 +182,7 @@ def intrinsic_keys(
         first[1:] = seeds[1:] != seeds[:-1]
         group = np.cumsum(first).astype(np.uint64) - np.uint64(1)
         with np.errstate(over="ignore"):
-            ck = corner_keys[members]
+            ck = np.take(corner_keys, members, axis=0)
             content = ck[:, 0] + ck[:, 1] + ck[:, 2]  # independent of corner order (wrapping sum)
         # sorted by group first, so the seeds of ``within`` are ``seeds`` again, group by group
         within = members[stable_argsort_u64((group << np.uint64(40)) | (content >> np.uint64(24)))]
@@ -255,7 +255,7 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    gather = ((chosen * 3)[:, None] + corner_order[chosen]).reshape(-1)
+    gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
     ordered = tri.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3)  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
