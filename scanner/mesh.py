@@ -357,7 +357,8 @@ class Mesh:
         nv = len(self.welded_vertices)
         rows = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
         cols = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
-        graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(nv, nv))
+        # float64 weights: the dtype connected_components works in (int8 would be converted, a copy)
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(nv, nv))
         n, vlabels = connected_components(graph, directed=False)
         if n == 1:
             return 1, np.zeros(n_faces, dtype=np.int64)
