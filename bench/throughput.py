@@ -21,7 +21,8 @@ Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothin
 ``--describe-triangles N`` adds a second table: one N-triangle mesh (the issue's 1.31M is an
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
-after one small mesh went through the same steps (imports and caches, as in a scan worker).
+after one small mesh went through the same steps (imports and caches) and with one BLAS
+thread, as in a scan worker.
 """
 
 from __future__ import annotations
@@ -118,12 +119,14 @@ def describe_table(path: Path) -> None:
     """Describe one large mesh in this process: each stage of meshscan's compute, beside the
     floor (reading the bytes) and a peer (trimesh's convex hull of the same mesh)."""
     import trimesh
+    from threadpoolctl import threadpool_limits
 
     from scanner.classify.shape import shape_features
     from scanner.features import describe
     from scanner.loading import load
     from scanner.shape import Shape
 
+    threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
     blob_stl(warm, 2000, np.random.default_rng(4))
     shape = Shape.of(load(warm), 1000)
