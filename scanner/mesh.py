@@ -345,9 +345,39 @@ class Mesh:
         return self._welded[1]
 
     @cached_property
+    def sorted_edges(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Every face edge of the welded mesh, sorted: ``(key, position, base)``.
+
+        The edges are taken face by face as ends 0-1, then 1-2, then 2-0 (edge ``k`` of that
+        concatenation belongs to face ``k mod F``); an edge's key is ``low * base + high`` for
+        its smaller and larger welded end, so sorted keys order edges by (smaller, larger end);
+        ``position`` is each sorted edge's place in the concatenation, ties in place order
+        (``np.argsort(key, kind="stable")``). Bodies and the classifier's edge statistics both
+        read it: one sort, with the position packed into the low bits of the key (a value sort
+        is several times faster than ``argsort``, and hands back the sorted keys too)."""
+        faces = self.welded_faces
+        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+        # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows)
+        low = np.minimum(start, end).astype(np.int64, copy=False)
+        high = np.maximum(start, end).astype(np.int64, copy=False)
+        base = int(high.max(initial=0)) + 1
+        key = low * base + high
+        n = len(key)
+        shift = max(1, (n - 1).bit_length())
+        if n < 2 or int(key.max()).bit_length() + shift > 63:
+            order = np.argsort(key, kind="stable")
+            return key[order], order, base
+        packed = np.sort((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
+        return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1), base
+
+    @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:
-        """Connected components of faces sharing a welded vertex (declared groups are ignored)."""
-        from scipy.sparse import coo_matrix
+        """Connected components of faces sharing a welded vertex (declared groups are ignored).
+
+        The vertex graph is handed to scipy as CSR straight from :attr:`sorted_edges` (rows are
+        the smaller ends, already in order): no sparse-format conversion with its own sort."""
+        from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import connected_components
 
         faces = self.welded_faces
@@ -355,10 +385,13 @@ class Mesh:
         if n_faces == 0:
             return 0, np.zeros(0, dtype=np.int64)
         nv = len(self.welded_vertices)
-        rows = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
-        cols = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
-        # float64 weights: the dtype connected_components works in (int8 would be converted, a copy)
-        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(nv, nv))
+        key, _, base = self.sorted_edges
+        low, high = np.divmod(key, base)
+        index = np.int32 if max(nv, len(key)) < 2**31 - 1 else np.int64
+        indptr = np.zeros(nv + 1, dtype=index)
+        np.cumsum(np.bincount(low, minlength=nv), out=indptr[1:])
+        # float64 weights: the dtype connected_components works in (no conversion, no copy)
+        graph = csr_matrix((np.ones(len(key)), high.astype(index), indptr), shape=(nv, nv))
         n, vlabels = connected_components(graph, directed=False)
         if n == 1:
             return 1, np.zeros(n_faces, dtype=np.int64)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.arrays import stable_order
 from scanner.features.sampling import surface_moments
 from scanner.mesh import Mesh
 
@@ -152,30 +151,10 @@ def _profile_steps(points: np.ndarray, centroid: np.ndarray, axis: np.ndarray) -
     return float((top.max() - top.min()) / top.max()) if top.max() > _EPS else 0.0
 
 
-def _sorted_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(key[order], order)`` with ``order = stable_order(key)`` for non-negative int64 keys:
-    the position rides in the low bits of one value sort, which hands back the sorted keys too
-    (no gather of ``key`` in a random order, the slow part on a million edges)."""
-    n = len(key)
-    shift = max(1, (n - 1).bit_length())
-    if n < 2 or int(key.max()).bit_length() + shift > 63:
-        order = stable_order(key)
-        return key[order], order
-    packed = np.sort((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
-    return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1)
-
-
 def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
-    faces = mesh.welded_faces
-    n_faces = len(faces)
-    start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
-    end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
-    # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows),
-    # as one key ordered by (smaller end, larger end)
-    low = np.minimum(start, end).astype(np.int64, copy=False)
-    high = np.maximum(start, end).astype(np.int64, copy=False)
-    key, order = _sorted_keys(low * (int(high.max(initial=0)) + 1) + high)
+    n_faces = len(mesh.welded_faces)
+    key, order, _ = mesh.sorted_edges  # the sort that bodies were found with
     owner = order % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
