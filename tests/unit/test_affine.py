@@ -83,8 +83,13 @@ def test_the_rule_refuses_other_proportions_that_whitening_alone_would_accept() 
         other = _linear(signature, np.diag(extents))
         o_plain, o_white = _rows(other)
         assert float(affine_distance(white, o_white)) <= AFFINE_THRESHOLD  # whitening cannot tell
-        asked = []
-        hits = index.query(o_plain, lambda w=o_white: asked.append(1) or w)
+        asked: list[np.ndarray] = []
+
+        def whitened(w: np.ndarray = o_white, log: list[np.ndarray] = asked) -> np.ndarray:
+            log.append(w)
+            return w
+
+        hits = index.query(o_plain, whitened)
         assert bool(hits) is matches
         assert bool(asked) is matches  # the whitened row is computed only past the plain bands
 
