@@ -78,10 +78,10 @@ GRID = ((0.015, 0.018, 0.02, 0.022, 0.025), (0.2, 0.25, 0.3), (0.25, 0.3))
 """The rule's candidate (A, B, C) values: whitened threshold, plain band, stretch band."""
 
 
-def print_grid(true: dict, false_b: tuple, false_c: tuple | None) -> None:
+def print_grid(true: dict, false_b: tuple, false_c: tuple | None, false_cp: tuple | None = None) -> None:
     """Recall and false pairs of every candidate rule ``dw <= A and dp <= B and spread <= C``."""
     print("\nrule dw<=A & dp<=B & spread<=C: recall " + " / ".join(f"x{k}" for k in KEYS if k in true)
-          + " ; false benign pairs ; false corpus pairs")  # fmt: skip
+          + " ; false benign pairs ; false corpus pairs ; false (corpus, proxy) pairs")  # fmt: skip
 
     def passes(t: tuple, a: float, b: float, c: float) -> np.ndarray:
         return (t[0] <= a) & (t[1] <= b) & (t[2] <= c)
@@ -92,7 +92,9 @@ def print_grid(true: dict, false_b: tuple, false_c: tuple | None) -> None:
                 rec = [float(np.mean(passes(true[k], a, b, c))) for k in KEYS if k in true]
                 fb = int(passes(false_b, a, b, c).sum())
                 fc = "-" if false_c is None else int(passes(false_c, a, b, c).sum())
-                print(f"  A={a:.3f} B={b:.2f} C={c:.2f}: " + " / ".join(f"{r:.0%}" for r in rec) + f" ; {fb} ; {fc}")
+                fcp = "-" if false_cp is None else int(passes(false_cp, a, b, c).sum())
+                rates = " / ".join(f"{r:.0%}" for r in rec)
+                print(f"  A={a:.3f} B={b:.2f} C={c:.2f}: {rates} ; {fb} ; {fc} ; {fcp}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, x in zip(("dw", "dp", "spread"), false_b, strict=True):
         print(f"  {name:8s} p0.1 {np.quantile(x, 0.001):.4f}  p1 {np.quantile(x, 0.01):.4f}  min {x.min():.4f}")
     corpus = locate_corpus(args.corpus)
-    false_c = None
+    false_c = false_cp = None
     if corpus is not None:
         c_rows, c_tris = [], []
         for path in sorted(corpus.rglob("*")):
@@ -155,14 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, x in zip(("dw", "dp", "spread"), true["corpus 1.2"], strict=True):
             quantiles(name, x)
         print(f"corpus pairs (distinct, plain distance > 0.025): {upper.sum()} from {len(c_rows)} meshes")
+        false_cp = pair_stats(c_plain, c_aff, s_plain, s_aff)
+        print(f"corpus x proxy pairs: {false_cp[0].size}")
+        for name, x in zip(("dw", "dp", "spread"), false_cp, strict=True):
+            print(f"  {name:8s} p0.1 {np.quantile(x, 0.001):.4f}  p1 {np.quantile(x, 0.01):.4f}  min {x.min():.4f}")
         for name, x in zip(("dw", "dp", "spread"), false_c, strict=True):
             print(f"  {name:8s} p0.1 {np.quantile(x, 0.001):.4f}  p1 {np.quantile(x, 0.01):.4f}  min {x.min():.4f}")
-    print_grid(true, false_b, false_c)
+    print_grid(true, false_b, false_c, false_cp)
     if args.out:
         arrays = {f"true_{f}_{k}": v for f, t in true.items() for k, v in zip(("dw", "dp", "sp"), t, strict=True)}
         arrays |= {f"benign_{k}": v for k, v in zip(("dw", "dp", "sp"), false_b, strict=True)}
         if false_c is not None:
             arrays |= {f"corpus_{k}": v for k, v in zip(("dw", "dp", "sp"), false_c, strict=True)}
+            arrays |= {f"corpus_proxy_{k}": v for k, v in zip(("dw", "dp", "sp"), false_cp, strict=True)}
         np.savez(args.out, **arrays)
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
