@@ -98,3 +98,25 @@ def test_a_row_with_threshold_zero_never_matches() -> None:
     plain, white = _rows(load(PROXY))
     index = AffineIndex(white[None, :], np.array([0]), np.array([0.0]), plain[None, :])
     assert len(index) == 0 and index.query(plain, lambda: white) == []
+
+
+def test_the_matcher_finds_a_stretched_copy_only_through_its_own_signal(tmp_path: Path) -> None:
+    """Enrolled, the whitened row is a row of the library like any other, but the plain index
+    never compares with it; a disabled signature's whitened row matches nothing either."""
+    from scanner.enrol import enrol
+    from scanner.features.affine import AFFINE_ROW
+    from scanner.library import SignatureLibrary
+    from scanner.matching import Matcher
+
+    lib = SignatureLibrary.create(tmp_path / "lib", name="t")
+    (result,) = enrol(lib, PROXY, "bolt_or_breech_block", "test")
+    assert (lib.rows[:, 1] == AFFINE_ROW).sum() == 1
+    stretched = _linear(load(PROXY), _stretch(np.array([0.4, 1.0, -0.7]), 1.2))
+    plain, white = _rows(stretched)
+    matcher = Matcher.build(lib)
+    assert not any(h.body == AFFINE_ROW for h in matcher.descriptors.query(lib.vectors, k=50, radius=10.0))
+    found = matcher.stretched(plain, lambda: white)
+    assert [(m.signature_id, m.kind, m.body) for m in found] == [(result.signature_id, "stretched", None)]
+    assert found[0].distance <= found[0].threshold <= AFFINE_THRESHOLD
+    lib.disable(result.signature_id, "test", "appeal upheld")
+    assert Matcher.build(lib).stretched(plain, lambda: white) == []
