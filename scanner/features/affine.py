@@ -136,8 +136,11 @@ class AffineIndex:
         self.affine = np.asarray(affine, dtype=np.float32)[keep, :AFFINE_WIDTH]
         self.positions = np.asarray(positions, dtype=np.int64)[keep]
         self.thresholds = np.asarray(thresholds, dtype=np.float64)[keep]
-        self.plain = np.asarray(plain, dtype=np.float32)[keep]
-        self.inertia = np.log(np.maximum(self.plain[:, -2:].astype(np.float64), 1e-6))
+        self.plain = np.ascontiguousarray(np.asarray(plain, dtype=np.float32)[keep])
+        self.norms = np.einsum("rd,rd->r", self.plain, self.plain)
+        log = np.log(np.maximum(self.plain[:, -2:].astype(np.float64), 1e-6))
+        self.inertia = (np.ascontiguousarray(log[:, 0]), np.ascontiguousarray(log[:, 1]))
+        """Log inertia ratios as two columns: elementwise work on them beats reducing (n, 2) rows."""
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -149,10 +152,14 @@ class AffineIndex:
         if not len(self):
             return []
         q = np.asarray(plain, dtype=np.float64).reshape(-1)
-        diff = np.log(np.maximum(q[-2:], 1e-6)) - self.inertia
-        full = np.concatenate([np.zeros((len(diff), 1)), diff], axis=1)
-        spread = full.max(axis=1) - full.min(axis=1)
-        near = np.flatnonzero(spread <= STRETCH_LOG)
+        ql = np.log(np.maximum(q[-2:], 1e-6))
+        d2, d3 = ql[0] - self.inertia[0], ql[1] - self.inertia[1]  # as in stretch_spread
+        spread = np.maximum(np.maximum(d2, d3), 0.0) - np.minimum(np.minimum(d2, d3), 0.0)
+        # plain band in float32 first (one matrix-vector product), then exact on the few left
+        q2 = float(q @ q)
+        approx = self.norms - 2.0 * (self.plain @ q.astype(np.float32)) + q2
+        margin = 1e-4 + 16 * float(np.finfo(np.float32).eps) * (float(self.norms.max()) + q2)
+        near = np.flatnonzero((spread <= STRETCH_LOG) & (approx <= PLAIN_BAND**2 + margin))
         if len(near):
             d = self.plain[near].astype(np.float64) - q
             dp = np.sqrt(np.einsum("md,md->m", d, d))
