@@ -120,3 +120,17 @@ def test_the_matcher_finds_a_stretched_copy_only_through_its_own_signal(tmp_path
     assert found[0].distance <= found[0].threshold <= AFFINE_THRESHOLD
     lib.disable(result.signature_id, "test", "appeal upheld")
     assert Matcher.build(lib).stretched(plain, lambda: white) == []
+
+
+def test_shared_descriptor_signals_never_include_the_whitened_row(tmp_path: Path) -> None:
+    """Another platform compares a shared descriptor as a plain one: the whitened row stays home."""
+    from scanner.enrol import enrol
+    from scanner.exchange.signals import DESCRIPTOR_SIGNAL, library_signals
+    from scanner.features.affine import AFFINE_ROW
+    from scanner.library import SignatureLibrary
+
+    lib = SignatureLibrary.create(tmp_path / "lib", name="t")
+    enrol(lib, PROXY, "bolt_or_breech_block", "test")
+    shared = [v for _, kind, v in library_signals(lib, all_rows=True) if kind == DESCRIPTOR_SIGNAL]
+    plain = (lib.thresholds > 0) & (lib.rows[:, 1] != AFFINE_ROW)
+    assert len(shared) == int(plain.sum()) > 0
