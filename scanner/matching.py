@@ -13,7 +13,10 @@ Signal kinds, in the order the pipeline consults them:
 - ``near-duplicate``: a global shape descriptor row (whole file, body, or loose triangles)
   within the signature row's own threshold (exact k-nearest neighbours); a signature's rows
   include its plane-cut pieces (:mod:`scanner.features.pieces`), so part of a known file is
-  found too, and the match says which share of it (``signature_share``).
+  found too, and the match says which share of it (``signature_share``);
+- ``stretched``: when no row matched, the whitened whole-file row within its threshold while
+  the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
+  copy stretched along some axis.
 
 The allowlist is an index too (two dictionaries), so lookups cost the same for ten entries
 or a million.
@@ -22,12 +25,14 @@ or a million.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from scanner.exchange.source import bank_of
+from scanner.features.affine import AFFINE_ROW, AffineIndex
 from scanner.features.pieces import piece_share
 from scanner.verdict import Match
 
@@ -100,11 +105,31 @@ class GlobalDescriptorSignal:
             return index.build()
         # every row, in library order (a memory-mapped matrix is not copied; the ANN shortlist
         # stored beside the library numbers the same rows); disabled signatures' rows are masked
-        active = np.asarray(lib.active(), dtype=bool)
+        active = np.asarray(lib.active(), dtype=bool)[lib.rows[:, 0]] & (lib.rows[:, 1] != AFFINE_ROW)
         index.add(lib.vectors, lib.rows[:, 0], lib.rows[:, 1], lib.thresholds)
-        if not active.all():
-            index.active = active[lib.rows[:, 0]]
+        if not active.all():  # whitened rows belong to StretchSignal: never compared as plain ones
+            index.active = active
         return index.build(ann=lib.shortlist())
+
+
+class StretchSignal:
+    """A stretched copy: the whitened row of the upload's whole file near a signature's, with the
+    plain whole-file rows still within a looser band (:mod:`scanner.features.affine`)."""
+
+    name: ClassVar[str] = "stretched"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> AffineIndex:
+        rows = np.asarray(lib.rows).reshape(-1, 2)
+        picks = np.flatnonzero(rows[:, 1] == AFFINE_ROW)
+        positions = rows[picks, 0]
+        whole_of = np.full(len(lib.signatures), -1, dtype=np.int64)
+        whole = np.flatnonzero(rows[:, 1] == -1)
+        whole_of[rows[whole, 0]] = whole
+        plain = whole_of[positions]
+        usable = np.asarray(lib.active(), dtype=bool)[positions] & (plain >= 0)
+        thresholds = np.where(usable, np.asarray(lib.thresholds)[picks], 0.0)
+        return AffineIndex(lib.vectors[picks], positions, thresholds, lib.vectors[np.maximum(plain, 0)])
 
 
 class AllowlistIndex:
@@ -153,6 +178,8 @@ class Matcher:
     publishers: _Publishers
     """Per signature position: (publisher, key fingerprint) of the bank it came from, None
     when enrolled locally - so every match says whose signature matched."""
+    stretch: AffineIndex | None = field(default=None, repr=False)
+    """Built on first use (:meth:`stretched`): most uploads settle before it is consulted."""
 
     @classmethod
     def build(cls, lib: SignatureLibrary) -> Matcher:
@@ -196,6 +223,17 @@ class Matcher:
                 piece_share(h.body),
             )
         return sorted(best.values(), key=lambda m: m.distance)
+
+    def stretched(self, plain: np.ndarray, affine: Callable[[], np.ndarray]) -> list[Match]:
+        """Matches of a copy stretched along some axis (kind ``stretched``), nearest first, for
+        an upload no row of which matched: ``plain`` is its whole-file row, ``affine`` computes
+        its whitened row (called only when a signature is within both plain bands)."""
+        if self.stretch is None:
+            self.stretch = StretchSignal.build(self.library)
+        return [
+            self._match(h.position, round(h.distance, 5), round(h.threshold, 5), None, "stretched", None)
+            for h in self.stretch.query(plain, affine)
+        ]
 
     def _match(
         self,

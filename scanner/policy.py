@@ -129,7 +129,9 @@ class Case:
             return []
         vectors, bodies = self.shape.rows
         match = self.context.settings.match
-        return self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
+        found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
+        # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
+        return found or self.matcher.stretched(self.shape.whole, lambda: self.shape.affine)
 
     @property
     def has_model(self) -> bool:
@@ -286,6 +288,11 @@ def flag_explanation(best: Match, n_signatures: int, subject: str = "the upload"
     known = best.signature_id + _published(best)
     if best.kind == "sha256":
         what = f"is byte-for-byte the known file {known}"
+    elif best.kind == "stretched":
+        what = (
+            f"{where} is a stretched copy of known file {known}: with the stretch undone (both surfaces "
+            f"whitened), shape distance {best.distance:.4f} <= threshold {best.threshold:g}"
+        )
     elif best.kind == "geometry":
         what = f"has exactly the triangles of known file {known}"
     else:

@@ -28,7 +28,8 @@ class Match:
     all bodies too small to enclose a volume, pooled; -3: the whole file without the walls
     between pieces cut and put back together); see ``kind``."""
     kind: str = "near-duplicate"
-    """``sha256`` (same bytes), ``geometry`` (same triangles) or ``near-duplicate``."""
+    """``sha256`` (same bytes), ``geometry`` (same triangles), ``near-duplicate`` or
+    ``stretched`` (the whole file, with a stretch along some axis undone)."""
     signature_body: int | None = None
     signature_share: float | None = None
     """Share of the signature's surface the matched row describes when it is a plane-cut piece
