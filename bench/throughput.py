@@ -1,7 +1,7 @@
 """Batch throughput: files/s and MB/s of the whole scan pipeline (issue 6, item 5).
 
     python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
-                               [--db-cost [--postgres URL]]
+                               [--db-cost [--postgres URL]] [--describe-triangles 1310720]
 
 Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
 (b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
@@ -17,6 +17,12 @@ shared with other work, files per CPU-second is the per-core figure the wall tim
 database: a SQLite file, and a PostgreSQL database (``--postgres URL`` of a server whose user
 may create databases; without it, a throwaway local server is started as the tests do, from
 Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothing.
+
+``--describe-triangles N`` adds a second table: one N-triangle mesh (the issue's 1.31M is an
+icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
+by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
+after one small mesh went through the same steps (imports and caches) and with one BLAS
+thread, as in a scan worker.
 """
 
 from __future__ import annotations
@@ -103,6 +109,58 @@ def run_peer(folder: Path, body: str) -> tuple[float, float]:
     return time.perf_counter() - t, _children_cpu() - cpu
 
 
+def _timed(fn):  # noqa: ANN001, ANN202 - a bench helper
+    t, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - t, time.process_time() - cpu
+
+
+def describe_table(path: Path) -> None:
+    """Describe one large mesh in this process: each stage of meshscan's compute, beside the
+    floor (reading the bytes) and a peer (trimesh's convex hull of the same mesh)."""
+    import trimesh
+    from threadpoolctl import threadpool_limits
+
+    from scanner.classify.shape import shape_features
+    from scanner.features import describe
+    from scanner.loading import load
+    from scanner.shape import Shape
+
+    threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
+    warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
+    blob_stl(warm, 2000, np.random.default_rng(4))
+    shape = Shape.of(load(warm), 1000)
+    shape.descriptor, shape.classifier_row, trimesh.load(str(warm), force="mesh").convex_hull
+    rows = []
+    _, s, c = _timed(lambda: np.fromfile(path, dtype=np.uint8))
+    rows.append(("read floor (numpy.fromfile)", s, c))
+    mesh, s, c = _timed(lambda: load(path))
+    rows.append(("meshscan load", s, c))
+    surface, s, c = _timed(lambda: mesh.surface())
+    rows.append(("  surface (degenerate, repeated triangles)", s, c))
+    _, s, c = _timed(lambda: surface.geometry_hash)
+    rows.append(("  geometry hash", s, c))
+    _, s, c = _timed(lambda: surface.body_count)
+    rows.append(("  bodies (weld + connected components)", s, c))
+    _, s, c = _timed(lambda: describe(surface))
+    rows.append(("  descriptor rows (whole, bodies, wall test)", s, c))
+    _, s, c = _timed(lambda: shape_features(surface))
+    rows.append(("  classifier shape features", s, c))
+    fresh = load(path)
+    _, s, c = _timed(lambda: (lambda sh: (sh.descriptor, sh.classifier_row))(Shape.of(fresh, 1000)))
+    rows.append(("meshscan describe (all of the above after load)", s, c))
+    tm = trimesh.load(str(path), force="mesh")
+    _, s, c = _timed(lambda: tm.convex_hull)
+    rows.append(("trimesh convex hull alone", s, c))
+    print()
+    print(f"describe one {mesh.triangle_count:,}-triangle mesh ({path.name}), in one process:")
+    print()
+    print(f"| {'stage':50s} | {'seconds':>8s} | {'CPU s':>7s} |")
+    print("|" + "|".join("-" * w for w in (52, 10, 9)) + "|")
+    for name, secs, cpu in rows:
+        print(f"| {name:50s} | {secs:8.3f} | {cpu:7.3f} |", flush=True)
+
+
 class DbTargets:
     """A fresh results database per run: SQLite files, or databases on one PostgreSQL server."""
 
@@ -149,6 +207,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "throughput2")
     ap.add_argument("--db-cost", action="store_true", help="add --db rows for SQLite and PostgreSQL")
     ap.add_argument("--postgres", default=None, help="a server URL for --db-cost (default: start one)")
+    ap.add_argument("--describe-triangles", type=int, default=0, help="add the one-large-mesh describe table")
     args = ap.parse_args()
     sets = {
         f"{args.small} small (1-5k tri)": make_set(args.workdir / f"small-{args.small}", args.small, 1000, 5000, 1),
@@ -192,6 +251,11 @@ def main() -> None:
                   f"| {base / secs:6.2f}x | {one / secs:7.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} "
                   f"| {base_cpu / cpu:9.2f}x |", flush=True)  # fmt: skip
     targets.close()
+    if args.describe_triangles:
+        big = args.workdir / f"describe-{args.describe_triangles}.stl"
+        if not big.exists():
+            blob_stl(big, args.describe_triangles, np.random.default_rng(3))
+        describe_table(big)
 
 
 if __name__ == "__main__":

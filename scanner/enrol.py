@@ -113,6 +113,19 @@ def patch_rows(mesh: Mesh) -> np.ndarray:
     return rows
 
 
+def affine_rows(
+    mesh: Mesh, vectors: np.ndarray, bodies: list[int], thresholds: np.ndarray
+) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """The signature's rows with its whitened whole-file row (``AFFINE_ROW``) appended; its
+    threshold is ``AFFINE_THRESHOLD`` capped by the plain whole-file row's (the first)."""
+    from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD, affine_row
+
+    surface = mesh.surface()
+    row = affine_row(surface.corners32, surface.corner_keys, vectors.shape[1])
+    limit = np.float32(min(AFFINE_THRESHOLD, float(thresholds[0])))
+    return np.vstack([vectors, row[None, :]]), [*bodies, AFFINE_ROW], np.append(thresholds, limit).astype(np.float32)
+
+
 def signature_id(geometry_hash: str) -> str:
     """Stable, content-derived id: the same geometry gets the same id in any library."""
     return "ms-" + geometry_hash[:16]
@@ -182,6 +195,9 @@ def enrol(
             vectors = np.concatenate([vectors, pieces])
             bodies = [*bodies, *piece_bodies]
             thresholds = np.concatenate([thresholds, piece_thresholds])
+        # the whitened whole-file row, for stretched copies (scanner.features.affine): never
+        # wider than the plain whole row's own threshold, so a shape near benign ones stays tight
+        vectors, bodies, thresholds = affine_rows(mesh, vectors, bodies, thresholds)
         added = lib.add_signature(sig, vectors, bodies, thresholds, patch_rows(mesh))
         status = "added" if added.added else "duplicate"
         out.append(EnrolResult(path, result.member, sig.id, status, whole_threshold, added.dropped_allow))

@@ -14,6 +14,9 @@ Signal kinds, in the order the pipeline consults them:
   within the signature row's own threshold (exact k-nearest neighbours); a signature's rows
   include its plane-cut pieces (:mod:`scanner.features.pieces`), so part of a known file is
   found too, and the match says which share of it (``signature_share``);
+- ``stretched``: when no row matched, the whitened whole-file row within its threshold while
+  the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
+  copy stretched along some axis.
 - ``local``: the upload reproduces enough of a signature's distinctive triangle patches at
   one scale (:mod:`scanner.patch_index`): a copy cut, fused to other geometry, split into
   spaced pieces or surrounded by decoys keeps most of its triangles exactly.
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from scanner.exchange.source import bank_of
+from scanner.features.affine import AFFINE_ROW, AffineIndex
 from scanner.features.pieces import piece_share
 from scanner.patch_index import PatchIndex
 from scanner.verdict import Match
@@ -106,10 +111,10 @@ class GlobalDescriptorSignal:
             return index.build()
         # every row, in library order (a memory-mapped matrix is not copied; the ANN shortlist
         # stored beside the library numbers the same rows); disabled signatures' rows are masked
-        active = np.asarray(lib.active(), dtype=bool)
+        active = np.asarray(lib.active(), dtype=bool)[lib.rows[:, 0]] & (lib.rows[:, 1] != AFFINE_ROW)
         index.add(lib.vectors, lib.rows[:, 0], lib.rows[:, 1], lib.thresholds)
-        if not active.all():
-            index.active = active[lib.rows[:, 0]]
+        if not active.all():  # whitened rows belong to StretchSignal: never compared as plain ones
+            index.active = active
         return index.build(ann=lib.shortlist())
 
 
@@ -122,6 +127,26 @@ class LocalPatchSignal:
     def build(lib: SignatureLibrary) -> PatchIndex:
         columns = (lib.patch_codes, lib.patch_sizes, lib.patch_shares, lib.patch_sigs)
         return PatchIndex(*columns, signatures=len(lib.signatures), active=np.asarray(lib.active(), dtype=bool))
+
+
+class StretchSignal:
+    """A stretched copy: the whitened row of the upload's whole file near a signature's, with the
+    plain whole-file rows still within a looser band (:mod:`scanner.features.affine`)."""
+
+    name: ClassVar[str] = "stretched"
+
+    @staticmethod
+    def build(lib: SignatureLibrary) -> AffineIndex:
+        rows = np.asarray(lib.rows).reshape(-1, 2)
+        picks = np.flatnonzero(rows[:, 1] == AFFINE_ROW)
+        positions = rows[picks, 0]
+        whole_of = np.full(len(lib.signatures), -1, dtype=np.int64)
+        whole = np.flatnonzero(rows[:, 1] == -1)
+        whole_of[rows[whole, 0]] = whole
+        plain = whole_of[positions]
+        usable = np.asarray(lib.active(), dtype=bool)[positions] & (plain >= 0)
+        thresholds = np.where(usable, np.asarray(lib.thresholds)[picks], 0.0)
+        return AffineIndex(lib.vectors[picks], positions, thresholds, lib.vectors[np.maximum(plain, 0)])
 
 
 class AllowlistIndex:
@@ -171,6 +196,8 @@ class Matcher:
     publishers: _Publishers
     """Per signature position: (publisher, key fingerprint) of the bank it came from, None
     when enrolled locally - so every match says whose signature matched."""
+    stretch: AffineIndex | None = field(default=None, repr=False)
+    """Built on first use (:meth:`stretched`): most uploads settle before it is consulted."""
 
     @classmethod
     def build(cls, lib: SignatureLibrary) -> Matcher:
@@ -228,6 +255,17 @@ class Matcher:
                             round(hit.share, 4))  # fmt: skip
             out.append(dataclasses.replace(m, patches_matched=hit.matched, patches_total=hit.total))
         return out
+
+    def stretched(self, plain: np.ndarray, affine: Callable[[], np.ndarray]) -> list[Match]:
+        """Matches of a copy stretched along some axis (kind ``stretched``), nearest first, for
+        an upload no row of which matched: ``plain`` is its whole-file row, ``affine`` computes
+        its whitened row (called only when a signature is within both plain bands)."""
+        if self.stretch is None:
+            self.stretch = StretchSignal.build(self.library)
+        return [
+            self._match(h.position, round(h.distance, 5), round(h.threshold, 5), None, "stretched", None)
+            for h in self.stretch.query(plain, affine)
+        ]
 
     def _match(
         self,

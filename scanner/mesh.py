@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import inverse_u64, unique_sorted
+from scanner.arrays import stable_argsort_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -59,9 +59,10 @@ def triangle_keys(corner_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Built from sums of the corner keys and of their squares (wrapping), which do not depend
     on corner order or winding; hashing them once more spreads the bits.
     """
-    with np.errstate(over="ignore"):
-        s1 = corner_keys.sum(axis=1, dtype=np.uint64)
-        s2 = (corner_keys * corner_keys).sum(axis=1, dtype=np.uint64)
+    c0, c1, c2 = corner_keys[:, 0], corner_keys[:, 1], corner_keys[:, 2]
+    with np.errstate(over="ignore"):  # wrapping sums: any order gives the same bits, columns are fastest
+        s1 = c0 + c1 + c2
+        s2 = c0 * c0 + c1 * c1 + c2 * c2
     return _splitmix(s1 ^ (s2 >> np.uint64(1))), _splitmix(s2 + _P2)
 
 
@@ -80,10 +81,11 @@ def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray
     packed = np.sort(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     perm = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     unique, inverse = _group_sorted(p32, packed >> shift, perm)
-    if not np.array_equal(unique[inverse], p32):  # truncated-hash collision: full hash
+    # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
+    if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # truncated-hash collision: full hash
         perm = np.argsort(keys)
         unique, inverse = _group_sorted(p32, keys[perm], perm)
-        if not np.array_equal(unique[inverse], p32):  # 64-bit collision: exact rows
+        if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # 64-bit collision: exact rows
             unique, inverse = np.unique(p32, axis=0, return_inverse=True)
     return unique, inverse.reshape(-1).astype(np.int64, copy=False)
 
@@ -94,7 +96,7 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray) -> tup
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     inverse = np.empty(len(ordered), dtype=np.int64)
     inverse[perm] = np.cumsum(new) - 1
-    return p32[perm[new]], inverse
+    return np.take(p32, perm[new], axis=0), inverse
 
 
 DEGENERATE_HEIGHT = 2e-6
@@ -116,12 +118,22 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     pieces that are then printed (or glued) together. Each piece's cap may be triangulated
     differently, so planes are compared, not triangles. A whole part never has such a plane
     between two of its own pieces, so dropping these walls gives back the surface before the
-    cut (up to re-tessellation)."""
+    cut (up to re-tessellation).
+
+    Speed: per-triangle work is written out on coordinate columns (the same float64
+    arithmetic as ``mean``, ``np.cross`` and ``np.linalg.norm``, which are slow on (N, 3)
+    arrays), the planes are sorted once, and without ``owner`` (every triangle its own owner)
+    the owners of a plane are counted instead of sorted."""
     n = len(corners32)
     centre = np.empty((n, 3))
     for lo in range(0, n, _CHUNK):  # in chunks: float64 temporaries of a few MB stay in cache
-        centre[lo : lo + _CHUNK] = corners32[lo : lo + _CHUNK].astype(np.float64).mean(axis=1)
-    lo_c, hi_c = (centre.min(axis=0), centre.max(axis=0)) if n else (np.zeros(3), np.zeros(3))
+        t = corners32[lo : lo + _CHUNK].astype(np.float64)
+        centre[lo : lo + _CHUNK] = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums
+    if n:
+        lo_c = np.array([centre[:, k].min() for k in range(3)])
+        hi_c = np.array([centre[:, k].max() for k in range(3)])
+    else:
+        lo_c, hi_c = np.zeros(3), np.zeros(3)
     mid, half = (lo_c + hi_c) / 2.0, max(float(np.linalg.norm(hi_c - lo_c)) / 2.0, 1e-300)
     ok = np.empty(n, dtype=bool)
     sign = np.empty(n)
@@ -129,14 +141,23 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     for lo in range(0, n, _CHUNK):
         part = slice(lo, lo + _CHUNK)
         ok[part], sign[part], packed[part] = _plane_keys(corners32[part].astype(np.float64), centre[part], mid, half)
-    planes = np.sort(packed[ok])
-    if not np.any(planes[1:] == planes[:-1]):  # no plane holds two triangles: no wall anywhere
+    order = stable_argsort_u64(packed)
+    ordered = packed[order]
+    ordered_ok = ordered[ok[order]]
+    if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere
         return np.zeros(n, dtype=bool)
-    plane = inverse_u64(packed)
+    new = np.empty(n, dtype=bool)  # inverse_u64(packed), from the order already sorted
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    plane = np.empty(n, dtype=np.int64)
+    plane[order] = np.cumsum(new) - 1
     facing = (sign > 0).astype(np.int64)
-    owner = np.arange(n) if owner is None else np.asarray(owner, dtype=np.int64)
-    n_owner = int(owner.max()) + 1 if len(owner) else 1
     n_plane = int(plane.max()) + 1 if len(plane) else 1
+    if owner is None:  # each triangle its own owner: a wall is any plane faced both ways
+        per_side = np.bincount((plane * 2 + facing)[ok], minlength=2 * n_plane).reshape(n_plane, 2)
+        return ok & ((per_side[:, 0] > 0) & (per_side[:, 1] > 0))[plane]
+    owner = np.asarray(owner, dtype=np.int64)
+    n_owner = int(owner.max()) + 1 if len(owner) else 1
     # distinct (plane, facing, owner) triples, then per (plane, facing): how many owners, which
     triple = unique_sorted(((plane * 2 + facing) * n_owner + owner)[ok])
     side, who = triple // n_owner, triple % n_owner
@@ -154,22 +175,30 @@ def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """For (F, 3, 3) float64 triangles: which have a normal, the sign that orients their
     plane one way, and a 64-bit key of the oriented plane (quantised normal and offset)."""
-    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    length = np.linalg.norm(normal, axis=1)
+    a0, a1, a2 = (t[:, 1, k] - t[:, 0, k] for k in range(3))
+    b0, b1, b2 = (t[:, 2, k] - t[:, 0, k] for k in range(3))
+    n0, n1, n2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0  # np.cross, the same products
+    length = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)  # np.linalg.norm's sum, left to right
     ok = length > 0
-    normal[ok] /= length[ok, None]
-    offset = ((centre - mid) * normal).sum(axis=1) / half
-    # one orientation per plane: flip so that the first clearly non-zero component is positive
-    lead = np.argmax(np.abs(normal) > 1e-6, axis=1)
-    sign = np.sign(normal[np.arange(len(normal)), lead])
+    for c in (n0, n1, n2):
+        np.divide(c, length, out=c, where=ok)
+    c0, c1, c2 = (centre[:, k] - mid[k] for k in range(3))
+    offset = (c0 * n0 + c1 * n1 + c2 * n2) / half
+    # one orientation per plane: the sign of the first clearly non-zero component (of the
+    # first component when none is), as argmax over ``abs(normal) > 1e-6`` picks it
+    sign = np.sign(n0)
+    third = np.abs(n2) > 1e-6
+    sign[third] = np.sign(n2[third])
+    second = np.abs(n1) > 1e-6
+    sign[second] = np.sign(n1[second])
+    first = np.abs(n0) > 1e-6
+    sign[first] = np.sign(n0[first])
     sign[sign == 0] = 1.0
-    qn = np.round(normal * sign[:, None] * WALL_NORMAL_STEPS).astype(np.int64)
-    qd = np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64)
     with np.errstate(over="ignore"):
-        packed = _splitmix(
-            _splitmix(_splitmix(qn[:, 0].astype(np.uint64)) + qn[:, 1].astype(np.uint64)) + qn[:, 2].astype(np.uint64)
-        )
-        packed = _splitmix(packed + qd.astype(np.uint64))
+        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
+        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).astype(np.uint64))
     return ok, sign, packed
 
 
@@ -227,7 +256,7 @@ class Mesh:
         without a float64 (F, 3, 3) temporary."""
         if self.faces is None:
             return canonical_float32(self.triangles)
-        return canonical_float32(self.vertices)[self.faces]
+        return np.take(canonical_float32(self.vertices), self.faces, axis=0)
 
     @cached_property
     def corner_keys(self) -> np.ndarray:
@@ -282,13 +311,13 @@ class Mesh:
         if keep.all():
             return self
         out = Mesh(
-            vertices=np.ascontiguousarray(self.corners32[keep]).reshape(-1, 3),
+            vertices=np.compress(keep, self.corners32, axis=0).reshape(-1, 3),
             faces=None,
             source=self.source,
             member=self.member,
             format=self.format,
         )
-        out.__dict__["corner_keys"] = self.corner_keys[keep]
+        out.__dict__["corner_keys"] = np.compress(keep, self.corner_keys, axis=0)
         out.__dict__["surface_mask"] = np.ones(out.triangle_count, dtype=bool)  # clean by construction
         return out
 
@@ -316,9 +345,39 @@ class Mesh:
         return self._welded[1]
 
     @cached_property
+    def sorted_edges(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Every face edge of the welded mesh, sorted: ``(key, position, base)``.
+
+        The edges are taken face by face as ends 0-1, then 1-2, then 2-0 (edge ``k`` of that
+        concatenation belongs to face ``k mod F``); an edge's key is ``low * base + high`` for
+        its smaller and larger welded end, so sorted keys order edges by (smaller, larger end);
+        ``position`` is each sorted edge's place in the concatenation, ties in place order
+        (``np.argsort(key, kind="stable")``). Bodies and the classifier's edge statistics both
+        read it: one sort, with the position packed into the low bits of the key (a value sort
+        is several times faster than ``argsort``, and hands back the sorted keys too)."""
+        faces = self.welded_faces
+        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+        # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows)
+        low = np.minimum(start, end).astype(np.int64, copy=False)
+        high = np.maximum(start, end).astype(np.int64, copy=False)
+        base = int(high.max(initial=0)) + 1
+        key = low * base + high
+        n = len(key)
+        shift = max(1, (n - 1).bit_length())
+        if n < 2 or int(key.max()).bit_length() + shift > 63:
+            order = np.argsort(key, kind="stable")
+            return key[order], order, base
+        packed = np.sort((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
+        return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1), base
+
+    @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:
-        """Connected components of faces sharing a welded vertex (declared groups are ignored)."""
-        from scipy.sparse import coo_matrix
+        """Connected components of faces sharing a welded vertex (declared groups are ignored).
+
+        The vertex graph is handed to scipy as CSR straight from :attr:`sorted_edges` (rows are
+        the smaller ends, already in order): no sparse-format conversion with its own sort."""
+        from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import connected_components
 
         faces = self.welded_faces
@@ -326,9 +385,13 @@ class Mesh:
         if n_faces == 0:
             return 0, np.zeros(0, dtype=np.int64)
         nv = len(self.welded_vertices)
-        rows = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
-        cols = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
-        graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(nv, nv))
+        key, _, base = self.sorted_edges
+        low, high = np.divmod(key, base)
+        index = np.int32 if max(nv, len(key)) < 2**31 - 1 else np.int64
+        indptr = np.zeros(nv + 1, dtype=index)
+        np.cumsum(np.bincount(low, minlength=nv), out=indptr[1:])
+        # float64 weights: the dtype connected_components works in (no conversion, no copy)
+        graph = csr_matrix((np.ones(len(key)), high.astype(index), indptr), shape=(nv, nv))
         n, vlabels = connected_components(graph, directed=False)
         if n == 1:
             return 1, np.zeros(n_faces, dtype=np.int64)
@@ -360,7 +423,7 @@ class Mesh:
         for index, face_ids in enumerate(np.split(order, splits)):
             out.append(
                 Mesh(
-                    vertices=np.ascontiguousarray(tris[face_ids]).reshape(-1, 3),
+                    vertices=np.take(tris, face_ids, axis=0).reshape(-1, 3),
                     faces=None,
                     source=self.source,
                     member=self.member,

@@ -129,7 +129,9 @@ class Case:
             return []
         vectors, bodies = self.shape.rows
         match = self.context.settings.match
-        return self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
+        found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
+        # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
+        return found or self.matcher.stretched(self.shape.whole, lambda: self.shape.affine)
 
     @cached_property
     def local(self) -> list[Match]:
@@ -303,6 +305,11 @@ def flag_explanation(best: Match, n_signatures: int, subject: str = "the upload"
             f"reproduces {best.signature_share:.0%} of the distinctive surface of known file {known}: "
             f"{best.patches_matched} of its {best.patches_total} distinctive triangle patches, unchanged and at one "
             "scale (a copy cut, fused to other geometry, split into pieces or hidden among decoys keeps them)"
+        )
+    elif best.kind == "stretched":
+        what = (
+            f"{where} is a stretched copy of known file {known}: with the stretch undone (both surfaces "
+            f"whitened), shape distance {best.distance:.4f} <= threshold {best.threshold:g}"
         )
     elif best.kind == "geometry":
         what = f"has exactly the triangles of known file {known}"

@@ -73,6 +73,14 @@ class Shape:
         return describe_triangles(self.surface.corners32, self.surface.corner_keys)
 
     @cached_property
+    def affine(self) -> np.ndarray:
+        """The whitened whole-file row (:func:`scanner.features.affine.affine_row`): asked for
+        only when a signature is within the stretch rule's plain bands of :attr:`whole`."""
+        from scanner.features.affine import affine_row
+
+        return affine_row(self.surface.corners32, self.surface.corner_keys, len(self.whole))
+
+    @cached_property
     def classifier_row(self) -> np.ndarray:
         """The component classifier's input (:func:`scanner.classify.features.feature_row`)."""
         return feature_row(self.surface, self.whole)

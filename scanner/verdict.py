@@ -29,7 +29,8 @@ class Match:
     between pieces cut and put back together); see ``kind``."""
     kind: str = "near-duplicate"
     """``sha256`` (same bytes), ``geometry`` (same triangles), ``near-duplicate`` (a global
-    descriptor row) or ``local`` (enough of the signature's distinctive triangle patches)."""
+    descriptor row), ``stretched`` (the whole file, with a stretch along some axis undone) or
+    ``local`` (enough of the signature's distinctive triangle patches)."""
     signature_body: int | None = None
     signature_share: float | None = None
     """Share of the signature's surface the matched row describes when it is a plane-cut piece

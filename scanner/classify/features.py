@@ -25,9 +25,11 @@ DESCRIPTOR_GROUPS = {
 
 
 def descriptor_version() -> str:
-    from scanner.features import DESCRIPTOR_VERSION
+    """The descriptor vector's version: a model reads one vector per file, never the
+    library's other row kinds (so adding one, like the affine row, does not retire models)."""
+    from scanner.features.version import VECTOR_VERSION
 
-    return DESCRIPTOR_VERSION
+    return VECTOR_VERSION
 
 
 def feature_version() -> str:

@@ -220,12 +220,15 @@ def _tolerances(lib) -> list[dict]:  # noqa: ANN001 - SignatureLibrary
     sampling noise (if not, only exact or near-identical copies match); and how many of its
     plane-cut pieces (partial copies, :mod:`scanner.features.pieces`) are matchable."""
     from scanner.enrol import SAMPLING_NOISE
+    from scanner.features.affine import AFFINE_ROW
     from scanner.features.pieces import piece_share
 
     out = [
         {"rows": 0, "matchable_rows": 0, "tolerance": 0.0, "pieces": 0, "matchable_pieces": 0} for _ in lib.signatures
     ]
     for (sig, body), threshold in zip(lib.rows.tolist(), lib.thresholds.tolist(), strict=True):
+        if body == AFFINE_ROW:  # the whitened row for stretched copies: not a near-duplicate row
+            continue
         if piece_share(body) is not None:  # plane-cut pieces: partial copies, counted apart
             out[sig]["pieces"] += 1
             out[sig]["matchable_pieces"] += threshold > 0

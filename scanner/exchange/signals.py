@@ -117,6 +117,8 @@ def library_signals(lib, all_rows: bool = False) -> list[tuple[str, str, str]]: 
     """(signature id, signal type, signal value) for every signature of ``lib``: its geometry
     hash, and its whole-file descriptor row when that row is matchable (threshold > 0); with
     ``all_rows`` every matchable row (bodies and plane-cut pieces too)."""
+    from scanner.features.affine import AFFINE_ROW
+
     out = []
     for index, sig in enumerate(lib.signatures):
         if sig.disabled is not None:  # taken out of matching: not offered to anyone else either
@@ -125,7 +127,7 @@ def library_signals(lib, all_rows: bool = False) -> list[tuple[str, str, str]]: 
             out.append((sig.id, GEOMETRY_SIGNAL, sig.geometry_hash))
         for row in np.flatnonzero(lib.rows[:, 0] == index):
             body, threshold = int(lib.rows[row, 1]), float(lib.thresholds[row])
-            if threshold > 0 and (all_rows or body == -1):
+            if threshold > 0 and body != AFFINE_ROW and (all_rows or body == -1):  # a whitened row is no plain one
                 signal = DescriptorSignal(lib.vectors[row], threshold, lib.descriptor_version)
                 out.append((sig.id, DESCRIPTOR_SIGNAL, signal.encode()))
     return out

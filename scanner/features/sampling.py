@@ -88,7 +88,7 @@ def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, flo
     if not total > 0:
         raise ValueError("surface has no area")
     w = areas.astype(np.float64) / total
-    flat = tri.reshape(len(tri), 9).astype(np.float64)
+    flat = tri.reshape(len(tri), 9).astype(np.float64, copy=False)  # no copy of float64 triangles
     gram = ((flat * w[:, None]).T @ flat).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
     centroid = (w @ flat).reshape(3, 3).sum(axis=0) / 3.0
     corners = sum(gram[c, :, c, :] for c in range(3))
@@ -112,9 +112,11 @@ def _order_corners(measure: np.ndarray, corner_keys: np.ndarray) -> np.ndarray:
         return (mi > mj) | ((mi == mj) & (corner_keys[:, i] < corner_keys[:, j]))
 
     f01, f02, f12 = (first(i, j).astype(np.int64) for i, j in ((0, 1), (0, 2), (1, 2)))
-    rank = np.stack([2 - f01 - f02, 1 + f01 - f12, f02 + f12], axis=1)
-    order = np.empty_like(rank)
-    np.put_along_axis(order, rank, np.arange(3)[None, :], axis=1)
+    ranks = (2 - f01 - f02, 1 + f01 - f12, f02 + f12)
+    # order[:, r] is the corner whose rank is r (ranks are a permutation of 0, 1, 2 per row)
+    order = np.empty((len(measure), 3), dtype=np.int64)
+    for r in range(3):
+        order[:, r] = (ranks[1] == r) + 2 * (ranks[2] == r)
     return order
 
 
@@ -158,26 +160,36 @@ def intrinsic_keys(
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
         intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
-    ordered = np.sort(intrinsic)  # a value sort first: most surfaces have no two seeds alike
-    if not np.any(ordered[1:] == ordered[:-1]):
+    # a value sort first, its index in the low bits: most surfaces have no two seeds alike, and
+    # where some are, the sort already holds their order (as :func:`stable_argsort_u64` does)
+    shift = np.uint64(max(1, (len(intrinsic) - 1).bit_length()))
+    packed = np.sort(((intrinsic >> shift) << shift) | np.arange(len(intrinsic), dtype=np.uint64))
+    high = packed >> shift
+    if not np.any(high[1:] == high[:-1]):
         return intrinsic, order
-    by_key = stable_argsort_u64(intrinsic)
+    by_key = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     ordered = intrinsic[by_key]
+    if not np.all(ordered[1:] >= ordered[:-1]):  # equal high bits, different keys: exact order
+        by_key = stable_argsort_u64(intrinsic)
+        ordered = intrinsic[by_key]
     shared = np.zeros(len(intrinsic), dtype=bool)
     shared[1:] = ordered[1:] == ordered[:-1]
     shared[:-1] |= shared[1:]
     if shared.any():  # rank congruent triangles by content, so no file order leaks in
         members = by_key[shared]
+        seeds = ordered[shared]  # intrinsic[members], already in key order
         first = np.ones(len(members), dtype=bool)
-        first[1:] = intrinsic[members][1:] != intrinsic[members][:-1]
+        first[1:] = seeds[1:] != seeds[:-1]
         group = np.cumsum(first).astype(np.uint64) - np.uint64(1)
         with np.errstate(over="ignore"):
-            content = corner_keys[members].sum(axis=1, dtype=np.uint64)  # independent of corner order
+            ck = np.take(corner_keys, members, axis=0)
+            content = ck[:, 0] + ck[:, 1] + ck[:, 2]  # independent of corner order (wrapping sum)
+        # sorted by group first, so the seeds of ``within`` are ``seeds`` again, group by group
         within = members[stable_argsort_u64((group << np.uint64(40)) | (content >> np.uint64(24)))]
-        starts = np.flatnonzero(np.r_[True, intrinsic[within][1:] != intrinsic[within][:-1]])
+        starts = np.flatnonzero(first)
         rank = (np.arange(len(within)) - np.repeat(starts, np.diff(np.r_[starts, len(within)]))).astype(np.uint64)
         with np.errstate(over="ignore"):
-            intrinsic[within] = _splitmix(intrinsic[within] ^ _splitmix(rank + np.uint64(1)))
+            intrinsic[within] = _splitmix(seeds ^ _splitmix(rank + np.uint64(1)))
     return intrinsic, order
 
 
@@ -243,7 +255,7 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    gather = ((chosen * 3)[:, None] + corner_order[chosen]).reshape(-1)
+    gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
     ordered = tri.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3)  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2

@@ -10,5 +10,12 @@ SAMPLING_VERSION = "ms3"
 shifted low-discrepancy lattice inside each triangle (less noise per point, so fewer points);
 ms3: the same, seeded by each triangle's intrinsic shape instead of its coordinates, so a
 rotated, mirrored or rescaled copy samples the same points."""
-DESCRIPTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
+VECTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
+"""What one descriptor vector means (sampling and families): the classifier's rows read it."""
+AFFINE_VERSION = "affine.1"
+"""The whitened whole-file row every signature also stores (:mod:`scanner.features.affine`)."""
+DESCRIPTOR_VERSION = VECTOR_VERSION + "+" + AFFINE_VERSION
+"""What a library's rows mean: the vectors, plus the row kinds stored beside them. A scanner
+that does not know the affine row would compare it as a plain one, so a library holding it
+is refused by older scanners (and older libraries, without it, are refused here)."""
 DESCRIPTOR_SIZE = sum(f.size for f in FAMILIES)

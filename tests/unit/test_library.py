@@ -112,6 +112,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
 
     from scanner.config import MatchSettings
     from scanner.enrol import BENIGN_CEILING, POSE_MARGIN, pose_noise
+    from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
     from scanner.features.reference import ALPHA, nearest_reference_distance
 
@@ -121,8 +122,11 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     (plain,) = enrol(lib, pipe, "barrel", "t")
     (composite,) = enrol(lib, DEMO / "proxy-frame_or_receiver-s1-001.stl", "frame_or_receiver", "t")
     pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
-    whole = np.flatnonzero(~pieces)  # one row per file here: each is a single body
+    affine = lib.rows[:, 1] == AFFINE_ROW  # whitened rows for stretched copies, checked below
+    whole = np.flatnonzero(~pieces & ~affine)  # one row per file here: each is a single body
     assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
+    assert lib.rows[affine].tolist() == [[0, AFFINE_ROW], [1, AFFINE_ROW]]
+    np.testing.assert_allclose(lib.thresholds[affine], np.minimum(AFFINE_THRESHOLD, lib.thresholds[whole]))
     benign = nearest_reference_distance(lib.vectors[whole])
     assert plain.threshold <= BENIGN_CEILING * benign[0] + 1e-6
     assert composite.threshold > plain.threshold
