@@ -4,7 +4,8 @@ Built from the library's patch rows (:mod:`scanner.features.patches`), which the
 keeps sorted by code: a query is one binary search per distinct code of the upload over the
 (memory-mapped) code column - a dictionary lookup in effect, at any library size - and
 votes per (signature, scale shift). A signature is found when at least ``MIN_MATCHED`` of its
-distinctive patches, covering at least ``MIN_SHARE`` of its area, sit at one scale (within a
+distinctive patches of one kind (ring or fold codes, counted apart), covering at least
+``MIN_SHARE`` of its area, sit at one scale (within a
 quarter octave either way: a copy is scaled as a whole, and a patch near a step boundary
 rounds to the next step).
 """
@@ -21,6 +22,7 @@ MAX_HITS_PER_CODE = 64
 """A code carried by more signatures than this is generic across the library (a standard
 hole, a common chamfer): it is not looked at, which bounds a query's work."""
 _OFFSET = 1 << 15
+KIND_NAMES = ("ring", "fold")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class LocalHit:
     """Their share of the signature's area (the stored shares summed; at most 1)."""
     scale: float
     """The upload's scale relative to the signature (2 ** (shift / SIZE_STEPS))."""
+    kind: str = "ring"
+    """Which codes: ``ring`` (triangles with their neighbours' far corners) or ``fold``
+    (triangles with the angles across their edges)."""
 
 
 class PatchIndex:
@@ -53,8 +58,13 @@ class PatchIndex:
             order = np.lexsort((sigs, codes))
             codes, sizes, shares, sigs = codes[order], sizes[order], shares[order], sigs[order]
         self.codes, self.sizes, self.shares, self.sigs = codes, sizes, shares, sigs
-        self.totals = np.bincount(np.asarray(sigs, dtype=np.int64), minlength=signatures)
+        # votes are counted per (signature, kind): ring and fold codes are separate evidence
+        self.totals = np.bincount(self._voter(np.asarray(sigs, dtype=np.int64), codes), minlength=2 * signatures)
         self.active = np.ones(signatures, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+
+    @staticmethod
+    def _voter(sig: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return sig * 2 + (np.asarray(codes) & np.uint64(1)).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -79,7 +89,8 @@ class PatchIndex:
         q_size = np.repeat(qs, n)
         sig = self.sigs[rows].astype(np.int64)
         keep = self.active[sig]
-        rows, sig, shift = rows[keep], sig[keep], q_size[keep] - self.sizes[rows[keep]].astype(np.int64)
+        rows, shift = rows[keep], q_size[keep] - self.sizes[rows[keep]].astype(np.int64)
+        sig = self._voter(sig[keep], self.codes[rows])
         if not len(rows):
             return []
         # votes per (signature, shift); the best window of three neighbouring shifts per signature
@@ -100,5 +111,10 @@ class PatchIndex:
             share = float(self.shares[found_rows].sum())
             if len(found_rows) >= min_matched and share >= min_share:
                 total = int(self.totals[s])
-                out.append(LocalHit(int(s), len(found_rows), total, min(share, 1.0), 2.0 ** (centre / SIZE_STEPS)))
-        return sorted(out, key=lambda h: (-h.share, -h.matched, h.signature))
+                scale = 2.0 ** (centre / SIZE_STEPS)
+                kind = KIND_NAMES[int(s) % 2]
+                out.append(LocalHit(int(s) // 2, len(found_rows), total, min(share, 1.0), scale, kind))
+        best: dict[int, LocalHit] = {}  # one hit per signature: the better-covered kind
+        for hit in sorted(out, key=lambda h: (-h.share, -h.matched, h.kind)):
+            best.setdefault(hit.signature, hit)
+        return sorted(best.values(), key=lambda h: (-h.share, -h.matched, h.signature))

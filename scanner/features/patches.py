@@ -39,26 +39,38 @@ import numpy as np
 
 from scanner.mesh import Mesh, _splitmix
 
-PATCH_VERSION = "pc1"
+PATCH_VERSION = "pc2"
+"""pc1: ring codes only; pc2: ring and fold codes, chunked."""
 STEP = 1.0 / 256.0
 """Quantisation of log2(distance / perimeter): 0.27% per step. Float32 coordinates move a
 ratio by ~1e-7, so about 1 in 3,000 values straddles a step boundary after a rotation or
 rescale (the code of that patch then differs; coverage loses that patch only)."""
+ANGLE_STEP = np.deg2rad(0.25)
+"""Quantisation of a fold angle (fold codes)."""
 SIZE_STEPS = 4
 """Size of a patch in quarter octaves of its perimeter: matches must agree on one shift
 (plus or minus one step, for patches near a step boundary)."""
 NO_NEIGHBOUR = 1 << 20
-"""Stands for the three distances of an edge that has no single neighbour (an open boundary
-or a non-manifold edge shared by three or more triangles)."""
+"""Stands for the values of an edge that has no single neighbour (an open boundary or a
+non-manifold edge shared by three or more triangles)."""
+RING, FOLD = 0, 1
+"""The two kinds of code, told apart by a code's lowest bit: a *ring* code reads the far
+corners of the three neighbours (12 distances: very specific, but any change to a neighbour
+changes it); a *fold* code reads the triangle's own sides and the angle of the surface
+across each edge (a neighbour cut or re-triangulated in its own plane leaves it unchanged,
+so it survives next to a cut or a fused plate; less specific, so it is counted apart)."""
+KINDS = (RING, FOLD)
+_CHUNK = 1 << 17
+"""Triangles coded at a time: the float temporaries stay a few tens of MB for any mesh."""
 
 _H1 = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
 class PatchCodes:
-    """The patch codes of one surface: one row per non-degenerate triangle."""
+    """The patch codes of one surface: one ring and one fold code per non-degenerate triangle."""
 
-    codes: np.ndarray  # (n,) uint64
+    codes: np.ndarray  # (n,) uint64, lowest bit = kind
     sizes: np.ndarray  # (n,) int16, quarter octaves of the perimeter
     weights: np.ndarray  # (n,) float64, triangle area
 
@@ -66,113 +78,149 @@ class PatchCodes:
         return len(self.codes)
 
 
-def _neighbours(faces: np.ndarray) -> np.ndarray:
-    """(F, 3) the far corner (a welded vertex id) of the one triangle across each edge
-    (edge k joins corners k and k+1), or -1 where the edge is open or non-manifold."""
-    n = len(faces)
-    a = faces
-    b = np.roll(faces, -1, axis=1)
-    lo, hi = np.minimum(a, b).ravel(), np.maximum(a, b).ravel()
-    far = np.roll(faces, -2, axis=1).ravel()
-    key = lo.astype(np.int64) * (int(faces.max(initial=0)) + 1) + hi
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    start = np.ones(len(ks), dtype=bool)
-    start[1:] = ks[1:] != ks[:-1]
-    run = np.cumsum(start) - 1
-    counts = np.bincount(run)
-    out = np.full(3 * n, -1, dtype=np.int64)
-    pair = counts[run] == 2
-    idx = np.flatnonzero(pair & start)  # first of each manifold pair
-    first, second = order[idx], order[idx + 1]
-    out[first] = far[second]
-    out[second] = far[first]
-    return out.reshape(n, 3)
+def _neighbours(faces: np.ndarray, key: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(F, 3) the far corner (a welded vertex id) of the one triangle across each edge (edge
+    k joins corners k and k+1), or -1 where the edge is open or non-manifold. ``key`` and
+    ``position``: the mesh's sorted edges (:attr:`scanner.mesh.Mesh.sorted_edges`: edge e of
+    the concatenation belongs to face e mod F, as its edge e // F)."""
+    n_faces, n = len(faces), len(key)
+    out = np.full((3, n_faces), -1, dtype=np.int64)
+    if n < 2:
+        return out.T
+    same = key[1:] == key[:-1]  # sorted edge i equals edge i + 1
+    pair = same.copy()
+    pair[1:] &= ~same[:-1]  # not the second of a run
+    pair[:-1] &= ~same[1:]  # the run is exactly two long
+    first = np.flatnonzero(pair)
+    a, b = position[first], position[first + 1]
+    fa, ka, fb, kb = a % n_faces, a // n_faces, b % n_faces, b // n_faces
+    out[ka, fa] = faces[fb, (kb + 2) % 3]
+    out[kb, fb] = faces[fa, (ka + 2) % 3]
+    return out.T
 
 
-def _code_columns(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per triangle, per corner rotation k (edge k = corners k, k+1; opposite corner k+2):
-    the quantised (side, far-to-start, far-to-end, far-to-opposite) of edge k, and the fold
-    sign of edge k. Returns (F, 3, 4) int64 and (F, 3) int8."""
-    t = p[faces]  # (F, 3, 3) float64
-    u = t
-    v = np.roll(t, -1, axis=1)
-    o = np.roll(t, -2, axis=1)
-    side = np.linalg.norm(v - u, axis=2)  # (F, 3)
-    perim = side.sum(axis=1)
-    has = nb >= 0
-    d = p[np.where(has, nb, 0)]  # (F, 3, 3)
-    du = np.linalg.norm(d - u, axis=2)
-    dv = np.linalg.norm(d - v, axis=2)
-    do = np.linalg.norm(d - o, axis=2)
-    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    fold = np.einsum("fkc,fc->fk", d - u, normal)
-    scale = np.maximum(np.abs(normal).max(axis=1), 1e-300)[:, None] * perim[:, None]
-    sign = np.where(np.abs(fold) <= 1e-5 * scale, 0, np.sign(fold)).astype(np.int8)
-    sign[~has] = 0
+def _q(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
-        q = np.stack([side, du, dv, do], axis=2) / perim[:, None, None]
-        q = np.rint(np.log2(np.maximum(q, 1e-12)) / STEP).astype(np.int64)
-    q[..., 1:][~has] = NO_NEIGHBOUR
-    return q, sign
+        return np.rint(np.log2(np.maximum(x, 1e-12)) / STEP).astype(np.int64)
 
 
-def _canonical(q: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    """The smallest of the six corner orders (3 rotations x 2 directions) of each triangle's
-    (3 edges x 4 values) code, as (F, 15) int64: the 12 values then 3 relative fold signs."""
-    f = len(q)
-    variants = []
-    for rot in range(3):
-        order = [(rot + k) % 3 for k in range(3)]
-        fwd = q[:, order]  # edges in order
-        s = sign[:, order]
-        variants.append((fwd, s))
-        # reversed direction: edge order reverses and each edge's ends swap
-        rev_edges = [order[0], order[2], order[1]]
-        rev = q[:, rev_edges][:, :, [0, 2, 1, 3]]
-        variants.append((rev, sign[:, rev_edges]))
-    best = None
-    for edges, s in variants:
-        rel = np.stack([s[:, 0] * s[:, 1], s[:, 1] * s[:, 2], s[:, 2] * s[:, 0]], axis=1).astype(np.int64)
-        row = np.concatenate([edges.reshape(f, 12), rel], axis=1)
-        if best is None:
-            best = row
-        else:
-            # lexicographic minimum, row by row
-            diff = row != best
-            first = np.argmax(diff, axis=1)
-            pick = diff.any(axis=1) & (row[np.arange(f), first] < best[np.arange(f), first])
-            best = np.where(pick[:, None], row, best)
-    assert best is not None
-    return best
-
-
-def _hash_rows(rows: np.ndarray) -> np.ndarray:
-    h = np.full(len(rows), _H1, dtype=np.uint64)
+def _edge_hashes(columns: list[np.ndarray], salt: int) -> np.ndarray:
+    """One 64-bit hash per (triangle, edge) of equally shaped (F, 3) int64 columns."""
+    h = np.full(columns[0].shape, _H1 + np.uint64(salt), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for c in range(rows.shape[1]):
-            h = _splitmix(h ^ rows[:, c].astype(np.uint64))
+        for c in columns:
+            h = _splitmix(h ^ c.astype(np.uint64))
     return h
 
 
-def patch_codes(vertices: np.ndarray, faces: np.ndarray) -> PatchCodes:
-    """Patch codes of a welded surface (float vertices (V, 3), faces (F, 3) into them)."""
+def _triangle_hash(edges: np.ndarray, kind: int) -> np.ndarray:
+    """A triangle's code from its three edge hashes, whatever their order: the sorted triple
+    hashed (invariant to the six symmetries of the corner order), kind in the lowest bit."""
+    e = np.sort(edges, axis=1)
+    h = np.full(len(e), _H1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in range(3):
+            h = _splitmix(h ^ e[:, c])
+    return (h & ~np.uint64(1)) | np.uint64(kind)
+
+
+def _fold_sides(raw: np.ndarray, angle: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Which side each neighbour folds to, relative to the triangle's own folds, so that a
+    flipped winding (every sign flipped) changes nothing: signs are multiplied by the sign of
+    the signed sum of the quantised folds, or where that sum is exactly zero (a step: one fold
+    up, one down) by the sign of the fold at the edge with the smallest hash among those that
+    fold - an edge that is the same whatever the corner order."""
+    total = np.sign((raw * np.where(angle == NO_NEIGHBOUR, 0, angle)).sum(axis=1))
+    folding = np.where(raw != 0, edges, np.iinfo(np.uint64).max)
+    tie = raw[np.arange(len(raw)), np.argmin(folding, axis=1)]
+    norm = np.where(total != 0, total, np.where(tie != 0, tie, 1))
+    return raw * norm[:, None]
+
+
+def _with_side(edges: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _splitmix(edges ^ (sign + 2).astype(np.uint64))
+
+
+def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Ring codes, fold codes, sizes and areas of one chunk of triangles.
+
+    Each edge is described by values that do not depend on which of its ends comes first
+    (a reflection of the corner order swaps them), and the triangle's code hashes its three
+    edges as a sorted triple, so no corner order, winding or mirror changes it. The side of
+    the triangle a neighbour folds to is signed relative to the sum of the three folds, so a
+    flipped winding (which flips every fold) gives the same code."""
+    # coordinates as separate (F, 3) arrays per axis (corner k of each triangle in column k):
+    # element-wise arithmetic is several times faster than reductions over a length-3 axis
+    ux, uy, uz = (p[:, c][faces] for c in range(3))  # u = corner k
+    vx, vy, vz = (np.roll(a, -1, axis=1) for a in (ux, uy, uz))  # v = corner k + 1
+    ox, oy, oz = (np.roll(a, -2, axis=1) for a in (ux, uy, uz))  # o = corner k + 2
+    ex, ey, ez = vx - ux, vy - uy, vz - uz
+    side = np.sqrt(ex * ex + ey * ey + ez * ez)
+    perim = side.sum(axis=1)
+    # the triangle's normal from its first two edges (columns 0 and 2 of e hold v0 - u0, u0 - u2)
+    ax, ay, az, bx, by, bz = ex[:, 0], ey[:, 0], ez[:, 0], -ex[:, 2], -ey[:, 2], -ez[:, 2]
+    nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    double = np.sqrt(nx * nx + ny * ny + nz * nz)
+    area = 0.5 * double
+    inv = 1.0 / np.maximum(double, 1e-300)
+    nx, ny, nz = (nx * inv)[:, None], (ny * inv)[:, None], (nz * inv)[:, None]
+    has = nb >= 0
+    far = np.where(has, nb, 0)
+    dx, dy, dz = p[:, 0][far], p[:, 1][far], p[:, 2][far]
+    scale = perim[:, None]
+
+    def dist(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return np.sqrt(x * x + y * y + z * z)
+
+    pux, puy, puz = dx - ux, dy - uy, dz - uz
+    du = dist(pux, puy, puz) / scale
+    dv = dist(dx - vx, dy - vy, dz - vz) / scale
+    do = dist(dx - ox, dy - oy, dz - oz) / scale
+    # the angle of the neighbour's plane across the edge, seen from the triangle's inside:
+    # h = (d - u) and w = (u - o), each without its component along the edge
+    inv_side = 1.0 / np.maximum(side, 1e-300)
+    tx, ty, tz = ex * inv_side, ey * inv_side, ez * inv_side
+    along = pux * tx + puy * ty + puz * tz
+    hx, hy, hz = pux - along * tx, puy - along * ty, puz - along * tz
+    qx, qy, qz = ux - ox, uy - oy, uz - oz
+    along = qx * tx + qy * ty + qz * tz
+    wx, wy, wz = qx - along * tx, qy - along * ty, qz - along * tz
+    up = hx * nx + hy * ny + hz * nz
+    out = (hx * wx + hy * wy + hz * wz) / np.maximum(dist(wx, wy, wz), 1e-300)
+    theta = np.where(has, np.arctan2(up, out), 0.0)
+    q_side = _q(side / scale)
+    lo, hi = _q(np.minimum(du, dv)), _q(np.maximum(du, dv))
+    q_do = _q(do)
+    angle = np.rint(np.abs(theta) / ANGLE_STEP).astype(np.int64)
+    for col in (lo, hi, q_do, angle):
+        col[~has] = NO_NEIGHBOUR
+    ring_edges = _edge_hashes([q_side, lo, hi, q_do], 1)
+    fold_edges = _edge_hashes([q_side, angle], 2)
+    sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, ring_edges)
+    ring = _triangle_hash(_with_side(ring_edges, sign), RING)
+    fold = _triangle_hash(_with_side(fold_edges, sign), FOLD)
+    sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
+    return ring, fold, sizes, area
+
+
+def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.ndarray, np.ndarray]) -> PatchCodes:
+    """Ring and fold codes of a welded surface: float vertices (V, 3), faces (F, 3) into them,
+    and its sorted edges (key, position) as :attr:`scanner.mesh.Mesh.sorted_edges` gives them."""
+    faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return PatchCodes(np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0))
-    p = np.asarray(vertices, dtype=np.float64)
-    nb = _neighbours(np.asarray(faces, dtype=np.int64))
-    q, sign = _code_columns(p, faces, nb)
-    codes = _hash_rows(_canonical(q, sign))
-    t = p[faces]
-    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
-    perim = np.linalg.norm(t - np.roll(t, -1, axis=1), axis=2).sum(axis=1)
-    sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
+    nb = _neighbours(faces, *sorted_edges)
+    parts = [_chunk_codes(np.asarray(vertices), faces[lo : lo + _CHUNK], nb[lo : lo + _CHUNK])
+             for lo in range(0, len(faces), _CHUNK)]  # fmt: skip
+    ring, fold, sizes, area = (np.concatenate(c) for c in zip(*parts, strict=True))
     keep = area > 0
-    return PatchCodes(codes[keep], sizes[keep], area[keep])
+    ring, fold, sizes, area = ring[keep], fold[keep], sizes[keep], area[keep]
+    return PatchCodes(np.concatenate([ring, fold]), np.concatenate([sizes, sizes]), np.concatenate([area, area]))
 
 
 MAX_SIGNATURE_PATCHES = 1024
-"""Distinct patch codes kept per signature: those with the smallest code values (a bottom-k
+"""Distinct patch codes of each kind kept per signature: those with the smallest code values (a bottom-k
 sketch: the codes are hashes, so this is a uniform random subset, and a copy that keeps half
 of the part keeps about half of the sketch). Bounds a library's size per signature."""
 MIN_MATCHED = 8
@@ -190,7 +238,8 @@ def mesh_patch_codes(mesh: Mesh) -> PatchCodes:
     """Patch codes of a mesh's surface (degenerate and repeated triangles removed, welded):
     the whole upload at once, every body and every archive member joined the same way."""
     surface = mesh.surface()
-    return patch_codes(surface.welded_vertices, surface.welded_faces)
+    key, position, _ = surface.sorted_edges
+    return patch_codes(surface.welded_vertices, surface.welded_faces, (key, position))
 
 
 @dataclass(frozen=True)
@@ -208,21 +257,24 @@ class SignaturePatches:
 
 def signature_patches(mesh: Mesh, generic: np.ndarray | None = None) -> SignaturePatches:
     """The distinctive patch sketch of a signature: each distinct (code, size) with the share
-    of the surface it covers, minus codes benign references also produce (``generic``, sorted
-    uint64; defaults to the shipped codebook), at most ``MAX_SIGNATURE_PATCHES``."""
+    of the surface it covers (per kind: each kind's shares sum to at most 1), minus codes
+    benign references also produce (``generic``, sorted uint64; defaults to the shipped
+    codebook), at most ``MAX_SIGNATURE_PATCHES`` of each kind (the smallest codes)."""
     pc = mesh_patch_codes(mesh)
     generic = generic_codes() if generic is None else generic
-    total = float(pc.weights.sum())
+    total = float(pc.weights.sum()) / len(KINDS)  # every triangle has one code of each kind
     if not len(pc) or total <= 0:
         return SignaturePatches(np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0, np.float32))
     keys = np.rec.fromarrays([pc.codes, pc.sizes], names="c,s")
-    uniq, inverse = np.unique(keys, return_inverse=True)
+    uniq, inverse = np.unique(keys, return_inverse=True)  # sorted by code, then size
     share = np.bincount(inverse.ravel(), weights=pc.weights, minlength=len(uniq)) / total
     codes, sizes = np.asarray(uniq["c"], np.uint64), np.asarray(uniq["s"], np.int16)
     distinctive = ~_member(codes, generic)
     codes, sizes, share = codes[distinctive], sizes[distinctive], share[distinctive]
-    order = np.argsort(codes, kind="stable")[:MAX_SIGNATURE_PATCHES]
-    return SignaturePatches(codes[order], sizes[order], share[order].astype(np.float32))
+    kind = (codes & np.uint64(1)).astype(np.int64)
+    keep = np.concatenate([np.flatnonzero(kind == k)[:MAX_SIGNATURE_PATCHES] for k in KINDS])
+    keep.sort()
+    return SignaturePatches(codes[keep], sizes[keep], share[keep].astype(np.float32))
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
