@@ -121,6 +121,8 @@ def list_cmd(library: str, as_json: bool) -> None:
             f"{t['matchable_rows']}/{t['rows']} rows, <= {t['tolerance']:.3f}"
             + ("" if t["distinctive"] else " (exact copies only)")
             + f"; {t['matchable_pieces']}/{t['pieces']} pieces"
+            + f"; local: {t['ring_patches']} ring / {t['fold_patches']} fold patches"
+            + ("" if t["local_matchable"] else " (too few to match on)")
         )
         if s.disabled:  # kept in the library, never matched (e.g. a confirmation overturned on appeal)
             matchable = f"DISABLED by {s.disabled.get('by')} at {s.disabled.get('at')}: {s.disabled.get('why')}"
@@ -238,6 +240,18 @@ def _tolerances(lib) -> list[dict]:  # noqa: ANN001 - SignatureLibrary
         out[sig]["tolerance"] = max(out[sig]["tolerance"], round(float(threshold), 5))
     for t in out:
         t["distinctive"] = t["tolerance"] >= SAMPLING_NOISE
+    # distinctive local patches per kind (codes benign references also produce were dropped at
+    # enrolment); a signature with fewer than MIN_MATCHED of both is never matched on them
+    import numpy as np
+
+    from scanner.features.patches import FOLD, MIN_MATCHED, RING
+
+    kinds = (np.asarray(lib.patch_codes) & np.uint64(1)).astype(np.int64)
+    sigs = np.asarray(lib.patch_sigs, dtype=np.int64)
+    counts = {k: np.bincount(sigs[kinds == k], minlength=len(out)) for k in (RING, FOLD)}
+    for i, t in enumerate(out):
+        t["ring_patches"], t["fold_patches"] = int(counts[RING][i]), int(counts[FOLD][i])
+        t["local_matchable"] = max(t["ring_patches"], t["fold_patches"]) >= MIN_MATCHED
     return out
 
 
