@@ -312,6 +312,25 @@ def _shape_key(mesh: scanner.Mesh) -> str:
     return hashlib.sha256(rounded.tobytes()).hexdigest()[:16] + f"-{len(areas)}"
 
 
+def _ring_codes(mesh: scanner.Mesh) -> np.ndarray:
+    """The distinct ring patch codes of a mesh (each triangle with its neighbours, up to
+    similarity): two files that share nearly all of them are one tessellated model."""
+    from scanner.features.patches import RING, mesh_patch_codes
+
+    codes = mesh_patch_codes(mesh).codes
+    return np.unique(codes[(codes & np.uint64(1)) == RING])
+
+
+def _same_tessellation(a: dict, b: dict) -> bool:
+    """One model moved, rescaled or re-exported with its triangles intact: triangle counts
+    within 10% and 90% of the smaller file's distinct ring codes found in the other (float32
+    rounding of a moved copy changes a few; a different design shares almost none)."""
+    small, large = sorted((a, b), key=lambda p: len(p["rings"]))
+    if min(a["triangles"], b["triangles"]) < 0.9 * max(a["triangles"], b["triangles"]) or not len(small["rings"]):
+        return False
+    return float(np.isin(small["rings"], large["rings"]).mean()) >= 0.9
+
+
 def _body_keys(mesh: scanner.Mesh) -> set[str]:
     bodies = mesh.bodies() if mesh.body_count <= 512 else []
     return {_shape_key(b) for b in bodies if b.triangle_count >= 8}
@@ -329,7 +348,8 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
             continue
         if mesh.triangle_count < args.corpus_min_triangles:
             continue
-        entry = {"path": rel, "hash": mesh.geometry_hash, "stem": _stem(rel), "shape": _shape_key(mesh)}
+        entry = {"path": rel, "hash": mesh.geometry_hash, "stem": _stem(rel), "shape": _shape_key(mesh),
+                 "triangles": mesh.triangle_count, "rings": _ring_codes(mesh)}  # fmt: skip
         twin = next(
             (
                 (p["path"], why)
@@ -338,6 +358,7 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
                     ("same geometry hash", p["hash"] == entry["hash"]),
                     ("same name stem", p["stem"] == entry["stem"]),
                     ("same shape up to similarity", p["shape"] == entry["shape"]),
+                    ("same tessellation", _same_tessellation(p, entry)),
                 )
                 if same
             ),
@@ -358,7 +379,10 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
         "geometry hash (identical triangles), the same file name but for the extension (one model "
         "exported twice: reference.obj / reference.ply), or the same shape up to similarity (equal "
         "triangle count and equal sorted area-normalised triangle areas: one model moved, scaled or "
-        "re-indexed). A false match whose files share a body of the same shape is reported as a "
+        "re-indexed), or the same tessellation (triangle counts within 10% and 90% of the smaller "
+        "file's triangles, with their neighbours, found unchanged up to similarity in the other: "
+        "one model moved far enough for float32 rounding to change its areas, or re-exported with "
+        "seams). A false match whose files share a body of the same shape is reported as a "
         "body-for-body identical part."
     )
     for d in dropped:

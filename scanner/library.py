@@ -320,6 +320,9 @@ class SignatureLibrary:
     patch_sigs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     patch_version: str = ""
     """The patch codes' version (:data:`scanner.features.patches.PATCH_VERSION`)."""
+    patches_ordered: bool = False
+    """True while the patch columns are as saved (sorted by code): set by load and save,
+    cleared when a signature adds patches."""
     allowlist: list[AllowEntry] = field(default_factory=list)
     library_version: str = "empty"
     _ann: Any = field(default=None, repr=False, compare=False)
@@ -386,6 +389,7 @@ class SignatureLibrary:
         except (OSError, ValueError, TypeError) as exc:
             raise LibraryError(f"library {root} is unreadable: {exc}") from None
         lib._check_arrays(root, check_version, checker.hashed)
+        lib.patches_ordered = True
         entry = manifest.get("ann")
         if isinstance(entry, dict) and entry.get("descriptors") == files.get("descriptors.npy"):
             lib._ann_entry = entry
@@ -507,6 +511,7 @@ class SignatureLibrary:
         except ValueError as exc:
             raise LibraryError(f"cannot save library {root}: {exc}") from None
         self._sort_patches()
+        self.patches_ordered = True
         for spec in ARRAYS:
             _atomic_npy(root / spec.file, np.asarray(getattr(self, spec.attr)).astype(np.dtype(spec.dtype), copy=False))
         checksums = {name: sha256_path(root / name) for name in CONTENT_FILES}
@@ -643,6 +648,7 @@ class SignatureLibrary:
         self.rows = np.concatenate([self.rows.reshape(-1, 2), new_rows])
         self.thresholds = np.concatenate([self.thresholds, np.asarray(thresholds, dtype=np.float32).reshape(-1)])
         if patches is not None and len(patches):
+            self.patches_ordered = False
             self.patch_codes = np.concatenate([self.patch_codes, np.asarray(patches["code"], dtype=np.uint64)])
             self.patch_sizes = np.concatenate([self.patch_sizes, np.asarray(patches["size"], dtype=np.int16)])
             self.patch_shares = np.concatenate([self.patch_shares, np.asarray(patches["share"], dtype=np.float32)])

@@ -126,7 +126,9 @@ class LocalPatchSignal:
     @staticmethod
     def build(lib: SignatureLibrary) -> PatchIndex:
         columns = (lib.patch_codes, lib.patch_sizes, lib.patch_shares, lib.patch_sigs)
-        return PatchIndex(*columns, signatures=len(lib.signatures), active=np.asarray(lib.active(), dtype=bool))
+        active = np.asarray(lib.active(), dtype=bool)
+        # a loaded library's columns were sorted when saved; ones added since are sorted here
+        return PatchIndex(*columns, signatures=len(lib.signatures), active=active, ordered=lib.patches_ordered)
 
 
 class StretchSignal:

@@ -53,14 +53,26 @@ class PatchIndex:
         sigs: np.ndarray,
         signatures: int,
         active: np.ndarray | None = None,
+        ordered: bool = False,
     ) -> None:
-        if len(codes) > 1 and not bool(np.all(codes[1:] >= codes[:-1])):  # added since the last save
+        """``ordered``: the columns are known to be sorted by code (a saved library's are:
+        checking would read every page of a large memory map at each open)."""
+        if not ordered and len(codes) > 1 and not bool(np.all(codes[1:] >= codes[:-1])):
             order = np.lexsort((sigs, codes))
             codes, sizes, shares, sigs = codes[order], sizes[order], shares[order], sigs[order]
         self.codes, self.sizes, self.shares, self.sigs = codes, sizes, shares, sigs
-        # votes are counted per (signature, kind): ring and fold codes are separate evidence
-        self.totals = np.bincount(self._voter(np.asarray(sigs, dtype=np.int64), codes), minlength=2 * signatures)
+        self.signatures = signatures
+        self._totals: np.ndarray | None = None
         self.active = np.ones(signatures, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+
+    @property
+    def totals(self) -> np.ndarray:
+        """Distinctive patches per (signature, kind), counted on first use: only evidence
+        needs them, and counting reads the whole signature column."""
+        if self._totals is None:
+            voters = self._voter(np.asarray(self.sigs, dtype=np.int64), self.codes)
+            self._totals = np.bincount(voters, minlength=2 * self.signatures)
+        return self._totals
 
     @staticmethod
     def _voter(sig: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -76,15 +88,23 @@ class PatchIndex:
 
         if not len(self.codes) or not len(codes):
             return []
-        keys = np.unique(np.rec.fromarrays([codes.codes, codes.sizes.astype(np.int64)], names="c,s"))
-        qc, qs = np.asarray(keys["c"], np.uint64), np.asarray(keys["s"], np.int64)
+        # distinct (code, size) pairs, in code order (sorted needles search a large map faster)
+        order = np.lexsort((codes.sizes, codes.codes))
+        qc, qs = codes.codes[order], codes.sizes[order].astype(np.int64)
+        new = np.ones(len(qc), dtype=bool)
+        new[1:] = (qc[1:] != qc[:-1]) | (qs[1:] != qs[:-1])
+        qc, qs = qc[new], qs[new]
         lo = np.searchsorted(self.codes, qc, side="left")
-        hi = np.searchsorted(self.codes, qc, side="right")
-        n = hi - lo
-        use = (n > 0) & (n <= MAX_HITS_PER_CODE)
-        if not use.any():
+        found = lo < len(self.codes)
+        found[found] = self.codes[lo[found]] == qc[found]  # most codes of an upload are nowhere
+        if not found.any():
             return []
+        lo, qc, qs = lo[found], qc[found], qs[found]
+        n = np.searchsorted(self.codes, qc, side="right") - lo
+        use = n <= MAX_HITS_PER_CODE
         lo, n, qs = lo[use], n[use], qs[use]
+        if not len(lo):
+            return []
         rows = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
         q_size = np.repeat(qs, n)
         sig = self.sigs[rows].astype(np.int64)
