@@ -593,3 +593,25 @@ def test_an_appeal_is_decided_on_the_judged_content_after_the_file_changed(site:
     assert item.sha256 in page.text and "1 bytes" not in page.text and 'id="decide-appeal"' in page.text
     assert post_form(bo, item.id, "decide-appeal", outcome="overturned", reason="a component")[0] == 303
     assert [(e["decision"], e["by"]) for e in entries(site)][-1] == ("appeal-outcome", "Bo")
+
+
+def test_a_local_match_shows_how_much_of_the_signature_was_found(tmp_path: Path) -> None:
+    """A demo proxy fused to a plate flags on local patches; its item page says how much of the
+    signature the upload reproduces, in the reviewer's words, not as a distance."""
+    import scanner
+    from fixtures import evasions as ev
+
+    up = tmp_path / "uploads"
+    up.mkdir()
+    part = ev.as_trimesh(scanner.load(DEMO / "proxy-bolt_or_breech_block-s1-000.stl"))
+    (up / "fused.stl").write_bytes(ev.stl_binary(ev.fused_plate(part)))
+    assert run("scan", "uploads", "--db", "r.sqlite", "--jobs", "1", cwd=tmp_path).returncode == 1
+    reviewers = Reviewers.load(write_reviewers(tmp_path / "reviewers.toml"))
+    app = create_review_app(WebSettings(db=tmp_path / "r.sqlite", reviewers=reviewers, library=None, claim_minutes=30))
+    with ReviewStore(tmp_path / "r.sqlite", readonly=True) as store:
+        (item,) = store.queue(("review", "flag"))
+    top = item.record["matches"][0]
+    assert top["kind"] == "local"
+    page = login({"app": app}, "Bo", "bo-secret").get(f"/review/items/{item.id}")
+    found = f"{top['signature_share']:.0%} of it found: {top['patches_matched']} of its {top['patches_total']} patches"
+    assert page.status_code == 200 and found in page.text

@@ -118,6 +118,7 @@ class Web:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["score"] = lambda x: "-" if x is None else f"{x:.2f}"
+        self.env.filters["percent"] = lambda x: "-" if x is None else f"{x:.0%}"
         self.env.filters["when"] = when
         self.env.filters["name"] = lambda item: label(os.path.basename(item.path) or item.path, item.member)
         self.env.filters["folder"] = lambda item: os.path.dirname(item.path)
