@@ -6,6 +6,7 @@
         print(v.verdict, v.explanation)
     signals = scanner.hash("upload.stl")                        # hash at the edge ...
     matches = scanner.lookup(signals[0])                        # ... match elsewhere
+    notes = signals[0].notes()                                  # what a lookup of them cannot see
 
 Every scan goes through :func:`scanner.pipeline.scan_one`, the function the CLI, the daemon and
 the Dask workers call, so a verdict is the same whichever door it came through. A scanner
@@ -30,17 +31,23 @@ from scanner.verdict import Match, Verdict
 if TYPE_CHECKING:
     from scanner.classify.model import ComponentModel
     from scanner.context import ScanContext
+    from scanner.exchange.signals import PatchSignal
     from scanner.library import SignatureLibrary
 
 SHIPPED = "shipped"
 """Use the demo library or model that ships with meshscan."""
+NO_PATCH_CODES = "no-patch-codes"
+"""A lookup note: the signals carry no patch codes, so no local match can be found."""
+PATCHES_SAMPLED = "patches-sampled"
+"""A lookup note: the mesh has more distinct patches than its signals carry (the cap of
+:data:`scanner.exchange.signals.MAX_SIGNAL_PATCHES` per kind)."""
 
 
 @dataclass
 class Signals:
-    """What matching needs from one mesh (a file, or one archive member): hashes and
-    descriptor rows, never geometry, so they can be computed at the edge and sent to a
-    matcher that never sees the file (HMA's hash-then-lookup split)."""
+    """What matching needs from one mesh (a file, or one archive member): hashes, descriptor
+    rows and distinct patch codes, never geometry, so they can be computed at the edge and
+    sent to a matcher that never sees the file (HMA's hash-then-lookup split)."""
 
     sha256: str | None
     """The file's sha256 (None for an archive member: the member has no file of its own)."""
@@ -53,6 +60,11 @@ class Signals:
     member: str | None = None
     triangles: int = 0
     bodies: int = 0
+    patches: str | None = None
+    """The mesh's distinct patch codes with their sizes and version, as the ``mesh_patches``
+    signal (:class:`scanner.exchange.signals.PatchSignal`): what finds a cut, fused, split or
+    decoyed copy. None in signals from a meshscan before patch codes: those still match
+    exactly and as near duplicates, never locally (:meth:`notes` says so)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,6 +72,29 @@ class Signals:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Signals:
         return cls(**d)
+
+    def patch_signal(self) -> PatchSignal | None:
+        """The decoded patch codes (None: the signals carry none); raises
+        :class:`~scanner.exchange.signals.SignalError` with reason ``patch-version`` for codes
+        of another version, ``malformed-patches`` for a string that does not parse."""
+        from scanner.exchange.signals import PatchSignal
+
+        return None if self.patches is None else PatchSignal.decode(self.patches)
+
+    def notes(self) -> list[dict[str, str]]:
+        """What a lookup of these signals cannot see that a scan of the file would: each a
+        ``kind`` of match, a ``reason`` code and a sentence. Empty for signals of this meshscan
+        with every patch code of the mesh."""
+        signal = self.patch_signal()
+        if signal is None:
+            why = "the signals carry no patch codes (hashed by a meshscan before them): a cut, fused, split or "
+            why += "decoyed copy cannot be found"
+            return [{"kind": "local", "reason": NO_PATCH_CODES, "detail": why}]
+        if signal.sampled:
+            why = f"the mesh has {signal.distinct} distinct patches; its signals carry the {len(signal)} with the "
+            why += "smallest codes, so a local match a scan finds may be missed"
+            return [{"kind": "local", "reason": PATCHES_SAMPLED, "detail": why}]
+        return []
 
 
 @dataclass
@@ -131,7 +166,9 @@ class Scanner:
         """The signals of each mesh of an upload, without matching. Unreadable meshes are
         skipped here; :meth:`scan` reports them."""
         from scanner.errors import UnreadableInput
+        from scanner.exchange.signals import PatchSignal
         from scanner.features import describe
+        from scanner.features.patches import mesh_patch_codes
         from scanner.loading import open_upload
 
         limits = self.settings.limits
@@ -148,6 +185,7 @@ class Scanner:
                 desc = describe(result.mesh, limits.max_bodies)
             except (UnreadableInput, ValueError):
                 continue
+            patches = PatchSignal.of_upload(mesh_patch_codes(result.mesh)).encode()
             rows, bodies = desc.rows()
             out.append(
                 Signals(
@@ -159,15 +197,19 @@ class Scanner:
                     member=result.member,
                     triangles=result.mesh.triangle_count,
                     bodies=desc.body_count,
+                    patches=patches,
                 )
             )
         return out
 
     def lookup(self, signals: Signals) -> list[Match]:
-        """Matches of one mesh's signals against the library: exact identity first, then
-        near-duplicate rows within each signature row's threshold. An allowlisted geometry
-        gives no near-duplicate match (as in :meth:`scan`); an exact signature match always
-        counts."""
+        """Matches of one mesh's signals against the library, by the rules of a scan: exact
+        identity first, then near-duplicate rows within each signature row's threshold, then
+        local patches (a cut, fused, split or decoyed copy). An allowlisted geometry gives only
+        exact matches (as in :meth:`scan`). Signals of another descriptor version are refused
+        (:class:`~scanner.library.LibraryError`), patch codes of another version too
+        (:class:`~scanner.exchange.signals.SignalError`, reason ``patch-version``); signals
+        without patch codes find no local match (:meth:`Signals.notes` says so)."""
         from scanner.features import DESCRIPTOR_VERSION
         from scanner.library import LibraryError
 
@@ -175,12 +217,16 @@ class Scanner:
             raise LibraryError(
                 f"signals of descriptor {signals.descriptor_version!r} cannot be compared with {DESCRIPTOR_VERSION!r}"
             )
+        patches = signals.patch_signal()  # refused before any matching, whatever would match
         matcher, match = self._context.matcher, self.settings.match
         exact = matcher.exact(signals.sha256, signals.geometry_hash, match.distance_threshold)
         if exact or matcher.allowed(signals.sha256, signals.geometry_hash) is not None:
             return exact
         rows = np.asarray(signals.rows, dtype=np.float32)
-        return matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold)
+        near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold)
+        if near or patches is None or len(matcher.library) == 0 or not len(matcher.patches):
+            return near
+        return matcher.local(patches.patch_codes())
 
 
 def scan(upload: str | os.PathLike[str] | bytes, name: str | None = None) -> list[Verdict]:

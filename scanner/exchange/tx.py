@@ -1,6 +1,6 @@
 """A python-threatexchange extension: ``threatexchange config extensions add scanner.exchange.tx``.
 
-It provides a ``mesh`` content type and meshscan's two signal types (see
+It provides a ``mesh`` content type and meshscan's three signal types (see
 :mod:`scanner.exchange.signals`) with ``hash_from_file``, ``compare_hash`` and an index class,
 so the ``threatexchange`` CLI can hash and match meshes and an HMA deployment can bank,
 exchange and match mesh signals with its existing infrastructure (add the signal types and
@@ -25,6 +25,7 @@ from threatexchange.extensions.manifest import ThreatExchangeExtensionManifest
 from threatexchange.signal_type import index, signal_base
 
 from scanner.exchange import signals
+from scanner.features.patches import MIN_SHARE, PATCH_VERSION
 from scanner.features.version import DESCRIPTOR_SIZE
 
 T = t.TypeVar("T")
@@ -171,6 +172,29 @@ class MeshDescriptorIndex(_JsonIndex[T]):
         return out
 
 
+class MeshPatchesIndex(_JsonIndex[T]):
+    """meshscan's ``local`` rule over the banked patch sketches: one vote per distinct code of
+    the upload, by binary search over every sketch's codes (built on first query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sketches: list[signals.PatchSignal] = []
+
+    def add(self, signal_str: str, entry: T) -> None:
+        sketch = signals.PatchSignal.decode(signal_str)
+        if sketch.shares is None:
+            raise ValueError("a banked patch signal carries its codes' shares (an upload's does not)")
+        self._sketches.append(sketch)
+        super().add(signal_str, entry)
+
+    def query(self, query: str) -> list[index.IndexMatch[T]]:
+        hits = signals.patch_matches(self._sketches, signals.PatchSignal.decode(query))
+        return [
+            index.IndexMatch(index.SignalSimilarityInfoWithSingleDistance(round(1.0 - share, 6)), self.entries[i])
+            for i, share, _, _ in hits
+        ]
+
+
 class MeshGeometryHashSignal(signal_base.SimpleSignalType, signal_base.FileHasher):
     """The sha256 of a mesh's triangles: the same part in any format, order or winding."""
 
@@ -234,7 +258,50 @@ class MeshDescriptorSignal(signal_base.SignalType, signal_base.FileHasher):
         ]
 
 
+class MeshPatchesSignal(signal_base.SignalType, signal_base.FileHasher):
+    """meshscan's local patch codes: hashes of each triangle with its neighbours, so a copy cut,
+    fused to other geometry, split into pieces or hidden among decoys still matches. A banked
+    sketch carries each code's share of the signature's area; a match is at least
+    ``MIN_MATCHED`` of its codes covering ``MIN_SHARE`` of it, at one scale. Distance is the
+    share of the signature not found."""
+
+    @classmethod
+    def get_content_types(cls) -> list[type[ContentType]]:
+        return [MeshContent]
+
+    @classmethod
+    def get_index_cls(cls) -> type[MeshPatchesIndex]:
+        return MeshPatchesIndex
+
+    @classmethod
+    def validate_signal_str(cls, signal_str: str) -> str:
+        return signals.PatchSignal.decode(signal_str).encode()
+
+    @classmethod
+    def hash_from_file(cls, file: pathlib.Path) -> str:
+        hashed = signals.hash_file(file)
+        return hashed[2] if hashed else ""
+
+    @classmethod
+    def compare_hash(cls, hash1: str, hash2: str) -> signal_base.SignalComparisonResult:
+        a, b = signals.PatchSignal.decode(hash1), signals.PatchSignal.decode(hash2)
+        banked, upload = (a, b) if a.shares is not None else (b, a)
+        hits = signals.patch_matches([banked], upload) if banked.shares is not None else []
+        share = hits[0][1] if hits else 0.0
+        return signal_base.SignalComparisonResult.from_simple_dist(round(1.0 - share, 6), 1.0 - MIN_SHARE)
+
+    @staticmethod
+    def get_examples() -> list[str]:
+        rng = np.random.default_rng(7)
+        out = []
+        for _ in range(2):
+            codes = np.sort(rng.integers(0, 2**63, 64, dtype=np.uint64) * np.uint64(2))
+            shares = np.full(64, 1.0 / 64, np.float32)
+            out.append(signals.PatchSignal.of_sketch(codes, np.zeros(64, np.int16), shares, PATCH_VERSION).encode())
+        return out
+
+
 TX_MANIFEST = ThreatExchangeExtensionManifest(
-    signal_types=(MeshGeometryHashSignal, MeshDescriptorSignal),
+    signal_types=(MeshGeometryHashSignal, MeshDescriptorSignal, MeshPatchesSignal),
     content_types=(MeshContent,),
 )

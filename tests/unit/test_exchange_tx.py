@@ -1,7 +1,8 @@
 """The python-threatexchange extension: meshscan's signal types pass the checks of the
 library's own signal-type test helper (name, examples, validate and compare cases, written out
 here as the helper is not shipped in the wheel), and through the threatexchange API and its CLI
-a proxy's rotated copy matches a banked signature while a benign file does not."""
+a proxy's rotated copy matches a banked signature while a benign file does not; a proxy fused
+to a plate, which no descriptor row finds, matches through the patch signal as a scan finds it."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from threatexchange.exchanges.fetch_state import FetchedSignalMetadata  # noqa: 
 from threatexchange.extensions.manifest import ThreatExchangeExtensionManifest  # noqa: E402
 
 from scanner.exchange import signals  # noqa: E402
-from scanner.exchange.tx import MeshContent, MeshDescriptorSignal, MeshGeometryHashSignal  # noqa: E402
+from scanner.exchange.tx import MeshContent, MeshDescriptorSignal, MeshGeometryHashSignal, MeshPatchesSignal  # noqa: E402
 from scanner.features.version import DESCRIPTOR_SIZE  # noqa: E402
 from scanner.library import SignatureLibrary, shipped_library_path  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.integration._local_copies import local_copy  # noqa: E402
 
 DEMO = REPO / "fixtures" / "demo"
 PROXY = DEMO / "proxy-barrel-s1-000.stl"
@@ -40,7 +42,7 @@ def rotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("signal_type", [MeshGeometryHashSignal, MeshDescriptorSignal])
+@pytest.mark.parametrize("signal_type", [MeshGeometryHashSignal, MeshDescriptorSignal, MeshPatchesSignal])
 def test_signal_type_basics(signal_type: type) -> None:
     assert signal_type.get_content_types() == [MeshContent]
     examples = signal_type.get_examples()
@@ -53,9 +55,10 @@ def test_signal_type_basics(signal_type: type) -> None:
 def test_names_are_stable() -> None:
     assert MeshGeometryHashSignal.get_name() == signals.GEOMETRY_SIGNAL == "mesh_geometry_hash"
     assert MeshDescriptorSignal.get_name() == signals.DESCRIPTOR_SIGNAL == "mesh_descriptor"
+    assert MeshPatchesSignal.get_name() == signals.PATCH_SIGNAL == "mesh_patches"
     assert MeshContent.get_name() == "mesh"
     manifest = ThreatExchangeExtensionManifest.load_from_module_name("scanner.exchange.tx")
-    assert set(manifest.signal_types) == {MeshGeometryHashSignal, MeshDescriptorSignal}
+    assert set(manifest.signal_types) == {MeshGeometryHashSignal, MeshDescriptorSignal, MeshPatchesSignal}
 
 
 @pytest.mark.parametrize(
@@ -113,13 +116,64 @@ def test_rotated_proxy_matches_through_the_index_and_benign_does_not(rotated: Pa
     assert MeshGeometryHashSignal.hash_from_file(rotated) != expected  # only the descriptor survives rotation
 
 
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return local_copy(tmp_path_factory.mktemp("fused") / "fused.stl")
+
+
+def test_fused_proxy_matches_through_the_patch_index_as_a_scan_finds_it(fused: Path) -> None:
+    import scanner
+
+    lib = SignatureLibrary.load(shipped_library_path())
+    banked = [(value, sid) for sid, kind, value in signals.library_signals(lib) if kind == signals.PATCH_SIGNAL]
+    assert len(banked) == len(lib.signatures)
+    index = MeshPatchesSignal.get_index_cls().build(banked)
+    buf = io.BytesIO()
+    index.serialize(buf)
+    index = MeshPatchesSignal.get_index_cls().deserialize(io.BytesIO(buf.getvalue()))
+    query = MeshPatchesSignal.hash_from_file(fused)
+    hits = index.query(query)
+    (record,) = scanner.Scanner(model=None).scan(fused)
+    assert record.verdict == "flag" and record.matches[0].kind == "local"
+    assert [h.metadata for h in hits] == [m.signature_id for m in record.matches]
+    assert [h.similarity_info.distance for h in hits] == pytest.approx([m.distance for m in record.matches], abs=1e-4)
+    # the descriptor and the geometry hash find nothing: only the patch signal does
+    assert (
+        MeshDescriptorSignal.get_index_cls()
+        .build([(v, sid) for sid, kind, v in signals.library_signals(lib) if kind == signals.DESCRIPTOR_SIGNAL])
+        .query(MeshDescriptorSignal.hash_from_file(fused))
+        == []
+    )
+    barrel = dict((sid, v) for sid, kind, v in signals.library_signals(lib) if kind == signals.PATCH_SIGNAL)
+    result = MeshPatchesSignal.compare_hash(barrel[record.matches[0].signature_id], query)
+    assert result.match and result.distance.distance == pytest.approx(record.matches[0].distance, abs=1e-4)
+    assert index.query(MeshPatchesSignal.hash_from_file(BENIGN)) == []
+
+
+def test_patch_signal_of_another_version_or_malformed_is_refused(fused: Path) -> None:
+    query = MeshPatchesSignal.hash_from_file(fused)
+    version, rest = query.split(";", 1)
+    with pytest.raises(signals.SignalError) as err:
+        MeshPatchesSignal.validate_signal_str("pc1;" + rest)
+    assert err.value.reason == signals.PATCH_VERSION_MISMATCH and "'pc1'" in str(err.value)
+    codes, sizes, shares, distinct = rest.split(";")
+    for bad in (f"{version};{codes};{sizes[:-4]};;{distinct}", f"{version};{codes}!;{sizes};;{distinct}",
+                f"{version};{codes};{sizes};;1", f"{version};{codes};{sizes}", "x"):  # fmt: skip
+        with pytest.raises(ValueError) as err:
+            MeshPatchesSignal.validate_signal_str(bad)
+        assert err.value.reason == signals.MALFORMED_PATCHES  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="shares"):  # an upload's signal is no banked sketch
+        MeshPatchesSignal.get_index_cls().build([(query, "x")])
+
+
 def test_unreadable_file_hashes_to_empty(tmp_path: Path) -> None:
     junk = tmp_path / "junk.stl"
     junk.write_bytes(b"not a mesh")
     assert MeshDescriptorSignal.hash_from_file(junk) == "" and MeshGeometryHashSignal.hash_from_file(junk) == ""
+    assert MeshPatchesSignal.hash_from_file(junk) == ""
 
 
-def test_threatexchange_cli_hashes_and_matches(tmp_path: Path, rotated: Path) -> None:
+def test_threatexchange_cli_hashes_and_matches(tmp_path: Path, rotated: Path, fused: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
     tx = [sys.executable, "-m", "threatexchange"]
 
@@ -129,6 +183,7 @@ def test_threatexchange_cli_hashes_and_matches(tmp_path: Path, rotated: Path) ->
     assert run("config", "extensions", "add", "scanner.exchange.tx").returncode == 0
     hashed = run("hash", "mesh", str(PROXY)).stdout.split("\n")
     assert any(line.startswith("mesh_geometry_hash ") for line in hashed)
+    assert any(line.startswith("mesh_patches ") for line in hashed)
     signal_file = tmp_path / "signals.txt"
     ms = subprocess.run([sys.executable, "-m", "scanner.cli", "signatures", "export-signals", "--library",
                          str(shipped_library_path()), "--out", str(signal_file)], env=env, capture_output=True,
@@ -140,3 +195,5 @@ def test_threatexchange_cli_hashes_and_matches(tmp_path: Path, rotated: Path) ->
     match = run("match", "mesh", str(rotated))
     assert match.returncode == 0 and "mesh_descriptor" in match.stdout and "(demo)" in match.stdout, match.stderr
     assert run("match", "mesh", str(BENIGN)).stdout.strip() == ""
+    match = run("match", "mesh", str(fused))  # only the patch signal finds a copy fused to a plate
+    assert match.returncode == 0 and "mesh_patches" in match.stdout and "mesh_descriptor" not in match.stdout
