@@ -479,9 +479,27 @@ def folder_table(rows: list[Row], folders: list[str]) -> Table:
     return breakdown_table("by_folder", "By top-level folder (below the scanned root)", "folder", rows, folders)
 
 
+KIND_COLUMNS = {
+    "sha256": "exact",
+    "geometry": "exact",
+    "near-duplicate": "near_duplicate",
+    "stretched": "stretched",
+    "local": "local",
+}
+"""The ``top_signatures`` column that counts each match kind (the verdict contract's ``kind``)."""
+SIGNATURE_KIND_NOTE = (
+    "Each result counts a signature once, under the kind of its first match with it: exact (the file's bytes or "
+    "its exact triangles), near duplicate (a shape descriptor row), stretched (a copy stretched along some axis) "
+    "or local (enough of the signature's distinctive triangle patches: a cut, fused, split or decoyed copy); "
+    "the kind columns add up to results. Median distance is over all of them: 0 for an exact match, the share "
+    "of the signature not found for a local one."
+)
+
+
 def signature_table(records: list[dict[str, Any]], top: int) -> Table:
     """``top_signatures``: the ``top`` signatures matched by most results (each result counts
-    a signature once, however many of its bodies matched)."""
+    a signature once, however many of its bodies matched, under the kind of its first match:
+    one column per kind, so they add up to ``results``)."""
     sig_hits: dict[str, list[float]] = defaultdict(list)
     sig_category: dict[str, str] = {}
     sig_kinds: dict[str, Counter[str]] = defaultdict(Counter)
@@ -494,24 +512,21 @@ def signature_table(records: list[dict[str, Any]], top: int) -> Table:
                 continue
             seen.add(sid)
             sig_hits[sid].append(float(m.get("distance") or 0.0))
-            sig_kinds[sid][str(m.get("kind", "near-duplicate"))] += 1
+            kind = str(m.get("kind", "near-duplicate"))
+            sig_kinds[sid][KIND_COLUMNS.get(kind, "other")] += 1
+    kinds = list(dict.fromkeys(KIND_COLUMNS.values()))
+    if any(k["other"] for k in sig_kinds.values()):  # a kind this meshscan does not know (a newer log)
+        kinds.append("other")
     table = Table(
         "top_signatures",
         f"Top matched signatures (at most {top})",
-        ["signature_id", "category", "results", "exact", "near_duplicate", "median_distance"],
+        ["signature_id", "category", "results", *kinds, "median_distance"],
+        note=SIGNATURE_KIND_NOTE,
     )
     for sid in sorted(sig_hits, key=lambda s: (-len(sig_hits[s]), s))[:top]:
         k = sig_kinds[sid]
-        table.rows.append(
-            [
-                sid,
-                sig_category[sid],
-                len(sig_hits[sid]),
-                k["sha256"] + k["geometry"],
-                k["near-duplicate"],
-                round(statistics.median(sig_hits[sid]), 5),
-            ]
-        )
+        row = [sid, sig_category[sid], len(sig_hits[sid]), *(k[c] for c in kinds)]
+        table.rows.append([*row, round(statistics.median(sig_hits[sid]), 5)])
     return table
 
 

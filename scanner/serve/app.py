@@ -8,10 +8,11 @@ Endpoints (all JSON except ``/metrics``):
   loaded and the last reload attempt (``--reload-library``), workers, queue.
 - ``POST /v1/scan``: an upload (multipart field ``file``, or a raw body with ``?name=``) ->
   ``{"records": [...]}``, the records of ``meshscan scan --format json``.
-- ``POST /v1/hash``: the same upload -> ``{"signals": [...]}``, hashes and descriptor rows
-  of each mesh, without matching (hash at the edge).
-- ``POST /v1/lookup``: one signals object -> ``{"matches": [...]}`` (a matcher that never
-  sees the file).
+- ``POST /v1/hash``: the same upload -> ``{"signals": [...]}``, hashes, descriptor rows and
+  distinct patch codes of each mesh, without matching (hash at the edge).
+- ``POST /v1/lookup``: one signals object -> ``{"matches": [...], "notes": [...]}`` (a matcher
+  that never sees the file; the matches a scan of the file gives, and notes on what the
+  signals could not show - e.g. signals without patch codes find no local match).
 - ``GET /metrics``: Prometheus text.
 
 Admission: a request for ``/v1/scan`` or ``/v1/hash`` takes a place before its body is read
@@ -48,7 +49,9 @@ from scanner._version import __version__
 from scanner.api import Scanner, Signals
 from scanner.engines.worker import one_blas_thread
 from scanner.errors import CORRUPT, LIMIT_MEMORY, LIMIT_TIME, WORKER_CRASHED
+from scanner.exchange.signals import MAX_SIGNAL_PATCHES, PatchSignal
 from scanner.features import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+from scanner.features.patches import PATCH_VERSION
 from scanner.serve.contract import (
     AUTH_REFUSAL,
     LOOKUP_REFUSALS,
@@ -119,6 +122,16 @@ class ServeConfig:
     mounted under ``/review`` (None: not mounted)."""
 
 
+PATCHES_MAX_CHARS = 2 * MAX_SIGNAL_PATCHES * 14 + 64
+"""The longest patch signal an upload's signals carry (2 kinds x 32,768 codes and sizes, as
+base64 text), with room for the version and the count. Checked by the validator, not stated
+as ``maxLength``: a schema-driven fuzzer cannot generate a string that long to test it."""
+PATCHES_SCHEMA = {
+    "pattern": "^[^;]*;[A-Za-z0-9_-]*;[A-Za-z0-9_-]*;[A-Za-z0-9_-]*;[0-9]*$",
+    "description": f"The mesh_patches signal as /v1/hash gives it ('{PATCH_VERSION};<codes>;<sizes>;;<distinct>'); "
+    "absent in signals of a meshscan before patch codes (they find no local match: see notes). Codes of "
+    f"another patch version are refused (422, reason patch-version). At most {PATCHES_MAX_CHARS} characters.",
+}
 ROW_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": DESCRIPTOR_SIZE, "maxItems": DESCRIPTOR_SIZE}
 """One descriptor row as the document states it (the validator below says the same, with reasons)."""
 
@@ -135,6 +148,7 @@ class LookupSignals(BaseModel):
     member: str | None = Field(default=None, max_length=4096)
     triangles: int = Field(default=0, ge=0)
     bodies: int = Field(default=0, ge=0)
+    patches: str | None = Field(default=None, json_schema_extra=PATCHES_SCHEMA)
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
@@ -149,6 +163,10 @@ class LookupSignals(BaseModel):
                 raise ValueError(f"each row must hold {DESCRIPTOR_SIZE} numbers")
             if not all(math.isfinite(x) for x in row):
                 raise ValueError("rows must hold finite numbers")
+        if self.patches is not None:
+            if len(self.patches) > PATCHES_MAX_CHARS:
+                raise ValueError(f"patches: at most {PATCHES_MAX_CHARS} characters (a capped upload's signal)")
+            PatchSignal.decode(self.patches)  # a SignalError (ValueError) says why, with a reason code
         return self
 
 
@@ -353,10 +371,11 @@ class Served:
             signals, error = isolated_hash(gen.scanner, upload.path)
         return {"name": upload.name, "signals": signals, "error": error}
 
-    def lookup(self, signals: LookupSignals) -> dict[str, Any]:
+    def lookup(self, body: LookupSignals) -> dict[str, Any]:
+        signals = Signals.from_dict(body.model_dump())
         with self.holder.use() as gen:
-            matches = gen.scanner.lookup(Signals.from_dict(signals.model_dump()))
-        return {"matches": [dict(m.__dict__) for m in matches]}
+            matches = gen.scanner.lookup(signals)
+        return {"matches": [dict(m.__dict__) for m in matches], "notes": signals.notes()}
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -411,7 +430,7 @@ def _add_upload_routes(app: FastAPI, served: Served) -> None:
               response_model=HashBody, responses=UPLOAD_REFUSALS | AUTH_REFUSAL,
               openapi_extra={"requestBody": UPLOAD_BODY})  # fmt: skip
     async def hash_(request: Request, name: str | None = Query(None, max_length=4096)) -> Any:
-        """Hashes and descriptor rows of each mesh of the upload; send one to ``/v1/lookup``.
+        """Hashes, descriptor rows and patch codes of each mesh of the upload; send one to ``/v1/lookup``.
         Meshes that cannot be read are left out; ``error`` says why when nothing could be hashed
         at all (time or memory limit, a crashed worker)."""
         return await served.admitted(request, name, served.hash_work)
@@ -421,7 +440,10 @@ def _add_lookup_route(app: FastAPI, served: Served) -> None:
     @app.post("/v1/lookup", summary="Match one mesh's signals", dependencies=[Depends(served.authorised)],
               responses=LOOKUP_REFUSALS, openapi_extra=lookup_responses())  # fmt: skip
     def lookup(signals: LookupSignals) -> dict[str, Any]:
-        """Matches of the signals against the library: exact identity first, then near duplicates."""
+        """Matches of the signals against the library, as a scan of the file matches: exact identity
+        first, then near duplicates, then local patches; ``notes`` say what the signals could not
+        show (``no-patch-codes``: signals of a meshscan before patch codes find no local match;
+        ``patches-sampled``: a large mesh's signals carry part of its patch codes)."""
         return served.lookup(signals)
 
 

@@ -55,7 +55,7 @@ class StatusBody(BaseModel):
 
 
 class SignalsBody(BaseModel):
-    """One mesh's signals: hashes and descriptor rows, never geometry."""
+    """One mesh's signals: hashes, descriptor rows and patch codes, never geometry."""
 
     sha256: str | None
     geometry_hash: str
@@ -65,6 +65,17 @@ class SignalsBody(BaseModel):
     member: str | None = None
     triangles: int = 0
     bodies: int = 0
+    patches: str | None = Field(
+        default=None, description="Distinct patch codes (the mesh_patches signal): what finds a cut or fused copy"
+    )
+
+
+class LookupNote(BaseModel):
+    """Something a lookup of the signals could not show that a scan of the file would."""
+
+    kind: str = Field(description="The kind of match concerned (local)")
+    reason: str = Field(description="no-patch-codes, patches-sampled")
+    detail: str
 
 
 class HashError(BaseModel):
@@ -114,6 +125,10 @@ def scan_responses() -> dict[str, Any]:
 
 
 def lookup_responses() -> dict[str, Any]:
-    """``openapi_extra`` for ``POST /v1/lookup``: 200 is ``{"matches": [match, ...]}``, each
-    match as in a verdict record."""
-    return _ok("matches", verdict_schema()["properties"]["matches"]["items"])
+    """``openapi_extra`` for ``POST /v1/lookup``: 200 is ``{"matches": [match, ...], "notes":
+    [note, ...]}``, each match as in a verdict record."""
+    extra = _ok("matches", verdict_schema()["properties"]["matches"]["items"])
+    body = extra["responses"]["200"]["content"]["application/json"]["schema"]
+    body["required"].append("notes")
+    body["properties"]["notes"] = {"type": "array", "items": LookupNote.model_json_schema()}
+    return extra

@@ -215,3 +215,36 @@ def test_mtime_axis_and_extra_tables_in_the_db(scanned: dict[str, Path]) -> None
     rows = db_records(db)
     assert summary["time"]["undated"] == sum(1 for _, m in rows if m is None)
     assert sum(int(r["results"]) for r in read_csv(out / "over_time.csv")) == len(rows)
+
+
+def test_top_signatures_count_every_match_kind(tmp_path: Path) -> None:
+    """A results DB holding an exact, a stretched and a local flag (a proxy fused to a plate):
+    each lands in its own column of top_signatures, and the kind columns add up to results."""
+    from tests.integration._local_copies import PROXY, local_copy
+    from tests.integration.test_stretched_copies import stretched_file
+
+    up = tmp_path / "uploads"
+    up.mkdir()
+    shutil.copy(PROXY, up / "exact.stl")
+    local_copy(up / "fused.stl")
+    shutil.move(stretched_file(tmp_path, PROXY.name, 1.2), up / "stretched.stl")
+    db, out = tmp_path / "results.sqlite", tmp_path / "report"
+    scan = subprocess.run([*CLI, "scan", str(up), "--db", str(db), "--no-model", "--jobs", "1"],
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert scan.returncode == 1, scan.stderr
+    kinds = sorted(r["matches"][0]["kind"] for r, _ in db_records(db))
+    assert kinds == ["local", "sha256", "stretched"]
+    proc = subprocess.run([*CLI, "report", str(db), "--out", str(out)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_csv(out / "top_signatures.csv")
+    assert list(row) == ["signature_id", "category", "results", "exact", "near_duplicate", "stretched", "local",
+                         "median_distance"]  # fmt: skip
+    counts = {k: int(row[k]) for k in ("results", "exact", "near_duplicate", "stretched", "local")}
+    assert counts == {"results": 3, "exact": 1, "near_duplicate": 0, "stretched": 1, "local": 1}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<section id="signatures">') :]
+    table = table[: table.index("</section>")]
+    headers = re.findall(r'<th scope="col">([^<]+)</th>', table)
+    assert headers == ["signature id", "category", "results", "exact", "near duplicate", "stretched", "local",
+                       "median distance"]  # fmt: skip
+    assert "the kind columns add up to results" in table

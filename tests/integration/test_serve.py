@@ -28,6 +28,7 @@ import pytest
 
 from scanner.engines.worker import FAULT_INJECTION_ENV
 from tests.conftest import REPO
+from tests.integration._local_copies import local_copy
 
 pytest.importorskip("fastapi", reason="meshscan serve needs the serve extra")
 pytest.importorskip("uvicorn", reason="meshscan serve needs the serve extra")
@@ -228,6 +229,32 @@ def test_hash_then_lookup_of_a_rotated_copy_matches_the_signature_scan_reports(
     # garbage has no signals, and says nothing went wrong with the server
     status, hashed = server.json("POST", "/v1/hash?name=junk.bin", os.urandom(3000))
     assert status == 200 and hashed["signals"] == []
+
+
+def test_hash_then_lookup_of_a_fused_copy_flags_locally_as_its_scan_does(
+    server: Server, tmp_path: Path, schema: dict
+) -> None:
+    """A proxy fused to a plate: only local patch matching finds it, through the signals too."""
+    data = local_copy(tmp_path / "fused.stl").read_bytes()
+    (record,) = scan(server, "fused.stl", data, schema)
+    assert record["verdict"] == "flag" and record["matches"][0]["kind"] == "local", record["explanation"]
+    status, hashed = server.json("POST", "/v1/hash?name=fused.stl", data)
+    assert status == 200 and hashed["error"] is None
+    (signals,) = hashed["signals"]
+    assert signals["patches"]
+    json_body = {"Content-Type": "application/json"}
+    status, looked = server.json("POST", "/v1/lookup", json.dumps(signals).encode(), **json_body)
+    assert status == 200, looked
+    assert looked == {"matches": record["matches"], "notes": []}
+    # signals of a meshscan before patch codes are still read: no local match, and a note says why
+    old = {k: v for k, v in signals.items() if k != "patches"}
+    status, looked = server.json("POST", "/v1/lookup", json.dumps(old).encode(), **json_body)
+    assert status == 200 and looked["matches"] == []
+    assert [(n["kind"], n["reason"]) for n in looked["notes"]] == [("local", "no-patch-codes")]
+    # codes of another patch version are refused, with the reason code
+    other = dict(signals, patches="pc1;" + signals["patches"].split(";", 1)[1])
+    status, _, data = server.request("POST", "/v1/lookup", json.dumps(other).encode(), json_body)
+    assert status == 422 and b"patch-version" in data and b"'pc1'" in data
 
 
 @pytest.mark.parametrize(

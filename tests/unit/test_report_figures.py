@@ -147,7 +147,7 @@ def test_figures_from_records() -> None:
     formats = {r[0]: r for r in a.tables["by_format"].rows}
     assert formats["stl-binary"][1:6] == [3, 1, 0, 2, 0] and formats["(unknown)"][5] == 1
     assert a.tables["unscannable_by_reason"].rows == [["unsupported-format", 1, 1.0]]  # one unit: fractions
-    assert a.tables["top_signatures"].rows == [["ms-1", "barrel", 1, 0, 1, 0.03]]
+    assert a.tables["top_signatures"].rows == [["ms-1", "barrel", 1, 0, 1, 0, 0, 0.03]]
     assert a.tables["verdicts_by_category"].rows == [["barrel", 1, 1, 2]]
     assert sorted(a.score_values) == ["clear", "flag", "review"] and a.distances == [0.03]
     bins = a.tables["score_distribution"].rows

@@ -1,0 +1,108 @@
+"""Hash at the edge, look up elsewhere, for copies only local patch matching finds: a demo proxy
+fused to a plate, or split into four pieces placed apart (turned and rescaled too). Their signals
+carry the upload's distinct patch codes, so the lookup flags them with the matches a scan of the
+file gives; signals of an older meshscan (no patch codes) are still read and say what they cannot
+find; patch codes of another version are refused with a reason code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scanner
+from scanner.exchange.signals import (
+    MALFORMED_PATCHES,
+    MAX_SIGNAL_PATCHES,
+    PATCH_VERSION_MISMATCH,
+    PatchSignal,
+    SignalError,
+)
+from scanner.features.patches import PatchCodes
+from tests.integration._local_copies import PROXY, local_copy
+
+
+@pytest.fixture(scope="module")
+def matcher_only() -> scanner.Scanner:
+    return scanner.Scanner(model=None)
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("local-lookup")
+    return {edit: local_copy(root / f"{edit}.stl", edit) for edit in ("fused", "spaced4")}
+
+
+def wire(signals: scanner.Signals) -> dict:
+    """The signals as an edge service sends them: JSON."""
+    return json.loads(json.dumps(signals.to_dict()))
+
+
+@pytest.mark.parametrize("edit", ["fused", "spaced4"])
+def test_lookup_of_a_local_copy_flags_with_the_matches_of_its_scan(
+    matcher_only: scanner.Scanner, copies: dict[str, Path], edit: str
+) -> None:
+    (scanned,) = matcher_only.scan(copies[edit])
+    assert scanned.verdict == "flag" and scanned.matches[0].kind == "local", scanned.explanation
+    (signals,) = matcher_only.hash(copies[edit])
+    sent = wire(signals)
+    assert sent["patches"].startswith(PatchSignal.decode(sent["patches"]).version + ";")
+    received = scanner.Signals.from_dict(sent)
+    assert matcher_only.lookup(received) == scanned.matches
+    assert received.notes() == []
+
+
+def test_signals_without_patch_codes_are_read_and_say_what_they_cannot_find(
+    matcher_only: scanner.Scanner, copies: dict[str, Path]
+) -> None:
+    old = wire(matcher_only.hash(copies["fused"])[0])
+    del old["patches"]  # what a meshscan before patch codes sent
+    signals = scanner.Signals.from_dict(old)
+    assert matcher_only.lookup(signals) == []
+    (note,) = signals.notes()
+    assert note["kind"] == "local" and note["reason"] == scanner.api.NO_PATCH_CODES
+    assert "cut, fused, split or decoyed" in note["detail"]
+    # an old payload of an exact copy still matches as it always did
+    proxy = wire(matcher_only.hash(PROXY)[0])
+    del proxy["patches"]
+    assert [m.kind for m in matcher_only.lookup(scanner.Signals.from_dict(proxy))] == ["sha256"]
+
+
+def test_patch_codes_of_another_version_are_refused_before_any_matching(
+    matcher_only: scanner.Scanner, copies: dict[str, Path]
+) -> None:
+    sent = wire(matcher_only.hash(copies["fused"])[0])
+    sent["patches"] = "pc1;" + sent["patches"].split(";", 1)[1]
+    with pytest.raises(SignalError) as err:
+        matcher_only.lookup(scanner.Signals.from_dict(sent))
+    assert err.value.reason == PATCH_VERSION_MISMATCH and "'pc1'" in str(err.value)
+    sent["patches"] = "not a patch signal"
+    with pytest.raises(SignalError) as err:
+        matcher_only.lookup(scanner.Signals.from_dict(sent))
+    assert err.value.reason == MALFORMED_PATCHES
+
+
+def test_an_upload_signal_keeps_the_smallest_codes_of_each_kind_and_says_it_was_capped() -> None:
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2**63, 5000, dtype=np.uint64) * np.uint64(2) + (np.arange(5000) % 2).astype(np.uint64)
+    sizes = rng.integers(0, 3, 5000).astype(np.int16)
+    full = PatchSignal.of_upload(PatchCodes(np.concatenate([codes, codes]), np.concatenate([sizes, sizes]),
+                                            np.ones(10000)))  # fmt: skip
+    assert len(full) == full.distinct == len(np.unique(codes)) and not full.sampled
+    capped = PatchSignal.of_upload(PatchCodes(codes, sizes, np.ones(5000)), cap=100)
+    assert capped.sampled and capped.distinct == len(full) and len(capped) == 200
+    for kind in (0, 1):
+        mine = np.sort(codes[codes % 2 == kind])
+        assert np.array_equal(capped.codes[capped.codes % 2 == kind], mine[:100])
+    again = PatchSignal.decode(capped.encode())
+    assert np.array_equal(again.codes, capped.codes) and np.array_equal(again.sizes, capped.sizes)
+    assert again.distinct == capped.distinct and again.shares is None
+    wire_signals = scanner.Signals("0" * 64, "1" * 64, "d", [[0.0]], [-1], patches=capped.encode())
+    (note,) = wire_signals.notes()
+    assert note["reason"] == scanner.api.PATCHES_SAMPLED and str(capped.distinct) in note["detail"]
+    too_many = PatchSignal(np.arange(2 * MAX_SIGNAL_PATCHES + 1, dtype=np.uint64),
+                           np.zeros(2 * MAX_SIGNAL_PATCHES + 1, np.int16), distinct=None)  # fmt: skip
+    with pytest.raises(SignalError, match="at most"):
+        PatchSignal.decode(too_many.encode())
