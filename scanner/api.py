@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 SHIPPED = "shipped"
 """Use the demo library or model that ships with meshscan."""
+NO_AFFINE_ROW = "no-affine-row"
+"""A lookup note: the signals carry no whitened row, so no stretched copy can be found."""
 NO_PATCH_CODES = "no-patch-codes"
 """A lookup note: the signals carry no patch codes, so no local match can be found."""
 PATCHES_SAMPLED = "patches-sampled"
@@ -65,6 +67,10 @@ class Signals:
     signal (:class:`scanner.exchange.signals.PatchSignal`): what finds a cut, fused, split or
     decoyed copy. None in signals from a meshscan before patch codes: those still match
     exactly and as near duplicates, never locally (:meth:`notes` says so)."""
+    affine: list[float] | None = None
+    """The whitened whole-file row (:func:`scanner.features.affine.affine_row`): what finds a
+    copy stretched along some axis when no row matched. None in older signals (no stretched
+    match then; :meth:`notes` says so)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,16 +91,21 @@ class Signals:
         """What a lookup of these signals cannot see that a scan of the file would: each a
         ``kind`` of match, a ``reason`` code and a sentence. Empty for signals of this meshscan
         with every patch code of the mesh."""
+        notes = []
+        if self.affine is None:
+            why = "the signals carry no whitened row (hashed by an older meshscan): a copy stretched along some axis "
+            why += "cannot be found"
+            notes.append({"kind": "stretched", "reason": NO_AFFINE_ROW, "detail": why})
         signal = self.patch_signal()
         if signal is None:
             why = "the signals carry no patch codes (hashed by a meshscan before them): a cut, fused, split or "
             why += "decoyed copy cannot be found"
-            return [{"kind": "local", "reason": NO_PATCH_CODES, "detail": why}]
-        if signal.sampled:
+            notes.append({"kind": "local", "reason": NO_PATCH_CODES, "detail": why})
+        elif signal.sampled:
             why = f"the mesh has {signal.distinct} distinct patches; its signals carry the {len(signal)} with the "
             why += "smallest codes, so a local match a scan finds may be missed"
-            return [{"kind": "local", "reason": PATCHES_SAMPLED, "detail": why}]
-        return []
+            notes.append({"kind": "local", "reason": PATCHES_SAMPLED, "detail": why})
+        return notes
 
 
 @dataclass
@@ -167,9 +178,8 @@ class Scanner:
         skipped here; :meth:`scan` reports them."""
         from scanner.errors import UnreadableInput
         from scanner.exchange.signals import PatchSignal
-        from scanner.features import describe
-        from scanner.features.patches import mesh_patch_codes
         from scanner.loading import open_upload
+        from scanner.shape import Shape
 
         limits = self.settings.limits
         try:  # opened as scan_one opens it, so both give the same sha256 (URLs included)
@@ -181,12 +191,14 @@ class Scanner:
         for result in opened.members():
             if result.mesh is None:
                 continue
+            shape = Shape.of(result.mesh, limits.max_bodies)  # what a scan reads, computed as a scan does
             try:
-                desc = describe(result.mesh, limits.max_bodies)
+                desc = shape.descriptor
+                affine = np.asarray(shape.affine, dtype=np.float64).round(7).tolist()
             except (UnreadableInput, ValueError):
                 continue
-            patches = PatchSignal.of_upload(mesh_patch_codes(result.mesh)).encode()
-            rows, bodies = desc.rows()
+            patches = PatchSignal.of_upload(shape.patch_codes).encode()
+            rows, bodies = shape.rows
             out.append(
                 Signals(
                     sha256=sha if result.member is None else None,
@@ -198,18 +210,20 @@ class Scanner:
                     triangles=result.mesh.triangle_count,
                     bodies=desc.body_count,
                     patches=patches,
+                    affine=affine,
                 )
             )
         return out
 
     def lookup(self, signals: Signals) -> list[Match]:
         """Matches of one mesh's signals against the library, by the rules of a scan: exact
-        identity first, then near-duplicate rows within each signature row's threshold, then
-        local patches (a cut, fused, split or decoyed copy). An allowlisted geometry gives only
-        exact matches (as in :meth:`scan`). Signals of another descriptor version are refused
-        (:class:`~scanner.library.LibraryError`), patch codes of another version too
-        (:class:`~scanner.exchange.signals.SignalError`, reason ``patch-version``); signals
-        without patch codes find no local match (:meth:`Signals.notes` says so)."""
+        identity first, then near-duplicate rows within each signature row's threshold (or,
+        when none, a stretched copy), then local patches (a cut, fused, split or decoyed
+        copy). An allowlisted geometry gives only exact matches (as in :meth:`scan`). Signals
+        of another descriptor version are refused (:class:`~scanner.library.LibraryError`),
+        patch codes of another version too (:class:`~scanner.exchange.signals.SignalError`,
+        reason ``patch-version``); older signals without patch codes or whitened row find no
+        local or stretched match (:meth:`Signals.notes` says so)."""
         from scanner.features import DESCRIPTOR_VERSION
         from scanner.library import LibraryError
 
@@ -224,6 +238,9 @@ class Scanner:
             return exact
         rows = np.asarray(signals.rows, dtype=np.float32)
         near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold)
+        if not near and signals.affine is not None and -1 in signals.row_bodies:  # a stretched copy?
+            affine = np.asarray(signals.affine, dtype=np.float32)
+            near = matcher.stretched(rows[signals.row_bodies.index(-1)], lambda: affine)
         if near or patches is None or len(matcher.library) == 0 or not len(matcher.patches):
             return near
         return matcher.local(patches.patch_codes())

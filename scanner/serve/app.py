@@ -12,7 +12,7 @@ Endpoints (all JSON except ``/metrics``):
   distinct patch codes of each mesh, without matching (hash at the edge).
 - ``POST /v1/lookup``: one signals object -> ``{"matches": [...], "notes": [...]}`` (a matcher
   that never sees the file; the matches a scan of the file gives, and notes on what the
-  signals could not show - e.g. signals without patch codes find no local match).
+  signals could not show - e.g. older signals without patch codes find no local match).
 - ``GET /metrics``: Prometheus text.
 
 Admission: a request for ``/v1/scan`` or ``/v1/hash`` takes a place before its body is read
@@ -64,6 +64,7 @@ from scanner.serve.contract import (
 from scanner.serve.recorder import ServedRecorder
 from scanner.serve.reload import LibraryHolder, ReloadAttempt
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
+from scanner.verdict import _match_dict as match_dict
 
 RETRY_AFTER_S = 2
 """Seconds a refused client is told to wait (``Retry-After``)."""
@@ -149,6 +150,7 @@ class LookupSignals(BaseModel):
     triangles: int = Field(default=0, ge=0)
     bodies: int = Field(default=0, ge=0)
     patches: str | None = Field(default=None, json_schema_extra=PATCHES_SCHEMA)
+    affine: list[float] | None = Field(default=None, json_schema_extra=ROW_SCHEMA)
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
@@ -163,6 +165,9 @@ class LookupSignals(BaseModel):
                 raise ValueError(f"each row must hold {DESCRIPTOR_SIZE} numbers")
             if not all(math.isfinite(x) for x in row):
                 raise ValueError("rows must hold finite numbers")
+        affine = self.affine
+        if affine is not None and (len(affine) != DESCRIPTOR_SIZE or not all(map(math.isfinite, affine))):
+            raise ValueError(f"affine must hold {DESCRIPTOR_SIZE} finite numbers")
         if self.patches is not None:
             if len(self.patches) > PATCHES_MAX_CHARS:
                 raise ValueError(f"patches: at most {PATCHES_MAX_CHARS} characters (a capped upload's signal)")
@@ -375,7 +380,8 @@ class Served:
         signals = Signals.from_dict(body.model_dump())
         with self.holder.use() as gen:
             matches = gen.scanner.lookup(signals)
-        return {"matches": [dict(m.__dict__) for m in matches], "notes": signals.notes()}
+        # each match exactly as a verdict record holds it (a non-local match without the local fields)
+        return {"matches": [match_dict(m) for m in matches], "notes": signals.notes()}
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -442,8 +448,8 @@ def _add_lookup_route(app: FastAPI, served: Served) -> None:
     def lookup(signals: LookupSignals) -> dict[str, Any]:
         """Matches of the signals against the library, as a scan of the file matches: exact identity
         first, then near duplicates, then local patches; ``notes`` say what the signals could not
-        show (``no-patch-codes``: signals of a meshscan before patch codes find no local match;
-        ``patches-sampled``: a large mesh's signals carry part of its patch codes)."""
+        show (``no-patch-codes``, ``no-affine-row``: older signals find no local or stretched
+        match; ``patches-sampled``: a large mesh's signals carry part of its patch codes)."""
         return served.lookup(signals)
 
 

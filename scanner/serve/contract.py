@@ -68,13 +68,16 @@ class SignalsBody(BaseModel):
     patches: str | None = Field(
         default=None, description="Distinct patch codes (the mesh_patches signal): what finds a cut or fused copy"
     )
+    affine: list[float] | None = Field(
+        default=None, description="The whitened whole-file row: what finds a copy stretched along some axis"
+    )
 
 
 class LookupNote(BaseModel):
     """Something a lookup of the signals could not show that a scan of the file would."""
 
-    kind: str = Field(description="The kind of match concerned (local)")
-    reason: str = Field(description="no-patch-codes, patches-sampled")
+    kind: str = Field(description="The kind of match concerned (local, stretched)")
+    reason: str = Field(description="no-patch-codes, no-affine-row, patches-sampled")
     detail: str
 
 

@@ -1,8 +1,9 @@
 """Hash at the edge, look up elsewhere, for copies only local patch matching finds: a demo proxy
-fused to a plate, or split into four pieces placed apart (turned and rescaled too). Their signals
-carry the upload's distinct patch codes, so the lookup flags them with the matches a scan of the
-file gives; signals of an older meshscan (no patch codes) are still read and say what they cannot
-find; patch codes of another version are refused with a reason code."""
+fused to a plate, or split into four pieces placed apart (turned and rescaled too) - and for a
+stretched copy, which only the whitened row finds. Their signals carry the upload's distinct
+patch codes and whitened row, so the lookup flags them with the matches a scan of the file
+gives; signals of an older meshscan (neither) are still read and say what they cannot find;
+patch codes of another version are refused with a reason code."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from scanner.exchange.signals import (
 )
 from scanner.features.patches import PatchCodes
 from tests.integration._local_copies import PROXY, local_copy
+from tests.integration.test_stretched_copies import stretched_file
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,9 @@ def matcher_only() -> scanner.Scanner:
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("local-lookup")
-    return {edit: local_copy(root / f"{edit}.stl", edit) for edit in ("fused", "spaced4")}
+    out = {edit: local_copy(root / f"{edit}.stl", edit) for edit in ("fused", "spaced4")}
+    out["stretched"] = Path(stretched_file(root, PROXY.name, 1.2))
+    return out
 
 
 def wire(signals: scanner.Signals) -> dict:
@@ -40,12 +44,12 @@ def wire(signals: scanner.Signals) -> dict:
     return json.loads(json.dumps(signals.to_dict()))
 
 
-@pytest.mark.parametrize("edit", ["fused", "spaced4"])
-def test_lookup_of_a_local_copy_flags_with_the_matches_of_its_scan(
-    matcher_only: scanner.Scanner, copies: dict[str, Path], edit: str
+@pytest.mark.parametrize(("edit", "kind"), [("fused", "local"), ("spaced4", "local"), ("stretched", "stretched")])
+def test_lookup_of_an_edited_copy_flags_with_the_matches_of_its_scan(
+    matcher_only: scanner.Scanner, copies: dict[str, Path], edit: str, kind: str
 ) -> None:
     (scanned,) = matcher_only.scan(copies[edit])
-    assert scanned.verdict == "flag" and scanned.matches[0].kind == "local", scanned.explanation
+    assert scanned.verdict == "flag" and scanned.matches[0].kind == kind, scanned.explanation
     (signals,) = matcher_only.hash(copies[edit])
     sent = wire(signals)
     assert sent["patches"].startswith(PatchSignal.decode(sent["patches"]).version + ";")
@@ -54,19 +58,25 @@ def test_lookup_of_a_local_copy_flags_with_the_matches_of_its_scan(
     assert received.notes() == []
 
 
-def test_signals_without_patch_codes_are_read_and_say_what_they_cannot_find(
-    matcher_only: scanner.Scanner, copies: dict[str, Path]
+def older(signals: scanner.Signals) -> dict:
+    """What a meshscan before patch codes and whitened rows sent."""
+    sent = wire(signals)
+    del sent["patches"], sent["affine"]
+    return sent
+
+
+@pytest.mark.parametrize("edit", ["fused", "stretched"])
+def test_signals_of_an_older_meshscan_are_read_and_say_what_they_cannot_find(
+    matcher_only: scanner.Scanner, copies: dict[str, Path], edit: str
 ) -> None:
-    old = wire(matcher_only.hash(copies["fused"])[0])
-    del old["patches"]  # what a meshscan before patch codes sent
-    signals = scanner.Signals.from_dict(old)
+    signals = scanner.Signals.from_dict(older(matcher_only.hash(copies[edit])[0]))
     assert matcher_only.lookup(signals) == []
-    (note,) = signals.notes()
-    assert note["kind"] == "local" and note["reason"] == scanner.api.NO_PATCH_CODES
-    assert "cut, fused, split or decoyed" in note["detail"]
+    notes = {n["kind"]: n for n in signals.notes()}
+    assert notes["local"]["reason"] == scanner.api.NO_PATCH_CODES
+    assert "cut, fused, split or decoyed" in notes["local"]["detail"]
+    assert notes["stretched"]["reason"] == scanner.api.NO_AFFINE_ROW and len(notes) == 2
     # an old payload of an exact copy still matches as it always did
-    proxy = wire(matcher_only.hash(PROXY)[0])
-    del proxy["patches"]
+    proxy = older(matcher_only.hash(PROXY)[0])
     assert [m.kind for m in matcher_only.lookup(scanner.Signals.from_dict(proxy))] == ["sha256"]
 
 
@@ -99,7 +109,7 @@ def test_an_upload_signal_keeps_the_smallest_codes_of_each_kind_and_says_it_was_
     again = PatchSignal.decode(capped.encode())
     assert np.array_equal(again.codes, capped.codes) and np.array_equal(again.sizes, capped.sizes)
     assert again.distinct == capped.distinct and again.shares is None
-    wire_signals = scanner.Signals("0" * 64, "1" * 64, "d", [[0.0]], [-1], patches=capped.encode())
+    wire_signals = scanner.Signals("0" * 64, "1" * 64, "d", [[0.0]], [-1], patches=capped.encode(), affine=[0.0])
     (note,) = wire_signals.notes()
     assert note["reason"] == scanner.api.PATCHES_SAMPLED and str(capped.distinct) in note["detail"]
     too_many = PatchSignal(np.arange(2 * MAX_SIGNAL_PATCHES + 1, dtype=np.uint64),

@@ -29,6 +29,7 @@ import pytest
 from scanner.engines.worker import FAULT_INJECTION_ENV
 from tests.conftest import REPO
 from tests.integration._local_copies import local_copy
+from tests.integration.test_stretched_copies import stretched_file
 
 pytest.importorskip("fastapi", reason="meshscan serve needs the serve extra")
 pytest.importorskip("uvicorn", reason="meshscan serve needs the serve extra")
@@ -247,14 +248,28 @@ def test_hash_then_lookup_of_a_fused_copy_flags_locally_as_its_scan_does(
     assert status == 200, looked
     assert looked == {"matches": record["matches"], "notes": []}
     # signals of a meshscan before patch codes are still read: no local match, and a note says why
-    old = {k: v for k, v in signals.items() if k != "patches"}
+    old = {k: v for k, v in signals.items() if k not in ("patches", "affine")}
     status, looked = server.json("POST", "/v1/lookup", json.dumps(old).encode(), **json_body)
     assert status == 200 and looked["matches"] == []
-    assert [(n["kind"], n["reason"]) for n in looked["notes"]] == [("local", "no-patch-codes")]
+    notes = [(n["kind"], n["reason"]) for n in looked["notes"]]
+    assert notes == [("stretched", "no-affine-row"), ("local", "no-patch-codes")]
     # codes of another patch version are refused, with the reason code
     other = dict(signals, patches="pc1;" + signals["patches"].split(";", 1)[1])
     status, _, data = server.request("POST", "/v1/lookup", json.dumps(other).encode(), json_body)
     assert status == 422 and b"patch-version" in data and b"'pc1'" in data
+
+
+def test_hash_then_lookup_of_a_stretched_copy_matches_as_its_scan_does(
+    server: Server, tmp_path: Path, schema: dict
+) -> None:
+    data = Path(stretched_file(tmp_path, ENROLLED.name, 1.2)).read_bytes()
+    (record,) = scan(server, "stretched.stl", data, schema)
+    assert record["verdict"] == "flag" and record["matches"][0]["kind"] == "stretched", record["explanation"]
+    _, hashed = server.json("POST", "/v1/hash?name=stretched.stl", data)
+    (signals,) = hashed["signals"]
+    status, looked = server.json("POST", "/v1/lookup", json.dumps(signals).encode(),
+                                 **{"Content-Type": "application/json"})  # fmt: skip
+    assert status == 200 and looked == {"matches": record["matches"], "notes": []}
 
 
 @pytest.mark.parametrize(
