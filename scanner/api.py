@@ -202,13 +202,13 @@ class Scanner:
             out.append(
                 Signals(
                     sha256=sha if result.member is None else None,
-                    geometry_hash=desc.geometry_hash,
+                    geometry_hash=result.mesh.geometry_hash,  # of the mesh as read, as a scan's
                     descriptor_version=desc.version,
                     rows=np.asarray(rows, dtype=np.float64).round(7).tolist(),
                     row_bodies=list(bodies),
                     member=result.member,
                     triangles=result.mesh.triangle_count,
-                    bodies=desc.body_count,
+                    bodies=shape.bodies,
                     patches=patches,
                     affine=affine,
                 )

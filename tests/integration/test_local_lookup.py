@@ -116,3 +116,24 @@ def test_an_upload_signal_keeps_the_smallest_codes_of_each_kind_and_says_it_was_
                            np.zeros(2 * MAX_SIGNAL_PATCHES + 1, np.int16), distinct=None)  # fmt: skip
     with pytest.raises(SignalError, match="at most"):
         PatchSignal.decode(too_many.encode())
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["rotation [random rigid motion]", "zero-area padding [1 per triangle]", "duplicated triangles [every triangle x2]",
+     "decoy bodies [8 larger]", "shelled copy [outer + inverted inner]"],
+)  # fmt: skip
+def test_lookup_gives_the_matches_of_a_scan_for_other_evasions(
+    matcher_only: scanner.Scanner, tmp_path: Path, key: str
+) -> None:
+    """The signals are computed from the mesh as a scan reads it (the geometry hash of the mesh
+    as read, descriptor rows of its cleaned surface), so padding and duplicates that a scan
+    cleans away leave the lookup's matches the scan's too."""
+    from fixtures.evasions import EVASIONS
+
+    (evasion,) = [e for e in EVASIONS if e.key == key]
+    path = evasion.apply(scanner.load(PROXY), seed=1, stem="proxy").write(tmp_path)
+    (scanned,) = matcher_only.scan(path)
+    (signals,) = matcher_only.hash(path)
+    assert scanned.verdict == "flag"
+    assert matcher_only.lookup(scanner.Signals.from_dict(wire(signals))) == scanned.matches
