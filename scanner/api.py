@@ -48,7 +48,7 @@ PATCHES_SAMPLED = "patches-sampled"
 @dataclass
 class Signals:
     """What matching needs from one mesh (a file, or one archive member): hashes, descriptor
-    rows and distinct patch codes, never geometry, so they can be computed at the edge and
+    rows (plain and whitened) and distinct patch codes, never geometry, so they can be computed at the edge and
     sent to a matcher that never sees the file (HMA's hash-then-lookup split)."""
 
     sha256: str | None
@@ -195,9 +195,9 @@ class Scanner:
             try:
                 desc = shape.descriptor
                 affine = np.asarray(shape.affine, dtype=np.float64).round(7).tolist()
+                patches = PatchSignal.of_upload(shape.patch_codes).encode()
             except (UnreadableInput, ValueError):
                 continue
-            patches = PatchSignal.of_upload(shape.patch_codes).encode()
             rows, bodies = shape.rows
             out.append(
                 Signals(
