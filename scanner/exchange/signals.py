@@ -37,12 +37,16 @@ import base64
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scanner.errors import MeshscanError
 from scanner.features.patches import KINDS, MAX_SIGNATURE_PATCHES, PATCH_VERSION, PatchCodes
 from scanner.features.version import DESCRIPTOR_SIZE, DESCRIPTOR_VERSION
+
+if TYPE_CHECKING:
+    from scanner.patch_index import PatchIndex
 
 GEOMETRY_SIGNAL = "mesh_geometry_hash"
 DESCRIPTOR_SIGNAL = "mesh_descriptor"
@@ -218,21 +222,27 @@ class PatchSignal:
         return cls(codes, sizes, shares, distinct, version)
 
 
-def patch_matches(banked: list[PatchSignal], query: PatchSignal) -> list[tuple[int, float, int, int]]:
-    """(position in ``banked``, share found, patches matched, patches total) of each banked
-    sketch the upload's ``query`` reproduces enough of, most covered first: meshscan's own
-    ``local`` rule (:class:`scanner.patch_index.PatchIndex`) over these sketches alone."""
+def patch_index(banked: list[PatchSignal]) -> PatchIndex:
+    """meshscan's local-patch index (:class:`scanner.patch_index.PatchIndex`) over banked
+    sketches, position i being ``banked[i]``: built once, queried with :func:`patch_matches`."""
     from scanner.patch_index import PatchIndex
 
-    sketches = [b for b in banked if b.shares is not None]
-    if len(sketches) != len(banked):
+    if any(b.shares is None for b in banked):
         raise SignalError(MALFORMED_PATCHES, "a banked patch signal carries the shares of its codes")
-    if not banked or not len(query):
-        return []
-    sigs = np.concatenate([np.full(len(b), i, dtype=np.int64) for i, b in enumerate(banked)])
-    codes, sizes = np.concatenate([b.codes for b in banked]), np.concatenate([b.sizes for b in banked])
-    shares = np.concatenate([b.shares for b in sketches if b.shares is not None])
-    index = PatchIndex(codes, sizes, shares, sigs, signatures=len(banked))
+    empty = [np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0, np.float32), np.zeros(0, np.int64)]
+    columns = [
+        np.concatenate([b.codes for b in banked] or [empty[0]]),
+        np.concatenate([b.sizes for b in banked] or [empty[1]]),
+        np.concatenate([b.shares for b in banked if b.shares is not None] or [empty[2]]),
+        np.concatenate([np.full(len(b), i, dtype=np.int64) for i, b in enumerate(banked)] or [empty[3]]),
+    ]
+    return PatchIndex(*columns, signatures=len(banked))
+
+
+def patch_matches(index: PatchIndex, query: PatchSignal) -> list[tuple[int, float, int, int]]:
+    """(position of the banked sketch, share found, patches matched, patches total) of each
+    sketch of ``index`` the upload's ``query`` reproduces enough of, most covered first:
+    meshscan's own ``local`` rule over these sketches alone."""
     return [(h.signature, h.share, h.matched, h.total) for h in index.query(query.patch_codes())]
 
 

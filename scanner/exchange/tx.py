@@ -27,6 +27,7 @@ from threatexchange.signal_type import index, signal_base
 from scanner.exchange import signals
 from scanner.features.patches import MIN_SHARE, PATCH_VERSION
 from scanner.features.version import DESCRIPTOR_SIZE
+from scanner.patch_index import PatchIndex
 
 T = t.TypeVar("T")
 
@@ -179,16 +180,21 @@ class MeshPatchesIndex(_JsonIndex[T]):
     def __init__(self) -> None:
         super().__init__()
         self._sketches: list[signals.PatchSignal] = []
+        self._index: PatchIndex | None = None
 
     def add(self, signal_str: str, entry: T) -> None:
         sketch = signals.PatchSignal.decode(signal_str)
         if sketch.shares is None:
             raise ValueError("a banked patch signal carries its codes' shares (an upload's does not)")
         self._sketches.append(sketch)
+        self._index = None
         super().add(signal_str, entry)
 
     def query(self, query: str) -> list[index.IndexMatch[T]]:
-        hits = signals.patch_matches(self._sketches, signals.PatchSignal.decode(query))
+        q = signals.PatchSignal.decode(query)
+        if self._index is None:
+            self._index = signals.patch_index(self._sketches)
+        hits = signals.patch_matches(self._index, q)
         return [
             index.IndexMatch(index.SignalSimilarityInfoWithSingleDistance(round(1.0 - share, 6)), self.entries[i])
             for i, share, _, _ in hits
@@ -286,7 +292,7 @@ class MeshPatchesSignal(signal_base.SignalType, signal_base.FileHasher):
     def compare_hash(cls, hash1: str, hash2: str) -> signal_base.SignalComparisonResult:
         a, b = signals.PatchSignal.decode(hash1), signals.PatchSignal.decode(hash2)
         banked, upload = (a, b) if a.shares is not None else (b, a)
-        hits = signals.patch_matches([banked], upload) if banked.shares is not None else []
+        hits = signals.patch_matches(signals.patch_index([banked]), upload) if banked.shares is not None else []
         share = hits[0][1] if hits else 0.0
         return signal_base.SignalComparisonResult.from_simple_dist(round(1.0 - share, 6), 1.0 - MIN_SHARE)
 
