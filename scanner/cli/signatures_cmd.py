@@ -573,7 +573,7 @@ def enable_cmd(ids: tuple[str, ...], library: str, by: str, reason: str) -> None
 )
 def export_signals_cmd(library: str, out_path: str, all_rows: bool) -> None:
     """Write the library's signals for HMA / python-threatexchange: one '<signal type> <value>'
-    per line (its local-file exchange format): geometry hashes and descriptor rows."""
+    per line (its local-file exchange format): geometry hashes, descriptor rows and patch sketches."""
     from scanner.exchange.signals import library_signals
 
     rows = library_signals(_load(library), all_rows)
