@@ -1,0 +1,185 @@
+"""Several `meshscan watch` daemons sharing one PostgreSQL state: real processes on one upload
+folder, a real server on 127.0.0.1 (the ``postgres_server`` fixture; skipped, saying why, only
+when it cannot start), a real webhook endpoint.
+
+Every file must be scanned and acted on exactly once between them - one verdict, one
+quarantine, one POST - and the work of a daemon killed with SIGKILL while it holds claims must
+be taken over by the other once the lease runs out (:mod:`scanner.watch.leases`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from scanner.sinks.quarantine import SIDECAR
+from scanner.store.backend import connect
+from tests.integration.test_watch_daemon import (  # noqa: F401 - fixtures
+    DEMO,
+    PROXIES,
+    Daemon,
+    Receiver,
+    daemons,
+    wait_for,
+    watch_library,
+)
+
+BENIGN = sorted(DEMO.glob("benign-*"))
+LEASE = 3.0
+"""The lease the daemons of these tests use (``MESHSCAN_WATCH_TEST_LEASE``)."""
+
+
+@pytest.fixture(autouse=True)
+def _short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHSCAN_WATCH_TEST_HOOKS", "1")
+    monkeypatch.setenv("MESHSCAN_WATCH_TEST_LEASE", str(LEASE))
+
+
+def pg(url: str, sql: str, args: tuple = ()) -> list[tuple]:
+    conn = connect(url, autocommit=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def drop_uploads(up: Path, flagged: int, clear: int) -> tuple[set[str], set[str]]:
+    """Copies of the enrolled proxies (flagged) and of benign fixtures (clear), each written
+    under a temporary name and renamed into place, as an upload server does."""
+    flag_paths, clear_paths = set(), set()
+    for i in range(flagged + clear):
+        src = PROXIES[i % len(PROXIES)] if i < flagged else BENIGN[i % len(BENIGN)]
+        target = up / f"s{i % 3}" / f"u{i:03d}{src.suffix}"
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.write_bytes(src.read_bytes())
+        os.rename(tmp, target)
+        (flag_paths if i < flagged else clear_paths).add(str(target))
+    return flag_paths, clear_paths
+
+
+def scanned_by(d: Daemon) -> Counter:
+    """Paths this daemon recorded a verdict for, counted (its ``scanned`` log lines)."""
+    return Counter(x["path"] for x in d.logs("scanned"))
+
+
+def quarantined_names(q: Path) -> Counter:
+    return Counter(p.name for p in q.rglob("*") if p.is_file() and not p.name.endswith(SIDECAR))
+
+
+def settled(url: str, files: set[str], flagged: set[str]) -> bool:
+    """Every file has its verdict (flagged ones quarantined) and no action is pending."""
+    states = dict(pg(url, "SELECT path, state FROM watch_files"))
+    if set(states) != files or any(states[p] != ("quarantined" if p in flagged else "scanned") for p in files):
+        return False
+    return not pg(url, "SELECT 1 FROM watch_actions WHERE state <> 'done'")
+
+
+def daemon_args(up: Path, q: Path, url: str, library: Path, log: Path, *extra: str) -> tuple[str, ...]:
+    return (str(up), "--quarantine", str(q), "--action", "quarantine", *extra, "--state", url, "--log", str(log),
+            "--library", str(library), "--no-model", "--jobs", "1", "--settle", "0.3")  # fmt: skip
+
+
+def test_two_daemons_share_one_state_and_do_each_file_once(
+    pg_url: str,
+    tmp_path: Path,
+    watch_library: Path,  # noqa: F811 - a fixture
+    daemons: list,  # noqa: F811 - a fixture
+) -> None:
+    up, q = tmp_path / "up", tmp_path / "q"
+    up.mkdir()
+    receiver = Receiver(fail_first=0)
+    try:
+        hook = ("--action", f"webhook:{receiver.url}")
+        a = Daemon(tmp_path, *daemon_args(up, q, pg_url, watch_library, tmp_path / "a.jsonl", *hook), name="a")
+        b = Daemon(tmp_path, *daemon_args(up, q, pg_url, watch_library, tmp_path / "b.jsonl", *hook), name="b")
+        daemons += [a.start(), b.start()]
+        a.wait_started()
+        b.wait_started()
+        flagged, clear = drop_uploads(up, flagged=8, clear=32)
+        files = flagged | clear
+        wait_for(lambda: settled(pg_url, files, flagged), 120, "every upload judged, flagged ones quarantined", a.proc)
+        wait_for(lambda: len(receiver.requests) >= len(flagged), 60, "a POST per flagged upload", b.proc)
+        time.sleep(2 * LEASE)  # anything done twice would be done by now
+        assert a.stop() == 0 and b.stop() == 0
+    finally:
+        receiver.close()
+
+    by_a, by_b = scanned_by(a), scanned_by(b)
+    assert set(by_a) | set(by_b) == files
+    assert not set(by_a) & set(by_b), "a file was scanned by both daemons"
+    assert max((by_a + by_b).values()) == 1, "a file was scanned twice"
+    assert by_a and by_b, "one daemon did all the work: the state was not shared"
+    assert not [x for d in (a, b) for x in d.logs() if x["msg"] == "claim lost; verdict not recorded"]
+    # one verdict line per file across the two daemons' logs, one results row per file
+    lines = [line for name in ("a.jsonl", "b.jsonl") for line in (tmp_path / name).read_text().splitlines()]
+    assert len(lines) == len(files)
+    assert sorted(p for (p,) in pg(pg_url, "SELECT path FROM results")) == sorted(files)
+    # each flagged upload quarantined once (moved, with its sidecar), nothing else there
+    assert quarantined_names(q) == Counter(Path(p).name for p in flagged)
+    assert not any(Path(p).exists() for p in flagged) and all(Path(p).exists() for p in clear)
+    actions = pg(pg_url, "SELECT path, kind, state FROM watch_actions")
+    assert sorted(actions) == sorted((p, "quarantine", "done") for p in flagged)
+    # one POST per flagged upload, each with its own action id, all delivered
+    posted = Counter(body["path"] for _, body, _ in receiver.requests)
+    assert posted == Counter(flagged)
+    assert len({key for key, _, _ in receiver.requests}) == len(flagged)
+    assert pg(pg_url, "SELECT state, COUNT(*) FROM webhook_outbox GROUP BY state") == [("delivered", len(flagged))]
+    assert pg(pg_url, "SELECT COUNT(*) FROM watch_claims") == [(0,)]  # clean stops give every claim back
+
+
+def test_a_killed_daemons_claims_are_taken_over_after_the_lease(
+    pg_url: str,
+    tmp_path: Path,
+    watch_library: Path,  # noqa: F811 - a fixture
+    daemons: list,  # noqa: F811 - a fixture
+) -> None:
+    up, q = tmp_path / "up", tmp_path / "q"
+    up.mkdir()
+    a = Daemon(tmp_path, *daemon_args(up, q, pg_url, watch_library, tmp_path / "a.jsonl"), name="a")
+    b = Daemon(tmp_path, *daemon_args(up, q, pg_url, watch_library, tmp_path / "b.jsonl"), name="b")
+    daemons += [a.start(), b.start()]
+    a.wait_started()
+    b.wait_started()
+    owner_a = a.logs("watching")[0]["daemon"]
+    os.kill(b.proc.pid, signal.SIGSTOP)  # b hears the uploads but does nothing until a is dead
+    flagged, clear = drop_uploads(up, flagged=4, clear=16)
+    files = flagged | clear
+
+    def a_holds_claims() -> list[tuple]:
+        held = pg(pg_url, "SELECT key FROM watch_claims WHERE owner = ?", (owner_a,))
+        if not held:
+            return []
+        os.kill(a.proc.pid, signal.SIGSTOP)  # frozen: are they still held?
+        held = pg(pg_url, "SELECT key FROM watch_claims WHERE owner = ?", (owner_a,))
+        if not held:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        return held
+
+    held = wait_for(a_holds_claims, 60, "the first daemon to hold a claim", a.proc)
+    a.kill9()
+    killed_at = time.monotonic()
+    assert pg(pg_url, "SELECT key FROM watch_claims WHERE owner = ?", (owner_a,)) == held  # left behind
+    os.kill(b.proc.pid, signal.SIGCONT)
+    wait_for(lambda: settled(pg_url, files, flagged), 120, "the second daemon to finish the work", b.proc)
+    finished = time.monotonic() - killed_at
+    assert b.stop() == 0
+
+    taken = [x for x in b.logs() if x["msg"] in ("claim taken over", "action taken over")]
+    assert {x["from"] for x in taken} == {owner_a}
+    assert {f"file:{x['path']}" if x["msg"] == "claim taken over" else f"action:{x['id']}" for x in taken} >= set(
+        k for (k,) in held
+    )
+    assert finished >= LEASE * 2 / 3  # a's last renewal was at most a third of a lease before the kill
+    by_a, by_b = scanned_by(a), scanned_by(b)
+    assert not set(by_a) & set(by_b) and max((by_a + by_b).values()) == 1
+    assert set(by_b) | set(by_a) <= files
+    assert sorted(p for (p,) in pg(pg_url, "SELECT DISTINCT path FROM results")) == sorted(files)
+    assert quarantined_names(q) == Counter(Path(p).name for p in flagged)
+    actions = pg(pg_url, "SELECT path, state FROM watch_actions")
+    assert sorted(actions) == sorted((p, "done") for p in flagged)
+    assert pg(pg_url, "SELECT COUNT(*) FROM watch_claims") == [(0,)]
