@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from scanner.sinks.quarantine import SIDECAR
+from scanner.sinks.webhook import OUTBOX_SCHEMA, RetryPolicy, enqueue
 from scanner.store.backend import connect
+from scanner.watch.leases import Held, Leases, SharedOutbox, Taken
 from tests.integration.test_watch_daemon import (  # noqa: F401 - fixtures
     DEMO,
     PROXIES,
@@ -72,11 +74,76 @@ def quarantined_names(q: Path) -> Counter:
 
 
 def settled(url: str, files: set[str], flagged: set[str]) -> bool:
-    """Every file has its verdict (flagged ones quarantined) and no action is pending."""
-    states = dict(pg(url, "SELECT path, state FROM watch_files"))
-    if set(states) != files or any(states[p] != ("quarantined" if p in flagged else "scanned") for p in files):
+    """Every file has its verdict, no action is pending and the flagged uploads are gone (what
+    became of them is for the test to check)."""
+    if {p for (p,) in pg(url, "SELECT path FROM watch_files")} != files or any(Path(p).exists() for p in flagged):
         return False
-    return not pg(url, "SELECT 1 FROM watch_actions WHERE state <> 'done'")
+    return not pg(url, "SELECT 1 FROM watch_actions WHERE state = 'pending'")
+
+
+def file_states(url: str) -> dict[str, str]:
+    return dict(pg(url, "SELECT path, state FROM watch_files"))
+
+
+def test_a_claim_is_taken_by_one_daemon_until_given_back_or_its_lease_runs_out(pg_url: str) -> None:
+    one, two = connect(pg_url), connect(pg_url)
+    a, b = Leases(one, lease=1.0, owner="a"), Leases(two, lease=1.0, owner="b")
+    assert a.take("file:/u/x.stl") == Taken()
+    held = b.take("file:/u/x.stl")
+    assert isinstance(held, Held) and held.owner == "a" and 0.5 < held.remaining <= 1.0
+    assert a.take("file:/u/x.stl") == Taken()  # already ours: taken again, renewed
+    a.renew()
+    assert not b.release("file:/u/x.stl")  # not b's to give back
+    b.conn.commit()
+    assert a.release("file:/u/x.stl")  # given back with the work's outcome...
+    a.conn.commit()
+    assert b.take("file:/u/x.stl") == Taken()  # ...and free for anyone
+    time.sleep(1.2)  # b stops renewing (it died): its lease runs out
+    assert a.take("file:/u/x.stl") == Taken(previous="b")
+    assert not b.release("file:/u/x.stl")  # b, back from a stall, must record nothing
+    b.conn.rollback()
+    a.release_all()
+    assert pg(pg_url, "SELECT COUNT(*) FROM watch_claims") == [(0,)]
+    one.close()
+    two.close()
+
+
+class SlowReceiver(Receiver):
+    """A webhook endpoint that takes 20 ms to answer: two senders surely work at once."""
+
+    def __init__(self) -> None:
+        super().__init__(fail_first=0)
+        handler = self.server.RequestHandlerClass
+        answer = handler.do_POST
+
+        def slow(request: object) -> None:
+            time.sleep(0.02)
+            answer(request)
+
+        handler.do_POST = slow
+
+
+def test_shared_outbox_posts_each_row_once_whoever_delivers(pg_url: str) -> None:
+    receiver = SlowReceiver()
+    try:
+        outboxes = [SharedOutbox(pg_url, RetryPolicy(timeout=5), lease=5.0) for _ in range(2)]
+        conn = connect(pg_url)
+        conn.executescript(OUTBOX_SCHEMA)
+        for i in range(30):
+            enqueue(conn, f"id{i}", receiver.url, f'{{"path": "/u/{i}"}}', time.time())
+        conn.commit()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            delivered = list(pool.map(lambda o: o.deliver_due(), outboxes))
+        assert sum(delivered) == 30 and all(delivered)  # both worked, neither twice
+        assert sorted(k for k, _, _ in receiver.requests) == sorted(f"id{i}" for i in range(30))
+        assert pg(pg_url, "SELECT state, COUNT(*) FROM webhook_outbox GROUP BY state") == [("delivered", 30)]
+        for o in outboxes:
+            o.close()
+        conn.close()
+    finally:
+        receiver.close()
 
 
 def daemon_args(up: Path, q: Path, url: str, library: Path, log: Path, *extra: str) -> tuple[str, ...]:
@@ -119,6 +186,7 @@ def test_two_daemons_share_one_state_and_do_each_file_once(
     lines = [line for name in ("a.jsonl", "b.jsonl") for line in (tmp_path / name).read_text().splitlines()]
     assert len(lines) == len(files)
     assert sorted(p for (p,) in pg(pg_url, "SELECT path FROM results")) == sorted(files)
+    assert file_states(pg_url) == {p: "quarantined" if p in flagged else "scanned" for p in files}
     # each flagged upload quarantined once (moved, with its sidecar), nothing else there
     assert quarantined_names(q) == Counter(Path(p).name for p in flagged)
     assert not any(Path(p).exists() for p in flagged) and all(Path(p).exists() for p in clear)
@@ -179,6 +247,7 @@ def test_a_killed_daemons_claims_are_taken_over_after_the_lease(
     assert not set(by_a) & set(by_b) and max((by_a + by_b).values()) == 1
     assert set(by_b) | set(by_a) <= files
     assert sorted(p for (p,) in pg(pg_url, "SELECT DISTINCT path FROM results")) == sorted(files)
+    assert file_states(pg_url) == {p: "quarantined" if p in flagged else "scanned" for p in files}
     assert quarantined_names(q) == Counter(Path(p).name for p in flagged)
     actions = pg(pg_url, "SELECT path, state FROM watch_actions")
     assert sorted(actions) == sorted((p, "done") for p in flagged)
