@@ -25,7 +25,8 @@ the work, so a daemon whose loop hangs stops renewing and loses its claims too.
 * Webhook outbox rows are claimed without an owner (:class:`SharedOutbox`): a sender takes one
   due row by moving its ``next_at`` a lease ahead (``FOR UPDATE SKIP LOCKED``), posts it, then
   marks it delivered or backs it off. A sender killed in between leaves the row due again when
-  the lease runs out - for any daemon's sender.
+  the lease runs out - for any daemon's sender, which looks at the outbox at least every
+  :data:`OUTBOX_POLL` seconds.
 
 So a daemon killed with ``kill -9`` mid-scan or mid-action delays that work by at most one
 lease, then another daemon (or the same one restarted) does it; nothing is done twice. What
@@ -54,6 +55,9 @@ LEASE = 30.0
 """Seconds a claim lasts unless renewed (every third of it, by its daemon's loop): how long the
 work of a daemon that died waits before another daemon takes it over. Longer than a command's
 default timeout and a webhook's, so that even one renewal missed costs nothing."""
+
+OUTBOX_POLL = 2.0
+"""Longest wait of a shared state's webhook sender before it looks at the outbox again."""
 
 FILE, ACTION = "file:", "action:"
 """Claim key prefixes: a file by its path, an action by its id."""
@@ -168,6 +172,13 @@ class SharedOutbox(Outbox):
     ) -> None:
         super().__init__(path, policy, max_pending)
         self.lease = lease
+
+    def next_due(self) -> float | None:
+        """When the sender looks again: at the next row's time, and at least every
+        :data:`OUTBOX_POLL` seconds - another daemon's rows (one that died before posting
+        what it committed, or while it held a row) are due without this sender being told."""
+        nxt = super().next_due()
+        return time.time() + OUTBOX_POLL if nxt is None else min(nxt, time.time() + OUTBOX_POLL)
 
     def _due_rows(self, now: float, failed_urls: set[str]) -> Iterator[tuple[str, str, str, int]]:
         """Claim due rows one at a time (by moving their ``next_at`` a lease ahead), none of an

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,7 @@ from scanner.store.backend import connect
 from scanner.watch.leases import Held, Leases, SharedOutbox, Taken
 from tests.integration.test_watch_daemon import (  # noqa: F401 - fixtures
     DEMO,
+    MESHSCAN,
     PROXIES,
     Daemon,
     Receiver,
@@ -252,3 +254,32 @@ def test_a_killed_daemons_claims_are_taken_over_after_the_lease(
     actions = pg(pg_url, "SELECT path, state FROM watch_actions")
     assert sorted(actions) == sorted((p, "done") for p in flagged)
     assert pg(pg_url, "SELECT COUNT(*) FROM watch_claims") == [(0,)]
+
+
+def test_daemons_sharing_a_state_keep_their_own_logs(
+    pg_url: str,
+    tmp_path: Path,
+    watch_library: Path,  # noqa: F811 - a fixture
+    daemons: list,  # noqa: F811 - a fixture
+) -> None:
+    """Two daemons writing one log would overwrite each other's lines: the second refuses. Each
+    log's end is kept apart in the state, so one daemon's restart cuts back only its own log."""
+    up, q, log = tmp_path / "up", tmp_path / "q", tmp_path / "a.jsonl"
+    up.mkdir()
+    a = Daemon(tmp_path, *daemon_args(up, q, pg_url, watch_library, log), name="a")
+    daemons.append(a.start())
+    a.wait_started()
+    same = subprocess.run([*MESHSCAN, "watch", *daemon_args(up, q, pg_url, watch_library, log), "--once"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert same.returncode == 3 and "another meshscan watch writes the log" in same.stderr, same.stderr
+    assert "Traceback" not in same.stderr
+    (up / "one.stl").write_bytes(BENIGN[0].read_bytes())
+    other = subprocess.run([*MESHSCAN, "watch", *daemon_args(up, q, pg_url, watch_library, tmp_path / "b.jsonl"),
+                            "--once"], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    wait_for(lambda: len(file_states(pg_url)) == 1, 60, "the upload's verdict", a.proc)
+    assert a.stop() == 0
+    keys = sorted(k for (k,) in pg(pg_url, "SELECT key FROM watch_meta WHERE key LIKE 'log_position:%'"))
+    assert keys == sorted(f"log_position:{os.uname().nodename}:{p}" for p in (log, tmp_path / "b.jsonl"))
+    written = [p.read_text().splitlines() for p in (log, tmp_path / "b.jsonl")]
+    assert sorted(len(lines) for lines in written) == [0, 1]  # one verdict, in the log of whoever scanned it
