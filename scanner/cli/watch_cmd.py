@@ -84,7 +84,8 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     ``scan --db``) and appended to the log; flagged uploads get the actions. A crash or
     restart loses nothing and repeats nothing: at start, and every --reconcile-every
     seconds, the folders are listed and whatever has no current verdict is scanned.
-    SIGTERM or Ctrl-C stop intake and let running scans finish.
+    SIGTERM or Ctrl-C stop intake and let running scans finish. A postgresql:// state
+    may be shared by several daemons: each file and action is claimed by one, with a lease.
 
     Exit code (daemon): 0 after a clean stop, 3 if it cannot start. With --once, scan's:
     0 everything read and nothing flagged, 1 something flagged or sent to review (wins),

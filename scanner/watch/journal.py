@@ -20,6 +20,10 @@ file again. Killed after it,
 the verdict and its log lines exist exactly once and the intents are replayed, each action
 being idempotent on replay (see :mod:`scanner.watch.actions`).
 
+A PostgreSQL state holds the same tables and may be shared by several daemons, which claim
+each file and action before working on it (:mod:`scanner.watch.leases`, whose
+``watch_claims`` table it adds); each daemon keeps its own log's end (``log_position:HOST:PATH``).
+
 A commit that carries action intents is synchronous (``synchronous=FULL``), so an action is
 never taken on an intent a power loss could undo; a verdict-only commit is not (WAL
 ``NORMAL``, safe against any process crash): a power loss can then lose the last verdicts,
