@@ -283,3 +283,42 @@ def test_daemons_sharing_a_state_keep_their_own_logs(
     assert keys == sorted(f"log_position:{os.uname().nodename}:{p}" for p in (log, tmp_path / "b.jsonl"))
     written = [p.read_text().splitlines() for p in (log, tmp_path / "b.jsonl")]
     assert sorted(len(lines) for lines in written) == [0, 1]  # one verdict, in the log of whoever scanned it
+
+
+def test_an_action_a_killed_daemon_held_is_performed_by_the_other_after_the_lease(
+    pg_url: str,
+    tmp_path: Path,
+    watch_library: Path,  # noqa: F811 - a fixture
+    daemons: list,  # noqa: F811 - a fixture
+) -> None:
+    up, marks = tmp_path / "up", tmp_path / "marks"
+    up.mkdir()
+    slow = f"command:sh -c 'sleep 2; echo \"$MESHSCAN_ACTION_ID\" >> {marks}'"
+
+    def args(log: str) -> list[str]:
+        return [str(up), "--action", slow, "--state", pg_url, "--log", str(tmp_path / log), "--library",
+                str(watch_library), "--no-model", "--jobs", "1", "--settle", "0.3"]  # fmt: skip
+
+    a, b = Daemon(tmp_path, *args("a.jsonl"), name="a"), Daemon(tmp_path, *args("b.jsonl"), name="b")
+    daemons += [a.start(), b.start()]
+    a.wait_started()
+    b.wait_started()
+    owner_a = a.logs("watching")[0]["daemon"]
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    target = up / f"proxy{PROXIES[0].suffix}"
+    target.write_bytes(PROXIES[0].read_bytes())
+    held = "SELECT key FROM watch_claims WHERE owner = ? AND key LIKE 'action:%'"
+    wait_for(lambda: pg(pg_url, held, (owner_a,)), 60, "the first daemon to run the command", a.proc)
+    a.kill9()  # mid-command: the action is claimed, not done
+    (ident,) = pg(pg_url, "SELECT id FROM watch_actions WHERE state = 'pending'")[0]
+    assert pg(pg_url, held, (owner_a,)) == [(f"action:{ident}",)]
+    os.kill(b.proc.pid, signal.SIGCONT)
+    wait_for(lambda: pg(pg_url, "SELECT state FROM watch_actions") == [("done",)], 60, "the action done", b.proc)
+    assert b.stop() == 0
+    taken = [x for x in b.logs() if x["msg"] == "action taken over"]
+    assert [(x["id"], x["from"]) for x in taken] == [(ident, owner_a)]
+    assert [x["path"] for x in b.logs("command done")] == [str(target)]
+    assert not b.logs("scanned")  # the verdict a committed stands: not scanned again
+    time.sleep(2.5)  # the killed daemon's command, in its own session, finishes too: at least once
+    assert set(marks.read_text().split()) == {ident}
+    assert pg(pg_url, "SELECT COUNT(*) FROM watch_claims") == [(0,)]
