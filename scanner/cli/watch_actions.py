@@ -6,7 +6,9 @@ just fixed the quarantine folder should not wait five minutes for the next attem
 what is stuck. Listing reads the journal; ``--retry`` makes the chosen actions due now, then:
 
 * if a daemon holds the state (its lock), it is told (SIGUSR1, to the pid in the lock file)
-  and performs them at once, as it performs every action - one performer, exactly once;
+  and performs them at once, as it performs every action - one performer, exactly once; the
+  daemons sharing a PostgreSQL state look at the journal every few seconds, and the one that
+  claims an action performs it;
 * otherwise this command takes the lock (so no daemon starts meanwhile) and performs them
   itself, journalling the outcome as the daemon would: a quarantine or command that fails
   again stays pending with its next attempt backed off.
@@ -99,11 +101,11 @@ def _hand_over(journal: Any, state: str, ids: list[str]) -> int:
     if not ids:
         click.echo("meshscan watch: no action to retry", err=True)
         return 0
-    if is_postgres_url(state):  # the daemon's lock is in the database; it may run on another machine
+    if is_postgres_url(state):  # daemons hold the lock shared, in the database; they may run on other machines
         release = hold_lock(state, "meshscan watch")
         if release is None:
-            click.echo(f"meshscan watch: {len(ids)} action(s) due now; the running daemon performs them at its next "
-                       "action check")  # fmt: skip
+            click.echo(f"meshscan watch: {len(ids)} action(s) due now; the running daemon(s) perform them within "
+                       "seconds")  # fmt: skip
             return 0
         try:
             return _perform(journal, ids, perform)

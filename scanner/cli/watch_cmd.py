@@ -16,19 +16,26 @@ from scanner.context import with_previews
 
 
 def _lock(state: str) -> Callable[[], None]:
-    """One daemon per state DB: a second one would break exactly-once actions. Returns the
-    release. A PostgreSQL state is locked in the database itself (an advisory lock)."""
+    """One daemon per SQLite state (a file lock): a second one would break exactly-once
+    actions. Returns the release. A PostgreSQL state is shared by any number of daemons, which
+    claim each file and action (:mod:`scanner.watch.leases`); each holds the database's
+    "meshscan watch" advisory lock *shared*, which keeps out whatever holds it exclusive and
+    does not claim: a daemon of an older version, ``watch --actions --retry`` performing
+    actions itself."""
     import fcntl
 
     from scanner.store.backend import DB_ERRORS, hold_lock, is_postgres_url
 
     if is_postgres_url(state):
         try:
-            release = hold_lock(state, "meshscan watch")
+            release = hold_lock(state, "meshscan watch", shared=True)
         except DB_ERRORS as exc:
             raise CommandError(f"cannot use the state database: {exc}") from None
         if release is None:
-            raise CommandError("another meshscan watch is using the state database") from None
+            raise CommandError(
+                "another meshscan watch is using the state database and does not share it (a daemon of an older "
+                "version, or 'watch --actions --retry' performing actions): try again once it has stopped"
+            ) from None
         return release
     fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -77,7 +84,8 @@ def watch_cmd(dirs: tuple[str, ...], quarantine_dir: str | None, state: str, log
     ``scan --db``) and appended to the log; flagged uploads get the actions. A crash or
     restart loses nothing and repeats nothing: at start, and every --reconcile-every
     seconds, the folders are listed and whatever has no current verdict is scanned.
-    SIGTERM or Ctrl-C stop intake and let running scans finish.
+    SIGTERM or Ctrl-C stop intake and let running scans finish. A postgresql:// state
+    may be shared by several daemons: each file and action is claimed by one, with a lease.
 
     Exit code (daemon): 0 after a clean stop, 3 if it cannot start. With --once, scan's:
     0 everything read and nothing flagged, 1 something flagged or sent to review (wins),
@@ -157,7 +165,17 @@ def _watch_config(roots: list[str], state: str, log_path: str | None, plan: Any,
                        exclude_globs=o["exclude"], once=once, command_timeout=o["command_timeout"],
                        outbox_max=o["outbox_max"], quarantine_check=o["quarantine_check"],
                        poll=o["poll"], stuck_after=o["stuck_after"],
-                       actions_stuck_after=o["actions_stuck_after"])  # fmt: skip
+                       actions_stuck_after=o["actions_stuck_after"], **_test_lease())  # fmt: skip
+
+
+def _test_lease() -> dict[str, float]:
+    """With ``MESHSCAN_WATCH_TEST_HOOKS`` set (tests only), ``MESHSCAN_WATCH_TEST_LEASE``
+    shortens the claims' lease, so a test of a killed daemon's work being taken over need
+    not wait :data:`scanner.watch.leases.LEASE`."""
+    value = os.environ.get("MESHSCAN_WATCH_TEST_LEASE")
+    if not (os.environ.get("MESHSCAN_WATCH_TEST_HOOKS") and value):
+        return {}
+    return {"lease": float(value)}
 
 
 def _metrics(port: int | None, host: str) -> Any:

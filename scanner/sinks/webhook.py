@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,18 +135,23 @@ class Outbox:
         with self._lock:
             return self.conn.execute("SELECT MIN(next_at) FROM webhook_outbox WHERE state = 'pending'").fetchone()[0]
 
-    def deliver_due(self, now: float | None = None, stop: threading.Event | None = None) -> int:
-        """Try every due row once; returns how many were delivered."""
-        now = time.time() if now is None else now
+    def _due_rows(self, now: float, failed_urls: set[str]) -> Iterator[tuple[str, str, str, int]]:
+        """The rows to try in one round (``failed_urls``, filled as the round goes, is for a
+        subclass that claims rows as it goes: :class:`scanner.watch.leases.SharedOutbox`)."""
         with self._lock:
             rows = self.conn.execute(
                 "SELECT id, url, body, attempts FROM webhook_outbox WHERE state = 'pending' AND next_at <= ? "
                 "ORDER BY next_at, created_at LIMIT 100",
                 (now,),
             ).fetchall()
+        yield from rows
+
+    def deliver_due(self, now: float | None = None, stop: threading.Event | None = None) -> int:
+        """Try every due row once; returns how many were delivered."""
+        now = time.time() if now is None else now
         delivered = 0
         failed_urls: set[str] = set()
-        for ident, url, body, attempts in rows:
+        for ident, url, body, attempts in self._due_rows(now, failed_urls):
             if stop is not None and stop.is_set():
                 break
             if url in failed_urls:  # one failure per endpoint per round: do not hammer it

@@ -70,12 +70,14 @@ def connect(target: str | Path, readonly: bool = False, autocommit: bool = False
     return sqlite3.connect(path)
 
 
-def hold_lock(url: str, name: str) -> Callable[[], None] | None:
+def hold_lock(url: str, name: str, shared: bool = False) -> Callable[[], None] | None:
     """Hold the PostgreSQL database's lock ``name`` (a session advisory lock) until the
-    returned release is called; None when another session holds it. What a file lock is for a
-    SQLite file: one watch daemon per state database, whatever machine it runs on."""
+    returned release is called; None when another session holds it (exclusive, or - for an
+    exclusive request - shared). Watch daemons sharing a state database each hold it shared:
+    what excludes them is a holder that does not share (an older daemon, ``watch --actions
+    --retry`` performing actions itself), whatever machine it runs on."""
     conn = connect(url, autocommit=True)
-    if conn.try_session_lock(name):
+    if conn.try_session_lock(name, shared=shared):
         return conn.close
     conn.close()
     return None

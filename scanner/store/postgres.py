@@ -170,10 +170,12 @@ class PostgresConnection:
     def has_table(self, name: str) -> bool:
         return bool(self._run("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0])
 
-    def try_session_lock(self, name: str) -> bool:
+    def try_session_lock(self, name: str, shared: bool = False) -> bool:
         """Take the advisory lock ``name`` for as long as this connection lives (False: another
-        session, on any machine, holds it)."""
-        return bool(self._run("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0])
+        session, on any machine, holds it). ``shared``: any number of sessions may hold it
+        shared at once, none while one holds it exclusive (and the other way round)."""
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        return bool(self._run(f"SELECT {function}(hashtext(%s))", (name,)).fetchone()[0])
 
     def trigger_names(self) -> list[str]:
         return [r[0] for r in self._run("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")]

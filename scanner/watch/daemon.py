@@ -21,6 +21,11 @@ swapped it, ``signatures add`` rewrote it), loads and verifies it, and stops han
 once the running scans are recorded the workers are forked again with the new library and
 scanning resumes - no file is dropped or scanned twice, each verdict names the library that
 judged it. A library that cannot be used is refused and the running one kept.
+
+Several daemons may share one PostgreSQL state (:mod:`scanner.watch.leases`): each claims a
+file before scanning it and an action before performing it, renews its claims from this loop,
+and records a verdict only in the transaction that gives its claim back; a file another daemon
+holds is asked for again when that daemon's lease runs out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -43,11 +49,13 @@ from scanner.context import ScanContext
 from scanner.engines.local import Done, LocalPool
 from scanner.sinks.quarantine import ContentChanged, QuarantineError, SourceGone, quarantine_once
 from scanner.sinks.webhook import Outbox, OutboxSender, RetryPolicy
+from scanner.store.backend import DB_ERRORS, display_name, is_postgres_url
 from scanner.verdict import Verdict
 from scanner.watch import journal as J
 from scanner.watch.actions import ActionPlan, CommandRunner, backoff, quarantine_problem
 from scanner.watch.health import STARTING, assess
 from scanner.watch.intake import Observers, OverflowAlarm, Waker, poll_plan
+from scanner.watch.leases import ACTION, FILE, LEASE, Held, Leases, SharedOutbox
 from scanner.watch.metrics import Metrics
 from scanner.watch.notify import notify
 from scanner.watch.reload import LibraryWatch, Refusal
@@ -93,10 +101,16 @@ class WatchConfig:
     counted as ``scan --exclude`` counts them."""
     reload_library: bool = True
     """Switch to the library's new version when it changes on disk (not with ``once``)."""
+    lease: float = LEASE
+    """Seconds a claim on a shared (PostgreSQL) state lasts unless renewed
+    (:data:`scanner.watch.leases.LEASE`; shorter only in tests)."""
 
 
 HOUSEKEEPING_EVERY = 1.0
 """Seconds between checks of the watched folders (and health gauges, watchdog pings)."""
+ACTION_POLL = 2.0
+"""On a shared state: the longest wait before looking at the journal's actions again (other
+daemons record actions too, and one of them may die before performing its own)."""
 
 
 class StartError(Exception):
@@ -159,6 +173,11 @@ class Watcher:
         self.library_watch: LibraryWatch | None = None
         self.next_context: ScanContext | None = None
         """A reloaded library's context, used once the running scans are recorded."""
+        self.leases: Leases | None = None
+        """This daemon's claims, on a state it may share (PostgreSQL); None on SQLite."""
+        self.elsewhere: dict[str, tuple[float, Ready]] = {}
+        """Files another daemon has claimed: asked for again at this monotonic time."""
+        self._log_fd: int | None = None
 
     # ------------------------------------------------------------------ control (any thread / signal handler)
     def request_stop(self) -> None:
@@ -192,10 +211,15 @@ class Watcher:
             self.recorded = self.journal.recorded(
                 __version__, self.context.library_version, getattr(self.context, "model_version", None)
             )
+            if is_postgres_url(cfg.state):
+                self.leases = Leases(self.journal.conn, cfg.lease)
             if cfg.log:
-                self.journal.open_log(cfg.log)
+                self._open_log(cfg.log)
             webhooks = any(i.kind == "webhook" for i in cfg.plan.intents)
-            self.outbox = Outbox(cfg.state, cfg.webhook, cfg.outbox_max)
+            if self.leases is not None:
+                self.outbox = SharedOutbox(cfg.state, cfg.webhook, cfg.outbox_max, cfg.lease)
+            else:
+                self.outbox = Outbox(cfg.state, cfg.webhook, cfg.outbox_max)
             if webhooks or self.outbox.pending():
                 self.sender = OutboxSender(self.outbox)
                 self.sender.start()
@@ -210,8 +234,11 @@ class Watcher:
                 self._test_hooks()
                 self.alarm.install()
                 self._start_observers()
-            log.info("watching", extra={"fields": {"roots": self.roots, "state": cfg.state, "jobs": cfg.jobs,
-                                                   "recorded": len(self.recorded), "once": cfg.once}})  # fmt: skip
+            fields = {"roots": self.roots, "state": display_name(cfg.state), "jobs": cfg.jobs,
+                      "recorded": len(self.recorded), "once": cfg.once}  # fmt: skip
+            if self.leases is not None:
+                fields |= {"daemon": self.leases.owner, "lease_s": cfg.lease}
+            log.info("watching", extra={"fields": fields})
             self.metrics.started(__version__, self.context.library_version,
                                  getattr(self.context, "model_version", None), self.roots)  # fmt: skip
             library = self.context.library
@@ -225,15 +252,33 @@ class Watcher:
         self.summary.failed_actions = len(self._failing)
         return self.summary
 
+    def _open_log(self, path: str) -> None:
+        """Append verdicts to ``path``. On a shared state each daemon keeps its own log's end
+        (by machine and path), and holds the log locked: two daemons writing one log would
+        overwrite each other's lines."""
+        if self.leases is None:
+            self.journal.open_log(path)
+            return
+        import fcntl
+
+        self._log_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StartError(f"another meshscan watch writes the log {path}: give each daemon its own --log") from None
+        self.journal.open_log(path, key=f"log_position:{socket.gethostname()}:{path}")
+
     def _loop(self) -> None:
         while True:
             self.waker.clear()
+            if self.leases is not None:
+                self.leases.renew_due()
             self._drain_events()
             if not self.config.once and time.monotonic() >= self.next_housekeeping:
                 self._housekeeping()
             if self.reconcile_now or (not self.config.once and time.monotonic() >= self.next_reconcile):
                 self._reconcile()
-            for r in self.settle.due():
+            for r in self.settle.due() + self._asked_again():
                 if r.path not in self.ready_paths:
                     self.ready.append(r)
                     self.ready_paths.add(r.path)
@@ -252,7 +297,9 @@ class Watcher:
                 break
 
     def _idle(self) -> bool:
-        return not (len(self.settle) or self.ready or self.inflight or self._commands or self._actions_due())
+        return not (
+            len(self.settle) or self.ready or self.inflight or self.elsewhere or self._commands or self._actions_due()
+        )
 
     def _actions_due(self) -> bool:
         nxt = self.journal.next_action_at()
@@ -271,6 +318,10 @@ class Watcher:
             waits.append(self._outbox_full_until - time.monotonic())
         if self._commands:
             waits.append(0.1)
+        if self.elsewhere:
+            waits.append(min(t for t, _ in self.elsewhere.values()) - time.monotonic())
+        if self.leases is not None:
+            waits.append(self.leases.next_renewal - time.monotonic())
         waits.append(self.next_action_check - time.time())
         if not self.config.once:
             waits.append(self.next_housekeeping - time.monotonic())
@@ -451,7 +502,7 @@ class Watcher:
         self.next_reconcile = started + self.config.reconcile_every
         if self._follow_up > started:  # a watch armed just now: list again once it surely runs
             self.next_reconcile = min(self.next_reconcile, self._follow_up)
-        busy = set(self.settle.pending) | self.ready_paths | set(self.inflight)
+        busy = set(self.settle.pending) | self.ready_paths | set(self.inflight) | set(self.elsewhere)
         exclude = tuple(e.rstrip(os.sep) for e in self.config.settle.exclude)
         queued = files = 0
         for root in self.roots:
@@ -541,11 +592,45 @@ class Watcher:
                 self.summary.skipped += 1
                 log.info("skipped", extra={"fields": {"path": r.path, "why": why}})
                 continue
+            if self.leases is not None and not self._claim(r, st):
+                continue
             self.inflight[r.path] = _InFlight(upload, st, r)
             self.pool.submit(upload)
             log.debug("scanning", extra={"fields": {"path": r.path, "how": r.how}})
         for r in held:
             self.ready.append(r)
+
+    def _claim(self, r: Ready, st: tuple[int, int]) -> bool:
+        """Claim the file before scanning it (a shared state): False when another daemon holds
+        it (asked for again when its lease runs out), has recorded it meanwhile, or it changed."""
+        got = self.leases.take(FILE + r.path)
+        if isinstance(got, Held):
+            wait = min(got.remaining, self.config.lease) + 0.25
+            self.elsewhere[r.path] = (time.monotonic() + wait, r)
+            log.debug("claimed elsewhere", extra={"fields": {"path": r.path, "by": got.owner, "ask_in_s": wait}})
+            return False
+        if got.previous:
+            log.info("claim taken over", extra={"fields": {"path": r.path, "from": got.previous}})
+        now = regular_file_stat(r.path)
+        done = self.journal.recorded_one(r.path, __version__, self.context.library_version,
+                                         getattr(self.context, "model_version", None))  # fmt: skip
+        if now is not None and now == st and done == st:
+            self.leases.drop(FILE + r.path)
+            self.recorded[r.path] = st  # another daemon's verdict stands
+            log.debug("recorded elsewhere", extra={"fields": {"path": r.path}})
+            return False
+        if now != st:
+            self.leases.drop(FILE + r.path)
+            if now is not None:
+                self.settle.seen(r.path)  # changed since it was judged complete: let it settle again
+            return False
+        return True
+
+    def _asked_again(self) -> list[Ready]:
+        """Files another daemon held whose lease has run out since: ask for them again."""
+        now = time.monotonic()
+        due = [path for path, (at, _) in self.elsewhere.items() if at <= now]
+        return [self.elsewhere.pop(path)[1] for path in due]
 
     def _skip_reason(self, upload: Upload) -> str | None:
         return walk_skip_reason(upload.path, upload.root, self.config.exclude_globs)[0]
@@ -560,17 +645,24 @@ class Watcher:
             after = regular_file_stat(path)
             if after is None:
                 log.debug("dropped", extra={"fields": {"path": path, "why": "deleted during its scan"}})
+                self._drop_claim(FILE + path)
                 continue
             if after != item.stat:
                 log.info("rescan", extra={"fields": {"path": path, "why": "changed during its scan"}})
+                self._drop_claim(FILE + path)
                 self.settle.seen(path)
                 continue
             keep.append((d, item, self.config.plan.for_verdicts(d.verdicts)))
         if not keep:
             return
         self.journal.durable(any(intents for _, _, intents in keep))
-        lines = []
+        lines, kept = [], []
         for d, item, intents in keep:
+            if self.leases is not None and not self.leases.release(FILE + d.upload.path):
+                log.warning("claim lost; verdict not recorded", extra={"fields": {"path": d.upload.path,
+                            "why": "its lease ran out and another daemon took the file over"}})  # fmt: skip
+                continue
+            kept.append((d, item, intents))
             seen_wall = time.time() - (time.monotonic() - item.ready.since)
             self.journal.record_scan(d.upload.path, d.upload.root, item.stat, d.verdicts, intents, seen_wall)
             self.recorded[d.upload.path] = item.stat
@@ -582,7 +674,7 @@ class Watcher:
             sys.stdout.write("".join(line + "\n" for line in lines))
             sys.stdout.flush()
         now = time.monotonic()
-        for d, item, intents in keep:
+        for d, item, intents in kept:
             self._count(d.verdicts)
             worst = min((v.verdict for v in d.verdicts), key=("flag", "review", "unscannable", "clear").index)
             latency = self._latency(d.upload.path, now - item.ready.since)
@@ -623,12 +715,20 @@ class Watcher:
         self._harvest_commands()
         if time.time() < self.next_action_check:
             return
-        changed = False
+        changed = held = False
         for a in self.journal.due_actions(time.time()):
+            running = a.kind == "command" and (a.id in self._commands or self.stopping)
+            if a.kind not in ("quarantine", "command") or running:
+                continue
+            if self.leases is not None:
+                a = self._claim_action(a)
+                if a is None:
+                    held = True
+                    continue
             if a.kind == "quarantine":
                 self._quarantine(a)
                 changed = True
-            elif a.kind == "command" and a.id not in self._commands and not self.stopping:
+            else:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="meshscan-command")
                 runner = CommandRunner(self.config.command_timeout)
@@ -640,6 +740,35 @@ class Watcher:
         self.next_action_check = float("inf") if nxt is None else nxt
         if pending_commands:
             self.next_action_check = max(self.next_action_check, time.time() + 0.1)
+        if self.leases is not None:  # others' actions: held ones looked at again, new ones noticed
+            now = time.time()
+            self.next_action_check = min(max(self.next_action_check, now + (0.5 if held else 0.0)), now + ACTION_POLL)
+
+    def _claim_action(self, a: J.ActionRow) -> J.ActionRow | None:
+        """Claim a due action (a shared state); None when another daemon holds it or has just
+        done it. The row is read again once claimed: that is the one to perform."""
+        got = self.leases.take(ACTION + a.id)
+        if isinstance(got, Held):
+            return None
+        fresh = self.journal.pending_action(a.id, time.time())
+        if fresh is None:
+            self.leases.drop(ACTION + a.id)
+            return None
+        if got.previous:
+            log.info("action taken over", extra={"fields": {"path": a.path, "id": a.id, "action": a.kind,
+                                                            "from": got.previous}})  # fmt: skip
+        return fresh
+
+    def _drop_claim(self, key: str) -> None:
+        """Give a claim back now: the work is not to be done (a shared state; nothing on SQLite)."""
+        if self.leases is not None:
+            self.leases.drop(key)
+
+    def _unclaim(self, key: str) -> None:
+        """Give a claim back in the transaction that journals what became of the work (a
+        shared state; nothing on SQLite)."""
+        if self.leases is not None:
+            self.leases.release(key)
 
     def _quarantine(self, a: J.ActionRow) -> None:
         doc = json.loads(a.payload)
@@ -648,6 +777,7 @@ class Watcher:
         try:
             target = quarantine_once(a.path, a.root, a.spec, verdicts, a.id, a.sha256)
         except (ContentChanged, SourceGone) as exc:
+            self._unclaim(ACTION + a.id)
             self.journal.finish_action(a.id, J.SKIPPED, error=str(exc))
             self.metrics.action("quarantine", J.SKIPPED)
             log.info("quarantine skipped", extra={"fields": {**fields, "why": str(exc)}})
@@ -659,6 +789,7 @@ class Watcher:
             self._action_failed(a, f"internal error: {exc!r}")
             return
         self._failing.discard(a.id)
+        self._unclaim(ACTION + a.id)
         self.journal.finish_action(a.id, J.DONE, result=str(target))
         self.journal.set_file_state(a.path, J.QUARANTINED, str(target))
         self.recorded.pop(a.path, None)  # whatever appears there next is a new upload
@@ -682,6 +813,7 @@ class Watcher:
         wait = backoff(a.attempts, cap=self.config.action_backoff_cap)
         fields = {"path": a.path, "id": a.id, "action": a.kind, "error": error, "attempt": a.attempts + 1,
                   "retry_in_s": round(wait, 1)}  # fmt: skip
+        self._unclaim(ACTION + a.id)
         self.journal.retry_action(a.id, error, time.time() + wait)
         self._failing.add(a.id)
         self.metrics.action(a.kind, "retry")
@@ -694,6 +826,7 @@ class Watcher:
             result = future.result()
             if result.ok:
                 self._failing.discard(ident)
+                self._unclaim(ACTION + ident)
                 self.journal.finish_action(ident, J.DONE, result=result.detail)
                 self.metrics.action("command", J.DONE)
                 log.info("command done", extra={"fields": {"path": a.path, "id": ident}})
@@ -724,8 +857,15 @@ class Watcher:
             self.pool.close()
         if self.outbox is not None:
             self.outbox.close()
+        if self.leases is not None:
+            try:
+                self.leases.release_all()
+            except DB_ERRORS as exc:  # they run out by themselves
+                log.warning("cannot give the claims back", extra={"fields": {"error": str(exc)}})
         if self.journal is not None:
             self.journal.close()
+        if self._log_fd is not None:
+            os.close(self._log_fd)
         self.waker.close()
         log.info("stopped", extra={"fields": {"files": self.summary.files, "skipped": self.summary.skipped,
                                               **self.summary.counts}})  # fmt: skip

@@ -20,6 +20,10 @@ file again. Killed after it,
 the verdict and its log lines exist exactly once and the intents are replayed, each action
 being idempotent on replay (see :mod:`scanner.watch.actions`).
 
+A PostgreSQL state holds the same tables and may be shared by several daemons, which claim
+each file and action before working on it (:mod:`scanner.watch.leases`, whose
+``watch_claims`` table it adds); each daemon keeps its own log's end (``log_position:HOST:PATH``).
+
 A commit that carries action intents is synchronous (``synchronous=FULL``), so an action is
 never taken on an intent a power loss could undo; a verdict-only commit is not (WAL
 ``NORMAL``, safe against any process crash): a power loss can then lose the last verdicts,
@@ -127,6 +131,7 @@ class Journal:
         self.conn.executescript(SCHEMA + OUTBOX_SCHEMA)
         self.conn.commit()
         self.log_path: str | None = None
+        self.log_key = "log_position"
         self._durable: bool | None = None
         self.durable(True)
 
@@ -159,6 +164,21 @@ class Journal:
         for (path,) in gone:
             current.pop(path, None)
         return current
+
+    def recorded_one(
+        self, path: str, scanner_version: str, library_version: str | None, model_version: str | None = None
+    ) -> tuple[int, int] | None:
+        """:meth:`recorded` for one path, read now: a daemon sharing the state asks it after
+        claiming a file, since another daemon may have recorded it just before."""
+        state = self.file_state(path)
+        if state in (QUARANTINED, DELETED):
+            return None
+        row = self.conn.execute(
+            "SELECT MAX(size), MAX(mtime_ns) FROM results WHERE path = ? AND scanner_version = ? "
+            "AND library_version IS ? AND model_version IS ? AND size IS NOT NULL",
+            (path, scanner_version, library_version, model_version),
+        ).fetchone()
+        return None if row is None or row[0] is None else (row[0], row[1])
 
     def record_scan(
         self,
@@ -213,6 +233,16 @@ class Journal:
         ).fetchall()
         out = [ActionRow(*r) for r in rows]
         return [a for a in out if kinds is None or a.kind in kinds]
+
+    def pending_action(self, ident: str, now: float) -> ActionRow | None:
+        """The action if it is still pending and due (read now: a daemon sharing the state asks
+        it after claiming the action, which another daemon may have just done)."""
+        row = self.conn.execute(
+            "SELECT id, path, root, sha256, kind, spec, payload, attempts FROM watch_actions "
+            "WHERE id = ? AND state = 'pending' AND next_at <= ?",
+            (ident, now),
+        ).fetchone()
+        return ActionRow(*row) if row else None
 
     def next_action_at(self) -> float | None:
         row = self.conn.execute("SELECT MIN(next_at) FROM watch_actions WHERE state = 'pending'").fetchone()
@@ -286,12 +316,13 @@ class Journal:
     def _set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO watch_meta VALUES (?, ?)", (key, value))
 
-    def open_log(self, log_path: str) -> None:
+    def open_log(self, log_path: str, key: str = "log_position") -> None:
         """Start appending verdict lines to ``log_path``: cut off whatever a crash left after the
         last acknowledged line; a log we have no position for (new, or rotated by someone
-        else) is appended to as it is."""
-        self.log_path = log_path
-        known = json.loads(self._meta("log_position") or "null")
+        else) is appended to as it is. ``key``: where its position is kept (daemons sharing a
+        state each keep their own log's)."""
+        self.log_path, self.log_key = log_path, key
+        known = json.loads(self._meta(key) or "null")
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             st = os.fstat(fd)
@@ -300,7 +331,7 @@ class Journal:
                     os.ftruncate(fd, known["offset"])  # lines of scans whose commit never happened
                     os.fsync(fd)
             else:
-                self._set_meta("log_position", json.dumps({"inode": st.st_ino, "offset": st.st_size}))
+                self._set_meta(key, json.dumps({"inode": st.st_ino, "offset": st.st_size}))
                 self.commit()
         finally:
             os.close(fd)
@@ -310,7 +341,7 @@ class Journal:
         lines count only if that transaction commits (see the module doc)."""
         if not lines or self.log_path is None:
             return
-        known = json.loads(self._meta("log_position") or "null")
+        known = json.loads(self._meta(self.log_key) or "null")
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             st = os.fstat(fd)
@@ -326,4 +357,4 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._set_meta("log_position", json.dumps({"inode": st.st_ino, "offset": offset + len(data)}))
+        self._set_meta(self.log_key, json.dumps({"inode": st.st_ino, "offset": offset + len(data)}))
