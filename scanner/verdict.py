@@ -51,7 +51,7 @@ class Match:
 _LOCAL_ONLY = ("patches_matched", "patches_total")
 
 
-def _match_dict(match: Match) -> dict[str, Any]:
+def match_dict(match: Match) -> dict[str, Any]:
     """A match as JSON; the fields only a ``local`` match has are left out of the others, so
     every other verdict stays byte for byte what it was before local matching existed."""
     d = asdict(match)
@@ -116,7 +116,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["matches"] = [_match_dict(m) for m in self.matches]
+        d["matches"] = [match_dict(m) for m in self.matches]
         return d
 
     @classmethod

@@ -64,7 +64,7 @@ from scanner.serve.contract import (
 from scanner.serve.recorder import ServedRecorder
 from scanner.serve.reload import LibraryHolder, ReloadAttempt
 from scanner.serve.uploads import SpooledUpload, UploadError, check_declared_length, spool
-from scanner.verdict import _match_dict as match_dict
+from scanner.verdict import match_dict
 
 RETRY_AFTER_S = 2
 """Seconds a refused client is told to wait (``Retry-After``)."""
