@@ -11,6 +11,16 @@ reference shape. The reference set is descriptors (no geometry) of generated ben
 look-alikes - pipes, fittings, handles, brackets, enclosures, profiles, toys, generic
 objects - shipped in ``scanner/data/`` and rebuilt by ``python -m fixtures.reference``
 whenever the descriptor version changes (a test checks they agree).
+
+The same file holds a wider *generic* set after the threshold rows: a grid of plain solids
+(boxes from cubes to 1:64 plates, cylinders from discs to rods, tubes, cones, prisms,
+pyramids, spheres, ellipsoids, tori) and plane-cut pieces of every shape. It does not set
+thresholds - a signature that is a composition of boxes and tubes sits near many plain
+solids, and shrinking its threshold for that cost 8-21 points of recall on noisy and
+decimated copies in ``bench/evasion.py`` - but the matcher asks it about each *upload* row that
+hit a signature: a row nearer a plain solid than the signature is no evidence
+(:data:`scanner.matching.CONFIRM_RATIO`). That is what keeps a thin plate, a cube or a disc
+in a real file from flagging an enrolled plate, cube or washer.
 """
 
 from __future__ import annotations
@@ -32,8 +42,9 @@ class ReferenceSetMismatch(LibraryError):
 
 
 @lru_cache(maxsize=1)
-def benign_reference() -> np.ndarray:
-    """The shipped benign reference descriptors, (R, D) float32."""
+def _shipped() -> tuple[np.ndarray, int]:
+    """The shipped reference descriptors, (R, D) float32, and how many leading rows are the
+    threshold set (the rest is the generic set; older data had only the threshold set)."""
     from scanner.features.version import DESCRIPTOR_VERSION
 
     root = files("scanner.data")
@@ -44,14 +55,42 @@ def benign_reference() -> np.ndarray:
             "rebuild it with 'python -m fixtures.reference'"
         )
     with root.joinpath("benign_reference.npy").open("rb") as fh:
-        return np.load(fh, allow_pickle=False)
+        matrix = np.load(fh, allow_pickle=False)
+    return matrix, int(meta.get("threshold_rows", len(matrix)))
+
+
+def benign_reference() -> np.ndarray:
+    """The threshold set: descriptors of generated benign look-alikes and random plain solids."""
+    matrix, n = _shipped()
+    return matrix[:n]
+
+
+@lru_cache(maxsize=2)
+def _reference64(generic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A reference set in float64 (|q|^2 + |r|^2 - 2qr cancels badly in float32) and its squared
+    norms, converted once per process: matching consults the generic set for every candidate."""
+    matrix, n = _shipped()
+    ref = (matrix if generic else matrix[:n]).astype(np.float64)
+    return ref, (ref**2).sum(axis=1)
+
+
+def _nearest(vectors: np.ndarray, generic: bool) -> np.ndarray:
+    ref, norms = _reference64(generic)
+    q = np.asarray(vectors, dtype=np.float64)
+    d2 = (q**2).sum(axis=1)[:, None] - 2.0 * q @ ref.T + norms[None, :]
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
 def nearest_reference_distance(vectors: np.ndarray) -> np.ndarray:
-    ref = benign_reference().astype(np.float64)  # float64: |q|^2 + |r|^2 - 2qr cancels badly in float32
-    q = np.asarray(vectors, dtype=np.float64)
-    d2 = (q**2).sum(axis=1)[:, None] - 2.0 * q @ ref.T + (ref**2).sum(axis=1)[None, :]
-    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    """Each row's distance to the nearest shape of the threshold set (sets thresholds)."""
+    return _nearest(vectors, generic=False)
+
+
+def nearest_generic_distance(vectors: np.ndarray) -> np.ndarray:
+    """Each row's distance to the nearest shape of the whole reference: the threshold set, a
+    grid of plain solids from cubes to thin plates and discs, and plane-cut pieces of all of
+    them (the matcher's confirmation, ``scanner.matching.CONFIRM_RATIO``)."""
+    return _nearest(vectors, generic=True)
 
 
 def row_thresholds(vectors: np.ndarray, global_threshold: float, benign: np.ndarray | None = None) -> np.ndarray:

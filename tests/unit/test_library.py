@@ -156,13 +156,15 @@ def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tm
     monkeypatch.setattr(scanner.features.version, "DESCRIPTOR_VERSION", "ms0:other")
     lib = tmp_path / "lib"
     SignatureLibrary.create(lib, name="t").save(lib)  # a library of the (patched) running version
-    reference.benign_reference.cache_clear()
+    reference._shipped.cache_clear()
+    reference._reference64.cache_clear()
     try:
         proxy = DEMO / "proxy-barrel-s1-001.stl"
         result = CliRunner().invoke(cli, ["signatures", "add", str(proxy), "--library", str(lib),
                                           "--category", "barrel", "--source", "test"])  # fmt: skip
     finally:
-        reference.benign_reference.cache_clear()
+        reference._shipped.cache_clear()
+    reference._reference64.cache_clear()
     assert result.exit_code == 3, result.output
     assert "rebuild it with 'python -m fixtures.reference'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
