@@ -164,7 +164,7 @@ def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tm
                                           "--category", "barrel", "--source", "test"])  # fmt: skip
     finally:
         reference._shipped.cache_clear()
-    reference._reference64.cache_clear()
+        reference._reference64.cache_clear()
     assert result.exit_code == 3, result.output
     assert "rebuild it with 'python -m fixtures.reference'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
