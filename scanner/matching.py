@@ -57,6 +57,20 @@ signature's own body is. (Enrolment bounds the other side: a signature row's thr
 most ``ALPHA`` x its own distance to the reference.)"""
 
 
+PLAIN_SOLID = 0.02
+"""An upload row this close to a generic reference shape *is* a plain solid: a copy of a cube
+or a thin plate lands this far from the reference's own (sampling noise: a rotated copy of a
+file lands at p95 0.016 from itself, ``SAMPLING_NOISE`` in :mod:`scanner.enrol`), so it is no
+evidence at any distance - a cube in a real file would otherwise flag an enrolled cube body at
+0.006."""
+
+
+def _confirmed(distance: float, generic: float) -> bool:
+    """Does a near-duplicate hit at ``distance`` stand, for an upload row at ``generic`` from
+    the nearest generic reference shape?"""
+    return generic >= PLAIN_SOLID and distance < CONFIRM_RATIO * generic
+
+
 class ExactIndex:
     """Hash -> positions of the signatures that carry it (a dictionary, not a scan)."""
 
@@ -242,7 +256,7 @@ class Matcher:
         if hits:  # second stage: a row nearer a plain benign shape than the signature is no evidence
             rows = sorted({h.query_row for h in hits})
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
-            hits = [h for h in hits if h.distance < CONFIRM_RATIO * benign[h.query_row]]
+            hits = [h for h in hits if _confirmed(h.distance, benign[h.query_row])]
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
