@@ -38,7 +38,7 @@ import numpy as np
 from scanner.exchange.source import bank_of
 from scanner.features.affine import AFFINE_ROW, AffineIndex
 from scanner.features.pieces import piece_share
-from scanner.features.reference import nearest_generic_distance
+from scanner.features.reference import PLAIN_SOLID, nearest_generic_distance
 from scanner.patch_index import PatchIndex
 from scanner.verdict import Match
 
@@ -55,14 +55,6 @@ CONFIRM_RATIO = 1.0
 closer to a plain solid than to any signature, so it cannot flag one however generic that
 signature's own body is. (Enrolment bounds the other side: a signature row's threshold is at
 most ``ALPHA`` x its own distance to the reference.)"""
-
-
-PLAIN_SOLID = 0.02
-"""An upload row this close to a generic reference shape *is* a plain solid: a copy of a cube
-or a thin plate lands this far from the reference's own (sampling noise: a rotated copy of a
-file lands at p95 0.016 from itself, ``SAMPLING_NOISE`` in :mod:`scanner.enrol`), so it is no
-evidence at any distance - a cube in a real file would otherwise flag an enrolled cube body at
-0.006."""
 
 
 def _confirmed(distance: float, generic: float) -> bool:

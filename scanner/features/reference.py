@@ -35,6 +35,14 @@ from scanner.library import LibraryError
 
 ALPHA = 0.5
 
+PLAIN_SOLID = 0.02
+"""A descriptor row this close to a generic reference shape *is* a plain solid: a copy of a
+cube or a thin plate lands this far from the reference's own (sampling noise: a rotated copy of
+a file lands at p95 0.016 from itself, ``SAMPLING_NOISE`` in :mod:`scanner.enrol`). Such a row
+is no evidence on either side: an upload row that is one never confirms a hit (a cube in a real
+file flagged an enrolled cube body at 0.006), and a signature row that is one matches only
+exact copies (a plain washer in a real assembly was matched by a lobed disc at 0.042)."""
+
 
 class ReferenceSetMismatch(LibraryError):
     """The shipped reference set does not fit this scanner: a broken install, never a user's fault.

@@ -13,9 +13,9 @@ import trimesh
 
 from scanner.enrol import enrol
 from scanner.features import describe
-from scanner.features.reference import nearest_generic_distance, nearest_reference_distance
+from scanner.features.reference import PLAIN_SOLID, nearest_generic_distance, nearest_reference_distance
 from scanner.library import SignatureLibrary
-from scanner.matching import PLAIN_SOLID
+from scanner.matching import Matcher
 from scanner.mesh import Mesh
 from scanner.pipeline import ScanContext, scan_one
 from scanner.verdict import CLEAR, FLAG
@@ -61,9 +61,8 @@ def test_plain_solids_sit_near_the_generic_set_and_far_from_the_threshold_set() 
     assert (threshold_set > 2 * generic).all(), (generic, threshold_set)
 
 
-def test_small_cubes_in_an_unrelated_file_do_not_flag_a_known_cube_body(cube_signature, tmp_path: Path) -> None:
-    """Three small cubes among pyramids (a real corpus file has this shape) were 0.006 from the
-    signature's cube body: a plain solid is no evidence at any distance."""
+def _pyramids_and_cubes(path: Path) -> Path:
+    """Three small cubes among pyramids (a real corpus file has this shape)."""
     parts = []
     for i in range(3):
         cube = trimesh.creation.box(extents=(4, 4, 4))
@@ -73,10 +72,26 @@ def test_small_cubes_in_an_unrelated_file_do_not_flag_a_known_cube_body(cube_sig
         pyramid = trimesh.creation.cone(radius=20, height=30, sections=4)
         pyramid.apply_translation((i * 60, 0, 0))
         parts.append(pyramid)
-    upload = _export(parts, tmp_path / "pyramids.stl")
-    # the first stage alone would match: the upload's cube bodies are within the row's threshold
-    vectors, _ = describe(Mesh(vertices=np.asarray(parts[0].vertices), faces=np.asarray(parts[0].faces))).rows()
-    hits = cube_signature_matcher(cube_signature).descriptors.query(vectors[:1], k=5, radius=0.08)
+    return _export(parts, path)
+
+
+def test_a_signature_body_that_is_a_plain_solid_matches_exact_copies_only(cube_signature) -> None:
+    """Signature side: the cube body of the known file gets threshold 0 at enrolment (and so
+    does any plane-cut piece that is a plain box), while its sphere-and-cube whole keeps one."""
+    rows, thresholds = np.asarray(cube_signature.rows), np.asarray(cube_signature.thresholds)
+    assert thresholds[(rows[:, 1] == 0)].max() == 0.0  # body 0: the cube, most of the surface
+    assert thresholds[rows[:, 1] == -1][0] > 0.0
+
+
+def test_small_cubes_in_an_unrelated_file_do_not_flag_a_known_cube_body(cube_signature, tmp_path: Path) -> None:
+    """Upload side: in a library enrolled before the signature-side rule (the cube body's
+    threshold as it was, 0.03), the upload's cube bodies are 0.006 from it - the first stage
+    matches - but a plain solid is no evidence at any distance."""
+    body = np.flatnonzero(np.asarray(cube_signature.rows)[:, 1] == 0)
+    cube_signature.thresholds[body] = 0.03
+    upload = _pyramids_and_cubes(tmp_path / "pyramids.stl")
+    cube = trimesh.creation.box(extents=(4, 4, 4))
+    hits = Matcher.build(cube_signature).descriptors.query(_row(cube), k=5, radius=0.08)
     assert any(h.distance <= h.threshold for h in hits), "the test needs a first-stage hit to veto"
     (verdict,) = scan_one(upload, ScanContext(library=cube_signature, model=None))
     assert verdict.verdict == CLEAR, verdict.explanation
@@ -114,9 +129,3 @@ def test_a_proxy_copy_is_nearer_its_signature_than_any_generic_shape(tmp_path: P
         tm.apply_scale(3.0)
         (verdict,) = scan_one(_export([tm], tmp_path / f"copy-{p.stem}.stl"), ScanContext(library=lib, model=None))
         assert verdict.verdict == FLAG, (p.name, verdict.explanation)
-
-
-def cube_signature_matcher(lib: SignatureLibrary):  # noqa: ANN201 - scanner.matching.Matcher
-    from scanner.matching import Matcher
-
-    return Matcher.build(lib)
