@@ -38,7 +38,7 @@ import numpy as np
 from scanner.exchange.source import bank_of
 from scanner.features.affine import AFFINE_ROW, AffineIndex
 from scanner.features.pieces import piece_share
-from scanner.features.reference import PLAIN_SOLID, nearest_generic_distance
+from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.patch_index import PatchIndex
 from scanner.verdict import Match
 
@@ -46,21 +46,6 @@ if TYPE_CHECKING:
     from scanner.features.patches import PatchCodes
     from scanner.index import NearDuplicateIndex
     from scanner.library import AllowEntry, SignatureLibrary
-
-
-CONFIRM_RATIO = 1.0
-"""A near-duplicate hit stands only when the upload's row is nearer the signature than
-``CONFIRM_RATIO`` x its distance to the nearest generic reference shape
-(:func:`scanner.features.reference.nearest_generic_distance`): an upload body that is a plain plate, cube or disc is
-closer to a plain solid than to any signature, so it cannot flag one however generic that
-signature's own body is. (Enrolment bounds the other side: a signature row's threshold is at
-most ``ALPHA`` x its own distance to the reference.)"""
-
-
-def _confirmed(distance: float, generic: float) -> bool:
-    """Does a near-duplicate hit at ``distance`` stand, for an upload row at ``generic`` from
-    the nearest generic reference shape?"""
-    return generic >= PLAIN_SOLID and distance < CONFIRM_RATIO * generic
 
 
 class ExactIndex:
@@ -248,7 +233,7 @@ class Matcher:
         if hits:  # second stage: a row nearer a plain benign shape than the signature is no evidence
             rows = sorted({h.query_row for h in hits})
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
-            hits = [h for h in hits if _confirmed(h.distance, benign[h.query_row])]
+            hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
