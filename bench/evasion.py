@@ -331,9 +331,25 @@ def _same_tessellation(a: dict, b: dict) -> bool:
     return float(np.isin(small["rings"], large["rings"]).mean()) >= 0.9
 
 
-def _body_keys(mesh: scanner.Mesh) -> set[str]:
-    bodies = mesh.bodies() if mesh.body_count <= 512 else []
-    return {_shape_key(b) for b in bodies if b.triangle_count >= 8}
+def _body_shapes(mesh: scanner.Mesh) -> list[np.ndarray]:
+    """Each body's sorted, area-normalised triangle areas (bodies of >= 8 triangles)."""
+    out = []
+    for body in mesh.bodies() if mesh.body_count <= 512 else []:
+        if body.triangle_count < 8:
+            continue
+        tri = body.triangles.astype(np.float64)
+        areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        if np.isfinite(areas.sum()) and areas.sum() > 0:
+            out.append(np.sort(areas / areas.sum()))
+    return out
+
+
+def _identical_body(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Do two files hold a body of the same shape - the same triangle count and the same sorted
+    area-normalised areas within 0.1% (one body moved, scaled or re-exported through a unit
+    transform: float32 rounding moves the 4th digit, so a hash of rounded areas misses it)?
+    Independent of the descriptor being measured."""
+    return any(len(x) == len(y) and np.allclose(x, y, rtol=1e-3, atol=1e-9) for x in a for y in b)
 
 
 def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
@@ -367,7 +383,7 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
         if twin is not None:
             dropped.append(f"{rel} ~ {twin[0]} ({twin[1]})")
             continue
-        entry["bodies"] = _body_keys(mesh)
+        entry["bodies"] = _body_shapes(mesh)
         parts.append(entry)
     rng = np.random.default_rng(args.seed + 31)
     order = [parts[i] for i in rng.permutation(len(parts))]
@@ -409,7 +425,7 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
             flagged += 1
             false_pairs += len(sig_ids)
             sources = sorted({owner[s]["path"] for s in sig_ids if s in owner})
-            shared = any(p["bodies"] & owner[s]["bodies"] for s in sig_ids if s in owner)
+            shared = any(_identical_body(p["bodies"], owner[s]["bodies"]) for s in sig_ids if s in owner)
             body_twins += shared
             details.append(f"{p['path']} ~ {', '.join(sources)}" + (" (identical body)" if shared else ""))
         n_pairs = len(scanned) * len(lib)
@@ -448,6 +464,12 @@ def _corpus_vs_proxies(args: argparse.Namespace, corpus: Path, parts: list[dict]
             "details": flagged}  # fmt: skip
 
 
+def _false_rate(run: dict) -> float:
+    """Real parts falsely flagged, not counting those that hold a body identical to one of the
+    matched signature's file (the issue: such a part "may match, and is reported as such")."""
+    return (run["files_flagged"] - run["identical_body"]) / max(run["scanned"], 1)
+
+
 def print_verdict(report: dict) -> None:
     """Against the issue's targets, in one place: does the matcher survive, and at what cost."""
     rows = report["evasions"]
@@ -467,11 +489,13 @@ def print_verdict(report: dict) -> None:
     corpus = report.get("real_corpus")
     if corpus:
         for run in corpus["runs"]:
-            rate = run["files_flagged"] / max(run["scanned"], 1)
+            rate = _false_rate(run)
             ok = "met" if rate <= 0.01 else "NOT met"
-            print(f"- <= 1% real parts falsely flagged with {run['label']} enrolled: {ok} ({rate:.1%})")
+            twins = f"; {run['identical_body']} more share an identical body: may match, reported" if run[
+                "identical_body"] else ""  # fmt: skip
+            print(f"- <= 1% real parts falsely flagged with {run['label']} enrolled: {ok} ({rate:.1%}{twins})")
     every = bool(rows) and not missed and (not benign or benign["false_pairs"] == 0) and all(
-        r["files_flagged"] <= 0.01 * max(r["scanned"], 1) for r in (corpus or {"runs": []})["runs"])  # fmt: skip
+        _false_rate(r) <= 0.01 for r in (corpus or {"runs": []})["runs"])  # fmt: skip
     print(f"- every target of this run met: {'yes' if every else 'no'}")
     report["all_targets_met"] = every
 

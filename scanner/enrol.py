@@ -92,13 +92,15 @@ def piece_rows(mesh: Mesh, threshold: float) -> tuple[np.ndarray, list[int], np.
     distinctive than the whole (a plain pipe's pieces stay exact-only, like the pipe)."""
     from scanner.features import describe_triangles
     from scanner.features.pieces import PIECE_THRESHOLD, piece_row, plane_pieces
-    from scanner.features.reference import row_thresholds
+    from scanner.features.reference import PLAIN_SOLID, nearest_generic_distance, row_thresholds
 
     pieces = plane_pieces(mesh)
     if not pieces:
         return np.zeros((0, 0), dtype=np.float32), [], np.zeros(0, dtype=np.float32)
     vectors = np.stack([describe_triangles(tri) for _, tri in pieces])
-    return vectors, [piece_row(kept) for kept, _ in pieces], row_thresholds(vectors, min(threshold, PIECE_THRESHOLD))
+    thresholds = row_thresholds(vectors, min(threshold, PIECE_THRESHOLD))
+    thresholds[nearest_generic_distance(vectors) < PLAIN_SOLID] = 0.0  # half a plate is a plate
+    return vectors, [piece_row(kept) for kept, _ in pieces], thresholds
 
 
 def patch_rows(mesh: Mesh) -> np.ndarray:
@@ -148,7 +150,12 @@ def enrol(
     signature wins: see :meth:`SignatureLibrary.add_signature`) and listed in the result.
     """
     from scanner.config import MatchSettings
-    from scanner.features.reference import nearest_reference_distance, row_thresholds
+    from scanner.features.reference import (
+        PLAIN_SOLID,
+        nearest_generic_distance,
+        nearest_reference_distance,
+        row_thresholds,
+    )
 
     threshold = MatchSettings().distance_threshold if threshold is None else threshold
     path = os.fspath(path)
@@ -185,9 +192,10 @@ def enrol(
         floor = np.minimum(POSE_MARGIN * pose_noise(mesh, vectors), threshold)
         ceiling = BENIGN_CEILING * benign
         thresholds = np.maximum(thresholds, np.minimum(floor, ceiling)).astype(np.float32)
-        # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
-        # it matches only an identical copy, never a look-alike on its own
+        # a small body of a multi-body signature (a pin, a nut beside the part) is generic, and
+        # so is a row that is a plain solid (a washer, a plate): exact copies only, never a look-alike
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
+        thresholds[nearest_generic_distance(vectors) < PLAIN_SOLID] = 0.0
         # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
         pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
         whole_threshold = float(thresholds.max())

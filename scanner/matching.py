@@ -38,6 +38,7 @@ import numpy as np
 from scanner.exchange.source import bank_of
 from scanner.features.affine import AFFINE_ROW, AffineIndex
 from scanner.features.pieces import piece_share
+from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.patch_index import PatchIndex
 from scanner.verdict import Match
 
@@ -228,7 +229,12 @@ class Matcher:
         """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
         first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles."""
         best: dict[tuple[int, int | None], Match] = {}
-        for h in sorted(self.descriptors.query(vectors, k=k, radius=radius), key=lambda h: h.distance):
+        hits = self.descriptors.query(vectors, k=k, radius=radius)
+        if hits:  # second stage: a row nearer a plain benign shape than the signature is no evidence
+            rows = sorted({h.query_row for h in hits})
+            benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
+            hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
+        for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
             if (h.signature, body) in best:

@@ -26,6 +26,7 @@ from threatexchange.signal_type import index, signal_base
 
 from scanner.exchange import signals
 from scanner.features.patches import MIN_SHARE, PATCH_VERSION
+from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.features.version import DESCRIPTOR_SIZE
 from scanner.patch_index import PatchIndex
 
@@ -164,10 +165,11 @@ class MeshDescriptorIndex(_JsonIndex[T]):
         if self._matrix is None:
             self._matrix = np.stack([r.vector for r in self._rows]).astype(np.float64)
         dist = np.linalg.norm(self._matrix - q.vector[None, :], axis=1)
+        generic = float(nearest_generic_distance(q.vector[None, :])[0])  # the scan's second stage
         out = []
         for i in np.argsort(dist, kind="stable"):
             limit = signals.threshold_for(self._rows[i], q)
-            if dist[i] <= limit:
+            if dist[i] <= limit and confirms(float(dist[i]), generic):
                 similarity = index.SignalSimilarityInfoWithSingleDistance(round(float(dist[i]), 6))
                 out.append(index.IndexMatch(similarity, self.entries[i]))
         return out
@@ -251,6 +253,8 @@ class MeshDescriptorSignal(signal_base.SignalType, signal_base.FileHasher):
 
     @classmethod
     def compare_hash(cls, hash1: str, hash2: str) -> signal_base.SignalComparisonResult:
+        """The first stage alone (distance within the banked threshold): a pairwise comparison
+        does not say which side is the upload. The index's ``query`` adds the scan's second stage."""
         a, b = signals.DescriptorSignal.decode(hash1), signals.DescriptorSignal.decode(hash2)
         dist = round(signals.distance(a, b), 6)
         return signal_base.SignalComparisonResult.from_simple_dist(dist, signals.threshold_for(a, b))

@@ -197,3 +197,19 @@ def test_threatexchange_cli_hashes_and_matches(tmp_path: Path, rotated: Path, fu
     assert run("match", "mesh", str(BENIGN)).stdout.strip() == ""
     match = run("match", "mesh", str(fused))  # only the patch signal finds a copy fused to a plate
     assert match.returncode == 0 and "mesh_patches" in match.stdout and "mesh_descriptor" not in match.stdout
+
+
+def test_the_index_applies_the_scans_second_stage(tmp_path: Path) -> None:
+    """A plain cube's descriptor, banked with a wide threshold, is within it of a plain cube
+    upload (the first stage, ``compare_hash``, matches), but the index - like a scan - refuses a
+    hit whose upload row is a plain solid."""
+    cube = tmp_path / "cube.stl"
+    trimesh.creation.box(extents=(3, 3, 3)).export(cube)
+    other = tmp_path / "other-cube.stl"
+    trimesh.creation.box(extents=(7, 7, 7)).export(other)
+    banked = signals.DescriptorSignal(signals.DescriptorSignal.decode(MeshDescriptorSignal.hash_from_file(cube)).vector,
+                                      0.05).encode()  # fmt: skip
+    query = MeshDescriptorSignal.hash_from_file(other)
+    assert MeshDescriptorSignal.compare_hash(banked, query).match
+    index = MeshDescriptorSignal.get_index_cls().build([(banked, ("ms-cube", FetchedSignalMetadata()))])
+    assert index.query(query) == []

@@ -114,7 +114,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     from scanner.enrol import BENIGN_CEILING, POSE_MARGIN, pose_noise
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
-    from scanner.features.reference import ALPHA, nearest_reference_distance
+    from scanner.features.reference import ALPHA, PLAIN_SOLID, nearest_generic_distance, nearest_reference_distance
 
     pipe = tmp_path / "pipe.stl"
     trimesh.creation.annulus(r_min=0.8, r_max=1.0, height=9.0, sections=48).export(pipe)
@@ -135,12 +135,16 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
                             zip(whole, (pipe, DEMO / "proxy-frame_or_receiver-s1-001.stl"), strict=True)])  # fmt: skip
     floor = np.minimum(np.minimum(POSE_MARGIN * noise, glob), BENIGN_CEILING * benign)
     expected = np.maximum(np.minimum(glob, ALPHA * benign), floor)
-    np.testing.assert_allclose(lib.thresholds[whole], expected, rtol=1e-5)
+    plain_solid = nearest_generic_distance(lib.vectors[whole]) < PLAIN_SOLID  # exact copies only
+    np.testing.assert_allclose(lib.thresholds[whole], np.where(plain_solid, 0.0, expected), rtol=1e-5)
     # a piece is never more distinctive than its whole, nor past the piece cap or the benign rule
     assert pieces.sum() > 0
     piece_benign = nearest_reference_distance(lib.vectors[pieces])
     cap = np.minimum(PIECE_THRESHOLD, lib.thresholds[whole][lib.rows[pieces, 0]])
-    np.testing.assert_allclose(lib.thresholds[pieces], np.minimum(cap, ALPHA * piece_benign), rtol=1e-5)
+    expected = np.minimum(cap, ALPHA * piece_benign)
+    plain_solid = nearest_generic_distance(lib.vectors[pieces]) < PLAIN_SOLID  # half a pipe is a gutter
+    assert plain_solid.any()
+    np.testing.assert_allclose(lib.thresholds[pieces], np.where(plain_solid, 0.0, expected), rtol=1e-5)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:
@@ -156,13 +160,15 @@ def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tm
     monkeypatch.setattr(scanner.features.version, "DESCRIPTOR_VERSION", "ms0:other")
     lib = tmp_path / "lib"
     SignatureLibrary.create(lib, name="t").save(lib)  # a library of the (patched) running version
-    reference.benign_reference.cache_clear()
+    reference._shipped.cache_clear()
+    reference._reference64.cache_clear()
     try:
         proxy = DEMO / "proxy-barrel-s1-001.stl"
         result = CliRunner().invoke(cli, ["signatures", "add", str(proxy), "--library", str(lib),
                                           "--category", "barrel", "--source", "test"])  # fmt: skip
     finally:
-        reference.benign_reference.cache_clear()
+        reference._shipped.cache_clear()
+        reference._reference64.cache_clear()
     assert result.exit_code == 3, result.output
     assert "rebuild it with 'python -m fixtures.reference'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
