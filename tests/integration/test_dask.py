@@ -144,3 +144,38 @@ def test_a_worker_thread_keeps_a_child_per_recent_run() -> None:
     kept = dask_engine._GUARDS.by_spec
     assert len(kept) == dask_engine.KEPT_GUARDS and (specs[1], None) not in kept and (specs[0], None) in kept
     assert all(g.proc is None for g in kept.values())  # nothing was started by keeping them
+
+
+def test_its_own_cluster_contains_crashes_and_memory_hogs_and_leaves_no_child(tmp_path: Path, monkeypatch) -> None:
+    """The engine's own LocalCluster runs its workers in this process, each scanning through a
+    guarded child forked from the zygote: a file that crashes its child or exhausts the memory
+    cap is that file's ``unscannable`` verdict, the files after it in the same task are still
+    scanned, and when the engine exits no child of it is left running."""
+    import psutil
+
+    from scanner.batch import Upload
+    from scanner.config import Limits, Settings
+    from scanner.engines.dask_engine import DaskEngine
+    from scanner.engines.worker import FAULT_INJECTION_ENV
+    from tests.integration.test_isolation import big_binary_stl
+
+    crash = tmp_path / "crash.stl"
+    crash.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    greedy = big_binary_stl(tmp_path / "greedy.stl", 3_000_000)
+    monkeypatch.setenv(FAULT_INJECTION_ENV, "crash:crash.stl")  # before the zygote forks: its children see it
+    me = psutil.Process()
+    cap = me.memory_info().vms + 300 * 1024 * 1024  # the zygote's children start at this process's size
+    settings = Settings(limits=Limits(max_memory_bytes=cap, max_seconds=120))
+    context = ScanContext(settings=settings, library=SignatureLibrary.load(LIBRARY))
+    ok = [DEMO / "proxy-barrel-s1-000.stl", DEMO / "benign-pipe-s1-002.stl"]
+    paths = [crash, ok[0], greedy, ok[1]]
+    before = {p.pid for p in me.children(recursive=True)}
+    with DaskEngine(context, str(LIBRARY), None, jobs=2) as engine:
+        out = list(engine.scan([Upload(str(p), str(p.parent)) for p in paths]))
+        started = [p for p in me.children(recursive=True) if p.pid not in before]
+    assert [Path(u.path).name for u, _ in out] == [p.name for p in paths]  # input order
+    want = [("unscannable", "worker-crashed"), ("flag", None), ("unscannable", "limit:memory"), ("clear", None)]
+    assert [(v.verdict, v.reason) for _, vs in out for v in vs] == want
+    assert started  # the zygote and its children ...
+    gone, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive  # ... all stopped with the engine
