@@ -176,3 +176,30 @@ def test_a_forked_worker_drops_the_parents_blas_threads() -> None:
         assert parent.poll(60)
         assert parent.recv() == 1
         proc.join(10)
+
+
+def test_the_cpu_of_a_zygotes_children_is_counted_in_this_process(guard, zygote) -> None:
+    """The zygote reaps its children and, asked to stop, exits by itself: what they used is in
+    this process's RUSAGE_CHILDREN, as a local worker's is (bench/throughput.py reads it)."""
+    import resource
+
+    import psutil
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    z = zygote(ScanContext(library=SignatureLibrary.load(REPO / "signatures")))
+    g = guard()
+    g.zygote = z.path
+    for f in sorted(DEMO.glob("proxy-*"))[:6]:
+        assert g.scan(str(f))[0].verdict in ("flag", "review", "clear")
+    child_times = psutil.Process(int(g.versions["pid"])).cpu_times()
+    used = child_times.user + child_times.system
+    assert used > 0
+    process = z._process
+    g.close()
+    z.close()
+    assert process is not None and process.exitcode == 0  # it stopped itself, not killed
+    assert children_cpu() - before >= used
