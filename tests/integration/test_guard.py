@@ -203,3 +203,33 @@ def test_the_cpu_of_a_zygotes_children_is_counted_in_this_process(guard, zygote)
     z.close()
     assert process is not None and process.exitcode == 0  # it stopped itself, not killed
     assert children_cpu() - before >= used
+
+
+FAULTS = [("crash", "worker-crashed", 60.0), ("hang", "limit:time", 2.0)]
+
+
+@pytest.mark.parametrize(("fault", "reason", "timeout_s"), FAULTS)
+def test_files_sent_behind_a_lost_one_are_scanned_by_the_next_child(
+    guard, zygote, tmp_path: Path, monkeypatch, fault: str, reason: str, timeout_s: float
+) -> None:
+    """scan_wire sends the next path before the child answers the current one: when the
+    current file crashes the child or runs out of time, only it is lost, and the file already
+    sent behind it is scanned by the next child, in order."""
+    from scanner.engines.messages import from_wire
+
+    bad = tmp_path / "bad.stl"
+    bad.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    monkeypatch.setenv(FAULT_INJECTION_ENV, f"{fault}:bad.stl")  # before the zygote forks
+    context = ScanContext(library=SignatureLibrary.load(REPO / "signatures"))
+    z = zygote(context)
+    files = [*sorted(DEMO.glob("proxy-*"))[:2], bad, *sorted(DEMO.glob("benign-*"))[:2]]
+    g = guard(timeout_s=timeout_s)
+    g.zygote = z.path
+    got = [from_wire(records) for records in g.scan_wire([str(f) for f in files])]
+    assert len(got) == len(files) and all(len(vs) == 1 for vs in got)
+    for f, (v,) in zip(files, got, strict=True):
+        if f == bad:
+            assert (v.verdict, v.reason) == ("unscannable", reason) and v.path == str(bad)
+        else:
+            (want,) = scan_one(str(f), context)
+            assert (v.path, v.verdict, v.category, v.sha256) == (want.path, want.verdict, want.category, want.sha256)
