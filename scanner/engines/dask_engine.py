@@ -131,11 +131,17 @@ def batches(uploads: Iterable[Upload]) -> Iterator[list[Upload]]:
         yield batch
 
 
-LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
-"""Dask settings of the engine's own in-process cluster. The statistical profiler samples every
-worker thread's stack every 10 ms, in this process; nobody reads it here (no dashboard), and
-measured it was 40% of an idle cluster's CPU (0.06 against 0.036 s per second) and more while
-tasks run."""
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "10s",
+}
+"""Dask settings of the engine's own in-process cluster, which shares this process's cores
+with the scan. Dask's statistical profiler samples every worker thread's stack every 10 ms,
+its event-loop watchdog ticks every 20 ms and its system monitor (for the dashboard) polls
+every 0.5 s: nobody reads them here (no dashboard), and measured they were most of an idle
+cluster's CPU - 0.06 s per second, 0.004 with these and no memory monitor (``memory_limit=0``:
+memory is capped in each guarded child, and the workers hold only short result strings)."""
 
 
 class DaskEngine:
@@ -161,7 +167,7 @@ class DaskEngine:
         else:
             with dask.config.set(LOCAL_CLUSTER_CONFIG):
                 self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=False,
-                                             dashboard_address=None)  # fmt: skip
+                                             memory_limit=0, dashboard_address=None)  # fmt: skip
             self.client = Client(self._cluster)
         return self
 
