@@ -179,3 +179,21 @@ def test_its_own_cluster_contains_crashes_and_memory_hogs_and_leaves_no_child(tm
     assert started  # the zygote and its children ...
     gone, alive = psutil.wait_procs(started, timeout=10)
     assert not alive  # ... all stopped with the engine
+
+
+def test_cli_engine_dask_gives_the_golden_verdicts_byte_for_byte() -> None:
+    """Every field of every record (scan time and versions aside) is the committed golden
+    output of ``--jobs 1``: the in-process workers pass the children's records on unchanged."""
+    from tests.integration.test_golden_verdicts import STRIPPED, assert_same, golden
+
+    command = ["scan", "fixtures", "--engine", "dask", "--jobs", "2", "--format", "jsonl"]
+    proc = subprocess.run([sys.executable, "-m", "scanner.cli", *command], capture_output=True, text=True, cwd=REPO,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    lines = []
+    for line in proc.stdout.splitlines():
+        record = json.loads(line)
+        for key in STRIPPED:
+            record.pop(key)
+        lines.append(json.dumps(record, sort_keys=True))
+    assert_same(lines, golden("fixtures.jsonl"), "meshscan scan fixtures/ --engine dask --jobs 2")
