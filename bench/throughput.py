@@ -211,9 +211,11 @@ def print_round(label: str, files: list[Path], results: dict[str, tuple[float, f
     one = results["meshscan --jobs 1"][0]
     base, base_cpu = results.get(BASELINE, (float("nan"), float("nan")))
     for name, (secs, cpu) in results.items():
+        peer = f"{base / secs:6.2f}x" if BASELINE in results else f"{'-':>7s}"
+        peer_cpu = f"{base_cpu / cpu:9.2f}x" if BASELINE in results else f"{'-':>10s}"
         print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
-              f"| {base / secs:6.2f}x | {one / secs:7.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} "
-              f"| {base_cpu / cpu:9.2f}x |", flush=True)  # fmt: skip
+              f"| {peer} | {one / secs:7.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} | {peer_cpu} |",
+              flush=True)  # fmt: skip
 
 
 def main() -> None:
