@@ -26,7 +26,8 @@ Pythons importing ``distributed`` (0.6 s more to close them), and about 1.1 s of
 for those imports, the scan pipeline's imports (the task module's) and its share of Dask's
 runtime, a quarter more CPU than ``--jobs 2`` in all; in-process the cluster starts in 0.04 s
 and the run's CPU equals ``--jobs 2``'s. Those in-process workers' children are stopped when
-the engine exits (:func:`close_guards`). On a remote cluster (``--scheduler``) a task that
+the engine exits (:func:`stop_guards`, :func:`close_guards`: at once, also when the run is
+interrupted mid-task). On a remote cluster (``--scheduler``) a task that
 still kills its Dask worker three times is reported ``worker-crashed``.
 """
 
@@ -99,8 +100,17 @@ engine's own ``LocalCluster`` they live in the engine's process, which goes on a
 _BY_ZYGOTE_LOCK = threading.Lock()
 
 
+def stop_guards(zygote: str) -> None:
+    """Kill the children of every guard of this process forked from ``zygote``, and let none
+    start again: tasks still running (an interrupted run) end now instead of scanning on."""
+    with _BY_ZYGOTE_LOCK:
+        guards = list(_BY_ZYGOTE.get(zygote, []))
+    for guard in guards:
+        guard.stop()
+
+
 def close_guards(zygote: str) -> None:
-    """Stop the children of every guard of this process forked from ``zygote``."""
+    """Close every guard of this process forked from ``zygote`` (their tasks have ended)."""
     with _BY_ZYGOTE_LOCK:
         guards = _BY_ZYGOTE.pop(zygote, [])
     for guard in guards:
@@ -172,12 +182,14 @@ class DaskEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._zygote is not None:  # first: closing the in-process cluster waits for its running tasks
+            stop_guards(self._zygote.path)
         if self.client is not None:
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()
         if self._zygote is not None:
-            close_guards(self._zygote.path)  # the in-process workers' children
+            close_guards(self._zygote.path)
             self._zygote.close()
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:

@@ -55,6 +55,7 @@ class GuardedScanner:
         self._pidfd: int | None = None
         self._buffer = b""
         self._tasks = 0
+        self._stopped = False
         self.versions: dict[str, str | None] = {}
         """Library and model versions the child scans with, and its size (it says them when ready)."""
 
@@ -116,6 +117,19 @@ class GuardedScanner:
             verdict.model_version = self.versions.get("model_version")
         return verdicts
 
+    def stop(self) -> None:
+        """From another thread: kill the child and start no other, so a scan in progress ends
+        now (its files lost), not after its files or their time limits. The thread that scans
+        with this guard still closes it (its socket or pipes)."""
+        self._stopped = True
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            if self.proc is not None:
+                self.proc.kill()
+        except OSError:  # already gone, or closed meanwhile by its thread
+            pass
+
     def close(self) -> None:
         if self._sock is not None:  # a zygote's child: not ours to wait for; the pidfd names it exactly
             if self._pidfd is not None:
@@ -146,6 +160,8 @@ class GuardedScanner:
         if self._sock is not None or (self.proc is not None and self.proc.poll() is None):
             return
         self.close()
+        if self._stopped:
+            raise _ChildDied("the run was stopped")
         if self.zygote and self._fork_from_zygote():
             return
         args = [sys.executable, "-m", "scanner.engines.worker", self.spec.to_json(), str(self.memory_bytes or 0)]

@@ -197,3 +197,39 @@ def test_cli_engine_dask_gives_the_golden_verdicts_byte_for_byte() -> None:
             record.pop(key)
         lines.append(json.dumps(record, sort_keys=True))
     assert_same(lines, golden("fixtures.jsonl"), "meshscan scan fixtures/ --engine dask --jobs 2")
+
+
+def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: Path) -> None:
+    """Ctrl-C while a worker's child scans a file that never ends: the in-process cluster would
+    wait for its running task on close, so the engine kills its children first and starts no
+    other - the command ends in seconds, not after the 300 s time limit, and leaves no child."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from scanner.engines.worker import FAULT_INJECTION_ENV
+
+    for name in NAMES[:4]:
+        (tmp_path / name).write_bytes((DEMO / name).read_bytes())
+    env = dict(os.environ, **{FAULT_INJECTION_ENV: f"hang:{NAMES[0]}"})
+    command = [sys.executable, "-m", "scanner.cli", "scan", str(tmp_path), "--engine", "dask", "--jobs", "2"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    me = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 120
+        while len(me.children(recursive=True)) < 2 and time.monotonic() < deadline:  # the zygote and a child
+            time.sleep(0.1)
+        family = me.children(recursive=True)
+        assert len(family) >= 2, "the scan never forked its children"
+        time.sleep(1.0)  # the hanging file is being scanned
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        proc.kill()
+    assert code != 0 and took < 20, (code, took)
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive
