@@ -2,6 +2,7 @@
 
     python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
                                [--db-cost [--postgres URL]] [--describe-triangles 1310720]
+                               [--engines-only] [--rounds N] [--dask-workers N]
 
 Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
 (b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
@@ -17,6 +18,12 @@ shared with other work, files per CPU-second is the per-core figure the wall tim
 database: a SQLite file, and a PostgreSQL database (``--postgres URL`` of a server whose user
 may create databases; without it, a throwaway local server is started as the tests do, from
 Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothing.
+
+``--engines-only`` leaves out the one-process peers (meshscan's engines alone: ``--jobs 1``,
+``--jobs 2``, ``--engine dask``), and ``--rounds N`` runs every tool N times, interleaved (round
+1 of each tool, then round 2, ...), printing every round's row: on a shared machine the load
+moves between runs, so compare within a round. ``--dask-workers N`` sets the Dask
+``LocalCluster``'s worker count (default 2).
 
 ``--describe-triangles N`` adds a second table: one N-triangle mesh (the issue's 1.31M is an
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
@@ -198,6 +205,19 @@ class DbTargets:
             self.server.stop()
 
 
+def print_round(label: str, files: list[Path], results: dict[str, tuple[float, float]]) -> None:
+    """One table row per tool of one round; ratios against that round's own runs."""
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    one = results["meshscan --jobs 1"][0]
+    base, base_cpu = results.get(BASELINE, (float("nan"), float("nan")))
+    for name, (secs, cpu) in results.items():
+        peer = f"{base / secs:6.2f}x" if BASELINE in results else f"{'-':>7s}"
+        peer_cpu = f"{base_cpu / cpu:9.2f}x" if BASELINE in results else f"{'-':>10s}"
+        print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
+              f"| {peer} | {one / secs:7.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} | {peer_cpu} |",
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", type=int, default=2000)
@@ -208,6 +228,9 @@ def main() -> None:
     ap.add_argument("--db-cost", action="store_true", help="add --db rows for SQLite and PostgreSQL")
     ap.add_argument("--postgres", default=None, help="a server URL for --db-cost (default: start one)")
     ap.add_argument("--describe-triangles", type=int, default=0, help="add the one-large-mesh describe table")
+    ap.add_argument("--engines-only", action="store_true", help="meshscan's engines only, no one-process peers")
+    ap.add_argument("--rounds", type=int, default=1, help="run every tool this many times, interleaved")
+    ap.add_argument("--dask-workers", type=int, default=2, help="workers of the Dask LocalCluster")
     args = ap.parse_args()
     sets = {
         f"{args.small} small (1-5k tri)": make_set(args.workdir / f"small-{args.small}", args.small, 1000, 5000, 1),
@@ -220,21 +243,21 @@ def main() -> None:
         ("meshscan --jobs 2", lambda f: run_meshscan(f, "--jobs", "2")),
     ]
     if not args.skip_dask:
-        tools.append(
-            ("meshscan --engine dask (2 workers)", lambda f: run_meshscan(f, "--engine", "dask", "--jobs", "2"))
-        )
+        dask_jobs = str(args.dask_workers)
+        tools.append((f"meshscan --engine dask ({dask_jobs} workers)",
+                      lambda f: run_meshscan(f, "--engine", "dask", "--jobs", dask_jobs)))  # fmt: skip
     targets = DbTargets(args.workdir, args.postgres)
     if args.db_cost:
         for backend in ("sqlite", "postgresql"):
             new_db = getattr(targets, backend)
             tools.append((f"meshscan --jobs 1 --db {backend}", lambda f, new_db=new_db: run_meshscan(
                 f, "--jobs", "1", "--db", new_db())))  # fmt: skip
-    for name, body in PEERS.items():
+    for name, body in {} if args.engines_only else PEERS.items():
         tools.append((name, lambda f, body=body: run_peer(f, body)))
     print("bench/throughput.py: wall time of one run per cell, including process start-up;")
-    print(f"'x peer' is the speed relative to '{BASELINE}' in the same run;")
+    print(f"'x peer' is the speed relative to '{BASELINE}' in the same run (round);")
     print("'CPU s' counts every process of the cell (user + system), 'files/CPU-s' is per core;")
-    print("'x jobs 1' relative to 'meshscan --jobs 1' (the scaling of --jobs 2 and of Dask's 2 workers).")
+    print("'x jobs 1' relative to 'meshscan --jobs 1' (the scaling of --jobs 2 and of Dask's workers).")
     print()
     print(f"| {'set':26s} | {'tool':46s} | {'seconds':>8s} | {'files/s':>8s} | {'MB/s':>7s} | {'x peer':>7s} "
           f"| {'x jobs 1':>8s} | {'CPU s':>7s} | {'files/CPU-s':>11s} | {'x peer CPU':>10s} |")  # fmt: skip
@@ -243,13 +266,9 @@ def main() -> None:
         files = sorted(folder.glob("*.stl"))
         if not files:  # --small 0 or --large 0: that set is skipped
             continue
-        mb = sum(f.stat().st_size for f in files) / 1e6
-        results = dict((name, fn(folder)) for name, fn in tools)
-        (base, base_cpu), (one, _) = results[BASELINE], results["meshscan --jobs 1"]
-        for name, (secs, cpu) in results.items():
-            print(f"| {label:26s} | {name:46s} | {secs:8.2f} | {len(files) / secs:8.1f} | {mb / secs:7.1f} "
-                  f"| {base / secs:6.2f}x | {one / secs:7.2f}x | {cpu:7.2f} | {len(files) / cpu:11.1f} "
-                  f"| {base_cpu / cpu:9.2f}x |", flush=True)  # fmt: skip
+        for round_ in range(1, args.rounds + 1):
+            name_of = label if args.rounds == 1 else f"{label}, round {round_}"
+            print_round(name_of, files, dict((name, fn(folder)) for name, fn in tools))
     targets.close()
     if args.describe_triangles:
         big = args.workdir / f"describe-{args.describe_triangles}.stl"

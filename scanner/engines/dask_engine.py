@@ -16,8 +16,19 @@ limits as the local engine and loses only the file at hand when it crashes. On a
 ``LocalCluster`` those children are forked from a :class:`~scanner.engines.zygote.Zygote` of
 this process (already loaded), not started fresh: measured, a fresh child's start-up (imports,
 library, model refit: ~2.7 s of CPU) was most of the gap between ``--engine dask`` and
-``--jobs 2``; the steady state was already even (tasks busy back to back on both workers). A task that still
-kills its Dask worker three times is reported ``worker-crashed``.
+``--jobs 2``; the steady state was already even (tasks busy back to back on both workers).
+
+The engine's own ``LocalCluster`` runs its workers as threads of this process
+(``processes=False``), not as worker processes: the guarded children already give each file
+its own process, limits and crash containment, so a worker process around them was a second
+process layer that only cost - measured on 600 small files, 2 workers: 1.5 s to spawn two
+Pythons importing ``distributed`` (0.6 s more to close them), and about 1.1 s of CPU in each
+for those imports, the scan pipeline's imports (the task module's) and its share of Dask's
+runtime, a quarter more CPU than ``--jobs 2`` in all; in-process the cluster starts in 0.04 s
+and the run's CPU equals ``--jobs 2``'s. Those in-process workers' children are stopped when
+the engine exits (:func:`stop_guards`, :func:`close_guards`: at once, also when the run is
+interrupted mid-task). On a remote cluster (``--scheduler``) a task that
+still kills its Dask worker three times is reported ``worker-crashed``.
 """
 
 from __future__ import annotations
@@ -55,13 +66,12 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
     from the ``zygote`` socket when the engine started one on this machine), so the
     per-file time and memory limits hold here as they do in the local engine."""
     spec = ContextSpec(library, settings_json, model)
-    out = []
-    for path in paths:
-        if path.startswith(PROCESS_LOCAL_URLS):  # a child process cannot see this worker's memory
-            verdicts = scan_one(path, spec.load())
-        else:
-            verdicts = _guard(spec, zygote).scan(path)
-        out.append(to_wire(verdicts))
+    out: list[list[dict[str, Any]]] = []
+    for local, run in itertools.groupby(paths, key=lambda p: p.startswith(PROCESS_LOCAL_URLS)):
+        if local:  # a child process cannot see this worker's memory
+            out.extend(to_wire(scan_one(path, spec.load())) for path in run)
+        else:  # the child's records as it sent them: decoded once, by the engine
+            out.extend(_guard(spec, zygote).scan_wire(list(run)))
     return json.dumps(out)
 
 
@@ -75,8 +85,36 @@ def _guard(spec: ContextSpec, zygote: str | None = None) -> GuardedScanner:
             guards.pop(next(iter(guards))).close()
         limits = spec.settings.limits
         guard = GuardedScanner(spec, limits.max_seconds, limits.max_memory_bytes, zygote)
+        if zygote is not None:
+            with _BY_ZYGOTE_LOCK:
+                _BY_ZYGOTE.setdefault(zygote, []).append(guard)
     guards[(spec, zygote)] = guard  # (re)inserted last: most recently used
     return guard
+
+
+_BY_ZYGOTE: dict[str, list[GuardedScanner]] = {}
+"""The guards of this process whose children come from a zygote, by its socket: the engine
+closes them when its run ends (:func:`close_guards`). With the in-process workers of the
+engine's own ``LocalCluster`` they live in the engine's process, which goes on after the run
+(a test, a Python caller), so nobody else would."""
+_BY_ZYGOTE_LOCK = threading.Lock()
+
+
+def stop_guards(zygote: str) -> None:
+    """Kill the children of every guard of this process forked from ``zygote``, and let none
+    start again: tasks still running (an interrupted run) end now instead of scanning on."""
+    with _BY_ZYGOTE_LOCK:
+        guards = list(_BY_ZYGOTE.get(zygote, []))
+    for guard in guards:
+        guard.stop()
+
+
+def close_guards(zygote: str) -> None:
+    """Close every guard of this process forked from ``zygote`` (their tasks have ended)."""
+    with _BY_ZYGOTE_LOCK:
+        guards = _BY_ZYGOTE.pop(zygote, [])
+    for guard in guards:
+        guard.close()
 
 
 BATCH_FILES = 16
@@ -103,6 +141,19 @@ def batches(uploads: Iterable[Upload]) -> Iterator[list[Upload]]:
         yield batch
 
 
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "10s",
+}
+"""Dask settings of the engine's own in-process cluster, which shares this process's cores
+with the scan. Dask's statistical profiler samples every worker thread's stack every 10 ms,
+its event-loop watchdog ticks every 20 ms and its system monitor (for the dashboard) polls
+every 0.5 s: nobody reads them here (no dashboard), and measured they were most of an idle
+cluster's CPU - 0.06 s per second, 0.004 with these and no memory monitor (``memory_limit=0``:
+memory is capped in each guarded child, and the workers hold only short result strings)."""
+
+
 class DaskEngine:
     def __init__(self, context: ScanContext, library: str | None, scheduler: str | None, jobs: int,
                  in_flight_per_worker: int = 4) -> None:  # fmt: skip
@@ -118,22 +169,27 @@ class DaskEngine:
         if not self.scheduler:  # workers on this machine: fork their children from this loaded process
             self._zygote = Zygote(self.context)  # before Dask starts a thread here
             self._zygote.start()
+        import dask
         from distributed import Client, LocalCluster
 
         if self.scheduler:
             self.client = Client(self.scheduler)
         else:
-            self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)  # fmt: skip
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=False,
+                                             memory_limit=0, dashboard_address=None)  # fmt: skip
             self.client = Client(self._cluster)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._zygote is not None:  # first: closing the in-process cluster waits for its running tasks
+            stop_guards(self._zygote.path)
         if self.client is not None:
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()
         if self._zygote is not None:
+            close_guards(self._zygote.path)
             self._zygote.close()
 
     def scan(self, uploads: Iterable[Upload]) -> Iterator[tuple[Upload, list[Verdict]]]:

@@ -64,3 +64,11 @@ def encode_reply(task: int, verdicts: list[Verdict]) -> bytes:
 def decode_reply(raw: bytes) -> tuple[int, list[Verdict]]:
     task, records = json.loads(raw)
     return int(task), from_wire(records)
+
+
+def decode_records(raw: bytes) -> list[dict[str, Any]]:
+    """A reply's verdicts as records, not yet :class:`Verdict` objects (for passing them on)."""
+    _, records = json.loads(raw)
+    if not isinstance(records, list):
+        raise ValueError("a reply's verdicts are a list")
+    return records

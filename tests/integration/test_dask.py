@@ -144,3 +144,92 @@ def test_a_worker_thread_keeps_a_child_per_recent_run() -> None:
     kept = dask_engine._GUARDS.by_spec
     assert len(kept) == dask_engine.KEPT_GUARDS and (specs[1], None) not in kept and (specs[0], None) in kept
     assert all(g.proc is None for g in kept.values())  # nothing was started by keeping them
+
+
+def test_its_own_cluster_contains_crashes_and_memory_hogs_and_leaves_no_child(tmp_path: Path, monkeypatch) -> None:
+    """The engine's own LocalCluster runs its workers in this process, each scanning through a
+    guarded child forked from the zygote: a file that crashes its child or exhausts the memory
+    cap is that file's ``unscannable`` verdict, the files after it in the same task are still
+    scanned, and when the engine exits no child of it is left running."""
+    import psutil
+
+    from scanner.batch import Upload
+    from scanner.config import Limits, Settings
+    from scanner.engines.dask_engine import DaskEngine
+    from scanner.engines.worker import FAULT_INJECTION_ENV
+    from tests.integration.test_isolation import big_binary_stl
+
+    crash = tmp_path / "crash.stl"
+    crash.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    greedy = big_binary_stl(tmp_path / "greedy.stl", 3_000_000)
+    monkeypatch.setenv(FAULT_INJECTION_ENV, "crash:crash.stl")  # before the zygote forks: its children see it
+    me = psutil.Process()
+    cap = me.memory_info().vms + 300 * 1024 * 1024  # the zygote's children start at this process's size
+    settings = Settings(limits=Limits(max_memory_bytes=cap, max_seconds=120))
+    context = ScanContext(settings=settings, library=SignatureLibrary.load(LIBRARY))
+    ok = [DEMO / "proxy-barrel-s1-000.stl", DEMO / "benign-pipe-s1-002.stl"]
+    paths = [crash, ok[0], greedy, ok[1]]
+    before = {p.pid for p in me.children(recursive=True)}
+    with DaskEngine(context, str(LIBRARY), None, jobs=2) as engine:
+        out = list(engine.scan([Upload(str(p), str(p.parent)) for p in paths]))
+        started = [p for p in me.children(recursive=True) if p.pid not in before]
+    assert [Path(u.path).name for u, _ in out] == [p.name for p in paths]  # input order
+    want = [("unscannable", "worker-crashed"), ("flag", None), ("unscannable", "limit:memory"), ("clear", None)]
+    assert [(v.verdict, v.reason) for _, vs in out for v in vs] == want
+    assert started  # the zygote and its children ...
+    gone, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive  # ... all stopped with the engine
+
+
+def test_cli_engine_dask_gives_the_golden_verdicts_byte_for_byte() -> None:
+    """Every field of every record (scan time and versions aside) is the committed golden
+    output of ``--jobs 1``: the in-process workers pass the children's records on unchanged."""
+    from tests.integration.test_golden_verdicts import STRIPPED, assert_same, golden
+
+    command = ["scan", "fixtures", "--engine", "dask", "--jobs", "2", "--format", "jsonl"]
+    proc = subprocess.run([sys.executable, "-m", "scanner.cli", *command], capture_output=True, text=True, cwd=REPO,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    lines = []
+    for line in proc.stdout.splitlines():
+        record = json.loads(line)
+        for key in STRIPPED:
+            record.pop(key)
+        lines.append(json.dumps(record, sort_keys=True))
+    assert_same(lines, golden("fixtures.jsonl"), "meshscan scan fixtures/ --engine dask --jobs 2")
+
+
+def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: Path) -> None:
+    """Ctrl-C while a worker's child scans a file that never ends: the in-process cluster would
+    wait for its running task on close, so the engine kills its children first and starts no
+    other - the command ends in seconds, not after the 300 s time limit, and leaves no child."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from scanner.engines.worker import FAULT_INJECTION_ENV
+
+    for name in NAMES[:4]:
+        (tmp_path / name).write_bytes((DEMO / name).read_bytes())
+    env = dict(os.environ, **{FAULT_INJECTION_ENV: f"hang:{NAMES[0]}"})
+    command = [sys.executable, "-m", "scanner.cli", "scan", str(tmp_path), "--engine", "dask", "--jobs", "2"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    me = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 120
+        while len(me.children(recursive=True)) < 2 and time.monotonic() < deadline:  # the zygote and a child
+            time.sleep(0.1)
+        family = me.children(recursive=True)
+        assert len(family) >= 2, "the scan never forked its children"
+        time.sleep(1.0)  # the hanging file is being scanned
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        proc.kill()
+    assert code != 0 and took < 20, (code, took)
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive

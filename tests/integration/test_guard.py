@@ -176,3 +176,60 @@ def test_a_forked_worker_drops_the_parents_blas_threads() -> None:
         assert parent.poll(60)
         assert parent.recv() == 1
         proc.join(10)
+
+
+def test_the_cpu_of_a_zygotes_children_is_counted_in_this_process(guard, zygote) -> None:
+    """The zygote reaps its children and, asked to stop, exits by itself: what they used is in
+    this process's RUSAGE_CHILDREN, as a local worker's is (bench/throughput.py reads it)."""
+    import resource
+
+    import psutil
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    z = zygote(ScanContext(library=SignatureLibrary.load(REPO / "signatures")))
+    g = guard()
+    g.zygote = z.path
+    for f in sorted(DEMO.glob("proxy-*"))[:6]:
+        assert g.scan(str(f))[0].verdict in ("flag", "review", "clear")
+    child_times = psutil.Process(int(g.versions["pid"])).cpu_times()
+    used = child_times.user + child_times.system
+    assert used > 0
+    process = z._process
+    g.close()
+    z.close()
+    assert process is not None and process.exitcode == 0  # it stopped itself, not killed
+    assert children_cpu() - before >= used
+
+
+FAULTS = [("crash", "worker-crashed", 60.0), ("hang", "limit:time", 2.0)]
+
+
+@pytest.mark.parametrize(("fault", "reason", "timeout_s"), FAULTS)
+def test_files_sent_behind_a_lost_one_are_scanned_by_the_next_child(
+    guard, zygote, tmp_path: Path, monkeypatch, fault: str, reason: str, timeout_s: float
+) -> None:
+    """scan_wire sends the next path before the child answers the current one: when the
+    current file crashes the child or runs out of time, only it is lost, and the file already
+    sent behind it is scanned by the next child, in order."""
+    from scanner.engines.messages import from_wire
+
+    bad = tmp_path / "bad.stl"
+    bad.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    monkeypatch.setenv(FAULT_INJECTION_ENV, f"{fault}:bad.stl")  # before the zygote forks
+    context = ScanContext(library=SignatureLibrary.load(REPO / "signatures"))
+    z = zygote(context)
+    files = [*sorted(DEMO.glob("proxy-*"))[:2], bad, *sorted(DEMO.glob("benign-*"))[:2]]
+    g = guard(timeout_s=timeout_s)
+    g.zygote = z.path
+    got = [from_wire(records) for records in g.scan_wire([str(f) for f in files])]
+    assert len(got) == len(files) and all(len(vs) == 1 for vs in got)
+    for f, (v,) in zip(files, got, strict=True):
+        if f == bad:
+            assert (v.verdict, v.reason) == ("unscannable", reason) and v.path == str(bad)
+        else:
+            (want,) = scan_one(str(f), context)
+            assert (v.path, v.verdict, v.category, v.sha256) == (want.path, want.verdict, want.category, want.sha256)
