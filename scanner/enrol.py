@@ -149,6 +149,7 @@ def enrol(
     """
     from scanner.config import MatchSettings
     from scanner.features.reference import nearest_reference_distance, row_thresholds
+    from scanner.subdivision import subdivided_rows
 
     threshold = MatchSettings().distance_threshold if threshold is None else threshold
     path = os.fspath(path)
@@ -188,6 +189,11 @@ def enrol(
         # a small body of a multi-body signature (a pin, a nut beside the part) is generic:
         # it matches only an identical copy, never a look-alike on its own
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
+        # the surface after one level of Loop subdivision (scanner.subdivision) as one more
+        # row: thresholded on its own benign neighbours, never wider than the whole file's row
+        vectors, bodies, thresholds = subdivided_rows(
+            mesh, vectors, bodies, thresholds, float(floor[0]), BENIGN_CEILING
+        )
         # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
         pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
         whole_threshold = float(thresholds.max())

@@ -115,6 +115,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
     from scanner.features.reference import ALPHA, nearest_reference_distance
+    from scanner.subdivision import SUBDIVIDED_ROW
 
     pipe = tmp_path / "pipe.stl"
     trimesh.creation.annulus(r_min=0.8, r_max=1.0, height=9.0, sections=48).export(pipe)
@@ -123,7 +124,8 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     (composite,) = enrol(lib, DEMO / "proxy-frame_or_receiver-s1-001.stl", "frame_or_receiver", "t")
     pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
     affine = lib.rows[:, 1] == AFFINE_ROW  # whitened rows for stretched copies, checked below
-    whole = np.flatnonzero(~pieces & ~affine)  # one row per file here: each is a single body
+    smooth = lib.rows[:, 1] == SUBDIVIDED_ROW  # Loop-subdivided surfaces, checked below
+    whole = np.flatnonzero(~pieces & ~affine & ~smooth)  # one row per file here: each is a single body
     assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
     assert lib.rows[affine].tolist() == [[0, AFFINE_ROW], [1, AFFINE_ROW]]
     np.testing.assert_allclose(lib.thresholds[affine], np.minimum(AFFINE_THRESHOLD, lib.thresholds[whole]))
@@ -141,6 +143,12 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     piece_benign = nearest_reference_distance(lib.vectors[pieces])
     cap = np.minimum(PIECE_THRESHOLD, lib.thresholds[whole][lib.rows[pieces, 0]])
     np.testing.assert_allclose(lib.thresholds[pieces], np.minimum(cap, ALPHA * piece_benign), rtol=1e-5)
+    # a subdivided surface is never matched more loosely than its file, nor past the benign ceiling
+    assert lib.rows[smooth].tolist() == [[0, SUBDIVIDED_ROW], [1, SUBDIVIDED_ROW]]
+    smooth_benign = nearest_reference_distance(lib.vectors[smooth])
+    assert np.all(lib.thresholds[smooth] <= lib.thresholds[whole] + 1e-7)
+    assert np.all(lib.thresholds[smooth] <= np.maximum(ALPHA, BENIGN_CEILING) * smooth_benign + 1e-6)
+    assert np.all(lib.thresholds[smooth] >= np.minimum(lib.thresholds[whole], ALPHA * smooth_benign) - 1e-6)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:
