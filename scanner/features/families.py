@@ -6,7 +6,9 @@ a whole bin's worth.
 
 All of them read a :class:`SurfaceSample`, which is already centred, scaled to unit RMS
 radius and in a canonical triangle order, so every family is invariant to rigid motion,
-uniform scale, mirroring, element order and format by construction.
+uniform scale, mirroring, element order and format by construction. They read its points
+through :meth:`SurfaceSample.weighted`: each point weighs the inverse of its local density,
+so that area inflated by vertex noise does not count (D1, D2 and A3 version 3, inertia 2).
 """
 
 from __future__ import annotations

@@ -80,8 +80,8 @@ DENSITY_CELL = 0.08
 back with linear (cloud-in-cell) weights and the grid is blurred once by [1, 2, 1] / 4 along
 each axis: a smooth kernel of about one step's width (sigma ~0.07 radius), far above the noise
 an uploader can add without visibly changing the part (1% of the diagonal is ~0.02 radius) and
-below a tube's wall-to-wall width. Measured on the evasion bench's proxies: a step of 0.15 left
-a densified tube with 0.5% noise at 0.14 from its signature, 0.08 at 0.03."""
+below a tube's wall-to-wall width. Measured on a demo barrel proxy densified, with 0.5% noise: a
+Gaussian kernel of sigma 0.15 left it 0.14 from its clean self, this one 0.03."""
 DENSITY_REACH = 3.0
 """The density grid spans +-3 RMS radii (at most 80^3 cells); the rare points further out (a
 far-flung speck: a share s of the area can sit 1/sqrt(s) radii away) are counted at its

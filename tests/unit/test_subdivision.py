@@ -13,7 +13,7 @@ from scanner.enrol import enrol
 from scanner.library import SignatureLibrary
 from scanner.mesh import Mesh
 from scanner.pipeline import ScanContext, scan_one
-from scanner.subdivision import SUBDIVIDED_ROW, subdivided_surface
+from scanner.subdivision import SUBDIVIDED_ROW, SUBDIVIDED_THRESHOLD, subdivided_surface
 from tests.conftest import REPO
 
 PROXY = REPO / "fixtures" / "demo" / "proxy-other_component-s1-001.stl"
@@ -43,7 +43,7 @@ def test_a_signature_stores_its_subdivided_surface(library: SignatureLibrary) ->
     assert bodies.count(SUBDIVIDED_ROW) == 1
     smooth = bodies.index(SUBDIVIDED_ROW)
     whole = bodies.index(-1)
-    assert 0 < library.thresholds[smooth] <= library.thresholds[whole]
+    assert 0 < library.thresholds[smooth] <= min(library.thresholds[whole], SUBDIVIDED_THRESHOLD)
     # it is another shape than the file's own (the reason for the row): farther than any threshold
     assert np.linalg.norm(library.vectors[smooth] - library.vectors[whole]) > library.thresholds[whole]
 
@@ -54,6 +54,17 @@ def test_a_loop_subdivided_copy_is_flagged(library: SignatureLibrary, tmp_path: 
         (verdict,) = scan_one(str(_loop_copy(PROXY, tmp_path / f"smooth{seed}.stl", seed)), context)
         assert verdict.verdict == "flag", verdict.explanation
         assert verdict.matches[0].signature_id == library.signatures[0].id
+
+
+def test_another_design_is_not_taken_in_by_the_subdivided_row(tmp_path: Path) -> None:
+    """Subdivision rounds shapes into each other: two demo accessory proxies (different designs)
+    are 0.11 apart, but the first one's subdivided surface is 0.039 from the second."""
+    lib = SignatureLibrary.create(tmp_path / "lib")
+    (result,) = enrol(lib, REPO / "fixtures" / "demo" / "proxy-accessory-s1-000.3mf", "accessory", "test")
+    assert result.status == "added"
+    context = ScanContext(library=lib, model=None)
+    (verdict,) = scan_one(str(REPO / "fixtures" / "demo" / "proxy-accessory-s1-002.stl"), context)
+    assert verdict.verdict != "flag", verdict.explanation
 
 
 def test_a_surface_that_cannot_be_subdivided_gets_no_row() -> None:
