@@ -112,24 +112,17 @@ def density_weights(pts: np.ndarray, cell: float = DENSITY_CELL) -> np.ndarray:
     dims = cells.max(axis=1) + 4
     steps = (dims[1] * dims[2], dims[2], 1)
     flat = cells[0] * steps[0] + cells[1] * steps[1] + cells[2]
-    ids = np.empty((8, len(flat)), dtype=np.int64)
-    share = np.empty((8, len(flat)))
-    k = 0
-    for dx in (0, 1):
-        wx = frac[0] if dx else 1.0 - frac[0]
-        for dy in (0, 1):
-            wxy = wx * (frac[1] if dy else 1.0 - frac[1])
-            for dz in (0, 1):
-                np.add(flat, dx * steps[0] + dy * steps[1] + dz, out=ids[k])
-                np.multiply(wxy, frac[2] if dz else 1.0 - frac[2], out=share[k])
-                k += 1
+    corners = [dx * steps[0] + dy * steps[1] + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
+    ids = flat[None, :] + np.asarray(corners, dtype=np.int64)[:, None]  # (8, N): the 8 cells around each point
+    x, y, z = (np.stack([1.0 - f, f]) for f in frac)  # (2, N) linear weights per axis
+    share = ((x[:, None, :] * y[None, :, :])[:, :, None, :] * z[None, None, :, :]).reshape(8, -1)
     grid = np.bincount(ids.reshape(-1), weights=share.reshape(-1), minlength=int(dims.prod()))
     grid = grid.reshape(tuple(int(d) for d in dims))
-    for axis in range(3):  # [1, 2, 1] / 4 along each axis
+    for axis in range(3):  # [1, 2, 1] along each axis (the scale cancels in the final normalisation)
         src = np.moveaxis(grid, axis, 0)
-        out = src * 0.5
-        out[1:] += 0.25 * src[:-1]
-        out[:-1] += 0.25 * src[1:]
+        out = src + src
+        out[1:] += src[:-1]
+        out[:-1] += src[1:]
         grid = np.moveaxis(out, 0, axis)
     density = (np.ascontiguousarray(grid).reshape(-1).take(ids) * share).sum(axis=0)
     w = 1.0 / np.maximum(density, 1e-12)
