@@ -191,9 +191,7 @@ def enrol(
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
         # the surface after one level of Loop subdivision (scanner.subdivision) as one more
         # row: thresholded on its own benign neighbours, never wider than the whole file's row
-        vectors, bodies, thresholds = subdivided_rows(
-            mesh, vectors, bodies, thresholds, float(floor[0]), BENIGN_CEILING
-        )
+        vectors, bodies, thresholds = subdivided_rows(mesh, vectors, bodies, thresholds)
         # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
         pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
         whole_threshold = float(thresholds.max())

@@ -115,7 +115,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
     from scanner.features.reference import ALPHA, nearest_reference_distance
-    from scanner.subdivision import SUBDIVIDED_ROW, SUBDIVIDED_THRESHOLD
+    from scanner.subdivision import SUBDIVIDED_ROW, SUBDIVIDED_THRESHOLD, subdivided_solids
 
     pipe = tmp_path / "pipe.stl"
     trimesh.creation.annulus(r_min=0.8, r_max=1.0, height=9.0, sections=48).export(pipe)
@@ -143,13 +143,14 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     piece_benign = nearest_reference_distance(lib.vectors[pieces])
     cap = np.minimum(PIECE_THRESHOLD, lib.thresholds[whole][lib.rows[pieces, 0]])
     np.testing.assert_allclose(lib.thresholds[pieces], np.minimum(cap, ALPHA * piece_benign), rtol=1e-5)
-    # a subdivided surface is never matched more loosely than its file, nor past the benign ceiling
+    # a subdivided surface is never matched more loosely than its file, nor than half its distance
+    # to the benign reference set or to a subdivided plain solid
     assert lib.rows[smooth].tolist() == [[0, SUBDIVIDED_ROW], [1, SUBDIVIDED_ROW]]
-    smooth_benign = nearest_reference_distance(lib.vectors[smooth])
-    assert np.all(lib.thresholds[smooth] <= np.minimum(lib.thresholds[whole], SUBDIVIDED_THRESHOLD) + 1e-7)
-    assert np.all(lib.thresholds[smooth] <= np.maximum(ALPHA, BENIGN_CEILING) * smooth_benign + 1e-6)
-    lowest = np.minimum(np.minimum(lib.thresholds[whole], SUBDIVIDED_THRESHOLD), ALPHA * smooth_benign)
-    assert np.all(lib.thresholds[smooth] >= lowest - 1e-6)
+    rows = lib.vectors[smooth].astype(np.float64)
+    solids = np.sqrt(((subdivided_solids()[None, :, :] - rows[:, None, :]) ** 2).sum(axis=2)).min(axis=1)
+    near = np.minimum(nearest_reference_distance(lib.vectors[smooth]), solids)
+    expected = np.minimum(np.minimum(lib.thresholds[whole], SUBDIVIDED_THRESHOLD), ALPHA * near)
+    np.testing.assert_allclose(lib.thresholds[smooth], expected, rtol=1e-5)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:

@@ -67,6 +67,17 @@ def test_another_design_is_not_taken_in_by_the_subdivided_row(tmp_path: Path) ->
     assert verdict.verdict != "flag", verdict.explanation
 
 
+def test_a_plain_solid_keeps_its_subdivided_row_exact_only(tmp_path: Path) -> None:
+    """A subdivided cube is a blob no benign reference holds, but it is a subdivided plain solid:
+    its row must not take in ball-like bodies (a corpus file's were 0.0096 from one)."""
+    cube = tmp_path / "cube.stl"
+    trimesh.creation.box(extents=(20, 20, 20)).export(cube)
+    lib = SignatureLibrary.create(tmp_path / "lib")
+    enrol(lib, cube, "other_component", "test")
+    (smooth,) = np.flatnonzero(lib.rows[:, 1] == SUBDIVIDED_ROW)
+    assert lib.thresholds[smooth] < 0.002
+
+
 def test_a_surface_that_cannot_be_subdivided_gets_no_row() -> None:
     # three triangles on one edge: no Loop rule for it
     fan = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, -1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
