@@ -156,6 +156,7 @@ def enrol(
         nearest_reference_distance,
         row_thresholds,
     )
+    from scanner.subdivision import subdivided_rows
 
     threshold = MatchSettings().distance_threshold if threshold is None else threshold
     path = os.fspath(path)
@@ -196,6 +197,9 @@ def enrol(
         # so is a row that is a plain solid (a washer, a plate): exact copies only, never a look-alike
         thresholds[desc.row_shares() < MIN_MATCHABLE_BODY_SHARE] = 0.0
         thresholds[nearest_generic_distance(vectors) < PLAIN_SOLID] = 0.0
+        # the surface after one level of Loop subdivision (scanner.subdivision) as one more
+        # row: thresholded on its own benign neighbours, never wider than the whole file's row
+        vectors, bodies, thresholds = subdivided_rows(mesh, vectors, bodies, thresholds)
         # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
         pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
         whole_threshold = float(thresholds.max())

@@ -6,7 +6,9 @@ a whole bin's worth.
 
 All of them read a :class:`SurfaceSample`, which is already centred, scaled to unit RMS
 radius and in a canonical triangle order, so every family is invariant to rigid motion,
-uniform scale, mirroring, element order and format by construction.
+uniform scale, mirroring, element order and format by construction. They read its points
+through :meth:`SurfaceSample.weighted`: each point weighs the inverse of its local density,
+so that area inflated by vertex noise does not count (D1, D2 and A3 version 3, inertia 2).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def _kernel(lo: float, hi: float, bins: int, bandwidth: float) -> tuple[np.ndarr
     return 0.5 * (1.0 + erf(z / np.sqrt(2.0))), a, b, fine
 
 
-def _cdf(values: np.ndarray, lo: float, hi: float, bins: int, bandwidth: float = 0.5) -> np.ndarray:
+def _cdf(
+    values: np.ndarray, lo: float, hi: float, bins: int, bandwidth: float = 0.5, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Kernel-smoothed cumulative distribution at ``bins`` evenly spaced edges in (lo, hi].
 
     Each value contributes a Gaussian-smoothed step (``bandwidth`` in bin widths), so a tight
@@ -47,8 +51,8 @@ def _cdf(values: np.ndarray, lo: float, hi: float, bins: int, bandwidth: float =
     kernel, a, b, fine = _kernel(lo, hi, bins, bandwidth)
     idx = ((values - a) * (fine / (b - a))).astype(np.int64)
     np.clip(idx, 0, fine - 1, out=idx)
-    counts = np.bincount(idx, minlength=fine)
-    return kernel @ (counts / max(len(values), 1))
+    counts = np.bincount(idx, weights=weights, minlength=fine)
+    return kernel @ (counts / max(float(counts.sum()), 1e-300))
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,14 +81,15 @@ class DescriptorFamily:
 
 
 class D1(DescriptorFamily):
-    """Distances of surface points from the area centroid (Osada et al.'s D1)."""
+    """Distances of surface points from their (density-weighted) centroid (Osada et al.'s D1).
+    Version 3: every family weighs points by :func:`density_weights`."""
 
-    name, version, size = "d1", 2, 24
+    name, version, size = "d1", 3, 24
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        c = sample.coords
-        return _cdf(np.sqrt((c * c).sum(axis=0)), 0.0, 2.4, cls.size)
+        c, w = sample.weighted()
+        return _cdf(np.sqrt((c * c).sum(axis=0)), 0.0, 2.4, cls.size, weights=w)
 
 
 def _shifted_minus(pt: np.ndarray, shift: int, out: np.ndarray) -> None:
@@ -94,16 +99,27 @@ def _shifted_minus(pt: np.ndarray, shift: int, out: np.ndarray) -> None:
     np.subtract(pt[:, :shift], pt[:, n - shift :], out=out[:, n - shift :])
 
 
-def _legs(sample: SurfaceSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For TRIPLES_PER_POINT x N triples (a, j, b): |p_a - p_j|, |p_b - p_j| and the cosine of
-    the angle at p_j. A3 reads the angle; both legs are random point pairs, so D2 reads them
+def _shifted_product(w: np.ndarray, shift: int, out: np.ndarray) -> None:
+    """``out = np.roll(w, -shift) * w``, without the rolled copy."""
+    n = len(w)
+    np.multiply(w[shift:], w[: n - shift], out=out[: n - shift])
+    np.multiply(w[:shift], w[n - shift :], out=out[n - shift :])
+
+
+def _legs(sample: SurfaceSample) -> tuple[np.ndarray, ...]:
+    """For TRIPLES_PER_POINT x N triples (a, j, b): the legs |p_a - p_j| and |p_b - p_j| (one
+    array) with their weights (w_a w_j, w_b w_j), the cosine of the angle at p_j and its
+    weight (w_a w_j w_b). A3 reads the angle; both legs are random point pairs, so D2 reads them
     too and costs nothing of its own."""
     legs = sample.shared.get("legs")
     if legs is None:
-        pt = sample.coords  # (3, N): shifts and sums on contiguous rows
+        pt, w = sample.weighted()  # (3, N): shifts and sums on contiguous rows
         n = pt.shape[1]
         pairs = _shift_pairs(n, TRIPLES_PER_POINT)
-        lu, lv, cos = (np.empty(len(pairs) * n, dtype=pt.dtype) for _ in range(3))
+        m = len(pairs) * n
+        lengths, weights = np.empty(2 * m, dtype=pt.dtype), np.empty(2 * m)  # both legs in one run for D2
+        lu, lv, wu, wv = lengths[:m], lengths[m:], weights[:m], weights[m:]
+        cos, wc = np.empty(m, dtype=pt.dtype), np.empty(m)
         u, v = np.empty_like(pt), np.empty_like(pt)
         for t, (a, b) in enumerate(pairs):
             _shifted_minus(pt, a, u)
@@ -114,42 +130,51 @@ def _legs(sample: SurfaceSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.sqrt(uu, out=lu[part])
             np.sqrt(vv, out=lv[part])
             np.divide(uv, np.where(denom > 0, denom, 1.0), out=cos[part])
-        legs = sample.shared["legs"] = (lu, lv, cos)
+            _shifted_product(w, a, wu[part])
+            _shifted_product(w, b, wv[part])
+            np.multiply(wu[part], wv[part], out=wc[part])
+            wc[part] /= w
+        legs = sample.shared["legs"] = (lengths, weights, cos, wc)
     return legs
 
 
 class D2(DescriptorFamily):
     """Distances between random pairs of surface points (Osada et al.'s D2)."""
 
-    name, version, size = "d2", 2, 32
+    name, version, size = "d2", 3, 32
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        lu, lv, _ = _legs(sample)
-        return _cdf(np.concatenate([lu, lv]), 0.0, 3.2, cls.size)
+        lengths, weights, _, _ = _legs(sample)
+        return _cdf(lengths, 0.0, 3.2, cls.size, weights=weights)
 
 
 class A3(DescriptorFamily):
     """Angles at a surface point between two others (Osada et al.'s A3)."""
 
-    name, version, size = "a3", 2, 18
+    name, version, size = "a3", 3, 18
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        _, _, cos = _legs(sample)
-        return _cdf(np.arccos(np.clip(cos, -1, 1)), 0.0, np.pi, cls.size)
+        _, _, cos, wc = _legs(sample)
+        return _cdf(np.arccos(np.clip(cos, -1, 1)), 0.0, np.pi, cls.size, weights=wc)
 
 
 class Inertia(DescriptorFamily):
-    """Shape of the second-moment ellipsoid: sqrt(l2/l1) and sqrt(l3/l1), exact from the
-    triangles. (Surface area per size was tried and dropped: vertex noise inflates it.)"""
+    """Shape of the second-moment ellipsoid: sqrt(l2/l1) and sqrt(l3/l1), of the
+    density-weighted points (version 2; version 1 took the triangles' exact moments, which
+    weigh by area and so move with noise-inflated area as the distributions did).
+    (Surface area per size was tried and dropped: vertex noise inflates it.)"""
 
-    name, version, size = "inertia", 1, 2
+    name, version, size = "inertia", 2, 2
     weight = 1.0
 
     @classmethod
     def compute(cls, sample: SurfaceSample) -> np.ndarray:
-        ev = sample.eigenvalues
+        c, w = sample.weighted()
+        c64 = c.astype(np.float64)
+        second = (c64 * w) @ c64.T
+        ev = np.clip(np.linalg.eigvalsh(second)[::-1], 0, None)
         l1 = max(ev[0], 1e-300)
         return np.array([np.sqrt(ev[1] / l1), np.sqrt(ev[2] / l1)])
 

@@ -11,7 +11,10 @@ shifted low-discrepancy lattice inside each triangle (less noise per point, so f
 ms3: the same, seeded by each triangle's intrinsic shape instead of its coordinates, so a
 rotated, mirrored or rescaled copy samples the same points."""
 VECTOR_VERSION = SAMPLING_VERSION + ":" + "+".join(f"{f.name}.{f.version}" for f in FAMILIES)
-"""What one descriptor vector means (sampling and families): the classifier's rows read it."""
+"""What one descriptor vector means (sampling and families): the classifier's rows read it.
+Family versions d1.3, d2.3, a3.3 and inertia.2 weigh each sample point by the inverse of its
+local density (:func:`scanner.features.sampling.density_weights`), so that area inflated by
+vertex noise no longer moves the distributions (issue 11, re-tessellation)."""
 AFFINE_VERSION = "affine.1"
 """The whitened whole-file row every signature also stores (:mod:`scanner.features.affine`)."""
 DESCRIPTOR_VERSION = VECTOR_VERSION + "+" + AFFINE_VERSION

@@ -51,6 +51,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "scanner.library_integrity",
         "scanner.library_change",
         "scanner.features.reference",
+        "scanner.subdivision",
         "scanner.enrol",
         "scanner.matching",
         "scanner.classify",

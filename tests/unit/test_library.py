@@ -115,6 +115,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
     from scanner.features.reference import ALPHA, PLAIN_SOLID, nearest_generic_distance, nearest_reference_distance
+    from scanner.subdivision import SUBDIVIDED_ROW, SUBDIVIDED_THRESHOLD, subdivided_solids
 
     pipe = tmp_path / "pipe.stl"
     trimesh.creation.annulus(r_min=0.8, r_max=1.0, height=9.0, sections=48).export(pipe)
@@ -123,7 +124,8 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     (composite,) = enrol(lib, DEMO / "proxy-frame_or_receiver-s1-001.stl", "frame_or_receiver", "t")
     pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
     affine = lib.rows[:, 1] == AFFINE_ROW  # whitened rows for stretched copies, checked below
-    whole = np.flatnonzero(~pieces & ~affine)  # one row per file here: each is a single body
+    smooth = lib.rows[:, 1] == SUBDIVIDED_ROW  # Loop-subdivided surfaces, checked below
+    whole = np.flatnonzero(~pieces & ~affine & ~smooth)  # one row per file here: each is a single body
     assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
     assert lib.rows[affine].tolist() == [[0, AFFINE_ROW], [1, AFFINE_ROW]]
     np.testing.assert_allclose(lib.thresholds[affine], np.minimum(AFFINE_THRESHOLD, lib.thresholds[whole]))
@@ -135,8 +137,8 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
                             zip(whole, (pipe, DEMO / "proxy-frame_or_receiver-s1-001.stl"), strict=True)])  # fmt: skip
     floor = np.minimum(np.minimum(POSE_MARGIN * noise, glob), BENIGN_CEILING * benign)
     expected = np.maximum(np.minimum(glob, ALPHA * benign), floor)
-    plain_solid = nearest_generic_distance(lib.vectors[whole]) < PLAIN_SOLID  # exact copies only
-    np.testing.assert_allclose(lib.thresholds[whole], np.where(plain_solid, 0.0, expected), rtol=1e-5)
+    whole_plain = nearest_generic_distance(lib.vectors[whole]) < PLAIN_SOLID  # exact copies only
+    np.testing.assert_allclose(lib.thresholds[whole], np.where(whole_plain, 0.0, expected), rtol=1e-5)
     # a piece is never more distinctive than its whole, nor past the piece cap or the benign rule
     assert pieces.sum() > 0
     piece_benign = nearest_reference_distance(lib.vectors[pieces])
@@ -145,6 +147,17 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     plain_solid = nearest_generic_distance(lib.vectors[pieces]) < PLAIN_SOLID  # half a pipe is a gutter
     assert plain_solid.any()
     np.testing.assert_allclose(lib.thresholds[pieces], np.where(plain_solid, 0.0, expected), rtol=1e-5)
+    # a subdivided surface is never matched more loosely than its file, nor than half its distance
+    # to the benign reference set or to a subdivided plain solid
+    # (only for a matchable whole: the plain pipe is a plain solid, exact copies only)
+    matchable = [i for i, w in enumerate(whole) if lib.thresholds[w] > 0]
+    assert whole_plain.tolist() == [True, False]
+    assert lib.rows[smooth].tolist() == [[i, SUBDIVIDED_ROW] for i in matchable]
+    rows = lib.vectors[smooth].astype(np.float64)
+    solids = np.sqrt(((subdivided_solids()[None, :, :] - rows[:, None, :]) ** 2).sum(axis=2)).min(axis=1)
+    near = np.minimum(nearest_reference_distance(lib.vectors[smooth]), solids)
+    expected = np.minimum(np.minimum(lib.thresholds[whole[matchable]], SUBDIVIDED_THRESHOLD), ALPHA * near)
+    np.testing.assert_allclose(lib.thresholds[smooth], expected, rtol=1e-5)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:

@@ -269,14 +269,17 @@ def test_stable_order_is_a_stable_argsort() -> None:
 
 
 def test_d2_a3_legs_are_the_rolled_differences() -> None:
-    """The legs computed without rolled copies are, bit for bit, the ones ``np.roll`` gives."""
+    """The legs and their weights computed without rolled copies are, bit for bit, the ones
+    ``np.roll`` gives."""
     from scanner.features.families import TRIPLES_PER_POINT, _legs, _shift_pairs
     from scanner.features.sampling import sample_surface
 
     tri = np.random.default_rng(6).normal(size=(300, 3, 3)).astype(np.float32)
     sample = sample_surface(tri, n_points=1024)
-    lu, lv, cos = _legs(sample)
-    pt = sample.coords
+    lengths, weights, cos, angle_weights = _legs(sample)
+    pt, w = sample.weighted()
+    m = len(cos)
+    lu, lv, wu, wv = lengths[:m], lengths[m:], weights[:m], weights[m:]
     for t, (a, b) in enumerate(_shift_pairs(pt.shape[1], TRIPLES_PER_POINT)):
         u, v = np.roll(pt, -a, axis=1) - pt, np.roll(pt, -b, axis=1) - pt
         uu, vv, uv = (u * u).sum(axis=0), (v * v).sum(axis=0), (u * v).sum(axis=0)
@@ -285,3 +288,6 @@ def test_d2_a3_legs_are_the_rolled_differences() -> None:
         np.testing.assert_array_equal(lu[part], np.sqrt(uu))
         np.testing.assert_array_equal(lv[part], np.sqrt(vv))
         np.testing.assert_array_equal(cos[part], uv / np.where(denom > 0, denom, 1.0))
+        np.testing.assert_array_equal(wu[part], np.roll(w, -a) * w)
+        np.testing.assert_array_equal(wv[part], np.roll(w, -b) * w)
+        np.testing.assert_allclose(angle_weights[part], np.roll(w, -a) * w * np.roll(w, -b), rtol=1e-12)
