@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.enrol import enrol
+from scanner.enrol import BENIGN_CEILING, enrol
 from scanner.features import describe
-from scanner.features.reference import row_thresholds
+from scanner.features.reference import nearest_reference_distance
 from scanner.library import SignatureLibrary
 from scanner.loading import iter_meshes
 from scanner.pipeline import ScanContext, scan_one
@@ -31,14 +31,16 @@ PAIRS = [
 def test_simple_bodies_of_a_real_file_do_not_flag_another(corpus: Path, tmp_path: Path, uploaded: str,
                                                           enrolled: str) -> None:  # fmt: skip
     lib = SignatureLibrary.create(tmp_path / "lib", name="t")
-    assert all(r.status == "added" for r in enrol(lib, corpus / enrolled, "other_component", "test"))
+    statuses = {r.status for r in enrol(lib, corpus / enrolled, "other_component", "test")}
+    assert "added" in statuses and statuses <= {"added", "duplicate"}  # off.zip holds one box twice
     (read,) = list(iter_meshes(corpus / uploaded))
     vectors, _ = describe(read.mesh).rows()
-    # under the enrolment rule alone (0.5 x distance to the look-alikes; the pose floor only
-    # lifts it) some row of the upload is within a signature row's threshold: these files did
-    # match before the second stage, which is what makes this a test of it
+    # some row of the upload is within the widest threshold the enrolment rule can give a
+    # signature row (0.5 x its distance to the look-alikes, lifted by its pose noise up to 0.8 x
+    # that distance): these files matched before the second stage (each was a false flag of
+    # bench/evasion.py), which is what makes this a test of it
     signature = np.asarray(lib.vectors, dtype=np.float64)
-    before = row_thresholds(signature, 0.08)
+    before = np.minimum(0.08, BENIGN_CEILING * nearest_reference_distance(signature))
     d = np.sqrt(((vectors[:, None, :].astype(np.float64) - signature[None, :, :]) ** 2).sum(axis=2))
     assert (d <= before[None, :]).any(), "the pair must match by the enrolment rule alone to test the second stage"
     (verdict,) = scan_one(corpus / uploaded, ScanContext(library=lib, model=None))
