@@ -339,6 +339,18 @@ class ResultsStore:
         ).fetchall()
         return {p: (s, m) for p, s, m in rows}
 
+    def current_file(
+        self, path: str, scanner_version: str, library_version: str | None, model_version: str | None = None
+    ) -> tuple[int, int] | None:
+        """:meth:`current_files` for one path, read now (a watch daemon sharing a state asks it
+        after claiming a file: another daemon may have recorded it just before)."""
+        row = self.conn.execute(
+            "SELECT MAX(size), MAX(mtime_ns) FROM results WHERE path = ? AND scanner_version = ? "
+            "AND library_version IS ? AND model_version IS ? AND size IS NOT NULL",
+            (path, scanner_version, library_version, model_version),
+        ).fetchone()
+        return None if row is None or row[0] is None else (row[0], row[1])
+
     # ------------------------------------------------------------------ reading: export, report, review
     def verdicts(self, verdicts: tuple[str, ...] | list[str] = ()) -> Iterator[Verdict]:
         """Every recorded verdict (or those whose verdict is in ``verdicts``), ordered by path

@@ -173,12 +173,7 @@ class Journal:
         state = self.file_state(path)
         if state in (QUARANTINED, DELETED):
             return None
-        row = self.conn.execute(
-            "SELECT MAX(size), MAX(mtime_ns) FROM results WHERE path = ? AND scanner_version = ? "
-            "AND library_version IS ? AND model_version IS ? AND size IS NOT NULL",
-            (path, scanner_version, library_version, model_version),
-        ).fetchone()
-        return None if row is None or row[0] is None else (row[0], row[1])
+        return self.results.current_file(path, scanner_version, library_version, model_version)
 
     def record_scan(
         self,
