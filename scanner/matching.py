@@ -13,7 +13,9 @@ Signal kinds, in the order the pipeline consults them:
 - ``near-duplicate``: a global shape descriptor row (whole file, body, or loose triangles)
   within the signature row's own threshold (exact k-nearest neighbours); a signature's rows
   include its plane-cut pieces (:mod:`scanner.features.pieces`), so part of a known file is
-  found too, and the match says which share of it (``signature_share``);
+  found too, and the match says which share of it (``signature_share``). A hit stands only
+  when the upload's row is not a plain solid and is nearer the signature than any generic
+  reference shape (:func:`scanner.features.reference.confirms`: the second stage);
 - ``stretched``: when no row matched, the whitened whole-file row within its threshold while
   the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
   copy stretched along some axis.
