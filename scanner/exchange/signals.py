@@ -257,25 +257,34 @@ def threshold_for(a: DescriptorSignal, b: DescriptorSignal) -> float:
     return max(given) if given else DEFAULT_THRESHOLD
 
 
-def hash_file(path: str | os.PathLike[str]) -> tuple[str, str, str] | None:
-    """(geometry hash, whole-file descriptor signal, patch signal) of the first mesh in
-    ``path``; None when nothing in it can be read (as a threatexchange hasher answers an
-    empty string)."""
+FILE_SIGNALS = ("geometry", "descriptor", "patches")
+"""What :func:`hash_file` can compute for a file, one threatexchange signal type each."""
+
+
+def hash_file(path: str | os.PathLike[str], signal: str) -> str:
+    """One signal (one of :data:`FILE_SIGNALS`) of the first mesh in ``path`` that can be read
+    and described; "" when none can (as a threatexchange hasher answers). Only what that
+    signal needs is computed: threatexchange hashes a file once per signal type."""
     from scanner.errors import UnreadableInput
     from scanner.features import describe
     from scanner.features.patches import mesh_patch_codes
     from scanner.loading import iter_meshes
 
+    if signal not in FILE_SIGNALS:
+        raise ValueError(f"unknown file signal {signal!r}")
     for result in iter_meshes(os.fspath(path)):
         if result.mesh is None:
             continue
         try:
-            desc = describe(result.mesh)
+            desc = describe(result.mesh)  # also the check that the mesh has a surface to describe
         except UnreadableInput:
             continue
-        patches = PatchSignal.of_upload(mesh_patch_codes(result.mesh))
-        return desc.geometry_hash, DescriptorSignal(desc.whole).encode(), patches.encode()
-    return None
+        if signal == "geometry":
+            return desc.geometry_hash
+        if signal == "descriptor":
+            return DescriptorSignal(desc.whole).encode()
+        return PatchSignal.of_upload(mesh_patch_codes(result.mesh)).encode()
+    return ""
 
 
 def library_signals(lib, all_rows: bool = False) -> list[tuple[str, str, str]]:  # noqa: ANN001 - SignatureLibrary

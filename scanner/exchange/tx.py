@@ -165,11 +165,14 @@ class MeshDescriptorIndex(_JsonIndex[T]):
         if self._matrix is None:
             self._matrix = np.stack([r.vector for r in self._rows]).astype(np.float64)
         dist = np.linalg.norm(self._matrix - q.vector[None, :], axis=1)
-        generic = float(nearest_generic_distance(q.vector[None, :])[0])  # the scan's second stage
+        generic: float | None = None  # the scan's second stage, computed when a row is within its threshold
         out = []
         for i in np.argsort(dist, kind="stable"):
-            limit = signals.threshold_for(self._rows[i], q)
-            if dist[i] <= limit and confirms(float(dist[i]), generic):
+            if dist[i] > signals.threshold_for(self._rows[i], q):
+                continue
+            if generic is None:
+                generic = float(nearest_generic_distance(q.vector[None, :])[0])
+            if confirms(float(dist[i]), generic):
                 similarity = index.SignalSimilarityInfoWithSingleDistance(round(float(dist[i]), 6))
                 out.append(index.IndexMatch(similarity, self.entries[i]))
         return out
@@ -220,8 +223,7 @@ class MeshGeometryHashSignal(signal_base.SimpleSignalType, signal_base.FileHashe
 
     @classmethod
     def hash_from_file(cls, file: pathlib.Path) -> str:
-        hashed = signals.hash_file(file)
-        return hashed[0] if hashed else ""
+        return signals.hash_file(file, "geometry")
 
     @staticmethod
     def get_examples() -> list[str]:
@@ -248,8 +250,7 @@ class MeshDescriptorSignal(signal_base.SignalType, signal_base.FileHasher):
 
     @classmethod
     def hash_from_file(cls, file: pathlib.Path) -> str:
-        hashed = signals.hash_file(file)
-        return hashed[1] if hashed else ""
+        return signals.hash_file(file, "descriptor")
 
     @classmethod
     def compare_hash(cls, hash1: str, hash2: str) -> signal_base.SignalComparisonResult:
@@ -289,8 +290,7 @@ class MeshPatchesSignal(signal_base.SignalType, signal_base.FileHasher):
 
     @classmethod
     def hash_from_file(cls, file: pathlib.Path) -> str:
-        hashed = signals.hash_file(file)
-        return hashed[2] if hashed else ""
+        return signals.hash_file(file, "patches")
 
     @classmethod
     def compare_hash(cls, hash1: str, hash2: str) -> signal_base.SignalComparisonResult:
