@@ -41,6 +41,8 @@ class Hit:
     distance: float
     threshold: float
     """The row's own threshold (set at enrolment; +inf when none was given)."""
+    row: int = -1
+    """Which library row matched (its position in the index)."""
 
 
 class NearDuplicateIndex:
@@ -184,11 +186,41 @@ class NearDuplicateIndex:
                     continue
                 seen.add(signature)
                 hits.append(
-                    Hit(first + row, signature, int(self.bodies[candidates[i]]), float(dist[i]), float(limit[i]))
+                    Hit(
+                        first + row,
+                        signature,
+                        int(self.bodies[candidates[i]]),
+                        float(dist[i]),
+                        float(limit[i]),
+                        int(candidates[i]),
+                    )
                 )
                 if len(seen) == k:
                     break
         return hits
+
+    def neighbours(self, vectors: np.ndarray, radius: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every row that may match within ``radius`` of each query vector, whatever the row's
+        own threshold: ``(rows, distances)`` per query vector, exact (the matcher asks it who
+        else is as near as a hit, :meth:`scanner.matching.Matcher.near`)."""
+        if not self._ready and self._vectors:
+            self.build()
+        q = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
+        if not self._ready:
+            return [(np.zeros(0, dtype=np.int64), np.zeros(0))] * len(q)
+        found = self._scan_candidates(q, 1, radius)
+        if self.ann is not None and self.ann.rows:
+            found = [np.concatenate([a, b]) for a, b in zip(self._ann_candidates(q, 1, radius), found, strict=True)]
+        out = []
+        for row in range(len(q)):
+            candidates = np.unique(found[row])
+            if self.active is not None and len(candidates):
+                candidates = candidates[self.active[candidates]]
+            diff = self.vectors[candidates].astype(np.float64) - q[row]
+            dist = np.sqrt(np.einsum("md,md->m", diff, diff))
+            within = dist <= radius
+            out.append((candidates[within], dist[within]))
+        return out
 
     def min_distance_per_signature(self, vectors: np.ndarray, relative: bool = False) -> np.ndarray:
         """For measurement: the smallest distance from any query row to each signature

@@ -140,3 +140,22 @@ def test_small_library_stays_exact(tmp_path) -> None:
     lib.save()
     assert "ann" not in json.loads((tmp_path / "small" / "manifest.json").read_text())
     assert Matcher.build(SignatureLibrary.load(tmp_path / "small")).descriptors.ann is None
+
+
+def test_neighbours_through_the_shortlist_equal_the_exact_ones() -> None:
+    """The matcher's ambiguity test asks who else is near a hit; with an ANN shortlist it must
+    see the same rows, whatever their own thresholds, as an exact scan."""
+    vectors, thresholds, rows, picks = synthetic(3000, seed=11)
+    queries = near_queries(vectors, picks, seed=12)
+    exact = NearDuplicateIndex()
+    exact.add(vectors, rows[:, 0], rows[:, 1], thresholds)
+    approx = NearDuplicateIndex()
+    approx.add(vectors, rows[:, 0], rows[:, 1], thresholds)
+    approx.build(ann=ann.AnnShortlist.build(vectors))
+    want = exact.build().neighbours(queries, radius=0.1)
+    got = approx.neighbours(queries, radius=0.1)
+    assert sum(len(r) for r, _ in want) > 2 * len(queries)  # several rows around each query
+    for (wr, wd), (gr, gd) in zip(want, got, strict=True):
+        assert wr.tolist() == gr.tolist()
+        assert np.allclose(wd, gd)
+        assert (wd <= 0.1).all()

@@ -213,3 +213,26 @@ def test_the_index_applies_the_scans_second_stage(tmp_path: Path) -> None:
     assert MeshDescriptorSignal.compare_hash(banked, query).match
     index = MeshDescriptorSignal.get_index_cls().build([(banked, ("ms-cube", FetchedSignalMetadata()))])
     assert index.query(query) == []
+
+
+def test_the_index_refuses_a_query_about_as_near_two_banked_designs(tmp_path: Path) -> None:
+    """The scan's other second-stage test: a query halfway between two different banked designs
+    (a proxy and the proxy stretched 1.25x, both banked with wide thresholds) matches neither,
+    while with only one of them banked, or both under one entry, it matches."""
+    proxy = sorted(DEMO.glob("proxy-*.stl"))[1]
+    stretched = trimesh.load(proxy, force="mesh")
+    stretched.apply_scale([1.0, 1.0, 1.25])
+    stretched.export(tmp_path / "other.stl")
+    a, b = (
+        signals.DescriptorSignal.decode(MeshDescriptorSignal.hash_from_file(p)).vector
+        for p in (proxy, tmp_path / "other.stl")
+    )
+    query = signals.DescriptorSignal((a + b) / 2).encode()
+    bank = [signals.DescriptorSignal(v, 1.0).encode() for v in (a, b)]
+    meta = FetchedSignalMetadata()
+    both = MeshDescriptorSignal.get_index_cls().build([(bank[0], ("ms-a", meta)), (bank[1], ("ms-b", meta))])
+    assert both.query(query) == []
+    one = MeshDescriptorSignal.get_index_cls().build([(bank[0], ("ms-a", meta))])
+    assert len(one.query(query)) == 1
+    same = MeshDescriptorSignal.get_index_cls().build([(bank[0], ("ms-a", meta)), (bank[1], ("ms-a", meta))])
+    assert len(same.query(query)) == 2
