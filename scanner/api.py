@@ -71,6 +71,10 @@ class Signals:
     """The whitened whole-file row (:func:`scanner.features.affine.affine_row`): what finds a
     copy stretched along some axis when no row matched. None in older signals (no stretched
     match then; :meth:`notes` says so)."""
+    row_shares: list[float] | None = None
+    """Each row's share of the mesh's surface (1 for the whole file): a signature's plane-cut
+    piece matches only a row holding enough of the upload
+    (:data:`scanner.matching.PIECE_UPLOAD_SHARE`). None in older signals: any row may then."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -211,6 +215,7 @@ class Scanner:
                     bodies=shape.bodies,
                     patches=patches,
                     affine=affine,
+                    row_shares=np.asarray(desc.row_shares(), dtype=np.float64).round(7).tolist(),
                 )
             )
         return out
@@ -237,7 +242,8 @@ class Scanner:
         if exact or matcher.allowed(signals.sha256, signals.geometry_hash) is not None:
             return exact
         rows = np.asarray(signals.rows, dtype=np.float32)
-        near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold)
+        near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold,
+                            shares=signals.row_shares)  # fmt: skip
         if not near and signals.affine is not None and -1 in signals.row_bodies:  # a stretched copy?
             affine = np.asarray(signals.affine, dtype=np.float32)
             near = matcher.stretched(rows[signals.row_bodies.index(-1)], lambda: affine)

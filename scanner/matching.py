@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -57,6 +57,15 @@ vetoed hit had another design at 0.54-0.99 x its distance); uploads of 14 evasio
 24 enrolled proxies scanned against that whole library lost at most one flag of 24 per family
 (noise 0.5% and 1% on densified copies), while 1.0 (no margin) left two unrelated designs at
 0.0195 and 0.0198 from a benign turned part standing."""
+
+PIECE_UPLOAD_SHARE = 0.1
+"""A hit on a signature's plane-cut piece counts only from an upload row that holds at least this
+share of the upload's surface: a cut piece is more generic than a whole part, and a small body of
+a larger model (a vent, a foot, a knob: 2.4% of a vented box) that resembles half of a known part
+was the last false pair in 100,000 (benign look-alike, proxy signature) pairs. The cut copies the
+pieces are for are the upload (partial: 100%), half or a quarter of it (split: 25-50%) or their
+own archive member; a piece hidden among decoys still has its exact triangles for the local
+patches (``local``)."""
 
 SAME_DESIGN = 0.02
 """Rows of two signatures this close are one shape up to sampling noise (``PLAIN_SOLID``,
@@ -246,11 +255,16 @@ class Matcher:
     def allowed(self, sha256: str | None, geometry_hash: str | None) -> AllowEntry | None:
         return self.allowlist.query(sha256, geometry_hash)
 
-    def near(self, vectors: np.ndarray, bodies: list[int], k: int, radius: float) -> list[Match]:
+    def near(
+        self, vectors: np.ndarray, bodies: list[int], k: int, radius: float, shares: Sequence[float] | None = None
+    ) -> list[Match]:
         """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
-        first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles."""
+        first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles; ``shares``
+        each row's share of the upload's surface (None: not known, every row may match a piece)."""
         best: dict[tuple[int, int | None], Match] = {}
         hits = self.descriptors.query(vectors, k=k, radius=radius)
+        if shares is not None:  # a small body that looks like half a part is no evidence
+            hits = [h for h in hits if piece_share(h.body) is None or shares[h.query_row] >= PIECE_UPLOAD_SHARE]
         if hits:  # second stage: a row nearer a plain benign shape than the signature is no evidence
             rows = sorted({h.query_row for h in hits})
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))

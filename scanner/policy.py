@@ -129,7 +129,8 @@ class Case:
             return []
         vectors, bodies = self.shape.rows
         match = self.context.settings.match
-        found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold)
+        shares = self.shape.descriptor.row_shares()
+        found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold, shares=shares)
         # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
         return found or self.matcher.stretched(self.shape.whole, lambda: self.shape.affine)
 

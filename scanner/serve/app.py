@@ -151,6 +151,7 @@ class LookupSignals(BaseModel):
     bodies: int = Field(default=0, ge=0)
     patches: str | None = Field(default=None, json_schema_extra=PATCHES_SCHEMA)
     affine: list[float] | None = Field(default=None, json_schema_extra=ROW_SCHEMA)
+    row_shares: list[float] | None = Field(default=None, max_length=4096)
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
@@ -160,6 +161,9 @@ class LookupSignals(BaseModel):
             )
         if len(self.rows) != len(self.row_bodies):
             raise ValueError("rows and row_bodies must have the same length")
+        shares = self.row_shares
+        if shares is not None and (len(shares) != len(self.rows) or not all(0.0 <= x <= 1.0 for x in shares)):
+            raise ValueError("row_shares must hold one number in [0, 1] per row")
         for row in self.rows:
             if len(row) != DESCRIPTOR_SIZE:
                 raise ValueError(f"each row must hold {DESCRIPTOR_SIZE} numbers")

@@ -71,6 +71,9 @@ class SignalsBody(BaseModel):
     affine: list[float] | None = Field(
         default=None, description="The whitened whole-file row: what finds a copy stretched along some axis"
     )
+    row_shares: list[float] | None = Field(
+        default=None, description="Each row's share of the mesh's surface: a known file's cut piece matches a large one"
+    )
 
 
 class LookupNote(BaseModel):

@@ -111,3 +111,24 @@ def test_neighbours_ignore_row_thresholds_and_disabled_rows() -> None:
     ((rows, dist),) = index.neighbours(np.zeros((1, 2)), radius=0.15)
     assert rows.tolist() == [0, 1]
     assert np.allclose(dist, [0.0, 0.1])
+
+
+def test_a_piece_of_a_signature_matches_a_large_upload_row_only(tmp_path: Path) -> None:
+    """A plane-cut piece row matches a row holding enough of the upload (a partial copy, half of
+    a split one), not a small body of a larger model that happens to look like part of it."""
+    from scanner.features.pieces import piece_share
+    from scanner.matching import PIECE_UPLOAD_SHARE
+
+    lib = SignatureLibrary.create(tmp_path / "lib", name="t")
+    enrol(lib, sorted(DEMO.glob("proxy-*.stl"))[1], "other_component", "test")
+    rows, thresholds = np.asarray(lib.rows), np.asarray(lib.thresholds)
+    piece = next(i for i, (_, b) in enumerate(rows) if piece_share(int(b)) == 0.7 and thresholds[i] > 0)
+    query = np.asarray(lib.vectors[piece], dtype=np.float32)[None, :]
+    matcher = Matcher.build(lib)
+
+    def found(share: float | None) -> list:
+        return matcher.near(query, [0], k=5, radius=0.08, shares=None if share is None else [share])
+
+    assert [m.signature_share for m in found(None)] == [0.7]
+    assert [m.signature_share for m in found(PIECE_UPLOAD_SHARE)] == [0.7]
+    assert found(0.024) == []

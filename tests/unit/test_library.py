@@ -185,3 +185,35 @@ def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tm
     assert result.exit_code == 3, result.output
     assert "rebuild it with 'python -m fixtures.reference'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_enrolling_one_by_one_copies_the_columns_a_logarithmic_number_of_times(tmp_path: Path) -> None:
+    """Each add appends to a buffer that doubles when full: 2,000 signatures of 7 rows reallocate
+    the descriptor column about a dozen times, not 2,000 (a library of 10,000 signatures with
+    ~100 rows each copied the whole matrix per signature before), and the columns read, save and
+    reload exactly as appended."""
+    from scanner.features import DESCRIPTOR_SIZE
+    from scanner.library import Signature
+
+    lib = SignatureLibrary.create(tmp_path / "lib", name="t")
+    rng = np.random.default_rng(0)
+    want_vectors, want_rows, buffers = [], [], set()
+    patches = np.zeros(3, dtype=[("code", np.uint64), ("size", np.int16), ("share", np.float32)])
+    for i in range(2000):
+        vectors = rng.random((7, DESCRIPTOR_SIZE), dtype=np.float32)
+        bodies = [-1, 0, 1, -150, -170, -185, -5]
+        sig = Signature(id=f"ms-{i:016x}", category="barrel", source="t", added="2026", geometry_hash=f"{i:064x}")
+        patches["code"] = [3 * i, 3 * i + 1, 3 * i + 2]
+        assert lib.add(sig, vectors, bodies, np.full(7, 0.01 * (i % 5), dtype=np.float32), patches)
+        want_vectors.append(vectors)
+        want_rows += [(i, b) for b in bodies]
+        buffers.add(id(lib._spare["vectors"]))
+    assert len(buffers) <= 12
+    assert np.array_equal(lib.vectors, np.concatenate(want_vectors))
+    assert lib.rows.tolist() == [list(r) for r in want_rows]
+    assert len(lib.patch_codes) == 6000 and lib.patch_sigs[-1] == 1999
+    lib.save()
+    again = SignatureLibrary.load(tmp_path / "lib")
+    assert np.array_equal(np.asarray(again.vectors), lib.vectors)
+    assert np.array_equal(np.asarray(again.thresholds), lib.thresholds)
+    assert sorted(np.asarray(again.patch_codes).tolist()) == list(range(6000))
