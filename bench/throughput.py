@@ -206,8 +206,8 @@ def _stage_times(path: str, context) -> list[float]:  # noqa: ANN001 - a bench h
     lap(lambda: shape.descriptor)
     case = Case(sha, gh, shape, context)
     matcher, match = context.matcher, context.settings.match
-    found = lap(lambda: (case.exact, case.allowed,
-                         matcher.near(*shape.rows, k=match.neighbours, radius=match.distance_threshold))[2])  # fmt: skip
+    near = lambda: matcher.near(*shape.rows, k=match.neighbours, radius=match.distance_threshold)  # noqa: E731
+    found = lap(lambda: (case.exact, case.allowed, near())[2])
     lap(lambda: found or matcher.stretched(shape.whole, lambda: shape.affine))
     lap(lambda: shape.patch_codes)
     lap(lambda: case.local)
