@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.mesh import Mesh
+from scanner.mesh import _MIX1, _MIX2, _MIX3, Mesh
 
 PATCH_VERSION = "pc2"
 """pc1: ring codes only (never shipped); pc2: ring and fold codes."""
@@ -107,7 +107,6 @@ def _q(x: np.ndarray) -> np.ndarray:
         return np.rint(np.log2(np.maximum(x, 1e-12)) / STEP).astype(np.int64)
 
 
-_MIX1, _MIX2, _MIX3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
@@ -126,8 +125,9 @@ def _mix(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
 
 
 def _as_u64(values: np.ndarray) -> np.ndarray:
-    """int64 values as uint64 bits (what ``astype(np.uint64)`` gives, without the copy)."""
-    return values.view(np.uint64)
+    """Integer values as uint64 bits (what ``astype(np.uint64)`` gives; for int64, without the
+    copy)."""
+    return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
 
 
 def _edge_hashes(ring: list[np.ndarray], fold: list[np.ndarray]) -> np.ndarray:
