@@ -2,7 +2,7 @@
 
     python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
                                [--db-cost [--postgres URL]] [--describe-triangles 1310720]
-                               [--engines-only] [--rounds N] [--dask-workers N]
+                               [--engines-only] [--rounds N] [--dask-workers N] [--stages N [--stages-only]]
 
 Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
 (b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
@@ -30,6 +30,14 @@ icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this pro
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
 after one small mesh went through the same steps (imports and caches) and with one BLAS
 thread, as in a scan worker.
+
+``--stages N`` adds where a small file's CPU goes: N files of the small set scanned in this
+process stage by stage (read, surface, geometry hash, bodies, descriptor rows, each matching
+step, patch codes, classifier features and model, verdict, JSON reply, jsonl record), each
+stage forced in the order a clear file computes it, with one BLAS thread and the worker's
+allocator settings; beside it ``scan_one`` on the same files and the whole ``scan --jobs 1``
+command (start-up and the parent's side are the difference). ``--stages-only`` prints only
+that table.
 """
 
 from __future__ import annotations
