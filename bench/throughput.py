@@ -2,7 +2,7 @@
 
     python bench/throughput.py [--small 2000] [--large 20] [--large-triangles 500000] [--skip-dask]
                                [--db-cost [--postgres URL]] [--describe-triangles 1310720]
-                               [--engines-only] [--rounds N] [--dask-workers N]
+                               [--engines-only] [--rounds N] [--dask-workers N] [--stages N [--stages-only]]
 
 Prints one table from one run, for (a) many small files (1-5k triangles, binary STL) and
 (b) a few large ones (>= 500k triangles): meshscan ``scan --jobs 1``, ``--jobs 2`` and
@@ -30,6 +30,14 @@ icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this pro
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
 after one small mesh went through the same steps (imports and caches) and with one BLAS
 thread, as in a scan worker.
+
+``--stages N`` adds where a small file's CPU goes: N files of the small set scanned in this
+process stage by stage (read, surface, geometry hash, bodies, descriptor rows, each matching
+step, patch codes, classifier features and model, verdict, JSON reply, jsonl record), each
+stage forced in the order a clear file computes it, with one BLAS thread and the worker's
+allocator settings; beside it ``scan_one`` on the same files and the whole ``scan --jobs 1``
+command (start-up and the parent's side are the difference). ``--stages-only`` prints only
+that table.
 """
 
 from __future__ import annotations
@@ -168,6 +176,98 @@ def describe_table(path: Path) -> None:
         print(f"| {name:50s} | {secs:8.3f} | {cpu:7.3f} |", flush=True)
 
 
+STAGES = ("read (open, parse, sha256)", "surface (degenerate, repeated triangles)", "geometry hash",
+          "bodies (weld + connected components)", "descriptor rows (whole, bodies, walls)",
+          "match: exact, allowlist, descriptor index", "match: stretched (affine row when asked)",
+          "patch codes", "match: local patches", "classifier shape features", "classifier model",
+          "decision + verdict", "JSON reply (encode + decode)", "record (jsonl line)")  # fmt: skip
+
+
+def _stage_times(path: str, context) -> list[float]:  # noqa: ANN001 - a bench helper
+    """CPU seconds of each of :data:`STAGES` for one file, in the order a clear file's scan
+    computes them (every stage forced: a file that flags would stop earlier)."""
+    import io
+
+    from scanner.engines.messages import decode_reply, encode_reply
+    from scanner.loading import open_upload
+    from scanner.pipeline import Identity, _Judged, _verdict
+    from scanner.policy import Case, decide
+    from scanner.shape import Shape
+    from scanner.sinks.output import JsonlWriter
+    from scanner.util import utc_now
+
+    clock, out = time.process_time, []
+
+    def lap(fn):  # noqa: ANN001, ANN202
+        t = clock()
+        value = fn()
+        out.append(clock() - t)
+        return value
+
+    upload = lap(lambda: (lambda u: (u, u.sha256, next(iter(u.members()))))(open_upload(path, context.settings.limits)))
+    upload, sha, result = upload
+    mesh = result.mesh
+    surface = lap(mesh.surface)
+    gh = lap(lambda: mesh.geometry_hash)
+    lap(lambda: surface.body_count)
+    shape = Shape(surface, context.settings.limits.max_bodies)
+    lap(lambda: shape.descriptor)
+    case = Case(sha, gh, shape, context)
+    matcher, match = context.matcher, context.settings.match
+    near = lambda: matcher.near(*shape.rows, k=match.neighbours, radius=match.distance_threshold)  # noqa: E731
+    found = lap(lambda: (case.exact, case.allowed, near())[2])
+    case.__dict__["near"] = lap(lambda: found or matcher.stretched(shape.whole, lambda: shape.affine))  # as Case.near
+    lap(lambda: shape.patch_codes)
+    lap(lambda: case.local)
+    lap(lambda: (shape.classifier_row, shape.body_rows))
+    lap(lambda: case.assessments)
+    identity = Identity(gh, mesh.triangle_count, surface.body_count)
+    verdicts = lap(lambda: [_verdict(path, sha, _Judged(result, utc_now(), decide(case), identity), context)])
+    verdicts = lap(lambda: decode_reply(encode_reply(0, verdicts))[1])
+    sink = JsonlWriter(io.StringIO())
+    lap(lambda: [sink.write(v) for v in verdicts])
+    return out
+
+
+def stages_table(folder: Path, count: int) -> None:
+    """Where a small file's CPU time goes, stage by stage, in this process (the worker's
+    part of ``scan --jobs 1``), beside the one-process total of ``scan_one`` on the same
+    files and the whole ``scan --jobs 1`` command: what is left is process start-up (imports,
+    library and model load) and the parent's side (IPC, ordering, writing)."""
+    from scanner.config import Settings
+    from scanner.context import ContextSpec, settings_json
+    from scanner.engines.messages import decode_reply, encode_reply
+    from scanner.engines.worker import keep_freed_memory, one_blas_thread, warm_up
+    from scanner.pipeline import scan_one
+
+    files = [str(f) for f in sorted(folder.glob("*.stl"))[:count]]
+    context = ContextSpec(None, settings_json(Settings()), "shipped").load()
+    warm_up(context)
+    one_blas_thread()  # as a scan worker runs (scanner/engines/worker.py)
+    keep_freed_memory()
+    _stage_times(files[0], context)  # first-use caches (the stretch index), as a worker has them
+    totals = np.zeros(len(STAGES))
+    for f in files:
+        totals += _stage_times(f, context)
+    t = time.process_time()
+    for f in files:
+        decode_reply(encode_reply(0, scan_one(f, context)))
+    one = time.process_time() - t
+    _, cli = run_meshscan(folder, "--jobs", "1")
+    n_cli = len(list(folder.glob("*.stl")))
+    print()
+    print(f"where a small file's CPU goes ({len(files)} files of {folder.name}, ms of CPU per file):")
+    print()
+    print(f"| {'stage':48s} | {'ms/file':>8s} | {'share':>6s} |")
+    print("|" + "|".join("-" * w for w in (50, 10, 8)) + "|")
+    for name, secs in zip(STAGES, totals, strict=True):
+        print(f"| {name:48s} | {1000 * secs / len(files):8.2f} | {secs / totals.sum():6.1%} |")
+    print(f"| {'sum of the stages':48s} | {1000 * totals.sum() / len(files):8.2f} | {1:6.1%} |")
+    print(f"| {'scan_one + JSON reply, one process':48s} | {1000 * one / len(files):8.2f} | {'':6s} |")
+    print(f"| {'meshscan scan --jobs 1 (whole command)':48s} | {1000 * cli / n_cli:8.2f} | {'':6s} |")
+    print(f"files per CPU-second: one process {len(files) / one:.1f}, whole command {n_cli / cli:.1f}", flush=True)
+
+
 class DbTargets:
     """A fresh results database per run: SQLite files, or databases on one PostgreSQL server."""
 
@@ -231,6 +331,8 @@ def main() -> None:
     ap.add_argument("--engines-only", action="store_true", help="meshscan's engines only, no one-process peers")
     ap.add_argument("--rounds", type=int, default=1, help="run every tool this many times, interleaved")
     ap.add_argument("--dask-workers", type=int, default=2, help="workers of the Dask LocalCluster")
+    ap.add_argument("--stages", type=int, default=0, help="add the per-stage CPU table of this many small files")
+    ap.add_argument("--stages-only", action="store_true", help="only the per-stage table (no engines, no peers)")
     args = ap.parse_args()
     sets = {
         f"{args.small} small (1-5k tri)": make_set(args.workdir / f"small-{args.small}", args.small, 1000, 5000, 1),
@@ -262,7 +364,7 @@ def main() -> None:
     print(f"| {'set':26s} | {'tool':46s} | {'seconds':>8s} | {'files/s':>8s} | {'MB/s':>7s} | {'x peer':>7s} "
           f"| {'x jobs 1':>8s} | {'CPU s':>7s} | {'files/CPU-s':>11s} | {'x peer CPU':>10s} |")  # fmt: skip
     print("|" + "|".join("-" * w for w in (28, 48, 10, 10, 9, 9, 10, 9, 13, 12)) + "|")
-    for label, folder in sets.items():
+    for label, folder in {} if args.stages_only else sets.items():
         files = sorted(folder.glob("*.stl"))
         if not files:  # --small 0 or --large 0: that set is skipped
             continue
@@ -270,6 +372,8 @@ def main() -> None:
             name_of = label if args.rounds == 1 else f"{label}, round {round_}"
             print_round(name_of, files, dict((name, fn(folder)) for name, fn in tools))
     targets.close()
+    if args.stages and args.small:
+        stages_table(sets[f"{args.small} small (1-5k tri)"], args.stages)
     if args.describe_triangles:
         big = args.workdir / f"describe-{args.describe_triangles}.stl"
         if not big.exists():

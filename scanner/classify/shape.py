@@ -96,24 +96,23 @@ def _moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return centroid, evecs[:, np.argsort(evals)[::-1]].T, evals
 
 
-def _bore_ratios(tri: np.ndarray, points: np.ndarray, centroid: np.ndarray, axes: list[np.ndarray]) -> list[float]:
+def _bore_ratios(e1: np.ndarray, e2: np.ndarray, t: np.ndarray, rel: np.ndarray, rel_sq: np.ndarray,
+                 axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    The lines share their origin, so the triangles' edges and the origin's offsets are
-    computed once for every axis."""
-    e1 = tri[:, 1] - tri[:, 0]
-    e2 = tri[:, 2] - tri[:, 0]
-    t = centroid - tri[:, 0]
+    The lines share their origin, so the triangles' edges (``e1``, ``e2``: from the first
+    corner) and the origin's offsets (``t``: centroid less the first corner) are computed once
+    for every axis; ``rel`` are the points less the centroid, ``rel_sq`` their squared
+    lengths, and ``axes`` pairs each axis with the points' distances along it (which the
+    caller has already)."""
     q = _cross(t, e1)
     tiny = _EPS * (np.abs(e1).max() + _EPS) ** 2
-    rel = points - centroid
-    rel_sq = (rel**2).sum(axis=1)
     out = []
-    for axis in axes:
+    for axis, along in axes:
         if not _line_clear(e1, e2, t, q, tiny, axis):
             out.append(0.0)
             continue
-        radial = np.sqrt(np.maximum(rel_sq - _dot3(rel, axis) ** 2, 0.0))
+        radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
         outer = radial.max()
         out.append(float(radial.min() / outer) if outer > _EPS else 0.0)
     return out
@@ -125,7 +124,11 @@ def _line_clear(
     """True when the line from the origin along ``direction`` misses every triangle
     (Moller-Trumbore, edges count as hits): ``e1``, ``e2`` are the triangles' edges from their
     first corner, ``t`` the origin less that corner, ``q`` = t x e1."""
-    p = _cross(np.broadcast_to(direction, e2.shape), e2)
+    d0, d1, d2 = (float(c) for c in direction)  # _cross(direction broadcast, e2): the same products
+    p = np.empty_like(e2)
+    p[:, 0] = d1 * e2[:, 2] - d2 * e2[:, 1]
+    p[:, 1] = d2 * e2[:, 0] - d0 * e2[:, 2]
+    p[:, 2] = d0 * e2[:, 1] - d1 * e2[:, 0]
     det = np.einsum("ij,ij->i", e1, p)
     ok = np.abs(det) > tiny
     inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
@@ -136,11 +139,11 @@ def _line_clear(
     return not bool(hit.any())
 
 
-def _profile_steps(points: np.ndarray, centroid: np.ndarray, axis: np.ndarray) -> float:
-    """How much the outer radius about the long axis changes along it (0: uniform)."""
-    rel = points - centroid
-    along = _dot3(rel, axis)
-    radial = np.sqrt(np.maximum((rel**2).sum(axis=1) - along**2, 0.0))
+def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
+    """How much the outer radius about the long axis changes along it (0: uniform): ``along``
+    are the points' distances along that axis from the centroid, ``rel_sq`` their squared
+    distances from it."""
+    radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
     lo, hi = along.min(), along.max()
     if hi - lo <= _EPS:
         return 0.0
@@ -184,7 +187,8 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
     lo, hi = _bounds(mesh.corners32)
     tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
-    cross = _cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    edge1, edge2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # from the first corner (the bore's lines too)
+    cross = _cross(edge1, edge2)
     double_area = np.sqrt(cross[:, 0] * cross[:, 0] + cross[:, 1] * cross[:, 1] + cross[:, 2] * cross[:, 2])
     areas = 0.5 * double_area
     area = float(areas.sum())
@@ -196,6 +200,7 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     rel_points = points - centroid
     along = [_dot3(rel_points, axes[k]) for k in range(3)]
     proj = np.stack(along, axis=1)
+    rel_sq = (rel_points**2).sum(axis=1)
     ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
     size = max(float(ext[0]), _EPS)
     e1, e2, e3 = (max(float(e), size * 1e-6) for e in ext)
@@ -209,6 +214,9 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
     round_axis = (
         curved & (np.abs(_dot3(normals, axes[0])) < 0.2) & (np.abs(np.einsum("ij,ij->i", normals, radial)) > 0.9)
+    )
+    bores = _bore_ratios(
+        edge1, edge2, centroid - tri[:, 0], rel_points, rel_sq, [(axes[0], along[0]), (axes[2], along[2])]
     )
     bodies = mesh.body_count
     holes = 0.0
@@ -226,10 +234,10 @@ def shape_features(mesh: Mesh) -> np.ndarray:
             min(36.0 * np.pi * volume**2 / area**3, 1.5),
             float(areas[curved].sum() / area),
             float(areas[round_axis].sum() / area),
-            *_bore_ratios(tri, points, centroid, [axes[0], axes[2]]),
+            *bores,
             min(holes, 64.0),
             float(min(bodies, 64)),
-            _profile_steps(points, centroid, axes[0]),
+            _profile_steps(along[0], rel_sq),
         ],
         dtype=np.float64,
     )

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.mesh import Mesh, _splitmix
+from scanner.mesh import _MIX1, _MIX2, _MIX3, Mesh
 
 PATCH_VERSION = "pc2"
 """pc1: ring codes only (never shipped); pc2: ring and fold codes."""
@@ -94,9 +94,11 @@ def _neighbours(faces: np.ndarray, key: np.ndarray, position: np.ndarray) -> np.
     pair[:-1] &= ~same[1:]  # the run is exactly two long
     first = np.flatnonzero(pair)
     a, b = position[first], position[first + 1]
-    fa, ka, fb, kb = a % n_faces, a // n_faces, b % n_faces, b // n_faces
-    out[ka, fa] = faces[fb, (kb + 2) % 3]
-    out[kb, fb] = faces[fa, (ka + 2) % 3]
+    ka, fa = np.divmod(a, n_faces)
+    kb, fb = np.divmod(b, n_faces)
+    flat = faces.reshape(-1)  # faces[f, k] is flat[3 * f + k]: one gather instead of fancy indexing
+    out.reshape(-1)[ka * n_faces + fa] = flat.take(3 * fb + (kb + 2) % 3)
+    out.reshape(-1)[kb * n_faces + fb] = flat.take(3 * fa + (ka + 2) % 3)
     return out.T
 
 
@@ -105,24 +107,71 @@ def _q(x: np.ndarray) -> np.ndarray:
         return np.rint(np.log2(np.maximum(x, 1e-12)) / STEP).astype(np.int64)
 
 
-def _edge_hashes(columns: list[np.ndarray], salt: int) -> np.ndarray:
-    """One 64-bit hash per (triangle, edge) of equally shaped (F, 3) int64 columns."""
-    h = np.full(columns[0].shape, _H1 + np.uint64(salt), dtype=np.uint64)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+def _mix(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """:func:`scanner.mesh._splitmix` of ``x`` in place (the same wrapping uint64 arithmetic,
+    step by step, without a new array per step): the codes hash 14 (F, 3) arrays per mesh, so
+    the allocations cost more than the arithmetic on a small file. ``scratch``: an array of
+    x's shape and dtype."""
+    x += _MIX1
+    x ^= np.right_shift(x, _S30, out=scratch)
+    x *= _MIX2
+    x ^= np.right_shift(x, _S27, out=scratch)
+    x *= _MIX3
+    x ^= np.right_shift(x, _S31, out=scratch)
+    return x
+
+
+def _as_u64(values: np.ndarray) -> np.ndarray:
+    """Integer values as uint64 bits (what ``astype(np.uint64)`` gives; for int64, without the
+    copy)."""
+    return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
+
+
+def _edge_hashes(ring: list[np.ndarray], fold: list[np.ndarray]) -> np.ndarray:
+    """(2, F, 3) 64-bit hashes per (triangle, edge): the ring code's of ``ring`` columns and
+    the fold code's of ``fold`` columns (equally shaped (F, 3) int64), each chained as
+    ``h = splitmix(h ^ column)`` from ``_H1 + salt`` (salt 1 ring, 2 fold). Both kinds are
+    hashed in one array while they have columns left."""
+    h = np.empty((2, *ring[0].shape), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for c in columns:
-            h = _splitmix(h ^ c.astype(np.uint64))
+        h[0], h[1] = _H1 + np.uint64(1), _H1 + np.uint64(2)
+    scratch = np.empty_like(h)
+    both = min(len(ring), len(fold))
+    for i in range(both):
+        h[0] ^= _as_u64(ring[i])
+        h[1] ^= _as_u64(fold[i])
+        _mix(h, scratch)
+    for kind, columns in enumerate((ring, fold)):
+        for c in columns[both:]:
+            h[kind] ^= _as_u64(c)
+            _mix(h[kind], scratch[kind])
     return h
 
 
-def _triangle_hash(edges: np.ndarray, kind: int) -> np.ndarray:
-    """A triangle's code from its three edge hashes, whatever their order: the sorted triple
-    hashed (invariant to the six symmetries of the corner order), kind in the lowest bit."""
-    e = np.sort(edges, axis=1)
-    h = np.full(len(e), _H1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for c in range(3):
-            h = _splitmix(h ^ e[:, c])
-    return (h & ~np.uint64(1)) | np.uint64(kind)
+def _triangle_hashes(edges: np.ndarray) -> np.ndarray:
+    """(2, F) codes of each triangle from its three edge hashes, whatever their order, for
+    ring (``edges[0]``) and fold (``edges[1]``): the sorted triple hashed (invariant to the
+    six symmetries of the corner order), kind in the lowest bit. The triple is sorted by a
+    min/max network (the middle is the xor of the three less the other two: exact for any
+    values), far cheaper than ``np.sort`` along rows of three."""
+    a, b, c = edges[..., 0], edges[..., 1], edges[..., 2]
+    lo = np.minimum(np.minimum(a, b), c)
+    hi = np.maximum(np.maximum(a, b), c)
+    mid = a ^ b
+    mid ^= c
+    mid ^= lo
+    mid ^= hi
+    h = np.full(lo.shape, _H1, dtype=np.uint64)
+    scratch = np.empty_like(h)
+    for col in (lo, mid, hi):
+        h ^= col
+        _mix(h, scratch)
+    h &= ~np.uint64(1)
+    h[FOLD] |= np.uint64(FOLD)
+    return h
 
 
 def _fold_sides(raw: np.ndarray, angle: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -131,20 +180,21 @@ def _fold_sides(raw: np.ndarray, angle: np.ndarray, edges: np.ndarray) -> np.nda
     the signed sum of the quantised folds, or where that sum is exactly zero (a step: one fold
     up, one down) by the sign of the fold at the edge with the smallest hash among those that
     fold - an edge that is the same whatever the corner order."""
-    total = np.sign((raw * np.where(angle == NO_NEIGHBOUR, 0, angle)).sum(axis=1))
+    signed = raw * np.where(angle == NO_NEIGHBOUR, 0, angle)
+    total = np.sign(signed[:, 0] + signed[:, 1] + signed[:, 2])
     folding = np.where(raw != 0, edges, np.iinfo(np.uint64).max)
-    tie = raw[np.arange(len(raw)), np.argmin(folding, axis=1)]
+    # np.argmin along rows of three (the first smallest), written out as two comparisons
+    f0, f1, f2 = folding[:, 0], folding[:, 1], folding[:, 2]
+    second = f1 < f0
+    third = f2 < np.where(second, f1, f0)
+    at = np.where(third, 2, second.astype(np.int64))
+    tie = raw.reshape(-1).take(3 * np.arange(len(raw)) + at)
     norm = np.where(total != 0, total, np.where(tie != 0, tie, 1))
     return raw * norm[:, None]
 
 
-def _with_side(edges: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return _splitmix(edges ^ (sign + 2).astype(np.uint64))
-
-
 def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Ring codes, fold codes, sizes and areas of one chunk of triangles.
+    """Ring and fold codes (as one (2, F) array), sizes and areas of one chunk of triangles.
 
     Each edge is described by values that do not depend on which of its ends comes first
     (a reflection of the corner order swaps them), and the triangle's code hashes its three
@@ -153,12 +203,14 @@ def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.n
     flipped winding (which flips every fold) gives the same code."""
     # coordinates as separate (F, 3) arrays per axis (corner k of each triangle in column k):
     # element-wise arithmetic is several times faster than reductions over a length-3 axis
-    ux, uy, uz = (p[:, c][faces] for c in range(3))  # u = corner k
-    vx, vy, vz = (np.roll(a, -1, axis=1) for a in (ux, uy, uz))  # v = corner k + 1
-    ox, oy, oz = (np.roll(a, -2, axis=1) for a in (ux, uy, uz))  # o = corner k + 2
+    axes = [np.ascontiguousarray(p[:, c]) for c in range(3)]
+    after, before = faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]  # corner k + 1 and k + 2 of column k
+    ux, uy, uz = (a.take(faces) for a in axes)  # u = corner k
+    vx, vy, vz = (a.take(after) for a in axes)  # v = corner k + 1
+    ox, oy, oz = (a.take(before) for a in axes)  # o = corner k + 2
     ex, ey, ez = vx - ux, vy - uy, vz - uz
     side = np.sqrt(ex * ex + ey * ey + ez * ez)
-    perim = side.sum(axis=1)
+    perim = side[:, 0] + side[:, 1] + side[:, 2]  # side.sum(axis=1): the same sums, left to right
     # the triangle's normal from its first two edges (columns 0 and 2 of e hold v0 - u0, u0 - u2)
     ax, ay, az, bx, by, bz = ex[:, 0], ey[:, 0], ez[:, 0], -ex[:, 2], -ey[:, 2], -ez[:, 2]
     nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
@@ -168,7 +220,7 @@ def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.n
     nx, ny, nz = (nx * inv)[:, None], (ny * inv)[:, None], (nz * inv)[:, None]
     has = nb >= 0
     far = np.where(has, nb, 0)
-    dx, dy, dz = p[:, 0][far], p[:, 1][far], p[:, 2][far]
+    dx, dy, dz = (a.take(far) for a in axes)
     scale = perim[:, None]
 
     def dist(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -194,15 +246,17 @@ def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.n
     lo, hi = _q(np.minimum(du, dv)), _q(np.maximum(du, dv))
     q_do = _q(do)
     angle = np.rint(np.abs(theta) / ANGLE_STEP).astype(np.int64)
+    open_edge = ~has
     for col in (lo, hi, q_do, angle):
-        col[~has] = NO_NEIGHBOUR
-    ring_edges = _edge_hashes([q_side, lo, hi, q_do], 1)
-    fold_edges = _edge_hashes([q_side, angle], 2)
-    sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, ring_edges)
-    ring = _triangle_hash(_with_side(ring_edges, sign), RING)
-    fold = _triangle_hash(_with_side(fold_edges, sign), FOLD)
+        np.copyto(col, NO_NEIGHBOUR, where=open_edge)  # col[open_edge] = ..., without the boolean indexing
+    edges = _edge_hashes([q_side, lo, hi, q_do], [q_side, angle])
+    sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, edges[0])
+    with np.errstate(over="ignore"):
+        edges ^= _as_u64(sign + 2)  # the side each neighbour folds to, in both kinds' edge hashes
+    _mix(edges, np.empty_like(edges))
+    codes = _triangle_hashes(edges)
     sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
-    return ring, fold, sizes, area
+    return codes, sizes, area
 
 
 def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.ndarray, np.ndarray]) -> PatchCodes:
@@ -215,10 +269,11 @@ def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.
     vertices = np.asarray(vertices)
     parts = [_chunk_codes(vertices, faces[lo : lo + _CHUNK], nb[lo : lo + _CHUNK])
              for lo in range(0, len(faces), _CHUNK)]  # fmt: skip
-    ring, fold, sizes, area = (np.concatenate(c) for c in zip(*parts, strict=True))
-    keep = area > 0
-    ring, fold, sizes, area = ring[keep], fold[keep], sizes[keep], area[keep]
-    return PatchCodes(np.concatenate([ring, fold]), np.concatenate([sizes, sizes]), np.concatenate([area, area]))
+    codes, sizes, area = (c[0] if len(c) == 1 else np.concatenate(c, axis=-1) for c in zip(*parts, strict=True))
+    if not (area > 0).all():
+        keep = area > 0
+        codes, sizes, area = codes[:, keep], sizes[keep], area[keep]
+    return PatchCodes(codes.reshape(-1), np.concatenate([sizes, sizes]), np.concatenate([area, area]))
 
 
 MAX_SIGNATURE_PATCHES = 1024

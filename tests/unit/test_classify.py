@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -61,6 +62,27 @@ def test_shape_features_are_invariant_to_pose_scale_mirror_and_order() -> None:
     tri = tri[rng.permutation(len(tri))][:, ::-1]  # triangle order and winding
     moved = shape_features(Mesh(vertices=tri.reshape(-1, 3)))
     np.testing.assert_allclose(moved, base, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "digest"),
+    [
+        ("proxy-barrel-s1-000.stl", "9013734373df4319c0c063997a5449e02589df143141025c4e82079e4dd84371"),
+        ("benign-bracket-s1-001.stl", "c37601226ab417807cb811962ad501dbcae3c54436f0316e0cdba6e0b020dd6d"),
+        ("benign-cup-s1-000.stl", "fd45e0a8997e05a3111ca0d5ad7c5335644e78bdff9d5c4a273e6a017277c515"),
+    ],
+)
+def test_shape_features_are_the_ones_the_model_was_trained_on(name: str, digest: str) -> None:
+    """Bit for bit, as ``SHAPE_VERSION`` sf3 first computed them (before issue 18's speed-ups):
+    the shipped model's rows hold these numbers, so a faster implementation must give the
+    same ones. The barrel has a bore along its length, the bracket a hole across its
+    thickness, so both line casts count. A deliberate change bumps the version and these."""
+    from scanner.classify.shape import SHAPE_VERSION
+    from scanner.loading import load
+
+    row = shape_features(load(DEMO / name).surface())
+    assert SHAPE_VERSION == "sf3" and row.dtype == np.float64
+    assert hashlib.sha256(row.tobytes()).hexdigest() == digest
 
 
 def test_every_feature_has_words() -> None:

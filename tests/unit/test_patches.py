@@ -4,7 +4,9 @@ unions, silent on generic geometry, and the index votes at one consistent scale.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from importlib.resources import files
 
 import numpy as np
@@ -18,11 +20,14 @@ from scanner.features.patches import (
     PATCH_VERSION,
     RING,
     PatchCodes,
+    _mix,
+    _triangle_hashes,
     generic_codes,
     mesh_patch_codes,
     signature_patches,
 )
-from scanner.mesh import Mesh
+from scanner.loading import load
+from scanner.mesh import Mesh, _splitmix
 from scanner.patch_index import MAX_HITS_PER_CODE, PatchIndex
 from tests.conftest import REPO
 
@@ -147,3 +152,65 @@ def test_a_code_shared_by_many_signatures_is_not_evidence() -> None:
     sketches = [common] * (MAX_HITS_PER_CODE + 1)
     assert index_of(*sketches).query(common) == []
     assert len(index_of(*sketches[:3]).query(common)) == 3
+
+
+def _digest(pc: PatchCodes) -> str:
+    h = hashlib.sha256()
+    for a in (pc.codes, pc.sizes, pc.weights):
+        h.update(a.dtype.str.encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _sheet_with_fin() -> Mesh:
+    """A wavy open grid (boundary edges) with a fin on one inner diagonal (an edge of three
+    triangles): every kind of edge the codes treat apart."""
+    xs, ys = np.meshgrid(np.linspace(0, 11, 12), np.linspace(0, 8, 9), indexing="ij")
+    zs = 0.3 * np.sin(xs * 0.7) * np.cos(ys * 0.5) + 0.01 * xs * ys
+    v = np.stack([xs, ys, zs], axis=-1).reshape(-1, 3)
+    idx = np.arange(12 * 9).reshape(12, 9)
+    a, b, c, d = idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    fin = np.array([[v[idx[5, 4]], v[idx[6, 5]], v[idx[5, 4]] + np.array([0.2, -0.1, 2.0])]])
+    return Mesh(vertices=np.concatenate([v[faces], fin]).astype(np.float32).reshape(-1, 3))
+
+
+@pytest.mark.parametrize(
+    ("mesh", "digest"),
+    [
+        (
+            lambda: load(DEMO / "proxy-barrel-s1-000.stl"),
+            "99aa6f0c1b1c581753bbdd2e51e6bd6be7c8c9fb49a06c8a6790290e1ec3fe8f",
+        ),
+        (_sheet_with_fin, "e69a02e4b0ddcabb0888ff2cfda33cf64874aba9db4459b6d8cefc617f548da1"),
+    ],
+    ids=["closed-proxy", "open-sheet-with-fin"],
+)
+def test_codes_are_the_ones_libraries_were_built_with(mesh: Callable[[], Mesh], digest: str) -> None:
+    """The codes, sizes and weights, bit for bit, as pc2 first computed them (before issue 18's
+    speed-ups): a library's signatures hold these codes, so a faster implementation must give
+    the same ones. A deliberate change of the codes bumps ``PATCH_VERSION`` and these digests."""
+    assert PATCH_VERSION == "pc2"
+    assert _digest(mesh_patch_codes(mesh())) == digest
+
+
+def test_in_place_mix_is_splitmix() -> None:
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.integers(0, 2**63, 4000, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+                        np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)]).reshape(2, -1)  # fmt: skip
+    assert np.array_equal(_mix(x.copy(), np.empty_like(x)), _splitmix(x))
+
+
+def test_triangle_code_hashes_the_sorted_edge_triple() -> None:
+    """Any order of a triangle's three edge hashes, ties included, gives its code: the sorted
+    triple chained through splitmix, the kind in the lowest bit."""
+    rng = np.random.default_rng(8)
+    edges = rng.integers(0, 2**63, (2, 500, 3), dtype=np.uint64)
+    edges[:, :100, 1] = edges[:, :100, 0]  # two equal
+    edges[:, 100:150, :] = edges[:, 100:150, :1]  # all three equal
+    want = np.full((2, 500), np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
+    for col in np.moveaxis(np.sort(edges, axis=-1), -1, 0):
+        want = _splitmix(want ^ col)
+    want = (want & ~np.uint64(1)) | np.array([[RING], [FOLD]], dtype=np.uint64)
+    for perm in ([0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]):
+        assert np.array_equal(_triangle_hashes(edges[..., perm]), want)
