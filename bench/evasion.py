@@ -155,16 +155,49 @@ def _flagged_ids(verdicts: list[Verdict]) -> set[str]:
     return {m.signature_id for v in verdicts if v.verdict == FLAG for m in v.matches}
 
 
-def _library(folder: Path, files: list[tuple[Path, str]], source: str) -> tuple[SignatureLibrary, list[list[str]]]:
-    """Enrol ``files`` ((path, category)) through ``scanner.enrol``, save, load back; returns
-    the loaded library and each file's signature ids (archives: one per member)."""
+def _enrol_all(folder: Path, files: list[tuple[Path, str]], source: str) -> list[list[str]]:
+    """Enrol ``files`` in order into a new library saved at ``folder``; each file's signature ids."""
     lib = SignatureLibrary.create(folder, name=f"bench-evasion {source}")
     ids = []
     for path, category in files:
         results = enrol(lib, path, category, source)
         ids.append([r.signature_id for r in results if r.signature_id is not None])
     lib.save(folder)
-    return SignatureLibrary.load(folder), ids
+    return ids
+
+
+def _library(
+    folder: Path, files: list[tuple[Path, str]], source: str, jobs: int = 1
+) -> tuple[SignatureLibrary, list[list[str]]]:
+    """Enrol ``files`` ((path, category)) through ``scanner.enrol``, save, load back; returns
+    the loaded library and each file's signature ids (archives: one per member). With ``jobs``
+    > 1 contiguous shards enrol in forked processes and are merged in order (the same library:
+    enrolment of one file does not read the others)."""
+    if jobs <= 1 or len(files) < 8 * jobs:
+        ids = _enrol_all(folder, files, source)
+        return SignatureLibrary.load(folder), ids
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = math.ceil(len(files) / jobs)
+    shards = [(folder.parent / f"{folder.name}-shard{i}", files[i * size : (i + 1) * size]) for i in range(jobs)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = list(pool.map(_enrol_all, *zip(*shards, strict=True), [source] * jobs))
+    lib = SignatureLibrary.create(folder, name=f"bench-evasion {source}")
+    for shard, _ in shards:
+        lib.merge(SignatureLibrary.load(shard))
+    lib.save(folder)
+    return SignatureLibrary.load(folder), [ids for part in parts for ids in part]
+
+
+def _source_key() -> str:
+    """A digest of the scanner package's sources and data: a cached library is reused only by the
+    very code that enrolled it (thresholds and row kinds change without a version change)."""
+    digest = hashlib.sha256()
+    root = Path(scanner.__file__).resolve().parent
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- evasions
@@ -449,9 +482,15 @@ def _corpus_vs_proxies(args: argparse.Namespace, corpus: Path, parts: list[dict]
     """Every distinct real part scanned against ``n`` generated proxy signatures: precision
     must not fall as the library grows."""
     t0 = time.perf_counter()
-    rows = generate(work / f"many-{n}", math.ceil(n / len(PROXY_CATEGORIES)), args.seed + 17, benign_per_kind=0)
-    chosen = _round_robin(rows, PROXY_CATEGORIES, n)
-    lib, _ = _library(work / f"many-lib-{n}", [(work / f"many-{n}" / r, c) for r, c, _ in chosen], "bench-many")
+    cache = args.library_cache / f"proxies-{n}-seed{args.seed}-{_source_key()}" if args.library_cache else None
+    if cache is not None and (cache / "manifest.json").exists():
+        lib = SignatureLibrary.load(cache)
+        print(f"  (the {n}-proxy library from {cache})")
+    else:
+        rows = generate(work / f"many-{n}", math.ceil(n / len(PROXY_CATEGORIES)), args.seed + 17, benign_per_kind=0)
+        chosen = _round_robin(rows, PROXY_CATEGORIES, n)
+        files = [(work / f"many-{n}" / r, c) for r, c, _ in chosen]
+        lib, _ = _library(cache or work / f"many-lib-{n}", files, "bench-many", jobs=args.enrol_jobs)
     context = ScanContext(library=lib, model=None)
     flagged = [p["path"] for p in parts if _flagged_ids(scan_one(corpus / p["path"], context))]
     rate = len(flagged) / max(len(parts), 1)
@@ -512,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-real-corpus", action="store_true", help="skip the real-parts check")
     ap.add_argument("--corpus-min-triangles", type=int, default=100,
                     help="real parts below this are test primitives (cubes, single triangles), skipped")  # fmt: skip
+    ap.add_argument("--enrol-jobs", type=int, default=1, help="processes enrolling a --proxy-libraries library")
+    ap.add_argument("--library-cache", type=Path,
+                    help="keep each --proxy-libraries library here, reused by later runs of the same code")  # fmt: skip
     ap.add_argument("--proxy-libraries", type=int, nargs="*", metavar="N",
                     help="also scan the real parts against N generated proxy signatures (e.g. 1000 10000)")  # fmt: skip
     args = ap.parse_args(argv)
