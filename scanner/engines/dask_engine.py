@@ -27,12 +27,16 @@ for those imports, the scan pipeline's imports (the task module's) and its share
 runtime, a quarter more CPU than ``--jobs 2`` in all; in-process the cluster starts in 0.04 s
 and the run's CPU equals ``--jobs 2``'s. Those in-process workers' children are stopped when
 the engine exits (:func:`stop_guards`, :func:`close_guards`: at once, also when the run is
-interrupted mid-task). On a remote cluster (``--scheduler``) a task that
-still kills its Dask worker three times is reported ``worker-crashed``.
+interrupted mid-task). On a cluster the engine did not start (``--scheduler``) each worker
+process starts a zygote of its own on its first task of a run
+(:class:`~scanner.engines.zygote.SpawnedZygote`, :func:`worker_zygote`): one fresh start per
+worker process and run, not one per worker thread and again after every crashed child. A task
+that still kills its Dask worker three times is reported ``worker-crashed``.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -45,7 +49,7 @@ from scanner.context import ContextSpec, ScanContext
 from scanner.engines.guarded import GuardedScanner
 from scanner.engines.messages import from_wire, to_wire
 from scanner.engines.parent import DIED, lost
-from scanner.engines.zygote import Zygote
+from scanner.engines.zygote import SpawnedZygote, Zygote
 from scanner.pipeline import scan_one
 from scanner.util import is_url
 from scanner.verdict import Verdict
@@ -66,6 +70,8 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
     from the ``zygote`` socket when the engine started one on this machine), so the
     per-file time and memory limits hold here as they do in the local engine."""
     spec = ContextSpec(library, settings_json, model)
+    if zygote is None:  # a cluster the engine did not start: this worker process's own zygote
+        zygote = worker_zygote(spec)
     out: list[list[dict[str, Any]]] = []
     for local, run in itertools.groupby(paths, key=lambda p: p.startswith(PROCESS_LOCAL_URLS)):
         if local:  # a child process cannot see this worker's memory
@@ -73,6 +79,29 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
         else:  # the child's records as it sent them: decoded once, by the engine
             out.extend(_guard(spec, zygote).scan_wire(list(run)))
     return json.dumps(out)
+
+
+_SPAWNED: dict[ContextSpec, SpawnedZygote | None] = {}
+"""This worker process's own zygotes, by run (None: it could not start one for that run)."""
+_SPAWNED_LOCK = threading.Lock()
+
+
+def worker_zygote(spec: ContextSpec) -> str | None:
+    """The socket of this process's own zygote for ``spec``, started on the first task of a
+    run (:class:`~scanner.engines.zygote.SpawnedZygote`); the most recent ``KEPT_GUARDS`` runs
+    keep theirs. None when none could start: the guards start fresh children then."""
+    with _SPAWNED_LOCK:
+        if spec not in _SPAWNED:
+            while len(_SPAWNED) >= KEPT_GUARDS:
+                old = _SPAWNED.pop(next(iter(_SPAWNED)))
+                if old is not None:
+                    old.close()
+            zygote = SpawnedZygote(spec, spec.settings.limits.max_memory_bytes)
+            _SPAWNED[spec] = zygote if zygote.start() else None
+            if _SPAWNED[spec] is not None:
+                atexit.register(zygote.close)
+        found = _SPAWNED[spec]
+    return None if found is None else found.path
 
 
 def _guard(spec: ContextSpec, zygote: str | None = None) -> GuardedScanner:

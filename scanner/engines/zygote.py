@@ -17,8 +17,12 @@ their guards first - before it exits, so the CPU they used is counted in the par
 ``RUSAGE_CHILDREN`` as a local worker's is (children the kernel reaps for an ignored SIGCHLD
 are counted nowhere: ``bench/throughput.py`` read a third of the Dask run's CPU).
 
-Workers on other machines (``--scheduler``) cannot reach the socket: they start fresh
-children as before.
+Workers of a cluster the engine did not start (``--scheduler``, perhaps on other machines)
+cannot reach that socket, and cannot fork a zygote from themselves either: a Dask worker runs
+threads, and a fork keeps only the forking thread (with any lock another thread held). Each
+such worker process starts a :class:`SpawnedZygote` instead - a fresh interpreter that loads the
+context once, pays the 2.7 s once, and then forks every guarded child of that worker, including
+the one that replaces a child a crashing file took down.
 """
 
 from __future__ import annotations
@@ -28,11 +32,20 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 
-from scanner.context import ScanContext
-from scanner.engines.worker import cap_memory, keep_freed_memory, one_blas_thread, serve_lines, warm_up
+from scanner.context import ContextSpec, ScanContext
+from scanner.engines.worker import (
+    SINGLE_THREAD_ENV,
+    cap_memory,
+    keep_freed_memory,
+    one_blas_thread,
+    serve_lines,
+    warm_up,
+)
 
 SOCKET_NAME = "zygote.sock"
 STOP_WAIT_S = 2.0
@@ -86,6 +99,68 @@ class Zygote:
         if self._folder:
             shutil.rmtree(self._folder, ignore_errors=True)  # the socket folder this run made, nothing else
             self._folder = ""
+
+
+class SpawnedZygote:
+    """A zygote started as a fresh interpreter (``python -m scanner.engines.zygote``) for one
+    context spec: the fork server of a process that cannot fork one from itself (a Dask worker
+    of a cluster the engine did not start). It leaves when the process that started it does."""
+
+    READY = b"zygote ready"
+
+    def __init__(self, spec: ContextSpec, memory_bytes: int | None) -> None:
+        self.spec, self.memory_bytes = spec, memory_bytes
+        self.path = ""
+        self._folder = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        """Start it and wait until it listens; False (and nothing left running) when it cannot
+        start - the guards then start fresh children, as before."""
+        self._folder = tempfile.mkdtemp(prefix="meshscan-zygote-")  # mode 0700: only this user connects
+        path = os.path.join(self._folder, SOCKET_NAME)
+        args = [sys.executable, "-m", "scanner.engines.zygote", self.spec.to_json(), str(self.memory_bytes or 0), path]
+        env = dict(os.environ, **SINGLE_THREAD_ENV)
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()  # the line, or b"" once it exited
+        self._process.stdout.close()
+        if line.strip() != self.READY:
+            self.close()
+            return False
+        self.path = path
+        return True
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.terminate()  # it reaps its children, then exits
+            try:
+                self._process.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._process = None
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = ""
+        self.path = ""
+
+
+def spawned_main(spec_json: str, memory_bytes: int, path: str) -> None:
+    """A spawned zygote's life: load the context, listen, say ready, serve forks."""
+    context = ContextSpec.from_json(spec_json).load()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints go to stderr, never into a child's protocol
+    out.write(SpawnedZygote.READY + b"\n")
+    out.close()
+    _serve(listener, context, memory_bytes or None)
 
 
 def _serve(listener: socket.socket, context: ScanContext, memory_bytes: int | None) -> None:
@@ -142,3 +217,7 @@ def _child(conn: socket.socket, context: ScanContext, memory_bytes: int | None) 
     cap_memory(memory_bytes)
     with conn.makefile("rb") as reader, conn.makefile("wb") as writer:
         serve_lines(context, reader, writer)
+
+
+if __name__ == "__main__":
+    spawned_main(sys.argv[1], int(sys.argv[2]), sys.argv[3])

@@ -233,3 +233,55 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
     assert code != 0 and took < 20, (code, took)
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive
+
+
+def _scan_processes() -> dict:
+    """On a worker: its pid and its descendants (zygotes, their forked children, fresh ones)."""
+    import os
+
+    import psutil
+
+    out = []
+    for p in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            out.append({"pid": p.pid, "ppid": p.ppid(), "cmd": " ".join(p.cmdline())})
+        except psutil.Error:
+            continue
+    return {"pid": os.getpid(), "procs": out}
+
+
+def _set_env(name: str, value: str) -> None:
+    import os
+
+    os.environ[name] = value
+
+
+def test_workers_of_a_remote_cluster_fork_their_children_from_a_zygote_of_their_own(cluster, tmp_path) -> None:
+    """A cluster the engine did not start: each worker process starts one zygote (a fresh
+    interpreter) on its first task, and every guarded child - also the one that replaces a child
+    a crashing file took down - is forked from it; no fresh scan process is started per thread
+    or per crash. The verdicts are the local engine's."""
+    from scanner.batch import Upload
+    from scanner.engines.dask_engine import DaskEngine
+    from scanner.engines.worker import FAULT_INJECTION_ENV
+
+    crash = tmp_path / "crash.stl"
+    crash.write_bytes((DEMO / "benign-pipe-s1-002.stl").read_bytes())
+    context = ScanContext(library=SignatureLibrary.load(LIBRARY))
+    with DaskEngine(context, str(LIBRARY), cluster.scheduler_address, jobs=2) as engine:
+        engine.client.run(_set_env, FAULT_INJECTION_ENV, "crash:crash.stl")  # the zygotes inherit it
+        ok = [DEMO / "proxy-barrel-s1-000.stl", DEMO / "benign-pipe-s1-002.stl"]
+        out = list(engine.scan([Upload(str(p), str(p.parent)) for p in [ok[0], crash, ok[1], *ok]]))
+        seen = engine.client.run(_scan_processes)
+    verdicts = [(v.verdict, v.reason) for _, vs in out for v in vs]
+    assert verdicts == [("flag", None), ("unscannable", "worker-crashed"), ("clear", None), ("flag", None),
+                        ("clear", None)]  # fmt: skip
+    used = [w for w in seen.values() if w["procs"]]
+    assert used, seen
+    for worker in used:
+        procs = worker["procs"]
+        assert not [p for p in procs if "scanner.engines.worker" in p["cmd"]], procs  # no fresh child
+        (zygote,) = [p for p in procs if p["ppid"] == worker["pid"]]  # one process started by the worker ...
+        assert "scanner.engines.zygote" in zygote["cmd"], procs
+        children = [p for p in procs if p is not zygote]
+        assert children and all(p["ppid"] == zygote["pid"] for p in children), procs  # ... forking the rest
