@@ -376,7 +376,9 @@ class Mesh:
         """Connected components of faces sharing a welded vertex (declared groups are ignored).
 
         The vertex graph is handed to scipy as CSR straight from :attr:`sorted_edges` (rows are
-        the smaller ends, already in order): no sparse-format conversion with its own sort."""
+        the smaller ends, already in order): no sparse-format conversion with its own sort.
+        Each edge goes in once, not once per face that has it (half the graph of a closed
+        surface; the same components, which scipy numbers by their smallest vertex)."""
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -386,22 +388,27 @@ class Mesh:
             return 0, np.zeros(0, dtype=np.int64)
         nv = len(self.welded_vertices)
         key, _, base = self.sorted_edges
-        low, high = np.divmod(key, base)
-        index = np.int32 if max(nv, len(key)) < 2**31 - 1 else np.int64
+        distinct = np.empty(len(key), dtype=bool)
+        distinct[:1] = True
+        np.not_equal(key[1:], key[:-1], out=distinct[1:])
+        low, high = np.divmod(key[distinct], base)
+        index = np.int32 if max(nv, len(low)) < 2**31 - 1 else np.int64
         indptr = np.zeros(nv + 1, dtype=index)
         np.cumsum(np.bincount(low, minlength=nv), out=indptr[1:])
         # float64 weights: the dtype connected_components works in (no conversion, no copy)
-        graph = csr_matrix((np.ones(len(key)), high.astype(index), indptr), shape=(nv, nv))
+        graph = csr_matrix((np.ones(len(low)), high.astype(index), indptr), shape=(nv, nv))
         n, vlabels = connected_components(graph, directed=False)
         if n == 1:
             return 1, np.zeros(n_faces, dtype=np.int64)
         flabels = vlabels[faces[:, 0]]
-        # renumber bodies by first face so labels do not depend on vertex numbering
-        labels, first = np.unique(flabels, return_index=True)
+        # renumber bodies by first face so labels do not depend on vertex numbering (every
+        # component has a face: the vertices were welded from the faces' corners)
+        first = np.full(n, n_faces, dtype=np.int64)
+        np.minimum.at(first, flabels, np.arange(n_faces, dtype=np.int64))
         order = np.argsort(first)
         remap = np.empty(n, dtype=np.int64)
-        remap[labels[order]] = np.arange(len(order))
-        return len(order), remap[flabels]
+        remap[order] = np.arange(n)
+        return n, remap[flabels]
 
     @property
     def body_count(self) -> int:
