@@ -217,6 +217,22 @@ def _height_ratio(t: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
 
 
+def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``ordered`` (sorted) less one occurrence per element of ``removed`` (sorted, a
+    sub-multiset of it): ``np.sort`` of what is left, without sorting it again. The r-th of a
+    run of equal removed values takes the r-th equal value of ``ordered``."""
+    if not len(removed):
+        return ordered
+    first = np.empty(len(removed), dtype=bool)
+    first[:1] = True
+    np.not_equal(removed[1:], removed[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(removed)) - np.repeat(starts, np.diff(np.append(starts, len(removed))))
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[np.searchsorted(ordered, removed, side="left") + rank] = False
+    return ordered[keep]
+
+
 @dataclass(eq=False)
 class Mesh:
     """Triangles of one file or archive member, with where they came from.
@@ -319,6 +335,15 @@ class Mesh:
         )
         out.__dict__["corner_keys"] = np.compress(keep, self.corner_keys, axis=0)
         out.__dict__["surface_mask"] = np.ones(out.triangle_count, dtype=bool)  # clean by construction
+        # the surface's triangle keys are the kept ones, and its sorted keys this mesh's sorted
+        # keys less the dropped ones (a merge, not another two sorts of every triangle)
+        k1, k2 = self.triangle_keys
+        out.__dict__["triangle_keys"] = (np.compress(keep, k1), np.compress(keep, k2))
+        drop = ~keep
+        out.__dict__["_sorted_triangle_keys"] = tuple(
+            _without_sorted(ordered, np.sort(k[drop]))
+            for ordered, k in zip(self._sorted_triangle_keys, (k1, k2), strict=True)
+        )
         return out
 
     @cached_property
