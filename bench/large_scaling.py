@@ -15,7 +15,10 @@ minor page faults of its processes, and the machine's load average before it sta
   or two processes each taking every other file - meshscan's compute without its engine;
 - ``trimesh.load + numpy pass``: a peer that reads each file with trimesh and makes a few
   memory-bound passes over it (float64 corners, cross-product areas, a sort of a 64-bit key per
-  corner) - what two processes of plain numpy work get from this machine's cores and memory.
+  corner) - what two processes of plain numpy work get from this machine's cores and memory;
+- ``CPU only`` and ``memory only``: synthetic work of the same shape (per file) that needs
+  only a core (an array in cache) or only memory bandwidth (passes over 200 MB arrays): which
+  of the two the machine is short of when the others do not scale.
 
 On a shared machine the other work moves between runs: compare the scalings within one round.
 Every child runs with one BLAS/OpenMP thread (as meshscan's workers do).
@@ -58,6 +61,24 @@ for f in sys.argv[1:]:
     float(area.sum())
 """
 
+IN_CACHE = """
+import sys, numpy as np
+x = np.linspace(0.0, 1.0, 8192)
+for f in sys.argv[1:]:
+    for _ in range(6000):
+        np.sin(x, out=x)
+"""
+"""CPU only: the same amount of work per file on an array that stays in the core's cache."""
+
+STREAM = """
+import sys, numpy as np
+a, b = np.ones(25_000_000), np.ones(25_000_000)
+for f in sys.argv[1:]:
+    for _ in range(20):
+        np.add(a, b, out=a)
+"""
+"""Memory only: passes over two 200 MB arrays (no cache holds them), per file."""
+
 
 def run_processes(commands: list[list[str]]) -> dict[str, float]:
     """Start every command at once; wall time until all ended and their summed rusage."""
@@ -89,6 +110,8 @@ def tools(folder: Path, files: list[str]) -> dict[str, tuple[list[list[str]], li
         "meshscan scan (--jobs 1 / --jobs 2)": ([[*scan, "--jobs", "1"]], [[*scan, "--jobs", "2"]]),
         "meshscan describe in-process": ([[*py, DESCRIBE, *files]], [[*py, DESCRIBE, *files[k::2]] for k in (0, 1)]),
         "trimesh.load + numpy pass": ([[*py, NUMPY_PASS, *files]], [[*py, NUMPY_PASS, *files[k::2]] for k in (0, 1)]),
+        "CPU only (numpy in cache)": ([[*py, IN_CACHE, *files]], [[*py, IN_CACHE, *files[k::2]] for k in (0, 1)]),
+        "memory only (200 MB array passes)": ([[*py, STREAM, *files]], [[*py, STREAM, *files[k::2]] for k in (0, 1)]),
     }
 
 
