@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import stable_argsort_u64, unique_sorted
+from scanner.arrays import sort64, stable_argsort_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -78,7 +78,7 @@ def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray
     keys = vertex_keys(p32) if keys is None else keys
     n = len(keys)
     shift = np.uint64(max(1, (n - 1).bit_length()))
-    packed = np.sort(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
+    packed = sort64(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     perm = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     unique, inverse = _group_sorted(p32, packed >> shift, perm)
     # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
@@ -341,7 +341,7 @@ class Mesh:
         out.__dict__["triangle_keys"] = (np.compress(keep, k1), np.compress(keep, k2))
         drop = ~keep
         out.__dict__["_sorted_triangle_keys"] = tuple(
-            _without_sorted(ordered, np.sort(k[drop]))
+            _without_sorted(ordered, sort64(k[drop]))
             for ordered, k in zip(self._sorted_triangle_keys, (k1, k2), strict=True)
         )
         return out
@@ -393,7 +393,7 @@ class Mesh:
         if n < 2 or int(key.max()).bit_length() + shift > 63:
             order = np.argsort(key, kind="stable")
             return key[order], order, base
-        packed = np.sort((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
+        packed = sort64((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
         return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1), base
 
     @cached_property
@@ -540,7 +540,7 @@ class Mesh:
     def _sorted_triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """Both triangle keys sorted: the surface's repeat test and the geometry hash share them."""
         k1, k2 = self.triangle_keys
-        return np.sort(k1), np.sort(k2)
+        return sort64(k1), sort64(k2)
 
     def summary(self) -> dict:
         """The numbers `meshscan inspect` prints for a mesh or a body."""
