@@ -18,7 +18,11 @@ minor page faults of its processes, and the machine's load average before it sta
   corner) - what two processes of plain numpy work get from this machine's cores and memory;
 - ``CPU only`` and ``memory only``: synthetic work of the same shape (per file) that needs
   only a core (an array in cache) or only memory bandwidth (passes over 200 MB arrays): which
-  of the two the machine is short of when the others do not scale.
+  of the two the machine is short of when the others do not scale;
+- ``own sessions: ...``: the same with each process in a session of its own. Under the
+  kernel's autogroup scheduling the CPU is shared between sessions first, so on a machine
+  that another session keeps busy, two processes of one session (a ``--jobs 2`` scan) get one
+  session's share; here each gets its own.
 
 On a shared machine the other work moves between runs: compare the scalings within one round.
 Every child runs with one BLAS/OpenMP thread (as meshscan's workers do).
@@ -80,12 +84,20 @@ for f in sys.argv[1:]:
 """Memory only: passes over two 200 MB arrays (no cache holds them), per file."""
 
 
-def run_processes(commands: list[list[str]]) -> dict[str, float]:
-    """Start every command at once; wall time until all ended and their summed rusage."""
+SESSIONS = "own sessions: "
+"""Tools whose processes each start a session of their own. Why: with the kernel's autogroup
+scheduling (``/proc/sys/kernel/sched_autogroup_enabled``), CPU time is shared fairly between
+sessions first, so on a machine another session keeps busy, two processes of one session get
+one session's share - no more than one process alone."""
+
+
+def run_processes(commands: list[list[str]], new_session: bool = False) -> dict[str, float]:
+    """Start every command at once; wall time until all ended and their summed rusage.
+    ``new_session``: each in a session of its own (its own scheduler autogroup)."""
     env = dict(os.environ, **ONE_THREAD, PYTHONPATH=str(REPO))
     start = time.perf_counter()
     errors = [tempfile.TemporaryFile() for _ in commands]  # a file, not a pipe: no child blocks on it
-    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=e)
+    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=e, start_new_session=new_session)
              for c, e in zip(commands, errors, strict=True)]  # fmt: skip
     out = {"user": 0.0, "sys": 0.0, "rss": 0.0, "minflt": 0.0}
     for p, err in zip(procs, errors, strict=True):
@@ -111,6 +123,8 @@ def tools(folder: Path, files: list[str]) -> dict[str, tuple[list[list[str]], li
         "meshscan describe in-process": ([[*py, DESCRIBE, *files]], [[*py, DESCRIBE, *files[k::2]] for k in (0, 1)]),
         "trimesh.load + numpy pass": ([[*py, NUMPY_PASS, *files]], [[*py, NUMPY_PASS, *files[k::2]] for k in (0, 1)]),
         "CPU only (numpy in cache)": ([[*py, IN_CACHE, *files]], [[*py, IN_CACHE, *files[k::2]] for k in (0, 1)]),
+        SESSIONS + "CPU only": ([[*py, IN_CACHE, *files]], [[*py, IN_CACHE, *files[k::2]] for k in (0, 1)]),
+        SESSIONS + "meshscan describe": ([[*py, DESCRIBE, *files]], [[*py, DESCRIBE, *files[k::2]] for k in (0, 1)]),
         "memory only (200 MB array passes)": ([[*py, STREAM, *files]], [[*py, STREAM, *files[k::2]] for k in (0, 1)]),
     }
 
@@ -124,7 +138,10 @@ def main() -> None:
     args = ap.parse_args()
     folder = make_set(args.workdir / f"large-{args.large}", args.large, args.large_triangles, args.large_triangles, 2)
     files = [str(f) for f in sorted(folder.glob("*.stl"))]
-    print(f"{len(files)} files of {args.large_triangles:,} triangles, {os.cpu_count()} cores; "
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    autogroup_on = autogroup.exists() and autogroup.read_text().strip() == "1"
+    print(f"{len(files)} files of {args.large_triangles:,} triangles, {os.cpu_count()} cores, "
+          f"autogroup scheduling {'on' if autogroup_on else 'off'}; "
           "'x2' = wall of one process / wall of two (the scaling); CPU = user + system of all processes")  # fmt: skip
     print()
     print(f"| {'round':5s} | {'tool':36s} | {'procs':5s} | {'load 1m':7s} | {'wall s':>7s} | {'x2':>5s} "
@@ -135,7 +152,7 @@ def main() -> None:
             rows = []
             for label, commands in (("1", one), ("2", two)):
                 load = os.getloadavg()[0]
-                rows.append((label, load, run_processes(commands)))
+                rows.append((label, load, run_processes(commands, name.startswith(SESSIONS))))
             for label, load, r in rows:
                 ratio = f"{rows[0][2]['wall'] / r['wall']:5.2f}" if label == "2" else f"{'':5s}"
                 print(f"| {round_:5d} | {name:36s} | {label:5s} | {load:7.2f} | {r['wall']:7.2f} | {ratio} "
