@@ -29,7 +29,7 @@ moves between runs, so compare within a round. ``--dask-workers N`` sets the Das
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
 after one small mesh went through the same steps (imports and caches) and with one BLAS
-thread, as in a scan worker.
+thread and the allocator settings of a scan worker.
 
 ``--stages N`` adds where a small file's CPU goes: N files of the small set scanned in this
 process stage by stage (read, surface, geometry hash, bodies, descriptor rows, each matching
@@ -137,15 +137,18 @@ def describe_table(path: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from scanner.classify.shape import shape_features
+    from scanner.engines.worker import keep_freed_memory
     from scanner.features import describe
+    from scanner.features.patches import mesh_patch_codes
     from scanner.loading import load
     from scanner.shape import Shape
 
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
+    keep_freed_memory()  # and its allocator settings
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
     blob_stl(warm, 2000, np.random.default_rng(4))
     shape = Shape.of(load(warm), 1000)
-    shape.descriptor, shape.classifier_row, trimesh.load(str(warm), force="mesh").convex_hull
+    shape.descriptor, shape.patch_codes, shape.classifier_row, trimesh.load(str(warm), force="mesh").convex_hull
     rows = []
     _, s, c = _timed(lambda: np.fromfile(path, dtype=np.uint8))
     rows.append(("read floor (numpy.fromfile)", s, c))
@@ -155,14 +158,19 @@ def describe_table(path: Path) -> None:
     rows.append(("  surface (degenerate, repeated triangles)", s, c))
     _, s, c = _timed(lambda: surface.geometry_hash)
     rows.append(("  geometry hash", s, c))
+    _, s, c = _timed(lambda: surface.welded_faces)
+    rows.append(("  weld (corners to shared vertices)", s, c))
     _, s, c = _timed(lambda: surface.body_count)
-    rows.append(("  bodies (weld + connected components)", s, c))
+    rows.append(("  bodies (sorted edges + connected components)", s, c))
     _, s, c = _timed(lambda: describe(surface))
     rows.append(("  descriptor rows (whole, bodies, wall test)", s, c))
+    _, s, c = _timed(lambda: mesh_patch_codes(surface))
+    rows.append(("  local patch codes", s, c))
     _, s, c = _timed(lambda: shape_features(surface))
     rows.append(("  classifier shape features", s, c))
     fresh = load(path)
-    _, s, c = _timed(lambda: (lambda sh: (sh.descriptor, sh.classifier_row))(Shape.of(fresh, 1000)))
+    every = lambda sh: (sh.descriptor, sh.patch_codes, sh.classifier_row, sh.body_rows)  # noqa: E731 - what a scan reads
+    _, s, c = _timed(lambda: every(Shape.of(fresh, 1000)))
     rows.append(("meshscan describe (all of the above after load)", s, c))
     tm = trimesh.load(str(path), force="mesh")
     _, s, c = _timed(lambda: tm.convex_hull)
@@ -170,10 +178,11 @@ def describe_table(path: Path) -> None:
     print()
     print(f"describe one {mesh.triangle_count:,}-triangle mesh ({path.name}), in one process:")
     print()
-    print(f"| {'stage':50s} | {'seconds':>8s} | {'CPU s':>7s} |")
-    print("|" + "|".join("-" * w for w in (52, 10, 9)) + "|")
+    floor = rows[0][2]
+    print(f"| {'stage':50s} | {'seconds':>8s} | {'CPU s':>7s} | {'x read floor (CPU)':>18s} |")
+    print("|" + "|".join("-" * w for w in (52, 10, 9, 20)) + "|")
     for name, secs, cpu in rows:
-        print(f"| {name:50s} | {secs:8.3f} | {cpu:7.3f} |", flush=True)
+        print(f"| {name:50s} | {secs:8.3f} | {cpu:7.3f} | {cpu / max(floor, 1e-9):17.0f}x |", flush=True)
 
 
 STAGES = ("read (open, parse, sha256)", "surface (degenerate, repeated triangles)", "geometry hash",

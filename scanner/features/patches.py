@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.mesh import _MIX1, _MIX2, _MIX3, Mesh
+from scanner.mesh import Mesh, _splitmix
 
 PATCH_VERSION = "pc2"
 """pc1: ring codes only (never shipped); pc2: ring and fold codes."""
@@ -80,26 +80,28 @@ class PatchCodes:
 
 
 def _neighbours(faces: np.ndarray, key: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(F, 3) the far corner (a welded vertex id) of the one triangle across each edge (edge
-    k joins corners k and k+1), or -1 where the edge is open or non-manifold. ``key`` and
-    ``position``: the mesh's sorted edges (:attr:`scanner.mesh.Mesh.sorted_edges`: edge e of
-    the concatenation belongs to face e mod F, as its edge e // F)."""
+    """(3, F) the far corner (a welded vertex id) of the one triangle across each edge (row k:
+    the edge joining corners k and k+1), or -1 where the edge is open or non-manifold.
+    ``key`` and ``position``: the mesh's sorted edges (:attr:`scanner.mesh.Mesh.sorted_edges`:
+    edge e of the concatenation is face e mod F's edge e // F).
+
+    Speed: edge e of the concatenation is element e of the flat (3, F) answer, and its own far
+    corner is element e of the faces' columns 2, 0, 1 end to end, so each pair of edges is
+    two flat scatters, no division into face and edge numbers."""
     n_faces, n = len(faces), len(key)
-    out = np.full((3, n_faces), -1, dtype=np.int64)
+    out = np.full(3 * n_faces, -1, dtype=np.int64)
     if n < 2:
-        return out.T
+        return out.reshape(3, n_faces)
     same = key[1:] == key[:-1]  # sorted edge i equals edge i + 1
     pair = same.copy()
     pair[1:] &= ~same[:-1]  # not the second of a run
     pair[:-1] &= ~same[1:]  # the run is exactly two long
     first = np.flatnonzero(pair)
     a, b = position[first], position[first + 1]
-    ka, fa = np.divmod(a, n_faces)
-    kb, fb = np.divmod(b, n_faces)
-    flat = faces.reshape(-1)  # faces[f, k] is flat[3 * f + k]: one gather instead of fancy indexing
-    out.reshape(-1)[ka * n_faces + fa] = flat.take(3 * fb + (kb + 2) % 3)
-    out.reshape(-1)[kb * n_faces + fb] = flat.take(3 * fa + (ka + 2) % 3)
-    return out.T
+    own_far = np.concatenate([faces[:, 2], faces[:, 0], faces[:, 1]]).astype(np.int64, copy=False)
+    out[a] = own_far[b]
+    out[b] = own_far[a]
+    return out.reshape(3, n_faces)
 
 
 def _q(x: np.ndarray) -> np.ndarray:
@@ -107,71 +109,28 @@ def _q(x: np.ndarray) -> np.ndarray:
         return np.rint(np.log2(np.maximum(x, 1e-12)) / STEP).astype(np.int64)
 
 
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-
-def _mix(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """:func:`scanner.mesh._splitmix` of ``x`` in place (the same wrapping uint64 arithmetic,
-    step by step, without a new array per step): the codes hash 14 (F, 3) arrays per mesh, so
-    the allocations cost more than the arithmetic on a small file. ``scratch``: an array of
-    x's shape and dtype."""
-    x += _MIX1
-    x ^= np.right_shift(x, _S30, out=scratch)
-    x *= _MIX2
-    x ^= np.right_shift(x, _S27, out=scratch)
-    x *= _MIX3
-    x ^= np.right_shift(x, _S31, out=scratch)
-    return x
-
-
-def _as_u64(values: np.ndarray) -> np.ndarray:
-    """Integer values as uint64 bits (what ``astype(np.uint64)`` gives; for int64, without the
-    copy)."""
-    return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
-
-
-def _edge_hashes(ring: list[np.ndarray], fold: list[np.ndarray]) -> np.ndarray:
-    """(2, F, 3) 64-bit hashes per (triangle, edge): the ring code's of ``ring`` columns and
-    the fold code's of ``fold`` columns (equally shaped (F, 3) int64), each chained as
-    ``h = splitmix(h ^ column)`` from ``_H1 + salt`` (salt 1 ring, 2 fold). Both kinds are
-    hashed in one array while they have columns left."""
-    h = np.empty((2, *ring[0].shape), dtype=np.uint64)
+def _edge_hashes(columns: list[np.ndarray], salt: int) -> np.ndarray:
+    """One 64-bit hash per (edge, triangle) of equally shaped (3, F) int64 columns."""
+    h = np.full(columns[0].shape, _H1 + np.uint64(salt), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        h[0], h[1] = _H1 + np.uint64(1), _H1 + np.uint64(2)
-    scratch = np.empty_like(h)
-    both = min(len(ring), len(fold))
-    for i in range(both):
-        h[0] ^= _as_u64(ring[i])
-        h[1] ^= _as_u64(fold[i])
-        _mix(h, scratch)
-    for kind, columns in enumerate((ring, fold)):
-        for c in columns[both:]:
-            h[kind] ^= _as_u64(c)
-            _mix(h[kind], scratch[kind])
+        for c in columns:
+            h = _splitmix(h ^ c.astype(np.uint64))
     return h
 
 
-def _triangle_hashes(edges: np.ndarray) -> np.ndarray:
-    """(2, F) codes of each triangle from its three edge hashes, whatever their order, for
-    ring (``edges[0]``) and fold (``edges[1]``): the sorted triple hashed (invariant to the
-    six symmetries of the corner order), kind in the lowest bit. The triple is sorted by a
-    min/max network (the middle is the xor of the three less the other two: exact for any
-    values), far cheaper than ``np.sort`` along rows of three."""
-    a, b, c = edges[..., 0], edges[..., 1], edges[..., 2]
-    lo = np.minimum(np.minimum(a, b), c)
-    hi = np.maximum(np.maximum(a, b), c)
-    mid = a ^ b
-    mid ^= c
-    mid ^= lo
-    mid ^= hi
-    h = np.full(lo.shape, _H1, dtype=np.uint64)
-    scratch = np.empty_like(h)
-    for col in (lo, mid, hi):
-        h ^= col
-        _mix(h, scratch)
-    h &= ~np.uint64(1)
-    h[FOLD] |= np.uint64(FOLD)
-    return h
+def _triangle_hash(edges: np.ndarray, kind: int) -> np.ndarray:
+    """A triangle's code from its three edge hashes (rows of a (3, F) array), whatever their
+    order: the sorted triple hashed (invariant to the six symmetries of the corner order), kind
+    in the lowest bit. The triple is sorted by a three-element min/max network (the same values
+    as ``np.sort``, several times faster on 3-wide rows)."""
+    x0, x1, x2 = edges
+    a, b = np.minimum(x0, x1), np.maximum(x0, x1)
+    low, c = np.minimum(a, x2), np.maximum(a, x2)
+    h = np.full(len(x0), _H1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for e in (low, np.minimum(b, c), np.maximum(b, c)):
+            h = _splitmix(h ^ e)
+    return (h & ~np.uint64(1)) | np.uint64(kind)
 
 
 def _fold_sides(raw: np.ndarray, angle: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -179,49 +138,52 @@ def _fold_sides(raw: np.ndarray, angle: np.ndarray, edges: np.ndarray) -> np.nda
     flipped winding (every sign flipped) changes nothing: signs are multiplied by the sign of
     the signed sum of the quantised folds, or where that sum is exactly zero (a step: one fold
     up, one down) by the sign of the fold at the edge with the smallest hash among those that
-    fold - an edge that is the same whatever the corner order."""
-    signed = raw * np.where(angle == NO_NEIGHBOUR, 0, angle)
-    total = np.sign(signed[:, 0] + signed[:, 1] + signed[:, 2])
+    fold - an edge that is the same whatever the corner order. (3, F) arrays, edge by row."""
+    total = np.sign((raw * np.where(angle == NO_NEIGHBOUR, 0, angle)).sum(axis=0))
     folding = np.where(raw != 0, edges, np.iinfo(np.uint64).max)
-    # np.argmin along rows of three (the first smallest), written out as two comparisons
-    f0, f1, f2 = folding[:, 0], folding[:, 1], folding[:, 2]
-    second = f1 < f0
-    third = f2 < np.where(second, f1, f0)
-    at = np.where(third, 2, second.astype(np.int64))
-    tie = raw.reshape(-1).take(3 * np.arange(len(raw)) + at)
+    tie = raw[np.argmin(folding, axis=0), np.arange(raw.shape[1])]
     norm = np.where(total != 0, total, np.where(tie != 0, tie, 1))
-    return raw * norm[:, None]
+    return raw * norm[None, :]
 
 
-def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Ring and fold codes (as one (2, F) array), sizes and areas of one chunk of triangles.
+def _with_side(edges: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _splitmix(edges ^ (sign + 2).astype(np.uint64))
+
+
+_NEXT, _AFTER = [1, 2, 0], [2, 0, 1]
+"""Row orders that turn corner k into corner k + 1 and k + 2 (``np.roll`` by -1 and -2)."""
+
+
+def _chunk_codes(columns: tuple[np.ndarray, ...], faces: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Ring codes, fold codes, sizes and areas of one chunk of triangles.
 
     Each edge is described by values that do not depend on which of its ends comes first
     (a reflection of the corner order swaps them), and the triangle's code hashes its three
     edges as a sorted triple, so no corner order, winding or mirror changes it. The side of
     the triangle a neighbour folds to is signed relative to the sum of the three folds, so a
-    flipped winding (which flips every fold) gives the same code."""
-    # coordinates as separate (F, 3) arrays per axis (corner k of each triangle in column k):
-    # element-wise arithmetic is several times faster than reductions over a length-3 axis
-    axes = [np.ascontiguousarray(p[:, c]) for c in range(3)]
-    after, before = faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]  # corner k + 1 and k + 2 of column k
-    ux, uy, uz = (a.take(faces) for a in axes)  # u = corner k
-    vx, vy, vz = (a.take(after) for a in axes)  # v = corner k + 1
-    ox, oy, oz = (a.take(before) for a in axes)  # o = corner k + 2
+    flipped winding (which flips every fold) gives the same code.
+
+    ``columns``: the vertices' x, y and z as three contiguous arrays; ``faces`` and ``nb``:
+    (3, n), corner k (edge k, from corner k to k + 1) of every triangle in row k, so every
+    per-corner value is a contiguous row and element-wise arithmetic runs on whole rows."""
+    ux, uy, uz = (c[faces] for c in columns)  # u = corner k
+    vx, vy, vz = (a[_NEXT] for a in (ux, uy, uz))  # v = corner k + 1
+    ox, oy, oz = (a[_AFTER] for a in (ux, uy, uz))  # o = corner k + 2
     ex, ey, ez = vx - ux, vy - uy, vz - uz
     side = np.sqrt(ex * ex + ey * ey + ez * ez)
-    perim = side[:, 0] + side[:, 1] + side[:, 2]  # side.sum(axis=1): the same sums, left to right
-    # the triangle's normal from its first two edges (columns 0 and 2 of e hold v0 - u0, u0 - u2)
-    ax, ay, az, bx, by, bz = ex[:, 0], ey[:, 0], ez[:, 0], -ex[:, 2], -ey[:, 2], -ez[:, 2]
+    perim = side[0] + side[1] + side[2]  # side.sum over the three edges, in the same order
+    # the triangle's normal from its first two edges (rows 0 and 2 of e hold v0 - u0, u0 - u2)
+    ax, ay, az, bx, by, bz = ex[0], ey[0], ez[0], -ex[2], -ey[2], -ez[2]
     nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
     double = np.sqrt(nx * nx + ny * ny + nz * nz)
     area = 0.5 * double
     inv = 1.0 / np.maximum(double, 1e-300)
-    nx, ny, nz = (nx * inv)[:, None], (ny * inv)[:, None], (nz * inv)[:, None]
+    nx, ny, nz = (nx * inv)[None, :], (ny * inv)[None, :], (nz * inv)[None, :]
     has = nb >= 0
     far = np.where(has, nb, 0)
-    dx, dy, dz = (a.take(far) for a in axes)
-    scale = perim[:, None]
+    dx, dy, dz = (c[far] for c in columns)
+    scale = perim[None, :]
 
     def dist(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         return np.sqrt(x * x + y * y + z * z)
@@ -246,17 +208,15 @@ def _chunk_codes(p: np.ndarray, faces: np.ndarray, nb: np.ndarray) -> tuple[np.n
     lo, hi = _q(np.minimum(du, dv)), _q(np.maximum(du, dv))
     q_do = _q(do)
     angle = np.rint(np.abs(theta) / ANGLE_STEP).astype(np.int64)
-    open_edge = ~has
     for col in (lo, hi, q_do, angle):
-        np.copyto(col, NO_NEIGHBOUR, where=open_edge)  # col[open_edge] = ..., without the boolean indexing
-    edges = _edge_hashes([q_side, lo, hi, q_do], [q_side, angle])
-    sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, edges[0])
-    with np.errstate(over="ignore"):
-        edges ^= _as_u64(sign + 2)  # the side each neighbour folds to, in both kinds' edge hashes
-    _mix(edges, np.empty_like(edges))
-    codes = _triangle_hashes(edges)
+        col[~has] = NO_NEIGHBOUR
+    ring_edges = _edge_hashes([q_side, lo, hi, q_do], 1)
+    fold_edges = _edge_hashes([q_side, angle], 2)
+    sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, ring_edges)
+    ring = _triangle_hash(_with_side(ring_edges, sign), RING)
+    fold = _triangle_hash(_with_side(fold_edges, sign), FOLD)
     sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
-    return codes, sizes, area
+    return ring, fold, sizes, area
 
 
 def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.ndarray, np.ndarray]) -> PatchCodes:
@@ -267,13 +227,14 @@ def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.
         return PatchCodes(np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0))
     nb = _neighbours(faces, *sorted_edges)
     vertices = np.asarray(vertices)
-    parts = [_chunk_codes(vertices, faces[lo : lo + _CHUNK], nb[lo : lo + _CHUNK])
+    columns = tuple(np.ascontiguousarray(vertices[:, c]) for c in range(3))
+    corners = np.ascontiguousarray(faces.T)
+    parts = [_chunk_codes(columns, corners[:, lo : lo + _CHUNK], nb[:, lo : lo + _CHUNK])
              for lo in range(0, len(faces), _CHUNK)]  # fmt: skip
-    codes, sizes, area = (c[0] if len(c) == 1 else np.concatenate(c, axis=-1) for c in zip(*parts, strict=True))
-    if not (area > 0).all():
-        keep = area > 0
-        codes, sizes, area = codes[:, keep], sizes[keep], area[keep]
-    return PatchCodes(codes.reshape(-1), np.concatenate([sizes, sizes]), np.concatenate([area, area]))
+    ring, fold, sizes, area = (np.concatenate(c) for c in zip(*parts, strict=True))
+    keep = area > 0
+    ring, fold, sizes, area = ring[keep], fold[keep], sizes[keep], area[keep]
+    return PatchCodes(np.concatenate([ring, fold]), np.concatenate([sizes, sizes]), np.concatenate([area, area]))
 
 
 MAX_SIGNATURE_PATCHES = 1024

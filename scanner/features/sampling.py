@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scanner.arrays import stable_argsort_u64
+from scanner.arrays import sort64, stable_argsort_u64
 from scanner.mesh import _splitmix, vertex_keys
 
 N_POINTS = 8192
@@ -232,7 +232,7 @@ def intrinsic_keys(
     # a value sort first, its index in the low bits: most surfaces have no two seeds alike, and
     # where some are, the sort already holds their order (as :func:`stable_argsort_u64` does)
     shift = np.uint64(max(1, (len(intrinsic) - 1).bit_length()))
-    packed = np.sort(((intrinsic >> shift) << shift) | np.arange(len(intrinsic), dtype=np.uint64))
+    packed = sort64(((intrinsic >> shift) << shift) | np.arange(len(intrinsic), dtype=np.uint64))
     high = packed >> shift
     if not np.any(high[1:] == high[:-1]):
         return intrinsic, order

@@ -138,6 +138,25 @@ def test_surface_drops_repeated_and_degenerate_triangles():
     assert clean.surface() is clean
 
 
+def test_surface_keys_equal_a_fresh_mesh_of_its_triangles():
+    """The surface's triangle keys and geometry hash are derived from the padded mesh's (its
+    sorted keys less the dropped ones): they must be what the surface alone gives."""
+    rng = np.random.default_rng(5)
+    tri = rng.normal(size=(400, 3, 3)).astype(np.float32)
+    repeats = tri[rng.integers(0, 400, 150)][:, ::-1]  # some triangles two or three times
+    slivers = tri[:40].copy()
+    slivers[:, 2] = slivers[:, 0] + np.float32(0.5) * (slivers[:, 1] - slivers[:, 0])
+    padded = np.concatenate([tri, repeats, slivers, repeats[:20]])[rng.permutation(610)]
+    surface = Mesh(vertices=padded.reshape(-1, 3)).surface()
+    fresh = Mesh(vertices=surface.corners32.reshape(-1, 3))
+    assert surface.triangle_count < 610
+    for got, want in zip(surface.triangle_keys, fresh.triangle_keys, strict=True):
+        assert np.array_equal(got, want)
+    for got, want in zip(surface._sorted_triangle_keys, fresh._sorted_triangle_keys, strict=True):
+        assert np.array_equal(got, want)
+    assert surface.geometry_hash == fresh.geometry_hash
+
+
 def test_single_body_returns_itself():
     mesh = soup_mesh(CUBE_V, CUBE_F)
     assert mesh.bodies() == [mesh]
