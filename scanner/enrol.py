@@ -150,13 +150,13 @@ def enrol(
     signature wins: see :meth:`SignatureLibrary.add_signature`) and listed in the result.
     """
     from scanner.config import MatchSettings
+    from scanner.decimation import decimated_rows
     from scanner.features.reference import (
         PLAIN_SOLID,
         nearest_generic_distance,
         nearest_reference_distance,
         row_thresholds,
     )
-    from scanner.decimation import decimated_rows
     from scanner.subdivision import subdivided_rows
 
     threshold = MatchSettings().distance_threshold if threshold is None else threshold
