@@ -150,6 +150,7 @@ def enrol(
     signature wins: see :meth:`SignatureLibrary.add_signature`) and listed in the result.
     """
     from scanner.config import MatchSettings
+    from scanner.decimation import decimated_rows
     from scanner.features.reference import (
         PLAIN_SOLID,
         nearest_generic_distance,
@@ -200,6 +201,9 @@ def enrol(
         # the surface after one level of Loop subdivision (scanner.subdivision) as one more
         # row: thresholded on its own benign neighbours, never wider than the whole file's row
         vectors, bodies, thresholds = subdivided_rows(mesh, vectors, bodies, thresholds)
+        # the surface decimated as trimesh's quadric decimation does it (scanner.decimation), at
+        # a few triangle budgets: the same caps as the subdivided row
+        vectors, bodies, thresholds = decimated_rows(mesh, vectors, bodies, thresholds)
         # a piece is never more distinctive than its whole: a plain pipe's pieces stay exact-only
         pieces, piece_bodies, piece_thresholds = piece_rows(mesh, min(threshold, float(thresholds[0])))
         whole_threshold = float(thresholds.max())

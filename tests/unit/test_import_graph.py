@@ -52,6 +52,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "scanner.library_change",
         "scanner.features.reference",
         "scanner.subdivision",
+        "scanner.decimation",
         "scanner.enrol",
         "scanner.matching",
         "scanner.classify",

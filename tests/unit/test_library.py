@@ -111,6 +111,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     import trimesh
 
     from scanner.config import MatchSettings
+    from scanner.decimation import DECIMATED_ROWS, DECIMATED_THRESHOLD
     from scanner.enrol import BENIGN_CEILING, POSE_MARGIN, pose_noise
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
@@ -125,7 +126,8 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
     affine = lib.rows[:, 1] == AFFINE_ROW  # whitened rows for stretched copies, checked below
     smooth = lib.rows[:, 1] == SUBDIVIDED_ROW  # Loop-subdivided surfaces, checked below
-    whole = np.flatnonzero(~pieces & ~affine & ~smooth)  # one row per file here: each is a single body
+    decimated = np.isin(lib.rows[:, 1], list(DECIMATED_ROWS.values()))  # decimated surfaces, checked below
+    whole = np.flatnonzero(~pieces & ~affine & ~smooth & ~decimated)  # one row per file here: each is a single body
     assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
     assert lib.rows[affine].tolist() == [[0, AFFINE_ROW], [1, AFFINE_ROW]]
     np.testing.assert_allclose(lib.thresholds[affine], np.minimum(AFFINE_THRESHOLD, lib.thresholds[whole]))
@@ -158,6 +160,13 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     near = np.minimum(nearest_reference_distance(lib.vectors[smooth]), solids)
     expected = np.minimum(np.minimum(lib.thresholds[whole[matchable]], SUBDIVIDED_THRESHOLD), ALPHA * near)
     np.testing.assert_allclose(lib.thresholds[smooth], expected, rtol=1e-5)
+    # so is a decimated surface (and one that is a plain solid matches exact copies only)
+    assert decimated.any() and set(lib.rows[decimated, 0].tolist()) == set(matchable)
+    owner = lib.thresholds[whole][lib.rows[decimated, 0]]
+    near = nearest_reference_distance(lib.vectors[decimated])
+    expected = np.minimum(np.minimum(owner, DECIMATED_THRESHOLD), ALPHA * near)
+    plain_solid = nearest_generic_distance(lib.vectors[decimated]) < PLAIN_SOLID
+    np.testing.assert_allclose(lib.thresholds[decimated], np.where(plain_solid, 0.0, expected), rtol=1e-5)
 
 
 def test_signatures_add_refuses_a_reference_set_of_another_descriptor_version(tmp_path, monkeypatch) -> None:
