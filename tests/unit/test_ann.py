@@ -44,15 +44,21 @@ def hit_keys(index: NearDuplicateIndex, queries: np.ndarray) -> list[tuple[int, 
     return [(h.query_row, h.signature, h.body, round(h.distance, 9)) for h in index.query(queries, k=5, radius=0.08)]
 
 
+def exact_and_approx(seed: int) -> tuple[NearDuplicateIndex, NearDuplicateIndex, np.ndarray]:
+    """The same 3,000 synthetic signatures indexed exactly and through an ANN shortlist, and
+    queries near some of their rows."""
+    vectors, thresholds, rows, picks = synthetic(3000, seed=seed)
+    indexes = []
+    for shortlist in (None, ann.AnnShortlist.build(vectors)):
+        index = NearDuplicateIndex()
+        index.add(vectors, rows[:, 0], rows[:, 1], thresholds)
+        indexes.append(index.build(ann=shortlist))
+    return indexes[0], indexes[1], near_queries(vectors, picks, seed=seed + 1)
+
+
 def test_ann_with_rerank_returns_the_exact_matches() -> None:
-    vectors, thresholds, rows, picks = synthetic(3000, seed=7)
-    queries = near_queries(vectors, picks, seed=8)
-    exact = NearDuplicateIndex()
-    exact.add(vectors, rows[:, 0], rows[:, 1], thresholds)
-    approx = NearDuplicateIndex()
-    approx.add(vectors, rows[:, 0], rows[:, 1], thresholds)
-    approx.build(ann=ann.AnnShortlist.build(vectors))
-    want = hit_keys(exact.build(), queries)
+    exact, approx, queries = exact_and_approx(seed=7)
+    want = hit_keys(exact, queries)
     assert len({h[0] for h in want}) > 200  # most queries match something: the test has teeth
     assert hit_keys(approx, queries) == want
 
@@ -145,14 +151,8 @@ def test_small_library_stays_exact(tmp_path) -> None:
 def test_neighbours_through_the_shortlist_equal_the_exact_ones() -> None:
     """The matcher's ambiguity test asks who else is near a hit; with an ANN shortlist it must
     see the same rows, whatever their own thresholds, as an exact scan."""
-    vectors, thresholds, rows, picks = synthetic(3000, seed=11)
-    queries = near_queries(vectors, picks, seed=12)
-    exact = NearDuplicateIndex()
-    exact.add(vectors, rows[:, 0], rows[:, 1], thresholds)
-    approx = NearDuplicateIndex()
-    approx.add(vectors, rows[:, 0], rows[:, 1], thresholds)
-    approx.build(ann=ann.AnnShortlist.build(vectors))
-    want = exact.build().neighbours(queries, radius=0.1)
+    exact, approx, queries = exact_and_approx(seed=11)
+    want = exact.neighbours(queries, radius=0.1)
     got = approx.neighbours(queries, radius=0.1)
     assert sum(len(r) for r, _ in want) > 2 * len(queries)  # several rows around each query
     for (wr, wd), (gr, gd) in zip(want, got, strict=True):
