@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import shutil
 import signal
 import socket
@@ -38,6 +39,7 @@ import tempfile
 import time
 
 from scanner.context import ContextSpec, ScanContext
+from scanner.engines.guarded import START_TIMEOUT_S
 from scanner.engines.worker import (
     SINGLE_THREAD_ENV,
     cap_memory,
@@ -123,17 +125,14 @@ class SpawnedZygote:
         env = dict(os.environ, **SINGLE_THREAD_ENV)
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()  # the line, or b"" once it exited
+        ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT_S)  # as a fresh child's
+        line = self._process.stdout.readline() if ready else b""  # the line, or b"" once it exited
         self._process.stdout.close()
         if line.strip() != self.READY:
             self.close()
             return False
         self.path = path
         return True
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
 
     def close(self) -> None:
         if self._process is not None:
