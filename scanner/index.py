@@ -160,20 +160,27 @@ class NearDuplicateIndex:
         ids = self.ann.search(q, max(8 * k, 64))
         return [row_ids[row_ids >= 0] for row_ids in ids]
 
-    def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
+    def _candidates(self, q: np.ndarray, k: int, radius: float | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query vector: the rows that may match (shortlisted, then the delta scanned, active
+        ones only; sorted, so a memmap is read in file order) and their exact distances."""
         found = self._scan_candidates(q, k, radius)
         if self.ann is not None and self.ann.rows:
             near = self._ann_candidates(q, k, radius)
             found = [np.concatenate([a, b]) for a, b in zip(near, found, strict=True)]
-        hits = []
+        out = []
         for row in range(len(q)):
-            candidates = np.unique(found[row])  # sorted: a memmap is read in file order
+            candidates = np.unique(found[row])
             if self.active is not None and len(candidates):
                 candidates = candidates[self.active[candidates]]
+            diff = self.vectors[candidates].astype(np.float64) - q[row]
+            out.append((candidates, np.sqrt(np.einsum("md,md->m", diff, diff))))
+        return out
+
+    def _query_chunk(self, q: np.ndarray, first: int, k: int, radius: float | None) -> list[Hit]:
+        hits = []
+        for row, (candidates, dist) in enumerate(self._candidates(q, k, radius)):
             if not len(candidates):
                 continue
-            diff = self.vectors[candidates].astype(np.float64) - q[row]
-            dist = np.sqrt(np.einsum("md,md->m", diff, diff))
             limit = self.thresholds[candidates].astype(np.float64)
             if radius is not None:
                 limit = np.minimum(limit, radius)
@@ -208,19 +215,7 @@ class NearDuplicateIndex:
         q = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
         if not self._ready:
             return [(np.zeros(0, dtype=np.int64), np.zeros(0))] * len(q)
-        found = self._scan_candidates(q, 1, radius)
-        if self.ann is not None and self.ann.rows:
-            found = [np.concatenate([a, b]) for a, b in zip(self._ann_candidates(q, 1, radius), found, strict=True)]
-        out = []
-        for row in range(len(q)):
-            candidates = np.unique(found[row])
-            if self.active is not None and len(candidates):
-                candidates = candidates[self.active[candidates]]
-            diff = self.vectors[candidates].astype(np.float64) - q[row]
-            dist = np.sqrt(np.einsum("md,md->m", diff, diff))
-            within = dist <= radius
-            out.append((candidates[within], dist[within]))
-        return out
+        return [(rows[dist <= radius], dist[dist <= radius]) for rows, dist in self._candidates(q, 1, radius)]
 
     def min_distance_per_signature(self, vectors: np.ndarray, relative: bool = False) -> np.ndarray:
         """For measurement: the smallest distance from any query row to each signature
