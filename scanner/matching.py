@@ -62,7 +62,7 @@ PIECE_UPLOAD_SHARE = 0.1
 """A hit on a signature's plane-cut piece counts only from an upload row that holds at least this
 share of the upload's surface: a cut piece is more generic than a whole part, and a small body of
 a larger model (a vent, a foot, a knob: 2.4% of a vented box) that resembles half of a known part
-was the last false pair in 100,000 (benign look-alike, proxy signature) pairs. The cut copies the
+was one of five false pairs in 100,000 (benign look-alike, proxy signature) pairs. The cut copies the
 pieces are for are the upload (partial: 100%), half or a quarter of it (split: 25-50%) or their
 own archive member; a piece hidden among decoys still has its exact triangles for the local
 patches (``local``)."""
