@@ -117,6 +117,8 @@ def _guard(spec: ContextSpec, zygote: str | None = None) -> GuardedScanner:
         if zygote is not None:
             with _BY_ZYGOTE_LOCK:
                 _BY_ZYGOTE.setdefault(zygote, []).append(guard)
+                if zygote in _STOPPED_ZYGOTES:  # a task that began after the run was stopped
+                    guard.stop()
     guards[(spec, zygote)] = guard  # (re)inserted last: most recently used
     return guard
 
@@ -127,12 +129,16 @@ closes them when its run ends (:func:`close_guards`). With the in-process worker
 engine's own ``LocalCluster`` they live in the engine's process, which goes on after the run
 (a test, a Python caller), so nobody else would."""
 _BY_ZYGOTE_LOCK = threading.Lock()
+_STOPPED_ZYGOTES: set[str] = set()
+"""Zygotes whose run was stopped (:func:`stop_guards`) and not yet closed: a guard made for one
+now is stopped at birth, so a task that starts after Ctrl-C forks no child."""
 
 
 def stop_guards(zygote: str) -> None:
     """Kill the children of every guard of this process forked from ``zygote``, and let none
     start again: tasks still running (an interrupted run) end now instead of scanning on."""
     with _BY_ZYGOTE_LOCK:
+        _STOPPED_ZYGOTES.add(zygote)
         guards = list(_BY_ZYGOTE.get(zygote, []))
     for guard in guards:
         guard.stop()
@@ -142,6 +148,7 @@ def close_guards(zygote: str) -> None:
     """Close every guard of this process forked from ``zygote`` (their tasks have ended)."""
     with _BY_ZYGOTE_LOCK:
         guards = _BY_ZYGOTE.pop(zygote, [])
+        _STOPPED_ZYGOTES.discard(zygote)
     for guard in guards:
         guard.close()
 

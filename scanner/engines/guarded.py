@@ -120,7 +120,13 @@ class GuardedScanner:
     def stop(self) -> None:
         """From another thread: kill the child and start no other, so a scan in progress ends
         now (its files lost), not after its files or their time limits. The thread that scans
-        with this guard still closes it (its socket or pipes)."""
+        with this guard still closes it (its socket or pipes).
+
+        The flag is set before the child is looked up, and a starting child is named (its pidfd
+        or process) before the starter reads the flag, so one of the two always sees the other:
+        a stop that lands while a child is forked and says hello (a window of milliseconds that
+        grows on a loaded machine) used to find nothing to kill, and the child then scanned a
+        hanging file for its whole time limit while the interrupted run waited for it."""
         self._stopped = True
         try:
             if self._pidfd is not None:
@@ -162,12 +168,14 @@ class GuardedScanner:
         self.close()
         if self._stopped:
             raise _ChildDied("the run was stopped")
-        if self.zygote and self._fork_from_zygote():
-            return
-        args = [sys.executable, "-m", "scanner.engines.worker", self.spec.to_json(), str(self.memory_bytes or 0)]
-        env = dict(os.environ, **SINGLE_THREAD_ENV)
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.versions = self._hello()
+        if not (self.zygote and self._fork_from_zygote()):
+            args = [sys.executable, "-m", "scanner.engines.worker", self.spec.to_json(), str(self.memory_bytes or 0)]
+            env = dict(os.environ, **SINGLE_THREAD_ENV)
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            self.versions = self._hello()
+        if self._stopped:  # stop() came while the child was starting, before it could name it
+            self.close()
+            raise _ChildDied("the run was stopped")
 
     def _hello(self) -> dict:
         line = self._read_line(START_TIMEOUT_S)

@@ -235,6 +235,28 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
     assert not alive
 
 
+def test_a_task_that_begins_after_the_run_was_stopped_starts_no_child(tmp_path: Path) -> None:
+    """Ctrl-C stops the guards that exist; a task a worker thread begins a moment later makes a
+    new guard, which must be born stopped (or it forks a child and scans on while the
+    interrupted run waits for it)."""
+    import dataclasses
+
+    from scanner.config import Settings
+    from scanner.context import ContextSpec
+    from scanner.engines.dask_engine import _guard, close_guards, stop_guards
+    from scanner.engines.messages import from_wire
+
+    spec = ContextSpec(str(LIBRARY), json.dumps(dataclasses.asdict(Settings()), sort_keys=True))
+    zygote = str(tmp_path / "zygote.sock")  # nothing listens: a live guard would start a fresh child
+    stop_guards(zygote)
+    try:
+        g = _guard(spec, zygote)
+        (got,) = [from_wire(r) for r in g.scan_wire([str(DEMO / NAMES[0])])]
+        assert [v.verdict for v in got] == ["unscannable"] and g.proc is None
+    finally:
+        close_guards(zygote)
+
+
 def _scan_processes() -> dict:
     """On a worker: its pid and its descendants (zygotes, their forked children, fresh ones)."""
     import os

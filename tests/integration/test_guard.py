@@ -233,3 +233,50 @@ def test_files_sent_behind_a_lost_one_are_scanned_by_the_next_child(
         else:
             (want,) = scan_one(str(f), context)
             assert (v.path, v.verdict, v.category, v.sha256) == (want.path, want.verdict, want.category, want.sha256)
+
+
+def _slow_hello_zygote(folder: Path, hello_after_s: float, children: list) -> str:
+    """A stand-in zygote that forks a child which takes ``hello_after_s`` to say hello (a
+    loaded machine): the child is a sleeping process that never scans."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    path = str(folder / "z.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        children.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+        time.sleep(hello_after_s)
+        conn.sendall(json.dumps({"ready": True, "pid": children[-1].pid}).encode() + b"\n")
+        conn.recv(1 << 16)  # the task it is sent; it never answers
+        time.sleep(60)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return path
+
+
+def test_a_stop_while_a_child_says_hello_kills_it_and_scans_nothing(guard, tmp_path: Path) -> None:
+    """Ctrl-C of a Dask run lands while a guard's child is forked and has not yet said hello
+    (its pid still unknown): the guard must kill that child as soon as it is named and lose
+    the file at once - not send it the file and wait out the time limit (the run's exit waits)."""
+    import threading
+    import time
+
+    from scanner.engines.messages import from_wire
+
+    children: list = []
+    g = guard(timeout_s=30)
+    g.zygote = _slow_hello_zygote(tmp_path, 1.0, children)
+    threading.Timer(0.3, g.stop).start()
+    started = time.monotonic()
+    (got,) = [from_wire(records) for records in g.scan_wire([str(DEMO / "proxy-barrel-s1-000.stl")])]
+    took = time.monotonic() - started
+    assert took < 10, took
+    assert [v.verdict for v in got] == ["unscannable"]
+    assert children[0].wait(10) == -9  # the child named after the stop was killed
