@@ -74,6 +74,12 @@ class Outcome:
     members_flagged: int
     distance: float
     unscannable: bool = False
+    area_change: float = math.nan
+    """Surface area of the upload (every member) over the enrolled mesh's, minus 1: information,
+    to tell a re-tessellation (0) from a copy the tool damaged (decimation that collapses
+    features loses area and volume)."""
+    volume_change: float = math.nan
+    """The same for the enclosed (signed) volume."""
 
 
 @dataclass
@@ -89,6 +95,15 @@ class Row:
     @property
     def passed(self) -> bool:
         return self.recall * 100 >= self.evasion.tier - 1e-9
+
+    def change(self) -> dict:
+        """Median and largest |area| / |volume| change of the copies over the enrolled meshes."""
+        out = {}
+        for name in ("area_change", "volume_change"):
+            values = np.abs([getattr(o, name) for o in self.outcomes])
+            values = values[np.isfinite(values)]
+            out[name] = (float(np.median(values)), float(values.max())) if len(values) else None
+        return out
 
     def to_dict(self) -> dict:
         d = np.array([o.distance for o in self.outcomes], dtype=float)
@@ -109,6 +124,10 @@ class Row:
             "max_distance": float(finite.max()) if len(finite) else None,
             "status": "PASS" if self.passed else "MISS",
             "misses": self.misses,
+            "surface_change": self.change(),
+            "missed_copies_change": [
+                {"area": o.area_change, "volume": o.volume_change} for o in self.outcomes if not o.caught
+            ],
         }
 
 
@@ -149,6 +168,30 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
         return best
     except (ImportError, TypeError, ValueError, IndexError):
         return math.nan
+
+
+def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float]:
+    """Total triangle area and signed enclosed volume of some meshes, in float64."""
+    area = volume = 0.0
+    for mesh in meshes:
+        tri = np.asarray(mesh.triangles, dtype=np.float64).reshape(-1, 3, 3)
+        area += float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+        volume += float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+    return area, volume
+
+
+def _surface_change(path: str, enrolled: tuple[float, float]) -> tuple[float, float]:
+    """(area, volume) of the upload at ``path`` (all members) relative to ``enrolled``, minus 1;
+    NaN where undefined. Information only: the verdict decides."""
+    try:
+        meshes = [r.mesh for r in iter_meshes(path) if r.mesh is not None and r.mesh.triangle_count]
+    except (scanner.UnreadableInput, ValueError, OSError):
+        return math.nan, math.nan
+    if not meshes:  # nothing readable: no change to report
+        return math.nan, math.nan
+    area, volume = _area_volume(meshes)
+    a0, v0 = enrolled
+    return (area / a0 - 1.0 if a0 > 0 else math.nan), (abs(volume) / abs(v0) - 1.0 if v0 else math.nan)
 
 
 def _flagged_ids(verdicts: list[Verdict]) -> set[str]:
@@ -222,13 +265,16 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
             print(f"  skipped {path.name}: enrolled as {len(sig_ids)} signatures", file=sys.stderr)
             continue
         own = sig_ids[0]
-        mesh = as_trimesh(scanner.load(path))
+        enrolled = scanner.load(path)
+        size = _area_volume([enrolled])
+        mesh = as_trimesh(enrolled)
         for row in results:
             upload = row.evasion.apply(mesh, seed=args.seed * 100_003 + p, stem=f"p{p:03d}")
             target = upload.write(uploads)
             verdicts = scan_one(target, context)
             flagged = _flagged_ids(verdicts)
             caught = any(v.verdict == FLAG for v in verdicts)
+            area_change, volume_change = _surface_change(target, size)
             outcome = Outcome(
                 caught=caught,
                 own=own in flagged,
@@ -236,6 +282,8 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
                 members_flagged=sum(v.verdict == FLAG for v in verdicts) if row.evasion.multi_member else 0,
                 distance=_own_distance(target, lib, index_of[own]),
                 unscannable=all(v.verdict == "unscannable" for v in verdicts),
+                area_change=area_change,
+                volume_change=volume_change,
             )
             row.outcomes.append(outcome)
             if not caught:
@@ -284,10 +332,42 @@ def print_table(results: list[Row]) -> None:
         "recall = uploads that got `flag` (an archive: any member); d = descriptor distance of the "
         "upload to its own signature (information only)."
     )
+    print_surface_change(results)
     wrong = [(r.evasion.key, sum(o.caught and not o.own for o in r.outcomes)) for r in results]
     wrong = [(k, n) for k, n in wrong if n]
     if wrong:
         print("Caught only through another proxy's signature: " + ", ".join(f"{k} {n}" for k, n in wrong))
+
+
+def print_surface_change(results: list[Row], floor: float = 0.005) -> None:
+    """Information beside the table: rows whose copies changed the surface itself (median or
+    largest |area| or |volume| change of at least ``floor``) - a copy the tool damaged, not only
+    re-tessellated. Rows that add or cut geometry by design (decoys, plates, partial, split)
+    show their own change too; for them it is expected."""
+    changed = []
+    for row in results:
+        c = row.change()
+        if c["area_change"] is None or c["volume_change"] is None:
+            continue
+        if max(*c["area_change"], *c["volume_change"]) >= floor:
+            missed = [o for o in row.outcomes if not o.caught and np.isfinite(o.area_change)]
+            changed.append((row, c, missed))
+    if not changed:
+        return
+    print()
+    print("Surface change of the copies (information: |area| and |volume| of the upload against the enrolled")
+    print("mesh, median / largest; a re-tessellation changes neither):")
+    print()
+    print("| family | strength | area change | volume change | missed copies: median area / volume change |")
+    print("|---|---|---|---|---|")
+    for row, c, missed in changed:
+        (am, ax), (vm, vx) = c["area_change"], c["volume_change"]
+        lost = "-"
+        if missed:
+            lost = (f"{np.median([abs(o.area_change) for o in missed]):.1%} / "
+                    f"{np.median([abs(o.volume_change) for o in missed]):.1%} ({len(missed)})")  # fmt: skip
+        e = row.evasion
+        print(f"| {e.family} | {e.strength} | {am:.1%} / {ax:.1%} | {vm:.1%} / {vx:.1%} | {lost} |")
 
 
 # ---------------------------------------------------------------- benign false matches
