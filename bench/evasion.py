@@ -170,28 +170,40 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
         return math.nan
 
 
-def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float]:
-    """Total triangle area and signed enclosed volume of some meshes, in float64."""
-    area = volume = 0.0
-    for mesh in meshes:
-        tri = np.asarray(mesh.triangles, dtype=np.float64).reshape(-1, 3, 3)
-        area += float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
-        volume += float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
-    return area, volume
+def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float, float]:
+    """Total triangle area, signed enclosed volume and diameter (the largest distance between two
+    vertices: moves with a uniform scale, not with a rotation, and not with damage inside the
+    part's outline) of some meshes, in float64."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    tri = np.concatenate([np.asarray(m.triangles, dtype=np.float64).reshape(-1, 3, 3) for m in meshes])
+    area = float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+    volume = float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+    points = np.unique(tri.reshape(-1, 3), axis=0)
+    try:
+        points = points[ConvexHull(points).vertices][:4000]
+    except (QhullError, ValueError):  # flat or too few points: the pairs of all of them
+        points = points[:4000]
+    diameter = max(float(np.linalg.norm(points - p, axis=1).max()) for p in points) if len(points) else math.nan
+    return area, volume, diameter
 
 
-def _surface_change(path: str, enrolled: tuple[float, float]) -> tuple[float, float]:
-    """(area, volume) of the upload at ``path`` (all members) relative to ``enrolled``, minus 1;
-    NaN where undefined. Information only: the verdict decides."""
+def _surface_change(path: str, enrolled: tuple[float, float, float]) -> tuple[float, float]:
+    """(area, volume) of the upload at ``path`` (all members) relative to ``enrolled``, minus 1,
+    at the upload's own scale (divided by the diameters' ratio squared and cubed, so a copy in other
+    units is not a change); NaN where undefined. Information only: the verdict decides."""
     try:
         meshes = [r.mesh for r in iter_meshes(path) if r.mesh is not None and r.mesh.triangle_count]
     except (scanner.UnreadableInput, ValueError, OSError):
         return math.nan, math.nan
     if not meshes:  # nothing readable: no change to report
         return math.nan, math.nan
-    area, volume = _area_volume(meshes)
-    a0, v0 = enrolled
-    return (area / a0 - 1.0 if a0 > 0 else math.nan), (abs(volume) / abs(v0) - 1.0 if v0 else math.nan)
+    area, volume, size = _area_volume(meshes)
+    a0, v0, s0 = enrolled
+    if not (a0 > 0 and v0 and s0 > 0 and size > 0):
+        return math.nan, math.nan
+    k = size / s0
+    return area / (a0 * k**2) - 1.0, abs(volume) / (abs(v0) * k**3) - 1.0
 
 
 def _flagged_ids(verdicts: list[Verdict]) -> set[str]:
@@ -356,7 +368,8 @@ def print_surface_change(results: list[Row], floor: float = 0.005) -> None:
         return
     print()
     print("Surface change of the copies (information: |area| and |volume| of the upload against the enrolled")
-    print("mesh, median / largest; a re-tessellation changes neither):")
+    print("mesh at the upload's own scale, median / largest; a re-tessellation or a rigid or uniformly scaled")
+    print("copy changes neither):")
     print()
     print("| family | strength | area change | volume change | missed copies: median area / volume change |")
     print("|---|---|---|---|---|")

@@ -9,34 +9,52 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import trimesh
 
-from bench.evasion import Outcome, Row, _surface_change, print_surface_change
+import scanner
+from bench.evasion import Outcome, Row, _area_volume, _surface_change, print_surface_change
 from fixtures.evasions import Evasion
 
 
-def _write(tm: trimesh.Trimesh, path) -> str:  # noqa: ANN001 - a pathlib.Path
+def _enrolled(tm: trimesh.Trimesh, tmp_path) -> tuple[float, float, float]:  # noqa: ANN001
+    path = tmp_path / "enrolled.stl"
     tm.export(path)
-    return str(path)
+    return _area_volume([scanner.load(path)])
 
 
-def test_a_moved_copy_changes_nothing_and_a_stretched_one_is_measured(tmp_path):
-    cube = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-    moved = cube.copy()
-    moved.apply_translation((5.0, -3.0, 2.0))
-    area, volume = _surface_change(_write(moved, tmp_path / "moved.stl"), (6.0, 1.0))
-    assert abs(area) < 1e-6 and abs(volume) < 1e-6
-    stretched = cube.copy()
-    stretched.apply_scale((2.0, 1.0, 1.0))  # area 2 + 4 x 2 = 10, volume 2
-    area, volume = _surface_change(_write(stretched, tmp_path / "stretched.stl"), (6.0, 1.0))
-    assert math.isclose(area, 10.0 / 6.0 - 1.0, rel_tol=1e-5)
-    assert math.isclose(volume, 1.0, rel_tol=1e-5)
+def test_a_moved_and_rescaled_copy_changes_nothing(tmp_path):
+    box = trimesh.creation.box(extents=(3.0, 1.0, 2.0))
+    enrolled = _enrolled(box, tmp_path)
+    assert math.isclose(enrolled[0], 22.0, rel_tol=1e-6) and math.isclose(enrolled[1], 6.0, rel_tol=1e-6)
+    copy = box.copy()
+    copy.apply_transform(trimesh.transformations.random_rotation_matrix(rand=np.array([0.2, 0.5, 0.7])))
+    copy.apply_scale(37.0)  # the same part in other units
+    copy.apply_translation((5.0, -3.0, 2.0))
+    copy.export(tmp_path / "copy.stl")
+    area, volume = _surface_change(str(tmp_path / "copy.stl"), enrolled)
+    assert abs(area) < 1e-4 and abs(volume) < 1e-4
+
+
+def test_a_damaged_copy_shows_its_lost_volume(tmp_path):
+    box = trimesh.creation.box(extents=(2.0, 2.0, 2.0))
+    enrolled = _enrolled(box, tmp_path)
+    notch = trimesh.creation.box(
+        extents=(2.0, 2.0, 4.0), transform=trimesh.transformations.translation_matrix((1, 1, 0))
+    )
+    damaged = trimesh.boolean.difference([box, notch], engine="manifold")  # a quarter of the volume gone
+    damaged.export(tmp_path / "damaged.stl")
+    area, volume = _surface_change(str(tmp_path / "damaged.stl"), enrolled)
+    # the outline (and so the diameter) is kept: the changes are the quarter of the volume lost and
+    # the area of 24 going to 22 (6 outer faces' worth removed, 4 inner ones added)
+    assert math.isclose(volume, -0.25, abs_tol=1e-4)
+    assert math.isclose(area, 22.0 / 24.0 - 1.0, abs_tol=1e-4)
 
 
 def test_unreadable_upload_gives_nan(tmp_path):
     bad = tmp_path / "bad.stl"
     bad.write_bytes(b"not a mesh at all")
-    area, volume = _surface_change(str(bad), (6.0, 1.0))
+    area, volume = _surface_change(str(bad), (6.0, 1.0, 0.5))
     assert math.isnan(area) and math.isnan(volume)
 
 
