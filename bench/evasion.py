@@ -170,6 +170,11 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
         return math.nan
 
 
+SAME_UNITS = 0.1
+"""A copy whose diameter is within this share of the enrolled one's is in the same units (the
+rescaling evasions scale by 0.05-37; a decimated copy's diameter moves up to ~6%)."""
+
+
 def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float, float]:
     """Total triangle area, signed enclosed volume and diameter (the largest distance between two
     vertices: moves with a uniform scale, not with a rotation, and not with damage inside the
@@ -190,8 +195,9 @@ def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float, float]:
 
 def _surface_change(path: str, enrolled: tuple[float, float, float]) -> tuple[float, float]:
     """(area, volume) of the upload at ``path`` (all members) relative to ``enrolled``, minus 1,
-    at the upload's own scale (divided by the diameters' ratio squared and cubed, so a copy in other
-    units is not a change); NaN where undefined. Information only: the verdict decides."""
+    at the upload's own scale: divided by the diameters' ratio squared and cubed when that ratio is
+    off 1 by more than ``SAME_UNITS`` (a copy in other units is not a change), else as it is (the
+    tool can move a corner and the diameter with it); NaN where undefined. Information only."""
     try:
         meshes = [r.mesh for r in iter_meshes(path) if r.mesh is not None and r.mesh.triangle_count]
     except (scanner.UnreadableInput, ValueError, OSError):
@@ -203,6 +209,7 @@ def _surface_change(path: str, enrolled: tuple[float, float, float]) -> tuple[fl
     if not (a0 > 0 and v0 and s0 > 0 and size > 0):
         return math.nan, math.nan
     k = size / s0
+    k = 1.0 if abs(k - 1.0) <= SAME_UNITS else k
     return area / (a0 * k**2) - 1.0, abs(volume) / (abs(v0) * k**3) - 1.0
 
 
