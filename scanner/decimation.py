@@ -23,7 +23,7 @@ tessellation (see the README's evasion section for both).
 Why no route catches a densified copy decimated by the tool (issue 11: recall 58% / 50% / 46%
 at 50% / 25% / 10%), measured on the 24 proxies, seed 0 (``bench/evasion_misses.py`` prints
 each missed copy): the tool *damages* those copies. The 10 missed at 50% lost a median 5.5% of
-their area and 7.2% of their volume (up to 12.7% and 36.9%: tube bores collapse), and keep
+their area and 7.2% of their volume (up to 12.7% and 36.9%, on tube proxies), and keep
 42-91% of the enrolled surface within 0.5% of the diagonal. Every one of them is turned away
 by distance - no row of its signature within that row's threshold: the nearest row (mostly an
 85% plane-cut piece) at 1.0-2.5x its threshold, the whole row at 1.15-3.6x, i.e. farther from
