@@ -74,6 +74,12 @@ class Outcome:
     members_flagged: int
     distance: float
     unscannable: bool = False
+    area_change: float = math.nan
+    """Surface area of the upload (every member) over the enrolled mesh's, minus 1: information,
+    to tell a re-tessellation (0) from a copy the tool damaged (decimation that collapses
+    features loses area and volume)."""
+    volume_change: float = math.nan
+    """The same for the enclosed (signed) volume."""
 
 
 @dataclass
@@ -89,6 +95,15 @@ class Row:
     @property
     def passed(self) -> bool:
         return self.recall * 100 >= self.evasion.tier - 1e-9
+
+    def change(self) -> dict:
+        """Median and largest |area| / |volume| change of the copies over the enrolled meshes."""
+        out = {}
+        for name in ("area_change", "volume_change"):
+            values = np.abs([getattr(o, name) for o in self.outcomes])
+            values = values[np.isfinite(values)]
+            out[name] = (float(np.median(values)), float(values.max())) if len(values) else None
+        return out
 
     def to_dict(self) -> dict:
         d = np.array([o.distance for o in self.outcomes], dtype=float)
@@ -109,6 +124,10 @@ class Row:
             "max_distance": float(finite.max()) if len(finite) else None,
             "status": "PASS" if self.passed else "MISS",
             "misses": self.misses,
+            "surface_change": self.change(),
+            "missed_copies_change": [
+                {"area": o.area_change, "volume": o.volume_change} for o in self.outcomes if not o.caught
+            ],
         }
 
 
@@ -149,6 +168,49 @@ def _own_distance(path: str, lib: SignatureLibrary, sig: int) -> float:
         return best
     except (ImportError, TypeError, ValueError, IndexError):
         return math.nan
+
+
+SAME_UNITS = 0.1
+"""A copy whose diameter is within this share of the enrolled one's is in the same units (the
+rescaling evasions scale by 0.05-37; a decimated copy's diameter moves up to ~6%)."""
+
+
+def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float, float]:
+    """Total triangle area, signed enclosed volume and diameter (the largest distance between two
+    vertices: moves with a uniform scale, not with a rotation, and not with damage inside the
+    part's outline) of some meshes, in float64."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    tri = np.concatenate([np.asarray(m.triangles, dtype=np.float64).reshape(-1, 3, 3) for m in meshes])
+    area = float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+    volume = float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+    points = np.unique(tri.reshape(-1, 3), axis=0)
+    try:
+        points = points[ConvexHull(points).vertices][:4000]
+    except (QhullError, ValueError):  # flat or too few points: the pairs of all of them
+        points = points[:4000]
+    diameter = max(float(np.linalg.norm(points - p, axis=1).max()) for p in points) if len(points) else math.nan
+    return area, volume, diameter
+
+
+def _surface_change(path: str, enrolled: tuple[float, float, float]) -> tuple[float, float]:
+    """(area, volume) of the upload at ``path`` (all members) relative to ``enrolled``, minus 1,
+    at the upload's own scale: divided by the diameters' ratio squared and cubed when that ratio is
+    off 1 by more than ``SAME_UNITS`` (a copy in other units is not a change), else as it is (the
+    tool can move a corner and the diameter with it); NaN where undefined. Information only."""
+    try:
+        meshes = [r.mesh for r in iter_meshes(path) if r.mesh is not None and r.mesh.triangle_count]
+    except (scanner.UnreadableInput, ValueError, OSError):
+        return math.nan, math.nan
+    if not meshes:  # nothing readable: no change to report
+        return math.nan, math.nan
+    area, volume, size = _area_volume(meshes)
+    a0, v0, s0 = enrolled
+    if not (a0 > 0 and v0 and s0 > 0 and size > 0):
+        return math.nan, math.nan
+    k = size / s0
+    k = 1.0 if abs(k - 1.0) <= SAME_UNITS else k
+    return area / (a0 * k**2) - 1.0, abs(volume) / (abs(v0) * k**3) - 1.0
 
 
 def _flagged_ids(verdicts: list[Verdict]) -> set[str]:
@@ -222,13 +284,16 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
             print(f"  skipped {path.name}: enrolled as {len(sig_ids)} signatures", file=sys.stderr)
             continue
         own = sig_ids[0]
-        mesh = as_trimesh(scanner.load(path))
+        enrolled = scanner.load(path)
+        size = _area_volume([enrolled])
+        mesh = as_trimesh(enrolled)
         for row in results:
             upload = row.evasion.apply(mesh, seed=args.seed * 100_003 + p, stem=f"p{p:03d}")
             target = upload.write(uploads)
             verdicts = scan_one(target, context)
             flagged = _flagged_ids(verdicts)
             caught = any(v.verdict == FLAG for v in verdicts)
+            area_change, volume_change = _surface_change(target, size)
             outcome = Outcome(
                 caught=caught,
                 own=own in flagged,
@@ -236,6 +301,8 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
                 members_flagged=sum(v.verdict == FLAG for v in verdicts) if row.evasion.multi_member else 0,
                 distance=_own_distance(target, lib, index_of[own]),
                 unscannable=all(v.verdict == "unscannable" for v in verdicts),
+                area_change=area_change,
+                volume_change=volume_change,
             )
             row.outcomes.append(outcome)
             if not caught:
@@ -284,10 +351,43 @@ def print_table(results: list[Row]) -> None:
         "recall = uploads that got `flag` (an archive: any member); d = descriptor distance of the "
         "upload to its own signature (information only)."
     )
+    print_surface_change(results)
     wrong = [(r.evasion.key, sum(o.caught and not o.own for o in r.outcomes)) for r in results]
     wrong = [(k, n) for k, n in wrong if n]
     if wrong:
         print("Caught only through another proxy's signature: " + ", ".join(f"{k} {n}" for k, n in wrong))
+
+
+def print_surface_change(results: list[Row], floor: float = 0.005) -> None:
+    """Information beside the table: rows whose copies changed the surface itself (median or
+    largest |area| or |volume| change of at least ``floor``) - a copy the tool damaged, not only
+    re-tessellated. Rows that add or cut geometry by design (decoys, plates, partial, split)
+    show their own change too; for them it is expected."""
+    changed = []
+    for row in results:
+        c = row.change()
+        if c["area_change"] is None or c["volume_change"] is None:
+            continue
+        if max(*c["area_change"], *c["volume_change"]) >= floor:
+            missed = [o for o in row.outcomes if not o.caught and np.isfinite(o.area_change)]
+            changed.append((row, c, missed))
+    if not changed:
+        return
+    print()
+    print("Surface change of the copies (information: |area| and |volume| of the upload against the enrolled")
+    print("mesh at the upload's own scale, median / largest; a re-tessellation or a rigid or uniformly scaled")
+    print("copy changes neither):")
+    print()
+    print("| family | strength | area change | volume change | missed copies: median area / volume change |")
+    print("|---|---|---|---|---|")
+    for row, c, missed in changed:
+        (am, ax), (vm, vx) = c["area_change"], c["volume_change"]
+        lost = "-"
+        if missed:
+            lost = (f"{np.median([abs(o.area_change) for o in missed]):.1%} / "
+                    f"{np.median([abs(o.volume_change) for o in missed]):.1%} ({len(missed)})")  # fmt: skip
+        e = row.evasion
+        print(f"| {e.family} | {e.strength} | {am:.1%} / {ax:.1%} | {vm:.1%} / {vx:.1%} | {lost} |")
 
 
 # ---------------------------------------------------------------- benign false matches

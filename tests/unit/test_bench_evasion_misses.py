@@ -1,0 +1,37 @@
+"""bench/evasion_misses.py: the per-copy diagnosis of an evasion row that misses.
+
+Why: the decimated-densified rows miss for a reason the recall table cannot show (the copies
+are damaged, and every row of the signature is outside its threshold); the script's pieces
+must read the rows and the surface correctly for that diagnosis to stand.
+"""
+
+from __future__ import annotations
+
+import trimesh
+
+import scanner
+from bench.evasion_misses import intact_share, row_kind
+from scanner.features.pieces import piece_row
+
+
+def test_row_kinds_are_named():
+    assert row_kind(-1) == "whole"
+    assert row_kind(-6) == "dec50"
+    assert row_kind(piece_row(0.85)) == "piece85"
+    assert row_kind(2) == "body"
+
+
+def _load(tm: trimesh.Trimesh, path) -> scanner.Mesh:  # noqa: ANN001 - a pathlib.Path
+    tm.export(path)
+    return scanner.load(path)
+
+
+def test_intact_share_tells_a_re_tessellated_copy_from_a_damaged_one(tmp_path):
+    box = trimesh.creation.box(extents=(4.0, 2.0, 1.0))
+    enrolled = _load(box, tmp_path / "box.stl")
+    v, f = trimesh.remesh.subdivide(box.vertices, box.faces)  # the same surface, 4x the triangles
+    assert intact_share(enrolled, _load(trimesh.Trimesh(v, f), tmp_path / "fine.stl")) == 1.0
+    flattened = trimesh.creation.box(extents=(4.0, 2.0, 0.5))  # the top half gone, a lid moved down
+    flattened.apply_translation((0.0, 0.0, -0.25))
+    kept = intact_share(enrolled, _load(flattened, tmp_path / "flat.stl"))
+    assert 0.3 < kept < 0.8  # the bottom and the lower half of the sides stay, the top does not
