@@ -66,28 +66,46 @@ def triangle_keys(corner_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _splitmix(s1 ^ (s2 >> np.uint64(1))), _splitmix(s2 + _P2)
 
 
-def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def weld(points: np.ndarray, keys: np.ndarray | None = None, canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Merge bit-identical float32 points. Returns (unique_points, inverse).
 
     Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``:
     so the point index is packed into the low bits of the 64-bit content hash and the
     packed keys are sorted. Points are then checked against their representative; if two
     different points shared the truncated hash, the exact (slower) path is taken.
+    ``canonical``: ``points`` are already :func:`canonical_float32` (a mesh's ``corners32``),
+    so they are not copied again.
     """
-    p32 = canonical_float32(points)
+    p32 = points if canonical else canonical_float32(points)
     keys = vertex_keys(p32) if keys is None else keys
     n = len(keys)
     shift = np.uint64(max(1, (n - 1).bit_length()))
     packed = sort64(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     perm = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     unique, inverse = _group_sorted(p32, packed >> shift, perm)
-    # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
-    if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # truncated-hash collision: full hash
+    if not _rows_match(unique, inverse, p32):  # truncated-hash collision: full hash
         perm = np.argsort(keys)
         unique, inverse = _group_sorted(p32, keys[perm], perm)
-        if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # 64-bit collision: exact rows
+        if not _rows_match(unique, inverse, p32):  # 64-bit collision: exact rows
             unique, inverse = np.unique(p32, axis=0, return_inverse=True)
     return unique, inverse.reshape(-1).astype(np.int64, copy=False)
+
+
+_MATCH_ROWS = 1 << 16
+"""Points per block of :func:`_rows_match`: a block's gathered rows stay in cache (the whole
+gather was a 36 MB temporary for 1M triangles, page-faulted afresh on every scan)."""
+
+
+def _rows_match(unique: np.ndarray, inverse: np.ndarray, p32: np.ndarray) -> bool:
+    """``np.array_equal(unique[inverse], p32)``, block by block (the same answer: every block
+    equal exactly when the whole is; NaN rows never match, as there)."""
+    if len(inverse) != len(p32):
+        return False
+    for lo in range(0, len(p32), _MATCH_ROWS):
+        # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
+        if not np.array_equal(np.take(unique, inverse[lo : lo + _MATCH_ROWS], axis=0), p32[lo : lo + _MATCH_ROWS]):
+            return False
+    return True
 
 
 def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,7 +380,7 @@ class Mesh:
                 remap = np.cumsum(used) - 1
                 unique, faces = unique[used], remap[faces]
             return unique, faces
-        unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1))
+        unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1), canonical=True)
         return unique, inverse.reshape(-1, 3)
 
     @property

@@ -96,6 +96,13 @@ def _moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return centroid, evecs[:, np.argsort(evals)[::-1]].T, evals
 
 
+_ROWS = 1 << 16
+"""Rows per block of the edge statistics and the line casts: their (n, 3) float64 temporaries
+stay in cache and below the allocator's mmap threshold (a 1M-triangle mesh's whole-array
+gathers were 36 MB each, page-faulted afresh on every scan); every value is per row, so the
+block size changes none."""
+
+
 def _bore_ratios(e1: np.ndarray, e2: np.ndarray, t: np.ndarray, rel: np.ndarray, rel_sq: np.ndarray,
                  axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
@@ -123,20 +130,25 @@ def _line_clear(
 ) -> bool:
     """True when the line from the origin along ``direction`` misses every triangle
     (Moller-Trumbore, edges count as hits): ``e1``, ``e2`` are the triangles' edges from their
-    first corner, ``t`` the origin less that corner, ``q`` = t x e1."""
+    first corner, ``t`` the origin less that corner, ``q`` = t x e1. Block by block of
+    triangles, stopping at the first block with a hit (most lines hit the surface)."""
     d0, d1, d2 = (float(c) for c in direction)  # _cross(direction broadcast, e2): the same products
-    p = np.empty_like(e2)
-    p[:, 0] = d1 * e2[:, 2] - d2 * e2[:, 1]
-    p[:, 1] = d2 * e2[:, 0] - d0 * e2[:, 2]
-    p[:, 2] = d0 * e2[:, 1] - d1 * e2[:, 0]
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > tiny
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    u = np.einsum("ij,ij->i", t, p) * inv
-    v = _dot3(q, direction) * inv
     tol = 1e-9
-    hit = ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)
-    return not bool(hit.any())
+    for lo in range(0, len(e1), _ROWS):
+        part = slice(lo, lo + _ROWS)
+        b = e2[part]
+        p = np.empty_like(b)
+        p[:, 0] = d1 * b[:, 2] - d2 * b[:, 1]
+        p[:, 1] = d2 * b[:, 0] - d0 * b[:, 2]
+        p[:, 2] = d0 * b[:, 1] - d1 * b[:, 0]
+        det = np.einsum("ij,ij->i", e1[part], p)
+        ok = np.abs(det) > tiny
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        u = np.einsum("ij,ij->i", t[part], p) * inv
+        v = _dot3(q[part], direction) * inv
+        if bool((ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)).any()):
+            return False
+    return True
 
 
 def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
@@ -158,18 +170,21 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
     key, order, _ = mesh.sorted_edges  # the sort that bodies were found with
-    owner = order % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(first)
     counts = np.diff(np.append(starts, len(key)))
     closed = bool(np.all(counts == 2))
     pairs = starts[counts == 2]
-    f1, f2 = owner[pairs], owner[pairs + 1]
-    # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
-    cos = np.clip(np.einsum("ij,ij->i", np.take(normals, f1, axis=0), np.take(normals, f2, axis=0)), -1.0, 1.0)
-    angle = np.degrees(np.arccos(np.abs(cos)))  # winding-independent
-    soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+    f1 = order[pairs] % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
+    f2 = order[pairs + 1] % max(n_faces, 1)
+    soft = np.empty(len(pairs), dtype=bool)
+    for lo in range(0, len(pairs), _ROWS):
+        part = slice(lo, lo + _ROWS)
+        # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
+        dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
+        angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
+        soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
     curved = np.zeros(n_faces, dtype=bool)
     curved[f1[soft]] = True
     curved[f2[soft]] = True
