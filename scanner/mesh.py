@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import sort64, stable_argsort_u64, unique_sorted
+from scanner.arrays import sort64, sorted_order_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -158,24 +158,24 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     arrays), the planes are sorted once, and without ``owner`` (every triangle its own owner)
     the owners of a plane are counted instead of sorted."""
     n = len(corners32)
-    centre = np.empty((n, 3))
+    lows, highs = [], []
     for lo in range(0, n, _WALL_CHUNK):  # in chunks: float64 temporaries stay in cache
-        t = corners32[lo : lo + _WALL_CHUNK].astype(np.float64)
-        centre[lo : lo + _WALL_CHUNK] = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums
-    if n:
-        lo_c = np.array([centre[:, k].min() for k in range(3)])
-        hi_c = np.array([centre[:, k].max() for k in range(3)])
+        centre = _centres(corners32[lo : lo + _WALL_CHUNK].astype(np.float64))
+        lows.append([centre[:, k].min() for k in range(3)])
+        highs.append([centre[:, k].max() for k in range(3)])
+    if n:  # the least and greatest centre (a minimum of minimums: the same numbers)
+        lo_c, hi_c = np.min(np.array(lows), axis=0), np.max(np.array(highs), axis=0)
     else:
         lo_c, hi_c = np.zeros(3), np.zeros(3)
     mid, half = (lo_c + hi_c) / 2.0, max(float(np.linalg.norm(hi_c - lo_c)) / 2.0, 1e-300)
     ok = np.empty(n, dtype=bool)
     sign = np.empty(n)
     packed = np.empty(n, dtype=np.uint64)
-    for lo in range(0, n, _WALL_CHUNK):
+    for lo in range(0, n, _WALL_CHUNK):  # the centres again, from cache (no (n, 3) array kept)
         part = slice(lo, lo + _WALL_CHUNK)
-        ok[part], sign[part], packed[part] = _plane_keys(corners32[part].astype(np.float64), centre[part], mid, half)
-    order = stable_argsort_u64(packed)
-    ordered = packed[order]
+        t = corners32[part].astype(np.float64)
+        ok[part], sign[part], packed[part] = _plane_keys(t, _centres(t), mid, half)
+    order, ordered = sorted_order_u64(packed)
     ordered_ok = ordered[ok[order]]
     if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere
         return np.zeros(n, dtype=bool)
@@ -202,6 +202,12 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     one_body = (owners[:, 0] == 1) & (owners[:, 1] == 1) & (first[:, 0] == first[:, 1])
     wall = ok & (both & ~one_body)[plane]
     return wall
+
+
+def _centres(t: np.ndarray) -> np.ndarray:
+    """(F, 3) centres of (F, 3, 3) float64 triangles: ``t.mean(axis=1)``'s sums, several
+    times faster."""
+    return (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0
 
 
 def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
