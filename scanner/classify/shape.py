@@ -225,9 +225,7 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
         radial = rel - np.outer(_dot3(rel, axis), axis)
         norm = np.sqrt(radial[:, 0] * radial[:, 0] + radial[:, 1] * radial[:, 1] + radial[:, 2] * radial[:, 2])
         radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
-        out[part] = (
-            curved[part] & (np.abs(_dot3(nrm, axis)) < 0.2) & (np.abs(np.einsum("ij,ij->i", nrm, radial)) > 0.9)
-        )
+        out[part] = curved[part] & (np.abs(_dot3(nrm, axis)) < 0.2) & (np.abs(np.einsum("ij,ij->i", nrm, radial)) > 0.9)
     return out
 
 
