@@ -256,6 +256,24 @@ def _height_ratio(t: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
 
 
+def _rough_height_ratio(t: np.ndarray) -> np.ndarray:
+    """:func:`_height_ratio` of float32 (F, 3, 3) triangles on coordinate columns (a third
+    faster than on (F, 3) rows). Only the surface's first pass reads it, to choose which
+    triangles get the exact float64 test: a triangle near that pass's cut (1e-3) is kept
+    whichever side rounding puts it, so its rounding cannot change the surface; NaN and
+    infinite ratios are 0 (tested exactly), as there."""
+    x0, y0, z0 = t[:, 0, 0], t[:, 0, 1], t[:, 0, 2]
+    ax, ay, az = t[:, 1, 0] - x0, t[:, 1, 1] - y0, t[:, 1, 2] - z0
+    bx, by, bz = t[:, 2, 0] - x0, t[:, 2, 1] - y0, t[:, 2, 2] - z0
+    cx, cy, cz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    dx, dy, dz = bx - ax, by - ay, bz - az
+    longest_sq = np.maximum(np.maximum(ax * ax + ay * ay + az * az, bx * bx + by * by + bz * bz),
+                            dx * dx + dy * dy + dz * dz)  # fmt: skip
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(cx * cx + cy * cy + cz * cz) / longest_sq
+    return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
+
+
 def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """``ordered`` (sorted) less one occurrence per element of ``removed`` (sorted, a
     sub-multiset of it): ``np.sort`` of what is left, without sorting it again. The r-th of a
@@ -388,7 +406,7 @@ class Mesh:
         keep = np.ones(n, dtype=bool)
         for lo in range(0, n, _CHUNK):  # in chunks: the temporaries stay a few MB whatever the size
             tri = self.corners32[lo : lo + _CHUNK]
-            thin = np.flatnonzero(_height_ratio(tri) < 1e-3)  # float32: a cheap first pass
+            thin = np.flatnonzero(_rough_height_ratio(tri) < 1e-3)  # float32: a cheap first pass
             if len(thin):
                 keep[lo + thin] = _height_ratio(tri[thin].astype(np.float64)) > DEGENERATE_HEIGHT
         k1, k2 = self.triangle_keys
