@@ -485,11 +485,12 @@ class Mesh:
         read it: one sort, with the position packed into the low bits of the key (a value sort
         is several times faster than ``argsort``, and hands back the sorted keys too)."""
         faces = self.welded_faces
-        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
-        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+        ids = np.int32 if len(self.welded_vertices) < 2**31 - 1 else np.int64  # half the bytes to move
+        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]], dtype=ids)
+        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]], dtype=ids)
         # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows)
-        low = np.minimum(start, end).astype(np.int64, copy=False)
-        high = np.maximum(start, end).astype(np.int64, copy=False)
+        low = np.minimum(start, end).astype(np.int64)
+        high = np.maximum(start, end)
         base = int(high.max(initial=0)) + 1
         key = low * base + high
         n = len(key)
