@@ -80,17 +80,24 @@ def stable_argsort_u64(keys: np.ndarray) -> np.ndarray:
     sorted values carry the permutation; equal keys come out by index (stable). When two
     different keys share their high bits the order may be wrong - that is checked, and the
     exact ``argsort`` is taken then."""
+    return sorted_order_u64(keys)[0]
+
+
+def sorted_order_u64(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stable_argsort_u64` and the keys in that order (``keys[order]``, which the
+    order's check gathers anyway: a caller that needs both does not gather them again)."""
     keys = np.asarray(keys, dtype=np.uint64)
     n = len(keys)
     if n < 2:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(n, dtype=np.int64), keys.copy()
     shift = np.uint64(max(1, (n - 1).bit_length()))
     packed = sort64(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     order = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
     ordered = keys[order]
     if np.all(ordered[1:] >= ordered[:-1]):
-        return order
-    return np.argsort(keys, kind="stable")
+        return order, ordered
+    order = np.argsort(keys, kind="stable")
+    return order, keys[order]
 
 
 def inverse_u64(keys: np.ndarray) -> np.ndarray:

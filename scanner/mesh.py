@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.arrays import sort64, stable_argsort_u64, unique_sorted
+from scanner.arrays import sort64, sorted_order_u64, unique_sorted
 from scanner.util import sha256_chunks
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -66,37 +66,66 @@ def triangle_keys(corner_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _splitmix(s1 ^ (s2 >> np.uint64(1))), _splitmix(s2 + _P2)
 
 
-def weld(points: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def weld(points: np.ndarray, keys: np.ndarray | None = None, canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Merge bit-identical float32 points. Returns (unique_points, inverse).
 
     Sorting is the cost, and numpy's SIMD ``sort`` is several times faster than ``argsort``:
     so the point index is packed into the low bits of the 64-bit content hash and the
     packed keys are sorted. Points are then checked against their representative; if two
     different points shared the truncated hash, the exact (slower) path is taken.
+    ``canonical``: ``points`` are already :func:`canonical_float32` (a mesh's ``corners32``),
+    so they are not copied again.
     """
-    p32 = canonical_float32(points)
+    unique, inverse, _ = _weld(points, keys, canonical)
+    return unique, inverse
+
+
+def _weld(points: np.ndarray, keys: np.ndarray | None, canonical: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """:func:`weld`, and one point index per unique point (a first use of it: the first of
+    its sorted run), or None when the exact path was taken."""
+    p32 = points if canonical else canonical_float32(points)
     keys = vertex_keys(p32) if keys is None else keys
     n = len(keys)
     shift = np.uint64(max(1, (n - 1).bit_length()))
     packed = sort64(((keys >> shift) << shift) | np.arange(n, dtype=np.uint64))
     perm = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
-    unique, inverse = _group_sorted(p32, packed >> shift, perm)
-    # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
-    if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # truncated-hash collision: full hash
+    unique, inverse, firsts = _group_sorted(p32, packed >> shift, perm)
+    if not _rows_match(unique, inverse, p32):  # truncated-hash collision: full hash
         perm = np.argsort(keys)
-        unique, inverse = _group_sorted(p32, keys[perm], perm)
-        if not np.array_equal(np.take(unique, inverse, axis=0), p32):  # 64-bit collision: exact rows
+        unique, inverse, firsts = _group_sorted(p32, keys[perm], perm)
+        if not _rows_match(unique, inverse, p32):  # 64-bit collision: exact rows
             unique, inverse = np.unique(p32, axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1).astype(np.int64, copy=False)
+            firsts = None
+    return unique, inverse.reshape(-1).astype(np.int64, copy=False), firsts
 
 
-def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+_MATCH_ROWS = 1 << 16
+"""Points per block of :func:`_rows_match`: a block's gathered rows stay in cache (the whole
+gather was a 36 MB temporary for 1M triangles, page-faulted afresh on every scan)."""
+
+
+def _rows_match(unique: np.ndarray, inverse: np.ndarray, p32: np.ndarray) -> bool:
+    """``np.array_equal(unique[inverse], p32)``, block by block (the same answer: every block
+    equal exactly when the whole is; NaN rows never match, as there)."""
+    if len(inverse) != len(p32):
+        return False
+    for lo in range(0, len(p32), _MATCH_ROWS):
+        # np.take: the same rows as unique[inverse], gathered several times faster than fancy indexing
+        if not np.array_equal(np.take(unique, inverse[lo : lo + _MATCH_ROWS], axis=0), p32[lo : lo + _MATCH_ROWS]):
+            return False
+    return True
+
+
+def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     new = np.empty(len(ordered), dtype=bool)
     new[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     inverse = np.empty(len(ordered), dtype=np.int64)
     inverse[perm] = np.cumsum(new) - 1
-    return np.take(p32, perm[new], axis=0), inverse
+    firsts = perm[new]
+    return np.take(p32, firsts, axis=0), inverse, firsts
 
 
 DEGENERATE_HEIGHT = 2e-6
@@ -129,24 +158,24 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     arrays), the planes are sorted once, and without ``owner`` (every triangle its own owner)
     the owners of a plane are counted instead of sorted."""
     n = len(corners32)
-    centre = np.empty((n, 3))
+    lows, highs = [], []
     for lo in range(0, n, _WALL_CHUNK):  # in chunks: float64 temporaries stay in cache
-        t = corners32[lo : lo + _WALL_CHUNK].astype(np.float64)
-        centre[lo : lo + _WALL_CHUNK] = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0  # t.mean(axis=1): the same sums
-    if n:
-        lo_c = np.array([centre[:, k].min() for k in range(3)])
-        hi_c = np.array([centre[:, k].max() for k in range(3)])
+        centre = _centres(corners32[lo : lo + _WALL_CHUNK].astype(np.float64))
+        lows.append([centre[:, k].min() for k in range(3)])
+        highs.append([centre[:, k].max() for k in range(3)])
+    if n:  # the least and greatest centre (a minimum of minimums: the same numbers)
+        lo_c, hi_c = np.min(np.array(lows), axis=0), np.max(np.array(highs), axis=0)
     else:
         lo_c, hi_c = np.zeros(3), np.zeros(3)
     mid, half = (lo_c + hi_c) / 2.0, max(float(np.linalg.norm(hi_c - lo_c)) / 2.0, 1e-300)
     ok = np.empty(n, dtype=bool)
     sign = np.empty(n)
     packed = np.empty(n, dtype=np.uint64)
-    for lo in range(0, n, _WALL_CHUNK):
+    for lo in range(0, n, _WALL_CHUNK):  # the centres again, from cache (no (n, 3) array kept)
         part = slice(lo, lo + _WALL_CHUNK)
-        ok[part], sign[part], packed[part] = _plane_keys(corners32[part].astype(np.float64), centre[part], mid, half)
-    order = stable_argsort_u64(packed)
-    ordered = packed[order]
+        t = corners32[part].astype(np.float64)
+        ok[part], sign[part], packed[part] = _plane_keys(t, _centres(t), mid, half)
+    order, ordered = sorted_order_u64(packed)
     ordered_ok = ordered[ok[order]]
     if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere
         return np.zeros(n, dtype=bool)
@@ -173,6 +202,12 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     one_body = (owners[:, 0] == 1) & (owners[:, 1] == 1) & (first[:, 0] == first[:, 1])
     wall = ok & (both & ~one_body)[plane]
     return wall
+
+
+def _centres(t: np.ndarray) -> np.ndarray:
+    """(F, 3) centres of (F, 3, 3) float64 triangles: ``t.mean(axis=1)``'s sums, several
+    times faster."""
+    return (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0
 
 
 def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
@@ -221,6 +256,24 @@ def _height_ratio(t: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
 
 
+def _rough_height_ratio(t: np.ndarray) -> np.ndarray:
+    """:func:`_height_ratio` of float32 (F, 3, 3) triangles on coordinate columns (a third
+    faster than on (F, 3) rows). Only the surface's first pass reads it, to choose which
+    triangles get the exact float64 test: a triangle near that pass's cut (1e-3) is kept
+    whichever side rounding puts it, so its rounding cannot change the surface; NaN and
+    infinite ratios are 0 (tested exactly), as there."""
+    x0, y0, z0 = t[:, 0, 0], t[:, 0, 1], t[:, 0, 2]
+    ax, ay, az = t[:, 1, 0] - x0, t[:, 1, 1] - y0, t[:, 1, 2] - z0
+    bx, by, bz = t[:, 2, 0] - x0, t[:, 2, 1] - y0, t[:, 2, 2] - z0
+    cx, cy, cz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    dx, dy, dz = bx - ax, by - ay, bz - az
+    longest_sq = np.maximum(np.maximum(ax * ax + ay * ay + az * az, bx * bx + by * by + bz * bz),
+                            dx * dx + dy * dy + dz * dz)  # fmt: skip
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(cx * cx + cy * cy + cz * cz) / longest_sq
+    return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
+
+
 def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """``ordered`` (sorted) less one occurrence per element of ``removed`` (sorted, a
     sub-multiset of it): ``np.sort`` of what is left, without sorting it again. The r-th of a
@@ -235,6 +288,52 @@ def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
     keep = np.ones(len(ordered), dtype=bool)
     keep[np.searchsorted(ordered, removed, side="left") + rank] = False
     return ordered[keep]
+
+
+def _face_vertex_components(faces: np.ndarray, firsts: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of ``faces`` (F, 3) of welded corners, as (count, one label per
+    face): the graph whose nodes are the faces and the vertices, each face joined to its
+    three. ``firsts``: a corner index (row-major into ``faces``) of each vertex.
+
+    Why this graph: scipy's traversal is bound by cache misses, and welded vertex ids are in
+    hash order, so walking the vertex graph in them jumps all over memory (1M triangles: 0.14
+    s). Here the vertices are numbered by first use in face order instead (a cumulative count,
+    no sort), so neighbours in the mesh are mostly neighbours in memory, and the faces' rows
+    of the graph are just their corners, in order (0.08 s with the graph built)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n_faces, nv = len(faces), len(firsts)
+    used_first = np.zeros(3 * n_faces, dtype=bool)
+    used_first[firsts] = True
+    node = np.take(np.cumsum(used_first, dtype=np.int32), firsts)  # 1 + rank of each vertex by first use
+    node += np.int32(n_faces - 1)
+    indptr = np.full(n_faces + nv + 1, 3 * n_faces, dtype=np.int32)
+    indptr[: n_faces + 1] = np.arange(0, 3 * n_faces + 1, 3, dtype=np.int32)
+    # float64 weights: the dtype connected_components works in (no conversion, no copy)
+    graph = csr_matrix(
+        (np.ones(3 * n_faces), np.take(node, faces.reshape(-1)), indptr), shape=(n_faces + nv, n_faces + nv)
+    )
+    n, labels = connected_components(graph, directed=False)
+    return n, labels[:n_faces]
+
+
+def _edge_components(key: np.ndarray, base: int, nv: int) -> tuple[int, np.ndarray]:
+    """Connected components of the vertex graph of sorted edge keys (:attr:`Mesh.sorted_edges`),
+    as (count, one label per vertex). The graph goes to scipy as CSR straight from the sorted
+    keys (rows are the smaller ends, already in order), each edge once."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    distinct = np.empty(len(key), dtype=bool)
+    distinct[:1] = True
+    np.not_equal(key[1:], key[:-1], out=distinct[1:])
+    low, high = np.divmod(key[distinct], base)
+    index = np.int32 if max(nv, len(low)) < 2**31 - 1 else np.int64
+    indptr = np.zeros(nv + 1, dtype=index)
+    np.cumsum(np.bincount(low, minlength=nv), out=indptr[1:])
+    graph = csr_matrix((np.ones(len(low)), high.astype(index), indptr), shape=(nv, nv))
+    return connected_components(graph, directed=False)
 
 
 @dataclass(eq=False)
@@ -307,7 +406,7 @@ class Mesh:
         keep = np.ones(n, dtype=bool)
         for lo in range(0, n, _CHUNK):  # in chunks: the temporaries stay a few MB whatever the size
             tri = self.corners32[lo : lo + _CHUNK]
-            thin = np.flatnonzero(_height_ratio(tri) < 1e-3)  # float32: a cheap first pass
+            thin = np.flatnonzero(_rough_height_ratio(tri) < 1e-3)  # float32: a cheap first pass
             if len(thin):
                 keep[lo + thin] = _height_ratio(tri[thin].astype(np.float64)) > DEGENERATE_HEIGHT
         k1, k2 = self.triangle_keys
@@ -351,8 +450,9 @@ class Mesh:
         return out
 
     @cached_property
-    def _welded(self) -> tuple[np.ndarray, np.ndarray]:
-        """(unique float32 vertices, (F, 3) face indices into them)."""
+    def _welded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(unique float32 vertices, (F, 3) face indices into them, and for welded corners
+        one corner index per vertex (a use of it; None for an indexed mesh))."""
         if self.faces is not None:  # weld the vertex array (smaller than the corners), then index it
             unique, inverse = weld(self.vertices)
             faces = inverse[self.faces]
@@ -361,9 +461,9 @@ class Mesh:
             if not used.all():  # drop vertices no face uses, as welding the corners would
                 remap = np.cumsum(used) - 1
                 unique, faces = unique[used], remap[faces]
-            return unique, faces
-        unique, inverse = weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1))
-        return unique, inverse.reshape(-1, 3)
+            return unique, faces, None
+        unique, inverse, firsts = _weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1), True)
+        return unique, inverse.reshape(-1, 3), firsts
 
     @property
     def welded_vertices(self) -> np.ndarray:
@@ -385,11 +485,12 @@ class Mesh:
         read it: one sort, with the position packed into the low bits of the key (a value sort
         is several times faster than ``argsort``, and hands back the sorted keys too)."""
         faces = self.welded_faces
-        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
-        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+        ids = np.int32 if len(self.welded_vertices) < 2**31 - 1 else np.int64  # half the bytes to move
+        start = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]], dtype=ids)
+        end = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]], dtype=ids)
         # each edge's two ends, smaller first (min/max: ten times faster than sorting 2-wide rows)
-        low = np.minimum(start, end).astype(np.int64, copy=False)
-        high = np.maximum(start, end).astype(np.int64, copy=False)
+        low = np.minimum(start, end).astype(np.int64)
+        high = np.maximum(start, end)
         base = int(high.max(initial=0)) + 1
         key = low * base + high
         n = len(key)
@@ -402,36 +503,27 @@ class Mesh:
 
     @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:
-        """Connected components of faces sharing a welded vertex (declared groups are ignored).
+        """Connected components of faces sharing a welded vertex (declared groups are ignored),
+        numbered in order of their first face (so labels do not depend on vertex numbering).
 
-        The vertex graph is handed to scipy as CSR straight from :attr:`sorted_edges` (rows are
-        the smaller ends, already in order): no sparse-format conversion with its own sort.
-        Each edge goes in once, not once per face that has it (half the graph of a closed
-        surface; the same components, which scipy numbers by their smallest vertex)."""
-        from scipy.sparse import csr_matrix
-        from scipy.sparse.csgraph import connected_components
-
+        Welded corners (:attr:`_welded` knows a corner of each vertex) go to scipy as the graph
+        of faces and their corners' vertices (:func:`_face_vertex_components`: no edge sort,
+        no division); an indexed mesh as the graph of its edges (:func:`_edge_components`)."""
         faces = self.welded_faces
         n_faces = len(faces)
         if n_faces == 0:
             return 0, np.zeros(0, dtype=np.int64)
-        nv = len(self.welded_vertices)
-        key, _, base = self.sorted_edges
-        distinct = np.empty(len(key), dtype=bool)
-        distinct[:1] = True
-        np.not_equal(key[1:], key[:-1], out=distinct[1:])
-        low, high = np.divmod(key[distinct], base)
-        index = np.int32 if max(nv, len(low)) < 2**31 - 1 else np.int64
-        indptr = np.zeros(nv + 1, dtype=index)
-        np.cumsum(np.bincount(low, minlength=nv), out=indptr[1:])
-        # float64 weights: the dtype connected_components works in (no conversion, no copy)
-        graph = csr_matrix((np.ones(len(low)), high.astype(index), indptr), shape=(nv, nv))
-        n, vlabels = connected_components(graph, directed=False)
+        firsts = self._welded[2]
+        if firsts is not None and 3 * n_faces + len(firsts) < 2**31 - 1:
+            n, flabels = _face_vertex_components(faces, firsts)
+        else:
+            key, _, base = self.sorted_edges
+            n, vlabels = _edge_components(key, base, len(self.welded_vertices))
+            flabels = vlabels[faces[:, 0]] if n > 1 else None
         if n == 1:
             return 1, np.zeros(n_faces, dtype=np.int64)
-        flabels = vlabels[faces[:, 0]]
-        # renumber bodies by first face so labels do not depend on vertex numbering (every
-        # component has a face: the vertices were welded from the faces' corners)
+        # renumber bodies by first face (every component has a face: the vertices were welded
+        # from the faces' corners)
         first = np.full(n, n_faces, dtype=np.int64)
         np.minimum.at(first, flabels, np.arange(n_faces, dtype=np.int64))
         order = np.argsort(first)

@@ -96,20 +96,25 @@ def _moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return centroid, evecs[:, np.argsort(evals)[::-1]].T, evals
 
 
-def _bore_ratios(e1: np.ndarray, e2: np.ndarray, t: np.ndarray, rel: np.ndarray, rel_sq: np.ndarray,
+_ROWS = 1 << 16
+"""Rows per block of the edge statistics and the line casts: their (n, 3) float64 temporaries
+stay in cache and below the allocator's mmap threshold (a 1M-triangle mesh's whole-array
+gathers were 36 MB each, page-faulted afresh on every scan); every value is per row, so the
+block size changes none."""
+
+
+def _bore_ratios(tri: np.ndarray, centroid: np.ndarray, reach: float, rel: np.ndarray, rel_sq: np.ndarray,
                  axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    The lines share their origin, so the triangles' edges (``e1``, ``e2``: from the first
-    corner) and the origin's offsets (``t``: centroid less the first corner) are computed once
-    for every axis; ``rel`` are the points less the centroid, ``rel_sq`` their squared
-    lengths, and ``axes`` pairs each axis with the points' distances along it (which the
-    caller has already)."""
-    q = _cross(t, e1)
-    tiny = _EPS * (np.abs(e1).max() + _EPS) ** 2
+    ``tri``: the (F, 3, 3) float64 triangles, ``reach`` the largest coordinate of their first
+    edges; ``rel`` are the points less the centroid, ``rel_sq`` their squared lengths, and
+    ``axes`` pairs each axis with the points' distances along it (which the caller has
+    already)."""
+    tiny = _EPS * (reach + _EPS) ** 2
     out = []
     for axis, along in axes:
-        if not _line_clear(e1, e2, t, q, tiny, axis):
+        if not _line_clear(tri, centroid, tiny, axis):
             out.append(0.0)
             continue
         radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
@@ -118,25 +123,29 @@ def _bore_ratios(e1: np.ndarray, e2: np.ndarray, t: np.ndarray, rel: np.ndarray,
     return out
 
 
-def _line_clear(
-    e1: np.ndarray, e2: np.ndarray, t: np.ndarray, q: np.ndarray, tiny: float, direction: np.ndarray
-) -> bool:
-    """True when the line from the origin along ``direction`` misses every triangle
-    (Moller-Trumbore, edges count as hits): ``e1``, ``e2`` are the triangles' edges from their
-    first corner, ``t`` the origin less that corner, ``q`` = t x e1."""
+def _line_clear(tri: np.ndarray, centroid: np.ndarray, tiny: float, direction: np.ndarray) -> bool:
+    """True when the line from ``centroid`` along ``direction`` misses every triangle
+    (Moller-Trumbore, edges count as hits). Block by block of triangles: each block's edges
+    from its first corner (``e1``, ``e2``), the origin less that corner (``t``) and
+    ``q`` = t x e1 are made in cache, and the cast stops at the first block with a hit (most
+    lines hit the surface)."""
     d0, d1, d2 = (float(c) for c in direction)  # _cross(direction broadcast, e2): the same products
-    p = np.empty_like(e2)
-    p[:, 0] = d1 * e2[:, 2] - d2 * e2[:, 1]
-    p[:, 1] = d2 * e2[:, 0] - d0 * e2[:, 2]
-    p[:, 2] = d0 * e2[:, 1] - d1 * e2[:, 0]
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > tiny
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    u = np.einsum("ij,ij->i", t, p) * inv
-    v = _dot3(q, direction) * inv
     tol = 1e-9
-    hit = ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)
-    return not bool(hit.any())
+    for lo in range(0, len(tri), _ROWS):
+        block = tri[lo : lo + _ROWS]
+        e1, e2, t = block[:, 1] - block[:, 0], block[:, 2] - block[:, 0], centroid - block[:, 0]
+        p = np.empty_like(e2)
+        p[:, 0] = d1 * e2[:, 2] - d2 * e2[:, 1]
+        p[:, 1] = d2 * e2[:, 0] - d0 * e2[:, 2]
+        p[:, 2] = d0 * e2[:, 1] - d1 * e2[:, 0]
+        det = np.einsum("ij,ij->i", e1, p)
+        ok = np.abs(det) > tiny
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        u = np.einsum("ij,ij->i", t, p) * inv
+        v = _dot3(_cross(t, e1), direction) * inv
+        if bool((ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)).any()):
+            return False
+    return True
 
 
 def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
@@ -158,18 +167,21 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
     key, order, _ = mesh.sorted_edges  # the sort that bodies were found with
-    owner = order % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
     starts = np.flatnonzero(first)
     counts = np.diff(np.append(starts, len(key)))
     closed = bool(np.all(counts == 2))
     pairs = starts[counts == 2]
-    f1, f2 = owner[pairs], owner[pairs + 1]
-    # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
-    cos = np.clip(np.einsum("ij,ij->i", np.take(normals, f1, axis=0), np.take(normals, f2, axis=0)), -1.0, 1.0)
-    angle = np.degrees(np.arccos(np.abs(cos)))  # winding-independent
-    soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+    f1 = order[pairs] % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
+    f2 = order[pairs + 1] % max(n_faces, 1)
+    soft = np.empty(len(pairs), dtype=bool)
+    for lo in range(0, len(pairs), _ROWS):
+        part = slice(lo, lo + _ROWS)
+        # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
+        dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
+        angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
+        soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
     curved = np.zeros(n_faces, dtype=bool)
     curved[f1[soft]] = True
     curved[f2[soft]] = True
@@ -183,18 +195,48 @@ def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([r.min() for r in rows], dtype=np.float64), np.array([r.max() for r in rows], dtype=np.float64))
 
 
+def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per triangle of (F, 3, 3) float64 ``tri``: area, unit normal (zero where degenerate)
+    and the signed-volume term ``a . (b x c)``; and the largest coordinate of the first edges
+    (the line casts' tolerance). Block by block, every value per triangle: the same numbers
+    as whole-array arithmetic, from cache."""
+    n = len(tri)
+    areas, normals, volume, reach = np.empty(n), np.empty((n, 3)), np.empty(n), []
+    for lo in range(0, n, _ROWS):
+        part, block = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS]
+        edge1, edge2 = block[:, 1] - block[:, 0], block[:, 2] - block[:, 0]
+        cross = _cross(edge1, edge2)
+        double_area = np.sqrt(cross[:, 0] * cross[:, 0] + cross[:, 1] * cross[:, 1] + cross[:, 2] * cross[:, 2])
+        areas[part] = 0.5 * double_area
+        normals[part] = cross / np.where(double_area > 0, double_area, 1.0)[:, None]
+        volume[part] = np.einsum("ij,ij->i", block[:, 0], _cross(block[:, 1], block[:, 2]))
+        reach.append(np.abs(edge1).max())
+    return areas, normals, volume, float(np.max(reach)) if reach else 0.0
+
+
+def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centroid: np.ndarray, axis: np.ndarray
+                 ) -> np.ndarray:  # fmt: skip
+    """Curved faces whose normal points away from ``axis`` (through ``centroid``): round about
+    it. Block by block, per face."""
+    out = np.empty(len(tri), dtype=bool)
+    for lo in range(0, len(tri), _ROWS):
+        part, block, nrm = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS], normals[lo : lo + _ROWS]
+        rel = (block[:, 0] + block[:, 1] + block[:, 2]) / 3.0 - centroid  # tri.mean(axis=1), the same sums
+        radial = rel - np.outer(_dot3(rel, axis), axis)
+        norm = np.sqrt(radial[:, 0] * radial[:, 0] + radial[:, 1] * radial[:, 1] + radial[:, 2] * radial[:, 2])
+        radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
+        out[part] = curved[part] & (np.abs(_dot3(nrm, axis)) < 0.2) & (np.abs(np.einsum("ij,ij->i", nrm, radial)) > 0.9)
+    return out
+
+
 def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
     lo, hi = _bounds(mesh.corners32)
     tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
-    edge1, edge2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # from the first corner (the bore's lines too)
-    cross = _cross(edge1, edge2)
-    double_area = np.sqrt(cross[:, 0] * cross[:, 0] + cross[:, 1] * cross[:, 1] + cross[:, 2] * cross[:, 2])
-    areas = 0.5 * double_area
+    areas, normals, volume_terms, reach = _face_values(tri)
     area = float(areas.sum())
     if not area > 0:
         raise ValueError("surface has no area")
-    normals = cross / np.where(double_area > 0, double_area, 1.0)[:, None]
     centroid, axes, _ = _moments(tri, areas)
     points = mesh.welded_vertices.astype(np.float64) - (lo + hi) / 2.0  # every corner, each once
     rel_points = points - centroid
@@ -204,20 +246,11 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
     size = max(float(ext[0]), _EPS)
     e1, e2, e3 = (max(float(e), size * 1e-6) for e in ext)
-    volume = abs(float(np.einsum("ij,ij->i", tri[:, 0], _cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
+    volume = abs(float(volume_terms.sum()) / 6.0)
     hull_volume = _hull_volume(proj)
     curved, closed = _edge_stats(mesh, normals)
-    # round about the long axis: curved faces whose normal points away from the axis
-    rel = (tri[:, 0] + tri[:, 1] + tri[:, 2]) / 3.0 - centroid  # tri.mean(axis=1), the same sums, 4x faster
-    radial = rel - np.outer(_dot3(rel, axes[0]), axes[0])
-    norm = np.sqrt(radial[:, 0] * radial[:, 0] + radial[:, 1] * radial[:, 1] + radial[:, 2] * radial[:, 2])
-    radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
-    round_axis = (
-        curved & (np.abs(_dot3(normals, axes[0])) < 0.2) & (np.abs(np.einsum("ij,ij->i", normals, radial)) > 0.9)
-    )
-    bores = _bore_ratios(
-        edge1, edge2, centroid - tri[:, 0], rel_points, rel_sq, [(axes[0], along[0]), (axes[2], along[2])]
-    )
+    round_axis = _round_about(tri, normals, curved, centroid, axes[0])
+    bores = _bore_ratios(tri, centroid, reach, rel_points, rel_sq, [(axes[0], along[0]), (axes[2], along[2])])
     bodies = mesh.body_count
     holes = 0.0
     if closed:

@@ -144,22 +144,43 @@ def triangle_areas(tri: np.ndarray) -> np.ndarray:
     return 0.25 * np.sqrt(np.clip(prod, 0, None))
 
 
-def surface_moments(tri: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+_MOMENT_ROWS = 1 << 16
+"""Triangles per block of the sampler's :func:`surface_moments`: a block's float64 copy and
+weighted copy (4.7 MB each) stay in cache, where a 1M-triangle surface's were two 72 MB
+matrices, page-faulted afresh on every call (0.07-0.3 s of system time on this machine). A
+surface of up to this many triangles is one block: the very products and sums as before."""
+
+
+def surface_moments(
+    tri: np.ndarray, areas: np.ndarray, block: int | None = None, offset: np.ndarray | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Exact area-weighted centroid, total area, second-moment matrix about the centroid.
 
     Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c, all
     nine corner-coordinate products at once as one (9 x F)(F x 9) weighted Gram product.
     ``tri`` should already be roughly centred. Accumulated in float64, so that the order of
     the triangles (which sets the order of the sums) moves the result by ~1e-16, far below
-    the float32 the points are computed in.
+    the float32 the points are computed in. ``block``: triangles per Gram product, whose
+    products are then summed (the same ~1e-16; the sampler's points and seeds read only the
+    centroid and the radius, and came out bit-identical on every mesh compared); None is one
+    product of all of them (the classifier's principal axes, which rounding can turn where
+    two moments are nearly equal). ``offset`` (float32, with ``block``): subtracted from
+    every corner of a block first, as from the whole (the sampler keeps no centred copy).
     """
     total = float(areas.sum(dtype=np.float64))
     if not total > 0:
         raise ValueError("surface has no area")
     w = areas.astype(np.float64) / total
-    flat = tri.reshape(len(tri), 9).astype(np.float64, copy=False)  # no copy of float64 triangles
-    gram = ((flat * w[:, None]).T @ flat).reshape(3, 3, 3, 3)  # [ci, i, cj, j]
-    centroid = (w @ flat).reshape(3, 3).sum(axis=0) / 3.0
+    gram, first = None, None
+    step = block or max(len(tri), 1)
+    for lo in range(0, max(len(tri), 1), step):
+        corners = tri[lo : lo + step] if offset is None else tri[lo : lo + step] - offset
+        flat = corners.reshape(-1, 9).astype(np.float64, copy=False)  # float64 input: no copy
+        part = w[lo : lo + step]
+        block, mean = (flat * part[:, None]).T @ flat, part @ flat
+        gram, first = (block, mean) if gram is None else (gram + block, first + mean)
+    gram = gram.reshape(3, 3, 3, 3)  # [ci, i, cj, j]
+    centroid = first.reshape(3, 3).sum(axis=0) / 3.0
     corners = sum(gram[c, :, c, :] for c in range(3))
     sums = gram.sum(axis=(0, 2))
     second = (corners + sums) / 12.0 - np.outer(centroid, centroid)
@@ -208,7 +229,7 @@ def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32) -> np.nd
 
 
 def intrinsic_keys(
-    tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray
+    tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray, offset: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A 64-bit seed per triangle and its corners' canonical order, from its intrinsic shape.
 
@@ -220,11 +241,13 @@ def intrinsic_keys(
     the length of the opposite edge, then distance to the centroid. Congruent triangles at the
     same distance (the facets of a turned part) share those numbers; they are told apart by
     their rank in coordinate-key order, which only permutes points among symmetric images.
+    ``offset`` (float32): subtracted from every corner first, block by block.
     """
     scale = np.float32(KEY_STEPS / radius)
     measure = np.empty((len(tri), 3), dtype=np.int64)
     for lo in range(0, len(tri), _CHUNK):  # per triangle, so chunks give the same numbers, from cache
-        measure[lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale)
+        block = tri[lo : lo + _CHUNK] if offset is None else tri[lo : lo + _CHUNK] - offset
+        measure[lo : lo + _CHUNK] = _measures(block, centroid, scale)
     order = _order_corners(measure, corner_keys)
     canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
     with np.errstate(over="ignore"):
@@ -282,10 +305,13 @@ def sample_surface(
     coords = tri32.reshape(-1, 3).T  # per-axis reductions along contiguous-ish rows are fast
     lo = np.array([c.min() for c in coords], dtype=np.float64)
     hi = np.array([c.max() for c in coords], dtype=np.float64)
-    offset = (lo + hi) / 2.0
-    tri = tri32 - offset.astype(np.float32)
-    areas = triangle_areas(tri)
-    centroid, area, second = surface_moments(tri, areas)
+    # every step below reads the triangles less ``offset`` block by block (float32: the same
+    # numbers as one centred copy, which at 1M triangles was a 36 MB array faulted in afresh)
+    offset = ((lo + hi) / 2.0).astype(np.float32)
+    areas = np.empty(len(tri32), dtype=np.float32)
+    for start in range(0, len(tri32), _MOMENT_ROWS):
+        areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
+    centroid, area, second = surface_moments(tri32, areas, _MOMENT_ROWS, offset)
     radius = float(np.sqrt(np.trace(second)))
     if not radius > 0:
         raise ValueError("degenerate surface")
@@ -295,7 +321,7 @@ def sample_surface(
     evals = evals / max(evals.sum(), 1e-300)
     axes = evecs[:, order].T
 
-    tkey, corner_order = intrinsic_keys(tri, centroid, radius, corner_keys)
+    tkey, corner_order = intrinsic_keys(tri32, centroid, radius, corner_keys, offset)
     # the total of stratified counts varies by at most sqrt(target): 6 sigma of slack
     target = n_points + 6.0 * np.sqrt(n_points) + 8.0
     expected = areas.astype(np.float64) * (target / area)
@@ -325,7 +351,7 @@ def sample_surface(
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
     gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
-    ordered = tri.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3)  # (C, 3, 3) float32
+    ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
     frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
@@ -335,4 +361,4 @@ def sample_surface(
     w1 = (r1 * (1 - r2)).astype(np.float32)
     w2 = (r1 * r2).astype(np.float32)
     coords = g[0:3] + w1 * g[3:6] + w2 * g[6:9]
-    return SurfaceSample(coords=coords, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri))
+    return SurfaceSample(coords=coords, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri32))

@@ -1,0 +1,131 @@
+"""The describe path's fast routes give what the plain ones give (issue 18, item 3).
+
+Each speed-up of describing a large mesh replaced a whole-array computation by a blocked one,
+a graph by another graph or two gathers by one; these tests run both routes on the same input
+(blocks made tiny so that small meshes cross many block boundaries) and compare the results.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+
+import scanner.classify.shape as shape_mod
+import scanner.features.sampling as sampling
+import scanner.mesh as mesh_mod
+from scanner.arrays import sorted_order_u64
+from scanner.classify.shape import shape_features
+from scanner.mesh import Mesh
+
+
+def _blobs(seed: int) -> np.ndarray:
+    """(F, 3, 3) float32 triangles: five perturbed spheres, a few loose triangles and one
+    bent strip, shuffled (bodies interleaved in the file)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(5):
+        s = trimesh.creation.icosphere(subdivisions=1 + i % 3)
+        v = s.vertices * rng.uniform(0.5, 2.0, 3) + rng.uniform(-9, 9, 3)
+        parts.append(v[s.faces])
+    parts.append(rng.normal(size=(7, 3, 3)))
+    tri = np.concatenate(parts).astype(np.float32)
+    return tri[rng.permutation(len(tri))]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_face_vertex_components_match_the_edge_graph(seed: int) -> None:
+    tri = _blobs(seed)
+    soup = Mesh(vertices=tri.reshape(-1, 3))
+    assert soup._welded[2] is not None  # the face-vertex graph route
+    vertices, faces = soup.welded_vertices, soup.welded_faces
+    indexed = Mesh(vertices=vertices, faces=faces)
+    assert indexed._welded[2] is None  # the edge graph route
+    assert soup.body_count == indexed.body_count >= 6
+    np.testing.assert_array_equal(soup.body_labels(), indexed.body_labels())
+
+
+def test_sorted_order_is_a_stable_argsort_with_its_keys() -> None:
+    rng = np.random.default_rng(5)
+    # keys that differ only in bits the packed sort drops: the order is checked and the exact
+    # argsort taken
+    close = rng.integers(0, 1000, 70_000).astype(np.uint64) << np.uint64(20)
+    close |= rng.integers(0, 3, 70_000).astype(np.uint64)
+    for keys in (
+        rng.integers(0, 2**63, 100_000, dtype=np.int64).astype(np.uint64) * np.uint64(2),
+        rng.integers(0, 50, 100_000).astype(np.uint64),  # many ties
+        close,
+        np.zeros(1, dtype=np.uint64),
+    ):
+        order, ordered = sorted_order_u64(keys)
+        np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
+        np.testing.assert_array_equal(ordered, keys[order])
+
+
+def test_weld_check_block_by_block_is_array_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mesh_mod, "_MATCH_ROWS", 5)
+    p = np.random.default_rng(1).normal(size=(23, 3)).astype(np.float32)
+    unique, inverse = p[:20], np.r_[np.arange(20), [3, 4, 5]]
+    assert mesh_mod._rows_match(unique, inverse, np.concatenate([p[:20], p[3:6]]))
+    moved = np.concatenate([p[:20], p[3:6]])
+    moved[21, 2] += 1
+    assert not mesh_mod._rows_match(unique, inverse, moved)
+    nan = np.concatenate([p[:20], p[3:6]])
+    nan[0, 0] = np.nan  # NaN rows never match, as in np.array_equal
+    assert not mesh_mod._rows_match(np.where(np.isnan(nan[:20]), np.nan, unique), inverse, nan)
+
+
+def test_rough_height_ratio_chooses_the_same_thin_triangles() -> None:
+    tri = _blobs(3)
+    sliver = tri[:40].copy()
+    sliver[:, 2] = sliver[:, 0] + np.float32(1e-6) * (sliver[:, 1] - sliver[:, 0])
+    odd = tri[:3].copy()
+    odd[0, 1] = odd[0, 0]  # two equal corners: 0 / 0
+    odd[1, 2, 1] = np.inf
+    odd[2, 0, 0] = np.nan
+    every = np.concatenate([tri, sliver, odd])
+    rough, plain = mesh_mod._rough_height_ratio(every), mesh_mod._height_ratio(every)
+    np.testing.assert_array_equal(rough < 1e-3, plain < 1e-3)
+    np.testing.assert_allclose(rough, plain, rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(rough))
+
+
+def test_shape_features_block_by_block_are_the_whole_array_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    tri = _blobs(4)
+    whole = shape_features(Mesh(vertices=tri.reshape(-1, 3)))
+    monkeypatch.setattr(shape_mod, "_ROWS", 7)  # every block boundary crossed many times
+    blocked = shape_features(Mesh(vertices=tri.reshape(-1, 3)))
+    np.testing.assert_array_equal(blocked, whole)
+
+
+def test_sampler_moments_in_blocks_are_the_whole_product_to_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    tri = _blobs(6)
+    areas = sampling.triangle_areas(tri)
+    one = sampling.surface_moments(tri, areas)
+    single = sampling.surface_moments(tri, areas, len(tri) + 1, np.zeros(3, np.float32))
+    for a, b in zip(one, single, strict=True):
+        np.testing.assert_array_equal(a, b)  # one block: the very same products
+    blocked = sampling.surface_moments(tri, areas, 17)
+    np.testing.assert_allclose(blocked[0], one[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(blocked[2], one[2], rtol=1e-12, atol=1e-12)
+    keys = Mesh(vertices=tri.reshape(-1, 3)).corner_keys
+    plain = sampling.sample_surface(tri, corner_keys=keys)
+    monkeypatch.setattr(sampling, "_MOMENT_ROWS", 17)
+    monkeypatch.setattr(sampling, "_CHUNK", 13)
+    small = sampling.sample_surface(tri, corner_keys=keys)
+    np.testing.assert_allclose(small.coords, plain.coords, rtol=0, atol=1e-5)
+
+
+def test_scan_workers_take_normal_pages() -> None:
+    code = (
+        "try:\n    from numpy._core import multiarray as m\n"
+        "except ImportError:\n    from numpy.core import multiarray as m\n"
+        "from scanner.engines.worker import keep_freed_memory\n"
+        "keep_freed_memory()\n"
+        "print(m._set_madvise_hugepage(False))\n"  # returns the setting it replaces
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
