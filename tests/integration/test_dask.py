@@ -213,9 +213,11 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
 
     for name in NAMES[:4]:
         (tmp_path / name).write_bytes((DEMO / name).read_bytes())
-    env = dict(os.environ, **{FAULT_INJECTION_ENV: f"hang:{NAMES[0]}"})
+    env = dict(os.environ, PYTHONFAULTHANDLER="1", **{FAULT_INJECTION_ENV: f"hang:{NAMES[0]}"})
     command = [sys.executable, "-m", "scanner.cli", "scan", str(tmp_path), "--engine", "dask", "--jobs", "2"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as sink:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)
     me = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 120
@@ -226,11 +228,16 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
         time.sleep(1.0)  # the hanging file is being scanned
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # where it hangs: every thread's stack (faulthandler)
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            raise AssertionError(err.read_text(errors="replace")[-12000:]) from None
         took = time.monotonic() - interrupted
     finally:
         proc.kill()
-    assert code != 0 and took < 20, (code, took)
+    assert code != 0 and took < 20, (code, took, err.read_text(errors="replace")[-4000:])
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive
 
