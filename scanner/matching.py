@@ -67,6 +67,16 @@ pieces are for are the upload (partial: 100%), half or a quarter of it (split: 2
 own archive member; a piece hidden among decoys still has its exact triangles for the local
 patches (``local``)."""
 
+PIECE_CONFIRM = 0.65
+"""A hit on a plane-cut piece row beyond this share of its threshold stands only when the upload
+is near the same signature another way (:data:`PIECE_WHOLE`, :data:`PIECE_AGREE`). Provisional."""
+
+PIECE_WHOLE = 0.1
+"""Corroboration of a piece hit: the upload row within this of the signature's whole-file row."""
+
+PIECE_AGREE = 1.5
+"""Corroboration of a piece hit: another upload row within this x a signature row's threshold."""
+
 SAME_DESIGN = 0.02
 """Rows of two signatures this close are one shape up to sampling noise (``PLAIN_SOLID``,
 ``scanner.enrol.SAMPLING_NOISE``): the same design enrolled twice, by two sources or under two
@@ -270,6 +280,7 @@ class Matcher:
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
             hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
             hits = self._distinct(np.asarray(vectors), hits)
+            hits = self._confirm_pieces(np.asarray(vectors), hits, shares)
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
@@ -309,6 +320,48 @@ class Matcher:
                     continue
             kept.append(h)
         return kept
+
+    def _confirm_pieces(self, vectors: np.ndarray, hits: list[Hit], shares: Sequence[float] | None) -> list[Hit]:
+        """The hits without the plane-cut piece hits that are no evidence (:data:`PIECE_CONFIRM`):
+        a piece hit beyond ``PIECE_CONFIRM`` x its threshold stands only when the upload is also
+        near the signature another way (:meth:`_corroborated`)."""
+        doubtful = [
+            i
+            for i, h in enumerate(hits)
+            if piece_share(h.body) is not None and h.distance > PIECE_CONFIRM * h.threshold
+        ]
+        if not doubtful:
+            return hits
+        rows_of: dict[int, np.ndarray] = {}
+        refused = set()
+        for i in doubtful:
+            h = hits[i]
+            if h.signature not in rows_of:  # the signature's plain rows (a scan only for a doubtful piece hit)
+                index = self.descriptors
+                rows_of[h.signature] = np.flatnonzero((index.signatures == h.signature) & (index.bodies != AFFINE_ROW))
+            if not self._corroborated(vectors, h, rows_of[h.signature]):
+                refused.add(i)
+        return [h for i, h in enumerate(hits) if i not in refused]
+
+    def _corroborated(self, vectors: np.ndarray, hit: Hit, own: np.ndarray) -> bool:
+        """Is the upload near ``hit``'s signature other than through that piece? Its row within
+        :data:`PIECE_WHOLE` of the signature's whole-file row (most of the part is there), or
+        another of its rows - a different surface: not within ``SAME_DESIGN`` of the hit row -
+        within :data:`PIECE_AGREE` x the threshold of a row of the same signature (the other
+        pieces of a split or sliced copy)."""
+        index = self.descriptors
+        q = np.asarray(vectors, dtype=np.float64)
+        rows = np.asarray(index.vectors[own], dtype=np.float64)
+        dist = np.sqrt(((q[:, None, :] - rows[None, :, :]) ** 2).sum(axis=2))  # upload rows x signature rows
+        whole = np.asarray(index.bodies[own]) == -1
+        if whole.any() and dist[hit.query_row, whole].min() <= PIECE_WHOLE:
+            return True
+        apart = np.sqrt(((q - q[hit.query_row]) ** 2).sum(axis=1)) > SAME_DESIGN
+        thresholds = np.asarray(index.thresholds[own], dtype=np.float64)
+        usable = thresholds > 0
+        if not apart.any() or not usable.any():
+            return False
+        return bool((dist[np.ix_(apart, usable)] <= PIECE_AGREE * thresholds[usable]).any())
 
     def local(self, codes: PatchCodes) -> list[Match]:
         """Signatures whose distinctive patches the upload reproduces (kind ``local``), the
