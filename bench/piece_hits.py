@@ -50,6 +50,9 @@ from scanner.verdict import FLAG  # noqa: E402
 PIECE_FAMILIES = "split|partial|fused|G-code|decimation"
 CURRENT: dict = {}
 RECORDS: list[dict] = []
+CAUGHT: dict[str, list[int]] = {}
+"""Per evasion family (``true``) or benign set: [uploads flagged, uploads] - with the rule as
+installed (``--rule-on``: the shipped confirmation; else none)."""
 
 
 def _evidence(matcher: Matcher, vectors: np.ndarray, hit, shares) -> dict:
@@ -114,23 +117,26 @@ def _local(matcher: Matcher, signature: int) -> dict:
     }
 
 
-def _install() -> None:
-    """The confirmation off; each piece hit it would be asked about, recorded."""
+def _install(rule_on: bool = False) -> None:
+    """The confirmation off (``rule_on``: kept); each piece hit it is asked about, recorded."""
     from functools import cached_property
 
     from scanner.policy import Case
 
-    def record(self: Matcher, vectors: np.ndarray, hits: list, shares) -> list:
+    confirm = Matcher._confirm_pieces
+
+    def record(self: Matcher, vectors: np.ndarray, hits: list, patches) -> list:
         for h in hits:
             if piece_share(h.body) is not None:
-                found = _evidence(self, vectors, h, shares) | _local(self, h.signature)
+                found = _evidence(self, vectors, h, CURRENT.get("_shares")) | _local(self, h.signature)
                 RECORDS.append({k: v for k, v in CURRENT.items() if not k.startswith("_")} | found)
-        return hits
+        return confirm(self, vectors, hits, patches) if rule_on else hits
 
     near = Case.near.func
 
     def remembering(case: Case) -> list:
         CURRENT["_shape"] = case.shape
+        CURRENT["_shares"] = case.shape.descriptor.row_shares()
         return near(case)
 
     Matcher._confirm_pieces = record  # type: ignore[method-assign]
@@ -172,6 +178,9 @@ def run_true(args: argparse.Namespace, work: Path) -> None:
             start = len(RECORDS)
             verdicts = scan_one(target, context)
             _settle(verdicts, start, sig_ids[0])
+            tally = CAUGHT.setdefault(ev.key, [0, 0])
+            tally[0] += any(v.verdict == FLAG for v in verdicts)
+            tally[1] += 1
             Path(target).unlink()
 
 
@@ -195,7 +204,11 @@ def run_benign(args: argparse.Namespace, work: Path) -> None:
         CURRENT.clear()
         CURRENT.update(set=f"benign-{args.proxies}x{args.benign}", family=group.split("-")[1], upload=rel, own=None)
         start = len(RECORDS)
-        _settle(scan_one(work / "benign" / rel, context), start, None)
+        verdicts = scan_one(work / "benign" / rel, context)
+        _settle(verdicts, start, None)
+        tally = CAUGHT.setdefault(f"benign pairs of {len(lib)} signatures", [0, 0])
+        tally[0] += len({m.signature_id for v in verdicts if v.verdict == FLAG for m in v.matches})
+        tally[1] += len(lib)
 
 
 def run_corpus(args: argparse.Namespace, work: Path) -> None:
@@ -225,13 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offset", type=int, default=17, help="corpus: the proxy library's seed is --seed + this")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "meshscan-piece-hits")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rule-on", action="store_true", help="keep the shipped confirmation (count what still flags)")
     args = ap.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
-    _install()
+    _install(args.rule_on)
     with tempfile.TemporaryDirectory(prefix="meshscan-piece-hits-") as tmp:
         {"true": run_true, "benign": run_benign, "corpus": run_corpus}[args.what](args, Path(tmp))
     args.out.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     print(f"{len(RECORDS)} piece hits -> {args.out}")
+    for key, (flagged, total) in CAUGHT.items():
+        print(f"  {key}: {flagged} / {total} flagged" + (" (rule on)" if args.rule_on else " (rule off)"))
     return 0
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from scanner.exchange.source import bank_of
 from scanner.features.affine import AFFINE_ROW, AffineIndex
+from scanner.features.patches import MIN_SHARE
 from scanner.features.pieces import piece_share
 from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.patch_index import PatchIndex
@@ -76,6 +77,13 @@ PIECE_WHOLE = 0.1
 
 PIECE_AGREE = 1.5
 """Corroboration of a piece hit: another upload row within this x a signature row's threshold."""
+
+PIECE_MOST = 0.85
+"""The whole-file corroboration (:data:`PIECE_WHOLE`) applies to pieces keeping this much."""
+
+PIECE_PATCHES = 3
+"""Corroboration of a piece hit: this many of the signature's distinctive patches, covering
+``MIN_SHARE`` of it, at one scale (the ``local`` kind alone needs ``MIN_MATCHED``)."""
 
 SAME_DESIGN = 0.02
 """Rows of two signatures this close are one shape up to sampling noise (``PLAIN_SOLID``,
@@ -266,11 +274,19 @@ class Matcher:
         return self.allowlist.query(sha256, geometry_hash)
 
     def near(
-        self, vectors: np.ndarray, bodies: list[int], k: int, radius: float, shares: Sequence[float] | None = None
+        self,
+        vectors: np.ndarray,
+        bodies: list[int],
+        k: int,
+        radius: float,
+        shares: Sequence[float] | None = None,
+        patches: Callable[[], PatchCodes] | None = None,
     ) -> list[Match]:
         """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
         first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles; ``shares``
-        each row's share of the upload's surface (None: not known, every row may match a piece)."""
+        each row's share of the upload's surface (None: not known, every row may match a piece);
+        ``patches`` computes the upload's patch codes, asked for only when a piece hit needs
+        corroboration (:data:`PIECE_CONFIRM`; None: patches do not corroborate)."""
         best: dict[tuple[int, int | None], Match] = {}
         hits = self.descriptors.query(vectors, k=k, radius=radius)
         if shares is not None:  # a small body that looks like half a part is no evidence
@@ -280,7 +296,7 @@ class Matcher:
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
             hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
             hits = self._distinct(np.asarray(vectors), hits)
-            hits = self._confirm_pieces(np.asarray(vectors), hits, shares)
+            hits = self._confirm_pieces(np.asarray(vectors), hits, patches)
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
@@ -321,7 +337,9 @@ class Matcher:
             kept.append(h)
         return kept
 
-    def _confirm_pieces(self, vectors: np.ndarray, hits: list[Hit], shares: Sequence[float] | None) -> list[Hit]:
+    def _confirm_pieces(
+        self, vectors: np.ndarray, hits: list[Hit], patches: Callable[[], PatchCodes] | None
+    ) -> list[Hit]:
         """The hits without the plane-cut piece hits that are no evidence (:data:`PIECE_CONFIRM`):
         a piece hit beyond ``PIECE_CONFIRM`` x its threshold stands only when the upload is also
         near the signature another way (:meth:`_corroborated`)."""
@@ -332,29 +350,33 @@ class Matcher:
         ]
         if not doubtful:
             return hits
-        rows_of: dict[int, np.ndarray] = {}
-        refused = set()
-        for i in doubtful:
-            h = hits[i]
-            if h.signature not in rows_of:  # the signature's plain rows (a scan only for a doubtful piece hit)
-                index = self.descriptors
-                rows_of[h.signature] = np.flatnonzero((index.signatures == h.signature) & (index.bodies != AFFINE_ROW))
-            if not self._corroborated(vectors, h, rows_of[h.signature]):
-                refused.add(i)
+        local: list[set[int]] = []  # signatures with some of their patches in the upload, computed once
+
+        def patched(signature: int) -> bool:
+            if patches is None or not len(self.patches):
+                return False
+            if not local:
+                found = self.patches.query(patches(), min_matched=PIECE_PATCHES, min_share=MIN_SHARE)
+                local.append({hit.signature for hit in found})
+            return signature in local[0]
+
+        refused = {i for i in doubtful if not self._corroborated(vectors, hits[i]) and not patched(hits[i].signature)}
         return [h for i, h in enumerate(hits) if i not in refused]
 
-    def _corroborated(self, vectors: np.ndarray, hit: Hit, own: np.ndarray) -> bool:
-        """Is the upload near ``hit``'s signature other than through that piece? Its row within
-        :data:`PIECE_WHOLE` of the signature's whole-file row (most of the part is there), or
-        another of its rows - a different surface: not within ``SAME_DESIGN`` of the hit row -
-        within :data:`PIECE_AGREE` x the threshold of a row of the same signature (the other
-        pieces of a split or sliced copy)."""
+    def _corroborated(self, vectors: np.ndarray, hit: Hit) -> bool:
+        """Is the upload near ``hit``'s signature other than through that piece, in descriptor
+        space? The hit row within :data:`PIECE_WHOLE` of the signature's whole-file row when the
+        piece keeps most of it (85%), or another upload row - another surface: not within
+        ``SAME_DESIGN`` of the hit row - within :data:`PIECE_AGREE` x the threshold of any row of
+        the same signature (the other pieces of a split or sliced copy)."""
         index = self.descriptors
+        own = np.flatnonzero((index.signatures == hit.signature) & (index.bodies != AFFINE_ROW))
         q = np.asarray(vectors, dtype=np.float64)
         rows = np.asarray(index.vectors[own], dtype=np.float64)
         dist = np.sqrt(((q[:, None, :] - rows[None, :, :]) ** 2).sum(axis=2))  # upload rows x signature rows
         whole = np.asarray(index.bodies[own]) == -1
-        if whole.any() and dist[hit.query_row, whole].min() <= PIECE_WHOLE:
+        most = (piece_share(hit.body) or 0.0) >= PIECE_MOST
+        if most and whole.any() and dist[hit.query_row, whole].min() <= PIECE_WHOLE:
             return True
         apart = np.sqrt(((q - q[hit.query_row]) ** 2).sum(axis=1)) > SAME_DESIGN
         thresholds = np.asarray(index.thresholds[own], dtype=np.float64)
