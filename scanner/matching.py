@@ -69,21 +69,55 @@ own archive member; a piece hidden among decoys still has its exact triangles fo
 patches (``local``)."""
 
 PIECE_CONFIRM = 0.65
-"""A hit on a plane-cut piece row beyond this share of its threshold stands only when the upload
-is near the same signature another way (:data:`PIECE_WHOLE`, :data:`PIECE_AGREE`). Provisional."""
+"""A hit on a plane-cut piece row stands on its own only within this share of the row's
+threshold; beyond it, only when the upload is near the same signature another way
+(:meth:`Matcher._confirm_pieces`): its row within :data:`PIECE_WHOLE` of the signature's
+whole-file row when the piece keeps most of it (:data:`PIECE_MOST`), or another of its rows near
+a row of the signature (:data:`PIECE_AGREE`), or :data:`PIECE_PATCHES` of the signature's
+distinctive patches in the upload. Not a cap: a cap of 0.02 removed the benign false pairs but
+lost a sliced copy rebuilt from its inner walls at 0.0254 from an 85% piece (0.85 x its
+threshold, ``tests/integration/test_appended_payloads.py``), which its whole-file row (0.082)
+corroborates.
+
+Calibrated on the two distributions (``bench/piece_hits.py``: every piece hit that stood before
+this rule). False: every benign pair of ``bench/evasion.py`` at seed 0 (300 look-alikes x 24
+proxies, and 500 x 200 for 100,000 pairs) - three hits, all of a lone row (a one-body file) at
+0.71-1.0 x the threshold (a turned part at 0.86 of a bolt's 50% piece, a turned part at 0.71 of
+a barrel's 85% piece, a hinge at 0.996 of a slide's 70% piece), 0.147-0.33 from the whole row,
+no patch of the signature; the public corpus against the 200 proxies gave none. True: the
+evasion families that need pieces (split, partial, fused, sliced G-code, decimation; 24
+proxies, seeds 0 and 1): 174 piece hits, 29 uploads flagged through a piece hit alone (the
+``local`` kind would not have flagged them). Of those 29, 14 are within 0.65 x (the largest
+that needs no other evidence: 0.616), the others are corroborated - 85% pieces of decimated and
+sliced copies by the whole row at 0.018-0.090 (the false 85% hit: 0.147), partial and split
+copies by 3-7 patches covering 14-83% of the signature (false: 0), one sliced copy in shuffled
+pieces by another body (1.48 x a row's threshold; false rows had no other body). Eight hits of
+evasion uploads on another proxy's pieces (sibling designs; 0.68-0.99 x) are refused too except
+where the upload's own signature flags it. The margins are thin where the data are thin: 0.65
+against 0.71, 0.09 against 0.147 (0.107-0.114 for hits on a sibling proxy's 85% piece), 3
+patches against 0."""
 
 PIECE_WHOLE = 0.1
-"""Corroboration of a piece hit: the upload row within this of the signature's whole-file row."""
-
-PIECE_AGREE = 1.5
-"""Corroboration of a piece hit: another upload row within this x a signature row's threshold."""
+"""Corroboration of a piece hit: the upload row within this of the signature's whole-file row
+(for pieces keeping :data:`PIECE_MOST`): most of the part is there (decimated or sliced copies
+at 0.018-0.090; the false 85% hit at 0.147)."""
 
 PIECE_MOST = 0.85
-"""The whole-file corroboration (:data:`PIECE_WHOLE`) applies to pieces keeping this much."""
+"""The whole-file corroboration (:data:`PIECE_WHOLE`) applies to pieces keeping this much: a
+70% piece near the whole row was a fused copy's hit on a sibling proxy (0.070)."""
+
+PIECE_AGREE = 1.5
+"""Corroboration of a piece hit: another upload row - another surface, not within
+``SAME_DESIGN`` of the hit row - within this x the threshold of a row of the same signature
+(the other pieces of a split or sliced copy: 0.24-6.6 x in the bench; every false hit was a
+one-body file)."""
 
 PIECE_PATCHES = 3
 """Corroboration of a piece hit: this many of the signature's distinctive patches, covering
-``MIN_SHARE`` of it, at one scale (the ``local`` kind alone needs ``MIN_MATCHED``)."""
+``MIN_SHARE`` of it, at one scale (the ``local`` kind alone needs ``MIN_MATCHED``): partial and
+split copies that keep their triangles carry 3-7 below that (14-83% of the signature); no false
+piece hit carried one (benign look-alikes reach at most 2 ring codes of any proxy,
+:mod:`scanner.features.patches`)."""
 
 SAME_DESIGN = 0.02
 """Rows of two signatures this close are one shape up to sampling noise (``PLAIN_SOLID``,
