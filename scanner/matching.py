@@ -85,7 +85,7 @@ this rule). False: every benign pair of ``bench/evasion.py`` at seed 0 (300 look
 proxies, and 500 x 200 for 100,000 pairs) - three hits, all of a lone row (a one-body file) at
 0.71-1.0 x the threshold (a turned part at 0.86 of a bolt's 50% piece, a turned part at 0.71 of
 a barrel's 85% piece, a hinge at 0.996 of a slide's 70% piece), 0.147-0.33 from the whole row,
-no patch of the signature; the public corpus against the 200 proxies gave none. True: the
+no patch of the signature; the public corpus against 200 and 1,000 proxies gave none. True: the
 evasion families that need pieces (split, partial, fused, sliced G-code, decimation; 24
 proxies, seeds 0 and 1): 174 piece hits, 29 uploads flagged through a piece hit alone (the
 ``local`` kind would not have flagged them). Of those 29, 14 are within 0.65 x (at most
