@@ -134,3 +134,26 @@ def test_a_piece_hit_stands_when_another_piece_of_the_upload_is_near_the_same_si
     found = matcher.near(rows, [0, 1], k=5, radius=0.08, shares=[0.5, 0.5])
     assert [m.body for m in found] == [0] and found[0].signature_share is not None
     assert matcher.near(rows[:1], [0], k=5, radius=0.08, shares=[0.5]) == []
+
+
+def test_a_piece_hit_stands_when_the_upload_carries_some_of_the_signatures_patches(library) -> None:
+    """A partial or split copy keeps its triangles: a few of the signature's distinctive patches
+    (fewer than the ``local`` kind needs on its own) corroborate a doubtful piece hit; the same
+    row with no patches of it is refused. The patches are asked for only then (lazily)."""
+    from scanner.features.patches import mesh_patch_codes
+    from scanner.loading import load
+
+    matcher = Matcher.build(library)
+    row, _ = _lone_piece_hit(library, matcher, 0.9)
+    codes = mesh_patch_codes(load(sorted(DEMO.glob("proxy-*.stl"))[1]))  # the enrolled file's own patches
+    asked = []
+
+    def patches():
+        asked.append(True)
+        return codes
+
+    query = row[None, :].astype(np.float32)
+    found = matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], patches=patches)
+    assert asked and found and all(m.signature_share is not None for m in found)
+    other = mesh_patch_codes(load(sorted(DEMO.glob("benign-*.stl"))[0]))  # a benign file: none of its patches
+    assert matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], patches=lambda: other) == []
