@@ -242,8 +242,9 @@ class Scanner:
         if exact or matcher.allowed(signals.sha256, signals.geometry_hash) is not None:
             return exact
         rows = np.asarray(signals.rows, dtype=np.float32)
+        codes = None if patches is None else patches.patch_codes  # corroborate a piece hit (PIECE_CONFIRM)
         near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold,
-                            shares=signals.row_shares)  # fmt: skip
+                            shares=signals.row_shares, patches=codes)  # fmt: skip
         if not near and signals.affine is not None and -1 in signals.row_bodies:  # a stretched copy?
             affine = np.asarray(signals.affine, dtype=np.float32)
             near = matcher.stretched(rows[signals.row_bodies.index(-1)], lambda: affine)

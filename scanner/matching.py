@@ -16,7 +16,8 @@ Signal kinds, in the order the pipeline consults them:
   found too, and the match says which share of it (``signature_share``). A hit stands only
   when the upload's row is not a plain solid and is nearer the signature than any generic
   reference shape (:func:`scanner.features.reference.confirms`) and when no other known
-  design is about as near (:data:`DISTINCT_RATIO`): the second stage;
+  design is about as near (:data:`DISTINCT_RATIO`): the second stage; a hit on a piece beyond
+  :data:`PIECE_CONFIRM` x its threshold also needs the upload near the signature another way;
 - ``stretched``: when no row matched, the whitened whole-file row within its threshold while
   the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
   copy stretched along some axis.
@@ -40,6 +41,7 @@ import numpy as np
 
 from scanner.exchange.source import bank_of
 from scanner.features.affine import AFFINE_ROW, AffineIndex
+from scanner.features.patches import MIN_SHARE
 from scanner.features.pieces import piece_share
 from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.patch_index import PatchIndex
@@ -66,6 +68,60 @@ was one of five false pairs in 100,000 (benign look-alike, proxy signature) pair
 pieces are for are the upload (partial: 100%), half or a quarter of it (split: 25-50%) or their
 own archive member; a piece hidden among decoys still has its exact triangles for the local
 patches (``local``)."""
+
+PIECE_CONFIRM = 0.65
+"""A hit on a plane-cut piece row stands on its own only within this share of the row's
+threshold; beyond it, only when the upload is near the same signature another way
+(:meth:`Matcher._confirm_pieces`): its row within :data:`PIECE_WHOLE` of the signature's
+whole-file row when the piece keeps most of it (:data:`PIECE_MOST`), or another of its rows near
+a row of the signature (:data:`PIECE_AGREE`), or :data:`PIECE_PATCHES` of the signature's
+distinctive patches in the upload. Not a cap: a cap of 0.02 removed the benign false pairs but
+lost a sliced copy rebuilt from its inner walls at 0.0254 from an 85% piece (0.85 x its
+threshold, ``tests/integration/test_appended_payloads.py``), which its whole-file row (0.082)
+corroborates.
+
+Calibrated on the two distributions (``bench/piece_hits.py``: every piece hit that stood before
+this rule). False: every benign pair of ``bench/evasion.py`` at seed 0 (300 look-alikes x 24
+proxies, and 500 x 200 for 100,000 pairs) - three hits, all of a lone row (a one-body file) at
+0.71-1.0 x the threshold (a turned part at 0.86 of a bolt's 50% piece, a turned part at 0.71 of
+a barrel's 85% piece, a hinge at 0.996 of a slide's 70% piece), 0.147-0.33 from the whole row,
+no patch of the signature; the public corpus against 200 and 1,000 proxies gave none. True: the
+evasion families that need pieces (split, partial, fused, sliced G-code, decimation; 24
+proxies, seeds 0 and 1): 174 piece hits, 29 uploads flagged through a piece hit alone (the
+``local`` kind would not have flagged them). Of those 29, 14 are within 0.65 x (at most
+0.616), the others are corroborated - 85% pieces of decimated and sliced copies by the
+whole row at 0.018-0.090 (the false 85% hit: 0.147), partial and split
+copies by 3-7 patches covering 14-83% of the signature (false: 0), one sliced copy in shuffled
+pieces by another body (about 1.5 x a row's threshold; false rows had no other body). The
+eight hits of evasion uploads on another proxy's pieces (sibling designs, 0.68-0.99 x) are all
+refused. Result: 0 of 7,200 and 0 of 100,000 benign pairs (1 and 2 before), every piece
+family's recall in ``bench/evasion.py`` unchanged at seed 0 and no upload lost at seed 1. The
+margins are thin where the data are thin: 0.65 against 0.71, 0.09 against 0.147 (0.107-0.114
+for hits on a sibling proxy's 85% piece), 3 patches against 0. Cost: only for a piece hit
+beyond 0.65 x - one scan of the row table for the signature's rows, and the upload's patch
+codes when the descriptor rows do not corroborate."""
+
+PIECE_WHOLE = 0.1
+"""Corroboration of a piece hit: the upload row within this of the signature's whole-file row
+(for pieces keeping :data:`PIECE_MOST`): most of the part is there (decimated or sliced copies
+at 0.018-0.090; the false 85% hit at 0.147)."""
+
+PIECE_MOST = 0.85
+"""The whole-file corroboration (:data:`PIECE_WHOLE`) applies to pieces keeping this much: a
+70% piece near the whole row was a fused copy's hit on a sibling proxy (0.070)."""
+
+PIECE_AGREE = 1.5
+"""Corroboration of a piece hit: another upload row - another surface, not within
+``SAME_DESIGN`` of the hit row - within this x the threshold of a row of the same signature
+(the other pieces of a split or sliced copy: 0.24-6.6 x in the bench; every false hit was a
+one-body file)."""
+
+PIECE_PATCHES = 3
+"""Corroboration of a piece hit: this many of the signature's distinctive patches, covering
+``MIN_SHARE`` of it, at one scale (the ``local`` kind alone needs ``MIN_MATCHED``): partial and
+split copies that keep their triangles carry 3-7 below that (14-83% of the signature); no false
+piece hit carried one (over 300 benign look-alikes x 24 proxies the most ring codes of one
+proxy found was 2: README, "How matching works", item 7)."""
 
 SAME_DESIGN = 0.02
 """Rows of two signatures this close are one shape up to sampling noise (``PLAIN_SOLID``,
@@ -256,11 +312,19 @@ class Matcher:
         return self.allowlist.query(sha256, geometry_hash)
 
     def near(
-        self, vectors: np.ndarray, bodies: list[int], k: int, radius: float, shares: Sequence[float] | None = None
+        self,
+        vectors: np.ndarray,
+        bodies: list[int],
+        k: int,
+        radius: float,
+        shares: Sequence[float] | None = None,
+        patches: Callable[[], PatchCodes] | None = None,
     ) -> list[Match]:
         """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
         first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles; ``shares``
-        each row's share of the upload's surface (None: not known, every row may match a piece)."""
+        each row's share of the upload's surface (None: not known, every row may match a piece);
+        ``patches`` computes the upload's patch codes, asked for only when a piece hit needs
+        corroboration (:data:`PIECE_CONFIRM`; None: patches do not corroborate)."""
         best: dict[tuple[int, int | None], Match] = {}
         hits = self.descriptors.query(vectors, k=k, radius=radius)
         if shares is not None:  # a small body that looks like half a part is no evidence
@@ -270,6 +334,7 @@ class Matcher:
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
             hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
             hits = self._distinct(np.asarray(vectors), hits)
+            hits = self._confirm_pieces(np.asarray(vectors), hits, patches)
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
@@ -309,6 +374,54 @@ class Matcher:
                     continue
             kept.append(h)
         return kept
+
+    def _confirm_pieces(
+        self, vectors: np.ndarray, hits: list[Hit], patches: Callable[[], PatchCodes] | None
+    ) -> list[Hit]:
+        """The hits without the plane-cut piece hits that are no evidence (:data:`PIECE_CONFIRM`):
+        a piece hit beyond ``PIECE_CONFIRM`` x its threshold stands only when the upload is also
+        near the signature another way (:meth:`_corroborated`)."""
+        doubtful = [
+            i
+            for i, h in enumerate(hits)
+            if piece_share(h.body) is not None and h.distance > PIECE_CONFIRM * h.threshold
+        ]
+        if not doubtful:
+            return hits
+        local: list[set[int]] = []  # signatures with some of their patches in the upload, computed once
+
+        def patched(signature: int) -> bool:
+            if patches is None or not len(self.patches):
+                return False
+            if not local:
+                found = self.patches.query(patches(), min_matched=PIECE_PATCHES, min_share=MIN_SHARE)
+                local.append({hit.signature for hit in found})
+            return signature in local[0]
+
+        refused = {i for i in doubtful if not self._corroborated(vectors, hits[i]) and not patched(hits[i].signature)}
+        return [h for i, h in enumerate(hits) if i not in refused]
+
+    def _corroborated(self, vectors: np.ndarray, hit: Hit) -> bool:
+        """Is the upload near ``hit``'s signature other than through that piece, in descriptor
+        space? The hit row within :data:`PIECE_WHOLE` of the signature's whole-file row when the
+        piece keeps most of it (85%), or another upload row - another surface: not within
+        ``SAME_DESIGN`` of the hit row - within :data:`PIECE_AGREE` x the threshold of any row of
+        the same signature (the other pieces of a split or sliced copy)."""
+        index = self.descriptors
+        own = np.flatnonzero((index.signatures == hit.signature) & (index.bodies != AFFINE_ROW))
+        q = np.asarray(vectors, dtype=np.float64)
+        rows = np.asarray(index.vectors[own], dtype=np.float64)
+        dist = np.sqrt(((q[:, None, :] - rows[None, :, :]) ** 2).sum(axis=2))  # upload rows x signature rows
+        whole = np.asarray(index.bodies[own]) == -1
+        most = (piece_share(hit.body) or 0.0) >= PIECE_MOST
+        if most and whole.any() and dist[hit.query_row, whole].min() <= PIECE_WHOLE:
+            return True
+        apart = np.sqrt(((q - q[hit.query_row]) ** 2).sum(axis=1)) > SAME_DESIGN
+        thresholds = np.asarray(index.thresholds[own], dtype=np.float64)
+        usable = thresholds > 0
+        if not apart.any() or not usable.any():
+            return False
+        return bool((dist[np.ix_(apart, usable)] <= PIECE_AGREE * thresholds[usable]).any())
 
     def local(self, codes: PatchCodes) -> list[Match]:
         """Signatures whose distinctive patches the upload reproduces (kind ``local``), the
