@@ -199,6 +199,17 @@ def test_cli_engine_dask_gives_the_golden_verdicts_byte_for_byte() -> None:
     assert_same(lines, golden("fixtures.jsonl"), "meshscan scan fixtures/ --engine dask --jobs 2")
 
 
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT back to its default action. A shell starts a background
+    job (``pytest ... &`` in a script) with SIGINT ignored, the command inherits that, Python
+    then installs no KeyboardInterrupt handler, and Ctrl-C does nothing - which is what
+    "interrupted run did not stop" in such full-suite runs was (its stack: the main thread still
+    waiting for results, never interrupted)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: Path) -> None:
     """Ctrl-C while a worker's child scans a file that never ends: the in-process cluster would
     wait for its running task on close, so the engine kills its children first and starts no
@@ -216,8 +227,8 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
     env = dict(os.environ, PYTHONFAULTHANDLER="1", **{FAULT_INJECTION_ENV: f"hang:{NAMES[0]}"})
     command = [sys.executable, "-m", "scanner.cli", "scan", str(tmp_path), "--engine", "dask", "--jobs", "2"]
     err = tmp_path / "stderr.txt"
-    with open(err, "wb") as sink:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+    with open(err, "wb") as sink:  # Ctrl-C as a terminal sends it, even when these tests run as a background job
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink, preexec_fn=_sigint_default)
     me = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 120
