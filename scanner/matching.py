@@ -142,8 +142,18 @@ beside others. (:data:`DISTINCT_RATIO` is the one-rival case: any other design w
 Calibrated at 10,000 proxy signatures: README, "Thresholds", crowding."""
 
 
+CROWD_BAND = 0.5
+"""The crowding test (:data:`CROWD_DESIGNS`) reads hits beyond this share of their row's
+threshold only: nearer than that, a hit stands among other designs too."""
+
+
 def crowded(
-    own: np.ndarray, rivals: np.ndarray, signatures: np.ndarray, distances: np.ndarray, distance: float
+    own: np.ndarray,
+    rivals: np.ndarray,
+    signatures: np.ndarray,
+    distances: np.ndarray,
+    distance: float,
+    threshold: float,
 ) -> bool:
     """Is a hit at ``distance`` from the upload, on a signature row ``own``, contested by the rows
     ``rivals`` (of other signatures ``signatures``, at ``distances`` from the upload, all within
@@ -157,6 +167,8 @@ def crowded(
     apart = np.sqrt(((rivals - own) ** 2).sum(axis=1)) > SAME_DESIGN
     if (apart & (np.asarray(distances) < distance / DISTINCT_RATIO)).any():
         return True
+    if distance <= CROWD_BAND * threshold:
+        return False
     counted: list[np.ndarray] = []
     seen: set[int] = set()
     for row, sig in zip(rivals[apart], np.asarray(signatures)[apart], strict=True):
@@ -410,7 +422,12 @@ class Matcher:
             other = (index.signatures[candidates] != h.signature) & (distances <= CROWD_RATIO * h.distance)
             near = candidates[other]
             if not crowded(
-                index.vectors[h.row], index.vectors[near], index.signatures[near], distances[other], h.distance
+                index.vectors[h.row],
+                index.vectors[near],
+                index.signatures[near],
+                distances[other],
+                h.distance,
+                h.threshold,
             ):
                 kept.append(h)
         return kept
@@ -489,7 +506,7 @@ class Matcher:
             # one design or two is read on the plain rows, as for every other kind: whitening folds
             # designs that differ only in proportions together
             contest = (index.plain[h.row], index.plain[at], index.positions[at], np.asarray([r[1] for r in h.rivals]))
-            if not crowded(*contest, h.distance):
+            if not crowded(*contest, h.distance, h.threshold):
                 out.append(
                     self._match(h.position, round(h.distance, 5), round(h.threshold, 5), None, "stretched", None)
                 )

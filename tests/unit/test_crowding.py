@@ -19,7 +19,7 @@ from scanner.enrol import enrol
 from scanner.features.affine import AffineIndex
 from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.library import Signature, SignatureLibrary
-from scanner.matching import CROWD_DESIGNS, CROWD_RATIO, DISTINCT_RATIO, SAME_DESIGN, Matcher, crowded
+from scanner.matching import CROWD_BAND, CROWD_DESIGNS, CROWD_RATIO, DISTINCT_RATIO, SAME_DESIGN, Matcher, crowded
 
 DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
 
@@ -35,10 +35,10 @@ def test_three_other_designs_about_as_near_contest_a_hit() -> None:
     rivals = 1.3 * d * _orthonormal(8, 3)  # each 1.3 x d from the upload at the origin's side
     distances = np.full(3, 1.3 * d)
     signatures = np.array([1, 2, 3])
-    assert crowded(own, rivals, signatures, distances, d)
-    assert not crowded(own, rivals[:2], signatures[:2], distances[:2], d)  # two: not crowded
+    assert crowded(own, rivals, signatures, distances, d, d)
+    assert not crowded(own, rivals[:2], signatures[:2], distances[:2], d, d)  # two: not crowded
     # three rows of one signature are one design
-    assert not crowded(own, rivals, np.array([1, 1, 1]), distances, d)
+    assert not crowded(own, rivals, np.array([1, 1, 1]), distances, d, d)
 
 
 def test_rivals_that_are_one_shape_count_once_and_the_hit_shape_enrolled_again_not_at_all() -> None:
@@ -46,16 +46,23 @@ def test_rivals_that_are_one_shape_count_once_and_the_hit_shape_enrolled_again_n
     d = 0.02
     base = 1.3 * d * _orthonormal(8, 1)[0]
     twins = np.stack([base, base + 0.2 * SAME_DESIGN * _orthonormal(8, 2, seed=1)[0], base * 1.0001])
-    assert not crowded(own, twins, np.array([1, 2, 3]), np.full(3, 1.3 * d), d)  # one shape, three ids
+    assert not crowded(own, twins, np.array([1, 2, 3]), np.full(3, 1.3 * d), d, d)  # one shape, three ids
     again = 0.5 * SAME_DESIGN * _orthonormal(8, 3, seed=2)  # the hit's own shape under other ids
-    assert not crowded(own, again, np.array([4, 5, 6]), np.full(3, 1.2 * d), d)
+    assert not crowded(own, again, np.array([4, 5, 6]), np.full(3, 1.2 * d), d, d)
+
+
+def test_a_hit_well_inside_its_threshold_stands_in_a_crowd() -> None:
+    own, d = np.zeros(8), 0.02
+    rivals = 1.3 * d * _orthonormal(8, 3)
+    assert crowded(own, rivals, np.array([1, 2, 3]), np.full(3, 1.3 * d), d, d / CROWD_BAND * 0.99)
+    assert not crowded(own, rivals, np.array([1, 2, 3]), np.full(3, 1.3 * d), d, d / CROWD_BAND * 1.01)
 
 
 def test_one_rival_nearer_than_the_distinct_ratio_contests_alone() -> None:
     own, d = np.zeros(8), 0.02
     rival = 1.05 * d * _orthonormal(8, 1)
     assert 1.05 < 1 / DISTINCT_RATIO
-    assert crowded(own, rival, np.array([1]), np.array([1.05 * d]), d)
+    assert crowded(own, rival, np.array([1]), np.array([1.05 * d]), d, d)
 
 
 @pytest.fixture(scope="module")
