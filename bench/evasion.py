@@ -26,7 +26,12 @@ What it does (issue 11, item 6), everything through the shipped code paths:
    files falsely flagged at each size.
 
 Defaults take a few minutes on a 2-core machine; ``--proxies 200 --benign 500`` gives
-100,000 (benign, signature) pairs.
+100,000 (benign, signature) pairs. At scale: ``--proxy-libraries 1000 10000`` scans the real
+parts (and ``--extra-benign DIR``) against that many generated proxy signatures (cached with
+``--library-cache``), and ``--within 10000`` enrols the bench proxies *into* such a library, so
+the families are scanned where other designs of each kind sit near each part (the false flags
+of the one and the recall of the other move together when a rule reads how crowded the library
+is; a family "caught only through another proxy's signature" was flagged for the wrong design).
 """
 
 from __future__ import annotations
@@ -271,6 +276,8 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
     t0 = time.perf_counter()
     lib, ids = _library(work / "library", files, "bench-proxy")
     enrol_s = time.perf_counter() - t0
+    if args.within:
+        lib = _crowded(lib, args, work)
     context = ScanContext(library=lib, model=None)
     index_of = {s.id: i for i, s in enumerate(lib.signatures)}
     pattern = re.compile(args.families, re.I) if args.families else None
@@ -578,19 +585,35 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
     return out
 
 
+def _proxy_library(args: argparse.Namespace, n: int, work: Path) -> SignatureLibrary:
+    """``n`` generated proxy signatures (seed + 17: none is a bench proxy), from
+    ``--library-cache`` when the same code enrolled them before."""
+    cache = args.library_cache / f"proxies-{n}-seed{args.seed}-{_source_key()}" if args.library_cache else None
+    if cache is not None and (cache / "manifest.json").exists():
+        print(f"  (the {n}-proxy library from {cache})")
+        return SignatureLibrary.load(cache)
+    rows = generate(work / f"many-{n}", math.ceil(n / len(PROXY_CATEGORIES)), args.seed + 17, benign_per_kind=0)
+    chosen = _round_robin(rows, PROXY_CATEGORIES, n)
+    files = [(work / f"many-{n}" / r, c) for r, c, _ in chosen]
+    return _library(cache or work / f"many-lib-{n}", files, "bench-many", jobs=args.enrol_jobs)[0]
+
+
+def _crowded(lib: SignatureLibrary, args: argparse.Namespace, work: Path) -> SignatureLibrary:
+    """The bench proxies' library merged into ``--within`` generated proxy signatures: the copies
+    are then scanned in a crowded library, where other designs of each kind sit near each part."""
+    big = _proxy_library(args, args.within, work)
+    merged = SignatureLibrary.create(work / "within", name=f"bench proxies + {args.within}")
+    merged.merge(lib)
+    merged.merge(big)
+    merged.save(work / "within")
+    return SignatureLibrary.load(work / "within")
+
+
 def _corpus_vs_proxies(args: argparse.Namespace, corpus: Path, parts: list[dict], n: int, work: Path) -> list[dict]:
     """Every distinct real part scanned against ``n`` generated proxy signatures: precision
     must not fall as the library grows."""
     t0 = time.perf_counter()
-    cache = args.library_cache / f"proxies-{n}-seed{args.seed}-{_source_key()}" if args.library_cache else None
-    if cache is not None and (cache / "manifest.json").exists():
-        lib = SignatureLibrary.load(cache)
-        print(f"  (the {n}-proxy library from {cache})")
-    else:
-        rows = generate(work / f"many-{n}", math.ceil(n / len(PROXY_CATEGORIES)), args.seed + 17, benign_per_kind=0)
-        chosen = _round_robin(rows, PROXY_CATEGORIES, n)
-        files = [(work / f"many-{n}" / r, c) for r, c, _ in chosen]
-        lib, _ = _library(cache or work / f"many-lib-{n}", files, "bench-many", jobs=args.enrol_jobs)
+    lib = _proxy_library(args, n, work)
     context = ScanContext(library=lib, model=None)
     flagged = [p["path"] for p in parts if _flagged_ids(scan_one(corpus / p["path"], context))]
     rate = len(flagged) / max(len(parts), 1)
@@ -688,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-benign", action="append", default=[], metavar="DIR",
                     help="real benign meshes from elsewhere (every file under DIR; repeatable), scanned "
                          "against each --proxy-libraries library beside the corpus")  # fmt: skip
+    ap.add_argument("--within", type=int, metavar="N",
+                    help="enrol the bench proxies into N generated proxy signatures (cached like "
+                         "--proxy-libraries) and scan the copies against all of them: recall in a "
+                         "crowded library")  # fmt: skip
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     report: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}

@@ -128,6 +128,59 @@ SAME_DESIGN = 0.02
 ``scanner.enrol.SAMPLING_NOISE``): the same design enrolled twice, by two sources or under two
 categories, does not make a copy of it ambiguous."""
 
+CROWD_RATIO = 1.5
+"""See :data:`CROWD_DESIGNS`."""
+
+CROWD_DESIGNS = 3
+"""A hit at distance d stands only when fewer than this many *other* known designs lie within
+``CROWD_RATIO`` x d of the upload (descriptor rows; whitened rows for ``stretched``). A copy of
+a design is clearly nearer it than other designs; an unrelated part that lands in a crowded
+part of the library - with 10,000 signatures some row is near almost anything - is about as
+near several. The rate of false flags then does not grow with the library: the more
+signatures, the more often an unrelated part falls inside some row's threshold, but then also
+beside others. (:data:`DISTINCT_RATIO` is the one-rival case: any other design within d/0.9.)
+Calibrated at 10,000 proxy signatures: README, "Thresholds", crowding."""
+
+
+CROWD_BAND = 0.5
+"""The crowding test (:data:`CROWD_DESIGNS`) reads hits beyond this share of their row's
+threshold only: nearer than that, a hit stands among other designs too."""
+
+
+def crowded(
+    own: np.ndarray,
+    rivals: np.ndarray,
+    signatures: np.ndarray,
+    distances: np.ndarray,
+    distance: float,
+    threshold: float,
+) -> bool:
+    """Is a hit at ``distance`` from the upload, on a signature row ``own``, contested by the rows
+    ``rivals`` (of other signatures ``signatures``, at ``distances`` from the upload, all within
+    ``CROWD_RATIO`` x ``distance``)? Rivals within ``SAME_DESIGN`` of ``own`` are the same shape
+    enrolled again and do not count; rivals of one signature, or within ``SAME_DESIGN`` of one
+    counted already, count once."""
+    if not len(rivals):
+        return False
+    own = np.asarray(own, dtype=np.float64)
+    rivals = np.asarray(rivals, dtype=np.float64)
+    apart = np.sqrt(((rivals - own) ** 2).sum(axis=1)) > SAME_DESIGN
+    if (apart & (np.asarray(distances) < distance / DISTINCT_RATIO)).any():
+        return True
+    if distance <= CROWD_BAND * threshold:
+        return False
+    counted: list[np.ndarray] = []
+    seen: set[int] = set()
+    for row, sig in zip(rivals[apart], np.asarray(signatures)[apart], strict=True):
+        if int(sig) in seen or any(np.sqrt(((row - c) ** 2).sum()) <= SAME_DESIGN for c in counted):
+            continue
+        seen.add(int(sig))
+        counted.append(row)
+        if len(counted) >= CROWD_DESIGNS:
+            return True
+    return False
+
+
 if TYPE_CHECKING:
     from scanner.features.patches import PatchCodes
     from scanner.index import Hit, NearDuplicateIndex
@@ -353,26 +406,30 @@ class Matcher:
         return sorted(best.values(), key=lambda m: m.distance)
 
     def _distinct(self, vectors: np.ndarray, hits: list[Hit]) -> list[Hit]:
-        """The hits no other known design competes with (:data:`DISTINCT_RATIO`): the rows of
-        other signatures within ``distance / DISTINCT_RATIO`` of the upload's row, whatever
-        their own thresholds, that are not the hit row's shape (:data:`SAME_DESIGN`)."""
+        """The hits no other known design competes with: no row of another design within
+        ``distance / DISTINCT_RATIO`` of the upload's row, and fewer than :data:`CROWD_DESIGNS`
+        other designs within :data:`CROWD_RATIO` x ``distance`` (rows of other signatures,
+        whatever their own thresholds, that are not the hit row's shape: :data:`SAME_DESIGN`)."""
         if not hits:
             return hits
         index = self.descriptors
         rows = sorted({h.query_row for h in hits})
-        radius = max(h.distance for h in hits) / DISTINCT_RATIO
+        radius = max(h.distance for h in hits) * max(1.0 / DISTINCT_RATIO, CROWD_RATIO)
         around = dict(zip(rows, index.neighbours(vectors[rows], radius), strict=True))
         kept = []
         for h in hits:
             candidates, distances = around[h.query_row]
-            other = index.signatures[candidates] != h.signature
-            rivals = candidates[other & (distances < h.distance / DISTINCT_RATIO)]
-            if len(rivals):
-                own = index.vectors[h.row].astype(np.float64)
-                apart = np.sqrt(((index.vectors[rivals].astype(np.float64) - own) ** 2).sum(axis=1))
-                if (apart > SAME_DESIGN).any():
-                    continue
-            kept.append(h)
+            other = (index.signatures[candidates] != h.signature) & (distances <= CROWD_RATIO * h.distance)
+            near = candidates[other]
+            if not crowded(
+                index.vectors[h.row],
+                index.vectors[near],
+                index.signatures[near],
+                distances[other],
+                h.distance,
+                h.threshold,
+            ):
+                kept.append(h)
         return kept
 
     def _confirm_pieces(
@@ -442,10 +499,18 @@ class Matcher:
         its whitened row (called only when a signature is within both plain bands)."""
         if self.stretch is None:
             self.stretch = StretchSignal.build(self.library)
-        return [
-            self._match(h.position, round(h.distance, 5), round(h.threshold, 5), None, "stretched", None)
-            for h in self.stretch.query(plain, affine)
-        ]
+        index = self.stretch
+        out = []
+        for h in index.query(plain, affine, rivals=CROWD_RATIO):
+            at = np.asarray([r[2] for r in h.rivals], dtype=np.int64)
+            # one design or two is read on the plain rows, as for every other kind: whitening folds
+            # designs that differ only in proportions together
+            contest = (index.plain[h.row], index.plain[at], index.positions[at], np.asarray([r[1] for r in h.rivals]))
+            if not crowded(*contest, h.distance, h.threshold):
+                out.append(
+                    self._match(h.position, round(h.distance, 5), round(h.threshold, 5), None, "stretched", None)
+                )
+        return out
 
     def _match(
         self,

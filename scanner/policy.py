@@ -124,7 +124,9 @@ class Case:
         return self.matcher.allowed(self.file_sha, self.geometry_hash)
 
     @cached_property
-    def near(self) -> list[Match]:
+    def near_candidates(self) -> list[Match]:
+        """Near-duplicate (else stretched) matches of the descriptor rows, before :attr:`near`
+        asks whether the surface can be a part at all."""
         if self.library_empty:
             return []
         vectors, bodies = self.shape.rows
@@ -134,6 +136,15 @@ class Case:
                                   patches=lambda: self.shape.patch_codes)  # fmt: skip
         # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
         return found or self.matcher.stretched(self.shape.whole, lambda: self.shape.affine)
+
+    @cached_property
+    def flat_surface(self) -> bool:
+        return flat(self.shape.surface.corners32)
+
+    @cached_property
+    def near(self) -> list[Match]:
+        """:attr:`near_candidates`, none for a surface in one plane (:data:`FLAT`)."""
+        return [] if self.near_candidates and self.flat_surface else self.near_candidates
 
     @cached_property
     def local(self) -> list[Match]:
@@ -198,7 +209,28 @@ class Case:
     def no_match(self) -> str:
         if self.library_empty:
             return "the signature library is empty"
+        if self.near_candidates and self.flat_surface:
+            n = len(self.near_candidates)
+            return (f"its surface lies in one plane, which encloses nothing a printer could build, so the "
+                    f"{n} signature(s) within their threshold of it are no evidence")  # fmt: skip
         return f"no signature within its threshold (at most {self.threshold:g}) of the file or any of its bodies"
+
+
+FLAT = 1e-9
+"""A surface whose thinnest spread is below this share of its widest (second moments of its
+corners) lies in one plane: it encloses nothing a printer could build, so its descriptor rows
+are no evidence of a part. One triangle of a real test file sat 0.008 from a thin
+frame proxy's whole-file row among 10,000 proxy signatures (README, "Thresholds")."""
+
+
+def flat(corners: np.ndarray) -> bool:
+    """Do the points ``corners`` (N, 3) lie in one plane (:data:`FLAT`)?"""
+    points = np.asarray(corners, dtype=np.float64).reshape(-1, 3)
+    if len(points) < 4:
+        return True
+    centred = points - points.mean(axis=0)
+    spread = np.linalg.eigvalsh(centred.T @ centred)
+    return bool(spread[0] <= FLAT * spread[-1])
 
 
 def exact_match(case: Case) -> Decision | None:

@@ -28,7 +28,7 @@ from scanner.exchange import signals
 from scanner.features.patches import MIN_SHARE, PATCH_VERSION
 from scanner.features.reference import confirms, nearest_generic_distance
 from scanner.features.version import DESCRIPTOR_SIZE
-from scanner.matching import DISTINCT_RATIO, SAME_DESIGN
+from scanner.matching import CROWD_RATIO, DISTINCT_RATIO, crowded
 from scanner.patch_index import PatchIndex
 
 T = t.TypeVar("T")
@@ -173,19 +173,21 @@ class MeshDescriptorIndex(_JsonIndex[T]):
                 continue
             if generic is None:
                 generic = float(nearest_generic_distance(q.vector[None, :])[0])
-            if confirms(float(dist[i]), generic) and not self._rivalled(i, dist):
+            threshold = signals.threshold_for(self._rows[i], q)
+            if confirms(float(dist[i]), generic) and not self._rivalled(i, dist, threshold):
                 similarity = index.SignalSimilarityInfoWithSingleDistance(round(float(dist[i]), 6))
                 out.append(index.IndexMatch(similarity, self.entries[i]))
         return out
 
-    def _rivalled(self, i: int, dist: np.ndarray) -> bool:
-        """The scan's other second-stage test (:data:`scanner.matching.DISTINCT_RATIO`): is a row
-        of another entry, not the same shape, about as near the query as row ``i``?"""
+    def _rivalled(self, i: int, dist: np.ndarray, threshold: float) -> bool:
+        """The scan's other second-stage tests (:func:`scanner.matching.crowded`): are rows of
+        other entries, not the same shape, about as near the query as row ``i``?"""
         assert self._matrix is not None
-        near = np.flatnonzero(dist < dist[i] / DISTINCT_RATIO)
+        near = np.flatnonzero(dist <= dist[i] * max(CROWD_RATIO, 1.0 / DISTINCT_RATIO))
         rivals = [j for j in near if self.entries[j] != self.entries[i]]
-        apart = np.linalg.norm(self._matrix[rivals] - self._matrix[i], axis=1)
-        return bool((apart > SAME_DESIGN).any())
+        owners = [next(k for k in rivals if self.entries[k] == self.entries[j]) for j in rivals]  # one per entry
+        contest = (self._matrix[i], self._matrix[rivals], np.asarray(owners, dtype=np.int64), dist[rivals])
+        return crowded(*contest, float(dist[i]), threshold)
 
 
 class MeshPatchesIndex(_JsonIndex[T]):

@@ -119,6 +119,12 @@ class AffineHit:
     """Distance between the plain whole-file rows (at most ``PLAIN_BAND``)."""
     stretch: float
     """Least stretch factor that explains the plain inertia ratios (at most ``exp(STRETCH_LOG)``)."""
+    row: int = -1
+    """The signature's whitened row (index into :attr:`AffineIndex.affine`)."""
+    rivals: tuple[tuple[int, float, int], ...] = ()
+    """Other signatures within both plain bands whose whitened rows are within the query's
+    ``rivals`` x ``distance`` of the upload's: (position, whitened distance, row) each - who
+    else a stretch would explain about as well (the matcher's crowding test)."""
 
 
 class AffineIndex:
@@ -146,10 +152,11 @@ class AffineIndex:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def query(self, plain: np.ndarray, affine: Callable[[], np.ndarray]) -> list[AffineHit]:
+    def query(self, plain: np.ndarray, affine: Callable[[], np.ndarray], rivals: float = 0.0) -> list[AffineHit]:
         """Signatures the upload matches under the stretch rule, nearest first. ``plain`` is the
         upload's plain whole-file row; ``affine`` computes its whitened row, called only when
-        some signature passes both plain bands (it costs one more surface sample)."""
+        some signature passes both plain bands (it costs one more surface sample). Each hit
+        lists the other in-band signatures within ``rivals`` x its distance (:attr:`AffineHit.rivals`)."""
         if not len(self):
             return []
         q = np.asarray(plain, dtype=np.float64).reshape(-1)
@@ -169,9 +176,15 @@ class AffineIndex:
         if not len(near):
             return []
         dw = affine_distance(self.affine[near], np.asarray(affine(), dtype=np.float64))
-        hits = [
-            AffineHit(int(self.positions[i]), float(w), float(self.thresholds[i]), float(p), float(np.exp(spread[i])))
-            for i, w, p in zip(near, dw, dp, strict=True)
-            if w <= self.thresholds[i]
-        ]
+        hits = []
+        for i, w, p in zip(near, dw, dp, strict=True):
+            if w > self.thresholds[i]:
+                continue
+            position = int(self.positions[i])
+            close = (dw <= rivals * w) & (self.positions[near] != position)
+            crowd = tuple(
+                (int(self.positions[j]), float(d), int(j)) for j, d in zip(near[close], dw[close], strict=True)
+            )
+            hits.append(AffineHit(position, float(w), float(self.thresholds[i]), float(p), float(np.exp(spread[i])),
+                                  int(i), crowd))  # fmt: skip
         return sorted(hits, key=lambda h: h.distance)

@@ -27,7 +27,7 @@ from scanner.features.patches import (
 )
 from scanner.loading import load
 from scanner.mesh import Mesh, _splitmix
-from scanner.patch_index import MAX_HITS_PER_CODE, PatchIndex
+from scanner.patch_index import MAX_DESIGNS_PER_CODE, MAX_HITS_PER_CODE, PatchIndex
 from tests.conftest import REPO
 
 DEMO = REPO / "fixtures" / "demo"
@@ -151,6 +151,22 @@ def test_a_code_shared_by_many_signatures_is_not_evidence() -> None:
     sketches = [common] * (MAX_HITS_PER_CODE + 1)
     assert index_of(*sketches).query(common) == []
     assert len(index_of(*sketches[:3]).query(common)) == 3
+
+
+def test_codes_common_in_the_library_cast_no_vote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code more than ``MAX_DESIGNS_PER_CODE`` signatures carry is common local geometry in
+    this library (a real jig flagged a proxy at 10,000 signatures on 9 such codes): an upload
+    with only such codes matches nothing, and a copy is found on the codes that are its own."""
+    common = synthetic(10, 9)
+    own = synthetic(12, 10)
+    part = PatchCodes(np.concatenate([common.codes, own.codes]), np.full(22, 10, np.int16), np.ones(22))
+    others = [common] * MAX_DESIGNS_PER_CODE  # with the part: one signature more than allowed
+    index = index_of(part, *others)
+    (hit,) = index.query(part)
+    assert (hit.signature, hit.matched) == (0, 12)  # its own codes only
+    assert index.query(common) == []
+    monkeypatch.setattr("scanner.patch_index.MAX_DESIGNS_PER_CODE", MAX_HITS_PER_CODE)  # the rule off
+    assert len(index.query(common)) == 1 + MAX_DESIGNS_PER_CODE
 
 
 def _digest(pc: PatchCodes) -> str:
