@@ -61,6 +61,8 @@ class NearDuplicateIndex:
         it was built, are the exact "delta" scanned beside it); None = exact search only."""
         self.active: np.ndarray | None = None
         """Per row: may it match (False for a disabled signature's rows); None = all."""
+        self._grouped: bool | None = None
+        """Are the rows grouped by signature in ascending order (:meth:`rows_of`)? None: not checked."""
 
     def add(
         self,
@@ -77,6 +79,7 @@ class NearDuplicateIndex:
         self._signatures.append(np.asarray(signatures, dtype=np.int64))
         self._bodies.append(np.asarray(bodies, dtype=np.int64))
         self._ready = False
+        self._grouped = None
 
     def build(self, ann: AnnShortlist | None = None) -> NearDuplicateIndex:
         """Concatenate the added rows; with ``ann`` (built over a prefix of them, in order) the
@@ -205,6 +208,18 @@ class NearDuplicateIndex:
                 if len(seen) == k:
                     break
         return hits
+
+    def rows_of(self, signature: int) -> np.ndarray:
+        """The rows of one signature, in order: a binary search when the rows are grouped by
+        signature in ascending order (as enrolment and merging write them; checked once, on
+        first use), else one comparison over the signature column."""
+        if self._grouped is None:
+            sigs = self.signatures
+            self._grouped = bool(len(sigs) < 2 or np.all(sigs[1:] >= sigs[:-1]))
+        if self._grouped:
+            lo, hi = np.searchsorted(self.signatures, [signature, signature + 1])
+            return np.arange(lo, hi)
+        return np.flatnonzero(self.signatures == signature)
 
     def neighbours(self, vectors: np.ndarray, radius: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every row that may match within ``radius`` of each query vector, whatever the row's

@@ -98,8 +98,8 @@ refused. Result: 0 of 7,200 and 0 of 100,000 benign pairs (1 and 2 before), ever
 family's recall in ``bench/evasion.py`` unchanged at seed 0 and no upload lost at seed 1. The
 margins are thin where the data are thin: 0.65 against 0.71, 0.09 against 0.147 (0.107-0.114
 for hits on a sibling proxy's 85% piece), 3 patches against 0. Cost: only for a piece hit
-beyond 0.65 x - one scan of the row table for the signature's rows, and the upload's patch
-codes when the descriptor rows do not corroborate."""
+beyond 0.65 x - the signature's rows (a binary search: ``NearDuplicateIndex.rows_of``), and
+the upload's patch codes when the descriptor rows do not corroborate."""
 
 PIECE_WHOLE = 0.1
 """Corroboration of a piece hit: the upload row within this of the signature's whole-file row
@@ -465,7 +465,8 @@ class Matcher:
         ``SAME_DESIGN`` of the hit row - within :data:`PIECE_AGREE` x the threshold of any row of
         the same signature (the other pieces of a split or sliced copy)."""
         index = self.descriptors
-        own = np.flatnonzero((index.signatures == hit.signature) & (index.bodies != AFFINE_ROW))
+        own = index.rows_of(hit.signature)
+        own = own[np.asarray(index.bodies[own]) != AFFINE_ROW]
         q = np.asarray(vectors, dtype=np.float64)
         rows = np.asarray(index.vectors[own], dtype=np.float64)
         dist = np.sqrt(((q[:, None, :] - rows[None, :, :]) ** 2).sum(axis=2))  # upload rows x signature rows

@@ -132,3 +132,17 @@ def test_a_piece_of_a_signature_matches_a_large_upload_row_only(tmp_path: Path) 
     assert [m.signature_share for m in found(None)] == [0.7]
     assert [m.signature_share for m in found(PIECE_UPLOAD_SHARE)] == [0.7]
     assert found(0.024) == []
+
+
+def test_rows_of_a_signature_by_binary_search_or_by_scan() -> None:
+    """The piece confirmation reads one signature's rows: found by binary search when the rows
+    are grouped by signature (as libraries write them), by a scan otherwise - the same rows."""
+    grouped = NearDuplicateIndex()
+    grouped.add(np.zeros((6, 2), dtype=np.float32), [0, 0, 1, 1, 1, 3], [-1, 0, -1, 0, 1, -1])
+    grouped.build()
+    assert grouped.rows_of(1).tolist() == [2, 3, 4] and grouped.rows_of(2).tolist() == []
+    assert grouped._grouped is True
+    shuffled = NearDuplicateIndex()
+    shuffled.add(np.zeros((6, 2), dtype=np.float32), [1, 0, 1, 3, 0, 1], [-1, -1, 0, -1, 0, 1])
+    shuffled.build()
+    assert shuffled.rows_of(1).tolist() == [0, 2, 5] and shuffled._grouped is False
