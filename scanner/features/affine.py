@@ -75,8 +75,8 @@ def _whitened(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> tuple[np.ndar
     while it is in cache. Every value is the one the whole-array form gave: a triangle's map
     and area depend on that triangle alone, and the map of a block of corners is the same
     matrix product row by row."""
-    tri = np.asarray(triangles, dtype=np.float64).reshape(-1, 3, 3)
-    tri = tri - tri.reshape(-1, 3).mean(axis=0)
+    tri = np.array(triangles, dtype=np.float64).reshape(-1, 3, 3)  # a copy of its own, centred in place
+    tri -= tri.reshape(-1, 3).mean(axis=0)
     out = np.empty_like(tri)
     areas = np.empty(len(tri))
     for lo in range(0, len(tri), _BLOCK):
