@@ -15,6 +15,7 @@ import pytest
 import trimesh
 
 import scanner.classify.shape as shape_mod
+import scanner.features.affine as affine_mod
 import scanner.features.sampling as sampling
 import scanner.mesh as mesh_mod
 from scanner.arrays import sorted_order_u64
@@ -129,3 +130,75 @@ def test_scan_workers_take_normal_pages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _whiten_whole(tri: np.ndarray, steps: int) -> np.ndarray:
+    """The affine row's whitening as whole-array arithmetic (the form before the blocks)."""
+    tri = np.asarray(tri, dtype=np.float64).reshape(-1, 3, 3)
+    tri = tri - tri.reshape(-1, 3).mean(axis=0)
+    for _ in range(steps):
+        centroid, _, second = sampling.surface_moments(tri, sampling.triangle_areas(tri))
+        evals, evecs = np.linalg.eigh(second)
+        evals = np.maximum(evals, affine_mod.MIN_EIGEN_RATIO * float(evals.max()))
+        tri = (tri - centroid) @ ((evecs / np.sqrt(evals)) @ evecs.T).T
+    return tri / np.sqrt(3.0)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 16])
+def test_whitening_in_blocks_gives_the_whole_array_values(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    tri = _blobs(3) * np.float32([1.0, 3.0, 0.5])  # stretched: whitening has work to do
+    want = _whiten_whole(tri, affine_mod.WHITEN_STEPS)
+    monkeypatch.setattr(affine_mod, "_BLOCK", block)
+    np.testing.assert_array_equal(affine_mod.whiten(tri), want)
+    keys = Mesh(vertices=tri.reshape(-1, 3)).corner_keys
+    row = affine_mod.affine_row(tri, keys, affine_mod.AFFINE_WIDTH + 5)
+    plain = sampling.sample_surface(want.astype(np.float32), corner_keys=keys)
+    families = [np.sqrt(f.weight) * np.asarray(f.compute(plain), dtype=np.float64) for f in affine_mod.AFFINE_FAMILIES]
+    np.testing.assert_array_equal(row[: affine_mod.AFFINE_WIDTH], np.concatenate(families).astype(np.float32))
+
+
+def test_splitmix_in_place_is_the_written_out_hash() -> None:
+    x = np.random.default_rng(5).integers(0, 2**63, 100_003, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    with np.errstate(over="ignore"):
+        want = x + np.uint64(0x9E3779B97F4A7C15)
+        want = (want ^ (want >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        want = (want ^ (want >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        want = want ^ (want >> np.uint64(31))
+    before = x.copy()
+    np.testing.assert_array_equal(mesh_mod._splitmix(x), want)
+    np.testing.assert_array_equal(x, before)  # the input is left as it was
+
+
+HEAP_PROBE = """
+import numpy as np
+from scanner.engines.worker import keep_freed_memory, release_freed_memory
+def heap():
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith("[heap]"):
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            return hi - lo
+    return 0
+keep_freed_memory(large_arrays={large})
+before = heap()
+a = np.ones(8_000_000)  # 64 MB: above glibc's largest mmap threshold
+grown = heap() - before
+del a
+kept = heap() - before
+release_freed_memory()
+print(grown, kept, heap() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and /proc/self/maps")
+def test_forked_workers_keep_large_arrays_on_the_heap_until_idle() -> None:
+    def probe(large: bool) -> list[int]:
+        code = HEAP_PROBE.format(large=large)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return [int(v) for v in out.stdout.split()]
+
+    grown, kept, released = probe(True)
+    if grown == 0:
+        pytest.skip("not glibc's allocator: nothing to tune")
+    assert grown >= 60_000_000 and kept >= 60_000_000  # on the heap, and kept for the next file
+    assert released < 8_000_000  # given back when the worker waits
+    assert probe(False)[0] < 8_000_000  # without it, a 64 MB array is mapped on its own
