@@ -202,3 +202,36 @@ def test_forked_workers_keep_large_arrays_on_the_heap_until_idle() -> None:
     assert grown >= 60_000_000 and kept >= 60_000_000  # on the heap, and kept for the next file
     assert released < 8_000_000  # given back when the worker waits
     assert probe(False)[0] < 8_000_000  # without it, a 64 MB array is mapped on its own
+
+
+def _areas_strided(tri: np.ndarray) -> np.ndarray:
+    """Kahan's Heron on (F, 3, 3) corners as strided columns (the form before the blocks)."""
+    e = [tri[:, (k + 1) % 3] - tri[:, k] for k in range(3)]
+    la, lb, lc = (np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]) for d in e)
+    hi = np.maximum(np.maximum(la, lb), lc)
+    lo = np.minimum(np.minimum(la, lb), lc)
+    mid = np.maximum(np.minimum(la, lb), np.minimum(np.maximum(la, lb), lc))
+    prod = (hi + (mid + lo)) * (lo - (hi - mid)) * (lo + (hi - mid)) * (hi + (mid - lo))
+    return 0.25 * np.sqrt(np.clip(prod, 0, None))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_areas_and_measures_on_contiguous_rows_are_the_strided_values(dtype: type, monkeypatch: pytest.MonkeyPatch
+                                                                      ) -> None:  # fmt: skip
+    tri = _blobs(4).astype(dtype)
+    tri[3] = tri[3, [0, 0, 1]]  # a degenerate triangle: area 0 either way
+    want = _areas_strided(tri)
+    monkeypatch.setattr(sampling, "_AREA_ROWS", 5)
+    got = sampling.triangle_areas(tri)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    if dtype is np.float32:
+        centroid, scale = np.array([0.3, -1.0, 2.0]), np.float32(4096 / 3.7)
+        edge = [tri[:, (k + 2) % 3] - tri[:, (k + 1) % 3] for k in range(3)]
+        rel = tri - centroid.astype(np.float32)
+        for k, column in enumerate(sampling._measures(tri, centroid, scale).T):
+            e, r = edge[k], rel[:, k]
+            opposite = np.sqrt(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]) * scale
+            reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
+            expect = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+            np.testing.assert_array_equal(column, expect)
