@@ -235,3 +235,45 @@ def test_areas_and_measures_on_contiguous_rows_are_the_strided_values(dtype: typ
             reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
             expect = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
             np.testing.assert_array_equal(column, expect)
+
+
+def _plane_keys_strided(t: np.ndarray, mid: np.ndarray, half: float) -> tuple[np.ndarray, ...]:
+    """The wall test's plane keys on (F, 3, 3) float64 corners as strided columns (the form
+    before the (corner, coordinate, triangle) copy)."""
+    centre = (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0
+    a0, a1, a2 = (t[:, 1, k] - t[:, 0, k] for k in range(3))
+    b0, b1, b2 = (t[:, 2, k] - t[:, 0, k] for k in range(3))
+    n0, n1, n2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+    length = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)
+    ok = length > 0
+    for c in (n0, n1, n2):
+        np.divide(c, length, out=c, where=ok)
+    offset = ((centre[:, 0] - mid[0]) * n0 + (centre[:, 1] - mid[1]) * n1 + (centre[:, 2] - mid[2]) * n2) / half
+    return ok, n0, n1, n2, offset
+
+
+def test_wall_plane_keys_on_contiguous_rows_are_the_strided_values() -> None:
+    a, b = trimesh.creation.box((2, 1, 1)), trimesh.creation.box((2, 1, 1))
+    a.apply_translation((-1, 0, 0))
+    b.apply_translation((1, 0, 0))  # a box cut in two: the cut is a wall, faced both ways
+    tri = np.concatenate([a.triangles, b.triangles, _blobs(6)]).astype(np.float32)
+    tri[5] = tri[5, [0, 0, 1]]  # no normal
+    t = mesh_mod._rows64(tri)
+    mid, half = np.array([0.1, -0.2, 0.3]), 4.5
+    ok, sign, packed = mesh_mod._plane_keys(t, mesh_mod._centres(t), mid, half)
+    want_ok, n0, n1, n2, offset = _plane_keys_strided(tri.astype(np.float64), mid, half)
+    np.testing.assert_array_equal(ok, want_ok)
+    want_sign = np.sign(n0)  # the first clearly non-zero component's sign
+    for n in (n2, n1, n0):
+        want_sign[np.abs(n) > 1e-6] = np.sign(n[np.abs(n) > 1e-6])
+    want_sign[want_sign == 0] = 1.0
+    np.testing.assert_array_equal(sign, want_sign)
+    with np.errstate(over="ignore"):
+        want = np.zeros(len(tri), dtype=np.uint64)
+        for i, (v, steps) in enumerate(((n0, 512), (n1, 512), (n2, 512), (offset, 8192))):
+            q = np.round(v * sign * steps).astype(np.int64).astype(np.uint64)
+            want = mesh_mod._splitmix(q if i == 0 else want + q)
+    np.testing.assert_array_equal(packed, want)
+    walls = mesh_mod.shared_walls(tri, np.r_[np.zeros(12, int), np.ones(12, int), 2 + np.arange(len(tri) - 24)])
+    cut = np.abs(tri[:24, :, 0]).max(axis=1) == 0  # the two caps at x = 0
+    assert walls[:24][cut].all() and not walls[:24][~cut].any()
