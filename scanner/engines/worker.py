@@ -126,15 +126,13 @@ def keep_freed_memory(large_arrays: bool = False) -> None:
 
     ``large_arrays``: arrays above 32 MB come from the kept heap too (glibc's ``M_MMAP_MAX``
     0: no array is mapped on its own), for workers that give the heap back whenever they wait
-    for work (:func:`release_freed_memory`). Why: a 500k-triangle file makes a dozen arrays of
-    36-72 MB (float64 corners, the Gram products' weighted copies, the whitened surface of the
+    for work (:func:`release_freed_memory`). Why: a 500k-triangle file makes arrays of 36-72
+    MB (float64 corners, the weighted copy of a Gram product, the whitened surface of the
     affine row), each mapped, page-faulted and zeroed afresh. Measured on the bench's
-    500k-triangle files in one worker: 45-98k page faults a file -> 26-28k, system time 0.12
-    -> 0.05 s a file, the same peak RSS (855 MB); on 20 files, 1.03M faults -> 0.53M. Page
-    faults are work the kernel does under locks two workers share and on the memory bus they
-    share, so they are what ``--jobs 2`` on large files does not scale on. The address-space
-    cap still counts everything: kept heap as before, and a heap holding holes may reach it
-    somewhat sooner than separate mappings would on a file near the cap."""
+    500k-triangle files in one worker, after the first: 8.8k page faults a file -> 0-2k,
+    system time 0.024 -> 0.010 s a file, peak RSS 361 -> 336 MB. The address-space cap still
+    counts everything: kept heap as before, and a heap holding holes may reach it somewhat
+    sooner than separate mappings would on a file near the cap."""
     _no_huge_pages()
     mallopt = _mallopt()
     if mallopt is None:
