@@ -144,7 +144,7 @@ def describe_table(path: Path) -> None:
     from scanner.shape import Shape
 
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
-    keep_freed_memory()  # and its allocator settings
+    keep_freed_memory(large_arrays=True)  # and its allocator settings (a forked scan worker's)
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
     blob_stl(warm, 2000, np.random.default_rng(4))
     shape = Shape.of(load(warm), 1000)
@@ -255,7 +255,7 @@ def stages_table(folder: Path, count: int) -> None:
     context = ContextSpec(None, settings_json(Settings()), "shipped").load()
     warm_up(context)
     one_blas_thread()  # as a scan worker runs (scanner/engines/worker.py)
-    keep_freed_memory()
+    keep_freed_memory(large_arrays=True)
     _stage_times(files[0], context)  # first-use caches (the stretch index), as a worker has them
     totals = np.zeros(len(STAGES))
     for f in files:

@@ -59,27 +59,61 @@ MIN_EIGEN_RATIO = 1e-4
 plate has no thickness to whiten, and noise in it must not be blown up without bound."""
 
 
-def whiten(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> np.ndarray:
-    """(F, 3, 3) triangles mapped so that their own area-weighted second moment is isotropic
-    (float64, centred, unit RMS radius)."""
-    tri = np.asarray(triangles, dtype=np.float64).reshape(-1, 3, 3)
-    tri = tri - tri.reshape(-1, 3).mean(axis=0)
-    for _ in range(max(1, steps)):
-        centroid, _, second = surface_moments(tri, triangle_areas(tri))
+_BLOCK = 1 << 16
+"""Triangles per block of :func:`whiten`'s per-triangle work (the map and the areas): its
+temporaries stay in cache, where a 1M-triangle surface's were 72 MB arrays, page-faulted
+afresh at every step (the sampler's ``_MOMENT_ROWS``, for the same reason)."""
+
+
+def _whitened(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> tuple[np.ndarray, float]:
+    """The surface of :func:`whiten` before its final scaling, and that scale (the caller
+    divides, as a block-by-block cast may follow).
+
+    Each step reads the whole surface once for its second moments (one Gram product of all
+    the triangles, as before: blocks of it would sum in another order) and then maps it block
+    by block into a second buffer, the areas the next step weighs by computed from the block
+    while it is in cache. Every value is the one the whole-array form gave: a triangle's map
+    and area depend on that triangle alone, and the map of a block of corners is the same
+    matrix product row by row."""
+    tri = np.array(triangles, dtype=np.float64).reshape(-1, 3, 3)  # a copy of its own, centred in place
+    tri -= tri.reshape(-1, 3).mean(axis=0)
+    out = np.empty_like(tri)
+    areas = np.empty(len(tri))
+    for lo in range(0, len(tri), _BLOCK):
+        areas[lo : lo + _BLOCK] = triangle_areas(tri[lo : lo + _BLOCK])
+    for step in range(max(1, steps)):
+        centroid, _, second = surface_moments(tri, areas)
         evals, evecs = np.linalg.eigh(second)
         top = float(evals.max())
         if not top > 0:
             raise ValueError("degenerate surface")
         evals = np.maximum(evals, MIN_EIGEN_RATIO * top)
-        inv_sqrt = (evecs / np.sqrt(evals)) @ evecs.T
-        tri = (tri - centroid) @ inv_sqrt.T
-    return tri / np.sqrt(3.0)
+        inv_sqrt_t = ((evecs / np.sqrt(evals)) @ evecs.T).T
+        last = step == max(1, steps) - 1
+        for lo in range(0, len(tri), _BLOCK):
+            block = out[lo : lo + _BLOCK]
+            np.matmul((tri[lo : lo + _BLOCK] - centroid).reshape(-1, 3), inv_sqrt_t, out=block.reshape(-1, 3))
+            if not last:
+                areas[lo : lo + _BLOCK] = triangle_areas(block)
+        tri, out = out, tri
+    return tri, float(np.sqrt(3.0))
+
+
+def whiten(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> np.ndarray:
+    """(F, 3, 3) triangles mapped so that their own area-weighted second moment is isotropic
+    (float64, centred, unit RMS radius)."""
+    tri, scale = _whitened(triangles, steps)
+    return tri / scale
 
 
 def affine_row(triangles: np.ndarray, corner_keys: np.ndarray | None, width: int) -> np.ndarray:
     """One float32 row of ``width`` values: the whitened surface's D1, D2 and A3 in the first
     ``AFFINE_WIDTH`` columns, zeros after (a row of the signature matrix, which is wider)."""
-    sample = sample_surface(whiten(triangles).astype(np.float32), corner_keys=corner_keys)
+    tri, scale = _whitened(triangles)
+    white = np.empty(tri.shape, dtype=np.float32)
+    for lo in range(0, len(tri), _BLOCK):  # the float64 quotient of a block, cast while in cache
+        white[lo : lo + _BLOCK] = tri[lo : lo + _BLOCK] / scale
+    sample = sample_surface(white, corner_keys=corner_keys)
     out = np.zeros(width, dtype=np.float32)
     parts = [np.sqrt(f.weight) * np.asarray(f.compute(sample), dtype=np.float64) for f in AFFINE_FAMILIES]
     out[:AFFINE_WIDTH] = np.concatenate(parts)

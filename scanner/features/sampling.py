@@ -134,9 +134,32 @@ def triangle_areas(tri: np.ndarray) -> np.ndarray:
 
     Why not the cross product: its rounding depends on which corner comes first, and an area
     that differs in the last bit can change a triangle's stratified point count. Edge lengths
-    are the same numbers whatever the corner order or winding, so the areas are too."""
-    e = [tri[:, (k + 1) % 3] - tri[:, k] for k in range(3)]
-    la, lb, lc = (np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]) for d in e)
+    are the same numbers whatever the corner order or winding, so the areas are too.
+
+    Speed: block by block (:data:`_AREA_ROWS`), each block copied to (corner, coordinate,
+    triangle) order so that every operand is a contiguous row, where ``tri[:, k][:, c]``
+    strides over nine values: the same per-element arithmetic, measured 3x faster in float32
+    and 1.5x in float64 on blocks of 65k triangles, with temporaries that stay in cache."""
+    tri = np.asarray(tri).reshape(-1, 3, 3)
+    if len(tri) <= _AREA_ROWS:
+        return _block_areas(tri)
+    out = None
+    for lo in range(0, len(tri), _AREA_ROWS):
+        part = _block_areas(tri[lo : lo + _AREA_ROWS])
+        if out is None:
+            out = np.empty(len(tri), dtype=part.dtype)
+        out[lo : lo + _AREA_ROWS] = part
+    return out
+
+
+_AREA_ROWS = 1 << 16
+"""Triangles per block of :func:`triangle_areas` (every area is its triangle's alone)."""
+
+
+def _block_areas(tri: np.ndarray) -> np.ndarray:
+    t = np.ascontiguousarray(tri.transpose(1, 2, 0))
+    e = [t[(k + 1) % 3] - t[k] for k in range(3)]
+    la, lb, lc = (np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) for d in e)
     hi = np.maximum(np.maximum(la, lb), lc)
     lo = np.minimum(np.minimum(la, lb), lc)
     mid = np.maximum(np.minimum(la, lb), np.minimum(np.maximum(la, lb), lc))
@@ -217,13 +240,14 @@ _CHUNK = 1 << 16
 def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32) -> np.ndarray:
     """(F, 3) quantised intrinsic measure of each corner: the length of the opposite edge
     (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``."""
-    edge = [tri[:, (k + 2) % 3] - tri[:, (k + 1) % 3] for k in range(3)]  # the edge opposite corner k
-    rel = tri - centroid.astype(np.float32)
+    t = np.ascontiguousarray(tri.transpose(1, 2, 0))  # (corner, coordinate, triangle): contiguous rows
+    edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]  # the edge opposite corner k
+    rel = t - centroid.astype(np.float32)[None, :, None]
     measure = np.empty((len(tri), 3), dtype=np.int64)
     for k in range(3):
-        e, r = edge[k], rel[:, k]
-        opposite = np.sqrt(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]) * scale
-        reach = np.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1] + r[:, 2] * r[:, 2]) * scale
+        e, r = edge[k], rel[k]
+        opposite = np.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]) * scale
+        reach = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * scale
         measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
     return measure
 
