@@ -16,13 +16,15 @@ Signal kinds, in the order the pipeline consults them:
   found too, and the match says which share of it (``signature_share``). A hit stands only
   when the upload's row is not a plain solid and is nearer the signature than any generic
   reference shape (:func:`scanner.features.reference.confirms`) and when no other known
-  design is about as near (:data:`DISTINCT_RATIO`): the second stage; a hit on a piece beyond
+  design is about as near (:data:`DISTINCT_RATIO`) nor, beyond half its threshold, several
+  within 1.5x its distance (:data:`CROWD_DESIGNS`): the second stage; a hit on a piece beyond
   :data:`PIECE_CONFIRM` x its threshold also needs the upload near the signature another way;
 - ``stretched``: when no row matched, the whitened whole-file row within its threshold while
   the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
-  copy stretched along some axis.
+  copy stretched along some axis (the same rival and crowding tests, in whitened space).
 - ``local``: the upload reproduces enough of a signature's distinctive triangle patches at
-  one scale (:mod:`scanner.patch_index`): a copy cut, fused to other geometry, split into
+  one scale (:mod:`scanner.patch_index`; codes that more than three signatures carry do not
+  count): a copy cut, fused to other geometry, split into
   spaced pieces or surrounded by decoys keeps most of its triangles exactly.
 
 The allowlist is an index too (two dictionaries), so lookups cost the same for ten entries
