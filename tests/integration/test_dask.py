@@ -214,6 +214,7 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
     """Ctrl-C while a worker's child scans a file that never ends: the in-process cluster would
     wait for its running task on close, so the engine kills its children first and starts no
     other - the command ends in seconds, not after the 300 s time limit, and leaves no child."""
+    import contextlib
     import os
     import signal
     import time
@@ -235,7 +236,16 @@ def test_an_interrupted_run_stops_at_once_not_after_its_running_files(tmp_path: 
         while len(me.children(recursive=True)) < 2 and time.monotonic() < deadline:  # the zygote and a child
             time.sleep(0.1)
         family = me.children(recursive=True)
-        assert len(family) >= 2, "the scan never forked its children"
+        if len(family) < 2:  # say why: the command's own account and its processes' stacks
+            with contextlib.suppress(psutil.Error):
+                for p in [me, *family]:
+                    p.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            raise AssertionError(
+                f"the scan never forked its children (exit {proc.returncode}, processes {family}): "
+                + err.read_text(errors="replace")[-12000:]
+            )
         time.sleep(1.0)  # the hanging file is being scanned
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
