@@ -80,3 +80,73 @@ def test_fraction_matches_the_remainder_on_edge_values() -> None:
     x = np.array([0.0, 1.0, 2.0, 0.5, 1e-300, 5e-324, 8191.999999999999, 1 - 2**-53, 2**40 + 0.25, 3.0 - 2**-51])
     x = np.concatenate([x, np.random.default_rng(0).uniform(0, 9000, 10_000)])
     assert sampling._fraction(x.copy()).tobytes() == (x % 1.0).tobytes()
+
+
+def _reference_affine_row(tri: np.ndarray, keys: np.ndarray, width: int) -> np.ndarray:
+    """The whitened row as :func:`affine_row` computed it before it was staged."""
+    from scanner.features.affine import _BLOCK, AFFINE_FAMILIES, AFFINE_WIDTH, _whitened
+
+    white64, scale = _whitened(tri)
+    white = np.empty(white64.shape, dtype=np.float32)
+    for lo in range(0, len(white64), _BLOCK):
+        white[lo : lo + _BLOCK] = white64[lo : lo + _BLOCK] / scale
+    sample = sampling.sample_surface(white, corner_keys=keys)
+    out = np.zeros(width, dtype=np.float32)
+    parts = [np.sqrt(f.weight) * np.asarray(f.compute(sample), dtype=np.float64) for f in AFFINE_FAMILIES]
+    out[:AFFINE_WIDTH] = np.concatenate(parts)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_staged_affine_row_is_the_affine_row(kind: str, i: int) -> None:
+    from scanner.features import DESCRIPTOR_SIZE
+    from scanner.features.affine import StagedAffineRow, affine_row
+
+    s = surface(kind, i)
+    reference = _reference_affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    staged = StagedAffineRow(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    head = staged.head  # the head first, as the matcher asks: the row then reuses it
+    assert staged.row.tobytes() == reference.tobytes()
+    assert head.tobytes() == reference[: len(head)].tobytes() and len(head) == 24
+    assert affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE).tobytes() == reference.tobytes()
+
+
+def _stretched(tri: np.ndarray, factor: float) -> np.ndarray:
+    return (tri * np.array([factor, 1.0, 1.0], dtype=np.float32)).astype(np.float32)
+
+
+def test_the_head_gate_gives_the_hits_of_the_whole_row() -> None:
+    """Signatures: the test meshes' whitened rows. Queries: each mesh and stretched copies,
+    against every signature (hits) and against the others only (in band or not, no hit). With
+    the head asked first, every query gives exactly the hits it gave without it, and the
+    whole row is computed only when the head left a signature within reach."""
+    from scanner.features import DESCRIPTOR_SIZE, describe_triangles
+    from scanner.features.affine import AFFINE_THRESHOLD, AffineIndex, StagedAffineRow
+
+    meshes = [surface(kind, i) for kind, i in CASES]
+    plain = np.stack([describe_triangles(m.corners32, m.corner_keys) for m in meshes])
+    affine = np.stack([StagedAffineRow(m.corners32, m.corner_keys, DESCRIPTOR_SIZE).row for m in meshes])
+    thresholds = np.full(len(meshes), AFFINE_THRESHOLD)
+    everyone = AffineIndex(affine, np.arange(len(meshes)), thresholds, plain)
+    hits_seen, gated_out = 0, 0
+    for k, m in enumerate(meshes):
+        others = np.arange(len(meshes)) != k
+        without = AffineIndex(affine[others], np.flatnonzero(others), thresholds[others], plain[others])
+        for tri in (m.corners32, _stretched(m.corners32, 1.1), _stretched(m.corners32, 1.2)):
+            q = Mesh(vertices=tri.reshape(-1, 3)).surface()
+            whole = describe_triangles(q.corners32, q.corner_keys)
+            for index in (everyone, without):
+                staged = StagedAffineRow(q.corners32, q.corner_keys, DESCRIPTOR_SIZE)
+                calls: list[str] = []
+
+                def row(staged: StagedAffineRow = staged, calls: list[str] = calls) -> np.ndarray:
+                    calls.append("row")
+                    return staged.row
+
+                gated = index.query(whole, row, rivals=1.5, head=lambda staged=staged: staged.head)
+                ungated = index.query(whole, lambda staged=staged: staged.row, rivals=1.5)
+                assert gated == ungated
+                hits_seen += len(gated)
+                gated_out += not calls and "head" in staged.__dict__  # in band, settled by the head
+    assert hits_seen >= len(meshes)  # each mesh finds itself (and its stretched copies mostly)
+    assert gated_out > 0
