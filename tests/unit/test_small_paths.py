@@ -150,3 +150,17 @@ def test_the_head_gate_gives_the_hits_of_the_whole_row() -> None:
                 gated_out += not calls and "head" in staged.__dict__  # in band, settled by the head
     assert hits_seen >= len(meshes)  # each mesh finds itself (and its stretched copies mostly)
     assert gated_out > 0
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_shared_cast_blocks_give_the_shape_features(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Line casts reading one shared block (with :func:`_face_values`' edges) give the shape
+    features of casts that make their block afresh, per cast, as before."""
+    import scanner.classify.shape as shape_mod
+
+    s = surface(kind, i)
+    new = shape_mod.shape_features(s)
+    fresh = shape_mod._cast_blocks
+    monkeypatch.setattr(shape_mod, "_cast_blocks", lambda tri, centroid, edges: fresh(tri, centroid, None))
+    old = shape_mod.shape_features(Mesh(vertices=s.corners32.reshape(-1, 3)).surface())
+    assert new.tobytes() == old.tobytes()
