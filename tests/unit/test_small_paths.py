@@ -164,3 +164,46 @@ def test_shared_cast_blocks_give_the_shape_features(kind: str, i: int, monkeypat
     monkeypatch.setattr(shape_mod, "_cast_blocks", lambda tri, centroid, edges: fresh(tri, centroid, None))
     old = shape_mod.shape_features(Mesh(vertices=s.corners32.reshape(-1, 3)).surface())
     assert new.tobytes() == old.tobytes()
+
+
+def _reference_bins(scaled: np.ndarray, fine: int) -> np.ndarray:
+    idx = scaled.astype(np.int64)
+    np.clip(idx, 0, fine - 1, out=idx)
+    return idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fine_bins_are_the_int64_bins(dtype: type) -> None:
+    from scanner.features.families import _fine_bins
+
+    rng = np.random.default_rng(1)
+    fine = 640
+    cases = [
+        rng.uniform(-50, 700, 98_304),
+        np.array([-1.0, -0.999, -0.0, 0.0, 0.5, 639.0, 639.999, 640.0, 1e6, -1e6, 2.0**31 - 256, -(2.0**31) + 256]),
+        np.array([0.5, 3e9, 7.0]),  # beyond int32: the int64 route
+        np.array([0.5, -3e9, 7.0]),
+        np.array([1.0, np.nan, 5.0]),
+        np.array([1.0, np.inf, 5.0]),
+        np.array([1.0, -np.inf, 5.0]),
+    ]
+    with np.errstate(invalid="ignore"):
+        for values in cases:
+            scaled = values.astype(dtype)
+            got = _fine_bins(scaled, fine)
+            np.testing.assert_array_equal(got, _reference_bins(scaled, fine))
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_descriptor_rows_with_int32_bins(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every family's vector, and the whitened row, are those of the int64 bins."""
+    import scanner.features.families as families
+    from scanner.features import DESCRIPTOR_SIZE, describe
+    from scanner.features.affine import affine_row
+
+    s = surface(kind, i)
+    new = describe(s).rows()[0], affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    monkeypatch.setattr(families, "_fine_bins", _reference_bins)
+    s = surface(kind, i)
+    old = describe(s).rows()[0], affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    assert new[0].tobytes() == old[0].tobytes() and new[1].tobytes() == old[1].tobytes()
