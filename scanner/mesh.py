@@ -297,6 +297,21 @@ def _rough_height_ratio(t: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
 
 
+def two_face_edges(key: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Of sorted edge keys and their places (:attr:`Mesh.sorted_edges`): the two places of
+    every edge shared by exactly two faces (the first and second of its run of two), and
+    whether every edge is one (a closed surface: runs of exactly two cover all the edges)."""
+    n = len(key)
+    if n < 2:
+        return position[:0], position[:0], n == 0
+    same = key[1:] == key[:-1]  # sorted edge i equals edge i + 1
+    pair = same.copy()
+    pair[1:] &= ~same[:-1]  # not the second of a run
+    pair[:-1] &= ~same[1:]  # the run is exactly two long
+    first = np.flatnonzero(pair)
+    return position[first], position[first + 1], 2 * len(first) == n
+
+
 def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """``ordered`` (sorted) less one occurrence per element of ``removed`` (sorted, a
     sub-multiset of it): ``np.sort`` of what is left, without sorting it again. The r-th of a
@@ -530,6 +545,14 @@ class Mesh:
             return key[order], order, base
         packed = sort64((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
         return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1), base
+
+    @cached_property
+    def two_face_edges(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The welded edges shared by exactly two faces (:func:`two_face_edges` of
+        :attr:`sorted_edges`): what the patch codes' neighbours and the classifier's edge
+        statistics both read, found once."""
+        key, position, _ = self.sorted_edges
+        return two_face_edges(key, position)
 
     @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:

@@ -193,17 +193,11 @@ def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
 def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
-    key, order, _ = mesh.sorted_edges  # the sort that bodies were found with
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    starts = np.flatnonzero(first)
-    counts = np.diff(np.append(starts, len(key)))
-    closed = bool(np.all(counts == 2))
-    pairs = starts[counts == 2]
-    f1 = order[pairs] % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
-    f2 = order[pairs + 1] % max(n_faces, 1)
-    soft = np.empty(len(pairs), dtype=bool)
-    for lo in range(0, len(pairs), _ROWS):
+    first, second, closed = mesh.two_face_edges  # from the sort that bodies were found with
+    f1 = first % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
+    f2 = second % max(n_faces, 1)
+    soft = np.empty(len(first), dtype=bool)
+    for lo in range(0, len(first), _ROWS):
         part = slice(lo, lo + _ROWS)
         # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
         dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))

@@ -207,3 +207,52 @@ def test_descriptor_rows_with_int32_bins(kind: str, i: int, monkeypatch: pytest.
     s = surface(kind, i)
     old = describe(s).rows()[0], affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
     assert new[0].tobytes() == old[0].tobytes() and new[1].tobytes() == old[1].tobytes()
+
+
+def _non_manifold() -> np.ndarray:
+    """Three triangles on one edge (non-manifold), an open fan and a closed box."""
+    fin = np.array([[[0, 0, 0], [1, 0, 0], [0.5, 1, 0]], [[0, 0, 0], [1, 0, 0], [0.5, 0, 1]],
+                    [[0, 0, 0], [1, 0, 0], [0.5, -1, 0.2]]], dtype=np.float64)  # fmt: skip
+    fan = np.array([[[3, 0, 0], [4, 0, 0], [4, 1, 0]], [[3, 0, 0], [4, 1, 0], [3, 1, 0.1]]], dtype=np.float64)
+    box = trimesh.creation.box(extents=(1.0, 2.0, 0.5))
+    return np.concatenate([fin, fan, box.vertices[box.faces] + 7.0]).astype(np.float32)
+
+
+def _reference_edge_pairs(key: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The classifier's edge statistics' own run count, as it was."""
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(key)))
+    pairs = starts[counts == 2]
+    return order[pairs], order[pairs + 1], bool(np.all(counts == 2))
+
+
+@pytest.mark.parametrize(("kind", "i"), [*CASES, ("non-manifold", 0)])
+def test_two_face_edges_are_the_edge_statistics_pairs(kind: str, i: int) -> None:
+    from scanner.classify.shape import shape_features
+    from scanner.features.patches import mesh_patch_codes, patch_codes
+
+    tri = _non_manifold() if kind == "non-manifold" else MESHES[kind][i]
+    s = Mesh(vertices=tri.reshape(-1, 3)).surface()
+    key, position, _ = s.sorted_edges
+    first, second, closed = s.two_face_edges
+    ref_first, ref_second, ref_closed = _reference_edge_pairs(key, position)
+    assert first.tobytes() == ref_first.tobytes() and second.tobytes() == ref_second.tobytes()
+    assert closed == ref_closed
+    if kind in ("single-body", "non-manifold"):
+        assert closed == (kind == "single-body")  # a fin and a fan are open
+    codes = mesh_patch_codes(s)
+    alone = patch_codes(s.welded_vertices, s.welded_faces, (key, position))  # its own pairs
+    assert codes.codes.tobytes() == alone.codes.tobytes() and codes.weights.tobytes() == alone.weights.tobytes()
+    assert np.isfinite(shape_features(s)).all()
+
+
+def test_two_face_edges_of_tiny_inputs() -> None:
+    from scanner.mesh import two_face_edges
+
+    for n in (0, 1):
+        key, position = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+        first, second, closed = two_face_edges(key, position)
+        ref = _reference_edge_pairs(key, position)
+        assert len(first) == len(second) == 0 and closed == ref[2] == (n == 0)
