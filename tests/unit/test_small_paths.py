@@ -256,3 +256,51 @@ def test_two_face_edges_of_tiny_inputs() -> None:
         first, second, closed = two_face_edges(key, position)
         ref = _reference_edge_pairs(key, position)
         assert len(first) == len(second) == 0 and closed == ref[2] == (n == 0)
+
+
+def _reference_density(pts: np.ndarray, cell: float = sampling.DENSITY_CELL) -> np.ndarray:
+    """density_weights as it was: the blur on the 3-D grid, axis by axis."""
+    reach = sampling.DENSITY_REACH
+    q = np.clip(pts.astype(np.float64), -reach, reach) * (1.0 / cell)
+    base = np.floor(q)
+    frac = q - base
+    cells = base.astype(np.int64)
+    cells -= cells.min(axis=1, keepdims=True) - 2
+    dims = cells.max(axis=1) + 4
+    steps = (dims[1] * dims[2], dims[2], 1)
+    flat = cells[0] * steps[0] + cells[1] * steps[1] + cells[2]
+    corners = [dx * steps[0] + dy * steps[1] + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
+    ids = flat[None, :] + np.asarray(corners, dtype=np.int64)[:, None]
+    x, y, z = (np.stack([1.0 - f, f]) for f in frac)
+    share = ((x[:, None, :] * y[None, :, :])[:, :, None, :] * z[None, None, :, :]).reshape(8, -1)
+    grid = np.bincount(ids.reshape(-1), weights=share.reshape(-1), minlength=int(dims.prod()))
+    grid = grid.reshape(tuple(int(d) for d in dims))
+    for axis in range(3):
+        src = np.moveaxis(grid, axis, 0)
+        out = src + src
+        out[1:] += src[:-1]
+        out[:-1] += src[1:]
+        grid = np.moveaxis(out, 0, axis)
+    density = (np.ascontiguousarray(grid).reshape(-1).take(ids) * share).sum(axis=0)
+    w = 1.0 / np.maximum(density, 1e-12)
+    return w * (len(w) / w.sum())
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_flat_blur_density_weights_are_the_grid_blur(kind: str, i: int) -> None:
+    s = surface(kind, i)
+    coords = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys).coords
+    for pts in (coords, coords.astype(np.float64), coords[:, :5], coords * 40.0, coords * 1e-4):
+        assert sampling.density_weights(pts).tobytes() == _reference_density(pts).tobytes()
+
+
+def test_flat_blur_density_weights_on_thin_and_far_point_sets() -> None:
+    rng = np.random.default_rng(9)
+    sets = [
+        np.zeros((3, 7)),  # one cell
+        np.stack([rng.uniform(-1, 1, 500), np.zeros(500), np.zeros(500)]),  # a line: a 1-cell-thick grid
+        np.concatenate([rng.normal(size=(3, 800)), [[50.0], [-60.0], [0.0]]], axis=1),  # a far speck, clipped
+        rng.normal(size=(3, 3000)).astype(np.float32),
+    ]
+    for pts in sets:
+        assert sampling.density_weights(pts).tobytes() == _reference_density(pts).tobytes()
