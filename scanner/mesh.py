@@ -173,10 +173,13 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     the owners of a plane are counted instead of sorted."""
     n = len(corners32)
     lows, highs = [], []
+    kept = None  # a surface of one chunk keeps its float64 rows and centres for the second pass
     for lo in range(0, n, _WALL_CHUNK):  # in chunks: float64 temporaries stay in cache
-        centre = _centres(_rows64(corners32[lo : lo + _WALL_CHUNK]))
+        rows = _rows64(corners32[lo : lo + _WALL_CHUNK])
+        centre = _centres(rows)
         lows.append([centre[k].min() for k in range(3)])
         highs.append([centre[k].max() for k in range(3)])
+        kept = (rows, centre) if n <= _WALL_CHUNK else None
     if n:  # the least and greatest centre (a minimum of minimums: the same numbers)
         lo_c, hi_c = np.min(np.array(lows), axis=0), np.max(np.array(highs), axis=0)
     else:
@@ -187,8 +190,8 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     packed = np.empty(n, dtype=np.uint64)
     for lo in range(0, n, _WALL_CHUNK):  # the centres again, from cache (no (n, 3) array kept)
         part = slice(lo, lo + _WALL_CHUNK)
-        t = _rows64(corners32[part])
-        ok[part], sign[part], packed[part] = _plane_keys(t, _centres(t), mid, half)
+        t, centre = kept if kept is not None else (t := _rows64(corners32[part]), _centres(t))
+        ok[part], sign[part], packed[part] = _plane_keys(t, centre, mid, half)
     order, ordered = sorted_order_u64(packed)
     ordered_ok = ordered[ok[order]]
     if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere

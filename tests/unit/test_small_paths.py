@@ -304,3 +304,32 @@ def test_flat_blur_density_weights_on_thin_and_far_point_sets() -> None:
     ]
     for pts in sets:
         assert sampling.density_weights(pts).tobytes() == _reference_density(pts).tobytes()
+
+
+def _walls() -> np.ndarray:
+    """A box cut in two halves that touch (a wall), beside a sphere."""
+    box = trimesh.creation.box(extents=(2.0, 1.0, 1.0))
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    parts = [box.vertices[box.faces], (box.vertices + [2.0, 0, 0])[box.faces], (sphere.vertices + 9.0)[sphere.faces]]
+    return np.concatenate(parts).astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "i"), [*CASES, ("walls", 0)])
+def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A surface of one chunk keeps its float64 rows and centres for the plane keys: the walls
+    are those found with both made afresh in each pass, chunk by chunk, as before."""
+    import scanner.mesh as mesh_mod
+
+    tri = _walls() if kind == "walls" else MESHES[kind][i]
+    s = Mesh(vertices=tri.reshape(-1, 3)).surface()
+    owner = s.body_labels() if kind != "walls" else np.minimum(np.arange(s.triangle_count) // 12, 2)  # 3 pieces
+    made = []
+    rows64 = mesh_mod._rows64
+    monkeypatch.setattr(mesh_mod, "_rows64", lambda c: made.append(len(c)) or rows64(c))
+    new = mesh_mod.shared_walls(s.corners32), mesh_mod.shared_walls(s.corners32, owner)
+    assert made == [s.triangle_count] * 2  # once per call
+    monkeypatch.setattr(mesh_mod, "_WALL_CHUNK", 37)  # chunked: the rows and centres made twice, as before
+    old = mesh_mod.shared_walls(s.corners32), mesh_mod.shared_walls(s.corners32, owner)
+    np.testing.assert_array_equal(new[0], old[0])
+    np.testing.assert_array_equal(new[1], old[1])
+    assert kind != "walls" or new[0].sum() == new[1].sum() == 4  # the two caps of the cut (two triangles each)
