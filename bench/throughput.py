@@ -227,7 +227,8 @@ def _stage_times(path: str, context) -> list[float]:  # noqa: ANN001 - a bench h
     matcher, match = context.matcher, context.settings.match
     near = lambda: matcher.near(*shape.rows, k=match.neighbours, radius=match.distance_threshold)  # noqa: E731
     found = lap(lambda: (case.exact, case.allowed, near())[2])
-    case.__dict__["near"] = lap(lambda: found or matcher.stretched(shape.whole, lambda: shape.affine))  # as Case.near
+    stretched = lambda: matcher.stretched(shape.whole, lambda: shape.affine, lambda: shape.affine_head)  # noqa: E731
+    case.__dict__["near"] = lap(lambda: found or stretched())  # as Case.near
     lap(lambda: shape.patch_codes)
     lap(lambda: case.local)
     lap(lambda: (shape.classifier_row, shape.body_rows))

@@ -496,15 +496,18 @@ class Matcher:
             out.append(dataclasses.replace(m, patches_matched=hit.matched, patches_total=hit.total))
         return out
 
-    def stretched(self, plain: np.ndarray, affine: Callable[[], np.ndarray]) -> list[Match]:
+    def stretched(
+        self, plain: np.ndarray, affine: Callable[[], np.ndarray], head: Callable[[], np.ndarray] | None = None
+    ) -> list[Match]:
         """Matches of a copy stretched along some axis (kind ``stretched``), nearest first, for
         an upload no row of which matched: ``plain`` is its whole-file row, ``affine`` computes
-        its whitened row (called only when a signature is within both plain bands)."""
+        its whitened row (called only when a signature is within both plain bands) and
+        ``head`` its first columns, read first (:meth:`AffineIndex.query`)."""
         if self.stretch is None:
             self.stretch = StretchSignal.build(self.library)
         index = self.stretch
         out = []
-        for h in index.query(plain, affine, rivals=CROWD_RATIO):
+        for h in index.query(plain, affine, rivals=CROWD_RATIO, head=head):
             at = np.asarray([r[2] for r in h.rivals], dtype=np.int64)
             # one design or two is read on the plain rows, as for every other kind: whitening folds
             # designs that differ only in proportions together

@@ -173,10 +173,13 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     the owners of a plane are counted instead of sorted."""
     n = len(corners32)
     lows, highs = [], []
+    kept = None  # a surface of one chunk keeps its float64 rows and centres for the second pass
     for lo in range(0, n, _WALL_CHUNK):  # in chunks: float64 temporaries stay in cache
-        centre = _centres(_rows64(corners32[lo : lo + _WALL_CHUNK]))
+        rows = _rows64(corners32[lo : lo + _WALL_CHUNK])
+        centre = _centres(rows)
         lows.append([centre[k].min() for k in range(3)])
         highs.append([centre[k].max() for k in range(3)])
+        kept = (rows, centre) if n <= _WALL_CHUNK else None
     if n:  # the least and greatest centre (a minimum of minimums: the same numbers)
         lo_c, hi_c = np.min(np.array(lows), axis=0), np.max(np.array(highs), axis=0)
     else:
@@ -187,8 +190,8 @@ def shared_walls(corners32: np.ndarray, owner: np.ndarray | None = None) -> np.n
     packed = np.empty(n, dtype=np.uint64)
     for lo in range(0, n, _WALL_CHUNK):  # the centres again, from cache (no (n, 3) array kept)
         part = slice(lo, lo + _WALL_CHUNK)
-        t = _rows64(corners32[part])
-        ok[part], sign[part], packed[part] = _plane_keys(t, _centres(t), mid, half)
+        t, centre = kept if kept is not None else (t := _rows64(corners32[part]), _centres(t))
+        ok[part], sign[part], packed[part] = _plane_keys(t, centre, mid, half)
     order, ordered = sorted_order_u64(packed)
     ordered_ok = ordered[ok[order]]
     if not np.any(ordered_ok[1:] == ordered_ok[:-1]):  # no plane holds two triangles: no wall anywhere
@@ -295,6 +298,21 @@ def _rough_height_ratio(t: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.sqrt(cx * cx + cy * cy + cz * cz) / longest_sq
     return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
+
+
+def two_face_edges(key: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Of sorted edge keys and their places (:attr:`Mesh.sorted_edges`): the two places of
+    every edge shared by exactly two faces (the first and second of its run of two), and
+    whether every edge is one (a closed surface: runs of exactly two cover all the edges)."""
+    n = len(key)
+    if n < 2:
+        return position[:0], position[:0], n == 0
+    same = key[1:] == key[:-1]  # sorted edge i equals edge i + 1
+    pair = same.copy()
+    pair[1:] &= ~same[:-1]  # not the second of a run
+    pair[:-1] &= ~same[1:]  # the run is exactly two long
+    first = np.flatnonzero(pair)
+    return position[first], position[first + 1], 2 * len(first) == n
 
 
 def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -530,6 +548,14 @@ class Mesh:
             return key[order], order, base
         packed = sort64((key << np.int64(shift)) | np.arange(n, dtype=np.int64))
         return packed >> np.int64(shift), packed & np.int64((1 << shift) - 1), base
+
+    @cached_property
+    def two_face_edges(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The welded edges shared by exactly two faces (:func:`two_face_edges` of
+        :attr:`sorted_edges`): what the patch codes' neighbours and the classifier's edge
+        statistics both read, found once."""
+        key, position, _ = self.sorted_edges
+        return two_face_edges(key, position)
 
     @cached_property
     def _body_labels(self) -> tuple[int, np.ndarray]:

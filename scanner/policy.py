@@ -135,7 +135,9 @@ class Case:
         found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold, shares=shares,
                                   patches=lambda: self.shape.patch_codes)  # fmt: skip
         # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
-        return found or self.matcher.stretched(self.shape.whole, lambda: self.shape.affine)
+        return found or self.matcher.stretched(
+            self.shape.whole, lambda: self.shape.affine, head=lambda: self.shape.affine_head
+        )
 
     @cached_property
     def flat_surface(self) -> bool:

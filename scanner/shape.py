@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from scanner.errors import EMPTY, UnreadableInput
 from scanner.features import Descriptor, describe, describe_triangles
 from scanner.features.patches import PatchCodes
 from scanner.mesh import Mesh
+
+if TYPE_CHECKING:
+    from scanner.features.affine import StagedAffineRow
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,24 @@ class Shape:
         return describe_triangles(self.surface.corners32, self.surface.corner_keys)
 
     @cached_property
+    def affine_stages(self) -> StagedAffineRow:
+        """The whitened whole-file row in stages (:class:`scanner.features.affine.StagedAffineRow`):
+        its head and the whole row share one whitened sample."""
+        from scanner.features.affine import StagedAffineRow
+
+        return StagedAffineRow(self.surface.corners32, self.surface.corner_keys, len(self.whole))
+
+    @property
     def affine(self) -> np.ndarray:
         """The whitened whole-file row (:func:`scanner.features.affine.affine_row`): asked for
         only when a signature is within the stretch rule's plain bands of :attr:`whole`."""
-        from scanner.features.affine import affine_row
+        return self.affine_stages.row
 
-        return affine_row(self.surface.corners32, self.surface.corner_keys, len(self.whole))
+    @property
+    def affine_head(self) -> np.ndarray:
+        """The whitened row's first family (:attr:`StagedAffineRow.head`): what the stretch
+        rule reads first, to skip the rest of the row when no signature is within reach."""
+        return self.affine_stages.head
 
     @cached_property
     def classifier_row(self) -> np.ndarray:

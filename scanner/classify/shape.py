@@ -12,6 +12,7 @@ milliseconds for a 5k-triangle file (one convex hull, one edge sort, two line ca
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,18 +104,47 @@ gathers were 36 MB each, page-faulted afresh on every scan); every value is per 
 block size changes none."""
 
 
-def _bore_ratios(tri: np.ndarray, centroid: np.ndarray, reach: float, rel: np.ndarray, rel_sq: np.ndarray,
+CastBlock = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""What a line cast through the centroid reads of a block of triangles, whatever the line's
+direction: the edges from the first corner (``e1``, ``e2``), the centroid less that corner
+(``t``) and ``t x e1``."""
+
+
+def _cast_block(block: np.ndarray, centroid: np.ndarray, edges: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> CastBlock:  # fmt: skip
+    """:data:`CastBlock` of (n, 3, 3) float64 ``block``; ``edges``: its ``e1``, ``e2`` when the
+    caller has them (:func:`_face_values` makes the very same differences)."""
+    e1, e2 = edges if edges is not None else (block[:, 1] - block[:, 0], block[:, 2] - block[:, 0])
+    t = centroid - block[:, 0]
+    return e1, e2, t, _cross(t, e1)
+
+
+def _cast_blocks(tri: np.ndarray, centroid: np.ndarray, edges: tuple[np.ndarray, np.ndarray] | None
+                 ) -> Callable[[], Iterable[CastBlock]]:  # fmt: skip
+    """The blocks every line cast reads, for each cast in turn. A surface of one block
+    (``edges`` given: every small file) has its block made once and read by every cast: the
+    two casts differ only in their direction, and made it twice (with the edges that
+    :func:`_face_values` had made already). A larger surface's blocks are made afresh by each
+    cast, which stops at the first block with a hit, as before (all blocks kept would be
+    ~100 MB at 1M triangles)."""
+    if edges is not None and len(tri) <= _ROWS:
+        one = [_cast_block(tri, centroid, edges)]
+        return lambda: one
+    return lambda: (_cast_block(tri[lo : lo + _ROWS], centroid) for lo in range(0, len(tri), _ROWS))
+
+
+def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]], reach: float, rel_sq: np.ndarray,
                  axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    ``tri``: the (F, 3, 3) float64 triangles, ``reach`` the largest coordinate of their first
-    edges; ``rel`` are the points less the centroid, ``rel_sq`` their squared lengths, and
-    ``axes`` pairs each axis with the points' distances along it (which the caller has
+    ``blocks``: the surface's :func:`_cast_blocks`, ``reach`` the largest coordinate of its
+    triangles' first edges; ``rel_sq`` are the points' squared distances from the centroid,
+    and ``axes`` pairs each axis with the points' distances along it (which the caller has
     already)."""
     tiny = _EPS * (reach + _EPS) ** 2
     out = []
     for axis, along in axes:
-        if not _line_clear(tri, centroid, tiny, axis):
+        if not _line_clear(blocks(), tiny, axis):
             out.append(0.0)
             continue
         radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
@@ -123,17 +153,14 @@ def _bore_ratios(tri: np.ndarray, centroid: np.ndarray, reach: float, rel: np.nd
     return out
 
 
-def _line_clear(tri: np.ndarray, centroid: np.ndarray, tiny: float, direction: np.ndarray) -> bool:
-    """True when the line from ``centroid`` along ``direction`` misses every triangle
-    (Moller-Trumbore, edges count as hits). Block by block of triangles: each block's edges
-    from its first corner (``e1``, ``e2``), the origin less that corner (``t``) and
-    ``q`` = t x e1 are made in cache, and the cast stops at the first block with a hit (most
-    lines hit the surface)."""
+def _line_clear(blocks: Iterable[CastBlock], tiny: float, direction: np.ndarray) -> bool:
+    """True when the line from the centroid along ``direction`` misses every triangle
+    (Moller-Trumbore, edges count as hits). Block by block of triangles (:func:`_cast_blocks`:
+    made in cache), and the cast stops at the first block with a hit (most lines hit the
+    surface)."""
     d0, d1, d2 = (float(c) for c in direction)  # _cross(direction broadcast, e2): the same products
     tol = 1e-9
-    for lo in range(0, len(tri), _ROWS):
-        block = tri[lo : lo + _ROWS]
-        e1, e2, t = block[:, 1] - block[:, 0], block[:, 2] - block[:, 0], centroid - block[:, 0]
+    for e1, e2, t, q in blocks:
         p = np.empty_like(e2)
         p[:, 0] = d1 * e2[:, 2] - d2 * e2[:, 1]
         p[:, 1] = d2 * e2[:, 0] - d0 * e2[:, 2]
@@ -142,7 +169,7 @@ def _line_clear(tri: np.ndarray, centroid: np.ndarray, tiny: float, direction: n
         ok = np.abs(det) > tiny
         inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
         u = np.einsum("ij,ij->i", t, p) * inv
-        v = _dot3(_cross(t, e1), direction) * inv
+        v = _dot3(q, direction) * inv
         if bool((ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)).any()):
             return False
     return True
@@ -166,17 +193,11 @@ def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
 def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
-    key, order, _ = mesh.sorted_edges  # the sort that bodies were found with
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    starts = np.flatnonzero(first)
-    counts = np.diff(np.append(starts, len(key)))
-    closed = bool(np.all(counts == 2))
-    pairs = starts[counts == 2]
-    f1 = order[pairs] % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
-    f2 = order[pairs + 1] % max(n_faces, 1)
-    soft = np.empty(len(pairs), dtype=bool)
-    for lo in range(0, len(pairs), _ROWS):
+    first, second, closed = mesh.two_face_edges  # from the sort that bodies were found with
+    f1 = first % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
+    f2 = second % max(n_faces, 1)
+    soft = np.empty(len(first), dtype=bool)
+    for lo in range(0, len(first), _ROWS):
         part = slice(lo, lo + _ROWS)
         # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
         dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
@@ -195,13 +216,15 @@ def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([r.min() for r in rows], dtype=np.float64), np.array([r.max() for r in rows], dtype=np.float64))
 
 
-def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, tuple | None]:
     """Per triangle of (F, 3, 3) float64 ``tri``: area, unit normal (zero where degenerate)
-    and the signed-volume term ``a . (b x c)``; and the largest coordinate of the first edges
-    (the line casts' tolerance). Block by block, every value per triangle: the same numbers
-    as whole-array arithmetic, from cache."""
+    and the signed-volume term ``a . (b x c)``; the largest coordinate of the first edges
+    (the line casts' tolerance); and for a surface of one block, its two edges from the first
+    corner (what the line casts read too: :func:`_cast_blocks`), else None. Block by block,
+    every value per triangle: the same numbers as whole-array arithmetic, from cache."""
     n = len(tri)
     areas, normals, volume, reach = np.empty(n), np.empty((n, 3)), np.empty(n), []
+    edge1 = edge2 = None
     for lo in range(0, n, _ROWS):
         part, block = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS]
         edge1, edge2 = block[:, 1] - block[:, 0], block[:, 2] - block[:, 0]
@@ -211,7 +234,8 @@ def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
         normals[part] = cross / np.where(double_area > 0, double_area, 1.0)[:, None]
         volume[part] = np.einsum("ij,ij->i", block[:, 0], _cross(block[:, 1], block[:, 2]))
         reach.append(np.abs(edge1).max())
-    return areas, normals, volume, float(np.max(reach)) if reach else 0.0
+    edges = (edge1, edge2) if edge1 is not None and n <= _ROWS else None
+    return areas, normals, volume, float(np.max(reach)) if reach else 0.0, edges
 
 
 def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centroid: np.ndarray, axis: np.ndarray
@@ -233,7 +257,7 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
     lo, hi = _bounds(mesh.corners32)
     tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
-    areas, normals, volume_terms, reach = _face_values(tri)
+    areas, normals, volume_terms, reach, edges = _face_values(tri)
     area = float(areas.sum())
     if not area > 0:
         raise ValueError("surface has no area")
@@ -250,7 +274,7 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     hull_volume = _hull_volume(proj)
     curved, closed = _edge_stats(mesh, normals)
     round_axis = _round_about(tri, normals, curved, centroid, axes[0])
-    bores = _bore_ratios(tri, centroid, reach, rel_points, rel_sq, [(axes[0], along[0]), (axes[2], along[2])])
+    bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, [(axes[0], along[0]), (axes[2], along[2])])
     bodies = mesh.body_count
     holes = 0.0
     if closed:

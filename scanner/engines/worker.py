@@ -47,8 +47,15 @@ READY = "ready"
 def one_blas_thread() -> None:
     """One BLAS/OpenMP thread in this worker. The pool already uses every core, one file per
     worker; on the small matrices of one file a threaded BLAS only adds contention (measured
-    2-4x slower shape features and descriptors with the default thread count)."""
-    controller = _PREPARED["blas"] if "blas" in _PREPARED else _blas_controller()
+    2-4x slower shape features and descriptors with the default thread count).
+
+    The libraries are looked up now, never taken from a controller made before the fork: a
+    BLAS or OpenMP library loaded since (scipy's own OpenBLAS on first use of
+    ``scipy.linalg``, scikit-learn's OpenMP when a model is refitted) would keep its threads
+    (a worker forked after ``test_startup.py`` had warmed up the test process kept 2).
+    :func:`prepare_worker_setup` imported threadpoolctl and let it find libc in the parent,
+    so the lookup costs ~1 ms here."""
+    controller = _blas_controller()
     if controller is not None:
         controller.limit(limits=1)
 
@@ -84,19 +91,16 @@ def _mallopt() -> Callable[[int, int], int] | None:
     return None if libc is None else libc.mallopt
 
 
-_PREPARED: dict[str, Any] = {}
-"""What :func:`prepare_worker_setup` found in the parent, inherited by every forked worker."""
-
-
 def prepare_worker_setup() -> None:
     """Do before the fork what each worker's set-up would otherwise repeat after it: import
-    threadpoolctl and inspect the loaded BLAS libraries, find libc's ``mallopt``, import
-    ``resource``. Measured on a one-file scan: about 20-30 ms of every forked worker's start
-    (most of it ``find_library``'s subprocess and threadpoolctl's library scan), on the
-    one-file critical path. Called again on every warm-up, so libraries loaded since count."""
+    threadpoolctl and let it find libc (its first library scan), find libc's ``mallopt``,
+    import ``resource``. Measured on a one-file scan: about 20-30 ms of every forked worker's
+    start (most of it ``find_library``'s subprocess and threadpoolctl's first scan), on the
+    one-file critical path. The scan's result is not kept: a worker looks the libraries up
+    again (:func:`one_blas_thread`), since some may be loaded after this."""
     import resource  # noqa: F401 - cap_memory's
 
-    _PREPARED["blas"] = _blas_controller()
+    _blas_controller()
     _libc()
 
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from scanner.features.families import A3, D1, D2, DescriptorFamily
-from scanner.features.sampling import sample_surface, surface_moments, triangle_areas
+from scanner.features.sampling import SurfaceSample, sample_surface, surface_moments, triangle_areas
 
 AFFINE_ROW = -4
 """Body number of the whitened whole-file row among a signature's rows (``-1`` is the plain
@@ -109,15 +110,65 @@ def whiten(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> np.ndarray:
 def affine_row(triangles: np.ndarray, corner_keys: np.ndarray | None, width: int) -> np.ndarray:
     """One float32 row of ``width`` values: the whitened surface's D1, D2 and A3 in the first
     ``AFFINE_WIDTH`` columns, zeros after (a row of the signature matrix, which is wider)."""
-    tri, scale = _whitened(triangles)
-    white = np.empty(tri.shape, dtype=np.float32)
-    for lo in range(0, len(tri), _BLOCK):  # the float64 quotient of a block, cast while in cache
-        white[lo : lo + _BLOCK] = tri[lo : lo + _BLOCK] / scale
-    sample = sample_surface(white, corner_keys=corner_keys)
-    out = np.zeros(width, dtype=np.float32)
-    parts = [np.sqrt(f.weight) * np.asarray(f.compute(sample), dtype=np.float64) for f in AFFINE_FAMILIES]
-    out[:AFFINE_WIDTH] = np.concatenate(parts)
-    return out
+    return StagedAffineRow(triangles, corner_keys, width).row
+
+
+class StagedAffineRow:
+    """The whitened row of :func:`affine_row`, computed in two stages for the matcher's gate:
+    :attr:`head` (the first family's columns: D1, cheap once the whitened surface is sampled)
+    and then, only if asked, :attr:`row` (every family, the head's values reused).
+
+    Why: an upload within a signature's plain bands needs its whitened row, ~7 ms on a small
+    file, and most of them (97 of 103 files of the throughput bench's small set and the demo
+    fixtures that got that far) are already further than the row's threshold over the D1
+    columns alone, often by 5-20x. The distance over some columns is a lower bound of the
+    distance over all of them, so :meth:`AffineIndex.query` first reads the head and stops
+    when no signature can be within reach; D2 and A3 (the triples) are skipped. The row, when
+    computed, is the same to the last bit: the same steps in the same order."""
+
+    def __init__(self, triangles: np.ndarray, corner_keys: np.ndarray | None, width: int) -> None:
+        self._triangles, self._keys, self._width = triangles, corner_keys, width
+        self._parts: dict[int, np.ndarray] = {}
+
+    @cached_property
+    def _sample(self) -> SurfaceSample:
+        tri, scale = _whitened(self._triangles)
+        white = np.empty(tri.shape, dtype=np.float32)
+        for lo in range(0, len(tri), _BLOCK):  # the float64 quotient of a block, cast while in cache
+            white[lo : lo + _BLOCK] = tri[lo : lo + _BLOCK] / scale
+        return sample_surface(white, corner_keys=self._keys)
+
+    def _part(self, k: int) -> np.ndarray:
+        if k not in self._parts:
+            family = AFFINE_FAMILIES[k]
+            self._parts[k] = np.sqrt(family.weight) * np.asarray(family.compute(self._sample), dtype=np.float64)
+        return self._parts[k]
+
+    @cached_property
+    def head(self) -> np.ndarray:
+        """The first family's columns of :attr:`row`, float32 (the same values)."""
+        return self._part(0).astype(np.float32)
+
+    @cached_property
+    def row(self) -> np.ndarray:
+        """The whole row (float32, ``width`` values, zeros after ``AFFINE_WIDTH``)."""
+        out = np.zeros(self._width, dtype=np.float32)
+        out[:AFFINE_WIDTH] = np.concatenate([self._part(k) for k in range(len(AFFINE_FAMILIES))])
+        return out
+
+
+HEAD_MARGIN = 1e-9
+"""Relative margin of the head test (:func:`_out_of_reach`): float64 sums of at most 74
+squares round by ~1e-14 relative, so a head distance this much above a threshold cannot be
+within it once the other columns are added, whatever the order of the sums."""
+
+
+def _out_of_reach(rows: np.ndarray, head: np.ndarray, thresholds: np.ndarray) -> bool:
+    """True when every whitened row of ``rows`` is further from the upload than its threshold
+    over the head's columns alone (then it is over all of them: :data:`HEAD_MARGIN`)."""
+    h = np.asarray(head, dtype=np.float64)
+    d = rows[:, : len(h)].astype(np.float64) - h
+    return bool(np.all(np.sqrt((d * d).sum(axis=1)) > thresholds * (1.0 + HEAD_MARGIN)))
 
 
 def affine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -186,11 +237,20 @@ class AffineIndex:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def query(self, plain: np.ndarray, affine: Callable[[], np.ndarray], rivals: float = 0.0) -> list[AffineHit]:
+    def query(
+        self,
+        plain: np.ndarray,
+        affine: Callable[[], np.ndarray],
+        rivals: float = 0.0,
+        head: Callable[[], np.ndarray] | None = None,
+    ) -> list[AffineHit]:
         """Signatures the upload matches under the stretch rule, nearest first. ``plain`` is the
         upload's plain whole-file row; ``affine`` computes its whitened row, called only when
-        some signature passes both plain bands (it costs one more surface sample). Each hit
-        lists the other in-band signatures within ``rivals`` x its distance (:attr:`AffineHit.rivals`)."""
+        some signature passes both plain bands (it costs one more surface sample). ``head``,
+        when given, computes the row's first columns (:attr:`StagedAffineRow.head`), asked
+        first: when no in-band signature is within reach over them, there is no hit and the
+        rest of the row is never computed. Each hit lists the other in-band signatures within
+        ``rivals`` x its distance (:attr:`AffineHit.rivals`)."""
         if not len(self):
             return []
         q = np.asarray(plain, dtype=np.float64).reshape(-1)
@@ -207,7 +267,7 @@ class AffineIndex:
             dp = np.sqrt(np.einsum("md,md->m", d, d))
             within = dp <= PLAIN_BAND
             near, dp = near[within], dp[within]
-        if not len(near):
+        if not len(near) or (head is not None and _out_of_reach(self.affine[near], head(), self.thresholds[near])):
             return []
         dw = affine_distance(self.affine[near], np.asarray(affine(), dtype=np.float64))
         hits = []

@@ -49,10 +49,29 @@ def _cdf(
     range pile up in its end bins), so it costs O(N) plus one small matrix product.
     """
     kernel, a, b, fine = _kernel(lo, hi, bins, bandwidth)
-    idx = ((values - a) * (fine / (b - a))).astype(np.int64)
-    np.clip(idx, 0, fine - 1, out=idx)
+    idx = _fine_bins((values - a) * (fine / (b - a)), fine)
     counts = np.bincount(idx, weights=weights, minlength=fine)
     return kernel @ (counts / max(float(counts.sum()), 1e-300))
+
+
+_INT32_REACH = float(2**31)
+
+
+def _fine_bins(scaled: np.ndarray, fine: int) -> np.ndarray:
+    """``scaled`` truncated to integers and clipped to ``[0, fine)``: the fine histogram's
+    bin of each value, as ``scaled.astype(np.int64)`` then clipped gave it.
+
+    Why int32 when every value fits: a float to int64 cast has no vector instruction short of
+    AVX-512 and costs ~120 us on D2's 98,304 values, to int32 ~22 us (plus ~25 us for the range
+    check); both truncate toward zero, so the bins are the same. A value outside int32's
+    range, NaN or infinite (whose int64 casts the clip maps as before) takes the int64 cast."""
+    low, high = scaled.min(), scaled.max()
+    if low > -_INT32_REACH and high < _INT32_REACH:  # False for NaN: it propagates into both
+        idx = scaled.astype(np.int32)
+    else:
+        idx = scaled.astype(np.int64)
+    np.clip(idx, 0, fine - 1, out=idx)
+    return idx
 
 
 @functools.lru_cache(maxsize=8)

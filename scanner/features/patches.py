@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.mesh import Mesh, _splitmix
+from scanner.mesh import Mesh, _splitmix, two_face_edges
 
 PATCH_VERSION = "pc2"
 """pc1: ring codes only (never shipped); pc2: ring and fold codes."""
@@ -82,30 +82,25 @@ class PatchCodes:
         return len(self.codes)
 
 
-def _neighbours(faces: np.ndarray, key: np.ndarray, position: np.ndarray) -> np.ndarray:
+def _neighbours(faces: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """(3, F) the far corner (a welded vertex id) of the one triangle across each edge (row k:
     the edge joining corners k and k+1), or -1 where the edge is open or non-manifold.
-    ``key`` and ``position``: the mesh's sorted edges (:attr:`scanner.mesh.Mesh.sorted_edges`:
-    edge e of the concatenation is face e mod F's edge e // F).
+    ``first`` and ``second``: the two places of each edge shared by exactly two faces
+    (:attr:`scanner.mesh.Mesh.two_face_edges`: edge e of the concatenation is face e mod F's
+    edge e // F).
 
     Speed: edge e of the concatenation is element e of the flat (3, F) answer, and its own far
     corner is element e of the faces' columns 2, 0, 1 end to end, so each pair of edges is
     two flat scatters, no division into face and edge numbers."""
-    n_faces, n = len(faces), len(key)
+    n_faces = len(faces)
     # vertex ids fit int32 below 2**31 vertices: half the memory of the two 3F-long arrays here
     ids = np.int32 if n_faces and int(faces.max()) < np.iinfo(np.int32).max else np.int64
     out = np.full(3 * n_faces, -1, dtype=ids)
-    if n < 2:
+    if not len(first):
         return out.reshape(3, n_faces)
-    same = key[1:] == key[:-1]  # sorted edge i equals edge i + 1
-    pair = same.copy()
-    pair[1:] &= ~same[:-1]  # not the second of a run
-    pair[:-1] &= ~same[1:]  # the run is exactly two long
-    first = np.flatnonzero(pair)
-    a, b = position[first], position[first + 1]
     own_far = np.concatenate([faces[:, 2], faces[:, 0], faces[:, 1]]).astype(ids, copy=False)
-    out[a] = own_far[b]
-    out[b] = own_far[a]
+    out[first] = own_far[second]
+    out[second] = own_far[first]
     return out.reshape(3, n_faces)
 
 
@@ -229,13 +224,20 @@ def _chunk_codes(columns: tuple[np.ndarray, ...], faces: np.ndarray, nb: np.ndar
     return ring, fold, sizes, area
 
 
-def patch_codes(vertices: np.ndarray, faces: np.ndarray, sorted_edges: tuple[np.ndarray, np.ndarray]) -> PatchCodes:
+def patch_codes(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    sorted_edges: tuple[np.ndarray, np.ndarray],
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PatchCodes:
     """Ring and fold codes of a welded surface: float vertices (V, 3), faces (F, 3) into them,
-    and its sorted edges (key, position) as :attr:`scanner.mesh.Mesh.sorted_edges` gives them."""
+    and its sorted edges (key, position) as :attr:`scanner.mesh.Mesh.sorted_edges` gives them;
+    ``pairs``: their edges shared by two faces when the caller has them
+    (:attr:`scanner.mesh.Mesh.two_face_edges`, which the classifier reads too)."""
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return PatchCodes(np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0))
-    nb = _neighbours(faces, *sorted_edges)
+    nb = _neighbours(faces, *(pairs if pairs is not None else two_face_edges(*sorted_edges)[:2]))
     vertices = np.asarray(vertices)
     columns = tuple(np.ascontiguousarray(vertices[:, c]) for c in range(3))
     # corner-major faces one chunk at a time: a whole transposed copy beside the faces raised a
@@ -271,7 +273,7 @@ def mesh_patch_codes(mesh: Mesh) -> PatchCodes:
     the whole upload at once, every body and every archive member joined the same way."""
     surface = mesh.surface()
     key, position, _ = surface.sorted_edges
-    return patch_codes(surface.welded_vertices, surface.welded_faces, (key, position))
+    return patch_codes(surface.welded_vertices, surface.welded_faces, (key, position), surface.two_face_edges[:2])
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def density_weights(pts: np.ndarray, cell: float = DENSITY_CELL) -> np.ndarray:
     O(N) plus one pass over a small grid. The grid follows the file's axes, so the kernel is a
     product of one-dimensional B-spline-like kernels: close to isotropic (a rotated copy
     lands at median 0.006 from its signature, as before), not exactly."""
-    q = np.clip(pts.astype(np.float64), -DENSITY_REACH, DENSITY_REACH) * (1.0 / cell)
+    q = np.clip(pts, -DENSITY_REACH, DENSITY_REACH, dtype=np.float64)  # a new float64 array, scaled in place
+    q *= 1.0 / cell
     base = np.floor(q)
     frac = q - base
     cells = base.astype(np.int64)
@@ -114,19 +115,36 @@ def density_weights(pts: np.ndarray, cell: float = DENSITY_CELL) -> np.ndarray:
     flat = cells[0] * steps[0] + cells[1] * steps[1] + cells[2]
     corners = [dx * steps[0] + dy * steps[1] + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
     ids = flat[None, :] + np.asarray(corners, dtype=np.int64)[:, None]  # (8, N): the 8 cells around each point
-    x, y, z = (np.stack([1.0 - f, f]) for f in frac)  # (2, N) linear weights per axis
+    xyz = np.empty((3, 2, frac.shape[1]))  # (axis, 2, N) linear weights per axis: 1 - f, f
+    np.subtract(1.0, frac, out=xyz[:, 0])
+    xyz[:, 1] = frac
+    x, y, z = xyz
     share = ((x[:, None, :] * y[None, :, :])[:, :, None, :] * z[None, None, :, :]).reshape(8, -1)
     grid = np.bincount(ids.reshape(-1), weights=share.reshape(-1), minlength=int(dims.prod()))
-    grid = grid.reshape(tuple(int(d) for d in dims))
-    for axis in range(3):  # [1, 2, 1] along each axis (the scale cancels in the final normalisation)
-        src = np.moveaxis(grid, axis, 0)
-        out = src + src
-        out[1:] += src[:-1]
-        out[:-1] += src[1:]
-        grid = np.moveaxis(out, 0, axis)
-    density = (np.ascontiguousarray(grid).reshape(-1).take(ids) * share).sum(axis=0)
+    grid = _blur_flat(grid, steps)
+    density = (grid.take(ids) * share).sum(axis=0)
     w = 1.0 / np.maximum(density, 1e-12)
     return w * (len(w) / w.sum())
+
+
+def _blur_flat(grid: np.ndarray, steps: tuple[int, int, int]) -> np.ndarray:
+    """[1, 2, 1] along each axis of the density grid (axis 0, then 1, then 2), on the flat
+    (C-order) grid: a neighbour along an axis is ``steps[axis]`` cells away.
+
+    Why flat: each pass is then three operations on one contiguous array, where the same pass
+    on a 3-D view strides along its axis (measured: the blur was a fifth of the weights'
+    time). Why the same numbers: every cell still gets ``(g + g) + left + right`` in that order;
+    a flat shift also pairs a cell on a face of the grid with the cell on the opposite face one
+    row over, but both faces of every axis hold zeros when that axis is blurred (the points
+    sit two cells inside each face, and the earlier passes spread along other axes only), and
+    ``x + 0.0`` is ``x`` for the non-negative sums here. The flat ends have no neighbour, as
+    the axis's ends had none."""
+    for step in steps:
+        out = grid + grid
+        out[step:] += grid[:-step]
+        out[:-step] += grid[step:]
+        grid = out
+    return grid
 
 
 def triangle_areas(tri: np.ndarray) -> np.ndarray:
@@ -309,6 +327,18 @@ def intrinsic_keys(
     return intrinsic, order
 
 
+def _fraction(x: np.ndarray) -> np.ndarray:
+    """``x % 1.0`` for non-negative finite floats, in place: ``x - floor(x)``.
+
+    Why: numpy's float ``%`` goes through ``fmod`` and a sign fix-up per element, 25x slower
+    than a floor and a subtraction (100 us against 4 us on a small file's 8,500 points, twice
+    per sample). For ``x >= 0`` both are the exact fractional part (a double's fractional
+    part is itself a double, so neither rounds), so the points are the same to the last bit
+    (``tests/unit/test_sampling_fraction.py``)."""
+    x -= np.floor(x)
+    return x
+
+
 def sample_surface(
     triangles: np.ndarray, n_points: int | None = None, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
@@ -368,8 +398,8 @@ def sample_surface(
     # triangle's hash (Cranley-Patterson rotation): a large triangle's points cover it
     # evenly instead of clumping, which is what keeps re-sampled descriptors close
     tk = tkey[chosen]
-    u1 = (_unit(_splitmix(tk ^ _SHIFT1))[local] + within * _R2[0]) % 1.0
-    u2 = (_unit(_splitmix(tk ^ _SHIFT2))[local] + within * _R2[1]) % 1.0
+    u1 = _fraction(_unit(_splitmix(tk ^ _SHIFT1))[local] + within * _R2[0])
+    u2 = _fraction(_unit(_splitmix(tk ^ _SHIFT2))[local] + within * _R2[1])
     r1 = np.sqrt(u1)
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's

@@ -1,0 +1,335 @@
+"""The small-file fast routes give what the reference computations give, bit for bit
+(issue 18, item 1).
+
+Each speed-up of the small-file pipeline replaced a computation by a cheaper one with the same
+numbers (or skips work whose result cannot change the answer); these tests run the new route
+and the reference on the same meshes - several bodies with loose triangles, one body, and a
+degenerate surface (slivers, repeated triangles, a flat plate) - and compare them exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+import scanner.features.sampling as sampling
+from scanner.mesh import Mesh
+
+
+def _multi_body(seed: int) -> np.ndarray:
+    """(F, 3, 3) float32: five perturbed spheres, a box and a few loose triangles, shuffled."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(5):
+        s = trimesh.creation.icosphere(subdivisions=1 + i % 3)
+        v = s.vertices * rng.uniform(0.5, 2.0, 3) + rng.uniform(-9, 9, 3)
+        parts.append(v[s.faces])
+    box = trimesh.creation.box(extents=(3.0, 1.0, 0.5))
+    parts.append(box.vertices[box.faces] + 20.0)
+    parts.append(rng.normal(size=(7, 3, 3)))
+    tri = np.concatenate(parts).astype(np.float32)
+    return tri[rng.permutation(len(tri))]
+
+
+def _single_body(seed: int) -> np.ndarray:
+    """One perturbed sphere of ~1,300 triangles, as the throughput bench makes them."""
+    rng = np.random.default_rng(seed)
+    s = trimesh.creation.icosphere(subdivisions=3)
+    k = rng.uniform(1, 4, 3)
+    v = s.vertices * (1 + 0.2 * np.sin(k[0] * s.vertices[:, :1]) * np.cos(k[1] * s.vertices[:, 1:2]))
+    return (v * rng.uniform(0.5, 3.0, 3))[s.faces].astype(np.float32)
+
+
+def _degenerate(seed: int) -> np.ndarray:
+    """A thin flat plate with slivers, zero-area and repeated triangles and a tube beside it."""
+    rng = np.random.default_rng(seed)
+    plate = trimesh.creation.box(extents=(4.0, 3.0, 1e-3))
+    tube = trimesh.creation.annulus(r_min=0.4, r_max=0.5, height=2.0, sections=16)
+    tri = np.concatenate([plate.vertices[plate.faces], tube.vertices[tube.faces] + 5.0])
+    sliver = tri[:6].copy()
+    sliver[:, 2] = sliver[:, 1] + 1e-7 * rng.normal(size=(6, 3))
+    flat = np.repeat(tri[:4, :1], 3, axis=1)  # zero area
+    return np.concatenate([tri, tri[:5], sliver, flat]).astype(np.float32)
+
+
+MESHES = {
+    "multi-body": [_multi_body(s) for s in (0, 1)],
+    "single-body": [_single_body(s) for s in (2, 3)],
+    "degenerate": [_degenerate(s) for s in (4,)],
+}
+CASES = [(kind, i) for kind, meshes in MESHES.items() for i in range(len(meshes))]
+
+
+def surface(kind: str, i: int) -> Mesh:
+    return Mesh(vertices=MESHES[kind][i].reshape(-1, 3)).surface()
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_sample_fraction_is_the_float_remainder(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler's ``x - floor(x)`` gives the points that ``x % 1.0`` gave."""
+    s = surface(kind, i)
+    new = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys).coords
+    monkeypatch.setattr(sampling, "_fraction", lambda x: x % 1.0)
+    old = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys).coords
+    assert new.dtype == old.dtype and new.shape == old.shape
+    assert new.tobytes() == old.tobytes()
+
+
+def test_fraction_matches_the_remainder_on_edge_values() -> None:
+    x = np.array([0.0, 1.0, 2.0, 0.5, 1e-300, 5e-324, 8191.999999999999, 1 - 2**-53, 2**40 + 0.25, 3.0 - 2**-51])
+    x = np.concatenate([x, np.random.default_rng(0).uniform(0, 9000, 10_000)])
+    assert sampling._fraction(x.copy()).tobytes() == (x % 1.0).tobytes()
+
+
+def _reference_affine_row(tri: np.ndarray, keys: np.ndarray, width: int) -> np.ndarray:
+    """The whitened row as :func:`affine_row` computed it before it was staged."""
+    from scanner.features.affine import _BLOCK, AFFINE_FAMILIES, AFFINE_WIDTH, _whitened
+
+    white64, scale = _whitened(tri)
+    white = np.empty(white64.shape, dtype=np.float32)
+    for lo in range(0, len(white64), _BLOCK):
+        white[lo : lo + _BLOCK] = white64[lo : lo + _BLOCK] / scale
+    sample = sampling.sample_surface(white, corner_keys=keys)
+    out = np.zeros(width, dtype=np.float32)
+    parts = [np.sqrt(f.weight) * np.asarray(f.compute(sample), dtype=np.float64) for f in AFFINE_FAMILIES]
+    out[:AFFINE_WIDTH] = np.concatenate(parts)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_staged_affine_row_is_the_affine_row(kind: str, i: int) -> None:
+    from scanner.features import DESCRIPTOR_SIZE
+    from scanner.features.affine import StagedAffineRow, affine_row
+
+    s = surface(kind, i)
+    reference = _reference_affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    staged = StagedAffineRow(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    head = staged.head  # the head first, as the matcher asks: the row then reuses it
+    assert staged.row.tobytes() == reference.tobytes()
+    assert head.tobytes() == reference[: len(head)].tobytes() and len(head) == 24
+    assert affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE).tobytes() == reference.tobytes()
+
+
+def _stretched(tri: np.ndarray, factor: float) -> np.ndarray:
+    return (tri * np.array([factor, 1.0, 1.0], dtype=np.float32)).astype(np.float32)
+
+
+def test_the_head_gate_gives_the_hits_of_the_whole_row() -> None:
+    """Signatures: the test meshes' whitened rows. Queries: each mesh and stretched copies,
+    against every signature (hits) and against the others only (in band or not, no hit). With
+    the head asked first, every query gives exactly the hits it gave without it, and the
+    whole row is computed only when the head left a signature within reach."""
+    from scanner.features import DESCRIPTOR_SIZE, describe_triangles
+    from scanner.features.affine import AFFINE_THRESHOLD, AffineIndex, StagedAffineRow
+
+    meshes = [surface(kind, i) for kind, i in CASES]
+    plain = np.stack([describe_triangles(m.corners32, m.corner_keys) for m in meshes])
+    affine = np.stack([StagedAffineRow(m.corners32, m.corner_keys, DESCRIPTOR_SIZE).row for m in meshes])
+    thresholds = np.full(len(meshes), AFFINE_THRESHOLD)
+    everyone = AffineIndex(affine, np.arange(len(meshes)), thresholds, plain)
+    hits_seen, gated_out = 0, 0
+    for k, m in enumerate(meshes):
+        others = np.arange(len(meshes)) != k
+        without = AffineIndex(affine[others], np.flatnonzero(others), thresholds[others], plain[others])
+        for tri in (m.corners32, _stretched(m.corners32, 1.1), _stretched(m.corners32, 1.2)):
+            q = Mesh(vertices=tri.reshape(-1, 3)).surface()
+            whole = describe_triangles(q.corners32, q.corner_keys)
+            for index in (everyone, without):
+                staged = StagedAffineRow(q.corners32, q.corner_keys, DESCRIPTOR_SIZE)
+                calls: list[str] = []
+
+                def row(staged: StagedAffineRow = staged, calls: list[str] = calls) -> np.ndarray:
+                    calls.append("row")
+                    return staged.row
+
+                gated = index.query(whole, row, rivals=1.5, head=lambda staged=staged: staged.head)
+                ungated = index.query(whole, lambda staged=staged: staged.row, rivals=1.5)
+                assert gated == ungated
+                hits_seen += len(gated)
+                gated_out += not calls and "head" in staged.__dict__  # in band, settled by the head
+    assert hits_seen >= len(meshes)  # each mesh finds itself (and its stretched copies mostly)
+    assert gated_out > 0
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_shared_cast_blocks_give_the_shape_features(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Line casts reading one shared block (with :func:`_face_values`' edges) give the shape
+    features of casts that make their block afresh, per cast, as before."""
+    import scanner.classify.shape as shape_mod
+
+    s = surface(kind, i)
+    new = shape_mod.shape_features(s)
+    fresh = shape_mod._cast_blocks
+    monkeypatch.setattr(shape_mod, "_cast_blocks", lambda tri, centroid, edges: fresh(tri, centroid, None))
+    old = shape_mod.shape_features(Mesh(vertices=s.corners32.reshape(-1, 3)).surface())
+    assert new.tobytes() == old.tobytes()
+
+
+def _reference_bins(scaled: np.ndarray, fine: int) -> np.ndarray:
+    idx = scaled.astype(np.int64)
+    np.clip(idx, 0, fine - 1, out=idx)
+    return idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fine_bins_are_the_int64_bins(dtype: type) -> None:
+    from scanner.features.families import _fine_bins
+
+    rng = np.random.default_rng(1)
+    fine = 640
+    cases = [
+        rng.uniform(-50, 700, 98_304),
+        np.array([-1.0, -0.999, -0.0, 0.0, 0.5, 639.0, 639.999, 640.0, 1e6, -1e6, 2.0**31 - 256, -(2.0**31) + 256]),
+        np.array([0.5, 3e9, 7.0]),  # beyond int32: the int64 route
+        np.array([0.5, -3e9, 7.0]),
+        np.array([1.0, np.nan, 5.0]),
+        np.array([1.0, np.inf, 5.0]),
+        np.array([1.0, -np.inf, 5.0]),
+    ]
+    with np.errstate(invalid="ignore"):
+        for values in cases:
+            scaled = values.astype(dtype)
+            got = _fine_bins(scaled, fine)
+            np.testing.assert_array_equal(got, _reference_bins(scaled, fine))
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_descriptor_rows_with_int32_bins(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every family's vector, and the whitened row, are those of the int64 bins."""
+    import scanner.features.families as families
+    from scanner.features import DESCRIPTOR_SIZE, describe
+    from scanner.features.affine import affine_row
+
+    s = surface(kind, i)
+    new = describe(s).rows()[0], affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    monkeypatch.setattr(families, "_fine_bins", _reference_bins)
+    s = surface(kind, i)
+    old = describe(s).rows()[0], affine_row(s.corners32, s.corner_keys, DESCRIPTOR_SIZE)
+    assert new[0].tobytes() == old[0].tobytes() and new[1].tobytes() == old[1].tobytes()
+
+
+def _non_manifold() -> np.ndarray:
+    """Three triangles on one edge (non-manifold), an open fan and a closed box."""
+    fin = np.array([[[0, 0, 0], [1, 0, 0], [0.5, 1, 0]], [[0, 0, 0], [1, 0, 0], [0.5, 0, 1]],
+                    [[0, 0, 0], [1, 0, 0], [0.5, -1, 0.2]]], dtype=np.float64)  # fmt: skip
+    fan = np.array([[[3, 0, 0], [4, 0, 0], [4, 1, 0]], [[3, 0, 0], [4, 1, 0], [3, 1, 0.1]]], dtype=np.float64)
+    box = trimesh.creation.box(extents=(1.0, 2.0, 0.5))
+    return np.concatenate([fin, fan, box.vertices[box.faces] + 7.0]).astype(np.float32)
+
+
+def _reference_edge_pairs(key: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The classifier's edge statistics' own run count, as it was."""
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(key)))
+    pairs = starts[counts == 2]
+    return order[pairs], order[pairs + 1], bool(np.all(counts == 2))
+
+
+@pytest.mark.parametrize(("kind", "i"), [*CASES, ("non-manifold", 0)])
+def test_two_face_edges_are_the_edge_statistics_pairs(kind: str, i: int) -> None:
+    from scanner.classify.shape import shape_features
+    from scanner.features.patches import mesh_patch_codes, patch_codes
+
+    tri = _non_manifold() if kind == "non-manifold" else MESHES[kind][i]
+    s = Mesh(vertices=tri.reshape(-1, 3)).surface()
+    key, position, _ = s.sorted_edges
+    first, second, closed = s.two_face_edges
+    ref_first, ref_second, ref_closed = _reference_edge_pairs(key, position)
+    assert first.tobytes() == ref_first.tobytes() and second.tobytes() == ref_second.tobytes()
+    assert closed == ref_closed
+    if kind in ("single-body", "non-manifold"):
+        assert closed == (kind == "single-body")  # a fin and a fan are open
+    codes = mesh_patch_codes(s)
+    alone = patch_codes(s.welded_vertices, s.welded_faces, (key, position))  # its own pairs
+    assert codes.codes.tobytes() == alone.codes.tobytes() and codes.weights.tobytes() == alone.weights.tobytes()
+    assert np.isfinite(shape_features(s)).all()
+
+
+def test_two_face_edges_of_tiny_inputs() -> None:
+    from scanner.mesh import two_face_edges
+
+    for n in (0, 1):
+        key, position = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+        first, second, closed = two_face_edges(key, position)
+        ref = _reference_edge_pairs(key, position)
+        assert len(first) == len(second) == 0 and closed == ref[2] == (n == 0)
+
+
+def _reference_density(pts: np.ndarray, cell: float = sampling.DENSITY_CELL) -> np.ndarray:
+    """density_weights as it was: the blur on the 3-D grid, axis by axis."""
+    reach = sampling.DENSITY_REACH
+    q = np.clip(pts.astype(np.float64), -reach, reach) * (1.0 / cell)
+    base = np.floor(q)
+    frac = q - base
+    cells = base.astype(np.int64)
+    cells -= cells.min(axis=1, keepdims=True) - 2
+    dims = cells.max(axis=1) + 4
+    steps = (dims[1] * dims[2], dims[2], 1)
+    flat = cells[0] * steps[0] + cells[1] * steps[1] + cells[2]
+    corners = [dx * steps[0] + dy * steps[1] + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
+    ids = flat[None, :] + np.asarray(corners, dtype=np.int64)[:, None]
+    x, y, z = (np.stack([1.0 - f, f]) for f in frac)
+    share = ((x[:, None, :] * y[None, :, :])[:, :, None, :] * z[None, None, :, :]).reshape(8, -1)
+    grid = np.bincount(ids.reshape(-1), weights=share.reshape(-1), minlength=int(dims.prod()))
+    grid = grid.reshape(tuple(int(d) for d in dims))
+    for axis in range(3):
+        src = np.moveaxis(grid, axis, 0)
+        out = src + src
+        out[1:] += src[:-1]
+        out[:-1] += src[1:]
+        grid = np.moveaxis(out, 0, axis)
+    density = (np.ascontiguousarray(grid).reshape(-1).take(ids) * share).sum(axis=0)
+    w = 1.0 / np.maximum(density, 1e-12)
+    return w * (len(w) / w.sum())
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_flat_blur_density_weights_are_the_grid_blur(kind: str, i: int) -> None:
+    s = surface(kind, i)
+    coords = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys).coords
+    for pts in (coords, coords.astype(np.float64), coords[:, :5], coords * 40.0, coords * 1e-4):
+        assert sampling.density_weights(pts).tobytes() == _reference_density(pts).tobytes()
+
+
+def test_flat_blur_density_weights_on_thin_and_far_point_sets() -> None:
+    rng = np.random.default_rng(9)
+    sets = [
+        np.zeros((3, 7)),  # one cell
+        np.stack([rng.uniform(-1, 1, 500), np.zeros(500), np.zeros(500)]),  # a line: a 1-cell-thick grid
+        np.concatenate([rng.normal(size=(3, 800)), [[50.0], [-60.0], [0.0]]], axis=1),  # a far speck, clipped
+        rng.normal(size=(3, 3000)).astype(np.float32),
+    ]
+    for pts in sets:
+        assert sampling.density_weights(pts).tobytes() == _reference_density(pts).tobytes()
+
+
+def _walls() -> np.ndarray:
+    """A box cut in two halves that touch (a wall), beside a sphere."""
+    box = trimesh.creation.box(extents=(2.0, 1.0, 1.0))
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    parts = [box.vertices[box.faces], (box.vertices + [2.0, 0, 0])[box.faces], (sphere.vertices + 9.0)[sphere.faces]]
+    return np.concatenate(parts).astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "i"), [*CASES, ("walls", 0)])
+def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A surface of one chunk keeps its float64 rows and centres for the plane keys: the walls
+    are those found with both made afresh in each pass, chunk by chunk, as before."""
+    import scanner.mesh as mesh_mod
+
+    tri = _walls() if kind == "walls" else MESHES[kind][i]
+    s = Mesh(vertices=tri.reshape(-1, 3)).surface()
+    owner = s.body_labels() if kind != "walls" else np.minimum(np.arange(s.triangle_count) // 12, 2)  # 3 pieces
+    made = []
+    rows64 = mesh_mod._rows64
+    monkeypatch.setattr(mesh_mod, "_rows64", lambda c: made.append(len(c)) or rows64(c))
+    new = mesh_mod.shared_walls(s.corners32), mesh_mod.shared_walls(s.corners32, owner)
+    assert made == [s.triangle_count] * 2  # once per call
+    monkeypatch.setattr(mesh_mod, "_WALL_CHUNK", 37)  # chunked: the rows and centres made twice, as before
+    old = mesh_mod.shared_walls(s.corners32), mesh_mod.shared_walls(s.corners32, owner)
+    np.testing.assert_array_equal(new[0], old[0])
+    np.testing.assert_array_equal(new[1], old[1])
+    assert kind != "walls" or new[0].sum() == new[1].sum() == 4  # the two caps of the cut (two triangles each)
