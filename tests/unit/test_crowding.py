@@ -162,3 +162,34 @@ def test_a_stretched_hit_is_contested_by_other_designs_in_its_bands(library, tmp
 
 def library_width(lib: SignatureLibrary) -> int:
     return int(np.asarray(lib.vectors).shape[1])
+
+
+def test_a_stretched_hit_stands_beside_one_sibling_design_as_near(tmp_path) -> None:
+    """Whitening removes what tells a design from its siblings of other proportions, so a
+    stretched copy is about as near a sibling that differs from its design only by a stretch
+    (and is a stretched copy of that one too): one such rival does not refuse a stretched hit,
+    where it refuses a plain one (the one-rival test, ``DISTINCT_RATIO``); a crowd still does."""
+    width = 40
+    plain = np.zeros((2, 20), dtype=np.float32)
+    plain[np.arange(2), np.arange(2)] = 0.03  # two designs, their plain rows 0.042 apart: not one design
+    plain[:, -2:] = 0.5
+    query = np.zeros(width)
+    d = 0.01
+    directions = _orthonormal(width, 2, seed=9)
+    affine = np.stack([query + d * directions[0], query + 1.05 * d * directions[1]]).astype(np.float32)
+    assert 1.05 < 1 / DISTINCT_RATIO and 1.05 < CROWD_RATIO
+    index = AffineIndex(affine, np.arange(2), np.array([0.018, 1e-4]), plain)
+    (hit,) = index.query(plain[0], lambda: query, rivals=CROWD_RATIO)
+    assert hit.distance > CROWD_BAND * hit.threshold  # in the band the crowding test reads
+    lib = SignatureLibrary.create(tmp_path, name="t")
+    for i in range(2):
+        key = f"{i + 200:064x}"
+        sig = Signature(id=f"ms-t{i}", category="other_component", source="test", added="2026-11-30T00:00:00+00:00",
+                        sha256=key, geometry_hash=key, triangles=12, bodies=1)  # fmt: skip
+        lib.add(sig, np.full((1, 76), 10.0 + i, dtype=np.float32), [-1], np.array([1e-4], np.float32))
+    matcher = Matcher.build(lib)
+    matcher.stretch = index
+    assert [m.signature_id for m in matcher.stretched(plain[0], lambda: query)] == ["ms-t0"]
+    rival = ([plain[1]], [1], [1.05 * d])
+    assert crowded(plain[0], *rival, hit.distance, hit.threshold)  # as a plain hit: refused
+    assert not crowded(plain[0], *rival, hit.distance, hit.threshold, one_rival=False)
