@@ -1,0 +1,148 @@
+"""Reader evasions (issue 11, the adversary model's packaging moves): the enrolled synthetic
+proxy written so that a slicer or a common viewer still gets it, but a reader of meshscan's
+did not - each was ``clear`` (exit 0) before its fix.
+
+Every test runs the real ``meshscan scan`` on files written to tmp_path, against a library
+that enrols one synthetic proxy (``signatures init`` / ``add``, as an operator would). Where
+a route needs a decoy to come out ``clear``, the decoy is a plain 10 mm cube.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from tests.conftest import REPO
+from tests.unit._builders import CORE_NS, binary_stl, mesh_object_xml, model_xml, num, soup, threemf_bytes, unit_cube
+
+ENROLLED = REPO / "fixtures" / "demo" / "proxy-barrel-s1-000.stl"
+MESHSCAN = [sys.executable, "-m", "scanner.cli"]
+_PROXY = trimesh.load(ENROLLED, force="mesh", process=False)
+PV, PF = np.asarray(_PROXY.vertices), np.asarray(_PROXY.faces)
+_CUBE_V, CUBE_F = unit_cube()
+CUBE_V = _CUBE_V * 10.0
+DECOY_STL = binary_stl(soup(CUBE_V, CUBE_F))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*MESHSCAN, *args], capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lib = tmp_path_factory.mktemp("lib") / "lib"
+    assert run("signatures", "init", "--library", str(lib), "--name", "issue-11").returncode == 0
+    added = run("signatures", "add", str(ENROLLED), "--library", str(lib), "--category", "barrel", "--source", "t")
+    assert added.returncode == 0, added.stderr
+    return lib
+
+
+def scan(library: Path, path: Path) -> tuple[int, list[dict]]:
+    proc = run("scan", str(path), "--library", str(library), "--format", "jsonl", "--no-model", "--jobs", "1")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def assert_flagged(library: Path, path: Path) -> None:
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    assert any(r["verdict"] == "flag" and r["category"] == "barrel" for r in recs), recs
+
+
+# ----------------------------------------------------------------------------- 3MF
+
+
+def _vertices(vs: np.ndarray) -> str:
+    return "".join(f'<vertex x="{num(x)}" y="{num(y)}" z="{num(z)}"/>' for x, y, z in vs)
+
+
+def _triangles(fs: np.ndarray) -> str:
+    return "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in fs)
+
+
+def _mesh(vs: np.ndarray, fs: np.ndarray) -> str:
+    return f"<mesh><vertices>{_vertices(vs)}</vertices><triangles>{_triangles(fs)}</triangles></mesh>"
+
+
+PART = mesh_object_xml(1, PV, PF)
+DECOY = mesh_object_xml(2, CUBE_V, CUBE_F)
+_ALL_V = np.vstack([PV, CUBE_V])
+THREEMF_ROUTES = {
+    # the build names the decoy; the part is an object no build item uses (trimesh loads it)
+    "unbuilt-object": model_xml(PART + DECOY, '<item objectid="2"/>'),
+    # a second <triangles> block: PrusaSlicer keeps the last block, meshscan read the first
+    "second-triangles-block": model_xml(
+        f'<object id="1" type="model"><mesh><vertices>{_vertices(_ALL_V)}</vertices>'
+        f"<triangles>{_triangles(CUBE_F + len(PV))}</triangles><triangles>{_triangles(PF)}</triangles>"
+        "</mesh></object>",
+        '<item objectid="1"/>',
+    ),
+    # a second <mesh>: PrusaSlicer keeps the last, trimesh reads both, meshscan read the first
+    "second-mesh": model_xml(
+        f'<object id="1" type="model">{_mesh(CUBE_V, CUBE_F)}{_mesh(PV, PF)}</object>', '<item objectid="1"/>'
+    ),
+    # a mesh and components in one object (trimesh reads both); meshscan read the mesh only
+    "mesh-beside-components": model_xml(
+        f'<object id="2" type="model">{_mesh(CUBE_V, CUBE_F)}<components><component objectid="1"/></components>'
+        f"</object>{PART}",
+        '<item objectid="2"/>',
+    ),
+    # the part's object in another XML namespace (trimesh matches local names)
+    "object-in-another-namespace": model_xml(
+        DECOY + PART.replace("<object ", '<object xmlns="http://example.com/other" ', 1), '<item objectid="2"/>'
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(THREEMF_ROUTES))
+def test_3mf_routes_flag(tmp_path: Path, library: Path, route: str) -> None:
+    path = tmp_path / "upload.3mf"
+    path.write_bytes(threemf_bytes(THREEMF_ROUTES[route]))
+    assert_flagged(library, path)
+
+
+def test_3mf_without_the_core_namespace_flags(tmp_path: Path, library: Path) -> None:
+    """trimesh and PrusaSlicer read a model whose elements carry no (or another) namespace."""
+    model = model_xml(PART, '<item objectid="1"/>').replace(f'xmlns="{CORE_NS}"', 'xmlns="http://example.com/x"')
+    path = tmp_path / "upload.3mf"
+    path.write_bytes(threemf_bytes(model))
+    assert_flagged(library, path)
+
+
+def test_3mf_unbuilt_object_in_a_referenced_part_flags(tmp_path: Path, library: Path) -> None:
+    """The build uses one object of a production-extension part; the part sits beside it."""
+    other = model_xml(DECOY + PART.replace('id="1"', 'id="5"'), "")
+    root = model_xml("", '<item objectid="2" p:path="/3D/other.model"/>')
+    path = tmp_path / "upload.3mf"
+    path.write_bytes(threemf_bytes(root, {"3D/other.model": other}))
+    assert_flagged(library, path)
+
+
+@pytest.mark.parametrize(
+    ("route", "model"),
+    [
+        ("object-id-twice", model_xml(PART + DECOY.replace('id="2"', 'id="1"'), '<item objectid="1"/>')),
+        (
+            "two-vertices-blocks",
+            model_xml(
+                f'<object id="1" type="model"><mesh><vertices>{_vertices(CUBE_V)}</vertices>'
+                f"<vertices>{_vertices(PV)}</vertices><triangles>{_triangles(PF)}</triangles></mesh></object>",
+                '<item objectid="1"/>',
+            ),
+        ),
+    ],
+)
+def test_3mf_ambiguous_objects_are_unscannable(tmp_path: Path, library: Path, route: str, model: str) -> None:
+    """Readers disagree on which object or vertex block counts (PrusaSlicer refuses a repeated
+    id and keeps the last vertices block): reading one of them would leave the other unread."""
+    path = tmp_path / "upload.3mf"
+    path.write_bytes(threemf_bytes(model))
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    assert {r["reason"] for r in recs} == {"corrupt"}, recs
