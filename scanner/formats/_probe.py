@@ -76,6 +76,8 @@ def is_text(head: bytes) -> bool:
 
 def mesh_line_kind(data: bytes) -> str | None:
     """``stl-ascii`` or ``obj`` if ``data`` holds a line only a mesh holds (the first decides)."""
+    if b"\r" in data:  # a bare \r ends a line too (PrusaSlicer's OBJ parser): search those lines
+        data = data.replace(b"\r", b"\n")
     found = MESH_LINE_RE.search(data)
     if found is None:
         return None

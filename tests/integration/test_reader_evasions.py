@@ -19,7 +19,21 @@ import pytest
 import trimesh
 
 from tests.conftest import REPO
-from tests.unit._builders import CORE_NS, binary_stl, mesh_object_xml, model_xml, num, soup, threemf_bytes, unit_cube
+from tests.unit._builders import (
+    CORE_NS,
+    binary_stl,
+    mesh_object_xml,
+    model_xml,
+    num,
+    obj_text,
+    off_text,
+    ply_ascii,
+    ply_binary,
+    soup,
+    threemf_bytes,
+    unit_cube,
+    zip_bytes,
+)
 
 ENROLLED = REPO / "fixtures" / "demo" / "proxy-barrel-s1-000.stl"
 MESHSCAN = [sys.executable, "-m", "scanner.cli"]
@@ -146,3 +160,36 @@ def test_3mf_ambiguous_objects_are_unscannable(tmp_path: Path, library: Path, ro
     code, recs = scan(library, path)
     assert code == 2, recs
     assert {r["reason"] for r in recs} == {"corrupt"}, recs
+
+
+# ----------------------------------------------------------------------------- text formats
+
+
+def _ply_ascii() -> bytes:
+    return ply_ascii(PV, PF)
+
+
+TEXT_ROUTES = {
+    # trimesh accepts any first line holding "ply"; meshscan sniffed these as text (not a model)
+    "ply-upper-case-magic.ply": lambda: b"PLY" + _ply_ascii()[3:],
+    "ply-magic-with-blanks.ply": lambda: b" ply \n" + _ply_ascii()[4:],
+    "ply-byte-order-mark.ply": lambda: b"\xef\xbb\xbf" + ply_binary(PV, PF),
+    # trimesh decodes a UTF-8 byte order mark away before the OFF keyword
+    "off-byte-order-mark.off": lambda: b"\xef\xbb\xbf" + off_text(PV, PF),
+    # meshscan's OFF reader ends lines at a bare \r, but its sniffer ended comments only at \n
+    "off-cr-line-ends-after-a-comment.off": lambda: (b"# exported\n" + off_text(PV, PF)).replace(b"\n", b"\r"),
+    # PrusaSlicer's and OrcaSlicer's OBJ parser end a line at a bare \r (classic Mac files)
+    "obj-cr-line-ends.obj": lambda: (b"# exported\n" + obj_text(PV, PF)).replace(b"\n", b"\r"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_ROUTES))
+def test_text_mesh_variants_beside_a_decoy_flag(tmp_path: Path, library: Path, name: str) -> None:
+    """Each variant was sniffed as text, so inside an archive it was listed as not a model and
+    the decoy beside it made the upload ``clear``."""
+    path = tmp_path / "upload.zip"
+    path.write_bytes(zip_bytes({"cube.stl": DECOY_STL, name: TEXT_ROUTES[name]()}))
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    by_member = {r["member"]: r for r in recs}
+    assert by_member[name]["verdict"] == "flag", recs
