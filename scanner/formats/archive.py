@@ -232,6 +232,12 @@ def open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.Zip
             yield zf
 
 
+def is_empty_dir(info: zipfile.ZipInfo) -> bool:
+    """A directory entry holding nothing. A name ending in ``/`` can still hold bytes (zipfile
+    reads them): such an entry is a member, not a directory to skip."""
+    return info.is_dir() and info.file_size == 0 and info.compress_size <= 2
+
+
 def _members(name: str, inner: Iterator[MemberResult]) -> Iterator[MemberResult]:
     """Prefix member names of a nested read with the outer member's name."""
     for result in inner:
@@ -247,7 +253,7 @@ def read_member_bytes(name: str, data: bytes, ctx: LoadContext) -> Iterator[Memb
 def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     ctx = ctx.nested()
     with open_zip(blob, ctx.limits.max_members - ctx.usage.members) as zf:
-        files = [info for info in zf.infolist() if not info.is_dir()]
+        files = [info for info in zf.infolist() if not is_empty_dir(info)]
         if not files:  # a result, not silence: an empty archive is unscannable, not clean
             raise UnreadableInput(EMPTY, "archive holds no files")
         for info in files:
@@ -328,6 +334,23 @@ def iter_tar(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
             raise UnreadableInput(CORRUPT, f"tar: {exc}") from None
         if not seen:  # as for zip: an empty archive is a result
             raise UnreadableInput(EMPTY, "archive holds no files")
+        _check_tar_tail(raw, tf.offset)
+
+
+def _check_tar_tail(raw: BinaryIO, end: int) -> None:
+    """Refuse anything but zero bytes after where :mod:`tarfile` stopped reading.
+
+    tarfile stops at the first zero block, and silently at a header it cannot parse; GNU tar
+    reads on past both (``--ignore-zeros`` reads concatenated archives; a bad header is
+    "Skipping to next header"). So a part appended after a tar's end marker, or after one
+    damaged header, was never read and the upload came out ``clear``."""
+    raw.seek(end)
+    at = end
+    while chunk := raw.read(READ_CHUNK):
+        if chunk.count(0) != len(chunk):
+            first = at + len(chunk) - len(chunk.lstrip(b"\0"))
+            raise UnreadableInput(CORRUPT, f"bytes from offset {first} after the tar's end are not zero padding")
+        at += len(chunk)
 
 
 def _sniff(p: Probe) -> str | None:

@@ -23,7 +23,14 @@ from defusedxml.ElementTree import ParseError, fromstring
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, NOT_A_MODEL, UnreadableInput
 from scanner.formats._probe import Probe
 from scanner.formats._text import parse_numbers
-from scanner.formats.archive import ZIP_MAGIC, open_zip, read_member_bytes, read_zip_member, zip_has_more_entries_than
+from scanner.formats.archive import (
+    ZIP_MAGIC,
+    is_empty_dir,
+    open_zip,
+    read_member_bytes,
+    read_zip_member,
+    zip_has_more_entries_than,
+)
 from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
@@ -290,7 +297,7 @@ def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iter
     consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
     others = [
         i for i in zf.infolist()
-        if not i.is_dir() and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
+        if not is_empty_dir(i) and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
     ]  # fmt: skip
     if not others:
         return

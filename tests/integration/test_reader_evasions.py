@@ -9,9 +9,12 @@ a route needs a decoy to come out ``clear``, the decoy is a plain 10 mm cube.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +196,69 @@ def test_text_mesh_variants_beside_a_decoy_flag(tmp_path: Path, library: Path, n
     assert code == 1, recs
     by_member = {r["member"]: r for r in recs}
     assert by_member[name]["verdict"] == "flag", recs
+
+
+# ----------------------------------------------------------------------------- containers
+
+
+def _tar(name: str, data: bytes, end_marker: bool = True) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    out = buf.getvalue()
+    if not end_marker:
+        out = out.rstrip(b"\0")
+        out += b"\0" * (-len(out) % 512)
+    return out
+
+
+PART_STL = ENROLLED.read_bytes()
+TAR_ROUTES = {
+    # `tar --ignore-zeros` reads a second archive after the first one's end marker
+    "concatenated-archives": lambda: _tar("cube.stl", DECOY_STL) + _tar("part.stl", PART_STL),
+    # GNU tar "Skipping to next header" past a damaged block, then extracts the part
+    "damaged-block-between-members": lambda: (
+        _tar("cube.stl", DECOY_STL, end_marker=False) + b"garbage!" * 64 + _tar("part.stl", PART_STL)
+    ),
+    # the part's bytes appended after the end marker (a tail nothing reads as a tar member)
+    "part-after-the-end-marker": lambda: _tar("cube.stl", DECOY_STL) + PART_STL,
+}
+
+
+@pytest.mark.parametrize("route", sorted(TAR_ROUTES))
+def test_tar_bytes_past_where_tarfile_stops_are_never_clear(tmp_path: Path, library: Path, route: str) -> None:
+    """tarfile stops at the first zero block and, silently, at a header it cannot parse; the
+    bytes after it were never read, and the decoy before them made the upload ``clear``."""
+    path = tmp_path / "upload.tar"
+    path.write_bytes(TAR_ROUTES[route]())
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    [err] = [r for r in recs if r["verdict"] == "unscannable"]
+    assert err["reason"] == "corrupt" and "not zero padding" in err["detail"], recs
+
+
+def test_tar_end_marker_and_zero_padding_are_still_clean(tmp_path: Path, library: Path) -> None:
+    path = tmp_path / "upload.tar"
+    path.write_bytes(_tar("cube.stl", DECOY_STL) + bytes(20480))
+    code, recs = scan(library, path)
+    assert code == 0, recs
+    assert [r["verdict"] for r in recs] == ["clear"], recs
+
+
+def test_zip_entry_named_like_a_folder_but_holding_the_part_flags(tmp_path: Path, library: Path) -> None:
+    """A name ending in ``/`` is a directory to ``is_dir()``, but zipfile (and anything that
+    reads by entry) returns its bytes: they were skipped unread."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("cube.stl", DECOY_STL)
+        zf.writestr("models/", PART_STL)
+        zf.writestr("empty-folder/", b"")
+    path = tmp_path / "upload.zip"
+    path.write_bytes(buf.getvalue())
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    by_member = {r["member"]: r for r in recs}
+    assert by_member["models/"]["verdict"] == "flag", recs
+    assert "empty-folder/" not in by_member, recs
