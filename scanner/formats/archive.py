@@ -213,6 +213,56 @@ def zip_has_more_entries_than(blob: Blob, limit: int) -> bool:
         return False
 
 
+_LOCAL_HEADER = b"PK\x03\x04"
+_LOCAL_HEADER_BYTES = 30
+
+
+def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
+    """Refuse a local file header that no entry of the central directory points at.
+
+    zipfile (like unzip, which only warns of "extra bytes") lists what the directory names, but
+    streaming readers (Java's ``ZipInputStream``, checked) walk the local headers and
+    extract an entry the directory leaves out: a part there was never read and a decoy
+    beside it made the upload ``clear``. Every byte before the directory that is not inside a
+    listed entry (the local header, its name and extra field, its data) is searched for the
+    signature; a data descriptor or a self-extractor's stub between them holds none.
+    """
+    spans = []
+    with blob.open() as fh:
+        for info in zf.infolist():
+            if info.header_offset < 0:
+                continue  # a damaged directory: reading the entry says so
+            fh.seek(info.header_offset)
+            head = fh.read(_LOCAL_HEADER_BYTES)
+            if len(head) < _LOCAL_HEADER_BYTES or not head.startswith(_LOCAL_HEADER):
+                continue  # zipfile names the damage when the entry is read
+            name_len, extra_len = struct.unpack_from("<HH", head, 26)
+            end = info.header_offset + _LOCAL_HEADER_BYTES + name_len + extra_len + info.compress_size
+            spans.append((info.header_offset, end))
+        spans.sort()
+        pos = 0
+        for start, end in [*spans, (zf.start_dir, zf.start_dir)]:
+            if start > pos:
+                _refuse_local_headers(fh, pos, start)
+            pos = max(pos, end)
+
+
+def _refuse_local_headers(fh: BinaryIO, start: int, end: int) -> None:
+    fh.seek(start)
+    at, carry = start, b""
+    while at < end:
+        data = fh.read(min(READ_CHUNK, end - at))
+        if not data:
+            return
+        chunk = carry + data
+        found = chunk.find(_LOCAL_HEADER)
+        if found >= 0:
+            offset = at - len(carry) + found
+            raise UnreadableInput(CORRUPT, f"a zip entry at offset {offset} is not in the zip's directory")
+        at += len(data)
+        carry = chunk[-3:]
+
+
 @contextmanager
 def open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.ZipFile]:
     """The blob as an open ZipFile; its file is closed on leaving the ``with`` (zipfile
@@ -256,6 +306,7 @@ def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
         files = [info for info in zf.infolist() if not is_empty_dir(info)]
         if not files:  # a result, not silence: an empty archive is unscannable, not clean
             raise UnreadableInput(EMPTY, "archive holds no files")
+        check_unlisted_entries(blob, zf)
         for info in files:
             ctx.count_member()
             try:

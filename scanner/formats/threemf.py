@@ -25,6 +25,7 @@ from scanner.formats._probe import Probe
 from scanner.formats._text import parse_numbers
 from scanner.formats.archive import (
     ZIP_MAGIC,
+    check_unlisted_entries,
     is_empty_dir,
     open_zip,
     read_member_bytes,
@@ -270,6 +271,7 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     """
     try:
         with open_zip(blob, ctx.limits.max_members) as zf:
+            check_unlisted_entries(blob, zf)
             pkg = _Package.from_zip(zf, ctx)
             empty_build = None
             try:

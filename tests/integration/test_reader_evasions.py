@@ -262,3 +262,48 @@ def test_zip_entry_named_like_a_folder_but_holding_the_part_flags(tmp_path: Path
     by_member = {r["member"]: r for r in recs}
     assert by_member["models/"]["verdict"] == "flag", recs
     assert "empty-folder/" not in by_member, recs
+
+
+def test_zip_entry_left_out_of_the_directory_is_never_clear(tmp_path: Path, library: Path) -> None:
+    """A local entry holding the part, before a zip whose directory lists only the decoy:
+    Java's ZipInputStream extracts both; zipfile saw only the decoy."""
+    hidden = io.BytesIO()
+    with zipfile.ZipFile(hidden, "w") as zf:
+        zf.writestr("part.stl", PART_STL)
+    local_only = hidden.getvalue()[: hidden.getvalue().find(b"PK\x01\x02")]
+    path = tmp_path / "upload.zip"
+    path.write_bytes(local_only + zip_bytes({"cube.stl": DECOY_STL}))
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    [err] = [r for r in recs if r["verdict"] == "unscannable"]
+    assert err["reason"] == "corrupt" and "not in the zip's directory" in err["detail"], recs
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream: zipfile then writes data descriptors, as streaming zippers do."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:
+        self.data += bytes(b)
+        return len(b)
+
+
+def test_zip_with_data_descriptors_and_a_stored_zip_inside_is_read(tmp_path: Path, library: Path) -> None:
+    """What the directory check must not refuse: descriptors after the data, and the local
+    headers of a zip stored (uncompressed) inside a member."""
+    inner = zip_bytes({"part.stl": PART_STL}, compression=zipfile.ZIP_STORED)
+    stream = _Unseekable()
+    with zipfile.ZipFile(stream, "w") as zf:
+        zf.writestr("cube.stl", DECOY_STL)
+        zf.writestr(zipfile.ZipInfo("inner.zip"), inner, compress_type=zipfile.ZIP_STORED)
+    assert zipfile.ZipFile(io.BytesIO(bytes(stream.data))).infolist()[0].flag_bits & 0x8
+    path = tmp_path / "upload.zip"
+    path.write_bytes(bytes(stream.data))
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    assert {r["member"]: r["verdict"] for r in recs} == {"cube.stl": "clear", "inner.zip/part.stl": "flag"}, recs
