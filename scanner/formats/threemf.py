@@ -84,21 +84,28 @@ class _Package:
         self.parts: dict[str, dict[str, _Object]] = {}
         self.object_names: dict[tuple[str, str], str] = {}
         self._root_cache: dict[str, Element] = {}
-        self.consumed: set[str] = set()
         self.visited: set[tuple[str, str]] = set()
         """``(part, id)`` of every object instantiated."""
-        """Lower-case names of the parts read (the others are scanned as archive members)."""
+        self.read_entries: set[int] = set()
+        """``id()`` of each zip entry parsed as a part: every other entry is scanned as an
+        archive member. Entries, not names: a zip may hold two entries of one name (zipfile
+        opens the last) or names equal but for case (one key here), and PrusaSlicer walks the
+        entries, not the names - the entry not opened was skipped unread."""
 
     @classmethod
     def from_zip(cls, zf: zipfile.ZipFile, ctx: LoadContext) -> _Package:
+        names = {_key(n): n for n in zf.namelist()}
+        pkg = cls(ctx, names, lambda name: b"")
+
         def read(name: str) -> bytes:
             info = zf.getinfo(name)
+            pkg.read_entries.add(id(info))
             if info.file_size > ctx.limits.max_xml_bytes:
                 raise UnreadableInput(LIMIT_XML, f"{name} is {info.file_size} bytes")
             return read_zip_member(zf, info, ctx)
 
-        names = {n.replace("\\", "/").lstrip("/").lower(): n for n in zf.namelist()}
-        return cls(ctx, names, read)
+        pkg._read = read
+        return pkg
 
     @classmethod
     def from_model_xml(cls, blob: Blob, ctx: LoadContext) -> _Package:
@@ -111,7 +118,6 @@ class _Package:
         name = self.names.get(key)
         if name is None:
             raise UnreadableInput(CORRUPT, f"3MF part {path} is missing")
-        self.consumed.add(key)
         data = self._read(name)
         if len(data) > self.ctx.limits.max_xml_bytes:
             raise UnreadableInput(LIMIT_XML, f"{path} is {len(data)} bytes")
@@ -291,16 +297,14 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
 
 
 def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iterator[MemberResult]:
-    """Every member that is not an OPC part or a part the build read, read like an archive
-    member. A sliced project (``.gcode.3mf``, Bambu Studio, OrcaSlicer, PrusaSlicer) keeps its
+    """Every entry the build did not parse as a part, read like an archive member (XML such
+    as ``[Content_Types].xml`` and ``.rels`` parts is recognised as not a model and dropped:
+    skipping them by name let a mesh named ``part.rels`` go unread). A sliced project
+    (``.gcode.3mf``, Bambu Studio, OrcaSlicer, PrusaSlicer) keeps its
     plates' G-code here (``Metadata/plate_1.gcode``): each is read as G-code, its own result,
     and its build may then be empty (an empty build is only reported when nothing else in the
     package held a model: there is nothing in it to read)."""
-    consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
-    others = [
-        i for i in zf.infolist()
-        if not is_empty_dir(i) and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
-    ]  # fmt: skip
+    others = [i for i in zf.infolist() if not is_empty_dir(i) and id(i) not in pkg.read_entries]
     if not others:
         return
     inner = ctx.nested()
@@ -320,11 +324,6 @@ def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iter
 
 def _key(name: str) -> str:
     return name.replace("\\", "/").lstrip("/").lower()
-
-
-def _is_opc_part(name: str) -> bool:
-    key = _key(name)
-    return key == "[content_types].xml" or key.endswith(".rels")
 
 
 def _sniff_package(p: Probe) -> str | None:

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import trimesh
 
 from tests.conftest import REPO
 from tests.unit._builders import (
+    CONTENT_TYPES,
     CORE_NS,
+    ROOT_RELS,
     binary_stl,
     mesh_object_xml,
     model_xml,
@@ -307,3 +310,36 @@ def test_zip_with_data_descriptors_and_a_stored_zip_inside_is_read(tmp_path: Pat
     code, recs = scan(library, path)
     assert code == 1, recs
     assert {r["member"]: r["verdict"] for r in recs} == {"cube.stl": "clear", "inner.zip/part.stl": "flag"}, recs
+
+
+# ----------------------------------------------------------------------------- 3MF packages
+
+
+def _zip_entries(entries: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of a duplicate name
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in entries:
+                zf.writestr(name, data)
+    return buf.getvalue()
+
+
+PART_MODEL = model_xml(PART, '<item objectid="1"/>').encode()
+DECOY_MODEL = model_xml(DECOY, '<item objectid="2"/>').encode()
+OPC = [("[Content_Types].xml", CONTENT_TYPES.encode()), ("_rels/.rels", ROOT_RELS.encode())]
+PACKAGE_ROUTES = {
+    # two entries of one name: zipfile opens the last (the decoy), PrusaSlicer walks both
+    "model-entry-twice": [*OPC, ("3D/3dmodel.model", PART_MODEL), ("3D/3dmodel.model", DECOY_MODEL)],
+    # names equal but for case: trimesh read the part, meshscan the decoy and neither other
+    "model-names-differing-in-case": [*OPC, ("3D/3DModel.model", PART_MODEL), ("3D/3dmodel.model", DECOY_MODEL)],
+    # a member named like an OPC relationships part was skipped by its name
+    "mesh-named-like-a-rels-part": [*OPC, ("3D/3dmodel.model", DECOY_MODEL), ("Metadata/part.rels", PART_STL)],
+}
+
+
+@pytest.mark.parametrize("route", sorted(PACKAGE_ROUTES))
+def test_3mf_package_entries_are_all_read(tmp_path: Path, library: Path, route: str) -> None:
+    path = tmp_path / "upload.3mf"
+    path.write_bytes(_zip_entries(PACKAGE_ROUTES[route]))
+    assert_flagged(library, path)
