@@ -22,11 +22,14 @@ import numpy as np
 import pytest
 import trimesh
 
+from fixtures.slicer import slice_to_gcode
+from scanner.formats.sniff import HEAD_BYTES
 from tests.conftest import REPO
 from tests.unit._builders import (
     CONTENT_TYPES,
     CORE_NS,
     ROOT_RELS,
+    ascii_stl,
     binary_stl,
     mesh_object_xml,
     model_xml,
@@ -343,3 +346,27 @@ def test_3mf_package_entries_are_all_read(tmp_path: Path, library: Path, route: 
     path = tmp_path / "upload.3mf"
     path.write_bytes(_zip_entries(PACKAGE_ROUTES[route]))
     assert_flagged(library, path)
+
+
+# ----------------------------------------------------------------------------- G-code heads
+
+
+@pytest.mark.parametrize("name", ["upload.obj", "upload.stl"])
+def test_mesh_lines_after_a_long_gcode_head_flag(tmp_path: Path, library: Path, name: str) -> None:
+    """G-code (a sliced decoy) longer than the sniffed head, then the part as OBJ or ASCII STL
+    lines: trimesh and PrusaSlicer read the ``.obj`` (G-code lines are unknown statements to
+    them), while meshscan sniffed G-code from the head and read the decoy's toolpaths alone."""
+    gcode = slice_to_gcode(CUBE_V, CUBE_F) * 3
+    assert len(gcode) > HEAD_BYTES
+    mesh = obj_text(PV, PF) if name.endswith(".obj") else ascii_stl(soup(PV, PF))
+    path = tmp_path / name
+    path.write_bytes(gcode + mesh)
+    assert_flagged(library, path)
+
+
+def test_sliced_decoy_alone_is_still_gcode(tmp_path: Path, library: Path) -> None:
+    path = tmp_path / "upload.gcode"
+    path.write_bytes(slice_to_gcode(CUBE_V, CUBE_F) * 3)
+    code, recs = scan(library, path)
+    assert code == 0, recs
+    assert [(r["verdict"], r["format"]) for r in recs] == [("clear", "gcode")], recs
