@@ -59,6 +59,29 @@ def _local(tag: str) -> str:
     return f"{{*}}{tag}"
 
 
+class _Tags:
+    """The element tags of one parsed part, by local name (``{ns}vertex`` and ``vertex`` are
+    both ``vertex``), to find elements in any namespace anywhere below another: PrusaSlicer
+    dispatches on element names wherever they sit and trimesh iterates descendants, so a mesh
+    or its vertices wrapped in an unknown element, or in another namespace, are still read by
+    them. One pass over the tree collects the tags; each search is then ElementTree's own
+    iteration by exact tag (a ``.//{*}vertex`` path is four times slower on a large mesh)."""
+
+    def __init__(self, root: Element) -> None:
+        self.by_name: dict[str, list[str]] = {}
+        for tag in {e.tag for e in root.iter()}:
+            if isinstance(tag, str):
+                self.by_name.setdefault(tag.rpartition("}")[2], []).append(tag)
+
+    def below(self, elem: Element, name: str) -> list[Element]:
+        """Every element named ``name`` below ``elem``, in document order."""
+        tags = self.by_name.get(name, [])
+        if len(tags) == 1:
+            return [e for e in elem.iter(tags[0]) if e is not elem]
+        wanted = set(tags)
+        return [e for e in elem.iter() if e.tag in wanted and e is not elem] if wanted else []
+
+
 def _transform(text: str | None) -> np.ndarray:
     """3MF's 3x4 row-vector matrix as a 4x4 acting on column vectors."""
     m = np.eye(4)
@@ -156,29 +179,30 @@ class _Package:
         key = part.lstrip("/").lower()
         self._root_cache[key] = root
         out: dict[str, _Object] = {}
-        for obj in root.iterfind(f".//{_local('object')}"):
+        tags = _Tags(root)
+        for obj in tags.below(root, "object"):
             oid = obj.get("id", "")
             if oid in out:
                 raise UnreadableInput(CORRUPT, f"3MF object id {oid[:20]!r} declared twice in {part}")
             self.object_names[(key, oid)] = obj.get("name") or f"object {oid}"
             entry = out[oid] = _Object()
-            for mesh in obj.findall(_local("mesh")):
-                entry.meshes.append(self._mesh(mesh))
-            for comps in obj.findall(_local("components")):
-                for c in comps.findall(_local("component")):
+            for mesh in tags.below(obj, "mesh"):
+                entry.meshes.append(self._mesh(mesh, tags))
+            for comps in tags.below(obj, "components"):
+                for c in tags.below(comps, "component"):
                     path = c.get(f"{PROD}path") or part
                     entry.components.append((path, c.get("objectid", ""), _transform(c.get("transform"))))
         return out
 
-    def _mesh(self, mesh: Element) -> tuple[np.ndarray, np.ndarray]:
+    def _mesh(self, mesh: Element, tags: _Tags) -> tuple[np.ndarray, np.ndarray]:
         """One mesh's vertices and the triangles of every ``<triangles>`` element in it
         (PrusaSlicer keeps the last one, trimesh the first: both are read). Two ``<vertices>``
         elements are refused: readers disagree on which one the indices point into."""
-        blocks = mesh.findall(_local("vertices"))
+        blocks = tags.below(mesh, "vertices")
         if len(blocks) > 1:
             raise UnreadableInput(CORRUPT, "a 3MF mesh with more than one vertices element")
-        vlist = blocks[0].findall(_local("vertex")) if blocks else []
-        tlist = [t for ts in mesh.findall(_local("triangles")) for t in ts.findall(_local("triangle"))]
+        vlist = tags.below(blocks[0], "vertex") if blocks else []
+        tlist = [t for ts in tags.below(mesh, "triangles") for t in tags.below(ts, "triangle")]
         self.ctx.check_vertices(len(vlist))
         self.ctx.check_triangles(len(tlist))
         try:

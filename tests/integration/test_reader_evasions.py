@@ -116,6 +116,16 @@ THREEMF_ROUTES = {
         f"</object>{PART}",
         '<item objectid="2"/>',
     ),
+    # the part's mesh wrapped in an unknown element (PrusaSlicer dispatches on names wherever
+    # they sit, trimesh iterates descendants); meshscan read direct children only
+    "mesh-in-a-wrapper": model_xml(
+        f'{DECOY}<object id="1" type="model"><wrap>{_mesh(PV, PF)}</wrap></object>', '<item objectid="2"/>'
+    ),
+    "vertices-and-triangles-in-wrappers": model_xml(
+        f'{DECOY}<object id="1" type="model"><mesh><vertices><g>{_vertices(PV)}</g></vertices>'
+        f"<triangles><g>{_triangles(PF)}</g></triangles></mesh></object>",
+        '<item objectid="2"/>',
+    ),
     # the part's object in another XML namespace (trimesh matches local names)
     "object-in-another-namespace": model_xml(
         DECOY + PART.replace("<object ", '<object xmlns="http://example.com/other" ', 1), '<item objectid="2"/>'
