@@ -217,15 +217,20 @@ _LOCAL_HEADER = b"PK\x03\x04"
 _LOCAL_HEADER_BYTES = 30
 
 
-def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
-    """Refuse a local file header that no entry of the central directory points at.
+_DESCRIPTOR_MAX_BYTES = 24  # a data descriptor: signature, CRC and two 64-bit sizes
 
-    zipfile (like unzip, which only warns of "extra bytes") lists what the directory names, but
-    streaming readers (Java's ``ZipInputStream``, checked) walk the local headers and
-    extract an entry the directory leaves out: a part there was never read and a decoy
-    beside it made the upload ``clear``. Every byte before the directory that is not inside a
-    listed entry (the local header, its name and extra field, its data) is searched for the
-    signature; a data descriptor or a self-extractor's stub between them holds none.
+
+def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
+    """Refuse zip bytes that no entry of the central directory accounts for.
+
+    zipfile (like unzip, which only warns of "extra bytes") reads what the directory names,
+    at the sizes it gives; streaming readers (Java's ``ZipInputStream``, checked) walk the
+    local headers at the sizes *they* give. A local entry the directory leaves out, or one
+    whose local header declares more data than the directory (an OBJ whose part follows the
+    decoy's lines), was extracted by those and never read here: a decoy made it ``clear``.
+    So: a local header's sizes must match the directory's (unless a data descriptor follows
+    the data); between entries nothing but a data descriptor may lie; and before the first
+    entry (a self-extractor's stub, an image a zip is appended to) no local header may hide.
     """
     spans = []
     with blob.open() as fh:
@@ -236,6 +241,12 @@ def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
             head = fh.read(_LOCAL_HEADER_BYTES)
             if len(head) < _LOCAL_HEADER_BYTES or not head.startswith(_LOCAL_HEADER):
                 continue  # zipfile names the damage when the entry is read
+            (flags,) = struct.unpack_from("<H", head, 6)
+            sizes = struct.unpack_from("<II", head, 18)
+            if not flags & 0x8 and 0xFFFFFFFF not in sizes and sizes != (info.compress_size, info.file_size):
+                raise UnreadableInput(
+                    CORRUPT, f"zip entry {info.filename!r}: its local header and the directory disagree on its size"
+                )
             name_len, extra_len = struct.unpack_from("<HH", head, 26)
             end = info.header_offset + _LOCAL_HEADER_BYTES + name_len + extra_len + info.compress_size
             spans.append((info.header_offset, end))
@@ -243,6 +254,8 @@ def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
         pos = 0
         for start, end in [*spans, (zf.start_dir, zf.start_dir)]:
             if start > pos:
+                if spans and pos >= spans[0][0] and start - pos > _DESCRIPTOR_MAX_BYTES:
+                    raise UnreadableInput(CORRUPT, f"{start - pos} bytes at offset {pos} lie outside every zip entry")
                 _refuse_local_headers(fh, pos, start)
             pos = max(pos, end)
 

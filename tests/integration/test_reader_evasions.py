@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import subprocess
 import sys
 import tarfile
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +295,34 @@ def test_zip_entry_left_out_of_the_directory_is_never_clear(tmp_path: Path, libr
     assert code == 2, recs
     [err] = [r for r in recs if r["verdict"] == "unscannable"]
     assert err["reason"] == "corrupt" and "not in the zip's directory" in err["detail"], recs
+
+
+def test_zip_entry_longer_in_its_local_header_than_in_the_directory_is_never_clear(
+    tmp_path: Path, library: Path
+) -> None:
+    """A stored OBJ whose local header declares the decoy's lines and the part's after them,
+    and whose directory entry declares the decoy's alone: Java's ZipInputStream extracts the
+    whole OBJ (both bodies), zipfile read the decoy's bytes only."""
+    decoy, part = obj_text(CUBE_V, CUBE_F), obj_text(PV, PF)
+    part_v = b"".join(line + b"\n" for line in part.splitlines() if line.startswith(b"v "))
+    part_f = b"".join(
+        b"f " + b" ".join(str(int(t) + len(CUBE_V)).encode() for t in line.split()[1:]) + b"\n"
+        for line in part.splitlines()
+        if line.startswith(b"f ")
+    )
+    whole = decoy + part_v + part_f
+    raw = zip_bytes({"upload.obj": decoy}, compression=zipfile.ZIP_STORED)
+    cd = raw.find(b"PK\x01\x02")
+    local, directory = bytearray(raw[:cd]), bytearray(raw[cd:])
+    struct.pack_into("<III", local, 14, zlib.crc32(whole), len(whole), len(whole))
+    data = bytes(local) + whole[len(decoy) :]
+    struct.pack_into("<I", directory, directory.rfind(b"PK\x05\x06") + 16, len(data))
+    path = tmp_path / "upload.zip"
+    path.write_bytes(data + bytes(directory))
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    [err] = [r for r in recs if r["verdict"] == "unscannable"]
+    assert err["reason"] == "corrupt" and "disagree on its size" in err["detail"], recs
 
 
 class _Unseekable(io.RawIOBase):
