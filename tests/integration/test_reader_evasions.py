@@ -410,3 +410,42 @@ def test_sliced_decoy_alone_is_still_gcode(tmp_path: Path, library: Path) -> Non
     code, recs = scan(library, path)
     assert code == 0, recs
     assert [(r["verdict"], r["format"]) for r in recs] == [("clear", "gcode")], recs
+
+
+# ----------------------------------------------------------------------------- AMF
+
+
+def _amf_vertices(vs: np.ndarray) -> str:
+    return "".join(f"<vertex><coordinates><x>{x}</x><y>{y}</y><z>{z}</z></coordinates></vertex>" for x, y, z in vs)
+
+
+def _amf_volume(fs: np.ndarray) -> str:
+    return (
+        "<volume>"
+        + "".join(f"<triangle><v1>{a}</v1><v2>{b}</v2><v3>{c}</v3></triangle>" for a, b, c in fs)
+        + "</volume>"
+    )
+
+
+def _amf_object(oid: int, vs: np.ndarray, fs: np.ndarray) -> str:
+    return f'<object id="{oid}"><mesh><vertices>{_amf_vertices(vs)}</vertices>{_amf_volume(fs)}</mesh></object>'
+
+
+AMF_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<amf unit="millimeter">'
+AMF_ROUTES = {
+    # a constellation places the decoy only; PrusaSlicer gives the unplaced part a default instance
+    "object-no-constellation-places": _amf_object(1, PV, PF)
+    + _amf_object(2, CUBE_V, CUBE_F)
+    + '<constellation id="9"><instance objectid="2"><deltax>0</deltax><deltay>0</deltay></instance></constellation>',
+    # a second mesh in one object: PrusaSlicer collects vertices across an object's meshes
+    "second-mesh-in-an-object": f'<object id="1"><mesh><vertices>{_amf_vertices(CUBE_V)}</vertices>'
+    f"{_amf_volume(CUBE_F)}</mesh><mesh><vertices>{_amf_vertices(PV)}</vertices>"
+    f"{_amf_volume(PF + len(CUBE_V))}</mesh></object>",
+}
+
+
+@pytest.mark.parametrize("route", sorted(AMF_ROUTES))
+def test_amf_routes_flag(tmp_path: Path, library: Path, route: str) -> None:
+    path = tmp_path / "upload.amf"
+    path.write_bytes((AMF_HEAD + AMF_ROUTES[route] + "</amf>").encode())
+    assert_flagged(library, path)
