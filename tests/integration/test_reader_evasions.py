@@ -449,3 +449,32 @@ def test_amf_routes_flag(tmp_path: Path, library: Path, route: str) -> None:
     path = tmp_path / "upload.amf"
     path.write_bytes((AMF_HEAD + AMF_ROUTES[route] + "</amf>").encode())
     assert_flagged(library, path)
+
+
+# ----------------------------------------------------------------------------- glTF
+
+
+def _glb_with_part_outside_the_default_scene(second_scene: bool) -> bytes:
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(CUBE_V, CUBE_F, process=False), node_name="cube", geom_name="cube")
+    scene.add_geometry(trimesh.Trimesh(PV, PF, process=False), node_name="part", geom_name="part")
+    glb = scene.export(file_type="glb")
+    json_len = struct.unpack_from("<I", glb, 12)[0]
+    doc, binary_chunk = json.loads(glb[20 : 20 + json_len]), glb[20 + json_len :]
+    part = next(i for i, node in enumerate(doc["nodes"]) if node.get("name") == "part")
+    doc["scenes"][0]["nodes"] = [i for i in doc["scenes"][0]["nodes"] if i != part]
+    if second_scene:
+        doc["scenes"].append({"nodes": [part]})
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + binary_chunk
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
+@pytest.mark.parametrize("second_scene", [False, True], ids=["node-in-no-scene", "node-in-another-scene"])
+def test_glb_mesh_outside_the_default_scene_flags(tmp_path: Path, library: Path, second_scene: bool) -> None:
+    """The default scene holds the decoy; the part's node is in no scene, or another one.
+    trimesh loads every mesh of the file; meshscan walked the default scene alone."""
+    path = tmp_path / "upload.glb"
+    path.write_bytes(_glb_with_part_outside_the_default_scene(second_scene))
+    assert_flagged(library, path)
