@@ -478,3 +478,33 @@ def test_glb_mesh_outside_the_default_scene_flags(tmp_path: Path, library: Path,
     path = tmp_path / "upload.glb"
     path.write_bytes(_glb_with_part_outside_the_default_scene(second_scene))
     assert_flagged(library, path)
+
+
+# ----------------------------------------------------------------------------- a zip behind a mesh
+
+_SPHERE = trimesh.creation.icosphere(subdivisions=4, radius=10.0)
+SPHERE_V, SPHERE_F = np.asarray(_SPHERE.vertices), np.asarray(_SPHERE.faces)
+MESH_WRITERS = {
+    "upload.obj": lambda: obj_text(SPHERE_V, SPHERE_F),
+    "upload.stl": lambda: ascii_stl(soup(SPHERE_V, SPHERE_F)),
+    "upload.off": lambda: off_text(SPHERE_V, SPHERE_F),
+    "upload.ply": lambda: ply_binary(SPHERE_V, SPHERE_F),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MESH_WRITERS))
+def test_zip_appended_to_a_decoy_mesh_flags(tmp_path: Path, library: Path, name: str) -> None:
+    """A decoy (a sphere, more than the sniffed head of text) with a zip of the part appended:
+    unzip and 7-Zip extract the part (they read the directory at the end), while meshscan
+    loaded the decoy and said ``clear``."""
+    path = tmp_path / name
+    path.write_bytes(MESH_WRITERS[name]() + zip_bytes({"part.stl": PART_STL}))
+    assert_flagged(library, path)
+
+
+def test_decoy_mesh_alone_is_still_read_as_a_mesh(tmp_path: Path, library: Path) -> None:
+    path = tmp_path / "upload.obj"
+    path.write_bytes(MESH_WRITERS["upload.obj"]())
+    code, recs = scan(library, path)
+    assert code == 0, recs
+    assert [(r["verdict"], r["format"]) for r in recs] == [("clear", "obj")], recs
