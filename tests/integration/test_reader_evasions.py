@@ -508,3 +508,18 @@ def test_decoy_mesh_alone_is_still_read_as_a_mesh(tmp_path: Path, library: Path)
     code, recs = scan(library, path)
     assert code == 0, recs
     assert [(r["verdict"], r["format"]) for r in recs] == [("clear", "obj")], recs
+
+
+def test_gltf_whose_keys_come_after_the_sniffed_head_flags(tmp_path: Path, library: Path) -> None:
+    """A self-contained ``.gltf`` opening with a long ``extras`` object: trimesh reads it, but
+    its ``asset`` key lay past the sniffed head, so it was plain JSON (not a model) and, beside
+    a decoy in a zip, the upload was ``clear``."""
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(PV, PF, process=False))
+    doc = json.loads(scene.export(file_type="gltf", embed_buffers=True)["model.gltf"])
+    late = json.dumps({"extras": {"notes": "n" * (HEAD_BYTES + 1000)}, **doc}).encode()
+    path = tmp_path / "upload.zip"
+    path.write_bytes(zip_bytes({"cube.stl": DECOY_STL, "scene.gltf": late}))
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    assert {r["member"]: r["verdict"] for r in recs} == {"cube.stl": "clear", "scene.gltf": "flag"}, recs
