@@ -204,6 +204,8 @@ def _xml(p: Probe) -> str | None:
     root = p.xml_root
     if root is None:
         return None
+    if root == b"":  # a prolog longer than is followed: what it holds is not known
+        return "unknown"
     if root in _XML_MODEL_ROOTS:
         return _XML_MODEL_ROOTS[root]
     return confirm_non_model(p.blob, "svg" if root == b"svg" else "html" if root == b"html" else "xml")
@@ -271,7 +273,7 @@ SNIFFERS = (
     Sniffer(600, _utf16, frozenset(UNSUPPORTED) | frozenset(NON_MODEL)),
     Sniffer(610, _not_text, frozenset({"unknown"})),
     Sniffer(700, _text_magic, frozenset({"dxf"} | {name for _, name in _TEXT_MAGIC})),
-    Sniffer(745, _xml, frozenset({*_XML_MODEL_ROOTS.values(), "svg", "html", "xml"} | CONFIRMED)),
+    Sniffer(745, _xml, frozenset({*_XML_MODEL_ROOTS.values(), "svg", "html", "xml", "unknown"} | CONFIRMED)),
     Sniffer(750, _json, frozenset({"gltf", "json-mesh", "json"} | CONFIRMED)),
     Sniffer(770, _openscad, frozenset({"openscad"})),
     Sniffer(790, _prose, frozenset({"html", "mtl", "text"} | CONFIRMED)),

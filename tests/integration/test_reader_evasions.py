@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from fixtures.formats import amf_bytes
 from fixtures.slicer import slice_to_gcode
 from scanner.formats.sniff import HEAD_BYTES
 from tests.conftest import REPO
@@ -523,3 +524,17 @@ def test_gltf_whose_keys_come_after_the_sniffed_head_flags(tmp_path: Path, libra
     code, recs = scan(library, path)
     assert code == 1, recs
     assert {r["member"]: r["verdict"] for r in recs} == {"cube.stl": "clear", "scene.gltf": "flag"}, recs
+
+
+def test_amf_behind_a_long_xml_comment_flags(tmp_path: Path, library: Path) -> None:
+    """An AMF whose root element follows a comment longer than the sniffed head: PrusaSlicer
+    reads it; meshscan found no root in the head, sniffed text (not a model) and, beside a
+    decoy in a zip, said ``clear``."""
+    amf = amf_bytes(PV, PF)
+    at = amf.index(b"<amf")
+    late = amf[:at] + b"<!-- " + b"c" * (HEAD_BYTES + 1000) + b" -->\n" + amf[at:]
+    path = tmp_path / "upload.zip"
+    path.write_bytes(zip_bytes({"cube.stl": DECOY_STL, "part.amf": late}))
+    code, recs = scan(library, path)
+    assert code == 1, recs
+    assert {r["member"]: r["verdict"] for r in recs} == {"cube.stl": "clear", "part.amf": "flag"}, recs
