@@ -33,6 +33,7 @@ from scanner.formats.base import Format, Sniffer
 from scanner.formats.blob import Blob, BytesBlob
 
 UNSUPPORTED: dict[str, str] = {
+    "mesh+zip": "a mesh file with a zip archive appended (two readings of one file, neither alone is all of it)",
     "json-mesh": "a JSON mesh (vertices/faces arrays)",
     "lz4": "lz4-compressed data",
     "rar": "RAR archive",

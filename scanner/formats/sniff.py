@@ -43,7 +43,7 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
         name = sniffer.test(probe)
         if name is not None:
             if name in LOADERS and _zip_appended(blob, max_members):
-                return "zip"
+                return "mesh+zip"
             return name
     return "unknown"  # not reached: the last text sniffer always answers, and others are not text
 
@@ -52,10 +52,12 @@ def _zip_appended(blob: Blob, max_members: int | None) -> bool:
     """Does a mesh end in a zip directory that zipfile opens, listing at least one entry?
 
     unzip, 7-Zip and zipfile all find a zip appended to other bytes (they read the directory
-    at the end): an OBJ, ASCII STL, OFF or PLY of a decoy with a zip of the part appended
-    loaded as the decoy and came out ``clear``. Such a file is read as the zip (the bytes
-    before it are what a self-extractor's stub is to it), as an image with a zip appended is.
-    A directory listing more than ``max_members`` entries is left to the zip reader to refuse.
+    at the end), while a mesh reader reads the mesh: an OBJ, ASCII STL, OFF or PLY of a decoy
+    with a zip of the part appended loaded as the decoy and came out ``clear``. Read as the zip
+    instead, the part as a binary STL with a zip of a decoy appended came out ``clear`` the
+    other way round. Such a file is ``mesh+zip`` (``UNSUPPORTED``: unscannable, with the
+    reason), not either reading. A directory listing more than ``max_members`` entries counts
+    as a zip here (the zip reader would refuse it).
     """
     size = blob.size
     tail_len = min(size, _EOCD_SEARCH)

@@ -493,14 +493,37 @@ MESH_WRITERS = {
 }
 
 
+def assert_two_readings_refused(library: Path, path: Path, fmt: str = "mesh+zip") -> None:
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    assert [(r["verdict"], r["format"], r["reason"]) for r in recs] == [("unscannable", fmt, "unsupported-format")], (
+        recs
+    )
+
+
 @pytest.mark.parametrize("name", sorted(MESH_WRITERS))
-def test_zip_appended_to_a_decoy_mesh_flags(tmp_path: Path, library: Path, name: str) -> None:
+def test_zip_appended_to_a_decoy_mesh_is_never_clear(tmp_path: Path, library: Path, name: str) -> None:
     """A decoy (a sphere, more than the sniffed head of text) with a zip of the part appended:
     unzip and 7-Zip extract the part (they read the directory at the end), while meshscan
     loaded the decoy and said ``clear``."""
     path = tmp_path / name
     path.write_bytes(MESH_WRITERS[name]() + zip_bytes({"part.stl": PART_STL}))
-    assert_flagged(library, path)
+    assert_two_readings_refused(library, path)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("upload.stl", "mesh+zip"), ("upload.obj", "unknown")])
+def test_a_part_with_a_decoy_zip_appended_is_never_clear(tmp_path: Path, library: Path, name: str, fmt: str) -> None:
+    """The other way round: the part as the mesh, a zip of a decoy appended. Read as the zip,
+    the binary STL's decoy came out ``clear`` (a mesh reader and a slicer read the part); an
+    OBJ with binary bytes after it is not text (``unknown``)."""
+    part = (
+        PART_STL
+        if name.endswith(".stl")
+        else trimesh.load(io.BytesIO(PART_STL), file_type="stl").export(file_type="obj").encode()
+    )
+    path = tmp_path / name
+    path.write_bytes(part + zip_bytes({"cube.stl": DECOY_STL}))
+    assert_two_readings_refused(library, path, fmt)
 
 
 def test_decoy_mesh_alone_is_still_read_as_a_mesh(tmp_path: Path, library: Path) -> None:
