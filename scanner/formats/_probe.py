@@ -34,6 +34,9 @@ _XML_ROOT_RE = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)",  # a DOCTYPE's internal subset may hold '>'
     re.S,
 )
+_XML_START_RE = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<(?:\?|!--|!DOCTYPE)")
+XML_PROLOG_BYTES = 1 << 24
+"""How far an XML prolog is followed to find the root element."""
 _NON_MODEL_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -76,6 +79,8 @@ def is_text(head: bytes) -> bool:
 
 def mesh_line_kind(data: bytes) -> str | None:
     """``stl-ascii`` or ``obj`` if ``data`` holds a line only a mesh holds (the first decides)."""
+    if b"\r" in data:  # a bare \r ends a line too (PrusaSlicer's OBJ parser): search those lines
+        data = data.replace(b"\r", b"\n")
     found = MESH_LINE_RE.search(data)
     if found is None:
         return None
@@ -119,6 +124,20 @@ class Probe:
 
     @cached_property
     def xml_root(self) -> bytes | None:
-        """The lower-cased local name of the root element, if the head is XML."""
+        """The lower-cased local name of the root element, if the blob is XML.
+
+        A prolog (comments, processing instructions, a DOCTYPE) may run past the head: up to
+        :data:`XML_PROLOG_BYTES` are then read to find the root (an AMF behind a long comment,
+        which PrusaSlicer reads, was sniffed as text and skipped); ``b""`` when the root lies
+        further still (:mod:`scanner.formats.others` calls that unknown, never not a model)."""
         root = _XML_ROOT_RE.match(self.head)
-        return None if root is None else root.group(1).lower()
+        if root is not None:
+            return root.group(1).lower()
+        if self.blob.size <= len(self.head) or not _XML_START_RE.match(self.head):
+            return None
+        with self.blob.open() as fh:
+            more = fh.read(XML_PROLOG_BYTES)
+        root = _XML_ROOT_RE.match(more)
+        if root is not None:
+            return root.group(1).lower()
+        return b"" if len(more) == XML_PROLOG_BYTES else None

@@ -2,10 +2,11 @@
 and Slic3r write it - zip-compressed (a zip holding one ``.amf`` member, which the zip
 reader hands here like any member).
 
-Read: every ``object``'s ``mesh`` (its ``vertices`` and every ``volume``'s triangles), the
+Read: every ``object``'s meshes (their ``vertices`` and every ``volume``'s triangles), the
 ``unit`` attribute (scaled to millimetres, as slicers do), and ``constellation`` instances
-(``deltax/y/z`` and ``rx/ry/rz`` in degrees, nested constellations too). Without a
-constellation every object is placed as written. Each placed object is its own group (body).
+(``deltax/y/z`` and ``rx/ry/rz`` in degrees, nested constellations too). An object no
+constellation places is placed as written (PrusaSlicer gives it a default instance). Each
+placed object is its own group (body).
 Curved-triangle ``edge``/``normal`` hints, materials, colours and metadata are ignored.
 
 The XML is parsed by defusedxml with DTDs, entities and external references refused (as for
@@ -59,12 +60,13 @@ def _parse(blob: Blob, ctx: LoadContext) -> Element:
 
 
 def _object_mesh(obj: Element, ctx: LoadContext) -> tuple[np.ndarray, np.ndarray]:
-    """One object's vertices and the triangles of all its volumes."""
-    mesh = next(iter(_children(obj, "mesh")), None)
-    if mesh is None:
-        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    vertex_els = [v for vs in _children(mesh, "vertices") for v in _children(vs, "vertex")]
-    tri_els = [t for vol in _children(mesh, "volume") for t in _children(vol, "triangle")]
+    """One object's vertices and the triangles of all its volumes, over every ``mesh`` of it
+    in order: PrusaSlicer collects an object's vertices across its meshes and indexes every
+    volume's triangles into them, so a second mesh is geometry too (reading the first alone
+    let a decoy mesh hide the part after it)."""
+    meshes = _children(obj, "mesh")
+    vertex_els = [v for mesh in meshes for vs in _children(mesh, "vertices") for v in _children(vs, "vertex")]
+    tri_els = [t for mesh in meshes for vol in _children(mesh, "volume") for t in _children(vol, "triangle")]
     ctx.check_vertices(len(vertex_els))
     ctx.check_triangles(len(tri_els))
     coords = []
@@ -150,11 +152,11 @@ def load_amf(blob: Blob, ctx: LoadContext) -> Mesh:
     placer = _Placer(root, ctx)
     used = {i.get("objectid", "") for c in placer.constellations.values() for i in _children(c, "instance")}
     tops = [cid for cid in placer.constellations if cid not in used]
-    if tops:
-        for cid in tops:
-            placer.place_constellation(cid, np.eye(4), 0)
-    else:
-        for oid in placer.objects:
+    for cid in tops:
+        placer.place_constellation(cid, np.eye(4), 0)
+    placed = {oid for oid, _, _ in placer.placed}
+    for oid in placer.objects:  # objects no constellation places: PrusaSlicer gives each a
+        if oid not in placed:  # default instance, so a decoy constellation hides nothing
             placer.place_object(oid, np.eye(4))
     if not placer.placed:
         raise UnreadableInput(EMPTY, "AMF with no triangles")

@@ -213,6 +213,69 @@ def zip_has_more_entries_than(blob: Blob, limit: int) -> bool:
         return False
 
 
+_LOCAL_HEADER = b"PK\x03\x04"
+_LOCAL_HEADER_BYTES = 30
+
+
+_DESCRIPTOR_MAX_BYTES = 24  # a data descriptor: signature, CRC and two 64-bit sizes
+
+
+def check_unlisted_entries(blob: Blob, zf: zipfile.ZipFile) -> None:
+    """Refuse zip bytes that no entry of the central directory accounts for.
+
+    zipfile (like unzip, which only warns of "extra bytes") reads what the directory names,
+    at the sizes it gives; streaming readers (Java's ``ZipInputStream``, checked) walk the
+    local headers at the sizes *they* give. A local entry the directory leaves out, or one
+    whose local header declares more data than the directory (an OBJ whose part follows the
+    decoy's lines), was extracted by those and never read here: a decoy made it ``clear``.
+    So: a local header's sizes must match the directory's (unless a data descriptor follows
+    the data); between entries nothing but a data descriptor may lie; and before the first
+    entry (a self-extractor's stub, an image a zip is appended to) no local header may hide.
+    """
+    spans = []
+    with blob.open() as fh:
+        for info in zf.infolist():
+            if info.header_offset < 0:
+                continue  # a damaged directory: reading the entry says so
+            fh.seek(info.header_offset)
+            head = fh.read(_LOCAL_HEADER_BYTES)
+            if len(head) < _LOCAL_HEADER_BYTES or not head.startswith(_LOCAL_HEADER):
+                continue  # zipfile names the damage when the entry is read
+            (flags,) = struct.unpack_from("<H", head, 6)
+            sizes = struct.unpack_from("<II", head, 18)
+            if not flags & 0x8 and 0xFFFFFFFF not in sizes and sizes != (info.compress_size, info.file_size):
+                raise UnreadableInput(
+                    CORRUPT, f"zip entry {info.filename!r}: its local header and the directory disagree on its size"
+                )
+            name_len, extra_len = struct.unpack_from("<HH", head, 26)
+            end = info.header_offset + _LOCAL_HEADER_BYTES + name_len + extra_len + info.compress_size
+            spans.append((info.header_offset, end))
+        spans.sort()
+        pos = 0
+        for start, end in [*spans, (zf.start_dir, zf.start_dir)]:
+            if start > pos:
+                if spans and pos >= spans[0][0] and start - pos > _DESCRIPTOR_MAX_BYTES:
+                    raise UnreadableInput(CORRUPT, f"{start - pos} bytes at offset {pos} lie outside every zip entry")
+                _refuse_local_headers(fh, pos, start)
+            pos = max(pos, end)
+
+
+def _refuse_local_headers(fh: BinaryIO, start: int, end: int) -> None:
+    fh.seek(start)
+    at, carry = start, b""
+    while at < end:
+        data = fh.read(min(READ_CHUNK, end - at))
+        if not data:
+            return
+        chunk = carry + data
+        found = chunk.find(_LOCAL_HEADER)
+        if found >= 0:
+            offset = at - len(carry) + found
+            raise UnreadableInput(CORRUPT, f"a zip entry at offset {offset} is not in the zip's directory")
+        at += len(data)
+        carry = chunk[-3:]
+
+
 @contextmanager
 def open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.ZipFile]:
     """The blob as an open ZipFile; its file is closed on leaving the ``with`` (zipfile
@@ -232,6 +295,12 @@ def open_zip(blob: Blob, max_members: int | None = None) -> Iterator[zipfile.Zip
             yield zf
 
 
+def is_empty_dir(info: zipfile.ZipInfo) -> bool:
+    """A directory entry holding nothing. A name ending in ``/`` can still hold bytes (zipfile
+    reads them): such an entry is a member, not a directory to skip."""
+    return info.is_dir() and info.file_size == 0 and info.compress_size <= 2
+
+
 def _members(name: str, inner: Iterator[MemberResult]) -> Iterator[MemberResult]:
     """Prefix member names of a nested read with the outer member's name."""
     for result in inner:
@@ -247,9 +316,10 @@ def read_member_bytes(name: str, data: bytes, ctx: LoadContext) -> Iterator[Memb
 def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     ctx = ctx.nested()
     with open_zip(blob, ctx.limits.max_members - ctx.usage.members) as zf:
-        files = [info for info in zf.infolist() if not info.is_dir()]
+        files = [info for info in zf.infolist() if not is_empty_dir(info)]
         if not files:  # a result, not silence: an empty archive is unscannable, not clean
             raise UnreadableInput(EMPTY, "archive holds no files")
+        check_unlisted_entries(blob, zf)
         for info in files:
             ctx.count_member()
             try:
@@ -328,6 +398,23 @@ def iter_tar(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
             raise UnreadableInput(CORRUPT, f"tar: {exc}") from None
         if not seen:  # as for zip: an empty archive is a result
             raise UnreadableInput(EMPTY, "archive holds no files")
+        _check_tar_tail(raw, tf.offset)
+
+
+def _check_tar_tail(raw: BinaryIO, end: int) -> None:
+    """Refuse anything but zero bytes after where :mod:`tarfile` stopped reading.
+
+    tarfile stops at the first zero block, and silently at a header it cannot parse; GNU tar
+    reads on past both (``--ignore-zeros`` reads concatenated archives; a bad header is
+    "Skipping to next header"). So a part appended after a tar's end marker, or after one
+    damaged header, was never read and the upload came out ``clear``."""
+    raw.seek(end)
+    at = end
+    while chunk := raw.read(READ_CHUNK):
+        if chunk.count(0) != len(chunk):
+            first = at + len(chunk) - len(chunk.lstrip(b"\0"))
+            raise UnreadableInput(CORRUPT, f"bytes from offset {first} after the tar's end are not zero padding")
+        at += len(chunk)
 
 
 def _sniff(p: Probe) -> str | None:

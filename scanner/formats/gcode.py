@@ -49,6 +49,7 @@ from scanner.errors import CORRUPT, EMPTY, LIMIT_TRIANGLES, UnreadableInput
 from scanner.formats._probe import Probe
 from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
+from scanner.formats.others import CONFIRMED, confirm_non_model
 from scanner.mesh import Mesh
 
 MAX_STRANDS = 30_000_000
@@ -570,9 +571,14 @@ def load_gcode(blob: Blob, ctx: LoadContext, fmt: str = "gcode") -> Mesh:
 
 
 def _sniff(p: Probe) -> str | None:
-    """Slicer marks in the head, or at least three ``G``/``M`` command lines."""
+    """Slicer marks in the head, or at least three ``G``/``M`` command lines - unless a line
+    only a mesh holds (OBJ ``v``/``f``, STL ``vertex``) comes anywhere later, or a zip directory
+    ends the file (:func:`~scanner.formats.others.confirm_non_model`). G-code has no such
+    lines, but an OBJ reader skips G-code as unknown statements: a decoy's G-code longer than
+    the head, then the part's ``v``/``f`` lines, opened as ``.obj`` in PrusaSlicer gives the part,
+    and was read here as the decoy's toolpaths alone and called ``clear``."""
     if _GCODE_MARK_RE.search(p.head) or len(_GCODE_LINE_RE.findall(p.head[:16384])) >= 3:
-        return "gcode"
+        return confirm_non_model(p.blob, "gcode")
     return None
 
 
@@ -589,4 +595,4 @@ FORMATS = (
         loader=load_gcode,
     ),
 )
-SNIFFERS = (Sniffer(760, _sniff, frozenset({"gcode"})),)
+SNIFFERS = (Sniffer(760, _sniff, frozenset({"gcode"} | CONFIRMED)),)

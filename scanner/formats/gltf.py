@@ -2,10 +2,10 @@
 (``data:`` base64) buffers.
 
 Read: the default scene's node tree (``matrix`` or translation/rotation/scale, composed down
-the tree), every mesh primitive of mode triangles, strip or fan (points and lines are not a
-surface and are skipped), ``POSITION`` and ``indices`` accessors of any component type and
-byte stride. Each placed mesh is its own group (body). Materials, textures, normals, skins and
-morph targets are ignored.
+the tree), then every mesh it does not place, as it is; every mesh primitive of mode
+triangles, strip or fan (points and lines are not a surface and are skipped), ``POSITION``
+and ``indices`` accessors of any component type and byte stride. Each placed mesh is its own
+group (body). Materials, textures, normals, skins and morph targets are ignored.
 
 Refused with a reason, never fetched or guessed: a buffer given by an external URI (a file
 name beside the ``.gltf``, or a URL: meshscan reads the bytes it was handed, nothing else)
@@ -286,14 +286,15 @@ def load_gltf(blob: Blob, ctx: LoadContext) -> Mesh:
     """Read a GLB or a self-contained glTF; every placed mesh is a group."""
     doc, binary = _document(blob, ctx)
     scene = _Scene(_Reader(doc, binary, ctx))
-    roots = _roots(doc)
-    if roots is None:  # no scene: every mesh as it is (the specification allows this)
-        meshes = doc.get("meshes")
-        for index in range(len(meshes) if isinstance(meshes, list) else 0):
+    for index in _roots(doc) or []:
+        scene.node(index, np.eye(4), 0)
+    meshes = doc.get("meshes")
+    for index in range(len(meshes) if isinstance(meshes, list) else 0):
+        # a mesh no node of the default scene places (no scene at all, as the specification
+        # allows; another scene's; no node's) is read as it is: trimesh loads every mesh, so
+        # a default scene of a decoy must not leave the part beside it unread
+        if index not in scene.meshes:
             scene.place(index, f"mesh {index}", np.eye(4))
-    else:
-        for index in roots:
-            scene.node(index, np.eye(4), 0)
     if not scene.placed:
         raise UnreadableInput(EMPTY, "glTF with no triangles in its scene")
     offset, verts, tris, groups = 0, [], [], []

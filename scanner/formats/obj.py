@@ -18,7 +18,8 @@ The classification reproduces, byte for byte, what these patterns match::
     ^[ \\t]*v[ \\t]+([^\\r\\n]*)          a vertex: ``v`` then a space or tab
     ^[ \\t]*([fog])\\b[ \\t]*([^\\r\\n]*)   a face / object / group: the letter then a non-word byte
 
-(multi-line mode; a line ends at ``\\n``, and what a line holds is cut at its first ``\\r``).
+(multi-line mode; a line ends at ``\\n``, and what a line holds is cut at its first ``\\r``;
+a file with a bare ``\\r`` - not before ``\\n`` - has every ``\\r`` read as a line end first).
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from scanner.mesh import Mesh
 _SLASH_RE = re.compile(rb"/[^ \t\n]*")
 _COMMENT_RE = re.compile(rb"#[^\n]*")
 _CONTINUATION_RE = re.compile(rb"\\\r?\n")
-_CR_TAIL_RE = re.compile(rb"\r[^\n]*")
 _BLANKS_RE = re.compile(rb"[ \t]*")
 
 _WORD = np.zeros(256, dtype=bool)  # what regex \b sees as word bytes (ASCII, for bytes patterns)
@@ -64,8 +64,9 @@ def load_obj(blob: Blob, ctx: LoadContext) -> Mesh:
     if b"\\" in data and (b"\\\n" in data or b"\\\r\n" in data):  # continuations (a rare byte first: fast)
         data = _CONTINUATION_RE.sub(b" ", data)
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
-        # a bare \r ends what a line holds, as [^\r\n]* did; \r before \n is just a space
-        data = _CR_TAIL_RE.sub(b"", data)
+        # a bare \r ends a line, as in PrusaSlicer's and OrcaSlicer's OBJ parser (classic Mac
+        # line ends): cutting the rest of the line off left a CR-only file one unread line
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     lines = _Lines(data)
     is_v = lines.is_v
     is_group = lines.is_fog & (lines.first != ord("f"))

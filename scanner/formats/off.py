@@ -24,7 +24,10 @@ from scanner.formats.base import Format, LoadContext, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
-_HEADER_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF")  # comments may come first
+_LEAD = rb"\A(?:\xef\xbb\xbf)?(?:\s*#[^\r\n]*(?:\r\n?|\n))*\s*"
+"""What may come before the keyword: a UTF-8 byte order mark (trimesh decodes it away), then
+comment lines ended by ``\n``, ``\r\n`` or a bare ``\r``."""
+_HEADER_RE = re.compile(_LEAD + rb"(?:ST)?C?N?4?n?OFF")  # comments may come first
 _COMMENT_RE = re.compile(rb"#[^\r\n]*")
 # the counts: the first three tokens after the header, on its line or the next ones
 _COUNTS_RE = re.compile(rb"\s*(\S+)\s+(\S+)(?:\s+(\S+))?")
@@ -112,7 +115,7 @@ def _faces(text: bytes, nf: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # OFF may open with comment lines before its header keyword (trimesh and meshlab read those)
-_SNIFF_RE = re.compile(rb"\A(?:\s*#[^\n]*\n)*\s*(?:ST)?C?N?4?n?OFF(?:\s|\Z|[0-9])")
+_SNIFF_RE = re.compile(_LEAD + rb"(?:ST)?C?N?4?n?OFF(?:\s|\Z|[0-9])")
 
 
 def _sniff(p: Probe) -> str | None:

@@ -33,6 +33,7 @@ from scanner.formats.base import Format, Sniffer
 from scanner.formats.blob import Blob, BytesBlob
 
 UNSUPPORTED: dict[str, str] = {
+    "mesh+zip": "a mesh file with a zip archive appended (two readings of one file, neither alone is all of it)",
     "json-mesh": "a JSON mesh (vertices/faces arrays)",
     "lz4": "lz4-compressed data",
     "rar": "RAR archive",
@@ -204,19 +205,54 @@ def _xml(p: Probe) -> str | None:
     root = p.xml_root
     if root is None:
         return None
+    if root == b"":  # a prolog longer than is followed: what it holds is not known
+        return "unknown"
     if root in _XML_MODEL_ROOTS:
         return _XML_MODEL_ROOTS[root]
     return confirm_non_model(p.blob, "svg" if root == b"svg" else "html" if root == b"html" else "xml")
 
 
 def _json(p: Probe) -> str | None:
+    """glTF, a JSON mesh, or JSON - by keys anywhere in the file, not only in the head: JSON
+    keys come in any order, and a glTF opening with a long ``extras`` object (trimesh reads
+    it) was sniffed as plain JSON, not a model, and skipped."""
     if not p.body.startswith((b"{", b"[")):
         return None
-    if _JSON_GLTF_RE.search(p.head) and _JSON_GLTF_PARTS_RE.search(p.head):
+    seen: set[str] = set()
+    kind = _json_kind(p.head, seen)
+    if kind is None and p.blob.size > len(p.head):
+        kind = _json_kind_anywhere(p.blob)
+    elif kind is None and "mesh" in seen:
+        kind = "json-mesh"
+    return kind or confirm_non_model(p.blob, "json")
+
+
+def _json_kind(data: bytes, seen: set[str] | None = None) -> str | None:
+    """``gltf`` or ``json-mesh`` from the keys in ``data`` (and those ``seen`` before it)."""
+    seen = set() if seen is None else seen
+    if _JSON_GLTF_RE.search(data):
+        seen.add("asset")
+    if _JSON_GLTF_PARTS_RE.search(data):
+        seen.add("parts")
+    if {"asset", "parts"} <= seen:
         return "gltf"
-    if _JSON_MESH_RE.search(p.head):
-        return "json-mesh"
-    return confirm_non_model(p.blob, "json")
+    if _JSON_MESH_RE.search(data):
+        seen.add("mesh")
+    return None
+
+
+def _json_kind_anywhere(blob: Blob) -> str | None:
+    """:func:`_json_kind` over the whole blob, in chunks (a key cut by a chunk border is seen
+    whole in the overlap); ``json-mesh`` only once no glTF can follow."""
+    seen: set[str] = set()
+    with blob.open() as fh:
+        carry = b""
+        while chunk := fh.read(_CHUNK):
+            data = carry + chunk
+            if _json_kind(data, seen) == "gltf":
+                return "gltf"
+            carry = data[-_OVERLAP:]
+    return "json-mesh" if "mesh" in seen else None
 
 
 def _openscad(p: Probe) -> str | None:
@@ -238,7 +274,7 @@ SNIFFERS = (
     Sniffer(600, _utf16, frozenset(UNSUPPORTED) | frozenset(NON_MODEL)),
     Sniffer(610, _not_text, frozenset({"unknown"})),
     Sniffer(700, _text_magic, frozenset({"dxf"} | {name for _, name in _TEXT_MAGIC})),
-    Sniffer(745, _xml, frozenset({*_XML_MODEL_ROOTS.values(), "svg", "html", "xml"} | CONFIRMED)),
+    Sniffer(745, _xml, frozenset({*_XML_MODEL_ROOTS.values(), "svg", "html", "xml", "unknown"} | CONFIRMED)),
     Sniffer(750, _json, frozenset({"gltf", "json-mesh", "json"} | CONFIRMED)),
     Sniffer(770, _openscad, frozenset({"openscad"})),
     Sniffer(790, _prose, frozenset({"html", "mtl", "text"} | CONFIRMED)),

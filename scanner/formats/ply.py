@@ -399,10 +399,24 @@ def _ascii_faces(text: bytes, el: _Element) -> tuple[np.ndarray, np.ndarray]:
 
 
 _MAGIC_RE = re.compile(rb"ply\r?\n")
+_FORMAT_LINE_RE = re.compile(rb"^[ \t]*format[ \t]+(?:ascii|binary_little_endian|binary_big_endian)\b", re.M)
+_END_LINE_RE = re.compile(rb"^[ \t]*end_header\b", re.M)
+_FIRST_LINE_BYTES = 256
 
 
 def _sniff(p: Probe) -> str | None:
-    return "ply" if _MAGIC_RE.match(p.head) else None
+    """``ply`` on the first line; or a first line that merely holds ``ply`` in any case (``PLY``,
+    `` ply ``, a UTF-8 byte order mark before it: trimesh accepts any such line, and the loader
+    skips it) followed by a ``format`` line and an ``end_header`` line. Sniffed as text, such a
+    file was skipped as not a model while trimesh read its mesh."""
+    head = p.head
+    if _MAGIC_RE.match(head):
+        return "ply"
+    first = head[:_FIRST_LINE_BYTES].split(b"\n", 1)[0]
+    if b"ply" not in first.lower():
+        return None
+    header = head[:MAX_HEADER_BYTES]
+    return "ply" if _FORMAT_LINE_RE.search(header) and _END_LINE_RE.search(header) else None
 
 
 FORMATS = (

@@ -17,11 +17,14 @@ not read is declared in :mod:`scanner.formats.others`.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+
 from scanner.formats._probe import HEAD_BYTES, Probe
-from scanner.formats.archive import BZ2_MAGIC, GZIP_MAGIC, ZIP_MAGIC
+from scanner.formats.archive import BZ2_MAGIC, GZIP_MAGIC, ZIP_MAGIC, zip_has_more_entries_than
 from scanner.formats.blob import Blob
 from scanner.formats.others import NON_MODEL, UNSUPPORTED
-from scanner.formats.registry import SNIFFERS
+from scanner.formats.registry import LOADERS, SNIFFERS
 
 __all__ = ["HEAD_BYTES", "NON_MODEL", "UNSUPPORTED", "describe", "is_non_model", "non_model_kind", "sniff"]
 
@@ -39,8 +42,36 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
     for sniffer in SNIFFERS:
         name = sniffer.test(probe)
         if name is not None:
+            if name in LOADERS and _zip_appended(blob, max_members):
+                return "mesh+zip"
             return name
     return "unknown"  # not reached: the last text sniffer always answers, and others are not text
+
+
+def _zip_appended(blob: Blob, max_members: int | None) -> bool:
+    """Does a mesh end in a zip directory that zipfile opens, listing at least one entry?
+
+    unzip, 7-Zip and zipfile all find a zip appended to other bytes (they read the directory
+    at the end), while a mesh reader reads the mesh: an OBJ, ASCII STL, OFF or PLY of a decoy
+    with a zip of the part appended loaded as the decoy and came out ``clear``. Read as the zip
+    instead, the part as a binary STL with a zip of a decoy appended came out ``clear`` the
+    other way round. Such a file is ``mesh+zip`` (``UNSUPPORTED``: unscannable, with the
+    reason), not either reading. A directory listing more than ``max_members`` entries counts
+    as a zip here (the zip reader would refuse it).
+    """
+    size = blob.size
+    tail_len = min(size, _EOCD_SEARCH)
+    with blob.open() as fh:
+        fh.seek(size - tail_len)
+        if _EOCD not in fh.read(tail_len):
+            return False
+    if max_members is not None and zip_has_more_entries_than(blob, max_members):
+        return True
+    try:
+        with blob.open() as fh, zipfile.ZipFile(fh) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        return False
 
 
 def is_non_model(fmt: str) -> bool:
@@ -53,6 +84,8 @@ def describe(fmt: str) -> str:
     return UNSUPPORTED.get(fmt) or NON_MODEL.get(fmt) or ("zero-byte file" if fmt == "empty" else fmt)
 
 
+_EOCD = b"PK\x05\x06"
+_EOCD_SEARCH = 22 + 0xFFFF  # the end record and the longest comment: where zipfile looks
 _CONTAINER_MAGIC = (*ZIP_MAGIC, GZIP_MAGIC, BZ2_MAGIC)
 
 

@@ -13,6 +13,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
 import numpy as np
@@ -22,12 +23,19 @@ from defusedxml.ElementTree import ParseError, fromstring
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, NOT_A_MODEL, UnreadableInput
 from scanner.formats._probe import Probe
 from scanner.formats._text import parse_numbers
-from scanner.formats.archive import ZIP_MAGIC, open_zip, read_member_bytes, read_zip_member, zip_has_more_entries_than
+from scanner.formats.archive import (
+    ZIP_MAGIC,
+    check_unlisted_entries,
+    is_empty_dir,
+    open_zip,
+    read_member_bytes,
+    read_zip_member,
+    zip_has_more_entries_than,
+)
 from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer, build_mesh
 from scanner.formats.blob import Blob
 from scanner.mesh import Mesh
 
-CORE = "{http://schemas.microsoft.com/3dmanufacturing/core/2015/02}"
 PROD = "{http://schemas.microsoft.com/3dmanufacturing/production/2015/06}"
 RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 MODEL_REL = "http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"
@@ -35,7 +43,43 @@ MAX_COMPONENT_DEPTH = 16
 BARE_PART = "3D/3dmodel.model"
 """The name a bare model XML is read under (its own part paths resolve against it)."""
 
-_Object = tuple[np.ndarray, np.ndarray] | list[tuple[str, str, np.ndarray]]
+
+@dataclass
+class _Object:
+    """One ``<object>``: its meshes (each its own vertex indexing) and its components."""
+
+    meshes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    components: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+
+
+def _local(tag: str) -> str:
+    """An element path step matching ``tag`` in any namespace or none (``{*}tag``): trimesh
+    matches 3MF elements so, and PrusaSlicer compares unprefixed names without namespaces, so a
+    model whose core elements sit in another namespace is still a model to them."""
+    return f"{{*}}{tag}"
+
+
+class _Tags:
+    """The element tags of one parsed part, by local name (``{ns}vertex`` and ``vertex`` are
+    both ``vertex``), to find elements in any namespace anywhere below another: PrusaSlicer
+    dispatches on element names wherever they sit and trimesh iterates descendants, so a mesh
+    or its vertices wrapped in an unknown element, or in another namespace, are still read by
+    them. One pass over the tree collects the tags; each search is then ElementTree's own
+    iteration by exact tag (a ``.//{*}vertex`` path is four times slower on a large mesh)."""
+
+    def __init__(self, root: Element) -> None:
+        self.by_name: dict[str, list[str]] = {}
+        for tag in {e.tag for e in root.iter()}:
+            if isinstance(tag, str):
+                self.by_name.setdefault(tag.rpartition("}")[2], []).append(tag)
+
+    def below(self, elem: Element, name: str) -> list[Element]:
+        """Every element named ``name`` below ``elem``, in document order."""
+        tags = self.by_name.get(name, [])
+        if len(tags) == 1:
+            return [e for e in elem.iter(tags[0]) if e is not elem]
+        wanted = set(tags)
+        return [e for e in elem.iter() if e.tag in wanted and e is not elem] if wanted else []
 
 
 def _transform(text: str | None) -> np.ndarray:
@@ -63,19 +107,28 @@ class _Package:
         self.parts: dict[str, dict[str, _Object]] = {}
         self.object_names: dict[tuple[str, str], str] = {}
         self._root_cache: dict[str, Element] = {}
-        self.consumed: set[str] = set()
-        """Lower-case names of the parts read (the others are scanned as archive members)."""
+        self.visited: set[tuple[str, str]] = set()
+        """``(part, id)`` of every object instantiated."""
+        self.read_entries: set[int] = set()
+        """``id()`` of each zip entry parsed as a part: every other entry is scanned as an
+        archive member. Entries, not names: a zip may hold two entries of one name (zipfile
+        opens the last) or names equal but for case (one key here), and PrusaSlicer walks the
+        entries, not the names - the entry not opened was skipped unread."""
 
     @classmethod
     def from_zip(cls, zf: zipfile.ZipFile, ctx: LoadContext) -> _Package:
+        names = {_key(n): n for n in zf.namelist()}
+        pkg = cls(ctx, names, lambda name: b"")
+
         def read(name: str) -> bytes:
             info = zf.getinfo(name)
+            pkg.read_entries.add(id(info))
             if info.file_size > ctx.limits.max_xml_bytes:
                 raise UnreadableInput(LIMIT_XML, f"{name} is {info.file_size} bytes")
             return read_zip_member(zf, info, ctx)
 
-        names = {n.replace("\\", "/").lstrip("/").lower(): n for n in zf.namelist()}
-        return cls(ctx, names, read)
+        pkg._read = read
+        return pkg
 
     @classmethod
     def from_model_xml(cls, blob: Blob, ctx: LoadContext) -> _Package:
@@ -88,7 +141,6 @@ class _Package:
         name = self.names.get(key)
         if name is None:
             raise UnreadableInput(CORRUPT, f"3MF part {path} is missing")
-        self.consumed.add(key)
         data = self._read(name)
         if len(data) > self.ctx.limits.max_xml_bytes:
             raise UnreadableInput(LIMIT_XML, f"{path} is {len(data)} bytes")
@@ -118,29 +170,39 @@ class _Package:
         return self.parts[key]
 
     def _parse_objects(self, part: str) -> dict[str, _Object]:
+        """Every ``<object>`` of a part, in any namespace: all its ``<mesh>`` elements and all
+        its components. The schema allows one mesh *or* components, but readers differ on
+        files that break it (PrusaSlicer keeps the last mesh, trimesh every mesh), so a
+        second mesh or a mesh beside components is read, never dropped. An id declared twice
+        is refused: one of the two objects would go unread."""
         root = self._xml(part)
-        self._root_cache[part.lstrip("/").lower()] = root
+        key = part.lstrip("/").lower()
+        self._root_cache[key] = root
         out: dict[str, _Object] = {}
-        for obj in root.iter(f"{CORE}object"):
+        tags = _Tags(root)
+        for obj in tags.below(root, "object"):
             oid = obj.get("id", "")
-            self.object_names[(part.lstrip("/").lower(), oid)] = obj.get("name") or f"object {oid}"
-            mesh = obj.find(f"{CORE}mesh")
-            if mesh is not None:
-                out[oid] = self._mesh(mesh)
-                continue
-            comps = obj.find(f"{CORE}components")
-            refs = []
-            if comps is not None:
-                for c in comps.findall(f"{CORE}component"):
-                    refs.append((c.get(f"{PROD}path") or part, c.get("objectid", ""), _transform(c.get("transform"))))
-            out[oid] = refs
+            if oid in out:
+                raise UnreadableInput(CORRUPT, f"3MF object id {oid[:20]!r} declared twice in {part}")
+            self.object_names[(key, oid)] = obj.get("name") or f"object {oid}"
+            entry = out[oid] = _Object()
+            for mesh in tags.below(obj, "mesh"):
+                entry.meshes.append(self._mesh(mesh, tags))
+            for comps in tags.below(obj, "components"):
+                for c in tags.below(comps, "component"):
+                    path = c.get(f"{PROD}path") or part
+                    entry.components.append((path, c.get("objectid", ""), _transform(c.get("transform"))))
         return out
 
-    def _mesh(self, mesh: Element) -> tuple[np.ndarray, np.ndarray]:
-        vs = mesh.find(f"{CORE}vertices")
-        ts = mesh.find(f"{CORE}triangles")
-        vlist = [] if vs is None else vs.findall(f"{CORE}vertex")
-        tlist = [] if ts is None else ts.findall(f"{CORE}triangle")
+    def _mesh(self, mesh: Element, tags: _Tags) -> tuple[np.ndarray, np.ndarray]:
+        """One mesh's vertices and the triangles of every ``<triangles>`` element in it
+        (PrusaSlicer keeps the last one, trimesh the first: both are read). Two ``<vertices>``
+        elements are refused: readers disagree on which one the indices point into."""
+        blocks = tags.below(mesh, "vertices")
+        if len(blocks) > 1:
+            raise UnreadableInput(CORRUPT, "a 3MF mesh with more than one vertices element")
+        vlist = tags.below(blocks[0], "vertex") if blocks else []
+        tlist = [t for ts in tags.below(mesh, "triangles") for t in tags.below(ts, "triangle")]
         self.ctx.check_vertices(len(vlist))
         self.ctx.check_triangles(len(tlist))
         try:
@@ -160,15 +222,29 @@ class _Package:
         obj = self.objects(part).get(oid)
         if obj is None:
             raise UnreadableInput(CORRUPT, f"3MF build refers to missing object {oid} in {part}")
-        if isinstance(obj, tuple):
-            verts, tris = obj
+        self.visited.add((part.lstrip("/").lower(), oid))
+        for verts, tris in obj.meshes:
             placed = verts @ matrix[:3, :3].T + matrix[:3, 3]
             out.append((placed, tris))
             if sum(len(t) for _, t in out) > self.ctx.limits.max_triangles:
                 self.ctx.check_triangles(sum(len(t) for _, t in out))
-            return
-        for cpart, coid, cm in obj:
+        for cpart, coid, cm in obj.components:
             self.instantiate(cpart, coid, matrix @ cm, depth + 1, out)
+
+    def unvisited(self) -> list[tuple[str, str]]:
+        """Objects of the parts read that no build item reached, as ``(part, id)``: those no
+        other object uses as a component first (each then reads its own components), then any
+        left (components of a cycle: reading them reports the cycle). A build naming a decoy
+        must not leave the part beside it unread; trimesh loads such objects too."""
+        keys = list(self.parts)
+        used = {
+            (cpart.lstrip("/").lower(), coid)
+            for key in keys
+            for obj in self.parts[key].values()
+            for cpart, coid, _ in obj.components
+        }
+        left = [(key, oid) for key in keys for oid in self.parts[key] if (key, oid) not in self.visited]
+        return [k for k in left if k not in used] + [k for k in left if k in used]
 
 
 def load_3mf_model(blob: Blob, ctx: LoadContext) -> Mesh:
@@ -177,33 +253,33 @@ def load_3mf_model(blob: Blob, ctx: LoadContext) -> Mesh:
 
 
 def _build(pkg: _Package, blob: Blob, ctx: LoadContext) -> Mesh:
-    """Every build item (or, with no build section, every object no component uses), each its own body."""
+    """Every build item, each its own body; then every object of the parts read that the
+    build did not reach (with no build section, that is every object no component uses),
+    each its own body in place (:meth:`_Package.unvisited`)."""
     root = pkg.root_part()
-    objects = pkg.objects(root)
+    pkg.objects(root)
     xml_root = pkg._root_cache[root.lstrip("/").lower()]
-    build = xml_root.find(f"{CORE}build")
-    items = [] if build is None else build.findall(f"{CORE}item")
-    if items:
-        jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
-    else:  # no build section: every object that no component uses
-        # (counting component targets too would read their triangles twice)
-        root_key = root.lstrip("/").lower()
-        used = {
-            coid
-            for obj in objects.values()
-            if isinstance(obj, list)
-            for cpart, coid, _ in obj
-            if cpart.lstrip("/").lower() == root_key
-        }
-        jobs = [(root, oid, np.eye(4)) for oid in objects if oid not in used]
-    pieces, groups, names = [], [], []
-    for index, (part, oid, m) in enumerate(jobs):
+    build = xml_root.find(_local("build"))
+    items = [] if build is None else build.findall(_local("item"))
+    jobs = [(i.get(f"{PROD}path") or root, i.get("objectid", ""), _transform(i.get("transform"))) for i in items]
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    groups: list[np.ndarray] = []
+    names: list[str] = []
+
+    def place(part: str, oid: str, m: np.ndarray) -> None:
         placed: list = []
         pkg.instantiate(part, oid, m, 0, placed)
         for verts, tris in placed:
             pieces.append((verts, tris))
-            groups.append(np.full(len(tris), index, dtype=np.int32))
+            groups.append(np.full(len(tris), len(names), dtype=np.int32))
         names.append(pkg.object_names.get((part.lstrip("/").lower(), oid), f"object {oid}"))
+
+    for job in jobs:
+        place(*job)
+    while left := pkg.unvisited():  # again when an object read here opened another part
+        for part, oid in left:
+            if (part, oid) not in pkg.visited:
+                place(part, oid, np.eye(4))
     if not pieces or sum(len(t) for _, t in pieces) == 0:
         raise UnreadableInput(EMPTY, "3MF with no triangles in its build")
     offset, all_v, all_t = 0, [], []
@@ -225,6 +301,7 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     """
     try:
         with open_zip(blob, ctx.limits.max_members) as zf:
+            check_unlisted_entries(blob, zf)
             pkg = _Package.from_zip(zf, ctx)
             empty_build = None
             try:
@@ -244,16 +321,14 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
 
 
 def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iterator[MemberResult]:
-    """Every member that is not an OPC part or a part the build read, read like an archive
-    member. A sliced project (``.gcode.3mf``, Bambu Studio, OrcaSlicer, PrusaSlicer) keeps its
+    """Every entry the build did not parse as a part, read like an archive member (XML such
+    as ``[Content_Types].xml`` and ``.rels`` parts is recognised as not a model and dropped:
+    skipping them by name let a mesh named ``part.rels`` go unread). A sliced project
+    (``.gcode.3mf``, Bambu Studio, OrcaSlicer, PrusaSlicer) keeps its
     plates' G-code here (``Metadata/plate_1.gcode``): each is read as G-code, its own result,
     and its build may then be empty (an empty build is only reported when nothing else in the
     package held a model: there is nothing in it to read)."""
-    consumed = pkg.consumed  # every part the build read, and ``_rels/.rels``
-    others = [
-        i for i in zf.infolist()
-        if not i.is_dir() and not _is_opc_part(i.filename) and _key(i.filename) not in consumed
-    ]  # fmt: skip
+    others = [i for i in zf.infolist() if not is_empty_dir(i) and id(i) not in pkg.read_entries]
     if not others:
         return
     inner = ctx.nested()
@@ -273,11 +348,6 @@ def _other_members(zf: zipfile.ZipFile, pkg: _Package, ctx: LoadContext) -> Iter
 
 def _key(name: str) -> str:
     return name.replace("\\", "/").lstrip("/").lower()
-
-
-def _is_opc_part(name: str) -> bool:
-    key = _key(name)
-    return key == "[content_types].xml" or key.endswith(".rels")
 
 
 def _sniff_package(p: Probe) -> str | None:
