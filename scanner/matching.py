@@ -172,7 +172,7 @@ def crowded(
     stretched copy of that one too, still a known part. Measured at 10,000 proxy signatures
     (``bench/evasion.py --within 10000``, seed 0): with the one-rival test, copies stretched x1.05
     / x1.05 through a 3MF transform / x1.2 / x1.2 through a 3MF transform were flagged 83% /
-    88% / 83% / 62% (with the crowd test off as well: the same), without it 92% / 92% / 88% /
+    88% / 79% / 58% (83 / 88 / 83 / 62% with the crowd test off), without it 92% / 92% / 88% /
     75% (and 100% with neither test); the false stretched hits of real parts at that size were
     all refused by the crowd (README, "Thresholds", crowding)."""
     if not len(rivals):
