@@ -405,6 +405,20 @@ def test_mesh_lines_after_a_long_gcode_head_flag(tmp_path: Path, library: Path, 
     assert_flagged(library, path)
 
 
+def test_sliced_part_with_a_decoy_zip_appended_is_never_clear(tmp_path: Path, library: Path) -> None:
+    """The part sliced to G-code with a zip of a decoy appended: a printer runs the part's
+    toolpaths, unzip finds the decoy. Read as the zip alone (as an image with a zip appended
+    is) the upload would be the decoy and ``clear``; the zip's binary bytes make the file no
+    text, so it is ``unknown`` - unscannable, never either reading alone."""
+    path = tmp_path / "upload.gcode"
+    path.write_bytes(slice_to_gcode(PV, PF) + zip_bytes({"cube.stl": DECOY_STL}))
+    code, recs = scan(library, path)
+    assert code == 2, recs
+    assert [(r["verdict"], r["format"], r["reason"]) for r in recs] == [
+        ("unscannable", "unknown", "unsupported-format")
+    ], recs
+
+
 def test_sliced_decoy_alone_is_still_gcode(tmp_path: Path, library: Path) -> None:
     path = tmp_path / "upload.gcode"
     path.write_bytes(slice_to_gcode(CUBE_V, CUBE_F) * 3)
