@@ -77,10 +77,18 @@ class ForkedWorker:
         return [self.conn, self.process.sentinel]
 
     def send(self, task: int, path: str) -> None:
+        """Queue ``task``. A worker that died since the last look (a crash on the file it
+        was given) has closed its end: the task stays queued, and :meth:`fate` says ``DIED`` at
+        the next collect, which sends what was queued behind the lost upload to a replacement.
+        (On a loaded machine the parent sent the next duplicate to a crashed worker and the
+        BrokenPipeError ended the whole scan as an internal error.)"""
         if not self.queued:
             self.started = time.monotonic()
         self.queued.append(task)
-        self.conn.send_bytes(encode_task(task, path))
+        try:
+            self.conn.send_bytes(encode_task(task, path))
+        except OSError:  # BrokenPipeError, ConnectionResetError: its fate says what happened
+            pass
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
