@@ -85,6 +85,12 @@ class Outcome:
     features loses area and volume)."""
     volume_change: float = math.nan
     """The same for the enclosed (signed) volume."""
+    deviation: float = math.nan
+    """Rows whose copy stays in the part's frame (``Evasion.same_frame``): how far the copy's
+    surface moved, two-sided - the larger of the 99th percentiles of each surface's sample
+    distances to the other's - over the enrolled part's diagonal (:func:`_surface_deviation`)."""
+    triangles: int = 0
+    """Triangles of the upload (every member)."""
 
 
 @dataclass
@@ -133,6 +139,24 @@ class Row:
             "missed_copies_change": [
                 {"area": o.area_change, "volume": o.volume_change} for o in self.outcomes if not o.caught
             ],
+            "deviation": self.deviation(),
+        }
+
+    def deviation(self) -> dict | None:
+        """Same-frame rows: copies within :data:`FAITHFUL` of the enrolled surface and the recall
+        among them and among the rest (None for other rows)."""
+        dev = np.array([o.deviation for o in self.outcomes], dtype=float)
+        if not len(dev) or not np.isfinite(dev).any():
+            return None
+        caught = np.array([o.caught for o in self.outcomes])
+        faithful = dev <= FAITHFUL
+        return {
+            "median_triangles": float(np.median([o.triangles for o in self.outcomes])),
+            "median": float(np.nanmedian(dev)),
+            "max": float(np.nanmax(dev)),
+            "faithful": int(faithful.sum()),
+            "faithful_caught": int((caught & faithful).sum()),
+            "damaged_caught": int((caught & ~faithful).sum()),
         }
 
 
@@ -196,6 +220,76 @@ def _area_volume(meshes: list[scanner.Mesh]) -> tuple[float, float, float]:
         points = points[:4000]
     diameter = max(float(np.linalg.norm(points - p, axis=1).max()) for p in points) if len(points) else math.nan
     return area, volume, diameter
+
+
+FAITHFUL = 0.01
+"""A same-frame copy whose surface deviation (:func:`_surface_deviation`) is at most 1% of the
+part's diagonal is the part re-tessellated; beyond, the tool changed its shape. Measured on the 24
+bench proxies (seed 0): the same surface finely re-tessellated (midpoint subdivision) reads
+0.07% (0.14% at most), vertex noise of 0.2% / 0.5% / 1% of the diagonal 0.22% / 0.53% / 1.04%
+(medians), Loop subdivision, which rounds the part, 3.2%."""
+DEVIATION_SAMPLES = 60_000
+
+
+def _surface_samples(tri: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points spread over triangles (T, 3, 3) by area, reproducibly, with the unit normal
+    of the triangle each lies on."""
+    rng = np.random.default_rng(seed)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(cross, axis=1)
+    pick = rng.choice(len(tri), size=n, p=norm / norm.sum())
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[pick]
+    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return points, cross[pick] / norm[pick, None]
+
+
+class _Surface:
+    """Samples of one surface, a KD-tree of them, and its sampling floor: what lets
+    :meth:`distances` read a point's distance to the surface rather than to the nearest sample."""
+
+    def __init__(self, tri: np.ndarray, seed: int) -> None:
+        from scipy.spatial import cKDTree
+
+        self.points, self.normals = _surface_samples(tri, DEVIATION_SAMPLES, seed)
+        self.tree = cKDTree(self.points)
+        other, _ = _surface_samples(tri, DEVIATION_SAMPLES // 6, seed + 1000)
+        self.floor = float(np.percentile(self.tree.query(other)[0], 99))
+        """How far a point on this very surface can be from its nearest sample (99th percentile)."""
+
+    def distances(self, points: np.ndarray) -> np.ndarray:
+        """Each point's distance to the surface, from below: the larger of its distance to the
+        nearest sample's tangent plane and its distance to that sample less the floor (0 for a
+        point on the surface up to rounding; the full offset for a wall moved along its normal)."""
+        near, idx = self.tree.query(points)
+        plane = np.abs(np.einsum("ij,ij->i", points - self.points[idx], self.normals[idx]))
+        return np.maximum(plane, near - self.floor)
+
+
+def _surface_deviation(path: str, enrolled: tuple[_Surface, float]) -> tuple[float, int]:
+    """(deviation, triangles) of the upload at ``path``: the larger of the two 99th percentiles
+    of surface distances (copy samples to the part, part samples to the copy;
+    :meth:`_Surface.distances`), over the part's diagonal; NaN when unreadable."""
+    try:
+        meshes = [r.mesh for r in iter_meshes(path) if r.mesh is not None and r.mesh.triangle_count]
+    except (scanner.UnreadableInput, ValueError, OSError):
+        return math.nan, 0
+    if not meshes:
+        return math.nan, 0
+    tri = np.concatenate([np.asarray(m.triangles, dtype=np.float64).reshape(-1, 3, 3) for m in meshes])
+    part, diag = enrolled
+    copy = _Surface(tri, 1)
+    there = np.percentile(part.distances(copy.points[:10_000]), 99)
+    back = np.percentile(copy.distances(part.points[:10_000]), 99)
+    return float(max(there, back) / diag), len(tri)
+
+
+def _enrolled_samples(mesh: scanner.Mesh) -> tuple[_Surface, float]:
+    tri = np.asarray(mesh.triangles, dtype=np.float64).reshape(-1, 3, 3)
+    flat = tri.reshape(-1, 3)
+    return _Surface(tri, 2), float(np.linalg.norm(flat.max(axis=0) - flat.min(axis=0)))
 
 
 def _surface_change(path: str, enrolled: tuple[float, float, float]) -> tuple[float, float]:
@@ -293,6 +387,7 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
         own = sig_ids[0]
         enrolled = scanner.load(path)
         size = _area_volume([enrolled])
+        part_samples = None
         mesh = as_trimesh(enrolled)
         for row in results:
             upload = row.evasion.apply(mesh, seed=args.seed * 100_003 + p, stem=f"p{p:03d}")
@@ -301,6 +396,10 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
             flagged = _flagged_ids(verdicts)
             caught = any(v.verdict == FLAG for v in verdicts)
             area_change, volume_change = _surface_change(target, size)
+            deviation, triangles = math.nan, 0
+            if row.evasion.same_frame:
+                part_samples = part_samples or _enrolled_samples(enrolled)
+                deviation, triangles = _surface_deviation(target, part_samples)
             outcome = Outcome(
                 caught=caught,
                 own=own in flagged,
@@ -310,6 +409,8 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
                 unscannable=all(v.verdict == "unscannable" for v in verdicts),
                 area_change=area_change,
                 volume_change=volume_change,
+                deviation=deviation,
+                triangles=triangles,
             )
             row.outcomes.append(outcome)
             if not caught:
@@ -359,6 +460,7 @@ def print_table(results: list[Row]) -> None:
         "upload to its own signature (information only)."
     )
     print_surface_change(results)
+    print_deviation(results)
     wrong = [(r.evasion.key, sum(o.caught and not o.own for o in r.outcomes)) for r in results]
     wrong = [(k, n) for k, n in wrong if n]
     if wrong:
@@ -395,6 +497,31 @@ def print_surface_change(results: list[Row], floor: float = 0.005) -> None:
                     f"{np.median([abs(o.volume_change) for o in missed]):.1%} ({len(missed)})")  # fmt: skip
         e = row.evasion
         print(f"| {e.family} | {e.strength} | {am:.1%} / {ax:.1%} | {vm:.1%} / {vx:.1%} | {lost} |")
+
+
+def print_deviation(results: list[Row]) -> None:
+    """Information beside the table, for rows whose copy stays in the part's frame: how far the
+    copies' surfaces moved, and the recall among copies that kept the part's shape (within
+    :data:`FAITHFUL`) and among those the tool changed. A row's status is its recall over every
+    copy; this says what the misses are."""
+    rows = [(row, row.deviation()) for row in results]
+    rows = [(row, d) for row, d in rows if d is not None]
+    if not rows:
+        return
+    print()
+    print("Surface deviation of the copies that stay in the part's frame (information: two-sided 99th")
+    print("percentile of surface distance over the part's diagonal, median / largest; a copy within")
+    print(f"{FAITHFUL:.0%} keeps the part's shape, beyond it the tool changed it):")
+    print()
+    print("| family | strength | median triangles | deviation | copies within 1% | their recall | recall beyond 1% |")
+    print("|---|---|---|---|---|---|---|")
+    for row, d in rows:
+        n, ok = len(row.outcomes), d["faithful"]
+        inside = f"{d['faithful_caught'] / ok:.0%}" if ok else "-"
+        beyond = f"{d['damaged_caught'] / (n - ok):.0%} of {n - ok}" if n - ok else "-"
+        e = row.evasion
+        print(f"| {e.family} | {e.strength} | {d['median_triangles']:.0f} | {d['median']:.2%} / {d['max']:.2%} "
+              f"| {ok} of {n} | {inside} | {beyond} |")  # fmt: skip
 
 
 # ---------------------------------------------------------------- benign false matches
