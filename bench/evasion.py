@@ -41,7 +41,9 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -415,7 +417,7 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
             row.outcomes.append(outcome)
             if not caught:
                 row.misses.append(path.name)
-            Path(target).unlink()
+            shutil.rmtree(target) if os.path.isdir(target) else Path(target).unlink()
     meta = {
         "proxies": len(files),
         "signatures": len(lib),

@@ -90,15 +90,24 @@ def walk_skip_reason(path: str, root: str, exclude: tuple[str, ...] | list[str])
 
 
 def iter_uploads(
-    paths: tuple[str, ...] | list[str], stats: WalkStats | None = None, exclude: tuple[str, ...] | list[str] = ()
+    paths: tuple[str, ...] | list[str],
+    stats: WalkStats | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    together: bool = False,
 ) -> Iterator[Upload]:
     """The uploads under PATHs: files named as given (always scanned); folders and URL
     prefixes walked recursively in sorted order, every regular file - dot-files and files in
     dot-folders too - judged by its content (:func:`skip_reason`), ``exclude`` globs
-    applied (:func:`excluded_by`)."""
+    applied (:func:`excluded_by`). With ``together``, a local folder is one upload of all its
+    files (:mod:`scanner.formats.folder`), not walked; a URL prefix cannot be one."""
     stats = stats if stats is not None else WalkStats()
     stats.missing = stats.missing or []
     for arg in paths:
+        if together and is_url(arg):
+            raise ValueError(f"--together reads local folders; {arg} is a URL")
+        if together and os.path.isdir(arg):
+            yield Upload(arg, os.path.dirname(os.path.normpath(arg)) or ".")
+            continue
         if is_url(arg):
             yield from _iter_url(arg, stats, tuple(exclude))
             continue

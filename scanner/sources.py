@@ -8,11 +8,13 @@ filesystem's own ``find``, sorted, like the local walk.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
+from scanner.formats.folder import FolderBlob
 from scanner.util import is_url, sha256_hex, sha256_stream
 
 
@@ -28,8 +30,11 @@ def _fs(url: str):  # noqa: ANN202 - fsspec types are optional
 
 
 def open_blob(source: str, max_bytes: int) -> Blob:
-    """A blob for a local path or a URL; raises UnreadableInput (io-error, limit:bytes)."""
+    """A blob for a local path or a URL; raises UnreadableInput (io-error, limit:bytes). A
+    local folder is one upload of all its files (:mod:`scanner.formats.folder`)."""
     if not is_url(source):
+        if os.path.isdir(source):
+            return FolderBlob(source)
         return FileBlob(source, max_bytes)
     fs, path = _fs(source)
     try:
@@ -50,6 +55,8 @@ def open_blob(source: str, max_bytes: int) -> Blob:
 def blob_sha256(blob: Blob) -> str | None:
     if isinstance(blob, BytesBlob):
         return sha256_hex(blob.data)
+    if isinstance(blob, FolderBlob):
+        return blob.manifest_sha256()
     try:
         with blob.open() as fh:
             return sha256_stream(fh)

@@ -89,6 +89,12 @@ SCAN = (
         metavar="GLOB",
     ),
     _flag("list_skipped", "Name on stderr each file a folder walk skipped (not a model, or --exclude)."),
+    _flag(
+        "together",
+        "Read each FOLDER given as one upload: its files (recursively) are matched together, as an "
+        "archive's members are, so a part cut into pieces across a project's files is found. Files "
+        "given are scanned alone as usual.",
+    ),
     Setting("move", str, None, "Move flagged files into this quarantine folder.", "--move", dest="move_to", path="dir"),
     Setting("copy", str, None, "Copy flagged files into this quarantine folder.", "--copy", dest="copy_to", path="dir"),
     THRESHOLD,

@@ -18,7 +18,8 @@ from scanner.util import is_url
 @click.argument("paths", nargs=-1, required=False, type=click.Path())
 @uses(*SCAN)
 def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, out_path: str | None, force: bool,
-             append: bool, show_all: bool, only_flagged: bool, list_skipped: bool, **options: Any) -> None:  # fmt: skip
+             append: bool, show_all: bool, only_flagged: bool, list_skipped: bool, together: bool,
+             **options: Any) -> None:  # fmt: skip
     """Scan files, folders (recursively) and archives (member by member).
 
     Exit code 0: everything read, nothing flagged; 1: something flagged or sent to review
@@ -33,12 +34,14 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, ou
     from scanner.run import ScanRun
 
     one_blas_thread_from_the_start()
-    run_settings = _run_settings(options)
-    check_out_options(out_path, fmt, force, append)
     if files_from is not None:
         paths = (*paths, *read_files_from(files_from))
     elif not paths:
         raise click.UsageError("give PATH... to scan, or --files-from FILE")
+    if together:
+        _check_together(options, paths)
+    run_settings = _run_settings(options)
+    check_out_options(out_path, fmt, force, append)
     # before the library loads: a refused --out costs nothing
     out, had_content = open_out(out_path, fmt or "jsonl", force, append) if out_path else (sys.stdout, False)
     exclude = options.pop("exclude")
@@ -50,7 +53,7 @@ def scan_cmd(paths: tuple[str, ...], files_from: str | None, fmt: str | None, ou
             progress = _progress(table_or_not_terminal=fmt == "table" or not out.isatty())
             writer = _writer(out, fmt, had_content, show_all, paths, progress)
             try:
-                _scan(run, paths, exclude, writer, only_flagged, progress)
+                _scan(run, paths, exclude, writer, only_flagged, progress, together)
             finally:
                 writer.close()
     finally:
@@ -133,13 +136,28 @@ def _names(paths: tuple[str, ...]) -> tuple[Any, str | None]:
     return relative, f"under {root}"
 
 
+def _check_together(options: dict[str, Any], paths: tuple[str, ...]) -> None:
+    """``--together`` reads a folder as one upload: what works file by file does not follow."""
+    urls = [p for p in paths if is_url(p)]
+    if urls:
+        raise click.UsageError(f"--together reads local folders; {urls[0]} is a URL")
+    if options.get("move_to") or options.get("copy_to"):
+        raise click.UsageError("--together reports a folder as one upload and quarantines nothing: drop "
+                               "--move/--copy, or scan its files without --together to quarantine them")  # fmt: skip
+    if options.get("resume"):
+        raise click.UsageError("--resume skips files by size and time, which a folder read together does not "
+                               "have: drop --resume with --together")  # fmt: skip
+    if options.get("exclude"):
+        raise click.UsageError("--exclude applies to folder walks: a folder read together is read whole")
+
+
 def _scan(run: Any, paths: tuple[str, ...], exclude: tuple[str, ...], writer: Any, only_flagged: bool,
-          progress: Any) -> None:  # fmt: skip
+          progress: Any, together: bool = False) -> None:  # fmt: skip
     """Feed the run, write what it yields, and show progress."""
     from scanner.batch import iter_uploads
 
     with progress:
-        total, uploads = None, iter_uploads(paths, run.summary.walk, exclude)
+        total, uploads = None, iter_uploads(paths, run.summary.walk, exclude, together=together)
         if not progress.disable and not any(is_url(p) for p in paths):
             uploads = iter(listed := list(uploads))  # walked (and sniffed) once; counted for the ETA
             total = len(listed)

@@ -139,6 +139,7 @@ class Sniffer:
     lowest first, and the first name answered decides; ``None`` passes to the next. The
     bands, which the order of the checks depends on:
 
+    * 0-99: what the blob is rather than what its bytes say (a folder);
     * 100-299: containers and compressed streams, by magic number;
     * 300-399: headers that say what the file is (PLY, OFF);
     * 400-699: binary content (STL's size rule, binary magic numbers), then UTF-16 text;

@@ -36,7 +36,7 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
     3MF package (the zip reader then refuses it).
     """
     head = blob.head(HEAD_BYTES)
-    if not head:
+    if not head and not getattr(blob, "is_folder", False):  # a folder has no bytes of its own
         return "empty"
     probe = Probe(blob, head, max_members, sniff)
     for sniffer in SNIFFERS:
@@ -94,7 +94,7 @@ def non_model_kind(blob: Blob) -> str | None:
     not a model, ``empty`` for a zero-byte file (nothing can hide in it), or None when it must
     be scanned (a model, a container, a format meshscan cannot read, unknown bytes)."""
     head = blob.head(HEAD_BYTES)
-    if not head:
+    if not head and not getattr(blob, "is_folder", False):  # a folder has no bytes of its own
         return "empty"
     if head.startswith(_CONTAINER_MAGIC):
         return None  # archives are always opened (the scan reads their directory, not this walk)

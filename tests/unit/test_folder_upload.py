@@ -1,0 +1,69 @@
+"""A local folder read as one upload (scanner/formats/folder.py): its identity, its limits, and
+that nothing outside it is read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scanner.config import Limits
+from scanner.errors import LIMIT_BYTES, UNSAFE_PATH
+from scanner.formats.folder import FolderBlob
+from scanner.loading import iter_meshes, open_upload
+from tests.conftest import REPO
+
+DEMO = REPO / "fixtures" / "demo"
+
+
+def _project(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(DEMO / "benign-cup-s1-000.stl", root / "b.stl")
+    shutil.copy(DEMO / "benign-block-s1-001.3mf", root / "sub" / "a.3mf")
+    return root
+
+
+def test_the_manifest_names_the_files_wherever_the_folder_lies(tmp_path: Path) -> None:
+    one = _project(tmp_path / "one")
+    two = tmp_path / "elsewhere" / "two"
+    shutil.copytree(one, two)
+    first = open_upload(one).sha256
+    assert first is not None and len(first) == 64
+    assert open_upload(two).sha256 == first  # same files, same names
+    (two / "sub" / "a.3mf").rename(two / "sub" / "c.3mf")
+    assert open_upload(two).sha256 != first  # a renamed member is another upload
+    shutil.copytree(one, tmp_path / "three")
+    (tmp_path / "three" / "b.stl").write_bytes((one / "b.stl").read_bytes() + b"\0")
+    assert open_upload(tmp_path / "three").sha256 != first  # and so is a changed one
+
+
+def test_members_are_every_file_in_order_named_under_the_folder(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    members = [r.member for r in iter_meshes(root)]
+    assert members[0] == "b.stl" and all(m.startswith("sub/a.3mf") for m in members[1:])
+    assert all(r.mesh is not None for r in iter_meshes(root))
+
+
+def test_the_folder_total_is_the_archive_budget(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    results = list(iter_meshes(root, Limits(max_uncompressed_bytes=total - 1)))
+    assert results[-1].error is not None and results[-1].error.reason == LIMIT_BYTES
+    assert results[-1].member is None  # the upload as a whole stops, not one member
+
+
+def test_a_link_is_a_member_that_cannot_be_read(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    outside = tmp_path / "outside.stl"
+    shutil.copy(DEMO / "benign-cup-s1-000.stl", outside)
+    (root / "z.stl").symlink_to(outside)
+    link = {r.member: r for r in iter_meshes(root)}["z.stl"]  # a folder's files before its subfolders'
+    assert link.mesh is None and link.error.reason == UNSAFE_PATH
+
+
+def test_a_folder_blob_has_no_bytes_of_its_own(tmp_path: Path) -> None:
+    blob = FolderBlob(str(tmp_path))
+    assert blob.head(100) == b"" and blob.size == 0
+    with pytest.raises(Exception, match="no bytes of its own"):
+        blob.open()
