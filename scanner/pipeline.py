@@ -179,9 +179,9 @@ def _members_together(path: str, judged: list[_Judged], context: ScanContext) ->
     if joint.verdict != FLAG:
         return judged
     names = ", ".join(judged[i].result.member or "?" for i in together)
-    subject = (
-        f"this member matches nothing alone, but the {len(together)} mesh members of the upload together ({names})"
-    )
+    folder = os.path.isdir(path)  # a folder read together (scan --together): its files
+    one, many = ("file", "model files of the folder") if folder else ("member", "mesh members of the upload")
+    subject = f"this {one} matches nothing alone, but the {len(together)} {many} together ({names})"
     text = flag_explanation(joint.matches[0], len({m.signature_id for m in joint.matches}), subject)
     revised = list(judged)
     for i in together:

@@ -65,7 +65,8 @@ def test_the_pieces_together_flag_every_piece_and_name_the_others(project: Path)
     assert (notes["verdict"], notes["reason"]) == ("unscannable", "not-a-model")
     assert {v["path"] for v in verdicts} == {str(project)}
     assert {v["category"] for v in pieces} == {"accessory"}
-    assert all("piece1.stl, piece2.stl, piece3.stl, piece4.stl" in v["explanation"] for v in pieces)
+    assert all("the 4 model files of the folder together (piece1.stl, piece2.stl, piece3.stl, piece4.stl)"
+               in v["explanation"] for v in pieces)  # fmt: skip
     sha = {v["sha256"] for v in verdicts}
     assert len(sha) == 1 and None not in sha  # the folder's manifest digest: one upload
     assert "1 file(s), 5 result(s): 4 flagged" in err
