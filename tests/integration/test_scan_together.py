@@ -10,10 +10,7 @@ it, so the route stays measured), and flagged together, each naming the others.
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,16 +19,9 @@ import pytest
 import scanner
 from fixtures.evasions import EVASIONS, as_trimesh
 from tests.conftest import REPO
+from tests.integration.test_composition_evasions import scan  # the CLI, the demo library, no model
 
 DEMO = REPO / "fixtures" / "demo"
-
-
-def scan(*args: str) -> tuple[int, list[dict], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "scanner.cli", "scan", *args, "--no-model", "--format", "jsonl", "--jobs", "1"],
-        capture_output=True, text=True, timeout=240, cwd=REPO,
-    )  # fmt: skip
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
 
 @pytest.fixture(scope="module")
