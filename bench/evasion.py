@@ -93,6 +93,9 @@ class Outcome:
     distances to the other's - over the enrolled part's diagonal (:func:`_surface_deviation`)."""
     triangles: int = 0
     """Triangles of the upload (every member)."""
+    alone: tuple[int, int] | None = None
+    """A folder upload (``scan --together``): (files flagged, files) when each file is scanned
+    alone instead, as a platform that stores a post's files one by one would."""
 
 
 @dataclass
@@ -398,6 +401,7 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
             flagged = _flagged_ids(verdicts)
             caught = any(v.verdict == FLAG for v in verdicts)
             area_change, volume_change = _surface_change(target, size)
+            alone = _files_alone(target, context) if os.path.isdir(target) else None
             deviation, triangles = math.nan, 0
             if row.evasion.same_frame:
                 part_samples = part_samples or _enrolled_samples(enrolled)
@@ -413,6 +417,7 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
                 volume_change=volume_change,
                 deviation=deviation,
                 triangles=triangles,
+                alone=alone,
             )
             row.outcomes.append(outcome)
             if not caught:
@@ -463,6 +468,7 @@ def print_table(results: list[Row]) -> None:
     )
     print_surface_change(results)
     print_deviation(results)
+    print_alone(results)
     wrong = [(r.evasion.key, sum(o.caught and not o.own for o in r.outcomes)) for r in results]
     wrong = [(k, n) for k, n in wrong if n]
     if wrong:
@@ -499,6 +505,32 @@ def print_surface_change(results: list[Row], floor: float = 0.005) -> None:
                     f"{np.median([abs(o.volume_change) for o in missed]):.1%} ({len(missed)})")  # fmt: skip
         e = row.evasion
         print(f"| {e.family} | {e.strength} | {am:.1%} / {ax:.1%} | {vm:.1%} / {vx:.1%} | {lost} |")
+
+
+def _files_alone(folder: str, context: ScanContext) -> tuple[int, int]:
+    """(files flagged, files) of a folder upload when each file is scanned on its own."""
+    files = sorted(os.path.join(folder, name) for name in os.listdir(folder))
+    flagged = sum(any(v.verdict == FLAG for v in scan_one(f, context)) for f in files)
+    return flagged, len(files)
+
+
+def print_alone(results: list[Row]) -> None:
+    """Information beside the table, for rows whose upload is a folder of files read together:
+    what the same files give scanned one by one (the route ``scan --together`` closes)."""
+    rows = [row for row in results if row.outcomes and all(o.alone is not None for o in row.outcomes)]
+    if not rows:
+        return
+    print()
+    print("The same files scanned one by one (information: a platform that stores a post's files apart):")
+    print()
+    print("| family | strength | parts with a file flagged alone | files flagged alone | parts read together |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        parts = sum(o.alone[0] > 0 for o in row.outcomes)
+        files, total = sum(o.alone[0] for o in row.outcomes), sum(o.alone[1] for o in row.outcomes)
+        n = len(row.outcomes)
+        e = row.evasion
+        print(f"| {e.family} | {e.strength} | {parts} of {n} | {files} of {total} | {row.recall:.0%} |")
 
 
 def print_deviation(results: list[Row]) -> None:
