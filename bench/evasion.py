@@ -18,7 +18,11 @@ What it does (issue 11, item 6), everything through the shipped code paths:
    the upload (any row of any member) to its own signature - for information: the verdict
    decides, not ``d``;
 3. prints recall per family and strength against the issue's tier (100 / 90 / 70 %), PASS or
-   MISS;
+   MISS; beside it, for information: each copy's area and volume change, for copies that stay
+   in the part's frame (re-tessellations) how far their surface moved and the recall each side
+   of 1% of the diagonal (a re-tessellated copy, or one the tool deformed?), and for copies
+   spread over the files of one folder (read together, as ``scan --together``) what the same
+   files give scanned one by one;
 4. false matches: ``--benign`` generated benign look-alikes (``fixtures.generate.BENIGN``, the
    hard negatives) scanned against the library - (file, signature) pairs and files flagged;
 5. the real-parts check: public corpus meshes nobody here made, with twins dropped (rule
