@@ -55,8 +55,15 @@ class FolderBlob:
 
     def entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
         """(relative name, path, lstat) of everything under the folder, sorted, never
-        following a symbolic link; folders themselves are walked, not listed."""
-        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
+        following a symbolic link; folders themselves are walked, not listed. A folder that
+        cannot be listed stops the upload (``io-error``): ``os.walk`` would skip it silently,
+        and a folder read in part is never ``clear``."""
+
+        def unlisted(exc: OSError) -> None:
+            where = os.path.relpath(exc.filename or self.path, self.path).replace(os.sep, "/")
+            raise UnreadableInput(IO_ERROR, f"cannot list {where}: {exc.strerror}")
+
+        for dirpath, dirnames, filenames in os.walk(self.path, onerror=unlisted, followlinks=False):
             dirnames.sort()
             links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
             dirnames[:] = [d for d in dirnames if d not in links]
@@ -85,6 +92,20 @@ class FolderBlob:
         return digest.hexdigest()
 
 
+class _FolderFile(FileBlob):
+    """A file of the folder, opened without following a link: one swapped in for the file
+    after the walk saw a regular file is refused (``unsafe-path``), not read."""
+
+    def open(self) -> BinaryIO:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise UnreadableInput(UNSAFE_PATH, "a symbolic link: not followed") from None
+            raise UnreadableInput(IO_ERROR, f"cannot open: {exc.strerror}") from None
+        return os.fdopen(fd, "rb")
+
+
 def iter_folder(blob: FolderBlob, ctx: LoadContext) -> Iterator[MemberResult]:
     """Every mesh of every file under the folder (:class:`FolderBlob`), as archive members."""
     ctx = ctx.nested()
@@ -99,7 +120,7 @@ def iter_folder(blob: FolderBlob, ctx: LoadContext) -> Iterator[MemberResult]:
             yield MemberResult(rel, "", error=UnreadableInput(UNSAFE_PATH, "not a regular file"))
             continue
         try:
-            member = FileBlob(path, ctx.limits.max_file_bytes)
+            member = _FolderFile(path, ctx.limits.max_file_bytes)
         except UnreadableInput as err:
             yield MemberResult(rel, "", error=err)
             continue

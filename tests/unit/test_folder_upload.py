@@ -3,13 +3,14 @@ that nothing outside it is read."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from scanner.config import Limits
-from scanner.errors import LIMIT_BYTES, UNSAFE_PATH
+from scanner.errors import IO_ERROR, LIMIT_BYTES, UNSAFE_PATH, UnreadableInput
 from scanner.formats.folder import FolderBlob
 from scanner.loading import iter_meshes, open_upload
 from tests.conftest import REPO
@@ -67,3 +68,30 @@ def test_a_folder_blob_has_no_bytes_of_its_own(tmp_path: Path) -> None:
     assert blob.head(100) == b"" and blob.size == 0
     with pytest.raises(Exception, match="no bytes of its own"):
         blob.open()
+
+
+def test_a_subfolder_that_cannot_be_listed_stops_the_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path / "p")
+    real_scandir = os.scandir
+
+    def scandir(path):  # noqa: ANN001, ANN202 - as os.walk calls it
+        if os.fspath(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # root reads everything: a refused listing is simulated
+    results = list(iter_meshes(root))
+    assert results[-1].member is None and results[-1].error.reason == IO_ERROR
+    assert "cannot list sub" in results[-1].error.detail
+
+
+def test_a_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path: Path) -> None:
+    from scanner.formats.folder import _FolderFile
+
+    root = _project(tmp_path / "p")
+    member = _FolderFile(str(root / "b.stl"), 1 << 30)  # seen as a regular file
+    (root / "b.stl").unlink()
+    (root / "b.stl").symlink_to(DEMO / "benign-cup-s1-000.stl")
+    with pytest.raises(UnreadableInput) as err:
+        member.open()
+    assert err.value.reason == UNSAFE_PATH
