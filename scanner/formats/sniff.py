@@ -94,7 +94,7 @@ def non_model_kind(blob: Blob) -> str | None:
     not a model, ``empty`` for a zero-byte file (nothing can hide in it), or None when it must
     be scanned (a model, a container, a format meshscan cannot read, unknown bytes)."""
     head = blob.head(HEAD_BYTES)
-    if not head and not getattr(blob, "is_folder", False):  # a folder has no bytes of its own
+    if not head:
         return "empty"
     if head.startswith(_CONTAINER_MAGIC):
         return None  # archives are always opened (the scan reads their directory, not this walk)
