@@ -30,6 +30,7 @@ from scanner.errors import (
     UNSAFE_PATH,
     UnreadableInput,
 )
+from scanner.formats._hidden import gzip_header_fields, read_hidden, zip_trailer
 from scanner.formats._probe import Probe
 from scanner.formats.base import Format, LoadContext, MemberResult, Sniffer
 from scanner.formats.blob import Blob, BytesBlob
@@ -330,6 +331,10 @@ def iter_zip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
                 yield MemberResult(info.filename, "", error=err)
                 continue
             yield from read_member_bytes(info.filename, data, ctx)
+        comment = zf.comment
+    # what unzip steps over (scanner/formats/_hidden.py)
+    yield from read_hidden("#comment", comment, ctx)
+    yield from read_hidden("#after-end", zip_trailer(blob), ctx)
 
 
 def _single_stream(blob: Blob, ctx: LoadContext, opener, suffixes: tuple[str, ...]) -> Iterator[MemberResult]:
@@ -347,6 +352,8 @@ def _single_stream(blob: Blob, ctx: LoadContext, opener, suffixes: tuple[str, ..
 
 def iter_gzip(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
     yield from _single_stream(blob, ctx, lambda f: gzip.GzipFile(fileobj=f), (".gz", ".tgz"))
+    for where, data in gzip_header_fields(blob):  # what gunzip steps over (scanner/formats/_hidden.py)
+        yield from read_hidden(where, data, ctx.nested())
 
 
 def iter_bz2(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
