@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from scanner.errors import CORRUPT, EMPTY, LIMIT_MEMORY, NOT_A_MODEL, UNSUPPORTED_FORMAT, UnreadableInput
-from scanner.formats._hidden import png_trailer_at, read_hidden
+from scanner.formats._hidden import image_trailer_at, read_hidden
 from scanner.formats.base import LoadContext, MemberResult
 from scanner.formats.blob import Blob, BytesBlob, FileBlob
 from scanner.formats.registry import CONTAINERS, FORMATS, LOADERS
@@ -72,7 +72,7 @@ def _read(blob: Blob, ctx: LoadContext, sniffed: list[str] | None = None) -> Ite
         if fmt == "empty":
             raise UnreadableInput(EMPTY, "zero-byte file")
         if fmt in NON_MODEL:
-            if fmt == "png" and (at := png_trailer_at(blob)) is not None:  # bytes after its end
+            if (at := image_trailer_at(blob, fmt)) is not None:  # bytes after an image's end
                 with blob.open() as fh:
                     fh.seek(at)
                     yield from read_hidden("#after-end", fh.read(), ctx.nested())

@@ -67,6 +67,49 @@ def png_trailer_at(blob: Blob) -> int | None:
     return None
 
 
+def jpeg_trailer_at(blob: Blob) -> int | None:
+    """Where the bytes after a JPEG's end (``EOI``) start (None: none, or the markers cannot be
+    walked to it): length-delimited segments are stepped over (an EXIF thumbnail's own ``EOI``
+    inside one is not the end), entropy-coded data is scanned for the next marker."""
+    data = blob.read()
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return at + 2 if at + 2 < len(data) else None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            at += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, at + 2)
+        at += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+            while True:
+                at = data.find(b"\xff", at)
+                if at < 0 or at + 1 >= len(data):
+                    return None
+                if data[at + 1] == 0x00 or 0xD0 <= data[at + 1] <= 0xD7:
+                    at += 2
+                    continue
+                break
+    return None
+
+
+def image_trailer_at(blob: Blob, fmt: str) -> int | None:
+    """Where bytes after an image's end start, for the images whose end can be walked to."""
+    if fmt == "png":
+        return png_trailer_at(blob)
+    if fmt == "jpeg":
+        return jpeg_trailer_at(blob)
+    return None
+
+
 def zip_trailer(blob: Blob) -> bytes:
     """The bytes after a zip's end record and the comment it declares, where zipfile finds
     that record (the last signature within 64 KiB of the end)."""

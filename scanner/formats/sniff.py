@@ -20,7 +20,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 
-from scanner.formats._hidden import MIN_HIDDEN_BYTES, png_trailer_at
+from scanner.formats._hidden import MIN_HIDDEN_BYTES, image_trailer_at
 from scanner.formats._probe import HEAD_BYTES, Probe
 from scanner.formats.archive import BZ2_MAGIC, GZIP_MAGIC, ZIP_MAGIC, zip_has_more_entries_than
 from scanner.formats.blob import Blob, BytesBlob
@@ -100,14 +100,14 @@ def non_model_kind(blob: Blob) -> str | None:
     if head.startswith(_CONTAINER_MAGIC):
         return None  # archives are always opened (the scan reads their directory, not this walk)
     fmt = sniff(blob)
-    if fmt == "png" and _hides_something(blob):
+    if fmt in ("png", "jpeg") and _hides_something(blob, fmt):
         return None  # a model after its end is read (scanner/formats/_hidden.py)
     return fmt if fmt in NON_MODEL else None
 
 
-def _hides_something(blob: Blob) -> bool:
-    """Do the bytes after a PNG's end sniff as anything but text, an image or unknown bytes?"""
-    at = png_trailer_at(blob)
+def _hides_something(blob: Blob, fmt: str) -> bool:
+    """Do the bytes after an image's end sniff as anything but text, an image or unknown bytes?"""
+    at = image_trailer_at(blob, fmt)
     if at is None or blob.size - at < MIN_HIDDEN_BYTES:
         return False
     with blob.open() as fh:

@@ -109,3 +109,33 @@ def test_text_and_unknown_bytes_there_give_nothing(tmp_path: Path) -> None:
     assert code == 0, err
     expected = [("github.zip", "cup.stl"), ("noise.zip", "cup.stl"), ("named.stl.gz", "named.stl")]
     assert [(Path(v["path"]).name, v["member"], v["verdict"]) for v in verdicts] == [(*e, "clear") for e in expected]
+
+
+def _jpeg(after: bytes = b"", **options: object) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    return out.getvalue() + after
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"progressive": True}, {"exif": b"Exif\0\0" + b"\xff\xd9" * 8}],
+    ids=["baseline", "progressive", "exif"],
+)
+def test_a_part_after_a_jpeg_end_flags_and_a_plain_jpeg_is_still_skipped(tmp_path: Path, options: dict) -> None:
+    (tmp_path / "photo.jpg").write_bytes(_jpeg(PROXY, **options))
+    (tmp_path / "plain.jpg").write_bytes(_jpeg(**options))  # an end marker inside EXIF is not the end
+    code, verdicts, err = scan(str(tmp_path))
+    assert code == 1, err
+    assert [(Path(v["path"]).name, v["member"], v["verdict"]) for v in verdicts][0] == (
+        "photo.jpg",
+        "#after-end",
+        "flag",
+    )
+    assert "1 skipped (not a model by content)" in err
