@@ -21,6 +21,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from scanner.errors import BAD_INDEX, CORRUPT, EMPTY, LIMIT_DEPTH, LIMIT_XML, NOT_A_MODEL, UnreadableInput
+from scanner.formats._hidden import read_hidden, zip_trailer
 from scanner.formats._probe import Probe
 from scanner.formats._text import parse_numbers
 from scanner.formats.archive import (
@@ -316,6 +317,10 @@ def iter_3mf(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
                 yield result
             if empty_build is not None and not read_any:
                 yield MemberResult(None, "3mf", error=empty_build)
+            comment = zf.comment
+        hidden = ctx.nested()  # what unzip steps over (scanner/formats/_hidden.py)
+        yield from read_hidden("#comment", comment, hidden)
+        yield from read_hidden("#after-end", zip_trailer(blob), hidden)
     except UnreadableInput as err:
         yield MemberResult(None, "3mf", error=err)
 

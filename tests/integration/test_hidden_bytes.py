@@ -34,6 +34,11 @@ def _zip(path: Path, members: dict[str, bytes], comment: bytes = b"", after: byt
     return path
 
 
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
 def _gzip(path: Path, data: bytes, extra: bytes | None = None, comment: bytes | None = None) -> Path:
     flags = (0x04 if extra is not None else 0) | (0x10 if comment is not None else 0)
     head = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff"
@@ -69,7 +74,7 @@ def _hidden_flags(*paths: Path) -> tuple[int, dict[tuple[str, str | None], dict]
 @pytest.mark.parametrize(
     ("name", "member"),
     [("comment.zip", "#comment"), ("after-end.zip", "#after-end"), ("extra.stl.gz", "#extra-4d53"),
-     ("comment.stl.gz", "#comment"), ("texture.zip", "texture.png/#after-end")],
+     ("comment.stl.gz", "#comment"), ("texture.zip", "texture.png/#after-end"), ("comment.3mf", "#comment")],
 )  # fmt: skip
 def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member: str) -> None:
     ascii_proxy = (DEMO / "proxy-slide_or_cylinder-s1-000.obj").read_bytes()  # enrolled; OBJ text, no zero byte
@@ -80,6 +85,7 @@ def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member:
         "extra.stl.gz": lambda p: _gzip(p, BENIGN, extra=b"MS" + struct.pack("<H", len(PROXY)) + PROXY),
         "comment.stl.gz": lambda p: _gzip(p, BENIGN, comment=ascii_proxy),
         "texture.zip": lambda p: _zip(p, {"cup.stl": BENIGN, "texture.png": _png(PROXY)}),
+        "comment.3mf": lambda p: _zip(p, _members(DEMO / "benign-block-s1-001.3mf"), comment=PROXY[:65535]),
     }[name](tmp_path / name)
     code, by = _hidden_flags(made)
     assert code == 1
