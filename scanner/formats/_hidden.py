@@ -15,6 +15,7 @@ unknown bytes give no result - they were read and hold no model.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterator
 
 from scanner.errors import EMPTY, NOT_A_MODEL, UNSUPPORTED_FORMAT
@@ -125,24 +126,50 @@ def zip_trailer(blob: Blob) -> bytes:
 
 
 def gzip_header_fields(blob: Blob) -> list[tuple[str, bytes]]:
-    """A gzip stream's first header's extra field (``FEXTRA``) and comment (``FCOMMENT``):
-    gzip readers step over both."""
-    fields = []
+    """Every gzip member's header extra field (``FEXTRA``) and comment (``FCOMMENT``): gzip
+    readers step over both. Later members are found by inflating each member's data to its
+    end (the output is dropped, a chunk at a time); a header that cannot be parsed ends the
+    walk (reading the stream itself reports the damage)."""
+    fields: list[tuple[str, bytes]] = []
     with blob.open() as fh:
-        head = fh.read(10)
-        if len(head) < 10 or head[:2] != b"\x1f\x8b":
-            return []
-        flags = head[3]
-        if flags & 0x04:
-            raw = fh.read(2)
-            if len(raw) == 2:
-                fields += _subfields(fh.read(struct.unpack("<H", raw)[0]))
-        for bit, name in ((0x08, None), (0x10, "#comment")):
-            if flags & bit:
-                text = _zero_terminated(fh)
-                if name is not None:
-                    fields.append((name, text))
-    return fields
+        member = 0
+        while True:
+            head = fh.read(10)
+            if len(head) < 10 or head[:2] != b"\x1f\x8b":
+                return fields
+            suffix = "" if member == 0 else f"-{member + 1}"
+            flags = head[3]
+            if flags & 0x04:
+                raw = fh.read(2)
+                if len(raw) < 2:
+                    return fields
+                fields += [(name + suffix, data) for name, data in _subfields(fh.read(struct.unpack("<H", raw)[0]))]
+            for bit, name in ((0x08, None), (0x10, "#comment")):
+                if flags & bit:
+                    text = _zero_terminated(fh)
+                    if name is not None:
+                        fields.append((name + suffix, text))
+            if flags & 0x02:
+                fh.read(2)  # header CRC
+            if not _skip_deflate(fh):
+                return fields
+            fh.read(8)  # CRC32 and size
+            member += 1
+
+
+def _skip_deflate(fh) -> bool:  # noqa: ANN001 - a binary file
+    """Read past one raw deflate stream; False if it does not end."""
+    inflate = zlib.decompressobj(-15)
+    while not inflate.eof:
+        chunk = inflate.unconsumed_tail or fh.read(1 << 16)
+        if not chunk:
+            return False
+        try:
+            inflate.decompress(chunk, 1 << 16)
+        except zlib.error:
+            return False
+    fh.seek(fh.tell() - len(inflate.unused_data))  # every chunk fed ends where the file was read to
+    return True
 
 
 def _subfields(extra: bytes) -> list[tuple[str, bytes]]:

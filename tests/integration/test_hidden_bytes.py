@@ -52,6 +52,14 @@ def _gzip(path: Path, data: bytes, extra: bytes | None = None, comment: bytes | 
     return path
 
 
+def _two_members(path: Path) -> Path:
+    """A gzip stream of two members (gzip reads them as one): the part in the second's header."""
+    first = _gzip(path.with_suffix(".1"), BENIGN[:1000]).read_bytes()
+    second = _gzip(path.with_suffix(".2"), BENIGN[1000:], extra=b"MS" + struct.pack("<H", len(PROXY)) + PROXY)
+    path.write_bytes(first + second.read_bytes())
+    return path
+
+
 def _png(after: bytes = b"") -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -74,7 +82,8 @@ def _hidden_flags(*paths: Path) -> tuple[int, dict[tuple[str, str | None], dict]
 @pytest.mark.parametrize(
     ("name", "member"),
     [("comment.zip", "#comment"), ("after-end.zip", "#after-end"), ("extra.stl.gz", "#extra-4d53"),
-     ("comment.stl.gz", "#comment"), ("texture.zip", "texture.png/#after-end"), ("comment.3mf", "#comment")],
+     ("comment.stl.gz", "#comment"), ("texture.zip", "texture.png/#after-end"), ("comment.3mf", "#comment"),
+     ("second.stl.gz", "#extra-4d53-2")],
 )  # fmt: skip
 def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member: str) -> None:
     ascii_proxy = (DEMO / "proxy-slide_or_cylinder-s1-000.obj").read_bytes()  # enrolled; OBJ text, no zero byte
@@ -86,6 +95,7 @@ def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member:
         "comment.stl.gz": lambda p: _gzip(p, BENIGN, comment=ascii_proxy),
         "texture.zip": lambda p: _zip(p, {"cup.stl": BENIGN, "texture.png": _png(PROXY)}),
         "comment.3mf": lambda p: _zip(p, _members(DEMO / "benign-block-s1-001.3mf"), comment=PROXY[:65535]),
+        "second.stl.gz": lambda p: _two_members(p),
     }[name](tmp_path / name)
     code, by = _hidden_flags(made)
     assert code == 1
