@@ -383,6 +383,10 @@ def iter_tar(blob: Blob, ctx: LoadContext) -> Iterator[MemberResult]:
         seen = 0
         try:
             for info in tf:
+                # pax records (a comment, any keyword) are stepped over by tar (scanner/formats/_hidden.py)
+                for key, value in sorted(info.pax_headers.items()):
+                    data = value.encode("utf-8", "surrogateescape")
+                    yield from read_hidden(f"{info.name}#pax-{key}", data, ctx)
                 if info.isdir():
                     continue
                 seen += 1

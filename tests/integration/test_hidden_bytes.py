@@ -60,6 +60,18 @@ def _two_members(path: Path) -> Path:
     return path
 
 
+def _pax_tar(path: Path, comment: str) -> Path:
+    """A tar whose member carries a pax ``comment`` record (tar steps over it)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("cup.stl")
+        info.size, info.pax_headers = len(BENIGN), {"comment": comment}
+        tf.addfile(info, io.BytesIO(BENIGN))
+    return path
+
+
 def _png(after: bytes = b"") -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -83,7 +95,7 @@ def _hidden_flags(*paths: Path) -> tuple[int, dict[tuple[str, str | None], dict]
     ("name", "member"),
     [("comment.zip", "#comment"), ("after-end.zip", "#after-end"), ("extra.stl.gz", "#extra-4d53"),
      ("comment.stl.gz", "#comment"), ("texture.zip", "texture.png/#after-end"), ("comment.3mf", "#comment"),
-     ("second.stl.gz", "#extra-4d53-2")],
+     ("second.stl.gz", "#extra-4d53-2"), ("pax.tar", "cup.stl#pax-comment")],
 )  # fmt: skip
 def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member: str) -> None:
     ascii_proxy = (DEMO / "proxy-slide_or_cylinder-s1-000.obj").read_bytes()  # enrolled; OBJ text, no zero byte
@@ -96,6 +108,7 @@ def test_a_part_where_readers_step_over_flags(tmp_path: Path, name: str, member:
         "texture.zip": lambda p: _zip(p, {"cup.stl": BENIGN, "texture.png": _png(PROXY)}),
         "comment.3mf": lambda p: _zip(p, _members(DEMO / "benign-block-s1-001.3mf"), comment=PROXY[:65535]),
         "second.stl.gz": lambda p: _two_members(p),
+        "pax.tar": lambda p: _pax_tar(p, ascii_proxy.decode()),
     }[name](tmp_path / name)
     code, by = _hidden_flags(made)
     assert code == 1
