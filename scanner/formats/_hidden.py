@@ -102,13 +102,55 @@ def jpeg_trailer_at(blob: Blob) -> int | None:
     return None
 
 
-def image_trailer_at(blob: Blob, fmt: str) -> int | None:
-    """Where bytes after an image's end start, for the images whose end can be walked to."""
-    if fmt == "png":
-        return png_trailer_at(blob)
-    if fmt == "jpeg":
-        return jpeg_trailer_at(blob)
+def gif_trailer_at(blob: Blob) -> int | None:
+    """Where the bytes after a GIF's trailer byte (``;``) start, walking its blocks."""
+    data = blob.read()
+    if len(data) < 13 or data[:4] != b"GIF8":
+        return None
+    at = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while at < len(data):
+        kind = data[at]
+        if kind == 0x3B:  # trailer
+            return at + 1 if at + 1 < len(data) else None
+        if kind == 0x21:  # extension: label, then sub-blocks
+            at += 2
+        elif kind == 0x2C:  # image: descriptor, local colour table, LZW code size, sub-blocks
+            if at + 10 > len(data):
+                return None
+            flags = data[at + 9]
+            at += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        else:
+            return None
+        while at < len(data) and data[at]:  # sub-blocks up to the zero-length one
+            at += data[at] + 1
+        at += 1
     return None
+
+
+def riff_trailer_at(blob: Blob) -> int | None:
+    """Where the bytes after a RIFF file's declared size (WebP) start."""
+    head = blob.head(12)
+    if len(head) < 12 or head[:4] != b"RIFF":
+        return None
+    end = 8 + struct.unpack_from("<I", head, 4)[0]
+    end += end % 2  # chunks are padded to even sizes
+    return end if end < blob.size else None
+
+
+_IMAGE_ENDS = {
+    "png": png_trailer_at,
+    "jpeg": jpeg_trailer_at,
+    "gif": gif_trailer_at,
+    "webp": riff_trailer_at,
+}
+
+
+def image_trailer_at(blob: Blob, fmt: str) -> int | None:
+    """Where bytes after an image's end start, for the images whose end can be walked to
+    (TIFF, SVG and PDF cannot: their ends are not where their bytes end; a BMP with bytes past
+    its declared size is not sniffed as a BMP at all, so it is unscannable, never skipped)."""
+    find = _IMAGE_ENDS.get(fmt)
+    return None if find is None else find(blob)
 
 
 def zip_trailer(blob: Blob) -> bytes:

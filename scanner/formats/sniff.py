@@ -100,7 +100,7 @@ def non_model_kind(blob: Blob) -> str | None:
     if head.startswith(_CONTAINER_MAGIC):
         return None  # archives are always opened (the scan reads their directory, not this walk)
     fmt = sniff(blob)
-    if fmt in ("png", "jpeg") and _hides_something(blob, fmt):
+    if image_trailer_at(blob, fmt) is not None and _hides_something(blob, fmt):
         return None  # a model after its end is read (scanner/formats/_hidden.py)
     return fmt if fmt in NON_MODEL else None
 

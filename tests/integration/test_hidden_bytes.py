@@ -140,7 +140,7 @@ def test_text_and_unknown_bytes_there_give_nothing(tmp_path: Path) -> None:
     assert [(Path(v["path"]).name, v["member"], v["verdict"]) for v in verdicts] == [(*e, "clear") for e in expected]
 
 
-def _jpeg(after: bytes = b"", **options: object) -> bytes:
+def _image(kind: str, after: bytes = b"", **options: object) -> bytes:
     import io
 
     import numpy as np
@@ -148,23 +148,30 @@ def _jpeg(after: bytes = b"", **options: object) -> bytes:
 
     image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))
     out = io.BytesIO()
-    image.save(out, "JPEG", **options)
+    image.save(out, kind, **options)
     return out.getvalue() + after
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{}, {"progressive": True}, {"exif": b"Exif\0\0" + b"\xff\xd9" * 8}],
-    ids=["baseline", "progressive", "exif"],
-)
-def test_a_part_after_a_jpeg_end_flags_and_a_plain_jpeg_is_still_skipped(tmp_path: Path, options: dict) -> None:
-    (tmp_path / "photo.jpg").write_bytes(_jpeg(PROXY, **options))
-    (tmp_path / "plain.jpg").write_bytes(_jpeg(**options))  # an end marker inside EXIF is not the end
+    ("kind", "options"),
+    [("JPEG", {}), ("JPEG", {"progressive": True}), ("JPEG", {"exif": b"Exif\0\0" + b"\xff\xd9" * 8}),
+     ("GIF", {"comment": b"a comment block"}), ("WEBP", {})],
+    ids=["jpeg", "jpeg-progressive", "jpeg-exif", "gif", "webp"],
+)  # fmt: skip
+def test_a_part_after_an_image_end_flags_and_a_plain_image_is_still_skipped(tmp_path: Path, kind, options) -> None:  # noqa: ANN001
+    (tmp_path / "photo.img").write_bytes(_image(kind, PROXY, **options))
+    (tmp_path / "plain.img").write_bytes(_image(kind, **options))  # an end marker inside EXIF is not the end
     code, verdicts, err = scan(str(tmp_path))
     assert code == 1, err
     assert [(Path(v["path"]).name, v["member"], v["verdict"]) for v in verdicts][0] == (
-        "photo.jpg",
+        "photo.img",
         "#after-end",
         "flag",
     )
     assert "1 skipped (not a model by content)" in err
+
+
+def test_a_bmp_with_bytes_past_its_size_is_not_an_image_and_not_clear(tmp_path: Path) -> None:
+    (tmp_path / "photo.bmp").write_bytes(_image("BMP", PROXY))
+    code, verdicts, _ = scan(str(tmp_path))
+    assert code == 2 and [(v["verdict"], v["reason"]) for v in verdicts] == [("unscannable", "unsupported-format")]
