@@ -34,7 +34,7 @@ def open_blob(source: str, max_bytes: int) -> Blob:
     local folder is one upload of all its files (:mod:`scanner.formats.folder`)."""
     if not is_url(source):
         if os.path.isdir(source):
-            return FolderBlob(source)
+            return FolderBlob(source, max_bytes)
         return FileBlob(source, max_bytes)
     fs, path = _fs(source)
     try:

@@ -40,9 +40,12 @@ class FolderBlob:
     is_folder = True
     """What :func:`scanner.formats.sniff.sniff` asks before calling an empty blob empty."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_file_bytes: int | None = None) -> None:
         self.path = self.name = path
         self.size = 0
+        self.max_file_bytes = max_file_bytes
+        """Files larger are named by their size in the manifest, not hashed: reading them is
+        refused anyway (``limit:bytes``), and hashing gigabytes would only spend the time limit."""
 
     def head(self, n: int) -> bytes:
         return b""
@@ -84,6 +87,9 @@ class FolderBlob:
             for rel, path, st in self.entries():
                 if not stat.S_ISREG(st.st_mode):
                     digest.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\n".encode())
+                    continue
+                if self.max_file_bytes is not None and st.st_size > self.max_file_bytes:
+                    digest.update(f"{rel}\0size {st.st_size}\n".encode())
                     continue
                 with open(path, "rb") as fh:
                     digest.update(f"{rel}\0{hashlib.file_digest(fh, 'sha256').hexdigest()}\n".encode())

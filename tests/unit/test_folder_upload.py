@@ -95,3 +95,15 @@ def test_a_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path: Path) ->
     with pytest.raises(UnreadableInput) as err:
         member.open()
     assert err.value.reason == UNSAFE_PATH
+
+
+def test_a_file_over_the_limit_is_named_by_its_size_not_hashed(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    (root / "huge.bin").write_bytes(b"\1" * 5000)
+    upload = open_upload(root, Limits(max_file_bytes=4096))
+    first = upload.sha256
+    (root / "huge.bin").write_bytes(b"\2" * 5000)  # same size, other bytes: never read
+    assert open_upload(root, Limits(max_file_bytes=4096)).sha256 == first
+    assert open_upload(root).sha256 != first  # under the default limit it is hashed
+    huge = {r.member: r for r in iter_meshes(root, Limits(max_file_bytes=4096))}["huge.bin"]
+    assert huge.error.reason == LIMIT_BYTES
