@@ -142,6 +142,14 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray
     return np.take(p32, firsts, axis=0), inverse, firsts
 
 
+def _two_threads(triangles: int) -> bool:
+    """Whether a step of this many triangles' topology is shared with the helper thread
+    (:mod:`scanner.parallel`: a large mesh, a core no other scan worker uses)."""
+    from scanner import parallel
+
+    return triangles >= parallel.MIN_TRIANGLES and parallel.enabled()
+
+
 DEGENERATE_HEIGHT = 2e-6
 """A triangle whose height is below this share of its longest edge carries no surface: float32
 coordinates hold about 7 digits, so a collinear sliver comes out of a file with a relative
@@ -423,7 +431,13 @@ class Mesh:
         """(F, 3) 64-bit content hash of each corner; equal points, equal keys (hashed once
         per vertex of an indexed mesh)."""
         if self.faces is None:
-            return vertex_keys(self.corners32.reshape(-1, 3)).reshape(-1, 3)
+            points = self.corners32.reshape(-1, 3)
+            if not _two_threads(self.triangle_count):
+                return vertex_keys(points).reshape(-1, 3)
+            from scanner import parallel
+
+            half = len(points) // 2  # each point's key is its own: two halves, the same keys
+            return np.concatenate(parallel.shared_map(vertex_keys, [points[:half], points[half:]])).reshape(-1, 3)
         return vertex_keys(canonical_float32(self.vertices))[self.faces]
 
     @cached_property
@@ -692,6 +706,10 @@ class Mesh:
     def _sorted_triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """Both triangle keys sorted: the surface's repeat test and the geometry hash share them."""
         k1, k2 = self.triangle_keys
+        if _two_threads(len(k1)):  # a large mesh where a core is idle: one sort on each
+            from scanner import parallel
+
+            return parallel.both(lambda: sort64(k1), lambda: sort64(k2))
         return sort64(k1), sort64(k2)
 
     def summary(self) -> dict:
