@@ -143,6 +143,9 @@ def describe_table(path: Path) -> None:
     from scanner.loading import load
     from scanner.shape import Shape
 
+    from scanner import parallel
+
+    parallel.configure(False)  # every stage and the first describe serially, as a --jobs 2 worker
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
     keep_freed_memory(large_arrays=True)  # and its allocator settings (a forked scan worker's)
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
@@ -174,6 +177,12 @@ def describe_table(path: Path) -> None:
     every = lambda sh: (sh.descriptor, sh.patch_codes, sh.classifier_row, sh.body_rows)  # noqa: E731 - what a scan reads
     _, s, c = _timed(lambda: every(Shape.of(fresh, 1000)))
     rows.append(("meshscan describe (all of the above after load)", s, c))
+    parallel.configure(True)  # a lone worker beside an idle core (--jobs 1, one-worker serve, the API)
+    fresh = load(path)
+    two = lambda sh: (sh.prefetch(), every(sh))  # noqa: E731 - what a --jobs 1 scan of a clear file reads
+    _, s, c = _timed(lambda: two(Shape.of(fresh, 1000)))
+    rows.append(("meshscan describe, two threads (--jobs 1, serve, API)", s, c))
+    parallel.configure(False)
     tm = trimesh.load(str(path), force="mesh")
     _, s, c = _timed(lambda: tm.convex_hull)
     rows.append(("trimesh convex hull alone", s, c))
