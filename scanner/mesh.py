@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scanner import parallel
 from scanner.arrays import sort64, sorted_order_u64, unique_sorted
 from scanner.util import sha256_chunks
 
@@ -145,8 +146,6 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray
 def _two_threads(triangles: int) -> bool:
     """Whether a step of this many triangles' topology is shared with the helper thread
     (:mod:`scanner.parallel`: a large mesh, a core no other scan worker uses)."""
-    from scanner import parallel
-
     return triangles >= parallel.MIN_TRIANGLES and parallel.enabled()
 
 
@@ -434,8 +433,6 @@ class Mesh:
             points = self.corners32.reshape(-1, 3)
             if not _two_threads(self.triangle_count):
                 return vertex_keys(points).reshape(-1, 3)
-            from scanner import parallel
-
             half = len(points) // 2  # each point's key is its own: two halves, the same keys
             return np.concatenate(parallel.shared_map(vertex_keys, [points[:half], points[half:]])).reshape(-1, 3)
         return vertex_keys(canonical_float32(self.vertices))[self.faces]
@@ -707,8 +704,6 @@ class Mesh:
         """Both triangle keys sorted: the surface's repeat test and the geometry hash share them."""
         k1, k2 = self.triangle_keys
         if _two_threads(len(k1)):  # a large mesh where a core is idle: one sort on each
-            from scanner import parallel
-
             return parallel.both(lambda: sort64(k1), lambda: sort64(k2))
         return sort64(k1), sort64(k2)
 
