@@ -433,8 +433,14 @@ class Mesh:
             points = self.corners32.reshape(-1, 3)
             if not _two_threads(self.triangle_count):
                 return vertex_keys(points).reshape(-1, 3)
-            half = len(points) // 2  # each point's key is its own: two halves, the same keys
-            return np.concatenate(parallel.shared_map(vertex_keys, [points[:half], points[half:]])).reshape(-1, 3)
+            keys = np.empty(len(points), dtype=np.uint64)  # written in place: no halves concatenated
+
+            def half(part: slice) -> None:  # each point's key is its own: two halves, the same keys
+                keys[part] = vertex_keys(points[part])
+
+            mid = len(points) // 2
+            parallel.shared_map(half, [slice(0, mid), slice(mid, None)])
+            return keys.reshape(-1, 3)
         return vertex_keys(canonical_float32(self.vertices))[self.faces]
 
     @cached_property

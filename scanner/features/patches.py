@@ -248,10 +248,14 @@ def patch_codes(
 
     # corner-major faces one chunk at a time: a whole transposed copy beside the faces raised a
     # 2M-triangle scan's peak past 5x its decoded triangles (tests/integration/test_scan_memory.py)
-    def block(lo: int) -> tuple:
-        return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + _CHUNK].T), nb[:, lo : lo + _CHUNK])
+    # two threads code half-size blocks: two blocks' temporaries at once take what one took
+    # (every triangle's codes are its own, so the block size changes no value)
+    size = _CHUNK if each is None else _CHUNK // 2
 
-    starts = list(range(0, len(faces), _CHUNK))
+    def block(lo: int) -> tuple:
+        return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
+
+    starts = list(range(0, len(faces), size))
     parts = [block(lo) for lo in starts] if each is None else each(block, starts)
     ring, fold, sizes, area = (np.concatenate(c) for c in zip(*parts, strict=True))
     keep = area > 0
