@@ -29,7 +29,9 @@ moves between runs, so compare within a round. ``--dask-workers N`` sets the Das
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
 after one small mesh went through the same steps (imports and caches) and with one BLAS
-thread and the allocator settings of a scan worker.
+thread and the allocator settings of a scan worker. The stages and the whole describe run on
+one thread (a ``--jobs 2`` worker's); one more row describes a fresh copy on two threads
+(``Shape.prefetch``: a ``--jobs 1`` worker's, ``serve``'s with one worker, the API's).
 
 ``--stages N`` adds where a small file's CPU goes: N files of the small set scanned in this
 process stage by stage (read, surface, geometry hash, bodies, descriptor rows, each matching
@@ -136,14 +138,13 @@ def describe_table(path: Path) -> None:
     import trimesh
     from threadpoolctl import threadpool_limits
 
+    from scanner import parallel
     from scanner.classify.shape import shape_features
     from scanner.engines.worker import keep_freed_memory
     from scanner.features import describe
     from scanner.features.patches import mesh_patch_codes
     from scanner.loading import load
     from scanner.shape import Shape
-
-    from scanner import parallel
 
     parallel.configure(False)  # every stage and the first describe serially, as a --jobs 2 worker
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
