@@ -264,8 +264,7 @@ FacePart = tuple
 
 def shape_features_start(mesh: Mesh) -> FacePart:
     """The part of :func:`shape_features` that reads only the triangles (bounds, per-face
-    values, moments), not the welded topology: a large mesh's scan runs it while the weld is
-    being computed on another thread (:meth:`scanner.shape.Shape.prefetch`)."""
+    values, moments), not the welded topology: it can run before the weld is done."""
     lo, hi = _bounds(mesh.corners32)
     tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
     areas, normals, volume_terms, reach, edges = _face_values(tri)
