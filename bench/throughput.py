@@ -29,7 +29,9 @@ moves between runs, so compare within a round. ``--dask-workers N`` sets the Das
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage
 by stage (wall and CPU seconds of each), beside the read floor and trimesh's convex hull,
 after one small mesh went through the same steps (imports and caches) and with one BLAS
-thread and the allocator settings of a scan worker.
+thread and the allocator settings of a scan worker. The stages and the whole describe run on
+one thread (a ``--jobs 2`` worker's); one more row describes a fresh copy on two threads
+(``Shape.prefetch``: a ``--jobs 1`` worker's, ``serve``'s with one worker, the API's).
 
 ``--stages N`` adds where a small file's CPU goes: N files of the small set scanned in this
 process stage by stage (read, surface, geometry hash, bodies, descriptor rows, each matching
@@ -136,6 +138,7 @@ def describe_table(path: Path) -> None:
     import trimesh
     from threadpoolctl import threadpool_limits
 
+    from scanner import parallel
     from scanner.classify.shape import shape_features
     from scanner.engines.worker import keep_freed_memory
     from scanner.features import describe
@@ -143,6 +146,7 @@ def describe_table(path: Path) -> None:
     from scanner.loading import load
     from scanner.shape import Shape
 
+    parallel.configure(False)  # every stage and the first describe serially, as a --jobs 2 worker
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
     keep_freed_memory(large_arrays=True)  # and its allocator settings (a forked scan worker's)
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
@@ -174,6 +178,12 @@ def describe_table(path: Path) -> None:
     every = lambda sh: (sh.descriptor, sh.patch_codes, sh.classifier_row, sh.body_rows)  # noqa: E731 - what a scan reads
     _, s, c = _timed(lambda: every(Shape.of(fresh, 1000)))
     rows.append(("meshscan describe (all of the above after load)", s, c))
+    parallel.configure(True)  # a lone worker beside an idle core (--jobs 1, one-worker serve, the API)
+    fresh = load(path)
+    two = lambda sh: (sh.prefetch(), every(sh))  # noqa: E731 - what a --jobs 1 scan of a clear file reads
+    _, s, c = _timed(lambda: two(Shape.of(fresh, 1000)))
+    rows.append(("meshscan describe, two threads (--jobs 1, serve, API)", s, c))
+    parallel.configure(False)
     tm = trimesh.load(str(path), force="mesh")
     _, s, c = _timed(lambda: tm.convex_hull)
     rows.append(("trimesh convex hull alone", s, c))

@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scanner import parallel
 from scanner.arrays import sort64, sorted_order_u64, unique_sorted
 from scanner.util import sha256_chunks
 
@@ -140,6 +141,12 @@ def _group_sorted(p32: np.ndarray, ordered: np.ndarray, perm: np.ndarray
     inverse[perm] = np.cumsum(new) - 1
     firsts = perm[new]
     return np.take(p32, firsts, axis=0), inverse, firsts
+
+
+def _two_threads(triangles: int) -> bool:
+    """Whether a step of this many triangles' topology is shared with the helper thread
+    (:mod:`scanner.parallel`: a large mesh, a core no other scan worker uses)."""
+    return triangles >= parallel.MIN_TRIANGLES and parallel.enabled()
 
 
 DEGENERATE_HEIGHT = 2e-6
@@ -423,7 +430,17 @@ class Mesh:
         """(F, 3) 64-bit content hash of each corner; equal points, equal keys (hashed once
         per vertex of an indexed mesh)."""
         if self.faces is None:
-            return vertex_keys(self.corners32.reshape(-1, 3)).reshape(-1, 3)
+            points = self.corners32.reshape(-1, 3)
+            if not _two_threads(self.triangle_count):
+                return vertex_keys(points).reshape(-1, 3)
+            keys = np.empty(len(points), dtype=np.uint64)  # written in place: no halves concatenated
+
+            def half(part: slice) -> None:  # each point's key is its own: two halves, the same keys
+                keys[part] = vertex_keys(points[part])
+
+            mid = len(points) // 2
+            parallel.shared_map(half, [slice(0, mid), slice(mid, None)])
+            return keys.reshape(-1, 3)
         return vertex_keys(canonical_float32(self.vertices))[self.faces]
 
     @cached_property
@@ -692,6 +709,8 @@ class Mesh:
     def _sorted_triangle_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """Both triangle keys sorted: the surface's repeat test and the geometry hash share them."""
         k1, k2 = self.triangle_keys
+        if _two_threads(len(k1)):  # a large mesh where a core is idle: one sort on each
+            return parallel.both(lambda: sort64(k1), lambda: sort64(k2))
         return sort64(k1), sort64(k2)
 
     def summary(self) -> dict:

@@ -115,6 +115,17 @@ class Case:
         """The cap the verdict records: None when there was no library to match against."""
         return None if self.library_empty else self.threshold
 
+    def prefetch(self) -> None:
+        """Once describing is certain: have a large surface's descriptor, patch codes and
+        classifier row computed on two threads where a core is idle
+        (:meth:`scanner.shape.Shape.prefetch`), those the rules can read - the patch codes
+        whenever the library has patches (a file that flags as a near-duplicate then had
+        them computed for nothing, on the otherwise idle core's share)."""
+        matching = not self.library_empty
+        self.shape.prefetch(
+            descriptor=matching, patches=matching and len(self.matcher.patches) > 0, classifier=self.has_model
+        )
+
     @cached_property
     def exact(self) -> list[Match]:
         return self.matcher.exact(self.file_sha, self.geometry_hash, self.threshold)
@@ -129,6 +140,7 @@ class Case:
         asks whether the surface can be a part at all."""
         if self.library_empty:
             return []
+        self.prefetch()
         vectors, bodies = self.shape.rows
         match = self.context.settings.match
         shares = self.shape.descriptor.row_shares()
@@ -162,6 +174,7 @@ class Case:
     def assessments(self) -> list[tuple[BodyRow | None, Assessment]]:
         """The whole file's assessment (None: no body), then each body's scored alone."""
         assert self.context.model is not None
+        self.prefetch()
         parts = self.shape.body_rows
         rows = np.stack([self.shape.classifier_row, *(p.row for p in parts)])
         return list(zip([None, *parts], assess_rows(self.context.model, rows), strict=True))

@@ -69,11 +69,14 @@ def column_names() -> list[str]:
     return names
 
 
-def feature_row(mesh: Mesh, whole_descriptor: np.ndarray | None = None) -> np.ndarray:
+def feature_row(
+    mesh: Mesh, whole_descriptor: np.ndarray | None = None, features: np.ndarray | None = None
+) -> np.ndarray:
     """One classifier row (float64) for a mesh; pass the whole-file descriptor if the scan
-    already computed it (it is the expensive part)."""
+    already computed it (it is the expensive part), and its shape features likewise."""
     if whole_descriptor is None:
         from scanner.features import describe_triangles
 
         whole_descriptor = describe_triangles(mesh.corners32, mesh.corner_keys)
-    return np.concatenate([shape_features(mesh), np.asarray(whole_descriptor, dtype=np.float64)])
+    features = shape_features(mesh) if features is None else features
+    return np.concatenate([features, np.asarray(whole_descriptor, dtype=np.float64)])

@@ -75,6 +75,9 @@ def scan_task(paths: list[str], library: str | None, settings_json: str, model: 
     out: list[list[dict[str, Any]]] = []
     for local, run in itertools.groupby(paths, key=lambda p: p.startswith(PROCESS_LOCAL_URLS)):
         if local:  # a child process cannot see this worker's memory
+            from scanner import parallel
+
+            parallel.configure(False)  # the worker's other threads run tasks: no helper thread
             out.extend(to_wire(scan_one(path, spec.load())) for path in run)
         else:  # the child's records as it sent them: decoded once, by the engine
             out.extend(_guard(spec, zygote).scan_wire(list(run)))

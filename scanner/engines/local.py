@@ -74,7 +74,7 @@ class LocalPool:
             self.workers = [self._spawn() for _ in range(count)]
 
     def _spawn(self) -> ForkedWorker:
-        return ForkedWorker(self._mp, self.context, self.memory_bytes, self.deaf_to_sigterm)
+        return ForkedWorker(self._mp, self.context, self.memory_bytes, self.deaf_to_sigterm, self.jobs)
 
     def switch(self, context: ScanContext) -> None:
         """Scan with ``context`` from now on (a reloaded library): the workers hold the context

@@ -51,10 +51,11 @@ class ForkedWorker:
     file's wall time). The per-upload clock (:attr:`started`) runs for the first queued task
     only, from when it was sent to an idle worker or the previous answer came."""
 
-    def __init__(self, mp: Any, context: ScanContext, memory_bytes: int | None, deaf_to_sigterm: bool = False) -> None:
+    def __init__(self, mp: Any, context: ScanContext, memory_bytes: int | None, deaf_to_sigterm: bool = False,
+                 workers: int | None = None) -> None:  # fmt: skip
         parent, child = mp.Pipe()
         self.process: multiprocessing.process.BaseProcess = mp.Process(
-            target=pipe_worker, args=(child, parent, context, memory_bytes, deaf_to_sigterm), daemon=True
+            target=pipe_worker, args=(child, parent, context, memory_bytes, deaf_to_sigterm, workers), daemon=True
         )
         self.process.start()
         child.close()

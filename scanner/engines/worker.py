@@ -107,6 +107,8 @@ def prepare_worker_setup() -> None:
 MMAP_THRESHOLD = 32 * 1024 * 1024
 """glibc's largest mmap threshold: arrays below it come from the heap, which is kept."""
 TRIM_THRESHOLD = 256 * 1024 * 1024
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the most malloc arenas (malloc.h)."""
 """Free heap a worker keeps for its next file instead of giving it back to the kernel."""
 
 
@@ -146,6 +148,10 @@ def keep_freed_memory(large_arrays: bool = False) -> None:
     mallopt(m_trim_threshold, TRIM_THRESHOLD)
     if large_arrays:
         mallopt(m_mmap_max, 0)
+        # one heap for every thread: the describing helper thread (scanner.parallel) frees
+        # arrays the scan's thread then reuses, and reserves no 64 MB arena of its own under
+        # the address-space cap
+        mallopt(M_ARENA_MAX, 1)
 
 
 def release_freed_memory() -> None:
@@ -238,10 +244,16 @@ def serve_tasks(receive: Callable[[], bytes | None], send: Callable[[bytes], Non
 
 
 def pipe_worker(conn: Connection, parent_end: Connection, context: ScanContext, memory_bytes: int | None,
-                deaf_to_sigterm: bool = False) -> None:  # fmt: skip
+                deaf_to_sigterm: bool = False, workers: int | None = None) -> None:  # fmt: skip
     """A forked worker's life. The parent decides when to stop (SIGINT is ignored); with
     ``deaf_to_sigterm`` (the watch daemon) SIGTERM too, since a service manager signals the
-    whole process group on stop and the daemon wants its running scans finished and recorded."""
+    whole process group on stop and the daemon wants its running scans finished and recorded.
+    ``workers``: how many workers the parent runs, this one included (None: unknown, taken as
+    every core busy): a large mesh is described on two threads only when they leave a core
+    idle (:mod:`scanner.parallel`; ``--jobs 1`` on a 2-core machine does, ``--jobs 2`` not)."""
+    from scanner import parallel
+
+    parallel.configure(workers is not None and parallel.spare_cores(workers))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if deaf_to_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -304,6 +316,9 @@ def blas_threads() -> int | None:
 
 def stdin_worker(spec: ContextSpec, memory_bytes: int) -> None:
     """A fresh child's life: load the context, warm up, cap memory, say ready, serve lines."""
+    from scanner import parallel
+
+    parallel.configure(False)  # a Dask worker's child: the cluster decides what runs on which core
     context = spec.load()
     warm_up(context)
     one_blas_thread()  # the env already says so (SINGLE_THREAD_ENV); this holds without it

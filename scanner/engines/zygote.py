@@ -211,6 +211,9 @@ def _reap() -> bool:
 def _child(conn: socket.socket, context: ScanContext, memory_bytes: int | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     conn.settimeout(None)
+    from scanner import parallel
+
+    parallel.configure(False)  # a Dask worker's guarded child: the cluster decides what runs where
     one_blas_thread()
     keep_freed_memory()
     cap_memory(memory_bytes)

@@ -8,7 +8,9 @@ with another version is refused rather than silently compared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +29,8 @@ WALLS_ROW = -3
 """Body number of the row describing the surface without its walls (see ``_without_walls``)."""
 MIN_LOOSE_SHARE = 0.01
 """The loose row is described when loose triangles hold at least this share of the area."""
+
+T = TypeVar("T")
 
 _SLICES: dict[str, slice] = {}
 _start = 0
@@ -92,7 +96,20 @@ def _without_walls(surface: Mesh) -> tuple[np.ndarray, np.ndarray] | None:
     return surface.corners32[~wall], surface.corner_keys[~wall]
 
 
-def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
+def whole_rows(surface: Mesh) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of :func:`describe` that read no topology: the whole surface's vector and
+    that of the surface without its walls (None: it has none)."""
+    unwalled = _without_walls(surface)
+    walls_row = None if unwalled is None else describe_triangles(*unwalled)
+    return describe_triangles(surface.corners32, surface.corner_keys), walls_row
+
+
+def describe(
+    mesh: Mesh,
+    max_bodies: int | None = None,
+    whole: tuple[np.ndarray, np.ndarray | None] | None = None,
+    each: Callable[[Callable[[T], np.ndarray], list[T]], list[np.ndarray]] | None = None,
+) -> Descriptor:
     """Describe a mesh's surface and every one of its bodies.
 
     The surface excludes degenerate and repeated triangles (:meth:`Mesh.surface`), and bodies
@@ -101,6 +118,10 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
     description. More than ``max_bodies`` of them (``Limits.max_bodies``) is an
     :class:`UnreadableInput` (``limit:bodies``), because a verdict on part of the bodies would
     claim more than was read. Smaller bodies are pooled into one row (``LOOSE_ROW``).
+
+    ``whole``: :func:`whole_rows` of the surface when already computed; ``each``: how the
+    rows of the bodies are computed, ``each(fn, items) == [fn(x) for x in items]`` (the
+    default; :func:`scanner.parallel.shared_map` shares them between two threads).
     """
     from scanner.config import Limits
     from scanner.errors import EMPTY, LIMIT_BODIES, UnreadableInput
@@ -110,10 +131,9 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
     if surface.triangle_count == 0:
         raise UnreadableInput(EMPTY, "no triangle with any area")
     tri, keys = surface.corners32, surface.corner_keys
+    whole_row, walls_row = whole_rows(surface) if whole is None else whole
     n = surface.body_count
-    whole = describe_triangles(tri, keys)
-    unwalled = _without_walls(surface)
-    bodies, ids = [], []
+    jobs, ids, shares = [], [], []  # each row's triangles (a callable picking them), body number, share
     if n > 1:
         labels = surface.body_labels()
         counts = np.bincount(labels, minlength=n)
@@ -128,22 +148,26 @@ def describe(mesh: Mesh, max_bodies: int | None = None) -> Descriptor:
         by_body = np.argsort(labels, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
         total = float(areas.sum())
-        shares = []
         for b in order:
             faces = by_body[starts[b] : starts[b + 1]]
-            bodies.append(describe_triangles(tri[faces], keys[faces]))
+            jobs.append(lambda faces=faces: (tri[faces], keys[faces]))
             ids.append(b)
             shares.append(float(body_area[b]) / total)
         loose = ~solid[labels]
         loose_area = float(areas[loose].sum())
         if loose.sum() >= MIN_BODY_TRIANGLES and loose_area >= MIN_LOOSE_SHARE * total and order:
-            bodies.append(describe_triangles(tri[loose], keys[loose]))
+            jobs.append(lambda: (tri[loose], keys[loose]))
             ids.append(LOOSE_ROW)
             shares.append(loose_area / total)
+        bodies = (each or _each)(lambda job: describe_triangles(*job()), jobs)
     else:
-        bodies, ids, shares = [whole], [0], [1.0]
-    if unwalled is not None:
-        bodies.append(describe_triangles(*unwalled))
+        bodies, ids, shares = [whole_row], [0], [1.0]
+    if walls_row is not None:
+        bodies.append(walls_row)
         ids.append(WALLS_ROW)
         shares.append(1.0)
-    return Descriptor(DESCRIPTOR_VERSION, whole, bodies, ids, n, mesh.geometry_hash, shares)
+    return Descriptor(DESCRIPTOR_VERSION, whole_row, bodies, ids, n, mesh.geometry_hash, shares)
+
+
+def _each(fn: Callable[[T], np.ndarray], items: list[T]) -> list[np.ndarray]:
+    return [fn(x) for x in items]

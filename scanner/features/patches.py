@@ -34,6 +34,7 @@ decimation, non-uniform stretch) - those are the global descriptor's job.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,21 +230,33 @@ def patch_codes(
     faces: np.ndarray,
     sorted_edges: tuple[np.ndarray, np.ndarray],
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    each: Callable[[Callable[[int], tuple], list[int]], list[tuple]] | None = None,
 ) -> PatchCodes:
     """Ring and fold codes of a welded surface: float vertices (V, 3), faces (F, 3) into them,
     and its sorted edges (key, position) as :attr:`scanner.mesh.Mesh.sorted_edges` gives them;
     ``pairs``: their edges shared by two faces when the caller has them
-    (:attr:`scanner.mesh.Mesh.two_face_edges`, which the classifier reads too)."""
+    (:attr:`scanner.mesh.Mesh.two_face_edges`, which the classifier reads too); ``each``: how
+    the blocks of triangles are coded, ``each(fn, starts) == [fn(s) for s in starts]`` (the
+    default; :func:`scanner.parallel.shared_map` shares them between two threads: every
+    block's codes are its own triangles', so the same arrays come out)."""
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return PatchCodes(np.zeros(0, np.uint64), np.zeros(0, np.int16), np.zeros(0))
     nb = _neighbours(faces, *(pairs if pairs is not None else two_face_edges(*sorted_edges)[:2]))
     vertices = np.asarray(vertices)
     columns = tuple(np.ascontiguousarray(vertices[:, c]) for c in range(3))
+
     # corner-major faces one chunk at a time: a whole transposed copy beside the faces raised a
     # 2M-triangle scan's peak past 5x its decoded triangles (tests/integration/test_scan_memory.py)
-    parts = [_chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + _CHUNK].T), nb[:, lo : lo + _CHUNK])
-             for lo in range(0, len(faces), _CHUNK)]  # fmt: skip
+    # two threads code half-size blocks: two blocks' temporaries at once take what one took
+    # (every triangle's codes are its own, so the block size changes no value)
+    size = _CHUNK if each is None else _CHUNK // 2
+
+    def block(lo: int) -> tuple:
+        return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
+
+    starts = list(range(0, len(faces), size))
+    parts = [block(lo) for lo in starts] if each is None else each(block, starts)
     ring, fold, sizes, area = (np.concatenate(c) for c in zip(*parts, strict=True))
     keep = area > 0
     ring, fold, sizes, area = ring[keep], fold[keep], sizes[keep], area[keep]
@@ -268,12 +281,15 @@ at one scale. With ``MIN_MATCHED`` it let no false match through in ``bench/evas
 of half-kept proxies."""
 
 
-def mesh_patch_codes(mesh: Mesh) -> PatchCodes:
+def mesh_patch_codes(mesh: Mesh, each: Callable | None = None) -> PatchCodes:
     """Patch codes of a mesh's surface (degenerate and repeated triangles removed, welded):
-    the whole upload at once, every body and every archive member joined the same way."""
+    the whole upload at once, every body and every archive member joined the same way
+    (``each``: as :func:`patch_codes` has it)."""
     surface = mesh.surface()
     key, position, _ = surface.sorted_edges
-    return patch_codes(surface.welded_vertices, surface.welded_faces, (key, position), surface.two_face_edges[:2])
+    return patch_codes(
+        surface.welded_vertices, surface.welded_faces, (key, position), surface.two_face_edges[:2], each=each
+    )
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,11 @@ def surface_moments(
         corners = tri[lo : lo + step] if offset is None else tri[lo : lo + step] - offset
         flat = corners.reshape(-1, 9).astype(np.float64, copy=False)  # float64 input: no copy
         part = w[lo : lo + step]
-        block, mean = (flat * part[:, None]).T @ flat, part @ flat
+        # np.dot, not ``@``: the same BLAS calls (gemm, gemv) and bits, but numpy's matmul
+        # holds the GIL through a 2-D product (its outer loop has one element, under the
+        # threshold for releasing it) and np.dot releases it: a helper thread describing
+        # another part of the mesh (:mod:`scanner.parallel`) is not stopped meanwhile
+        block, mean = np.dot((flat * part[:, None]).T, flat), np.dot(part, flat)
         gram, first = (block, mean) if gram is None else (gram + block, first + mean)
     gram = gram.reshape(3, 3, 3, 3)  # [ci, i, cj, j]
     centroid = first.reshape(3, 3).sum(axis=0) / 3.0

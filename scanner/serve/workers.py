@@ -31,6 +31,7 @@ class ServeWorkers:
 
     def __init__(self, context: ScanContext, workers: int, timeout_s: float, memory_bytes: int | None) -> None:
         self.context, self.timeout_s, self.memory_bytes = context, timeout_s, memory_bytes
+        self.workers = max(1, workers)
         self._mp = multiprocessing.get_context("fork")
         warm_up(context)  # imports and indexes built once, before forking: shared by every worker
         self._idle: queue.Queue[ForkedWorker] = queue.Queue()
@@ -42,7 +43,7 @@ class ServeWorkers:
             self._idle.put(self._spawn())
 
     def _spawn(self) -> ForkedWorker:
-        worker = ForkedWorker(self._mp, self.context, self.memory_bytes)
+        worker = ForkedWorker(self._mp, self.context, self.memory_bytes, workers=self.workers)
         with self._lock:
             self._all.append(worker)
         return worker
