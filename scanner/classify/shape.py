@@ -255,16 +255,6 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
 
 def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
-    return shape_features_finish(mesh, shape_features_start(mesh))
-
-
-FacePart = tuple
-"""What :func:`shape_features_start` hands to :func:`shape_features_finish`."""
-
-
-def shape_features_start(mesh: Mesh) -> FacePart:
-    """The part of :func:`shape_features` that reads only the triangles (bounds, per-face
-    values, moments), not the welded topology: it can run before the weld is done."""
     lo, hi = _bounds(mesh.corners32)
     tri = mesh.corners32 - (lo + hi) / 2.0  # float64: each float32 corner widened, then the offset subtracted
     areas, normals, volume_terms, reach, edges = _face_values(tri)
@@ -272,12 +262,6 @@ def shape_features_start(mesh: Mesh) -> FacePart:
     if not area > 0:
         raise ValueError("surface has no area")
     centroid, axes, _ = _moments(tri, areas)
-    return lo, hi, tri, areas, normals, volume_terms, reach, edges, area, centroid, axes
-
-
-def shape_features_finish(mesh: Mesh, start: FacePart) -> np.ndarray:
-    """The rest of :func:`shape_features`, from what :func:`shape_features_start` gave."""
-    lo, hi, tri, areas, normals, volume_terms, reach, edges, area, centroid, axes = start
     points = mesh.welded_vertices.astype(np.float64) - (lo + hi) / 2.0  # every corner, each once
     rel_points = points - centroid
     along = [_dot3(rel_points, axes[k]) for k in range(3)]

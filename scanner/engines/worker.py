@@ -107,9 +107,9 @@ def prepare_worker_setup() -> None:
 MMAP_THRESHOLD = 32 * 1024 * 1024
 """glibc's largest mmap threshold: arrays below it come from the heap, which is kept."""
 TRIM_THRESHOLD = 256 * 1024 * 1024
+"""Free heap a worker keeps for its next file instead of giving it back to the kernel."""
 M_ARENA_MAX = -8
 """glibc's ``mallopt`` parameter for the most malloc arenas (malloc.h)."""
-"""Free heap a worker keeps for its next file instead of giving it back to the kernel."""
 
 
 def keep_freed_memory(large_arrays: bool = False) -> None:

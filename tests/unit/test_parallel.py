@@ -126,13 +126,13 @@ def test_the_helper_thread_does_part_of_the_work(two_threads: None, monkeypatch:
     helper is free: a prefetch whose work all stayed on the caller's thread would pass the
     value tests and gain nothing."""
     seen: dict[str, str] = {}
-    finish = shape_mod.shape_features_finish
+    features = shape_mod.shape_features
 
-    def spy(mesh: Mesh, start: tuple) -> np.ndarray:
+    def spy(mesh: Mesh) -> np.ndarray:
         seen["finish"] = threading.current_thread().name
-        return finish(mesh, start)
+        return features(mesh)
 
-    monkeypatch.setattr(shape_mod, "shape_features_finish", spy)
+    monkeypatch.setattr(shape_mod, "shape_features", spy)
     parallel.both(lambda: None, lambda: None)  # the helper is started and idle
     for _ in range(5):  # a loaded machine may not schedule the helper in time: the caller takes the work back
         seen.clear()
@@ -221,16 +221,16 @@ def test_a_failure_in_the_helper_leaves_the_lazy_reads_to_compute(
     prefetch keeps what it finished, and the scan's reads compute the rest serially."""
     calls = []
 
-    def fail_once(mesh: Mesh, start: tuple) -> np.ndarray:
+    def fail_once(mesh: Mesh) -> np.ndarray:
         calls.append(1)
         if len(calls) == 1:
             raise MemoryError("two stages at once")
-        return finish(mesh, start)
+        return features(mesh)
 
     mesh = _meshes()["bodies, loose, walls, repeats"]
     expected = _serial(mesh)
-    finish = shape_mod.shape_features_finish
-    monkeypatch.setattr(shape_mod, "shape_features_finish", fail_once)
+    features = shape_mod.shape_features
+    monkeypatch.setattr(shape_mod, "shape_features", fail_once)
     shape = Shape.of(mesh, 1000)
     assert not shape.prefetch()
     assert "classifier_row" not in shape.__dict__
