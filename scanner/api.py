@@ -29,6 +29,8 @@ from scanner.config import Settings
 from scanner.verdict import Match, Verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from scanner.classify.model import ComponentModel
     from scanner.context import ScanContext
     from scanner.exchange.signals import PatchSignal
@@ -75,6 +77,11 @@ class Signals:
     """Each row's share of the mesh's surface (1 for the whole file): a signature's plane-cut
     piece matches only a row holding enough of the upload
     (:data:`scanner.matching.PIECE_UPLOAD_SHARE`). None in older signals: any row may then."""
+    row_solidity: list[float | None] | None = None
+    """Each row's solidity (enclosed over convex hull volume; None where it has none): a convex
+    row's hit on a signature's plane-cut piece needs corroboration
+    (:data:`scanner.matching.CONVEX_SOLIDITY`). None in older signals: no row is taken for
+    convex then."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -216,6 +223,7 @@ class Scanner:
                     patches=patches,
                     affine=affine,
                     row_shares=np.asarray(desc.row_shares(), dtype=np.float64).round(7).tolist(),
+                    row_solidity=[_rounded(shape.solidity(b)) for b in bodies],
                 )
             )
         return out
@@ -244,13 +252,25 @@ class Scanner:
         rows = np.asarray(signals.rows, dtype=np.float32)
         codes = None if patches is None else patches.patch_codes  # corroborate a piece hit (PIECE_CONFIRM)
         near = matcher.near(rows, signals.row_bodies, k=match.neighbours, radius=match.distance_threshold,
-                            shares=signals.row_shares, patches=codes)  # fmt: skip
+                            shares=signals.row_shares, patches=codes, solidity=_row_solidity(signals))  # fmt: skip
         if not near and signals.affine is not None and -1 in signals.row_bodies:  # a stretched copy?
             affine = np.asarray(signals.affine, dtype=np.float32)
             near = matcher.stretched(rows[signals.row_bodies.index(-1)], lambda: affine)
         if near or patches is None or len(matcher.library) == 0 or not len(matcher.patches):
             return near
         return matcher.local(patches.patch_codes())
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 7)
+
+
+def _row_solidity(signals: Signals) -> Callable[[int], float | None] | None:
+    """The signals' row solidities as the matcher asks for them (by row), None when not sent."""
+    known = signals.row_solidity
+    if known is None or len(known) != len(signals.rows):
+        return None
+    return lambda row: known[row]
 
 
 def scan(upload: str | os.PathLike[str] | bytes, name: str | None = None) -> list[Verdict]:

@@ -18,7 +18,8 @@ Signal kinds, in the order the pipeline consults them:
   reference shape (:func:`scanner.features.reference.confirms`) and when no other known
   design is about as near (:data:`DISTINCT_RATIO`) nor, beyond half its threshold, several
   within 1.5x its distance (:data:`CROWD_DESIGNS`): the second stage; a hit on a piece beyond
-  :data:`PIECE_CONFIRM` x its threshold also needs the upload near the signature another way;
+  :data:`PIECE_CONFIRM` x its threshold, or from a convex upload row (:data:`CONVEX_SOLIDITY`),
+  also needs the upload near the signature another way;
 - ``stretched``: when no row matched, the whitened whole-file row within its threshold while
   the plain row stays within a looser band (:class:`scanner.features.affine.AffineIndex`): a
   copy stretched along some axis (the crowding test, in whitened space; not the one-rival
@@ -103,6 +104,22 @@ margins are thin where the data are thin: 0.65 against 0.71, 0.09 against 0.147 
 for hits on a sibling proxy's 85% piece), 3 patches against 0. Cost: only for a piece hit
 beyond 0.65 x - the signature's rows (a binary search: ``NearDuplicateIndex.rows_of``), and
 the upload's patch codes when the descriptor rows do not corroborate."""
+
+CONVEX_SOLIDITY = 0.98
+"""An upload row at least this solid (enclosed volume over convex hull volume,
+:mod:`scanner.features.solidity`) is a convex stock shape - a pin, a block, a disc - and its
+hit on a signature's plane-cut piece needs the corroboration a far piece hit needs
+(:data:`PIECE_CONFIRM`) at any distance: a convex piece of a part is as generic as the stock it
+resembles, and no grid of reference solids covers every chamfer and proportion of them (README,
+"Evasions, measured": the public corpus's chamfered dowel pin, solidity 1.000, at 0.41 x a
+bolt proxy's 50% piece among 10,000 proxy signatures). Whole-file and body rows are not
+affected: a signature that is itself convex is matched as before (and a plain solid never
+confirms, :data:`scanner.features.reference.PLAIN_SOLID`).
+
+Calibrated on both sides: the corpus's 43 meshes' solidity runs 0.017-1.0 with the convex ones
+(dowel 1.000, lid 1.000, lid outer 0.998) above 0.99 and the next at 0.992 (a tray, not
+convex: a shallow dish); true piece hits in ``bench/evasion.py``: README, "Evasions,
+measured", the convex-piece rule."""
 
 PIECE_WHOLE = 0.1
 """Corroboration of a piece hit: the upload row within this of the signature's whole-file row
@@ -388,12 +405,15 @@ class Matcher:
         radius: float,
         shares: Sequence[float] | None = None,
         patches: Callable[[], PatchCodes] | None = None,
+        solidity: Callable[[int], float | None] | None = None,
     ) -> list[Match]:
         """Near-duplicate matches of descriptor rows (one per (signature, upload body)), nearest
         first. ``bodies`` names each row: -1 the whole file, -2 its loose triangles; ``shares``
         each row's share of the upload's surface (None: not known, every row may match a piece);
         ``patches`` computes the upload's patch codes, asked for only when a piece hit needs
-        corroboration (:data:`PIECE_CONFIRM`; None: patches do not corroborate)."""
+        corroboration (:data:`PIECE_CONFIRM`; None: patches do not corroborate); ``solidity``
+        gives a row's solidity (by row index), asked for only about a near piece hit
+        (:data:`CONVEX_SOLIDITY`; None: not known, no row is taken for convex)."""
         best: dict[tuple[int, int | None], Match] = {}
         hits = self.descriptors.query(vectors, k=k, radius=radius)
         if shares is not None:  # a small body that looks like half a part is no evidence
@@ -403,7 +423,7 @@ class Matcher:
             benign = dict(zip(rows, nearest_generic_distance(np.asarray(vectors)[rows]), strict=True))
             hits = [h for h in hits if confirms(h.distance, benign[h.query_row])]
             hits = self._distinct(np.asarray(vectors), hits)
-            hits = self._confirm_pieces(np.asarray(vectors), hits, patches)
+            hits = self._confirm_pieces(np.asarray(vectors), hits, patches, solidity)
         for h in sorted(hits, key=lambda h: h.distance):
             body = bodies[h.query_row]
             body = None if body == -1 else body
@@ -449,15 +469,25 @@ class Matcher:
         return kept
 
     def _confirm_pieces(
-        self, vectors: np.ndarray, hits: list[Hit], patches: Callable[[], PatchCodes] | None
+        self,
+        vectors: np.ndarray,
+        hits: list[Hit],
+        patches: Callable[[], PatchCodes] | None,
+        solidity: Callable[[int], float | None] | None = None,
     ) -> list[Hit]:
         """The hits without the plane-cut piece hits that are no evidence (:data:`PIECE_CONFIRM`):
-        a piece hit beyond ``PIECE_CONFIRM`` x its threshold stands only when the upload is also
-        near the signature another way (:meth:`_corroborated`)."""
+        a piece hit beyond ``PIECE_CONFIRM`` x its threshold, or from a convex upload row
+        (:data:`CONVEX_SOLIDITY`), stands only when the upload is also near the signature another
+        way (:meth:`_corroborated`)."""
+
+        def convex(row: int) -> bool:
+            value = None if solidity is None else solidity(row)
+            return value is not None and value >= CONVEX_SOLIDITY
+
         doubtful = [
             i
             for i, h in enumerate(hits)
-            if piece_share(h.body) is not None and h.distance > PIECE_CONFIRM * h.threshold
+            if piece_share(h.body) is not None and (h.distance > PIECE_CONFIRM * h.threshold or convex(h.query_row))
         ]
         if not doubtful:
             return hits

@@ -145,7 +145,8 @@ class Case:
         match = self.context.settings.match
         shares = self.shape.descriptor.row_shares()
         found = self.matcher.near(vectors, bodies, k=match.neighbours, radius=match.distance_threshold, shares=shares,
-                                  patches=lambda: self.shape.patch_codes)  # fmt: skip
+                                  patches=lambda: self.shape.patch_codes,
+                                  solidity=lambda row: self.shape.solidity(bodies[row]))  # fmt: skip
         # no row matched: is it a copy stretched along some axis? (scanner.features.affine)
         return found or self.matcher.stretched(
             self.shape.whole, lambda: self.shape.affine, head=lambda: self.shape.affine_head

@@ -181,6 +181,27 @@ class Shape:
             return []
         return scored_bodies(self.surface, self.descriptor)
 
+    @cached_property
+    def _solidities(self) -> dict[int, float | None]:
+        return {}
+
+    def solidity(self, body: int) -> float | None:
+        """Solidity (:func:`scanner.features.solidity.solidity`) of what a descriptor row with
+        body number ``body`` describes: -1 the whole surface, a body number that body; None for
+        the loose-triangle and wall-free rows (never called convex). Computed on first ask:
+        only a plane-cut piece hit asks (:data:`scanner.matching.CONVEX_SOLIDITY`)."""
+        from scanner.features.solidity import solidity
+
+        if body not in self._solidities:
+            if body == -1:
+                value = solidity(self.surface.corners32)
+            elif body >= 0:
+                value = solidity(np.compress(self.surface.body_labels() == body, self.surface.corners32, axis=0))
+            else:
+                value = None
+            self._solidities[body] = value
+        return self._solidities[body]
+
     def body_share(self, body: int | None) -> float | None:
         """Share of the upload's surface a descriptor row describes (None: the whole file,
         or not measured)."""

@@ -152,6 +152,7 @@ class LookupSignals(BaseModel):
     patches: str | None = Field(default=None, json_schema_extra=PATCHES_SCHEMA)
     affine: list[float] | None = Field(default=None, json_schema_extra=ROW_SCHEMA)
     row_shares: list[float] | None = Field(default=None, max_length=4096)
+    row_solidity: list[float | None] | None = Field(default=None, max_length=4096)
 
     @model_validator(mode="after")
     def _consistent(self) -> LookupSignals:
@@ -164,6 +165,11 @@ class LookupSignals(BaseModel):
         shares = self.row_shares
         if shares is not None and (len(shares) != len(self.rows) or not all(0.0 <= x <= 1.0 for x in shares)):
             raise ValueError("row_shares must hold one number in [0, 1] per row")
+        solid = self.row_solidity
+        if solid is not None and (
+            len(solid) != len(self.rows) or not all(x is None or (math.isfinite(x) and x >= 0.0) for x in solid)
+        ):
+            raise ValueError("row_solidity must hold one number >= 0 (or null) per row")
         for row in self.rows:
             if len(row) != DESCRIPTOR_SIZE:
                 raise ValueError(f"each row must hold {DESCRIPTOR_SIZE} numbers")

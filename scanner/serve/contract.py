@@ -74,6 +74,9 @@ class SignalsBody(BaseModel):
     row_shares: list[float] | None = Field(
         default=None, description="Each row's share of the mesh's surface: a known file's cut piece matches a large one"
     )
+    row_solidity: list[float | None] | None = Field(
+        default=None, description="Each row's solidity: a convex row matches a known file's cut piece only corroborated"
+    )
 
 
 class LookupNote(BaseModel):

@@ -301,6 +301,20 @@ def test_lookup_with_row_shares_that_do_not_fit_the_rows_is_422(server: Server) 
         assert status == 422 and b"row_shares" in data, data
 
 
+def test_lookup_with_row_solidity_that_does_not_fit_the_rows_is_422(server: Server) -> None:
+    _, hashed = server.json("POST", "/v1/hash?name=b.stl", BENIGN.read_bytes())
+    signals = hashed["signals"][0]
+    assert len(signals["row_solidity"]) == len(signals["rows"])
+    status, _, _ = server.request(
+        "POST", "/v1/lookup", json.dumps(signals).encode(), {"Content-Type": "application/json"}
+    )
+    assert status == 200
+    for bad in ([1.0] * (len(signals["rows"]) + 1), [-1.0] * len(signals["rows"])):
+        status, _, data = server.request("POST", "/v1/lookup", json.dumps(signals | {"row_solidity": bad}).encode(),
+                                         {"Content-Type": "application/json"})  # fmt: skip
+        assert status == 422 and b"row_solidity" in data, data
+
+
 def test_full_queue_answers_503_with_retry_after(server: Server) -> None:
     """--workers 1 --queue 1: two clients that have begun an upload hold both places."""
     held = []

@@ -157,3 +157,63 @@ def test_a_piece_hit_stands_when_the_upload_carries_some_of_the_signatures_patch
     assert asked and found and all(m.signature_share is not None for m in found)
     other = mesh_patch_codes(load(sorted(DEMO.glob("benign-*.stl"))[0]))  # a benign file: none of its patches
     assert matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], patches=lambda: other) == []
+
+
+def _near_piece_hit(library: SignatureLibrary, matcher: Matcher) -> tuple[np.ndarray, int]:
+    """An upload row at 0.5 x a piece row's threshold: a hit that stands alone by distance."""
+    row, piece = _lone_piece_hit(library, matcher, 0.9)
+    vectors, _, _, _ = _rows(library)
+    return vectors[piece] + 0.5 * (row - vectors[piece]) / 0.9, piece
+
+
+def test_a_convex_row_near_a_piece_needs_corroboration(library, monkeypatch) -> None:
+    """A stock shape (a pin, a block: solidity 1) that lands near a signature's plane-cut piece -
+    the corpus's dowel pin on half a bolt proxy at 0.41 x - is refused however near, unless
+    corroborated; the same row from a non-convex surface, or with its solidity unknown, stands."""
+    from scanner.matching import CONVEX_SOLIDITY
+
+    matcher = Matcher.build(library)
+    row, piece = _near_piece_hit(library, matcher)
+    query = row[None, :].astype(np.float32)
+    asked: list[int] = []
+
+    def solid(value: float | None):
+        def read(i: int) -> float | None:
+            asked.append(i)
+            return value
+
+        return read
+
+    assert matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], solidity=solid(1.0)) == []
+    assert asked == [0]
+    assert matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], solidity=solid(CONVEX_SOLIDITY)) == []
+    for value in (CONVEX_SOLIDITY - 0.01, 0.5, None):
+        found = matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], solidity=solid(value))
+        assert [m.signature_share for m in found] == [piece_share(int(np.asarray(library.rows)[piece, 1]))], value
+    monkeypatch.setattr("scanner.matching.CONVEX_SOLIDITY", 1.01)  # the rule off: the convex row flags
+    assert matcher.near(query, [-1], k=5, radius=0.08, shares=[1.0], solidity=solid(1.0))
+
+
+def test_a_convex_row_on_a_piece_stands_with_the_signatures_patches(library) -> None:
+    """A convex half of the part that keeps its triangles (a partial copy cut to a block) carries
+    the signature's patches: corroborated, it stands."""
+    from scanner.features.patches import mesh_patch_codes
+    from scanner.loading import load
+
+    matcher = Matcher.build(library)
+    row, _ = _near_piece_hit(library, matcher)
+    codes = mesh_patch_codes(load(sorted(DEMO.glob("proxy-*.stl"))[1]))
+    found = matcher.near(row[None, :].astype(np.float32), [-1], k=5, radius=0.08, shares=[1.0],
+                         patches=lambda: codes, solidity=lambda i: 1.0)  # fmt: skip
+    assert found and all(m.signature_share is not None for m in found)
+
+
+def test_the_solidity_of_a_piece_hit_is_not_computed_for_hits_that_need_no_answer(library) -> None:
+    """Solidity costs a convex hull: it is asked about a near piece hit only, never for whole-row
+    hits or uploads with no hit."""
+    matcher = Matcher.build(library)
+    vectors, bodies, _, whole = _rows(library)
+    asked: list[int] = []
+    found = matcher.near(whole[None, :].astype(np.float32), [-1], k=5, radius=0.08, shares=[1.0],
+                         solidity=lambda i: asked.append(i) or 1.0)  # fmt: skip
+    assert found and found[0].signature_share is None and asked == []
