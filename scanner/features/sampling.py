@@ -395,7 +395,7 @@ def sample_surface(
     # sort does the work of an argsort (equal high bits, ~1e-7 per file, fall back to position)
     shift = np.uint64(max(1, (len(skey) - 1).bit_length()))
     low = (np.uint64(1) << shift) - np.uint64(1)
-    packed = np.sort((skey & ~low) | np.arange(len(skey), dtype=np.uint64))[:n_points]
+    packed = sort64((skey & ~low) | np.arange(len(skey), dtype=np.uint64))[:n_points]
     keep = (packed & low).astype(np.int64)
     local, within = local[keep], within[keep].astype(np.float64)
     # within a triangle the points follow the R2 low-discrepancy sequence, shifted by the
