@@ -333,3 +333,42 @@ def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytes
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1], old[1])
     assert kind != "walls" or new[0].sum() == new[1].sum() == 4  # the two caps of the cut (two triangles each)
+
+
+def _reference_extreme_points(points: np.ndarray) -> np.ndarray:
+    """The extreme-point search before the mirrored directions were folded: every one of the 64
+    directions multiplied out in float32, ``argmax`` over the points."""
+    from scanner.classify.shape import _HULL_DIRECTIONS
+
+    d, p32 = _HULL_DIRECTIONS, np.ascontiguousarray(points.T, dtype=np.float32)
+    out = d[:, 0:1] * p32[0]
+    out = out + d[:, 1:2] * p32[1]
+    out = out + d[:, 2:3] * p32[2]
+    return np.argmax(out, axis=1)
+
+
+@pytest.mark.parametrize("n", [70, 2_500, 8_192, 8_193, 20_000])
+def test_extreme_points_of_half_the_directions(n: int) -> None:
+    """argmin of the first half's products answers for the mirrored half: the same first
+    extreme points, with ties (rounded coordinates), across blocks and with a NaN row."""
+    from scanner.classify.shape import _extreme_points
+
+    rng = np.random.default_rng(n)
+    for points in (rng.normal(size=(n, 3)), np.round(rng.normal(size=(n, 3)), 1), np.where(
+            np.arange(n)[:, None] == 5, np.nan, rng.normal(size=(n, 3)))):  # fmt: skip
+        assert np.array_equal(_extreme_points(points), _reference_extreme_points(points))
+
+
+def test_qhull_volume_is_convex_hulls() -> None:
+    from scipy.spatial import ConvexHull, QhullError
+
+    from scanner.classify.shape import _hull_volume, _qhull_volume
+
+    rng = np.random.default_rng(5)
+    for n in (4, 12, 57, 200):
+        points = rng.normal(size=(n, 3)) * rng.uniform(0.1, 3.0, 3)
+        assert _qhull_volume(points) == ConvexHull(points).volume
+    flat = np.c_[rng.normal(size=(30, 2)), np.zeros(30)]
+    with pytest.raises(QhullError):
+        _qhull_volume(flat)
+    assert _hull_volume(flat) == 0.0
