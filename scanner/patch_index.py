@@ -52,6 +52,17 @@ class LocalHit:
     (triangles with the angles across their edges)."""
 
 
+def _code_size_order(codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``np.lexsort((sizes, codes))``: by code, then size, then position - as two stable sorts,
+    sizes first (int16: numpy's radix sort) and then codes (:func:`stable_argsort_u64`), which
+    composed are exactly lexsort's order. Why: lexsort of a small file's ~10k codes took 0.46 ms
+    on this machine, about 5% of the whole scan of the file; the two sorts about 0.1 ms."""
+    from scanner.arrays import stable_argsort_u64
+
+    by_size = np.argsort(sizes, kind="stable")
+    return by_size[stable_argsort_u64(np.take(codes, by_size))]
+
+
 class PatchIndex:
     """Patch rows sorted by code, with per-signature totals; ``query`` votes."""
 
@@ -107,7 +118,7 @@ class PatchIndex:
         if not len(self.codes) or not len(codes):
             return []
         # distinct (code, size) pairs, in code order (sorted needles search a large map faster)
-        order = np.lexsort((codes.sizes, codes.codes))
+        order = _code_size_order(codes.codes, codes.sizes)
         qc, qs = codes.codes[order], codes.sizes[order].astype(np.int64)
         new = np.ones(len(qc), dtype=bool)
         new[1:] = (qc[1:] != qc[:-1]) | (qs[1:] != qs[:-1])

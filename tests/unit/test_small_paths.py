@@ -372,3 +372,18 @@ def test_qhull_volume_is_convex_hulls() -> None:
     with pytest.raises(QhullError):
         _qhull_volume(flat)
     assert _hull_volume(flat) == 0.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 10, 3_000, 20_000])
+def test_code_size_order_is_lexsort(n: int) -> None:
+    """The local-patch query's two stable sorts give ``np.lexsort``'s order: distinct codes,
+    repeated codes (ties broken by size, then position) and codes alike in their high bits."""
+    from scanner.patch_index import _code_size_order
+
+    rng = np.random.default_rng(n)
+    hashes = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    repeated = hashes[rng.integers(0, max(n // 10, 1), n)] if n else hashes
+    alike = (rng.integers(0, 4, n).astype(np.uint64) << np.uint64(60)) | rng.integers(0, 3, n).astype(np.uint64)
+    for codes in (hashes, repeated, alike):
+        sizes = rng.integers(-5, 40, n).astype(np.int16)
+        assert np.array_equal(_code_size_order(codes, sizes), np.lexsort((sizes, codes)))
