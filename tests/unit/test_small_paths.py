@@ -387,3 +387,35 @@ def test_code_size_order_is_lexsort(n: int) -> None:
     for codes in (hashes, repeated, alike):
         sizes = rng.integers(-5, 40, n).astype(np.int16)
         assert np.array_equal(_code_size_order(codes, sizes), np.lexsort((sizes, codes)))
+
+
+def test_axis_bounds_are_the_column_reductions() -> None:
+    """The sampler's bounds from contiguous rows are the stride-3 columns' minima and maxima,
+    bit for bit, signed zeros and NaN included (those take the column reductions)."""
+    from scanner.features.sampling import _axis_bounds
+
+    def reference(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols = c.T
+        return (np.array([x.min() for x in cols], dtype=np.float64),
+                np.array([x.max() for x in cols], dtype=np.float64))  # fmt: skip
+
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(9_000, 3)).astype(np.float32)
+    flat = base.copy()
+    flat[:, 2] = np.where(rng.random(len(flat)) < 0.5, np.float32(-0.0), np.float32(0.0))
+    nan = base.copy()
+    nan[17, 1] = np.nan
+    for corners in (
+        base,
+        flat,
+        nan,
+        np.abs(base),
+        -np.abs(base),
+        base[:1],
+        rng.normal(size=(70_000, 3)).astype(np.float32),
+    ):
+        lo, hi = _axis_bounds(corners)
+        ref_lo, ref_hi = reference(corners)
+        np.testing.assert_array_equal(lo, ref_lo)
+        np.testing.assert_array_equal(hi, ref_hi)
+        assert np.array_equal(np.signbit(lo), np.signbit(ref_lo)) and np.array_equal(np.signbit(hi), np.signbit(ref_hi))
