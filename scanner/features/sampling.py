@@ -239,19 +239,21 @@ boundary for about 1 triangle in 2,000: those few resample, the rest keep their 
 
 
 def _order_corners(measure: np.ndarray, corner_keys: np.ndarray) -> np.ndarray:
-    """(F, 3) corner order: largest measure first, ties by smaller content key. Each corner's
-    rank is counted from three pairwise comparisons: cheaper than sorting rows."""
+    """(3, F) corner order, as rows (row ``r``: the corner of rank ``r`` of each triangle):
+    largest measure first, ties by smaller content key. ``measure`` and ``corner_keys``: (3, F)
+    rows, one per corner. Each corner's rank is counted from three pairwise comparisons:
+    cheaper than sorting rows (and on contiguous rows, where columns of (F, 3) arrays stride)."""
 
     def first(i: int, j: int) -> np.ndarray:
-        mi, mj = measure[:, i], measure[:, j]
-        return (mi > mj) | ((mi == mj) & (corner_keys[:, i] < corner_keys[:, j]))
+        mi, mj = measure[i], measure[j]
+        return (mi > mj) | ((mi == mj) & (corner_keys[i] < corner_keys[j]))
 
     f01, f02, f12 = (first(i, j).astype(np.int64) for i, j in ((0, 1), (0, 2), (1, 2)))
     ranks = (2 - f01 - f02, 1 + f01 - f12, f02 + f12)
-    # order[:, r] is the corner whose rank is r (ranks are a permutation of 0, 1, 2 per row)
-    order = np.empty((len(measure), 3), dtype=np.int64)
+    # order[r] is the corner whose rank is r (ranks are a permutation of 0, 1, 2 per triangle)
+    order = np.empty((3, measure.shape[1]), dtype=np.int64)
     for r in range(3):
-        order[:, r] = (ranks[1] == r) + 2 * (ranks[2] == r)
+        np.add(ranks[1] == r, 2 * (ranks[2] == r), out=order[r])
     return order
 
 
@@ -259,19 +261,26 @@ _CHUNK = 1 << 16
 """Triangles per block of the elementwise float32 work: its temporaries stay in cache."""
 
 
-def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32) -> np.ndarray:
+def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32, offset: np.ndarray | None = None) -> np.ndarray:
     """(F, 3) quantised intrinsic measure of each corner: the length of the opposite edge
-    (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``."""
-    t = np.ascontiguousarray(tri.transpose(1, 2, 0))  # (corner, coordinate, triangle): contiguous rows
+    (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``.
+    A transposed view of (3, F) rows. ``offset`` (float32): subtracted from every corner first
+    (in the copy to (corner, coordinate, triangle) order: the same float32 differences)."""
+    t = np.empty((3, 3, len(tri)), dtype=tri.dtype if offset is None else np.result_type(tri, offset))
+    if offset is None:
+        t[...] = tri.transpose(1, 2, 0)  # (corner, coordinate, triangle): contiguous rows
+    else:
+        np.subtract(tri.transpose(1, 2, 0), offset[None, :, None], out=t)
     edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]  # the edge opposite corner k
     rel = t - centroid.astype(np.float32)[None, :, None]
-    measure = np.empty((len(tri), 3), dtype=np.int64)
+    measure = np.empty((3, len(tri)), dtype=np.int64)
     for k in range(3):
         e, r = edge[k], rel[k]
         opposite = np.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]) * scale
         reach = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * scale
-        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
-    return measure
+        np.bitwise_or(opposite.astype(np.int64) << np.int64(24), np.minimum(reach.astype(np.int64), (1 << 24) - 1),
+                      out=measure[k])  # fmt: skip
+    return measure.T
 
 
 def intrinsic_keys(
@@ -290,14 +299,21 @@ def intrinsic_keys(
     ``offset`` (float32): subtracted from every corner first, block by block.
     """
     scale = np.float32(KEY_STEPS / radius)
-    measure = np.empty((len(tri), 3), dtype=np.int64)
-    for lo in range(0, len(tri), _CHUNK):  # per triangle, so chunks give the same numbers, from cache
-        block = tri[lo : lo + _CHUNK] if offset is None else tri[lo : lo + _CHUNK] - offset
-        measure[lo : lo + _CHUNK] = _measures(block, centroid, scale)
-    order = _order_corners(measure, corner_keys)
-    canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
+    n = len(tri)
+    if n <= _CHUNK:
+        measure = _measures(tri, centroid, scale, offset).T  # (3, F) rows, one per corner
+    else:
+        measure = np.empty((3, n), dtype=np.int64)
+        for lo in range(0, n, _CHUNK):  # per triangle, so chunks give the same numbers, from cache
+            measure[:, lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale, offset).T
+    order = _order_corners(measure, np.ascontiguousarray(corner_keys.T))
+    # the measures in rank order (take_along_axis of the (F, 3) forms): one flat gather
+    at = order * np.int64(n)
+    at += np.arange(n, dtype=np.int64)
+    canon = measure.reshape(-1).take(at).view(np.uint64)  # int64 -> uint64: the same bits as astype
+    order = order.T  # (F, 3): the corner order as the sampler reads it
     with np.errstate(over="ignore"):
-        intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
+        intrinsic = _splitmix(_splitmix(_splitmix(canon[0] ^ SEED) + canon[1]) + canon[2])
     # a value sort first, its index in the low bits: most surfaces have no two seeds alike, and
     # where some are, the sort already holds their order (as :func:`stable_argsort_u64` does)
     shift = np.uint64(max(1, (len(intrinsic) - 1).bit_length()))

@@ -419,3 +419,55 @@ def test_axis_bounds_are_the_column_reductions() -> None:
         np.testing.assert_array_equal(lo, ref_lo)
         np.testing.assert_array_equal(hi, ref_hi)
         assert np.array_equal(np.signbit(lo), np.signbit(ref_lo)) and np.array_equal(np.signbit(hi), np.signbit(ref_hi))
+
+
+def _reference_intrinsic_head(tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray,
+                              offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The seeds before congruent triangles are told apart, and the corner order, as the (F, 3)
+    column form computed them (before the (3, F) rows)."""
+    from scanner.mesh import _splitmix
+
+    scale = np.float32(sampling.KEY_STEPS / radius)
+    t = np.ascontiguousarray((tri - offset).transpose(1, 2, 0))
+    edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]
+    rel = t - centroid.astype(np.float32)[None, :, None]
+    measure = np.empty((len(tri), 3), dtype=np.int64)
+    for k in range(3):
+        e, r = edge[k], rel[k]
+        opposite = np.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]) * scale
+        reach = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * scale
+        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+
+    def first(i: int, j: int) -> np.ndarray:
+        mi, mj = measure[:, i], measure[:, j]
+        return (mi > mj) | ((mi == mj) & (corner_keys[:, i] < corner_keys[:, j]))
+
+    f01, f02, f12 = (first(i, j).astype(np.int64) for i, j in ((0, 1), (0, 2), (1, 2)))
+    ranks = (2 - f01 - f02, 1 + f01 - f12, f02 + f12)
+    order = np.empty((len(measure), 3), dtype=np.int64)
+    for r in range(3):
+        order[:, r] = (ranks[1] == r) + 2 * (ranks[2] == r)
+    canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        seeds = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ sampling.SEED) + canon[:, 1]) + canon[:, 2])
+    return seeds, order
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_intrinsic_keys_on_rows_are_the_column_form(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds and corner order from (3, F) rows are the (F, 3) column form's, in one block and
+    in several (``_CHUNK``), where no two triangles are congruent (every seed its own)."""
+    s = surface(kind, i)
+    tri, keys = s.corners32, s.corner_keys
+    offset = ((tri.reshape(-1, 3).min(axis=0) + tri.reshape(-1, 3).max(axis=0)) / 2).astype(np.float32)
+    centroid, radius = np.array([0.2, -0.1, 0.3]), 1.7
+    want_seeds, want_order = _reference_intrinsic_head(tri, centroid, radius, keys, offset)
+    for chunk in (sampling._CHUNK, 7):
+        monkeypatch.setattr(sampling, "_CHUNK", chunk)
+        seeds, order = sampling.intrinsic_keys(tri, centroid, radius, keys, offset)
+        np.testing.assert_array_equal(order, want_order)
+        alone = np.ones(len(want_seeds), dtype=bool)  # seeds no other triangle shares: not re-ranked
+        ordered = np.sort(want_seeds)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        alone &= ~np.isin(want_seeds, repeated)
+        np.testing.assert_array_equal(seeds[alone], want_seeds[alone])
