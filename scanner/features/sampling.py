@@ -175,7 +175,23 @@ _AREA_ROWS = 1 << 16
 
 
 def _block_areas(tri: np.ndarray) -> np.ndarray:
-    t = np.ascontiguousarray(tri.transpose(1, 2, 0))
+    return _row_areas(np.ascontiguousarray(tri.transpose(1, 2, 0)))
+
+
+def _corner_rows(tri: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """(3, 3, F) copy of (F, 3, 3) ``tri`` less ``offset`` (corner, coordinate, triangle):
+    ``np.ascontiguousarray((tri - offset).transpose(1, 2, 0))`` in one pass, the same float32
+    differences."""
+    t = np.empty((3, 3, len(tri)), dtype=tri.dtype if offset is None else np.result_type(tri, offset))
+    if offset is None:
+        t[...] = tri.transpose(1, 2, 0)
+    else:
+        np.subtract(tri.transpose(1, 2, 0), offset[None, :, None], out=t)
+    return t
+
+
+def _row_areas(t: np.ndarray) -> np.ndarray:
+    """:func:`_block_areas` of triangles given as (3, 3, F) rows (:func:`_corner_rows`)."""
     e = [t[(k + 1) % 3] - t[k] for k in range(3)]
     la, lb, lc = (np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) for d in e)
     hi = np.maximum(np.maximum(la, lb), lc)
@@ -261,16 +277,19 @@ _CHUNK = 1 << 16
 """Triangles per block of the elementwise float32 work: its temporaries stay in cache."""
 
 
-def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32, offset: np.ndarray | None = None) -> np.ndarray:
+def _measures(
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    scale: np.float32,
+    offset: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """(F, 3) quantised intrinsic measure of each corner: the length of the opposite edge
     (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``.
     A transposed view of (3, F) rows. ``offset`` (float32): subtracted from every corner first
-    (in the copy to (corner, coordinate, triangle) order: the same float32 differences)."""
-    t = np.empty((3, 3, len(tri)), dtype=tri.dtype if offset is None else np.result_type(tri, offset))
-    if offset is None:
-        t[...] = tri.transpose(1, 2, 0)  # (corner, coordinate, triangle): contiguous rows
-    else:
-        np.subtract(tri.transpose(1, 2, 0), offset[None, :, None], out=t)
+    (in the copy to (corner, coordinate, triangle) order: the same float32 differences);
+    ``rows``: that copy (:func:`_corner_rows`) when the caller has it."""
+    t = _corner_rows(tri, offset) if rows is None else rows  # (corner, coordinate, triangle): contiguous rows
     edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]  # the edge opposite corner k
     rel = t - centroid.astype(np.float32)[None, :, None]
     measure = np.empty((3, len(tri)), dtype=np.int64)
@@ -284,7 +303,12 @@ def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32, offset: 
 
 
 def intrinsic_keys(
-    tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray, offset: np.ndarray | None = None
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    radius: float,
+    corner_keys: np.ndarray,
+    offset: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A 64-bit seed per triangle and its corners' canonical order, from its intrinsic shape.
 
@@ -296,12 +320,14 @@ def intrinsic_keys(
     the length of the opposite edge, then distance to the centroid. Congruent triangles at the
     same distance (the facets of a turned part) share those numbers; they are told apart by
     their rank in coordinate-key order, which only permutes points among symmetric images.
-    ``offset`` (float32): subtracted from every corner first, block by block.
+    ``offset`` (float32): subtracted from every corner first, block by block; ``rows``: a
+    surface of one block as :func:`_corner_rows` of ``tri`` and ``offset``, when the caller
+    has it (the sampler's areas read the same copy).
     """
     scale = np.float32(KEY_STEPS / radius)
     n = len(tri)
     if n <= _CHUNK:
-        measure = _measures(tri, centroid, scale, offset).T  # (3, F) rows, one per corner
+        measure = _measures(tri, centroid, scale, offset, rows).T  # (3, F) rows, one per corner
     else:
         measure = np.empty((3, n), dtype=np.int64)
         for lo in range(0, n, _CHUNK):  # per triangle, so chunks give the same numbers, from cache
@@ -405,9 +431,14 @@ def sample_surface(
     # every step below reads the triangles less ``offset`` block by block (float32: the same
     # numbers as one centred copy, which at 1M triangles was a 36 MB array faulted in afresh)
     offset = ((lo + hi) / 2.0).astype(np.float32)
-    areas = np.empty(len(tri32), dtype=np.float32)
-    for start in range(0, len(tri32), _MOMENT_ROWS):
-        areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
+    rows = None  # a surface of one block: its centred corners copied to rows once, for the areas and seeds
+    if len(tri32) <= min(_MOMENT_ROWS, _CHUNK, _AREA_ROWS):
+        rows = _corner_rows(tri32, offset)
+        areas = _row_areas(rows)
+    else:
+        areas = np.empty(len(tri32), dtype=np.float32)
+        for start in range(0, len(tri32), _MOMENT_ROWS):
+            areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
     centroid, area, second = surface_moments(tri32, areas, _MOMENT_ROWS, offset)
     radius = float(np.sqrt(np.trace(second)))
     if not radius > 0:
@@ -418,7 +449,7 @@ def sample_surface(
     evals = evals / max(evals.sum(), 1e-300)
     axes = evecs[:, order].T
 
-    tkey, corner_order = intrinsic_keys(tri32, centroid, radius, corner_keys, offset)
+    tkey, corner_order = intrinsic_keys(tri32, centroid, radius, corner_keys, offset, rows)
     # the total of stratified counts varies by at most sqrt(target): 6 sigma of slack
     target = n_points + 6.0 * np.sqrt(n_points) + 8.0
     expected = areas.astype(np.float64) * (target / area)
