@@ -471,3 +471,31 @@ def test_intrinsic_keys_on_rows_are_the_column_form(kind: str, i: int, monkeypat
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         alone &= ~np.isin(want_seeds, repeated)
         np.testing.assert_array_equal(seeds[alone], want_seeds[alone])
+
+
+def test_splitmix_without_errstate_is_the_same_hash() -> None:
+    """Arrays are mixed outside ``np.errstate`` (numpy's integer array loops never check
+    overflow): the same hashes as the in-place form under it, and no warning; a scalar key
+    takes the scalar form under it."""
+    import warnings
+
+    from scanner.mesh import _MIX1, _MIX2, _MIX3, _splitmix
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            x = np.add(x, _MIX1)
+            x ^= x >> np.uint64(30)
+            x *= _MIX2
+            x ^= x >> np.uint64(27)
+            x *= _MIX3
+            x ^= x >> np.uint64(31)
+            return x
+
+    keys = np.random.default_rng(1).integers(0, 2**63, 5000, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    keys[:3] = (0, 2**64 - 1, 2**63)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        got = _splitmix(keys)
+        scalar = _splitmix(np.uint64(2**64 - 1))
+    np.testing.assert_array_equal(got, reference(keys.copy()))
+    assert scalar == reference(np.array([2**64 - 1], dtype=np.uint64))[0]
