@@ -499,3 +499,35 @@ def test_splitmix_without_errstate_is_the_same_hash() -> None:
         scalar = _splitmix(np.uint64(2**64 - 1))
     np.testing.assert_array_equal(got, reference(keys.copy()))
     assert scalar == reference(np.array([2**64 - 1], dtype=np.uint64))[0]
+
+
+def test_forest_table_walk_reaches_the_fancy_index_walks_leaves() -> None:
+    """The flat-table forest walk ends in the leaves the 2-D fancy-indexing walk reached, for
+    one row and several (the shipped model's 60 trees), and a forest with a one-child node
+    (not scikit-learn's) takes the old walk."""
+    from scanner.classify.model import load_model
+
+    fast = load_model()._fast
+    assert fast is not None
+
+    def reference(z: np.ndarray) -> np.ndarray:
+        trees, rows = np.arange(len(fast.left))[None, :], np.arange(len(z))[:, None]
+        node = np.zeros((len(z), len(fast.left)), dtype=np.int64)
+        for _ in range(fast.depth):
+            left = fast.left[trees, node]
+            inner = left >= 0
+            if not inner.any():
+                break
+            go_left = z[rows, fast.feature[trees, node]] <= fast.threshold[trees, node]
+            node = np.where(inner, np.where(go_left, left, fast.right[trees, node]), node)
+        return fast.value[trees, node]
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7):
+        x = rng.normal(size=(n, len(fast.mean))) * fast.scale * 2 + fast.mean
+        z = ((x - fast.mean) / fast.scale).astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(fast._leaf_values(z), reference(z))
+    odd = type(fast).from_arrays(fast.arrays())
+    odd.right = odd.right.copy()
+    odd.right[0, 0] = -1  # a root with a left child only
+    assert odd._walk_tables() is None
