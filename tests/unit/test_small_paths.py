@@ -531,3 +531,26 @@ def test_forest_table_walk_reaches_the_fancy_index_walks_leaves() -> None:
     odd.right = odd.right.copy()
     odd.right[0, 0] = -1  # a root with a left child only
     assert odd._walk_tables() is None
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_small_components_are_scipys_public_components(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bodies of a small mesh from the two CSR halves made here are those of the public
+    ``connected_components`` on the face-vertex graph (the same partition, and so the same
+    labels once renumbered by first face); without scipy's private traversal the public route
+    is taken."""
+    import scanner.mesh as mesh_module
+
+    s = surface(kind, i)
+    faces, firsts = s.welded_faces, s._welded[2]
+    by_vertex = s.__dict__.get("_corners_by_vertex")
+    assert by_vertex is not None
+    n_new, new = mesh_module._face_vertex_components(faces, firsts, by_vertex)
+    n_old, old = mesh_module._face_vertex_components(faces, firsts)
+    assert n_new == n_old
+    # the same partition: each new label maps to exactly one old label and back
+    pairs = np.unique(np.stack([new, old]), axis=1)
+    assert pairs.shape[1] == n_old == len(np.unique(new))
+    monkeypatch.setattr(mesh_module, "_small_face_vertex_components", lambda faces, by_vertex: None)
+    n_fallback, fallback = mesh_module._face_vertex_components(faces, firsts, by_vertex)
+    assert n_fallback == n_old and np.array_equal(fallback, old)
