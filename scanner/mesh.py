@@ -275,19 +275,17 @@ def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
     offset = (c0 * n0 + c1 * n1 + c2 * n2) / half
     # one orientation per plane: the sign of the first clearly non-zero component (of the
     # first component when none is), as argmax over ``abs(normal) > 1e-6`` picks it
-    sign = np.sign(n0)
-    third = np.abs(n2) > 1e-6
-    sign[third] = np.sign(n2[third])
-    second = np.abs(n1) > 1e-6
-    sign[second] = np.sign(n1[second])
-    first = np.abs(n0) > 1e-6
-    sign[first] = np.sign(n0[first])
+    # (one choice per triangle, first over second over third over the default, as the masked
+    # assignments in that order gave it; no masked gathers)
+    s0 = np.sign(n0)
+    sign = np.where(np.abs(n0) > 1e-6, s0,
+                    np.where(np.abs(n1) > 1e-6, np.sign(n1), np.where(np.abs(n2) > 1e-6, np.sign(n2), s0)))  # fmt: skip
     sign[sign == 0] = 1.0
-    with np.errstate(over="ignore"):
-        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).astype(np.uint64))
+    with np.errstate(over="ignore"):  # int64 -> uint64 as a view: the bits astype gives
+        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).view(np.uint64))
     return ok, sign, packed
 
 
