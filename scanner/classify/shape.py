@@ -211,9 +211,12 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bounding box (float64) of (F, 3, 3) float32 corners, one coordinate row at a time:
-    the same minimum and maximum as ``min(axis=0)``, which is slow on (N, 3) arrays."""
-    rows = corners32.reshape(-1, 3).T
-    return (np.array([r.min() for r in rows], dtype=np.float64), np.array([r.max() for r in rows], dtype=np.float64))
+    the same minimum and maximum as ``min(axis=0)``, which is slow on (N, 3) arrays (the
+    sampler's :func:`scanner.features.sampling._axis_bounds`: contiguous rows for a small
+    surface, the same numbers)."""
+    from scanner.features.sampling import _axis_bounds
+
+    return _axis_bounds(corners32.reshape(-1, 3))
 
 
 def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, tuple | None]:
