@@ -337,6 +337,7 @@ def intrinsic_keys(
     at = order * np.int64(n)
     at += np.arange(n, dtype=np.int64)
     canon = measure.reshape(-1).take(at).view(np.uint64)  # int64 -> uint64: the same bits as astype
+    del measure, at  # a large surface's (3, F) temporaries go before the seeds are hashed
     order = order.T  # (F, 3): the corner order as the sampler reads it
     with np.errstate(over="ignore"):
         intrinsic = _splitmix(_splitmix(_splitmix(canon[0] ^ SEED) + canon[1]) + canon[2])
