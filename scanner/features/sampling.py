@@ -479,13 +479,25 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
-    ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
-    frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
-    frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
-    frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
+    if rows is not None:
+        # from the centred (corner, coordinate, triangle) rows (the same float32 differences
+        # as ``tri32 - offset``): one flat gather of (rank, coordinate, chosen) and contiguous
+        # arithmetic, where the (C, 3, 3) gather's columns strided
+        at = corner_order.T.take(chosen, axis=1) * 3  # (3, C): the corner of each rank
+        at = (at[:, None, :] + np.arange(3)[None, :, None]) * len(tri32)
+        at += chosen
+        ordered = rows.reshape(-1).take(at)  # (rank, coordinate, C) float32
+        np.multiply(ordered[0] - centroid.astype(np.float32)[:, None], inv_r, out=frame[0:3])
+        np.multiply(ordered[1] - ordered[0], inv_r, out=frame[3:6])
+        np.multiply(ordered[2] - ordered[0], inv_r, out=frame[6:9])
+    else:
+        gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
+        ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
+        frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
+        frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
+        frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
     g = frame.take(local, axis=1)
     w1 = (r1 * (1 - r2)).astype(np.float32)
     w2 = (r1 * r2).astype(np.float32)

@@ -554,3 +554,14 @@ def test_small_components_are_scipys_public_components(kind: str, i: int, monkey
     monkeypatch.setattr(mesh_module, "_small_face_vertex_components", lambda faces, by_vertex: None)
     n_fallback, fallback = mesh_module._face_vertex_components(faces, firsts, by_vertex)
     assert n_fallback == n_old and np.array_equal(fallback, old)
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_sample_from_rows_is_the_gathered_sample(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A surface of one block samples its points' frame from the centred (3, 3, F) rows; with
+    blocks smaller than the surface (no rows kept) the (C, 3, 3) gather gives the same points."""
+    s = surface(kind, i)
+    rows_sample = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys)
+    monkeypatch.setattr(sampling, "_CHUNK", 5)  # blocks of the seeds' measures: no shared rows
+    gathered = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys)
+    np.testing.assert_array_equal(rows_sample.coords, gathered.coords)
