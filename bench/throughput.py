@@ -14,6 +14,13 @@ start-up, which matters for small runs: compare ratios within one run. Beside wa
 cell has the CPU seconds its processes used (user + system, children included): on a machine
 shared with other work, files per CPU-second is the per-core figure the wall time hides.
 
+The large set has one more row, ``--jobs 1`` with the two-thread describe helper off
+(:mod:`scanner.parallel`), and a line with ``--jobs 2``'s speed relative to it: the command is
+pinned to one core of this process's affinity (the helper runs only where a core is idle), so
+the scaling of ``--jobs 2`` over a serial ``--jobs 1`` shows in the same run as the plain
+``--jobs 1`` row (whose worker describes a large mesh on two threads where a core is idle).
+(Its parent shares that core; for a few large files it waits almost all the time.)
+
 ``--db-cost`` adds ``scan --jobs 1 --db`` rows for both results backends, each into a fresh
 database: a SQLite file, and a PostgreSQL database (``--postgres URL`` of a server whose user
 may create databases; without it, a throwaway local server is started as the tests do, from
@@ -45,6 +52,7 @@ that table.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -89,11 +97,18 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_meshscan(folder: Path, *extra: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one ``meshscan scan`` of the folder."""
+def run_meshscan(folder: Path, *extra: str, one_core: bool = False) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one ``meshscan scan`` of the folder. ``one_core``: the
+    command (and so its workers, which inherit it) may run on one core of this process's
+    affinity only, which is what :func:`scanner.parallel.spare_cores` reads: a ``--jobs 1``
+    worker then leaves no core idle and describes a large mesh on one thread (serial)."""
     cmd = [sys.executable, "-m", "scanner.cli", "scan", str(folder), "--format", "jsonl", "--out", "/dev/null", *extra]
+    preexec = None
+    if one_core:
+        core = min(os.sched_getaffinity(0))
+        preexec = lambda: os.sched_setaffinity(0, {core})  # noqa: E731 - a bench helper
     t, cpu = time.perf_counter(), _children_cpu()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed: {proc.stderr[-2000:]}")
     return time.perf_counter() - t, _children_cpu() - cpu
@@ -110,6 +125,9 @@ PEERS = {
         "    m = trimesh.load(f, force='mesh')\n    describe_triangles(np.asarray(m.triangles, dtype=np.float32))\n"
     ),
 }
+SERIAL = "meshscan --jobs 1, serial (one core)"
+"""The large set's ``--jobs 1`` with the describe helper off: the command pinned to one core
+(``run_meshscan(one_core=True)``), so its worker sees no idle core (:mod:`scanner.parallel`)."""
 BASELINE = "trimesh.load + area, volume, hull, 2k samples"
 """The issue's reference peer: what a trimesh-based scanner does per file at the least."""
 
@@ -366,6 +384,9 @@ def main() -> None:
         ("meshscan --jobs 1", lambda f: run_meshscan(f, "--jobs", "1")),
         ("meshscan --jobs 2", lambda f: run_meshscan(f, "--jobs", "2")),
     ]
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        # the large set only: a --jobs 1 worker with the two-thread describe helper off
+        tools.append((SERIAL, lambda f: run_meshscan(f, "--jobs", "1", one_core=True)))
     if not args.skip_dask:
         dask_jobs = str(args.dask_workers)
         tools.append((f"meshscan --engine dask ({dask_jobs} workers)",
@@ -392,7 +413,14 @@ def main() -> None:
             continue
         for round_ in range(1, args.rounds + 1):
             name_of = label if args.rounds == 1 else f"{label}, round {round_}"
-            print_round(name_of, files, dict((name, fn(folder)) for name, fn in tools))
+            wanted = [(name, fn) for name, fn in tools if name != SERIAL or folder.name.startswith("large")]
+            results = dict((name, fn(folder)) for name, fn in wanted)
+            print_round(name_of, files, results)
+            if SERIAL in results:
+                serial, two = results[SERIAL][0], results["meshscan --jobs 2"][0]
+                print(
+                    f"| {name_of:26s} | {'--jobs 2 vs serial --jobs 1 (wall)':46s} | {serial / two:7.2f}x |", flush=True
+                )
     targets.close()
     if args.stages and args.small:
         stages_table(sets[f"{args.small} small (1-5k tri)"], args.stages)

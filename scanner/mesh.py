@@ -33,18 +33,34 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     In place on one new array and one scratch shift (the same integer operations as
     ``x = (x ^ (x >> 30)) * M2`` ...): the written-out form made seven arrays, which for the
     millions of keys of a large mesh (corner, triangle and sampling seeds) measured 1.6x
-    slower."""
-    with np.errstate(over="ignore"):
-        x = np.add(x, _MIX1)
-        t = np.right_shift(x, _S30)
-        x ^= t
-        x *= _MIX2
-        np.right_shift(x, _S27, out=t)
-        x ^= t
-        x *= _MIX3
-        np.right_shift(x, _S31, out=t)
-        x ^= t
-        return x
+    slower.
+
+    Overflow is the point of the arithmetic. numpy's integer loops on arrays never check it;
+    its scalar arithmetic does (and warns), so only a scalar key is mixed under
+    ``np.errstate(over="ignore")``: entering and leaving that context cost ~2 us, which at
+    ~30 calls a small file was about 1% of its scan."""
+    x = np.add(x, _MIX1)
+    if type(x) is not np.ndarray:  # a numpy scalar: its multiplication checks for overflow
+        with np.errstate(over="ignore"):
+            return _mix(x)
+    return _mix(x)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The rest of :func:`_splitmix` after the first addition, in place on ``x`` (its own)."""
+    if type(x) is not np.ndarray:
+        x = (x ^ (x >> _S30)) * _MIX2
+        x = (x ^ (x >> _S27)) * _MIX3
+        return x ^ (x >> _S31)
+    t = np.right_shift(x, _S30)
+    x ^= t
+    x *= _MIX2
+    np.right_shift(x, _S27, out=t)
+    x ^= t
+    x *= _MIX3
+    np.right_shift(x, _S31, out=t)
+    x ^= t
+    return x
 
 
 def canonical_float32(points: np.ndarray) -> np.ndarray:
@@ -91,14 +107,15 @@ def weld(points: np.ndarray, keys: np.ndarray | None = None, canonical: bool = F
     ``canonical``: ``points`` are already :func:`canonical_float32` (a mesh's ``corners32``),
     so they are not copied again.
     """
-    unique, inverse, _ = _weld(points, keys, canonical)
+    unique, inverse, _, _ = _weld(points, keys, canonical)
     return unique, inverse
 
 
 def _weld(points: np.ndarray, keys: np.ndarray | None, canonical: bool
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:  # fmt: skip
     """:func:`weld`, and one point index per unique point (a first use of it: the first of
-    its sorted run), or None when the exact path was taken."""
+    its sorted run), or None when the exact path was taken; and the point indices in the
+    order of their unique point (grouped, unique points in order), or None likewise."""
     p32 = points if canonical else canonical_float32(points)
     keys = vertex_keys(p32) if keys is None else keys
     n = len(keys)
@@ -111,8 +128,8 @@ def _weld(points: np.ndarray, keys: np.ndarray | None, canonical: bool
         unique, inverse, firsts = _group_sorted(p32, keys[perm], perm)
         if not _rows_match(unique, inverse, p32):  # 64-bit collision: exact rows
             unique, inverse = np.unique(p32, axis=0, return_inverse=True)
-            firsts = None
-    return unique, inverse.reshape(-1).astype(np.int64, copy=False), firsts
+            firsts = perm = None
+    return unique, inverse.reshape(-1).astype(np.int64, copy=False), firsts, perm
 
 
 _MATCH_ROWS = 1 << 16
@@ -258,19 +275,17 @@ def _plane_keys(t: np.ndarray, centre: np.ndarray, mid: np.ndarray, half: float
     offset = (c0 * n0 + c1 * n1 + c2 * n2) / half
     # one orientation per plane: the sign of the first clearly non-zero component (of the
     # first component when none is), as argmax over ``abs(normal) > 1e-6`` picks it
-    sign = np.sign(n0)
-    third = np.abs(n2) > 1e-6
-    sign[third] = np.sign(n2[third])
-    second = np.abs(n1) > 1e-6
-    sign[second] = np.sign(n1[second])
-    first = np.abs(n0) > 1e-6
-    sign[first] = np.sign(n0[first])
+    # (one choice per triangle, first over second over third over the default, as the masked
+    # assignments in that order gave it; no masked gathers)
+    s0 = np.sign(n0)
+    sign = np.where(np.abs(n0) > 1e-6, s0,
+                    np.where(np.abs(n1) > 1e-6, np.sign(n1), np.where(np.abs(n2) > 1e-6, np.sign(n2), s0)))  # fmt: skip
     sign[sign == 0] = 1.0
-    with np.errstate(over="ignore"):
-        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).astype(np.uint64))
-        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).astype(np.uint64))
+    with np.errstate(over="ignore"):  # int64 -> uint64 as a view: the bits astype gives
+        packed = _splitmix(np.round(n0 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(n1 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(n2 * sign * WALL_NORMAL_STEPS).astype(np.int64).view(np.uint64))
+        packed = _splitmix(packed + np.round(offset * sign * WALL_OFFSET_STEPS).astype(np.int64).view(np.uint64))
     return ok, sign, packed
 
 
@@ -304,7 +319,10 @@ def _rough_height_ratio(t: np.ndarray) -> np.ndarray:
                             dx * dx + dy * dy + dz * dz)  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.sqrt(cx * cx + cy * cy + cz * cz) / longest_sq
-    return np.nan_to_num(ratio, nan=0.0, posinf=0.0)
+    # NaN and +inf to 0 in place (the ratio is never negative): ``np.nan_to_num(ratio, nan=0.0,
+    # posinf=0.0)``'s values without its several passes (50 of this function's ~110 us)
+    np.copyto(ratio, np.float32(0.0), where=~(ratio < np.inf))
+    return ratio
 
 
 def two_face_edges(key: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -338,7 +356,48 @@ def _without_sorted(ordered: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
-def _face_vertex_components(faces: np.ndarray, firsts: np.ndarray) -> tuple[int, np.ndarray]:
+_GRAPH_CORNERS = 1 << 18
+"""Welds of at most this many corners keep their corners' order by vertex (8 bytes a corner)
+for :func:`_small_face_vertex_components`."""
+
+
+def _small_face_vertex_components(faces: np.ndarray, by_vertex: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """:func:`_face_vertex_components` of a small mesh without scipy's sparse-matrix layer, or
+    None where scipy's traversal is not the one known here (then the public function is used).
+
+    Why: for a small file's ~7k nodes, building the ``csr_matrix``, validating it and making its
+    transpose (which ``connected_components`` does for an undirected graph) cost ~0.12 ms, the
+    traversal itself ~0.04 ms. Here the graph's two CSR halves are made directly: faces to
+    their vertices (vertices numbered as welded, in key order), and vertices to their faces,
+    from the weld's corners grouped by vertex (``by_vertex``, the order its sort left them
+    in: no sort of our own). The same graph as the public route's, numbered otherwise, so the
+    same components; labels are renumbered by first face afterwards (or all 0 for one body),
+    so their numbering here does not matter."""
+    try:
+        from scipy.sparse.csgraph._traversal import _connected_components_undirected
+    except ImportError:
+        return None
+    n_faces = len(faces)
+    flat = faces.reshape(-1)
+    nv = int(flat.max()) + 1 if n_faces else 0
+    nodes = n_faces + nv
+    out_ptr = np.full(nodes + 1, 3 * n_faces, dtype=np.int32)
+    out_ptr[: n_faces + 1] = np.arange(0, 3 * n_faces + 1, 3, dtype=np.int32)
+    out_idx = flat.astype(np.int32)
+    out_idx += np.int32(n_faces)
+    in_ptr = np.zeros(nodes + 1, dtype=np.int32)
+    np.cumsum(np.bincount(flat, minlength=nv), out=in_ptr[n_faces + 1 :])
+    in_idx = (by_vertex // 3).astype(np.int32)
+    labels = np.full(nodes, -1, dtype=np.int32)
+    try:
+        n = _connected_components_undirected(out_idx, out_ptr, in_idx, in_ptr, labels)
+    except (TypeError, ValueError):
+        return None
+    return int(n), labels[:n_faces]
+
+
+def _face_vertex_components(faces: np.ndarray, firsts: np.ndarray, by_vertex: np.ndarray | None = None
+                            ) -> tuple[int, np.ndarray]:  # fmt: skip
     """Connected components of ``faces`` (F, 3) of welded corners, as (count, one label per
     face): the graph whose nodes are the faces and the vertices, each face joined to its
     three. ``firsts``: a corner index (row-major into ``faces``) of each vertex.
@@ -347,7 +406,13 @@ def _face_vertex_components(faces: np.ndarray, firsts: np.ndarray) -> tuple[int,
     hash order, so walking the vertex graph in them jumps all over memory (1M triangles: 0.14
     s). Here the vertices are numbered by first use in face order instead (a cumulative count,
     no sort), so neighbours in the mesh are mostly neighbours in memory, and the faces' rows
-    of the graph are just their corners, in order (0.08 s with the graph built)."""
+    of the graph are just their corners, in order (0.08 s with the graph built).
+    ``by_vertex`` (a small mesh's corners grouped by vertex, from the weld): the graph goes
+    straight to scipy's traversal (:func:`_small_face_vertex_components`)."""
+    if by_vertex is not None:
+        small = _small_face_vertex_components(faces, by_vertex)
+        if small is not None:
+            return small
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -527,7 +592,9 @@ class Mesh:
                 remap = np.cumsum(used) - 1
                 unique, faces = unique[used], remap[faces]
             return unique, faces, None
-        unique, inverse, firsts = _weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1), True)
+        unique, inverse, firsts, by_vertex = _weld(self.corners32.reshape(-1, 3), self.corner_keys.reshape(-1), True)
+        if by_vertex is not None and len(by_vertex) <= _GRAPH_CORNERS:  # for the bodies' graph (small meshes)
+            self.__dict__["_corners_by_vertex"] = by_vertex
         return unique, inverse.reshape(-1, 3), firsts
 
     @property
@@ -588,7 +655,7 @@ class Mesh:
             return 0, np.zeros(0, dtype=np.int64)
         firsts = self._welded[2]
         if firsts is not None and 3 * n_faces + len(firsts) < 2**31 - 1:
-            n, flabels = _face_vertex_components(faces, firsts)
+            n, flabels = _face_vertex_components(faces, firsts, self.__dict__.get("_corners_by_vertex"))
         else:
             key, _, base = self.sorted_edges
             n, vlabels = _edge_components(key, base, len(self.welded_vertices))

@@ -52,6 +52,31 @@ class LocalHit:
     (triangles with the angles across their edges)."""
 
 
+FILTER_MAX_CODES = 1 << 18
+"""Libraries with at most this many patch rows get the bit table of :meth:`PatchIndex._maybe_here`
+(8 MB at most); larger ones look every code up."""
+FILTER_BITS_PER_CODE = 32
+"""Table slots per library code (rounded up to a power of two): ~3% of codes not in the
+library still land on a set slot and are looked up."""
+
+
+def _filter_slots(codes: np.ndarray, size: int) -> np.ndarray:
+    """Table slot of each code (``size`` a power of two): bits above the lowest, which holds
+    the code's kind (a code is a 64-bit hash)."""
+    return (np.asarray(codes, dtype=np.uint64).view(np.int64) >> np.int64(1)) & np.int64(size - 1)
+
+
+def _code_size_order(codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``np.lexsort((sizes, codes))``: by code, then size, then position - as two stable sorts,
+    sizes first (int16: numpy's radix sort) and then codes (:func:`stable_argsort_u64`), which
+    composed are exactly lexsort's order. Why: lexsort of a small file's ~10k codes took 0.46 ms
+    on this machine, about 5% of the whole scan of the file; the two sorts about 0.1 ms."""
+    from scanner.arrays import stable_argsort_u64
+
+    by_size = np.argsort(sizes, kind="stable")
+    return by_size[stable_argsort_u64(np.take(codes, by_size))]
+
+
 class PatchIndex:
     """Patch rows sorted by code, with per-signature totals; ``query`` votes."""
 
@@ -73,6 +98,7 @@ class PatchIndex:
         self.codes, self.sizes, self.shares, self.sigs = codes, sizes, shares, sigs
         self.signatures = signatures
         self._totals: np.ndarray | None = None
+        self._filter: np.ndarray | None = None
         self.active = np.ones(signatures, dtype=bool) if active is None else np.asarray(active, dtype=bool)
 
     @property
@@ -83,6 +109,24 @@ class PatchIndex:
             voters = self._voter(np.asarray(self.sigs, dtype=np.int64), self.codes)
             self._totals = np.bincount(voters, minlength=2 * self.signatures)
         return self._totals
+
+    def _maybe_here(self, codes: np.ndarray) -> np.ndarray | None:
+        """False for upload codes that are surely not in the library (a bit table of the
+        library's codes, built on first use), True for those that may be; None where the
+        library has too many codes for a small table (every code is then looked up).
+
+        Why: most codes of an upload are in no signature, and finding that out by sorting the
+        upload's ~6k (code, size) pairs and searching them was ~0.4 ms of a small file's scan
+        (~5%); a table lookup per code is ~20 us. The codes that may be there go through the
+        same sort and search as before, so the same pairs are found, in the same order."""
+        if len(self.codes) > FILTER_MAX_CODES:
+            return None
+        if self._filter is None:
+            size = 1 << max(12, int(FILTER_BITS_PER_CODE * len(self.codes)).bit_length())
+            table = np.zeros(size, dtype=bool)
+            table[_filter_slots(np.asarray(self.codes), size)] = True
+            self._filter = table
+        return self._filter.take(_filter_slots(codes, len(self._filter)))
 
     @staticmethod
     def _voter(sig: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -106,9 +150,15 @@ class PatchIndex:
 
         if not len(self.codes) or not len(codes):
             return []
+        upload_codes, upload_sizes = codes.codes, codes.sizes
+        maybe = self._maybe_here(upload_codes)
+        if maybe is not None:  # only codes that may be in the library: the same pairs are found
+            if not maybe.any():
+                return []
+            upload_codes, upload_sizes = upload_codes[maybe], upload_sizes[maybe]
         # distinct (code, size) pairs, in code order (sorted needles search a large map faster)
-        order = np.lexsort((codes.sizes, codes.codes))
-        qc, qs = codes.codes[order], codes.sizes[order].astype(np.int64)
+        order = _code_size_order(upload_codes, upload_sizes)
+        qc, qs = upload_codes[order], upload_sizes[order].astype(np.int64)
         new = np.ones(len(qc), dtype=bool)
         new[1:] = (qc[1:] != qc[:-1]) | (qs[1:] != qs[:-1])
         qc, qs = qc[new], qs[new]

@@ -175,7 +175,23 @@ _AREA_ROWS = 1 << 16
 
 
 def _block_areas(tri: np.ndarray) -> np.ndarray:
-    t = np.ascontiguousarray(tri.transpose(1, 2, 0))
+    return _row_areas(np.ascontiguousarray(tri.transpose(1, 2, 0)))
+
+
+def _corner_rows(tri: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """(3, 3, F) copy of (F, 3, 3) ``tri`` less ``offset`` (corner, coordinate, triangle):
+    ``np.ascontiguousarray((tri - offset).transpose(1, 2, 0))`` in one pass, the same float32
+    differences."""
+    t = np.empty((3, 3, len(tri)), dtype=tri.dtype if offset is None else np.result_type(tri, offset))
+    if offset is None:
+        t[...] = tri.transpose(1, 2, 0)
+    else:
+        np.subtract(tri.transpose(1, 2, 0), offset[None, :, None], out=t)
+    return t
+
+
+def _row_areas(t: np.ndarray) -> np.ndarray:
+    """:func:`_block_areas` of triangles given as (3, 3, F) rows (:func:`_corner_rows`)."""
     e = [t[(k + 1) % 3] - t[k] for k in range(3)]
     la, lb, lc = (np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) for d in e)
     hi = np.maximum(np.maximum(la, lb), lc)
@@ -239,19 +255,21 @@ boundary for about 1 triangle in 2,000: those few resample, the rest keep their 
 
 
 def _order_corners(measure: np.ndarray, corner_keys: np.ndarray) -> np.ndarray:
-    """(F, 3) corner order: largest measure first, ties by smaller content key. Each corner's
-    rank is counted from three pairwise comparisons: cheaper than sorting rows."""
+    """(3, F) corner order, as rows (row ``r``: the corner of rank ``r`` of each triangle):
+    largest measure first, ties by smaller content key. ``measure`` and ``corner_keys``: (3, F)
+    rows, one per corner. Each corner's rank is counted from three pairwise comparisons:
+    cheaper than sorting rows (and on contiguous rows, where columns of (F, 3) arrays stride)."""
 
     def first(i: int, j: int) -> np.ndarray:
-        mi, mj = measure[:, i], measure[:, j]
-        return (mi > mj) | ((mi == mj) & (corner_keys[:, i] < corner_keys[:, j]))
+        mi, mj = measure[i], measure[j]
+        return (mi > mj) | ((mi == mj) & (corner_keys[i] < corner_keys[j]))
 
     f01, f02, f12 = (first(i, j).astype(np.int64) for i, j in ((0, 1), (0, 2), (1, 2)))
     ranks = (2 - f01 - f02, 1 + f01 - f12, f02 + f12)
-    # order[:, r] is the corner whose rank is r (ranks are a permutation of 0, 1, 2 per row)
-    order = np.empty((len(measure), 3), dtype=np.int64)
+    # order[r] is the corner whose rank is r (ranks are a permutation of 0, 1, 2 per triangle)
+    order = np.empty((3, measure.shape[1]), dtype=np.int64)
     for r in range(3):
-        order[:, r] = (ranks[1] == r) + 2 * (ranks[2] == r)
+        np.add(ranks[1] == r, 2 * (ranks[2] == r), out=order[r])
     return order
 
 
@@ -259,23 +277,38 @@ _CHUNK = 1 << 16
 """Triangles per block of the elementwise float32 work: its temporaries stay in cache."""
 
 
-def _measures(tri: np.ndarray, centroid: np.ndarray, scale: np.float32) -> np.ndarray:
+def _measures(
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    scale: np.float32,
+    offset: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """(F, 3) quantised intrinsic measure of each corner: the length of the opposite edge
-    (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``."""
-    t = np.ascontiguousarray(tri.transpose(1, 2, 0))  # (corner, coordinate, triangle): contiguous rows
+    (high bits) and the distance to the centroid (low 24 bits), in units of ``1 / scale``.
+    A transposed view of (3, F) rows. ``offset`` (float32): subtracted from every corner first
+    (in the copy to (corner, coordinate, triangle) order: the same float32 differences);
+    ``rows``: that copy (:func:`_corner_rows`) when the caller has it."""
+    t = _corner_rows(tri, offset) if rows is None else rows  # (corner, coordinate, triangle): contiguous rows
     edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]  # the edge opposite corner k
     rel = t - centroid.astype(np.float32)[None, :, None]
-    measure = np.empty((len(tri), 3), dtype=np.int64)
+    measure = np.empty((3, len(tri)), dtype=np.int64)
     for k in range(3):
         e, r = edge[k], rel[k]
         opposite = np.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]) * scale
         reach = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * scale
-        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
-    return measure
+        np.bitwise_or(opposite.astype(np.int64) << np.int64(24), np.minimum(reach.astype(np.int64), (1 << 24) - 1),
+                      out=measure[k])  # fmt: skip
+    return measure.T
 
 
 def intrinsic_keys(
-    tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray, offset: np.ndarray | None = None
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    radius: float,
+    corner_keys: np.ndarray,
+    offset: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A 64-bit seed per triangle and its corners' canonical order, from its intrinsic shape.
 
@@ -287,17 +320,27 @@ def intrinsic_keys(
     the length of the opposite edge, then distance to the centroid. Congruent triangles at the
     same distance (the facets of a turned part) share those numbers; they are told apart by
     their rank in coordinate-key order, which only permutes points among symmetric images.
-    ``offset`` (float32): subtracted from every corner first, block by block.
+    ``offset`` (float32): subtracted from every corner first, block by block; ``rows``: a
+    surface of one block as :func:`_corner_rows` of ``tri`` and ``offset``, when the caller
+    has it (the sampler's areas read the same copy).
     """
     scale = np.float32(KEY_STEPS / radius)
-    measure = np.empty((len(tri), 3), dtype=np.int64)
-    for lo in range(0, len(tri), _CHUNK):  # per triangle, so chunks give the same numbers, from cache
-        block = tri[lo : lo + _CHUNK] if offset is None else tri[lo : lo + _CHUNK] - offset
-        measure[lo : lo + _CHUNK] = _measures(block, centroid, scale)
-    order = _order_corners(measure, corner_keys)
-    canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
+    n = len(tri)
+    if n <= _CHUNK:
+        measure = _measures(tri, centroid, scale, offset, rows).T  # (3, F) rows, one per corner
+    else:
+        measure = np.empty((3, n), dtype=np.int64)
+        for lo in range(0, n, _CHUNK):  # per triangle, so chunks give the same numbers, from cache
+            measure[:, lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale, offset).T
+    order = _order_corners(measure, np.ascontiguousarray(corner_keys.T))
+    # the measures in rank order (take_along_axis of the (F, 3) forms): one flat gather
+    at = order * np.int64(n)
+    at += np.arange(n, dtype=np.int64)
+    canon = measure.reshape(-1).take(at).view(np.uint64)  # int64 -> uint64: the same bits as astype
+    del measure, at  # a large surface's (3, F) temporaries go before the seeds are hashed
+    order = order.T  # (F, 3): the corner order as the sampler reads it
     with np.errstate(over="ignore"):
-        intrinsic = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ SEED) + canon[:, 1]) + canon[:, 2])
+        intrinsic = _splitmix(_splitmix(_splitmix(canon[0] ^ SEED) + canon[1]) + canon[2])
     # a value sort first, its index in the low bits: most surfaces have no two seeds alike, and
     # where some are, the sort already holds their order (as :func:`stable_argsort_u64` does)
     shift = np.uint64(max(1, (len(intrinsic) - 1).bit_length()))
@@ -343,6 +386,31 @@ def _fraction(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_BOUNDS_ROWS = 1 << 16
+"""Corners up to which :func:`_axis_bounds` copies the coordinates into contiguous rows."""
+
+
+def _axis_bounds(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis minimum and maximum (float64) of (N, 3) float32 corners, as
+    ``np.array([c.min() for c in corners.T])`` (and ``max``) gave them.
+
+    Why: a reduction over a stride-3 column runs element by element (six of them: ~50 us on a
+    small file's 15k corners); over a contiguous row it is vectorised, so a small surface is
+    first copied into three rows (~5 us). A minimum or maximum is one of the values, so the
+    bounds are the same - save for the sign of a zero, which the vector and element loops may
+    pick differently between 0.0 and -0.0 (and NaN): where an axis's bound is zero or not
+    finite, the column reductions are taken, as before. Large surfaces keep the column form
+    (no copy of millions of corners)."""
+    if len(corners) <= _BOUNDS_ROWS:
+        rows = np.ascontiguousarray(corners.T)
+        lo, hi = rows.min(axis=1).astype(np.float64), rows.max(axis=1).astype(np.float64)
+        if np.all(np.isfinite(lo) & np.isfinite(hi) & (lo != 0) & (hi != 0)):
+            return lo, hi
+    columns = corners.T
+    return (np.array([c.min() for c in columns], dtype=np.float64),
+            np.array([c.max() for c in columns], dtype=np.float64))  # fmt: skip
+
+
 def sample_surface(
     triangles: np.ndarray, n_points: int | None = None, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
@@ -360,15 +428,18 @@ def sample_surface(
         tri32 = tri32 + np.float32(0.0)  # fold -0.0 so keys match Mesh.corner_keys
         corner_keys = vertex_keys(tri32.reshape(-1, 3)).reshape(-1, 3)
     # work in float32, centred on the bounding box so that float32 keeps its digits
-    coords = tri32.reshape(-1, 3).T  # per-axis reductions along contiguous-ish rows are fast
-    lo = np.array([c.min() for c in coords], dtype=np.float64)
-    hi = np.array([c.max() for c in coords], dtype=np.float64)
+    lo, hi = _axis_bounds(tri32.reshape(-1, 3))
     # every step below reads the triangles less ``offset`` block by block (float32: the same
     # numbers as one centred copy, which at 1M triangles was a 36 MB array faulted in afresh)
     offset = ((lo + hi) / 2.0).astype(np.float32)
-    areas = np.empty(len(tri32), dtype=np.float32)
-    for start in range(0, len(tri32), _MOMENT_ROWS):
-        areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
+    rows = None  # a surface of one block: its centred corners copied to rows once, for the areas and seeds
+    if len(tri32) <= min(_MOMENT_ROWS, _CHUNK, _AREA_ROWS):
+        rows = _corner_rows(tri32, offset)
+        areas = _row_areas(rows)
+    else:
+        areas = np.empty(len(tri32), dtype=np.float32)
+        for start in range(0, len(tri32), _MOMENT_ROWS):
+            areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
     centroid, area, second = surface_moments(tri32, areas, _MOMENT_ROWS, offset)
     radius = float(np.sqrt(np.trace(second)))
     if not radius > 0:
@@ -379,7 +450,7 @@ def sample_surface(
     evals = evals / max(evals.sum(), 1e-300)
     axes = evecs[:, order].T
 
-    tkey, corner_order = intrinsic_keys(tri32, centroid, radius, corner_keys, offset)
+    tkey, corner_order = intrinsic_keys(tri32, centroid, radius, corner_keys, offset, rows)
     # the total of stratified counts varies by at most sqrt(target): 6 sigma of slack
     target = n_points + 6.0 * np.sqrt(n_points) + 8.0
     expected = areas.astype(np.float64) * (target / area)
@@ -395,7 +466,7 @@ def sample_surface(
     # sort does the work of an argsort (equal high bits, ~1e-7 per file, fall back to position)
     shift = np.uint64(max(1, (len(skey) - 1).bit_length()))
     low = (np.uint64(1) << shift) - np.uint64(1)
-    packed = np.sort((skey & ~low) | np.arange(len(skey), dtype=np.uint64))[:n_points]
+    packed = sort64((skey & ~low) | np.arange(len(skey), dtype=np.uint64))[:n_points]
     keep = (packed & low).astype(np.int64)
     local, within = local[keep], within[keep].astype(np.float64)
     # within a triangle the points follow the R2 low-discrepancy sequence, shifted by the
@@ -408,13 +479,25 @@ def sample_surface(
     r2 = u2
     # corners in their intrinsic order, so barycentric weights depend neither on the file's
     # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
-    ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
     inv_r = np.float32(1.0 / radius)
     frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
-    frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
-    frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
-    frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
+    if rows is not None:
+        # from the centred (corner, coordinate, triangle) rows (the same float32 differences
+        # as ``tri32 - offset``): one flat gather of (rank, coordinate, chosen) and contiguous
+        # arithmetic, where the (C, 3, 3) gather's columns strided
+        at = corner_order.T.take(chosen, axis=1) * 3  # (3, C): the corner of each rank
+        at = (at[:, None, :] + np.arange(3)[None, :, None]) * len(tri32)
+        at += chosen
+        ordered = rows.reshape(-1).take(at)  # (rank, coordinate, C) float32
+        np.multiply(ordered[0] - centroid.astype(np.float32)[:, None], inv_r, out=frame[0:3])
+        np.multiply(ordered[1] - ordered[0], inv_r, out=frame[3:6])
+        np.multiply(ordered[2] - ordered[0], inv_r, out=frame[6:9])
+    else:
+        gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
+        ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
+        frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
+        frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
+        frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
     g = frame.take(local, axis=1)
     w1 = (r1 * (1 - r2)).astype(np.float32)
     w2 = (r1 * r2).astype(np.float32)

@@ -40,6 +40,10 @@ def _sort64_cases() -> list[np.ndarray]:
         rng.integers(-(2**40), 2**40, n, dtype=np.int64),  # negative: numpy's sort
         hashes[::3],  # a strided view
         hashes[:1000],  # below the threshold
+        hashes[:8743],  # a small file's sample: the small radix path (coarse skew check)
+        packed[:15_000],  # a small mesh's edge keys
+        np.concatenate([np.zeros(5000, dtype=np.uint64), hashes[:100]]),  # small and skewed: numpy's sort
+        np.repeat(hashes[:50], 100),  # small, every key many times
         np.zeros(0, dtype=np.uint64),
     ]
 

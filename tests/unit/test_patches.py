@@ -223,3 +223,28 @@ def test_triangle_code_hashes_the_sorted_edge_triple() -> None:
         want = (want & ~np.uint64(1)) | np.uint64(kind)
         for perm in ([0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]):
             assert np.array_equal(_triangle_hash(edges[:, perm].T, kind), want)
+
+
+def test_the_bit_table_finds_what_looking_every_code_up_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload's codes that the library's bit table rules out are in no signature: queries
+    with the table (a small library) and without it (every code looked up) give the same hits,
+    for copies at a scale, parts of several signatures, repeated codes and no match at all."""
+    import scanner.patch_index as patch_index
+
+    sigs = [synthetic(40, seed, size=10 + seed) for seed in range(1, 7)]
+    index = index_of(*sigs)
+    noise = synthetic(5_000, 99)
+    uploads = [
+        PatchCodes(np.concatenate([noise.codes, sigs[0].codes[:20]]),
+                   np.concatenate([noise.sizes, sigs[0].sizes[:20] + 4]), np.ones(5_020)),
+        PatchCodes(np.concatenate([sigs[2].codes, sigs[3].codes[:15], sigs[2].codes[:9]]),
+                   np.concatenate([sigs[2].sizes, sigs[3].sizes[:15] - 2, sigs[2].sizes[:9]]), np.ones(64)),
+        noise,
+        PatchCodes(sigs[5].codes[:3], sigs[5].sizes[:3], np.ones(3)),
+    ]  # fmt: skip
+    with_table = [index.query(u) for u in uploads]
+    assert index._filter is not None and [len(h) for h in with_table] == [1, 2, 0, 0]
+    monkeypatch.setattr(patch_index, "FILTER_MAX_CODES", -1)
+    fresh = index_of(*sigs)
+    assert [fresh.query(u) for u in uploads] == with_table
+    assert fresh._filter is None

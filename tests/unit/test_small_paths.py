@@ -333,3 +333,235 @@ def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytes
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1], old[1])
     assert kind != "walls" or new[0].sum() == new[1].sum() == 4  # the two caps of the cut (two triangles each)
+
+
+def _reference_extreme_points(points: np.ndarray) -> np.ndarray:
+    """The extreme-point search before the mirrored directions were folded: every one of the 64
+    directions multiplied out in float32, ``argmax`` over the points."""
+    from scanner.classify.shape import _HULL_DIRECTIONS
+
+    d, p32 = _HULL_DIRECTIONS, np.ascontiguousarray(points.T, dtype=np.float32)
+    out = d[:, 0:1] * p32[0]
+    out = out + d[:, 1:2] * p32[1]
+    out = out + d[:, 2:3] * p32[2]
+    return np.argmax(out, axis=1)
+
+
+@pytest.mark.parametrize("n", [70, 2_500, 8_192, 8_193, 20_000])
+def test_extreme_points_of_half_the_directions(n: int) -> None:
+    """argmin of the first half's products answers for the mirrored half: the same first
+    extreme points, with ties (rounded coordinates), across blocks and with a NaN row."""
+    from scanner.classify.shape import _extreme_points
+
+    rng = np.random.default_rng(n)
+    for points in (rng.normal(size=(n, 3)), np.round(rng.normal(size=(n, 3)), 1), np.where(
+            np.arange(n)[:, None] == 5, np.nan, rng.normal(size=(n, 3)))):  # fmt: skip
+        assert np.array_equal(_extreme_points(points), _reference_extreme_points(points))
+
+
+def test_qhull_volume_is_convex_hulls() -> None:
+    from scipy.spatial import ConvexHull, QhullError
+
+    from scanner.classify.shape import _hull_volume, _qhull_volume
+
+    rng = np.random.default_rng(5)
+    for n in (4, 12, 57, 200):
+        points = rng.normal(size=(n, 3)) * rng.uniform(0.1, 3.0, 3)
+        assert _qhull_volume(points) == ConvexHull(points).volume
+    flat = np.c_[rng.normal(size=(30, 2)), np.zeros(30)]
+    with pytest.raises(QhullError):
+        _qhull_volume(flat)
+    assert _hull_volume(flat) == 0.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 10, 3_000, 20_000])
+def test_code_size_order_is_lexsort(n: int) -> None:
+    """The local-patch query's two stable sorts give ``np.lexsort``'s order: distinct codes,
+    repeated codes (ties broken by size, then position) and codes alike in their high bits."""
+    from scanner.patch_index import _code_size_order
+
+    rng = np.random.default_rng(n)
+    hashes = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    repeated = hashes[rng.integers(0, max(n // 10, 1), n)] if n else hashes
+    alike = (rng.integers(0, 4, n).astype(np.uint64) << np.uint64(60)) | rng.integers(0, 3, n).astype(np.uint64)
+    for codes in (hashes, repeated, alike):
+        sizes = rng.integers(-5, 40, n).astype(np.int16)
+        assert np.array_equal(_code_size_order(codes, sizes), np.lexsort((sizes, codes)))
+
+
+def test_axis_bounds_are_the_column_reductions() -> None:
+    """The sampler's bounds from contiguous rows are the stride-3 columns' minima and maxima,
+    bit for bit, signed zeros and NaN included (those take the column reductions)."""
+    from scanner.features.sampling import _axis_bounds
+
+    def reference(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols = c.T
+        return (np.array([x.min() for x in cols], dtype=np.float64),
+                np.array([x.max() for x in cols], dtype=np.float64))  # fmt: skip
+
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(9_000, 3)).astype(np.float32)
+    flat = base.copy()
+    flat[:, 2] = np.where(rng.random(len(flat)) < 0.5, np.float32(-0.0), np.float32(0.0))
+    nan = base.copy()
+    nan[17, 1] = np.nan
+    for corners in (
+        base,
+        flat,
+        nan,
+        np.abs(base),
+        -np.abs(base),
+        base[:1],
+        rng.normal(size=(70_000, 3)).astype(np.float32),
+    ):
+        lo, hi = _axis_bounds(corners)
+        ref_lo, ref_hi = reference(corners)
+        np.testing.assert_array_equal(lo, ref_lo)
+        np.testing.assert_array_equal(hi, ref_hi)
+        assert np.array_equal(np.signbit(lo), np.signbit(ref_lo)) and np.array_equal(np.signbit(hi), np.signbit(ref_hi))
+
+
+def _reference_intrinsic_head(tri: np.ndarray, centroid: np.ndarray, radius: float, corner_keys: np.ndarray,
+                              offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The seeds before congruent triangles are told apart, and the corner order, as the (F, 3)
+    column form computed them (before the (3, F) rows)."""
+    from scanner.mesh import _splitmix
+
+    scale = np.float32(sampling.KEY_STEPS / radius)
+    t = np.ascontiguousarray((tri - offset).transpose(1, 2, 0))
+    edge = [t[(k + 2) % 3] - t[(k + 1) % 3] for k in range(3)]
+    rel = t - centroid.astype(np.float32)[None, :, None]
+    measure = np.empty((len(tri), 3), dtype=np.int64)
+    for k in range(3):
+        e, r = edge[k], rel[k]
+        opposite = np.sqrt(e[0] * e[0] + e[1] * e[1] + e[2] * e[2]) * scale
+        reach = np.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * scale
+        measure[:, k] = (opposite.astype(np.int64) << np.int64(24)) | np.minimum(reach.astype(np.int64), (1 << 24) - 1)
+
+    def first(i: int, j: int) -> np.ndarray:
+        mi, mj = measure[:, i], measure[:, j]
+        return (mi > mj) | ((mi == mj) & (corner_keys[:, i] < corner_keys[:, j]))
+
+    f01, f02, f12 = (first(i, j).astype(np.int64) for i, j in ((0, 1), (0, 2), (1, 2)))
+    ranks = (2 - f01 - f02, 1 + f01 - f12, f02 + f12)
+    order = np.empty((len(measure), 3), dtype=np.int64)
+    for r in range(3):
+        order[:, r] = (ranks[1] == r) + 2 * (ranks[2] == r)
+    canon = np.take_along_axis(measure, order, 1).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        seeds = _splitmix(_splitmix(_splitmix(canon[:, 0] ^ sampling.SEED) + canon[:, 1]) + canon[:, 2])
+    return seeds, order
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_intrinsic_keys_on_rows_are_the_column_form(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds and corner order from (3, F) rows are the (F, 3) column form's, in one block and
+    in several (``_CHUNK``), where no two triangles are congruent (every seed its own)."""
+    s = surface(kind, i)
+    tri, keys = s.corners32, s.corner_keys
+    offset = ((tri.reshape(-1, 3).min(axis=0) + tri.reshape(-1, 3).max(axis=0)) / 2).astype(np.float32)
+    centroid, radius = np.array([0.2, -0.1, 0.3]), 1.7
+    want_seeds, want_order = _reference_intrinsic_head(tri, centroid, radius, keys, offset)
+    for chunk in (sampling._CHUNK, 7):
+        monkeypatch.setattr(sampling, "_CHUNK", chunk)
+        seeds, order = sampling.intrinsic_keys(tri, centroid, radius, keys, offset)
+        np.testing.assert_array_equal(order, want_order)
+        alone = np.ones(len(want_seeds), dtype=bool)  # seeds no other triangle shares: not re-ranked
+        ordered = np.sort(want_seeds)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        alone &= ~np.isin(want_seeds, repeated)
+        np.testing.assert_array_equal(seeds[alone], want_seeds[alone])
+
+
+def test_splitmix_without_errstate_is_the_same_hash() -> None:
+    """Arrays are mixed outside ``np.errstate`` (numpy's integer array loops never check
+    overflow): the same hashes as the in-place form under it, and no warning; a scalar key
+    takes the scalar form under it."""
+    import warnings
+
+    from scanner.mesh import _MIX1, _MIX2, _MIX3, _splitmix
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            x = np.add(x, _MIX1)
+            x ^= x >> np.uint64(30)
+            x *= _MIX2
+            x ^= x >> np.uint64(27)
+            x *= _MIX3
+            x ^= x >> np.uint64(31)
+            return x
+
+    keys = np.random.default_rng(1).integers(0, 2**63, 5000, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    keys[:3] = (0, 2**64 - 1, 2**63)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        got = _splitmix(keys)
+        scalar = _splitmix(np.uint64(2**64 - 1))
+    np.testing.assert_array_equal(got, reference(keys.copy()))
+    assert scalar == reference(np.array([2**64 - 1], dtype=np.uint64))[0]
+
+
+def test_forest_table_walk_reaches_the_fancy_index_walks_leaves() -> None:
+    """The flat-table forest walk ends in the leaves the 2-D fancy-indexing walk reached, for
+    one row and several (the shipped model's 60 trees), and a forest with a one-child node
+    (not scikit-learn's) takes the old walk."""
+    from scanner.classify.model import load_model
+
+    fast = load_model()._fast
+    assert fast is not None
+
+    def reference(z: np.ndarray) -> np.ndarray:
+        trees, rows = np.arange(len(fast.left))[None, :], np.arange(len(z))[:, None]
+        node = np.zeros((len(z), len(fast.left)), dtype=np.int64)
+        for _ in range(fast.depth):
+            left = fast.left[trees, node]
+            inner = left >= 0
+            if not inner.any():
+                break
+            go_left = z[rows, fast.feature[trees, node]] <= fast.threshold[trees, node]
+            node = np.where(inner, np.where(go_left, left, fast.right[trees, node]), node)
+        return fast.value[trees, node]
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7):
+        x = rng.normal(size=(n, len(fast.mean))) * fast.scale * 2 + fast.mean
+        z = ((x - fast.mean) / fast.scale).astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(fast._leaf_values(z), reference(z))
+    odd = type(fast).from_arrays(fast.arrays())
+    odd.right = odd.right.copy()
+    odd.right[0, 0] = -1  # a root with a left child only
+    assert odd._walk_tables() is None
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_small_components_are_scipys_public_components(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bodies of a small mesh from the two CSR halves made here are those of the public
+    ``connected_components`` on the face-vertex graph (the same partition, and so the same
+    labels once renumbered by first face); without scipy's private traversal the public route
+    is taken."""
+    import scanner.mesh as mesh_module
+
+    s = surface(kind, i)
+    faces, firsts = s.welded_faces, s._welded[2]
+    by_vertex = s.__dict__.get("_corners_by_vertex")
+    assert by_vertex is not None
+    n_new, new = mesh_module._face_vertex_components(faces, firsts, by_vertex)
+    n_old, old = mesh_module._face_vertex_components(faces, firsts)
+    assert n_new == n_old
+    # the same partition: each new label maps to exactly one old label and back
+    pairs = np.unique(np.stack([new, old]), axis=1)
+    assert pairs.shape[1] == n_old == len(np.unique(new))
+    monkeypatch.setattr(mesh_module, "_small_face_vertex_components", lambda faces, by_vertex: None)
+    n_fallback, fallback = mesh_module._face_vertex_components(faces, firsts, by_vertex)
+    assert n_fallback == n_old and np.array_equal(fallback, old)
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_sample_from_rows_is_the_gathered_sample(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A surface of one block samples its points' frame from the centred (3, 3, F) rows; with
+    blocks smaller than the surface (no rows kept) the (C, 3, 3) gather gives the same points."""
+    s = surface(kind, i)
+    rows_sample = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys)
+    monkeypatch.setattr(sampling, "_CHUNK", 5)  # blocks of the seeds' measures: no shared rows
+    gathered = sampling.sample_surface(s.corners32, corner_keys=s.corner_keys)
+    np.testing.assert_array_equal(rows_sample.coords, gathered.coords)
