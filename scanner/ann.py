@@ -44,6 +44,30 @@ _TRAIN_PER_LIST = 40
 _ADD_CHUNK = 1 << 18
 
 
+def _faiss():  # noqa: ANN202 - the faiss module
+    """faiss, with a fork hook registered once: a forked child runs FAISS on one OpenMP thread.
+    libgomp's thread pool does not survive ``fork``: after the parent has run a parallel region
+    (training an index, a query of several rows), a forked scan worker's first query of two or
+    more rows waits forever for threads that do not exist in it (measured: a range search of 3
+    rows hung where 1 row answered; ``bench/evasion.py --enrol-jobs 2`` hung the same way). On
+    one thread no pool is needed, and a worker is one of several processes anyway."""
+    import faiss
+
+    if not _FORK_HOOK:
+        os.register_at_fork(after_in_child=_one_thread)
+        _FORK_HOOK.append(True)
+    return faiss
+
+
+_FORK_HOOK: list[bool] = []
+
+
+def _one_thread() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def available() -> bool:
     """Whether the ANN extra (``faiss-cpu``) is installed; without it search stays exact."""
     try:
@@ -101,7 +125,7 @@ class AnnShortlist:
     def build(cls, vectors: np.ndarray, seed: int = 0) -> AnnShortlist:
         """Train on a sample (rows drawn with ``seed``: the same library gives the same index)
         and add every row, chunk by chunk, so a memory-mapped matrix is never copied whole."""
-        import faiss
+        faiss = _faiss()
 
         n, width = vectors.shape
         nlist = _lists(n)
@@ -117,7 +141,7 @@ class AnnShortlist:
 
     def add(self, vectors: np.ndarray) -> None:
         """Append rows (their ids continue from :attr:`rows`): matchable at once, no retraining."""
-        import faiss
+        faiss = _faiss()
 
         trained = faiss.vector_to_array(self.index.sq.trained).astype(np.float64)
         low, span = trained[: self.width], trained[self.width :]
@@ -141,7 +165,7 @@ class AnnShortlist:
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, then rename) in FAISS's binary format."""
-        import faiss
+        faiss = _faiss()
 
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
@@ -156,7 +180,7 @@ class AnnShortlist:
         """Read a file whose sha256 the caller has already checked against the manifest, with
         the :meth:`meta` stored beside it; ValueError unless it is the kind of index this
         module writes, of ``width`` values."""
-        import faiss
+        faiss = _faiss()
 
         index = faiss.read_index(str(path))
         error = np.asarray(meta.get("error", ()), dtype=np.float64)
