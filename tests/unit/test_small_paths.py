@@ -510,17 +510,10 @@ def test_forest_table_walk_reaches_the_fancy_index_walks_leaves() -> None:
     fast = load_model()._fast
     assert fast is not None
 
-    def reference(z: np.ndarray) -> np.ndarray:
-        trees, rows = np.arange(len(fast.left))[None, :], np.arange(len(z))[:, None]
-        node = np.zeros((len(z), len(fast.left)), dtype=np.int64)
-        for _ in range(fast.depth):
-            left = fast.left[trees, node]
-            inner = left >= 0
-            if not inner.any():
-                break
-            go_left = z[rows, fast.feature[trees, node]] <= fast.threshold[trees, node]
-            node = np.where(inner, np.where(go_left, left, fast.right[trees, node]), node)
-        return fast.value[trees, node]
+    def reference(z: np.ndarray) -> np.ndarray:  # the 2-D fancy-indexing walk: no flat tables
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast, "_walk_tables", lambda: None)
+            return fast._leaf_values(z)
 
     rng = np.random.default_rng(4)
     for n in (1, 2, 7):
