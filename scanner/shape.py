@@ -185,6 +185,15 @@ class Shape:
     def _solidities(self) -> dict[int, float | None]:
         return {}
 
+    @cached_property
+    def _faces_by_body(self) -> tuple[np.ndarray, np.ndarray]:
+        """Face numbers in body order and where each body starts: one sort, then every body's
+        triangles are a slice (``hash`` asks every body row of a file of up to 1,000 bodies)."""
+        labels = self.surface.body_labels()
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=self.surface.body_count))])
+        return order, starts
+
     def solidity(self, body: int) -> float | None:
         """Solidity (:func:`scanner.features.solidity.solidity`) of what a descriptor row with
         body number ``body`` describes: -1 the whole surface, a body number that body; None for
@@ -196,7 +205,9 @@ class Shape:
             if body == -1:
                 value = solidity(self.surface.corners32)
             elif body >= 0:
-                value = solidity(np.compress(self.surface.body_labels() == body, self.surface.corners32, axis=0))
+                order, starts = self._faces_by_body
+                faces = order[starts[body] : starts[body + 1]] if body + 1 < len(starts) else order[:0]
+                value = solidity(np.take(self.surface.corners32, faces, axis=0))
             else:
                 value = None
             self._solidities[body] = value

@@ -9,7 +9,8 @@ reference's plain solids (a 12-facet chamfered pin is none of them). The matcher
 asks a convex upload row hitting a plane-cut piece for the corroboration it asks of a far
 piece hit (:data:`scanner.matching.CONVEX_SOLIDITY`).
 
-Volume from the triangles' signed tetrahedra about their centroid, in float64; the hull from
+Volume from the triangles' signed tetrahedra about the corners' centroid (float32 products, a
+float64 sum); the hull from
 qhull over the corners, at most :data:`HULL_POINTS` of them. An open surface or a flat one
 gives a solidity well below 1 or none at all: such a row is never called convex.
 """
