@@ -54,7 +54,7 @@ class LocalHit:
 
 FILTER_MAX_CODES = 1 << 18
 """Libraries with at most this many patch rows get the bit table of :meth:`PatchIndex._maybe_here`
-(8 MB at most); larger ones look every code up."""
+(16 MB of bools at most); larger ones look every code up."""
 FILTER_BITS_PER_CODE = 32
 """Table slots per library code (rounded up to a power of two): ~3% of codes not in the
 library still land on a set slot and are looked up."""
