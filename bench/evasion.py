@@ -742,9 +742,19 @@ def run_corpus(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
             {"label": label, "enrolled": k, "signatures": len(lib), "scanned": len(scanned), "files_flagged": flagged,
              "identical_body": body_twins, "false_pairs": false_pairs, "pairs": n_pairs, "details": details}
         )  # fmt: skip
+        for extra in args.extra_benign:
+            run = _extra_scan(Path(extra), context, label, {s: p["bodies"] for s, p in owner.items()})
+            run.update(enrolled=k)
+            print(
+                f"| {label}: {k} files ({len(lib)} signatures) | {run['scanned']} under {extra} "
+                f"| {run['files_flagged']} ({run['files_flagged'] / max(run['scanned'], 1):.1%}) "
+                f"| {run['identical_body']} | {run['false_pairs']} / {run['pairs']} |"
+            )
+            out["runs"].append(run)
     for run in out["runs"]:
         for d in run["details"]:
-            print(f"  - with {run['label']} enrolled: {d}")
+            where = f" (under {run['set']})" if run.get("set") else ""
+            print(f"  - with {run['label']} enrolled{where}: {d}")
     for n in args.proxy_libraries or []:
         out["runs"].extend(_corpus_vs_proxies(args, corpus, order, n, work))
     return out
@@ -794,29 +804,46 @@ def _corpus_vs_proxies(args: argparse.Namespace, corpus: Path, parts: list[dict]
     return runs
 
 
+def _extra_scan(folder: Path, context: ScanContext, label: str, owners: dict[str, list[np.ndarray]]) -> dict:
+    """Every file under ``folder`` (real benign meshes from elsewhere) scanned against a library
+    of real corpus parts (``owners``: each signature's file's body shapes): files falsely
+    flagged, and how many of them hold a body identical to the matched file's (which may match,
+    and is reported as such). The issue's "<= 1 in 100 never-enrolled real parts against a
+    30-signature library of real parts" needs more never-enrolled parts than the corpus's 13."""
+    scanned, flagged, body_twins, false_pairs, details = 0, 0, 0, 0, []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        verdicts = scan_one(path, context)
+        if all(v.verdict == "unscannable" for v in verdicts):
+            continue
+        scanned += 1
+        sig_ids = _flagged_ids(verdicts)
+        if not sig_ids:
+            continue
+        flagged += 1
+        false_pairs += len(sig_ids)
+        bodies = _body_shapes(scanner.load(path))
+        shared = any(_identical_body(bodies, owners[s]) for s in sig_ids if s in owners)
+        body_twins += shared
+        details.append(str(path.relative_to(folder)) + (" (identical body)" if shared else ""))
+    return {"label": label, "set": str(folder), "signatures": len(context.library), "scanned": scanned,
+            "files_flagged": flagged, "identical_body": body_twins, "false_pairs": false_pairs,
+            "pairs": scanned * len(context.library), "details": details}  # fmt: skip
+
+
 def _extra_vs_proxies(folder: Path, context: ScanContext, n: int) -> dict:
     """Every file under ``folder`` (real benign meshes from elsewhere, e.g. printer parts of
     public repositories: far more than the corpus's 43, so a rate near 1% can be told from 0)
     scanned against the same ``n``-proxy library. A file counts once, an archive too; files
     meshscan cannot read are left out of the count, not counted as clear."""
     t0 = time.perf_counter()
-    scanned, flagged = 0, []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        verdicts = scan_one(path, context)
-        if all(v.verdict == "unscannable" for v in verdicts):
-            continue
-        scanned += 1
-        if _flagged_ids(verdicts):
-            flagged.append(str(path.relative_to(folder)))
-    rate = len(flagged) / max(scanned, 1)
+    run = _extra_scan(folder, context, f"{n} proxies", {})
+    rate = run["files_flagged"] / max(run["scanned"], 1)
     print(
-        f"- {scanned} real benign files under {folder} against {len(context.library)} generated proxy "
-        f"signatures: {len(flagged)} flagged ({rate:.1%}) {flagged if flagged else ''} "
+        f"- {run['scanned']} real benign files under {folder} against {len(context.library)} generated proxy "
+        f"signatures: {run['files_flagged']} flagged ({rate:.1%}) {run['details'] or ''} "
         f"({time.perf_counter() - t0:.0f} s)"
     )
-    return {"label": f"{n} proxies", "set": str(folder), "enrolled": n, "signatures": len(context.library),
-            "scanned": scanned, "files_flagged": len(flagged), "identical_body": 0, "false_pairs": None,
-            "pairs": None, "details": flagged}  # fmt: skip
+    return run | {"enrolled": n}
 
 
 def _false_rate(run: dict) -> float:
