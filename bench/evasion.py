@@ -824,7 +824,8 @@ def _extra_scan(folder: Path, context: ScanContext, label: str, owners: dict[str
         bodies = _body_shapes(scanner.load(path))
         shared = any(_identical_body(bodies, owners[s]) for s in sig_ids if s in owners)
         body_twins += shared
-        details.append(str(path.relative_to(folder)) + (" (identical body)" if shared else ""))
+        names = sorted({s.name or s.id for s in context.library.signatures if s.id in sig_ids})
+        details.append(f"{path.relative_to(folder)} ~ {', '.join(names)}" + (" (identical body)" if shared else ""))
     return {"label": label, "set": str(folder), "signatures": len(context.library), "scanned": scanned,
             "files_flagged": flagged, "identical_body": body_twins, "false_pairs": false_pairs,
             "pairs": scanned * len(context.library), "details": details}  # fmt: skip

@@ -26,7 +26,7 @@ def test_files_are_counted_once_and_identical_bodies_reported(tmp_path: Path) ->
     owners = {sig: _body_shapes(scanner.load(DEMO / "proxy-barrel-s1-000.stl"))}
     run = _extra_scan(folder, context, "demo", owners)
     assert run["scanned"] == 2 and run["files_flagged"] == 1
-    assert run["identical_body"] == 1 and run["details"] == ["sub/copy.stl (identical body)"]
+    assert run["identical_body"] == 1 and run["details"] == ["sub/copy.stl ~ proxy-barrel-s1-000.stl (identical body)"]
     assert run["pairs"] == 2 * len(context.library)
 
 
@@ -34,4 +34,8 @@ def test_a_flag_on_another_file_is_not_an_identical_body(tmp_path: Path) -> None
     shutil.copy(DEMO / "proxy-barrel-s1-000.stl", tmp_path / "copy.stl")
     context = Scanner(model=None)._context
     run = _extra_scan(tmp_path, context, "demo", {})  # no signature's file known: nothing to compare
-    assert run["files_flagged"] == 1 and run["identical_body"] == 0 and run["details"] == ["copy.stl"]
+    assert (
+        run["files_flagged"] == 1
+        and run["identical_body"] == 0
+        and run["details"] == ["copy.stl ~ proxy-barrel-s1-000.stl"]
+    )
