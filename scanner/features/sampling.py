@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner import kernels
 from scanner.arrays import sort64, stable_argsort_u64
 from scanner.mesh import _splitmix, vertex_keys
 
@@ -103,7 +104,18 @@ def density_weights(pts: np.ndarray, cell: float = DENSITY_CELL) -> np.ndarray:
 
     O(N) plus one pass over a small grid. The grid follows the file's axes, so the kernel is a
     product of one-dimensional B-spline-like kernels: close to isotropic (a rotated copy
-    lands at median 0.006 from its signature, as before), not exactly."""
+    lands at median 0.006 from its signature, as before), not exactly.
+
+    With the compiled kernels (:mod:`scanner.kernels`) the scatter, blur and gather run in C,
+    the same operations in the same order (measured 0.36-0.38 -> 0.24 ms a call on the small
+    set); the mean stays numpy's pairwise sum. The numpy code below is the reference."""
+    compiled = kernels.compiled
+    if compiled is not None and isinstance(pts, np.ndarray) and pts.dtype in (np.float32, np.float64):
+        if pts.ndim == 2 and len(pts) == 3 and pts.shape[1] > 0:
+            flat = np.ascontiguousarray(pts, dtype=np.float64)  # float32 -> float64 is exact, as the clip's cast
+            w = np.empty(flat.shape[1])
+            if compiled.density(flat, flat.shape[1], 1.0 / cell, DENSITY_REACH, w):  # False: NaN, left to numpy
+                return w * (len(w) / w.sum())
     q = np.clip(pts, -DENSITY_REACH, DENSITY_REACH, dtype=np.float64)  # a new float64 array, scaled in place
     q *= 1.0 / cell
     base = np.floor(q)

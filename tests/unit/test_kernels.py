@@ -1,0 +1,188 @@
+"""The compiled kernels (scanner/_kernels.c) give the numpy code's bytes (issue 18, item 1).
+
+A library enrolled on an install with the kernels must match a scan on one without, so each
+kernel is compared byte for byte with the numpy code it replaces (``kernels.compiled = None``
+forces that code) on: 200 files of the throughput bench's small set (1-5k triangles, made
+here with its generator and seed), every mesh of ``fixtures/demo``, blobs of 3k to 200k
+triangles, and edge cases (points far beyond the density grid's reach, flat and collinear and
+coincident point sets, fewer than three points, a single triangle). Then the whole
+``describe_triangles`` vector with the kernels on and off on the same inputs.
+
+The extension must be importable here: CI installs with ``pip install -e '.[test]'``, which
+builds it (setup.py), and a skipped test would not show that the C path is the one measured.
+In a source checkout without an install, build it in place with the flags setup.py gives:
+
+    gcc -shared -fPIC -O2 -ffp-contract=off -fno-fast-math -fno-math-errno \\
+        -I"$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \\
+        scanner/_kernels.c -o scanner/_kernels$(python -c \\
+        'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner import kernels
+from scanner.features import describe_triangles, sampling
+from scanner.mesh import Mesh
+from tests.conftest import REPO
+
+KERNEL_CALLS = {"density": 1}
+"""Kernel calls per describe_triangles: the weights."""
+
+
+def test_the_extension_is_built_here() -> None:
+    assert kernels.compiled is not None, "scanner._kernels is not built (see this module's docstring)"
+
+
+class _Counting:
+    """The extension, counting the calls of each kernel."""
+
+    def __init__(self, module: object) -> None:
+        self.module, self.calls = module, {}
+
+    def __getattr__(self, name: str) -> object:
+        fn = getattr(self.module, name)
+
+        def counted(*args: object) -> object:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*args)
+
+        return counted
+
+
+def test_describe_runs_every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparisons below compare the C path: describe_triangles takes it."""
+    counting = _Counting(kernels.compiled)
+    monkeypatch.setattr(kernels, "compiled", counting)
+    tri = np.random.default_rng(3).normal(size=(2000, 3, 3)).astype(np.float32)
+    describe_triangles(tri)
+    assert counting.calls == KERNEL_CALLS
+
+
+class _Off:
+    """``with _Off():`` runs the numpy code."""
+
+    def __enter__(self) -> None:
+        self.saved = kernels.compiled
+        kernels.compiled = None
+
+    def __exit__(self, *exc: object) -> None:
+        kernels.compiled = self.saved
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _fresh(sample: sampling.SurfaceSample) -> sampling.SurfaceSample:
+    return dataclasses.replace(sample, shared={})
+
+
+def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
+    """Each kernel on this surface's sample, C against numpy, then the whole vector."""
+    assert kernels.compiled is not None
+    sample = sampling.sample_surface(tri, corner_keys=keys)
+    pts = sample.coords.astype(np.float64)
+    w_c = sampling.density_weights(pts)
+    with _Off():
+        w_n = sampling.density_weights(pts)
+    assert _same(w_c, w_n)
+
+    d_c = describe_triangles(tri, keys)
+    with _Off():
+        d_n = describe_triangles(tri, keys)
+    assert _same(d_c, d_n)
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from bench.throughput import make_set
+
+    folder = make_set(tmp_path_factory.mktemp("small") / "small-200", 200, 1000, 5000, 1)  # the bench's seed
+    return sorted(folder.glob("*.stl"))
+
+
+def _surface(path: Path) -> Mesh:
+    from scanner.loading import load
+
+    return load(path).surface()
+
+
+def test_small_set(small_set: list[Path]) -> None:
+    assert len(small_set) == 200
+    for path in small_set:
+        s = _surface(path)
+        _check_kernels(s.corners32, s.corner_keys)
+
+
+DEMO = sorted(p for p in (REPO / "fixtures" / "demo").iterdir() if p.suffix in (".stl", ".obj", ".3mf"))
+
+
+def test_demo_meshes() -> None:
+    assert len(DEMO) >= 60
+    for path in DEMO:
+        s = _surface(path)
+        _check_kernels(s.corners32, s.corner_keys)
+
+
+@pytest.mark.parametrize("triangles", [3_000, 12_000, 50_000, 200_000])
+def test_blobs(triangles: int, tmp_path: Path) -> None:
+    from bench.throughput import blob_stl
+
+    path = tmp_path / "blob.stl"
+    blob_stl(path, triangles, np.random.default_rng(triangles))
+    s = _surface(path)
+    assert s.triangle_count == triangles
+    _check_kernels(s.corners32, s.corner_keys)
+
+
+def test_edge_surfaces() -> None:
+    rng = np.random.default_rng(5)
+    one = np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0]]], dtype=np.float32)
+    needle = np.array([[[0, 0, 0], [1e3, 0, 0], [1e3, 1e-3, 0]]], dtype=np.float32)
+    plate = np.concatenate([one, one + np.float32(2.0), one * np.float32(1e-4)])
+    # a speck far out: most points near the centre, a few beyond the grid's reach
+    cube = rng.normal(size=(3000, 3, 3)).astype(np.float32)
+    speck = np.concatenate([cube, (rng.normal(size=(4, 3, 3)) * 0.01 + 400.0).astype(np.float32)])
+    # slivers and repeated triangles, no NaN
+    sliver = np.repeat(cube[:50, :1], 3, axis=1)
+    sliver[:, 2] += np.float32(1e-6)
+    sliver[:, 1, 0] += np.float32(1.0)
+    degenerate = np.concatenate([cube[:200], cube[:200], sliver])
+    for tri in (one, needle, plate, speck, degenerate):
+        _check_kernels(tri, None)
+
+
+def test_edge_point_sets() -> None:
+    """density_weights and _cdf directly on point sets no sample gives."""
+    rng = np.random.default_rng(6)
+    sets = [
+        np.zeros((3, 1)),
+        np.zeros((3, 2)),
+        np.array([[0.0, 1.0], [0.0, 0.0], [0.0, -5.0]]),
+        np.zeros((3, 9)),  # coincident
+        np.stack([rng.uniform(-1, 1, 500), np.zeros(500), np.zeros(500)]),  # collinear
+        np.concatenate([rng.normal(size=(3, 800)), [[50.0, -1e30], [-60.0, 1e30], [0.0, 3.0]]], axis=1),  # far out
+        rng.normal(size=(3, 3000)).astype(np.float32),
+        rng.normal(size=(3, 8192)) * 1e-7,
+        np.full((3, 4), 3.0),  # on the reach
+        np.asfortranarray(rng.normal(size=(3, 100))),
+    ]
+    for pts in sets:
+        got = sampling.density_weights(pts)
+        with _Off():
+            want = sampling.density_weights(pts)
+        assert _same(got, want)
+    # NaN: the numpy code decides (both paths the same bytes, whatever they are)
+    pts = rng.normal(size=(3, 50))
+    pts[1, 7] = np.nan
+    with np.errstate(invalid="ignore"):
+        got = sampling.density_weights(pts)
+        with _Off():
+            want = sampling.density_weights(pts)
+    assert got.tobytes() == want.tobytes()
