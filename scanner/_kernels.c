@@ -164,8 +164,92 @@ done:
     return result;
 }
 
+/* legs(pt, w, n, pairs, lengths, weights, cos, wc)
+ *
+ * scanner.features.families._legs: for each pair (a, b) (int64 rows) and each point i, the
+ * float32 differences u = p[i + a] - p[i], v = p[i + b] - p[i] (indices mod n), the sums
+ * (u0 u0 + u1 u1) + u2 u2 in float32, their square roots, the cosine and the float64 weights. */
+static PyObject *legs(PyObject *self, PyObject *args) {
+    Py_buffer pb, wb, prb, lb, web, cb, wcb;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*y*ny*w*w*w*w*", &pb, &wb, &n, &prb, &lb, &web, &cb, &wcb)) return NULL;
+    PyObject *result = NULL;
+    float *ext = NULL;
+    double *wext = NULL;
+    Py_ssize_t npairs = prb.len / 16, m = npairs * n;
+    if (n <= 0 || check_len(&pb, 3 * n, 4, "pt") || check_len(&wb, n, 8, "w") || check_len(&prb, 2 * npairs, 8, "pairs") ||
+        check_len(&lb, 2 * m, 4, "lengths") || check_len(&web, 2 * m, 8, "weights") || check_len(&cb, m, 4, "cos") ||
+        check_len(&wcb, m, 8, "wc")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no points");
+        goto done;
+    }
+    const int64_t *pairs = (const int64_t *)prb.buf;
+    for (Py_ssize_t t = 0; t < npairs; t++) {
+        if (pairs[2 * t] < 1 || pairs[2 * t] >= n || pairs[2 * t + 1] < 1 || pairs[2 * t + 1] >= n) {
+            PyErr_SetString(PyExc_ValueError, "shift out of range");
+            goto done;
+        }
+    }
+    /* each row twice over, so that point i + a (mod n) is at i + a: straight loops */
+    ext = (float *)malloc(sizeof(float) * 6 * (size_t)n);
+    wext = (double *)malloc(sizeof(double) * 2 * (size_t)n);
+    if (!ext || !wext) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int r = 0; r < 3; r++) {
+        memcpy(ext + 2 * (size_t)r * n, (const float *)pb.buf + (size_t)r * n, sizeof(float) * (size_t)n);
+        memcpy(ext + (2 * (size_t)r + 1) * n, (const float *)pb.buf + (size_t)r * n, sizeof(float) * (size_t)n);
+    }
+    memcpy(wext, wb.buf, sizeof(double) * (size_t)n);
+    memcpy(wext + n, wb.buf, sizeof(double) * (size_t)n);
+    const float *p0 = ext, *p1 = ext + 2 * n, *p2 = ext + 4 * n;
+    const double *w = wext;
+    for (Py_ssize_t t = 0; t < npairs; t++) {
+        Py_ssize_t a = (Py_ssize_t)pairs[2 * t], b = (Py_ssize_t)pairs[2 * t + 1], base = t * n;
+        float *restrict lu = (float *)lb.buf + base, *restrict lv = (float *)lb.buf + m + base;
+        float *restrict cs = (float *)cb.buf + base;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float u0 = p0[i + a] - p0[i], u1 = p1[i + a] - p1[i], u2 = p2[i + a] - p2[i];
+            float v0 = p0[i + b] - p0[i], v1 = p1[i + b] - p1[i], v2 = p2[i + b] - p2[i];
+            float uu = u0 * u0 + u1 * u1;
+            uu = uu + u2 * u2;
+            float vv = v0 * v0 + v1 * v1;
+            vv = vv + v2 * v2;
+            float uv = u0 * v0 + u1 * v1;
+            uv = uv + u2 * v2;
+            float denom = sqrtf(uu * vv);
+            lu[i] = sqrtf(uu);
+            lv[i] = sqrtf(vv);
+            cs[i] = uv / (denom > 0 ? denom : 1.0f);
+        }
+        double *restrict wu = (double *)web.buf + base, *restrict wv = (double *)web.buf + m + base;
+        double *restrict wc = (double *)wcb.buf + base;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double x = w[i + a] * w[i], y = w[i + b] * w[i];
+            wu[i] = x;
+            wv[i] = y;
+            wc[i] = (x * y) / w[i];
+        }
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(ext);
+    free(wext);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&prb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&web);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&wcb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"density", density, METH_VARARGS, "density_weights before the mean (see scanner/kernels.py)"},
+    {"legs", legs, METH_VARARGS, "the legs, cosines and weights of _legs (see scanner/kernels.py)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,6 +8,8 @@ worker's allocator settings, one thread), numpy -> C:
 
 - :func:`scanner.features.sampling.density_weights` (scatter onto the grid, [1, 2, 1] blur,
   gather): 0.36-0.38 -> 0.24 ms.
+- :func:`scanner.features.families._legs` (D2 and A3's shifted differences, sums, roots,
+  cosines, weights): 0.43-0.45 -> 0.13 ms.
 
 Each kernel repeats the numpy operations element by element, in the same order and dtypes
 (float32 where numpy computes in float32; sums in numpy's order), built without FMA

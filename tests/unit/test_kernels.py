@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 from scanner import kernels
-from scanner.features import describe_triangles, sampling
+from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"density": 1}
-"""Kernel calls per describe_triangles: the weights."""
+KERNEL_CALLS = {"density": 1, "legs": 1}
+"""Kernel calls per describe_triangles: the weights, D2/A3's legs."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -92,6 +92,13 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
     with _Off():
         w_n = sampling.density_weights(pts)
     assert _same(w_c, w_n)
+
+    on, off = _fresh(sample), _fresh(sample)
+    legs_c = families._legs(on)
+    with _Off():
+        legs_n = families._legs(off)
+    for x, y in zip(legs_c, legs_n, strict=True):
+        assert _same(x, y)
 
     d_c = describe_triangles(tri, keys)
     with _Off():
