@@ -21,6 +21,7 @@ In a source checkout without an install, build it in place with the flags setup.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"density": 1, "legs": 1}
-"""Kernel calls per describe_triangles: the weights, D2/A3's legs."""
+KERNEL_CALLS = {"density": 1, "legs": 1, "bins": 3}
+"""Kernel calls per describe_triangles: the weights, D2/A3's legs, the D1, D2, A3 histograms."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -100,10 +101,34 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
     for x, y in zip(legs_c, legs_n, strict=True):
         assert _same(x, y)
 
+    c, w = on.weighted()
+    lengths, weights, cos, wc = legs_c
+    angles = np.arccos(np.clip(cos, -1, 1))
+    for values, weight, lo, hi, size in (
+        (np.sqrt((c * c).sum(axis=0)), w, 0.0, 2.4, families.D1.size),
+        (lengths, weights, 0.0, 3.2, families.D2.size),
+        (angles, wc, 0.0, np.pi, families.A3.size),
+    ):
+        _check_bins(values, weight, lo, hi, size)
+
     d_c = describe_triangles(tri, keys)
     with _Off():
         d_n = describe_triangles(tri, keys)
     assert _same(d_c, d_n)
+
+
+def _check_bins(values: np.ndarray, weight: np.ndarray, lo: float, hi: float, size: int) -> None:
+    """The kernel's fine histogram is np.bincount's of the numpy bins, and _cdf's vector the same."""
+    _, a, b, fine = families._kernel(lo, hi, size, 0.5)
+    counts = np.empty(fine)
+    ok = kernels.compiled.bins(values, float(np.float32(a)), float(np.float32(fine / (b - a))), fine, weight, counts)
+    assert ok
+    ref = np.bincount(families._fine_bins((values - a) * (fine / (b - a)), fine), weights=weight, minlength=fine)
+    assert _same(counts, ref)
+    got = families._cdf(values, lo, hi, size, weights=weight)
+    with _Off():
+        want = families._cdf(values, lo, hi, size, weights=weight)
+    assert _same(got, want)
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +213,29 @@ def test_edge_point_sets() -> None:
     # NaN: the numpy code decides (both paths the same bytes, whatever they are)
     pts = rng.normal(size=(3, 50))
     pts[1, 7] = np.nan
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         got = sampling.density_weights(pts)
         with _Off():
             want = sampling.density_weights(pts)
     assert got.tobytes() == want.tobytes()
+
+
+def test_edge_bins() -> None:
+    rng = np.random.default_rng(7)
+    for off in (False, True):  # no values: numpy's min() refuses, on either path
+        with _Off() if off else nullcontext(), pytest.raises(ValueError):
+            families._cdf(np.array([], dtype=np.float32), 0.0, 3.2, 32, weights=np.array([]))
+    cases = [
+        np.array([0.0], dtype=np.float32),
+        np.array([-1.0, -0.0, 0.0, 2.4, 2.5, 1e6, -1e6, 3e9, -3e9], dtype=np.float32),
+        rng.uniform(-1, 4, 98_304).astype(np.float32),
+        np.array([1.0, np.inf, 0.5], dtype=np.float32),
+        np.array([1.0, np.nan, 0.5], dtype=np.float32),
+    ]
+    for values in cases:
+        weight = rng.uniform(0, 2, len(values))
+        with np.errstate(invalid="ignore"):
+            got = families._cdf(values, 0.0, 3.2, 32, weights=weight)
+            with _Off():
+                want = families._cdf(values, 0.0, 3.2, 32, weights=weight)
+        assert got.tobytes() == want.tobytes()
