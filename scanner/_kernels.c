@@ -299,10 +299,196 @@ done:
     return result;
 }
 
+static inline uint64_t splitmix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* unsigned 64-bit keys sorted ascending: least significant byte first, eight stable counting
+ * passes (a byte every key shares is skipped); ``tmp`` as long as ``keys``. */
+static void radix_sort64(uint64_t *keys, uint64_t *tmp, Py_ssize_t n) {
+    size_t count[256];
+    for (int pass = 0; pass < 8; pass++) {
+        int shift = 8 * pass;
+        memset(count, 0, sizeof(count));
+        for (Py_ssize_t i = 0; i < n; i++) count[(keys[i] >> shift) & 255]++;
+        if (n == 0 || count[(keys[0] >> shift) & 255] == (size_t)n) continue;
+        size_t at = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = count[d];
+            count[d] = at;
+            at += c;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(keys[i] >> shift) & 255]++] = keys[i];
+        memcpy(keys, tmp, sizeof(uint64_t) * (size_t)n);
+    }
+}
+
+/* unsigned 64-bit keys sorted ascending. Hashed keys spread evenly: a counting pass on their
+ * top bits (about two keys a bucket) puts each in its bucket, an insertion sort orders each
+ * bucket; a crowded bucket (keys not spread: not the sampler's) takes the radix sort. */
+static void sort64(uint64_t *keys, uint64_t *tmp, Py_ssize_t n) {
+    if (n < 2) return;
+    int bits = 1;
+    while (bits < 16 && ((Py_ssize_t)1 << (bits + 1)) < n) bits++; /* about two keys a bucket */
+    size_t nb = (size_t)1 << bits;
+    size_t *start = (size_t *)calloc(nb + 1, sizeof(size_t));
+    if (!start) {
+        radix_sort64(keys, tmp, n);
+        return;
+    }
+    int sh = 64 - bits;
+    for (Py_ssize_t i = 0; i < n; i++) start[(keys[i] >> sh) + 1]++;
+    size_t crowded = 0;
+    for (size_t b = 0; b < nb; b++) {
+        if (start[b + 1] > crowded) crowded = start[b + 1];
+        start[b + 1] += start[b];
+    }
+    if (crowded > 32) {
+        free(start);
+        radix_sort64(keys, tmp, n);
+        return;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) tmp[start[keys[i] >> sh]++] = keys[i]; /* start[b] -> end of b */
+    size_t lo = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t hi = start[b];
+        for (size_t i = lo + 1; i < hi; i++) {
+            uint64_t k = tmp[i];
+            size_t j = i;
+            while (j > lo && tmp[j - 1] > k) {
+                tmp[j] = tmp[j - 1];
+                j--;
+            }
+            tmp[j] = k;
+        }
+        lo = hi;
+    }
+    memcpy(keys, tmp, sizeof(uint64_t) * (size_t)n);
+    free(start);
+}
+
+/* sort(keys): uint64 keys sorted in place by sort64 (for the tests: both of its routes) */
+static PyObject *sort(PyObject *self, PyObject *args) {
+    Py_buffer kb;
+    if (!PyArg_ParseTuple(args, "w*", &kb)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = kb.len / 8;
+    uint64_t *tmp = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    if (!tmp) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    sort64((uint64_t *)kb.buf, tmp, n);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(tmp);
+    PyBuffer_Release(&kb);
+    return result;
+}
+
+/* points(tk, counts, frame, n_points, r2x, r2y, out) -> int
+ *
+ * The end of scanner.features.sampling.sample_surface, after the stratified counts: the
+ * sampled triangles' seeds ``tk`` (uint64) and point counts (int64, all > 0), their corner
+ * and edges ``frame`` ((9, C) float32) -> the points in canonical order, (3, n_points)
+ * float32 rows of ``out``; returns how many were written (fewer when the counts sum to less).
+ * As the numpy code: point keys splitmix(tk + golden * (within + 1)), sorted with the index
+ * in the low bits (the keys are then distinct: any sort gives the same order), the first
+ * n_points kept, R2 coordinates frac(unit(splitmix(tk ^ shift)) + within * r2) in float64,
+ * sqrt, float32 weights, and (corner + w1 edge1) + w2 edge2 in float32. */
+static PyObject *points(PyObject *self, PyObject *args) {
+    Py_buffer tb, cb, fb, ob;
+    Py_ssize_t n_points;
+    double r2x, r2y;
+    if (!PyArg_ParseTuple(args, "y*y*y*nddw*", &tb, &cb, &fb, &n_points, &r2x, &r2y, &ob)) return NULL;
+    PyObject *result = NULL;
+    uint64_t *keys = NULL, *tmp = NULL;
+    int64_t *tri = NULL, *start = NULL;
+    Py_ssize_t nc = tb.len / 8;
+    if (n_points < 0 || check_len(&tb, nc, 8, "tk") || check_len(&cb, nc, 8, "counts") ||
+        check_len(&fb, 9 * nc, 4, "frame") || check_len(&ob, 3 * n_points, 4, "out")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n_points < 0");
+        goto done;
+    }
+    const uint64_t *tk = (const uint64_t *)tb.buf;
+    const int64_t *counts = (const int64_t *)cb.buf;
+    const float *frame = (const float *)fb.buf;
+    float *out = (float *)ob.buf;
+    int64_t total = 0;
+    for (Py_ssize_t t = 0; t < nc; t++) {
+        if (counts[t] < 0 || counts[t] > ((int64_t)1 << 40)) {
+            PyErr_SetString(PyExc_ValueError, "a point count out of range");
+            goto done;
+        }
+        total += counts[t];
+    }
+    if (total > ((int64_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "too many points");
+        goto done;
+    }
+    Py_ssize_t L = (Py_ssize_t)total;
+    keys = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(L ? L : 1));
+    tmp = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(L ? L : 1));
+    tri = (int64_t *)malloc(sizeof(int64_t) * (size_t)(L ? L : 1));
+    start = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nc ? nc : 1));
+    if (!keys || !tmp || !tri || !start) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* shift = max(1, (L - 1).bit_length()): the index's bits */
+    int shift = 1;
+    while (shift < 64 && ((uint64_t)1 << shift) < (uint64_t)L) shift++;
+    uint64_t low = ((uint64_t)1 << shift) - 1;
+    Py_ssize_t j = 0;
+    for (Py_ssize_t t = 0; t < nc; t++) {
+        start[t] = j;
+        for (int64_t w = 0; w < counts[t]; w++, j++) {
+            uint64_t step = 0x9E3779B97F4A7C15ull * ((uint64_t)w + 1);
+            keys[j] = (splitmix(tk[t] + step) & ~low) | (uint64_t)j;
+            tri[j] = t;
+        }
+    }
+    sort64(keys, tmp, L);
+    Py_ssize_t m = L < n_points ? L : n_points;
+    const double to_unit = 1.0 / 9007199254740992.0; /* 2^-53 */
+    for (Py_ssize_t k = 0; k < m; k++) {
+        Py_ssize_t at = (Py_ssize_t)(keys[k] & low);
+        int64_t t = tri[at];
+        double within = (double)(at - start[t]); /* the point's rank in its triangle */
+        double u1 = (double)(splitmix(tk[t] ^ 0xA0761D6478BD642Full) >> 11) * to_unit + within * r2x;
+        double u2 = (double)(splitmix(tk[t] ^ 0xE7037ED1A0B428DBull) >> 11) * to_unit + within * r2y;
+        u1 -= floor(u1);
+        u2 -= floor(u2);
+        double r1 = sqrt(u1), r2 = u2;
+        float w1 = (float)(r1 * (1 - r2)), w2 = (float)(r1 * r2);
+        for (int c = 0; c < 3; c++) {
+            float v = frame[(size_t)c * nc + t] + w1 * frame[(size_t)(3 + c) * nc + t];
+            out[(size_t)c * n_points + k] = v + w2 * frame[(size_t)(6 + c) * nc + t];
+        }
+    }
+    result = PyLong_FromSsize_t(m);
+done:
+    free(keys);
+    free(tmp);
+    free(tri);
+    free(start);
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"density", density, METH_VARARGS, "density_weights before the mean (see scanner/kernels.py)"},
     {"legs", legs, METH_VARARGS, "the legs, cosines and weights of _legs (see scanner/kernels.py)"},
     {"bins", bins, METH_VARARGS, "_cdf's weighted fine histogram (see scanner/kernels.py)"},
+    {"points", points, METH_VARARGS, "the sampler's points after the counts (see scanner/kernels.py)"},
+    {"sort", sort, METH_VARARGS, "uint64 keys sorted in place (the points' sort, for tests)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -423,6 +423,42 @@ def _axis_bounds(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.array([c.max() for c in columns], dtype=np.float64))  # fmt: skip
 
 
+def _sample_frame(
+    tri32: np.ndarray,
+    rows: np.ndarray | None,
+    corner_order: np.ndarray,
+    chosen: np.ndarray,
+    centroid: np.ndarray,
+    offset: np.ndarray,
+    radius: float,
+) -> np.ndarray:
+    """(9, C) float32 rows (corner x, y, z, edge 1, edge 2) of the sampled triangles, in the
+    normalised frame: :func:`sample_surface`'s per-triangle gather (``rows``: the centred
+    corner rows of a one-block surface, else None)."""
+    # corners in their intrinsic order, so barycentric weights depend neither on the file's
+    # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
+    inv_r = np.float32(1.0 / radius)
+    frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
+    if rows is not None:
+        # from the centred (corner, coordinate, triangle) rows (the same float32 differences
+        # as ``tri32 - offset``): one flat gather of (rank, coordinate, chosen) and contiguous
+        # arithmetic, where the (C, 3, 3) gather's columns strided
+        at = corner_order.T.take(chosen, axis=1) * 3  # (3, C): the corner of each rank
+        at = (at[:, None, :] + np.arange(3)[None, :, None]) * len(tri32)
+        at += chosen
+        ordered = rows.reshape(-1).take(at)  # (rank, coordinate, C) float32
+        np.multiply(ordered[0] - centroid.astype(np.float32)[:, None], inv_r, out=frame[0:3])
+        np.multiply(ordered[1] - ordered[0], inv_r, out=frame[3:6])
+        np.multiply(ordered[2] - ordered[0], inv_r, out=frame[6:9])
+    else:
+        gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
+        ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
+        frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
+        frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
+        frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
+    return frame
+
+
 def sample_surface(
     triangles: np.ndarray, n_points: int | None = None, corner_keys: np.ndarray | None = None
 ) -> SurfaceSample:
@@ -433,6 +469,10 @@ def sample_surface(
     than needed and the ones with the smallest point hash are kept. A hash is independent of
     position, so the cut is a uniform random subset, and a fixed count lets every family reuse
     one precomputed set of pair indices instead of drawing them per file.
+
+    With the compiled kernels (:mod:`scanner.kernels`) everything after the stratified counts
+    (point keys, canonical sort, R2 coordinates, points) runs in C, the same integer and
+    float operations (measured: the whole call 1.09 -> 0.92 ms on the small set).
     """
     n_points = N_POINTS if n_points is None else n_points
     tri32 = np.asarray(triangles, dtype=np.float32).reshape(-1, 3, 3)
@@ -469,6 +509,16 @@ def sample_surface(
     counts = np.floor(expected + _unit(tkey)).astype(np.int64)
     chosen = np.flatnonzero(counts)
     counts = counts[chosen]
+    compiled = kernels.compiled
+    if compiled is not None:
+        # the rest in C (:mod:`scanner.kernels`): the same point keys, canonical order, R2
+        # coordinates and float32 points as the numpy code below
+        frame = _sample_frame(tri32, rows, corner_order, chosen, centroid, offset, radius)
+        coords = np.empty((3, n_points), dtype=np.float32)
+        m = compiled.points(tkey[chosen], counts, frame, n_points, _R2[0], _R2[1], coords)
+        if m < n_points:  # the stratified draw fell short
+            coords = np.ascontiguousarray(coords[:, :m])
+        return SurfaceSample(coords=coords, axes=axes, eigenvalues=evals, area=area / radius**2, triangles=len(tri32))
     local = np.repeat(np.arange(len(chosen)), counts)
     within = np.arange(len(local)) - np.repeat(np.cumsum(counts) - counts, counts)
     with np.errstate(over="ignore"):
@@ -489,27 +539,7 @@ def sample_surface(
     u2 = _fraction(_unit(_splitmix(tk ^ _SHIFT2))[local] + within * _R2[1])
     r1 = np.sqrt(u1)
     r2 = u2
-    # corners in their intrinsic order, so barycentric weights depend neither on the file's
-    # order nor on the pose; per sampled triangle: first corner and two edges, gathered once
-    inv_r = np.float32(1.0 / radius)
-    frame = np.empty((9, len(chosen)), dtype=np.float32)  # rows: corner x, y, z, edge 1, edge 2
-    if rows is not None:
-        # from the centred (corner, coordinate, triangle) rows (the same float32 differences
-        # as ``tri32 - offset``): one flat gather of (rank, coordinate, chosen) and contiguous
-        # arithmetic, where the (C, 3, 3) gather's columns strided
-        at = corner_order.T.take(chosen, axis=1) * 3  # (3, C): the corner of each rank
-        at = (at[:, None, :] + np.arange(3)[None, :, None]) * len(tri32)
-        at += chosen
-        ordered = rows.reshape(-1).take(at)  # (rank, coordinate, C) float32
-        np.multiply(ordered[0] - centroid.astype(np.float32)[:, None], inv_r, out=frame[0:3])
-        np.multiply(ordered[1] - ordered[0], inv_r, out=frame[3:6])
-        np.multiply(ordered[2] - ordered[0], inv_r, out=frame[6:9])
-    else:
-        gather = ((chosen * 3)[:, None] + np.take(corner_order, chosen, axis=0)).reshape(-1)
-        ordered = tri32.reshape(-1, 3).take(gather, axis=0).reshape(-1, 3, 3) - offset  # (C, 3, 3) float32
-        frame[0:3] = ((ordered[:, 0] - centroid.astype(np.float32)) * inv_r).T
-        frame[3:6] = ((ordered[:, 1] - ordered[:, 0]) * inv_r).T
-        frame[6:9] = ((ordered[:, 2] - ordered[:, 0]) * inv_r).T
+    frame = _sample_frame(tri32, rows, corner_order, chosen, centroid, offset, radius)
     g = frame.take(local, axis=1)
     w1 = (r1 * (1 - r2)).astype(np.float32)
     w2 = (r1 * r2).astype(np.float32)

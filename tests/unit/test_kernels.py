@@ -32,8 +32,9 @@ from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"density": 1, "legs": 1, "bins": 3}
-"""Kernel calls per describe_triangles: the weights, D2/A3's legs, the D1, D2, A3 histograms."""
+KERNEL_CALLS = {"points": 1, "density": 1, "legs": 1, "bins": 3}
+"""Kernel calls per describe_triangles: the sample's points, their weights, D2/A3's legs, the
+D1, D2, A3 histograms."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -88,6 +89,12 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
     """Each kernel on this surface's sample, C against numpy, then the whole vector."""
     assert kernels.compiled is not None
     sample = sampling.sample_surface(tri, corner_keys=keys)
+    with _Off():
+        reference = sampling.sample_surface(tri, corner_keys=keys)
+    for field in ("coords", "axes", "eigenvalues"):
+        assert _same(getattr(sample, field), getattr(reference, field))
+    assert sample.area == reference.area and sample.triangles == reference.triangles
+    assert sample.coords.flags.c_contiguous
     pts = sample.coords.astype(np.float64)
     w_c = sampling.density_weights(pts)
     with _Off():
@@ -239,3 +246,44 @@ def test_edge_bins() -> None:
             with _Off():
                 want = families._cdf(values, 0.0, 3.2, 32, weights=weight)
         assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("n_points", [1, 2, 3, 100, 20_000])
+def test_sample_sizes(n_points: int) -> None:
+    """The sampler's points for other sample sizes than the descriptor's 8,192."""
+    rng = np.random.default_rng(n_points)
+    for tri in (rng.normal(size=(3000, 3, 3)).astype(np.float32), np.eye(3, dtype=np.float32)[None]):
+        got = sampling.sample_surface(tri, n_points=n_points)
+        with _Off():
+            want = sampling.sample_surface(tri, n_points=n_points)
+        assert _same(got.coords, want.coords) and got.coords.shape == (3, n_points)
+
+
+def test_points_fall_short() -> None:
+    """When the counts sum to fewer than n_points, the kernel writes them all (in the order a
+    longer request gives them) and says how many: the sampler then keeps only those."""
+    rng = np.random.default_rng(8)
+    tk = rng.integers(0, 2**63, 50, dtype=np.uint64)
+    counts = rng.integers(1, 4, 50).astype(np.int64)
+    frame = rng.normal(size=(9, 50)).astype(np.float32)
+    total = int(counts.sum())
+    exact = np.empty((3, total), dtype=np.float32)
+    more = np.empty((3, total + 7), dtype=np.float32)
+    assert kernels.compiled.points(tk, counts, frame, total, 0.7, 0.5, exact) == total
+    assert kernels.compiled.points(tk, counts, frame, total + 7, 0.7, 0.5, more) == total
+    assert more[:, :total].tobytes() == exact.tobytes()
+    assert kernels.compiled.points(tk[:0], counts[:0], frame[:, :0], 5, 0.7, 0.5, more[:, :5].copy()) == 0
+
+
+def test_point_key_sort() -> None:
+    """The points' key sort is np.sort: spread keys (buckets), crowded ones (the radix route),
+    repeated keys and tiny inputs."""
+    rng = np.random.default_rng(10)
+    spread = rng.integers(0, 2**64 - 1, 8743, dtype=np.uint64, endpoint=True)
+    crowded = spread >> np.uint64(20)  # every key in the first buckets
+    cases = [spread, crowded, np.repeat(spread[:100], 5), spread[:0], spread[:1], spread[:2], np.zeros(9, np.uint64)]
+    cases.append(np.concatenate([spread[:500], crowded[:500]]))
+    for keys in cases:
+        got = keys.copy()
+        kernels.compiled.sort(got)
+        assert got.tobytes() == np.sort(keys).tobytes()
