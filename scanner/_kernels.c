@@ -483,11 +483,90 @@ done:
     return result;
 }
 
+/* float32 -> int64 as numpy casts it, for 0 <= v < 2^63; -1 for anything else (NaN, infinite,
+ * negative or too large: the caller then leaves the surface to numpy) */
+static inline int64_t to_int64(float v) {
+    if (!(v >= 0.0f && v < 9223372036854775808.0f)) return -1;
+    return (int64_t)v;
+}
+
+/* seeds(rows, centroid, scale, corner_keys, order, intrinsic) -> bool
+ *
+ * scanner.features.sampling.intrinsic_keys up to the seeds (one block of F <= _CHUNK
+ * triangles): ``rows`` the centred corners as (corner, coordinate, triangle) float32, ``centroid``
+ * three float32, ``scale`` float32, ``corner_keys`` (F, 3) uint64 -> ``order`` (3, F) int64 (the
+ * corner of each rank) and ``intrinsic`` (F) uint64. _measures: the float32 length of the edge
+ * opposite each corner and the corner's distance to the centroid, ((x x + y y) + z z), sqrt,
+ * times scale, truncated (high bits << 24 | low 24 bits clipped); _order_corners' ranks from
+ * the three pairwise comparisons; the three chained splitmix of the measures in rank order.
+ * False when a measure is not a finite float32 below 2^63 (numpy's cast of those is left to
+ * numpy). */
+static PyObject *seeds(PyObject *self, PyObject *args) {
+    Py_buffer rb, kb, ob, ib;
+    float cx, cy, cz, scale;
+    if (!PyArg_ParseTuple(args, "y*ffffy*w*w*", &rb, &cx, &cy, &cz, &scale, &kb, &ob, &ib)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ib.len / 8;
+    if (check_len(&rb, 9 * n, 4, "rows") || check_len(&kb, 3 * n, 8, "corner_keys") ||
+        check_len(&ob, 3 * n, 8, "order") || check_len(&ib, n, 8, "intrinsic"))
+        goto done;
+    const float *t = (const float *)rb.buf; /* t[(corner * 3 + coordinate) * n + i] */
+    const uint64_t *ck = (const uint64_t *)kb.buf;
+    int64_t *order = (int64_t *)ob.buf;
+    uint64_t *intrinsic = (uint64_t *)ib.buf;
+    const float cen[3] = {cx, cy, cz};
+    result = Py_True;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t m[3];
+        for (int k = 0; k < 3; k++) {
+            int a = (k + 2) % 3, b = (k + 1) % 3;
+            float e0 = t[(a * 3 + 0) * n + i] - t[(b * 3 + 0) * n + i];
+            float e1 = t[(a * 3 + 1) * n + i] - t[(b * 3 + 1) * n + i];
+            float e2 = t[(a * 3 + 2) * n + i] - t[(b * 3 + 2) * n + i];
+            float r0 = t[(k * 3 + 0) * n + i] - cen[0];
+            float r1 = t[(k * 3 + 1) * n + i] - cen[1];
+            float r2 = t[(k * 3 + 2) * n + i] - cen[2];
+            float ee = e0 * e0 + e1 * e1;
+            ee = ee + e2 * e2;
+            float rr = r0 * r0 + r1 * r1;
+            rr = rr + r2 * r2;
+            int64_t opposite = to_int64(sqrtf(ee) * scale), reach = to_int64(sqrtf(rr) * scale);
+            if (opposite < 0 || reach < 0) {
+                result = Py_False;
+                goto finish;
+            }
+            if (reach > (1 << 24) - 1) reach = (1 << 24) - 1;
+            m[k] = (int64_t)((uint64_t)opposite << 24) | reach;
+        }
+        const uint64_t *c = ck + 3 * i;
+        int64_t f01 = (m[0] > m[1]) | ((m[0] == m[1]) & (c[0] < c[1]));
+        int64_t f02 = (m[0] > m[2]) | ((m[0] == m[2]) & (c[0] < c[2]));
+        int64_t f12 = (m[1] > m[2]) | ((m[1] == m[2]) & (c[1] < c[2]));
+        int64_t rank1 = 1 + f01 - f12, rank2 = f02 + f12;
+        uint64_t canon[3];
+        for (int r = 0; r < 3; r++) {
+            int64_t corner = (int64_t)(rank1 == r) + 2 * (int64_t)(rank2 == r);
+            order[r * n + i] = corner;
+            canon[r] = (uint64_t)m[corner];
+        }
+        intrinsic[i] = splitmix(splitmix(splitmix(canon[0] ^ 20211ull) + canon[1]) + canon[2]);
+    }
+finish:
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"density", density, METH_VARARGS, "density_weights before the mean (see scanner/kernels.py)"},
     {"legs", legs, METH_VARARGS, "the legs, cosines and weights of _legs (see scanner/kernels.py)"},
     {"bins", bins, METH_VARARGS, "_cdf's weighted fine histogram (see scanner/kernels.py)"},
     {"points", points, METH_VARARGS, "the sampler's points after the counts (see scanner/kernels.py)"},
+    {"seeds", seeds, METH_VARARGS, "the sampler's triangle seeds and corner order (see scanner/kernels.py)"},
     {"sort", sort, METH_VARARGS, "uint64 keys sorted in place (the points' sort, for tests)"},
     {NULL, NULL, 0, NULL},
 };

@@ -16,6 +16,9 @@ worker's allocator settings, one thread), numpy -> C:
   (point keys, their sort, R2 coordinates, the float32 points): the whole sampler 1.09 ->
   0.92 ms. The keys carry their index in the low bits, so they are distinct and every
   correct sort orders them alike.
+- the triangle seeds of :func:`scanner.features.sampling.intrinsic_keys` (float32 measures,
+  corner ranks, splitmix chain; one block of up to 65,536 triangles): ``intrinsic_keys``
+  0.28 -> 0.15 ms, the whole sampler then 0.74 ms.
 
 Each kernel repeats the numpy operations element by element, in the same order and dtypes
 (float32 where numpy computes in float32; sums in numpy's order), built without FMA

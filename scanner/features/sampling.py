@@ -314,6 +314,62 @@ def _measures(
     return measure.T
 
 
+def _seeds(
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    scale: np.float32,
+    corner_keys: np.ndarray,
+    offset: np.ndarray | None,
+    rows: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`intrinsic_keys`' seeds before the congruent triangles are told apart, and the
+    (F, 3) corner order: the numpy code (the reference of :func:`_compiled_seeds`)."""
+    n = len(tri)
+    if n <= _CHUNK:
+        measure = _measures(tri, centroid, scale, offset, rows).T  # (3, F) rows, one per corner
+    else:
+        measure = np.empty((3, n), dtype=np.int64)
+        for lo in range(0, n, _CHUNK):  # per triangle, so chunks give the same numbers, from cache
+            measure[:, lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale, offset).T
+    order = _order_corners(measure, np.ascontiguousarray(corner_keys.T))
+    # the measures in rank order (take_along_axis of the (F, 3) forms): one flat gather
+    at = order * np.int64(n)
+    at += np.arange(n, dtype=np.int64)
+    canon = measure.reshape(-1).take(at).view(np.uint64)  # int64 -> uint64: the same bits as astype
+    del measure, at  # a large surface's (3, F) temporaries go before the seeds are hashed
+    order = order.T  # (F, 3): the corner order as the sampler reads it
+    with np.errstate(over="ignore"):
+        intrinsic = _splitmix(_splitmix(_splitmix(canon[0] ^ SEED) + canon[1]) + canon[2])
+    return intrinsic, order
+
+
+def _compiled_seeds(
+    tri: np.ndarray,
+    centroid: np.ndarray,
+    scale: np.float32,
+    corner_keys: np.ndarray,
+    offset: np.ndarray | None,
+    rows: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_seeds` of one block (at most :data:`_CHUNK` triangles) in C (:mod:`scanner.kernels`):
+    the same float32 measures, corner ranks and splitmix chain (measured: ``intrinsic_keys``
+    0.28 -> 0.15 ms a call on the small set). None: no compiled kernels, other dtypes, or a
+    measure numpy's cast must decide (not finite, or 2^63 or more): then :func:`_seeds`."""
+    compiled = kernels.compiled
+    if compiled is None or tri.dtype != np.float32 or corner_keys.dtype != np.uint64:
+        return None
+    t = _corner_rows(tri, offset) if rows is None else rows
+    if t.dtype != np.float32:
+        return None
+    order = np.empty((3, len(tri)), dtype=np.int64)
+    intrinsic = np.empty(len(tri), dtype=np.uint64)
+    c = [float(x) for x in centroid.astype(np.float32)]
+    keys = np.ascontiguousarray(corner_keys)
+    if not compiled.seeds(np.ascontiguousarray(t), *c, float(scale), keys, order, intrinsic):
+        return None
+    return intrinsic, order.T
+
+
 def intrinsic_keys(
     tri: np.ndarray,
     centroid: np.ndarray,
@@ -338,21 +394,8 @@ def intrinsic_keys(
     """
     scale = np.float32(KEY_STEPS / radius)
     n = len(tri)
-    if n <= _CHUNK:
-        measure = _measures(tri, centroid, scale, offset, rows).T  # (3, F) rows, one per corner
-    else:
-        measure = np.empty((3, n), dtype=np.int64)
-        for lo in range(0, n, _CHUNK):  # per triangle, so chunks give the same numbers, from cache
-            measure[:, lo : lo + _CHUNK] = _measures(tri[lo : lo + _CHUNK], centroid, scale, offset).T
-    order = _order_corners(measure, np.ascontiguousarray(corner_keys.T))
-    # the measures in rank order (take_along_axis of the (F, 3) forms): one flat gather
-    at = order * np.int64(n)
-    at += np.arange(n, dtype=np.int64)
-    canon = measure.reshape(-1).take(at).view(np.uint64)  # int64 -> uint64: the same bits as astype
-    del measure, at  # a large surface's (3, F) temporaries go before the seeds are hashed
-    order = order.T  # (F, 3): the corner order as the sampler reads it
-    with np.errstate(over="ignore"):
-        intrinsic = _splitmix(_splitmix(_splitmix(canon[0] ^ SEED) + canon[1]) + canon[2])
+    found = _compiled_seeds(tri, centroid, scale, corner_keys, offset, rows) if n <= _CHUNK else None
+    intrinsic, order = found if found is not None else _seeds(tri, centroid, scale, corner_keys, offset, rows)
     # a value sort first, its index in the low bits: most surfaces have no two seeds alike, and
     # where some are, the sort already holds their order (as :func:`stable_argsort_u64` does)
     shift = np.uint64(max(1, (len(intrinsic) - 1).bit_length()))
@@ -470,9 +513,10 @@ def sample_surface(
     position, so the cut is a uniform random subset, and a fixed count lets every family reuse
     one precomputed set of pair indices instead of drawing them per file.
 
-    With the compiled kernels (:mod:`scanner.kernels`) everything after the stratified counts
-    (point keys, canonical sort, R2 coordinates, points) runs in C, the same integer and
-    float operations (measured: the whole call 1.09 -> 0.92 ms on the small set).
+    With the compiled kernels (:mod:`scanner.kernels`) the triangle seeds and everything after
+    the stratified counts (point keys, canonical sort, R2 coordinates, points) run in C, the
+    same integer and float operations (measured: the whole call 1.07-1.09 -> 0.74 ms on the
+    small set).
     """
     n_points = N_POINTS if n_points is None else n_points
     tri32 = np.asarray(triangles, dtype=np.float32).reshape(-1, 3, 3)

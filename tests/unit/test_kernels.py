@@ -32,9 +32,9 @@ from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"points": 1, "density": 1, "legs": 1, "bins": 3}
-"""Kernel calls per describe_triangles: the sample's points, their weights, D2/A3's legs, the
-D1, D2, A3 histograms."""
+KERNEL_CALLS = {"seeds": 1, "points": 1, "density": 1, "legs": 1, "bins": 3}
+"""Kernel calls per describe_triangles: the sampler's triangle seeds and its points, their
+weights, D2/A3's legs, the D1, D2, A3 histograms."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -95,6 +95,7 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
         assert _same(getattr(sample, field), getattr(reference, field))
     assert sample.area == reference.area and sample.triangles == reference.triangles
     assert sample.coords.flags.c_contiguous
+    _check_seeds(tri, keys)
     pts = sample.coords.astype(np.float64)
     w_c = sampling.density_weights(pts)
     with _Off():
@@ -122,6 +123,26 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
     with _Off():
         d_n = describe_triangles(tri, keys)
     assert _same(d_c, d_n)
+
+
+def _check_seeds(tri: np.ndarray, keys: np.ndarray | None) -> None:
+    """intrinsic_keys' seeds and corner order, C against numpy, from the sampler's own inputs."""
+    from scanner.mesh import vertex_keys
+
+    tri32 = np.asarray(tri, dtype=np.float32).reshape(-1, 3, 3)
+    if keys is None:
+        tri32 = tri32 + np.float32(0.0)
+        keys = vertex_keys(tri32.reshape(-1, 3)).reshape(-1, 3)
+    lo, hi = sampling._axis_bounds(tri32.reshape(-1, 3))
+    offset = ((lo + hi) / 2.0).astype(np.float32)
+    rows = sampling._corner_rows(tri32, offset)
+    centroid, _, second = sampling.surface_moments(tri32, sampling._row_areas(rows), sampling._MOMENT_ROWS, offset)
+    radius = float(np.sqrt(np.trace(second)))
+    for r in (rows, None) if len(tri32) <= sampling._CHUNK else (None,):
+        got = sampling.intrinsic_keys(tri32, centroid, radius, keys, offset, r)
+        with _Off():
+            want = sampling.intrinsic_keys(tri32, centroid, radius, keys, offset, r)
+        assert _same(got[0], want[0]) and _same(got[1], want[1])
 
 
 def _check_bins(values: np.ndarray, weight: np.ndarray, lo: float, hi: float, size: int) -> None:
@@ -193,8 +214,22 @@ def test_edge_surfaces() -> None:
     sliver[:, 2] += np.float32(1e-6)
     sliver[:, 1, 0] += np.float32(1.0)
     degenerate = np.concatenate([cube[:200], cube[:200], sliver])
-    for tri in (one, needle, plate, speck, degenerate):
+    # zero-area needles through the middle: an edge of 2e9 (its measure wraps past 2^63 when
+    # shifted, as numpy's int64 shift wraps) and of 2e30 (an infinite float32 square: numpy's)
+    wrap = np.concatenate([cube, np.array([[[-1e9, 0, 0], [0, 0, 0], [1e9, 0, 0]]], dtype=np.float32)])
+    huge = np.concatenate([cube, np.array([[[-1e30, 0, 0], [0, 0, 0], [1e30, 0, 0]]], dtype=np.float32)])
+    for tri in (one, needle, plate, speck, degenerate, wrap):
         _check_kernels(tri, None)
+    from scanner.mesh import vertex_keys
+
+    keys = vertex_keys(huge.reshape(-1, 3)).reshape(-1, 3)
+    offset = np.zeros(3, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # no area to sample: the seeds alone
+        for rows in (sampling._corner_rows(huge, offset), None):
+            got = sampling.intrinsic_keys(huge, np.zeros(3), 1.0, keys, offset, rows)
+            with _Off():
+                want = sampling.intrinsic_keys(huge, np.zeros(3), 1.0, keys, offset, rows)
+            assert _same(got[0], want[0]) and _same(got[1], want[1])
 
 
 def test_edge_point_sets() -> None:
