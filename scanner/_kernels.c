@@ -12,7 +12,15 @@
  * thread's speed while it held the GIL, 1.73x since). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
+
+/* float and double operations must round in their own precision, as numpy's loops do: where
+ * the compiler evaluates in extended precision (x87, FLT_EVAL_METHOD 2) the extension is not
+ * built (setup.py declares it optional) and the numpy code runs */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "scanner._kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
