@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from scanner import kernels
 from scanner.features.sampling import SEED, SurfaceSample
 
 TRIPLES_PER_POINT = 6
@@ -46,9 +47,22 @@ def _cdf(
     Each value contributes a Gaussian-smoothed step (``bandwidth`` in bin widths), so a tight
     distribution (a sphere's D1 is a spike) moves the vector smoothly under small noise
     instead of jumping a whole bin. Evaluated from a fine histogram (values outside the
-    range pile up in its end bins), so it costs O(N) plus one small matrix product.
+    range pile up in its end bins), so it costs O(N) plus one small matrix product. With the
+    compiled kernels (:mod:`scanner.kernels`) the fine histogram is counted in C, the same
+    float32 bins and in-order sums (measured: D2's ``_cdf`` 0.23 -> 0.12 ms on the small set).
     """
     kernel, a, b, fine = _kernel(lo, hi, bins, bandwidth)
+    compiled = kernels.compiled
+    if compiled is not None and weights is not None and values.dtype == np.float32 and values.ndim == 1 and len(values):
+        # the same float32 ``(values - a) * scale`` (a Python float meets a float32 array as a
+        # float32) and the same in-order accumulation as np.bincount; False: a value outside
+        # int32's range or NaN, left to the numpy code below
+        counts = np.empty(fine)
+        values, weights = np.ascontiguousarray(values), np.ascontiguousarray(weights, dtype=np.float64)
+        if len(values) == len(weights) and compiled.bins(
+            values, float(np.float32(a)), float(np.float32(fine / (b - a))), fine, weights, counts
+        ):
+            return kernel @ (counts / max(float(counts.sum()), 1e-300))
     idx = _fine_bins((values - a) * (fine / (b - a)), fine)
     counts = np.bincount(idx, weights=weights, minlength=fine)
     return kernel @ (counts / max(float(counts.sum()), 1e-300))
@@ -129,7 +143,8 @@ def _legs(sample: SurfaceSample) -> tuple[np.ndarray, ...]:
     """For TRIPLES_PER_POINT x N triples (a, j, b): the legs |p_a - p_j| and |p_b - p_j| (one
     array) with their weights (w_a w_j, w_b w_j), the cosine of the angle at p_j and its
     weight (w_a w_j w_b). A3 reads the angle; both legs are random point pairs, so D2 reads them
-    too and costs nothing of its own."""
+    too and costs nothing of its own. With the compiled kernels (:mod:`scanner.kernels`) one C
+    pass per pair computes the same bits (measured 0.43-0.45 -> 0.13 ms a call on the small set)."""
     legs = sample.shared.get("legs")
     if legs is None:
         pt, w = sample.weighted()  # (3, N): shifts and sums on contiguous rows
@@ -139,6 +154,13 @@ def _legs(sample: SurfaceSample) -> tuple[np.ndarray, ...]:
         lengths, weights = np.empty(2 * m, dtype=pt.dtype), np.empty(2 * m)  # both legs in one run for D2
         lu, lv, wu, wv = lengths[:m], lengths[m:], weights[:m], weights[m:]
         cos, wc = np.empty(m, dtype=pt.dtype), np.empty(m)
+        compiled = kernels.compiled
+        if compiled is not None and pairs and pt.dtype == np.float32 and pt.flags.c_contiguous:
+            # one pass per pair in C: the same float32 differences, sums ((u0 u0 + u1 u1) + u2 u2,
+            # as .sum(axis=0) adds rows), roots and quotient, and the same float64 weights
+            compiled.legs(pt, np.ascontiguousarray(w, dtype=np.float64), n, np.asarray(pairs, dtype=np.int64),
+                          lengths, weights, cos, wc)  # fmt: skip
+            pairs = ()  # done: the numpy loop below has nothing left to do
         u, v = np.empty_like(pt), np.empty_like(pt)
         for t, (a, b) in enumerate(pairs):
             _shifted_minus(pt, a, u)

@@ -18,13 +18,15 @@ from tests.conftest import REPO
 
 FLOORS: tuple[tuple[str, ...], ...] = (
     # 0 - what everything may name: reason codes, the version; the Wilson interval (pure arithmetic, used by
-    # reports and by the classifier's evaluation); the helper thread of a large mesh's describe
+    # reports and by the classifier's evaluation); the helper thread of a large mesh's describe; the
+    # optional compiled kernels (numpy-free C, loaded by name)
     (
         "scanner._version",
         "scanner.errors",
         "scanner.exitcode",
         "scanner.util",
         "scanner.arrays",
+        "scanner.kernels",
         "scanner.parallel",
         "scanner.report.stats",
     ),
