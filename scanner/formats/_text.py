@@ -479,9 +479,11 @@ def _significand(
 
 
 def _exponent(words: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok)."""
+    """``[+-]?[0-9]+`` of at most 8 bytes: (value, ok). An empty exponent (a token ending in
+    its ``e``) is not ok; when that ``e`` is the buffer's last byte its exponent starts past the
+    end, so the first byte is read at the last one instead (its value is never used)."""
     low, _, n_low, _ = _token_words(words, starts, ends)
-    first = flat[starts]
+    first = flat[np.minimum(starts, len(flat) - 1)]
     signed = (first == 0x2D) | (first == 0x2B)
     low ^= _AT_FIRST[n_low] * (first.astype(_U) ^ _U(0x30)) * signed
     ok = (ends - starts <= 8) & (ends - starts > signed) & _all_digits(low)

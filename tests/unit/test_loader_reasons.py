@@ -217,6 +217,29 @@ def test_mutated_files_fail_with_a_specific_reason(case):
     assert mesh.triangle_count > 0
 
 
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        ("obj", b"v 0 0 0\nv 1 0 0\nv 0 1 1e"),
+        ("obj", b"v 0 0 0\nv 1 0 0\nv 0 1 -2.5E"),
+        ("off", b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 1e"),
+        (
+            "ply",
+            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            b"element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 1e",
+        ),
+    ],
+)
+def test_a_number_ending_in_its_e_at_the_end_of_the_file(fmt: str, data: bytes) -> None:
+    """Found by the fuzz test above: a last token ending in ``e`` (an empty exponent) read its
+    exponent's first byte past the buffer's end (IndexError, reported as ``corrupt:
+    IndexError``); it is a number that is not one, with the loader's own reason."""
+    with pytest.raises(UnreadableInput) as caught:
+        LOADERS[fmt](BytesBlob("t", data), LoadContext(Limits()))
+    assert caught.value.reason in REASON_CODES
+    assert "IndexError" not in str(caught.value)
+
+
 # ----------------------------------------------------------------------------- the real command
 
 
