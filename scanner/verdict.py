@@ -4,7 +4,8 @@ DESIGN.md). Nothing here decides: :mod:`scanner.policy` does (an ordered tuple o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from scanner.errors import NOT_A_MODEL
@@ -49,12 +50,18 @@ class Match:
 
 
 _LOCAL_ONLY = ("patches_matched", "patches_total")
+_MATCH_FIELDS = tuple(f.name for f in fields(Match))
 
 
 def match_dict(match: Match) -> dict[str, Any]:
     """A match as JSON; the fields only a ``local`` match has are left out of the others, so
-    every other verdict stays byte for byte what it was before local matching existed."""
-    d = asdict(match)
+    every other verdict stays byte for byte what it was before local matching existed.
+
+    Field by field rather than ``dataclasses.asdict``: every field of a match is a number, a
+    string or None, so the dict is the same, without asdict's recursion and deep copies
+    (measured: ``Verdict.to_dict`` of a clear small file 31 -> 1.7 us; a batch scan converts
+    each verdict in the worker and again in the parent)."""
+    d = {name: getattr(match, name) for name in _MATCH_FIELDS}
     for name in _LOCAL_ONLY:
         if d[name] is None:
             del d[name]
@@ -115,8 +122,15 @@ class Verdict:
         self.__dict__["_preview"] = png
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The record as JSON types, the fields in their declared order (what
+        ``dataclasses.asdict`` gave: its test compares the two). The containers are copies
+        (``scores``, ``review_body``), as asdict's were; every other field is a number, a
+        string or None."""
+        d = {name: getattr(self, name) for name in _VERDICT_FIELDS}
         d["matches"] = [match_dict(m) for m in self.matches]
+        d["scores"] = dict(self.scores)
+        if self.review_body is not None:
+            d["review_body"] = copy.deepcopy(self.review_body)
         return d
 
     @classmethod
@@ -144,3 +158,6 @@ class Verdict:
         if self.verdict != UNSCANNABLE:
             return False
         return not (self.reason == NOT_A_MODEL and self.member is not None)
+
+
+_VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))

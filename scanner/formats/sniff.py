@@ -36,6 +36,17 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
     ``max_members``: a zip whose directory lists more entries is not opened to look for a
     3MF package (the zip reader then refuses it).
     """
+    name = _content_format(blob, max_members)
+    if name in LOADERS and _zip_appended(blob, max_members):
+        return "mesh+zip"
+    return name
+
+
+def _content_format(blob: Blob, max_members: int | None = None) -> str:
+    """:func:`sniff` without its last step, the zip-appended test of a mesh: what the first
+    bytes say. Enough for :func:`non_model_kind`, for which a mesh is scanned whether or not a
+    zip follows it (measured: the test re-opened every small STL of a batch scan's folder walk
+    in the parent and read up to 64 kB of its tail: ``non_model_kind`` of a small STL 77 -> 25 us)."""
     head = blob.head(HEAD_BYTES)
     if not head and not getattr(blob, "is_folder", False):  # a folder has no bytes of its own
         return "empty"
@@ -43,8 +54,6 @@ def sniff(blob: Blob, max_members: int | None = None) -> str:
     for sniffer in SNIFFERS:
         name = sniffer.test(probe)
         if name is not None:
-            if name in LOADERS and _zip_appended(blob, max_members):
-                return "mesh+zip"
             return name
     return "unknown"  # not reached: the last text sniffer always answers, and others are not text
 
@@ -99,7 +108,7 @@ def non_model_kind(blob: Blob) -> str | None:
         return "empty"
     if head.startswith(_CONTAINER_MAGIC):
         return None  # archives are always opened (the scan reads their directory, not this walk)
-    fmt = sniff(blob)
+    fmt = _content_format(blob)  # a mesh with a zip appended is scanned (and unscannable) either way
     if image_trailer_at(blob, fmt) is not None and _hides_something(blob, fmt):
         return None  # a model after its end is read (scanner/formats/_hidden.py)
     return fmt if fmt in NON_MODEL else None
