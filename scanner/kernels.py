@@ -29,7 +29,11 @@ kernel product of ``_cdf``) stays numpy's.
 
 :data:`compiled` is the extension module, or None when it was not built (an install without a
 compiler: ``setup.py`` declares it optional); every caller then runs its numpy code, which is
-the reference. Tests set it to None to compare both paths."""
+the reference. Tests set it to None to compare both paths.
+
+:data:`shape` is the second extension (``scanner/_shape_kernels.c``), the same way optional:
+the elementwise parts of :func:`scanner.classify.shape.shape_features` (issue 18, item 1: ~1.5
+ms of a small file's CPU). MEASURE_PLACEHOLDER"""
 
 from __future__ import annotations
 
@@ -37,7 +41,13 @@ import importlib
 from types import ModuleType
 
 compiled: ModuleType | None
+shape: ModuleType | None
 try:  # by name: the extension imports nothing of scanner (tests/unit/test_import_graph.py reads .py files)
     compiled = importlib.import_module("scanner._kernels")
 except ImportError:  # not built: the numpy code
     compiled = None
+
+try:  # the classifier's shape features (scanner/_shape_kernels.c): see below
+    shape = importlib.import_module("scanner._shape_kernels")
+except ImportError:
+    shape = None

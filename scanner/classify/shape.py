@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanner import kernels
 from scanner.features.sampling import surface_moments
 from scanner.mesh import Mesh
 
@@ -133,18 +134,20 @@ def _cast_blocks(tri: np.ndarray, centroid: np.ndarray, edges: tuple[np.ndarray,
     return lambda: (_cast_block(tri[lo : lo + _ROWS], centroid) for lo in range(0, len(tri), _ROWS))
 
 
-def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]], reach: float, rel_sq: np.ndarray,
-                 axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
+def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]] | Callable[[float, np.ndarray], bool], reach: float,
+                 rel_sq: np.ndarray, axes: list[tuple[np.ndarray, np.ndarray]], compiled: bool = False
+                 ) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    ``blocks``: the surface's :func:`_cast_blocks`, ``reach`` the largest coordinate of its
-    triangles' first edges; ``rel_sq`` are the points' squared distances from the centroid,
-    and ``axes`` pairs each axis with the points' distances along it (which the caller has
-    already)."""
+    ``blocks``: the surface's :func:`_cast_blocks`, or with ``compiled`` the compiled cast
+    (``clear(tiny, axis)``: :func:`_line_clear` over every triangle); ``reach`` the largest
+    coordinate of its triangles' first edges; ``rel_sq`` are the points' squared distances
+    from the centroid, and ``axes`` pairs each axis with the points' distances along it (which
+    the caller has already)."""
     tiny = _EPS * (reach + _EPS) ** 2
     out = []
     for axis, along in axes:
-        if not _line_clear(blocks(), tiny, axis):
+        if not (blocks(tiny, axis) if compiled else _line_clear(blocks(), tiny, axis)):
             out.append(0.0)
             continue
         radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
@@ -197,12 +200,21 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     f1 = first % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     f2 = second % max(n_faces, 1)
     soft = np.empty(len(first), dtype=bool)
-    for lo in range(0, len(first), _ROWS):
-        part = slice(lo, lo + _ROWS)
-        # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
-        dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
-        angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
-        soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+    shape = kernels.shape
+    if shape is not None and first.dtype == second.dtype == np.int64 and normals.dtype == np.float64:
+        # the gathers, products and clip compiled (the same bits); the arccos stays numpy's
+        cosine = np.empty(len(first))
+        shape.edge_cosines(np.ascontiguousarray(normals), n_faces, np.ascontiguousarray(first),
+                           np.ascontiguousarray(second), cosine)  # fmt: skip
+        angle = np.degrees(np.arccos(cosine))
+        np.logical_and(angle > CURVED_MIN_DEG, angle < CURVED_MAX_DEG, out=soft)
+    else:
+        for lo in range(0, len(first), _ROWS):
+            part = slice(lo, lo + _ROWS)
+            # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
+            dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
+            angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
+            soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
     curved = np.zeros(n_faces, dtype=bool)
     curved[f1[soft]] = True
     curved[f2[soft]] = True
@@ -227,6 +239,12 @@ def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
     every value per triangle: the same numbers as whole-array arithmetic, from cache."""
     n = len(tri)
     areas, normals, volume, reach = np.empty(n), np.empty((n, 3)), np.empty(n), []
+    shape = kernels.shape
+    if shape is not None and tri.dtype == np.float64 and tri.shape[1:] == (3, 3):
+        keep = 0 < n <= _ROWS
+        edge1, edge2 = (np.empty((n, 3)), np.empty((n, 3))) if keep else (np.empty(0), np.empty(0))
+        top = shape.face_values(np.ascontiguousarray(tri), areas, normals, volume, edge1, edge2, keep)
+        return areas, normals, volume, top, (edge1, edge2) if keep else None
     edge1 = edge2 = None
     for lo in range(0, n, _ROWS):
         part, block = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS]
@@ -246,6 +264,11 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
     """Curved faces whose normal points away from ``axis`` (through ``centroid``): round about
     it. Block by block, per face."""
     out = np.empty(len(tri), dtype=bool)
+    shape = kernels.shape
+    if shape is not None and tri.dtype == normals.dtype == np.float64 and curved.dtype == bool:
+        shape.round_about(np.ascontiguousarray(tri), np.ascontiguousarray(normals), np.ascontiguousarray(curved),
+                          tuple(float(c) for c in centroid), tuple(float(a) for a in axis), out)  # fmt: skip
+        return out
     for lo in range(0, len(tri), _ROWS):
         part, block, nrm = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS], normals[lo : lo + _ROWS]
         rel = (block[:, 0] + block[:, 1] + block[:, 2]) / 3.0 - centroid  # tri.mean(axis=1), the same sums
@@ -277,7 +300,17 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     hull_volume = _hull_volume(proj)
     curved, closed = _edge_stats(mesh, normals)
     round_axis = _round_about(tri, normals, curved, centroid, axes[0])
-    bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, [(axes[0], along[0]), (axes[2], along[2])])
+    bore_axes = [(axes[0], along[0]), (axes[2], along[2])]
+    if kernels.shape is not None:  # every triangle cast in C, no blocks made
+        at = tuple(float(c) for c in centroid)
+        line_clear = kernels.shape.line_clear
+
+        def clear(tiny: float, axis: np.ndarray) -> bool:
+            return line_clear(tri, at, tiny, tuple(float(c) for c in axis))
+
+        bores = _bore_ratios(clear, reach, rel_sq, bore_axes, compiled=True)
+    else:
+        bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, bore_axes)
     bodies = mesh.body_count
     holes = 0.0
     if closed:
@@ -338,6 +371,11 @@ def _extreme_points(points: np.ndarray) -> np.ndarray:
     Only the first half of the directions is multiplied out (:data:`_HULL_HALF`): the second
     half's products are the exact negations, so its answers are ``argmin`` of the same
     products (half the arithmetic; the same indices)."""
+    shape = kernels.shape
+    if shape is not None and points.dtype == np.float64 and len(points) > 0:
+        found = np.empty(2 * _HALF, dtype=np.int64)
+        if shape.extreme(np.ascontiguousarray(points), _HULL_HALF, found):
+            return found  # all finite, no NaN product: the same first extremes
     d, p32 = _HULL_HALF, np.ascontiguousarray(points.T, dtype=np.float32)
     n = p32.shape[1]
     block = n if n <= 2 * _HULL_BLOCK or not np.isfinite(p32).all() else _HULL_BLOCK

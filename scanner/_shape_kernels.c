@@ -1,0 +1,296 @@
+/* Compiled kernels for the classifier's shape features (scanner/classify/shape.py; when they
+ * are used: scanner/kernels.py).
+ *
+ * As scanner/_kernels.c: each kernel repeats, element by element, the numpy code it stands in
+ * for, the same float64 / float32 operations in the same order, built with -ffp-contract=off
+ * -fno-fast-math (setup.py), so the results are the same bits (tests/unit/
+ * test_shape_kernels.py). Plain CPython C API and the buffer protocol; the Python side
+ * allocates the arrays and checks dtypes and shapes, the kernels check buffer sizes; the
+ * arithmetic runs without the GIL.
+ *
+ * numpy's ``np.einsum("ij,ij->i", a, b)`` over rows of three float64 sums the products as
+ * ``(a0 b0 + a2 b2) + (a1 b1 + 0)``: its inner loop loads the row into one vector register
+ * (zero-filled beyond the third lane), multiplies (and adds the zero accumulator) and reduces
+ * the register pairwise (SSE: lanes 0+2 | 1+3 after two steps; AVX2 and AVX-512: halves, then
+ * pairs); every path gives those bits, zero signs included (DOT_EINSUM). ``_dot3`` and the
+ * ``sum(axis=1)`` of three columns add left to right. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <math.h>
+
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "scanner._shape_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
+#endif
+#include <stdint.h>
+
+static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
+    if (b->len != items * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, b->len, items * itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+/* np.einsum("ij,ij->i") of one row of three (see the top of this file) */
+static inline double dot_einsum(double a0, double a1, double a2, double b0, double b1, double b2) {
+    double p0 = a0 * b0, p1 = a1 * b1, p2 = a2 * b2;
+    return (p0 + p2) + (p1 + 0.0);
+}
+
+/* shape._dot3: left to right */
+static inline double dot_ltr(double a0, double a1, double a2, double b0, double b1, double b2) {
+    return (a0 * b0 + a1 * b1) + a2 * b2;
+}
+
+/* np.maximum(x, lo) for a float64 x: NaN propagates */
+static inline double maximum(double x, double lo) { return (x >= lo || isnan(x)) ? x : lo; }
+
+/* face_values(tri, areas, normals, volume, e1, e2, keep) -> reach
+ *
+ * shape._face_values of (n, 3, 3) float64 tri: areas, unit normals (zero-area: the cross
+ * product itself, as numpy's division by 1), the volume terms a . (b x c), and the largest
+ * |coordinate| of the first edges (NaN when any is NaN, as numpy's max); the edges are
+ * written when keep is true (their buffers are then (n, 3) float64). */
+static PyObject *face_values(PyObject *self, PyObject *args) {
+    Py_buffer tb, ab, nb, vb, e1b, e2b;
+    int keep;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*p", &tb, &ab, &nb, &vb, &e1b, &e2b, &keep)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = tb.len / 72;
+    if (check_len(&tb, 9 * n, 8, "tri") || check_len(&ab, n, 8, "areas") || check_len(&nb, 3 * n, 8, "normals") ||
+        check_len(&vb, n, 8, "volume") || (keep && (check_len(&e1b, 3 * n, 8, "e1") || check_len(&e2b, 3 * n, 8, "e2"))))
+        goto done;
+    const double *tri = (const double *)tb.buf;
+    double *areas = (double *)ab.buf, *normals = (double *)nb.buf, *volume = (double *)vb.buf;
+    double *o1 = (double *)e1b.buf, *o2 = (double *)e2b.buf;
+    double reach = 0.0;
+    int nan = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *a = tri + 9 * i, *b = a + 3, *c = a + 6;
+        double u0 = b[0] - a[0], u1 = b[1] - a[1], u2 = b[2] - a[2];
+        double v0 = c[0] - a[0], v1 = c[1] - a[1], v2 = c[2] - a[2];
+        double c0 = u1 * v2 - u2 * v1, c1 = u2 * v0 - u0 * v2, c2 = u0 * v1 - u1 * v0;
+        double da = sqrt((c0 * c0 + c1 * c1) + c2 * c2);
+        areas[i] = 0.5 * da;
+        double den = da > 0 ? da : 1.0;
+        normals[3 * i] = c0 / den;
+        normals[3 * i + 1] = c1 / den;
+        normals[3 * i + 2] = c2 / den;
+        double x0 = b[1] * c[2] - b[2] * c[1], x1 = b[2] * c[0] - b[0] * c[2], x2 = b[0] * c[1] - b[1] * c[0];
+        volume[i] = dot_einsum(a[0], a[1], a[2], x0, x1, x2);
+        double m0 = fabs(u0), m1 = fabs(u1), m2 = fabs(u2);
+        if (isnan(m0) || isnan(m1) || isnan(m2)) nan = 1;
+        if (m0 > reach) reach = m0;
+        if (m1 > reach) reach = m1;
+        if (m2 > reach) reach = m2;
+        if (keep) {
+            o1[3 * i] = u0, o1[3 * i + 1] = u1, o1[3 * i + 2] = u2;
+            o2[3 * i] = v0, o2[3 * i + 1] = v1, o2[3 * i + 2] = v2;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyFloat_FromDouble(nan ? NAN : reach);
+done:
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&nb);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&e1b);
+    PyBuffer_Release(&e2b);
+    return result;
+}
+
+/* round_about(tri, normals, curved, (cx, cy, cz), (ax, ay, az), out) -> None
+ *
+ * shape._round_about: curved faces whose normal is across the axis and along the radial
+ * direction from it (bool buffers: one byte per face, 0 or 1). */
+static PyObject *round_about(PyObject *self, PyObject *args) {
+    Py_buffer tb, nb, cb, ob;
+    double cx, cy, cz, ax, ay, az;
+    if (!PyArg_ParseTuple(args, "y*y*y*(ddd)(ddd)w*", &tb, &nb, &cb, &cx, &cy, &cz, &ax, &ay, &az, &ob)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = tb.len / 72;
+    if (check_len(&tb, 9 * n, 8, "tri") || check_len(&nb, 3 * n, 8, "normals") || check_len(&cb, n, 1, "curved") ||
+        check_len(&ob, n, 1, "out"))
+        goto done;
+    const double *tri = (const double *)tb.buf, *normals = (const double *)nb.buf;
+    const unsigned char *curved = (const unsigned char *)cb.buf;
+    unsigned char *out = (unsigned char *)ob.buf;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *a = tri + 9 * i, *b = a + 3, *c = a + 6, *nr = normals + 3 * i;
+        double r0 = (a[0] + b[0] + c[0]) / 3.0 - cx;
+        double r1 = (a[1] + b[1] + c[1]) / 3.0 - cy;
+        double r2 = (a[2] + b[2] + c[2]) / 3.0 - cz;
+        double d = dot_ltr(r0, r1, r2, ax, ay, az);
+        double q0 = r0 - d * ax, q1 = r1 - d * ay, q2 = r2 - d * az;
+        double norm = maximum(sqrt((q0 * q0 + q1 * q1) + q2 * q2), 1e-12);
+        q0 /= norm, q1 /= norm, q2 /= norm;
+        out[i] = (curved[i] != 0) & (fabs(dot_ltr(nr[0], nr[1], nr[2], ax, ay, az)) < 0.2) &
+                 (fabs(dot_einsum(nr[0], nr[1], nr[2], q0, q1, q2)) > 0.9);
+    }
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&nb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+/* line_clear(tri, (cx, cy, cz), tiny, (d0, d1, d2)) -> bool
+ *
+ * shape._line_clear over every triangle of (n, 3, 3) float64 tri (the cast blocks made on the
+ * fly: e1, e2 from the first corner, t = centroid - that corner, q = t x e1): True when the
+ * line from the centroid along d misses them all. */
+static PyObject *line_clear(PyObject *self, PyObject *args) {
+    Py_buffer tb;
+    double cx, cy, cz, tiny, d0, d1, d2;
+    if (!PyArg_ParseTuple(args, "y*(ddd)d(ddd)", &tb, &cx, &cy, &cz, &tiny, &d0, &d1, &d2)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = tb.len / 72;
+    if (check_len(&tb, 9 * n, 8, "tri")) goto done;
+    const double *tri = (const double *)tb.buf;
+    const double tol = 1e-9, top = 1 + 1e-9;
+    int hit = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n && !hit; i++) {
+        const double *a = tri + 9 * i, *b = a + 3, *c = a + 6;
+        double e10 = b[0] - a[0], e11 = b[1] - a[1], e12 = b[2] - a[2];
+        double e20 = c[0] - a[0], e21 = c[1] - a[1], e22 = c[2] - a[2];
+        double t0 = cx - a[0], t1 = cy - a[1], t2 = cz - a[2];
+        double p0 = d1 * e22 - d2 * e21, p1 = d2 * e20 - d0 * e22, p2 = d0 * e21 - d1 * e20;
+        double det = dot_einsum(e10, e11, e12, p0, p1, p2);
+        int ok = fabs(det) > tiny;
+        double inv = ok ? 1.0 / det : 0.0;
+        double u = dot_einsum(t0, t1, t2, p0, p1, p2) * inv;
+        double q0 = t1 * e12 - t2 * e11, q1 = t2 * e10 - t0 * e12, q2 = t0 * e11 - t1 * e10;
+        double v = dot_ltr(q0, q1, q2, d0, d1, d2) * inv;
+        hit = ok & (u >= -tol) & (v >= -tol) & (u + v <= top);
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyBool_FromLong(!hit);
+done:
+    PyBuffer_Release(&tb);
+    return result;
+}
+
+/* extreme(points, directions, out) -> bool
+ *
+ * shape._extreme_points of (n, 3) float64 points and the (k, 3) float32 first half of the
+ * directions: out (2k int64) the first point with the largest float32 product along each
+ * direction (d0 p0 + d1 p1) + d2 p2, then the first with the smallest. False (out
+ * unspecified) when a coordinate is not finite or a product is NaN: the numpy code then
+ * applies argmax's NaN rule. */
+static PyObject *extreme(PyObject *self, PyObject *args) {
+    Py_buffer pb, db, ob;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &pb, &db, &ob)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = pb.len / 24, k = db.len / 12;
+    if (check_len(&pb, 3 * n, 8, "points") || check_len(&db, 3 * k, 4, "directions") ||
+        check_len(&ob, 2 * k, 8, "out"))
+        goto done;
+    if (n < 1 || k > 64) {
+        PyErr_SetString(PyExc_ValueError, "no points or too many directions");
+        goto done;
+    }
+    const double *pts = (const double *)pb.buf;
+    const float *d = (const float *)db.buf;
+    int64_t *out = (int64_t *)ob.buf;
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS;
+    float best[64], least[64];
+    for (Py_ssize_t j = 0; j < k; j++) best[j] = -INFINITY, least[j] = INFINITY, out[j] = 0, out[k + j] = 0;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        float x = (float)pts[3 * i], y = (float)pts[3 * i + 1], z = (float)pts[3 * i + 2];
+        if (!(isfinite(x) && isfinite(y) && isfinite(z))) {
+            ok = 0;
+            break;
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            float s = d[3 * j] * x;
+            s += d[3 * j + 1] * y;
+            s += d[3 * j + 2] * z;
+            if (isnan(s)) {
+                ok = 0;
+                break;
+            }
+            if (i == 0 || s > best[j]) best[j] = s, out[j] = i;
+            if (i == 0 || s < least[j]) least[j] = s, out[k + j] = i;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&db);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+/* edge_cosines(normals, faces, first, second, out) -> None
+ *
+ * shape._edge_stats up to the arccos: |clip(n[f1] . n[f2], -1, 1)| (NaN stays NaN, as
+ * np.clip), f = place % max(faces, 1) (the face of an edge of the concatenation), first and
+ * second int64. */
+static PyObject *edge_cosines(PyObject *self, PyObject *args) {
+    Py_buffer nb, fb, sb, ob;
+    Py_ssize_t faces;
+    if (!PyArg_ParseTuple(args, "y*ny*y*w*", &nb, &faces, &fb, &sb, &ob)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t nf = nb.len / 24, m = fb.len / 8;
+    if (check_len(&nb, 3 * nf, 8, "normals") || check_len(&fb, m, 8, "first") || check_len(&sb, m, 8, "second") ||
+        check_len(&ob, m, 8, "out"))
+        goto done;
+    const double *nr = (const double *)nb.buf;
+    const int64_t *first = (const int64_t *)fb.buf, *second = (const int64_t *)sb.buf;
+    double *out = (double *)ob.buf;
+    int64_t F = faces > 1 ? (int64_t)faces : 1;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (first[i] < 0 || second[i] < 0) {
+            bad = 1;
+            break;
+        }
+        int64_t f1 = first[i] % F, f2 = second[i] % F;
+        if (f1 >= nf || f2 >= nf) {
+            bad = 1;
+            break;
+        }
+        const double *a = nr + 3 * f1, *b = nr + 3 * f2;
+        double dot = dot_einsum(a[0], a[1], a[2], b[0], b[1], b[2]);
+        double c = isnan(dot) ? dot : (dot < -1.0 ? -1.0 : (dot > 1.0 ? 1.0 : dot));
+        out[i] = fabs(c);
+    }
+    Py_END_ALLOW_THREADS;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "an edge's place is out of range");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&nb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"face_values", face_values, METH_VARARGS, "shape._face_values (see scanner/kernels.py)"},
+    {"round_about", round_about, METH_VARARGS, "shape._round_about (see scanner/kernels.py)"},
+    {"line_clear", line_clear, METH_VARARGS, "shape._line_clear over every triangle (see scanner/kernels.py)"},
+    {"extreme", extreme, METH_VARARGS, "shape._extreme_points of finite points (see scanner/kernels.py)"},
+    {"edge_cosines", edge_cosines, METH_VARARGS, "shape._edge_stats up to the arccos (see scanner/kernels.py)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "scanner._shape_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__shape_kernels(void) { return PyModule_Create(&module); }

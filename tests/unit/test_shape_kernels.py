@@ -1,0 +1,236 @@
+"""The shape-feature kernels (scanner/_shape_kernels.c) give the numpy code's bytes (issue 18,
+item 1).
+
+The classifier's features feed a model whose scores are printed in verdicts, so the compiled
+path must give the numpy path's bits: :func:`shape_features` with the kernels on and off
+(``kernels.shape = None``), and each helper they replace, byte for byte on the inputs of
+``tests/unit/test_kernels.py`` (200 files of the throughput bench's small set, every mesh of
+``fixtures/demo``, blobs of 3k to 200k triangles) and on edge cases (one triangle, open
+surfaces, flat plates, non-manifold edges, degenerate triangles, huge and tiny coordinates).
+
+Build the extension in place as ``tests/unit/test_kernels.py`` says, with
+``scanner/_shape_kernels.c`` and ``scanner/_shape_kernels$EXT_SUFFIX``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner import kernels
+from scanner.classify import shape
+from scanner.mesh import Mesh
+from tests.unit.test_kernels import DEMO, _surface, small_set  # noqa: F401 (small_set: a fixture)
+
+KERNEL_CALLS = {"face_values": 1, "edge_cosines": 1, "round_about": 1, "line_clear": 2, "extreme": 1}
+"""Kernel calls per shape_features of a surface of more than 64 distinct vertices: its face
+values, edge cosines, faces round about the long axis, two line casts, the hull's extreme
+points."""
+
+
+def test_the_extension_is_built_here() -> None:
+    assert kernels.shape is not None, "scanner._shape_kernels is not built (see this module's docstring)"
+
+
+class _Counting:
+    """The extension, counting the calls of each kernel."""
+
+    def __init__(self, module: object) -> None:
+        self.module, self.calls = module, {}
+
+    def __getattr__(self, name: str) -> object:
+        fn = getattr(self.module, name)
+
+        def counted(*args: object) -> object:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*args)
+
+        return counted
+
+
+def test_shape_features_runs_every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparisons below compare the C path: shape_features takes it."""
+    counting = _Counting(kernels.shape)
+    monkeypatch.setattr(kernels, "shape", counting)
+    shape.shape_features(_mesh(np.random.default_rng(3).normal(size=(2000, 3, 3))))
+    assert counting.calls == KERNEL_CALLS
+
+
+class _Off:
+    """``with _Off():`` runs the numpy code."""
+
+    def __enter__(self) -> None:
+        self.saved = kernels.shape
+        kernels.shape = None
+
+    def __exit__(self, *exc: object) -> None:
+        kernels.shape = self.saved
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, tuple | list):
+        return isinstance(b, tuple | list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if a is None or b is None:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _features(mesh: Mesh) -> np.ndarray | str:
+    try:
+        return shape.shape_features(mesh)
+    except ValueError as exc:  # no area: both paths must refuse alike
+        return str(exc)
+
+
+def _check(mesh: Mesh) -> None:
+    """shape_features and every replaced helper, kernels on and off, byte for byte."""
+    got = _features(mesh)
+    with _Off():
+        want = _features(Mesh(vertices=mesh.corners32.reshape(-1, 3)).surface())
+    assert type(got) is type(want)
+    assert got == want if isinstance(got, str) else got.tobytes() == want.tobytes()
+    if not mesh.triangle_count:
+        return
+    lo, hi = shape._bounds(mesh.corners32)
+    tri = mesh.corners32 - (lo + hi) / 2.0
+    with np.errstate(all="ignore"):
+        got_faces = shape._face_values(tri)
+        with _Off():
+            want_faces = shape._face_values(tri)
+        assert _same(got_faces[:3], want_faces[:3]) and _same(got_faces[4], want_faces[4])
+        assert np.array_equal(np.float64(got_faces[3]), np.float64(want_faces[3]), equal_nan=True)
+        areas, normals = want_faces[0], want_faces[1]
+        if not areas.sum() > 0:
+            return
+        centroid, axes, _ = shape._moments(tri, areas)
+        got_edges = shape._edge_stats(mesh, normals)
+        with _Off():
+            want_edges = shape._edge_stats(mesh, normals)
+        assert _same(got_edges[0], want_edges[0]) and got_edges[1] == want_edges[1]
+        curved = want_edges[0]
+        for axis in axes:
+            got_round = shape._round_about(tri, normals, curved, centroid, axis)
+            with _Off():
+                want_round = shape._round_about(tri, normals, curved, centroid, axis)
+            assert _same(got_round, want_round)
+        reach = want_faces[3]
+        tiny = shape._EPS * (reach + shape._EPS) ** 2
+        rng = np.random.default_rng(len(tri))
+        directions = list(axes) + list(rng.normal(size=(4, 3)) / 2.0) + [np.array([1.0, 0.0, 0.0])]
+        at = tuple(float(c) for c in centroid)
+        for d in directions:
+            got_clear = kernels.shape.line_clear(tri, at, tiny, tuple(float(c) for c in d))
+            want_clear = shape._line_clear(shape._cast_blocks(tri, centroid, None)(), tiny, d)
+            assert got_clear is want_clear
+        points = (mesh.welded_vertices.astype(np.float64) - (lo + hi) / 2.0 - centroid) @ axes.T
+        if len(points):
+            got_ext = shape._extreme_points(points)
+            with _Off():
+                want_ext = shape._extreme_points(points)
+            assert _same(got_ext, want_ext)
+
+
+def test_small_set(small_set: list[Path]) -> None:  # noqa: F811 (the imported fixture)
+    assert len(small_set) == 200
+    for path in small_set:
+        _check(_surface(path))
+
+
+def test_demo_meshes() -> None:
+    assert len(DEMO) >= 60
+    for path in DEMO:
+        _check(_surface(path))
+
+
+@pytest.mark.parametrize("triangles", [3_000, 12_000, 50_000, 200_000])
+def test_blobs(triangles: int, tmp_path: Path) -> None:
+    from bench.throughput import blob_stl
+
+    path = tmp_path / "blob.stl"
+    blob_stl(path, triangles, np.random.default_rng(triangles))
+    s = _surface(path)
+    assert s.triangle_count == triangles
+    _check(s)
+
+
+def _mesh(tri: np.ndarray) -> Mesh:
+    return Mesh(vertices=np.asarray(tri, dtype=np.float32).reshape(-1, 3)).surface()
+
+
+def _box(lo: tuple[float, float, float], hi: tuple[float, float, float]) -> np.ndarray:
+    (x0, y0, z0), (x1, y1, z1) = lo, hi
+    v = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], dtype=np.float64)
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    return np.array([[v[a], v[b], v[c]] for a, b, c, d in quads for a, b, c in ((a, b, c), (a, c, d))])
+
+
+def _tube(n: int, inner: float, outer: float, length: float) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ring = lambda r, z: np.stack([r * np.cos(t), r * np.sin(t), np.full(n, z)], axis=1)  # noqa: E731
+    o0, o1, i0, i1 = ring(outer, 0), ring(outer, length), ring(inner, 0), ring(inner, length)
+    out = []
+    for k in range(n):
+        j = (k + 1) % n
+        out += [[o0[k], o0[j], o1[j]], [o0[k], o1[j], o1[k]], [i0[k], i1[j], i0[j]], [i0[k], i1[k], i1[j]]]
+        out += [[o0[k], i0[j], o0[j]], [o0[k], i0[k], i0[j]], [o1[k], o1[j], i1[j]], [o1[k], i1[j], i1[k]]]
+    return np.array(out)
+
+
+def test_edge_cases() -> None:
+    rng = np.random.default_rng(7)
+    one = np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0]]], dtype=np.float64)
+    box = _box((0, 0, 0), (3, 2, 1))
+    tube = _tube(24, 1.0, 2.0, 20.0)
+    cases = {
+        "one triangle": one,
+        "open box": box[:-2],
+        "open tube": tube[: len(tube) // 2],
+        "flat plate": np.concatenate([one, one + [2, 0, 0], one * 5]),
+        "grid plate": np.array([[[x, y, 0], [x + 1, y, 0], [x, y + 1, 0]] for x in range(12) for y in range(12)]),
+        "box": box,
+        "tube": tube,
+        "non-manifold": np.concatenate([box, box[:4] + [0, 0, 0.0], [[[0, 0, 0], [3, 0, 0], [0, 0, 5]]]]),
+        "two boxes": np.concatenate([box, _box((5, 5, 5), (6, 9, 6))]),
+        "degenerate": np.concatenate([box, np.repeat(box[:5, :1], 3, axis=1), [[[0, 0, 0], [1, 0, 0], [2, 0, 0]]]]),
+        "zero area": np.repeat(box[:6, :1], 3, axis=1),
+        "huge": box * 1e30,
+        "huge offset": box + 1e7,
+        "tiny": box * 1e-30,
+        "tiny tube": tube * 1e-20,
+        "extreme": np.concatenate([box * 1e-20, box * 1e20]),
+        "needle": np.array([[[0, 0, 0], [1e3, 0, 0], [1e3, 1e-3, 0]], [[0, 0, 0], [1e3, 1e-3, 0], [0, 0, 1e-3]]]),
+        "blob": rng.normal(size=(300, 3, 3)),
+        "rounded": np.round(rng.normal(size=(500, 3, 3)), 1),
+    }
+    for name, tri in cases.items():
+        with np.errstate(all="ignore"):  # float32 squares of 1e30 overflow in the surface's checks
+            try:
+                _check(_mesh(tri))
+            except AssertionError as exc:
+                raise AssertionError(name) from exc
+
+
+def test_extreme_points_fall_back() -> None:
+    """Points that are not all finite, or whose float32 products overflow into NaN, take the
+    numpy code (argmax's NaN rule): the same indices."""
+    rng = np.random.default_rng(2)
+    for n in (70, 9_000):
+        for points in (np.where(np.arange(n)[:, None] == 5, np.nan, rng.normal(size=(n, 3))),
+                       np.where(np.arange(n)[:, None] == 7, np.inf, rng.normal(size=(n, 3))),
+                       np.where(np.arange(n)[:, None] == 9, [[3e38, -3e38, 3e38]], rng.normal(size=(n, 3))),
+                       rng.normal(size=(n, 3)) * 1e38):  # fmt: skip
+            with np.errstate(all="ignore"):
+                got = shape._extreme_points(points)
+                with _Off():
+                    want = shape._extreme_points(points)
+            assert _same(got, want)
+
+
+def test_edge_cosines_refuse_places_out_of_range() -> None:
+    normals = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="out of range"):
+        kernels.shape.edge_cosines(normals, 8, np.array([1, 6], dtype=np.int64), np.array([0, 1], dtype=np.int64),
+                                   np.empty(2))  # fmt: skip
