@@ -23,6 +23,7 @@
 #error "scanner._shape_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
 #endif
 #include <stdint.h>
+#include <string.h>
 
 static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
     if (b->len != items * itemsize) {
@@ -282,7 +283,205 @@ done:
     return result;
 }
 
+/* bounds(corners, lo, hi) -> bool
+ *
+ * shape._bounds of (N, 3) float32 corners: the per-axis minimum and maximum, widened to
+ * float64. False (lo, hi unspecified) when a coordinate is not finite or a bound is zero (the
+ * sign of a zero bound is numpy's loops' choice): the numpy code then decides. */
+static PyObject *bounds(PyObject *self, PyObject *args) {
+    Py_buffer cb, lb, hb;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &cb, &lb, &hb)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cb.len / 12;
+    if (check_len(&cb, 3 * n, 4, "corners") || check_len(&lb, 3, 8, "lo") || check_len(&hb, 3, 8, "hi")) goto done;
+    const float *c = (const float *)cb.buf;
+    double *lo = (double *)lb.buf, *hi = (double *)hb.buf;
+    int ok = n > 0;
+    Py_BEGIN_ALLOW_THREADS;
+    if (ok) {
+        float l0 = c[0], l1 = c[1], l2 = c[2], h0 = c[0], h1 = c[1], h2 = c[2];
+        int finite = 1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float x = c[3 * i], y = c[3 * i + 1], z = c[3 * i + 2];
+            finite &= isfinite(x) & isfinite(y) & isfinite(z);
+            l0 = x < l0 ? x : l0, h0 = x > h0 ? x : h0;
+            l1 = y < l1 ? y : l1, h1 = y > h1 ? y : h1;
+            l2 = z < l2 ? z : l2, h2 = z > h2 ? z : h2;
+        }
+        ok = finite && l0 != 0 && l1 != 0 && l2 != 0 && h0 != 0 && h1 != 0 && h2 != 0;
+        lo[0] = l0, lo[1] = l1, lo[2] = l2, hi[0] = h0, hi[1] = h1, hi[2] = h2;
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* frame(vertices, (ox, oy, oz), (cx, cy, cz), axes, along, proj, rel_sq, ext) -> bool
+ *
+ * The points of shape_features in the principal frame: each (n, 3) float32 vertex widened,
+ * less the box centre o, less the centroid c (rel); along[k] = _dot3(rel, axes[k]) ((3, n)
+ * float64) and proj its transpose ((n, 3)); rel_sq the row sums of rel**2, left to right;
+ * ext[k] = max - min of along[k]. False (outputs unspecified) when a value is NaN: the numpy
+ * code then decides. */
+static PyObject *frame(PyObject *self, PyObject *args) {
+    Py_buffer vb, ab, alb, pb, rb, eb;
+    double ox, oy, oz, cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "y*(ddd)(ddd)y*w*w*w*w*", &vb, &ox, &oy, &oz, &cx, &cy, &cz, &ab, &alb, &pb, &rb, &eb))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = vb.len / 12;
+    if (check_len(&vb, 3 * n, 4, "vertices") || check_len(&ab, 9, 8, "axes") || check_len(&alb, 3 * n, 8, "along") ||
+        check_len(&pb, 3 * n, 8, "proj") || check_len(&rb, n, 8, "rel_sq") || check_len(&eb, 3, 8, "ext"))
+        goto done;
+    const float *v = (const float *)vb.buf;
+    const double *a = (const double *)ab.buf;
+    double *along = (double *)alb.buf, *proj = (double *)pb.buf, *rel_sq = (double *)rb.buf, *ext = (double *)eb.buf;
+    int ok = n > 0;
+    Py_BEGIN_ALLOW_THREADS;
+    double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double r0 = ((double)v[3 * i] - ox) - cx;
+        double r1 = ((double)v[3 * i + 1] - oy) - cy;
+        double r2 = ((double)v[3 * i + 2] - oz) - cz;
+        rel_sq[i] = (r0 * r0 + r1 * r1) + r2 * r2;
+        for (int k = 0; k < 3; k++) {
+            double t = dot_ltr(r0, r1, r2, a[3 * k], a[3 * k + 1], a[3 * k + 2]);
+            along[k * n + i] = t, proj[3 * i + k] = t;
+            if (isnan(t)) ok = 0;
+            lo[k] = t < lo[k] ? t : lo[k];
+            hi[k] = t > hi[k] ? t : hi[k];
+        }
+    }
+    for (int k = 0; k < 3; k++) ext[k] = hi[k] - lo[k];
+    Py_END_ALLOW_THREADS;
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&alb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&eb);
+    return result;
+}
+
+/* profile_steps(along, rel_sq, bins) -> float or None
+ *
+ * shape._profile_steps: the outer radius sqrt(max(rel_sq - along**2, 0)) binned along the
+ * long axis (bins bins, the top per bin), (max - min) / max of the bins reached. None when a
+ * value is NaN or not finite where numpy's integer conversion would be undefined: the numpy
+ * code then decides. */
+static PyObject *profile_steps(PyObject *self, PyObject *args) {
+    Py_buffer ab, rb;
+    int nbins;
+    if (!PyArg_ParseTuple(args, "y*y*i", &ab, &rb, &nbins)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ab.len / 8;
+    if (check_len(&ab, n, 8, "along") || check_len(&rb, n, 8, "rel_sq")) goto done;
+    if (n < 1 || nbins < 1 || nbins > 1024) {
+        PyErr_SetString(PyExc_ValueError, "no points or a bin count out of range");
+        goto done;
+    }
+    const double *along = (const double *)ab.buf, *rel_sq = (const double *)rb.buf;
+    int ok = 1, flat = 0;
+    double value = 0.0, top[1024];
+    Py_BEGIN_ALLOW_THREADS;
+    double lo = along[0], hi = along[0];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = along[i];
+        if (isnan(t) || isnan(rel_sq[i])) ok = 0;
+        lo = t < lo ? t : lo, hi = t > hi ? t : hi;
+    }
+    if (ok && hi - lo <= 1e-12) flat = 1;
+    if (ok && !flat) {
+        double span = hi - lo;
+        for (int b = 0; b < nbins; b++) top[b] = -1.0;
+        for (Py_ssize_t i = 0; i < n && ok; i++) {
+            double x = rel_sq[i] - along[i] * along[i];
+            double radial = sqrt(x >= 0.0 ? x : 0.0);
+            double scaled = (along[i] - lo) / span * nbins;
+            if (!(scaled >= 0.0 && scaled < 4611686018427387904.0)) {
+                ok = 0;
+                break;
+            }
+            int64_t b = (int64_t)scaled;
+            if (b > nbins - 1) b = nbins - 1;
+            if (radial > top[b]) top[b] = radial;
+        }
+        if (ok) {
+            double most = -INFINITY, least = INFINITY;
+            for (int b = 0; b < nbins; b++) {
+                if (top[b] >= 0) {
+                    most = top[b] > most ? top[b] : most;
+                    least = top[b] < least ? top[b] : least;
+                }
+            }
+            value = most > 1e-12 ? (most - least) / most : 0.0;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    if (!ok) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else
+        result = PyFloat_FromDouble(value);
+done:
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&rb);
+    return result;
+}
+
+/* curved_faces(soft, first, second, faces, out) -> None
+ *
+ * The end of shape._edge_stats: out[place % max(faces, 1)] = True for both places of every
+ * soft edge (bool buffers, one byte each; out zeroed here). */
+static PyObject *curved_faces(PyObject *self, PyObject *args) {
+    Py_buffer sb, fb, gb, ob;
+    Py_ssize_t faces;
+    if (!PyArg_ParseTuple(args, "y*y*y*nw*", &sb, &fb, &gb, &faces, &ob)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t m = sb.len, nf = ob.len;
+    if (check_len(&fb, m, 8, "first") || check_len(&gb, m, 8, "second") || check_len(&ob, faces, 1, "out")) goto done;
+    const unsigned char *soft = (const unsigned char *)sb.buf;
+    const int64_t *first = (const int64_t *)fb.buf, *second = (const int64_t *)gb.buf;
+    unsigned char *out = (unsigned char *)ob.buf;
+    int64_t F = faces > 1 ? (int64_t)faces : 1;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    memset(out, 0, (size_t)nf);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (!soft[i]) continue;
+        if (first[i] < 0 || second[i] < 0 || first[i] % F >= nf || second[i] % F >= nf) {
+            bad = 1;
+            break;
+        }
+        out[first[i] % F] = 1;
+        out[second[i] % F] = 1;
+    }
+    Py_END_ALLOW_THREADS;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "an edge's place is out of range");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"bounds", bounds, METH_VARARGS, "shape._bounds of finite corners (see scanner/kernels.py)"},
+    {"frame", frame, METH_VARARGS, "shape_features' points in the principal frame (see scanner/kernels.py)"},
+    {"profile_steps", profile_steps, METH_VARARGS, "shape._profile_steps (see scanner/kernels.py)"},
+    {"curved_faces", curved_faces, METH_VARARGS, "the end of shape._edge_stats (see scanner/kernels.py)"},
     {"face_values", face_values, METH_VARARGS, "shape._face_values (see scanner/kernels.py)"},
     {"round_about", round_about, METH_VARARGS, "shape._round_about (see scanner/kernels.py)"},
     {"line_clear", line_clear, METH_VARARGS, "shape._line_clear over every triangle (see scanner/kernels.py)"},

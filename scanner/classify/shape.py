@@ -182,6 +182,11 @@ def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
     """How much the outer radius about the long axis changes along it (0: uniform): ``along``
     are the points' distances along that axis from the centroid, ``rel_sq`` their squared
     distances from it."""
+    shape = kernels.shape
+    if shape is not None and along.dtype == rel_sq.dtype == np.float64 and len(along) == len(rel_sq) > 0:
+        steps = shape.profile_steps(np.ascontiguousarray(along), np.ascontiguousarray(rel_sq), PROFILE_BINS)
+        if steps is not None:  # None: a NaN, the numpy code decides
+            return steps
     radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
     lo, hi = along.min(), along.max()
     if hi - lo <= _EPS:
@@ -197,24 +202,27 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
     first, second, closed = mesh.two_face_edges  # from the sort that bodies were found with
+    shape = kernels.shape
+    if shape is not None and first.dtype == second.dtype == np.int64 and normals.dtype == np.float64:
+        # the gathers, products, clip and the faces' flags compiled (the same bits); the
+        # arccos stays numpy's (its SIMD code need not round as the C library's does)
+        first, second = np.ascontiguousarray(first), np.ascontiguousarray(second)
+        cosine = np.empty(len(first))
+        shape.edge_cosines(np.ascontiguousarray(normals), n_faces, first, second, cosine)
+        angle = np.degrees(np.arccos(cosine))
+        soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+        curved = np.empty(n_faces, dtype=bool)
+        shape.curved_faces(soft, first, second, n_faces, curved)
+        return curved, closed
     f1 = first % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     f2 = second % max(n_faces, 1)
     soft = np.empty(len(first), dtype=bool)
-    shape = kernels.shape
-    if shape is not None and first.dtype == second.dtype == np.int64 and normals.dtype == np.float64:
-        # the gathers, products and clip compiled (the same bits); the arccos stays numpy's
-        cosine = np.empty(len(first))
-        shape.edge_cosines(np.ascontiguousarray(normals), n_faces, np.ascontiguousarray(first),
-                           np.ascontiguousarray(second), cosine)  # fmt: skip
-        angle = np.degrees(np.arccos(cosine))
-        np.logical_and(angle > CURVED_MIN_DEG, angle < CURVED_MAX_DEG, out=soft)
-    else:
-        for lo in range(0, len(first), _ROWS):
-            part = slice(lo, lo + _ROWS)
-            # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
-            dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
-            angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
-            soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+    for lo in range(0, len(first), _ROWS):
+        part = slice(lo, lo + _ROWS)
+        # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
+        dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
+        angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
+        soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
     curved = np.zeros(n_faces, dtype=bool)
     curved[f1[soft]] = True
     curved[f2[soft]] = True
@@ -228,6 +236,11 @@ def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     surface, the same numbers)."""
     from scanner.features.sampling import _axis_bounds
 
+    shape = kernels.shape
+    if shape is not None and corners32.dtype == np.float32:
+        lo, hi = np.empty(3), np.empty(3)
+        if shape.bounds(np.ascontiguousarray(corners32), lo, hi):  # False: a zero bound or not finite
+            return lo, hi
     return _axis_bounds(corners32.reshape(-1, 3))
 
 
@@ -279,6 +292,28 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
     return out
 
 
+def _frame(vertices: np.ndarray, middle: np.ndarray, centroid: np.ndarray, axes: np.ndarray
+           ) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The (float32) vertices in the principal frame: each point's distances along the axes
+    from the centroid (per axis, and as (N, 3) ``proj``), its squared distance from the
+    centroid, and the extent along each axis; ``middle`` is the bounding box's centre, taken
+    off first (as from the triangles)."""
+    shape = kernels.shape
+    if shape is not None and vertices.dtype == np.float32 and axes.dtype == np.float64 and len(vertices) > 0:
+        n = len(vertices)
+        along, proj, rel_sq, ext = np.empty((3, n)), np.empty((n, 3)), np.empty(n), np.empty(3)
+        at, mid = tuple(float(c) for c in centroid), tuple(float(c) for c in middle)
+        if shape.frame(np.ascontiguousarray(vertices), mid, at, np.ascontiguousarray(axes), along, proj, rel_sq, ext):
+            return along, proj, rel_sq, ext  # False: a NaN, the numpy code decides
+    points = vertices.astype(np.float64) - middle  # every corner, each once
+    rel_points = points - centroid
+    along = [_dot3(rel_points, axes[k]) for k in range(3)]
+    proj = np.stack(along, axis=1)
+    rel_sq = (rel_points**2).sum(axis=1)
+    ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
+    return along, proj, rel_sq, ext
+
+
 def shape_features(mesh: Mesh) -> np.ndarray:
     """The ``FEATURES`` of a mesh (all bodies together), float64, in ``FEATURE_NAMES`` order."""
     lo, hi = _bounds(mesh.corners32)
@@ -288,12 +323,7 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     if not area > 0:
         raise ValueError("surface has no area")
     centroid, axes, _ = _moments(tri, areas)
-    points = mesh.welded_vertices.astype(np.float64) - (lo + hi) / 2.0  # every corner, each once
-    rel_points = points - centroid
-    along = [_dot3(rel_points, axes[k]) for k in range(3)]
-    proj = np.stack(along, axis=1)
-    rel_sq = (rel_points**2).sum(axis=1)
-    ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
+    along, proj, rel_sq, ext = _frame(mesh.welded_vertices, (lo + hi) / 2.0, centroid, axes)
     size = max(float(ext[0]), _EPS)
     e1, e2, e3 = (max(float(e), size * 1e-6) for e in ext)
     volume = abs(float(volume_terms.sum()) / 6.0)

@@ -24,10 +24,11 @@ from scanner.classify import shape
 from scanner.mesh import Mesh
 from tests.unit.test_kernels import DEMO, _surface, small_set  # noqa: F401 (small_set: a fixture)
 
-KERNEL_CALLS = {"face_values": 1, "edge_cosines": 1, "round_about": 1, "line_clear": 2, "extreme": 1}
-"""Kernel calls per shape_features of a surface of more than 64 distinct vertices: its face
-values, edge cosines, faces round about the long axis, two line casts, the hull's extreme
-points."""
+KERNEL_CALLS = {"bounds": 1, "face_values": 1, "frame": 1, "extreme": 1, "edge_cosines": 1, "curved_faces": 1,
+                "round_about": 1, "line_clear": 2, "profile_steps": 1}  # fmt: skip
+"""Kernel calls per shape_features of a surface of more than 64 distinct vertices: its
+bounds, face values, points in the principal frame, the hull's extreme points, edge cosines
+and curved faces, faces round about the long axis, two line casts, the profile's steps."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -95,6 +96,8 @@ def _check(mesh: Mesh) -> None:
     if not mesh.triangle_count:
         return
     lo, hi = shape._bounds(mesh.corners32)
+    with _Off():
+        assert _same((lo, hi), shape._bounds(mesh.corners32))
     tri = mesh.corners32 - (lo + hi) / 2.0
     with np.errstate(all="ignore"):
         got_faces = shape._face_values(tri)
@@ -106,6 +109,16 @@ def _check(mesh: Mesh) -> None:
         if not areas.sum() > 0:
             return
         centroid, axes, _ = shape._moments(tri, areas)
+        got_frame = shape._frame(mesh.welded_vertices, (lo + hi) / 2.0, centroid, axes)
+        with _Off():
+            want_frame = shape._frame(mesh.welded_vertices, (lo + hi) / 2.0, centroid, axes)
+        assert _same(np.asarray(got_frame[0]), np.asarray(want_frame[0])) and _same(got_frame[1:], want_frame[1:])
+        along, rel_sq = want_frame[0], want_frame[2]
+        for k in range(3):
+            got_steps = shape._profile_steps(along[k], rel_sq)
+            with _Off():
+                want_steps = shape._profile_steps(along[k], rel_sq)
+            assert type(got_steps) is type(want_steps) and _same(np.float64(got_steps), np.float64(want_steps))
         got_edges = shape._edge_stats(mesh, normals)
         with _Off():
             want_edges = shape._edge_stats(mesh, normals)
