@@ -23,6 +23,10 @@
 #error "scanner._shape_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
 #endif
 #include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <stdlib.h>
 #include <string.h>
 
 static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
@@ -191,38 +195,87 @@ static PyObject *extreme(PyObject *self, PyObject *args) {
     Py_buffer pb, db, ob;
     if (!PyArg_ParseTuple(args, "y*y*w*", &pb, &db, &ob)) return NULL;
     PyObject *result = NULL;
+    float *xs = NULL;
     Py_ssize_t n = pb.len / 24, k = db.len / 12;
     if (check_len(&pb, 3 * n, 8, "points") || check_len(&db, 3 * k, 4, "directions") ||
         check_len(&ob, 2 * k, 8, "out"))
         goto done;
-    if (n < 1 || k > 64) {
+    if (n < 1 || n > 0x7fffffff || k > 64) {
         PyErr_SetString(PyExc_ValueError, "no points or too many directions");
         goto done;
     }
     const double *pts = (const double *)pb.buf;
     const float *d = (const float *)db.buf;
     int64_t *out = (int64_t *)ob.buf;
+    xs = (float *)malloc(sizeof(float) * 4 * (size_t)n);
+    if (!xs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *ys = xs + n, *zs = ys + n, *s = zs + n;
     int ok = 1;
     Py_BEGIN_ALLOW_THREADS;
-    float best[64], least[64];
-    for (Py_ssize_t j = 0; j < k; j++) best[j] = -INFINITY, least[j] = INFINITY, out[j] = 0, out[k + j] = 0;
-    for (Py_ssize_t i = 0; i < n && ok; i++) {
+    /* the float32 points as three rows (finite: else numpy's), then per direction its
+     * products, their largest and smallest value (exact whatever the order: no NaN), and the
+     * first point with each (-0 == +0, as argmax's comparisons have it) */
+    int finite = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
         float x = (float)pts[3 * i], y = (float)pts[3 * i + 1], z = (float)pts[3 * i + 2];
-        if (!(isfinite(x) && isfinite(y) && isfinite(z))) {
+        xs[i] = x, ys[i] = y, zs[i] = z;
+        finite &= isfinite(x) & isfinite(y) & isfinite(z);
+    }
+    ok = finite;
+    for (Py_ssize_t j = 0; j < k && ok; j++) {
+        float d0 = d[3 * j], d1 = d[3 * j + 1], d2 = d[3 * j + 2];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float t = d0 * xs[i];
+            t += d1 * ys[i];
+            t += d2 * zs[i];
+            s[i] = t;
+        }
+        /* per lane of four: the largest and smallest product and the first point with it (a
+         * later one replaces it only when strictly further), then the first over the lanes */
+        float top = -INFINITY, bottom = INFINITY;
+        Py_ssize_t top_at = 0, bottom_at = 0, i = 0;
+        int nan = 0;
+#if defined(__SSE2__)
+        if (n >= 4) {
+            __m128 vh = _mm_loadu_ps(s), vl = vh, vn = _mm_cmpunord_ps(vh, vh);
+            __m128i ih = _mm_setr_epi32(0, 1, 2, 3), il = ih, at = ih, four = _mm_set1_epi32(4);
+            for (i = 4; i + 4 <= n; i += 4) {
+                __m128 t = _mm_loadu_ps(s + i);
+                at = _mm_add_epi32(at, four);
+                vn = _mm_or_ps(vn, _mm_cmpunord_ps(t, t));
+                __m128 gt = _mm_cmpgt_ps(t, vh), lt = _mm_cmplt_ps(t, vl);
+                vh = _mm_or_ps(_mm_and_ps(gt, t), _mm_andnot_ps(gt, vh));
+                vl = _mm_or_ps(_mm_and_ps(lt, t), _mm_andnot_ps(lt, vl));
+                ih = _mm_or_si128(_mm_and_si128(_mm_castps_si128(gt), at), _mm_andnot_si128(_mm_castps_si128(gt), ih));
+                il = _mm_or_si128(_mm_and_si128(_mm_castps_si128(lt), at), _mm_andnot_si128(_mm_castps_si128(lt), il));
+            }
+            float h[4], l[4];
+            int32_t hx[4], lx[4];
+            _mm_storeu_ps(h, vh), _mm_storeu_ps(l, vl);
+            _mm_storeu_si128((__m128i *)hx, ih), _mm_storeu_si128((__m128i *)lx, il);
+            nan = _mm_movemask_ps(vn) != 0;
+            top = h[0], top_at = hx[0], bottom = l[0], bottom_at = lx[0];
+            for (int lane = 1; lane < 4; lane++) {
+                if (h[lane] > top || (h[lane] == top && hx[lane] < top_at)) top = h[lane], top_at = hx[lane];
+                if (l[lane] < bottom || (l[lane] == bottom && lx[lane] < bottom_at)) bottom = l[lane], bottom_at = lx[lane];
+            }
+        }
+#endif
+        for (; i < n; i++) { /* the rest, in order: later points replace only when strictly further */
+            float t = s[i];
+            nan |= t != t;
+            if (i == 0 || t > top) top = t, top_at = i;
+            if (i == 0 || t < bottom) bottom = t, bottom_at = i;
+        }
+        if (nan) {
             ok = 0;
             break;
         }
-        for (Py_ssize_t j = 0; j < k; j++) {
-            float s = d[3 * j] * x;
-            s += d[3 * j + 1] * y;
-            s += d[3 * j + 2] * z;
-            if (isnan(s)) {
-                ok = 0;
-                break;
-            }
-            if (i == 0 || s > best[j]) best[j] = s, out[j] = i;
-            if (i == 0 || s < least[j]) least[j] = s, out[k + j] = i;
-        }
+        out[j] = top_at;
+        out[k + j] = bottom_at;
     }
     Py_END_ALLOW_THREADS;
     result = PyBool_FromLong(ok);
@@ -230,6 +283,7 @@ done:
     PyBuffer_Release(&pb);
     PyBuffer_Release(&db);
     PyBuffer_Release(&ob);
+    free(xs);
     return result;
 }
 
@@ -455,12 +509,17 @@ static PyObject *curved_faces(PyObject *self, PyObject *args) {
     memset(out, 0, (size_t)nf);
     for (Py_ssize_t i = 0; i < m; i++) {
         if (!soft[i]) continue;
-        if (first[i] < 0 || second[i] < 0 || first[i] % F >= nf || second[i] % F >= nf) {
+        if (first[i] < 0 || second[i] < 0) {
             bad = 1;
             break;
         }
-        out[first[i] % F] = 1;
-        out[second[i] % F] = 1;
+        int64_t f1 = first[i] % F, f2 = second[i] % F;
+        if (f1 >= nf || f2 >= nf) {
+            bad = 1;
+            break;
+        }
+        out[f1] = 1;
+        out[f2] = 1;
     }
     Py_END_ALLOW_THREADS;
     if (bad) {

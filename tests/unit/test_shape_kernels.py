@@ -226,6 +226,21 @@ def test_edge_cases() -> None:
                 raise AssertionError(name) from exc
 
 
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 65, 70, 2_500, 8_192, 8_193, 20_000])
+def test_extreme_points_ties(n: int) -> None:
+    """The first extreme point, lane by lane then over the lanes: ties of rounded and of
+    integer coordinates, zeros of both signs (equal, as argmax compares them)."""
+    rng = np.random.default_rng(n)
+    zeros = np.where(rng.random((n, 3)) < 0.5, 0.0, -0.0)
+    ints = rng.integers(-2, 3, size=(n, 3)) * 1.0
+    mixed = np.where(rng.random((n, 1)) < 0.9, zeros, np.clip(ints, -1, 1))
+    for points in (rng.normal(size=(n, 3)), np.round(rng.normal(size=(n, 3)), 1), ints, zeros, mixed):
+        got = shape._extreme_points(points)
+        with _Off():
+            want = shape._extreme_points(points)
+        assert _same(got, want)
+
+
 def test_extreme_points_fall_back() -> None:
     """Points that are not all finite, or whose float32 products overflow into NaN, take the
     numpy code (argmax's NaN rule): the same indices."""
