@@ -355,7 +355,33 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
     if (ok) {
         float l0 = c[0], l1 = c[1], l2 = c[2], h0 = c[0], h1 = c[1], h2 = c[2];
         int finite = 1;
-        for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t i = 0;
+#if defined(__SSE2__)
+        /* four corners (twelve floats, three vectors) at a time: vector k's lane j holds axis
+         * (4k + j) % 3; a minimum or maximum is exact in any order (no NaN: checked, x - x is
+         * NaN for an infinite or NaN x) */
+        if (n >= 4) {
+            __m128 lo_v[3], hi_v[3], bad = _mm_setzero_ps();
+            for (int k = 0; k < 3; k++) lo_v[k] = hi_v[k] = _mm_loadu_ps(c + 4 * k);
+            for (; i + 4 <= n; i += 4)
+                for (int k = 0; k < 3; k++) {
+                    __m128 x = _mm_loadu_ps(c + 3 * i + 4 * k);
+                    __m128 z = _mm_sub_ps(x, x);
+                    bad = _mm_or_ps(bad, _mm_cmpunord_ps(z, z));
+                    lo_v[k] = _mm_min_ps(lo_v[k], x);
+                    hi_v[k] = _mm_max_ps(hi_v[k], x);
+                }
+            float lanes_lo[12], lanes_hi[12];
+            for (int k = 0; k < 3; k++) _mm_storeu_ps(lanes_lo + 4 * k, lo_v[k]), _mm_storeu_ps(lanes_hi + 4 * k, hi_v[k]);
+            finite = _mm_movemask_ps(bad) == 0;
+            for (int q = 0; q < 12; q += 3) {
+                l0 = lanes_lo[q] < l0 ? lanes_lo[q] : l0, h0 = lanes_hi[q] > h0 ? lanes_hi[q] : h0;
+                l1 = lanes_lo[q + 1] < l1 ? lanes_lo[q + 1] : l1, h1 = lanes_hi[q + 1] > h1 ? lanes_hi[q + 1] : h1;
+                l2 = lanes_lo[q + 2] < l2 ? lanes_lo[q + 2] : l2, h2 = lanes_hi[q + 2] > h2 ? lanes_hi[q + 2] : h2;
+            }
+        }
+#endif
+        for (; i < n; i++) {
             float x = c[3 * i], y = c[3 * i + 1], z = c[3 * i + 2];
             finite &= isfinite(x) & isfinite(y) & isfinite(z);
             l0 = x < l0 ? x : l0, h0 = x > h0 ? x : h0;

@@ -262,3 +262,26 @@ def test_edge_cosines_refuse_places_out_of_range() -> None:
     with pytest.raises(ValueError, match="out of range"):
         kernels.shape.edge_cosines(normals, 8, np.array([1, 6], dtype=np.int64), np.array([0, 1], dtype=np.int64),
                                    np.empty(2))  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 13, 100, 101])
+def test_bounds(n: int) -> None:
+    """The bounds four corners at a time and the rest one by one: the numpy code's, and
+    numpy's own where a coordinate is infinite or NaN or a bound is zero."""
+    rng = np.random.default_rng(n)
+    base = rng.normal(size=(n, 3)).astype(np.float32)
+    cases = [base, base + np.float32(5), -np.abs(base), np.abs(base), base * np.float32(8e37)]  # |normal| < 4: finite
+    for at in {0, n // 2, n - 1}:
+        for bad in (np.inf, -np.inf, np.nan):
+            c = base.copy()
+            c[at, at % 3] = bad
+            cases.append(c)
+        c = np.abs(base) + np.float32(1)
+        c[at, (at + 1) % 3] = 0.0  # a zero bound (its sign: numpy's)
+        cases.append(c)
+    for corners in cases:
+        with np.errstate(all="ignore"):
+            got = shape._bounds(corners.reshape(-1, 3, 3) if n % 3 == 0 else corners)
+            with _Off():
+                want = shape._bounds(corners.reshape(-1, 3, 3) if n % 3 == 0 else corners)
+        assert _same(got, want)
