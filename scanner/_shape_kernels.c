@@ -9,11 +9,12 @@
  * arithmetic runs without the GIL.
  *
  * numpy's ``np.einsum("ij,ij->i", a, b)`` over rows of three float64 sums the products as
- * ``(a0 b0 + a2 b2) + (a1 b1 + 0)``: its inner loop loads the row into one vector register
- * (zero-filled beyond the third lane), multiplies (and adds the zero accumulator) and reduces
- * the register pairwise (SSE: lanes 0+2 | 1+3 after two steps; AVX2 and AVX-512: halves, then
- * pairs); every path gives those bits, zero signs included (DOT_EINSUM). ``_dot3`` and the
- * ``sum(axis=1)`` of three columns add left to right. */
+ * ``(a0 b0 + a2 b2) + (a1 b1 + 0)`` (numpy 2.4 on x86-64, measured): its inner loop loads
+ * the row into vector registers (zero-filled beyond the third lane), multiplies, adds the zero
+ * accumulator and reduces the lanes pairwise (dot_einsum). Another numpy or another SIMD path
+ * may sum otherwise (an AVX2 horizontal add, NEON's fused multiply-add): scanner/kernels.py
+ * compares dot_rows with np.einsum on probe rows at import and runs the numpy code where they
+ * differ. ``_dot3`` and the ``sum(axis=1)`` of three columns add left to right. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
@@ -562,7 +563,32 @@ done:
     return result;
 }
 
+/* dot_rows(a, b, out) -> None
+ *
+ * DOT_EINSUM of each row of three of (n, 3) float64 a and b: scanner/kernels.py compares it
+ * with np.einsum("ij,ij->i") on probe rows before the kernels are used (another numpy, or
+ * another CPU's SIMD code, may sum in another order: then the numpy code runs). */
+static PyObject *dot_rows(PyObject *self, PyObject *args) {
+    Py_buffer ab, bb, ob;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &ab, &bb, &ob)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ab.len / 24;
+    if (check_len(&ab, 3 * n, 8, "a") || check_len(&bb, 3 * n, 8, "b") || check_len(&ob, n, 8, "out")) goto done;
+    const double *a = (const double *)ab.buf, *b = (const double *)bb.buf;
+    double *out = (double *)ob.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = dot_einsum(a[3 * i], a[3 * i + 1], a[3 * i + 2], b[3 * i], b[3 * i + 1], b[3 * i + 2]);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"dot_rows", dot_rows, METH_VARARGS, "np.einsum('ij,ij->i') of rows of three, as the kernels sum them"},
     {"bounds", bounds, METH_VARARGS, "shape._bounds of finite corners (see scanner/kernels.py)"},
     {"frame", frame, METH_VARARGS, "shape_features' points in the principal frame (see scanner/kernels.py)"},
     {"profile_steps", profile_steps, METH_VARARGS, "shape._profile_steps (see scanner/kernels.py)"},

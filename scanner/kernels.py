@@ -42,7 +42,9 @@ blocks made) and the profile steps. What numpy reduces pairwise or hands to BLAS
 repeat ``np.einsum("ij,ij->i")``'s order for rows of three (see ``_shape_kernels.c``). Per
 small file (100 files of the small set, worker allocator, one thread, best of 7, alternated):
 ``shape_features`` 1.575 -> 0.654 ms. Tested bit for bit in
-``tests/unit/test_shape_kernels.py``."""
+``tests/unit/test_shape_kernels.py``. Where this numpy sums rows of three in another order
+than the kernels repeat (another numpy version, another SIMD path: probed at import),
+:data:`shape` is None and the numpy code runs."""
 
 from __future__ import annotations
 
@@ -56,7 +58,41 @@ try:  # by name: the extension imports nothing of scanner (tests/unit/test_impor
 except ImportError:  # not built: the numpy code
     compiled = None
 
+
+def _probe_rows() -> tuple[object, object]:
+    """Rows of three on which summation orders differ: seeded normals of mixed exponents, and
+    rows where a fused multiply-add, the order of the three products or the sign of a zero
+    shows."""
+    import numpy as np
+
+    rng = np.random.default_rng(18)
+    a = rng.normal(size=(512, 3)) * 2.0 ** rng.integers(-30, 30, size=(512, 3))
+    b = rng.normal(size=(512, 3)) * 2.0 ** rng.integers(-30, 30, size=(512, 3))
+    e = 1.0 + 2.0**-30
+    crafted_a = [[1.0, 1e-16, -1.0], [-(1.0 + 2.0**-29), 0.0, e], [-0.0, -0.0, -0.0], [1.0, -0.0, 0.0], [e, e, -e]]
+    crafted_b = [[1.0, 1.0, 1.0], [1.0, 1.0, e], [1.0, 1.0, 1.0], [-0.0, 1.0, -0.0], [e, -e, -e]]
+    return np.concatenate([a, crafted_a]), np.concatenate([b, crafted_b])
+
+
+def _sums_as_the_kernels_do(module: ModuleType) -> bool:
+    """The shape kernels repeat numpy 2.4's (x86-64) order of ``np.einsum("ij,ij->i")`` and of
+    ``(x**2).sum(axis=1)`` over rows of three (see scanner/_shape_kernels.c): True when this
+    numpy, on this CPU, sums the probe rows so."""
+    import numpy as np
+
+    a, b = _probe_rows()
+    mine = np.empty(len(a))
+    module.dot_rows(a, b, mine)
+    square = a * a
+    return (
+        mine.tobytes() == np.einsum("ij,ij->i", a, b).tobytes()
+        and (square[:, 0] + square[:, 1] + square[:, 2]).tobytes() == (a**2).sum(axis=1).tobytes()
+    )
+
+
 try:  # the classifier's shape features (scanner/_shape_kernels.c): see below
     shape = importlib.import_module("scanner._shape_kernels")
 except ImportError:
+    shape = None
+if shape is not None and not _sums_as_the_kernels_do(shape):  # another numpy's order: numpy's code
     shape = None

@@ -285,3 +285,35 @@ def test_bounds(n: int) -> None:
             with _Off():
                 want = shape._bounds(corners.reshape(-1, 3, 3) if n % 3 == 0 else corners)
         assert _same(got, want)
+
+
+class _Summing:
+    """A stand-in extension whose dot_rows sums each row of three in a given order."""
+
+    def __init__(self, order: str) -> None:
+        self.order = order
+
+    def dot_rows(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        p = a * b
+        if self.order == "left to right":
+            out[:] = (p[:, 0] + p[:, 1]) + p[:, 2]
+        elif self.order == "no zero accumulator":
+            out[:] = (p[:, 0] + p[:, 2]) + p[:, 1]
+        elif self.order == "horizontal add":
+            out[:] = (p[:, 0] + p[:, 1]) + (p[:, 2] + 0.0)
+        else:  # the order the kernels repeat
+            out[:] = (p[:, 0] + p[:, 2]) + (p[:, 1] + 0.0)
+
+
+def test_the_import_probe_tells_summation_orders_apart() -> None:
+    """scanner.kernels keeps the shape kernels only where this numpy sums rows of three as they
+    do: the built extension passes, every other order (or a lost zero sign) fails."""
+    assert kernels._sums_as_the_kernels_do(kernels.shape)
+    assert kernels._sums_as_the_kernels_do(_Summing("kernels"))
+    for order in ("left to right", "no zero accumulator", "horizontal add"):
+        assert not kernels._sums_as_the_kernels_do(_Summing(order)), order
+    # a fused multiply-add of the third product into the first (NEON's two-lane loop) shows on
+    # a crafted row: (1 + 2^-30)^2 - (1 + 2^-29) is 2^-60 exactly, 0 when the square rounds
+    a, b = kernels._probe_rows()
+    row = [i for i in range(len(a)) if a[i, 0] == -(1.0 + 2.0**-29)]
+    assert row and np.einsum("ij,ij->i", a[row], b[row])[0] == 0.0
