@@ -14,6 +14,12 @@ setup(
             sources=["scanner/_kernels.c"],
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fno-trapping-math"],
             optional=True,
-        )
+        ),
+        Extension(  # the classifier's shape features (scanner/kernels.py: ``shape``)
+            "scanner._shape_kernels",
+            sources=["scanner/_shape_kernels.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fno-trapping-math"],
+            optional=True,
+        ),
     ]
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanner import kernels
 from scanner.features.sampling import surface_moments
 from scanner.mesh import Mesh
 
@@ -133,18 +134,20 @@ def _cast_blocks(tri: np.ndarray, centroid: np.ndarray, edges: tuple[np.ndarray,
     return lambda: (_cast_block(tri[lo : lo + _ROWS], centroid) for lo in range(0, len(tri), _ROWS))
 
 
-def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]], reach: float, rel_sq: np.ndarray,
-                 axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
+def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]] | Callable[[float, np.ndarray], bool], reach: float,
+                 rel_sq: np.ndarray, axes: list[tuple[np.ndarray, np.ndarray]], compiled: bool = False
+                 ) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    ``blocks``: the surface's :func:`_cast_blocks`, ``reach`` the largest coordinate of its
-    triangles' first edges; ``rel_sq`` are the points' squared distances from the centroid,
-    and ``axes`` pairs each axis with the points' distances along it (which the caller has
-    already)."""
+    ``blocks``: the surface's :func:`_cast_blocks`, or with ``compiled`` the compiled cast
+    (``clear(tiny, axis)``: :func:`_line_clear` over every triangle); ``reach`` the largest
+    coordinate of its triangles' first edges; ``rel_sq`` are the points' squared distances
+    from the centroid, and ``axes`` pairs each axis with the points' distances along it (which
+    the caller has already)."""
     tiny = _EPS * (reach + _EPS) ** 2
     out = []
     for axis, along in axes:
-        if not _line_clear(blocks(), tiny, axis):
+        if not (blocks(tiny, axis) if compiled else _line_clear(blocks(), tiny, axis)):
             out.append(0.0)
             continue
         radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
@@ -179,6 +182,11 @@ def _profile_steps(along: np.ndarray, rel_sq: np.ndarray) -> float:
     """How much the outer radius about the long axis changes along it (0: uniform): ``along``
     are the points' distances along that axis from the centroid, ``rel_sq`` their squared
     distances from it."""
+    shape = kernels.shape
+    if shape is not None and along.dtype == rel_sq.dtype == np.float64 and len(along) == len(rel_sq) > 0:
+        steps = shape.profile_steps(np.ascontiguousarray(along), np.ascontiguousarray(rel_sq), PROFILE_BINS)
+        if steps is not None:  # None: a NaN, the numpy code decides
+            return steps
     radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
     lo, hi = along.min(), along.max()
     if hi - lo <= _EPS:
@@ -194,6 +202,18 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
     first, second, closed = mesh.two_face_edges  # from the sort that bodies were found with
+    shape = kernels.shape
+    if shape is not None and first.dtype == second.dtype == np.int64 and normals.dtype == np.float64:
+        # the gathers, products, clip and the faces' flags compiled (the same bits); the
+        # arccos stays numpy's (its SIMD code need not round as the C library's does)
+        first, second = np.ascontiguousarray(first), np.ascontiguousarray(second)
+        cosine = np.empty(len(first))
+        shape.edge_cosines(np.ascontiguousarray(normals), n_faces, first, second, cosine)
+        angle = np.degrees(np.arccos(cosine))
+        soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+        curved = np.empty(n_faces, dtype=bool)
+        shape.curved_faces(soft, first, second, n_faces, curved)
+        return curved, closed
     f1 = first % max(n_faces, 1)  # edge k of the concatenation belongs to face k mod F
     f2 = second % max(n_faces, 1)
     soft = np.empty(len(first), dtype=bool)
@@ -216,6 +236,11 @@ def _bounds(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     surface, the same numbers)."""
     from scanner.features.sampling import _axis_bounds
 
+    shape = kernels.shape
+    if shape is not None and corners32.dtype == np.float32:
+        lo, hi = np.empty(3), np.empty(3)
+        if shape.bounds(np.ascontiguousarray(corners32), lo, hi):  # False: a zero bound or not finite
+            return lo, hi
     return _axis_bounds(corners32.reshape(-1, 3))
 
 
@@ -227,6 +252,12 @@ def _face_values(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
     every value per triangle: the same numbers as whole-array arithmetic, from cache."""
     n = len(tri)
     areas, normals, volume, reach = np.empty(n), np.empty((n, 3)), np.empty(n), []
+    shape = kernels.shape
+    if shape is not None and tri.dtype == np.float64 and tri.shape[1:] == (3, 3):
+        keep = 0 < n <= _ROWS
+        edge1, edge2 = (np.empty((n, 3)), np.empty((n, 3))) if keep else (np.empty(0), np.empty(0))
+        top = shape.face_values(np.ascontiguousarray(tri), areas, normals, volume, edge1, edge2, keep)
+        return areas, normals, volume, top, (edge1, edge2) if keep else None
     edge1 = edge2 = None
     for lo in range(0, n, _ROWS):
         part, block = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS]
@@ -246,6 +277,11 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
     """Curved faces whose normal points away from ``axis`` (through ``centroid``): round about
     it. Block by block, per face."""
     out = np.empty(len(tri), dtype=bool)
+    shape = kernels.shape
+    if shape is not None and tri.dtype == normals.dtype == np.float64 and curved.dtype == bool:
+        shape.round_about(np.ascontiguousarray(tri), np.ascontiguousarray(normals), np.ascontiguousarray(curved),
+                          tuple(float(c) for c in centroid), tuple(float(a) for a in axis), out)  # fmt: skip
+        return out
     for lo in range(0, len(tri), _ROWS):
         part, block, nrm = slice(lo, lo + _ROWS), tri[lo : lo + _ROWS], normals[lo : lo + _ROWS]
         rel = (block[:, 0] + block[:, 1] + block[:, 2]) / 3.0 - centroid  # tri.mean(axis=1), the same sums
@@ -254,6 +290,28 @@ def _round_about(tri: np.ndarray, normals: np.ndarray, curved: np.ndarray, centr
         radial /= np.maximum(norm, _EPS)[:, None]  # np.linalg.norm's sum, left to right
         out[part] = curved[part] & (np.abs(_dot3(nrm, axis)) < 0.2) & (np.abs(np.einsum("ij,ij->i", nrm, radial)) > 0.9)
     return out
+
+
+def _frame(vertices: np.ndarray, middle: np.ndarray, centroid: np.ndarray, axes: np.ndarray
+           ) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The (float32) vertices in the principal frame: each point's distances along the axes
+    from the centroid (per axis, and as (N, 3) ``proj``), its squared distance from the
+    centroid, and the extent along each axis; ``middle`` is the bounding box's centre, taken
+    off first (as from the triangles)."""
+    shape = kernels.shape
+    if shape is not None and vertices.dtype == np.float32 and axes.dtype == np.float64 and len(vertices) > 0:
+        n = len(vertices)
+        along, proj, rel_sq, ext = np.empty((3, n)), np.empty((n, 3)), np.empty(n), np.empty(3)
+        at, mid = tuple(float(c) for c in centroid), tuple(float(c) for c in middle)
+        if shape.frame(np.ascontiguousarray(vertices), mid, at, np.ascontiguousarray(axes), along, proj, rel_sq, ext):
+            return along, proj, rel_sq, ext  # False: a NaN, the numpy code decides
+    points = vertices.astype(np.float64) - middle  # every corner, each once
+    rel_points = points - centroid
+    along = [_dot3(rel_points, axes[k]) for k in range(3)]
+    proj = np.stack(along, axis=1)
+    rel_sq = (rel_points**2).sum(axis=1)
+    ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
+    return along, proj, rel_sq, ext
 
 
 def shape_features(mesh: Mesh) -> np.ndarray:
@@ -265,19 +323,24 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     if not area > 0:
         raise ValueError("surface has no area")
     centroid, axes, _ = _moments(tri, areas)
-    points = mesh.welded_vertices.astype(np.float64) - (lo + hi) / 2.0  # every corner, each once
-    rel_points = points - centroid
-    along = [_dot3(rel_points, axes[k]) for k in range(3)]
-    proj = np.stack(along, axis=1)
-    rel_sq = (rel_points**2).sum(axis=1)
-    ext = np.array([a.max() - a.min() for a in along])  # per column: (N, 3) axis-0 reductions are slow
+    along, proj, rel_sq, ext = _frame(mesh.welded_vertices, (lo + hi) / 2.0, centroid, axes)
     size = max(float(ext[0]), _EPS)
     e1, e2, e3 = (max(float(e), size * 1e-6) for e in ext)
     volume = abs(float(volume_terms.sum()) / 6.0)
     hull_volume = _hull_volume(proj)
     curved, closed = _edge_stats(mesh, normals)
     round_axis = _round_about(tri, normals, curved, centroid, axes[0])
-    bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, [(axes[0], along[0]), (axes[2], along[2])])
+    bore_axes = [(axes[0], along[0]), (axes[2], along[2])]
+    if kernels.shape is not None:  # every triangle cast in C, no blocks made
+        at = tuple(float(c) for c in centroid)
+        line_clear = kernels.shape.line_clear
+
+        def clear(tiny: float, axis: np.ndarray) -> bool:
+            return line_clear(tri, at, tiny, tuple(float(c) for c in axis))
+
+        bores = _bore_ratios(clear, reach, rel_sq, bore_axes, compiled=True)
+    else:
+        bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, bore_axes)
     bodies = mesh.body_count
     holes = 0.0
     if closed:
@@ -338,6 +401,11 @@ def _extreme_points(points: np.ndarray) -> np.ndarray:
     Only the first half of the directions is multiplied out (:data:`_HULL_HALF`): the second
     half's products are the exact negations, so its answers are ``argmin`` of the same
     products (half the arithmetic; the same indices)."""
+    shape = kernels.shape
+    if shape is not None and points.dtype == np.float64 and len(points) > 0:
+        found = np.empty(2 * _HALF, dtype=np.int64)
+        if shape.extreme(np.ascontiguousarray(points), _HULL_HALF, found):
+            return found  # all finite, no NaN product: the same first extremes
     d, p32 = _HULL_HALF, np.ascontiguousarray(points.T, dtype=np.float32)
     n = p32.shape[1]
     block = n if n <= 2 * _HULL_BLOCK or not np.isfinite(p32).all() else _HULL_BLOCK
