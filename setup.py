@@ -7,13 +7,13 @@ operations do (the kernels are tested bit for bit against the numpy code)."""
 
 from setuptools import Extension, setup
 
+FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fno-trapping-math"]
+
 setup(
     ext_modules=[
+        Extension("scanner._kernels", sources=["scanner/_kernels.c"], extra_compile_args=FLAGS, optional=True),
         Extension(
-            "scanner._kernels",
-            sources=["scanner/_kernels.c"],
-            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fno-trapping-math"],
-            optional=True,
-        )
+            "scanner._patch_kernels", sources=["scanner/_patch_kernels.c"], extra_compile_args=FLAGS, optional=True
+        ),
     ]
 )

@@ -41,3 +41,13 @@ try:  # by name: the extension imports nothing of scanner (tests/unit/test_impor
     compiled = importlib.import_module("scanner._kernels")
 except ImportError:  # not built: the numpy code
     compiled = None
+
+patches: ModuleType | None
+"""The patch codes' kernels (``scanner/_patch_kernels.c``): :func:`scanner.features.patches._chunk_codes`
+does its float32 geometry (up to the ratios and the fold's legs) and its quantisation, hashes and fold
+sides in C, numpy's ``log2`` and ``arctan2`` in between (numpy's SIMD log2 and atan2 are not glibc's,
+so those stay numpy's). None when not built; tests set it to None to compare both paths."""
+try:
+    patches = importlib.import_module("scanner._patch_kernels")
+except ImportError:
+    patches = None
