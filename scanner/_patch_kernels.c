@@ -21,6 +21,7 @@
 #error "scanner._patch_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
 #endif
 #include <stdint.h>
+#include <string.h>
 
 static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
     if (b->len != items * itemsize) {
@@ -30,9 +31,15 @@ static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const 
     return 0;
 }
 
-/* np.maximum / np.minimum: a NaN in either wins */
-static inline float npmax(float a, float b) { return (a >= b || a != a) ? a : b; }
-static inline float npmin(float a, float b) { return (a <= b || a != a) ? a : b; }
+/* np.maximum(a, c) for a constant c (never NaN): a NaN a stays NaN */
+static inline float npmax(float a, float c) { return a < c ? c : a; }
+/* np.minimum and np.maximum of two values where only finite results matter: a NaN or an
+ * infinity in either gives a NaN (x - x), which the codes kernel leaves to the numpy code, as
+ * it does numpy's NaN or infinity (log2 of either is not finite); finite values are exact
+ * (+0 added). Written so that the compiler vectorises them (plain selects). */
+static inline float poison(float a, float b) { return (a - a) + (b - b); }
+static inline float npmin2(float a, float b) { return (b < a ? b : a) + poison(a, b); }
+static inline float npmax2(float a, float b) { return (a < b ? b : a) + poison(a, b); }
 
 static inline uint64_t splitmix(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
@@ -45,6 +52,8 @@ static inline uint64_t splitmix(uint64_t x) {
 static inline int64_t far_id(const void *nb, int wide, Py_ssize_t at) {
     return wide ? ((const int64_t *)nb)[at] : (int64_t)((const int32_t *)nb)[at];
 }
+
+#define BLOCK 256
 
 /* geometry(x, y, z, faces, nb, nb_wide, lo, n, ratios, up, out, perim, area) -> bool
  *
@@ -79,63 +88,82 @@ static PyObject *geometry(PyObject *self, PyObject *args) {
     float *PERIM = (float *)pb.buf, *AREA = (float *)ab.buf;
     const float floor12 = (float)1e-12, tiny = 0.0f; /* 1e-12 and 1e-300 as numpy casts them to float32 */
     int bad = 0;
+    /* one block of triangles at a time, row by row (about 46 kB on the stack) */
+    float C[3][3][BLOCK], D[3][3][BLOCK], E[3][3][BLOCK], S[3][BLOCK], N[3][BLOCK], P[BLOCK], R[6][BLOCK];
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t i = 0; i < n && !bad; i++) {
-        const int64_t *f = faces + 3 * (lo + i);
-        float cx[3], cy[3], cz[3];
-        for (int k = 0; k < 3; k++) {
-            int64_t v = f[k];
-            if (v < 0 || v >= nv) {
-                bad = 1;
-                break;
+    for (Py_ssize_t b0 = 0; b0 < n && !bad; b0 += BLOCK) {
+        Py_ssize_t m = n - b0 < BLOCK ? n - b0 : BLOCK;
+        /* the gathers first (corners and far corners, coordinate-major), then the arithmetic
+         * on whole rows, which the compiler vectorises (IEEE operations: the same bits) */
+        for (Py_ssize_t i = 0; i < m && !bad; i++) {
+            const int64_t *f = faces + 3 * (lo + b0 + i);
+            for (int k = 0; k < 3; k++) {
+                int64_t v = f[k];
+                int64_t far = far_id(nb, wide, (Py_ssize_t)k * nf + lo + b0 + i);
+                if (far < 0) far = 0;
+                if (v < 0 || v >= nv || far >= nv) {
+                    bad = 1;
+                    break;
+                }
+                C[0][k][i] = X[v], C[1][k][i] = Y[v], C[2][k][i] = Z[v];
+                D[0][k][i] = X[far], D[1][k][i] = Y[far], D[2][k][i] = Z[far];
             }
-            cx[k] = X[v], cy[k] = Y[v], cz[k] = Z[v];
         }
         if (bad) break;
-        float ex[3], ey[3], ez[3], side[3];
-        for (int k = 0; k < 3; k++) {
-            int k1 = k == 2 ? 0 : k + 1;
-            ex[k] = cx[k1] - cx[k], ey[k] = cy[k1] - cy[k], ez[k] = cz[k1] - cz[k];
-            side[k] = sqrtf(ex[k] * ex[k] + ey[k] * ey[k] + ez[k] * ez[k]);
+        float *restrict area = AREA + b0, *restrict per = PERIM + b0;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            float ex0 = C[0][1][i] - C[0][0][i], ey0 = C[1][1][i] - C[1][0][i], ez0 = C[2][1][i] - C[2][0][i];
+            float ex1 = C[0][2][i] - C[0][1][i], ey1 = C[1][2][i] - C[1][1][i], ez1 = C[2][2][i] - C[2][1][i];
+            float ex2 = C[0][0][i] - C[0][2][i], ey2 = C[1][0][i] - C[1][2][i], ez2 = C[2][0][i] - C[2][2][i];
+            float s0 = sqrtf(ex0 * ex0 + ey0 * ey0 + ez0 * ez0);
+            float s1 = sqrtf(ex1 * ex1 + ey1 * ey1 + ez1 * ez1);
+            float s2 = sqrtf(ex2 * ex2 + ey2 * ey2 + ez2 * ez2);
+            float perim = s0 + s1 + s2;
+            float ax = ex0, ay = ey0, az = ez0, bx = -ex2, by = -ey2, bz = -ez2;
+            float nx = ay * bz - az * by, ny = az * bx - ax * bz, nz = ax * by - ay * bx;
+            float dbl = sqrtf(nx * nx + ny * ny + nz * nz);
+            area[i] = 0.5f * dbl;
+            per[i] = perim;
+            float inv = 1.0f / npmax(dbl, tiny);
+            N[0][i] = nx * inv, N[1][i] = ny * inv, N[2][i] = nz * inv;
+            P[i] = perim;
+            E[0][0][i] = ex0, E[1][0][i] = ey0, E[2][0][i] = ez0, S[0][i] = s0;
+            E[0][1][i] = ex1, E[1][1][i] = ey1, E[2][1][i] = ez1, S[1][i] = s1;
+            E[0][2][i] = ex2, E[1][2][i] = ey2, E[2][2][i] = ez2, S[2][i] = s2;
         }
-        float perim = side[0] + side[1] + side[2];
-        float ax = ex[0], ay = ey[0], az = ez[0], bx = -ex[2], by = -ey[2], bz = -ez[2];
-        float nx = ay * bz - az * by, ny = az * bx - ax * bz, nz = ax * by - ay * bx;
-        float dbl = sqrtf(nx * nx + ny * ny + nz * nz);
-        AREA[i] = 0.5f * dbl;
-        PERIM[i] = perim;
-        float inv = 1.0f / npmax(dbl, tiny);
-        nx = nx * inv, ny = ny * inv, nz = nz * inv;
         for (int k = 0; k < 3; k++) {
             int k1 = k == 2 ? 0 : k + 1, k2 = k == 0 ? 2 : k - 1;
-            int64_t far = far_id(nb, wide, (Py_ssize_t)k * nf + lo + i);
-            if (far < 0) far = 0;
-            if (far >= nv) {
-                bad = 1;
-                break;
+            /* into rows on the stack, copied out after: no run-time alias checks in the loop */
+            float *r0 = R[0], *r1 = R[1], *r2 = R[2], *r3 = R[3], *up = R[4], *out = R[5];
+            for (Py_ssize_t i = 0; i < m; i++) {
+                float perim = P[i], side = S[k][i];
+                float dx = D[0][k][i], dy = D[1][k][i], dz = D[2][k][i];
+                float ux = C[0][k][i], uy = C[1][k][i], uz = C[2][k][i];
+                float vx = C[0][k1][i], vy = C[1][k1][i], vz = C[2][k1][i];
+                float ox = C[0][k2][i], oy = C[1][k2][i], oz = C[2][k2][i];
+                float pux = dx - ux, puy = dy - uy, puz = dz - uz;
+                float du = sqrtf(pux * pux + puy * puy + puz * puz) / perim;
+                float pvx = dx - vx, pvy = dy - vy, pvz = dz - vz;
+                float dv = sqrtf(pvx * pvx + pvy * pvy + pvz * pvz) / perim;
+                float pox = dx - ox, poy = dy - oy, poz = dz - oz;
+                float dd = sqrtf(pox * pox + poy * poy + poz * poz) / perim;
+                float inv_side = 1.0f / npmax(side, tiny);
+                float tx = E[0][k][i] * inv_side, ty = E[1][k][i] * inv_side, tz = E[2][k][i] * inv_side;
+                float along = pux * tx + puy * ty + puz * tz;
+                float hx = pux - along * tx, hy = puy - along * ty, hz = puz - along * tz;
+                float qx = ux - ox, qy = uy - oy, qz = uz - oz;
+                along = qx * tx + qy * ty + qz * tz;
+                float wx = qx - along * tx, wy = qy - along * ty, wz = qz - along * tz;
+                up[i] = hx * N[0][i] + hy * N[1][i] + hz * N[2][i];
+                out[i] = (hx * wx + hy * wy + hz * wz) / npmax(sqrtf(wx * wx + wy * wy + wz * wz), tiny);
+                r0[i] = npmax(side / perim, floor12);
+                r1[i] = npmax(npmin2(du, dv), floor12);
+                r2[i] = npmax(npmax2(du, dv), floor12);
+                r3[i] = npmax(dd, floor12);
             }
-            float dx = X[far], dy = Y[far], dz = Z[far];
-            float ux = cx[k], uy = cy[k], uz = cz[k], vx = cx[k1], vy = cy[k1], vz = cz[k1];
-            float ox = cx[k2], oy = cy[k2], oz = cz[k2];
-            float pux = dx - ux, puy = dy - uy, puz = dz - uz;
-            float du = sqrtf(pux * pux + puy * puy + puz * puz) / perim;
-            float pvx = dx - vx, pvy = dy - vy, pvz = dz - vz;
-            float dv = sqrtf(pvx * pvx + pvy * pvy + pvz * pvz) / perim;
-            float pox = dx - ox, poy = dy - oy, poz = dz - oz;
-            float dd = sqrtf(pox * pox + poy * poy + poz * poz) / perim;
-            float inv_side = 1.0f / npmax(side[k], tiny);
-            float tx = ex[k] * inv_side, ty = ey[k] * inv_side, tz = ez[k] * inv_side;
-            float along = pux * tx + puy * ty + puz * tz;
-            float hx = pux - along * tx, hy = puy - along * ty, hz = puz - along * tz;
-            float qx = ux - ox, qy = uy - oy, qz = uz - oz;
-            along = qx * tx + qy * ty + qz * tz;
-            float wx = qx - along * tx, wy = qy - along * ty, wz = qz - along * tz;
-            UP[k * n + i] = hx * nx + hy * ny + hz * nz;
-            OUT[k * n + i] = (hx * wx + hy * wy + hz * wz) / npmax(sqrtf(wx * wx + wy * wy + wz * wz), tiny);
-            ratios[(0 * 3 + k) * n + i] = npmax(side[k] / perim, floor12);
-            ratios[(1 * 3 + k) * n + i] = npmax(npmin(du, dv), floor12);
-            ratios[(2 * 3 + k) * n + i] = npmax(npmax(du, dv), floor12);
-            ratios[(3 * 3 + k) * n + i] = npmax(dd, floor12);
+            for (int j = 0; j < 4; j++) memcpy(ratios + (j * 3 + k) * n + b0, R[j], sizeof(float) * m);
+            memcpy(UP + k * n + b0, R[4], sizeof(float) * m);
+            memcpy(OUT + k * n + b0, R[5], sizeof(float) * m);
         }
     }
     Py_END_ALLOW_THREADS;
