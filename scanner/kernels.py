@@ -96,3 +96,13 @@ except ImportError:
     shape = None
 if shape is not None and not _sums_as_the_kernels_do(shape):  # another numpy's order: numpy's code
     shape = None
+
+patches: ModuleType | None
+"""The patch codes' kernels (``scanner/_patch_kernels.c``): :func:`scanner.features.patches._chunk_codes`
+does its float32 geometry (up to the ratios and the fold's legs) and its quantisation, hashes and fold
+sides in C, numpy's ``log2`` and ``arctan2`` in between (numpy's SIMD log2 and atan2 are not glibc's,
+so those stay numpy's). None when not built; tests set it to None to compare both paths."""
+try:
+    patches = importlib.import_module("scanner._patch_kernels")
+except ImportError:
+    patches = None

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanner import kernels
 from scanner.mesh import Mesh, _splitmix, two_face_edges
 
 PATCH_VERSION = "pc2"
@@ -225,6 +226,29 @@ def _chunk_codes(columns: tuple[np.ndarray, ...], faces: np.ndarray, nb: np.ndar
     return ring, fold, sizes, area
 
 
+def _compiled_chunk(
+    compiled: object, columns: tuple[np.ndarray, ...], faces: np.ndarray, nb: np.ndarray, wide: bool, lo: int, n: int
+) -> tuple[np.ndarray, ...] | None:
+    """:func:`_chunk_codes` of triangles ``lo .. lo + n`` with the compiled kernels
+    (:mod:`scanner.kernels`), the same bits: the float32 geometry in C, numpy's log2 and
+    arctan2, the quantisation and hashes in C. The codes of triangles with no area
+    (dropped by :func:`patch_codes`) are left unspecified. None where the kernels leave it
+    to the numpy code (a vertex id out of range, a ratio or angle that is not finite)."""
+    ratios = np.empty((12, n), dtype=np.float32)
+    up, out = np.empty((3, n), dtype=np.float32), np.empty((3, n), dtype=np.float32)
+    perim, area = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+    if not compiled.geometry(*columns, faces, nb, wide, lo, n, ratios, up, out, perim, area):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log2(ratios, out=ratios)
+        atan = np.arctan2(up, out, out=up)
+        sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
+    ring, fold = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    if not compiled.codes(logs, atan, area, nb, wide, lo, float(ANGLE_STEP), ring, fold):
+        return None
+    return ring, fold, sizes, area
+
+
 def patch_codes(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -252,8 +276,22 @@ def patch_codes(
     # (every triangle's codes are its own, so the block size changes no value)
     size = _CHUNK if each is None else _CHUNK // 2
 
-    def block(lo: int) -> tuple:
-        return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
+    compiled = kernels.patches
+    if compiled is not None and columns[0].dtype == np.float32:
+        wide = nb.dtype == np.int64
+        nb_flat, faces_flat = np.ascontiguousarray(nb), np.ascontiguousarray(faces)
+
+        def block(lo: int) -> tuple:
+            n = min(size, len(faces) - lo)
+            got = _compiled_chunk(compiled, columns, faces_flat, nb_flat, wide, lo, n)
+            if got is not None:
+                return got
+            return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
+
+    else:
+
+        def block(lo: int) -> tuple:
+            return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
 
     starts = list(range(0, len(faces), size))
     parts = [block(lo) for lo in starts] if each is None else each(block, starts)
