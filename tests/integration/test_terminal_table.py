@@ -27,7 +27,7 @@ DEMO = REPO / "fixtures" / "demo"
 FLAG = ("a-flag.stl", "proxy-barrel-s1-000.stl")  # enrolled in the shipped library
 REVIEW = ("b-review.stl", "proxy-frame_or_receiver-s1-001.stl")  # review with the shipped model
 CLEAR = ("c-clear.stl", "benign-cup-s1-000.stl")
-SLOW = [f"zz-slow-{i}.stl" for i in range(3)]  # large spheres (1.3M triangles: 328k ones took < 1 s in all with the kernels), scanned last
+SLOW = [f"zz-slow-{i}.stl" for i in range(3)]  # 1.3M-triangle spheres, scanned last (328k: < 1 s in all)
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z])")
 
 
