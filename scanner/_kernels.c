@@ -10,28 +10,7 @@
  * without the GIL, as numpy's loops do, so that scanner.parallel's helper thread is not stopped
  * while the other thread samples (measured: two threads running the legs kernel 0.93x one
  * thread's speed while it held the GIL, 1.73x since). */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <float.h>
-#include <math.h>
-
-/* float and double operations must round in their own precision, as numpy's loops do: where
- * the compiler evaluates in extended precision (x87, FLT_EVAL_METHOD 2) the extension is not
- * built (setup.py declares it optional) and the numpy code runs */
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#error "scanner._kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
-#endif
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
-    if (b->len != items * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, b->len, items * itemsize);
-        return -1;
-    }
-    return 0;
-}
+#include "_kernels_common.h"
 
 /* density(pts, n, inv_cell, reach, out) -> bool
  *
@@ -316,13 +295,6 @@ done:
     PyBuffer_Release(&wb);
     PyBuffer_Release(&cb);
     return result;
-}
-
-static inline uint64_t splitmix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
 }
 
 /* unsigned 64-bit keys sorted ascending: least significant byte first, eight stable counting

@@ -12,24 +12,7 @@
  * Plain CPython C API and the buffer protocol (no numpy headers): the Python side allocates
  * every array and checks dtypes; the kernels check buffer sizes and vertex ids. The arithmetic
  * runs without the GIL, as numpy's loops do. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <float.h>
-#include <math.h>
-
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#error "scanner._patch_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
-#endif
-#include <stdint.h>
-#include <string.h>
-
-static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
-    if (b->len != items * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, b->len, items * itemsize);
-        return -1;
-    }
-    return 0;
-}
+#include "_kernels_common.h"
 
 /* np.maximum(a, c) for a constant c (never NaN): a NaN a stays NaN */
 static inline float npmax(float a, float c) { return a < c ? c : a; }
@@ -40,13 +23,6 @@ static inline float npmax(float a, float c) { return a < c ? c : a; }
 static inline float poison(float a, float b) { return (a - a) + (b - b); }
 static inline float npmin2(float a, float b) { return (b < a ? b : a) + poison(a, b); }
 static inline float npmax2(float a, float b) { return (a < b ? b : a) + poison(a, b); }
-
-static inline uint64_t splitmix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 /* the far corner across edge k of chunk triangle i: nb is the whole (3, F) array (int32 or int64) */
 static inline int64_t far_id(const void *nb, int wide, Py_ssize_t at) {

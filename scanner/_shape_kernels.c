@@ -15,28 +15,10 @@
  * may sum otherwise (an AVX2 horizontal add, NEON's fused multiply-add): scanner/kernels.py
  * compares dot_rows with np.einsum on probe rows at import and runs the numpy code where they
  * differ. ``_dot3`` and the ``sum(axis=1)`` of three columns add left to right. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <float.h>
-#include <math.h>
-
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#error "scanner._shape_kernels needs FLT_EVAL_METHOD 0 (float and double arithmetic in their own precision)"
-#endif
-#include <stdint.h>
+#include "_kernels_common.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#include <stdlib.h>
-#include <string.h>
-
-static int check_len(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
-    if (b->len != items * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, b->len, items * itemsize);
-        return -1;
-    }
-    return 0;
-}
 
 /* np.einsum("ij,ij->i") of one row of three (see the top of this file) */
 static inline double dot_einsum(double a0, double a1, double a2, double b0, double b1, double b2) {

@@ -25,7 +25,7 @@ from scanner import kernels
 from scanner.features import patches
 from scanner.features.patches import PatchCodes, mesh_patch_codes, patch_codes, signature_patches
 from scanner.mesh import Mesh
-from tests.unit.test_kernels import DEMO, _surface, small_set  # noqa: F401 (small_set: a fixture)
+from tests.unit.test_kernels import DEMO, _Counting, _surface, small_set  # noqa: F401 (small_set: a fixture)
 
 
 def test_the_extension_is_built_here() -> None:
@@ -56,20 +56,6 @@ def _check(mesh: Mesh) -> PatchCodes:
         want = mesh_patch_codes(mesh)
     assert _same(got, want)
     return got
-
-
-class _Counting:
-    def __init__(self, module: object) -> None:
-        self.module, self.calls = module, {}
-
-    def __getattr__(self, name: str) -> object:
-        fn = getattr(self.module, name)
-
-        def counted(*args: object) -> object:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return fn(*args)
-
-        return counted
 
 
 def test_the_kernels_are_called(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ import pytest
 from scanner import kernels
 from scanner.classify import shape
 from scanner.mesh import Mesh
-from tests.unit.test_kernels import DEMO, _surface, small_set  # noqa: F401 (small_set: a fixture)
+from tests.unit.test_kernels import DEMO, _Counting, _surface, small_set  # noqa: F401 (small_set: a fixture)
 
 KERNEL_CALLS = {"bounds": 1, "face_values": 1, "frame": 1, "extreme": 1, "edge_cosines": 1, "curved_faces": 1,
                 "round_about": 1, "line_clear": 2, "profile_steps": 1}  # fmt: skip
@@ -33,22 +33,6 @@ and curved faces, faces round about the long axis, two line casts, the profile's
 
 def test_the_extension_is_built_here() -> None:
     assert kernels.shape is not None, "scanner._shape_kernels is not built (see this module's docstring)"
-
-
-class _Counting:
-    """The extension, counting the calls of each kernel."""
-
-    def __init__(self, module: object) -> None:
-        self.module, self.calls = module, {}
-
-    def __getattr__(self, name: str) -> object:
-        fn = getattr(self.module, name)
-
-        def counted(*args: object) -> object:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return fn(*args)
-
-        return counted
 
 
 def test_shape_features_runs_every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
