@@ -67,14 +67,17 @@ def test_describe_runs_every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class _Off:
-    """``with _Off():`` runs the numpy code."""
+    """``with _Off():`` runs the numpy code: the extension ``kernels.<attr>`` set to None."""
+
+    def __init__(self, attr: str = "compiled") -> None:
+        self.attr = attr
 
     def __enter__(self) -> None:
-        self.saved = kernels.compiled
-        kernels.compiled = None
+        self.saved = getattr(kernels, self.attr)
+        setattr(kernels, self.attr, None)
 
     def __exit__(self, *exc: object) -> None:
-        kernels.compiled = self.saved
+        setattr(kernels, self.attr, self.saved)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -26,21 +26,16 @@ from scanner.features import patches
 from scanner.features.patches import PatchCodes, mesh_patch_codes, patch_codes, signature_patches
 from scanner.mesh import Mesh
 from tests.unit.test_kernels import DEMO, _Counting, _surface, small_set  # noqa: F401 (small_set: a fixture)
+from tests.unit.test_kernels import _Off as _KernelsOff
 
 
 def test_the_extension_is_built_here() -> None:
     assert kernels.patches is not None, "scanner._patch_kernels is not built (see this module's docstring)"
 
 
-class _Off:
+def _Off() -> _KernelsOff:  # noqa: N802 - used as the class it was
     """``with _Off():`` runs the numpy code."""
-
-    def __enter__(self) -> None:
-        self.saved = kernels.patches
-        kernels.patches = None
-
-    def __exit__(self, *exc: object) -> None:
-        kernels.patches = self.saved
+    return _KernelsOff("patches")
 
 
 def _same(a: PatchCodes, b: PatchCodes) -> bool:

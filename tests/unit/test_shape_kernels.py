@@ -23,6 +23,7 @@ from scanner import kernels
 from scanner.classify import shape
 from scanner.mesh import Mesh
 from tests.unit.test_kernels import DEMO, _Counting, _surface, small_set  # noqa: F401 (small_set: a fixture)
+from tests.unit.test_kernels import _Off as _KernelsOff
 
 KERNEL_CALLS = {"bounds": 1, "face_values": 1, "frame": 1, "extreme": 1, "edge_cosines": 1, "curved_faces": 1,
                 "round_about": 1, "line_clear": 2, "profile_steps": 1}  # fmt: skip
@@ -43,15 +44,9 @@ def test_shape_features_runs_every_kernel(monkeypatch: pytest.MonkeyPatch) -> No
     assert counting.calls == KERNEL_CALLS
 
 
-class _Off:
+def _Off() -> _KernelsOff:  # noqa: N802 - used as the class it was
     """``with _Off():`` runs the numpy code."""
-
-    def __enter__(self) -> None:
-        self.saved = kernels.shape
-        kernels.shape = None
-
-    def __exit__(self, *exc: object) -> None:
-        kernels.shape = self.saved
+    return _KernelsOff("shape")
 
 
 def _same(a: object, b: object) -> bool:
