@@ -222,8 +222,13 @@ def _chunk_codes(columns: tuple[np.ndarray, ...], faces: np.ndarray, nb: np.ndar
     sign = _fold_sides(np.where(angle > 0, np.sign(theta), 0).astype(np.int64), angle, ring_edges)
     ring = _triangle_hash(_with_side(ring_edges, sign), RING)
     fold = _triangle_hash(_with_side(fold_edges, sign), FOLD)
-    sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
+    sizes = _sizes(perim)
     return ring, fold, sizes, area
+
+
+def _sizes(perim: np.ndarray) -> np.ndarray:
+    """Each triangle's coarse size: quarter octaves of its perimeter (both paths' numpy code)."""
+    return np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
 
 
 def _compiled_chunk(
@@ -242,7 +247,7 @@ def _compiled_chunk(
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log2(ratios, out=ratios)
         atan = np.arctan2(up, out, out=up)
-        sizes = np.floor(np.log2(np.maximum(perim, 1e-300)) * SIZE_STEPS).astype(np.int16)
+        sizes = _sizes(perim)
     ring, fold = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
     if not compiled.codes(logs, atan, area, nb, wide, lo, float(ANGLE_STEP), ring, fold):
         return None
@@ -276,22 +281,17 @@ def patch_codes(
     # (every triangle's codes are its own, so the block size changes no value)
     size = _CHUNK if each is None else _CHUNK // 2
 
-    compiled = kernels.patches
-    if compiled is not None and columns[0].dtype == np.float32:
+    compiled = kernels.patches if columns[0].dtype == np.float32 else None
+    if compiled is not None:
         wide = nb.dtype == np.int64
         nb_flat, faces_flat = np.ascontiguousarray(nb), np.ascontiguousarray(faces)
 
-        def block(lo: int) -> tuple:
-            n = min(size, len(faces) - lo)
-            got = _compiled_chunk(compiled, columns, faces_flat, nb_flat, wide, lo, n)
+    def block(lo: int) -> tuple:
+        if compiled is not None:
+            got = _compiled_chunk(compiled, columns, faces_flat, nb_flat, wide, lo, min(size, len(faces) - lo))
             if got is not None:
                 return got
-            return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
-
-    else:
-
-        def block(lo: int) -> tuple:
-            return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
+        return _chunk_codes(columns, np.ascontiguousarray(faces[lo : lo + size].T), nb[:, lo : lo + size])
 
     starts = list(range(0, len(faces), size))
     parts = [block(lo) for lo in starts] if each is None else each(block, starts)
