@@ -134,20 +134,19 @@ def _cast_blocks(tri: np.ndarray, centroid: np.ndarray, edges: tuple[np.ndarray,
     return lambda: (_cast_block(tri[lo : lo + _ROWS], centroid) for lo in range(0, len(tri), _ROWS))
 
 
-def _bore_ratios(blocks: Callable[[], Iterable[CastBlock]] | Callable[[float, np.ndarray], bool], reach: float,
-                 rel_sq: np.ndarray, axes: list[tuple[np.ndarray, np.ndarray]], compiled: bool = False
-                 ) -> list[float]:  # fmt: skip
+def _bore_ratios(clear: Callable[[float, np.ndarray], bool], reach: float, rel_sq: np.ndarray,
+                 axes: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:  # fmt: skip
     """Inner / outer radius of a through-bore along each axis through the centroid (0: none).
 
-    ``blocks``: the surface's :func:`_cast_blocks`, or with ``compiled`` the compiled cast
-    (``clear(tiny, axis)``: :func:`_line_clear` over every triangle); ``reach`` the largest
-    coordinate of its triangles' first edges; ``rel_sq`` are the points' squared distances
-    from the centroid, and ``axes`` pairs each axis with the points' distances along it (which
-    the caller has already)."""
+    ``clear(tiny, axis)``: does the line from the centroid along ``axis`` miss the surface
+    (:func:`_line_clear` over the surface's :func:`_cast_blocks`, or the compiled cast);
+    ``reach`` the largest coordinate of its triangles' first edges; ``rel_sq`` are the points'
+    squared distances from the centroid, and ``axes`` pairs each axis with the points' distances
+    along it (which the caller has already)."""
     tiny = _EPS * (reach + _EPS) ** 2
     out = []
     for axis, along in axes:
-        if not (blocks(tiny, axis) if compiled else _line_clear(blocks(), tiny, axis)):
+        if not clear(tiny, axis):
             out.append(0.0)
             continue
         radial = np.sqrt(np.maximum(rel_sq - along**2, 0.0))
@@ -332,15 +331,18 @@ def shape_features(mesh: Mesh) -> np.ndarray:
     round_axis = _round_about(tri, normals, curved, centroid, axes[0])
     bore_axes = [(axes[0], along[0]), (axes[2], along[2])]
     if kernels.shape is not None:  # every triangle cast in C, no blocks made
-        at = tuple(float(c) for c in centroid)
-        line_clear = kernels.shape.line_clear
+        at, line_clear = tuple(float(c) for c in centroid), kernels.shape.line_clear
 
         def clear(tiny: float, axis: np.ndarray) -> bool:
             return line_clear(tri, at, tiny, tuple(float(c) for c in axis))
 
-        bores = _bore_ratios(clear, reach, rel_sq, bore_axes, compiled=True)
     else:
-        bores = _bore_ratios(_cast_blocks(tri, centroid, edges), reach, rel_sq, bore_axes)
+        blocks = _cast_blocks(tri, centroid, edges)
+
+        def clear(tiny: float, axis: np.ndarray) -> bool:
+            return _line_clear(blocks(), tiny, axis)
+
+    bores = _bore_ratios(clear, reach, rel_sq, bore_axes)
     bodies = mesh.body_count
     holes = 0.0
     if closed:
