@@ -1,0 +1,49 @@
+"""The performance benches judge issue 18's targets from the figures of the same run: each
+target line says ``met`` / ``PASS`` only when its figure is on the right side of the target."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.library_scale import ann_targets
+from bench.throughput import SERIAL, print_targets
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_small_set_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    results = {
+        "meshscan --jobs 1": (12.0, 12.5),  # 2000 files / 12.5 CPU-s = 160 per core: met
+        "meshscan --jobs 2": (6.3, 12.6),
+        "meshscan --engine dask (2 workers)": (7.2, 13.0),  # 6.3 / 7.2 = 0.875 of --jobs 2: not met
+    }
+    print_targets("small", 2000, results, small=True)
+    per_core, dask = _lines(capsys)
+    assert "160.0" in per_core and per_core.endswith("target >= 150: met |")
+    assert "0.88x" in dask and dask.endswith("target >= 0.9x: not met |")
+
+
+def test_large_set_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    results = {
+        "meshscan --jobs 1": (9.0, 12.0),
+        "meshscan --jobs 2": (6.5, 12.3),
+        SERIAL: (11.0, 11.0),  # 11.0 / 6.5 = 1.69x: not met
+        "meshscan --engine dask (2 workers)": (7.0, 13.0),  # 0.93: met
+    }
+    print_targets("large", 20, results, small=False)
+    scaling, dask = _lines(capsys)
+    assert "1.69x" in scaling and scaling.endswith("target >= 1.7x: not met |")
+    assert dask.endswith("target >= 0.9x: met |")
+    print_targets("large", 20, {**results, SERIAL: (11.2, 11.2)}, small=False)
+    assert _lines(capsys)[0].endswith("target >= 1.7x: met |")
+
+
+def test_ann_target_line() -> None:
+    row = {"rss": 1625.0, "query": 0.0041, "cpu": 0.0039}
+    line = ann_targets(row, 1.0, 1.3)
+    assert line.count("PASS") == 5 and "MISS" not in line
+    slow = ann_targets({**row, "query": 0.0083}, 0.985, float("inf"))
+    assert "query 8.30 ms wall <= 5 ms: MISS" in slow and "query 3.90 ms CPU <= 5 ms: PASS" in slow
+    assert "recall 0.985 >= 0.99: MISS" in slow and "matchable in inf s <= 600 s: MISS" in slow
