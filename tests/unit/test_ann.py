@@ -102,7 +102,25 @@ def test_saved_library_reopens_memory_mapped_with_its_index(tmp_path, monkeypatc
     queries = near_queries(lib.vectors, np.arange(0, 5000, 37), seed=2)
     index = Matcher.build(again).descriptors
     assert index.ann is not None and index.ann.rows == 5000
+    assert index.ann.mapped_from == tmp_path / "lib" / ANN_FILE  # the codes are read in place
     assert hit_keys(index, queries) == hit_keys(Matcher.build(lib).descriptors, queries)
+
+
+def test_a_mapped_index_saved_elsewhere_holds_its_codes(tmp_path, monkeypatch) -> None:
+    """FAISS writes a memory-mapped index as a reference to the file it maps: saving one must
+    write the codes themselves, or the copy breaks when the original goes."""
+    _library(tmp_path, 1000, monkeypatch)
+    lib = SignatureLibrary.load(tmp_path / "lib")
+    assert Matcher.build(lib).descriptors.ann.mapped_from is not None
+    lib.save(tmp_path / "copy")
+    expected = hit_keys(Matcher.build(lib).descriptors, near_queries(lib.vectors, np.arange(0, 5000, 41), seed=3))
+    import shutil
+
+    shutil.rmtree(tmp_path / "lib")
+    copy = SignatureLibrary.load(tmp_path / "copy")
+    index = Matcher.build(copy).descriptors
+    assert index.ann is not None and index.ann.index.ntotal == 5000
+    assert hit_keys(index, near_queries(copy.vectors, np.arange(0, 5000, 41), seed=3)) == expected
 
 
 def test_index_file_not_matching_the_manifest_is_rebuilt_not_trusted(tmp_path, monkeypatch) -> None:
@@ -126,7 +144,9 @@ def test_added_signature_is_matchable_immediately_and_after_save(tmp_path, monke
     new = np.full((1, WIDTH), 0.123, dtype=np.float32)
     sig = Signature(id="ms-new", category="barrel", source="test", added="2026-01-02", geometry_hash="f" * 64)
     assert lib.add(sig, new, [-1], np.array([0.05], dtype=np.float32))
-    hits = Matcher.build(lib).descriptors.query(new.astype(np.float64), k=1, radius=0.08)
+    index = Matcher.build(lib).descriptors
+    assert index.ann.mapped_from is not None
+    hits = index.query(new.astype(np.float64), k=1, radius=0.08)
     assert hits[0].signature == 1000  # before any save: the exact delta beside the stored shortlist
     lib.save()
     manifest = json.loads((tmp_path / "lib" / "manifest.json").read_text())
