@@ -60,6 +60,9 @@ ROW_KINDS = {
     -6: "dec50",
     -7: "dec25",
     -8: "dec10",
+    -9: "remesh1.5-dec",
+    -10: "remesh3-dec",
+    -11: "remesh6-dec",
 }
 """Body numbers of a signature's special rows (``scanner.decimation.DECIMATED_ROWS`` and siblings)."""
 INTACT_TOLERANCE = 0.005

@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 import scanner
-from scanner.decimation import DECIMATED_ROWS, DECIMATED_THRESHOLD, decimated_surfaces
+from scanner.decimation import DECIMATED_ROWS, DECIMATED_THRESHOLD, REMESHED_ROWS, decimated_surfaces
 from scanner.enrol import enrol
 from scanner.library import SignatureLibrary
 from scanner.pipeline import ScanContext, scan_one
@@ -105,3 +105,69 @@ def test_a_budget_the_tool_cannot_reach_adds_no_second_identical_row() -> None:
     sizes = [(s.triangle_count, len(s.welded_vertices)) for _, s in surfaces]
     assert len(sizes) == len(set(sizes))
     assert all(count < 12 for count, _ in sizes)
+
+
+BARREL = DEMO / "proxy-barrel-s1-000.stl"
+BOLT = DEMO / "proxy-bolt_or_breech_block-s1-000.stl"
+
+
+def _densified_then_decimated(path: Path, out: Path, seed: int) -> Path:
+    """The uploader's route past the rows above: the file re-tessellated finely and evenly
+    first (``fixtures.evasions.densify``: trimesh's ``subdivide_to_size`` to ~10k triangles by
+    area, not the enrolment's widths by diagonal), then decimated by the tool's defaults, which
+    bevels its edges; then turned and rescaled."""
+    from fixtures.evasions import as_trimesh, decimate, densify
+
+    copy = decimate(densify(as_trimesh(scanner.load(path))), 0.5)
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    trimesh.Trimesh(np.asarray(copy.vertices) @ q.T * 2.5, copy.faces, process=False).export(out)
+    return out
+
+
+def test_a_signature_stores_its_remeshed_and_decimated_surfaces(frame_library: SignatureLibrary) -> None:
+    bodies = frame_library.rows[:, 1].tolist()
+    whole = bodies.index(-1)
+    for row in REMESHED_ROWS.values():
+        assert bodies.count(row) == 1
+        at = bodies.index(row)
+        assert 0 < frame_library.thresholds[at] <= min(frame_library.thresholds[whole], DECIMATED_THRESHOLD)
+
+
+def test_remeshed_surfaces_skip_a_width_past_the_triangle_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scanner.decimation as decimation
+
+    mesh = scanner.load(BARREL)
+    widths = [share for share, _ in decimation.remeshed_surfaces(mesh)]
+    assert widths == list(REMESHED_ROWS)
+    monkeypatch.setattr(decimation, "MAX_REMESHED", 40_000)  # the finest width needs ~70k here, the next ~20k
+    assert [share for share, _ in decimation.remeshed_surfaces(mesh)] == widths[1:]
+
+
+@pytest.mark.parametrize("path", [BARREL, BOLT], ids=["barrel", "bolt"])
+def test_a_densified_then_decimated_copy_is_flagged_by_a_remeshed_row(path: Path, tmp_path: Path) -> None:
+    """Without the remeshed rows both copies were cleared (their thresholds set to 0 below)."""
+    lib = _library(tmp_path / "lib", path)
+    upload = _densified_then_decimated(path, tmp_path / "copy.stl", seed=3)
+    (verdict,) = scan_one(str(upload), ScanContext(library=lib, model=None))
+    assert verdict.verdict == "flag", verdict.explanation
+    without = SignatureLibrary.load(tmp_path / "lib")
+    thresholds = np.array(without.thresholds)
+    thresholds[np.isin(without.rows[:, 1], list(REMESHED_ROWS.values()))] = 0.0
+    without.thresholds = thresholds
+    (before,) = scan_one(str(upload), ScanContext(library=without, model=None))
+    assert before.verdict == "clear", before.explanation
+
+
+def test_other_designs_remeshed_and_decimated_are_not_taken_in(tmp_path: Path) -> None:
+    """A bevelled copy looks more like other bevelled shapes: the other barrel and bolt designs of
+    the demo set, densified and decimated the same way, stay clear of these signatures."""
+    designs = {
+        BARREL: ("proxy-barrel-s1-001.stl", "proxy-barrel-s1-002.obj"),
+        BOLT: ("proxy-bolt_or_breech_block-s1-001.obj", "proxy-bolt_or_breech_block-s1-002.3mf"),
+    }
+    for path, others in designs.items():
+        context = ScanContext(library=_library(tmp_path / path.stem, path), model=None)
+        for other in others:
+            upload = _densified_then_decimated(DEMO / other, tmp_path / f"{other}.stl", seed=7)
+            (verdict,) = scan_one(str(upload), context)
+            assert verdict.verdict != "flag", (other, verdict.explanation)

@@ -111,7 +111,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     import trimesh
 
     from scanner.config import MatchSettings
-    from scanner.decimation import DECIMATED_ROWS, DECIMATED_THRESHOLD
+    from scanner.decimation import DECIMATED_ROWS, DECIMATED_THRESHOLD, REMESHED_ROWS
     from scanner.enrol import BENIGN_CEILING, POSE_MARGIN, pose_noise
     from scanner.features.affine import AFFINE_ROW, AFFINE_THRESHOLD
     from scanner.features.pieces import PIECE_ROW_BASE, PIECE_THRESHOLD
@@ -126,7 +126,7 @@ def test_thresholds_are_tightened_near_benign_shapes(tmp_path: Path) -> None:
     pieces = lib.rows[:, 1] <= PIECE_ROW_BASE  # plane-cut pieces, checked below
     affine = lib.rows[:, 1] == AFFINE_ROW  # whitened rows for stretched copies, checked below
     smooth = lib.rows[:, 1] == SUBDIVIDED_ROW  # Loop-subdivided surfaces, checked below
-    decimated = np.isin(lib.rows[:, 1], list(DECIMATED_ROWS.values()))  # decimated surfaces, checked below
+    decimated = np.isin(lib.rows[:, 1], [*DECIMATED_ROWS.values(), *REMESHED_ROWS.values()])  # checked below
     whole = np.flatnonzero(~pieces & ~affine & ~smooth & ~decimated)  # one row per file here: each is a single body
     assert lib.rows[whole].tolist() == [[0, -1], [1, -1]]
     assert lib.rows[affine].tolist() == [[0, AFFINE_ROW], [1, AFFINE_ROW]]
