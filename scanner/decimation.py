@@ -71,25 +71,47 @@ def decimated_surfaces(mesh: Mesh) -> list[tuple[float, Mesh]]:
     defaults, as trimesh's ``simplify_quadric_decimation``), in the file's own units; a budget
     the tool cannot reach gives the same surface as the one before it, which is left out. Empty
     when the surface is too large or the tool is not installed."""
-    try:
-        import fast_simplification
-    except ImportError:  # an optional tool: enrolment works without these rows
+    welded = _tool_input(mesh)
+    if welded is None:
         return []
-    surface = mesh.surface()
-    if not 4 <= surface.triangle_count <= MAX_TRIANGLES:
-        return []
-    vertices = np.ascontiguousarray(surface.welded_vertices, dtype=np.float64)
-    faces = np.ascontiguousarray(surface.welded_faces, dtype=np.int64)
+    vertices, faces, _ = welded
     out: list[tuple[float, Mesh]] = []
     previous: tuple[int, int] | None = None
     for keep in DECIMATED_ROWS:
-        v, f = fast_simplification.simplify(vertices, faces, target_reduction=1.0 - keep)
-        size = (len(v), len(f))
-        if len(f) == 0 or len(f) == len(faces) or size == previous:
+        decimated = _decimate(vertices, faces, keep)
+        size = (len(decimated.vertices), decimated.triangle_count)
+        if decimated.triangle_count in (0, len(faces)) or size == previous:
             continue  # nothing collapsed, or no further than the last budget
         previous = size
-        out.append((keep, Mesh(vertices=np.asarray(v, dtype=np.float64), faces=np.asarray(f, dtype=np.int64))))
+        out.append((keep, decimated))
     return out
+
+
+def _tool_input(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, Mesh] | None:
+    """(welded vertices, faces, surface) to hand the tool, or None when it is not installed or
+    the surface is outside the sizes it is run on (``MAX_TRIANGLES``)."""
+    try:
+        import fast_simplification  # noqa: F401 - an optional tool: enrolment works without these rows
+    except ImportError:
+        return None
+    surface = mesh.surface()
+    if not 4 <= surface.triangle_count <= MAX_TRIANGLES:
+        return None
+    vertices = np.ascontiguousarray(surface.welded_vertices, dtype=np.float64)
+    return vertices, np.ascontiguousarray(surface.welded_faces, dtype=np.int64), surface
+
+
+def _decimate(vertices: np.ndarray, faces: np.ndarray, keep: float) -> Mesh:
+    """The tool at its defaults (as trimesh's ``simplify_quadric_decimation`` runs it), asked to
+    keep ``keep`` of the triangles."""
+    import fast_simplification
+
+    v, f = fast_simplification.simplify(
+        np.ascontiguousarray(vertices, dtype=np.float64),
+        np.ascontiguousarray(faces, dtype=np.int64),
+        target_reduction=1.0 - keep,
+    )
+    return Mesh(vertices=np.asarray(v, dtype=np.float64), faces=np.asarray(f, dtype=np.int64))
 
 
 REMESHED_ROWS: dict[float, int] = {0.015: -9, 0.03: -10, 0.06: -11}
@@ -110,16 +132,12 @@ def remeshed_surfaces(mesh: Mesh) -> list[tuple[float, Mesh]]:
     decimated by the tool at its defaults, which bevels it by about one small triangle's width
     (why, and what it recalls: the module's docstring). A width whose re-tessellation would
     pass ``MAX_REMESHED`` triangles is left out; empty without the tool."""
-    try:
-        import fast_simplification
-        import trimesh
-    except ImportError:  # an optional tool: enrolment works without these rows
+    import trimesh
+
+    welded = _tool_input(mesh)
+    if welded is None:
         return []
-    surface = mesh.surface()
-    if not 4 <= surface.triangle_count <= MAX_TRIANGLES:
-        return []
-    vertices = np.asarray(surface.welded_vertices, dtype=np.float64)
-    faces = np.asarray(surface.welded_faces, dtype=np.int64)
+    vertices, faces, surface = welded
     diagonal = float(np.linalg.norm(np.ptp(vertices, axis=0)))
     area = float(surface.area)
     out: list[tuple[float, Mesh]] = []
@@ -133,12 +151,9 @@ def remeshed_surfaces(mesh: Mesh) -> list[tuple[float, Mesh]]:
             continue
         if len(f) > MAX_REMESHED:
             continue
-        v, f = fast_simplification.simplify(
-            np.ascontiguousarray(v, dtype=np.float64), np.ascontiguousarray(f, dtype=np.int64),
-            target_reduction=1.0 - REMESH_KEEP,
-        )  # fmt: skip
-        if len(f):
-            out.append((share, Mesh(vertices=np.asarray(v, dtype=np.float64), faces=np.asarray(f, dtype=np.int64))))
+        decimated = _decimate(v, f, REMESH_KEEP)
+        if decimated.triangle_count:
+            out.append((share, decimated))
     return out
 
 

@@ -53,9 +53,11 @@ def frame_library(tmp_path_factory: pytest.TempPathFactory) -> SignatureLibrary:
 
 
 def test_a_signature_stores_its_decimated_surfaces(frame_library: SignatureLibrary) -> None:
+    """Its decimated rows, and its remeshed-then-decimated ones, each thresholded no wider than
+    the whole row nor ``DECIMATED_THRESHOLD``."""
     bodies = frame_library.rows[:, 1].tolist()
     whole = bodies.index(-1)
-    for row in DECIMATED_ROWS.values():
+    for row in [*DECIMATED_ROWS.values(), *REMESHED_ROWS.values()]:
         assert bodies.count(row) == 1
         at = bodies.index(row)
         assert 0 < frame_library.thresholds[at] <= min(frame_library.thresholds[whole], DECIMATED_THRESHOLD)
@@ -122,15 +124,6 @@ def _densified_then_decimated(path: Path, out: Path, seed: int) -> Path:
     q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
     trimesh.Trimesh(np.asarray(copy.vertices) @ q.T * 2.5, copy.faces, process=False).export(out)
     return out
-
-
-def test_a_signature_stores_its_remeshed_and_decimated_surfaces(frame_library: SignatureLibrary) -> None:
-    bodies = frame_library.rows[:, 1].tolist()
-    whole = bodies.index(-1)
-    for row in REMESHED_ROWS.values():
-        assert bodies.count(row) == 1
-        at = bodies.index(row)
-        assert 0 < frame_library.thresholds[at] <= min(frame_library.thresholds[whole], DECIMATED_THRESHOLD)
 
 
 def test_remeshed_surfaces_skip_a_width_past_the_triangle_cap(monkeypatch: pytest.MonkeyPatch) -> None:
