@@ -106,6 +106,7 @@ class AnnShortlist:
         self.mapped_from = mapped_from
         """The file whose codes the index reads in place (memory-mapped, read-only), or None
         when they are in memory; read whole before the index is changed or written."""
+        self._mapped_identity = None if mapped_from is None else _identity(mapped_from)
 
     @property
     def rows(self) -> int:
@@ -145,7 +146,7 @@ class AnnShortlist:
     def add(self, vectors: np.ndarray) -> None:
         """Append rows (their ids continue from :attr:`rows`): matchable at once, no retraining."""
         faiss = _faiss()
-        self._in_memory()
+        self.in_memory()
 
         trained = faiss.vector_to_array(self.index.sq.trained).astype(np.float64)
         low, span = trained[: self.width], trained[self.width :]
@@ -170,7 +171,7 @@ class AnnShortlist:
     def save(self, path: Path) -> None:
         """Write atomically (temp file, then rename) in FAISS's binary format."""
         faiss = _faiss()
-        self._in_memory()
+        self.in_memory()
 
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
@@ -195,12 +196,20 @@ class AnnShortlist:
             raise ValueError(f"{path.name} is not a {KIND} index of {width}-value rows")
         return cls(index, error, mapped_from=path)
 
-    def _in_memory(self) -> None:
+    def in_memory(self) -> None:
         """Read the whole index into memory if its codes are mapped from a file: a mapped index
         is read-only, and FAISS would write one as a reference to that file, not as codes."""
         if self.mapped_from is not None:
-            self.index = _read_index(self.mapped_from, mapped=False)
-            self.mapped_from = None
+            if _identity(self.mapped_from) != self._mapped_identity:  # another writer replaced it
+                raise ValueError(f"{self.mapped_from.name} changed on disk since it was opened")
+            self.index, self.mapped_from = _read_index(self.mapped_from, mapped=False), None
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """Which file is at ``path`` (device, inode, size, modification time): a save replaces the
+    file by renaming a new one over it, so the mapped one is no longer the one found there."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _read_index(path: Path, *, mapped: bool):  # noqa: ANN202 - a FAISS index

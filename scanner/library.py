@@ -573,10 +573,16 @@ class SignatureLibrary:
         if self._ann is None and self._ann_entry is not None and self.path is not None:
             self._ann = _read_ann(self.path, self._ann_entry, self.vectors.shape[1])
         self._ann_entry = None
-        if self._ann is None or self._ann.rows > len(self.vectors):
+        try:
+            if self._ann is not None and self._ann.rows < len(self.vectors):
+                self._ann.add(self.vectors[self._ann.rows :])
+            elif self._ann is not None and self._ann.rows == len(self.vectors):
+                self._ann.in_memory()  # a mapped index is written as its codes, not as a reference
+        except ValueError as exc:  # the stored index changed under a mapped one: not trusted
+            log.warning("library %s: %s; rebuilding it", root, exc)
+            self._ann = None
+        if self._ann is None or self._ann.rows != len(self.vectors):
             self._ann = ann.AnnShortlist.build(self.vectors)
-        elif self._ann.rows < len(self.vectors):
-            self._ann.add(self.vectors[self._ann.rows :])
         self._ann.save(root / ANN_FILE)
         return {"kind": ann.KIND, "file": ANN_FILE, "sha256": sha256_path(root / ANN_FILE),
                 "rows": self._ann.rows, "descriptors": descriptors_sha256, **self._ann.meta()}  # fmt: skip

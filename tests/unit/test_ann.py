@@ -179,3 +179,23 @@ def test_neighbours_through_the_shortlist_equal_the_exact_ones() -> None:
         assert wr.tolist() == gr.tolist()
         assert np.allclose(wd, gd)
         assert (wd <= 0.1).all()
+
+
+def test_a_stored_index_replaced_under_a_mapped_one_is_rebuilt_at_save(tmp_path, monkeypatch) -> None:
+    """Another writer's index in the file's place while this process maps the old one: the
+    save does not append to rows it cannot vouch for, it rebuilds from the library's vectors."""
+    _library(tmp_path, 1000, monkeypatch)
+    lib = SignatureLibrary.load(tmp_path / "lib")
+    assert Matcher.build(lib).descriptors.ann.mapped_from is not None
+    # as many rows as the one it replaces: only which file it is tells them apart
+    ann.AnnShortlist.build(np.zeros((5000, WIDTH), dtype=np.float32)).save(tmp_path / "lib" / ANN_FILE)
+    new = np.full((1, WIDTH), 0.123, dtype=np.float32)
+    sig = Signature(id="ms-new", category="barrel", source="test", added="2026-01-02", geometry_hash="f" * 64)
+    assert lib.add(sig, new, [-1], np.array([0.05], dtype=np.float32))
+    lib.save()
+    reopened = SignatureLibrary.load(tmp_path / "lib")
+    index = Matcher.build(reopened).descriptors
+    assert index.ann.rows == 5001
+    probe = np.asarray(reopened.vectors[1234], dtype=np.float64)[None, :]
+    assert index.query(probe, k=1, radius=0.08)[0].signature == 1234 // PER  # the rebuilt index, not the impostor
+    assert index.query(new.astype(np.float64), k=1, radius=0.08)[0].signature == 1000
