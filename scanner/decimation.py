@@ -31,7 +31,8 @@ the bench's): rows at 1.5 / 3 / 6% of the diagonal brought 79 / 75 / 54% of copi
 the bench's densifier to 10k / 5k / 20k triangles within 0.02 of a row (the whole row: 46 / 46 /
 29%); widths of 2 / 4 / 8% did worse (67 / 71 / 58%). With them ``bench/evasion.py`` recalls
 79 / 71 / 67% of such copies at "50 / 25 / 10%" (58 / 50 / 46% before; the tool reaches none of
-those budgets), with no false pair among 7,200 benign ones. What is still missed
+those budgets), with no false pair among 7,200 benign ones; at seed 1 75 / 50 / 50% (67 / 42 /
+42% before). What is still missed
 (``bench/evasion_misses.py``): copies whose nearest row of any kind is 1.3-2.8x its threshold
 away - the three most damaged frames and a barrel that kept 42% of its surface (volume -37%) -
 and one turned away by the distinct-design test. Before these rows a tessellation-independent
