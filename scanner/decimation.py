@@ -169,7 +169,9 @@ def decimated_rows(
     Each row's threshold is ``ALPHA`` x its distance to the nearest benign reference, never
     wider than the whole row's nor than ``DECIMATED_THRESHOLD``, and 0 (exact copies only)
     when the decimated surface is a plain solid (within ``PLAIN_SOLID`` of the generic set): a
-    decimated copy is never matched more loosely than the file itself."""
+    decimated copy is never matched more loosely than the file itself. A remeshed row
+    (``REMESHED_ROWS``) is also held to ``ALPHA`` x its distance from :func:`plain_solids`, and
+    is 0 within ``PLAIN_SOLID`` of one."""
     from scanner.features import describe_triangles
     from scanner.features.reference import ALPHA, PLAIN_SOLID, nearest_generic_distance, nearest_reference_distance
 
