@@ -164,3 +164,21 @@ def test_other_designs_remeshed_and_decimated_are_not_taken_in(tmp_path: Path) -
             upload = _densified_then_decimated(DEMO / other, tmp_path / f"{other}.stl", seed=7)
             (verdict,) = scan_one(str(upload), context)
             assert verdict.verdict != "flag", (other, verdict.explanation)
+
+
+def test_a_bevelled_boxy_part_does_not_take_in_plain_boxes(tmp_path: Path) -> None:
+    """The bolt proxy bevelled by the tool is nearly a box: its remeshed rows are held to half
+    their distance from plain solids of any proportions, so a plain box of another shape's
+    proportions (a decoy beside a benign part) stays clear of them."""
+    from scanner.decimation import plain_solids
+    from scanner.features.reference import ALPHA
+
+    lib = _library(tmp_path / "lib", BOLT)
+    remeshed = np.isin(lib.rows[:, 1], list(REMESHED_ROWS.values()))
+    rows = np.asarray(lib.vectors[remeshed], dtype=np.float64)
+    nearest = np.sqrt(((rows[:, None, :] - plain_solids()[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    assert (lib.thresholds[remeshed] <= ALPHA * nearest + 1e-6).all()
+    box = trimesh.creation.box(extents=(3.0, 2.2, 1.3))  # not on the grid's proportions
+    box.export(tmp_path / "box.stl")
+    (verdict,) = scan_one(str(tmp_path / "box.stl"), ScanContext(library=lib, model=None))
+    assert verdict.verdict != "flag", verdict.explanation
