@@ -173,7 +173,13 @@ def decimated_rows(
     (``REMESHED_ROWS``) is also held to ``ALPHA`` x its distance from :func:`plain_solids`, and
     is 0 within ``PLAIN_SOLID`` of one."""
     from scanner.features import describe_triangles
-    from scanner.features.reference import ALPHA, PLAIN_SOLID, nearest_generic_distance, nearest_reference_distance
+    from scanner.features.reference import (
+        ALPHA,
+        PLAIN_SOLID,
+        nearest_distance,
+        nearest_generic_distance,
+        nearest_reference_distance,
+    )
 
     whole = float(thresholds[0])
     if not whole > 0:
@@ -193,18 +199,13 @@ def decimated_rows(
     limits[nearest_generic_distance(block) < PLAIN_SOLID] = 0.0
     remeshed = np.isin(ids, list(REMESHED_ROWS.values()))
     if remeshed.any():  # a bevelled part can be a box: no plain solid of any proportions may match it
-        plain = _distances(block[remeshed], plain_solids()).min(axis=1)
+        plain = nearest_distance(block[remeshed], plain_solids())
         limits[remeshed] = np.where(plain < PLAIN_SOLID, 0.0, np.minimum(limits[remeshed], ALPHA * plain))
     return (
         np.vstack([vectors, block]),
         [*bodies, *ids],
         np.append(thresholds, limits.astype(np.float32)).astype(np.float32),
     )
-
-
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0))
 
 
 @functools.lru_cache(maxsize=1)

@@ -102,6 +102,14 @@ def _reference64(generic: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def _nearest(vectors: np.ndarray, generic: bool) -> np.ndarray:
     ref, norms = _reference64(generic)
+    return nearest_distance(vectors, ref, norms)
+
+
+def nearest_distance(vectors: np.ndarray, ref: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
+    """Each row's Euclidean distance (float64) to the nearest row of ``ref``; ``norms``: the
+    squared norms of ``ref``'s rows, when the caller keeps them."""
+    ref = np.asarray(ref, dtype=np.float64)
+    norms = (ref**2).sum(axis=1) if norms is None else norms
     q = np.asarray(vectors, dtype=np.float64)
     d2 = (q**2).sum(axis=1)[:, None] - 2.0 * q @ ref.T + norms[None, :]
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
