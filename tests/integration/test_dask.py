@@ -112,10 +112,10 @@ def test_dask_engine_enforces_the_per_file_time_limit(cluster, tmp_path: Path) -
 
 def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) -> None:
     from scanner.batch import Upload
-    from scanner.engines.dask_engine import BATCH_BYTES, BATCH_FILES, batches
+    from scanner.engines.dask_engine import BATCH_BYTES, batches
 
     small = []
-    for i in range(BATCH_FILES + 3):
+    for i in range(3):
         (tmp_path / f"s{i:02d}.stl").write_bytes(b"x" * 1000)
         small.append(Upload(str(tmp_path / f"s{i:02d}.stl"), str(tmp_path)))
     big = tmp_path / "big.stl"
@@ -123,8 +123,27 @@ def test_small_files_share_a_task_and_big_or_remote_ones_do_not(tmp_path: Path) 
     uploads = [*small, Upload(str(big), str(tmp_path)), Upload(str(big), str(tmp_path)),
                Upload("s3://bucket/a.stl", "s3://bucket"), Upload("s3://bucket/b.stl", "s3://bucket")]  # fmt: skip
     sizes = [len(b) for b in batches(uploads)]
-    assert sizes == [BATCH_FILES, 4, 1, 1, 1]  # 3 small + 1 big; the second big alone; remote alone
+    assert sizes == [4, 1, 1, 1]  # 3 small + 1 big; the second big alone; remote alone
     assert [u for b in batches(uploads) for u in b] == uploads  # nothing lost, order kept
+
+
+@pytest.mark.parametrize("workers", [1, 2, 8])
+def test_full_batches_then_a_tapered_tail(tmp_path: Path, workers: int) -> None:
+    """A long listing goes in full tasks, and its last ones shrink (guided self-scheduling), so
+    no worker idles behind another's full task at the end; nothing is lost or reordered."""
+    from scanner.batch import Upload
+    from scanner.engines.dask_engine import BATCH_FILES, TAIL_FILES, batches
+
+    (tmp_path / "s.stl").write_bytes(b"x" * 1000)
+    total = 6 * workers * BATCH_FILES + 5
+    uploads = [Upload(str(tmp_path / "s.stl"), f"root{i}") for i in range(total)]
+    out = list(batches(iter(uploads), workers))
+    sizes = [len(b) for b in out]
+    assert [u.root for b in out for u in b] == [u.root for u in uploads]
+    assert sizes[: 3 * workers] == [BATCH_FILES] * (3 * workers)
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] <= TAIL_FILES
+    assert sum(s < BATCH_FILES for s in sizes) >= 3
 
 
 def test_a_worker_thread_keeps_a_child_per_recent_run() -> None:
