@@ -177,7 +177,7 @@ def describe_table(path: Path) -> None:
 
     parallel.configure(False)  # every stage and the first describe serially, as a --jobs 2 worker
     threadpool_limits(limits=1)  # one BLAS thread, as in a scan worker (scanner/engines/worker.py)
-    keep_freed_memory(large_arrays=True)  # and its allocator settings (a forked scan worker's)
+    keep_freed_memory()  # and its allocator settings (a forked scan worker's)
     warm = path.with_name("describe-warm-up.stl")  # imports and caches once, as a scan worker has them
     blob_stl(warm, 2000, np.random.default_rng(4))
     shape = Shape.of(load(warm), 1000)
@@ -300,7 +300,7 @@ def stages_table(folder: Path, count: int) -> None:
     context = ContextSpec(None, settings_json(Settings()), "shipped").load()
     warm_up(context)
     one_blas_thread()  # as a scan worker runs (scanner/engines/worker.py)
-    keep_freed_memory(large_arrays=True)
+    keep_freed_memory()
     _stage_times(files[0], context)  # first-use caches (the stretch index), as a worker has them
     totals = np.zeros(len(STAGES))
     for f in files:

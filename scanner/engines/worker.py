@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import select
 import signal
 import sys
 import time
@@ -112,7 +113,7 @@ M_ARENA_MAX = -8
 """glibc's ``mallopt`` parameter for the most malloc arenas (malloc.h)."""
 
 
-def keep_freed_memory(large_arrays: bool = False) -> None:
+def keep_freed_memory() -> None:
     """Let this worker's allocator reuse freed arrays instead of returning them to the kernel.
 
     Why: by default glibc maps every array above 128 kB afresh and unmaps it when freed, so
@@ -120,8 +121,7 @@ def keep_freed_memory(large_arrays: bool = False) -> None:
     on three 500k-triangle scans, 105-111k page faults and 1.0-1.2 s of system time against
     4.2-4.5 s of user time; with these two settings 25k faults and 0.44 s. Two workers zeroing
     pages at once also compete for memory bandwidth, which is what large files scale on.
-    Arrays above 32 MB are still mapped and unmapped (no fragmentation of the largest ones),
-    and the address-space cap counts what is kept, as it counts everything. Not glibc (musl,
+    The address-space cap counts what is kept, as it counts everything. Not glibc (musl,
     macOS): nothing to tune.
 
     Also: numpy asks the kernel for transparent huge pages on every array of 4 MB or more, and
@@ -130,9 +130,10 @@ def keep_freed_memory(large_arrays: bool = False) -> None:
     sampler's two 72 MB moment matrices alone (1,095 faults), 0.08 s with normal pages, for no
     measured gain in user time. Workers take normal pages.
 
-    ``large_arrays``: arrays above 32 MB come from the kept heap too (glibc's ``M_MMAP_MAX``
-    0: no array is mapped on its own), for workers that give the heap back whenever they wait
-    for work (:func:`release_freed_memory`). Why: a 500k-triangle file makes arrays of 36-72
+    Arrays above 32 MB come from the kept heap too (glibc's ``M_MMAP_MAX`` 0: no array is
+    mapped on its own); every worker gives the heap back when it has waited a second for work
+    (:func:`release_freed_memory`: the forked workers' ``receive``, the guarded children's
+    :func:`serve_lines`). Why: a 500k-triangle file makes arrays of 36-72
     MB (float64 corners, the weighted copy of a Gram product, the whitened surface of the
     affine row), each mapped, page-faulted and zeroed afresh. Measured on the bench's
     500k-triangle files in one worker, after the first: 8.8k page faults a file -> 0-2k,
@@ -146,12 +147,11 @@ def keep_freed_memory(large_arrays: bool = False) -> None:
     m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4  # from glibc's malloc.h
     mallopt(m_mmap_threshold, MMAP_THRESHOLD)
     mallopt(m_trim_threshold, TRIM_THRESHOLD)
-    if large_arrays:
-        mallopt(m_mmap_max, 0)
-        # one heap for every thread: the describing helper thread (scanner.parallel) frees
-        # arrays the scan's thread then reuses, and reserves no 64 MB arena of its own under
-        # the address-space cap
-        mallopt(M_ARENA_MAX, 1)
+    mallopt(m_mmap_max, 0)
+    # one heap for every thread: the describing helper thread (scanner.parallel) frees arrays
+    # the scan's thread then reuses, and reserves no 64 MB arena of its own under the
+    # address-space cap
+    mallopt(M_ARENA_MAX, 1)
 
 
 def release_freed_memory() -> None:
@@ -260,7 +260,7 @@ def pipe_worker(conn: Connection, parent_end: Connection, context: ScanContext, 
     parent_end.close()  # the fork copied it; holding it would keep our own pipe open forever
     parent_pid = os.getppid()
     one_blas_thread()
-    keep_freed_memory(large_arrays=True)
+    keep_freed_memory()
     cap_memory(memory_bytes)
 
     def receive() -> bytes | None:
@@ -322,22 +322,52 @@ def stdin_worker(spec: ContextSpec, memory_bytes: int) -> None:
     context = spec.load()
     warm_up(context)
     one_blas_thread()  # the env already says so (SINGLE_THREAD_ENV); this holds without it
-    keep_freed_memory()
+    keep_freed_memory()  # it gives the heap back when idle (serve_lines)
     cap_memory(memory_bytes)
     out = os.fdopen(os.dup(1), "wb")  # the protocol's own stdout; stray prints go to stderr
     os.dup2(2, 1)
-    serve_lines(context, sys.stdin.buffer, out)
+    serve_lines(context, sys.stdin.fileno(), out)
 
 
-def serve_lines(context: ScanContext, reader: BinaryIO, writer: BinaryIO) -> None:
-    """Say ready, then answer one task per line until the reader ends."""
+def serve_lines(context: ScanContext, fd: int, writer: BinaryIO) -> None:
+    """Say ready, then answer one task per line read from ``fd`` until it ends; a second
+    without a task waiting gives the kept heap back (:func:`release_freed_memory`), as the
+    forked workers do."""
 
     def send(message: bytes) -> None:
         writer.write(message + b"\n")
         writer.flush()
 
     send(hello(context))
-    serve_tasks(lambda: reader.readline() or None, send, context)
+    lines = LineReader(fd)
+    serve_tasks(lambda: lines.readline(idle=release_freed_memory) or None, send, context)
+
+
+class LineReader:
+    """Lines from a file descriptor (a pipe or a socket), knowing whether the next one is
+    already buffered: a worker waits for its next task with a timeout only when none is (a
+    buffered reader would let ``select`` wait a second beside a line it holds already)."""
+
+    def __init__(self, fd: int, idle_after_s: float = 1.0) -> None:
+        self.fd, self.idle_after_s = fd, idle_after_s
+        self.buffer = bytearray()
+
+    def readline(self, idle: Callable[[], None] | None = None) -> bytes:
+        """The next line with its newline; at the end, what is left (``b""`` when nothing).
+        ``idle`` is called once when no line has come for ``idle_after_s``."""
+        while (end := self.buffer.find(b"\n")) < 0:
+            if idle is not None and not select.select([self.fd], [], [], self.idle_after_s)[0]:
+                idle()
+                idle = None
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                line = bytes(self.buffer)
+                self.buffer.clear()
+                return line
+            self.buffer += chunk
+        line = bytes(self.buffer[: end + 1])
+        del self.buffer[: end + 1]
+        return line
 
 
 if __name__ == "__main__":

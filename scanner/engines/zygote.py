@@ -215,10 +215,10 @@ def _child(conn: socket.socket, context: ScanContext, memory_bytes: int | None) 
 
     parallel.configure(False)  # a Dask worker's guarded child: the cluster decides what runs where
     one_blas_thread()
-    keep_freed_memory()
+    keep_freed_memory()  # it gives the heap back when idle (serve_lines)
     cap_memory(memory_bytes)
-    with conn.makefile("rb") as reader, conn.makefile("wb") as writer:
-        serve_lines(context, reader, writer)
+    with conn.makefile("wb") as writer:
+        serve_lines(context, conn.fileno(), writer)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,8 @@ def heap():
             lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
             return hi - lo
     return 0
-keep_freed_memory(large_arrays={large})
+if {keep}:
+    keep_freed_memory()
 before = heap()
 a = np.ones(8_000_000)  # 64 MB: above glibc's largest mmap threshold
 grown = heap() - before
@@ -190,9 +191,9 @@ print(grown, kept, heap() - before)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and /proc/self/maps")
-def test_forked_workers_keep_large_arrays_on_the_heap_until_idle() -> None:
-    def probe(large: bool) -> list[int]:
-        code = HEAP_PROBE.format(large=large)
+def test_workers_keep_large_arrays_on_the_heap_until_idle() -> None:
+    def probe(keep: bool) -> list[int]:
+        code = HEAP_PROBE.format(keep=keep)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return [int(v) for v in out.stdout.split()]
 
