@@ -30,8 +30,8 @@ Debian's binaries). Compare them with the ``--jobs 1`` row, which records nothin
 ``--jobs 2``, ``--engine dask``), and ``--rounds N`` runs every tool N times, interleaved (round
 1 of each tool, then round 2, ...), printing every round's row: on a shared machine the load
 moves between runs, so compare within a round; with more than one round each target is also
-judged on the median of its rounds' figures (a line of its own after the rounds). ``--dask-workers N`` sets the Dask
-``LocalCluster``'s worker count (default 2).
+judged on the median of its rounds' figures (a line of its own after the rounds).
+``--dask-workers N`` sets the Dask ``LocalCluster``'s worker count (default 2).
 
 ``--describe-triangles N`` adds a second table: one N-triangle mesh (the issue's 1.31M is an
 icosphere of 8 subdivisions, 1,310,720 triangles) read and described in this process, stage

@@ -176,7 +176,8 @@ def batches(uploads: Iterable[Upload], workers: int = 1) -> Iterator[list[Upload
     batch takes a ``2 x workers``-th of what is left (guided self-scheduling, at least
     ``TAIL_FILES``), so the last tasks are short and no worker idles behind another's big
     batch at the end of a run."""
-    window = 2 * max(1, workers) * BATCH_FILES
+    spread = 2 * max(1, workers)
+    window = spread * BATCH_FILES
     ahead: collections.deque[tuple[Upload, int]] = collections.deque()
     source = iter(uploads)
     ended = False
@@ -189,10 +190,10 @@ def batches(uploads: Iterable[Upload], workers: int = 1) -> Iterator[list[Upload
                 ahead.append((upload, _task_bytes(upload)))
         if not ahead:
             return
-        files = BATCH_FILES if not ended else max(TAIL_FILES, -(-len(ahead) // (2 * max(1, workers))))
+        files = BATCH_FILES if not ended else max(TAIL_FILES, -(-len(ahead) // spread))  # <= BATCH_FILES
         batch: list[Upload] = []
         size = 0
-        while ahead and len(batch) < min(files, BATCH_FILES):
+        while ahead and len(batch) < files:
             upload, nbytes = ahead[0]
             if batch and size + nbytes > BATCH_BYTES:
                 break

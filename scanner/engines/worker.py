@@ -113,6 +113,12 @@ M_ARENA_MAX = -8
 """glibc's ``mallopt`` parameter for the most malloc arenas (malloc.h)."""
 
 
+IDLE_RELEASE_S = 1.0
+"""A worker that has waited this long for its next task gives its kept heap back
+(:func:`release_freed_memory`); a parent or guard a little late with the next file does not
+cost the worker its heap."""
+
+
 def keep_freed_memory() -> None:
     """Let this worker's allocator reuse freed arrays instead of returning them to the kernel.
 
@@ -266,7 +272,7 @@ def pipe_worker(conn: Connection, parent_end: Connection, context: ScanContext, 
     def receive() -> bytes | None:
         try:
             waited = False
-            while not conn.poll(1.0):
+            while not conn.poll(IDLE_RELEASE_S):
                 if os.getppid() != parent_pid:  # the parent was killed (kill -9): do not linger
                     return None
                 if not waited:  # a second without work: the kept heap goes back while we wait
@@ -348,7 +354,7 @@ class LineReader:
     already buffered: a worker waits for its next task with a timeout only when none is (a
     buffered reader would let ``select`` wait a second beside a line it holds already)."""
 
-    def __init__(self, fd: int, idle_after_s: float = 1.0) -> None:
+    def __init__(self, fd: int, idle_after_s: float = IDLE_RELEASE_S) -> None:
         self.fd, self.idle_after_s = fd, idle_after_s
         self.buffer = bytearray()
 
