@@ -32,7 +32,7 @@ What it does (issue 11, item 6), everything through the shipped code paths:
 Defaults take a few minutes on a 2-core machine; ``--proxies 200 --benign 500`` gives
 100,000 (benign, signature) pairs. At scale: ``--proxy-libraries 1000 10000`` scans the real
 parts (and ``--extra-benign DIR``) against that many generated proxy signatures (cached with
-``--library-cache``), and ``--within 10000`` enrols the bench proxies *into* such a library, so
+``--library-cache``; with ``--enrol-jobs`` a stopped enrolment resumes from its saved chunks), and ``--within 10000`` enrols the bench proxies *into* such a library, so
 the families are scanned where other designs of each kind sit near each part (the false flags
 of the one and the recall of the other move together when a rule reads how crowded the library
 is; a family "caught only through another proxy's signature" was flagged for the wrong design).
@@ -336,28 +336,50 @@ def _enrol_all(folder: Path, files: list[tuple[Path, str]], source: str) -> list
     return ids
 
 
+CHUNK_FILES = 250
+"""Files a chunk of a parallel enrolment holds: each chunk is saved on its own and marked done,
+so a run that is stopped (a 10,000-proxy library takes about two hours here) resumes where it
+stopped instead of starting again."""
+
+
 def _library(
     folder: Path, files: list[tuple[Path, str]], source: str, jobs: int = 1
 ) -> tuple[SignatureLibrary, list[list[str]]]:
     """Enrol ``files`` ((path, category)) through ``scanner.enrol``, save, load back; returns
     the loaded library and each file's signature ids (archives: one per member). With ``jobs``
-    > 1 contiguous shards enrol in forked processes and are merged in order (the same library:
-    enrolment of one file does not read the others)."""
+    > 1 contiguous chunks of ``CHUNK_FILES`` enrol in forked processes and are merged in order
+    (the same library: enrolment of one file does not read the others). Each chunk is kept in
+    ``<folder>.chunks`` with its ids once saved, and a chunk already there is not enrolled
+    again: a stopped run of the same code resumes (the caller keys ``folder`` by that code).
+    The chunks are removed once the whole library is saved."""
     if jobs <= 1 or len(files) < 8 * jobs:
         ids = _enrol_all(folder, files, source)
         return SignatureLibrary.load(folder), ids
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    size = math.ceil(len(files) / jobs)
-    shards = [(folder.parent / f"{folder.name}-shard{i}", files[i * size : (i + 1) * size]) for i in range(jobs)]
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        parts = list(pool.map(_enrol_all, *zip(*shards, strict=True), [source] * jobs))
+    parts = folder.parent / f"{folder.name}.chunks"
+    size = min(CHUNK_FILES, math.ceil(len(files) / jobs))
+    chunks = [(parts / f"chunk{i:05d}", files[lo : lo + size]) for i, lo in enumerate(range(0, len(files), size))]
+    todo = [(chunk, chosen) for chunk, chosen in chunks if not (chunk / "ids.json").exists()]
+    if todo:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(_enrol_chunk, *zip(*todo, strict=True), [source] * len(todo)))
     lib = SignatureLibrary.create(folder, name=f"bench-evasion {source}")
-    for shard, _ in shards:
-        lib.merge(SignatureLibrary.load(shard))
+    ids: list[list[str]] = []
+    for chunk, _ in chunks:
+        lib.merge(SignatureLibrary.load(chunk))
+        ids.extend(json.loads((chunk / "ids.json").read_text()))
     lib.save(folder)
-    return SignatureLibrary.load(folder), [ids for part in parts for ids in part]
+    shutil.rmtree(parts)
+    return SignatureLibrary.load(folder), ids
+
+
+def _enrol_chunk(folder: Path, files: list[tuple[Path, str]], source: str) -> None:
+    """:func:`_enrol_all` of one chunk, marked done by its ids file (written last)."""
+    ids = _enrol_all(folder, files, source)
+    (folder / "ids.json.tmp").write_text(json.dumps(ids))
+    (folder / "ids.json.tmp").replace(folder / "ids.json")
 
 
 def _source_key() -> str:

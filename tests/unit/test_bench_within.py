@@ -30,3 +30,28 @@ def test_within_merges_the_bench_library_into_generated_proxies(tmp_path: Path) 
     assert len(cached) == 1 and (cached[0] / "manifest.json").exists()
     again = evasion._crowded(own, args, tmp_path / "again")
     assert sorted(s.id for s in again.signatures) == sorted(s.id for s in merged.signatures)
+
+
+def test_a_parallel_enrolment_resumes_from_its_saved_chunks(tmp_path: Path, monkeypatch) -> None:
+    demo = sorted((REPO / "fixtures" / "demo").glob("proxy-*.stl"))[:3]
+    files = [(path, "barrel") for path in demo for _ in range(6)]  # 18 files (a parallel run needs 8 x jobs)
+    monkeypatch.setattr(evasion, "CHUNK_FILES", 4)
+    fresh, fresh_ids = evasion._library(tmp_path / "fresh", files, "bench-many", jobs=2)
+    # a run stopped after its first chunk: that chunk is on disk, marked done
+    first = tmp_path / "resumed.chunks" / "chunk00000"
+    evasion._enrol_chunk(first, files[:4], "bench-many")
+    calls = tmp_path / "calls"  # the chunks enrol in forked processes: they count on disk
+    calls.mkdir()
+    real_enrol_all = evasion._enrol_all
+
+    def counting(folder: Path, chosen: list, source: str) -> list:
+        (calls / folder.name).write_text(str(len(chosen)))
+        return real_enrol_all(folder, chosen, source)
+
+    monkeypatch.setattr(evasion, "_enrol_all", counting)
+    resumed, resumed_ids = evasion._library(tmp_path / "resumed", files, "bench-many", jobs=2)
+    enrolled = {p.name: int(p.read_text()) for p in calls.iterdir()}
+    assert "chunk00000" not in enrolled and sum(enrolled.values()) == len(files) - 4  # not enrolled again
+    assert resumed_ids == fresh_ids and len(resumed_ids) == len(files)
+    assert [s.id for s in resumed.signatures] == [s.id for s in fresh.signatures]
+    assert not (tmp_path / "resumed.chunks").exists()  # removed once the library is saved
