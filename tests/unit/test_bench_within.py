@@ -1,11 +1,14 @@
 """bench/evasion.py --within N: the bench proxies enrolled into N generated proxy signatures, so
-recall is measured in a crowded library (the crowding test's other side)."""
+recall is measured in a crowded library (the crowding test's other side); and the parallel
+enrolment of such libraries, which resumes from the chunks a stopped run saved."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 from scanner.enrol import enrol
 from scanner.library import SignatureLibrary
@@ -32,7 +35,7 @@ def test_within_merges_the_bench_library_into_generated_proxies(tmp_path: Path) 
     assert sorted(s.id for s in again.signatures) == sorted(s.id for s in merged.signatures)
 
 
-def test_a_parallel_enrolment_resumes_from_its_saved_chunks(tmp_path: Path, monkeypatch) -> None:
+def test_a_parallel_enrolment_resumes_from_its_saved_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     demo = sorted((REPO / "fixtures" / "demo").glob("proxy-*.stl"))[:3]
     files = [(path, "barrel") for path in demo for _ in range(6)]  # 18 files (a parallel run needs 8 x jobs)
     monkeypatch.setattr(evasion, "CHUNK_FILES", 4)
