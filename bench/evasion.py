@@ -32,10 +32,11 @@ What it does (issue 11, item 6), everything through the shipped code paths:
 Defaults take a few minutes on a 2-core machine; ``--proxies 200 --benign 500`` gives
 100,000 (benign, signature) pairs. At scale: ``--proxy-libraries 1000 10000`` scans the real
 parts (and ``--extra-benign DIR``) against that many generated proxy signatures (cached with
-``--library-cache``; with ``--enrol-jobs`` a stopped enrolment resumes from its saved chunks), and ``--within 10000`` enrols the bench proxies *into* such a library, so
-the families are scanned where other designs of each kind sit near each part (the false flags
-of the one and the recall of the other move together when a rule reads how crowded the library
-is; a family "caught only through another proxy's signature" was flagged for the wrong design).
+``--library-cache``; with ``--enrol-jobs`` a stopped enrolment resumes from its saved chunks),
+and ``--within 10000`` enrols the bench proxies *into* such a library, so the families are
+scanned where other designs of each kind sit near each part (the false flags of the one and
+the recall of the other move together when a rule reads how crowded the library is; a family
+"caught only through another proxy's signature" was flagged for the wrong design).
 """
 
 from __future__ import annotations
