@@ -18,7 +18,7 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
 USER_FACING = ("report", "watch", "dask", "serve", "fixtures", "share", "compress", "postgres", "cad", "ann")
 TOOLS = ("pytest", "pytest-timeout", "hypothesis", "ruff", "jsonschema", "schemathesis", "psutil", "playwright",
-         "httpx")  # fmt: skip
+         "httpx", "httpx2")  # fmt: skip
 MENTION = re.compile(r"meshscan\[([a-z0-9_,-]+)\]")
 
 # import name -> distribution, where they differ; and what a listed distribution brings along
