@@ -378,7 +378,7 @@ def _ascii_vertices(text: bytes, el: _Element) -> dict:
     if tok.max() == k:
         cols = values.reshape(-1, k)[:, wanted]
     else:
-        cols = values[starts[:, None] + np.asarray(wanted)]
+        cols = values[starts[:, None] + np.asarray(wanted, dtype=np.int64)]  # none wanted: (n, 0), refused by _xyz
     return {el.props[i].name: cols[:, j] for j, i in enumerate(wanted)}
 
 

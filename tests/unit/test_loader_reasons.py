@@ -266,3 +266,13 @@ def test_scan_reports_coff_without_vertices_as_bad_index(tmp_path):
     assert proc.returncode == 2, proc.stderr
     record = json.loads(proc.stdout.splitlines()[0])
     assert (record["verdict"], record["reason"]) == ("unscannable", "bad-index")
+
+
+def test_ascii_ply_vertex_without_x_y_z_on_longer_lines_is_corrupt(tmp_path):
+    # one declared property that is not a coordinate, three values a line: the reader's strided
+    # path (lines longer than declared) once indexed with an empty float array and crashed
+    xyz = b"property float x\nproperty float y\nproperty float z\n"
+    data = ply_ascii(CUBE_V, CUBE_F).replace(xyz, b"property float w\n")
+    assert b"property float w\n" in data
+    reason, detail = reason_of(write(tmp_path, "w.ply", data))
+    assert (reason, detail) == ("corrupt", "PLY vertex element lacks x, y, z")
