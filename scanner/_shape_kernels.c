@@ -4,9 +4,9 @@
  * As scanner/_kernels.c: each kernel repeats, element by element, the numpy code it stands in
  * for, the same float64 / float32 operations in the same order, built with -ffp-contract=off
  * -fno-fast-math (setup.py), so the results are the same bits (tests/unit/
- * test_shape_kernels.py). Plain CPython C API and the buffer protocol; the Python side
- * allocates the arrays and checks dtypes and shapes, the kernels check buffer sizes; the
- * arithmetic runs without the GIL.
+ * test_shape_kernels.py), but for hull_volume, which stands in for Qhull (see it). Plain
+ * CPython C API and the buffer protocol; the Python side allocates the arrays and checks dtypes
+ * and shapes, the kernels check buffer sizes; the arithmetic runs without the GIL.
  *
  * numpy's ``np.einsum("ij,ij->i", a, b)`` over rows of three float64 sums the products as
  * ``(a0 b0 + a2 b2) + (a1 b1 + 0)`` (numpy 2.4 on x86-64, measured): its inner loop loads
@@ -569,6 +569,228 @@ done:
     return result;
 }
 
+/* hull_volume(points) -> the volume of the convex hull of (n, 3) float64 points, or -1.0 to
+ * decline (the caller then runs Qhull, which decides flat, degenerate and non-finite input)
+ *
+ * Not numpy's bits: this stands in for Qhull (scipy.spatial), whose set-up costs 50-200 us a
+ * call on the classifier's 4-128 points, most of it allocation and option handling that a small
+ * hull does not need. An incremental hull: a tetrahedron of far-apart points, then each point
+ * in input order added when it lies more than EPS_HULL x the largest |coordinate| beyond a face
+ * (faces it sees removed, their horizon joined to it). A point that close to a face adds at
+ * most that height times the face's area, so the volume is Qhull's up to rounding (tested to
+ * 1e-12 relative in tests/unit/test_shape_kernels.py). Declines rather than guess: more than
+ * HULL_MAX_POINTS points, non-finite ones, a flat or thin first tetrahedron, a horizon
+ * that is not one loop, a new face without a normal, or a finished hull that is not a closed
+ * surface with F = 2V - 4. */
+#define HULL_MAX_POINTS 256
+#define EPS_HULL (64.0 * DBL_EPSILON)
+/* a first tetrahedron thinner than this share of the largest |coordinate| is left to Qhull:
+ * on sheets 1e-8 thick Qhull's merging of nearly coplanar facets and this hull's exact faces
+ * part at 1e-8 relative (measured), where a thicker solid keeps them within 1e-13 */
+#define HULL_FLAT 1e-6
+
+typedef struct {
+    int v[3];
+    double n[3], off;
+    int alive;
+} hull_face;
+
+/* the face's unit normal and offset from its corners; 0 when it has no normal */
+static int hull_plane(const double *p, hull_face *f) {
+    const double *a = p + 3 * f->v[0], *b = p + 3 * f->v[1], *c = p + 3 * f->v[2];
+    double e1[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]}, e2[3] = {c[0] - a[0], c[1] - a[1], c[2] - a[2]};
+    double nx = e1[1] * e2[2] - e1[2] * e2[1], ny = e1[2] * e2[0] - e1[0] * e2[2], nz = e1[0] * e2[1] - e1[1] * e2[0];
+    double len = sqrt(nx * nx + ny * ny + nz * nz);
+    if (!(len > 0.0)) return 0;
+    f->n[0] = nx / len, f->n[1] = ny / len, f->n[2] = nz / len;
+    f->off = f->n[0] * a[0] + f->n[1] * a[1] + f->n[2] * a[2];
+    return 1;
+}
+
+static inline double hull_dist(const hull_face *f, const double *q) {
+    return f->n[0] * q[0] + f->n[1] * q[1] + f->n[2] * q[2] - f->off;
+}
+
+static double hull_volume_of(const double *p, int n, hull_face *faces, int cap, unsigned char *edge, int *next) {
+    double big = 0.0;
+    for (int i = 0; i < 3 * n; i++) {
+        if (!isfinite(p[i])) return -1.0;
+        big = fmax(big, fabs(p[i]));
+    }
+    if (!(big > 0.0)) return -1.0;
+    double eps = EPS_HULL * big, flat = HULL_FLAT * big;
+    /* the first tetrahedron: the farthest pair of the six axis extremes, the point farthest
+     * from their line, the point farthest from their plane */
+    int ext[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 1; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            if (p[3 * i + k] < p[3 * ext[2 * k] + k]) ext[2 * k] = i;
+            if (p[3 * i + k] > p[3 * ext[2 * k + 1] + k]) ext[2 * k + 1] = i;
+        }
+    int i0 = 0, i1 = 0;
+    double best = -1.0;
+    for (int a = 0; a < 6; a++)
+        for (int b = a + 1; b < 6; b++) {
+            const double *x = p + 3 * ext[a], *y = p + 3 * ext[b];
+            double d = (x[0] - y[0]) * (x[0] - y[0]) + (x[1] - y[1]) * (x[1] - y[1]) + (x[2] - y[2]) * (x[2] - y[2]);
+            if (d > best) best = d, i0 = ext[a], i1 = ext[b];
+        }
+    if (!(sqrt(best) > flat)) return -1.0;
+    const double *a0 = p + 3 * i0, *a1 = p + 3 * i1;
+    double u[3] = {a1[0] - a0[0], a1[1] - a0[1], a1[2] - a0[2]};
+    double ulen = sqrt(u[0] * u[0] + u[1] * u[1] + u[2] * u[2]);
+    int i2 = -1;
+    best = flat;
+    for (int i = 0; i < n; i++) {
+        const double *q = p + 3 * i;
+        double w[3] = {q[0] - a0[0], q[1] - a0[1], q[2] - a0[2]};
+        double cx = u[1] * w[2] - u[2] * w[1], cy = u[2] * w[0] - u[0] * w[2], cz = u[0] * w[1] - u[1] * w[0];
+        double d = sqrt(cx * cx + cy * cy + cz * cz) / ulen;
+        if (d > best) best = d, i2 = i;
+    }
+    if (i2 < 0) return -1.0;
+    hull_face base = {{i0, i1, i2}, {0, 0, 0}, 0, 1};
+    if (!hull_plane(p, &base)) return -1.0;
+    int i3 = -1;
+    best = flat;
+    for (int i = 0; i < n; i++) {
+        double d = fabs(hull_dist(&base, p + 3 * i));
+        if (d > best) best = d, i3 = i;
+    }
+    if (i3 < 0) return -1.0;
+    const int first[4] = {i0, i1, i2, i3};
+    double o[3];
+    for (int k = 0; k < 3; k++) o[k] = (p[3 * i0 + k] + p[3 * i1 + k] + p[3 * i2 + k] + p[3 * i3 + k]) / 4.0;
+    int count = 0;
+    for (int f = 0; f < 4; f++) {
+        hull_face *h = &faces[count++];
+        int m = 0;
+        for (int g = 0; g < 4; g++)
+            if (g != f) h->v[m++] = first[g];
+        h->alive = 1;
+        if (!hull_plane(p, h)) return -1.0;
+        if (hull_dist(h, o) > 0.0) { /* outward: the interior point below every face */
+            int t = h->v[1];
+            h->v[1] = h->v[2], h->v[2] = t;
+            if (!hull_plane(p, h)) return -1.0;
+        }
+        if (!(hull_dist(h, o) < 0.0)) return -1.0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (i == i0 || i == i1 || i == i2 || i == i3) continue;
+        const double *q = p + 3 * i;
+        int seen = 0;
+        for (int f = 0; f < count; f++)
+            if (faces[f].alive && hull_dist(&faces[f], q) > eps) {
+                faces[f].alive = 2; /* seen from q */
+                seen++;
+                for (int e = 0; e < 3; e++) edge[faces[f].v[e] * n + faces[f].v[(e + 1) % 3]] = 1;
+            }
+        if (!seen) continue; /* inside, or within eps of the hull */
+        /* the horizon: edges of seen faces whose reverse is on a face q does not see */
+        int horizon = 0, start = -1, ok = 1;
+        for (int f = 0; f < count && ok; f++)
+            if (faces[f].alive == 2)
+                for (int e = 0; e < 3; e++) {
+                    int a = faces[f].v[e], b = faces[f].v[(e + 1) % 3];
+                    if (edge[b * n + a]) continue;
+                    if (next[a] >= 0) ok = 0; /* two horizon edges leave one vertex: not one loop */
+                    next[a] = b, start = a, horizon++;
+                }
+        int steps = 0;
+        if (ok && start >= 0)
+            for (int at = start; steps <= horizon; steps++) {
+                at = next[at];
+                if (at < 0 || at == start) break;
+            }
+        ok = ok && start >= 0 && steps + 1 == horizon;
+        /* one loop: q's faces over it replace the seen ones */
+        int free_at = 0;
+        for (int f = 0; f < count; f++)
+            if (faces[f].alive == 2) {
+                for (int e = 0; e < 3; e++) edge[faces[f].v[e] * n + faces[f].v[(e + 1) % 3]] = 0;
+                faces[f].alive = 0;
+            }
+        if (ok) {
+            int at = start;
+            for (int h = 0; h < horizon; h++) {
+                while (free_at < count && faces[free_at].alive) free_at++;
+                if (free_at == count) {
+                    if (count == cap) {
+                        ok = 0;
+                        break;
+                    }
+                    count++;
+                }
+                hull_face *nf = &faces[free_at];
+                nf->v[0] = at, nf->v[1] = next[at], nf->v[2] = i, nf->alive = 1;
+                if (!hull_plane(p, nf) || !(hull_dist(nf, o) < 0.0)) {
+                    ok = 0;
+                    break;
+                }
+                at = next[at];
+            }
+        }
+        for (int f = 0; f < count; f++) /* next[] back to -1 for the next point */
+            for (int e = 0; e < 3; e++) next[faces[f].v[e]] = -1;
+        for (int k = 0; k < 4; k++) next[first[k]] = -1;
+        next[i] = -1;
+        if (!ok) return -1.0;
+    }
+    /* a closed surface: every edge once each way, F = 2V - 4 */
+    int nf = 0, nv = 0;
+    for (int f = 0; f < count; f++)
+        if (faces[f].alive) {
+            nf++;
+            for (int e = 0; e < 3; e++) {
+                unsigned char *slot = &edge[faces[f].v[e] * n + faces[f].v[(e + 1) % 3]];
+                if (*slot) return -1.0;
+                *slot = 1;
+                if (next[faces[f].v[e]] < 0) next[faces[f].v[e]] = 0, nv++;
+            }
+        }
+    double volume = 0.0;
+    for (int f = 0; f < count; f++)
+        if (faces[f].alive) {
+            for (int e = 0; e < 3; e++)
+                if (!edge[faces[f].v[(e + 1) % 3] * n + faces[f].v[e]]) return -1.0;
+            const double *a = p + 3 * faces[f].v[0], *b = p + 3 * faces[f].v[1], *c = p + 3 * faces[f].v[2];
+            double x[3] = {a[0] - o[0], a[1] - o[1], a[2] - o[2]}, y[3] = {b[0] - o[0], b[1] - o[1], b[2] - o[2]},
+                   z[3] = {c[0] - o[0], c[1] - o[1], c[2] - o[2]};
+            volume += x[0] * (y[1] * z[2] - y[2] * z[1]) + x[1] * (y[2] * z[0] - y[0] * z[2]) +
+                      x[2] * (y[0] * z[1] - y[1] * z[0]);
+        }
+    if (nf != 2 * nv - 4 || !(volume > 0.0)) return -1.0;
+    return volume / 6.0;
+}
+
+static PyObject *hull_volume(PyObject *self, PyObject *args) {
+    Py_buffer pb;
+    if (!PyArg_ParseTuple(args, "y*", &pb)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = pb.len / 24;
+    if (check_len(&pb, 3 * n, 8, "points")) goto done;
+    double volume = -1.0;
+    if (n >= 4 && n <= HULL_MAX_POINTS) {
+        int cap = 4 * (int)n + 16;
+        hull_face *faces = (hull_face *)malloc(sizeof(hull_face) * (size_t)cap);
+        unsigned char *edge = (unsigned char *)calloc((size_t)(n * n), 1);
+        int *next = (int *)malloc(sizeof(int) * (size_t)n);
+        if (!faces || !edge || !next) {
+            free(faces), free(edge), free(next);
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) next[i] = -1;
+        volume = hull_volume_of((const double *)pb.buf, (int)n, faces, cap, edge, next);
+        free(faces), free(edge), free(next);
+    }
+    result = PyFloat_FromDouble(volume);
+done:
+    PyBuffer_Release(&pb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"dot_rows", dot_rows, METH_VARARGS, "np.einsum('ij,ij->i') of rows of three, as the kernels sum them"},
     {"bounds", bounds, METH_VARARGS, "shape._bounds of finite corners (see scanner/kernels.py)"},
@@ -579,6 +801,7 @@ static PyMethodDef methods[] = {
     {"round_about", round_about, METH_VARARGS, "shape._round_about (see scanner/kernels.py)"},
     {"line_clear", line_clear, METH_VARARGS, "shape._line_clear over every triangle (see scanner/kernels.py)"},
     {"extreme", extreme, METH_VARARGS, "shape._extreme_points of finite points (see scanner/kernels.py)"},
+    {"hull_volume", hull_volume, METH_VARARGS, "convex hull volume of up to 256 points, -1 to decline (see above)"},
     {"edge_cosines", edge_cosines, METH_VARARGS, "shape._edge_stats up to the arccos (see scanner/kernels.py)"},
     {NULL, NULL, 0, NULL},
 };

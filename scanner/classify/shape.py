@@ -446,8 +446,13 @@ def _hull_volume(points: np.ndarray) -> float:
         points = points[np.unique(_extreme_points(points))]
     if len(points) < 4:
         return 0.0
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    if kernels.shape is not None:  # a small hull in C; Qhull where it declines
+        volume = kernels.shape.hull_volume(points)
+        if volume >= 0.0:
+            return volume
     try:
-        return _qhull_volume(np.ascontiguousarray(points, dtype=np.float64))
+        return _qhull_volume(points)
     except (QhullError, ValueError):
         return 0.0  # flat or degenerate: no volume to fill
 
