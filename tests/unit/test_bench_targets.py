@@ -3,10 +3,12 @@ target line says ``met`` / ``PASS`` only when its figure is on the right side of
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.library_scale import ann_targets
-from bench.throughput import SERIAL, median_figures, print_targets, target_figures
+from bench.throughput import SERIAL, deployed_bytecode, median_figures, print_targets, target_figures
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -63,3 +65,15 @@ def test_ann_target_line() -> None:
     slow = ann_targets({**row, "query": 0.0083}, 0.985, float("inf"))
     assert "query 8.30 ms wall <= 5 ms: MISS" in slow and "query 3.90 ms CPU <= 5 ms: PASS" in slow
     assert "recall 0.985 >= 0.99: MISS" in slow and "matchable in inf s <= 600 s: MISS" in slow
+
+
+def test_the_throughput_bench_runs_meshscan_with_cached_bytecode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As an installed meshscan runs: bytecode written and read (under the workdir), whatever
+    the developer's environment says (PYTHONDONTWRITEBYTECODE made every start compile)."""
+    import os
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    deployed_bytecode(tmp_path)
+    assert "PYTHONDONTWRITEBYTECODE" not in os.environ
+    assert os.environ["PYTHONPYCACHEPREFIX"] == str((tmp_path / "pycache").resolve())
