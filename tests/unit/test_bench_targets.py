@@ -67,7 +67,7 @@ def test_ann_target_line() -> None:
     assert "recall 0.985 >= 0.99: MISS" in slow and "matchable in inf s <= 600 s: MISS" in slow
 
 
-def test_the_throughput_bench_runs_meshscan_with_cached_bytecode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_throughput_bench_uses_cached_bytecode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """As an installed meshscan runs: bytecode written and read (under the workdir), whatever
     the developer's environment says (PYTHONDONTWRITEBYTECODE made every start compile)."""
     import os
