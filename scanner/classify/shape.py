@@ -439,9 +439,9 @@ def _hull_volume(points: np.ndarray) -> float:
 
     A large point set is first cut down to its extreme points along 64 directions fixed in
     the principal frame (so still invariant to pose): their hull is within a few percent of
-    the exact one and costs a fraction of a millisecond instead of Qhull on every vertex."""
-    from scipy.spatial import QhullError
-
+    the exact one and costs a fraction of a millisecond instead of Qhull on every vertex.
+    scipy.spatial is imported only when Qhull is asked (the kernel absent, or declining a
+    sheet): a scan that never needs it does not load it (0.1 s of CPU a process)."""
     if len(points) > 2 * len(_HULL_DIRECTIONS):
         points = points[np.unique(_extreme_points(points))]
     if len(points) < 4:
@@ -451,6 +451,8 @@ def _hull_volume(points: np.ndarray) -> float:
         volume = kernels.shape.hull_volume(points)
         if volume >= 0.0:
             return volume
+    from scipy.spatial import QhullError
+
     try:
         return _qhull_volume(points)
     except (QhullError, ValueError):

@@ -211,8 +211,9 @@ def warm_up(context: ScanContext) -> None:
     collecting = gc.isenabled()
     gc.disable()  # what is made now lives as long as the process: nothing to collect
     try:
+        # not scipy.spatial (0.1 s): the hull volume is a compiled kernel; Qhull is for what it
+        # declines (sheets), the convex-piece rule's solidity and G-code, which import it then
         import scipy.sparse.csgraph  # noqa: F401 - bodies
-        import scipy.spatial  # noqa: F401 - the classifier's hull volume (0.1 s on first use)
         import scipy.special  # noqa: F401 - descriptor
 
         import scanner.features  # noqa: F401
