@@ -297,6 +297,78 @@ done:
     return result;
 }
 
+/* cos_bins(cos, steps, top, fine, a, scale, weights, counts) -> bool
+ *
+ * A3's fine histogram from the cosines, without an arccos: counts[top - #{j : steps[j] <= c}]
+ * += weight, in input order, for each cosine c (float32), as np.searchsorted and np.bincount
+ * count them (scanner.features.families.A3). ``steps`` (float32, ascending, in [-1, 1]) are
+ * where the bin of the correctly rounded angle drops by one (families._angle_steps); ``top`` is
+ * the bin of c = -1 and ``fine`` the number of bins (counts' length); ``a`` and ``scale`` map an
+ * angle to its bin. A cosine beyond +-1 counts as +-1. The count of steps below c is guessed
+ * from an approximate angle (Abramowitz and Stegun 4.4.45, within 7e-5 of the angle, in
+ * float32: a bin is 0.01 wide) and then moved to the steps themselves, so it is exact whatever
+ * the guess. False when a cosine is NaN (counts then unspecified): the numpy code takes those. */
+static PyObject *cos_bins(PyObject *self, PyObject *args) {
+    Py_buffer vb, sb, wb, cb;
+    Py_ssize_t top, fine;
+    double a, scale;
+    if (!PyArg_ParseTuple(args, "y*y*nnddy*w*", &vb, &sb, &top, &fine, &a, &scale, &wb, &cb)) return NULL;
+    PyObject *result = NULL;
+    int32_t *idx = NULL;
+    Py_ssize_t n = vb.len / 4, m = sb.len / 4;
+    if (top < m || top >= fine || fine > (1 << 24) || check_len(&vb, n, 4, "cos") ||
+        check_len(&sb, m, 4, "steps") || check_len(&wb, n, 8, "weights") || check_len(&cb, fine, 8, "counts")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no bins");
+        goto done;
+    }
+    const float *v = (const float *)vb.buf, *steps = (const float *)sb.buf;
+    const double *wt = (const double *)wb.buf;
+    double *counts = (double *)cb.buf;
+    idx = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    if (!idx) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    const float pi = 3.14159265f, fa = (float)a, fscale = (float)scale, ftop = (float)top;
+    const int32_t itop = (int32_t)top, im = (int32_t)m;
+    for (Py_ssize_t i = 0; i < n; i++) { /* the guess (float32, a loop the compiler vectorises) */
+        float c = v[i];
+        bad |= c != c;
+        float x = c >= -1.0f ? c : -1.0f;
+        x = x <= 1.0f ? x : 1.0f;
+        float t = fabsf(x);
+        float r = sqrtf(1.0f - t) * (1.5707288f + t * (-0.2121144f + t * (0.0742610f + t * -0.0187293f)));
+        float e = ((x >= 0.0f ? r : pi - r) - fa) * fscale; /* the angle's bin, roughly */
+        e = e >= 0.0f ? e : 0.0f;
+        e = e <= ftop ? e : ftop;
+        int32_t k = itop - (int32_t)e;
+        idx[i] = k <= im ? k : im;
+    }
+    if (!bad) {
+        for (Py_ssize_t i = 0; i < n; i++) { /* exact: move the guess to the steps' count */
+            float c = v[i];
+            Py_ssize_t k = idx[i];
+            while (k > 0 && steps[k - 1] > c) k--;
+            while (k < m && steps[k] <= c) k++;
+            idx[i] = (int32_t)(top - k);
+        }
+        memset(counts, 0, sizeof(double) * (size_t)fine);
+        for (Py_ssize_t i = 0; i < n; i++) counts[idx[i]] += wt[i];
+    }
+    Py_END_ALLOW_THREADS;
+    result = bad ? Py_False : Py_True;
+    Py_INCREF(result);
+done:
+    free(idx);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&cb);
+    return result;
+}
+
 /* unsigned 64-bit keys sorted ascending: least significant byte first, eight stable counting
  * passes (a byte every key shares is skipped); ``tmp`` as long as ``keys``. */
 static void radix_sort64(uint64_t *keys, uint64_t *tmp, Py_ssize_t n) {
@@ -563,6 +635,7 @@ static PyMethodDef methods[] = {
     {"density", density, METH_VARARGS, "density_weights before the mean (see scanner/kernels.py)"},
     {"legs", legs, METH_VARARGS, "the legs, cosines and weights of _legs (see scanner/kernels.py)"},
     {"bins", bins, METH_VARARGS, "_cdf's weighted fine histogram (see scanner/kernels.py)"},
+    {"cos_bins", cos_bins, METH_VARARGS, "A3's fine histogram from the cosines (see scanner/kernels.py)"},
     {"points", points, METH_VARARGS, "the sampler's points after the counts (see scanner/kernels.py)"},
     {"seeds", seeds, METH_VARARGS, "the sampler's triangle seeds and corner order (see scanner/kernels.py)"},
     {"sort", sort, METH_VARARGS, "uint64 keys sorted in place (the points' sort, for tests)"},

@@ -32,9 +32,9 @@ from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"seeds": 1, "points": 1, "density": 1, "legs": 1, "bins": 3}
+KERNEL_CALLS = {"seeds": 1, "points": 1, "density": 1, "legs": 1, "bins": 2, "cos_bins": 1}
 """Kernel calls per describe_triangles: the sampler's triangle seeds and its points, their
-weights, D2/A3's legs, the D1, D2, A3 histograms."""
+weights, D2/A3's legs, the D1 and D2 histograms, A3's from the cosines."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -121,6 +121,11 @@ def _check_kernels(tri: np.ndarray, keys: np.ndarray | None) -> None:
         (angles, wc, 0.0, np.pi, families.A3.size),
     ):
         _check_bins(values, weight, lo, hi, size)
+    _check_cos_bins(cos, wc)
+    a3_c = families.A3.compute(_fresh(sample))
+    with _Off():
+        a3_n = families.A3.compute(_fresh(sample))
+    assert _same(a3_c, a3_n)
 
     d_c = describe_triangles(tri, keys)
     with _Off():
@@ -160,6 +165,82 @@ def _check_bins(values: np.ndarray, weight: np.ndarray, lo: float, hi: float, si
     with _Off():
         want = families._cdf(values, lo, hi, size, weights=weight)
     assert _same(got, want)
+
+
+def _angle_scale() -> tuple[np.ndarray, float, float, int]:
+    """A3's smoothing matrix, its fine bins' start and scale (float32, as the steps take them)
+    and their number."""
+    kernel, a, b, fine = families._kernel(0.0, np.pi, families.A3.size, 0.5)
+    return kernel, float(np.float32(a)), float(np.float32(fine / (b - a))), fine
+
+
+def _check_cos_bins(cos: np.ndarray, weight: np.ndarray) -> None:
+    """cos_bins' fine histogram is np.bincount's of numpy's count of the steps below each cosine."""
+    _, a, scale, fine = _angle_scale()
+    steps, top = families._angle_steps(a, scale, fine)
+    _, a64, b64, _ = families._kernel(0.0, np.pi, families.A3.size, 0.5)
+    counts = np.empty(fine)
+    assert kernels.compiled.cos_bins(cos, steps, top, fine, a64, fine / (b64 - a64), weight, counts)
+    ref = np.bincount(top - np.searchsorted(steps, cos, side="right"), weights=weight, minlength=fine)
+    assert _same(counts, ref)
+
+
+def test_cos_bins_count_the_steps_below_each_cosine() -> None:
+    """Every kind of cosine gets numpy's count: uniform over [-1, 1] and beyond, within a few
+    floats of every step, the tiny cosines around the step at a right angle, the ends, signed
+    zeros and infinities."""
+    _, a, scale, fine = _angle_scale()
+    steps, _ = families._angle_steps(a, scale, fine)
+    rng = np.random.default_rng(21)
+    near = steps.view(np.int32)[:, None] + np.arange(-40, 41, dtype=np.int32)[None, :]
+    tiny = (rng.choice([-1.0, 1.0], 200_000) * 10.0 ** rng.uniform(-45, -3, 200_000)).astype(np.float32)
+    ends = (1 - 10.0 ** rng.uniform(-8, -1, 100_000)) * rng.choice([-1.0, 1.0], 100_000)
+    special = [-np.inf, -2.0, -1.0, -0.0, 0.0, 1.0, 1.5, np.inf]
+    for cos in (
+        rng.uniform(-1.1, 1.1, 500_000).astype(np.float32),
+        near.ravel().view(np.float32),
+        tiny,
+        ends.astype(np.float32),
+        np.array(special, dtype=np.float32),
+    ):
+        _check_cos_bins(cos, rng.uniform(0.1, 3.0, len(cos)))
+
+
+def test_angle_steps_are_the_correctly_rounded_angles_bins() -> None:
+    """Each step is where the correctly rounded angle (float64 acos rounded to float32) enters
+    a lower bin: the float below it is one bin higher. The bins are then those of the true angle
+    on every machine, whatever its arccos rounds (glibc 2.36's acosf moves 71 of the 288 steps
+    by a float; numpy's AVX-512 code others). Measured against np.arccos here: each step within
+    one float of where numpy's bins drop."""
+    _, a, scale, fine = _angle_scale()
+    steps, top = families._angle_steps(a, scale, fine)
+    assert (len(steps), top) == (288, 352) and np.all(np.diff(steps) > 0)
+    below = np.nextafter(steps, np.float32(-2))
+    want = top - np.arange(1, len(steps) + 1)
+    assert np.array_equal(families._rounded_angle_bins(steps, a, scale, fine), want)
+    assert np.array_equal(families._rounded_angle_bins(below, a, scale, fine), want + 1)
+    angle_bins = np.clip(np.trunc((np.arccos(steps) - np.float32(a)) * np.float32(scale)), 0, fine - 1)
+    off = np.flatnonzero(angle_bins != want)  # numpy's arccos puts these steps a float higher
+    after = np.nextafter(steps[off], np.float32(2))
+    assert np.array_equal(np.clip(np.trunc((np.arccos(after) - np.float32(a)) * np.float32(scale)), 0, fine - 1),
+                          want[off])  # fmt: skip
+
+
+def test_a3_of_a_nan_cosine_is_arccos_binned_as_before() -> None:
+    """A NaN cosine (a NaN point) leaves A3 to arccos and _cdf, as before the steps, on both paths."""
+    sample = sampling.sample_surface(np.random.default_rng(5).normal(size=(3000, 3, 3)).astype(np.float32))
+    lengths, weights, cos, wc = families._legs(_fresh(sample))
+    with_nan = cos.copy()
+    with_nan[17] = np.nan
+    vectors = []
+    for off in (False, True):
+        broken = _fresh(sample)
+        broken.shared["legs"] = (lengths, weights, with_nan, wc)
+        with np.errstate(invalid="ignore"), _Off() if off else nullcontext():
+            vectors.append(families.A3.compute(broken))
+    with np.errstate(invalid="ignore"):
+        want = families._cdf(np.arccos(np.clip(with_nan, -1, 1)), 0.0, np.pi, families.A3.size, weights=wc)
+    assert _same(vectors[0], want) and _same(vectors[1], want)
 
 
 @pytest.fixture(scope="module")
