@@ -222,8 +222,10 @@ def _angle_steps(a: float, scale: float, fine: int) -> tuple[np.ndarray, int]:
 
     Why (issue 18, item 1, and a descriptor that is the same on every machine): A3 bins the angle
     at a point between two others, and took it from ``np.arccos`` on 49,152 float32 cosines a
-    file - 0.28 ms of a small file's ~6 ms (the C library's ``acosf``, one value at a time; 4%
-    of a scan worker's CPU). And that arccos is not the same function everywhere: numpy takes
+    file - the C library's ``acosf``, one value at a time: A3 took 0.85-0.88 ms of a small
+    file's ~15 ms in a slow window of this machine (about 6%), 0.36-0.37 ms from the steps (60
+    files of the throughput bench's small set, four alternated rounds). And that arccos is not
+    the same function everywhere: numpy takes
     the C library's ``acosf`` on this machine (AVX2) and its own SIMD code where AVX-512 is found,
     and neither rounds correctly - glibc 2.36's ``acosf`` puts 71 of these 288 steps one float
     away from the correctly rounded angle's. About one cosine in ten files lands on such a
@@ -232,7 +234,7 @@ def _angle_steps(a: float, scale: float, fine: int) -> tuple[np.ndarray, int]:
     the machine that wrote ``tests/integration/golden/corpus.jsonl`` and this one, with the same
     code. The bin needs only which side of each step a cosine lies on, so A3 now reads the
     steps: the correctly rounded angle's bins on every machine, from ``scanner/_kernels.c``
-    ``cos_bins`` (0.28 -> 0.10 ms) or from ``np.searchsorted`` without the compiled kernels."""
+    ``cos_bins`` or from ``np.searchsorted`` without the compiled kernels."""
     top = int(_rounded_angle_bins(np.float32([-1.0]), a, scale, fine)[0])
     bottom = int(_rounded_angle_bins(np.float32([1.0]), a, scale, fine)[0])
     levels = np.arange(top - 1, bottom - 1, -1, dtype=np.int64)  # step m: the least cosine whose bin <= levels[m]
