@@ -243,6 +243,12 @@ done:
     return result;
 }
 
+/* counts[idx[i]] += wt[i] in input order (np.bincount's sums), counts zeroed first */
+static void weighted_counts(const int32_t *idx, const double *wt, Py_ssize_t n, double *counts, Py_ssize_t fine) {
+    memset(counts, 0, sizeof(double) * (size_t)fine);
+    for (Py_ssize_t i = 0; i < n; i++) counts[idx[i]] += wt[i];
+}
+
 /* bins(values, a, scale, fine, weights, counts) -> bool
  *
  * scanner.features.families._cdf's fine histogram: counts[clip(int((v - a) * scale), 0,
@@ -282,10 +288,7 @@ static PyObject *bins(PyObject *self, PyObject *args) {
         c = c <= top ? c : top;
         idx[i] = (int32_t)c;
     }
-    if (!bad) {
-        memset(counts, 0, sizeof(double) * (size_t)fine);
-        for (Py_ssize_t i = 0; i < n; i++) counts[idx[i]] += wt[i];
-    }
+    if (!bad) weighted_counts(idx, wt, n, counts, fine);
     Py_END_ALLOW_THREADS;
     result = bad ? Py_False : Py_True;
     Py_INCREF(result);
@@ -354,8 +357,7 @@ static PyObject *cos_bins(PyObject *self, PyObject *args) {
             while (k < m && steps[k] <= c) k++;
             idx[i] = (int32_t)(top - k);
         }
-        memset(counts, 0, sizeof(double) * (size_t)fine);
-        for (Py_ssize_t i = 0; i < n; i++) counts[idx[i]] += wt[i];
+        weighted_counts(idx, wt, n, counts, fine);
     }
     Py_END_ALLOW_THREADS;
     result = bad ? Py_False : Py_True;
