@@ -63,9 +63,13 @@ def _cdf(
         if len(values) == len(weights) and compiled.bins(
             values, float(np.float32(a)), float(np.float32(fine / (b - a))), fine, weights, counts
         ):
-            return kernel @ (counts / max(float(counts.sum()), 1e-300))
+            return _smoothed(kernel, counts)
     idx = _fine_bins((values - a) * (fine / (b - a)), fine)
-    counts = np.bincount(idx, weights=weights, minlength=fine)
+    return _smoothed(kernel, np.bincount(idx, weights=weights, minlength=fine))
+
+
+def _smoothed(kernel: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The smoothed CDF of fine-bin ``counts`` (weights; normalised to sum 1 here)."""
     return kernel @ (counts / max(float(counts.sum()), 1e-300))
 
 
@@ -225,16 +229,15 @@ def _angle_steps(a: float, scale: float, fine: int) -> tuple[np.ndarray, int]:
     file - the C library's ``acosf``, one value at a time: A3 took 0.85-0.88 ms of a small
     file's ~15 ms in a slow window of this machine (about 6%), 0.36-0.37 ms from the steps (60
     files of the throughput bench's small set, four alternated rounds). And that arccos is not
-    the same function everywhere: numpy takes
-    the C library's ``acosf`` on this machine (AVX2) and its own SIMD code where AVX-512 is found,
-    and neither rounds correctly - glibc 2.36's ``acosf`` puts 71 of these 288 steps one float
-    away from the correctly rounded angle's. About one cosine in ten files lands on such a
-    float, so the same file's A3 differed between machines by one sample's weight (~2e-5): two
-    of the 182 public-corpus verdicts' classifier scores moved in their fourth decimal between
-    the machine that wrote ``tests/integration/golden/corpus.jsonl`` and this one, with the same
-    code. The bin needs only which side of each step a cosine lies on, so A3 now reads the
-    steps: the correctly rounded angle's bins on every machine, from ``scanner/_kernels.c``
-    ``cos_bins`` or from ``np.searchsorted`` without the compiled kernels."""
+    the same function everywhere: numpy takes the C library's ``acosf`` on this machine (AVX2)
+    and its own SIMD code where AVX-512 is found, and neither rounds correctly - glibc 2.36's
+    ``acosf`` puts 71 of these 288 steps one float away from the correctly rounded angle's.
+    About one cosine in ten files lands on such a float, so the same file's A3 differed between
+    machines by one sample's weight (~2e-5). The bin needs only which side of each step a cosine
+    lies on, so A3 now reads the steps: the correctly rounded angle's bins on every machine,
+    from ``scanner/_kernels.c`` ``cos_bins`` or from ``np.searchsorted`` without the compiled
+    kernels. (Other machine-dependent rounding remains: the classifier's principal axes, see
+    ``tests/unit/test_classify.py``.)"""
     top = int(_rounded_angle_bins(np.float32([-1.0]), a, scale, fine)[0])
     bottom = int(_rounded_angle_bins(np.float32([1.0]), a, scale, fine)[0])
     levels = np.arange(top - 1, bottom - 1, -1, dtype=np.int64)  # step m: the least cosine whose bin <= levels[m]
@@ -264,12 +267,13 @@ class A3(DescriptorFamily):
             counts = np.empty(fine)  # False: a NaN cosine, left to the code below
             if compiled.cos_bins(np.ascontiguousarray(cos), steps, top, fine, float(a), float(fine / (b - a)), wc,
                                  counts):  # fmt: skip
-                return kernel @ (counts / max(float(counts.sum()), 1e-300))
+                return _smoothed(kernel, counts)
         cos = np.asarray(cos, dtype=np.float32)
         if np.isnan(cos).any() or not len(cos):  # as before the steps: arccos's NaN bins
             return _cdf(np.arccos(np.clip(cos, -1, 1)), 0.0, np.pi, cls.size, weights=wc)
-        counts = np.bincount(top - np.searchsorted(steps, cos, side="right"), weights=wc, minlength=fine)
-        return kernel @ (counts / max(float(counts.sum()), 1e-300))
+        return _smoothed(
+            kernel, np.bincount(top - np.searchsorted(steps, cos, side="right"), weights=wc, minlength=fine)
+        )
 
 
 class Inertia(DescriptorFamily):
