@@ -633,6 +633,130 @@ done:
     return result;
 }
 
+/* wall_bounds(corners, lo, hi) -> bool
+ *
+ * scanner.mesh.shared_walls' first pass: the least and greatest centre of (F, 3, 3) float32
+ * triangles, per coordinate, into three float64 each. A centre is _centres' ((a + b) + c) /
+ * 3.0 of the corners in float64. False when a centre is not finite (numpy decides then). */
+static PyObject *wall_bounds(PyObject *self, PyObject *args) {
+    Py_buffer cb, lb, hb;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &cb, &lb, &hb)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cb.len / 36;
+    if (check_len(&cb, 9 * n, 4, "corners") || check_len(&lb, 3, 8, "lo") || check_len(&hb, 3, 8, "hi")) goto done;
+    const float *t = (const float *)cb.buf; /* t[i * 9 + corner * 3 + coordinate] */
+    double *lo = (double *)lb.buf, *hi = (double *)hb.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (int k = 0; k < 3; k++) {
+        lo[k] = INFINITY;
+        hi[k] = -INFINITY;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *c = t + 9 * i;
+        for (int k = 0; k < 3; k++) {
+            double centre = ((double)c[k] + (double)c[3 + k] + (double)c[6 + k]) / 3.0;
+            if (!isfinite(centre)) bad = 1;
+            if (centre < lo[k]) lo[k] = centre;
+            if (centre > hi[k]) hi[k] = centre;
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    result = bad ? Py_False : Py_True;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+static inline double numpy_sign(double v) { return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : 0.0); }
+
+/* the int64 numpy's astype gives an integral double (v from nearbyint), as uint64 bits; 0 and
+ * *bad set when it is not finite or not below 2^63 in magnitude (numpy's cast of those is
+ * left to numpy) */
+static inline uint64_t rounded_bits(double v, int *bad) {
+    /* below 2^51 in magnitude: v + 1.5 2^52 lies where doubles are the integers, so the
+     * addition rounds v to the nearest, ties to even (np.round), and the subtraction is exact;
+     * several times faster than nearbyint's call, which saves and restores the FP state */
+    const double shift = 6755399441055744.0;
+    double r = fabs(v) < 2251799813685248.0 ? (v + shift) - shift : nearbyint(v);
+    if (!(r > -9223372036854775808.0 && r < 9223372036854775808.0)) {
+        *bad = 1;
+        return 0;
+    }
+    return (uint64_t)(int64_t)r;
+}
+
+/* wall_keys(corners, mid0, mid1, mid2, half, normal_steps, offset_steps, ok, sign, packed) -> bool
+ *
+ * scanner.mesh._plane_keys of (F, 3, 3) float32 triangles, element by element as the numpy
+ * code: in float64 the edges from the first corner, their cross product (np.cross's
+ * products), its length ((x x + y y) + z z, sqrt), the unit normal where the length is above
+ * zero (else the cross product as it is), the centre's offset from ``mid`` along it over
+ * ``half``, the orienting sign (of the first component above 1e-6 in magnitude, else of the
+ * first; zero counts as +1), and the four chained splitmix of the rounded, oriented normal x
+ * ``normal_steps`` and offset x ``offset_steps`` (np.round: to nearest, ties to even). Out: ``ok`` (F) bool, ``sign``
+ * (F) float64, ``packed`` (F) uint64. False when a value is not finite or a rounded value is
+ * not below 2^63 (numpy decides then). */
+static PyObject *wall_keys(PyObject *self, PyObject *args) {
+    Py_buffer cb, ob, sb, pb;
+    double mid[3], half, normal_steps, offset_steps;
+    if (!PyArg_ParseTuple(args, "y*ddddddw*w*w*", &cb, &mid[0], &mid[1], &mid[2], &half, &normal_steps, &offset_steps,
+                          &ob, &sb, &pb))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cb.len / 36;
+    if (check_len(&cb, 9 * n, 4, "corners") || check_len(&ob, n, 1, "ok") || check_len(&sb, n, 8, "sign") ||
+        check_len(&pb, n, 8, "packed"))
+        goto done;
+    const float *t = (const float *)cb.buf;
+    uint8_t *ok = (uint8_t *)ob.buf;
+    double *sign = (double *)sb.buf;
+    uint64_t *packed = (uint64_t *)pb.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        const float *c = t + 9 * i;
+        double p0 = c[0], p1 = c[1], p2 = c[2], q0 = c[3], q1 = c[4], q2 = c[5], r0 = c[6], r1 = c[7], r2 = c[8];
+        double a0 = q0 - p0, a1 = q1 - p1, a2 = q2 - p2;
+        double b0 = r0 - p0, b1 = r1 - p1, b2 = r2 - p2;
+        double n0 = a1 * b2 - a2 * b1, n1 = a2 * b0 - a0 * b2, n2 = a0 * b1 - a1 * b0;
+        double length = sqrt(n0 * n0 + n1 * n1 + n2 * n2);
+        int has = length > 0.0;
+        if (has) {
+            n0 = n0 / length;
+            n1 = n1 / length;
+            n2 = n2 / length;
+        }
+        double c0 = (p0 + q0 + r0) / 3.0 - mid[0], c1 = (p1 + q1 + r1) / 3.0 - mid[1], c2 = (p2 + q2 + r2) / 3.0 - mid[2];
+        double offset = (c0 * n0 + c1 * n1 + c2 * n2) / half;
+        double s = fabs(n0) > 1e-6 ? numpy_sign(n0)
+                   : fabs(n1) > 1e-6 ? numpy_sign(n1)
+                   : fabs(n2) > 1e-6 ? numpy_sign(n2)
+                                     : numpy_sign(n0);
+        if (s == 0.0) s = 1.0;
+        if (!isfinite(length) || !isfinite(offset)) bad = 1;
+        uint64_t key = splitmix(rounded_bits(n0 * s * normal_steps, &bad));
+        key = splitmix(key + rounded_bits(n1 * s * normal_steps, &bad));
+        key = splitmix(key + rounded_bits(n2 * s * normal_steps, &bad));
+        key = splitmix(key + rounded_bits(offset * s * offset_steps, &bad));
+        ok[i] = (uint8_t)has;
+        sign[i] = s;
+        packed[i] = key;
+    }
+    Py_END_ALLOW_THREADS;
+    result = bad ? Py_False : Py_True;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&pb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"density", density, METH_VARARGS, "density_weights before the mean (see scanner/kernels.py)"},
     {"legs", legs, METH_VARARGS, "the legs, cosines and weights of _legs (see scanner/kernels.py)"},
@@ -640,6 +764,8 @@ static PyMethodDef methods[] = {
     {"cos_bins", cos_bins, METH_VARARGS, "A3's fine histogram from the cosines (see scanner/kernels.py)"},
     {"points", points, METH_VARARGS, "the sampler's points after the counts (see scanner/kernels.py)"},
     {"seeds", seeds, METH_VARARGS, "the sampler's triangle seeds and corner order (see scanner/kernels.py)"},
+    {"wall_bounds", wall_bounds, METH_VARARGS, "shared_walls' least and greatest centre (see scanner/mesh.py)"},
+    {"wall_keys", wall_keys, METH_VARARGS, "shared_walls' oriented plane keys (see scanner/mesh.py)"},
     {"sort", sort, METH_VARARGS, "uint64 keys sorted in place (the points' sort, for tests)"},
     {NULL, NULL, 0, NULL},
 };

@@ -24,6 +24,10 @@ worker's allocator settings, one thread), numpy -> C:
 - the triangle seeds of :func:`scanner.features.sampling.intrinsic_keys` (float32 measures,
   corner ranks, splitmix chain; one block of up to 65,536 triangles): ``intrinsic_keys``
   0.28 -> 0.15 ms, the whole sampler then 0.74 ms.
+- the oriented plane keys of :func:`scanner.mesh.shared_walls` (the wall test of every
+  file's descriptor rows and of an archive's members read together: centres, unit normals,
+  offsets, orienting signs, rounding, splitmix chain): 0.38-0.46 -> 0.13-0.15 ms a file in a
+  slow window, the whole wall test 0.63-0.99 -> 0.36-0.54 ms (``tests/unit/test_wall_kernels.py``).
 
 Each kernel repeats the numpy operations element by element, in the same order and dtypes
 (float32 where numpy computes in float32; sums in numpy's order), built without FMA

@@ -326,13 +326,17 @@ def _walls() -> np.ndarray:
 
 @pytest.mark.parametrize(("kind", "i"), [*CASES, ("walls", 0)])
 def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A surface of one chunk keeps its float64 rows and centres for the plane keys: the walls
-    are those found with both made afresh in each pass, chunk by chunk, as before."""
+    """A surface of one chunk keeps its float64 rows and centres for the plane keys (the numpy
+    code, without the compiled kernels): the walls are those found with both made afresh in
+    each pass, chunk by chunk, as before - and those the kernels find."""
     import scanner.mesh as mesh_mod
+    from scanner import kernels
 
     tri = _walls() if kind == "walls" else MESHES[kind][i]
     s = Mesh(vertices=tri.reshape(-1, 3)).surface()
     owner = s.body_labels() if kind != "walls" else np.minimum(np.arange(s.triangle_count) // 12, 2)  # 3 pieces
+    compiled = mesh_mod.shared_walls(s.corners32), mesh_mod.shared_walls(s.corners32, owner)
+    monkeypatch.setattr(kernels, "compiled", None)
     made = []
     rows64 = mesh_mod._rows64
     monkeypatch.setattr(mesh_mod, "_rows64", lambda c: made.append(len(c)) or rows64(c))
@@ -343,6 +347,8 @@ def test_walls_of_one_chunk_reuse_its_rows(kind: str, i: int, monkeypatch: pytes
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1], old[1])
     assert kind != "walls" or new[0].sum() == new[1].sum() == 4  # the two caps of the cut (two triangles each)
+    np.testing.assert_array_equal(compiled[0], new[0])
+    np.testing.assert_array_equal(compiled[1], new[1])
 
 
 def _reference_extreme_points(points: np.ndarray) -> np.ndarray:
