@@ -28,13 +28,17 @@ worker's allocator settings, one thread), numpy -> C:
   file's descriptor rows and of an archive's members read together: centres, unit normals,
   offsets, orienting signs, rounding, splitmix chain): 0.38-0.46 -> 0.13-0.15 ms a file in a
   slow window, the whole wall test 0.63-0.99 -> 0.36-0.54 ms (``tests/unit/test_wall_kernels.py``).
+- the running sums of :func:`scanner.features.sampling.surface_moments` (``moments``: the
+  sampler's, the classifier's principal frame's and the whitening's moments, summed triangle
+  after triangle; its numpy reference is ``np.cumsum``, not a BLAS product, whose order
+  depends on the CPU).
 
 Each kernel repeats the numpy operations element by element, in the same order and dtypes
 (float32 where numpy computes in float32; sums in numpy's order), built without FMA
 contraction or fast-math (``setup.py``), so it gives the same bits
 (``tests/unit/test_kernels.py``): a library enrolled on an install with the kernels matches a
-scan on one without. What numpy reduces pairwise or hands to BLAS (``w.sum()``, moments, the
-kernel product of ``_cdf``) stays numpy's.
+scan on one without. What numpy reduces pairwise or hands to BLAS (``w.sum()``, the kernel
+product of ``_cdf``) stays numpy's.
 
 :data:`compiled` is the extension module, or None when it was not built (an install without a
 compiler: ``setup.py`` declares it optional); every caller then runs its numpy code, which is
@@ -45,8 +49,8 @@ the elementwise parts of :func:`scanner.classify.shape.shape_features` (issue 18
 ms of a small file's CPU): the bounds, the face values (areas, normals, volume terms, edges),
 the points in the principal frame, the hull's extreme points, the edge cosines and curved
 faces' flags, the faces round about the long axis, the two line casts (every triangle, no
-blocks made) and the profile steps. What numpy reduces pairwise or hands to BLAS/LAPACK
-(the surface moments, ``eigh``, ``areas.sum()``) and the edge angles' ``arccos`` (numpy's SIMD
+blocks made) and the profile steps. What numpy reduces pairwise or hands to LAPACK
+(``eigh``, ``areas.sum()``) and the edge angles' ``arccos`` (numpy's SIMD
 code need not round as the C library's ``acos``) stay numpy's. One kernel is not numpy's bits:
 the convex hull's volume (``hull_volume``, an incremental hull of the 4-128 extreme points) stands
 in for Qhull, whose set-up alone cost 100-300 us of a small file's ~7 ms in a scan worker

@@ -63,15 +63,15 @@ plate has no thickness to whiten, and noise in it must not be blown up without b
 _BLOCK = 1 << 16
 """Triangles per block of :func:`whiten`'s per-triangle work (the map and the areas): its
 temporaries stay in cache, where a 1M-triangle surface's were 72 MB arrays, page-faulted
-afresh at every step (the sampler's ``_MOMENT_ROWS``, for the same reason)."""
+afresh at every step (the sampler's ``_AREA_ROWS``, for the same reason)."""
 
 
 def _whitened(triangles: np.ndarray, steps: int = WHITEN_STEPS) -> tuple[np.ndarray, float]:
     """The surface of :func:`whiten` before its final scaling, and that scale (the caller
     divides, as a block-by-block cast may follow).
 
-    Each step reads the whole surface once for its second moments (one Gram product of all
-    the triangles, as before: blocks of it would sum in another order) and then maps it block
+    Each step reads the whole surface once for its second moments (sums in input order,
+    :func:`scanner.features.sampling.surface_moments`) and then maps it block
     by block into a second buffer, the areas the next step weighs by computed from the block
     while it is in cache. Every value is the one the whole-array form gave: a triangle's map
     and area depend on that triangle alone, and the map of a block of corners is the same

@@ -213,51 +213,72 @@ def _row_areas(t: np.ndarray) -> np.ndarray:
     return 0.25 * np.sqrt(np.clip(prod, 0, None))
 
 
-_MOMENT_ROWS = 1 << 16
-"""Triangles per block of the sampler's :func:`surface_moments`: a block's float64 copy and
-weighted copy (4.7 MB each) stay in cache, where a 1M-triangle surface's were two 72 MB
-matrices, page-faulted afresh on every call (0.07-0.3 s of system time on this machine). A
-surface of up to this many triangles is one block: the very products and sums as before."""
-
-
 def surface_moments(
-    tri: np.ndarray, areas: np.ndarray, block: int | None = None, offset: np.ndarray | None = None
+    tri: np.ndarray, areas: np.ndarray, offset: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Exact area-weighted centroid, total area, second-moment matrix about the centroid.
 
-    Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c, all
-    nine corner-coordinate products at once as one (9 x F)(F x 9) weighted Gram product.
-    ``tri`` should already be roughly centred. Accumulated in float64, so that the order of
-    the triangles (which sets the order of the sums) moves the result by ~1e-16, far below
-    the float32 the points are computed in. ``block``: triangles per Gram product, whose
-    products are then summed (the same ~1e-16; the sampler's points and seeds read only the
-    centroid and the radius, and came out bit-identical on every mesh compared); None is one
-    product of all of them (the classifier's principal axes, which rounding can turn where
-    two moments are nearly equal). ``offset`` (float32, with ``block``): subtracted from
-    every corner of a block first, as from the whole (the sampler keeps no centred copy).
+    Uses E[x x^T] over a triangle = (aa' + bb' + cc' + ss') / 12 with s = a + b + c, from the
+    weighted sums of the nine corner coordinates and of their 45 distinct products
+    (:func:`_weighted_sums`). ``tri`` should already be roughly centred; ``offset`` (float32,
+    for float32 ``tri``) is subtracted from every corner first, as from the whole (the sampler
+    keeps no centred copy).
+
+    Why sums of our own, in input order, and not one BLAS Gram product as before: BLAS sums a
+    product in whatever order its kernels for the CPU choose, so the same file's moments
+    differed between machines in their last bits - and where two moments are nearly equal (a
+    round part) the principal axes turn freely with those bits (a barrel proxy's solidity was
+    0.70588 on one machine and 0.70665 on another). Summed triangle after triangle, the
+    moments are the same bits on every machine, with the kernels or without, in blocks or
+    whole. Accumulated in float64: the order moves the result by ~1e-16 relative, far below
+    the float32 the points are computed in.
     """
     total = float(areas.sum(dtype=np.float64))
     if not total > 0:
         raise ValueError("surface has no area")
-    w = areas.astype(np.float64) / total
-    gram, first = None, None
-    step = block or max(len(tri), 1)
-    for lo in range(0, max(len(tri), 1), step):
-        corners = tri[lo : lo + step] if offset is None else tri[lo : lo + step] - offset
-        flat = corners.reshape(-1, 9).astype(np.float64, copy=False)  # float64 input: no copy
-        part = w[lo : lo + step]
-        # np.dot, not ``@``: the same BLAS calls (gemm, gemv) and bits, but numpy's matmul
-        # holds the GIL through a 2-D product (its outer loop has one element, under the
-        # threshold for releasing it) and np.dot releases it: a helper thread describing
-        # another part of the mesh (:mod:`scanner.parallel`) is not stopped meanwhile
-        block, mean = np.dot((flat * part[:, None]).T, flat), np.dot(part, flat)
-        gram, first = (block, mean) if gram is None else (gram + block, first + mean)
+    w = np.ascontiguousarray(areas, dtype=np.float64) / total
+    sums = _weighted_sums(tri, w, offset)
+    gram = np.empty((9, 9))
+    gram[_UPPER] = sums[9:]
+    gram[_UPPER[::-1]] = sums[9:]  # symmetric by construction
     gram = gram.reshape(3, 3, 3, 3)  # [ci, i, cj, j]
-    centroid = first.reshape(3, 3).sum(axis=0) / 3.0
+    centroid = sums[:9].reshape(3, 3).sum(axis=0) / 3.0
     corners = sum(gram[c, :, c, :] for c in range(3))
-    sums = gram.sum(axis=(0, 2))
-    second = (corners + sums) / 12.0 - np.outer(centroid, centroid)
+    second = (corners + gram.sum(axis=(0, 2))) / 12.0 - np.outer(centroid, centroid)
     return centroid, total, second
+
+
+_UPPER = np.triu_indices(9)
+"""The 45 distinct products of nine coordinates, (i, j) with i <= j in row order."""
+_SUM_ROWS = 8192
+"""Triangles per block of :func:`_weighted_sums`' numpy code: its (rows, 54) terms and their
+running sums stay in cache."""
+
+
+def _weighted_sums(tri: np.ndarray, w: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """The 54 sums of :func:`surface_moments`: x_j w (j < 9) and (x_i w) x_j (i <= j), x the
+    nine float64 corner coordinates of a triangle (float32 ones less ``offset`` first), added
+    triangle after triangle in input order: the compiled kernel (``moments`` in
+    ``scanner/_kernels.c``, no temporaries: 0.2-0.4 -> ~0.05 ms a call on a small file), or
+    numpy's running sum, which adds in that order by definition - the same bits."""
+    compiled = kernels.compiled
+    flat = np.asarray(tri).reshape(-1, 9)
+    sums = np.zeros(54)
+    if compiled is not None and flat.dtype in (np.float32, np.float64) and len(flat) == len(w):
+        off = (0.0, 0.0, 0.0) if offset is None else tuple(float(np.float32(v)) for v in offset)
+        compiled.moments(np.ascontiguousarray(flat), flat.dtype == np.float64, off, offset is not None, w, sums)
+        return sums
+    lo_i, hi_i = _UPPER
+    shift = None if offset is None else np.tile(np.asarray(offset, dtype=flat.dtype), 3)  # x, y, z of each corner
+    for lo in range(0, len(flat), _SUM_ROWS):
+        part = flat[lo : lo + _SUM_ROWS]
+        x = (part if shift is None else part - shift).astype(np.float64)
+        terms = np.empty((len(x), 54))
+        xw = np.multiply(x, w[lo : lo + _SUM_ROWS, None], out=terms[:, :9])
+        np.multiply(xw[:, lo_i], x[:, hi_i], out=terms[:, 9:])
+        terms[0] += sums  # the sums so far, then each triangle's terms in turn
+        sums = np.cumsum(terms, axis=0)[-1]
+    return sums
 
 
 KEY_STEPS = 4096
@@ -529,14 +550,14 @@ def sample_surface(
     # numbers as one centred copy, which at 1M triangles was a 36 MB array faulted in afresh)
     offset = ((lo + hi) / 2.0).astype(np.float32)
     rows = None  # a surface of one block: its centred corners copied to rows once, for the areas and seeds
-    if len(tri32) <= min(_MOMENT_ROWS, _CHUNK, _AREA_ROWS):
+    if len(tri32) <= min(_CHUNK, _AREA_ROWS):
         rows = _corner_rows(tri32, offset)
         areas = _row_areas(rows)
     else:
         areas = np.empty(len(tri32), dtype=np.float32)
-        for start in range(0, len(tri32), _MOMENT_ROWS):
-            areas[start : start + _MOMENT_ROWS] = triangle_areas(tri32[start : start + _MOMENT_ROWS] - offset)
-    centroid, area, second = surface_moments(tri32, areas, _MOMENT_ROWS, offset)
+        for start in range(0, len(tri32), _AREA_ROWS):
+            areas[start : start + _AREA_ROWS] = triangle_areas(tri32[start : start + _AREA_ROWS] - offset)
+    centroid, area, second = surface_moments(tri32, areas, offset)
     radius = float(np.sqrt(np.trace(second)))
     if not radius > 0:
         raise ValueError("degenerate surface")

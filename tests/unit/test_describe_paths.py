@@ -102,22 +102,31 @@ def test_shape_features_block_by_block_are_the_whole_array_values(monkeypatch: p
     np.testing.assert_array_equal(blocked, whole)
 
 
-def test_sampler_moments_in_blocks_are_the_whole_product_to_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_moments_are_the_same_bits_in_blocks_with_or_without_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moments are sums in input order: the kernel, the numpy running sum in blocks of any
+    size, and an offset subtracted on the way or beforehand give the same bits."""
+    from scanner import kernels
+
     tri = _blobs(6)
     areas = sampling.triangle_areas(tri)
-    one = sampling.surface_moments(tri, areas)
-    single = sampling.surface_moments(tri, areas, len(tri) + 1, np.zeros(3, np.float32))
-    for a, b in zip(one, single, strict=True):
-        np.testing.assert_array_equal(a, b)  # one block: the very same products
-    blocked = sampling.surface_moments(tri, areas, 17)
-    np.testing.assert_allclose(blocked[0], one[0], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(blocked[2], one[2], rtol=1e-12, atol=1e-12)
+    offset = np.float32([0.25, -1.5, 3.0])
+    shifted = tri - offset
+    with_kernels = sampling.surface_moments(tri, areas), sampling.surface_moments(tri, areas, offset)
+    monkeypatch.setattr(kernels, "compiled", None)
+    for rows in (len(tri) + 1, 17, 1):
+        monkeypatch.setattr(sampling, "_SUM_ROWS", rows)
+        numpy_moments = sampling.surface_moments(tri, areas), sampling.surface_moments(tri, areas, offset)
+        for got, want in zip(numpy_moments, with_kernels, strict=True):
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(sampling.surface_moments(shifted, areas), with_kernels[1], strict=True):
+        np.testing.assert_array_equal(a, b)
     keys = Mesh(vertices=tri.reshape(-1, 3)).corner_keys
     plain = sampling.sample_surface(tri, corner_keys=keys)
-    monkeypatch.setattr(sampling, "_MOMENT_ROWS", 17)
+    monkeypatch.setattr(sampling, "_AREA_ROWS", 17)
     monkeypatch.setattr(sampling, "_CHUNK", 13)
     small = sampling.sample_surface(tri, corner_keys=keys)
-    np.testing.assert_allclose(small.coords, plain.coords, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(small.coords, plain.coords)
 
 
 def test_scan_workers_take_normal_pages() -> None:

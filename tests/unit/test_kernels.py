@@ -32,9 +32,9 @@ from scanner.features import describe_triangles, families, sampling
 from scanner.mesh import Mesh
 from tests.conftest import REPO
 
-KERNEL_CALLS = {"seeds": 1, "points": 1, "density": 1, "legs": 1, "bins": 2, "cos_bins": 1}
-"""Kernel calls per describe_triangles: the sampler's triangle seeds and its points, their
-weights, D2/A3's legs, the D1 and D2 histograms, A3's from the cosines."""
+KERNEL_CALLS = {"moments": 1, "seeds": 1, "points": 1, "density": 1, "legs": 1, "bins": 2, "cos_bins": 1}
+"""Kernel calls per describe_triangles: the sampler's surface moments, triangle seeds and
+points, their weights, D2/A3's legs, the D1 and D2 histograms, A3's from the cosines."""
 
 
 def test_the_extension_is_built_here() -> None:
@@ -144,7 +144,7 @@ def _check_seeds(tri: np.ndarray, keys: np.ndarray | None) -> None:
     lo, hi = sampling._axis_bounds(tri32.reshape(-1, 3))
     offset = ((lo + hi) / 2.0).astype(np.float32)
     rows = sampling._corner_rows(tri32, offset)
-    centroid, _, second = sampling.surface_moments(tri32, sampling._row_areas(rows), sampling._MOMENT_ROWS, offset)
+    centroid, _, second = sampling.surface_moments(tri32, sampling._row_areas(rows), offset)
     radius = float(np.sqrt(np.trace(second)))
     for r in (rows, None) if len(tri32) <= sampling._CHUNK else (None,):
         got = sampling.intrinsic_keys(tri32, centroid, radius, keys, offset, r)
