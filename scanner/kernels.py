@@ -50,8 +50,8 @@ ms of a small file's CPU): the bounds, the face values (areas, normals, volume t
 the points in the principal frame, the hull's extreme points, the edge cosines and curved
 faces' flags, the faces round about the long axis, the two line casts (every triangle, no
 blocks made) and the profile steps. What numpy reduces pairwise or hands to LAPACK
-(``eigh``, ``areas.sum()``) and the edge angles' ``arccos`` (numpy's SIMD
-code need not round as the C library's ``acos``) stay numpy's. One kernel is not numpy's bits:
+(``eigh``, ``areas.sum()``) stays numpy's; the edge angles are told from their cosines
+(:func:`scanner.classify.shape.curved_cosines`), with no ``arccos``. One kernel is not numpy's bits:
 the convex hull's volume (``hull_volume``, an incremental hull of the 4-128 extreme points) stands
 in for Qhull, whose set-up alone cost 100-300 us of a small file's ~7 ms in a scan worker
 (about 5% of its CPU; the kernel 7 us), and agrees with it to rounding (under 1e-14 relative on

@@ -12,6 +12,9 @@ milliseconds for a 5k-triangle file (one convex hull, one edge sort, two line ca
 
 from __future__ import annotations
 
+import functools
+import math
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -28,6 +31,58 @@ CURVED_MIN_DEG, CURVED_MAX_DEG = 0.5, 50.0
 """An edge between faces whose normals differ by this much is a facet edge of a curved
 surface (a 24-sided cylinder has 15 degree edges, a coarse 8-sided one 45); 0 is flat, 90 a
 sharp box edge, and a hexagonal prism's 60 degree edges count as flat faces."""
+
+
+@functools.cache
+def curved_cosines() -> tuple[float, float]:
+    """The closed interval of cosines whose angle, ``degrees(acos(c))`` in the C library's
+    double ``acos``, lies strictly between ``CURVED_MIN_DEG`` and ``CURVED_MAX_DEG``: an edge
+    is a curved-surface facet edge when its normals' cosine is in it.
+
+    Why not the angles themselves: ``np.arccos`` is the C library's ``acos`` on some CPUs and
+    numpy's own SIMD code (another rounding) on AVX-512 ones, and it cost ~1.5 arccos calls a
+    face; the angle only falls as the cosine rises, so the two ends of the band, found once by
+    bisection over the doubles of [0, 1] (~130 ``math.acos`` calls), decide every edge as the
+    angle did - with this machine's ``acos`` on every machine."""
+    return _first_cosine(lambda c: _degrees(c) < CURVED_MAX_DEG), _last_cosine(lambda c: _degrees(c) > CURVED_MIN_DEG)
+
+
+def _degrees(c: float) -> float:
+    """``np.degrees(np.arccos(c))`` of one double as the C library computes it."""
+    return math.degrees(math.acos(c))
+
+
+def _ordered(x: float) -> int:
+    """Non-negative doubles in order as integers (their bits)."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+def _from_ordered(i: int) -> float:
+    return struct.unpack("<d", struct.pack("<q", i))[0]
+
+
+def _first_cosine(holds: Callable[[float], bool]) -> float:
+    """The least double of [0, 1] where ``holds`` turns true (it stays true above)."""
+    lo, hi = _ordered(0.0), _ordered(1.0)
+    if holds(0.0):
+        return 0.0
+    while hi - lo > 1:  # holds(hi), not holds(lo)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if holds(_from_ordered(mid)) else (mid, hi)
+    return _from_ordered(hi)
+
+
+def _last_cosine(holds: Callable[[float], bool]) -> float:
+    """The greatest double of [0, 1] where ``holds`` is still true (it stays false above)."""
+    lo, hi = _ordered(0.0), _ordered(1.0)
+    if holds(1.0):
+        return 1.0
+    while hi - lo > 1:  # holds(lo), not holds(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if holds(_from_ordered(mid)) else (lo, mid)
+    return _from_ordered(lo)
+
+
 PROFILE_BINS = 12
 
 
@@ -201,15 +256,14 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
     """Per face: does it touch a curved-surface edge; and is every edge shared by two faces."""
     n_faces = len(mesh.welded_faces)
     first, second, closed = mesh.two_face_edges  # from the sort that bodies were found with
+    low, high = curved_cosines()
     shape = kernels.shape
     if shape is not None and first.dtype == second.dtype == np.int64 and normals.dtype == np.float64:
-        # the gathers, products, clip and the faces' flags compiled (the same bits); the
-        # arccos stays numpy's (its SIMD code need not round as the C library's does)
+        # the gathers, products, clip and the faces' flags compiled (the same bits)
         first, second = np.ascontiguousarray(first), np.ascontiguousarray(second)
         cosine = np.empty(len(first))
         shape.edge_cosines(np.ascontiguousarray(normals), n_faces, first, second, cosine)
-        angle = np.degrees(np.arccos(cosine))
-        soft = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+        soft = (cosine >= low) & (cosine <= high)
         curved = np.empty(n_faces, dtype=bool)
         shape.curved_faces(soft, first, second, n_faces, curved)
         return curved, closed
@@ -220,8 +274,8 @@ def _edge_stats(mesh: Mesh, normals: np.ndarray) -> tuple[np.ndarray, bool]:
         part = slice(lo, lo + _ROWS)
         # np.take: normals[f1] and normals[f2], gathered several times faster than by fancy indexing
         dot = np.einsum("ij,ij->i", np.take(normals, f1[part], axis=0), np.take(normals, f2[part], axis=0))
-        angle = np.degrees(np.arccos(np.abs(np.clip(dot, -1.0, 1.0))))  # winding-independent
-        soft[part] = (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG)
+        cosine = np.abs(np.clip(dot, -1.0, 1.0))  # winding-independent
+        soft[part] = (cosine >= low) & (cosine <= high)
     curved = np.zeros(n_faces, dtype=bool)
     curved[f1[soft]] = True
     curved[f2[soft]] = True

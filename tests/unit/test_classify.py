@@ -295,3 +295,32 @@ def test_hashed_groups_fold_by_first_appearance_not_by_salt() -> None:
     for _, test in fa:  # a design never straddles folds
         inside = {names[i] for i in test}
         assert all(names[i] not in inside for i in set(range(len(names))) - set(test.tolist()))
+
+
+def test_curved_edges_are_told_by_cosine_as_by_angle() -> None:
+    """The band of cosines (:func:`curved_cosines`) holds exactly the cosines whose angle in
+    degrees, by the C library's ``acos``, is strictly between the two limits: every double
+    within 3,000 of each end of the band (and of 0 and 1), and a million random cosines, which
+    ``np.arccos`` decides the same way away from the ends on any CPU."""
+    import math
+
+    from scanner.classify.shape import CURVED_MAX_DEG, CURVED_MIN_DEG, curved_cosines
+
+    low, high = curved_cosines()
+    assert 0.0 < low < high < 1.0
+    near = []
+    for end in (low, high, 0.0, 1.0):
+        for toward in (-1.0, 2.0):
+            x = end
+            for _ in range(3000):
+                near.append(x)
+                x = float(np.nextafter(x, toward))
+    near = [c for c in near if 0.0 <= c <= 1.0]
+    by_angle = [CURVED_MIN_DEG < math.degrees(math.acos(c)) < CURVED_MAX_DEG for c in near]
+    assert [low <= c <= high for c in near] == by_angle
+    assert any(by_angle) and not all(by_angle)
+    rng = np.random.default_rng(0)
+    c = rng.random(1_000_000)
+    c = c[(np.abs(c - low) > 1e-9) & (np.abs(c - high) > 1e-9)]
+    angle = np.degrees(np.arccos(c))
+    np.testing.assert_array_equal((c >= low) & (c <= high), (angle > CURVED_MIN_DEG) & (angle < CURVED_MAX_DEG))
