@@ -44,7 +44,8 @@ def curved_cosines() -> tuple[float, float]:
     face; the angle only falls as the cosine rises, so the two ends of the band, found once by
     bisection over the doubles of [0, 1] (~130 ``math.acos`` calls), decide every edge as the
     angle did - with this machine's ``acos`` on every machine."""
-    return _first_cosine(lambda c: _degrees(c) < CURVED_MAX_DEG), _last_cosine(lambda c: _degrees(c) > CURVED_MIN_DEG)
+    low = _first_double(lambda c: _degrees(c) < CURVED_MAX_DEG)
+    return low, math.nextafter(_first_double(lambda c: not _degrees(c) > CURVED_MIN_DEG), -math.inf)
 
 
 def _degrees(c: float) -> float:
@@ -61,26 +62,18 @@ def _from_ordered(i: int) -> float:
     return struct.unpack("<d", struct.pack("<q", i))[0]
 
 
-def _first_cosine(holds: Callable[[float], bool]) -> float:
-    """The least double of [0, 1] where ``holds`` turns true (it stays true above)."""
-    lo, hi = _ordered(0.0), _ordered(1.0)
+def _first_double(holds: Callable[[float], bool]) -> float:
+    """The least double of [0, 1] from which ``holds`` is true (false below it; ``math.inf``
+    when it is nowhere true)."""
     if holds(0.0):
         return 0.0
+    if not holds(1.0):
+        return math.inf
+    lo, hi = _ordered(0.0), _ordered(1.0)
     while hi - lo > 1:  # holds(hi), not holds(lo)
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if holds(_from_ordered(mid)) else (mid, hi)
     return _from_ordered(hi)
-
-
-def _last_cosine(holds: Callable[[float], bool]) -> float:
-    """The greatest double of [0, 1] where ``holds`` is still true (it stays false above)."""
-    lo, hi = _ordered(0.0), _ordered(1.0)
-    if holds(1.0):
-        return 1.0
-    while hi - lo > 1:  # holds(lo), not holds(hi)
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if holds(_from_ordered(mid)) else (lo, mid)
-    return _from_ordered(lo)
 
 
 PROFILE_BINS = 12
