@@ -54,8 +54,8 @@ def _run(setting: dict[str, str]) -> dict:
 
 def test_shape_numbers_do_not_depend_on_the_cpu_paths() -> None:
     runs = [_run(setting) for setting in SETTINGS]
-    kernels_seen = {tuple(run["blas"]) for run in runs[:3]}
-    assert len(kernels_seen) == 3, f"OpenBLAS did not switch kernels: {sorted(kernels_seen)}"
+    kernels_seen = {tuple(run["blas"]) for run in runs[:3]}  # two when this CPU is one of the older two
+    assert len(kernels_seen) >= 2, f"OpenBLAS did not switch kernels: {sorted(kernels_seen)}"
     first = runs[0]["digests"]
     for setting, run in zip(SETTINGS, runs, strict=True):
         assert run["digests"] == first, f"under {setting or 'this CPU'}: {run['digests']} != {first}"
