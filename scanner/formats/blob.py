@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from typing import BinaryIO, Protocol
 
 from scanner.errors import IO_ERROR, LIMIT_BYTES, UnreadableInput
@@ -32,9 +33,12 @@ class FileBlob:
         self.path = os.fspath(path)
         self.name = self.path
         try:
-            self.size = os.stat(self.path).st_size
+            status = os.stat(self.path)
         except OSError as exc:
             raise UnreadableInput(IO_ERROR, f"cannot stat: {exc.strerror}") from None
+        self.size = status.st_size
+        self.regular = stat.S_ISREG(status.st_mode)
+        """A regular file (not a device, pipe or socket, whose stat size says nothing)."""
         if self.size > max_bytes:
             raise UnreadableInput(LIMIT_BYTES, f"{self.size} bytes > limit {max_bytes}")
         self._head: bytes | None = None
