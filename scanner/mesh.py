@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner import parallel
+from scanner import kernels, parallel
 from scanner.arrays import sort64, sorted_order_u64, unique_sorted
 from scanner.util import sha256_chunks
 
@@ -236,11 +236,9 @@ def _plane_frame(lo_c: np.ndarray, hi_c: np.ndarray) -> tuple[np.ndarray, float]
 def _compiled_plane_keys(corners32: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """:func:`_numpy_plane_keys` by the compiled kernels (:mod:`scanner.kernels`): the same
     float64 operations per triangle, so the same bits, without the dozen (F,) temporaries
-    (measured on the bench's small files: 0.5-0.6 ms -> ~0.05 ms a file, about 3% of a scan's
-    CPU). None when they are not built, the input is not float32 rows, or a value is one the
+    (measured on the bench's small files: 0.38-0.46 -> 0.13-0.15 ms a file, the whole wall test
+    0.63-0.99 -> 0.36-0.54 ms). None when they are not built, the input is not float32 rows, or a value is one the
     kernel leaves to numpy (not finite, or beyond int64 once rounded)."""
-    from scanner import kernels
-
     compiled, n = kernels.compiled, len(corners32)
     if compiled is None or not n or corners32.dtype != np.float32 or corners32.shape[1:] != (3, 3):
         return None

@@ -72,11 +72,11 @@ def _local_blob(blob: FileBlob) -> Blob:
     archive is never held whole."""
     if not blob.regular or blob.size > READ_WHOLE_BYTES:
         return blob
-    try:
-        with open(blob.path, "rb") as fh:
+    with blob.open() as fh:  # io-error when it cannot be opened
+        try:
             data = fh.read(blob.size + 1)
-    except OSError as exc:
-        raise UnreadableInput(IO_ERROR, f"cannot read: {exc.strerror}") from None
+        except OSError as exc:
+            raise UnreadableInput(IO_ERROR, f"cannot read: {exc.strerror}") from None
     if len(data) > blob.size:  # it grew since its size was read: stream it, as a large file
         return blob
     return BytesBlob(blob.path, data)

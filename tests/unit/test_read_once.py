@@ -75,3 +75,32 @@ def test_a_named_pipe_is_not_read_at_opening(tmp_path: Path) -> None:
     opener.start()
     opener.join(10)
     assert done and isinstance(done[0], FileBlob) and not done[0].regular
+
+
+def test_a_known_part_flags_read_once_or_streamed_and_swapping_it_out_after_opening_does_not_clear_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An enrolled proxy flags whether its bytes are read once or streamed, with the same
+    verdict; and an uploader who swaps a benign file in once the scan has opened the part gets
+    the part's verdict under the part's hash, not a clear under either."""
+    from scanner.config import Settings
+    from scanner.context import ContextSpec, settings_json
+    from scanner.pipeline import scan_one
+    from tests.conftest import REPO
+
+    part = (REPO / "fixtures" / "demo" / "proxy-barrel-s1-000.stl").read_bytes()
+    benign = (REPO / "fixtures" / "demo" / "benign-cup-s1-000.stl").read_bytes()
+    path = tmp_path / "upload.stl"
+    path.write_bytes(part)
+    context = ContextSpec(None, settings_json(Settings()), "shipped").load()  # the shipped library
+    once = scan_one(path, context)
+    monkeypatch.setattr(sources, "READ_WHOLE_BYTES", 0)
+    streamed = scan_one(path, context)
+    monkeypatch.undo()
+    assert [v.verdict for v in once] == [v.verdict for v in streamed] == ["flag"]
+    assert once[0].sha256 == streamed[0].sha256 == hashlib.sha256(part).hexdigest()
+
+    opened = open_upload(path)
+    path.write_bytes(benign)  # swapped once the scan has the upload open
+    assert opened.sha256 == hashlib.sha256(part).hexdigest()
+    assert [r.mesh.triangle_count for r in opened.members()] == [len(part[84:]) // 50]
