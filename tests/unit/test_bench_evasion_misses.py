@@ -10,8 +10,9 @@ from __future__ import annotations
 import trimesh
 
 import scanner
-from bench.evasion_misses import intact_share, row_kind
+from bench.evasion_misses import deployed_verdict, intact_share, row_kind
 from scanner.features.pieces import piece_row
+from scanner.verdict import CLEAR, FLAG, REVIEW, Verdict
 
 
 def test_row_kinds_are_named():
@@ -35,3 +36,11 @@ def test_intact_share_tells_a_re_tessellated_copy_from_a_damaged_one(tmp_path):
     flattened.apply_translation((0.0, 0.0, -0.25))
     kept = intact_share(enrolled, _load(flattened, tmp_path / "flat.stl"))
     assert 0.3 < kept < 0.8  # the bottom and the lower half of the sides stay, the top does not
+
+
+def test_deployed_verdict_reads_the_most_severe_member_and_its_score():
+    clear = Verdict("a.zip", "a.stl", CLEAR, review_score=0.12, review_threshold=0.5)
+    review = Verdict("a.zip", "b.stl", REVIEW, category="barrel", review_score=0.81, review_threshold=0.5)
+    assert deployed_verdict([clear, review]) == "review (barrel, 0.81 >= 0.50)"
+    assert deployed_verdict([clear]) == "clear (0.12)"
+    assert deployed_verdict([clear, Verdict("a.zip", "c.stl", FLAG), review]) == "flag"
