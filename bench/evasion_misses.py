@@ -17,7 +17,8 @@ evasion whose ``family [strength]`` matches ``--families``, the upload is scanne
   found; the route needs ``MIN_MATCHED`` codes and ``MIN_SHARE``);
 - the gate: ``distance`` when no row of its signature is within its threshold, else the
   second-stage test that vetoed each row within its threshold (``CONFIRM``: nearer a plain
-  solid; ``DISTINCT``: another design as near; ``PIECE_SHARE``: a piece hit from a small row);
+  solid; ``DISTINCT``: another design as near; ``PIECE_SHARE``: a piece hit from a small row;
+  ``PIECE_CONFIRM``: a piece hit far into its band that nothing else corroborates);
 - with ``--with-model``, the verdict the default deployment gives the same upload (the shipped
   classifier on, as ``meshscan scan`` without ``--no-model``): ``review`` puts the copy in front
   of a person although no signature matched it. The shipped demo model was trained on seed 1001
@@ -49,7 +50,7 @@ from fixtures.evasions import EVASIONS, as_trimesh  # noqa: E402
 from fixtures.generate import PROXY_CATEGORIES, generate  # noqa: E402
 from scanner.classify.model import load_model  # noqa: E402
 from scanner.features import describe  # noqa: E402
-from scanner.features.patches import mesh_patch_codes  # noqa: E402
+from scanner.features.patches import PatchCodes, mesh_patch_codes  # noqa: E402
 from scanner.features.pieces import piece_share  # noqa: E402
 from scanner.features.reference import confirms, nearest_generic_distance  # noqa: E402
 from scanner.matching import PIECE_UPLOAD_SHARE  # noqa: E402
@@ -96,8 +97,12 @@ def intact_share(enrolled: scanner.Mesh, copy: scanner.Mesh, samples: int = 4000
     return float((distance < INTACT_TOLERANCE * diagonal).mean())
 
 
-def gates(context: ScanContext, vectors: np.ndarray, shares: list[float], signature: int) -> list[str]:
-    """What the matcher did with each row of ``signature`` that was within its threshold."""
+def gates(
+    context: ScanContext, vectors: np.ndarray, shares: list[float], signature: int, codes: PatchCodes | None = None
+) -> list[str]:
+    """What the matcher did with each row of ``signature`` that was within its threshold
+    (``PIECE_CONFIRM`` is replayed when the upload's patch ``codes`` are given, without the
+    convex-row test: a piece hit far into its band that nothing else corroborates)."""
     matcher = context.matcher
     match = context.settings.match
     hits = [h for h in matcher.descriptors.query(vectors, k=match.neighbours, radius=match.distance_threshold)
@@ -114,6 +119,8 @@ def gates(context: ScanContext, vectors: np.ndarray, shares: list[float], signat
             vetoes.append("CONFIRM")
         if not matcher._distinct(vectors, [h]):  # noqa: SLF001 - the matcher's own test, replayed
             vetoes.append("DISTINCT")
+        if codes is not None and not matcher._confirm_pieces(vectors, [h], lambda: codes):  # noqa: SLF001
+            vetoes.append("PIECE_CONFIRM")
         out.append(f"{row_kind(h.body)} {h.distance:.4f}<{h.threshold:.4f}: {'+'.join(vetoes) or 'stands'}")
     return out
 
@@ -187,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 descriptor = describe(copy)
                 vectors = np.asarray(descriptor.rows()[0], dtype=np.float64)
                 whole, nearest = nearest_rows(context, vectors, signature)
-                found = [h for h in context.matcher.patches.query(mesh_patch_codes(copy), 1, 0.0)
+                codes = mesh_patch_codes(copy)
+                found = [h for h in context.matcher.patches.query(codes, 1, 0.0)
                          if h.signature == signature]  # fmt: skip
                 coverage = f"{found[0].share:.2f} ({found[0].matched} {found[0].kind})" if found else "0 (0)"
                 model_cell = ""
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     model_cell = f" {deployed_verdict(verdicts)} |"
                 print(f"| {path.name} | {evasion.key} | {copy.triangle_count} | {area:+.1%} / {volume:+.1%} "
                       f"| {intact_share(enrolled, copy):.0%} | {whole} | {nearest} | {coverage} "
-                      f"| {'; '.join(gates(context, vectors, descriptor.row_shares(), signature))} |"
+                      f"| {'; '.join(gates(context, vectors, descriptor.row_shares(), signature, codes))} |"
                       f"{model_cell}")  # fmt: skip
         print(f"\n{missed} of {total} copies missed.")
         if deployed is not None:
