@@ -138,6 +138,7 @@ class Row:
             "n": len(self.outcomes),
             "caught": sum(o.caught for o in self.outcomes),
             "recall": self.recall,
+            "interval": wilson_interval(sum(o.caught for o in self.outcomes), len(self.outcomes)),
             "own_signature": sum(o.own for o in self.outcomes),
             "unscannable": sum(o.unscannable for o in self.outcomes),
             "member_recall": (sum(o.members_flagged for o in self.outcomes) / member_total) if member_total else None,
@@ -459,9 +460,27 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
     return results, meta | {"library": lib, "work": work}
 
 
+def wilson_interval(caught: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a recall of ``caught`` out of ``n`` copies.
+
+    Why: at the default 24 proxies one copy is four points of recall, so a row at 92% is one
+    copy from a 90% tier; printed beside each recall, the interval says how far the sample
+    lets the figure be trusted (measured: seed 0's 24 proxies gave 79% on the densified
+    decimation at "50%", 96 proxies of seed 5 gave 73%, inside the first's 60-91%). Wilson's
+    interval, not the normal one, because recalls sit near 0 and 1 where that one leaves [0, 1]."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = caught / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low = 0.0 if caught == 0 else max(0.0, centre - half)
+    return low, 1.0 if caught == n else min(1.0, centre + half)
+
+
 def print_table(results: list[Row]) -> None:
-    print("| family | strength | target | recall | n | median d | max d | status |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| family | strength | target | recall | 95% interval | n | median d | max d | status |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results:
         d = row.to_dict()
         note = ""
@@ -472,9 +491,10 @@ def print_table(results: list[Row]) -> None:
         listed = "" if d["in_issue"] else "*"
         med = "-" if d["median_distance"] is None else f"{d['median_distance']:.4f}"
         mx = "-" if d["max_distance"] is None else f"{d['max_distance']:.4f}"
+        low, high = d["interval"]
         print(
             f"| {d['family']} | {d['strength']} | {'100%' if d['tier'] == 100 else '>= ' + str(d['tier']) + '%'}"
-            f"{listed} | {d['recall']:.0%}{note} | {d['n']} | {med} | {mx} | {d['status']} |"
+            f"{listed} | {d['recall']:.0%}{note} | {low:.0%}-{high:.0%} | {d['n']} | {med} | {mx} | {d['status']} |"
         )
     if not results:
         print("(no evasion selected by --families)")
@@ -490,8 +510,9 @@ def print_table(results: list[Row]) -> None:
         + ". * = not in the issue's lists, held to the tier of its nearest listed sibling."
     )
     print(
-        "recall = uploads that got `flag` (an archive: any member); d = descriptor distance of the "
-        "upload to its own signature (information only)."
+        "recall = uploads that got `flag` (an archive: any member), with its 95% Wilson interval over "
+        "the n copies (status reads the recall itself); d = descriptor distance of the upload to its own "
+        "signature (information only)."
     )
     print_surface_change(results)
     print_deviation(results)
