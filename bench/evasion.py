@@ -130,15 +130,16 @@ class Row:
         d = np.array([o.distance for o in self.outcomes], dtype=float)
         finite = d[np.isfinite(d)]
         member_total = sum(o.members for o in self.outcomes)
+        caught = sum(o.caught for o in self.outcomes)
         return {
             "family": self.evasion.family,
             "strength": self.evasion.strength,
             "tier": self.evasion.tier,
             "in_issue": self.evasion.in_issue,
             "n": len(self.outcomes),
-            "caught": sum(o.caught for o in self.outcomes),
+            "caught": caught,
             "recall": self.recall,
-            "interval": wilson_interval(sum(o.caught for o in self.outcomes), len(self.outcomes)),
+            "interval": wilson_interval(caught, len(self.outcomes)),
             "own_signature": sum(o.own for o in self.outcomes),
             "unscannable": sum(o.unscannable for o in self.outcomes),
             "member_recall": (sum(o.members_flagged for o in self.outcomes) / member_total) if member_total else None,
@@ -460,22 +461,18 @@ def run_evasions(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict]
     return results, meta | {"library": lib, "work": work}
 
 
-def wilson_interval(caught: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a recall of ``caught`` out of ``n`` copies.
+def wilson_interval(caught: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a recall of ``caught`` out of ``n`` copies (the
+    reports' own, :func:`scanner.report.stats.wilson_interval`); NaN for a row with no copies,
+    whose recall is NaN too.
 
     Why: at the default 24 proxies one copy is four points of recall, so a row at 92% is one
     copy from a 90% tier; printed beside each recall, the interval says how far the sample
     lets the figure be trusted (measured: seed 0's 24 proxies gave 79% on the densified
-    decimation at "50%", 96 proxies of seed 5 gave 73%, inside the first's 60-91%). Wilson's
-    interval, not the normal one, because recalls sit near 0 and 1 where that one leaves [0, 1]."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = caught / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    low = 0.0 if caught == 0 else max(0.0, centre - half)
-    return low, 1.0 if caught == n else min(1.0, centre + half)
+    decimation at "50%", 96 proxies of seed 5 gave 73%, inside the first's 60-91%)."""
+    from scanner.report.stats import wilson_interval as wilson
+
+    return (math.nan, math.nan) if n <= 0 else wilson(caught, n)
 
 
 def print_table(results: list[Row]) -> None:
