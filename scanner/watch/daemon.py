@@ -389,9 +389,9 @@ class Watcher:
                 if self._rearm(root):
                     self.request_reconcile()
         for root, paths in self.canary.due(time.time()).items():
+            self.metrics.events_missed(root, len(paths))  # counted before the alarm line is seen
             log.error("events missed: the folder's watch is not delivering; watching it again",
                       extra={"fields": {"root": root, "files": len(paths), "examples": sorted(paths)[:3]}})  # fmt: skip
-            self.metrics.events_missed(root, len(paths))
             self._rearm(root)
 
     def _assess(self) -> None:

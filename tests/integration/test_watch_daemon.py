@@ -433,6 +433,8 @@ def test_sigterm_lets_a_running_scan_finish_and_metrics_are_served(
     d.wait_started()
     shutil.copy(PROXIES[0], up / ("flagged" + PROXIES[0].suffix))
     wait_for(lambda: len(verdict_lines(log)) == 1, 30, "the first verdict", d.proc)
+    # the metrics count a scan just after its verdict line is committed: wait for that
+    wait_for(lambda: d.logs("scanned"), 10, "the scan's metrics", d.proc)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         metrics = response.read().decode()
     assert 'meshscan_watch_files_scanned_total{verdict="flag"} 1.0' in metrics

@@ -83,7 +83,8 @@ def test_healthz_and_watch_health_follow_a_lost_and_recreated_folder(
     assert watch_health("--config", str(config)).returncode == 0
     shutil.copy(DEMO / "benign-pipe-s1-002.stl", up / "after.stl")
     wait_for(lambda: names(log) == ["after.stl"], 30, "the verdict in the recreated folder", d.proc)
-    assert metric(port, "meshscan_watch_files_scanned_total") == 1  # /metrics still served beside /healthz
+    # /metrics still served beside /healthz; the count follows the verdict line's commit
+    wait_for(lambda: metric(port, "meshscan_watch_files_scanned_total") == 1, 10, "the scan's metrics", d.proc)
     assert d.stop() == 0
     gone = watch_health("--config", str(config))  # no daemon: unhealthy, not a traceback
     assert gone.returncode == 1 and "no_answer" in gone.stdout and "Traceback" not in gone.stderr
