@@ -7,10 +7,13 @@ must read the rows and the surface correctly for that diagnosis to stand.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import trimesh
 
 import scanner
-from bench.evasion_misses import deployed_verdict, intact_share, row_kind
+from bench.evasion_misses import band_table, deployed_verdict, intact_share, nearest_ratio, row_kind
 from scanner.features.pieces import piece_row
 from scanner.verdict import CLEAR, FLAG, REVIEW, Verdict
 
@@ -44,3 +47,23 @@ def test_deployed_verdict_reads_the_most_severe_member_and_its_score():
     assert deployed_verdict([clear, review]) == "review (barrel, 0.81 >= 0.50)"
     assert deployed_verdict([clear]) == "clear (0.12)"
     assert deployed_verdict([clear, Verdict("a.zip", "c.stl", FLAG), review]) == "flag"
+
+
+def test_nearest_ratio_is_over_each_rows_own_threshold_and_skips_exact_only_rows():
+    library = SimpleNamespace(
+        vectors=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]),
+        thresholds=np.array([0.0, 0.5, 2.0]),  # the first matches exact copies only
+    )
+    context = SimpleNamespace(library=library)
+    upload = np.array([[0.0, 0.1], [0.0, 2.0]])  # beside the exact-only row; 1 from the third
+    # the exact-only row is 0.1 away but left out; (0,0.1) is 1.005 from row 1 (2.01x) and 2.9 from
+    # row 2 (1.45x); (0,2) is 1 from row 2 (0.5x)
+    assert nearest_ratio(context, upload) == 0.5
+    assert round(nearest_ratio(context, upload[:1]), 3) == 1.45
+
+
+def test_band_table_counts_below_each_band_and_leaves_unread_files_out():
+    lines = band_table({"misses": [0.9, 1.2, 1.6, 2.5], "benign": [1.4, None, 3.5]}, bands=(1.25, 2.0))
+    assert lines[0] == "| band (x threshold) | misses | benign |"
+    assert lines[2] == "| < 1.25x | 2 of 4 (50%) | 0 of 2 (0%) |"
+    assert lines[3] == "| < 2x | 3 of 4 (75%) | 1 of 2 (50%) |"
