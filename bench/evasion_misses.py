@@ -170,7 +170,9 @@ def nearest_ratio(context: ScanContext, vectors: np.ndarray) -> float:
     limits = np.asarray(lib.thresholds, dtype=np.float64)
     live = limits > 0
     own = np.asarray(lib.vectors, dtype=np.float64)[live]
-    d = np.sqrt(((vectors[:, None, :] - own[None]) ** 2).sum(axis=2)).min(axis=0)
+    # |a - b|^2 as |a|^2 + |b|^2 - 2ab: no (uploads x rows x dims) array at thousands of signatures
+    squared = (vectors**2).sum(axis=1)[:, None] + (own**2).sum(axis=1)[None] - 2.0 * vectors @ own.T
+    d = np.sqrt(np.maximum(squared, 0.0)).min(axis=0)
     return float((d / limits[live]).min())
 
 
