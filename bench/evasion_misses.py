@@ -131,6 +131,13 @@ def gates(
     return out
 
 
+def row_distances(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each of ``rows``' distance to the nearest of the upload's ``vectors``; |a - b|^2 as
+    |a|^2 + |b|^2 - 2ab, so no (uploads x rows x dims) array at hundreds of signatures."""
+    squared = (vectors**2).sum(axis=1)[:, None] + (rows**2).sum(axis=1)[None] - 2.0 * vectors @ rows.T
+    return np.sqrt(np.maximum(squared, 0.0)).min(axis=0)
+
+
 def nearest_rows(context: ScanContext, vectors: np.ndarray, signature: int) -> tuple[str, str]:
     """(whole row, nearest row of any kind) as 'kind d / threshold (x ratio)'."""
     lib = context.library
@@ -138,7 +145,7 @@ def nearest_rows(context: ScanContext, vectors: np.ndarray, signature: int) -> t
     mine = np.flatnonzero(rows[:, 0] == signature)
     own = np.asarray(lib.vectors, dtype=np.float64)[mine]
     limits = np.asarray(lib.thresholds, dtype=np.float64)[mine]
-    d = np.sqrt(((vectors[:, None, :] - own[None]) ** 2).sum(axis=2)).min(axis=0)
+    d = row_distances(vectors, own)
     ratio = np.where(limits > 0, d / np.maximum(limits, 1e-12), np.inf)
 
     def text(i: int) -> str:
@@ -170,10 +177,7 @@ def nearest_ratio(context: ScanContext, vectors: np.ndarray) -> float:
     limits = np.asarray(lib.thresholds, dtype=np.float64)
     live = limits > 0
     own = np.asarray(lib.vectors, dtype=np.float64)[live]
-    # |a - b|^2 as |a|^2 + |b|^2 - 2ab: no (uploads x rows x dims) array at thousands of signatures
-    squared = (vectors**2).sum(axis=1)[:, None] + (own**2).sum(axis=1)[None] - 2.0 * vectors @ own.T
-    d = np.sqrt(np.maximum(squared, 0.0)).min(axis=0)
-    return float((d / limits[live]).min())
+    return float((row_distances(vectors, own) / limits[live]).min())
 
 
 def file_ratio(context: ScanContext, path: Path) -> float | None:
@@ -260,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 descriptor = describe(copy)
                 vectors = np.asarray(descriptor.rows()[0], dtype=np.float64)
                 whole, nearest = nearest_rows(context, vectors, signature)
-                ratios.append(nearest_ratio(context, vectors))
+                if args.review_band:
+                    ratios.append(nearest_ratio(context, vectors))
                 codes = mesh_patch_codes(copy)
                 found = [h for h in context.matcher.patches.query(codes, 1, 0.0)
                          if h.signature == signature]  # fmt: skip
